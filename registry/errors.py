@@ -1,0 +1,111 @@
+"""Every exception toolcrib raises on purpose, in one place.
+
+Each carries the CLI exit code it maps to, so the CLI has one rule:
+``sys.exit(err.exit_code)`` after printing ``Error: <message>`` on one line.
+
+    ToolcribError                 base; exit 1
+    ├── InvalidInput              exit 2: bad source, arguments, reference syntax, files, bundles
+    │   ├── AdmissionError        the source was refused at `add` (names the line)
+    │   ├── ArgumentsError        call arguments do not match the input schema (names each field)
+    │   ├── TestsFormatError      a tests file is not a valid list of cases
+    │   ├── BundleError           an export bundle is malformed or its digests do not match
+    │   └── ConflictError         e.g. an explicit --version that is already taken
+    ├── NotFound                  exit 3: no such tool, version or reference
+    ├── PolicyRefused             exit 4: unverified or yanked version refused by policy
+    └── SandboxUnavailable        exit 6: the backend could not run anything
+
+Exit code 1 (the tool raised, a test failed) and 5 (a resource limit) come from
+call and verify *results*, not exceptions; `exit_code_for_status` maps them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdmissionError",
+    "ArgumentsError",
+    "BundleError",
+    "ConflictError",
+    "EXIT_CODES",
+    "InvalidInput",
+    "NotFound",
+    "PolicyRefused",
+    "SandboxUnavailable",
+    "TestsFormatError",
+    "ToolcribError",
+    "exit_code_for_status",
+]
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "the tool raised an error, or a test case failed",
+    2: "usage error or bad input",
+    3: "not found",
+    4: "refused by policy (unverified, yanked, rejected by the restricted compiler or a guard)",
+    5: "a resource limit was hit",
+    6: "the sandbox is unavailable (e.g. no Docker engine)",
+}
+
+
+class ToolcribError(Exception):
+    """Base of every deliberate toolcrib error."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(ToolcribError):
+    exit_code = 2
+
+
+class AdmissionError(InvalidInput):
+    """The source was refused at admission. `line` is 1-based where known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(f"line {line}: {message}" if line else message)
+        self.line = line
+
+
+class ArgumentsError(InvalidInput):
+    """Arguments did not validate. `fields` maps each bad field to why."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
+
+
+class TestsFormatError(InvalidInput):
+    __test__ = False  # not a pytest class
+
+
+class BundleError(InvalidInput):
+    pass
+
+
+class ConflictError(InvalidInput):
+    pass
+
+
+class NotFound(ToolcribError):
+    exit_code = 3
+
+
+class PolicyRefused(ToolcribError):
+    exit_code = 4
+
+
+class SandboxUnavailable(ToolcribError):
+    exit_code = 6
+
+
+_STATUS_EXIT = {"ok": 0, "error": 1, "blocked": 4, "limit": 5, "unavailable": 6}
+
+
+def exit_code_for_status(status: str) -> int:
+    """The exit code for a call `Result.status` (ok 0, error 1, blocked 4, limit 5, unavailable 6)."""
+    return _STATUS_EXIT[status]

@@ -1,0 +1,176 @@
+"""The registry's public data types: what `Registry` methods return.
+
+All are pydantic models, so `model_dump(mode="json")` is the `--json` output
+of the matching CLI command.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..sandbox.contract import ErrorInfo, LimitName, Limits, Status
+
+__all__ = [
+    "AddResult",
+    "AuditEntry",
+    "AuditReport",
+    "CallOutcome",
+    "CaseEvidence",
+    "Comparator",
+    "Provenance",
+    "ProvenanceInput",
+    "Signature",
+    "TestCase",
+    "ToolDiff",
+    "ToolVersion",
+    "VersionStatus",
+    "Verification",
+]
+
+VersionStatus = Literal["unverified", "verified", "failed"]
+Comparator = Literal["exact", "float", "unordered", "normalized_text"]
+Bump = Literal["initial", "major", "minor", "patch", "explicit", "existing"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Signature(_Model):
+    """The entrypoint's interface as JSON Schema."""
+
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None = None
+    untyped: list[str] = Field(default_factory=list, description="parameters with no annotation")
+    description: str | None = Field(None, description="the entrypoint's docstring")
+
+
+class TestCase(_Model):
+    """One stored test case: call with `args` or run `snippet` (which sets `ans`),
+    then compare with `expected` using `comparator`."""
+
+    __test__ = False  # not a pytest class
+
+    name: str | None = None
+    args: dict[str, Any] | None = None
+    snippet: str | None = None
+    expected: Any = None
+    comparator: Comparator = "exact"
+    tolerance: float | None = Field(None, ge=0, description="for comparator 'float'; default 1e-9 relative")
+
+
+class ProvenanceInput(_Model):
+    """What the registering party says about where a tool came from."""
+
+    generator: str | None = Field(None, description="e.g. a model id, 'human', a pipeline name")
+    prompt: str | None = Field(None, description="the prompt or the full transcript, as text")
+    parent: str | None = Field(None, description="reference of the version this one derives from")
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class Provenance(_Model):
+    """Provenance as stored with a version."""
+
+    generator: str | None = None
+    prompt: str | None = None
+    prompt_sha256: str | None = None
+    parent: str | None = Field(None, description="'name@version' of the parent, resolved at add time")
+    parent_sha256: str | None = None
+    registered_by: str
+    registered_at: str = Field(description="ISO 8601, UTC")
+    source_sha256: str
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class ToolVersion(_Model):
+    """One immutable version of a tool, with its lifecycle state."""
+
+    name: str
+    version: str
+    sha256: str = Field(description="content hash over the canonical form of source, entrypoint, signature, tests")
+    entrypoint: str
+    source: str
+    signature: Signature
+    tests: list[TestCase] = Field(default_factory=list)
+    limits: Limits | None = Field(None, description="limits the tool declared at add time")
+    status: VersionStatus = "unverified"
+    deprecated: str | None = Field(None, description="deprecation message, if deprecated")
+    yanked: str | None = Field(None, description="yank reason, if yanked")
+    provenance: Provenance
+    created_at: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class AddResult(_Model):
+    tool: ToolVersion
+    created: bool = Field(description="False when identical content already existed")
+    bump: Bump
+    notes: list[str] = Field(default_factory=list, description="what admission changed or noticed")
+
+
+class CaseEvidence(_Model):
+    index: int
+    name: str | None = None
+    passed: bool
+    status: Status
+    expected: Any = None
+    actual: Any = None
+    error: ErrorInfo | None = None
+    limit: LimitName | None = None
+    duration_ms: float
+
+
+class Verification(_Model):
+    tool: str = Field(description="name@version")
+    sha256: str
+    status: Literal["verified", "failed"]
+    backend: str
+    image_digest: str | None = None
+    passed: int
+    failed: int
+    cases: list[CaseEvidence]
+    verified_at: str
+
+
+class CallOutcome(_Model):
+    """A call's result: the CLI's `call --json` object."""
+
+    status: Status
+    result: Any = None
+    error: ErrorInfo | None = None
+    limit: LimitName | None = None
+    stdout: str = ""
+    tool: str = Field(description="name@version")
+    backend: str
+    duration_ms: float
+
+
+class ToolDiff(_Model):
+    old: str
+    new: str
+    source_diff: str = Field(description="unified diff of the sources")
+    schema_diff: str = Field(description="unified diff of the signatures as sorted JSON")
+    bump: Literal["major", "minor", "patch", "none"]
+
+
+class AuditEntry(_Model):
+    seq: int
+    at: str
+    actor: str
+    event: str
+    tool: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    entry_hash: str
+
+
+class AuditReport(_Model):
+    ok: bool
+    entries: int
+    first_bad: int | None = Field(None, description="seq of the first entry whose hash or link is wrong")
+    problem: str | None = None

@@ -1,0 +1,74 @@
+"""toolcrib.sandbox: run one job of untrusted tool code and get JSON back.
+
+Two backends honour one contract (`contract.py`):
+
+- ``restricted`` (default): RestrictedPython in a fresh, OS-limited process
+  forked per call from a warm zygote (`restricted.py`, `zygote.py`).
+- ``docker``: one throwaway, locked-down container per call (`docker.py`).
+
+This package knows nothing of the registry.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .contract import LIMIT_NAMES, Backend, CallMode, ErrorInfo, Job, LimitName, Limits, Result, Status
+
+__all__ = [
+    "BACKEND_NAMES",
+    "Backend",
+    "CallMode",
+    "ErrorInfo",
+    "Job",
+    "LIMIT_NAMES",
+    "LimitName",
+    "Limits",
+    "Result",
+    "Status",
+    "close_backends",
+    "get_backend",
+    "run",
+]
+
+BACKEND_NAMES: tuple[str, ...] = ("restricted", "docker")
+
+_backends: dict[str, Backend] = {}
+_lock = threading.Lock()
+
+
+def get_backend(name: str = "restricted", **options: Any) -> Backend:
+    """The shared backend of that name, started on first use.
+
+    Options are passed to the backend's constructor the first time only.
+    Raises ValueError for an unknown name.
+    """
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKEND_NAMES)})")
+    with _lock:
+        backend = _backends.get(name)
+        if backend is None:
+            if name == "restricted":
+                from .restricted import RestrictedBackend
+
+                backend = RestrictedBackend(**options)
+            else:
+                from .docker import DockerBackend
+
+                backend = DockerBackend(**options)
+            _backends[name] = backend
+        return backend
+
+
+def run(job: Job, backend: str = "restricted") -> Result:
+    """Run one job on the named backend."""
+    return get_backend(backend).run(job)
+
+
+def close_backends() -> None:
+    """Stop every backend started by `get_backend` (zygotes, warm pools)."""
+    with _lock:
+        for backend in _backends.values():
+            backend.close()
+        _backends.clear()

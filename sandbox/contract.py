@@ -1,0 +1,125 @@
+"""The one contract both sandbox backends honour: what goes in (`Job`), under
+which bounds (`Limits`), and what comes back (`Result`).
+
+Everything here is plain data. A `Result` is built by the host from JSON that
+the sandbox wrote; the host never holds an object the sandbox made.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Backend",
+    "CallMode",
+    "ErrorInfo",
+    "Job",
+    "LIMIT_NAMES",
+    "LimitName",
+    "Limits",
+    "Result",
+    "Status",
+]
+
+Status = Literal["ok", "error", "blocked", "limit", "unavailable"]
+"""ok: the tool returned; error: it raised (or its result was not JSON);
+blocked: the policy refused it (restricted compiler, a guard, an import);
+limit: a resource limit was hit (see `Result.limit`); unavailable: the backend
+could not run anything (no Docker engine, the zygote cannot start)."""
+
+LimitName = Literal["cpu", "wall", "memory", "output", "pids", "disk"]
+LIMIT_NAMES: tuple[str, ...] = ("cpu", "wall", "memory", "output", "pids", "disk")
+
+CallMode = Literal["args", "snippet"]
+
+
+class Limits(BaseModel):
+    """Resource limits for one call. Units are in the field names' docs;
+    the CLI spells them `--limit cpu=2 --limit memory=512`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpu: float = Field(2.0, gt=0, description="CPU seconds")
+    wall: float = Field(5.0, gt=0, description="wall-clock seconds")
+    memory: int = Field(256, gt=0, description="address space / container memory, MiB")
+    output: int = Field(1024, gt=0, description="result JSON plus captured prints, KiB")
+    pids: int = Field(32, gt=0, description="processes and threads (Docker backend)")
+    disk: int = Field(8, ge=0, description="largest file / tmpfs size, MiB (0: no writes)")
+
+    def capped(self, maxima: "Limits") -> "Limits":
+        """These limits, each lowered to at most the matching maximum."""
+        return Limits(**{k: min(getattr(self, k), getattr(maxima, k)) for k in type(self).model_fields})
+
+    def override(self, **changes: float | int) -> "Limits":
+        """A copy with some fields changed (validated)."""
+        return Limits(**{**self.model_dump(), **changes})
+
+
+class Job(BaseModel):
+    """One call of one tool: the tool's whole source, which function to call,
+    and either JSON arguments or a snippet that calls it and sets `ans`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str
+    entrypoint: str
+    mode: CallMode = "args"
+    args: dict[str, Any] = Field(default_factory=dict)
+    snippet: str | None = None
+    limits: Limits = Field(default_factory=Limits)
+    # Docker backend only: "restricted" also applies the RestrictedPython policy
+    # inside the container (defence in depth); "plain" runs the tool as Python.
+    policy: Literal["restricted", "plain"] = "restricted"
+
+    @model_validator(mode="after")
+    def _mode_matches(self) -> "Job":
+        if self.mode == "snippet" and not self.snippet:
+            raise ValueError("a snippet job needs a snippet")
+        if self.mode == "args" and self.snippet is not None:
+            raise ValueError("an args job takes no snippet")
+        return self
+
+    def wire(self) -> dict[str, Any]:
+        """The job as the JSON-able dict that crosses into a sandbox."""
+        return self.model_dump(mode="json")
+
+
+class ErrorInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    message: str
+    line: int | None = None
+
+
+class Result(BaseModel):
+    """What one call produced. `result` is parsed JSON (never a sandbox object)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Status
+    result: Any = None
+    error: ErrorInfo | None = None
+    limit: LimitName | None = None
+    stdout: str = ""
+    backend: str
+    duration_ms: float = 0.0
+    image_digest: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A way to run jobs. `run` never raises for anything the tool does: every
+    outcome, including "the engine is gone", is a `Result`."""
+
+    name: str
+
+    def run(self, job: Job) -> Result: ...
+
+    def close(self) -> None: ...
