@@ -38,7 +38,9 @@ class Registry:
 
     ``Registry(path)`` opens (creating and migrating) the database. ``actor`` is
     recorded in provenance and every audit entry (default: $TOOLCRIB_ACTOR,
-    else the OS user name). ``max_limits`` caps every declared or requested limit.
+    else the OS user name). ``max_limits`` caps every declared or requested limit. With
+    ``create=False`` a missing database file raises NotFound instead of being
+    created (read-only CLI commands use that).
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class Registry:
         *,
         actor: str | None = None,
         max_limits: Limits = DEFAULT_MAX_LIMITS,
+        create: bool = True,
     ) -> None:
         raise NotImplementedError
 
@@ -113,9 +116,15 @@ class Registry:
         *,
         backend: str = "restricted",
         limits: dict[str, float] | None = None,
+        policy: str | None = None,
         on_case: Callable[[int, int], None] | None = None,
     ) -> Verification:
-        """Run every test case (each in its own fresh sandbox), store evidence and verdict."""
+        """Run every test case (each in its own fresh sandbox), store evidence and verdict.
+
+        ``limits`` overrides (e.g. {"cpu": 10}) must stay within ``max_limits``.
+        ``policy``: None means "restricted" on the restricted backend and
+        "plain" on Docker; "restricted" on Docker is defence in depth.
+        """
         raise NotImplementedError
 
     def call(
@@ -126,6 +135,7 @@ class Registry:
         snippet: str | None = None,
         backend: str = "restricted",
         limits: dict[str, float] | None = None,
+        policy: str | None = None,
         allow_unverified: bool = False,
         allow_yanked: bool = False,
     ) -> CallOutcome:
