@@ -1,0 +1,147 @@
+"""What every command shares: opening the registry, parsing KEY=VALUE options,
+printing JSON and tables, and turning toolcrib errors into exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..registry import Registry
+from ..registry.errors import ToolcribError
+
+__all__ = [
+    "CLIError",
+    "echo_json",
+    "echo_table",
+    "json_option",
+    "limit_option",
+    "open_registry",
+    "parse_key_values",
+    "parse_limits",
+    "read_text_argument",
+]
+
+
+class CLIError(click.ClickException):
+    """A one-line user-facing error with a documented exit code."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    @classmethod
+    def from_error(cls, err: ToolcribError) -> "CLIError":
+        return cls(err.message, err.exit_code)
+
+
+class State:
+    """The global options, kept on the click context."""
+
+    def __init__(self, registry_path: str | None, actor: str | None) -> None:
+        self.registry_path = registry_path
+        self.actor = actor
+        self._registries: list[Registry] = []
+
+    def open(self, *, create: bool) -> Registry:
+        try:
+            reg = Registry(self.registry_path, actor=self.actor, create=create)
+        except ToolcribError as err:
+            raise CLIError.from_error(err) from None
+        self._registries.append(reg)
+        return reg
+
+    def close(self) -> None:
+        for reg in self._registries:
+            reg.close()
+        self._registries.clear()
+
+
+def open_registry(*, create: bool = False) -> Registry:
+    """The registry named by the global options. Read commands pass
+    create=False so a mistyped path is an error, not a new empty registry."""
+    state = click.get_current_context().find_object(State)
+    assert state is not None, "the toolcrib group sets the state"
+    return state.open(create=create)
+
+
+def json_option(fn):  # type: ignore[no-untyped-def]
+    return click.option("json_output", "--json", is_flag=True, help="Output JSON.")(fn)
+
+
+def limit_option(fn):  # type: ignore[no-untyped-def]
+    return click.option(
+        "limits",
+        "--limit",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Override a resource limit within the registry's maxima: cpu (s), wall (s), "
+        "memory (MiB), output (KiB), pids, disk (MiB). Repeatable.",
+    )(fn)
+
+
+def parse_key_values(pairs: Sequence[str], option: str) -> dict[str, str]:
+    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}; a pair without '=' is a usage error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint=option)
+        out[key.strip()] = value
+    return out
+
+
+def parse_limits(pairs: Sequence[str]) -> dict[str, float] | None:
+    if not pairs:
+        return None
+    limits: dict[str, float] = {}
+    for key, value in parse_key_values(pairs, "--limit").items():
+        try:
+            limits[key] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{key}: {value!r} is not a number", param_hint="--limit") from None
+    return limits
+
+
+def read_text_argument(path: str, what: str) -> str:
+    """The text of a file, or of stdin for '-', as a clean usage error when unreadable."""
+    if path == "-":
+        if sys.stdin is None:
+            raise CLIError(f"no {what} on standard input")
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CLIError(f"{what} file not found: {path}") from None
+    except IsADirectoryError:
+        raise CLIError(f"{what} path is a directory: {path}") from None
+    except UnicodeDecodeError:
+        raise CLIError(f"{what} file is not UTF-8 text: {path}") from None
+    except OSError as err:
+        raise CLIError(f"cannot read {what} file {path}: {err.strerror}") from None
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A plain aligned table; cells are made single-line and capped."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    line = "  ".join("{:<%d}" % w for w in widths)
+    click.echo(line.format(*headers).rstrip())
+    for row in cells:
+        click.echo(line.format(*row).rstrip())
+
+
+def _cell(value: Any, cap: int = 60) -> str:
+    text = "" if value is None else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= cap else text[: cap - 1] + "…"

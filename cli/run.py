@@ -1,0 +1,206 @@
+"""Commands that run tool code in a sandbox: verify and call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..registry import CallOutcome, Verification
+from ..registry.errors import InvalidInput, exit_code_for_status
+from ..sandbox import BACKEND_NAMES
+from .common import CLIError, echo_json, echo_table, json_option, limit_option, open_registry, parse_key_values, parse_limits, read_text_argument
+
+__all__ = ["COMMANDS"]
+
+
+def backend_options(fn):  # type: ignore[no-untyped-def]
+    fn = click.option(
+        "--policy",
+        type=click.Choice(["restricted", "plain"]),
+        help="Docker only: 'restricted' also applies the RestrictedPython policy inside the container. "
+        "Default: restricted on the restricted backend, plain on Docker.",
+    )(fn)
+    return click.option(
+        "--backend",
+        type=click.Choice(BACKEND_NAMES),
+        default="restricted",
+        show_default=True,
+        envvar="TOOLCRIB_BACKEND",
+        help="Sandbox backend ($TOOLCRIB_BACKEND).",
+    )(fn)
+
+
+def _print_verification(result: Verification) -> None:
+    rows = []
+    for case in result.cases:
+        detail = ""
+        if case.error is not None:
+            detail = f"{case.error.type}: {case.error.message}"
+        elif case.limit:
+            detail = f"limit: {case.limit}"
+        elif not case.passed:
+            detail = f"expected {json.dumps(case.expected)}, got {json.dumps(case.actual)}"
+        rows.append((case.index + 1, case.name or "", "pass" if case.passed else "FAIL", f"{case.duration_ms:.1f}", detail))
+    echo_table(["#", "NAME", "RESULT", "MS", "DETAIL"], rows)
+    total = result.passed + result.failed
+    click.echo(f"{result.tool}: {result.status} ({result.passed}/{total} passed, {result.backend} backend)")
+
+
+@click.command()
+@click.argument("ref", required=False)
+@click.option("verify_all", "--all", is_flag=True, help="Verify every unverified version, with a progress bar on stderr.")
+@backend_options
+@limit_option
+@json_option
+def verify(ref: str | None, verify_all: bool, backend: str, policy: str | None, limits: tuple[str, ...], json_output: bool) -> None:
+    """Run a version's test cases, each in a fresh sandbox, and record the verdict.
+
+    Exit code 0 when every case passed (the version becomes 'verified'),
+    1 when any failed ('failed'). Evidence for each case is stored.
+
+    \b
+    Examples:
+        toolcrib verify sort_words
+        toolcrib verify sort_words@1.0.0 --backend docker --json
+        toolcrib verify --all
+    """
+    if bool(ref) == verify_all:
+        raise click.UsageError("give a REF or --all (not both)")
+    overrides = parse_limits(limits)
+    reg = open_registry()
+    if ref:
+        tool = reg.get(ref)
+        result = reg.verify(tool.ref, backend=backend, limits=overrides, policy=policy)
+        if json_output:
+            echo_json(result.model_dump(mode="json"))
+        else:
+            _print_verification(result)
+        sys.exit(0 if result.status == "verified" else 1)
+
+    pending = [
+        version.ref
+        for tool in reg.list(include_yanked=False)
+        for version in reg.history(tool.name)
+        if version.status == "unverified" and version.yanked is None
+    ]
+    results: list[Verification] = []
+    skipped: list[str] = []
+    with click.progressbar(pending, label="verifying", file=sys.stderr, show_pos=True) as bar:
+        for pending_ref in bar:
+            try:
+                results.append(reg.verify(pending_ref, backend=backend, limits=overrides, policy=policy))
+            except InvalidInput as err:  # e.g. a version with no test cases
+                skipped.append(f"{pending_ref}: {err}")
+    for line in skipped:
+        click.echo(f"skipped {line}", err=True)
+    if json_output:
+        echo_json({"results": [r.model_dump(mode="json") for r in results], "skipped": skipped})
+    else:
+        echo_table(
+            ["TOOL", "STATUS", "PASSED", "FAILED"],
+            [(r.tool, r.status, r.passed, r.failed) for r in results],
+        )
+        if not results:
+            click.echo("nothing to verify")
+    sys.exit(1 if any(r.status != "verified" for r in results) else 0)
+
+
+def _parse_call_args(args_json: str | None, arg_pairs: tuple[str, ...]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if args_json is not None:
+        try:
+            parsed = json.loads(args_json)
+        except json.JSONDecodeError as err:
+            raise click.BadParameter(f"not JSON: {err.msg} (column {err.colno})", param_hint="--args") from None
+        if not isinstance(parsed, dict):
+            raise click.BadParameter("must be a JSON object of argument names to values", param_hint="--args")
+        args.update(parsed)
+    for key, raw in parse_key_values(arg_pairs, "--arg").items():
+        # A value that parses as JSON is taken as JSON (numbers, lists, true);
+        # anything else is a plain string, so --arg word=hello just works.
+        try:
+            args[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            args[key] = raw
+    return args
+
+
+def _print_outcome(outcome: CallOutcome) -> None:
+    if outcome.stdout and outcome.status != "ok":
+        click.echo(outcome.stdout, err=True, nl=not outcome.stdout.endswith("\n"))
+    if outcome.status == "ok":
+        value = outcome.result
+        click.echo(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+        return
+    if outcome.status == "limit":
+        click.echo(f"Error: {outcome.tool} hit the {outcome.limit} limit", err=True)
+    elif outcome.error is not None:
+        where = f" (line {outcome.error.line})" if outcome.error.line else ""
+        click.echo(f"Error: {outcome.status}: {outcome.error.type}: {outcome.error.message}{where}", err=True)
+    else:
+        click.echo(f"Error: {outcome.status}", err=True)
+
+
+@click.command()
+@click.argument("ref")
+@click.option("args_json", "--args", metavar="JSON", help="Arguments as a JSON object.")
+@click.option("arg_pairs", "--arg", multiple=True, metavar="NAME=VALUE", help="One argument; VALUE is JSON if it parses, else a string. Repeatable.")
+@click.option("snippet_path", "--snippet", metavar="FILE|-", help="Python that calls the tool and sets 'ans' (printed output if 'ans' is unset).")
+@backend_options
+@limit_option
+@click.option("--allow-unverified", is_flag=True, help="Run a version that is not verified.")
+@click.option("--allow-yanked", is_flag=True, help="Run a yanked version named explicitly.")
+@json_option
+def call(
+    ref: str,
+    args_json: str | None,
+    arg_pairs: tuple[str, ...],
+    snippet_path: str | None,
+    backend: str,
+    policy: str | None,
+    limits: tuple[str, ...],
+    allow_unverified: bool,
+    allow_yanked: bool,
+    json_output: bool,
+) -> None:
+    """Call a tool in a sandbox and print its result.
+
+    Arguments are checked against the tool's input schema before any sandbox
+    starts. The exit code follows the outcome: 0 ok, 1 the tool raised,
+    4 blocked by the policy, 5 a limit was hit, 6 sandbox unavailable.
+
+    \b
+    Examples:
+        toolcrib call sort_words --args '{"words": ["pear", "apple"]}'
+        toolcrib call complete_dyck --arg sequence='[ { ('
+        toolcrib call find_number --snippet question.py --json
+        toolcrib call my_tool@1.2.0 --backend docker --limit wall=20
+    """
+    if snippet_path and (args_json is not None or arg_pairs):
+        raise click.UsageError("give arguments (--args/--arg) or --snippet, not both")
+    snippet = read_text_argument(snippet_path, "snippet") if snippet_path else None
+    args = None if snippet is not None else _parse_call_args(args_json, arg_pairs)
+    outcome = open_registry().call(
+        ref,
+        args,
+        snippet=snippet,
+        backend=backend,
+        limits=parse_limits(limits),
+        policy=policy,
+        allow_unverified=allow_unverified,
+        allow_yanked=allow_yanked,
+    )
+    if json_output:
+        data = outcome.model_dump(mode="json")
+        echo_json(data)
+    else:
+        _print_outcome(outcome)
+    code = exit_code_for_status(outcome.status)
+    if code:
+        sys.exit(code)
+
+
+COMMANDS = [verify, call]

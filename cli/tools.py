@@ -1,0 +1,440 @@
+"""Commands that register tools and read the registry: init, add, list,
+search, show, history, diff, deprecate, yank, provenance, export, import."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..registry import ProvenanceInput, ToolVersion
+from ..registry.cases import load_tests
+from ..sandbox import Limits
+from .common import (
+    CLIError,
+    echo_json,
+    echo_table,
+    json_option,
+    limit_option,
+    open_registry,
+    parse_key_values,
+    parse_limits,
+    read_text_argument,
+)
+
+__all__ = ["COMMANDS"]
+
+
+def _flags(tool: ToolVersion) -> str:
+    flags = []
+    if tool.deprecated is not None:
+        flags.append("deprecated")
+    if tool.yanked is not None:
+        flags.append("yanked")
+    return ",".join(flags)
+
+
+def _summary(tool: ToolVersion) -> str:
+    return (tool.signature.description or "").strip().splitlines()[0] if tool.signature.description else ""
+
+
+def _tool_json(tool: ToolVersion, *, full: bool = True) -> dict[str, Any]:
+    data = tool.model_dump(mode="json")
+    data["ref"] = tool.ref
+    if not full:
+        data.pop("source", None)
+        data["provenance"].pop("prompt", None)
+    return data
+
+
+@click.command()
+@json_option
+def init(json_output: bool) -> None:
+    """Create the registry database (or migrate an existing one).
+
+    \b
+    Examples:
+        toolcrib init
+        toolcrib --registry ./tools.db init --json
+    """
+    reg = open_registry(create=True)
+    if json_output:
+        echo_json({"registry": str(reg.path)})
+    else:
+        click.echo(f"Registry ready at {reg.path}")
+
+
+@click.command()
+@click.argument("source", default="-", metavar="[FILE|-]")
+@click.option("--name", help="Tool name ([a-zA-Z0-9_-], 1-64). Default: the entrypoint's name.")
+@click.option("--entrypoint", help="The function to call, when the source has several public functions.")
+@click.option("--tests", "tests_path", metavar="FILE", help="JSON file of test cases (see docs/tests-format.md).")
+@click.option("--version", "version", help="Explicit semver for this version instead of the automatic bump.")
+@click.option("--generator", help="What wrote the tool: a model id, a pipeline, 'human'.")
+@click.option("--prompt", "prompt_path", metavar="FILE", help="The prompt that produced the tool (stored, hashed).")
+@click.option("--transcript", "transcript_path", metavar="FILE", help="The full tool-maker transcript (stored, hashed).")
+@click.option("--parent", help="Reference of the version this one derives from.")
+@click.option("metas", "--meta", multiple=True, metavar="KEY=VALUE", help="Free provenance metadata. Repeatable.")
+@limit_option
+@click.option("--strip-top-level", is_flag=True, help="Remove stray top-level statements (e.g. 'example usage') instead of refusing them.")
+@click.option("--markdown/--no-markdown", default=None, help="Treat the input as an LLM's Markdown reply (default: detect, and .md files).")
+@json_option
+def add(
+    source: str,
+    name: str | None,
+    entrypoint: str | None,
+    tests_path: str | None,
+    version: str | None,
+    generator: str | None,
+    prompt_path: str | None,
+    transcript_path: str | None,
+    parent: str | None,
+    metas: tuple[str, ...],
+    limits: tuple[str, ...],
+    strip_top_level: bool,
+    markdown: bool | None,
+    json_output: bool,
+) -> None:
+    """Register a tool version from a .py file, stdin, or a Markdown reply.
+
+    The source is checked before anything is stored: it must parse, hold only
+    imports, definitions, constants and docstrings at the top level, and name
+    one entrypoint. Identical content returns the existing version.
+
+    \b
+    Examples:
+        toolcrib add sort_words.py --tests sort_words.tests.json --generator gpt-4
+        toolcrib add reply.md --strip-top-level --transcript chat.json
+        cat tool.py | toolcrib add - --name my_tool --meta task=dyck
+        toolcrib add tool.py --limit cpu=10 --parent my_tool@1.0.0
+    """
+    if source == "-" and sys.stdin is not None and sys.stdin.isatty():
+        raise click.UsageError("give a FILE, or pipe the source into 'toolcrib add -'")
+    text = read_text_argument(source, "source")
+    if markdown is None and source.lower().endswith((".md", ".markdown")):
+        markdown = True
+    tests = load_tests(read_text_argument(tests_path, "tests")) if tests_path else None
+    if prompt_path and transcript_path:
+        raise click.UsageError("give --prompt or --transcript, not both")
+    prompt = None
+    if prompt_path or transcript_path:
+        prompt = read_text_argument(prompt_path or transcript_path, "prompt" if prompt_path else "transcript")
+    provenance = ProvenanceInput(
+        generator=generator, prompt=prompt, parent=parent, metadata=parse_key_values(metas, "--meta")
+    )
+    declared = parse_limits(limits)
+    reg = open_registry(create=True)
+    outcome = reg.add(
+        text,
+        name=name,
+        entrypoint=entrypoint,
+        tests=tests,
+        version=version,
+        provenance=provenance,
+        limits=Limits().override(**declared) if declared else None,
+        strip_top_level=strip_top_level,
+        markdown=markdown,
+    )
+    tool = outcome.tool
+    if json_output:
+        echo_json(
+            {
+                "name": tool.name,
+                "version": tool.version,
+                "ref": tool.ref,
+                "sha256": tool.sha256,
+                "status": tool.status,
+                "created": outcome.created,
+                "bump": outcome.bump,
+                "entrypoint": tool.entrypoint,
+                "tests": len(tool.tests),
+                "untyped": tool.signature.untyped,
+                "notes": outcome.notes,
+            }
+        )
+        return
+    for note in outcome.notes:
+        click.echo(f"note: {note}", err=True)
+    verb = "Added" if outcome.created else "Already registered:"
+    click.echo(f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s)")
+
+
+@click.command(name="list")
+@click.option("include_yanked", "--all", is_flag=True, help="Include tools whose every version is yanked.")
+@json_option
+def list_(include_yanked: bool, json_output: bool) -> None:
+    """List the newest version of every tool.
+
+    \b
+    Examples:
+        toolcrib list
+        toolcrib list --json
+    """
+    tools = open_registry().list(include_yanked=include_yanked)
+    if json_output:
+        echo_json([_tool_json(t, full=False) for t in tools])
+        return
+    echo_table(
+        ["NAME", "VERSION", "STATUS", "FLAGS", "DESCRIPTION"],
+        [(t.name, t.version, t.status, _flags(t), _summary(t)) for t in tools],
+    )
+
+
+@click.command()
+@click.argument("query")
+@click.option("--limit", "limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="At most this many results.")
+@json_option
+def search(query: str, limit: int, json_output: bool) -> None:
+    """Search tools by name and description.
+
+    \b
+    Examples:
+        toolcrib search "sort words"
+        toolcrib search dyck --json
+    """
+    tools = open_registry().search(query, limit=limit)
+    if json_output:
+        echo_json([_tool_json(t, full=False) for t in tools])
+        return
+    echo_table(
+        ["NAME", "VERSION", "STATUS", "FLAGS", "DESCRIPTION"],
+        [(t.name, t.version, t.status, _flags(t), _summary(t)) for t in tools],
+    )
+
+
+def _describe_param(name: str, schema: dict[str, Any], required: bool) -> str:
+    kind = schema.get("type") or ("any" if not schema else "/".join(
+        s.get("type", "?") for s in schema.get("anyOf", []) if isinstance(s, dict)
+    ) or "any")
+    default = f" = {json.dumps(schema['default'])}" if "default" in schema else ""
+    return f"{name}: {kind}{'' if required else ' (optional)'}{default}"
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--source", "source_only", is_flag=True, help="Print only the source.")
+@json_option
+def show(ref: str, source_only: bool, json_output: bool) -> None:
+    """Show one version: signature, tests, provenance, verification.
+
+    REF is NAME (newest active version), NAME@1.2.0 or NAME@sha256:PREFIX.
+
+    \b
+    Examples:
+        toolcrib show sort_words
+        toolcrib show sort_words@1.0.0 --source
+        toolcrib show sort_words@sha256:3f2a9c1 --json
+    """
+    reg = open_registry()
+    tool = reg.get(ref)
+    evidence = reg.verification(tool.ref)
+    if source_only:
+        click.echo(tool.source, nl=not tool.source.endswith("\n"))
+        return
+    if json_output:
+        data = _tool_json(tool)
+        data["verification"] = evidence.model_dump(mode="json") if evidence else None
+        echo_json(data)
+        return
+    sig = tool.signature
+    props = sig.input_schema.get("properties", {})
+    required = set(sig.input_schema.get("required", []))
+    click.echo(f"{tool.ref}  [{tool.status}{', ' + _flags(tool) if _flags(tool) else ''}]")
+    click.echo(f"  sha256:     {tool.sha256}")
+    click.echo(f"  entrypoint: {tool.entrypoint}({', '.join(_describe_param(n, s, n in required) for n, s in props.items())})")
+    if sig.output_schema:
+        click.echo(f"  returns:    {json.dumps(sig.output_schema, sort_keys=True)}")
+    if sig.untyped:
+        click.echo(f"  untyped:    {', '.join(sig.untyped)}")
+    if sig.description:
+        click.echo(f"  about:      {_summary(tool)}")
+    if tool.deprecated is not None:
+        click.echo(f"  deprecated: {tool.deprecated}")
+    if tool.yanked is not None:
+        click.echo(f"  yanked:     {tool.yanked}")
+    if tool.limits:
+        click.echo(f"  limits:     {', '.join(f'{k}={v}' for k, v in tool.limits.model_dump().items())}")
+    prov = tool.provenance
+    click.echo(f"  registered: {prov.registered_at} by {prov.registered_by}")
+    click.echo(f"  generator:  {prov.generator or '-'}")
+    if prov.prompt_sha256:
+        click.echo(f"  prompt:     sha256:{prov.prompt_sha256[:12]} ({len(prov.prompt or '')} chars)")
+    if prov.parent:
+        click.echo(f"  parent:     {prov.parent}")
+    for key, value in sorted(prov.metadata.items()):
+        click.echo(f"  meta:       {key}={value}")
+    click.echo(f"  tests:      {len(tool.tests)}")
+    for i, case in enumerate(tool.tests, 1):
+        call = json.dumps(case.args, sort_keys=True) if case.args is not None else "snippet"
+        label = f" {case.name}:" if case.name else ""
+        click.echo(f"    {i}.{label} {call} -> {json.dumps(case.expected)} [{case.comparator}]")
+    if evidence:
+        click.echo(
+            f"  verified:   {evidence.status} {evidence.passed}/{evidence.passed + evidence.failed} "
+            f"on {evidence.backend} at {evidence.verified_at}"
+        )
+
+
+@click.command()
+@click.argument("name")
+@json_option
+def history(name: str, json_output: bool) -> None:
+    """Every version of one tool, oldest first.
+
+    \b
+    Examples:
+        toolcrib history sort_words
+        toolcrib history sort_words --json
+    """
+    versions = open_registry().history(name)
+    if json_output:
+        echo_json([_tool_json(t, full=False) for t in versions])
+        return
+    echo_table(
+        ["VERSION", "SHA256", "STATUS", "FLAGS", "CREATED", "GENERATOR", "PARENT"],
+        [
+            (t.version, t.sha256[:12], t.status, _flags(t), t.created_at, t.provenance.generator, t.provenance.parent)
+            for t in versions
+        ],
+    )
+
+
+@click.command()
+@click.argument("old_ref")
+@click.argument("new_ref")
+@json_option
+def diff(old_ref: str, new_ref: str, json_output: bool) -> None:
+    """Show how two versions differ: source, signature, and the semver bump.
+
+    \b
+    Examples:
+        toolcrib diff sort_words@1.0.0 sort_words@1.1.0
+        toolcrib diff sort_words@1.0.0 sort_words --json
+    """
+    result = open_registry().diff(old_ref, new_ref)
+    if json_output:
+        echo_json(result.model_dump(mode="json"))
+        return
+    click.echo(f"{result.old} -> {result.new}: {result.bump}")
+    if result.schema_diff:
+        click.echo("\n# signature")
+        click.echo(result.schema_diff.rstrip("\n"))
+    if result.source_diff:
+        click.echo("\n# source")
+        click.echo(result.source_diff.rstrip("\n"))
+    if not result.schema_diff and not result.source_diff:
+        click.echo("(identical source and signature)")
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--message", "-m", required=True, help="Why, and what to use instead.")
+@json_option
+def deprecate(ref: str, message: str, json_output: bool) -> None:
+    """Mark a version deprecated (it still runs; callers are told).
+
+    \b
+    Example:
+        toolcrib deprecate sort_words@1.0.0 --message "use sort_words@2"
+    """
+    tool = open_registry(create=False).deprecate(ref, message)
+    if json_output:
+        echo_json(_tool_json(tool, full=False))
+    else:
+        click.echo(f"Deprecated {tool.ref}: {message}")
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--reason", "-r", required=True, help="Why it must not be used.")
+@json_option
+def yank(ref: str, reason: str, json_output: bool) -> None:
+    """Yank a version: never chosen by NAME, refused when pinned unless --allow-yanked.
+
+    \b
+    Example:
+        toolcrib yank sort_words@1.0.1 --reason "wrong on empty input"
+    """
+    tool = open_registry(create=False).yank(ref, reason)
+    if json_output:
+        echo_json(_tool_json(tool, full=False))
+    else:
+        click.echo(f"Yanked {tool.ref}: {reason}")
+
+
+@click.command()
+@click.argument("ref")
+@json_option
+def provenance(ref: str, json_output: bool) -> None:
+    """Print a version's provenance as an in-toto Statement (always JSON).
+
+    The subject is NAME@VERSION with its content sha256; the predicate is
+    SLSA-style: generator, prompt digest, parent, who registered it and when.
+
+    \b
+    Example:
+        toolcrib provenance sort_words@1.0.0
+    """
+    echo_json(open_registry().provenance(ref))
+
+
+@click.command()
+@click.argument("refs", nargs=-1)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the bundle to FILE instead of stdout.")
+def export(refs: tuple[str, ...], output: str | None) -> None:
+    """Export tools as a portable JSON bundle (every version of each NAME).
+
+    With no REFS, everything is exported. See docs/formats.md for the format.
+
+    \b
+    Examples:
+        toolcrib export > all-tools.json
+        toolcrib export sort_words complete_dyck -o two-tools.json
+    """
+    bundle = open_registry().export(list(refs) or None)
+    text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
+    if output:
+        tmp = Path(output).with_name(Path(output).name + ".partial")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(output)  # never leave a half-written bundle behind
+        click.echo(f"Exported {len(bundle.get('tools', []))} version(s) to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command(name="import")
+@click.argument("path", metavar="FILE|-")
+@json_option
+def import_(path: str, json_output: bool) -> None:
+    """Import a bundle made by 'toolcrib export'. All or nothing.
+
+    Every version's sha256 is recomputed; any mismatch refuses the whole
+    bundle. Imported versions start unverified.
+
+    \b
+    Examples:
+        toolcrib import two-tools.json
+        cat bundle.json | toolcrib import - --json
+    """
+    text = read_text_argument(path, "bundle")
+    try:
+        bundle = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CLIError(f"bundle is not JSON: line {err.lineno} column {err.colno}: {err.msg}") from None
+    results = open_registry(create=True).import_bundle(bundle)
+    if json_output:
+        echo_json(
+            [
+                {"ref": r.tool.ref, "sha256": r.tool.sha256, "created": r.created, "status": r.tool.status}
+                for r in results
+            ]
+        )
+        return
+    created = sum(1 for r in results if r.created)
+    click.echo(f"Imported {created} new version(s), {len(results) - created} already present")
+
+
+COMMANDS = [init, add, list_, search, show, history, diff, deprecate, yank, provenance, export, import_]
