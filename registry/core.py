@@ -1,36 +1,205 @@
 """`Registry`: the public Python API. The CLI is a thin layer over it.
 
-INTERFACE SKELETON: signatures and docstrings are the contract; bodies are
-being written.
+Every write is one short ``BEGIN IMMEDIATE`` transaction that includes its
+audit entry, so a version, its tests, provenance and "add" entry appear
+together or not at all. Sandbox runs (verify, call) happen *outside* any
+transaction; only their results are written afterwards.
 """
 
 from __future__ import annotations
 
+import difflib
+import getpass
+import json
+import os
+import re
+import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..sandbox.contract import Limits
+from pydantic import ValidationError
+
+from ..sandbox import get_backend
+from ..sandbox.contract import LIMIT_NAMES, Backend, ErrorInfo, Job, Limits, Result
+from .audit import append_entry, cap_value, list_entries, verify_chain
+from .bundle import BundleEntry, build_bundle, read_bundle
+from .errors import (
+    ArgumentsError,
+    BundleError,
+    ConflictError,
+    InvalidInput,
+    NotFound,
+    PolicyRefused,
+    SandboxUnavailable,
+    ToolcribError,
+)
+from .migrations import apply_migrations
 from .models import (
     AddResult,
     AuditEntry,
     AuditReport,
     CallOutcome,
+    CaseEvidence,
+    Provenance,
     ProvenanceInput,
+    Signature,
     TestCase,
     ToolDiff,
     ToolVersion,
     Verification,
 )
+from .provenance import build_provenance, in_toto_statement
+from .store import default_registry_path, open_database, utc_now, write_transaction
+from .versions import (
+    SemVer,
+    canonical_json,
+    content_sha256,
+    next_version,
+    parse_reference,
+    parse_version,
+    sha256_text,
+)
 
 __all__ = ["DEFAULT_MAX_LIMITS", "Registry", "default_registry_path"]
 
+
+# TEMPORARY: the intake modules (admission, signature, cases) are landing in
+# parallel; importing them lazily keeps `import toolcrib.registry` working
+# meanwhile. Hoist these back to top-level imports once they are committed.
+def admit(*a: Any, **k: Any) -> Any:
+    from .admission import admit as f
+
+    return f(*a, **k)
+
+
+def check_name(name: str) -> str:
+    from .admission import check_name as f
+
+    return f(name)
+
+
+def derive_signature(source: str, entrypoint: str) -> Signature:
+    from .signature import derive_signature as f
+
+    return f(source, entrypoint)
+
+
+def validate_arguments(source: str, entrypoint: str, args: Any) -> dict[str, Any]:
+    from .signature import validate_arguments as f
+
+    return f(source, entrypoint, args)
+
+
+def bump_kind(old: Signature, new: Signature) -> Any:
+    from .signature import bump_kind as f
+
+    return f(old, new)
+
+
+def parse_tests(data: Any) -> list[TestCase]:
+    from .cases import parse_tests as f
+
+    return f(data)
+
+
+def compare(case: TestCase, actual: Any) -> tuple[bool, str | None]:
+    from .cases import compare as f
+
+    return f(case, actual)
+
 DEFAULT_MAX_LIMITS = Limits(cpu=60, wall=120, memory=4096, output=16384, pids=256, disk=256)
 
+# Evidence keeps a bounded copy of what a test case returned.
+_EVIDENCE_CAP = 4096
 
-def default_registry_path() -> Path:
-    """$TOOLCRIB_REGISTRY, else $XDG_DATA_HOME/toolcrib/registry.db (~/.local/share/...)."""
-    raise NotImplementedError
+_VERSION_COLUMNS = (
+    "id, name, version, sha256, entrypoint, source, signature, tests, limits, status, deprecated, yanked, "
+    "created_at, generator, prompt, prompt_sha256, parent, parent_sha256, registered_by, registered_at, "
+    "source_sha256, metadata"
+)
+
+
+def _default_actor() -> str:
+    actor = os.environ.get("TOOLCRIB_ACTOR")
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return f"uid:{os.getuid()}"
+
+
+def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
+    (
+        _id, name, version, sha256, entrypoint, source, signature, tests, limits, status, deprecated, yanked,
+        created_at, generator, prompt, prompt_sha256, parent, parent_sha256, registered_by, registered_at,
+        source_sha256, metadata,
+    ) = row
+    return ToolVersion(
+        name=name,
+        version=version,
+        sha256=sha256,
+        entrypoint=entrypoint,
+        source=source,
+        signature=Signature.model_validate(json.loads(signature)),
+        tests=[TestCase.model_validate(t) for t in json.loads(tests)],
+        limits=Limits.model_validate(json.loads(limits)) if limits else None,
+        status=status,
+        deprecated=deprecated,
+        yanked=yanked,
+        provenance=Provenance(
+            generator=generator,
+            prompt=prompt,
+            prompt_sha256=prompt_sha256,
+            parent=parent,
+            parent_sha256=parent_sha256,
+            registered_by=registered_by,
+            registered_at=registered_at,
+            source_sha256=source_sha256,
+            metadata=json.loads(metadata),
+        ),
+        created_at=created_at,
+    )
+
+
+def _version_record(tool: ToolVersion) -> dict[str, Any]:
+    prov = tool.provenance
+    return {
+        "name": tool.name,
+        "version": tool.version,
+        "sha256": tool.sha256,
+        "entrypoint": tool.entrypoint,
+        "source": tool.source,
+        "signature": canonical_json(tool.signature.model_dump(mode="json")),
+        "tests": canonical_json([t.model_dump(mode="json") for t in tool.tests]),
+        "limits": canonical_json(tool.limits.model_dump(mode="json")) if tool.limits else None,
+        "description": tool.signature.description,
+        "status": tool.status,
+        "deprecated": tool.deprecated,
+        "yanked": tool.yanked,
+        "created_at": tool.created_at,
+        "generator": prov.generator,
+        "prompt": prov.prompt,
+        "prompt_sha256": prov.prompt_sha256,
+        "parent": prov.parent,
+        "parent_sha256": prov.parent_sha256,
+        "registered_by": prov.registered_by,
+        "registered_at": prov.registered_at,
+        "source_sha256": prov.source_sha256,
+        "metadata": canonical_json(prov.metadata),
+    }
+
+
+class _Row:
+    """A version row with its parsed semver, for choosing among versions."""
+
+    __slots__ = ("id", "tool", "semver")
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        self.id: int = row[0]
+        self.tool = _row_version(row)
+        self.semver: SemVer = parse_version(self.tool.version)
 
 
 class Registry:
@@ -51,13 +220,68 @@ class Registry:
         max_limits: Limits = DEFAULT_MAX_LIMITS,
         create: bool = True,
     ) -> None:
-        raise NotImplementedError
+        self.path: Path = Path(path).expanduser() if path is not None else default_registry_path()
+        self.actor: str = actor or _default_actor()
+        self.max_limits: Limits = max_limits
+        self.db = open_database(self.path, create=create)
+        try:
+            apply_migrations(self.db, after=self._initialized)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _initialized(self, applied: list[str]) -> None:
+        if "m001_core" in applied:
+            append_entry(self.db, actor=self.actor, event="init", details={"migrations": applied})
 
     path: Path
 
-    def close(self) -> None: ...
-    def __enter__(self) -> "Registry": ...
-    def __exit__(self, *exc: object) -> None: ...
+    def close(self) -> None:
+        """Close the database connection (the shared sandbox backends stay up)."""
+        self.db.close()
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internal reading ----------------------------------------------------
+    def _rows(self, name: str) -> list[_Row]:
+        cursor = self.db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE name = ?", [name])
+        return sorted((_Row(r) for r in cursor.fetchall()), key=lambda r: r.semver.key())
+
+    def _resolve(self, ref: str, *, allow_yanked: bool = True) -> _Row:
+        parsed = parse_reference(ref)
+        rows = self._rows(parsed.name)
+        if not rows:
+            raise NotFound(f"no tool named {parsed.name!r}")
+        if parsed.version is not None:
+            found = [r for r in rows if r.tool.version == parsed.version]
+            if not found:
+                known = ", ".join(r.tool.version for r in rows)
+                raise NotFound(f"{parsed.name}@{parsed.version} not found (versions: {known})")
+            row = found[0]
+        elif parsed.sha_prefix is not None:
+            found = [r for r in rows if r.tool.sha256.startswith(parsed.sha_prefix)]
+            if not found:
+                raise NotFound(f"no version of {parsed.name} has a sha256 starting with {parsed.sha_prefix}")
+            if len(found) > 1:
+                matches = ", ".join(f"{r.tool.ref} (sha256:{r.tool.sha256[:16]})" for r in found)
+                raise InvalidInput(f"ambiguous reference {ref!r} matches {matches}: use more hex digits")
+            row = found[0]
+        else:
+            live = [r for r in rows if r.tool.yanked is None]
+            if not live:
+                raise NotFound(
+                    f"every version of {parsed.name} is yanked; pin one explicitly (e.g. {rows[-1].tool.ref})"
+                )
+            return live[-1]
+        if row.tool.yanked is not None and not allow_yanked:
+            raise PolicyRefused(
+                f"{row.tool.ref} is yanked ({row.tool.yanked}); pass --allow-yanked (allow_yanked=True) to use it anyway"
+            )
+        return row
 
     # -- writing -----------------------------------------------------------
     def add(
@@ -77,39 +301,242 @@ class Registry:
 
         ``markdown=None`` detects an LLM Markdown reply (```python blocks) by itself.
         Raises AdmissionError, TestsFormatError, ConflictError, NotFound (parent).
-        """
-        raise NotImplementedError
 
-    def deprecate(self, ref: str, message: str) -> ToolVersion: ...
-    def yank(self, ref: str, reason: str) -> ToolVersion: ...
+        Identical content (same name, same sha256) is a no-op: the existing
+        version comes back with ``created=False``, nothing is written and
+        nothing is audited. An explicit ``version`` must be valid semver and
+        unused for this name (ConflictError otherwise, even if that version was
+        yanked); it need not be the highest, so a fix can be back-ported.
+        """
+        admitted = admit(source, entrypoint=entrypoint, strip_top_level=strip_top_level, markdown=markdown)
+        tool_name = check_name(name if name is not None else admitted.entrypoint)
+        signature = derive_signature(admitted.source, admitted.entrypoint)
+        raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
+        cases = parse_tests(raw_tests)
+        wanted = str(parse_version(version)) if version is not None else None
+        sha256 = content_sha256(admitted.source, admitted.entrypoint, signature, cases)
+        given = provenance or ProvenanceInput()
+
+        with write_transaction(self.db):
+            rows = self._rows(tool_name)
+            same = [r for r in rows if r.tool.sha256 == sha256]
+            if same:
+                existing = same[0].tool
+                if wanted is not None and wanted != existing.version:
+                    raise ConflictError(
+                        f"identical content is already stored as {existing.ref}; {tool_name}@{wanted} would duplicate it"
+                    )
+                return AddResult(tool=existing, created=False, bump="existing", notes=list(admitted.notes))
+            if wanted is not None:
+                if any(r.tool.version == wanted for r in rows):
+                    raise ConflictError(f"{tool_name}@{wanted} already exists (a version is never reused, even after a yank)")
+                new_version, bump = wanted, "explicit"
+            elif not rows:
+                new_version, bump = "1.0.0", "initial"
+            else:
+                # The highest version ever published, yanked or not, is the
+                # base: numbers only go up and are never handed out twice.
+                newest = rows[-1]
+                bump = bump_kind(newest.tool.signature, signature)
+                new_version = str(next_version(newest.semver, bump))
+            parent = None
+            if given.parent is not None:
+                parent_row = self._resolve(given.parent, allow_yanked=True)
+                parent = (parent_row.tool.ref, parent_row.tool.sha256)
+            now = utc_now()
+            tool = ToolVersion(
+                name=tool_name,
+                version=new_version,
+                sha256=sha256,
+                entrypoint=admitted.entrypoint,
+                source=admitted.source,
+                signature=signature,
+                tests=cases,
+                limits=limits,
+                status="unverified",
+                provenance=build_provenance(
+                    given, source=admitted.source, registered_by=self.actor, registered_at=now, parent=parent
+                ),
+                created_at=now,
+            )
+            self.db["versions"].insert(_version_record(tool))
+            append_entry(
+                self.db,
+                actor=self.actor,
+                event="add",
+                tool=tool.ref,
+                details={
+                    "sha256": sha256,
+                    "bump": bump,
+                    "generator": given.generator,
+                    "parent": parent[0] if parent else None,
+                    "tests": len(cases),
+                },
+            )
+        return AddResult(tool=tool, created=True, bump=bump, notes=list(admitted.notes))
+
+    def _set_flag(self, ref: str, column: str, event: str, text: str) -> ToolVersion:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput(f"{event} needs a non-empty {'message' if column == 'deprecated' else 'reason'}")
+        with write_transaction(self.db):
+            row = self._resolve(ref, allow_yanked=True)
+            self.db.execute(f"UPDATE versions SET {column} = ? WHERE id = ?", [text, row.id])
+            append_entry(self.db, actor=self.actor, event=event, tool=row.tool.ref, details={column: text})
+            fresh = self.db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE id = ?", [row.id]).fetchone()
+        return _row_version(fresh)
+
+    def deprecate(self, ref: str, message: str) -> ToolVersion:
+        """Mark a version deprecated (still callable); the message is shown to users."""
+        return self._set_flag(ref, "deprecated", "deprecate", message)
+
+    def yank(self, ref: str, reason: str) -> ToolVersion:
+        """Yank a version: NAME no longer resolves to it and pinned calls are refused
+        unless allow_yanked. Its version number stays taken."""
+        return self._set_flag(ref, "yanked", "yank", reason)
 
     # -- reading -----------------------------------------------------------
     def get(self, ref: str, *, allow_yanked: bool = True) -> ToolVersion:
         """Resolve NAME (newest non-yanked version), NAME@1.2.0 or NAME@sha256:<prefix>."""
-        raise NotImplementedError
+        return self._resolve(ref, allow_yanked=allow_yanked).tool
+
+    def _newest_ids(self, *, include_yanked: bool = False) -> dict[str, int]:
+        """name -> id of the version NAME resolves to (or, with include_yanked, the
+        newest yanked one for tools with nothing else)."""
+        best: dict[str, tuple[tuple[Any, ...], int, bool]] = {}
+        for vid, name, version, yanked in self.db.execute("SELECT id, name, version, yanked FROM versions"):
+            live = yanked is None
+            if not live and not include_yanked:
+                continue
+            key = (live, parse_version(version).key())
+            if name not in best or key > best[name][0]:
+                best[name] = (key, vid, live)
+        return {name: vid for name, (_, vid, _) in best.items()}
+
+    def _by_ids(self, ids: Iterable[int]) -> dict[int, ToolVersion]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        cursor = self.db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE id IN ({marks})", ids)
+        return {row[0]: _row_version(row) for row in cursor.fetchall()}
 
     def list(self, *, include_yanked: bool = False) -> list[ToolVersion]:
-        """The newest version of every tool."""
-        raise NotImplementedError
+        """The newest version of every tool.
+
+        That is the version NAME resolves to; tools whose every version is
+        yanked appear (with their highest version) only with include_yanked."""
+        newest = self._newest_ids(include_yanked=include_yanked)
+        tools = self._by_ids(newest.values())
+        return [tools[newest[name]] for name in sorted(newest)]
 
     def history(self, name: str) -> list[ToolVersion]:
-        """Every version of one tool, oldest first."""
-        raise NotImplementedError
+        """Every version of one tool, oldest first (semver precedence)."""
+        check_name(name)
+        rows = self._rows(name)
+        if not rows:
+            raise NotFound(f"no tool named {name!r}")
+        return [r.tool for r in rows]
 
     def search(self, query: str, *, limit: int = 20) -> list[ToolVersion]:
-        """Newest versions whose name, description or docstring match the words of `query`."""
-        raise NotImplementedError
+        """Newest versions whose name, description or docstring match the words of `query`.
 
-    def diff(self, old_ref: str, new_ref: str) -> ToolDiff: ...
+        Every word must match (porter-stemmed, so "parsing" finds "parse");
+        results are ranked by bm25."""
+        words = re.findall(r"\w+", query or "")
+        if not words or limit <= 0:
+            return []
+        match = " ".join('"' + w.replace('"', "") + '"' for w in words)
+        newest = set(self._newest_ids().values())
+        hits = self.db.execute(
+            "SELECT versions_fts.rowid FROM versions_fts WHERE versions_fts MATCH ? ORDER BY rank",
+            [match],
+        ).fetchall()
+        ids = [vid for (vid,) in hits if vid in newest][:limit]
+        tools = self._by_ids(ids)
+        return [tools[i] for i in ids]
+
+    def diff(self, old_ref: str, new_ref: str) -> ToolDiff:
+        """Unified diffs of source and signature JSON, and the semver bump the change implies."""
+        old, new = self.get(old_ref), self.get(new_ref)
+        source_diff = "".join(
+            difflib.unified_diff(
+                old.source.splitlines(keepends=True), new.source.splitlines(keepends=True), old.ref, new.ref
+            )
+        )
+
+        def schema_lines(tool: ToolVersion) -> list[str]:
+            text = json.dumps(tool.signature.model_dump(mode="json"), indent=2, sort_keys=True, ensure_ascii=False)
+            return [line + "\n" for line in text.splitlines()]
+
+        schema_diff = "".join(difflib.unified_diff(schema_lines(old), schema_lines(new), old.ref, new.ref))
+        bump = "none" if old.sha256 == new.sha256 else bump_kind(old.signature, new.signature)
+        return ToolDiff(old=old.ref, new=new.ref, source_diff=source_diff, schema_diff=schema_diff, bump=bump)
+
     def provenance(self, ref: str) -> dict[str, Any]:
         """An in-toto Statement (v1) with a SLSA-style predicate for that version."""
-        raise NotImplementedError
+        return in_toto_statement(self.get(ref))
 
     def verification(self, ref: str) -> Verification | None:
         """The newest stored verification evidence of that version, if any."""
-        raise NotImplementedError
+        row = self._resolve(ref)
+        found = self.db.execute(
+            "SELECT sha256, status, backend, image_digest, passed, failed, cases, verified_at "
+            "FROM verifications WHERE version_id = ? ORDER BY id DESC LIMIT 1",
+            [row.id],
+        ).fetchone()
+        if found is None:
+            return None
+        sha256, status, backend, digest, passed, failed, cases, verified_at = found
+        return Verification(
+            tool=row.tool.ref,
+            sha256=sha256,
+            status=status,
+            backend=backend,
+            image_digest=digest,
+            passed=passed,
+            failed=failed,
+            cases=[CaseEvidence.model_validate(c) for c in json.loads(cases)],
+            verified_at=verified_at,
+        )
 
     # -- running -----------------------------------------------------------
+    def _limits(self, tool: ToolVersion, overrides: dict[str, float] | None) -> Limits:
+        base = (tool.limits or Limits()).capped(self.max_limits)
+        if not overrides:
+            return base
+        for key, value in overrides.items():
+            if key not in LIMIT_NAMES:
+                raise InvalidInput(f"unknown limit {key!r} (known: {', '.join(LIMIT_NAMES)})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidInput(f"limit {key} must be a number, got {value!r}")
+            maximum = getattr(self.max_limits, key)
+            if value > maximum:
+                raise InvalidInput(f"limit {key}={value} exceeds the maximum {maximum}")
+        try:
+            return base.override(**overrides)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidInput(f"invalid limit {first['loc'][0]}: {first['msg']}") from None
+
+    @staticmethod
+    def _policy(backend: str, policy: str | None) -> str:
+        if policy is None:
+            return "restricted" if backend == "restricted" else "plain"
+        if policy not in ("restricted", "plain"):
+            raise InvalidInput(f"unknown policy {policy!r} (choose restricted or plain)")
+        if backend == "restricted" and policy != "restricted":
+            raise InvalidInput("the restricted backend always applies the restricted policy")
+        return policy
+
+    @staticmethod
+    def _backend(name: str) -> Backend:
+        try:
+            return get_backend(name)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - any start-up failure means "cannot run"
+            raise SandboxUnavailable(f"the {name} backend could not start: {exc}") from None
+
     def verify(
         self,
         ref: str,
@@ -124,8 +551,106 @@ class Registry:
         ``limits`` overrides (e.g. {"cpu": 10}) must stay within ``max_limits``.
         ``policy``: None means "restricted" on the restricted backend and
         "plain" on Docker; "restricted" on Docker is defence in depth.
+        If any case finds the sandbox unavailable, SandboxUnavailable is
+        raised and nothing is stored.
         """
-        raise NotImplementedError
+        row = self._resolve(ref, allow_yanked=True)
+        tool = row.tool
+        if not tool.tests:
+            raise InvalidInput(f"{tool.ref} has no test cases: add it again with tests to verify it")
+        job_limits = self._limits(tool, limits)
+        job_policy = self._policy(backend, policy)
+        runner = self._backend(backend)
+        evidence: list[CaseEvidence] = []
+        digest: str | None = None
+        total = len(tool.tests)
+        for index, case in enumerate(tool.tests):
+            if case.snippet is not None:
+                job = Job(source=tool.source, entrypoint=tool.entrypoint, mode="snippet", snippet=case.snippet,
+                          limits=job_limits, policy=job_policy)
+            else:
+                job = Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=case.args or {},
+                          limits=job_limits, policy=job_policy)
+            result = runner.run(job)
+            if result.status == "unavailable":
+                raise SandboxUnavailable(self._unavailable_message(backend, result))
+            digest = result.image_digest or digest
+            evidence.append(self._evidence(index, case, result))
+            if on_case is not None:
+                on_case(index + 1, total)
+        passed = sum(1 for e in evidence if e.passed)
+        verification = Verification(
+            tool=tool.ref,
+            sha256=tool.sha256,
+            status="verified" if passed == total else "failed",
+            backend=backend,
+            image_digest=digest,
+            passed=passed,
+            failed=total - passed,
+            cases=evidence,
+            verified_at=utc_now(),
+        )
+        with write_transaction(self.db):
+            self.db["verifications"].insert(
+                {
+                    "version_id": row.id,
+                    "sha256": tool.sha256,
+                    "status": verification.status,
+                    "backend": backend,
+                    "image_digest": digest,
+                    "passed": passed,
+                    "failed": total - passed,
+                    "cases": canonical_json([e.model_dump(mode="json") for e in evidence]),
+                    "limits": canonical_json(job_limits.model_dump(mode="json")),
+                    "verified_at": verification.verified_at,
+                }
+            )
+            self.db.execute("UPDATE versions SET status = ? WHERE id = ?", [verification.status, row.id])
+            append_entry(
+                self.db,
+                actor=self.actor,
+                event="verify",
+                tool=tool.ref,
+                details={
+                    "status": verification.status,
+                    "passed": passed,
+                    "failed": total - passed,
+                    "backend": backend,
+                    "policy": job_policy,
+                    "image_digest": digest,
+                    "sha256": tool.sha256,
+                },
+            )
+        return verification
+
+    @staticmethod
+    def _unavailable_message(backend: str, result: Result) -> str:
+        why = result.error.message if result.error else "no reason given"
+        return f"the {backend} backend is unavailable: {why}"
+
+    @staticmethod
+    def _evidence(index: int, case: TestCase, result: Result) -> CaseEvidence:
+        passed = False
+        error = result.error
+        if result.status == "ok":
+            passed, why = compare(case, result.result)
+            if not passed:
+                error = ErrorInfo(type="Mismatch", message=why or "the result differs from the expected value")
+        return CaseEvidence(
+            index=index,
+            name=case.name,
+            passed=passed,
+            status=result.status,
+            expected=case.expected,
+            actual=cap_value(result.result, _EVIDENCE_CAP),
+            error=error,
+            limit=result.limit,
+            duration_ms=result.duration_ms,
+        )
+
+    def _audit_call(self, tool: str, details: dict[str, Any]) -> None:
+        with write_transaction(self.db):
+            append_entry(self.db, actor=self.actor, event="call", tool=tool, details=details)
 
     def call(
         self,
@@ -143,8 +668,88 @@ class Registry:
 
         Raises PolicyRefused (unverified/yanked), ArgumentsError, NotFound.
         Tool errors and limits are *outcomes* (status), not exceptions.
+        Refused and invalid calls are audited too (status "refused"/"invalid").
         """
-        raise NotImplementedError
+        tool = self._resolve(ref, allow_yanked=True).tool
+        mode = "snippet" if snippet is not None else "args"
+        base: dict[str, Any] = {"mode": mode, "backend": backend}
+        try:
+            if mode == "snippet":
+                if args:
+                    raise InvalidInput("pass either arguments or a snippet, not both")
+                if not isinstance(snippet, str) or not snippet.strip():
+                    raise InvalidInput("the snippet is empty")
+                base["snippet_sha256"] = sha256_text(snippet)
+                base["snippet"] = cap_value(snippet)
+            else:
+                args = {} if args is None else args
+                if not isinstance(args, dict):
+                    raise InvalidInput("arguments must be a JSON object")
+                try:
+                    base["args_sha256"] = sha256_text(canonical_json(args))
+                except (TypeError, ValueError):
+                    raise InvalidInput("arguments must be JSON (objects, arrays, strings, finite numbers, booleans, null)") from None
+                base["arguments"] = cap_value(args)
+        except InvalidInput as exc:
+            self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message})
+            raise
+        try:
+            if tool.yanked is not None and not allow_yanked:
+                raise PolicyRefused(
+                    f"{tool.ref} is yanked ({tool.yanked}); pass --allow-yanked (allow_yanked=True) to call it anyway"
+                )
+            if tool.status != "verified" and not allow_unverified:
+                raise PolicyRefused(
+                    f"{tool.ref} is {tool.status}: run 'toolcrib verify {tool.ref}' first, "
+                    "or pass --allow-unverified (allow_unverified=True) to call it anyway"
+                )
+        except PolicyRefused as exc:
+            self._audit_call(tool.ref, {**base, "status": "refused", "reason": exc.message})
+            raise
+        try:
+            job_limits = self._limits(tool, limits)
+            job_policy = self._policy(backend, policy)
+            if mode == "args":
+                job_args = validate_arguments(tool.source, tool.entrypoint, args)
+                job = Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=job_args,
+                          limits=job_limits, policy=job_policy)
+            else:
+                job = Job(source=tool.source, entrypoint=tool.entrypoint, mode="snippet", snippet=snippet,
+                          limits=job_limits, policy=job_policy)
+        except InvalidInput as exc:
+            fields = exc.fields if isinstance(exc, ArgumentsError) else {}
+            self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message, "fields": fields})
+            raise
+        try:
+            runner = self._backend(backend)
+        except SandboxUnavailable as exc:
+            self._audit_call(tool.ref, {**base, "status": "unavailable", "reason": exc.message})
+            raise
+        result = runner.run(job)
+        self._audit_call(
+            tool.ref,
+            {
+                **base,
+                "policy": job_policy,
+                "status": result.status,
+                "limit": result.limit,
+                "error_type": result.error.type if result.error else None,
+                "duration_ms": round(result.duration_ms, 3),
+                "result": cap_value(result.result),
+            },
+        )
+        if result.status == "unavailable":
+            raise SandboxUnavailable(self._unavailable_message(backend, result))
+        return CallOutcome(
+            status=result.status,
+            result=result.result,
+            error=result.error,
+            limit=result.limit,
+            stdout=result.stdout,
+            tool=tool.ref,
+            backend=result.backend,
+            duration_ms=result.duration_ms,
+        )
 
     # -- audit -------------------------------------------------------------
     def audit(
@@ -154,14 +759,84 @@ class Registry:
         event: str | None = None,
         since: str | None = None,
         limit: int | None = None,
-    ) -> list[AuditEntry]: ...
-    def audit_verify(self) -> AuditReport: ...
+    ) -> list[AuditEntry]:
+        """Audit entries, oldest first. `tool` is NAME (every version) or
+        NAME@VERSION; `since` an ISO 8601 date or time (UTC if no zone);
+        `limit` keeps the newest N of the matches."""
+        return list_entries(self.db, tool=tool, event=event, since=since, limit=limit)
+
+    def audit_verify(self) -> AuditReport:
+        """Recompute the hash chain; the first bad seq and what is wrong, if any."""
+        return verify_chain(self.db)
 
     # -- bundles -------------------------------------------------------------
     def export(self, refs: Iterable[str] | None = None) -> dict[str, Any]:
-        """A portable JSON bundle (all versions of the named tools, or everything)."""
-        raise NotImplementedError
+        """A portable JSON bundle (all versions of the named tools, or everything).
+
+        Each reference picks a tool by name (a version or digest in it just has
+        to exist); every version of that tool goes in, yanked ones included."""
+        if refs is None:
+            names = [n for (n,) in self.db.execute("SELECT DISTINCT name FROM versions ORDER BY name")]
+        else:
+            names = []
+            for ref in refs:
+                name = self._resolve(ref, allow_yanked=True).tool.name
+                if name not in names:
+                    names.append(name)
+        return build_bundle(tool for name in names for tool in self.history(name))
 
     def import_bundle(self, bundle: dict[str, Any]) -> list[AddResult]:
-        """Import a bundle, checking every digest; all-or-nothing."""
-        raise NotImplementedError
+        """Import a bundle, checking every digest; all-or-nothing.
+
+        Versions already present with the same sha256 are skipped
+        (created=False); the same name@version with other content refuses
+        the whole bundle. New versions start unverified (evidence from another
+        registry is not trusted) and get one "import" audit entry each.
+        """
+        entries = read_bundle(bundle)
+        exported_at = bundle.get("exported_at")
+        results: list[AddResult] = []
+        with write_transaction(self.db):
+            for entry in entries:
+                results.append(self._import_entry(entry, exported_at))
+        return results
+
+    def _import_entry(self, entry: BundleEntry, exported_at: Any) -> AddResult:
+        rows = self._rows(entry.name)
+        same = [r for r in rows if r.tool.sha256 == entry.sha256]
+        if same:
+            return AddResult(tool=same[0].tool, created=False, bump="existing")
+        clash = [r for r in rows if r.tool.version == entry.version]
+        if clash:
+            raise BundleError(
+                f"{entry.ref} already exists here with different content "
+                f"(sha256 {clash[0].tool.sha256[:16]}..., bundle has {entry.sha256[:16]}...)"
+            )
+        tool = ToolVersion(
+            name=entry.name,
+            version=entry.version,
+            sha256=entry.sha256,
+            entrypoint=entry.entrypoint,
+            source=entry.source,
+            signature=entry.signature,
+            tests=entry.tests,
+            limits=entry.limits,
+            status="unverified",
+            deprecated=entry.deprecated,
+            yanked=entry.yanked,
+            provenance=entry.provenance,
+            created_at=utc_now(),
+        )
+        self.db["versions"].insert(_version_record(tool))
+        append_entry(
+            self.db,
+            actor=self.actor,
+            event="import",
+            tool=tool.ref,
+            details={
+                "sha256": tool.sha256,
+                "exported_at": exported_at if isinstance(exported_at, str) else None,
+                "registered_by": entry.provenance.registered_by,
+            },
+        )
+        return AddResult(tool=tool, created=True, bump="explicit")

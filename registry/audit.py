@@ -1,0 +1,197 @@
+"""The hash-chained, append-only audit log.
+
+Every entry commits to the one before it: ``entry_hash = sha256(prev_hash +
+canonical_json(entry without entry_hash))``, starting from 64 zeros. Appends
+happen inside the caller's ``BEGIN IMMEDIATE`` transaction, so seq and
+prev_hash are read and written under the write lock and the chain cannot fork.
+Format: docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlite_utils
+
+from .errors import InvalidInput
+from .models import AuditEntry, AuditReport
+from .store import utc_now
+from .versions import canonical_json, sha256_text
+
+__all__ = [
+    "CAP_BYTES",
+    "GENESIS_HASH",
+    "append_entry",
+    "cap_value",
+    "entry_hash",
+    "list_entries",
+    "normalize_since",
+    "verify_chain",
+]
+
+GENESIS_HASH = "0" * 64
+CAP_BYTES = 2048
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    """The hash of one entry (a dict with seq, at, actor, event, tool, details, prev_hash)."""
+    body = {k: entry[k] for k in ("seq", "at", "actor", "event", "tool", "details", "prev_hash")}
+    return sha256_text(body["prev_hash"] + canonical_json(body))
+
+
+def cap_value(value: Any, limit: int = CAP_BYTES) -> Any:
+    """`value` itself if its canonical JSON fits in `limit` bytes, else a marker
+    object holding the first `limit` bytes of that JSON text."""
+    try:
+        text = canonical_json(value)
+    except (TypeError, ValueError):
+        return {"$truncated": True, "bytes": None, "prefix": repr(value)[:limit]}
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return value
+    return {"$truncated": True, "bytes": len(data), "prefix": data[:limit].decode("utf-8", "ignore")}
+
+
+def append_entry(
+    db: sqlite_utils.Database,
+    *,
+    actor: str,
+    event: str,
+    tool: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry. Must run inside a write transaction (see store.write_transaction)."""
+    if not db.conn.in_transaction:
+        raise RuntimeError("audit entries are appended inside a write transaction")
+    last = db.execute("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    # Round-trip through canonical JSON so what is hashed is exactly what is stored.
+    details_text = canonical_json(details or {})
+    entry: dict[str, Any] = {
+        "seq": seq,
+        "at": utc_now(),
+        "actor": actor,
+        "event": event,
+        "tool": tool,
+        "details": json.loads(details_text),
+        "prev_hash": prev,
+    }
+    entry["entry_hash"] = entry_hash(entry)
+    db.execute(
+        "INSERT INTO audit (seq, at, actor, event, tool, details, prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [seq, entry["at"], actor, event, tool, details_text, prev, entry["entry_hash"]],
+    )
+    return AuditEntry(**entry)
+
+
+def normalize_since(since: str) -> str:
+    """An ISO 8601 date or date-time as the audit log's UTC text form.
+
+    A value without a zone is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(since.strip())
+    except ValueError:
+        raise InvalidInput(f"invalid time {since!r}: expected ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _row_entry(row: tuple[Any, ...]) -> AuditEntry:
+    seq, at, actor, event, tool, details, prev, digest = row
+    return AuditEntry(
+        seq=seq, at=at, actor=actor, event=event, tool=tool, details=json.loads(details), prev_hash=prev, entry_hash=digest
+    )
+
+
+_COLUMNS = "seq, at, actor, event, tool, details, prev_hash, entry_hash"
+
+
+def list_entries(
+    db: sqlite_utils.Database,
+    *,
+    tool: str | None = None,
+    event: str | None = None,
+    since: str | None = None,
+    limit: int | None = None,
+) -> list[AuditEntry]:
+    """Entries matching every given filter, oldest first; `limit` keeps the newest N.
+
+    `tool` is a name (every version) or name@version (that one)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if tool is not None:
+        if "@" in tool:
+            where.append("tool = ?")
+            params.append(tool)
+        else:
+            # substr rather than LIKE: '_' is common in tool names and a LIKE wildcard.
+            where.append("(tool = ? OR substr(tool, 1, ?) = ?)")
+            params += [tool, len(tool) + 1, tool + "@"]
+    if event is not None:
+        where.append("event = ?")
+        params.append(event)
+    if since is not None:
+        where.append("at >= ?")
+        params.append(normalize_since(since))
+    if limit is not None and limit < 0:
+        raise InvalidInput("limit must be zero or more")
+    sql = f"SELECT {_COLUMNS} FROM audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY seq DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    rows = db.execute(sql, params).fetchall()
+    return [_row_entry(row) for row in reversed(rows)]
+
+
+def verify_chain(db: sqlite_utils.Database) -> AuditReport:
+    """Recompute the whole chain; report the first entry that is out of place.
+
+    Checks, in seq order: seq is 1, 2, 3, ... with no gap; each prev_hash is the
+    previous entry's entry_hash (64 zeros for seq 1); each entry_hash matches
+    the recomputed hash of its own fields. Removing entries from the *end*
+    cannot be seen from inside the log: compare the head hash with a copy kept
+    elsewhere for that (docs/formats.md).
+    """
+    expected_seq = 1
+    prev = GENESIS_HASH
+    count = db.execute("SELECT count(*) FROM audit").fetchone()[0]
+    cursor = db.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq")
+    for row in cursor:
+        seq, at, actor, event, tool, details_text, prev_hash, stored = row
+        if seq != expected_seq:
+            return AuditReport(
+                ok=False, entries=count, first_bad=seq, problem=f"gap in seq: expected {expected_seq}, found {seq}"
+            )
+        if prev_hash != prev:
+            return AuditReport(
+                ok=False,
+                entries=count,
+                first_bad=seq,
+                problem=f"broken link: prev_hash does not match the entry_hash of seq {seq - 1}"
+                if seq > 1
+                else "broken link: the first entry's prev_hash is not 64 zeros",
+            )
+        try:
+            details = json.loads(details_text)
+        except (TypeError, ValueError):
+            return AuditReport(ok=False, entries=count, first_bad=seq, problem="details are not valid JSON")
+        entry = {
+            "seq": seq,
+            "at": at,
+            "actor": actor,
+            "event": event,
+            "tool": tool,
+            "details": details,
+            "prev_hash": prev_hash,
+        }
+        if entry_hash(entry) != stored:
+            return AuditReport(ok=False, entries=count, first_bad=seq, problem="hash mismatch: the entry was altered")
+        prev = stored
+        expected_seq += 1
+    return AuditReport(ok=True, entries=count)

@@ -1,0 +1,131 @@
+"""Portable bundles: every version of some tools as one JSON object, and the
+checks an import makes before trusting one.
+
+A bundle's digests protect against corruption and mix-ups, not against a
+deliberate forger (anyone can recompute a sha256); that is why imported
+versions always start ``unverified`` and need ``verify`` in the new registry.
+Format: docs/formats.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..sandbox.contract import Limits
+from .errors import BundleError, ToolcribError
+from .models import Provenance, Signature, TestCase, ToolVersion
+from .store import utc_now
+from .versions import content_sha256, parse_version, sha256_text
+
+__all__ = ["BUNDLE_FORMAT", "BundleEntry", "build_bundle", "read_bundle"]
+
+BUNDLE_FORMAT = "toolcrib.bundle/v1"
+
+
+class BundleEntry(BaseModel):
+    """One version as it travels in a bundle."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    version: str
+    sha256: str
+    entrypoint: str
+    source: str
+    signature: Signature
+    tests: list[TestCase]
+    limits: Limits | None = None
+    provenance: Provenance
+    deprecated: str | None = None
+    yanked: str | None = None
+    created_at: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def _entry(tool: ToolVersion) -> dict[str, Any]:
+    return {
+        "name": tool.name,
+        "version": tool.version,
+        "sha256": tool.sha256,
+        "entrypoint": tool.entrypoint,
+        "source": tool.source,
+        "signature": tool.signature.model_dump(mode="json"),
+        "tests": [case.model_dump(mode="json") for case in tool.tests],
+        "limits": tool.limits.model_dump(mode="json") if tool.limits else None,
+        "provenance": tool.provenance.model_dump(mode="json"),
+        "deprecated": tool.deprecated,
+        "yanked": tool.yanked,
+        "created_at": tool.created_at,
+    }
+
+
+def build_bundle(tools: Iterable[ToolVersion]) -> dict[str, Any]:
+    """The bundle for these versions (in the order given)."""
+    return {"format": BUNDLE_FORMAT, "exported_at": utc_now(), "tools": [_entry(t) for t in tools]}
+
+
+def read_bundle(bundle: Any) -> list[BundleEntry]:
+    """Parse and check a whole bundle; BundleError naming the first bad entry.
+
+    Checks: the format tag; every entry's shape; name and version syntax; the
+    source passes admission unchanged; the content sha256, source sha256 and
+    prompt sha256 recomputed from the entry match; no (name, version) twice.
+    """
+    if not isinstance(bundle, dict):
+        raise BundleError("a bundle is a JSON object")
+    if bundle.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"not a toolcrib bundle: format is {bundle.get('format')!r}, expected {BUNDLE_FORMAT!r}")
+    tools = bundle.get("tools")
+    if not isinstance(tools, list):
+        raise BundleError("bundle 'tools' must be a list")
+    entries: list[BundleEntry] = []
+    seen: set[tuple[str, str]] = set()
+    for index, raw in enumerate(tools):
+        label = f"tools[{index}]"
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str) and isinstance(raw.get("version"), str):
+            label += f" ({raw['name']}@{raw['version']})"
+        entries.append(_check_entry(raw, label))
+        key = (entries[-1].name, entries[-1].version)
+        if key in seen:
+            raise BundleError(f"{label}: {key[0]}@{key[1]} appears twice in the bundle")
+        seen.add(key)
+    return entries
+
+
+def _check_entry(raw: Any, label: str) -> BundleEntry:
+    from .admission import admit, check_name  # lazy while the intake modules land
+    from .cases import parse_tests
+
+    if not isinstance(raw, dict):
+        raise BundleError(f"{label}: an entry is a JSON object")
+    try:
+        tests = parse_tests(raw.get("tests", []))
+        entry = BundleEntry.model_validate({**raw, "tests": [t.model_dump() for t in tests]})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BundleError(f"{label}: {where}: {first['msg']}") from None
+    except ToolcribError as exc:
+        raise BundleError(f"{label}: tests: {exc}") from None
+    try:
+        check_name(entry.name)
+        parse_version(entry.version)
+        admit(entry.source, entrypoint=entry.entrypoint, markdown=False)
+    except ToolcribError as exc:
+        raise BundleError(f"{label}: {exc}") from None
+    digest = content_sha256(entry.source, entry.entrypoint, entry.signature, entry.tests)
+    if digest != entry.sha256:
+        raise BundleError(f"{label}: sha256 mismatch: the entry says {entry.sha256}, its content hashes to {digest}")
+    if sha256_text(entry.source) != entry.provenance.source_sha256:
+        raise BundleError(f"{label}: provenance source_sha256 does not match the source")
+    prompt = entry.provenance.prompt
+    expected_prompt = sha256_text(prompt) if prompt is not None else None
+    if entry.provenance.prompt_sha256 != expected_prompt:
+        raise BundleError(f"{label}: provenance prompt_sha256 does not match the prompt")
+    return entry

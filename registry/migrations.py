@@ -1,0 +1,144 @@
+"""The registry schema, created and evolved by `sqlite_utils.Migrations`.
+
+APPEND-ONLY: a migration that has shipped is never edited, renamed or removed;
+every schema change is a new ``mNNN_...`` function at the end of this file.
+Databases record which migrations they have applied (``_sqlite_migrations``)
+and every `Registry` open applies the pending ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+from sqlite_utils.db import Table
+
+from .store import write_transaction
+
+__all__ = ["MIGRATIONS", "apply_migrations", "pending_migrations"]
+
+MIGRATIONS = sqlite_utils.Migrations("toolcrib")
+
+
+@MIGRATIONS()
+def m001_core(db: sqlite_utils.Database) -> None:
+    """Versions (content + lifecycle + provenance), verification evidence, the audit log."""
+    db.execute(
+        """
+        CREATE TABLE versions (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            entrypoint TEXT NOT NULL,
+            source TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            tests TEXT NOT NULL,
+            limits TEXT,
+            description TEXT,
+            status TEXT NOT NULL DEFAULT 'unverified'
+                CHECK (status IN ('unverified', 'verified', 'failed')),
+            deprecated TEXT,
+            yanked TEXT,
+            created_at TEXT NOT NULL,
+            generator TEXT,
+            prompt TEXT,
+            prompt_sha256 TEXT,
+            parent TEXT,
+            parent_sha256 TEXT,
+            registered_by TEXT NOT NULL,
+            registered_at TEXT NOT NULL,
+            source_sha256 TEXT NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    db.execute("CREATE UNIQUE INDEX versions_name_version ON versions (name, version)")
+    db.execute("CREATE UNIQUE INDEX versions_name_sha256 ON versions (name, sha256)")
+    db.execute("CREATE INDEX versions_sha256 ON versions (sha256)")
+    db.execute(
+        """
+        CREATE TABLE verifications (
+            id INTEGER PRIMARY KEY,
+            version_id INTEGER NOT NULL REFERENCES versions (id),
+            sha256 TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('verified', 'failed')),
+            backend TEXT NOT NULL,
+            image_digest TEXT,
+            passed INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            cases TEXT NOT NULL,
+            limits TEXT NOT NULL,
+            verified_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX verifications_version ON verifications (version_id)")
+    db.execute(
+        """
+        CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            event TEXT NOT NULL,
+            tool TEXT,
+            details TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            entry_hash TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX audit_tool ON audit (tool)")
+    # The log is append-only from the first day; triggers make an accidental
+    # UPDATE/DELETE fail loudly (a deliberate attacker can drop them, which is
+    # what the hash chain is for).
+    db.execute(
+        """
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END
+        """
+    )
+
+
+@MIGRATIONS()
+def m002_search_index(db: sqlite_utils.Database) -> None:
+    """FTS5 index over name, entrypoint and docstring, kept in sync by triggers."""
+    table = db["versions"]
+    assert isinstance(table, Table)
+    table.enable_fts(["name", "entrypoint", "description"], create_triggers=True, tokenize="porter")
+
+
+def pending_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Names of the migrations this database has not applied yet (read-only)."""
+    return [m.name for m in MIGRATIONS.pending(db)]
+
+
+def apply_migrations(
+    db: sqlite_utils.Database,
+    *,
+    stop_before: str | None = None,
+    after: Callable[[list[str]], None] | None = None,
+) -> list[str]:
+    """Apply pending migrations; returns the names applied by this call.
+
+    Runs under one ``BEGIN IMMEDIATE`` so two processes opening a new registry
+    at once do not both try to create the tables: the second waits, then sees
+    nothing pending. ``after(applied)`` runs inside that same transaction (the
+    registry writes its "init" audit entry there).
+    """
+    if not pending_migrations(db):
+        return []
+    with write_transaction(db):
+        todo = pending_migrations(db)
+        MIGRATIONS.apply(db, stop_before=stop_before)
+        done = set(pending_migrations(db))
+        applied = [name for name in todo if name not in done]
+        if after is not None and applied:
+            after(applied)
+    return applied

@@ -1,0 +1,124 @@
+"""The SQLite file under the registry: where it lives, how it is opened, and
+how writes are wrapped.
+
+Several processes share one registry file, so every open sets WAL mode (readers
+never block the writer) and a busy timeout, and every write runs in one short
+``BEGIN IMMEDIATE`` transaction: writers queue on the database's write lock up
+front instead of discovering a conflict half-way, which is what keeps the audit
+chain's ``seq``/``prev_hash`` from forking and makes each operation
+all-or-nothing even if the process is killed mid-way.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlite_utils
+
+from .errors import NotFound
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "default_registry_path",
+    "open_database",
+    "utc_now",
+    "write_transaction",
+]
+
+BUSY_TIMEOUT_S = 10.0
+
+
+def default_registry_path() -> Path:
+    """$TOOLCRIB_REGISTRY, else $XDG_DATA_HOME/toolcrib/registry.db (~/.local/share/...)."""
+    explicit = os.environ.get("TOOLCRIB_REGISTRY")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "toolcrib" / "registry.db"
+
+
+def utc_now() -> str:
+    """The current time as UTC ISO 8601 with microseconds and a 'Z' suffix.
+
+    One fixed width and zone means string order is time order, which the
+    audit `since` filter relies on.
+    """
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def open_database(path: str | Path, *, create: bool = True) -> sqlite_utils.Database:
+    """Open (or create) the registry file with the settings every connection needs.
+
+    The returned connection is in driver-level autocommit mode
+    (``isolation_level=None``): Python's sqlite3 never opens a transaction
+    behind our back, so a stray statement cannot hold the write lock.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        if not create:
+            raise NotFound(f"no registry at {path} (run 'toolcrib init')")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        _enable_wal(conn)
+        # NORMAL is crash-safe in WAL mode (a killed process never corrupts or
+        # half-applies a transaction); only an OS crash may lose the last commits.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return sqlite_utils.Database(conn, execute_plugins=False)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    # Switching a fresh file to WAL needs a moment of exclusive access; when
+    # several processes create the registry at once, SQLite may report "locked"
+    # without consulting the busy handler, so retry within the busy timeout.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+@contextmanager
+def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """One all-or-nothing write: ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error).
+
+    sqlite-utils helpers used inside nest as savepoints, because a transaction
+    is already open.
+    """
+    conn = db.conn
+    if conn.in_transaction:
+        raise RuntimeError("write_transaction does not nest")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,167 @@
+"""What identifies a tool version: its content hash, its semantic version, and
+the references users write to pick one. Pure functions, no database.
+
+The canonical form and the reference grammar are specified in docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import InvalidInput
+from .models import Signature, TestCase
+
+__all__ = [
+    "MIN_SHA_PREFIX",
+    "Reference",
+    "SemVer",
+    "TOOL_FORMAT",
+    "canonical_json",
+    "content_sha256",
+    "next_version",
+    "parse_reference",
+    "parse_version",
+    "sha256_text",
+    "tool_content",
+]
+
+TOOL_FORMAT = "toolcrib.tool/v1"
+MIN_SHA_PREFIX = 7
+
+_NAME = r"[a-zA-Z0-9_-]{1,64}"
+_NUM = r"(?:0|[1-9][0-9]*)"
+_IDENT = r"(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
+_SEMVER = rf"{_NUM}\.{_NUM}\.{_NUM}(?:-{_IDENT}(?:\.{_IDENT})*)?"
+_SEMVER_RE = re.compile(rf"^({_NUM})\.({_NUM})\.({_NUM})(?:-({_IDENT}(?:\.{_IDENT})*))?$")
+_REF_RE = re.compile(rf"^(?P<name>{_NAME})(?:@(?:sha256:(?P<prefix>[0-9a-fA-F]+)|(?P<version>{_SEMVER})))?$")
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON text of a value: sorted keys, no insignificant whitespace,
+    UTF-8 characters kept as they are, NaN/Infinity refused."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of the UTF-8 bytes of `text`."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def tool_content(source: str, entrypoint: str, signature: Signature, tests: Iterable[TestCase]) -> dict[str, Any]:
+    """The object whose canonical JSON is hashed: every model field written out,
+    defaults included, so two registries always agree on the bytes."""
+    return {
+        "format": TOOL_FORMAT,
+        "source": source,
+        "entrypoint": entrypoint,
+        "signature": signature.model_dump(mode="json"),
+        "tests": [case.model_dump(mode="json") for case in tests],
+    }
+
+
+def content_sha256(source: str, entrypoint: str, signature: Signature, tests: Iterable[TestCase]) -> str:
+    """The content address of a tool version (hex sha256 of its canonical form)."""
+    return sha256_text(canonical_json(tool_content(source, entrypoint, signature, tests)))
+
+
+@dataclass(frozen=True)
+class SemVer:
+    """A semantic version MAJOR.MINOR.PATCH[-PRERELEASE] (build metadata is refused:
+    it would let two distinct version strings share one precedence)."""
+
+    major: int
+    minor: int
+    patch: int
+    prerelease: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        core = f"{self.major}.{self.minor}.{self.patch}"
+        return f"{core}-{'.'.join(self.prerelease)}" if self.prerelease else core
+
+    def key(self) -> tuple[Any, ...]:
+        """Sort key implementing semver 2.0 precedence."""
+        # A release sorts after all its prereleases; numeric identifiers sort
+        # numerically and before alphanumeric ones.
+        pre: tuple[Any, ...] = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.prerelease)
+        return (self.major, self.minor, self.patch, 0 if self.prerelease else 1, pre)
+
+    def __lt__(self, other: "SemVer") -> bool:
+        return self.key() < other.key()
+
+    def __le__(self, other: "SemVer") -> bool:
+        return self.key() <= other.key()
+
+    def __gt__(self, other: "SemVer") -> bool:
+        return self.key() > other.key()
+
+    def __ge__(self, other: "SemVer") -> bool:
+        return self.key() >= other.key()
+
+
+def parse_version(text: str) -> SemVer:
+    """Parse a semantic version; InvalidInput if it is not one."""
+    match = _SEMVER_RE.match(text) if isinstance(text, str) else None
+    if not match:
+        raise InvalidInput(f"invalid version {text!r}: expected MAJOR.MINOR.PATCH[-PRERELEASE], e.g. 1.2.0")
+    major, minor, patch, pre = match.groups()
+    return SemVer(int(major), int(minor), int(patch), tuple(pre.split(".")) if pre else ())
+
+
+def next_version(current: SemVer, kind: Literal["major", "minor", "patch"]) -> SemVer:
+    """The version after `current` for a change of that kind.
+
+    From a prerelease, the release it leads up to comes next when that is
+    enough (1.2.0-rc.1 + minor = 1.2.0), as npm's `semver.inc` does.
+    """
+    m, n, p = current.major, current.minor, current.patch
+    pre = bool(current.prerelease)
+    if kind == "major":
+        return SemVer(m, 0, 0) if pre and n == 0 and p == 0 else SemVer(m + 1, 0, 0)
+    if kind == "minor":
+        return SemVer(m, n, 0) if pre and p == 0 else SemVer(m, n + 1, 0)
+    if kind == "patch":
+        return SemVer(m, n, p) if pre else SemVer(m, n, p + 1)
+    raise ValueError(f"unknown bump kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed reference: NAME, NAME@VERSION or NAME@sha256:PREFIX."""
+
+    name: str
+    version: str | None = None
+    sha_prefix: str | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.version is not None or self.sha_prefix is not None
+
+    def __str__(self) -> str:
+        if self.version:
+            return f"{self.name}@{self.version}"
+        if self.sha_prefix:
+            return f"{self.name}@sha256:{self.sha_prefix}"
+        return self.name
+
+
+def parse_reference(ref: str) -> Reference:
+    """Parse a reference; InvalidInput naming the accepted forms if malformed."""
+    match = _REF_RE.match(ref) if isinstance(ref, str) else None
+    if not match:
+        raise InvalidInput(
+            f"invalid reference {ref!r}: expected NAME, NAME@VERSION (e.g. add@1.2.0) "
+            f"or NAME@sha256:HEX (at least {MIN_SHA_PREFIX} hex digits)"
+        )
+    prefix = match.group("prefix")
+    if prefix is not None:
+        if not MIN_SHA_PREFIX <= len(prefix) <= 64:
+            raise InvalidInput(
+                f"invalid reference {ref!r}: a sha256 prefix needs {MIN_SHA_PREFIX} to 64 hex digits"
+            )
+        prefix = prefix.lower()
+    return Reference(match.group("name"), match.group("version"), prefix)
