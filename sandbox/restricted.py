@@ -1,0 +1,356 @@
+"""The restricted backend, host side: talks to the zygote (`zygote.py`),
+which forks one fresh, OS-limited child per call that runs the job under the
+RestrictedPython policy (`execute.py`).
+
+The host never runs tool code and never holds an object the sandbox made: it
+reads a bounded number of bytes, ``json.loads`` them, checks their shape and
+builds a `Result`. How the child died (signal, who killed it) comes from the
+zygote, which reaps it, and is mapped to a status here.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+from .contract import LIMIT_NAMES, ErrorInfo, Job, Limits, Result
+from .zygote import EXIT_SETUP_FAILED, OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
+
+__all__ = ["RestrictedBackend"]
+
+_LEN = struct.Struct(">I")
+_REPLY_STATUSES = frozenset({"ok", "error", "blocked", "limit"})
+
+
+class _Unavailable(Exception):
+    """The zygote cannot be started or reached."""
+
+
+class _Zygote:
+    """One running zygote process and its control socket."""
+
+    def __init__(self, python: str, start_timeout: float) -> None:
+        self.workdir = tempfile.mkdtemp(prefix="toolcrib-zygote-")
+        # An empty directory nobody may write to: the zygote's and every
+        # child's working directory.
+        os.chmod(self.workdir, 0o500)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-I", ZYGOTE_PATH, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                env={},  # the host's environment (and its secrets) stays here
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # terminal signals are for the host
+            )
+        except OSError as exc:
+            ours.close()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise _Unavailable(f"cannot start the zygote with {python}: {exc}") from exc
+        finally:
+            theirs.close()
+        self.control = ours
+        try:
+            ours.settimeout(start_timeout)
+            try:
+                data = ours.recv(65536)
+            except TimeoutError:
+                data = b""
+            facts = json.loads(data) if data else None
+            if not isinstance(facts, dict) or facts.get("ready") is not True:
+                why = facts.get("error") if isinstance(facts, dict) else None
+                raise _Unavailable(f"the zygote did not start: {why or self._stderr_tail()}")
+            ours.settimeout(None)
+        except BaseException:
+            self.stop()
+            raise
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+        self.facts: dict[str, Any] = facts
+
+    def _stderr_tail(self) -> str:
+        self.proc.kill()
+        self.proc.wait()
+        assert self.proc.stderr is not None
+        tail = self.proc.stderr.read()[-2000:].decode(errors="replace").strip()
+        return tail.splitlines()[-1] if tail else f"it exited with code {self.proc.returncode}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        # Closing the control socket is the stop signal: the zygote kills its
+        # children and exits. SIGKILL only if it does not.
+        self.control.close()
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None and not self.proc.stderr.closed:
+            self.proc.stderr.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _recv_exact(sock: socket.socket, size: int, deadline: float) -> bytes | None:
+    """`size` bytes, or None on EOF. Raises TimeoutError past the deadline."""
+    data = bytearray()
+    while len(data) < size:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        chunk = sock.recv(min(size - len(data), 1 << 20))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def _error(kind: str, message: str) -> dict[str, Any]:
+    return {"status": "error", "error": ErrorInfo(type=kind, message=message)}
+
+
+def _unavailable(message: str) -> dict[str, Any]:
+    return {"status": "unavailable", "error": ErrorInfo(type="SandboxUnavailable", message=message)}
+
+
+def _limit(name: str) -> dict[str, Any]:
+    return {"status": "limit", "limit": name}
+
+
+def _parse_reply(reply: bytes) -> dict[str, Any]:
+    """The child's JSON reply as Result fields, or an error if it is malformed."""
+    try:
+        obj = json.loads(reply)
+    except (ValueError, RecursionError):
+        return _error("SandboxProtocolError", "the sandboxed process wrote a reply that is not JSON")
+    if not isinstance(obj, dict) or obj.get("status") not in _REPLY_STATUSES:
+        return _error("SandboxProtocolError", "the sandboxed process wrote a reply of the wrong shape")
+    status, error, limit, stdout = obj["status"], obj.get("error"), obj.get("limit"), obj.get("stdout", "")
+    if not isinstance(stdout, str):
+        return _error("SandboxProtocolError", "the reply's stdout is not a string")
+    if limit is not None and limit not in LIMIT_NAMES or (status == "limit") != (limit is not None):
+        return _error("SandboxProtocolError", "the reply names no valid limit")
+    info = None
+    if error is not None:
+        line = error.get("line") if isinstance(error, dict) else None
+        if (
+            not isinstance(error, dict)
+            or not isinstance(error.get("type"), str)
+            or not isinstance(error.get("message"), str)
+            or not (line is None or (isinstance(line, int) and not isinstance(line, bool)))
+        ):
+            return _error("SandboxProtocolError", "the reply's error is malformed")
+        info = ErrorInfo(type=error["type"], message=error["message"], line=line)
+    if status in ("error", "blocked") and info is None:
+        return _error("SandboxProtocolError", f"a {status!r} reply without an error")
+    return {"status": status, "result": obj.get("result"), "error": info, "limit": limit, "stdout": stdout}
+
+
+def _outcome(trailer: dict[str, Any], reply: bytes, limits: Limits) -> dict[str, Any]:
+    """Map how the child ended (from the zygote) and what it wrote to Result fields."""
+    killed, sig, code = trailer.get("killed"), trailer.get("signal"), trailer.get("exit")
+    if killed == "wall":
+        return _limit("wall")
+    if killed == "output":
+        return _limit("output")
+    if killed is not None:
+        return _unavailable("the zygote shut down during the call")
+    if sig is not None:
+        cpu_used = float(trailer.get("cpu") or 0.0)
+        rss_mib = float(trailer.get("maxrss_kib") or 0) / 1024
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= 0.98 * max(1, math.ceil(limits.cpu))):
+            return _limit("cpu")  # RLIMIT_CPU: SIGKILL when soft == hard
+        if sig == signal.SIGXFSZ:
+            return _limit("disk")
+        if sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT) and rss_mib >= 0.8 * limits.memory:
+            # Out of address space somewhere MemoryError could not be raised
+            # (a C allocation, stack growth), or the kernel's OOM killer.
+            return _limit("memory")
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return _error("SandboxCrash", f"the sandboxed process died with {name}")
+    if code == EXIT_SETUP_FAILED:
+        return _unavailable("the sandboxed process could not lock itself down, so the tool did not run")
+    if code != 0 or not reply:
+        return _error("SandboxCrash", f"the sandboxed process exited with code {code} without a complete reply")
+    return _parse_reply(reply)
+
+
+class RestrictedBackend:
+    """RestrictedPython in a fresh OS-limited process per call, forked from a
+    warm zygote. Thread-safe: calls from several threads run concurrently.
+
+    ``allow_plain``: honour ``Job.policy == "plain"`` (run the tool as plain
+    Python, still inside the locked-down child). Off by default, when every
+    job runs under the policy whatever it asks; meant for testing the OS layer
+    and for trusted diagnostics only. ``python``: the interpreter for the
+    zygote (default: this one). ``grace``: seconds past the wall limit the
+    host waits for the zygote before declaring it hung and replacing it.
+    """
+
+    name = "restricted"
+
+    def __init__(
+        self,
+        *,
+        allow_plain: bool = False,
+        python: str | None = None,
+        start_timeout: float = 10.0,
+        grace: float = 5.0,
+    ) -> None:
+        self.allow_plain = allow_plain
+        self.python = python or sys.executable
+        self.start_timeout = start_timeout
+        self.grace = grace
+        self._lock = threading.Lock()
+        self._zygote: _Zygote | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def _current(self) -> _Zygote:
+        with self._lock:
+            zygote = self._zygote
+            if zygote is None or not zygote.alive():
+                if zygote is not None:
+                    zygote.stop()
+                self._zygote = None
+                zygote = self._zygote = _Zygote(self.python, self.start_timeout)
+            return zygote
+
+    def _discard(self, zygote: _Zygote) -> None:
+        with self._lock:
+            if self._zygote is zygote:
+                self._zygote = None
+        zygote.stop()
+
+    def start(self) -> None:
+        """Start the zygote now (otherwise the first call does).
+
+        Raises RuntimeError if it cannot start."""
+        try:
+            self._current()
+        except _Unavailable as exc:
+            raise RuntimeError(str(exc)) from exc
+
+    def info(self) -> dict[str, Any]:
+        """What the process layer achieves on this machine (for `doctor`):
+        network namespace, uid switch, the zygote's pid. Starts the zygote."""
+        try:
+            zygote = self._current()
+        except _Unavailable as exc:
+            return {"backend": self.name, "available": False, "error": str(exc)}
+        facts = zygote.facts
+        return {
+            "backend": self.name,
+            "available": True,
+            "zygote_pid": zygote.proc.pid,
+            "python": facts.get("python"),
+            "network_namespace": bool(facts.get("netns")),
+            "network_namespace_error": facts.get("netns_error"),
+            "uid_switched": bool(facts.get("uid_switched")),
+            "child_uid": facts.get("uid"),
+            "own_process_group": bool(facts.get("own_group")),
+            "no_new_privs": bool(facts.get("no_new_privs")),
+            "baseline_vm_mib": facts.get("baseline_vm_mib"),
+        }
+
+    def close(self) -> None:
+        """Stop the zygote (and any child still running). A later `run` starts a new one."""
+        with self._lock:
+            zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.stop()
+
+    # -- running -----------------------------------------------------------
+
+    def run(self, job: Job) -> Result:
+        """Run one job in a fresh child; every outcome is a Result."""
+        started = time.perf_counter()
+        fields = self._run(job)
+        return Result(backend=self.name, duration_ms=(time.perf_counter() - started) * 1000, **fields)
+
+    def _run(self, job: Job) -> dict[str, Any]:
+        limits = job.limits
+        header = json.dumps(
+            {
+                "cpu": limits.cpu,
+                "wall": limits.wall,
+                "memory": limits.memory,
+                "disk": limits.disk,
+                "output": limits.output,
+                "restricted": not (self.allow_plain and job.policy == "plain"),
+            }
+        ).encode()
+        payload = json.dumps(job.wire(), separators=(",", ":")).encode()
+        for _attempt in range(2):
+            try:
+                zygote = self._current()
+            except _Unavailable as exc:
+                return _unavailable(str(exc))
+            near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                zygote.control.sendmsg([header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [far.fileno()]))])
+            except OSError:
+                # The zygote died since we last looked: replace it and retry once.
+                near.close()
+                far.close()
+                self._discard(zygote)
+                continue
+            far.close()
+            try:
+                return self._converse(near, payload, limits, zygote)
+            finally:
+                near.close()
+        return _unavailable("the zygote died twice in a row")
+
+    def _converse(self, sock: socket.socket, payload: bytes, limits: Limits, zygote: _Zygote) -> dict[str, Any]:
+        deadline = time.monotonic() + limits.wall + self.grace
+        try:
+            try:
+                sock.settimeout(limits.wall + self.grace)
+                sock.sendall(_LEN.pack(len(payload)) + payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the child died before reading the job: the trailer says how
+            head = _recv_exact(sock, _LEN.size, deadline)
+            if head is None:
+                if zygote.alive():
+                    return _unavailable("the zygote refused the call (too many calls in flight)")
+                self._discard(zygote)
+                return _unavailable("the zygote died during the call")
+            (size,) = _LEN.unpack(head)
+            if size > TRAILER_MAX:
+                return _error("SandboxProtocolError", "oversized trailer from the zygote")
+            raw = _recv_exact(sock, size, deadline)
+            trailer = json.loads(raw) if raw is not None else None
+            if not isinstance(trailer, dict) or not isinstance(trailer.get("reply_len"), int):
+                return _error("SandboxProtocolError", "malformed trailer from the zygote")
+            reply_len = trailer["reply_len"]
+            if reply_len > limits.output * 1024 + OUTPUT_SLACK:
+                return _limit("output")
+            reply = _recv_exact(sock, reply_len, deadline) if reply_len else b""
+            if reply is None:
+                return _error("SandboxProtocolError", "truncated reply from the zygote")
+        except TimeoutError:
+            # The zygote enforces the wall limit itself; silence past it plus
+            # the grace period means the zygote is stuck. Replace it.
+            self._discard(zygote)
+            return _unavailable("the zygote stopped answering; it has been restarted")
+        except (OSError, ValueError) as exc:
+            return _error("SandboxProtocolError", f"talking to the zygote failed: {exc}")
+        return _outcome(trailer, reply, limits)
