@@ -1,0 +1,600 @@
+"""An entrypoint's interface as JSON Schema, read from the source's AST.
+
+Annotations are never evaluated: a small reader maps the annotation's AST to
+Python types over an allowlist (builtins, `typing`, `collections.abc`), and
+pydantic turns those into JSON Schema and a validator. Anything the reader
+does not understand (a user class, `Callable`, a type variable) is accepted as
+any JSON value, and the parameter's description says so.
+
+Arguments cross into the sandbox as JSON, so a `set` or `tuple` parameter
+receives a JSON array (a list); the schema says what the caller may send, not
+what Python object the tool will hold.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import hashlib
+import json
+import math
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from .errors import AdmissionError, ArgumentsError
+from .models import Signature
+
+__all__ = ["bump_kind", "derive_signature", "validate_arguments"]
+
+_MAX_ANNOTATION_DEPTH = 12
+_CACHE_SIZE = 256
+
+_SCALARS: dict[str, Any] = {
+    "builtins.int": int,
+    "builtins.float": float,
+    "builtins.str": str,
+    "builtins.bool": bool,
+    "builtins.object": Any,
+    "typing.Any": Any,
+    "builtins.None": type(None),
+}
+_LISTS = {
+    "builtins.list", "typing.List", "typing.Sequence", "typing.MutableSequence", "typing.Iterable",
+    "typing.Collection", "collections.abc.Sequence", "collections.abc.MutableSequence",
+    "collections.abc.Iterable", "collections.abc.Collection",
+}
+_SETS = {"builtins.set", "builtins.frozenset", "typing.Set", "typing.FrozenSet", "typing.AbstractSet",
+         "collections.abc.Set", "collections.abc.MutableSet", "typing.MutableSet"}
+_DICTS = {"builtins.dict", "typing.Dict", "typing.Mapping", "typing.MutableMapping",
+          "collections.abc.Mapping", "collections.abc.MutableMapping"}
+_TUPLES = {"builtins.tuple", "typing.Tuple"}
+_BUILTIN_NAMES = {"int", "float", "str", "bool", "object", "list", "set", "frozenset", "dict", "tuple"}
+_TYPING_NAMES = {"Any", "List", "Dict", "Tuple", "Set", "FrozenSet", "Optional", "Union", "Literal", "Sequence",
+                 "Iterable", "Mapping", "MutableMapping", "MutableSequence", "Collection", "Annotated",
+                 "AbstractSet", "MutableSet"}
+
+
+# -- reading annotations -------------------------------------------------------
+
+
+def _imports(tree: ast.Module) -> dict[str, str]:
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                local = alias.asname or alias.name.split(".")[0]
+                bound[local] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return bound
+
+
+class _TypeReader:
+    """Maps an annotation's AST to a Python type, noting what it could not read."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.imports = _imports(tree)
+        self.user_names = {
+            n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        } | {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+             for t in ast.walk(n) if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
+        self.notes: list[str] = []
+
+    def qualified(self, node: ast.expr) -> str | None:
+        if isinstance(node, ast.Name):
+            if node.id in self.imports:
+                name = self.imports[node.id]
+            elif node.id in self.user_names:
+                return None
+            elif node.id in _BUILTIN_NAMES:
+                name = f"builtins.{node.id}"
+            elif node.id in _TYPING_NAMES:
+                name = f"typing.{node.id}"  # lenient: a forgotten `from typing import ...`
+            else:
+                return None
+        elif isinstance(node, ast.Attribute):
+            base = self.qualified_module(node.value)
+            if base is None:
+                return None
+            name = f"{base}.{node.attr}"
+        else:
+            return None
+        return name.replace("typing_extensions.", "typing.", 1)
+
+    def qualified_module(self, node: ast.expr) -> str | None:
+        if isinstance(node, ast.Name):
+            return self.imports.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.qualified_module(node.value)
+            return f"{base}.{node.attr}" if base else None
+        return None
+
+    def unknown(self, node: ast.expr) -> Any:
+        self.notes.append(f"annotation {ast.unparse(node)!r} is not checked; any JSON value is accepted")
+        return Any
+
+    def read(self, node: ast.expr, depth: int = 0) -> Any:
+        if depth > _MAX_ANNOTATION_DEPTH:
+            return self.unknown(node)
+        if isinstance(node, ast.Constant):
+            if node.value is None:
+                return type(None)
+            if isinstance(node.value, str):
+                try:
+                    inner = ast.parse(node.value.strip(), mode="eval").body
+                except SyntaxError:
+                    return self.unknown(node)
+                return self.read(inner, depth + 1)
+            return self.unknown(node)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            return Union[self.read(node.left, depth + 1), self.read(node.right, depth + 1)]  # noqa: UP007
+        if isinstance(node, ast.Subscript):
+            return self.read_generic(node, depth)
+        name = self.qualified(node)
+        if name in _SCALARS:
+            return _SCALARS[name]
+        if name in _LISTS:
+            return list[Any]
+        if name in _SETS:
+            return set[Any]
+        if name in _DICTS:
+            return dict[str, Any]
+        if name in _TUPLES:
+            return tuple[Any, ...]
+        return self.unknown(node)
+
+    def read_generic(self, node: ast.Subscript, depth: int) -> Any:
+        name = self.qualified(node.value)
+        items = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if name in ("typing.Literal",):
+            values = [self.literal_value(item) for item in items]
+            if any(v is _NOT_LITERAL for v in values):
+                return self.unknown(node)
+            return Literal[tuple(values)]
+        if name == "typing.Annotated":
+            return self.read(items[0], depth + 1)
+        args = [self.read(item, depth + 1) for item in items] if not (
+            name in _TUPLES and len(items) == 2 and isinstance(items[1], ast.Constant) and items[1].value is ...
+        ) else None
+        if name == "typing.Optional" and len(items) == 1:
+            return Optional[args[0]]  # noqa: UP007
+        if name == "typing.Union":
+            return Union[tuple(args)]  # noqa: UP007
+        if name in _LISTS and len(items) == 1:
+            return list[args[0]]
+        if name in _SETS and len(items) == 1:
+            return set[args[0]]
+        if name in _DICTS and len(items) == 2:
+            if args[0] is not str:
+                self.notes.append("object keys arrive as JSON strings")
+            return dict[str, args[1]]
+        if name in _TUPLES:
+            if args is None:
+                return tuple[self.read(items[0], depth + 1), ...]
+            if len(items) == 1 and isinstance(items[0], ast.Tuple) and not items[0].elts:
+                return tuple[()]
+            return tuple[tuple(args)]
+        return self.unknown(node)
+
+    @staticmethod
+    def literal_value(node: ast.expr) -> Any:
+        try:
+            value = ast.literal_eval(node)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return _NOT_LITERAL
+        if value is None or isinstance(value, (str, int, bool)):
+            return value
+        return _NOT_LITERAL
+
+
+_NOT_LITERAL = object()
+
+
+# -- docstrings ----------------------------------------------------------------
+
+_GOOGLE_ARGS = re.compile(r"^(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments|Kwargs|Other Parameters):\s*$")
+_GOOGLE_RETURNS = re.compile(r"^(Returns|Return|Yields):\s*$")
+_GOOGLE_ENTRY = re.compile(r"^\*{0,2}(?P<name>\w+)\s*(\([^)]*\))?\s*:\s*(?P<desc>.*)$")
+_NUMPY_ENTRY = re.compile(r"^\*{0,2}(?P<names>\w+(\s*,\s*\*{0,2}\w+)*)\s*(:.*)?$")
+_SPHINX_PARAM = re.compile(r"^:(param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?\*{0,2}(?P<name>\w+)\s*:\s*(?P<desc>.*)$")
+_SPHINX_RETURNS = re.compile(r"^:(returns?)\s*:\s*(?P<desc>.*)$")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _collapse(parts: list[str]) -> str:
+    return " ".join(" ".join(parts).split())
+
+
+def _summary(doc: str | None) -> str | None:
+    if not doc:
+        return None
+    paragraph: list[str] = []
+    for line in doc.strip().splitlines():
+        if not line.strip():
+            break
+        paragraph.append(line)
+    return _collapse(paragraph) or None
+
+
+def _parse_docstring(doc: str | None) -> tuple[dict[str, str], str | None]:
+    """Per-parameter descriptions and the return description (Google, NumPy or Sphinx style)."""
+    if not doc:
+        return {}, None
+    lines = doc.expandtabs().splitlines()
+    params: dict[str, list[str]] = {}
+    returns: list[str] = []
+    i = 0
+    while i < len(lines):
+        line, stripped = lines[i], lines[i].strip()
+        underlined = i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}
+        if _GOOGLE_ARGS.match(stripped) or _GOOGLE_RETURNS.match(stripped):
+            is_args = bool(_GOOGLE_ARGS.match(stripped))
+            base = _indent(line)
+            i += 1
+            current: list[str] | None = None
+            entry_indent: int | None = None
+            while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > base):
+                body = lines[i]
+                if body.strip():
+                    if is_args:
+                        match = _GOOGLE_ENTRY.match(body.strip())
+                        if match and (entry_indent is None or _indent(body) <= entry_indent):
+                            entry_indent = _indent(body)
+                            current = params.setdefault(match["name"], [])
+                            current.append(match["desc"])
+                        elif current is not None:
+                            current.append(body.strip())
+                    else:
+                        returns.append(body.strip())
+                i += 1
+            continue
+        if underlined and stripped in ("Parameters", "Other Parameters", "Returns", "Yields"):
+            is_args = "Parameters" in stripped
+            base = _indent(line)
+            i += 2
+            current = None
+            while i < len(lines):
+                body = lines[i]
+                if body.strip() and _indent(body) <= base and i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
+                    break  # the next section
+                if body.strip():
+                    if _indent(body) <= base:
+                        match = _NUMPY_ENTRY.match(body.strip())
+                        if is_args and match:
+                            current = []
+                            for name in re.split(r"\s*,\s*", match["names"]):
+                                params[name.lstrip("*")] = current
+                        elif not is_args:
+                            current = None  # "type" line of a Returns entry
+                    elif is_args and current is not None:
+                        current.append(body.strip())
+                    elif not is_args:
+                        returns.append(body.strip())
+                i += 1
+            continue
+        sphinx = _SPHINX_PARAM.match(stripped)
+        sphinx_ret = _SPHINX_RETURNS.match(stripped)
+        if sphinx or sphinx_ret:
+            target = params.setdefault(sphinx["name"], []) if sphinx else returns
+            target.append((sphinx or sphinx_ret)["desc"])
+            base = _indent(line)
+            i += 1
+            while i < len(lines) and lines[i].strip() and _indent(lines[i]) > base and not lines[i].strip().startswith(":"):
+                target.append(lines[i].strip())
+                i += 1
+            continue
+        i += 1
+    described = {name: _collapse(parts) for name, parts in params.items() if _collapse(parts)}
+    return described, (_collapse(returns) or None)
+
+
+# -- the model -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    signature: Signature
+    model: type[BaseModel]
+    names: tuple[str, ...]
+    kwargs: TypeAdapter[Any] | None
+    function: str
+
+
+_cache: OrderedDict[tuple[str, str], _Compiled] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _json_default(value: Any) -> tuple[bool, Any]:
+    """(ok, JSON form) of a literal default; sets, bytes, complex and NaN have none."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return True, value
+    if isinstance(value, float):
+        return math.isfinite(value), value
+    if isinstance(value, (list, tuple)):
+        items = [_json_default(v) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if isinstance(value, dict):
+        items = {k: _json_default(v) for k, v in value.items()}
+        ok = all(isinstance(k, str) for k in value) and all(ok for ok, _ in items.values())
+        return ok, {k: v for k, (_, v) in items.items()}
+    return False, None
+
+
+def _find_function(tree: ast.Module, name: str) -> ast.FunctionDef:
+    found: ast.stmt | None = None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            found = node
+    if found is None:
+        raise AdmissionError(f"no top-level function named {name!r}")
+    if not isinstance(found, ast.FunctionDef):
+        kind = "an async function" if isinstance(found, ast.AsyncFunctionDef) else "a class"
+        raise AdmissionError(f"{name!r} is {kind}; an entrypoint must be a plain def", found.lineno)
+    return found
+
+
+def _accepts_none(tp: Any) -> bool:
+    try:
+        TypeAdapter(tp).validate_python(None, strict=True)
+    except ValidationError:
+        return False
+    return True
+
+
+def _compile(source: str, entrypoint: str) -> _Compiled:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise AdmissionError(f"syntax error: {exc.msg}", exc.lineno) from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise AdmissionError(f"the source cannot be parsed: {exc}") from None
+    fn = _find_function(tree, entrypoint)
+    spec = fn.args
+    if spec.posonlyargs:
+        arg = spec.posonlyargs[0]
+        raise AdmissionError(
+            f"parameter {arg.arg!r} of {entrypoint} is positional-only; tools are called with named arguments",
+            arg.lineno,
+        )
+    if spec.vararg:
+        raise AdmissionError(
+            f"*{spec.vararg.arg} cannot be given as named JSON arguments; take a list parameter instead",
+            spec.vararg.lineno,
+        )
+    doc = ast.get_docstring(fn, clean=True)
+    param_docs, returns_doc = _parse_docstring(doc)
+    reader = _TypeReader(tree)
+    defaults: list[ast.expr | None] = [None] * (len(spec.args) - len(spec.defaults)) + list(spec.defaults)
+    params = list(zip(spec.args, defaults)) + list(zip(spec.kwonlyargs, spec.kw_defaults))
+    fields: dict[str, Any] = {}
+    untyped: list[str] = []
+    names: list[str] = []
+    for index, (arg, default) in enumerate(params):
+        names.append(arg.arg)
+        reader.notes = []
+        if arg.annotation is None:
+            untyped.append(arg.arg)
+            tp: Any = Any
+        else:
+            tp = reader.read(arg.annotation)
+        kwargs: dict[str, Any] = {"alias": arg.arg, "title": arg.arg.replace("_", " ").strip().title() or arg.arg}
+        if default is not None:
+            try:
+                ok, value = _json_default(ast.literal_eval(default))
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                ok, value = False, None
+            if ok:
+                kwargs["default"] = value
+                # `x: int = None` is the old implicit Optional: null means "the default".
+                if value is None and not _accepts_none(tp):
+                    tp = Optional[tp]  # noqa: UP007
+            else:
+                # Optional, but the real default lives in the tool: the schema shows none.
+                kwargs["default_factory"] = _missing
+        description = " ".join(filter(None, [param_docs.get(arg.arg), *dict.fromkeys(reader.notes)]))
+        if description:
+            kwargs["description"] = description
+        fields[f"p{index}"] = (tp, Field(**kwargs))
+    kwargs_adapter: TypeAdapter[Any] | None = None
+    extra_schema: dict[str, Any] | None = None
+    if spec.kwarg:
+        reader.notes = []
+        extra_type = Any if spec.kwarg.annotation is None else reader.read(spec.kwarg.annotation)
+        kwargs_adapter = TypeAdapter(extra_type)
+        extra_schema = kwargs_adapter.json_schema()
+        extra_schema.pop("title", None)
+        note = " ".join(filter(None, [param_docs.get(spec.kwarg.arg), *dict.fromkeys(reader.notes)]))
+        if note:
+            extra_schema["description"] = note
+    summary = _summary(doc)
+    config = ConfigDict(extra="allow" if spec.kwarg else "forbid", strict=True, title=entrypoint)
+    model = create_model(entrypoint, __config__=config, __doc__=summary, **fields)  # type: ignore[call-overload]
+    input_schema = model.model_json_schema()
+    if not summary:
+        input_schema.pop("description", None)
+    if extra_schema is not None:
+        input_schema["additionalProperties"] = extra_schema or True
+    output_schema: dict[str, Any] | None = None
+    if fn.returns is not None:
+        reader.notes = []
+        output_schema = TypeAdapter(reader.read(fn.returns)).json_schema()
+        description = " ".join(filter(None, [returns_doc, *dict.fromkeys(reader.notes)]))
+        if description:
+            output_schema["description"] = description
+    # A JSON round trip makes the schema plain data (no tuples) and fixes key order.
+    signature = Signature(
+        input_schema=json.loads(json.dumps(input_schema, sort_keys=True)),
+        output_schema=json.loads(json.dumps(output_schema, sort_keys=True)) if output_schema is not None else None,
+        untyped=untyped,
+        description=doc,
+    )
+    return _Compiled(signature, model, tuple(names), kwargs_adapter, entrypoint)
+
+
+def _missing() -> None:
+    return None
+
+
+def _compiled(source: str, entrypoint: str) -> _Compiled:
+    key = (hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest(), entrypoint)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    compiled = _compile(source, entrypoint)
+    with _cache_lock:
+        _cache[key] = compiled
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return compiled
+
+
+def derive_signature(source: str, entrypoint: str) -> Signature:
+    """The entrypoint's input (and, if annotated, output) JSON Schema.
+
+    Raises AdmissionError when the entrypoint is missing, not a plain def, or
+    takes ``*args`` or positional-only parameters (tools are called with
+    named JSON arguments). Same source and entrypoint give the same schema.
+    """
+    try:
+        return _compiled(source, entrypoint).signature.model_copy(deep=True)
+    except RecursionError:
+        raise AdmissionError("the entrypoint's annotations are nested too deeply") from None
+
+
+# -- validating calls --------------------------------------------------------------
+
+
+def _path(loc: tuple[Any, ...], value: Any) -> str:
+    """Render an error location inside one argument, skipping pydantic's union tags."""
+    parts: list[str] = []
+    for step in loc:
+        if isinstance(step, int) and isinstance(value, list) and 0 <= step < len(value):
+            parts.append(f"[{step}]")
+            value = value[step]
+        elif isinstance(step, str) and isinstance(value, dict) and step in value:
+            parts.append(f"[{json.dumps(step)}]")
+            value = value[step]
+    return "".join(parts)
+
+
+def validate_arguments(source: str, entrypoint: str, args: Any) -> dict[str, Any]:
+    """Check JSON call arguments against the entrypoint; return them as plain JSON.
+
+    Strict: a string is not a number, but an integer is accepted for a float.
+    Unknown arguments are refused (unless the entrypoint takes ``**kwargs``)
+    and missing required ones reported; ArgumentsError names each bad field.
+    The caller's own values are returned (never coerced or defaulted), so the
+    tool sees exactly what was sent.
+    """
+    compiled = _compiled(source, entrypoint)
+    prefix = f"bad arguments for {compiled.function}"
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ArgumentsError(f"{prefix}: arguments must be a JSON object, not {type(args).__name__}")
+    if any(not isinstance(key, str) for key in args):
+        raise ArgumentsError(f"{prefix}: argument names must be strings")
+    try:
+        text = json.dumps(args, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentsError(f"{prefix}: arguments must be plain JSON values ({exc})") from None
+    except RecursionError:
+        raise ArgumentsError(f"{prefix}: arguments are nested too deeply") from None
+    plain: dict[str, Any] = json.loads(text)
+    problems: dict[str, list[str]] = {}
+    try:
+        compiled.model.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            loc = error["loc"]
+            field = str(loc[0]) if loc else "arguments"
+            if error["type"] == "extra_forbidden":
+                message = "unexpected argument"
+            elif error["type"] == "missing":
+                message = "missing required argument"
+            else:
+                where = _path(loc[1:], plain.get(field))
+                message = f"{where}: {error['msg']}" if where else error["msg"]
+            problems.setdefault(field, [])
+            if message not in problems[field]:
+                problems[field].append(message)
+    if compiled.kwargs is not None:
+        for key in sorted(set(plain) - set(compiled.names)):
+            try:
+                compiled.kwargs.validate_json(json.dumps(plain[key]), strict=True)
+            except ValidationError as exc:
+                problems.setdefault(key, []).append(exc.errors(include_url=False)[0]["msg"])
+    if problems:
+        ordered = [n for n in compiled.names if n in problems] + sorted(set(problems) - set(compiled.names))
+        fields = {name: " or ".join(problems[name][:3]) for name in ordered}
+        detail = "; ".join(f"{name}: {why}" for name, why in fields.items())
+        raise ArgumentsError(f"{prefix}: {detail}", fields)
+    return plain
+
+
+# -- version bumps ---------------------------------------------------------------
+
+_NAME_MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties", "dependentSchemas"})
+_PROSE = frozenset({"title", "description", "examples"})
+
+
+def _without_prose(schema: Any) -> Any:
+    """The schema with titles, descriptions and examples removed (keeping property names)."""
+    if isinstance(schema, list):
+        return [_without_prose(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _PROSE:
+            continue
+        if key in _NAME_MAPS and isinstance(value, dict):
+            out[key] = {name: _without_prose(sub) for name, sub in value.items()}
+        elif key in ("default", "const", "enum"):
+            out[key] = copy.deepcopy(value)  # values, not schemas
+        else:
+            out[key] = _without_prose(value)
+    return out
+
+
+def bump_kind(old: Signature, new: Signature) -> Literal["major", "minor", "patch"]:
+    """The semver bump a change from `old` to `new` needs, judged on the schemas.
+
+    patch: the schemas are the same once titles and descriptions are removed.
+    minor: only new optional parameters were added.
+    major: anything else (a parameter removed, newly required, retyped, a
+    default changed, the output changed) — conservative by design.
+    """
+    old_in, new_in = _without_prose(old.input_schema), _without_prose(new.input_schema)
+    old_out = _without_prose(old.output_schema) if old.output_schema is not None else None
+    new_out = _without_prose(new.output_schema) if new.output_schema is not None else None
+    if old_out != new_out:
+        return "major"
+    if old_in == new_in:
+        return "patch"
+    old_props: dict[str, Any] = old_in.get("properties", {})
+    new_props: dict[str, Any] = new_in.get("properties", {})
+    old_required, new_required = set(old_in.get("required", [])), set(new_in.get("required", []))
+    added = set(new_props) - set(old_props)
+    rest_old = {k: v for k, v in old_in.items() if k not in ("properties", "required")}
+    rest_new = {k: v for k, v in new_in.items() if k not in ("properties", "required")}
+    if (
+        set(old_props) - set(new_props)
+        or any(old_props[name] != new_props[name] for name in old_props)
+        or new_required != old_required
+        or rest_old != rest_new
+        or not added
+    ):
+        return "major"
+    return "minor"
