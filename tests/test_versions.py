@@ -1,0 +1,118 @@
+"""Content hashing, semantic versions and references (pure functions)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from toolcrib.registry.errors import InvalidInput
+from toolcrib.registry.models import Signature, TestCase
+from toolcrib.registry.versions import (
+    SemVer,
+    canonical_json,
+    content_sha256,
+    next_version,
+    parse_reference,
+    parse_version,
+    tool_content,
+)
+
+
+def test_canonical_json_sorted_compact_unicode() -> None:
+    assert canonical_json({"b": [1, 2.5, None], "a": "é✓"}) == '{"a":"é✓","b":[1,2.5,null]}'
+
+
+def test_canonical_json_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+
+
+def test_content_hash_matches_independent_computation() -> None:
+    sig = Signature(input_schema={"type": "object", "properties": {"a": {"type": "integer"}}})
+    tests = [TestCase(args={"a": 1}, expected=2)]
+    digest = content_sha256("def f(a):\n    return a + 1\n", "f", sig, tests)
+    # Re-implemented from docs/formats.md, not through toolcrib helpers.
+    obj = {
+        "entrypoint": "f",
+        "format": "toolcrib.tool/v1",
+        "signature": {
+            "description": None,
+            "input_schema": {"properties": {"a": {"type": "integer"}}, "type": "object"},
+            "output_schema": None,
+            "untyped": [],
+        },
+        "source": "def f(a):\n    return a + 1\n",
+        "tests": [
+            {"args": {"a": 1}, "comparator": "exact", "expected": 2, "name": None, "snippet": None, "tolerance": None}
+        ],
+    }
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert digest == hashlib.sha256(text.encode()).hexdigest()
+    assert tool_content("def f(a):\n    return a + 1\n", "f", sig, tests) == obj
+
+
+def test_content_hash_changes_with_any_part() -> None:
+    sig = Signature(input_schema={"type": "object"})
+    base = content_sha256("x = 1\n", "f", sig, [])
+    assert content_sha256("x = 2\n", "f", sig, []) != base
+    assert content_sha256("x = 1\n", "g", sig, []) != base
+    assert content_sha256("x = 1\n", "f", sig, [TestCase(args={}, expected=1)]) != base
+    assert content_sha256("x = 1\n", "f", Signature(input_schema={"type": "object"}, description="d"), []) != base
+
+
+@pytest.mark.parametrize("text", ["1.0.0", "0.0.1", "10.20.30", "1.0.0-rc.1", "1.0.0-alpha-2.x"])
+def test_parse_version_round_trips(text: str) -> None:
+    assert str(parse_version(text)) == text
+
+
+@pytest.mark.parametrize("text", ["1.0", "01.0.0", "1.0.0+build", "v1.0.0", "1.0.0-", "1.0.0-01", "", "1.0.0 "])
+def test_parse_version_refuses(text: str) -> None:
+    with pytest.raises(InvalidInput, match="invalid version"):
+        parse_version(text)
+
+
+def test_semver_precedence() -> None:
+    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1",
+               "1.0.0", "1.0.1", "1.2.0", "1.10.0", "2.0.0"]
+    parsed = [parse_version(v) for v in ordered]
+    assert sorted(reversed(parsed), key=SemVer.key) == parsed
+    assert parse_version("1.10.0") > parse_version("1.9.9")
+
+
+@pytest.mark.parametrize(
+    ("current", "kind", "expected"),
+    [
+        ("1.2.3", "patch", "1.2.4"),
+        ("1.2.3", "minor", "1.3.0"),
+        ("1.2.3", "major", "2.0.0"),
+        ("1.2.3-rc.1", "patch", "1.2.3"),
+        ("1.2.0-rc.1", "minor", "1.2.0"),
+        ("1.2.3-rc.1", "minor", "1.3.0"),
+        ("2.0.0-rc.1", "major", "2.0.0"),
+        ("2.1.0-rc.1", "major", "3.0.0"),
+    ],
+)
+def test_next_version(current: str, kind: str, expected: str) -> None:
+    nxt = next_version(parse_version(current), kind)  # type: ignore[arg-type]
+    assert str(nxt) == expected
+    assert nxt > parse_version(current)
+
+
+def test_parse_reference_forms() -> None:
+    assert parse_reference("tool_a-1").pinned is False
+    ref = parse_reference("tool@1.2.0")
+    assert (ref.name, ref.version, ref.sha_prefix) == ("tool", "1.2.0", None)
+    ref = parse_reference("tool@sha256:ABCDEF0")
+    assert (ref.name, ref.version, ref.sha_prefix) == ("tool", None, "abcdef0")
+    assert str(ref) == "tool@sha256:abcdef0"
+
+
+@pytest.mark.parametrize(
+    "ref", ["", "a b", "tool@", "tool@1.2", "tool@sha256:abc", "tool@sha256:xyz1234", "x" * 65, "tool@latest",
+            "tool@sha256:" + "a" * 65, "@1.0.0"]
+)
+def test_parse_reference_refuses(ref: str) -> None:
+    with pytest.raises(InvalidInput, match="reference"):
+        parse_reference(ref)
