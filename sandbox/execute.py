@@ -1,50 +1,492 @@
 """Sandbox side: run one job in *this* process and return the JSON reply.
 
-INTERIM VERSION (no policy yet): the interface is the contract.
-
-The caller (the zygote's forked child, or the in-container harness) has
-already isolated this process. This module imports only the standard library,
-RestrictedPython and its sibling policy modules, so the container image needs
-nothing else.
+The caller (the zygote's forked child, or the Docker harness) has already
+isolated this process; this module applies the policy inside it:
+RestrictedPython compilation with the `policy` guards and `facades` imports
+(``restricted=True``), or plain ``compile``/``exec`` (``restricted=False``,
+Docker plain mode). Either way the result is turned into JSON here, by exact
+type, under depth and size caps: the host only ever receives bytes.
 
 Reply (UTF-8 JSON object, at most ``job["limits"]["output"]`` KiB):
     {"status": "ok"|"error"|"blocked"|"limit",
      "result": <JSON>, "error": {"type", "message", "line"} | null,
-     "limit": null|"memory"|"output"|..., "stdout": "<captured prints>"}
+     "limit": null|"memory"|"output", "stdout": "<captured prints>"}
+
+Imports only the standard library, RestrictedPython and the sibling policy
+modules, so the container image needs nothing else. Call `warm` once before
+forking: after it, running a job imports nothing.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
+import codecs
+import collections
+import contextlib
+import datetime
 import json
+import math
 from typing import Any
 
-__all__ = ["run_job"]
+from RestrictedPython import compile_restricted_exec
+
+from .facades import guarded_import, reset_for_call
+from .policy import (
+    ALLOWED_BUILTINS,
+    ALLOWED_EXCEPTIONS,
+    STATE,
+    TOOL_FILENAMES,
+    OutputLimit,
+    PolicyViolation,
+    ToolTransformer,
+    build_builtins,
+    guard_hooks,
+)
+
+__all__ = ["MAX_RESULT_DEPTH", "ResultNotJSON", "run_job", "to_json", "warm"]
+
+MAX_RESULT_DEPTH = 64
+MAX_MESSAGE_CHARS = 2000
+# Beyond CPython's int->str digit limit (4300 digits ~ 14 300 bits) json.dumps
+# would raise; refuse such ints up front with a clear message.
+_MAX_INT_BITS = 14_000
+_LIMIT_STDOUT_CHARS = 4096
+
+_BUILTINS = build_builtins(guarded_import)
+_HOOKS = guard_hooks()
+_OFFERED_NAMES = frozenset(ALLOWED_BUILTINS) | frozenset(ALLOWED_EXCEPTIONS)
+# Real builtins a tool might reach for that the sandbox does not offer; using
+# one is a refusal (blocked), not an ordinary NameError.
+_WITHHELD_BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_")) - _OFFERED_NAMES
 
 
-def _reply(status: str, result: Any = None, error: dict | None = None, limit: str | None = None, stdout: str = "") -> dict:
+class ResultNotJSON(Exception):
+    """The tool's result cannot be represented as JSON."""
+
+
+def _reply(status: str, result: Any = None, error: dict[str, Any] | None = None,
+           limit: str | None = None, stdout: str = "") -> dict[str, Any]:
     return {"status": status, "result": result, "error": error, "limit": limit, "stdout": stdout}
 
 
-def run_job(job: dict, *, restricted: bool = True) -> bytes:
-    """Run the job here; never raises. Returns the encoded reply."""
-    cap = int(job.get("limits", {}).get("output", 1024)) * 1024
+def _error(kind: str, message: str, line: int | None = None) -> dict[str, Any]:
+    return {"type": kind, "message": message[:MAX_MESSAGE_CHARS], "line": line}
+
+
+def _encode(reply: dict[str, Any]) -> bytes:
+    # ensure_ascii: lone surrogates in tool strings must not break encoding.
+    return json.dumps(reply, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+# Built now: under memory exhaustion there may be no room to build it later.
+_MEMORY_REPLY = _encode(_reply("limit", error=_error("MemoryError", "the tool ran out of memory"), limit="memory"))
+
+
+# ---------------------------------------------------------------------------
+# Result conversion
+# ---------------------------------------------------------------------------
+
+
+class _Budget:
+    """Approximate encoded size, so a huge result fails fast instead of being
+    built twice (once as data, once as JSON) before the cap applies."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, cap: int) -> None:
+        self.left = cap
+
+    def charge(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise OutputLimit("the result exceeds the output limit")
+
+
+def _sort_key_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=True)
+
+
+def _convert(value: Any, depth: int, active: set[int], budget: _Budget) -> Any:
+    kind = type(value)
+    if value is None or kind is bool:
+        budget.charge(5)
+        return value
+    if kind is str:
+        budget.charge(len(value) + 2)
+        return value
+    if kind is int:
+        if value.bit_length() > _MAX_INT_BITS:
+            raise ResultNotJSON("result is not JSON: int too large")
+        budget.charge(8)
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise ResultNotJSON(f"result is not JSON: float {value!r}")
+        budget.charge(24)
+        return value
+    # Subclasses of builtins are read through the base type's own C methods,
+    # called unbound, so no method the tool defined runs here.
+    if isinstance(value, str):
+        return _convert(str.__str__(value), depth, active, budget)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _convert(int.__int__(value), depth, active, budget)
+    if isinstance(value, float):
+        return _convert(float.__float__(value), depth, active, budget)
+
+    if isinstance(value, dict):
+        items: Any = dict.items(value)
+    elif isinstance(value, (list, tuple, set, frozenset)) or kind is collections.deque:
+        items = None
+    else:
+        raise ResultNotJSON(f"result is not JSON: {kind.__name__}")
+
+    if depth >= MAX_RESULT_DEPTH:
+        raise ResultNotJSON(f"result is not JSON: nested deeper than {MAX_RESULT_DEPTH} levels")
+    ident = id(value)
+    if ident in active:
+        raise ResultNotJSON("result is not JSON: it contains a reference cycle")
+    active.add(ident)
+    budget.charge(2)
     try:
-        ns: dict[str, Any] = {"__name__": "tool"}
-        exec(compile(job["source"], "<tool>", "exec"), ns)
-        if job.get("mode", "args") == "args":
-            value = ns[job["entrypoint"]](**job.get("args", {}))
+        if items is not None:
+            out: dict[str, Any] = {}
+            for key, item in items:
+                if type(key) is not str:
+                    if not isinstance(key, str):
+                        raise ResultNotJSON(f"result is not JSON: dict key of type {type(key).__name__}")
+                    key = str.__str__(key)
+                budget.charge(len(key) + 3)
+                out[key] = _convert(item, depth + 1, active, budget)
+            return out
+        if isinstance(value, list):
+            members = list.__iter__(value)
+        elif isinstance(value, tuple):
+            members = tuple.__iter__(value)
+        elif isinstance(value, set):
+            members = set.__iter__(value)
+        elif isinstance(value, frozenset):
+            members = frozenset.__iter__(value)
         else:
-            exec(compile(job["snippet"], "<snippet>", "exec"), ns)
-            value = ns.get("ans")
-        reply = _reply("ok", value)
-    except MemoryError:
-        reply = _reply("limit", limit="memory")
-    except BaseException as exc:  # noqa: BLE001 - everything the tool does is an outcome
-        reply = _reply("error", error={"type": type(exc).__name__, "message": str(exc)[:2000], "line": None})
+            members = kind.__iter__(value)  # exact collections.deque: a C iterator
+        converted = []
+        for item in members:
+            budget.charge(1)
+            converted.append(_convert(item, depth + 1, active, budget))
+        if isinstance(value, (set, frozenset)):
+            converted = _sorted_set(converted)
+        return converted
+    finally:
+        active.discard(ident)
+
+
+def _sorted_set(members: list[Any]) -> list[Any]:
+    """Sets have no order; sort them so results are reproducible."""
+    if all(type(m) is str for m in members) or all(type(m) in (int, float) for m in members):
+        return sorted(members)
+    return sorted(members, key=_sort_key_json)
+
+
+def to_json(value: Any, cap: int) -> Any:
+    """The tool's value as plain JSON data (dict/list/str/int/float/bool/None).
+
+    Raises ResultNotJSON for anything else and OutputLimit beyond ``cap``
+    (approximate encoded bytes)."""
+    return _convert(value, 0, set(), _Budget(cap))
+
+
+# ---------------------------------------------------------------------------
+# Compilation
+# ---------------------------------------------------------------------------
+
+_FRIENDLY_NODES = {
+    "AsyncFunctionDef": "async def", "Await": "await", "AsyncFor": "async for", "AsyncWith": "async with",
+    "TryStar": "try/except*", "Nonlocal": "nonlocal", "Match": "match",
+}
+
+
+def _rewrite_refusal(text: str) -> tuple[str, int | None]:
+    """Turn a RestrictedPython error line into ``line N: what``."""
+    line: int | None = None
+    body = text
+    if text.startswith("Line "):
+        head, _, body = text.partition(": ")
+        try:
+            line = int(head[5:])
+        except ValueError:
+            line = None
+    body = body.strip()
+    quoted = body.split('"')[1] if body.count('"') >= 2 else ""
+    if "invalid variable name because it starts with" in body:
+        body = f'name "{quoted}" is not allowed (names starting with "_" are private)'
+    elif "invalid attribute name because it starts with" in body:
+        body = f'attribute name "{quoted}" is not allowed (names starting with "_" are private)'
+    elif "is a restricted name" in body:
+        body = f'attribute "{quoted}" is not allowed (frame, code and generator internals)'
+    elif body.endswith("is a reserved name."):
+        body = f'name "{quoted}" is reserved'
+    elif body == '"*" imports are not allowed.':
+        body = '"from ... import *" is not allowed'
+    elif body.endswith(" statements are not allowed."):
+        node = body.split(" ", 1)[0]
+        body = f"{_FRIENDLY_NODES.get(node, node)} is not allowed"
+    prefix = f"line {line}: " if line is not None else ""
+    return prefix + body, line
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+    return names
+
+
+def _withheld_builtin_use(tree: ast.AST, known: set[str]) -> tuple[str, int | None] | None:
+    bound = _bound_names(tree) | known
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in _WITHHELD_BUILTINS \
+                and node.id not in bound:
+            return f'line {node.lineno}: builtin "{node.id}" is not available in the sandbox', node.lineno
+    return None
+
+
+class _Refused(Exception):
+    """Compilation produced a reply instead of code."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        super().__init__(reply["status"])
+        self.reply = reply
+
+
+def _blocked(message: str, line: int | None) -> _Refused:
+    return _Refused(_reply("blocked", error=_error("PolicyViolation", message, line)))
+
+
+def _compile(source: Any, filename: str, restricted: bool, known: set[str]) -> tuple[Any, set[str]]:
+    if type(source) is not str:
+        raise _Refused(_reply("error", error=_error("TypeError", f"{filename} source must be a string")))
     try:
-        data = json.dumps(reply, ensure_ascii=False, allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        data = json.dumps(_reply("error", error={"type": "ResultNotJSON", "message": str(exc), "line": None})).encode()
-    if len(data) > cap:
-        data = json.dumps(_reply("limit", limit="output")).encode()
-    return data
+        tree = ast.parse(source, filename, "exec")
+    except SyntaxError as exc:
+        raise _Refused(_reply("error", error=_error("SyntaxError", str(exc.msg), exc.lineno))) from None
+    except (RecursionError, MemoryError):
+        raise _blocked(f"{filename} source is too deeply nested to compile", None) from None
+    except ValueError as exc:  # e.g. NUL bytes in the source
+        raise _Refused(_reply("error", error=_error("SyntaxError", str(exc)))) from None
+    bound = _bound_names(tree)
+    if not restricted:
+        return compile(tree, filename, "exec"), bound
+    withheld = _withheld_builtin_use(tree, known)
+    if withheld is not None:
+        raise _blocked(*withheld)
+    try:
+        compiled = compile_restricted_exec(tree, filename, policy=ToolTransformer)
+    except (RecursionError, MemoryError):
+        # Hostile nesting can exhaust the recursive transformer itself.
+        raise _blocked(f"{filename} source is too deeply nested to compile", None) from None
+    if compiled.errors:
+        message, line = _rewrite_refusal(compiled.errors[0])
+        more = len(compiled.errors) - 1
+        if more:
+            message += f" (and {more} more refusal{'s' if more > 1 else ''})"
+        raise _blocked(message, line)
+    if compiled.code is None:
+        raise _blocked(f"{filename} could not be compiled under the policy", None)
+    return compiled.code, bound
+
+
+# ---------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------
+
+
+def _tool_line(exc: BaseException) -> int | None:
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in TOOL_FILENAMES:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+_PLAIN_ARGS = (str, int, float, bool, bytes, type(None))
+
+
+def _exception_message(exc: BaseException) -> str:
+    """The exception's text without running any method the tool defined:
+    a tool-made __str__ or argument __repr__ could hang or lie."""
+    args = BaseException.args.__get__(exc)
+    if type(args) is not tuple or not all(type(a) in _PLAIN_ARGS for a in args):
+        return f"<{type(exc).__name__} with non-text arguments>"
+    try:
+        if type(exc).__module__ == "builtins":
+            return type(exc).__str__(exc)
+        return BaseException.__str__(exc)
+    except Exception:  # noqa: BLE001 - e.g. an int argument beyond the digit limit
+        return f"<{type(exc).__name__}>"
+
+
+class _CappedStdout:
+    """sys.stdout for plain mode: feeds the same capped buffer as _print_."""
+
+    def write(self, text: str) -> int:
+        text = str(text)
+        STATE.write_stdout(text)
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
+def _namespace(restricted: bool) -> dict[str, Any]:
+    if restricted:
+        return {"__builtins__": _BUILTINS, **_HOOKS}
+    return {"__builtins__": builtins, "__name__": "tool"}
+
+
+def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
+    mode = job.get("mode", "args")
+    code, bound = _compile(job.get("source"), "<tool>", restricted, set())
+    snippet_code = None
+    if mode == "snippet":
+        snippet_code, _ = _compile(job.get("snippet"), "<snippet>", restricted, bound)
+    elif mode != "args":
+        return _reply("error", error=_error("ValueError", f"unknown call mode {mode!r}"))
+
+    ns = _namespace(restricted)
+    redirect = contextlib.nullcontext() if restricted else contextlib.redirect_stdout(_CappedStdout())
+    with redirect:
+        exec(code, ns)
+        if snippet_code is None:
+            entrypoint = job.get("entrypoint")
+            func = ns.get(entrypoint) if type(entrypoint) is str else None
+            if func is None or not callable(func):
+                return _reply("error", error=_error("NameError", f"the tool defines no function {entrypoint!r}"),
+                              stdout=STATE.stdout())
+            args = job.get("args") or {}
+            value = func(**args)
+        else:
+            ns.pop("ans", None)
+            exec(snippet_code, ns)
+            value = ns["ans"] if "ans" in ns else STATE.stdout()
+    stdout = STATE.stdout()
+    if STATE.violation is not None:
+        return _violation_reply()
+    return _reply("ok", to_json(value, cap - len(stdout)), stdout=stdout)
+
+
+def _violation_reply() -> dict[str, Any]:
+    return _reply("blocked", error=_error("PolicyViolation", STATE.violation or "refused by the policy",
+                                          STATE.violation_line), stdout=STATE.stdout())
+
+
+def _output_reply(cap: int) -> dict[str, Any]:
+    return _reply("limit", limit="output",
+                  error=_error("OutputLimit", f"the reply exceeds the output limit of {cap // 1024} KiB"),
+                  stdout=STATE.stdout()[:_LIMIT_STDOUT_CHARS])
+
+
+def _run(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
+    try:
+        return _execute(job, restricted, cap)
+    except _Refused as refused:
+        return refused.reply
+    except PolicyViolation:
+        return _violation_reply()
+    except OutputLimit:
+        return _violation_reply() if STATE.violation is not None else _output_reply(cap)
+    except MemoryError:
+        return _reply("limit", limit="memory", error=_error("MemoryError", "the tool ran out of memory"))
+    except ResultNotJSON as exc:
+        return _reply("error", error=_error("ResultNotJSON", str(exc)), stdout=STATE.stdout())
+    except BaseException as exc:  # noqa: BLE001 - whatever the tool raises is an outcome
+        if STATE.violation is not None:
+            return _violation_reply()
+        line = _tool_line(exc)
+        if restricted and isinstance(exc, NameError) and getattr(exc, "name", None) in _WITHHELD_BUILTINS:
+            name = exc.name
+            where = f"line {line}: " if line is not None else ""
+            return _reply("blocked", error=_error("PolicyViolation",
+                                                  f'{where}builtin "{name}" is not available in the sandbox', line),
+                          stdout=STATE.stdout())
+        return _reply("error", error=_error(type(exc).__name__, _exception_message(exc), line), stdout=STATE.stdout())
+
+
+def run_job(job: dict, *, restricted: bool = True) -> bytes:
+    """Run one job (``Job.wire()``) in this process; never raises.
+
+    Returns the encoded reply, at most the job's output limit in bytes."""
+    try:
+        cap = int(job.get("limits", {}).get("output", 1024)) * 1024
+    except BaseException:  # noqa: BLE001 - a malformed job is still an answer
+        cap = 1024 * 1024
+    try:
+        STATE.reset(cap)
+        reset_for_call()
+        reply = _run(job, restricted, cap)
+        data = _encode(reply)
+        if len(data) > cap:
+            data = _encode(_output_reply(cap))
+            if len(data) > cap:
+                data = _encode(_reply("limit", limit="output"))
+        return data
+    except MemoryError:
+        return _MEMORY_REPLY
+    except BaseException as exc:  # noqa: BLE001 - the contract: never raise
+        try:
+            return _encode(_reply("error", error=_error("InternalError", f"{type(exc).__name__} in the sandbox")))
+        except BaseException:  # noqa: BLE001
+            return _MEMORY_REPLY
+
+
+_WARM_SOURCE = '''
+import math, itertools, functools, collections, heapq, bisect, fractions, decimal
+import statistics, random, string, re, json, datetime, typing, copy
+from typing import List, Optional
+
+class Box(object):
+    def __init__(self, v):
+        self.v = v
+    def __repr__(self):
+        return "Box(%r)" % (self.v,)
+
+def run(n: int = 3) -> Optional[List[int]]:
+    print("warm", "{0}-{k}".format(n, k=2), f"{n:>3}", Box(n))
+    c = collections.Counter("abca")
+    d = decimal.Decimal("1.10") + decimal.Decimal(2)
+    t = datetime.datetime.strptime("2020-01-02", "%Y-%m-%d")
+    m = re.search(r"(\\d+)", "ab12")
+    s = json.dumps({"a": [1, 2]}) + str(json.loads("[1]"))
+    p = list(itertools.permutations([1, 2, 3]))
+    x = sorted({3, 1, 2}) + [sum(range(n)), max(1, 2), min([4, 5])]
+    y = functools.reduce(lambda a, b: a + b, [1, 2], 0) + statistics.mean([1, 2, 3])
+    z = random.randint(1, 6) + heapq.nsmallest(1, [3, 1])[0] + bisect.bisect([1, 2], 1)
+    q = fractions.Fraction(1, 3) + math.sqrt(4) + len(string.digits)
+    for i, (a, b) in enumerate(zip("ab", "cd")):
+        x += [i]
+    return [c["a"], str(d), t.year, m.group(1), s, len(p), x, y, z, str(q), copy.deepcopy({1: 2})[1], {1, 2}]
+'''
+
+
+def warm() -> None:
+    """Import and build everything a job needs, then run one of each kind,
+    so a forked child (which may not be able to read files) imports nothing."""
+    for encoding in ("ascii", "latin-1", "utf-8", "utf-8-sig", "utf-16", "utf-32", "cp1252", "idna"):
+        codecs.lookup(encoding)
+    datetime.datetime.strptime("2020-01-02", "%Y-%m-%d")
+    for restricted in (True, False):
+        run_job({"source": _WARM_SOURCE, "entrypoint": "run", "mode": "args", "args": {"n": 3},
+                 "limits": {"output": 64}}, restricted=restricted)
+        run_job({"source": _WARM_SOURCE, "entrypoint": "run", "mode": "snippet", "snippet": "ans = run(2)",
+                 "limits": {"output": 64}}, restricted=restricted)
+    STATE.reset(1024 * 1024)
