@@ -1,0 +1,633 @@
+"""Docker backend: every call runs in its own throwaway, locked-down container.
+
+A container serves exactly one call. It is created through docker-py with no
+network, a read-only root, a small noexec tmpfs for /tmp, memory = memory+swap,
+a CPU quota plus RLIMIT_CPU, a pids limit, file-size and open-file rlimits, all
+capabilities dropped, no-new-privileges, a non-root user, tini as PID 1, no
+host mounts, no Docker socket, no log driver (a tool's stderr never lands on
+the host's disk) and the engine's auto-remove.
+
+Speed comes from a small warm pool per set of limits: containers already
+started, their harness blocked reading its single job from stdin through an
+attached socket. A call takes one, writes the job, reads one reply line, and
+the container exits and is removed while a filler thread starts a
+replacement. The wall clock of a pooled call starts when the job is sent.
+
+No leaks: every container is labelled with the owner's pid, process start
+time, host and boot id; each backend start removes labelled containers whose
+owner is gone. A container whose owner dies also ends by itself: stdin closes
+(so a waiting harness exits) and a running one hits the harness's own wall
+clock; auto-remove then deletes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import socket
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from .contract import LIMIT_NAMES, ErrorInfo, Job, Limits, Result
+
+__all__ = [
+    "DockerBackend",
+    "GRACE_SECONDS",
+    "LABEL",
+    "LABEL_BOOT",
+    "LABEL_HOST",
+    "LABEL_PID",
+    "LABEL_START",
+    "container_options",
+    "host_config_options",
+    "owner_labels",
+    "run_once",
+]
+
+LABEL = "toolcrib.sandbox"
+LABEL_PID = "toolcrib.owner.pid"
+LABEL_START = "toolcrib.owner.start"
+LABEL_HOST = "toolcrib.host"
+LABEL_BOOT = "toolcrib.boot"
+# How long past the tool's wall limit the host waits for the harness's own
+# "wall" reply before it kills the container itself.
+GRACE_SECONDS = 1.5
+# Processes the sandbox itself needs beside the tool: tini and the harness.
+_INFRA_PIDS = 3
+_UID = "65534:65534"
+_MIB = 1024 * 1024
+_REPLY_SLACK = 16 * 1024
+_STATUSES = ("ok", "error", "blocked", "limit")
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (None if gone).
+
+    Paired with the pid it names one process for good: a reused pid has a
+    different start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def owner_labels() -> dict[str, str]:
+    """Labels naming this process as the owner of a sandbox container."""
+    return {
+        LABEL: "1",
+        LABEL_PID: str(os.getpid()),
+        LABEL_START: _proc_start(os.getpid()) or "0",
+        LABEL_HOST: socket.gethostname(),
+        LABEL_BOOT: _boot_id(),
+    }
+
+
+def host_config_options(limits: Limits, *, auto_remove: bool = True) -> dict[str, Any]:
+    """Keyword arguments for ``APIClient.create_host_config`` for one call."""
+    from docker.types import LogConfig, Ulimit
+
+    cpu_seconds = max(1, math.ceil(limits.cpu))
+    fsize = limits.disk * _MIB
+    options: dict[str, Any] = {
+        "network_mode": "none",
+        "read_only": True,
+        "mem_limit": limits.memory * _MIB,
+        # Equal to mem_limit: no swap, so a memory bomb is killed, not paged.
+        "memswap_limit": limits.memory * _MIB,
+        "nano_cpus": 1_000_000_000,
+        "pids_limit": limits.pids + _INFRA_PIDS,
+        "ulimits": [
+            # soft: SIGXCPU (reported as a cpu limit); hard: SIGKILL backstop.
+            Ulimit(name="cpu", soft=cpu_seconds, hard=cpu_seconds + 1),
+            Ulimit(name="fsize", soft=fsize, hard=fsize),
+            Ulimit(name="nofile", soft=256, hard=256),
+            Ulimit(name="core", soft=0, hard=0),
+        ],
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "init": True,
+        "auto_remove": auto_remove,
+        # No /dev/shm: the only writable place is the size-limited /tmp.
+        "ipc_mode": "none",
+        "log_config": LogConfig(type="none"),
+        "privileged": False,
+    }
+    if limits.disk > 0:
+        options["tmpfs"] = {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.disk}m,mode=1777"}
+    return options
+
+
+def container_options(image: str, limits: Limits, host_config: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for ``APIClient.create_container`` for one call."""
+    return {
+        "image": image,
+        "user": _UID,
+        # Only what the image itself sets: nothing from the host leaks in.
+        "environment": [],
+        "working_dir": "/tmp",
+        "hostname": "sandbox",
+        "stdin_open": True,
+        # The container's stdin closes when the host detaches: a warm
+        # container whose owner died reads EOF and exits.
+        "stdin_once": True,
+        "tty": False,
+        "network_disabled": True,
+        "labels": owner_labels(),
+        "host_config": host_config,
+    }
+
+
+@dataclass
+class _Container:
+    """One started container with an attached stdin/stdout socket."""
+
+    id: str
+    response_sock: Any
+    sock: socket.socket
+    limits: Limits
+    started: float = field(default_factory=time.monotonic)
+
+
+def _raw_socket(attached: Any) -> socket.socket:
+    return attached._sock if hasattr(attached, "_sock") else attached
+
+
+def _spawn(api: Any, image: str, limits: Limits, command: list[str] | None = None, *, auto_remove: bool = True) -> _Container:
+    host_config = api.create_host_config(**host_config_options(limits, auto_remove=auto_remove))
+    options = container_options(image, limits, host_config)
+    if command is not None:
+        options["command"] = command
+    cid = api.create_container(**options)["Id"]
+    try:
+        attached = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stream": 1})
+        api.start(cid)
+    except BaseException:
+        _remove_quietly(api, cid)
+        raise
+    return _Container(cid, attached, _raw_socket(attached), limits)
+
+
+def _remove_quietly(api: Any, cid: str) -> None:
+    try:
+        api.remove_container(cid, force=True)
+    except Exception:  # noqa: BLE001 - already gone or being auto-removed
+        pass
+
+
+def _close_socket(container: _Container) -> None:
+    for s in (container.sock, container.response_sock):
+        try:
+            s.close()
+        except Exception:  # noqa: BLE001 - closing twice is fine
+            pass
+
+
+class _Reader:
+    """Demultiplexes Docker's attach stream (8-byte frame headers, tty off)."""
+
+    def __init__(self, sock: socket.socket, cap: int) -> None:
+        self.sock, self.cap = sock, cap
+        self.raw = bytearray()
+        self.out = bytearray()
+
+    def read_line(self, deadline: float) -> tuple[str, bytes]:
+        """("line", bytes) | ("eof", partial) | ("timeout", b"") | ("output", b"")."""
+        while True:
+            newline = self.out.find(b"\n")
+            if newline >= 0:
+                return "line", bytes(self.out[:newline])
+            if len(self.out) > self.cap:
+                return "output", b""
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "timeout", b""
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except (socket.timeout, TimeoutError):
+                return "timeout", b""
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return "eof", bytes(self.out)
+            self.raw += chunk
+            self._demux()
+
+    def read_all(self, deadline: float) -> bytes:
+        while len(self.out) <= self.cap:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.raw += chunk
+            self._demux()
+        return bytes(self.out[: self.cap])
+
+    def _demux(self) -> None:
+        while len(self.raw) >= 8:
+            size = int.from_bytes(self.raw[4:8], "big")
+            if len(self.raw) < 8 + size:
+                return
+            if self.raw[0] == 1:
+                self.out += self.raw[8 : 8 + size]
+            del self.raw[: 8 + size]
+
+
+def run_once(client: Any, image: str, limits: Limits, command: list[str], *, timeout: float = 30.0) -> tuple[int, bytes]:
+    """Run `command` in one locked-down container (the same settings as a
+    call) and return (exit code, stdout). Used by `doctor`'s probe."""
+    api = client.api
+    container = _spawn(api, image, limits, command, auto_remove=False)
+    try:
+        container.sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    try:
+        out = _Reader(container.sock, 1 << 20).read_all(time.monotonic() + timeout)
+        try:
+            code = int(api.wait(container.id, timeout=max(1, int(timeout)))["StatusCode"])
+        except Exception:  # noqa: BLE001 - a probe that will not end counts as failed
+            code = -1
+        return code, out
+    finally:
+        _close_socket(container)
+        _remove_quietly(api, container.id)
+
+
+class DockerBackend:
+    """Runs each job in a fresh container of the toolcrib sandbox image.
+
+    `pool_size` warm containers are kept per set of limits in use (at most
+    `max_pools` sets, least recently used dropped first); `pool_size=0`
+    creates every container on demand. `image` overrides the content-hashed
+    tag of this install. Never raises from `run`.
+    """
+
+    name = "docker"
+
+    def __init__(self, pool_size: int = 2, image: str | None = None, max_pools: int = 4, fillers: int = 2) -> None:
+        self.pool_size = max(0, int(pool_size))
+        self.max_pools = max(1, int(max_pools))
+        self._image_override = image
+        self._client: Any = None
+        self._image: str | None = None
+        self._image_id: str | None = None
+        self._unavailable: str | None = "not connected"
+        self._connect_lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._ready: OrderedDict[Limits, list[_Container]] = OrderedDict()
+        self._filling: dict[Limits, int] = {}
+        self._closed = False
+        self._trash: queue.SimpleQueue[_Container | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._fillers = max(1, int(fillers))
+        self.reaped = 0
+        if self._connect():
+            self.reaped = self.reap()
+            self._want(Limits())
+        self._start_threads()
+
+    # -- connection -----------------------------------------------------
+
+    @property
+    def image(self) -> str | None:
+        """The image tag in use (None until the engine answered)."""
+        return self._image
+
+    @property
+    def image_id(self) -> str | None:
+        return self._image_id
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        return self._unavailable
+
+    def _connect(self) -> bool:
+        with self._connect_lock:
+            if self._unavailable is None:
+                return True
+            try:
+                import docker
+
+                from .image import find_image, image_tag
+
+                if self._client is None:
+                    self._client = docker.from_env(timeout=60)
+                self._client.ping()
+            except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+                self._client = None
+                self._unavailable = f"no Docker engine answers ({' '.join(str(exc).split())[:200]})"
+                return False
+            try:
+                tag = self._image_override or image_tag()
+                info = find_image(self._client, tag)
+            except Exception as exc:  # noqa: BLE001
+                self._unavailable = f"cannot inspect the sandbox image: {' '.join(str(exc).split())[:200]}"
+                return False
+            if info is None:
+                self._unavailable = f"the sandbox image {tag} is missing: run `toolcrib image build --offline` (or `toolcrib image build`)"
+                return False
+            self._image, self._image_id = tag, info.get("Id")
+            self._unavailable = None
+            return True
+
+    def _lost_engine(self, exc: BaseException) -> None:
+        with self._connect_lock:
+            self._unavailable = f"the Docker engine failed: {' '.join(str(exc).split())[:200]}"
+
+    # -- reaper ---------------------------------------------------------
+
+    def reap(self) -> int:
+        """Remove sandbox containers left by processes that are gone.
+
+        Only containers labelled by this host are judged: their owner is dead
+        when its pid no longer names the process that started at the
+        labelled time, or when the machine rebooted since. Returns how many
+        were removed.
+        """
+        if self._client is None:
+            return 0
+        host, boot = socket.gethostname(), _boot_id()
+        removed = 0
+        try:
+            containers = self._client.api.containers(all=True, filters={"label": f"{LABEL}=1"})
+        except Exception:  # noqa: BLE001 - reaping is best effort
+            return 0
+        for info in containers:
+            labels = info.get("Labels") or {}
+            if labels.get(LABEL_HOST) != host:
+                continue
+            try:
+                pid = int(labels.get(LABEL_PID, "0"))
+            except ValueError:
+                pid = 0
+            alive = labels.get(LABEL_BOOT) == boot and pid > 0 and _proc_start(pid) == labels.get(LABEL_START)
+            if not alive:
+                _remove_quietly(self._client.api, info["Id"])
+                removed += 1
+        return removed
+
+    # -- pool -----------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        targets = [self._fill_loop] * (self._fillers if self.pool_size else 0) + [self._trash_loop]
+        for i, target in enumerate(targets):
+            thread = threading.Thread(target=target, name=f"toolcrib-docker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _want(self, limits: Limits) -> None:
+        """Keep a warm pool for these limits (caller may hold the lock)."""
+        if not self.pool_size:
+            return
+        with self._cv:
+            self._ready.setdefault(limits, [])
+            self._ready.move_to_end(limits)
+            while len(self._ready) > self.max_pools:
+                _, dropped = self._ready.popitem(last=False)
+                for container in dropped:
+                    self._trash.put(container)
+            self._cv.notify_all()
+
+    def _deficit(self) -> Limits | None:
+        for limits, ready in reversed(self._ready.items()):
+            if len(ready) + self._filling.get(limits, 0) < self.pool_size:
+                return limits
+        return None
+
+    def _fill_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and (self._unavailable is not None or self._deficit() is None):
+                    self._cv.wait(timeout=5.0)
+                if self._closed:
+                    return
+                limits = self._deficit()
+                if limits is None:
+                    continue
+                self._filling[limits] = self._filling.get(limits, 0) + 1
+                image = self._image
+            container = None
+            try:
+                assert image is not None
+                container = _spawn(self._client.api, image, limits)
+            except Exception as exc:  # noqa: BLE001 - the next call reconnects and reports
+                self._lost_engine(exc)
+            finally:
+                with self._cv:
+                    self._filling[limits] -= 1
+                    if container is not None:
+                        if self._closed or limits not in self._ready:
+                            self._trash.put(container)
+                        else:
+                            self._ready[limits].append(container)
+                    self._cv.notify_all()
+            if container is None:
+                time.sleep(1.0)
+
+    def _take(self, limits: Limits) -> _Container | None:
+        with self._cv:
+            ready = self._ready.get(limits)
+            container = ready.pop(0) if ready else None
+        self._want(limits)
+        return container
+
+    def _trash_loop(self) -> None:
+        while True:
+            container = self._trash.get()
+            if container is None:
+                return
+            _close_socket(container)
+            if self._client is not None:
+                _remove_quietly(self._client.api, container.id)
+
+    def warm(self, limits: Limits | None = None, timeout: float = 30.0) -> bool:
+        """Wait until the pool for `limits` is full (for benchmarks and tests)."""
+        limits = limits or Limits()
+        self._want(limits)
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while len(self._ready.get(limits, [])) < self.pool_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed or self._unavailable is not None:
+                    return False
+                self._cv.wait(timeout=min(remaining, 0.5))
+        return True
+
+    # -- calls ----------------------------------------------------------
+
+    def run(self, job: Job) -> Result:
+        """Run one job in a container of its own; never raises."""
+        started = time.perf_counter()
+        try:
+            return self._run(job, started)
+        except Exception as exc:  # noqa: BLE001 - the contract: every outcome is a Result
+            self._lost_engine(exc)
+            return self._unavailable_result(f"the Docker engine failed: {' '.join(str(exc).split())[:300]}", started)
+
+    def _unavailable_result(self, message: str, started: float) -> Result:
+        return Result(
+            status="unavailable",
+            error=ErrorInfo(type="SandboxUnavailable", message=message),
+            backend=self.name,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _run(self, job: Job, started: float) -> Result:
+        if self._closed:
+            return self._unavailable_result("the Docker backend is closed", started)
+        if not self._connect():
+            return self._unavailable_result(self._unavailable or "unavailable", started)
+        assert self._image is not None
+        payload = (json.dumps(job.wire(), ensure_ascii=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        limits = job.limits
+        container = self._take(limits) if self.pool_size else None
+        if container is not None:
+            try:
+                container.sock.sendall(payload)
+            except OSError:
+                # The warm container died while waiting (engine restart...).
+                self._trash.put(container)
+                container = None
+        if container is None:
+            container = _spawn(self._client.api, self._image, limits)
+            container.sock.sendall(payload)
+        sent = time.perf_counter()
+        try:
+            return self._collect(container, limits, sent)
+        finally:
+            self._trash.put(container)
+
+    def _collect(self, container: _Container, limits: Limits, sent: float) -> Result:
+        cap = limits.output * 1024 + _REPLY_SLACK
+        outcome, line = _Reader(container.sock, cap).read_line(time.monotonic() + limits.wall + GRACE_SECONDS)
+        elapsed = (time.perf_counter() - sent) * 1000
+        if outcome == "line":
+            return self._parse(line, elapsed)
+        if outcome == "timeout":
+            self._kill(container)
+            return self._result("limit", elapsed, limit="wall")
+        if outcome == "output":
+            self._kill(container)
+            return self._result("limit", elapsed, limit="output")
+        # EOF without a reply: the harness itself died. Ask the engine why.
+        if self._oom_killed(container):
+            return self._result("limit", elapsed, limit="memory")
+        return self._result(
+            "error", elapsed, error=ErrorInfo(type="SandboxError", message="the sandbox exited without a reply")
+        )
+
+    def _kill(self, container: _Container) -> None:
+        try:
+            self._client.api.kill(container.id)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+    def _oom_killed(self, container: _Container) -> bool:
+        try:
+            state = self._client.api.inspect_container(container.id).get("State") or {}
+        except Exception:  # noqa: BLE001 - auto-removed already
+            return False
+        return bool(state.get("OOMKilled"))
+
+    def _result(self, status: str, elapsed: float, **fields: Any) -> Result:
+        return Result(
+            status=status,  # type: ignore[arg-type]
+            backend=self.name,
+            duration_ms=elapsed,
+            image_digest=self._image_id,
+            **fields,
+        )
+
+    def _parse(self, line: bytes, elapsed: float) -> Result:
+        """Build a Result from the reply line: plain JSON data, checked field by field."""
+        try:
+            reply = json.loads(line.decode("utf-8"))
+            if not isinstance(reply, dict) or reply.get("status") not in _STATUSES:
+                raise ValueError("reply is not a sandbox reply object")
+            status = reply["status"]
+            limit = reply.get("limit")
+            if limit is not None and limit not in LIMIT_NAMES:
+                raise ValueError(f"unknown limit {limit!r}")
+            error = reply.get("error")
+            info = None
+            if error is not None:
+                if not isinstance(error, dict):
+                    raise ValueError("error is not an object")
+                line_no = error.get("line")
+                info = ErrorInfo(
+                    type=str(error.get("type", "Error"))[:200],
+                    message=str(error.get("message", ""))[:4000],
+                    line=line_no if isinstance(line_no, int) and not isinstance(line_no, bool) else None,
+                )
+            stdout = reply.get("stdout") or ""
+            if not isinstance(stdout, str):
+                raise ValueError("stdout is not a string")
+            if status == "limit" and limit is None:
+                raise ValueError("a limit reply names no limit")
+        except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+            return self._result(
+                "error", elapsed, error=ErrorInfo(type="SandboxProtocolError", message=f"bad reply from the sandbox: {str(exc)[:200]}")
+            )
+        if status == "error" and info is not None and _is_pids_exhaustion(info):
+            return self._result("limit", elapsed, limit="pids", stdout=stdout)
+        return self._result(
+            status,
+            elapsed,
+            result=reply.get("result") if status == "ok" else None,
+            error=info,
+            limit=limit if status == "limit" else None,
+            stdout=stdout,
+        )
+
+    def close(self) -> None:
+        """Stop the fillers and remove every warm container of this backend."""
+        with self._cv:
+            if self._closed:
+                return
+            self._closed = True
+            pools = list(self._ready.values())
+            self._ready.clear()
+            self._cv.notify_all()
+        for ready in pools:
+            for container in ready:
+                self._trash.put(container)
+        # Fillers first: one may still be starting a container it will trash.
+        for thread in self._threads[:-1]:
+            thread.join(timeout=60)
+        self._trash.put(None)
+        self._threads[-1].join(timeout=60)
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _is_pids_exhaustion(error: ErrorInfo) -> bool:
+    """fork()/thread creation refused by the pids cgroup (EAGAIN)."""
+    if error.type == "BlockingIOError" and "Resource temporarily unavailable" in error.message:
+        return True
+    return error.type == "RuntimeError" and "can't start new thread" in error.message
