@@ -325,9 +325,10 @@ def _admissible(node: ast.stmt, checker: _ConstantChecker) -> bool:
 def _describe(node: ast.stmt) -> str:
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
         return "a call"
-    if isinstance(node, (ast.Assign, ast.AnnAssign)) and not any(isinstance(n, ast.Call) for n in ast.walk(node)):
-        names = ", ".join(repr(n) for n in _bound_names(node))
-        return f"an example constant ({names}) used only by stripped code"
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and not all(
+        _simple_target(t) for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+    ):
+        return "an assignment to an item or attribute"
     if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
         return "an assignment that runs code"
     if isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
@@ -337,8 +338,9 @@ def _describe(node: ast.stmt) -> str:
     return f"a top-level {type(node).__name__} statement"
 
 
-def _drop_example_constants(tree: ast.Module, drop: list[ast.stmt]) -> None:
+def _drop_example_constants(tree: ast.Module, drop: list[ast.stmt]) -> list[ast.stmt]:
     """Add to `drop` the constants that only stripped code uses (the example's data)."""
+    added: list[ast.stmt] = []
     while True:
         kept = [n for n in tree.body if n not in drop]
         used_by_dropped = set().union(*(_referenced_names(n) for n in drop))
@@ -349,9 +351,10 @@ def _drop_example_constants(tree: ast.Module, drop: list[ast.stmt]) -> None:
             used_by_kept = set().union(*(_referenced_names(n) for n in kept if n is not node))
             if names & used_by_dropped and not names & used_by_kept and "__all__" not in names:
                 drop.append(node)
+                added.append(node)
                 break
         else:
-            return
+            return added
 
 
 def _first_line(node: ast.stmt) -> int:
@@ -580,15 +583,21 @@ def _admit_code(
                 origin(node.lineno),
             )
         drop.append(node)
+    examples: list[ast.stmt] = []
     if drop and strip_top_level:
-        _drop_example_constants(tree, drop)
+        examples = _drop_example_constants(tree, drop)
     if drop:
         drop.sort(key=_first_line)
         code, spans, kept = _strip(code, tree, drop)
         for node, (start, end) in zip(drop, spans):
             a, b = origin(start), origin(end)
             where = f"line {a}" if a == b else f"lines {a}-{b}"
-            notes.append(f"stripped {_describe(node)} at {where}")
+            if node in examples:
+                names = ", ".join(repr(n) for n in _bound_names(node))
+                what = f"an example constant ({names}) used only by stripped code"
+            else:
+                what = _describe(node)
+            notes.append(f"stripped {what} at {where}")
         before = origin
 
         def origin(line: int | None) -> int | None:  # noqa: F811 - lines now refer to the stripped text
