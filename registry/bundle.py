@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..sandbox.contract import Limits
+from .admission import admit, check_name
+from .cases import parse_tests
 from .errors import BundleError, ToolcribError
 from .models import Provenance, Signature, TestCase, ToolVersion
 from .store import utc_now
@@ -99,9 +101,6 @@ def read_bundle(bundle: Any) -> list[BundleEntry]:
 
 
 def _check_entry(raw: Any, label: str) -> BundleEntry:
-    from .admission import admit, check_name  # lazy while the intake modules land
-    from .cases import parse_tests
-
     if not isinstance(raw, dict):
         raise BundleError(f"{label}: an entry is a JSON object")
     try:

@@ -22,8 +22,10 @@ from pydantic import ValidationError
 
 from ..sandbox import get_backend
 from ..sandbox.contract import LIMIT_NAMES, Backend, ErrorInfo, Job, Limits, Result
+from .admission import admit, check_name
 from .audit import append_entry, cap_value, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, read_bundle
+from .cases import compare, parse_tests
 from .errors import (
     ArgumentsError,
     BundleError,
@@ -50,6 +52,7 @@ from .models import (
     Verification,
 )
 from .provenance import build_provenance, in_toto_statement
+from .signature import bump_kind, derive_signature, validate_arguments
 from .store import default_registry_path, open_database, utc_now, write_transaction
 from .versions import (
     SemVer,
@@ -62,51 +65,6 @@ from .versions import (
 )
 
 __all__ = ["DEFAULT_MAX_LIMITS", "Registry", "default_registry_path"]
-
-
-# TEMPORARY: the intake modules (admission, signature, cases) are landing in
-# parallel; importing them lazily keeps `import toolcrib.registry` working
-# meanwhile. Hoist these back to top-level imports once they are committed.
-def admit(*a: Any, **k: Any) -> Any:
-    from .admission import admit as f
-
-    return f(*a, **k)
-
-
-def check_name(name: str) -> str:
-    from .admission import check_name as f
-
-    return f(name)
-
-
-def derive_signature(source: str, entrypoint: str) -> Signature:
-    from .signature import derive_signature as f
-
-    return f(source, entrypoint)
-
-
-def validate_arguments(source: str, entrypoint: str, args: Any) -> dict[str, Any]:
-    from .signature import validate_arguments as f
-
-    return f(source, entrypoint, args)
-
-
-def bump_kind(old: Signature, new: Signature) -> Any:
-    from .signature import bump_kind as f
-
-    return f(old, new)
-
-
-def parse_tests(data: Any) -> list[TestCase]:
-    from .cases import parse_tests as f
-
-    return f(data)
-
-
-def compare(case: TestCase, actual: Any) -> tuple[bool, str | None]:
-    from .cases import compare as f
-
-    return f(case, actual)
 
 DEFAULT_MAX_LIMITS = Limits(cpu=60, wall=120, memory=4096, output=16384, pids=256, disk=256)
 
@@ -722,6 +680,9 @@ class Registry:
             raise
         try:
             runner = self._backend(backend)
+        except InvalidInput as exc:
+            self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message})
+            raise
         except SandboxUnavailable as exc:
             self._audit_call(tool.ref, {**base, "status": "unavailable", "reason": exc.message})
             raise
