@@ -63,6 +63,9 @@ _UID = "65534:65534"
 _MIB = 1024 * 1024
 _REPLY_SLACK = 16 * 1024
 _STATUSES = ("ok", "error", "blocked", "limit")
+# The harness's first line (harness.READY): written once it is warm.
+_READY = b"toolcrib-harness-ready"
+_START_TIMEOUT = 60.0
 
 
 def _boot_id() -> str:
@@ -129,7 +132,9 @@ def host_config_options(limits: Limits, *, auto_remove: bool = True) -> dict[str
         "privileged": False,
     }
     if limits.disk > 0:
-        options["tmpfs"] = {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.disk}m,mode=1777"}
+        # nr_inodes: otherwise tmpfs allows millions of empty files.
+        inodes = max(256, limits.disk * 128)
+        options["tmpfs"] = {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.disk}m,nr_inodes={inodes},mode=1777"}
     return options
 
 
@@ -142,10 +147,10 @@ def container_options(image: str, limits: Limits, host_config: dict[str, Any]) -
         "environment": [],
         "working_dir": "/tmp",
         "hostname": "sandbox",
-        "stdin_open": True,
-        # The container's stdin closes when the host detaches: a warm
+        # With detach left False, docker-py also sets StdinOnce: the
+        # container's stdin closes when the host detaches, so a warm
         # container whose owner died reads EOF and exits.
-        "stdin_once": True,
+        "stdin_open": True,
         "tty": False,
         "network_disabled": True,
         "labels": owner_labels(),
@@ -161,7 +166,16 @@ class _Container:
     response_sock: Any
     sock: socket.socket
     limits: Limits
+    reader: "_Reader"
+    ready: bool = False
     started: float = field(default_factory=time.monotonic)
+
+    def wait_ready(self, deadline: float) -> bool:
+        """Consume the harness's ready line (True once it has arrived)."""
+        if not self.ready:
+            outcome, line = self.reader.read_line(deadline)
+            self.ready = outcome == "line" and line == _READY
+        return self.ready
 
 
 def _raw_socket(attached: Any) -> socket.socket:
@@ -180,7 +194,8 @@ def _spawn(api: Any, image: str, limits: Limits, command: list[str] | None = Non
     except BaseException:
         _remove_quietly(api, cid)
         raise
-    return _Container(cid, attached, _raw_socket(attached), limits)
+    raw = _raw_socket(attached)
+    return _Container(cid, attached, raw, limits, _Reader(raw, 1 << 20))
 
 
 def _remove_quietly(api: Any, cid: str) -> None:
@@ -211,7 +226,9 @@ class _Reader:
         while True:
             newline = self.out.find(b"\n")
             if newline >= 0:
-                return "line", bytes(self.out[:newline])
+                line = bytes(self.out[:newline])
+                del self.out[: newline + 1]
+                return "line", line
             if len(self.out) > self.cap:
                 return "output", b""
             remaining = deadline - time.monotonic()
@@ -433,6 +450,9 @@ class DockerBackend:
             try:
                 assert image is not None
                 container = _spawn(self._client.api, image, limits)
+                if not container.wait_ready(time.monotonic() + _START_TIMEOUT):
+                    self._trash.put(container)
+                    container = None
             except Exception as exc:  # noqa: BLE001 - the next call reconnects and reports
                 self._lost_engine(exc)
             finally:
@@ -521,8 +541,15 @@ class DockerBackend:
             self._trash.put(container)
 
     def _collect(self, container: _Container, limits: Limits, sent: float) -> Result:
-        cap = limits.output * 1024 + _REPLY_SLACK
-        outcome, line = _Reader(container.sock, cap).read_line(time.monotonic() + limits.wall + GRACE_SECONDS)
+        deadline = time.monotonic() + limits.wall + GRACE_SECONDS
+        if not container.ready:
+            # An on-demand container: its start-up is not on the tool's clock.
+            if not container.wait_ready(time.monotonic() + _START_TIMEOUT):
+                self._kill(container)
+                return self._result("error", 0.0, error=ErrorInfo(type="SandboxError", message="the sandbox container did not start"))
+            deadline, sent = time.monotonic() + limits.wall + GRACE_SECONDS, time.perf_counter()
+        container.reader.cap = limits.output * 1024 + _REPLY_SLACK
+        outcome, line = container.reader.read_line(deadline)
         elapsed = (time.perf_counter() - sent) * 1000
         if outcome == "line":
             return self._parse(line, elapsed)

@@ -6,7 +6,8 @@ library and those siblings, never anything from the host's toolcrib.
 
 Protocol (one container, one call):
 
-1. Start, then block reading ONE line from stdin: the job as JSON (the host
+1. Start, import the policy, write the line ``toolcrib-harness-ready``,
+   then block reading ONE line from stdin: the job as JSON (the host
    sends ``json.dumps(job.wire())`` which never contains a raw newline). A
    warm-pool container waits here until a call claims it.
 2. Fork. The child puts itself in its own process group, hands the job to
@@ -33,14 +34,18 @@ import struct
 import sys
 from typing import Any
 
-__all__ = ["MAX_JOB_BYTES", "main", "reply_bytes"]
+__all__ = ["MAX_JOB_BYTES", "READY", "main", "reply_bytes"]
 
 MAX_JOB_BYTES = 32 * 1024 * 1024
+READY = b"toolcrib-harness-ready"
 _HEADER = struct.Struct(">Q")
 # Files where the memory cgroup counts OOM kills: v1 then v2. Compared before
 # and after the call so a SIGKILL is only called "memory" when the kernel's
 # OOM killer really fired inside this container.
 _OOM_FILES = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
+
+
+execute: Any = None  # the sibling module, imported by main() before the job arrives
 
 
 class _WallClock(Exception):
@@ -95,8 +100,6 @@ def _child(job: dict[str, Any], write_fd: int, out_fd: int) -> None:
                 fh.write("1000")
         except OSError:
             pass
-        from . import execute
-
         data = execute.run_job(job, restricted=(job.get("policy") == "restricted"))
         os.write(write_fd, _HEADER.pack(len(data)))
         view = memoryview(data)
@@ -176,7 +179,14 @@ def _classify_death(status: int, oom_before: int) -> bytes:
 
 def main() -> None:
     """Serve exactly one job from stdin, write one reply line, exit."""
+    # Import the policy and RestrictedPython while the container is still
+    # waiting in the warm pool, not on the call's clock.
+    global execute
+    from . import execute
+
     out_fd = os.dup(1)
+    # Tell the host this container is warm: only now does it join the pool.
+    os.write(out_fd, READY + b"\n")
     line = sys.stdin.buffer.readline(MAX_JOB_BYTES + 1)
     if not line.strip():
         # The host went away (stdin closed) before sending a job.

@@ -142,18 +142,19 @@ def context_files() -> dict[str, bytes]:
     return files
 
 
-def _content_hash() -> str:
+def _content_hash(files: dict[str, bytes]) -> str:
     digest = hashlib.sha256(_RECIPE_VERSION.encode())
     version, _ = _restricted_python()
     digest.update(f"\0RestrictedPython=={version}".encode())
-    for path, data in sorted(context_files().items()):
+    for path, data in sorted(files.items()):
         digest.update(b"\0" + path.encode() + b"\0" + hashlib.sha256(data).digest())
     return digest.hexdigest()[:16]
 
 
-def image_tag() -> str:
-    """``toolcrib-sandbox:<hash>`` for the harness and policy of this install."""
-    return f"{IMAGE_REPOSITORY}:{_content_hash()}"
+def image_tag(files: dict[str, bytes] | None = None) -> str:
+    """``toolcrib-sandbox:<hash>`` for the harness and policy of this install
+    (or of the given context files)."""
+    return f"{IMAGE_REPOSITORY}:{_content_hash(context_files() if files is None else files)}"
 
 
 def base_tag() -> str:
@@ -162,12 +163,12 @@ def base_tag() -> str:
     return f"{BASE_REPOSITORY}:{digest}"
 
 
-def build_context() -> bytes:
+def build_context(files: dict[str, bytes] | None = None) -> bytes:
     """The build context as an uncompressed tar (deterministic metadata)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         dirs: set[str] = set()
-        for path, data in sorted(context_files().items()):
+        for path, data in sorted((context_files() if files is None else files).items()):
             parts = path.split("/")[:-1]
             for i in range(1, len(parts) + 1):
                 d = "/".join(parts[:i])
@@ -319,22 +320,24 @@ def build_image(
     """
     say = progress or (lambda _line: None)
     client = client or connect(timeout=600)
-    tag = image_tag()
+    # One snapshot of the files: the tag and the context always match.
+    files = context_files()
+    tag = image_tag(files)
     if not force and find_image(client, tag) is not None:
         say(f"{tag} is present")
-        return image_status(client)
+        return image_status(client, tag)
     base = _build_base(client, say) if offline else ONLINE_BASE
     say(f"building {tag} on {base}")
     labels = {"toolcrib.sandbox.image": "1", "toolcrib.image.hash": tag.partition(":")[2], "toolcrib.image.base": base}
-    _stream_build(client, build_context(), tag, base, labels, say)
+    _stream_build(client, build_context(files), tag, base, labels, say)
     if find_image(client, tag) is None:
         raise ImageBuildError(f"the engine did not record {tag} after the build")
-    return image_status(client)
+    return image_status(client, tag)
 
 
-def image_status(client: Any | None = None) -> dict[str, Any]:
+def image_status(client: Any | None = None, tag: str | None = None) -> dict[str, Any]:
     """Engine and image facts as a JSON-able dict (never raises)."""
-    tag = image_tag()
+    tag = tag or image_tag()
     status: dict[str, Any] = {"engine": False, "engine_version": None, "tag": tag, "present": False, "id": None}
     try:
         client = client or connect(timeout=10)

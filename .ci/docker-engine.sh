@@ -1,0 +1,67 @@
+#!/bin/sh
+# Make sure a Docker engine answers on this machine (idempotent).
+#
+# If `docker info` already answers, do nothing. Otherwise install docker.io
+# (and debootstrap, for the offline sandbox image) from Debian when missing,
+# start dockerd in the background with its log in $DOCKERD_LOG, and wait
+# until it answers. Exit 1 with a clear message when it does not.
+#
+# Environment: DOCKERD_LOG (default /var/log/toolcrib-dockerd.log),
+#              DOCKERD_WAIT seconds (default 60).
+set -u
+
+log=${DOCKERD_LOG:-/var/log/toolcrib-dockerd.log}
+wait_s=${DOCKERD_WAIT:-60}
+
+say() { echo "docker-engine: $*" >&2; }
+
+answers() { docker info >/dev/null 2>&1; }
+
+install_missing() {
+    missing=""
+    command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
+    command -v docker >/dev/null 2>&1 || case "$missing" in *docker.io*) ;; *) missing="$missing docker.io" ;; esac
+    command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+    if [ -n "$missing" ]; then
+        if [ "$(id -u)" != 0 ]; then
+            say "need root to install:$missing"
+            exit 1
+        fi
+        say "installing:$missing"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >&2 || { say "apt-get update failed"; exit 1; }
+        # shellcheck disable=SC2086 # word splitting is the point
+        apt-get install -y -q --no-install-recommends $missing >&2 || { say "apt-get install$missing failed"; exit 1; }
+    fi
+}
+
+if answers; then
+    install_missing
+    say "engine already answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
+    exit 0
+fi
+
+install_missing
+
+if ! pgrep -x dockerd >/dev/null 2>&1; then
+    say "starting dockerd (log: $log)"
+    mkdir -p "$(dirname "$log")"
+    # containerd is started by dockerd itself when not running.
+    nohup dockerd >"$log" 2>&1 </dev/null &
+else
+    say "dockerd is running but not answering yet; waiting"
+fi
+
+i=0
+while [ "$i" -lt "$wait_s" ]; do
+    if answers; then
+        say "engine answers after ${i}s ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
+        exit 0
+    fi
+    sleep 1
+    i=$((i + 1))
+done
+
+say "the Docker engine did not answer within ${wait_s}s; last lines of $log:"
+tail -n 20 "$log" >&2 2>/dev/null || true
+exit 1

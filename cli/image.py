@@ -1,0 +1,91 @@
+"""`toolcrib image build|status` and `toolcrib doctor`: the Docker sandbox
+image and the health of both sandbox backends.
+
+Registered on the main group by `cli/__init__.py` as ``image_group`` and
+``doctor_command``. Progress goes to stderr; results (or JSON) to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+__all__ = ["SandboxUnavailableError", "doctor_command", "image_group"]
+
+_EXIT_UNAVAILABLE = 6
+
+
+class SandboxUnavailableError(click.ClickException):
+    """One-line error: the Docker sandbox (engine or image) cannot be used."""
+
+    exit_code = _EXIT_UNAVAILABLE
+
+
+def _emit(data: dict[str, Any], as_json: bool, text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        click.echo(text)
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@click.group("image")
+def image_group() -> None:
+    """Build and inspect the Docker sandbox image."""
+
+
+@image_group.command("build")
+@click.option("--offline", is_flag=True, help="Debootstrap a Debian base from the apt mirror instead of pulling python:3.11-slim.")
+@click.option("--force", is_flag=True, help="Rebuild even if the image for this harness is present.")
+@click.option("json_output", "--json", is_flag=True, help="Output JSON.")
+def build_command(offline: bool, force: bool, json_output: bool) -> None:
+    """Build the sandbox image (tagged by a hash of the harness and policy)."""
+    from ..sandbox.image import ImageBuildError, build_image
+
+    try:
+        status = build_image(offline=offline, force=force, progress=_progress)
+    except ImageBuildError as exc:
+        raise SandboxUnavailableError(str(exc)) from None
+    _emit(status, json_output, f"{status['tag']} {status.get('id')} (base {status.get('base')}, {status.get('size_mb')} MiB)")
+
+
+@image_group.command("status")
+@click.option("json_output", "--json", is_flag=True, help="Output JSON.")
+def status_command(json_output: bool) -> None:
+    """Show whether the engine answers and the sandbox image is present."""
+    from ..sandbox.image import image_status
+
+    status = image_status()
+    if not status["engine"]:
+        if json_output:
+            _emit(status, True, "")
+            sys.exit(_EXIT_UNAVAILABLE)
+        raise SandboxUnavailableError(status.get("error") or "no Docker engine answers")
+    if status["present"]:
+        text = f"{status['tag']} present: {status['id']} (base {status.get('base')}, {status.get('size_mb')} MiB)"
+    else:
+        text = f"{status['tag']} missing: run `toolcrib image build --offline` (or `toolcrib image build`)"
+    _emit(status, json_output, text)
+    if not status["present"]:
+        sys.exit(_EXIT_UNAVAILABLE)
+
+
+@click.command("doctor")
+@click.option("--no-probe", is_flag=True, help="Skip running a probe container.")
+@click.option("json_output", "--json", is_flag=True, help="Output JSON.")
+def doctor_command(no_probe: bool, json_output: bool) -> None:
+    """Check the sandboxes: engine, image, limits really applied inside a
+    container, and the restricted backend. Exit 6 when a check fails."""
+    from ..sandbox.image import doctor
+
+    report = doctor(probe=not no_probe)
+    lines = [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in report["checks"]]
+    _emit(report, json_output, "\n".join(lines))
+    if not report["ok"]:
+        sys.exit(_EXIT_UNAVAILABLE)

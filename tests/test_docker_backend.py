@@ -1,0 +1,258 @@
+"""The Docker backend against a real engine and the real sandbox image."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from toolcrib.sandbox import Job, Limits, Result
+from toolcrib.sandbox.contract import Backend
+from toolcrib.sandbox.docker import LABEL, LABEL_PID, DockerBackend
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def dock(docker_image: str):
+    backend = DockerBackend(pool_size=2)
+    assert backend.unavailable_reason is None, backend.unavailable_reason
+    yield backend
+    backend.close()
+
+
+def plain(source: str, entrypoint: str = "f", **kw) -> Job:
+    return Job(source=textwrap.dedent(source), entrypoint=entrypoint, policy="plain", **kw)
+
+
+def labelled(client, **extra: str) -> list[dict]:
+    filters = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in extra.items()]
+    return client.api.containers(all=True, filters={"label": filters})
+
+
+def test_backend_protocol(dock: DockerBackend) -> None:
+    assert isinstance(dock, Backend)
+    assert dock.name == "docker"
+
+
+def test_args_call_returns_json_and_image_digest(dock: DockerBackend) -> None:
+    r = dock.run(plain("def f(a, b):\n    print('hi')\n    return {'sum': a + b, 'l': [a, b]}\n", args={"a": 2, "b": 3}))
+    assert r.status == "ok", r
+    assert r.result == {"sum": 5, "l": [2, 3]}
+    assert "hi" in r.stdout
+    assert r.backend == "docker"
+    assert r.image_digest == dock.image_id and r.image_digest.startswith("sha256:")
+
+
+def test_snippet_call(dock: DockerBackend) -> None:
+    job = Job(source="def sq(x):\n    return x * x\n", entrypoint="sq", mode="snippet", snippet="ans = [sq(i) for i in range(4)]", policy="plain")
+    r = dock.run(job)
+    assert r.status == "ok", r
+    assert r.result == [0, 1, 4, 9]
+
+
+def test_tool_error_is_reported(dock: DockerBackend) -> None:
+    r = dock.run(plain("def f():\n    raise KeyError('nope')\n"))
+    assert r.status == "error"
+    assert r.error is not None and r.error.type == "KeyError"
+    assert "nope" in r.error.message
+
+
+def test_restricted_policy_applies_inside_container(dock: DockerBackend) -> None:
+    source = "import os\ndef f():\n    return os.getcwd()\n"
+    inside = dock.run(Job(source=source, entrypoint="f", policy="restricted"))
+    assert inside.status == "blocked", inside
+    outside = dock.run(Job(source=source, entrypoint="f", policy="plain"))
+    assert outside.status == "ok" and outside.result == "/tmp"
+
+
+def test_wall_clock_limit(dock: DockerBackend) -> None:
+    r = dock.run(plain("import time\ndef f():\n    time.sleep(60)\n", limits=Limits(wall=1)))
+    assert (r.status, r.limit) == ("limit", "wall")
+
+
+def test_cpu_limit(dock: DockerBackend) -> None:
+    r = dock.run(plain("def f():\n    while True:\n        pass\n", limits=Limits(cpu=1, wall=20)))
+    assert (r.status, r.limit) == ("limit", "cpu")
+
+
+def test_memory_limit(dock: DockerBackend) -> None:
+    source = "def f():\n    hog = []\n    while True:\n        hog.append(bytearray(8 * 2**20))\n"
+    r = dock.run(plain(source, limits=Limits(memory=64, wall=20)))
+    assert (r.status, r.limit) == ("limit", "memory"), r
+
+
+def test_output_limit(dock: DockerBackend) -> None:
+    r = dock.run(plain("def f():\n    return 'x' * (512 * 1024)\n", limits=Limits(output=64)))
+    assert (r.status, r.limit) == ("limit", "output")
+
+
+def test_disk_limit(dock: DockerBackend) -> None:
+    source = """
+    def f():
+        with open('/tmp/big', 'wb') as fh:
+            for _ in range(64):
+                fh.write(b'x' * 2**20)
+                fh.flush()
+        return 'wrote it all'
+    """
+    r = dock.run(plain(source, limits=Limits(disk=4)))
+    assert (r.status, r.limit) == ("limit", "disk"), r
+
+
+def test_no_disk_means_no_writable_tmp(dock: DockerBackend) -> None:
+    source = "def f():\n    open('/tmp/x', 'w').write('x')\n"
+    r = dock.run(plain(source, limits=Limits(disk=0)))
+    assert r.status == "error" and r.error is not None
+    assert "Read-only file system" in r.error.message
+
+
+def test_fork_bomb_is_contained(dock: DockerBackend) -> None:
+    source = "import os\ndef f():\n    while True:\n        os.fork()\n"
+    r = dock.run(plain(source, limits=Limits(pids=16, wall=10)))
+    assert r.status in ("limit", "error"), r
+    if r.status == "limit":
+        assert r.limit == "pids"
+
+
+def test_thread_bomb_hits_pids_limit(dock: DockerBackend) -> None:
+    source = "import threading, time\ndef f():\n    while True:\n        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+    r = dock.run(plain(source, limits=Limits(pids=16, wall=10)))
+    assert (r.status, r.limit) == ("limit", "pids"), r
+
+
+def test_each_call_gets_a_fresh_container(dock: DockerBackend) -> None:
+    write = dock.run(plain("def f():\n    open('/tmp/left', 'w').write('x')\n    return open('/proc/self/cgroup').read()\n"))
+    read = dock.run(plain("import os\ndef f():\n    return [os.path.exists('/tmp/left'), open('/proc/self/cgroup').read()]\n"))
+    assert write.status == "ok" and read.status == "ok"
+    assert read.result[0] is False
+    assert read.result[1] != write.result
+
+
+def test_result_that_is_not_json(dock: DockerBackend) -> None:
+    r = dock.run(plain("def f():\n    return {1, 2}\n"))
+    assert r.status == "error"
+
+
+def test_non_default_limits_run_on_demand(dock: DockerBackend) -> None:
+    r = dock.run(plain("def f():\n    return open('/sys/fs/cgroup/pids/pids.max').read().strip()\n", limits=Limits(pids=7)))
+    assert r.status == "ok", r
+    assert r.result == "10"  # the tool's 7 plus the sandbox's own processes
+
+
+def test_concurrent_calls(dock: DockerBackend) -> None:
+    results: list[Result] = []
+
+    def call(i: int) -> None:
+        results.append(dock.run(plain("def f(i):\n    return i * 10\n", args={"i": i})))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.result for r in results) == [0, 10, 20, 30, 40, 50]
+
+
+def test_no_container_outlives_its_call(dock: DockerBackend) -> None:
+    for _ in range(4):
+        assert dock.run(plain("def f():\n    return 1\n")).ok
+    dock.warm()
+    client = dock._client
+    # Finished calls' containers are removed in the background; once they
+    # are gone only the warm pools remain (each pool holds pool_size).
+    deadline = time.monotonic() + 30
+    mine = labelled(client, **{LABEL_PID: str(os.getpid())})
+    while time.monotonic() < deadline and len(mine) > dock.pool_size * dock.max_pools:
+        time.sleep(0.2)
+        mine = labelled(client, **{LABEL_PID: str(os.getpid())})
+    assert len(mine) <= dock.pool_size * dock.max_pools
+    ours = {c["Id"] for c in mine}
+    warm = {c.id for pool in dock._ready.values() for c in pool}
+    pending = ours - warm
+    deadline = time.monotonic() + 30
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.2)
+        pending = {c["Id"] for c in labelled(client, **{LABEL_PID: str(os.getpid())})} - {
+            c.id for pool in dock._ready.values() for c in pool
+        }
+    assert not pending
+
+
+def test_missing_image_is_unavailable(docker_image: str) -> None:
+    backend = DockerBackend(pool_size=0, image="toolcrib-sandbox:no-such-tag")
+    try:
+        r = backend.run(plain("def f():\n    return 1\n"))
+    finally:
+        backend.close()
+    assert r.status == "unavailable"
+    assert r.error is not None and "toolcrib image build" in r.error.message
+
+
+def test_missing_engine_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    backend = DockerBackend(pool_size=1)
+    try:
+        r = backend.run(plain("def f():\n    return 1\n"))
+    finally:
+        backend.close()
+    assert r.status == "unavailable"
+    assert r.error is not None and "no Docker engine" in r.error.message
+
+
+CALLER = """
+import sys
+from toolcrib.sandbox import Job, Limits
+from toolcrib.sandbox.docker import DockerBackend
+backend = DockerBackend(pool_size=1)
+print("ready", flush=True)
+backend.run(Job(source="import time\\ndef f():\\n    time.sleep(120)\\n", entrypoint="f", policy="plain",
+                limits=Limits(wall=120, cpu=100)))
+"""
+
+
+def test_sigkilled_caller_leaves_nothing_after_next_start(docker_image: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", CALLER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        probe = DockerBackend(pool_size=0)
+        client = probe._client
+        # Wait until the caller's long call is running in a container of its own.
+        deadline = time.monotonic() + 60
+        running: list[dict] = []
+        while time.monotonic() < deadline:
+            running = [c for c in labelled(client, **{LABEL_PID: str(proc.pid)}) if c["State"] == "running"]
+            if len(running) >= 2:  # the call's container plus its pool's replacement
+                break
+            time.sleep(0.2)
+        probe.close()
+        assert running, "the caller never started a container"
+        time.sleep(0.5)  # let the job reach the container
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        # The next backend start reaps everything the dead caller left.
+        after = DockerBackend(pool_size=0)
+        try:
+            left = labelled(after._client, **{LABEL_PID: str(proc.pid)})
+            assert after.reaped >= 1
+            # Anything still listed is only the engine finishing a removal.
+            assert [c["State"] for c in left if c["State"] not in ("removing", "dead")] == []
+        finally:
+            after.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_result_fields_are_plain_json(dock: DockerBackend) -> None:
+    r = dock.run(plain("def f():\n    return {'a': [1, 2.5, None, True, 'x']}\n"))
+    assert r.ok
+    assert json.loads(json.dumps(r.result)) == {"a": [1, 2.5, None, True, "x"]}

@@ -1,0 +1,116 @@
+"""The sandbox image: tag hashing, build context, build caching, status,
+doctor and their CLI commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolcrib.cli.image import doctor_command, image_group
+from toolcrib.sandbox import image
+
+
+def test_tag_is_a_stable_content_hash() -> None:
+    tag = image.image_tag()
+    repo, _, digest = tag.partition(":")
+    assert repo == image.IMAGE_REPOSITORY
+    assert len(digest) == 16 and int(digest, 16) >= 0
+    assert image.image_tag() == tag
+
+
+def test_tag_changes_when_the_recipe_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before, base_before = image.image_tag(), image.base_tag()
+    recipes = tmp_path / "recipes"
+    shutil.copytree(image._recipes_dir(), recipes)
+    (recipes / "Dockerfile").write_text((recipes / "Dockerfile").read_text() + "\n# changed\n")
+    monkeypatch.setattr(image, "_recipes_dir", lambda: recipes)
+    assert image.image_tag() != before
+    # The offline base only depends on its own recipe.
+    assert image.base_tag() == base_before
+    (recipes / "build-base.sh").write_text((recipes / "build-base.sh").read_text() + "\n# changed\n")
+    assert image.base_tag() != base_before
+
+
+def test_context_holds_harness_policy_and_restrictedpython() -> None:
+    files = image.context_files()
+    assert "Dockerfile" in files
+    package = {p.rsplit("/", 1)[1] for p in files if p.startswith("opt/toolcrib/tcbox/")}
+    assert {"__init__.py", "harness.py", "execute.py"} <= package
+    assert "opt/toolcrib/lib/RestrictedPython/__init__.py" in files
+    # Every sibling module execute.py imports relatively is shipped too.
+    sandbox_dir = Path(image.__file__).parent
+    for name in package - {"__init__.py"}:
+        assert files[f"opt/toolcrib/tcbox/{name}"] == (sandbox_dir / name).read_bytes()
+    names = tarfile.open(fileobj=io.BytesIO(image.build_context())).getnames()
+    assert sorted(set(files) - set(names)) == []
+
+
+def test_apt_mirror_is_a_debian_uri() -> None:
+    mirror = image.apt_mirror()
+    assert mirror.startswith(("http://", "https://", "file:/"))
+
+
+@pytest.mark.docker
+def test_build_is_cached_by_hash(docker_image: str) -> None:
+    lines: list[str] = []
+    status = image.build_image(offline=True, progress=lines.append)
+    assert status["present"] and status["tag"] == docker_image
+    assert lines == [f"{docker_image} is present"]
+    assert status["id"].startswith("sha256:")
+
+
+@pytest.mark.docker
+def test_image_runs_as_nobody_with_harness_command(docker_image: str) -> None:
+    client = image.connect()
+    info = image.find_image(client, docker_image)
+    assert info is not None
+    config = info["Config"]
+    assert config["User"] == "65534:65534"
+    assert "tcbox.harness" in " ".join(config["Cmd"])
+    assert config["Labels"]["toolcrib.image.hash"] == docker_image.partition(":")[2]
+
+
+@pytest.mark.docker
+def test_doctor_reports_every_check_ok(docker_image: str) -> None:
+    report = image.doctor(restricted=False)
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert failed == []
+    names = {c["name"] for c in report["checks"]}
+    assert {"engine reachable", "image present", "memory limit", "pids limit", "no-new-privileges", "read-only root", "no network"} <= names
+    assert report["ok"] is True
+
+
+@pytest.mark.docker
+def test_cli_image_status_and_doctor_json(docker_image: str) -> None:
+    runner = CliRunner()
+    status = runner.invoke(image_group, ["status", "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["tag"] == docker_image
+    build = runner.invoke(image_group, ["build", "--offline", "--json"])
+    assert build.exit_code == 0, build.output
+    assert json.loads(build.stdout)["present"] is True
+    doctor = runner.invoke(doctor_command, ["--json"])
+    report = json.loads(doctor.stdout)
+    assert doctor.exit_code == (0 if report["ok"] else 6)
+    assert any(c["name"] == "restricted backend" for c in report["checks"])
+
+
+def test_cli_without_engine_exits_6(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    runner = CliRunner()
+    result = runner.invoke(image_group, ["status"])
+    assert result.exit_code == 6
+    assert "no Docker engine answers" in result.output
+    assert "Traceback" not in result.output
+    build = runner.invoke(image_group, ["build", "--offline"])
+    assert build.exit_code == 6 and "no Docker engine answers" in build.output
+    doctor = runner.invoke(doctor_command, ["--json", "--no-probe"])
+    assert doctor.exit_code == 6
+    report = json.loads(doctor.stdout)
+    assert report["ok"] is False and report["checks"][0]["name"] == "engine reachable"
