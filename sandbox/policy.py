@@ -88,15 +88,17 @@ ALLOWED_BUILTINS: dict[str, str] = {
     "float": "value constructor",
     "complex": "value constructor",
     "str": "value constructor; its format/format_map are replaced by the guarded formatter",
-    "bytes": "value constructor; an iterable argument goes through the iteration guard",
+    "bytes": "value constructor (the real type)",
     "slice": "value constructor",
     "object": "base class for `class A(object)`; object's dunder attributes stay unreachable",
-    # containers: iterable arguments go through the iteration guard
-    "list": "container; iterable argument goes through _getiter_",
-    "tuple": "container; iterable argument goes through _getiter_",
-    "dict": "container; iterable argument goes through _getiter_",
-    "set": "container; iterable argument goes through _getiter_",
-    "frozenset": "container; iterable argument goes through _getiter_",
+    # containers: the real types, because tools need their identity
+    # (isinstance(x, list), type(x) is dict, class C(dict)); in this policy
+    # _getiter_ grants nothing per item, so C-level iteration loses nothing
+    "list": "container type (real type: isinstance and subclassing work)",
+    "tuple": "container type (real type)",
+    "dict": "container type (real type)",
+    "set": "container type (real type)",
+    "frozenset": "container type (real type)",
     "range": "lazy integer sequence; memory and CPU limits bound what is built from it",
     # iteration helpers, each routed through the iteration guard
     "iter": "one-argument form goes through _getiter_; two-argument form calls a callable",
@@ -628,29 +630,6 @@ def _sorted(iterable: Any, /, *, key: Any = None, reverse: bool = False) -> list
     return sorted(guarded_iter(iterable), key=key, reverse=reverse)
 
 
-def _container(kind: type) -> Callable[..., Any]:
-    def build(iterable: Any = _MISSING, /) -> Any:
-        if iterable is _MISSING:
-            return kind()
-        return kind(guarded_iter(iterable))
-    build.__name__ = build.__qualname__ = kind.__name__
-    return build
-
-
-def _dict(*args: Any, **kwargs: Any) -> dict:
-    if len(args) > 1:
-        raise TypeError(f"dict expected at most 1 argument, got {len(args)}")
-    if args and not isinstance(args[0], dict):
-        return dict(guarded_iter(args[0]), **kwargs)
-    return dict(*args, **kwargs)
-
-
-def _bytes(source: Any = b"", *args: Any) -> bytes:
-    if isinstance(source, (str, int, bytes, bytearray)):
-        return bytes(source, *args)
-    return bytes(guarded_iter(source))
-
-
 def _iter(obj: Any, *sentinel: Any) -> Any:
     if sentinel:
         return iter(obj, *sentinel)
@@ -719,12 +698,6 @@ def _issubclass(cls: Any, classinfo: Any) -> bool:
 
 
 _BUILTIN_IMPLEMENTATIONS: dict[str, Any] = {
-    "list": _container(list),
-    "tuple": _container(tuple),
-    "set": _container(set),
-    "frozenset": _container(frozenset),
-    "dict": _dict,
-    "bytes": _bytes,
     "iter": _iter,
     "enumerate": _enumerate,
     "zip": _zip,

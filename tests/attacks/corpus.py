@@ -1,0 +1,730 @@
+"""The attack corpus: hostile tool code that every sandbox backend must contain.
+
+Each entry is plain data. ``mode`` "source" means the code *is* the tool
+source and its ``run()`` is called with no arguments; "snippet" means the code
+is a caller snippet run against a harmless helper tool (`HELPER_TOOL`).
+``applies_to`` says which backend(s) it targets; ``policy`` "plain" entries
+are for the Docker backend's plain-Python mode, where only the container
+contains the tool. ``expect`` is the set of acceptable statuses: never "ok".
+
+Placeholders replaced by the test before running: ``@SECRET_PATH@`` (a file
+whose contents must never come back), ``@SECRET_ENV@`` (the name of an
+environment variable set in the host), ``@CANARY_PORT@`` (a loopback
+listener that must see no connection) and ``@WATCH_DIR@`` (a directory in
+which no file may appear).
+
+The ideas come from public sandbox-escape write-ups (RestrictedPython CVEs,
+smolagents advisories, pyjail techniques); the code is written for this
+project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ATTACKS", "Attack", "HELPER_TOOL", "categories"]
+
+HELPER_TOOL = '''
+def apply(f, xs):
+    return [f(x) for x in xs]
+
+def total(xs):
+    return sum(xs)
+'''
+
+BLOCKED = frozenset({"blocked"})
+BLOCKED_OR_ERROR = frozenset({"blocked", "error"})
+CONTAINED = frozenset({"limit", "error"})
+ANY_REFUSAL = frozenset({"blocked", "error", "limit"})
+
+
+@dataclass(frozen=True)
+class Attack:
+    id: str
+    category: str
+    description: str
+    code: str
+    expect: frozenset[str]
+    mode: str = "source"
+    applies_to: str = "both"
+    policy: str = "restricted"
+    limits: dict[str, float] = field(default_factory=dict)
+
+
+def _a(id: str, category: str, description: str, code: str, expect: frozenset[str], **kw: object) -> Attack:
+    return Attack(id=id, category=category, description=description, code=code.lstrip("\n"), expect=expect, **kw)
+
+
+ATTACKS: list[Attack] = [
+    # ----------------------------------------------------------------- frames
+    _a("frame-generator-gi-frame", "frames",
+       "Walk from a running generator's frame up to the host frame and its builtins.", '''
+holder = []
+def gen():
+    holder.append(g.gi_frame.f_back)
+    yield 1
+g = gen()
+def run():
+    next(g)
+    return holder[0].f_builtins["open"]("@SECRET_PATH@").read()
+''', BLOCKED),
+    _a("frame-getattr-string-names", "frames",
+       "The same generator frame walk with attribute names as strings through getattr.", '''
+def gen():
+    yield 1
+def run():
+    g = gen()
+    frame = getattr(g, "gi_" + "frame")
+    up = getattr(frame, "f_" + "back")
+    return getattr(up, "f_globals")
+''', BLOCKED),
+    _a("frame-traceback-tb-frame", "frames",
+       "Catch an exception and climb its traceback to a frame's globals.", '''
+def run():
+    try:
+        1 / 0
+    except ZeroDivisionError as exc:
+        tb = getattr(exc, "__traceback__")
+        return getattr(getattr(tb, "tb_frame"), "f_globals")
+''', BLOCKED),
+    _a("frame-exception-traceback-attr", "frames",
+       "Direct exc.__traceback__.tb_frame.f_back chain in source.", '''
+def run():
+    try:
+        raise ValueError("x")
+    except ValueError as e:
+        return e.__traceback__.tb_frame.f_back.f_globals
+''', BLOCKED),
+    _a("frame-coroutine-cr-frame", "frames",
+       "Coroutine objects expose cr_frame without being awaited.", '''
+async def co():
+    return 1
+def run():
+    return co().cr_frame.f_globals
+''', BLOCKED),
+    _a("frame-async-generator-ag-frame", "frames",
+       "Async generator ag_frame reaches frames too.", '''
+async def agen():
+    yield 1
+def run():
+    return agen().ag_frame
+''', BLOCKED),
+    _a("frame-gi-code-replace", "frames",
+       "Fetch a generator's code object to build new code.", '''
+def gen():
+    yield 1
+def run():
+    code = getattr(gen(), "gi_code")
+    return code.co_consts
+''', BLOCKED),
+    _a("frame-fakestring-name", "frames",
+       "A str subclass with a lying startswith() as the attribute name (RestrictedPython 'fakestring').", '''
+class Sneaky(str):
+    def startswith(self, prefix):
+        return False
+def run():
+    klass = getattr("", Sneaky("__class__"))
+    return getattr(klass, Sneaky("__base__"))
+''', BLOCKED),
+    # --------------------------------------------------------- format strings
+    _a("format-str-format-class", "format_string",
+       "str.format field traversal to __class__ and its subclasses.", '''
+def run():
+    return "{0.__class__.__base__.__subclasses__}".format(())
+''', BLOCKED),
+    _a("format-format-map", "format_string",
+       "format_map variant of the field traversal (CVE-2023-41039).", '''
+def run():
+    return "{x.__dict__}".format_map({"x": str})
+''', BLOCKED),
+    _a("format-unbound-str-format", "format_string",
+       "Unbound str.format taken from the type, then called with the template.", '''
+def run():
+    fmt = str.format
+    return fmt("{0.__init__.__globals__}", run)
+''', BLOCKED),
+    _a("format-getattr-format", "format_string",
+       "format fetched with getattr and a computed name.", '''
+def run():
+    f = getattr("{0.__class__}", "for" + "mat")
+    return f(1)
+''', BLOCKED),
+    _a("format-subclass-format", "format_string",
+       "format inherited by a str subclass, looked up on the subclass.", '''
+class Template(str):
+    pass
+def run():
+    return Template("{0.__globals__}").format(run)
+''', BLOCKED),
+    _a("format-fstring-attribute", "format_string",
+       "f-string with a private attribute inside the braces.", '''
+def run():
+    return f"{run.__globals__}"
+''', BLOCKED),
+    _a("format-index-into-globals", "format_string",
+       "Field with item access after an attribute: {0.__globals__[open]}.", '''
+def run():
+    return "{0.__globals__[open]}".format(run)
+''', BLOCKED),
+    _a("format-string-formatter", "format_string",
+       "string.Formatter().get_field does the same traversal.", '''
+import string
+def run():
+    obj, _unused = string.Formatter().get_field("0.__class__", [1], {})
+    return obj
+''', BLOCKED),
+    _a("format-percent-object", "format_string",
+       "%-formatting a function object must not leak anything beyond its repr; use it to smuggle a frame.", '''
+def run():
+    text = "%s" % (run,)
+    return text.__class__
+''', BLOCKED),
+    # ----------------------------------------------------------- module walks
+    _a("modwalk-json-codecs", "module_walk",
+       "json reaches codecs.open (file read) in CPython.", '''
+import json
+def run():
+    return json.codecs.open("@SECRET_PATH@").read()
+''', BLOCKED),
+    _a("modwalk-re-internals", "module_walk",
+       "re reaches sre_compile / functools / sys through module attributes.", '''
+import re
+def run():
+    return re.functools.sys.modules["os"].getcwd()
+''', BLOCKED),
+    _a("modwalk-re-scanner", "module_walk",
+       "Compiled patterns expose an internal scanner object.", '''
+import re
+def run():
+    return re.compile("a").scanner("aaa")
+''', BLOCKED),
+    _a("modwalk-datetime-sys", "module_walk",
+       "Module attributes like datetime.sys are not part of the facade.", '''
+import datetime
+def run():
+    return datetime.sys.modules
+''', BLOCKED),
+    _a("modwalk-random-module-os", "module_walk",
+       "random imports os (_os) at module level; the facade must not carry it.", '''
+import random
+def run():
+    return random.os.environ["@SECRET_ENV@"]
+''', BLOCKED),
+    _a("modwalk-function-globals", "module_walk",
+       "A facade function's __globals__ is the real module namespace.", '''
+import statistics
+def run():
+    return getattr(statistics.mean, "__globals__")["sys"]
+''', BLOCKED),
+    _a("modwalk-bound-method-self", "module_walk",
+       "A bound method's __self__ is the object behind it (the Random instance, a module for C functions).", '''
+import math
+def run():
+    return getattr(math.sqrt, "__self__")
+''', BLOCKED),
+    _a("modwalk-typing-sys", "module_walk",
+       "typing reaches sys through typing.sys.", '''
+import typing
+def run():
+    return typing.sys.modules["os"].environ
+''', BLOCKED),
+    _a("modwalk-functools-partial-getattr", "module_walk",
+       "getattr passed through functools.partial / map / filter (smolagents CVE-2025-5120).", '''
+import functools
+import json
+def run():
+    grab = functools.partial(getattr, json)
+    return list(map(grab, ["codecs"]))
+''', BLOCKED),
+    _a("modwalk-facade-wrapped", "module_walk",
+       "lru_cache wrapper's __wrapped__ / facade __module__ lead back to real objects.", '''
+import functools
+@functools.lru_cache(maxsize=None)
+def cached(x):
+    return x
+def run():
+    return getattr(cached, "__wrapped__"), getattr(functools, "__spec__")
+''', BLOCKED),
+    # ------------------------------------------------------- guard shadowing
+    _a("shadow-assign-getattr", "guard_shadowing",
+       "Rebind the _getattr_ hook by plain assignment.", '''
+_getattr_ = lambda obj, name: obj
+def run():
+    return (1).__class__
+''', BLOCKED),
+    _a("shadow-global-getiter", "guard_shadowing",
+       "Rebind _getiter_ through a global statement inside a function.", '''
+def run():
+    global _getiter_
+    _getiter_ = iter
+    return [x for x in [1]]
+''', BLOCKED),
+    _a("shadow-except-as", "guard_shadowing",
+       "Bind a guard name as the target of except ... as.", '''
+def run():
+    try:
+        1 / 0
+    except Exception as _getitem_:
+        return 1
+''', BLOCKED),
+    _a("shadow-walrus", "guard_shadowing",
+       "Rebind a guard with an assignment expression.", '''
+def run():
+    (_write_ := (lambda ob: ob))
+    return 1
+''', BLOCKED),
+    _a("shadow-import-as", "guard_shadowing",
+       "Bind a guard name through import ... as.", '''
+import json as _print_
+def run():
+    return 1
+''', BLOCKED),
+    _a("shadow-for-target", "guard_shadowing",
+       "Bind a guard name as a for-loop target.", '''
+def run():
+    for _apply_ in [print]:
+        pass
+    return 1
+''', BLOCKED),
+    _a("shadow-positional-only-default", "guard_shadowing",
+       "Lambda whose positional-only parameter default shadows _getattr_.", '''
+def run():
+    f = lambda _getattr_=(lambda o, n: o), /: run.__globals__
+    return f()
+''', BLOCKED),
+    _a("shadow-class-attribute", "guard_shadowing",
+       "A class body binding _getattr_ as a class attribute.", '''
+class Holder:
+    _getattr_ = getattr
+def run():
+    return Holder
+''', BLOCKED),
+    _a("shadow-builtins-name", "guard_shadowing",
+       "Assign to __builtins__ to swap the builtins table.", '''
+__builtins__ = {"open": None}
+def run():
+    return 1
+''', BLOCKED),
+    _a("shadow-name-mangling", "guard_shadowing",
+       "A double-underscore attribute inside a class is mangled to _Class__x.", '''
+class A:
+    def leak(self, other):
+        return other.__secret
+def run():
+    return A().leak(A())
+''', BLOCKED),
+    # ------------------------------------------------------ builtins recovery
+    _a("builtins-subclasses-walk", "builtins_recovery",
+       "().__class__.__base__.__subclasses__() to find a class whose __init__.__globals__ has os.", '''
+def run():
+    for cls in ().__class__.__base__.__subclasses__():
+        if cls.__name__ == "_wrap_close":
+            return cls.__init__.__globals__["system"]("true")
+''', BLOCKED),
+    _a("builtins-catch-warnings", "builtins_recovery",
+       "warnings.catch_warnings()._module.__builtins__ through the subclass list.", '''
+def run():
+    classes = getattr(getattr(object, "__subclasses__")(), "copy")()
+    return classes
+''', BLOCKED),
+    _a("builtins-type-mro", "builtins_recovery",
+       "type(x).mro() to reach object and then its subclasses.", '''
+def run():
+    base = type(1).mro()[-1]
+    return getattr(base, "__subclasses__")()
+''', BLOCKED),
+    _a("builtins-reduce-ex", "builtins_recovery",
+       "object.__reduce_ex__ returns copyreg internals and class objects.", '''
+def run():
+    return getattr(1, "__reduce_ex__")(2)
+''', BLOCKED),
+    _a("builtins-type-of-function", "builtins_recovery",
+       "type() of a function gives FunctionType, a constructor for functions with chosen globals.", '''
+def run():
+    FunctionType = type(run)
+    return FunctionType
+''', BLOCKED),
+    _a("builtins-three-arg-type", "builtins_recovery",
+       "Three-argument type() builds a class outside the sandbox metaclass.", '''
+def run():
+    return type("X", (object,), {"y": 1})
+''', BLOCKED),
+    _a("builtins-metaclass-keyword", "builtins_recovery",
+       "A class with metaclass= to run code at class creation.", '''
+class Meta(object):
+    pass
+class X(object, metaclass=Meta):
+    pass
+def run():
+    return 1
+''', BLOCKED),
+    _a("builtins-withheld-eval", "builtins_recovery",
+       "eval/exec/compile are not builtins here.", '''
+def run():
+    return eval("__import__('os').getcwd()")
+''', BLOCKED),
+    _a("builtins-globals-vars-dir", "builtins_recovery",
+       "globals()/vars()/dir() would expose the guard hooks and builtins.", '''
+def run():
+    return globals()["__builtins__"]
+''', BLOCKED),
+    _a("builtins-open-secret", "builtins_recovery",
+       "Plain open() of the host secret file.", '''
+def run():
+    with open("@SECRET_PATH@") as fh:
+        return fh.read()
+''', BLOCKED),
+    _a("builtins-decorator-exec", "builtins_recovery",
+       "Decorators call functions without call syntax (@exec @input).", '''
+@exec
+@input
+class X:
+    pass
+def run():
+    return 1
+''', BLOCKED),
+    _a("builtins-code-object-swap", "builtins_recovery",
+       "Replace a function's __code__ with hand-made bytecode.", '''
+def f():
+    return 1
+def run():
+    f.__code__ = f.__code__.replace(co_consts=())
+    return f()
+''', BLOCKED),
+    _a("builtins-augassign-dunder", "builtins_recovery",
+       "Augmented assignment on a dunder attribute with a reflected operator capturing it (smolagents CVE-2026-4963).", '''
+stash = []
+class Grab:
+    def __radd__(self, other):
+        stash.append(other)
+        return other
+def run():
+    run.__globals__ += Grab()
+    return stash[0]
+''', BLOCKED),
+    # ----------------------------------------------------------- import tricks
+    _a("import-os", "imports", "Plain import of os.", '''
+import os
+def run():
+    return os.environ["@SECRET_ENV@"]
+''', BLOCKED),
+    _a("import-dunder-import", "imports", "Call __import__ directly with a computed name.", '''
+def run():
+    return __import__("o" + "s").environ
+''', BLOCKED),
+    _a("import-importlib", "imports", "importlib.import_module to fetch subprocess.", '''
+import importlib
+def run():
+    return importlib.import_module("subprocess")
+''', BLOCKED),
+    _a("import-star", "imports", "from os import * could bind names over the guard hooks.", '''
+from os import *
+def run():
+    return 1
+''', BLOCKED),
+    _a("import-relative", "imports", "Relative import reaching the sandbox package itself.", '''
+from . import execute
+def run():
+    return execute
+''', BLOCKED),
+    _a("import-submodule", "imports", "Dotted import of an allowed package's submodule.", '''
+import collections.abc
+def run():
+    return 1
+''', BLOCKED),
+    _a("import-from-unoffered-name", "imports", "from json import a name the facade does not offer.", '''
+from json import JSONEncoder
+def run():
+    return 1
+''', BLOCKED),
+    _a("import-loader-spec", "imports", "A facade's __loader__ / __spec__ would load real modules.", '''
+import math
+def run():
+    return math.__loader__.load_module("os")
+''', BLOCKED),
+    _a("import-sys-modules", "imports", "import sys to reach sys.modules.", '''
+import sys
+def run():
+    return sys.modules["os"].environ["@SECRET_ENV@"]
+''', BLOCKED),
+    _a("import-in-snippet", "imports", "The caller snippet imports socket and dials the canary listener.", '''
+import socket
+s = socket.create_connection(("127.0.0.1", @CANARY_PORT@), timeout=1)
+ans = "connected"
+''', BLOCKED, mode="snippet"),
+    _a("import-gc-objects", "imports", "gc.get_objects() to find host dictionaries holding __builtins__.", '''
+import gc
+def run():
+    return [o for o in gc.get_objects() if type(o) is dict]
+''', BLOCKED),
+    # ------------------------------------------------ persistence / tampering
+    _a("persist-facade-poisoning", "persistence",
+       "Overwrite json.dumps on the shared facade so later calls are poisoned.", '''
+import json
+def run():
+    json.dumps = lambda *a, **k: "PWNED"
+    return json.dumps([1])
+''', BLOCKED),
+    _a("persist-setattr-facade", "persistence",
+       "setattr() on a facade, then on a library class.", '''
+import collections
+def run():
+    setattr(collections, "Counter", dict)
+    return 1
+''', BLOCKED),
+    _a("persist-write-file", "persistence",
+       "Write a file into the watched directory.", '''
+def run():
+    with open("@WATCH_DIR@/dropped.py", "w") as fh:
+        fh.write("owned")
+    return 1
+''', BLOCKED),
+    # ------------------------------------------------------ result channel
+    _a("result-reduce-object", "result_channel",
+       "Return an object whose __reduce__ would run code if the host pickled it.", '''
+class P:
+    def __reduce__(self):
+        return (print, ("pwned",))
+def run():
+    return P()
+''', BLOCKED_OR_ERROR),
+    _a("result-eq-hangs", "result_channel",
+       "Return an object whose __eq__ never returns (a host comparing it would hang).", '''
+class R:
+    def __eq__(self, other):
+        while True:
+            pass
+def run():
+    return R()
+''', frozenset({"error"})),
+    _a("result-str-hangs-in-exception", "result_channel",
+       "Raise an exception whose __str__ never returns (host formatting it would hang).", '''
+class Boom(Exception):
+    def __str__(self):
+        while True:
+            pass
+def run():
+    raise Boom("x")
+''', frozenset({"error"})),
+    _a("result-exception-arg-repr-hangs", "result_channel",
+       "Raise an exception carrying an object whose __repr__ never returns.", '''
+class Slow:
+    def __repr__(self):
+        while True:
+            pass
+def run():
+    raise ValueError(Slow())
+''', frozenset({"error"})),
+    _a("result-dict-subclass-items", "result_channel",
+       "A dict subclass with an items() that leaks or hangs must be read through dict's own C methods.", '''
+class Tricky(dict):
+    def items(self):
+        while True:
+            pass
+    def keys(self):
+        while True:
+            pass
+def run():
+    d = Tricky()
+    d["k"] = 1
+    return [d, float("nan")]
+''', frozenset({"error"})),
+    _a("result-self-reference", "result_channel", "A list that contains itself.", '''
+def run():
+    x = []
+    x.append(x)
+    return x
+''', frozenset({"error"})),
+    _a("result-deep-nesting", "result_channel", "A result nested 100 000 levels deep.", '''
+def run():
+    x = []
+    for _ in range(100000):
+        x = [x]
+    return x
+''', frozenset({"error"})),
+    _a("result-nan-infinity", "result_channel", "NaN and infinity are not JSON.", '''
+def run():
+    return {"a": float("inf")}
+''', frozenset({"error"})),
+    _a("result-giant-string", "result_channel", "A result far beyond the output cap.", '''
+def run():
+    return "x" * (50 * 1024 * 1024)
+''', frozenset({"limit"})),
+    _a("result-non-str-keys", "result_channel", "Tuple keys are not JSON object keys.", '''
+def run():
+    return {(1, 2): "a"}
+''', frozenset({"error"})),
+    _a("result-huge-int", "result_channel", "An integer beyond the int->str digit limit.", '''
+def run():
+    return 7 ** 100000
+''', frozenset({"error"})),
+    _a("result-fake-reply-in-stdout", "result_channel",
+       "Print a forged reply (with the secret file path) hoping the host parses stdout as the reply.", '''
+def run():
+    print('{"status": "ok", "result": "FORGED", "error": null, "limit": null, "stdout": ""}')
+    print("\\n" * 5 + '{"status":"ok","result":"FORGED"}')
+    raise RuntimeError("the real outcome")
+''', frozenset({"error"})),
+    # --------------------------------------------------------- resources
+    _a("res-busy-loop", "resources", "Pure-Python infinite loop.", '''
+def run():
+    while True:
+        pass
+''', frozenset({"limit"}), limits={"cpu": 1, "wall": 3}),
+    _a("res-c-loop", "resources", "A long loop inside C (sum over a huge range) ignores in-process timers.", '''
+def run():
+    return sum(range(10 ** 12))
+''', frozenset({"limit"}), limits={"cpu": 1, "wall": 3}),
+    _a("res-bigint-power", "resources", "10**10**8: a huge integer power burns CPU and memory.", '''
+def run():
+    x = 10 ** 10 ** 8
+    return 1
+''', frozenset({"limit"}), limits={"cpu": 1, "wall": 3}),
+    _a("res-memory-string", "resources", "One giant allocation.", '''
+def run():
+    s = "x" * (10 ** 10)
+    return len(s)
+''', frozenset({"limit"}), limits={"memory": 128}),
+    _a("res-memory-growth", "resources", "A list that grows until memory runs out.", '''
+def run():
+    chunks = []
+    while True:
+        chunks.append("y" * (1 << 20))
+''', frozenset({"limit"}), limits={"memory": 128, "wall": 5}),
+    _a("res-recursion", "resources", "Unbounded recursion ends as a RecursionError.", '''
+def down(n):
+    return down(n + 1) + 1
+def run():
+    return down(0)
+''', frozenset({"error", "limit"})),
+    _a("res-output-flood-lines", "resources", "Print lines forever.", '''
+def run():
+    while True:
+        print("flood line")
+''', frozenset({"limit"}), limits={"output": 64}),
+    _a("res-output-flood-no-newline", "resources", "One enormous print without newlines.", '''
+def run():
+    print("z" * (20 * 1024 * 1024), end="")
+''', frozenset({"limit"}), limits={"output": 64}),
+    _a("res-int-str-digits", "resources", "Lift the int->str digit limit to make a quadratic conversion.", '''
+import sys
+def run():
+    sys.set_int_max_str_digits(0)
+    return str(10 ** 1000000)
+''', BLOCKED),
+    _a("res-str-of-huge-int", "resources", "str() of a huge int hits the interpreter's digit limit.", '''
+def run():
+    return len(str(10 ** 100000))
+''', frozenset({"error"})),
+    _a("res-sleep-forever", "resources", "Sleeping uses no CPU; only the wall clock can stop it.", '''
+import time
+def run():
+    time.sleep(10 ** 6)
+''', BLOCKED),
+    _a("res-iterator-wall", "resources", "itertools.count() consumed forever in a generator pipeline.", '''
+import itertools
+def run():
+    for i in itertools.count():
+        if i < 0:
+            return i
+''', frozenset({"limit"}), limits={"cpu": 1, "wall": 3}),
+    _a("res-fork", "process", "os.fork / subprocess from restricted code.", '''
+import os
+def run():
+    os.fork()
+    return 1
+''', BLOCKED),
+    _a("res-subprocess", "process", "Start a detached process that escapes the process group.", '''
+import subprocess
+def run():
+    subprocess.Popen(["sleep", "3600"], start_new_session=True)
+''', BLOCKED),
+    _a("res-threads", "process", "Thread bomb.", '''
+import threading
+def run():
+    while True:
+        threading.Thread(target=run).start()
+''', BLOCKED),
+    _a("res-rlimit-raise", "process", "Raise the soft limits back to the hard limits.", '''
+import resource
+def run():
+    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))
+''', BLOCKED),
+    # ------------------- container layer (Docker, plain Python: no policy at all)
+    _a("plain-read-host-secret", "container", "Read the host secret file by absolute path.", '''
+def run():
+    with open("@SECRET_PATH@") as fh:
+        return fh.read()
+''', frozenset({"error"}), applies_to="docker", policy="plain"),
+    _a("plain-env-secret", "container", "Look for the host's secret environment variable.", '''
+import os
+def run():
+    value = os.environ.get("@SECRET_ENV@")
+    if value is None:
+        raise LookupError("no secret in the environment")
+    return value
+''', frozenset({"error"}), applies_to="docker", policy="plain"),
+    _a("plain-network-canary", "container", "Connect to the loopback canary listener (stands in for a metadata service).", '''
+import socket
+def run():
+    s = socket.create_connection(("127.0.0.1", @CANARY_PORT@), timeout=2)
+    s.sendall(b"GET /latest/meta-data HTTP/1.0\\r\\n\\r\\n")
+    return "connected"
+''', frozenset({"error"}), applies_to="docker", policy="plain"),
+    _a("plain-docker-socket", "container", "Talk to a Docker socket to start a privileged container.", '''
+import socket
+def run():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/var/run/docker.sock")
+    return "connected"
+''', frozenset({"error"}), applies_to="docker", policy="plain"),
+    _a("plain-write-root", "container", "Write outside the tmpfs (read-only root filesystem).", '''
+def run():
+    with open("/usr/local/lib/owned.py", "w") as fh:
+        fh.write("x")
+    return "written"
+''', frozenset({"error"}), applies_to="docker", policy="plain"),
+    _a("plain-fork-bomb", "container", "Fork until the pids limit stops it.", '''
+import os
+def run():
+    pids = []
+    while True:
+        pid = os.fork()
+        if pid == 0:
+            import time
+            time.sleep(60)
+            os._exit(0)
+        pids.append(pid)
+''', CONTAINED, applies_to="docker", policy="plain", limits={"wall": 5}),
+    _a("plain-disk-fill", "container", "Fill the writable tmpfs.", '''
+def run():
+    with open("/tmp/fill", "wb") as fh:
+        while True:
+            fh.write(b"\\0" * (1 << 20))
+''', CONTAINED, applies_to="docker", policy="plain", limits={"wall": 5}),
+    _a("plain-fd-exhaustion", "container", "Open file descriptors until none are left.", '''
+def run():
+    handles = [open("/dev/null") for _ in range(10 ** 6)]
+    return len(handles)
+''', CONTAINED, applies_to="docker", policy="plain"),
+    _a("plain-sleep-wall", "container", "Sleep past the wall clock.", '''
+import time
+def run():
+    time.sleep(3600)
+''', frozenset({"limit"}), applies_to="docker", policy="plain", limits={"wall": 2}),
+    _a("plain-host-pickle-result", "container",
+       "Print a pickle payload hoping the host unpickles sandbox output, then fail.", '''
+import pickle, base64
+def run():
+    print("pickle:" + base64.b64encode(pickle.dumps({"a": 1})).decode())
+    raise RuntimeError("payload printed")
+''', frozenset({"error"}), applies_to="docker", policy="plain"),
+]
+
+
+def categories() -> dict[str, int]:
+    """Number of attacks per category."""
+    counts: dict[str, int] = {}
+    for attack in ATTACKS:
+        counts[attack.category] = counts.get(attack.category, 0) + 1
+    return counts
