@@ -625,7 +625,8 @@ class Registry:
         """Validate arguments against the input schema, run, audit, return.
 
         Raises PolicyRefused (unverified/yanked), ArgumentsError, NotFound.
-        Tool errors and limits are *outcomes* (status), not exceptions.
+        Tool errors and limits are *outcomes* (status), not exceptions; so is a
+        sandbox that cannot run (status "unavailable", exit code 6 in the CLI).
         Refused and invalid calls are audited too (status "refused"/"invalid").
         """
         tool = self._resolve(ref, allow_yanked=True).tool
@@ -679,14 +680,14 @@ class Registry:
             self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message, "fields": fields})
             raise
         try:
-            runner = self._backend(backend)
+            result = self._backend(backend).run(job)
         except InvalidInput as exc:
             self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message})
             raise
         except SandboxUnavailable as exc:
-            self._audit_call(tool.ref, {**base, "status": "unavailable", "reason": exc.message})
-            raise
-        result = runner.run(job)
+            # Same shape as a backend that started but could not run the job.
+            result = Result(status="unavailable", backend=backend,
+                            error=ErrorInfo(type="SandboxUnavailable", message=exc.message))
         self._audit_call(
             tool.ref,
             {
@@ -699,8 +700,6 @@ class Registry:
                 "result": cap_value(result.result),
             },
         )
-        if result.status == "unavailable":
-            raise SandboxUnavailable(self._unavailable_message(backend, result))
         return CallOutcome(
             status=result.status,
             result=result.result,

@@ -350,3 +350,39 @@ def test_large_arguments_and_results_are_capped_in_the_audit(reg: Registry) -> N
     assert details["arguments"]["$truncated"] is True
     assert details["result"]["$truncated"] is True
     assert len(details["result"]["prefix"]) == 2048
+
+
+UNAVAILABLE = '''
+import json, sys
+from toolcrib.registry import Registry, SandboxUnavailable
+with Registry(sys.argv[1]) as reg:
+    out = reg.call("add", {"a": 1, "b": 2}, backend="docker", allow_unverified=True)
+    try:
+        reg.verify("add", backend="docker")
+        verify = "stored"
+    except SandboxUnavailable as exc:
+        verify = "raised: " + str(exc)
+    print(json.dumps({"status": out.status, "error": out.error.type if out.error else None, "verify": verify,
+                      "audit": [e.details.get("status") for e in reg.audit(event="call")],
+                      "verifications": reg.db.execute("SELECT count(*) FROM verifications").fetchone()[0],
+                      "version_status": reg.get("add").status}))
+'''
+
+
+def test_unreachable_docker_engine(reg: Registry, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    reg.add(ADD, tests=ADD_TESTS)
+    # A fresh process, so the shared backend is built against the dead socket.
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    proc = subprocess.run([sys.executable, "-c", UNAVAILABLE, str(reg.path)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["status"] == "unavailable" and data["error"]
+    assert data["verify"].startswith("raised: the docker backend")
+    assert data["audit"] == ["unavailable"]
+    assert (data["verifications"], data["version_status"]) == (0, "unverified")
