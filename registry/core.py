@@ -8,6 +8,7 @@ transaction; only their results are written afterwards.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import getpass
 import json
@@ -150,14 +151,31 @@ def _version_record(tool: ToolVersion) -> dict[str, Any]:
 
 
 class _Row:
-    """A version row with its parsed semver, for choosing among versions."""
+    """One version's identity (id, version, digest, yank state), enough to choose
+    among versions; the full `tool` is loaded only for the one chosen."""
 
-    __slots__ = ("id", "tool", "semver")
+    __slots__ = ("_db", "_tool", "id", "name", "version", "sha256", "yanked", "semver")
 
-    def __init__(self, row: tuple[Any, ...]) -> None:
+    def __init__(self, db: Any, row: tuple[Any, ...]) -> None:
+        self._db = db
+        self._tool: ToolVersion | None = None
         self.id: int = row[0]
-        self.tool = _row_version(row)
-        self.semver: SemVer = parse_version(self.tool.version)
+        self.name: str = row[1]
+        self.version: str = row[2]
+        self.sha256: str = row[3]
+        self.yanked: str | None = row[4]
+        self.semver: SemVer = parse_version(self.version)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def tool(self) -> ToolVersion:
+        if self._tool is None:
+            full = self._db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE id = ?", [self.id]).fetchone()
+            self._tool = _row_version(full)
+        return self._tool
 
 
 class Registry:
@@ -206,8 +224,8 @@ class Registry:
 
     # -- internal reading ----------------------------------------------------
     def _rows(self, name: str) -> list[_Row]:
-        cursor = self.db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE name = ?", [name])
-        return sorted((_Row(r) for r in cursor.fetchall()), key=lambda r: r.semver.key())
+        cursor = self.db.execute("SELECT id, name, version, sha256, yanked FROM versions WHERE name = ?", [name])
+        return sorted((_Row(self.db, r) for r in cursor.fetchall()), key=lambda r: r.semver.key())
 
     def _resolve(self, ref: str, *, allow_yanked: bool = True) -> _Row:
         parsed = parse_reference(ref)
@@ -215,29 +233,29 @@ class Registry:
         if not rows:
             raise NotFound(f"no tool named {parsed.name!r}")
         if parsed.version is not None:
-            found = [r for r in rows if r.tool.version == parsed.version]
+            found = [r for r in rows if r.version == parsed.version]
             if not found:
-                known = ", ".join(r.tool.version for r in rows)
+                known = ", ".join(r.version for r in rows)
                 raise NotFound(f"{parsed.name}@{parsed.version} not found (versions: {known})")
             row = found[0]
         elif parsed.sha_prefix is not None:
-            found = [r for r in rows if r.tool.sha256.startswith(parsed.sha_prefix)]
+            found = [r for r in rows if r.sha256.startswith(parsed.sha_prefix)]
             if not found:
                 raise NotFound(f"no version of {parsed.name} has a sha256 starting with {parsed.sha_prefix}")
             if len(found) > 1:
-                matches = ", ".join(f"{r.tool.ref} (sha256:{r.tool.sha256[:16]})" for r in found)
+                matches = ", ".join(f"{r.ref} (sha256:{r.sha256[:16]})" for r in found)
                 raise InvalidInput(f"ambiguous reference {ref!r} matches {matches}: use more hex digits")
             row = found[0]
         else:
-            live = [r for r in rows if r.tool.yanked is None]
+            live = [r for r in rows if r.yanked is None]
             if not live:
                 raise NotFound(
-                    f"every version of {parsed.name} is yanked; pin one explicitly (e.g. {rows[-1].tool.ref})"
+                    f"every version of {parsed.name} is yanked; pin one explicitly (e.g. {rows[-1].ref})"
                 )
             return live[-1]
-        if row.tool.yanked is not None and not allow_yanked:
+        if row.yanked is not None and not allow_yanked:
             raise PolicyRefused(
-                f"{row.tool.ref} is yanked ({row.tool.yanked}); pass --allow-yanked (allow_yanked=True) to use it anyway"
+                f"{row.ref} is yanked ({row.yanked}); pass --allow-yanked (allow_yanked=True) to use it anyway"
             )
         return row
 
@@ -277,7 +295,7 @@ class Registry:
 
         with write_transaction(self.db):
             rows = self._rows(tool_name)
-            same = [r for r in rows if r.tool.sha256 == sha256]
+            same = [r for r in rows if r.sha256 == sha256]
             if same:
                 existing = same[0].tool
                 if wanted is not None and wanted != existing.version:
@@ -286,7 +304,7 @@ class Registry:
                     )
                 return AddResult(tool=existing, created=False, bump="existing", notes=list(admitted.notes))
             if wanted is not None:
-                if any(r.tool.version == wanted for r in rows):
+                if any(r.version == wanted for r in rows):
                     raise ConflictError(f"{tool_name}@{wanted} already exists (a version is never reused, even after a yank)")
                 new_version, bump = wanted, "explicit"
             elif not rows:
@@ -300,7 +318,7 @@ class Registry:
             parent = None
             if given.parent is not None:
                 parent_row = self._resolve(given.parent, allow_yanked=True)
-                parent = (parent_row.tool.ref, parent_row.tool.sha256)
+                parent = (parent_row.ref, parent_row.sha256)
             now = utc_now()
             tool = ToolVersion(
                 name=tool_name,
@@ -339,7 +357,7 @@ class Registry:
         with write_transaction(self.db):
             row = self._resolve(ref, allow_yanked=True)
             self.db.execute(f"UPDATE versions SET {column} = ? WHERE id = ?", [text, row.id])
-            append_entry(self.db, actor=self.actor, event=event, tool=row.tool.ref, details={column: text})
+            append_entry(self.db, actor=self.actor, event=event, tool=row.ref, details={column: text})
             fresh = self.db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE id = ?", [row.id]).fetchone()
         return _row_version(fresh)
 
@@ -387,7 +405,7 @@ class Registry:
         tools = self._by_ids(newest.values())
         return [tools[newest[name]] for name in sorted(newest)]
 
-    def history(self, name: str) -> list[ToolVersion]:
+    def history(self, name: str) -> builtins.list[ToolVersion]:
         """Every version of one tool, oldest first (semver precedence)."""
         check_name(name)
         rows = self._rows(name)
@@ -395,7 +413,7 @@ class Registry:
             raise NotFound(f"no tool named {name!r}")
         return [r.tool for r in rows]
 
-    def search(self, query: str, *, limit: int = 20) -> list[ToolVersion]:
+    def search(self, query: str, *, limit: int = 20) -> builtins.list[ToolVersion]:
         """Newest versions whose name, description or docstring match the words of `query`.
 
         Every word must match (porter-stemmed, so "parsing" finds "parse");
@@ -422,7 +440,7 @@ class Registry:
             )
         )
 
-        def schema_lines(tool: ToolVersion) -> list[str]:
+        def schema_lines(tool: ToolVersion) -> builtins.list[str]:
             text = json.dumps(tool.signature.model_dump(mode="json"), indent=2, sort_keys=True, ensure_ascii=False)
             return [line + "\n" for line in text.splitlines()]
 
@@ -446,7 +464,7 @@ class Registry:
             return None
         sha256, status, backend, digest, passed, failed, cases, verified_at = found
         return Verification(
-            tool=row.tool.ref,
+            tool=row.ref,
             sha256=sha256,
             status=status,
             backend=backend,
@@ -719,7 +737,7 @@ class Registry:
         event: str | None = None,
         since: str | None = None,
         limit: int | None = None,
-    ) -> list[AuditEntry]:
+    ) -> builtins.list[AuditEntry]:
         """Audit entries, oldest first. `tool` is NAME (every version) or
         NAME@VERSION; `since` an ISO 8601 date or time (UTC if no zone);
         `limit` keeps the newest N of the matches."""
@@ -745,7 +763,7 @@ class Registry:
                     names.append(name)
         return build_bundle(tool for name in names for tool in self.history(name))
 
-    def import_bundle(self, bundle: dict[str, Any]) -> list[AddResult]:
+    def import_bundle(self, bundle: dict[str, Any]) -> builtins.list[AddResult]:
         """Import a bundle, checking every digest; all-or-nothing.
 
         Versions already present with the same sha256 are skipped
@@ -763,10 +781,10 @@ class Registry:
 
     def _import_entry(self, entry: BundleEntry, exported_at: Any) -> AddResult:
         rows = self._rows(entry.name)
-        same = [r for r in rows if r.tool.sha256 == entry.sha256]
+        same = [r for r in rows if r.sha256 == entry.sha256]
         if same:
             return AddResult(tool=same[0].tool, created=False, bump="existing")
-        clash = [r for r in rows if r.tool.version == entry.version]
+        clash = [r for r in rows if r.version == entry.version]
         if clash:
             raise BundleError(
                 f"{entry.ref} already exists here with different content "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from .errors import NotFound
+from .errors import InvalidInput, NotFound
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -68,7 +68,12 @@ def open_database(path: str | Path, *, create: bool = True) -> sqlite_utils.Data
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        _enable_wal(conn)
+        try:
+            _enable_wal(conn)
+        except sqlite3.DatabaseError as exc:
+            if "not a database" not in str(exc):
+                raise
+            raise InvalidInput(f"{path} is not a toolcrib registry (not an SQLite database)") from None
         # NORMAL is crash-safe in WAL mode (a killed process never corrupts or
         # half-applies a transaction); only an OS crash may lose the last commits.
         conn.execute("PRAGMA synchronous = NORMAL")

@@ -87,3 +87,13 @@ def test_write_transaction_holds_the_write_lock(tmp_path: Path) -> None:
     finally:
         other.close()
         db.close()
+
+
+def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    from toolcrib.registry import InvalidInput
+
+    path = tmp_path / "notes.txt"
+    path.write_text("these are not the tables you are looking for\n" * 100)
+    with pytest.raises(InvalidInput, match="not a toolcrib registry"):
+        Registry(path)
+    assert path.read_text().startswith("these are not")
