@@ -41,7 +41,7 @@ class _Unavailable(Exception):
 class _Zygote:
     """One running zygote process and its control socket."""
 
-    def __init__(self, python: str, start_timeout: float) -> None:
+    def __init__(self, python: str, start_timeout: float, spares: int) -> None:
         self.workdir = tempfile.mkdtemp(prefix="toolcrib-zygote-")
         # An empty directory nobody may write to: the zygote's and every
         # child's working directory.
@@ -49,7 +49,7 @@ class _Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
-                [python, "-I", ZYGOTE_PATH, str(theirs.fileno())],
+                [python, "-I", ZYGOTE_PATH, str(theirs.fileno()), str(spares)],
                 pass_fds=(theirs.fileno(),),
                 env={},  # the host's environment (and its secrets) stays here
                 cwd=self.workdir,
@@ -117,6 +117,20 @@ def _recv_exact(sock: socket.socket, size: int, deadline: float) -> bytes | None
             return None
         data += chunk
     return bytes(data)
+
+
+def _recv_capped(sock: socket.socket, cap: int, deadline: float) -> bytes | None:
+    """Everything until EOF, or None once more than `cap` bytes arrive.
+    Raises TimeoutError past the deadline."""
+    data = bytearray()
+    while True:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+        if len(data) > cap:
+            return None
 
 
 def _error(kind: str, message: str) -> dict[str, Any]:
@@ -187,7 +201,7 @@ def _outcome(trailer: dict[str, Any], reply: bytes, limits: Limits) -> dict[str,
         return _error("SandboxCrash", f"the sandboxed process died with {name}")
     if code == EXIT_SETUP_FAILED:
         return _unavailable("the sandboxed process could not lock itself down, so the tool did not run")
-    if code != 0 or not reply:
+    if not reply or code != 0:
         return _error("SandboxCrash", f"the sandboxed process exited with code {code} without a complete reply")
     return _parse_reply(reply)
 
@@ -202,6 +216,9 @@ class RestrictedBackend:
     and for trusted diagnostics only. ``python``: the interpreter for the
     zygote (default: this one). ``grace``: seconds past the wall limit the
     host waits for the zygote before declaring it hung and replacing it.
+    ``spares``: children the zygote keeps forked, locked down and warmed up,
+    each waiting for exactly one call (a call still forks one on the spot if
+    none is ready).
     """
 
     name = "restricted"
@@ -213,11 +230,13 @@ class RestrictedBackend:
         python: str | None = None,
         start_timeout: float = 10.0,
         grace: float = 5.0,
+        spares: int = 2,
     ) -> None:
         self.allow_plain = allow_plain
         self.python = python or sys.executable
         self.start_timeout = start_timeout
         self.grace = grace
+        self.spares = spares
         self._lock = threading.Lock()
         self._zygote: _Zygote | None = None
 
@@ -230,7 +249,7 @@ class RestrictedBackend:
                 if zygote is not None:
                     zygote.stop()
                 self._zygote = None
-                zygote = self._zygote = _Zygote(self.python, self.start_timeout)
+                zygote = self._zygote = _Zygote(self.python, self.start_timeout, self.spares)
             return zygote
 
     def _discard(self, zygote: _Zygote) -> None:
@@ -303,49 +322,63 @@ class RestrictedBackend:
                 zygote = self._current()
             except _Unavailable as exc:
                 return _unavailable(str(exc))
-            near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            call, call_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            status, status_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                zygote.control.sendmsg([header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [far.fileno()]))])
+                try:
+                    zygote.control.sendmsg(
+                        [header],
+                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [call_far.fileno(), status_far.fileno()]))],
+                    )
+                finally:
+                    call_far.close()
+                    status_far.close()
             except OSError:
                 # The zygote died since we last looked: replace it and retry once.
-                near.close()
-                far.close()
+                call.close()
+                status.close()
                 self._discard(zygote)
                 continue
-            far.close()
             try:
-                return self._converse(near, payload, limits, zygote)
+                return self._converse(call, status, payload, limits, zygote)
             finally:
-                near.close()
+                # Closing the status socket early tells the zygote to kill the
+                # child if it is still running (output overflow, host gave up).
+                call.close()
+                status.close()
         return _unavailable("the zygote died twice in a row")
 
-    def _converse(self, sock: socket.socket, payload: bytes, limits: Limits, zygote: _Zygote) -> dict[str, Any]:
+    def _converse(
+        self, call: socket.socket, status: socket.socket, payload: bytes, limits: Limits, zygote: _Zygote
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + limits.wall + self.grace
+        cap = limits.output * 1024 + OUTPUT_SLACK
         try:
             try:
-                sock.settimeout(limits.wall + self.grace)
-                sock.sendall(_LEN.pack(len(payload)) + payload)
+                call.settimeout(limits.wall + self.grace)
+                call.sendall(_LEN.pack(len(payload)) + payload)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the child died before reading the job: the trailer says how
-            head = _recv_exact(sock, _LEN.size, deadline)
+            reply = _recv_capped(call, cap, deadline)
+            if reply is None:
+                return _limit("output")
+            if reply:
+                fields = _parse_reply(reply)
+                if fields["status"] != "error" or fields["error"].type != "SandboxProtocolError":
+                    return fields  # a complete reply settles it; the exit status adds nothing
+            head = _recv_exact(status, _LEN.size, deadline)
             if head is None:
                 if zygote.alive():
-                    return _unavailable("the zygote refused the call (too many calls in flight)")
+                    return _unavailable("the zygote dropped the call")
                 self._discard(zygote)
                 return _unavailable("the zygote died during the call")
             (size,) = _LEN.unpack(head)
             if size > TRAILER_MAX:
                 return _error("SandboxProtocolError", "oversized trailer from the zygote")
-            raw = _recv_exact(sock, size, deadline)
+            raw = _recv_exact(status, size, deadline)
             trailer = json.loads(raw) if raw is not None else None
-            if not isinstance(trailer, dict) or not isinstance(trailer.get("reply_len"), int):
+            if not isinstance(trailer, dict):
                 return _error("SandboxProtocolError", "malformed trailer from the zygote")
-            reply_len = trailer["reply_len"]
-            if reply_len > limits.output * 1024 + OUTPUT_SLACK:
-                return _limit("output")
-            reply = _recv_exact(sock, reply_len, deadline) if reply_len else b""
-            if reply is None:
-                return _error("SandboxProtocolError", "truncated reply from the zygote")
         except TimeoutError:
             # The zygote enforces the wall limit itself; silence past it plus
             # the grace period means the zygote is stuck. Replace it.

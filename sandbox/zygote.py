@@ -1,35 +1,41 @@
 """The restricted backend's zygote: a small server that imports the sandbox's
-execution code once, then forks one fresh, locked-down child per job.
+execution code once, then forks fresh, locked-down children, one per call.
 
 It runs as its own program, started by `restricted.py`::
 
-    python -I /path/to/sandbox/zygote.py <control-fd>
+    python -I /path/to/sandbox/zygote.py <control-fd> <spares>
 
 It loads the sibling modules (`execute.py` and whatever that imports) as a
 private package straight from this directory, so it never imports `toolcrib`
 (whose ``__init__`` pulls in the registry, pydantic and sqlite-utils).
 
-Wire protocol (all framing is ours; only JSON and raw bytes cross):
+Processes and channels (all framing is ours; only JSON and raw bytes cross):
 
-- control socket (AF_UNIX SOCK_SEQPACKET, inherited as ``<control-fd>``):
-  the zygote first sends one ``ready`` message (JSON facts about what the
-  child set-up achieved on this machine). Then each host message is a small
-  JSON *header* (limits and the policy flag) carrying one descriptor by
-  SCM_RIGHTS: the *call socket*, a fresh socketpair end private to that call.
-  EOF on the control socket means the host is gone: the zygote kills every
-  child and exits.
-- call socket: the host writes ``u32 length + job JSON``; the child (not the
-  zygote) reads it, then closes the socket before any tool code runs, so tool
-  code cannot talk to the host. When the child has exited and been reaped, the
-  zygote writes ``u32 length + trailer JSON`` (pid, exit code or signal, who
-  killed it and why, CPU seconds used, reply length) followed by the child's
-  reply bytes, and closes the socket.
+- The zygote keeps ``<spares>`` children forked ahead of demand. Each spare
+  locks itself down (`_lock_down`), warms up on a tiny built-in job, and then
+  waits on the shared *control* socket (AF_UNIX SOCK_SEQPACKET): the kernel
+  hands each host message to exactly one waiting spare. A spare takes one
+  call and exits; it never sees a second one.
+- A host message is a small JSON *header* (limits, policy flag) carrying two
+  descriptors by SCM_RIGHTS: the *call* socket (host <-> that child: ``u32
+  length + job JSON`` in, the reply JSON out, EOF when done) and the *status*
+  socket (zygote -> host). The spare closes the control socket at once,
+  passes the header and the status socket to the zygote over its private
+  *link*, applies the job's limits, reads the job, runs it, writes the reply
+  and exits.
+- The zygote never sits on the call's fast path. It enforces the wall clock
+  (SIGKILL to the child's process group), reaps the child, and writes a
+  ``u32 length + trailer JSON`` (exit code or signal, who killed it and why,
+  CPU seconds, peak RSS) on the status socket, which the host reads only when
+  the reply alone does not settle the outcome. The host closing the status
+  socket means "abandon this call": the zygote kills the child.
+- The zygote's first message on the control socket is ``ready`` (facts about
+  what the child lock-down achieves on this machine). When the host's end of
+  the control socket closes, the host is gone: the spares see EOF and exit,
+  the zygote kills every child and exits.
 
-The child's reply travels through a pipe to the zygote, which reads at most
-the output cap plus a little slack and kills the child past that.
-
-This module also serves as the host's source of the protocol constants; it
-imports only the standard library.
+This module is also the host's source of the protocol constants; it imports
+only the standard library.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import json
 import math
 import os
 import resource
-import selectors
+import select
 import signal
 import socket
 import struct
@@ -62,17 +68,17 @@ __all__ = [
 
 ZYGOTE_PATH: str = os.path.abspath(__file__)
 
-# Each call in flight runs as its own unprivileged uid/gid (when the zygote is
-# root), so two concurrent tools cannot signal or ptrace each other, and
+# Each child runs as its own unprivileged uid/gid (when the zygote is root),
+# so two concurrent tools cannot signal or ptrace each other, and
 # RLIMIT_NPROC (counted per uid) sees exactly one process. The range sits far
 # above ordinary users and the usual subordinate-id ranges.
 CALL_UID_BASE: int = 2_000_000_000
 CALL_UID_SLOTS: int = 4096
 
 EXIT_SETUP_FAILED: int = 111  # the child could not lock itself down: it never ran tool code
-HEADER_MAX: int = 4096  # largest control header the zygote accepts
+HEADER_MAX: int = 4096  # largest control header
 TRAILER_MAX: int = 4096  # largest trailer the host accepts
-OUTPUT_SLACK: int = 4096  # bytes read past the output cap before the child is killed
+OUTPUT_SLACK: int = 4096  # bytes the host reads past the output cap before giving up on the call
 NOFILE_LIMIT: int = 16  # descriptors a child may have open
 
 _PKG = "_toolcrib_sandbox"
@@ -105,8 +111,8 @@ def _set_limit(kind: int, value: int) -> None:
 
 def _close_fds_except(keep: tuple[int, ...]) -> None:
     # Descriptors 0-2 are /dev/null (the zygote's own stdio); everything else
-    # the zygote holds (control socket, other calls' pipes and sockets, the
-    # epoll fd) must not reach tool code.
+    # the zygote holds (other calls' status sockets, pidfds, the epoll fd)
+    # must not reach tool code.
     low = 3
     for fd in sorted(keep):
         if fd >= low:
@@ -115,15 +121,21 @@ def _close_fds_except(keep: tuple[int, ...]) -> None:
     os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
 
-def _lock_down(header: dict, keep: tuple[int, ...], zygote_pid: int, slot: int, netns: bool) -> dict:
-    """Everything the child does to itself before it reads the job, in order.
+def _vm_bytes() -> int:
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[0]) * _PAGE
+
+
+def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict:
+    """Everything a fresh child does to itself before it may receive a job,
+    in order. The limits that depend on the job come later (`_apply_limits`).
 
     Returns what was achieved (the start-up probe reports it to the host).
     Raises _SetupError (or OSError) if a step that must succeed fails.
     """
     # Python ignores SIGXFSZ (a write past RLIMIT_FSIZE would only raise
     # EFBIG, and tool code could swallow that); the default action kills, so
-    # the zygote can report the disk limit from the exit signal.
+    # the disk limit shows in the exit signal.
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     signal.signal(signal.SIGXCPU, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -140,20 +152,7 @@ def _lock_down(header: dict, keep: tuple[int, ...], zygote_pid: int, slot: int, 
     if os.getppid() != zygote_pid:
         raise _SetupError("zygote exited during set-up")
 
-    # A fresh network namespace has only a loopback interface, and it is
-    # down. Creating one needs CAP_SYS_ADMIN, so it comes before dropping
-    # privileges. `netns` says whether the start-up probe managed it: if it
-    # did, failing now is an error (fail closed); if not, the zygote
-    # recorded that and the host reports it.
-    if netns and _libc.unshare(_CLONE_NEWNET) != 0:
-        raise _SetupError(f"unshare(CLONE_NEWNET) failed: {os.strerror(ctypes.get_errno())}")
-
     _close_fds_except(keep)
-
-    # The address-space limit is measured from here: the forked interpreter
-    # already maps tens of MiB, and the tool's allowance comes on top.
-    with open("/proc/self/statm", "rb") as statm:
-        baseline = int(statm.read().split()[0]) * _PAGE
 
     uid_switched = False
     if os.geteuid() == 0:
@@ -161,7 +160,7 @@ def _lock_down(header: dict, keep: tuple[int, ...], zygote_pid: int, slot: int, 
         os.setgroups([])
         os.setresgid(ident, ident, ident)
         os.setresuid(ident, ident, ident)
-        if os.getuid() == 0 or os.geteuid() == 0:
+        if 0 in os.getresuid() or 0 in os.getresgid():
             raise _SetupError("could not leave root")
         uid_switched = True
 
@@ -169,23 +168,33 @@ def _lock_down(header: dict, keep: tuple[int, ...], zygote_pid: int, slot: int, 
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
 
     _set_limit(resource.RLIMIT_CORE, 0)
-    _set_limit(resource.RLIMIT_CPU, max(1, math.ceil(header["cpu"])))
-    _set_limit(resource.RLIMIT_FSIZE, header["disk"] * 1024 * 1024)
     _set_limit(resource.RLIMIT_NOFILE, NOFILE_LIMIT)
     # Zero other processes or threads for this (non-root) uid: fork, clone
     # and thread creation all fail with EAGAIN.
     _set_limit(resource.RLIMIT_NPROC, 0)
-    _set_limit(resource.RLIMIT_AS, baseline + header["memory"] * 1024 * 1024)
 
     return {
         "uid": os.getuid(),
         "gid": os.getgid(),
         "uid_switched": uid_switched,
         "own_group": os.getpgid(0) == os.getpid(),
-        "netns": netns,
         "no_new_privs": True,
-        "baseline_vm_mib": round(baseline / 2**20, 1),
     }
+
+
+def _apply_limits(header: dict) -> None:
+    """The job's own limits, set once it is known (only ever lowered)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # RLIMIT_CPU counts whole seconds over the whole life of the process,
+    # warm-up included (some milliseconds): the tool gets `cpu` seconds on top
+    # of that, rounded to the next whole second unless that second would only
+    # be the warm-up's sliver (then the tool gets up to 50 ms less).
+    spent = usage.ru_utime + usage.ru_stime
+    _set_limit(resource.RLIMIT_CPU, max(1, math.ceil(spent + header["cpu"] - 0.05)))
+    _set_limit(resource.RLIMIT_FSIZE, header["disk"] * 1024 * 1024)
+    # The forked interpreter already maps some tens of MiB; the tool's
+    # allowance comes on top of what is mapped now.
+    _set_limit(resource.RLIMIT_AS, _vm_bytes() + header["memory"] * 1024 * 1024)
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -204,54 +213,15 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _child_main(header: dict, call_fd: int, reply_fd: int, zygote_pid: int, slot: int, netns: bool, run_job) -> None:
-    """The forked child: lock down, read the job, run it, reply, exit. Never returns."""
-    code = 0
-    try:
-        _lock_down(header, (call_fd, reply_fd), zygote_pid, slot, netns)
-        call = socket.socket(fileno=call_fd)
-        call.settimeout(max(1.0, header["wall"]))
-        (size,) = _LEN.unpack(_recv_exact(call, _LEN.size))
-        job = json.loads(_recv_exact(call, size))
-        # From here on nothing but the reply pipe leads out of this process.
-        call.close()
-    except BaseException:  # noqa: BLE001 - any set-up failure: never run the tool
-        os._exit(EXIT_SETUP_FAILED)
-    try:
-        _write_all(reply_fd, run_job(job, restricted=header["restricted"]))
-    except BaseException:  # noqa: BLE001 - a broken pipe means the zygote is gone
-        code = 1
-    os._exit(code)
-
-
-# --------------------------------------------------------------------------- zygote
-
-
-class _Call:
-    __slots__ = ("pid", "pidfd", "reply_fd", "sock", "cap", "deadline", "reply", "killed", "slot")
-
-    def __init__(self, pid: int, pidfd: int, reply_fd: int, sock: socket.socket, cap: int, deadline: float, slot: int):
-        self.pid = pid
-        self.pidfd = pidfd
-        self.reply_fd: int | None = reply_fd
-        self.sock = sock
-        self.cap = cap
-        self.deadline = deadline
-        self.reply = bytearray()
-        self.killed: str | None = None
-        self.slot = slot
-
-
-def _kill(call: _Call, reason: str) -> None:
-    # Only the zygote kills its children, and only before it has reaped them:
-    # until then the pid cannot be reused, so this never hits a stranger.
-    if call.killed is None:
-        call.killed = reason
-    for kill, target in ((os.killpg, call.pid), (os.kill, call.pid)):
-        try:
-            kill(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+def _receive(sock: socket.socket, size: int) -> tuple[bytes, list[int]]:
+    """One SEQPACKET message and the descriptors it carries."""
+    data, ancdata, _flags, _addr = sock.recvmsg(size, socket.CMSG_SPACE(4 * 4))
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
+    return data, fds
 
 
 def _parse_header(data: bytes) -> dict:
@@ -269,137 +239,222 @@ def _parse_header(data: bytes) -> dict:
     return header
 
 
+# A tiny job each spare runs before it waits for a real one: the compiler,
+# the policy and the JSON encoder touch their pages here, so most
+# copy-on-write faults are paid while the spare waits, not during a call.
+_WARM_JOB = {
+    "source": "def warm(x):\n    return [x, {'k': x * 2}]\n",
+    "entrypoint": "warm",
+    "mode": "args",
+    "args": {"x": 1},
+    "snippet": None,
+    "limits": {"cpu": 1, "wall": 1, "memory": 64, "output": 4, "pids": 1, "disk": 0},
+    "policy": "restricted",
+}
+
+
+def _spare_main(control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_job) -> None:
+    """A forked spare: lock down, warm up, take one call, run it, reply, exit.
+    Never returns."""
+    try:
+        _lock_down((control_fd, link_fd), zygote_pid, slot)
+        run_job(_WARM_JOB, restricted=True)
+        control = socket.socket(fileno=control_fd)
+        data, fds = _receive(control, HEADER_MAX)
+        control.close()
+        if not data and not fds:
+            os._exit(0)  # the host is gone
+        link = socket.socket(fileno=link_fd)
+        if len(fds) != 2:
+            raise _SetupError("a control message without its two sockets")
+        call = socket.socket(fileno=fds[0])
+        header = _parse_header(data)
+        # The zygote takes over the status socket; it starts the wall clock
+        # when this message arrives.
+        link.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fds[1]))])
+        os.close(fds[1])
+        link.close()
+        _apply_limits(header)
+        call.settimeout(header["wall"])
+        (size,) = _LEN.unpack(_recv_exact(call, _LEN.size))
+        job = json.loads(_recv_exact(call, size))
+        call.settimeout(None)
+    except BaseException:  # noqa: BLE001 - any set-up failure: never run the tool
+        os._exit(EXIT_SETUP_FAILED)
+    code = 0
+    try:
+        call.sendall(run_job(job, restricted=header["restricted"]))
+        call.close()
+    except BaseException:  # noqa: BLE001 - the host gave up on the call
+        code = 1
+    os._exit(code)
+
+
+# --------------------------------------------------------------------------- zygote
+
+
+class _Child:
+    """A forked child: a spare until it takes a call."""
+
+    __slots__ = ("pid", "pidfd", "link", "slot", "status", "deadline", "killed")
+
+    def __init__(self, pid: int, pidfd: int, link: socket.socket, slot: int) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.link: socket.socket | None = link
+        self.slot = slot
+        self.status: socket.socket | None = None  # the call's status socket, once taken
+        self.deadline = math.inf
+        self.killed: str | None = None
+
+
+def _kill(child: _Child, reason: str) -> None:
+    # Only the zygote kills its children, and only before it has reaped them:
+    # until then the pid cannot be reused, so this never hits a stranger.
+    if child.killed is None:
+        child.killed = reason
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+_IN = select.EPOLLIN
+_GONE = select.EPOLLHUP | select.EPOLLRDHUP | select.EPOLLERR
+
+
 class _Zygote:
-    def __init__(self, control: socket.socket, run_job, netns: bool) -> None:
+    def __init__(self, control: socket.socket, run_job, spares: int) -> None:
         self.control = control
         self.run_job = run_job
-        self.netns = netns
+        self.target_spares = max(1, spares)
         self.pid = os.getpid()
-        self.sel = selectors.DefaultSelector()
-        self.calls: dict[int, _Call] = {}
-        self.free_slots = list(range(CALL_UID_SLOTS - 1, -1, -1))
-        self.sel.register(control, selectors.EVENT_READ, None)
+        self.poll = select.epoll()
+        self.handlers: dict[int, tuple[str, _Child | None]] = {}
+        self.children: dict[int, _Child] = {}
+        self.spares: set[_Child] = set()
+        self.free_slots = list(range(CALL_UID_SLOTS - 2, -1, -1))  # the last slot is the probe's
+        # Only hang-up: the messages themselves are for the spares.
+        self._watch(control.fileno(), _GONE, "host", None)
+
+    def _watch(self, fd: int, mask: int, kind: str, child: _Child | None) -> None:
+        self.poll.register(fd, mask)
+        self.handlers[fd] = (kind, child)
+
+    def _unwatch(self, fd: int) -> None:
+        self.poll.unregister(fd)
+        del self.handlers[fd]
 
     def serve(self) -> None:
         while True:
-            for key, _ in self.sel.select(self._next_timeout()):
-                if key.data is None:
-                    if not self._accept():
-                        return
-                else:
-                    kind, call = key.data
-                    if kind == "reply":
-                        self._read_reply(call)
-                    else:
-                        self._reap(call)
+            # Refill the pool only when nothing else is waiting, so a fork
+            # never delays a reap or a kill.
+            refill = len(self.spares) < self.target_spares and bool(self.free_slots)
+            events = self.poll.poll(0 if refill else self._next_timeout())
+            # Handling one event can close a descriptor and reuse its number
+            # for a new one; an event is acted on only if its registration
+            # is still the one that was current when the batch arrived.
+            batch = [(fd, self.handlers.get(fd)) for fd, _mask in events]
+            for fd, entry in batch:
+                if entry is None or self.handlers.get(fd) is not entry:
+                    continue
+                kind, child = entry
+                if kind == "host":
+                    return
+                if kind == "link":
+                    self._taken(child)
+                elif kind == "status":
+                    _kill(child, "abandoned")  # the host hung up on this call
+                    self._drop_status(child)
+                elif kind == "exit":
+                    self._reap(child)
             now = time.monotonic()
-            for call in list(self.calls.values()):
-                if call.killed is None and call.deadline <= now:
-                    _kill(call, "wall")
+            for child in list(self.children.values()):
+                if child.killed is None and child.deadline <= now:
+                    _kill(child, "wall")
+            if refill and not events:
+                self._fork_spare()
 
-    def _next_timeout(self) -> float | None:
-        deadlines = [c.deadline for c in self.calls.values() if c.killed is None]
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+    def _next_timeout(self) -> float:
+        deadline = min((c.deadline for c in self.children.values() if c.killed is None), default=math.inf)
+        return -1 if deadline == math.inf else max(0.0, deadline - time.monotonic())
 
     def shutdown(self) -> None:
-        for call in self.calls.values():
-            _kill(call, "shutdown")
+        for child in self.children.values():
+            _kill(child, "shutdown")
 
-    def _accept(self) -> bool:
+    def _fork_spare(self) -> None:
+        slot = self.free_slots.pop()
+        link, link_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            _spare_main(self.control.fileno(), link_child.fileno(), self.pid, slot, self.run_job)
+        link_child.close()
+        child = _Child(pid, os.pidfd_open(pid), link, slot)
+        self.children[pid] = child
+        self.spares.add(child)
+        self._watch(link.fileno(), _IN, "link", child)
+        self._watch(child.pidfd, _IN, "exit", child)
+
+    def _taken(self, child: _Child) -> None:
+        """A spare took a call: keep its status socket, start its wall clock."""
+        link, child.link = child.link, None
+        assert link is not None
+        self._unwatch(link.fileno())
+        self.spares.discard(child)
         try:
-            data, ancdata, _flags, _addr = self.control.recvmsg(HEADER_MAX, socket.CMSG_SPACE(4 * 4))
-        except InterruptedError:
-            return True
-        fds: list[int] = []
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                usable = len(payload) - len(payload) % 4
-                fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
-        if not data and not fds:
-            return False  # EOF: the host is gone
+            data, fds = _receive(link, HEADER_MAX)
+        except OSError:
+            data, fds = b"", []
+        link.close()
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
-            return True
-        sock = socket.socket(fileno=fds[0])
+            return  # the spare died before taking a call: its exit is reaped as usual
+        child.status = socket.socket(fileno=fds[0])
         try:
-            header = _parse_header(data)
+            child.deadline = time.monotonic() + _parse_header(data)["wall"]
         except (ValueError, KeyError, TypeError):
-            sock.close()
-            return True
-        if not self.free_slots:
-            sock.close()  # the host sees EOF without a trailer: "too many calls"
-            return True
-        self._start(header, sock)
-        return True
+            _kill(child, "protocol")
+        self._watch(child.status.fileno(), _IN | _GONE, "status", child)
 
-    def _start(self, header: dict, sock: socket.socket) -> None:
-        slot = self.free_slots.pop()
-        reply_r, reply_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            _child_main(header, sock.fileno(), reply_w, self.pid, slot, self.netns, self.run_job)
-        os.close(reply_w)
-        os.set_blocking(reply_r, False)
-        pidfd = os.pidfd_open(pid)
-        call = _Call(pid, pidfd, reply_r, sock, header["output"] * 1024 + OUTPUT_SLACK, time.monotonic() + header["wall"], slot)
-        self.calls[pid] = call
-        self.sel.register(reply_r, selectors.EVENT_READ, ("reply", call))
-        self.sel.register(pidfd, selectors.EVENT_READ, ("exit", call))
+    def _drop_status(self, child: _Child) -> socket.socket | None:
+        status, child.status = child.status, None
+        if status is not None:
+            self._unwatch(status.fileno())
+        return status
 
-    def _read_reply(self, call: _Call) -> None:
-        fd = call.reply_fd
-        if fd is None:
+    def _reap(self, child: _Child) -> None:
+        self._unwatch(child.pidfd)
+        os.close(child.pidfd)
+        _pid, code, usage = os.wait4(child.pid, 0)
+        del self.children[child.pid]
+        self.free_slots.append(child.slot)
+        self.spares.discard(child)
+        if child.link is not None:
+            self._unwatch(child.link.fileno())
+            child.link.close()
+            child.link = None
+        status = self._drop_status(child)
+        if status is None:
             return
-        while True:
-            try:
-                chunk = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                return
-            if not chunk:
-                self._close_reply(call)
-                return
-            call.reply += chunk
-            if len(call.reply) > call.cap:
-                _kill(call, "output")
-                self._close_reply(call)
-                return
-
-    def _close_reply(self, call: _Call) -> None:
-        if call.reply_fd is not None:
-            self.sel.unregister(call.reply_fd)
-            os.close(call.reply_fd)
-            call.reply_fd = None
-
-    def _reap(self, call: _Call) -> None:
-        self.sel.unregister(call.pidfd)
-        os.close(call.pidfd)
-        _pid, status, usage = os.wait4(call.pid, 0)
-        # The child is gone, so whatever it wrote is already in the pipe.
-        self._read_reply(call)
-        self._close_reply(call)
-        del self.calls[call.pid]
-        self.free_slots.append(call.slot)
-        reply = bytes(call.reply) if call.killed is None else b""
         trailer = {
-            "pid": call.pid,
-            "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            "killed": call.killed,
+            "pid": child.pid,
+            "exit": os.WEXITSTATUS(code) if os.WIFEXITED(code) else None,
+            "signal": os.WTERMSIG(code) if os.WIFSIGNALED(code) else None,
+            "killed": child.killed,
             "cpu": round(usage.ru_utime + usage.ru_stime, 4),
             "maxrss_kib": usage.ru_maxrss,
-            "reply_len": len(reply),
         }
         head = json.dumps(trailer).encode()
         try:
-            # The host thread is waiting on this socket; a generous timeout only
-            # guards against a host that stopped reading.
-            call.sock.settimeout(10.0)
-            call.sock.sendall(_LEN.pack(len(head)) + head + reply)
+            status.setblocking(False)  # a few hundred bytes always fit; never wait on the host
+            status.send(_LEN.pack(len(head)) + head)
         except OSError:
             pass
         finally:
-            call.sock.close()
+            status.close()
 
 
 # --------------------------------------------------------------------------- start-up
@@ -419,22 +474,32 @@ def _load_run_job():
     return execute.run_job
 
 
-def _probe(netns: bool) -> dict:
+def _enter_network_namespace() -> dict:
+    """Move the zygote (and so every child it forks) into a fresh network
+    namespace: only a loopback interface, and that one down, so no packet
+    leaves. One namespace per zygote rather than per call: creating and
+    tearing one down costs about a millisecond of CPU per call here, and the
+    children sharing it are separate uids with loopback down. Needs
+    CAP_SYS_ADMIN; without it (not root, a container) the zygote carries on
+    and says why, and the host reports it."""
+    if os.geteuid() != 0:
+        return {"netns": False, "netns_error": "not root"}
+    if _libc.unshare(_CLONE_NEWNET) != 0:
+        return {"netns": False, "netns_error": f"unshare(CLONE_NEWNET): {os.strerror(ctypes.get_errno())}"}
+    return {"netns": True}
+
+
+def _probe() -> dict:
     """Fork one child through the real lock-down and report what it achieved."""
     reply_r, reply_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = EXIT_SETUP_FAILED
         try:
-            facts = _lock_down(
-                {"cpu": 1, "wall": 1, "memory": 64, "disk": 0, "output": 1, "restricted": True},
-                (reply_w,),
-                os.getppid(),
-                CALL_UID_SLOTS - 1,
-                netns,
-            )
-            if netns:
-                facts["interfaces"] = sorted(name for _i, name in socket.if_nameindex())
+            facts = _lock_down((reply_w,), os.getppid(), CALL_UID_SLOTS - 1)
+            _apply_limits({"cpu": 1, "wall": 1, "memory": 64, "disk": 0, "output": 1, "restricted": True})
+            facts["baseline_vm_mib"] = round(_vm_bytes() / 2**20, 1)
+            facts["interfaces"] = sorted(name for _i, name in socket.if_nameindex())
             _write_all(reply_w, json.dumps(facts).encode())
             code = 0
         except BaseException as exc:  # noqa: BLE001 - reported to the zygote
@@ -454,18 +519,15 @@ def _probe(netns: bool) -> dict:
 
 def main(argv: list[str]) -> int:
     control = socket.socket(fileno=int(argv[1]))
-    # Terminal signals go to the host; the zygote stops only on control EOF.
+    # Terminal signals go to the host; the zygote stops only when the host's
+    # end of the control socket closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        spares = int(argv[2]) if len(argv) > 2 else 2
+        netns = _enter_network_namespace()
         run_job = _load_run_job()
-        netns = False
-        facts = _probe(False)
-        if os.geteuid() == 0:
-            attempt = _probe(True)
-            if "error" not in attempt and attempt.get("status") == 0:
-                facts, netns = attempt, True
-            else:
-                facts["netns_error"] = attempt.get("error", "unknown")
+        facts = _probe()
+        facts.update(netns)
         if "error" in facts or facts.get("status") != 0:
             raise RuntimeError(f"child lock-down failed: {facts.get('error', facts)}")
         if not hasattr(os, "pidfd_open"):
@@ -483,7 +545,7 @@ def main(argv: list[str]) -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    zygote = _Zygote(control, run_job, netns)
+    zygote = _Zygote(control, run_job, spares)
     try:
         zygote.serve()
     finally:
