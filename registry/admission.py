@@ -606,7 +606,7 @@ def _admit_code(
         tree = _parse(code, origin)
     code = code.rstrip() + "\n"
     if not _top_level_definitions(tree):
-        raise AdmissionError("the source defines no top-level function")
+        raise AdmissionError("the source defines no top-level function to use as the entrypoint")
     public = _public_functions(tree)
     try:
         chosen, choice_notes = _choose_entrypoint(tree, public, entrypoint)

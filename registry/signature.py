@@ -38,6 +38,7 @@ _SCALARS: dict[str, Any] = {
     "builtins.int": int,
     "builtins.float": float,
     "builtins.str": str,
+    "typing.Text": str,
     "builtins.bool": bool,
     "builtins.object": Any,
     "typing.Any": Any,
@@ -84,6 +85,14 @@ class _TypeReader:
             n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
         } | {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
              for t in ast.walk(n) if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
+        # Module-level type aliases (`Interval = tuple[str, str]`) are read
+        # through; the depth limit stops alias cycles.
+        self.aliases: dict[str, ast.expr] = {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                self.aliases[node.targets[0].id] = node.value
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                self.aliases[node.target.id] = node.value
         self.notes: list[str] = []
 
     def qualified(self, node: ast.expr) -> str | None:
@@ -136,6 +145,14 @@ class _TypeReader:
             return Union[self.read(node.left, depth + 1), self.read(node.right, depth + 1)]  # noqa: UP007
         if isinstance(node, ast.Subscript):
             return self.read_generic(node, depth)
+        if isinstance(node, ast.Name) and node.id in self.aliases and node.id not in self.imports:
+            before = len(self.notes)
+            alias = self.read(self.aliases[node.id], depth + 1)
+            if any("is not checked" in note for note in self.notes[before:]):
+                # Report the name the author wrote, not the alias's insides.
+                del self.notes[before:]
+                return self.unknown(node)
+            return alias
         name = self.qualified(node)
         if name in _SCALARS:
             return _SCALARS[name]

@@ -137,6 +137,19 @@ def test_unknown_annotations_accept_anything_and_say_so(annotation: str, header:
     assert "is not checked; any JSON value is accepted" in schema["description"]
 
 
+def test_type_aliases_are_read_through():
+    header = "from typing import Dict, List, Tuple\nInterval = Tuple[str, str]\nSchedule = List[Interval]\nLoop = Loop\nN = 3\nByKey = Dict[int, str]"
+    assert without_title(prop("Schedule", header)) == {
+        "type": "array",
+        "items": {"type": "array", "maxItems": 2, "minItems": 2, "prefixItems": [{"type": "string"}, {"type": "string"}]},
+    }
+    assert without_title(prop("'Interval'", header))["prefixItems"] == [{"type": "string"}, {"type": "string"}]
+    assert "'Loop' is not checked" in prop("Loop", header)["description"]
+    assert "'N' is not checked" in prop("N", header)["description"]
+    by_key = prop("ByKey", header)
+    assert by_key["type"] == "object" and by_key["description"] == "object keys arrive as JSON strings"
+
+
 def test_unknown_annotation_nested_in_a_known_one():
     schema = prop("list[Point]", "class Point:\n    pass")
     assert schema["type"] == "array" and schema["items"] == {}
