@@ -386,3 +386,17 @@ def test_unreachable_docker_engine(reg: Registry, tmp_path: Path) -> None:
     assert data["verify"].startswith("raised: the docker backend")
     assert data["audit"] == ["unavailable"]
     assert (data["verifications"], data["version_status"]) == (0, "unverified")
+
+
+def test_status_follows_the_newest_verification(reg: Registry) -> None:
+    src = 'def total(n: int) -> int:\n    """Sum 0..n-1."""\n    return sum(range(n))\n'
+    n = 30_000_000
+    reg.add(src, tests=[{"args": {"n": n}, "expected": n * (n - 1) // 2}])
+    starved = reg.verify("total", limits={"wall": 0.05})
+    assert (starved.status, starved.cases[0].status) == ("failed", "limit")
+    assert reg.get("total").status == "failed"
+    fed = reg.verify("total")
+    assert fed.status == "verified"
+    assert reg.get("total").status == "verified"
+    assert reg.verification("total") == fed
+    assert reg.call("total", {"n": 10}).result == 45
