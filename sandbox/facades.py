@@ -157,7 +157,7 @@ def guarded_import(name: Any, globals: Any = None, locals: Any = None, fromlist:
     if type(name) is not str:
         raise refuse("import needs a plain module name")
     if level != 0:
-        raise refuse(f'relative import of "{name}" is not allowed')
+        raise refuse(f'relative import{" of " + repr(name) if name else ""} is not allowed')
     facade = FACADES.get(name)
     if facade is None:
         raise refuse(f'import of "{name}" is not allowed (allowed: {_ALLOWED_TEXT})')

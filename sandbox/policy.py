@@ -252,7 +252,7 @@ REFUSED_CONSTRUCTS: dict[str, str] = {
     "nonlocal": "not supported by RestrictedPython",
     "match statements": "not yet reviewed by RestrictedPython",
     "metaclass= and three-argument type()": "classes are always built by the sandbox's metaclass",
-    "augmented assignment to attributes or items": "x.a += 1 and x[i] += 1 read through unguarded paths",
+    "augmented assignment to slices": "x[a:b] += y (x.a += 1 and x[i] += 1 are rewritten into guarded steps)",
     "string.Formatter, operator.attrgetter/methodcaller": "they do attribute lookups in C, "
     "past the getattr guard (not offered by any facade)",
     "writes to objects the tool did not create": "facades, functions and library objects are read-only; "
@@ -393,7 +393,71 @@ class ToolTransformer(RestrictingNodeTransformer):
         super().check_name(node, name, allow_magic_methods)
 
     def visit_Match(self, node: ast.AST) -> Any:
+        # Class patterns look attributes up in C, past _getattr_.
         self.not_allowed(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:
+        """``x: T = v`` becomes ``x = v``: the annotation is dropped unevaluated."""
+        if node.value is None:
+            return ast.copy_location(ast.Pass(), node)
+        assign = ast.Assign(targets=[node.target], value=node.value)
+        ast.copy_location(assign, node)
+        ast.fix_missing_locations(assign)
+        return self.visit(assign)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> Any:
+        """``a.b += c`` and ``a[i] += c``, which RestrictedPython refuses but
+        tools write constantly, as guarded single-evaluation steps::
+
+            t = a;  _write_(t).b = _inplacevar_("+=", _getattr_(t, "b"), c)
+            t = a; k = i;  _write_(t)[k] = _inplacevar_("+=", _getitem_(t, k), c)
+        """
+        target = node.target
+        if isinstance(target, ast.Name) or (
+                isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Slice)):
+            return super().visit_AugAssign(node)
+        if not isinstance(target, (ast.Attribute, ast.Subscript)):
+            return super().visit_AugAssign(node)
+        op = _AUG_OPS.get(type(node.op))
+        if op is None:
+            return super().visit_AugAssign(node)
+        obj_name = self.gen_tmp_name()
+        statements: list[ast.stmt] = [ast.Assign(targets=[ast.Name(obj_name, ast.Store())],
+                                                 value=self.visit(target.value))]
+        value = self.visit(node.value)
+        if isinstance(target, ast.Attribute):
+            # Run the ordinary attribute-name checks (private names, frames).
+            probe = ast.Attribute(value=ast.Constant(None), attr=target.attr, ctx=ast.Load())
+            ast.copy_location(probe, target)
+            ast.fix_missing_locations(probe)
+            read = self.visit(probe)  # _getattr_(None, "b"); point it at the temporary
+            if not isinstance(read, ast.Call):
+                return node
+            read.args[0] = ast.Name(obj_name, ast.Load())
+            store: ast.expr = ast.Attribute(value=_call("_write_", ast.Name(obj_name, ast.Load())),
+                                            attr=target.attr, ctx=ast.Store())
+        else:
+            key_name = self.gen_tmp_name()
+            statements.append(ast.Assign(targets=[ast.Name(key_name, ast.Store())], value=self.visit(target.slice)))
+            read = _call("_getitem_", ast.Name(obj_name, ast.Load()), ast.Name(key_name, ast.Load()))
+            store = ast.Subscript(value=_call("_write_", ast.Name(obj_name, ast.Load())),
+                                  slice=ast.Name(key_name, ast.Load()), ctx=ast.Store())
+        statements.append(ast.Assign(targets=[store], value=_call("_inplacevar_", ast.Constant(op), read, value)))
+        for statement in statements:
+            ast.copy_location(statement, node)
+            ast.fix_missing_locations(statement)
+        return statements
+
+
+def _call(name: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=ast.Name(name, ast.Load()), args=list(args), keywords=[])
+
+
+_AUG_OPS: dict[type, str] = {
+    ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/=", ast.Mod: "%=", ast.Pow: "**=",
+    ast.LShift: "<<=", ast.RShift: ">>=", ast.BitOr: "|=", ast.BitXor: "^=", ast.BitAnd: "&=",
+    ast.FloorDiv: "//=", ast.MatMult: "@=",
+}
 
 
 # ---------------------------------------------------------------------------
@@ -463,7 +527,7 @@ def _check_name(name: Any) -> str:
     if name.startswith("_"):
         raise refuse(f'attribute name "{name}" is not allowed (names starting with "_" are private)')
     if name in BLOCKED_ATTRIBUTES:
-        raise refuse(f'attribute "{name}" is not allowed (frame, code and generator internals)')
+        raise refuse(f'attribute "{name}" is not allowed (frame, code, generator and class-hierarchy internals)')
     return name
 
 

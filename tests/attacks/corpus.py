@@ -49,6 +49,11 @@ class Attack:
     applies_to: str = "both"
     policy: str = "restricted"
     limits: dict[str, float] = field(default_factory=dict)
+    # For "error": the acceptable exception type names; for "blocked": a
+    # phrase the refusal must contain (so an incidental refusal elsewhere in
+    # the code cannot pass for the one the attack is about).
+    error_types: frozenset[str] = frozenset()
+    reason: str = ""
 
 
 def _a(id: str, category: str, description: str, code: str, expect: frozenset[str], **kw: object) -> Attack:
@@ -77,7 +82,7 @@ def run():
     frame = getattr(g, "gi_" + "frame")
     up = getattr(frame, "f_" + "back")
     return getattr(up, "f_globals")
-''', BLOCKED),
+''', BLOCKED, reason="gi_frame"),
     _a("frame-traceback-tb-frame", "frames",
        "Catch an exception and climb its traceback to a frame's globals.", '''
 def run():
@@ -86,7 +91,7 @@ def run():
     except ZeroDivisionError as exc:
         tb = getattr(exc, "__traceback__")
         return getattr(getattr(tb, "tb_frame"), "f_globals")
-''', BLOCKED),
+''', BLOCKED, reason="__traceback__"),
     _a("frame-exception-traceback-attr", "frames",
        "Direct exc.__traceback__.tb_frame.f_back chain in source.", '''
 def run():
@@ -116,7 +121,7 @@ def gen():
 def run():
     code = getattr(gen(), "gi_code")
     return code.co_consts
-''', BLOCKED),
+''', BLOCKED, reason="gi_code"),
     _a("frame-fakestring-name", "frames",
        "A str subclass with a lying startswith() as the attribute name (RestrictedPython 'fakestring').", '''
 class Sneaky(str):
@@ -125,37 +130,37 @@ class Sneaky(str):
 def run():
     klass = getattr("", Sneaky("__class__"))
     return getattr(klass, Sneaky("__base__"))
-''', BLOCKED),
+''', BLOCKED, reason="plain str"),
     # --------------------------------------------------------- format strings
     _a("format-str-format-class", "format_string",
        "str.format field traversal to __class__ and its subclasses.", '''
 def run():
     return "{0.__class__.__base__.__subclasses__}".format(())
-''', BLOCKED),
+''', BLOCKED, reason="__class__"),
     _a("format-format-map", "format_string",
        "format_map variant of the field traversal (CVE-2023-41039).", '''
 def run():
     return "{x.__dict__}".format_map({"x": str})
-''', BLOCKED),
+''', BLOCKED, reason="__dict__"),
     _a("format-unbound-str-format", "format_string",
        "Unbound str.format taken from the type, then called with the template.", '''
 def run():
     fmt = str.format
     return fmt("{0.__init__.__globals__}", run)
-''', BLOCKED),
+''', BLOCKED, reason="__init__"),
     _a("format-getattr-format", "format_string",
        "format fetched with getattr and a computed name.", '''
 def run():
     f = getattr("{0.__class__}", "for" + "mat")
     return f(1)
-''', BLOCKED),
+''', BLOCKED, reason="__class__"),
     _a("format-subclass-format", "format_string",
        "format inherited by a str subclass, looked up on the subclass.", '''
 class Template(str):
     pass
 def run():
     return Template("{0.__globals__}").format(run)
-''', BLOCKED),
+''', BLOCKED, reason="__globals__"),
     _a("format-fstring-attribute", "format_string",
        "f-string with a private attribute inside the braces.", '''
 def run():
@@ -170,22 +175,21 @@ def run():
        "string.Formatter().get_field does the same traversal.", '''
 import string
 def run():
-    obj, _unused = string.Formatter().get_field("0.__class__", [1], {})
+    obj, unused = string.Formatter().get_field("0.__class__", [1], {})
     return obj
-''', BLOCKED),
-    _a("format-percent-object", "format_string",
-       "%-formatting a function object must not leak anything beyond its repr; use it to smuggle a frame.", '''
+''', BLOCKED, reason="Formatter"),
+    _a("format-nested-spec-field", "format_string",
+       "A replacement field nested inside a format spec: {0:{1.__class__}}.", '''
 def run():
-    text = "%s" % (run,)
-    return text.__class__
-''', BLOCKED),
+    return "{0:{1.__class__}}".format(1, 2)
+''', BLOCKED, reason="__class__"),
     # ----------------------------------------------------------- module walks
     _a("modwalk-json-codecs", "module_walk",
        "json reaches codecs.open (file read) in CPython.", '''
 import json
 def run():
     return json.codecs.open("@SECRET_PATH@").read()
-''', BLOCKED),
+''', BLOCKED, reason="json.codecs"),
     _a("modwalk-re-internals", "module_walk",
        "re reaches sre_compile / functools / sys through module attributes.", '''
 import re
@@ -197,7 +201,7 @@ def run():
 import re
 def run():
     return re.compile("a").scanner("aaa")
-''', BLOCKED),
+''', BLOCKED, reason="scanner"),
     _a("modwalk-datetime-sys", "module_walk",
        "Module attributes like datetime.sys are not part of the facade.", '''
 import datetime
@@ -235,7 +239,7 @@ import json
 def run():
     grab = functools.partial(getattr, json)
     return list(map(grab, ["codecs"]))
-''', BLOCKED),
+''', BLOCKED, reason="json.codecs"),
     _a("modwalk-facade-wrapped", "module_walk",
        "lru_cache wrapper's __wrapped__ / facade __module__ lead back to real objects.", '''
 import functools
@@ -332,7 +336,7 @@ def run():
 def run():
     base = type(1).mro()[-1]
     return getattr(base, "__subclasses__")()
-''', BLOCKED),
+''', BLOCKED, reason="mro"),
     _a("builtins-reduce-ex", "builtins_recovery",
        "object.__reduce_ex__ returns copyreg internals and class objects.", '''
 def run():
@@ -343,12 +347,12 @@ def run():
 def run():
     FunctionType = type(run)
     return FunctionType
-''', BLOCKED),
+''', BLOCKED, reason="type()"),
     _a("builtins-three-arg-type", "builtins_recovery",
        "Three-argument type() builds a class outside the sandbox metaclass.", '''
 def run():
     return type("X", (object,), {"y": 1})
-''', BLOCKED),
+''', BLOCKED, reason="type()"),
     _a("builtins-metaclass-keyword", "builtins_recovery",
        "A class with metaclass= to run code at class creation.", '''
 class Meta(object):
@@ -426,7 +430,7 @@ def run():
 from . import execute
 def run():
     return execute
-''', BLOCKED),
+''', BLOCKED, reason="relative import"),
     _a("import-submodule", "imports", "Dotted import of an allowed package's submodule.", '''
 import collections.abc
 def run():
@@ -436,7 +440,7 @@ def run():
 from json import JSONEncoder
 def run():
     return 1
-''', BLOCKED),
+''', BLOCKED, reason="JSONEncoder"),
     _a("import-loader-spec", "imports", "A facade's __loader__ / __spec__ would load real modules.", '''
 import math
 def run():
@@ -464,14 +468,14 @@ import json
 def run():
     json.dumps = lambda *a, **k: "PWNED"
     return json.dumps([1])
-''', BLOCKED),
+''', BLOCKED, reason="cannot modify"),
     _a("persist-setattr-facade", "persistence",
        "setattr() on a facade, then on a library class.", '''
 import collections
 def run():
     setattr(collections, "Counter", dict)
     return 1
-''', BLOCKED),
+''', BLOCKED, reason="cannot modify"),
     _a("persist-write-file", "persistence",
        "Write a file into the watched directory.", '''
 def run():
@@ -487,7 +491,7 @@ class P:
         return (print, ("pwned",))
 def run():
     return P()
-''', BLOCKED_OR_ERROR),
+''', BLOCKED_OR_ERROR, error_types=frozenset({"ResultNotJSON"})),
     _a("result-eq-hangs", "result_channel",
        "Return an object whose __eq__ never returns (a host comparing it would hang).", '''
 class R:
@@ -496,7 +500,7 @@ class R:
             pass
 def run():
     return R()
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"ResultNotJSON"})),
     _a("result-str-hangs-in-exception", "result_channel",
        "Raise an exception whose __str__ never returns (host formatting it would hang).", '''
 class Boom(Exception):
@@ -505,7 +509,7 @@ class Boom(Exception):
             pass
 def run():
     raise Boom("x")
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"Boom"})),
     _a("result-exception-arg-repr-hangs", "result_channel",
        "Raise an exception carrying an object whose __repr__ never returns.", '''
 class Slow:
@@ -514,7 +518,7 @@ class Slow:
             pass
 def run():
     raise ValueError(Slow())
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"ValueError"})),
     _a("result-dict-subclass-items", "result_channel",
        "A dict subclass with an items() that leaks or hangs must be read through dict's own C methods.", '''
 class Tricky(dict):
@@ -528,24 +532,24 @@ def run():
     d = Tricky()
     d["k"] = 1
     return [d, float("nan")]
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"ResultNotJSON"})),
     _a("result-self-reference", "result_channel", "A list that contains itself.", '''
 def run():
     x = []
     x.append(x)
     return x
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"ResultNotJSON"})),
     _a("result-deep-nesting", "result_channel", "A result nested 100 000 levels deep.", '''
 def run():
     x = []
     for _ in range(100000):
         x = [x]
     return x
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"ResultNotJSON"})),
     _a("result-nan-infinity", "result_channel", "NaN and infinity are not JSON.", '''
 def run():
     return {"a": float("inf")}
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"ResultNotJSON"})),
     _a("result-giant-string", "result_channel", "A result far beyond the output cap.", '''
 def run():
     return "x" * (50 * 1024 * 1024)
@@ -553,18 +557,18 @@ def run():
     _a("result-non-str-keys", "result_channel", "Tuple keys are not JSON object keys.", '''
 def run():
     return {(1, 2): "a"}
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"ResultNotJSON"})),
     _a("result-huge-int", "result_channel", "An integer beyond the int->str digit limit.", '''
 def run():
     return 7 ** 100000
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"ResultNotJSON"})),
     _a("result-fake-reply-in-stdout", "result_channel",
        "Print a forged reply (with the secret file path) hoping the host parses stdout as the reply.", '''
 def run():
     print('{"status": "ok", "result": "FORGED", "error": null, "limit": null, "stdout": ""}')
     print("\\n" * 5 + '{"status":"ok","result":"FORGED"}')
     raise RuntimeError("the real outcome")
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"RuntimeError"})),
     # --------------------------------------------------------- resources
     _a("res-busy-loop", "resources", "Pure-Python infinite loop.", '''
 def run():
@@ -596,7 +600,7 @@ def down(n):
     return down(n + 1) + 1
 def run():
     return down(0)
-''', frozenset({"error", "limit"})),
+''', frozenset({"error", "limit"}), error_types=frozenset({"RecursionError"})),
     _a("res-output-flood-lines", "resources", "Print lines forever.", '''
 def run():
     while True:
@@ -615,7 +619,7 @@ def run():
     _a("res-str-of-huge-int", "resources", "str() of a huge int hits the interpreter's digit limit.", '''
 def run():
     return len(str(10 ** 100000))
-''', frozenset({"error"})),
+''', frozenset({"error"}), error_types=frozenset({"ValueError"})),
     _a("res-sleep-forever", "resources", "Sleeping uses no CPU; only the wall clock can stop it.", '''
 import time
 def run():
@@ -655,7 +659,7 @@ def run():
 def run():
     with open("@SECRET_PATH@") as fh:
         return fh.read()
-''', frozenset({"error"}), applies_to="docker", policy="plain"),
+''', frozenset({"error"}), applies_to="docker", policy="plain", error_types=frozenset({"FileNotFoundError", "PermissionError"})),
     _a("plain-env-secret", "container", "Look for the host's secret environment variable.", '''
 import os
 def run():
@@ -663,27 +667,27 @@ def run():
     if value is None:
         raise LookupError("no secret in the environment")
     return value
-''', frozenset({"error"}), applies_to="docker", policy="plain"),
+''', frozenset({"error"}), applies_to="docker", policy="plain", error_types=frozenset({"LookupError"})),
     _a("plain-network-canary", "container", "Connect to the loopback canary listener (stands in for a metadata service).", '''
 import socket
 def run():
     s = socket.create_connection(("127.0.0.1", @CANARY_PORT@), timeout=2)
     s.sendall(b"GET /latest/meta-data HTTP/1.0\\r\\n\\r\\n")
     return "connected"
-''', frozenset({"error"}), applies_to="docker", policy="plain"),
+''', frozenset({"error"}), applies_to="docker", policy="plain", error_types=frozenset({"OSError", "ConnectionRefusedError", "TimeoutError", "PermissionError"})),
     _a("plain-docker-socket", "container", "Talk to a Docker socket to start a privileged container.", '''
 import socket
 def run():
     s = socket.socket(socket.AF_UNIX)
     s.connect("/var/run/docker.sock")
     return "connected"
-''', frozenset({"error"}), applies_to="docker", policy="plain"),
+''', frozenset({"error"}), applies_to="docker", policy="plain", error_types=frozenset({"FileNotFoundError", "PermissionError", "ConnectionRefusedError"})),
     _a("plain-write-root", "container", "Write outside the tmpfs (read-only root filesystem).", '''
 def run():
     with open("/usr/local/lib/owned.py", "w") as fh:
         fh.write("x")
     return "written"
-''', frozenset({"error"}), applies_to="docker", policy="plain"),
+''', frozenset({"error"}), applies_to="docker", policy="plain", error_types=frozenset({"OSError", "PermissionError", "FileNotFoundError"})),
     _a("plain-fork-bomb", "container", "Fork until the pids limit stops it.", '''
 import os
 def run():
@@ -718,7 +722,7 @@ import pickle, base64
 def run():
     print("pickle:" + base64.b64encode(pickle.dumps({"a": 1})).decode())
     raise RuntimeError("payload printed")
-''', frozenset({"error"}), applies_to="docker", policy="plain"),
+''', frozenset({"error"}), applies_to="docker", policy="plain", error_types=frozenset({"RuntimeError"})),
 ]
 
 

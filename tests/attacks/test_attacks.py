@@ -115,6 +115,10 @@ def test_attack_is_contained(attack: Attack, backend: str, canaries: Canaries) -
     result = run(_job(attack, canaries), backend)
     assert result.status in attack.expect, f"{attack.id}: {result!r}"
     assert result.status != "ok"
+    if result.status == "error" and attack.error_types:
+        assert result.error is not None and result.error.type in attack.error_types, f"{attack.id}: {result!r}"
+    if result.status == "blocked" and attack.reason:
+        assert result.error is not None and attack.reason in result.error.message, f"{attack.id}: {result!r}"
     canaries.check(result.model_dump_json())
 
 
