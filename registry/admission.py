@@ -125,7 +125,7 @@ def _fenced_blocks(text: str) -> list[tuple[str, str, int, int]]:
             # Strip the fence's own indentation (fences inside list items).
             body.append(line[len(indent):] if line.startswith(indent) else line.lstrip(" \t"))
             j += 1
-        blocks.append((info, "\n".join(body), i + 2, j + 1))
+        blocks.append((info, "\n".join(body), i + 2, min(j + 1, len(lines))))
         i = j + 1
     return blocks
 
@@ -146,6 +146,9 @@ def _extract_blocks(text: str) -> tuple[list[_Block], list[str]]:
         tag = info.split()[0] if info else ""
         if tag not in _PYTHON_TAGS:
             notes.append(f"skipped {where}: tagged {tag!r}, not Python")
+            continue
+        if code.lstrip().startswith(">>>"):
+            notes.append(f"skipped {where}: an interactive session (>>>), not source")
             continue
         try:
             tree = ast.parse(code)
@@ -247,7 +250,12 @@ class _ConstantChecker:
 
     def __init__(self, tree: ast.Module) -> None:
         self.imports = _imported_modules(tree)
-        self.user_names = _top_level_definitions(tree)
+        self.definitions = _top_level_definitions(tree)
+        # Every name the module binds itself: `set = ...` shadows the builtin.
+        self.user_names = self.definitions | {
+            name for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom))
+            for name in _bound_names(node)
+        }
 
     def pure_call(self, func: ast.expr) -> bool:
         if isinstance(func, ast.Name):
@@ -264,16 +272,15 @@ class _ConstantChecker:
 
     def constant(self, node: ast.AST) -> bool:
         if isinstance(node, ast.Call):
-            return (
-                self.pure_call(node.func)
-                and all(self.constant(a) for a in node.args)
-                and all(self.constant(k.value) for k in node.keywords)
+            arguments = [*node.args, *(k.value for k in node.keywords)]
+            # `sorted(xs, key=helper)` would run the tool's own code at load time.
+            passes_user_code = any(
+                isinstance(n, ast.Name) and n.id in self.definitions for a in arguments for n in ast.walk(a)
             )
+            return self.pure_call(node.func) and not passes_user_code and all(self.constant(a) for a in arguments)
         if isinstance(node, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)):
             return False
-        if isinstance(node, ast.Lambda):
-            # A lambda only defines a function; its body runs when called.
-            return all(self.constant(d) for d in [*node.args.defaults, *node.args.kw_defaults] if d)
+        # A lambda's body may run at load time (as a sort key), so it must be pure too.
         return all(self.constant(child) for child in ast.iter_child_nodes(node))
 
 

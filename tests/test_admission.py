@@ -144,6 +144,9 @@ ALLOWED_TOP_LEVEL = src(
     PATTERN = re.compile(r"\\d+")
     SQUARES = {n: n * n for n in range(10)}
     KEY = lambda item: item[1]
+    ORDERED = sorted(WORDS, key=KEY, reverse=True)
+    HANDLERS = {"help": _private}
+    _MISSING = object()
     SIZE: int
     Alias = Dict[str, "list[int]"]
     ...
@@ -185,6 +188,9 @@ def test_admissible_top_level_statements_pass_unchanged():
         ("if True:\n    tool(1)", "If"),
         ("X = (lambda: 1)()", "assignment that runs code"),
         ("import os\nX = os.system('true')", "assignment that runs code"),
+        ("X = sorted([2, 1], key=_helper)", "assignment that runs code"),
+        ("X = sorted([2, 1], key=lambda v: print(v))", "assignment that runs code"),
+        ("set = print\nX = set('ab')", "assignment that runs code"),
     ],
 )
 def test_stray_top_level_statements_are_refused_with_their_line(stray: str, kind: str):
@@ -488,7 +494,17 @@ def test_reply_without_any_definition_is_refused():
         admit("Try this:\n\n```python\nprint(1)\n```\n")
 
 
+def test_interactive_sessions_are_skipped():
+    reply = "```python\ndef f():\n    return 1\n```\n\n```python\n>>> f()\n1\n```\n"
+    admitted = admit(reply)
+    assert admitted.source == "def f():\n    return 1\n"
+    assert any("code block 2 (lines 6-9)" in n and "interactive session" in n for n in admitted.notes)
+
+
 def test_tagged_python_block_that_does_not_parse_is_an_error_but_bare_ones_are_skipped():
+    with pytest.raises(AdmissionError, match="code block 1 .* does not parse") as info:
+        admit("Text\n```python\ndef f(:\n```\n")
+    assert info.value.line == 3
     reply = "```\nnot python at all ::\n```\n\n```python\ndef f():\n    return 1\n```\n"
     admitted = admit(reply)
     assert admitted.entrypoint == "f"
