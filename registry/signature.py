@@ -22,9 +22,9 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from .errors import AdmissionError, ArgumentsError
 from .models import Signature
@@ -159,7 +159,7 @@ class _TypeReader:
         if name in _LISTS:
             return list[Any]
         if name in _SETS:
-            return set[Any]
+            return _unique_list(Any)
         if name in _DICTS:
             return dict[str, Any]
         if name in _TUPLES:
@@ -167,11 +167,18 @@ class _TypeReader:
         return self.unknown(node)
 
     def read_generic(self, node: ast.Subscript, depth: int) -> Any:
+        try:
+            return self._read_generic(node, depth)
+        except (TypeError, ValueError, AssertionError, IndexError):
+            # e.g. `Union[()]` or `Literal[()]`: not a type Python would accept either.
+            return self.unknown(node)
+
+    def _read_generic(self, node: ast.Subscript, depth: int) -> Any:
         name = self.qualified(node.value)
         items = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
         if name in ("typing.Literal",):
             values = [self.literal_value(item) for item in items]
-            if any(v is _NOT_LITERAL for v in values):
+            if not values or any(v is _NOT_LITERAL for v in values):
                 return self.unknown(node)
             return Literal[tuple(values)]
         if name == "typing.Annotated":
@@ -186,7 +193,7 @@ class _TypeReader:
         if name in _LISTS and len(items) == 1:
             return list[args[0]]
         if name in _SETS and len(items) == 1:
-            return set[args[0]]
+            return _unique_list(args[0])
         if name in _DICTS and len(items) == 2:
             if args[0] is not str:
                 self.notes.append("object keys arrive as JSON strings")
@@ -211,6 +218,21 @@ class _TypeReader:
 
 
 _NOT_LITERAL = object()
+
+
+def _check_unique(items: list[Any]) -> list[Any]:
+    seen: set[str] = set()
+    for item in items:
+        key = json.dumps(item, sort_keys=True)
+        if key in seen:
+            raise ValueError(f"items should be unique ({key} repeats)")
+        seen.add(key)
+    return items
+
+
+def _unique_list(item: Any) -> Any:
+    """A set parameter as JSON: an array with unique items (items need not be hashable)."""
+    return Annotated[list[item], AfterValidator(_check_unique), Field(json_schema_extra={"uniqueItems": True})]
 
 
 # -- docstrings ----------------------------------------------------------------

@@ -150,6 +150,21 @@ def test_type_aliases_are_read_through():
     assert by_key["type"] == "object" and by_key["description"] == "object keys arrive as JSON strings"
 
 
+def test_sets_are_arrays_of_unique_items():
+    source = "def f(tags: set[str], groups: frozenset[list[int]] = frozenset()):\n    return 1\n"
+    assert validate_arguments(source, "f", {"tags": ["a", "b"], "groups": [[1], [2, 3]]})["groups"] == [[1], [2, 3]]
+    with pytest.raises(ArgumentsError) as info:
+        validate_arguments(source, "f", {"tags": ["a", "a"], "groups": [[1], [1]]})
+    assert set(info.value.fields) == {"tags", "groups"}
+    assert 'items should be unique ("a" repeats)' in info.value.fields["tags"]
+
+
+@pytest.mark.parametrize("annotation", ["Union[()]", "Literal[()]", "Annotated[()]", "list[()]", "Optional[int, str]", "dict[str]", "int[str]", "Literal[1.5]"])
+def test_malformed_generics_are_unknown_not_errors(annotation: str):
+    schema = prop(annotation, "from typing import Annotated, Literal, Optional, Union")
+    assert "is not checked" in schema["description"]
+
+
 def test_unknown_annotation_nested_in_a_known_one():
     schema = prop("list[Point]", "class Point:\n    pass")
     assert schema["type"] == "array" and schema["items"] == {}
