@@ -546,3 +546,24 @@ def test_stripping_is_idempotent_and_leaves_only_the_definitions(names: list[str
     twice = admit(once.source, entrypoint=entry)
     assert twice.source == once.source
     assert len([n for n in once.notes if n.startswith("stripped")]) == len(strays)
+
+
+_fragments = st.sampled_from(
+    ["def f(x):\n    return x\n", "```python\n", "```\n", "print(1)\n", "X = [1, 2]\n", "import re\n", "class K:\n    pass\n",
+     "async def g():\n    pass\n", "if __name__ == '__main__':\n    f(1)\n", "def h(*a):\n    pass\n", "~~~\n", "text\n", "  ", "\r\n",
+     "def f(a, /):\n    return a\n", "x = f(\n"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(st.one_of(_fragments, st.text(max_size=12)), max_size=8), strip=st.booleans())
+def test_admit_either_admits_or_raises_admission_error(parts: list[str], strip: bool):
+    text = "".join(parts)
+    try:
+        admitted = admit(text, strip_top_level=strip)
+    except AdmissionError as exc:
+        assert exc.message
+        return
+    # Whatever was admitted admits again unchanged, as plain Python.
+    again = admit(admitted.source, markdown=False, entrypoint=admitted.entrypoint)
+    assert again.source == admitted.source

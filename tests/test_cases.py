@@ -284,3 +284,17 @@ def test_float_within_tolerance_passes(x: float, tolerance: float):
     nudged = x + abs(x) * tolerance * 0.5
     assert compare(case(x, "float", tolerance), nudged)[0] is True
     assert compare(case([x], "float", tolerance), [nudged])[0] is True
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.one_of(json_values, st.lists(st.dictionaries(st.sampled_from(
+    ["args", "snippet", "expected", "comparator", "tolerance", "name", "extra"]), json_values, max_size=4), max_size=3)))
+def test_parse_tests_either_parses_or_raises_a_format_error(data: Any):
+    try:
+        cases = parse_tests(data)
+    except TestsFormatError as exc:
+        assert str(exc)
+        return
+    assert all(isinstance(c, TestCase) for c in cases)
+    # What parsed survives the JSON round trip the store gives it.
+    assert load_tests(json.dumps([c.model_dump(mode="json", exclude_none=True) for c in cases])) == cases

@@ -473,3 +473,23 @@ def test_bump_ignores_prose_but_not_parameters_called_title():
     assert bump_kind(old, renamed) == "major"
     same = sig_of("def f(title: str, description: str = '') -> str:\n    '''Now documented.'''\n    return title\n")
     assert bump_kind(old, same) == "patch"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(args=st.dictionaries(st.sampled_from(["words", "reverse", "limit", "other"]), _json, max_size=4))
+def test_validate_arguments_returns_the_args_or_names_the_bad_fields(args: dict[str, Any]):
+    try:
+        out = validate_arguments(WORD_SORT, "word_sort", args)
+    except ArgumentsError as exc:
+        assert exc.fields and set(exc.fields) <= set(args) | {"words"}
+        assert all(f"{name}: " in str(exc) for name in exc.fields)
+        return
+    assert out == args
+    assert isinstance(args["words"], list) and all(isinstance(w, str) for w in args["words"])
