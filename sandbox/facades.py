@@ -33,7 +33,7 @@ import statistics
 import string
 from typing import Any
 
-from .policy import ALLOWED_MODULES, ModuleRule, refuse, register_safe_types
+from .policy import ALLOWED_MODULES, ModuleRule, is_tool_class, refuse, register_safe_types
 
 __all__ = ["FACADES", "Facade", "allowed_module_names", "guarded_import", "reset_for_call"]
 
@@ -99,6 +99,14 @@ def _namedtuple(typename: str, field_names: Any, *, defaults: Any = None) -> typ
     return cls
 
 
+def _total_ordering(cls: Any) -> Any:
+    # It assigns comparison methods onto the class it is given: only the
+    # tool's own classes may be written to.
+    if not is_tool_class(cls):
+        raise refuse("functools.total_ordering only applies to classes the tool defined")
+    return functools.total_ordering(cls)
+
+
 # One generator per process, reseeded for every call: a forked child would
 # otherwise replay the zygote's sequence.
 _RNG = random.Random()
@@ -108,6 +116,10 @@ _SPECIAL: dict[str, dict[str, Any]] = {
     "typing": {
         **{name: _Hint(name) for name in ALLOWED_MODULES["typing"].names if name != "cast"},
         "cast": _cast,
+    },
+    "functools": {
+        **{name: getattr(functools, name) for name in ALLOWED_MODULES["functools"].names},
+        "total_ordering": _total_ordering,
     },
     "collections": {
         **{name: getattr(collections, name) for name in ALLOWED_MODULES["collections"].names},

@@ -392,6 +392,13 @@ class ToolTransformer(RestrictingNodeTransformer):
             return
         super().check_name(node, name, allow_magic_methods)
 
+    def visit_Name(self, node: ast.Name) -> Any:
+        # Reading __name__ ("tool") lets `if __name__ == "__main__":` blocks,
+        # common in generated tools, compile; binding it stays refused.
+        if node.id == "__name__" and isinstance(node.ctx, ast.Load):
+            return node
+        return super().visit_Name(node)
+
     def visit_Match(self, node: ast.AST) -> Any:
         # Class patterns look attributes up in C, past _getattr_.
         self.not_allowed(node)
@@ -409,8 +416,8 @@ class ToolTransformer(RestrictingNodeTransformer):
         """``a.b += c`` and ``a[i] += c``, which RestrictedPython refuses but
         tools write constantly, as guarded single-evaluation steps::
 
-            t = a;  _write_(t).b = _inplacevar_("+=", _getattr_(t, "b"), c)
-            t = a; k = i;  _write_(t)[k] = _inplacevar_("+=", _getitem_(t, k), c)
+            t = _write_(a);  t.b = _inplacevar_("+=", _getattr_(t, "b"), c)
+            t = _write_(a); k = i;  t[k] = _inplacevar_("+=", _getitem_(t, k), c)
         """
         target = node.target
         if isinstance(target, ast.Name) or (
@@ -421,9 +428,11 @@ class ToolTransformer(RestrictingNodeTransformer):
         op = _AUG_OPS.get(type(node.op))
         if op is None:
             return super().visit_AugAssign(node)
+        # The write guard runs first: the target must be writable before
+        # anything is read or computed, as for a plain `a.b = c`.
         obj_name = self.gen_tmp_name()
         statements: list[ast.stmt] = [ast.Assign(targets=[ast.Name(obj_name, ast.Store())],
-                                                 value=self.visit(target.value))]
+                                                 value=_call("_write_", self.visit(target.value)))]
         value = self.visit(node.value)
         if isinstance(target, ast.Attribute):
             # Run the ordinary attribute-name checks (private names, frames).
@@ -434,14 +443,14 @@ class ToolTransformer(RestrictingNodeTransformer):
             if not isinstance(read, ast.Call):
                 return node
             read.args[0] = ast.Name(obj_name, ast.Load())
-            store: ast.expr = ast.Attribute(value=_call("_write_", ast.Name(obj_name, ast.Load())),
-                                            attr=target.attr, ctx=ast.Store())
+            store: ast.expr = ast.Attribute(value=ast.Name(obj_name, ast.Load()), attr=target.attr,
+                                            ctx=ast.Store())
         else:
             key_name = self.gen_tmp_name()
             statements.append(ast.Assign(targets=[ast.Name(key_name, ast.Store())], value=self.visit(target.slice)))
             read = _call("_getitem_", ast.Name(obj_name, ast.Load()), ast.Name(key_name, ast.Load()))
-            store = ast.Subscript(value=_call("_write_", ast.Name(obj_name, ast.Load())),
-                                  slice=ast.Name(key_name, ast.Load()), ctx=ast.Store())
+            store = ast.Subscript(value=ast.Name(obj_name, ast.Load()), slice=ast.Name(key_name, ast.Load()),
+                                  ctx=ast.Store())
         statements.append(ast.Assign(targets=[store], value=_call("_inplacevar_", ast.Constant(op), read, value)))
         for statement in statements:
             ast.copy_location(statement, node)
