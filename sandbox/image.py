@@ -437,7 +437,7 @@ def _probe_checks(client: Any, tag: str) -> list[dict[str, Any]]:
         _check("file size rlimit", p["rlimit_fsize"][0] == limits.disk * 2**20, f"RLIMIT_FSIZE {p['rlimit_fsize']}"),
         _check("no network", p["interfaces"] == ["lo"], f"interfaces {p['interfaces']}"),
         _check("no Docker socket", not p["docker_sock"], "no docker.sock inside"),
-        _check("empty environment", set(p["env"]) <= {"PATH", "HOSTNAME", "HOME", "LANG", "GPG_KEY", "PYTHON_VERSION", "PYTHON_SHA256"}, f"{p['env']}"),
+        _check("empty environment", set(p["env"]) <= {"PATH", "HOSTNAME", "HOME", "LANG", "LC_CTYPE", "GPG_KEY", "PYTHON_VERSION", "PYTHON_SHA256"}, f"{p['env']}"),
     ]
     return checks
 

@@ -40,7 +40,18 @@ def backend(request: pytest.FixtureRequest) -> str:
     """The name of a sandbox backend; every test using it runs on both."""
     if request.param == "docker":
         require_docker()
+        request.getfixturevalue("docker_image")
     return request.param
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    """The sandbox image tag for this checkout, built offline once if missing
+    (cached by the content hash, so this is instant when present)."""
+    require_docker()
+    from toolcrib.sandbox.image import build_image
+
+    return build_image(offline=True)["tag"]
 
 
 @pytest.fixture(scope="session", autouse=True)

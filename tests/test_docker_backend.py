@@ -137,8 +137,9 @@ def test_each_call_gets_a_fresh_container(dock: DockerBackend) -> None:
 
 
 def test_result_that_is_not_json(dock: DockerBackend) -> None:
-    r = dock.run(plain("def f():\n    return {1, 2}\n"))
+    r = dock.run(plain("def f():\n    return object()\n"))
     assert r.status == "error"
+    assert r.error is not None and r.error.type == "ResultNotJSON"
 
 
 def test_non_default_limits_run_on_demand(dock: DockerBackend) -> None:
