@@ -16,6 +16,7 @@ Imports only the standard library and its sibling ``policy``.
 from __future__ import annotations
 
 import __future__
+import _strptime  # noqa: F401 - loaded now for datetime.strptime (see _LIBRARY_INTERNAL_IMPORTS)
 import bisect
 import collections
 import copy
@@ -31,6 +32,7 @@ import random
 import re
 import statistics
 import string
+import sys
 from typing import Any
 
 from .policy import ALLOWED_MODULES, ModuleRule, is_tool_class, refuse, register_safe_types
@@ -163,14 +165,23 @@ def allowed_module_names() -> tuple[str, ...]:
 
 _ALLOWED_TEXT = ", ".join(ALLOWED_MODULES)
 
+# Library C code imports helpers through the *calling frame's* __import__,
+# which is this hook when the caller is tool code: datetime.strptime imports
+# _strptime. Tool code itself can never ask for these (names starting with
+# "_" are refused at compile time, and __import__ is not a usable name), so
+# the real, already-imported module is returned to the library.
+_LIBRARY_INTERNAL_IMPORTS = frozenset({"_strptime"})
 
-def guarded_import(name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Facade:
+
+def guarded_import(name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
     """The sandbox's ``__import__``: a facade from the allowlist, or a refusal."""
     if type(name) is not str:
         raise refuse("import needs a plain module name")
     if level != 0:
         raise refuse(f'relative import{" of " + repr(name) if name else ""} is not allowed')
     facade = FACADES.get(name)
+    if facade is None and name in _LIBRARY_INTERNAL_IMPORTS:
+        return sys.modules[name]
     if facade is None:
         raise refuse(f'import of "{name}" is not allowed (allowed: {_ALLOWED_TEXT})')
     offered = _RULES[name].names
