@@ -229,10 +229,22 @@ def _reply_line(line: int | None, segments: list[tuple[int, int]] | None) -> int
 # -- top-level rules ---------------------------------------------------------
 
 
+def _module_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Top-level statements, including those nested in top-level try/if blocks."""
+    out: list[ast.stmt] = []
+    for node in body:
+        out.append(node)
+        if isinstance(node, ast.Try):
+            out += _module_statements(node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body])
+        elif isinstance(node, ast.If):
+            out += _module_statements(node.body + node.orelse)
+    return out
+
+
 def _imported_modules(tree: ast.Module) -> dict[str, str]:
-    """Local name -> module, for plain ``import m`` / ``import m as n`` at top level."""
+    """Local name -> qualified name, for the module's top-level imports."""
     bound: dict[str, str] = {}
-    for node in ast.walk(tree):
+    for node in _module_statements(tree.body):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.asname:

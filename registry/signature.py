@@ -63,9 +63,22 @@ _TYPING_NAMES = {"Any", "List", "Dict", "Tuple", "Set", "FrozenSet", "Optional",
 # -- reading annotations -------------------------------------------------------
 
 
+def _module_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Top-level statements, including those nested in top-level try/if blocks."""
+    out: list[ast.stmt] = []
+    for node in body:
+        out.append(node)
+        if isinstance(node, ast.Try):
+            out += _module_statements(node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body])
+        elif isinstance(node, ast.If):
+            out += _module_statements(node.body + node.orelse)
+    return out
+
+
 def _imports(tree: ast.Module) -> dict[str, str]:
+    """Local name -> qualified name for the module's top-level imports."""
     bound: dict[str, str] = {}
-    for node in ast.walk(tree):
+    for node in _module_statements(tree.body):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 local = alias.asname or alias.name.split(".")[0]
@@ -83,8 +96,9 @@ class _TypeReader:
         self.imports = _imports(tree)
         self.user_names = {
             n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-        } | {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
-             for t in ast.walk(n) if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
+        } | {name.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+             for target in (n.targets if isinstance(n, ast.Assign) else [n.target])
+             for name in ast.walk(target) if isinstance(name, ast.Name)}
         # Module-level type aliases (`Interval = tuple[str, str]`) are read
         # through; the depth limit stops alias cycles.
         self.aliases: dict[str, ast.expr] = {}
