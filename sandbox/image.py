@@ -369,6 +369,7 @@ out = {}
 st = open("/proc/self/status").read()
 out["uid"] = os.getuid()
 out["no_new_privs"] = "NoNewPrivs:\t1" in st
+out["seccomp_filter"] = "Seccomp:\t2" in st
 out["cap_eff_zero"] = any(l.startswith("CapEff:") and int(l.split()[1], 16) == 0 for l in st.splitlines())
 try:
     open("/etc/toolcrib-probe", "w")
@@ -419,6 +420,7 @@ def _probe_checks(client: Any, tag: str) -> list[dict[str, Any]]:
         _check("non-root user", p["uid"] == 65534, f"uid {p['uid']}"),
         _check("no-new-privileges", p["no_new_privs"], "NoNewPrivs in /proc/self/status"),
         _check("capabilities dropped", p["cap_eff_zero"], "CapEff is 0"),
+        _check("seccomp filter active", p["seccomp_filter"], "Seccomp: 2 (the engine's default profile) in /proc/self/status"),
         _check("read-only root", p["root_read_only"], "writing /etc fails"),
         _check(
             "tmpfs /tmp noexec,nosuid,nodev",
