@@ -54,7 +54,7 @@ from .models import (
 )
 from .provenance import build_provenance, in_toto_statement
 from .signature import bump_kind, derive_signature, validate_arguments
-from .store import default_registry_path, open_database, utc_now, write_transaction
+from .store import default_registry_path, open_database, read_snapshot, utc_now, write_transaction
 from .versions import (
     SemVer,
     canonical_json,
@@ -401,8 +401,9 @@ class Registry:
 
         That is the version NAME resolves to; tools whose every version is
         yanked appear (with their highest version) only with include_yanked."""
-        newest = self._newest_ids(include_yanked=include_yanked)
-        tools = self._by_ids(newest.values())
+        with read_snapshot(self.db):
+            newest = self._newest_ids(include_yanked=include_yanked)
+            tools = self._by_ids(newest.values())
         return [tools[newest[name]] for name in sorted(newest)]
 
     def history(self, name: str) -> builtins.list[ToolVersion]:
@@ -422,13 +423,14 @@ class Registry:
         if not words or limit <= 0:
             return []
         match = " ".join('"' + w.replace('"', "") + '"' for w in words)
-        newest = set(self._newest_ids().values())
-        hits = self.db.execute(
-            "SELECT versions_fts.rowid FROM versions_fts WHERE versions_fts MATCH ? ORDER BY rank",
-            [match],
-        ).fetchall()
-        ids = [vid for (vid,) in hits if vid in newest][:limit]
-        tools = self._by_ids(ids)
+        with read_snapshot(self.db):
+            newest = set(self._newest_ids().values())
+            hits = self.db.execute(
+                "SELECT versions_fts.rowid FROM versions_fts WHERE versions_fts MATCH ? ORDER BY rank",
+                [match],
+            ).fetchall()
+            ids = [vid for (vid,) in hits if vid in newest][:limit]
+            tools = self._by_ids(ids)
         return [tools[i] for i in ids]
 
     def diff(self, old_ref: str, new_ref: str) -> ToolDiff:
@@ -745,7 +747,8 @@ class Registry:
 
     def audit_verify(self) -> AuditReport:
         """Recompute the hash chain; the first bad seq and what is wrong, if any."""
-        return verify_chain(self.db)
+        with read_snapshot(self.db):
+            return verify_chain(self.db)
 
     # -- bundles -------------------------------------------------------------
     def export(self, refs: Iterable[str] | None = None) -> dict[str, Any]:
@@ -753,15 +756,16 @@ class Registry:
 
         Each reference picks a tool by name (a version or digest in it just has
         to exist); every version of that tool goes in, yanked ones included."""
-        if refs is None:
-            names = [n for (n,) in self.db.execute("SELECT DISTINCT name FROM versions ORDER BY name")]
-        else:
-            names = []
-            for ref in refs:
-                name = self._resolve(ref, allow_yanked=True).tool.name
-                if name not in names:
-                    names.append(name)
-        return build_bundle(tool for name in names for tool in self.history(name))
+        with read_snapshot(self.db):
+            if refs is None:
+                names = [n for (n,) in self.db.execute("SELECT DISTINCT name FROM versions ORDER BY name")]
+            else:
+                names = []
+                for ref in refs:
+                    name = self._resolve(ref, allow_yanked=True).name
+                    if name not in names:
+                        names.append(name)
+            return build_bundle([tool for name in names for tool in self.history(name)])
 
     def import_bundle(self, bundle: dict[str, Any]) -> builtins.list[AddResult]:
         """Import a bundle, checking every digest; all-or-nothing.

@@ -27,6 +27,7 @@ __all__ = [
     "BUSY_TIMEOUT_S",
     "default_registry_path",
     "open_database",
+    "read_snapshot",
     "utc_now",
     "write_transaction",
 ]
@@ -127,3 +128,19 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+@contextmanager
+def read_snapshot(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """Several reads that see one consistent state of the file (a WAL read
+    transaction): concurrent writers neither block them nor show through."""
+    conn = db.conn
+    if conn.in_transaction:  # already inside a transaction: that is the snapshot
+        yield db
+        return
+    conn.execute("BEGIN")
+    try:
+        yield db
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")

@@ -97,3 +97,22 @@ def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="not a toolcrib registry"):
         Registry(path)
     assert path.read_text().startswith("these are not")
+
+
+def test_read_snapshot_does_not_see_later_commits(tmp_path: Path) -> None:
+    from toolcrib.registry.store import read_snapshot
+
+    db = open_database(tmp_path / "r.db")
+    writer = open_database(tmp_path / "r.db")
+    try:
+        db.execute("CREATE TABLE t (x INTEGER)")
+        with read_snapshot(db):
+            assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+            with write_transaction(writer):  # WAL: the writer is not blocked by the reader
+                writer.execute("INSERT INTO t VALUES (1)")
+            assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+        assert not db.conn.in_transaction
+        assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+    finally:
+        writer.close()
+        db.close()
