@@ -351,7 +351,7 @@ class DockerBackend:
                 from .image import find_image, image_tag
 
                 if self._client is None:
-                    self._client = docker.from_env(timeout=60)
+                    self._client = docker.from_env(timeout=60, max_pool_size=32)
                 self._client.ping()
             except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
                 self._client = None
@@ -451,10 +451,18 @@ class DockerBackend:
                 assert image is not None
                 container = _spawn(self._client.api, image, limits)
                 if not container.wait_ready(time.monotonic() + _START_TIMEOUT):
+                    # e.g. too little memory for Python to start: stop warming
+                    # these limits until a call asks for them again.
                     self._trash.put(container)
                     container = None
+                    with self._cv:
+                        self._ready.pop(limits, None)
             except Exception as exc:  # noqa: BLE001 - the next call reconnects and reports
-                self._lost_engine(exc)
+                if _is_refusal(exc):
+                    with self._cv:
+                        self._ready.pop(limits, None)
+                else:
+                    self._lost_engine(exc)
             finally:
                 with self._cv:
                     self._filling[limits] -= 1
@@ -532,7 +540,15 @@ class DockerBackend:
                 self._trash.put(container)
                 container = None
         if container is None:
-            container = _spawn(self._client.api, self._image, limits)
+            try:
+                container = _spawn(self._client.api, self._image, limits)
+            except Exception as exc:
+                if not _is_refusal(exc):
+                    raise
+                # The engine refused these limits (e.g. below its minimum memory).
+                return self._result(
+                    "error", 0.0, error=ErrorInfo(type="SandboxError", message=f"the engine refused the container: {' '.join(str(exc).split())[:300]}")
+                )
             container.sock.sendall(payload)
         sent = time.perf_counter()
         try:
@@ -545,6 +561,8 @@ class DockerBackend:
         if not container.ready:
             # An on-demand container: its start-up is not on the tool's clock.
             if not container.wait_ready(time.monotonic() + _START_TIMEOUT):
+                if self._oom_killed(container):
+                    return self._result("limit", 0.0, limit="memory")
                 self._kill(container)
                 return self._result("error", 0.0, error=ErrorInfo(type="SandboxError", message="the sandbox container did not start"))
             deadline, sent = time.monotonic() + limits.wall + GRACE_SECONDS, time.perf_counter()
@@ -651,6 +669,14 @@ class DockerBackend:
                 self._client.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """The engine answered but refused the request (HTTP 4xx other than a
+    missing image): the settings are at fault, not the engine."""
+    from docker.errors import APIError, ImageNotFound
+
+    return isinstance(exc, APIError) and not isinstance(exc, ImageNotFound) and exc.is_client_error()
 
 
 def _is_pids_exhaustion(error: ErrorInfo) -> bool:

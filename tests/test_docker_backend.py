@@ -257,3 +257,11 @@ def test_result_fields_are_plain_json(dock: DockerBackend) -> None:
     r = dock.run(plain("def f():\n    return {'a': [1, 2.5, None, True, 'x']}\n"))
     assert r.ok
     assert json.loads(json.dumps(r.result)) == {"a": [1, 2.5, None, True, "x"]}
+
+
+def test_limits_the_engine_refuses_are_an_error_not_unavailable(dock: DockerBackend) -> None:
+    r = dock.run(plain("def f():\n    return 1\n", limits=Limits(memory=1)))
+    assert r.status == "error" and r.error is not None
+    assert "refused" in r.error.message
+    # The engine is fine: the next call works.
+    assert dock.run(plain("def f():\n    return 2\n")).result == 2
