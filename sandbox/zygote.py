@@ -145,13 +145,6 @@ def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict:
     # terminal signal meant for the host reaches the tool.
     os.setsid()
 
-    # Die with the zygote (it is single-threaded, so the "parent thread exits"
-    # caveat of PDEATHSIG does not apply). Re-check the parent afterwards: it
-    # may already have died before the prctl took effect.
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != zygote_pid:
-        raise _SetupError("zygote exited during set-up")
-
     _close_fds_except(keep)
 
     uid_switched = False
@@ -163,6 +156,14 @@ def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict:
         if 0 in os.getresuid() or 0 in os.getresgid():
             raise _SetupError("could not leave root")
         uid_switched = True
+
+    # Die with the zygote (it is single-threaded, so the "parent thread exits"
+    # caveat of PDEATHSIG does not apply). This must follow the uid switch:
+    # any change of credentials clears the setting. Re-check the parent
+    # afterwards: it may already have died before the prctl took effect.
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != zygote_pid:
+        raise _SetupError("zygote exited during set-up")
 
     # No set-uid binary or file capability can give privileges back.
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
