@@ -116,3 +116,41 @@ def test_parse_reference_forms() -> None:
 def test_parse_reference_refuses(ref: str) -> None:
     with pytest.raises(InvalidInput, match="reference"):
         parse_reference(ref)
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ident = st.one_of(st.integers(0, 999).map(str), st.from_regex(r"[0-9]*[a-zA-Z-][0-9a-zA-Z-]{0,5}", fullmatch=True))
+_semver = st.builds(
+    SemVer, st.integers(0, 99), st.integers(0, 99), st.integers(0, 99), st.lists(_ident, max_size=3).map(tuple)
+)
+
+
+@given(_semver)
+def test_semver_text_round_trips(v: SemVer) -> None:
+    assert parse_version(str(v)) == v
+
+
+@given(_semver, st.sampled_from(["major", "minor", "patch"]))
+def test_next_version_always_goes_up(v: SemVer, kind: str) -> None:
+    nxt = next_version(v, kind)  # type: ignore[arg-type]
+    assert nxt > v and not nxt.prerelease
+
+
+@given(_semver, _semver)
+def test_precedence_is_a_total_order(a: SemVer, b: SemVer) -> None:
+    assert (a < b) + (a > b) + (a.key() == b.key()) == 1
+    assert (a.key() == b.key()) == (str(a) == str(b))
+
+
+@given(st.text(max_size=40))
+def test_parse_reference_accepts_or_refuses_cleanly(text: str) -> None:
+    try:
+        ref = parse_reference(text)
+    except InvalidInput:
+        return
+    if ref.sha_prefix:
+        assert text.startswith(ref.name + "@sha256:") and text.lower().endswith(ref.sha_prefix)
+    else:
+        assert str(ref) == text
