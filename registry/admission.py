@@ -358,17 +358,21 @@ def _describe(node: ast.stmt) -> str:
 
 
 def _drop_example_constants(tree: ast.Module, drop: list[ast.stmt]) -> list[ast.stmt]:
-    """Add to `drop` the constants that only stripped code uses (the example's data)."""
+    """Add to `drop` the constants that only stripped code uses (the example's
+    data), and those built from what stripped code defined (``ans = ret``)."""
     added: list[ast.stmt] = []
     while True:
         kept = [n for n in tree.body if n not in drop]
         used_by_dropped = set().union(*(_referenced_names(n) for n in drop))
+        bound_by_kept = {name for n in kept for name in _bound_names(n)}
+        orphaned = {name for n in drop for name in _bound_names(n)} - bound_by_kept
         for node in kept:
             if not isinstance(node, (ast.Assign, ast.AnnAssign)):
                 continue
             names = set(_bound_names(node))
             used_by_kept = set().union(*(_referenced_names(n) for n in kept if n is not node))
-            if names & used_by_dropped and not names & used_by_kept and "__all__" not in names:
+            only_example = names & used_by_dropped and not names & used_by_kept and "__all__" not in names
+            if only_example or _referenced_names(node) & orphaned:
                 drop.append(node)
                 added.append(node)
                 break
@@ -613,7 +617,7 @@ def _admit_code(
             where = f"line {a}" if a == b else f"lines {a}-{b}"
             if node in examples:
                 names = ", ".join(repr(n) for n in _bound_names(node))
-                what = f"an example constant ({names}) used only by stripped code"
+                what = f"an example constant ({names}) tied to stripped code"
             else:
                 what = _describe(node)
             notes.append(f"stripped {what} at {where}")

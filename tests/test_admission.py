@@ -229,7 +229,7 @@ def test_strip_top_level_removes_example_usage_and_keeps_the_rest_byte_identical
     expected = text.split("\n\n\n# Example usage:")[0].replace('UNIT = "cm"\n', "") + "\n"
     assert admitted.source == expected
     joined = "\n".join(admitted.notes)
-    assert "example constant ('UNIT') used only by stripped code at line 4" in joined
+    assert "example constant ('UNIT') tied to stripped code at line 4" in joined
     assert "example constant ('radius')" in joined and "lines 13-14" in joined
     assert "assignment that runs code at line 15" in joined
     assert "a call at line 16" in joined
@@ -240,6 +240,13 @@ def test_strip_keeps_constants_that_kept_code_uses():
     text = "LIMIT = 10\n\ndef f(n: int) -> bool:\n    return n < LIMIT\n\nprint(f(LIMIT))\n"
     admitted = admit(text, strip_top_level=True)
     assert admitted.source == "LIMIT = 10\n\ndef f(n: int) -> bool:\n    return n < LIMIT\n"
+
+
+def test_strip_removes_constants_built_from_stripped_results():
+    text = "def f(x):\n    return x\n\nret = f(1)\nans = ret\nalias = ans\n"
+    admitted = admit(text, strip_top_level=True)
+    assert admitted.source == "def f(x):\n    return x\n"
+    assert sum("tied to stripped code" in n for n in admitted.notes) == 2
 
 
 def test_strip_refuses_a_stray_statement_sharing_a_line_with_kept_code():
