@@ -1,0 +1,183 @@
+"""Latency and throughput of the restricted backend, with its baselines.
+
+Measured in one run, on the same trivial tool:
+
+- restricted backend, zygote warm: back-to-back calls, and calls spaced a few
+  milliseconds apart (an agent calling a tool now and then: the zygote has
+  time to refill its spare pool between calls);
+- cold: a new backend (zygote start) plus its first call;
+- (a) a fresh ``python -I -S`` subprocess per call (same function);
+- (b) in-process RestrictedPython, ``compile_restricted`` + ``exec`` in the
+  caller's own process: the unsafe lower bound;
+- throughput: 1,000 test-case-style jobs of a small tool, from one thread and
+  from several.
+
+A script, not a test: it prints a table and writes JSON to bench/out/. Goals
+(not assertions): warm median under 2 ms, cold first call under 100 ms.
+
+Run: .venv/bin/python bench/bench_restricted.py [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from toolcrib.sandbox import Job, Limits
+from toolcrib.sandbox.restricted import RestrictedBackend
+
+TRIVIAL = "def add(a, b):\n    return a + b\n"
+
+# A small tool in the LATM style (a sort-the-words helper) and a test case's
+# worth of input: what `verify` runs a thousand times.
+SMALL_TOOL = '''
+def sort_words(text):
+    """Sort the words of a sentence alphabetically, case-insensitively."""
+    words = [w.strip(".,;:!?") for w in text.split()]
+    words = [w for w in words if w]
+    return " ".join(sorted(words, key=lambda w: (w.lower(), w)))
+'''
+SMALL_CASE = {"text": "List: thrasher barbados wiry cruelty snuffle appreciate decorate paper hesitant"}
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def stats(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    return {
+        "n": len(ordered),
+        "median_ms": round(statistics.median(ordered), 3),
+        "p95_ms": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 3),
+        "min_ms": round(ordered[0], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+    }
+
+
+def timed(n: int, fn: Callable[[int], Any], pause: float = 0.0) -> list[float]:
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        fn(i)
+        samples.append((time.perf_counter() - started) * 1000)
+        if pause:
+            time.sleep(pause)
+    return samples
+
+
+def check_ok(result) -> None:  # type: ignore[no-untyped-def]
+    if result.status != "ok":
+        raise SystemExit(f"benchmark call failed: {result}")
+
+
+def bench_restricted_warm(n: int, pause: float) -> list[float]:
+    backend = RestrictedBackend()
+    try:
+        backend.start()
+        for i in range(20):  # let the spare pool settle
+            check_ok(backend.run(Job(source=TRIVIAL, entrypoint="add", args={"a": i, "b": 1})))
+        return timed(n, lambda i: check_ok(backend.run(Job(source=TRIVIAL, entrypoint="add", args={"a": i, "b": 1}))), pause)
+    finally:
+        backend.close()
+
+
+def bench_cold(n: int) -> list[float]:
+    samples = []
+    for i in range(n):
+        backend = RestrictedBackend()
+        try:
+            started = time.perf_counter()
+            check_ok(backend.run(Job(source=TRIVIAL, entrypoint="add", args={"a": i, "b": 1})))
+            samples.append((time.perf_counter() - started) * 1000)
+        finally:
+            backend.close()
+    return samples
+
+
+def bench_subprocess(n: int) -> list[float]:
+    code = TRIVIAL + "import sys\nprint(add(int(sys.argv[1]), 1))\n"
+
+    def once(i: int) -> None:
+        out = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(i)], capture_output=True, check=True, text=True)
+        if out.stdout.strip() != str(i + 1):
+            raise SystemExit(f"subprocess baseline gave {out.stdout!r}")
+
+    return timed(n, once)
+
+
+def bench_in_process(n: int) -> list[float]:
+    from RestrictedPython import compile_restricted, safe_globals
+
+    def once(i: int) -> None:
+        namespace = dict(safe_globals)
+        exec(compile_restricted(TRIVIAL, "<tool>", "exec"), namespace)
+        if namespace["add"](i, 1) != i + 1:
+            raise SystemExit("in-process baseline gave a wrong answer")
+
+    return timed(n, once)
+
+
+def bench_throughput(jobs: int, threads: int) -> dict[str, float]:
+    backend = RestrictedBackend()
+    job = Job(source=SMALL_TOOL, entrypoint="sort_words", args=SMALL_CASE, limits=Limits(cpu=2, wall=10, memory=128))
+    try:
+        backend.start()
+        check_ok(backend.run(job))
+        started = time.perf_counter()
+        if threads == 1:
+            for _ in range(jobs):
+                check_ok(backend.run(job))
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                for result in pool.map(lambda _i: backend.run(job), range(jobs)):
+                    check_ok(result)
+        elapsed = time.perf_counter() - started
+    finally:
+        backend.close()
+    return {"jobs": jobs, "threads": threads, "seconds": round(elapsed, 3), "calls_per_s": round(jobs / elapsed, 1)}
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv
+    n = 100 if quick else 500
+    jobs = 200 if quick else 1000
+    load_before = os.getloadavg()
+    latency = {
+        "restricted warm, back-to-back": stats(bench_restricted_warm(n, 0.0)),
+        "restricted warm, spaced 5 ms": stats(bench_restricted_warm(n, 0.005)),
+        "restricted cold (start + 1st call)": stats(bench_cold(5 if quick else 10)),
+        "(a) fresh python -I -S per call": stats(bench_subprocess(20 if quick else 50)),
+        "(b) in-process RestrictedPython": stats(bench_in_process(n)),
+    }
+    throughput = [bench_throughput(jobs, 1), bench_throughput(jobs, 4)]
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "latency": latency,
+        "throughput": throughput,
+        "goals": {"warm_median_ms": 2.0, "cold_first_call_ms": 100.0},
+    }
+    print(f"{'latency of a trivial call':<38} {'n':>5} {'median':>9} {'p95':>9} {'min':>9}")
+    for label, row in latency.items():
+        print(f"{label:<38} {row['n']:>5} {row['median_ms']:>7.2f}ms {row['p95_ms']:>7.2f}ms {row['min_ms']:>7.2f}ms")
+    print()
+    for row in throughput:
+        print(f"throughput: {row['jobs']} jobs of a small tool, {row['threads']} thread(s): {row['calls_per_s']:.0f} calls/s ({row['seconds']} s)")
+    print(f"load average before/after: {report['load_average_before']} / {report['load_average_after']}")
+    OUT.mkdir(exist_ok=True)
+    path = OUT / "bench_restricted.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
