@@ -148,8 +148,8 @@ def test_add_from_stdin_with_name(tc) -> None:
 
 def test_add_markdown_reply_strips_example_usage(tc, tmp_path: Path) -> None:
     reply = (
-        "Here is the tool:\n\n```python\n" + SORT_TOOL + "```\n\nExample usage:\n\n"
-        "```python\nprint(sort_words(['b', 'a']))\n```\n"
+        "Here is the tool:\n\n```python\n" + SORT_TOOL + "\n# Example usage:\nprint(sort_words(['b', 'a']))\n```\n\n"
+        "And run it like this:\n\n```python\nwords = ['pear', 'fig']\nprint(sort_words(words))\n```\n"
     )
     refused = tc("add", write(tmp_path, "reply.md", reply))
     assert refused.exit_code == 2
