@@ -11,6 +11,7 @@ zygote, which reaps it, and is mapped to a status here.
 from __future__ import annotations
 
 import array
+import importlib.util
 import json
 import math
 import os
@@ -38,6 +39,18 @@ class _Unavailable(Exception):
     """The zygote cannot be started or reached."""
 
 
+def _library_paths() -> list[str]:
+    """Where RestrictedPython is installed, for the zygote's sys.path.
+
+    The zygote runs with ``-S``: `site` (and the editable-install finder it
+    loads) would cost it more start-up time than everything else together.
+    """
+    spec = importlib.util.find_spec("RestrictedPython")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return [os.path.dirname(os.path.abspath(next(iter(spec.submodule_search_locations))))]
+
+
 class _Zygote:
     """One running zygote process and its control socket."""
 
@@ -49,7 +62,7 @@ class _Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
-                [python, "-I", ZYGOTE_PATH, str(theirs.fileno()), str(spares)],
+                [python, "-I", "-S", ZYGOTE_PATH, str(theirs.fileno()), str(spares), *_library_paths()],
                 pass_fds=(theirs.fileno(),),
                 env={},  # the host's environment (and its secrets) stays here
                 cwd=self.workdir,

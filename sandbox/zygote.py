@@ -3,7 +3,7 @@ execution code once, then forks fresh, locked-down children, one per call.
 
 It runs as its own program, started by `restricted.py`::
 
-    python -I /path/to/sandbox/zygote.py <control-fd> <spares>
+    python -I -S /path/to/sandbox/zygote.py <control-fd> <spares> [<sys.path entry>...]
 
 It loads the sibling modules (`execute.py` and whatever that imports) as a
 private package straight from this directory, so it never imports `toolcrib`
@@ -525,6 +525,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         spares = int(argv[2]) if len(argv) > 2 else 2
+        # Started with -S: the host names where RestrictedPython lives.
+        sys.path.extend(argv[3:])
         netns = _enter_network_namespace()
         run_job = _load_run_job()
         facts = _probe()
