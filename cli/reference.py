@@ -42,7 +42,7 @@ def _help(path: tuple[str, ...], command: click.Command, parent: click.Context) 
 def render() -> str:
     from . import cli
 
-    root = click.Context(cli, info_name="toolcrib", terminal_width=100, max_content_width=100)
+    root = click.Context(cli, info_name="toolcrib", terminal_width=100, max_content_width=100, **cli.context_settings)
     parts = [HEADER, "## toolcrib\n", "```", cli.get_help(root), "```\n"]
     for path, command in iter_commands(cli):
         parent = root

@@ -138,7 +138,8 @@ def _print_outcome(outcome: CallOutcome) -> None:
     if outcome.status == "limit":
         click.echo(f"Error: {outcome.tool} hit the {outcome.limit} limit", err=True)
     elif outcome.error is not None:
-        where = f" (line {outcome.error.line})" if outcome.error.line else ""
+        line = outcome.error.line
+        where = f" (line {line})" if line and f"line {line}" not in outcome.error.message else ""
         click.echo(f"Error: {outcome.status}: {outcome.error.type}: {outcome.error.message}{where}", err=True)
     else:
         click.echo(f"Error: {outcome.status}", err=True)

@@ -347,7 +347,8 @@ def test_call_outcome_exit_codes(tc, tmp_path: Path) -> None:
     tc("add", write(tmp_path, "e.py", ESCAPING_TOOL))
     blocked = tc("call", "peek", "--args", '{"x": 1}', "--allow-unverified")
     assert blocked.exit_code == 4
-    assert "__class__" in one_line_error(blocked)
+    message = one_line_error(blocked)
+    assert "is not allowed" in message and "line 3" in message
     over_max = tc("call", "spin", "--args", '{"n": 1}', "--allow-unverified", "--limit", "cpu=100000")
     assert over_max.exit_code == 2
 
@@ -405,7 +406,8 @@ def test_export_import_round_trip(tc, tmp_path: Path, sort_tool: dict) -> None:
     assert tc("export", "-o", str(bundle_path)).exit_code == 0
     bundle = json.loads(bundle_path.read_text())
     assert [t["sha256"] for t in bundle["tools"]] == [sort_tool["sha256"]]
-    assert json.loads(tc("export").stdout) == bundle | {"exported_at": json.loads(tc("export").stdout)["exported_at"]}
+    to_stdout = json.loads(tc("export").stdout)
+    assert to_stdout["tools"] == bundle["tools"]
 
     other = CliRunner()
     target = tmp_path / "other.db"
