@@ -122,8 +122,13 @@ def _close_fds_except(keep: tuple[int, ...]) -> None:
 
 
 def _vm_bytes() -> int:
-    with open("/proc/self/statm", "rb") as statm:
-        return int(statm.read().split()[0]) * _PAGE
+    # Raw descriptors rather than open(): every Python object a child touches
+    # costs it a copied page, and this runs on the call's path.
+    fd = os.open("/proc/self/statm", os.O_RDONLY)
+    try:
+        return int(os.read(fd, 256).split()[0]) * _PAGE
+    finally:
+        os.close(fd)
 
 
 def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict:
@@ -133,13 +138,7 @@ def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict:
     Returns what was achieved (the start-up probe reports it to the host).
     Raises _SetupError (or OSError) if a step that must succeed fails.
     """
-    # Python ignores SIGXFSZ (a write past RLIMIT_FSIZE would only raise
-    # EFBIG, and tool code could swallow that); the default action kills, so
-    # the disk limit shows in the exit signal.
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-    signal.signal(signal.SIGXCPU, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Signal dispositions come from the zygote, set once in `main`.
 
     # Own session and process group: the zygote kills the whole group, and no
     # terminal signal meant for the host reaches the tool.
@@ -521,8 +520,14 @@ def _probe() -> dict:
 def main(argv: list[str]) -> int:
     control = socket.socket(fileno=int(argv[1]))
     # Terminal signals go to the host; the zygote stops only when the host's
-    # end of the control socket closes.
+    # end of the control socket closes. Children inherit these dispositions.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGXCPU, signal.SIG_DFL)
+    # Python ignores SIGXFSZ, so a write past RLIMIT_FSIZE would only raise
+    # EFBIG, which tool code could swallow. The default action kills, and the
+    # disk limit shows in the exit signal. (The zygote itself writes no files.)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     try:
         spares = int(argv[2]) if len(argv) > 2 else 2
         # Started with -S: the host names where RestrictedPython lives.
