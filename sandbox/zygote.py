@@ -348,9 +348,13 @@ class _Zygote:
 
     def serve(self) -> None:
         while True:
-            # Refill the pool only when nothing else is waiting, so a fork
-            # never delays a reap or a kill.
+            # Refill the pool when nothing else is waiting, so a fork never
+            # delays a reap or a kill; but with no spare left at all a call
+            # may be queued on the control socket, so fork at once.
             refill = len(self.spares) < self.target_spares and bool(self.free_slots)
+            if refill and not self.spares:
+                self._fork_spare()
+                continue
             events = self.poll.poll(0 if refill else self._next_timeout())
             # Handling one event can close a descriptor and reuse its number
             # for a new one; an event is acted on only if its registration
