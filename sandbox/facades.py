@@ -49,7 +49,11 @@ class Facade:
             object.__setattr__(self, key, value)
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for names the facade does not hold.
+        # Only reached for names the facade does not hold. Tool code can never
+        # ask for a "_" name (the guard refuses it first), so those lookups
+        # come from library internals (copy, hasattr probes): a plain miss.
+        if name.startswith("_"):
+            raise AttributeError(name)
         module = object.__getattribute__(self, "_facade_module")
         offered = ", ".join(ALLOWED_MODULES[module].names) if module in ALLOWED_MODULES else ""
         raise refuse(f'"{module}.{name}" is not offered in the sandbox (offered: {offered})')

@@ -183,6 +183,14 @@ def run():
 def run():
     return "{0:{1.__class__}}".format(1, 2)
 ''', BLOCKED, reason="__class__"),
+    _a("format-super-format", "format_string",
+       "Reach str.format through super() on a str subclass, past the str check.", '''
+class Text(str):
+    def render(self):
+        return super().format(self)
+def run():
+    return Text("{0.__class__}").render()
+''', BLOCKED, reason="super"),
     # ----------------------------------------------------------- module walks
     _a("modwalk-json-codecs", "module_walk",
        "json reaches codecs.open (file read) in CPython.", '''
@@ -249,6 +257,24 @@ def cached(x):
 def run():
     return getattr(cached, "__wrapped__"), getattr(functools, "__spec__")
 ''', BLOCKED),
+    _a("modwalk-reduce-getattr-chain", "module_walk",
+       "functools.reduce(getattr, names, obj): a getattr chain with no attribute syntax at all.", '''
+import functools
+def run():
+    return functools.reduce(getattr, ["__class__", "__base__", "__subclasses__"], ())()
+''', BLOCKED, reason="__class__"),
+    _a("modwalk-sorted-key-getattr", "module_walk",
+       "getattr as a key function, with the private name coming from data.", '''
+def run():
+    names = ["__globals__"]
+    return sorted(names, key=lambda n: str(getattr(run, n)))
+''', BLOCKED, reason="__globals__"),
+    _a("modwalk-hasattr-probe", "module_walk",
+       "Probe facades for module attributes with hasattr to map what is reachable.", '''
+import json
+def run():
+    return [name for name in ["codecs", "decoder", "scanner"] if hasattr(json, name)]
+''', BLOCKED, reason="json.codecs"),
     # ------------------------------------------------------- guard shadowing
     _a("shadow-assign-getattr", "guard_shadowing",
        "Rebind the _getattr_ hook by plain assignment.", '''
@@ -331,6 +357,13 @@ def run():
     classes = getattr(getattr(object, "__subclasses__")(), "copy")()
     return classes
 ''', BLOCKED),
+    _a("builtins-isinstance-spoof", "builtins_recovery",
+       "A class attribute __class__ = str to spoof isinstance checks in the guards.", '''
+class Fake(object):
+    __class__ = str
+def run():
+    return getattr(Fake(), "format")
+''', BLOCKED, reason="__class__"),
     _a("builtins-type-mro", "builtins_recovery",
        "type(x).mro() to reach object and then its subclasses.", '''
 def run():
@@ -631,6 +664,22 @@ def run():
     for i in itertools.count():
         if i < 0:
             return i
+''', frozenset({"limit"}), limits={"cpu": 1, "wall": 3}),
+    _a("res-inplace-repetition", "resources", "s *= 10**12 on a string.", '''
+def run():
+    s = "x"
+    s *= 10 ** 12
+    return len(s)
+''', frozenset({"limit"})),
+    _a("res-deep-json", "resources", "json.loads of a document nested 100 000 levels deep.", '''
+import json
+def run():
+    return json.loads("[" * 100000 + "]" * 100000)
+''', frozenset({"error", "limit"}), error_types=frozenset({"RecursionError"})),
+    _a("res-regex-backtracking", "resources", "Catastrophic regex backtracking (ReDoS) is a CPU limit.", '''
+import re
+def run():
+    return bool(re.match(r"(a+)+$", "a" * 64 + "b"))
 ''', frozenset({"limit"}), limits={"cpu": 1, "wall": 3}),
     _a("res-fork", "process", "os.fork / subprocess from restricted code.", '''
 import os
