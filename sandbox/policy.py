@@ -44,6 +44,7 @@ __all__ = [
     "EXTRA_MAGIC_METHODS",
     "JobState",
     "MAX_SEQUENCE_ITEMS",
+    "READABLE_DUNDERS",
     "ModuleRule",
     "OutputLimit",
     "POLICY",
@@ -281,6 +282,12 @@ BLOCKED_ATTRIBUTES: frozenset[str] = frozenset(INSPECT_ATTRIBUTES) | frozenset({
     "f_code", "f_trace", "co_code", "mro", "func_globals", "func_code",
 })
 
+# Dunder attributes a tool may *read* (checked at run time): class and
+# function names, which must be plain str, for messages and reprs; and
+# __init__ on super() or a class, for super().__init__(...) and
+# Base.__init__(self, ...).
+READABLE_DUNDERS: frozenset[str] = frozenset({"__name__", "__qualname__", "__init__"})
+
 TOOL_FILENAMES: tuple[str, ...] = ("<tool>", "<snippet>")
 
 # Largest sequence `x *= n` may build; the memory limit is the real bound,
@@ -398,6 +405,16 @@ class ToolTransformer(RestrictingNodeTransformer):
         if node.id == "__name__" and isinstance(node.ctx, ast.Load):
             return node
         return super().visit_Name(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> Any:
+        # type(self).__name__ and func.__name__ are everywhere in generated
+        # __repr__s and messages; they are plain strings (the guard checks).
+        if node.attr in READABLE_DUNDERS and isinstance(node.ctx, ast.Load):
+            call = _call("_getattr_", self.visit(node.value), ast.Constant(node.attr))
+            ast.copy_location(call, node)
+            ast.fix_missing_locations(call)
+            return call
+        return super().visit_Attribute(node)
 
     def visit_Match(self, node: ast.AST) -> Any:
         # Class patterns look attributes up in C, past _getattr_.
@@ -533,7 +550,7 @@ def _check_name(name: Any) -> str:
         # A str subclass could override startswith/__eq__ and slip past the
         # checks below (the "fakestring" attack).
         raise refuse(f"attribute names must be plain str, not {type(name).__name__}")
-    if name.startswith("_"):
+    if name.startswith("_") and name not in READABLE_DUNDERS:
         raise refuse(f'attribute name "{name}" is not allowed (names starting with "_" are private)')
     if name in BLOCKED_ATTRIBUTES:
         raise refuse(f'attribute "{name}" is not allowed (frame, code, generator and class-hierarchy internals)')
@@ -554,6 +571,8 @@ def guarded_getattr(obj: Any, name: Any, default: Any = _MISSING) -> Any:
             return _bound_formatter(obj, name)
     if name == "scanner" and type(obj) is _PATTERN_TYPE:
         raise refuse('attribute "scanner" of regular expressions is not allowed')
+    if name in READABLE_DUNDERS:
+        return _read_dunder(obj, name, default)
     if default is _MISSING:
         return getattr(obj, name)
     try:
@@ -562,9 +581,26 @@ def guarded_getattr(obj: Any, name: Any, default: Any = _MISSING) -> Any:
         return default
 
 
+def _read_dunder(obj: Any, name: str, default: Any) -> Any:
+    if name == "__init__" and not (type(obj) is super or isinstance(obj, type)):
+        # super().__init__(...) and Base.__init__(self, ...) only: a bound
+        # __init__ of an arbitrary object would re-initialise library state.
+        raise refuse('attribute "__init__" is only readable on super() and on classes')
+    try:
+        value = getattr(obj, name)
+    except AttributeError:
+        if default is _MISSING:
+            raise
+        return default
+    if name != "__init__" and type(value) is not str:
+        raise refuse(f'attribute "{name}" is only readable when it is a plain str')
+    return value
+
+
 def guarded_hasattr(obj: Any, name: Any) -> bool:
     """``hasattr`` that answers False for names the policy refuses."""
-    if type(name) is not str or name.startswith("_") or name in BLOCKED_ATTRIBUTES:
+    if type(name) is not str or (name.startswith("_") and name not in READABLE_DUNDERS) \
+            or name in BLOCKED_ATTRIBUTES:
         return False
     try:
         guarded_getattr(obj, name)

@@ -409,3 +409,42 @@ def test_deeply_nested_source_is_refused_not_crashed() -> None:
     assert reply["status"] in ("blocked", "error")
     reply = run_in_child({"source": "x = " + "(" * 400 + "1" + ")" * 400 + "\ndef run():\n    return x\n"})
     assert reply["status"] in ("blocked", "error")
+
+
+# ---------------------------------------------------------------- readable dunders
+
+
+def test_name_qualname_and_init_are_readable_where_harmless() -> None:
+    assert ok('''
+class Base(object):
+    def __init__(self, tag):
+        self.tag = tag
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, self.tag)
+class Child(Base):
+    def __init__(self):
+        super().__init__("kid")
+class Other(Base):
+    def __init__(self):
+        Base.__init__(self, "other")
+class Oops(ValueError):
+    def __init__(self, what):
+        ValueError.__init__(self, "oops: " + what)
+def run():
+    try:
+        raise Oops("x")
+    except ValueError as exc:
+        message = str(exc)
+    return [repr(Child()), repr(Other()), run.__name__, Child.__qualname__, message]
+''') == ["Child(kid)", "Other(other)", "run", "Child", "oops: x"]
+
+
+def test_readable_dunders_stay_narrow() -> None:
+    import types as pytypes
+
+    with pytest.raises(PolicyViolation, match="only readable when it is a plain str"):
+        guarded_getattr(pytypes.SimpleNamespace(__name__=3), "__name__")
+    with pytest.raises(PolicyViolation, match="only readable on super"):
+        guarded_getattr("text", "__init__")
+    assert "__init__" in blocked("def run():\n    d = {}\n    d.__init__(a=1)\n    return d\n")
+    assert "__name__" in blocked("class A(object):\n    pass\ndef run():\n    A.__name__ = 'B'\n")
