@@ -534,6 +534,7 @@ class DockerBackend:
         container = self._take(limits) if self.pool_size else None
         if container is not None:
             try:
+                container.sock.settimeout(_START_TIMEOUT)
                 container.sock.sendall(payload)
             except OSError:
                 # The warm container died while waiting (engine restart...).
@@ -549,7 +550,11 @@ class DockerBackend:
                 return self._result(
                     "error", 0.0, error=ErrorInfo(type="SandboxError", message=f"the engine refused the container: {' '.join(str(exc).split())[:300]}")
                 )
-            container.sock.sendall(payload)
+            try:
+                container.sock.settimeout(_START_TIMEOUT)
+                container.sock.sendall(payload)
+            except OSError:
+                pass  # it died at once; _collect reads EOF and asks the engine why
         sent = time.perf_counter()
         try:
             return self._collect(container, limits, sent)
