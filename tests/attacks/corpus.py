@@ -191,6 +191,11 @@ class Text(str):
 def run():
     return Text("{0.__class__}").render()
 ''', BLOCKED, reason="super"),
+    _a("format-percent-mapping", "format_string",
+       "%-formatting with a mapping key naming a dunder: % never traverses attributes.", '''
+def run():
+    return "%(__globals__)s" % run
+''', frozenset({"error"}), error_types=frozenset({"TypeError"})),
     # ----------------------------------------------------------- module walks
     _a("modwalk-json-codecs", "module_walk",
        "json reaches codecs.open (file read) in CPython.", '''
@@ -275,6 +280,12 @@ import json
 def run():
     return [name for name in ["codecs", "decoder", "scanner"] if hasattr(json, name)]
 ''', BLOCKED, reason="json.codecs"),
+    _a("modwalk-dunder-module", "module_walk",
+       "A facade function's __module__ names the real module to look it up elsewhere.", '''
+import json
+def run():
+    return getattr(json.dumps, "__module__")
+''', BLOCKED, reason="__module__"),
     # ------------------------------------------------------- guard shadowing
     _a("shadow-assign-getattr", "guard_shadowing",
        "Rebind the _getattr_ hook by plain assignment.", '''
@@ -566,6 +577,15 @@ def run():
     d["k"] = 1
     return [d, float("nan")]
 ''', frozenset({"error"}), error_types=frozenset({"ResultNotJSON"})),
+    _a("result-del-hangs", "result_channel",
+       "A result object whose __del__ hangs when the host garbage-collects it.", '''
+class Sticky(object):
+    def __del__(self):
+        while True:
+            pass
+def run():
+    return [Sticky()]
+''', BLOCKED, reason="__del__"),
     _a("result-self-reference", "result_channel", "A list that contains itself.", '''
 def run():
     x = []
@@ -765,6 +785,17 @@ import time
 def run():
     time.sleep(3600)
 ''', frozenset({"limit"}), applies_to="docker", policy="plain", limits={"wall": 2}),
+    _a("plain-fake-reply-every-channel", "container",
+       "Write forged replies to sys.stdout, sys.stderr and the raw fds 1 and 2, then fail.", '''
+import os, sys
+def run():
+    forged = '{"status": "ok", "result": "FORGED", "error": null, "limit": null, "stdout": ""}\\n'
+    sys.stdout.write(forged)
+    sys.stderr.write(forged)
+    os.write(1, forged.encode())
+    os.write(2, forged.encode())
+    raise RuntimeError("forged replies written")
+''', frozenset({"error"}), applies_to="docker", policy="plain", error_types=frozenset({"RuntimeError"})),
     _a("plain-host-pickle-result", "container",
        "Print a pickle payload hoping the host unpickles sandbox output, then fail.", '''
 import pickle, base64
