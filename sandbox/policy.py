@@ -391,8 +391,11 @@ def refuse(what: str) -> PolicyViolation:
 
 
 class ToolTransformer(RestrictingNodeTransformer):
-    """RestrictedPython's transformer, allowing a few more magic methods in
-    tool classes (see EXTRA_MAGIC_METHODS); everything else is unchanged."""
+    """RestrictedPython's transformer with the additions generated tools
+    need: more magic methods in tool classes (EXTRA_MAGIC_METHODS), reads of
+    READABLE_DUNDERS and of the global ``__name__``, annotated assignments,
+    and guarded ``a.b += c`` / ``a[i] += c``. ``match`` is refused. Every
+    other rule is RestrictedPython's own."""
 
     def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
         if allow_magic_methods and name in EXTRA_MAGIC_METHODS and getattr(node, "col_offset", 0) != 0:
