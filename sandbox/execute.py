@@ -367,6 +367,8 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
     redirect = contextlib.nullcontext() if restricted else contextlib.redirect_stdout(_CappedStdout())
     with redirect:
         exec(code, ns)
+        if STATE.violation is not None:  # refused while defining, then caught
+            return _violation_reply()
         if snippet_code is None:
             entrypoint = job.get("entrypoint")
             func = ns.get(entrypoint) if type(entrypoint) is str else None
