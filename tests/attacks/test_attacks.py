@@ -3,10 +3,12 @@ every attack is refused or contained and that no canary was touched."""
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,18 @@ class _Listener:
     def __init__(self, port: int) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        # Another suite's canary (or a concurrent run) may hold the port for a
+        # while; wait for it rather than run without the network canary.
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                self.sock.bind(("127.0.0.1", port))
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    self.sock.close()
+                    raise
+                time.sleep(0.5)
         self.sock.listen(8)
         self.sock.settimeout(0.2)
         self.connections: list[tuple[str, int]] = []
