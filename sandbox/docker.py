@@ -321,9 +321,8 @@ class DockerBackend:
         self._threads: list[threading.Thread] = []
         self._fillers = max(1, int(fillers))
         self.reaped = 0
-        if self._connect():
-            self.reaped = self.reap()
-            self._want(Limits())
+        self._has_reaped = False
+        self._connect()
         self._start_threads()
 
     # -- connection -----------------------------------------------------
@@ -342,33 +341,46 @@ class DockerBackend:
         return self._unavailable
 
     def _connect(self) -> bool:
+        """Connect (or reconnect) to the engine and find the image. The first
+        success reaps dead owners' containers and starts the default pool."""
         with self._connect_lock:
             if self._unavailable is None:
                 return True
-            try:
-                import docker
+            if not self._try_connect():
+                return False
+            first = not self._has_reaped
+            self._has_reaped = True
+        if first:
+            self.reaped = self.reap()
+        self._want(Limits())
+        return True
 
-                from .image import find_image, image_tag
+    def _try_connect(self) -> bool:
+        """One attempt: engine ping, then the image (caller holds the lock)."""
+        try:
+            import docker
 
-                if self._client is None:
-                    self._client = docker.from_env(timeout=60, max_pool_size=32)
-                self._client.ping()
-            except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
-                self._client = None
-                self._unavailable = f"no Docker engine answers ({' '.join(str(exc).split())[:200]})"
-                return False
-            try:
-                tag = self._image_override or image_tag()
-                info = find_image(self._client, tag)
-            except Exception as exc:  # noqa: BLE001
-                self._unavailable = f"cannot inspect the sandbox image: {' '.join(str(exc).split())[:200]}"
-                return False
-            if info is None:
-                self._unavailable = f"the sandbox image {tag} is missing: run `toolcrib image build --offline` (or `toolcrib image build`)"
-                return False
-            self._image, self._image_id = tag, info.get("Id")
-            self._unavailable = None
-            return True
+            from .image import find_image, image_tag
+
+            if self._client is None:
+                self._client = docker.from_env(timeout=60, max_pool_size=32)
+            self._client.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+            self._client = None
+            self._unavailable = f"no Docker engine answers ({' '.join(str(exc).split())[:200]})"
+            return False
+        try:
+            tag = self._image_override or image_tag()
+            info = find_image(self._client, tag)
+        except Exception as exc:  # noqa: BLE001
+            self._unavailable = f"cannot inspect the sandbox image: {' '.join(str(exc).split())[:200]}"
+            return False
+        if info is None:
+            self._unavailable = f"the sandbox image {tag} is missing: run `toolcrib image build --offline` (or `toolcrib image build`)"
+            return False
+        self._image, self._image_id = tag, info.get("Id")
+        self._unavailable = None
+        return True
 
     def _lost_engine(self, exc: BaseException) -> None:
         with self._connect_lock:
