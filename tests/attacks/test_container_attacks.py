@@ -277,14 +277,30 @@ def test_process_and_thread_bombs(dock: DockerBackend) -> None:
     assert (threads.status, threads.limit) == ("limit", "pids"), threads
 
 
+def _bind_when_free(port: int, patience: float = 120.0) -> socket.socket:
+    """A listener on 127.0.0.1:port. The general attack corpus uses the same
+    canary port; when another test session on this machine holds it, wait."""
+    deadline = time.monotonic() + patience
+    while True:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("127.0.0.1", port))
+        except OSError:
+            listener.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
+        listener.listen(8)
+        return listener
+
+
 def test_no_network_to_host_loopback_or_bridge_gateway(dock: DockerBackend) -> None:
     client = dock._client
     subnet = client.api.inspect_network("bridge")["IPAM"]["Config"][0]
     gateway = subnet.get("Gateway") or subnet["Subnet"].split("/")[0].rsplit(".", 1)[0] + ".1"
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", HOST_PORT))
-    listener.listen(8)
+    listener = _bind_when_free(HOST_PORT)
     listener.settimeout(0.2)
     connections: list[object] = []
     stop = threading.Event()
