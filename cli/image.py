@@ -76,6 +76,19 @@ def status_command(json_output: bool) -> None:
         sys.exit(_EXIT_UNAVAILABLE)
 
 
+@image_group.command("prune")
+@click.option("json_output", "--json", is_flag=True, help="Output JSON.")
+def prune_command(json_output: bool) -> None:
+    """Remove sandbox images built for other harness versions (not in use)."""
+    from ..sandbox.image import ImageBuildError, prune_images
+
+    try:
+        removed = prune_images()
+    except ImageBuildError as exc:
+        raise SandboxUnavailableError(str(exc)) from None
+    _emit({"removed": removed}, json_output, "\n".join(removed) or "nothing to prune")
+
+
 @click.command("doctor")
 @click.option("--no-probe", is_flag=True, help="Skip running a probe container.")
 @click.option("json_output", "--json", is_flag=True, help="Output JSON.")

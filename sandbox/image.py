@@ -50,6 +50,7 @@ __all__ = [
     "find_image",
     "image_status",
     "image_tag",
+    "prune_images",
 ]
 
 IMAGE_REPOSITORY = "toolcrib-sandbox"
@@ -333,6 +334,33 @@ def build_image(
     if find_image(client, tag) is None:
         raise ImageBuildError(f"the engine did not record {tag} after the build")
     return image_status(client, tag)
+
+
+def prune_images(client: Any | None = None, keep: str | None = None) -> list[str]:
+    """Untag sandbox images other than `keep` (default: this install's tag).
+
+    Images any container still uses (e.g. another process's warm pool) are
+    left alone; the cached offline base is kept. Returns the tags removed. Raises
+    `ImageBuildError` when no engine answers.
+    """
+    import docker.errors
+
+    client = client or connect(timeout=60)
+    keep = keep or image_tag()
+    removed = []
+    # A live backend (another process, an older install) keeps warm
+    # containers created by tag: leave the tags in use alone.
+    in_use = {c.get("Image") for c in client.api.containers(all=True)}
+    for info in client.api.images(name=IMAGE_REPOSITORY):
+        for tag in info.get("RepoTags") or []:
+            if tag == keep or tag in in_use or not tag.startswith(f"{IMAGE_REPOSITORY}:"):
+                continue
+            try:
+                client.api.remove_image(tag)
+                removed.append(tag)
+            except docker.errors.APIError:
+                continue
+    return removed
 
 
 def image_status(client: Any | None = None, tag: str | None = None) -> dict[str, Any]:

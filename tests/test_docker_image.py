@@ -114,3 +114,16 @@ def test_cli_without_engine_exits_6(monkeypatch: pytest.MonkeyPatch) -> None:
     assert doctor.exit_code == 6
     report = json.loads(doctor.stdout)
     assert report["ok"] is False and report["checks"][0]["name"] == "engine reachable"
+
+
+@pytest.mark.docker
+def test_prune_removes_other_harness_tags_only(docker_image: str) -> None:
+    client = image.connect()
+    stale = f"{image.IMAGE_REPOSITORY}:0000000000000000"
+    client.api.tag(docker_image, image.IMAGE_REPOSITORY, "0000000000000000")
+    assert image.find_image(client, stale) is not None
+    result = CliRunner().invoke(image_group, ["prune", "--json"])
+    assert result.exit_code == 0, result.output
+    assert stale in json.loads(result.stdout)["removed"]
+    assert image.find_image(client, stale) is None
+    assert image.find_image(client, docker_image) is not None
