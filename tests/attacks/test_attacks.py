@@ -110,6 +110,9 @@ def canaries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Canaries]:
     finally:
         listener.close()
         os.environ.pop(SECRET_ENV, None)
+        # Leave no warm pools or zygotes behind that saw the canary variable
+        # (and none that other suites would count as theirs).
+        close_backends()
 
 
 def _job(attack: Attack, canaries: Canaries) -> Job:
