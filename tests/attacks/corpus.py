@@ -500,6 +500,24 @@ import socket
 s = socket.create_connection(("127.0.0.1", @CANARY_PORT@), timeout=1)
 ans = "connected"
 ''', BLOCKED, mode="snippet"),
+    _a("snippet-lambda-globals", "guard_shadowing",
+       "The caller snippet passes the tool a lambda that reads a function's __globals__.", '''
+ans = apply(lambda f: f.__globals__, [total])
+''', BLOCKED, mode="snippet", reason="__globals__"),
+    _a("snippet-getattr-from-data", "module_walk",
+       "The snippet hides the private name in data and calls getattr through the tool.", '''
+names = ["__glo" + "bals__"]
+ans = apply(lambda n: getattr(total, n), names)
+''', BLOCKED, mode="snippet", reason="__globals__"),
+    _a("snippet-format-traversal", "format_string",
+       "Format-string traversal from the caller snippet.", '''
+template = "{0.__globals__[total]}"
+ans = template.format(total)
+''', BLOCKED, mode="snippet", reason="__globals__"),
+    _a("snippet-result-bomb", "result_channel",
+       "The snippet builds an answer far beyond the output cap.", '''
+ans = apply(lambda x: "y" * (8 * 1024 * 1024), [1, 2, 3])
+''', frozenset({"limit"}), mode="snippet"),
     _a("import-gc-objects", "imports", "gc.get_objects() to find host dictionaries holding __builtins__.", '''
 import gc
 def run():
