@@ -45,7 +45,15 @@ def image_group() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even if the image for this harness is present.")
 @click.option("json_output", "--json", is_flag=True, help="Output JSON.")
 def build_command(offline: bool, force: bool, json_output: bool) -> None:
-    """Build the sandbox image (tagged by a hash of the harness and policy)."""
+    """Build the sandbox image (tagged by a hash of the harness and policy).
+
+    Does nothing when the image for this harness is already present.
+
+    \b
+    Examples:
+        toolcrib image build --offline
+        toolcrib image build --json
+    """
     from ..sandbox.image import ImageBuildError, build_image
 
     try:
@@ -58,7 +66,15 @@ def build_command(offline: bool, force: bool, json_output: bool) -> None:
 @image_group.command("status")
 @click.option("json_output", "--json", is_flag=True, help="Output JSON.")
 def status_command(json_output: bool) -> None:
-    """Show whether the engine answers and the sandbox image is present."""
+    """Show whether the engine answers and the sandbox image is present.
+
+    Exit 6 when there is no engine or the image is missing.
+
+    \b
+    Examples:
+        toolcrib image status
+        toolcrib image status --json
+    """
     from ..sandbox.image import image_status
 
     status = image_status()
@@ -79,7 +95,13 @@ def status_command(json_output: bool) -> None:
 @image_group.command("prune")
 @click.option("json_output", "--json", is_flag=True, help="Output JSON.")
 def prune_command(json_output: bool) -> None:
-    """Remove sandbox images built for other harness versions (not in use)."""
+    """Remove sandbox images built for other harness versions (not in use).
+
+    \b
+    Examples:
+        toolcrib image prune
+        toolcrib image prune --json
+    """
     from ..sandbox.image import ImageBuildError, prune_images
 
     try:
@@ -94,7 +116,14 @@ def prune_command(json_output: bool) -> None:
 @click.option("json_output", "--json", is_flag=True, help="Output JSON.")
 def doctor_command(no_probe: bool, json_output: bool) -> None:
     """Check the sandboxes: engine, image, limits really applied inside a
-    container, and the restricted backend. Exit 6 when a check fails."""
+    container, and the restricted backend. Exit 6 when a check fails.
+
+    \b
+    Examples:
+        toolcrib doctor
+        toolcrib doctor --json
+        toolcrib doctor --no-probe
+    """
     from ..sandbox.image import doctor
 
     report = doctor(probe=not no_probe)

@@ -121,6 +121,11 @@ def _run(job: dict[str, Any], out_fd: int) -> bytes:
         os.close(read_fd)
         _child(job, write_fd, out_fd)
     os.close(write_fd)
+    try:
+        # Also set here (as the child does) so killpg below cannot miss it.
+        os.setpgid(pid, pid)
+    except OSError:
+        pass
 
     def on_alarm(signum: int, frame: object) -> None:
         raise _WallClock()
@@ -138,16 +143,20 @@ def _run(job: dict[str, Any], out_fd: int) -> bytes:
             else:
                 body = _read_exact(read_fd, size)
                 data = body if len(body) == size else None
-        _, status = os.waitpid(pid, 0)
+        if data is None:
+            # No (whole) reply: the child died; its status says why.
+            _, status = os.waitpid(pid, 0)
     except _WallClock:
         data = reply_bytes("limit", limit="wall")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     # The tool's own forks and threads die with its process group.
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
+    kills = (os.killpg,) if status is not None else (os.killpg, os.kill)
+    for kill in kills:
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     if status is None:
         try:
             _, status = os.waitpid(pid, 0)
