@@ -375,6 +375,11 @@ class Fake(object):
 def run():
     return getattr(Fake(), "format")
 ''', BLOCKED, reason="__class__"),
+    _a("builtins-fullwidth-dunder", "builtins_recovery",
+       "Fullwidth letters in a dunder name (NFKC-normalised by the parser), hoping a filter sees no match.", '''
+def run():
+    return ().__\uff43\uff4c\uff41\uff53\uff53__
+''', BLOCKED, reason="__class__"),
     _a("builtins-type-mro", "builtins_recovery",
        "type(x).mro() to reach object and then its subclasses.", '''
 def run():
