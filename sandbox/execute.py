@@ -2,10 +2,11 @@
 
 The caller (the zygote's forked child, or the Docker harness) has already
 isolated this process; this module applies the policy inside it:
-RestrictedPython compilation with the `policy` guards and `facades` imports
-(``restricted=True``), or plain ``compile``/``exec`` (``restricted=False``,
-Docker plain mode). Either way the result is turned into JSON here, by exact
-type, under depth and size caps: the host only ever receives bytes.
+RestrictedPython compilation (`transform`) with the run-time guards
+(`guards`, `toolbuiltins`) and `facades` for imports (``restricted=True``),
+or plain ``compile``/``exec`` (``restricted=False``, Docker plain mode).
+Either way the result is turned into JSON here (`results`), by exact type,
+under depth and size caps: the host only ever receives bytes.
 
 Reply (UTF-8 JSON object, at most ``job["limits"]["output"]`` KiB):
     {"status": "ok"|"error"|"blocked"|"limit",
@@ -22,35 +23,23 @@ from __future__ import annotations
 import ast
 import builtins
 import codecs
-import collections
 import contextlib
 import datetime
 import json
-import math
 from typing import Any
 
 from RestrictedPython import compile_restricted_exec
 
 from .facades import guarded_import, reset_for_call
-from .policy import (
-    ALLOWED_BUILTINS,
-    ALLOWED_EXCEPTIONS,
-    STATE,
-    TOOL_FILENAMES,
-    OutputLimit,
-    PolicyViolation,
-    ToolTransformer,
-    build_builtins,
-    guard_hooks,
-)
+from .guards import STATE, OutputLimit, PolicyViolation
+from .policy import ALLOWED_BUILTINS, ALLOWED_EXCEPTIONS, TOOL_FILENAMES
+from .results import ResultNotJSON, to_json
+from .toolbuiltins import build_builtins, guard_hooks
+from .transform import ToolTransformer
 
-__all__ = ["MAX_RESULT_DEPTH", "ResultNotJSON", "run_job", "to_json", "warm"]
+__all__ = ["run_job", "warm"]
 
-MAX_RESULT_DEPTH = 64
 MAX_MESSAGE_CHARS = 2000
-# Beyond CPython's int->str digit limit (4300 digits ~ 14 300 bits) json.dumps
-# would raise; refuse such ints up front with a clear message.
-_MAX_INT_BITS = 14_000
 _LIMIT_STDOUT_CHARS = 4096
 
 _BUILTINS = build_builtins(guarded_import)
@@ -59,10 +48,6 @@ _OFFERED_NAMES = frozenset(ALLOWED_BUILTINS) | frozenset(ALLOWED_EXCEPTIONS)
 # Real builtins a tool might reach for that the sandbox does not offer; using
 # one is a refusal (blocked), not an ordinary NameError.
 _WITHHELD_BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_")) - _OFFERED_NAMES
-
-
-class ResultNotJSON(Exception):
-    """The tool's result cannot be represented as JSON."""
 
 
 def _reply(status: str, result: Any = None, error: dict[str, Any] | None = None,
@@ -81,118 +66,6 @@ def _encode(reply: dict[str, Any]) -> bytes:
 
 # Built now: under memory exhaustion there may be no room to build it later.
 _MEMORY_REPLY = _encode(_reply("limit", error=_error("MemoryError", "the tool ran out of memory"), limit="memory"))
-
-
-# ---------------------------------------------------------------------------
-# Result conversion
-# ---------------------------------------------------------------------------
-
-
-class _Budget:
-    """Approximate encoded size, so a huge result fails fast instead of being
-    built twice (once as data, once as JSON) before the cap applies."""
-
-    __slots__ = ("left",)
-
-    def __init__(self, cap: int) -> None:
-        self.left = cap
-
-    def charge(self, size: int) -> None:
-        self.left -= size
-        if self.left < 0:
-            raise OutputLimit("the result exceeds the output limit")
-
-
-def _sort_key_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=True)
-
-
-def _convert(value: Any, depth: int, active: set[int], budget: _Budget) -> Any:
-    kind = type(value)
-    if value is None or kind is bool:
-        budget.charge(5)
-        return value
-    if kind is str:
-        budget.charge(len(value) + 2)
-        return value
-    if kind is int:
-        if value.bit_length() > _MAX_INT_BITS:
-            raise ResultNotJSON("result is not JSON: int too large")
-        budget.charge(8)
-        return value
-    if kind is float:
-        if not math.isfinite(value):
-            raise ResultNotJSON(f"result is not JSON: float {value!r}")
-        budget.charge(24)
-        return value
-    # Subclasses of builtins are read through the base type's own C methods,
-    # called unbound, so no method the tool defined runs here.
-    if isinstance(value, str):
-        return _convert(str.__str__(value), depth, active, budget)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _convert(int.__int__(value), depth, active, budget)
-    if isinstance(value, float):
-        return _convert(float.__float__(value), depth, active, budget)
-
-    if isinstance(value, dict):
-        items: Any = dict.items(value)
-    elif isinstance(value, (list, tuple, set, frozenset)) or kind is collections.deque:
-        items = None
-    else:
-        raise ResultNotJSON(f"result is not JSON: {kind.__name__}")
-
-    if depth >= MAX_RESULT_DEPTH:
-        raise ResultNotJSON(f"result is not JSON: nested deeper than {MAX_RESULT_DEPTH} levels")
-    ident = id(value)
-    if ident in active:
-        raise ResultNotJSON("result is not JSON: it contains a reference cycle")
-    active.add(ident)
-    budget.charge(2)
-    try:
-        if items is not None:
-            out: dict[str, Any] = {}
-            for key, item in items:
-                if type(key) is not str:
-                    if not isinstance(key, str):
-                        raise ResultNotJSON(f"result is not JSON: dict key of type {type(key).__name__}")
-                    key = str.__str__(key)
-                budget.charge(len(key) + 3)
-                out[key] = _convert(item, depth + 1, active, budget)
-            return out
-        if isinstance(value, list):
-            members = list.__iter__(value)
-        elif isinstance(value, tuple):
-            members = tuple.__iter__(value)
-        elif isinstance(value, set):
-            members = set.__iter__(value)
-        elif isinstance(value, frozenset):
-            members = frozenset.__iter__(value)
-        else:
-            members = kind.__iter__(value)  # exact collections.deque: a C iterator
-        converted = []
-        for item in members:
-            budget.charge(1)
-            converted.append(_convert(item, depth + 1, active, budget))
-        if isinstance(value, (set, frozenset)):
-            converted = _sorted_set(converted)
-        return converted
-    finally:
-        active.discard(ident)
-
-
-def _sorted_set(members: list[Any]) -> list[Any]:
-    """Sets have no order; sort them so results are reproducible."""
-    if all(type(m) is str for m in members) or all(type(m) in (int, float) for m in members):
-        return sorted(members)
-    return sorted(members, key=_sort_key_json)
-
-
-def to_json(value: Any, cap: int) -> Any:
-    """The tool's value as plain JSON data (dict/list/str/int/float/bool/None).
-
-    Raises ResultNotJSON for anything else and OutputLimit beyond ``cap``
-    (approximate encoded bytes)."""
-    return _convert(value, 0, set(), _Budget(cap))
 
 
 # ---------------------------------------------------------------------------

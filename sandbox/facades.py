@@ -10,7 +10,7 @@ does not hold is a refusal, not an AttributeError: it is how module walks start.
 Everything is built once at import time (the zygote imports this before it
 forks), so a forked child never imports anything.
 
-Imports only the standard library and its sibling ``policy``.
+Imports only the standard library and its siblings ``policy`` and ``guards``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ import string
 import sys
 from typing import Any
 
-from .policy import ALLOWED_MODULES, ModuleRule, is_tool_class, refuse, register_safe_types
+from .guards import is_tool_class, refuse, register_safe_types
+from .policy import ALLOWED_MODULES, ModuleRule
 
 __all__ = ["FACADES", "Facade", "allowed_module_names", "guarded_import", "reset_for_call"]
 

@@ -13,8 +13,9 @@ import pytest
 
 from attacks.child import call_in_child, run_in_child
 from toolcrib.sandbox import Job, execute
-from toolcrib.sandbox.execute import MAX_RESULT_DEPTH, ResultNotJSON, run_job, to_json
-from toolcrib.sandbox.policy import OutputLimit
+from toolcrib.sandbox.execute import run_job
+from toolcrib.sandbox.guards import OutputLimit
+from toolcrib.sandbox.results import MAX_RESULT_DEPTH, ResultNotJSON, to_json
 
 REPLY_KEYS = {"status", "result", "error", "limit", "stdout"}
 

@@ -12,7 +12,8 @@ import pytest
 from attacks.child import run_in_child
 from toolcrib.sandbox import execute
 from toolcrib.sandbox.facades import FACADES, Facade, guarded_import
-from toolcrib.sandbox.policy import ALLOWED_MODULES, STATE, PolicyViolation, guarded_getattr
+from toolcrib.sandbox.guards import STATE, PolicyViolation, guarded_getattr
+from toolcrib.sandbox.policy import ALLOWED_MODULES
 
 
 @pytest.fixture(autouse=True)

@@ -11,21 +11,10 @@ from typing import Any
 import pytest
 
 from attacks.child import run_in_child
-from toolcrib.sandbox import execute, policy
-from toolcrib.sandbox.policy import (
-    ALLOWED_BUILTINS,
-    ALLOWED_EXCEPTIONS,
-    ALLOWED_MODULES,
-    POLICY,
-    REFUSED_CONSTRUCTS,
-    STATE,
-    PolicyViolation,
-    build_builtins,
-    guarded_getattr,
-    guarded_hasattr,
-    inplacevar,
-    write_guard,
-)
+from toolcrib.sandbox import execute, guards
+from toolcrib.sandbox.guards import STATE, PolicyViolation, guarded_getattr, guarded_hasattr, inplacevar, write_guard
+from toolcrib.sandbox.policy import ALLOWED_BUILTINS, ALLOWED_EXCEPTIONS, ALLOWED_MODULES, POLICY, REFUSED_CONSTRUCTS
+from toolcrib.sandbox.toolbuiltins import build_builtins
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "security.md"
 
@@ -171,7 +160,7 @@ def test_regex_scanner_is_refused_but_patterns_work() -> None:
 def test_write_guard_allows_containers_and_tool_objects() -> None:
     d: dict = {}
     assert write_guard(d) is d and write_guard([]) == []
-    cls = policy.tool_metaclass("Point", (object,), {"__module__": "tool", "__qualname__": "Point"})
+    cls = guards.tool_metaclass("Point", (object,), {"__module__": "tool", "__qualname__": "Point"})
     point = cls()
     assert write_guard(point) is point and write_guard(cls) is cls
 
