@@ -319,7 +319,14 @@ class RestrictedBackend:
     def run(self, job: Job) -> Result:
         """Run one job in a fresh child; every outcome is a Result."""
         started = time.perf_counter()
-        fields = self._run(job)
+        try:
+            fields = self._run(job)
+        except (TypeError, ValueError) as exc:
+            # Only the job's own data can fail to encode (e.g. a set in args).
+            fields = _error("InvalidJob", f"the job cannot be sent as JSON: {exc}")
+        except OSError as exc:
+            # Out of descriptors or similar on the host side.
+            fields = _unavailable(f"cannot reach the zygote: {exc}")
         return Result(backend=self.name, duration_ms=(time.perf_counter() - started) * 1000, **fields)
 
     def _run(self, job: Job) -> dict[str, Any]:

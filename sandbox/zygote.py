@@ -54,6 +54,7 @@ import struct
 import sys
 import time
 import types
+from typing import Callable
 
 __all__ = [
     "CALL_UID_BASE",
@@ -80,6 +81,8 @@ HEADER_MAX: int = 4096  # largest control header
 TRAILER_MAX: int = 4096  # largest trailer the host accepts
 OUTPUT_SLACK: int = 4096  # bytes the host reads past the output cap before giving up on the call
 NOFILE_LIMIT: int = 16  # descriptors a child may have open
+
+RunJob = Callable[..., bytes]  # execute.run_job(job, *, restricted) -> reply bytes
 
 _PKG = "_toolcrib_sandbox"
 _LEN = struct.Struct(">I")
@@ -253,7 +256,7 @@ _WARM_JOB = {
 }
 
 
-def _spare_main(control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_job) -> None:
+def _spare_main(control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_job: RunJob) -> None:
     """A forked spare: lock down, warm up, take one call, run it, reply, exit.
     Never returns."""
     try:
@@ -325,7 +328,7 @@ _GONE = select.EPOLLHUP | select.EPOLLRDHUP | select.EPOLLERR
 
 
 class _Zygote:
-    def __init__(self, control: socket.socket, run_job, spares: int) -> None:
+    def __init__(self, control: socket.socket, run_job: RunJob, spares: int) -> None:
         self.control = control
         self.run_job = run_job
         self.target_spares = max(1, spares)
@@ -464,7 +467,7 @@ class _Zygote:
 # --------------------------------------------------------------------------- start-up
 
 
-def _load_run_job():
+def _load_run_job() -> RunJob:
     """Import this directory's `execute` as a private package (not `toolcrib`)."""
     here = os.path.dirname(ZYGOTE_PATH)
     package = types.ModuleType(_PKG)

@@ -598,3 +598,9 @@ def test_zygote_exits_when_the_host_dies(tmp_path: Path) -> None:
     assert wait_gone(zygote)
     for pid in children:
         assert wait_gone(pid), pid
+
+
+def test_a_job_that_cannot_be_encoded_is_an_error_not_an_exception(rb: RestrictedBackend) -> None:
+    r = rb.run(Job(source="def f(x):\n    return 1\n", entrypoint="f", args={"x": object()}))
+    assert r.status == "error", r
+    assert r.error is not None and r.error.type == "InvalidJob"
