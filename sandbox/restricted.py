@@ -1,11 +1,14 @@
 """The restricted backend, host side: talks to the zygote (`zygote.py`),
-which forks one fresh, OS-limited child per call that runs the job under the
-RestrictedPython policy (`execute.py`).
+which forks fresh, OS-limited children, one per call, that run the job under
+the RestrictedPython policy (`execute.py`). See docs/sandbox-restricted.md.
 
-The host never runs tool code and never holds an object the sandbox made: it
-reads a bounded number of bytes, ``json.loads`` them, checks their shape and
-builds a `Result`. How the child died (signal, who killed it) comes from the
-zygote, which reaps it, and is mapped to a status here.
+Per call the host sends one control message carrying two new sockets: the
+child reads the job from and writes its reply to the *call* socket; the
+zygote writes how the child ended to the *status* socket. The host never runs
+tool code and never holds an object the sandbox made: it reads a bounded
+number of bytes, ``json.loads`` them, checks their shape and builds a
+`Result`. A complete reply settles the call; otherwise the zygote's trailer
+(signal, who killed the child and why, CPU used) is mapped to a status here.
 """
 
 from __future__ import annotations
