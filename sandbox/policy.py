@@ -13,6 +13,8 @@ into the Docker image next to ``execute.py``).
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
@@ -199,8 +201,10 @@ ALLOWED_MODULES: dict[str, ModuleRule] = {
 }
 
 REFUSED_CONSTRUCTS: dict[str, str] = {
-    "names starting with _": "private and dunder names (variables, attributes, arguments, imports) "
-    "reach interpreter internals and the guard hooks themselves",
+    "attributes starting with _": "private and dunder attributes reach interpreter internals "
+    "(only READABLE_DUNDERS are read, through the guard)",
+    "dunder names, names ending with _, _print, _tmp<N>": "the guard hooks (_getattr_, _write_, ...), "
+    "RestrictedPython's print collector and temporaries; binding them would replace a guard",
     "frame, code and generator attributes": "gi_frame, f_back, tb_frame, cr_frame, ag_frame, f_globals... "
     "walk up to the host's frames and builtins",
     "import of a module not in the allowlist": "os, sys, subprocess, socket, importlib, ... "
@@ -247,6 +251,20 @@ BLOCKED_ATTRIBUTES: frozenset[str] = frozenset(INSPECT_ATTRIBUTES) | frozenset({
 # __init__ on super() or a class, for super().__init__(...) and
 # Base.__init__(self, ...).
 READABLE_DUNDERS: frozenset[str] = frozenset({"__name__", "__qualname__", "__init__"})
+
+# Generated tools name their helpers `_helper` and `_CACHE`, and RestrictedPython
+# refuses every such name. A *plain name* with one leading underscore is safe as
+# long as it cannot be one of the names the compiler and the guards rely on:
+# every hook ends with "_" (`_getattr_`), dunders start with "__", the print
+# collector is `_print` and the compiler's temporaries are `_tmp<N>`.
+# Attributes (`obj._x`) stay refused: they reach library and interpreter internals.
+_HELPER_NAME = re.compile(r"_[A-Za-z0-9](?:[A-Za-z0-9_]*[A-Za-z0-9])?")
+_COMPILER_NAMES = re.compile(r"_print|_tmp[0-9]+")
+
+
+def is_helper_name(name: str) -> bool:
+    """True for a plain single-underscore name a tool may bind and read."""
+    return _HELPER_NAME.fullmatch(name) is not None and _COMPILER_NAMES.fullmatch(name) is None
 
 TOOL_FILENAMES: tuple[str, ...] = ("<tool>", "<snippet>")
 

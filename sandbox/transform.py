@@ -11,7 +11,7 @@ from typing import Any
 
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
-from .policy import EXTRA_MAGIC_METHODS, READABLE_DUNDERS
+from .policy import EXTRA_MAGIC_METHODS, READABLE_DUNDERS, is_helper_name
 
 __all__ = ["ToolTransformer"]
 
@@ -19,7 +19,7 @@ __all__ = ["ToolTransformer"]
 
 class ToolTransformer(RestrictingNodeTransformer):
     """RestrictedPython's transformer with the additions generated tools
-    need: more magic methods in tool classes (EXTRA_MAGIC_METHODS), reads of
+    need: single-underscore helper names (`policy.is_helper_name`), more magic methods in tool classes (EXTRA_MAGIC_METHODS), reads of
     READABLE_DUNDERS and of the global ``__name__``, annotated assignments,
     and guarded ``a.b += c`` / ``a[i] += c``. ``match`` is refused. Every
     other rule is RestrictedPython's own."""
@@ -27,7 +27,23 @@ class ToolTransformer(RestrictingNodeTransformer):
     def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
         if allow_magic_methods and name in EXTRA_MAGIC_METHODS and getattr(node, "col_offset", 0) != 0:
             return
+        if name is not None and is_helper_name(name):
+            return
         super().check_name(node, name, allow_magic_methods)
+
+    def check_import_names(self, node: ast.ImportFrom | ast.Import) -> ast.AST:
+        # RestrictedPython checks only the names an import *binds*, so
+        # `from _strptime import locale` compiles, and the import hook serves
+        # `_strptime` to library C code (see facades). Any private component
+        # in the module path or the imported names is refused here.
+        module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+        dotted_names = [alias.name for alias in node.names]
+        if module != "__future__":
+            dotted_names.insert(0, module)
+        for dotted in dotted_names:
+            if any(part.startswith("_") for part in dotted.split(".")):
+                self.error(node, f'import of "{dotted}" is not allowed (names starting with "_" are private)')
+        return super().check_import_names(node)
 
     def visit_Name(self, node: ast.Name) -> Any:
         # Reading __name__ ("tool") lets `if __name__ == "__main__":` blocks,

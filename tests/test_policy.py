@@ -437,3 +437,36 @@ def test_readable_dunders_stay_narrow() -> None:
         guarded_getattr("text", "__init__")
     assert "__init__" in blocked("def run():\n    d = {}\n    d.__init__(a=1)\n    return d\n")
     assert "__name__" in blocked("class A(object):\n    pass\ndef run():\n    A.__name__ = 'B'\n")
+
+
+# ------------------------------------------------- single-underscore helpers
+
+
+def test_single_underscore_helper_names_work() -> None:
+    source = '''
+_CACHE = {}
+def _position(index, count):
+    return index - 1 if index > 0 else count + index
+def run(n):
+    _CACHE["last"] = _position(n, 5)
+    _total = sum(_CACHE.values())
+    return [_total, [_x * 2 for _x in range(2)]]
+'''
+    assert ok(source, n=-1) == [4, [0, 2]]
+
+
+@pytest.mark.parametrize("name", ["_print", "_tmp0", "_tmp12", "_getattr_", "_write_", "__builtins__", "__x", "_x_"])
+def test_names_the_compiler_and_guards_rely_on_stay_refused(name: str) -> None:
+    assert name in blocked(f"def run():\n    {name} = 1\n    return 1\n")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["import _strptime", "from _strptime import locale", "from json import _default_decoder", "import collections._x"],
+)
+def test_private_import_paths_are_refused(statement: str) -> None:
+    assert "import of" in blocked(f"{statement}\ndef run():\n    return 1\n")
+
+
+def test_future_import_still_compiles() -> None:
+    assert ok("from __future__ import annotations\ndef run(n):\n    return n\n", n=3) == 3

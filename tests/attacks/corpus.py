@@ -475,6 +475,42 @@ from os import *
 def run():
     return 1
 ''', BLOCKED),
+    _a("import-private-from", "imports",
+       "from _strptime import locale: the import hook serves _strptime to library C code, and "
+       "RestrictedPython checks only the bound names; locale.sys reaches os.", '''
+from _strptime import locale
+def run():
+    return locale.sys.modules["os"].listdir("/")
+''', BLOCKED, reason="import of \"_strptime\""),
+    _a("import-private-module", "imports", "import _strptime binds the real library helper module.", '''
+import _strptime
+def run():
+    return str(_strptime.locale)
+''', BLOCKED, reason="import of \"_strptime\""),
+    _a("import-private-submodule-name", "imports", "A private component inside a dotted import path.", '''
+from json import _default_decoder
+def run():
+    return str(_default_decoder)
+''', BLOCKED, reason="import of"),
+    _a("helper-name-rebinds-print-collector", "guard_shadowing",
+       "Single-underscore helper names are allowed, but not _print, the collector RestrictedPython calls "
+       "attributes on without a guard.", '''
+class Evil:
+    def _call_print(self, *args):
+        return 1
+def run():
+    _print = Evil()
+    print("hi")
+    return 1
+''', BLOCKED, reason="_print"),
+    _a("helper-name-rebinds-temporary", "guard_shadowing",
+       "The compiler's temporaries (_tmp<N>) hold write-guarded objects; tool code may not bind them.", '''
+def run():
+    _tmp0 = {}
+    d = {"a": 1}
+    d["a"] += 1
+    return _tmp0
+''', BLOCKED, reason="_tmp0"),
     _a("import-relative", "imports", "Relative import reaching the sandbox package itself.", '''
 from . import execute
 def run():
