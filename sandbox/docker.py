@@ -563,26 +563,32 @@ class DockerBackend:
                     "error", 0.0, error=ErrorInfo(type="SandboxError", message=f"the engine refused the container: {' '.join(str(exc).split())[:300]}")
                 )
             try:
+                # On demand: the job goes out once the harness is ready, so
+                # start-up is never on the tool's clock (here or inside).
+                if not container.wait_ready(time.monotonic() + _START_TIMEOUT):
+                    return self._not_started(container)
                 container.sock.settimeout(_START_TIMEOUT)
                 container.sock.sendall(payload)
             except OSError:
                 pass  # it died at once; _collect reads EOF and asks the engine why
+            except BaseException:
+                self._trash.put(container)
+                raise
         sent = time.perf_counter()
         try:
             return self._collect(container, limits, sent)
         finally:
             self._trash.put(container)
 
+    def _not_started(self, container: _Container) -> Result:
+        oom = self._oom_killed(container)
+        self._trash.put(container)
+        if oom:
+            return self._result("limit", 0.0, limit="memory")
+        return self._result("error", 0.0, error=ErrorInfo(type="SandboxError", message="the sandbox container did not start"))
+
     def _collect(self, container: _Container, limits: Limits, sent: float) -> Result:
         deadline = time.monotonic() + limits.wall + GRACE_SECONDS
-        if not container.ready:
-            # An on-demand container: its start-up is not on the tool's clock.
-            if not container.wait_ready(time.monotonic() + _START_TIMEOUT):
-                if self._oom_killed(container):
-                    return self._result("limit", 0.0, limit="memory")
-                self._kill(container)
-                return self._result("error", 0.0, error=ErrorInfo(type="SandboxError", message="the sandbox container did not start"))
-            deadline, sent = time.monotonic() + limits.wall + GRACE_SECONDS, time.perf_counter()
         container.reader.cap = limits.output * 1024 + _REPLY_SLACK
         outcome, line = container.reader.read_line(deadline)
         elapsed = (time.perf_counter() - sent) * 1000

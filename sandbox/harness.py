@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import struct
 import sys
+import time
 from typing import Any
 
 __all__ = ["MAX_JOB_BYTES", "READY", "main", "reply_bytes"]
@@ -70,15 +72,43 @@ def _oom_kills() -> int:
     return -1
 
 
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks: list[bytes] = []
-    while n > 0:
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+def _await_reply(read_fd: int, pid: int, cap: int) -> tuple[bytes | None, int | None]:
+    """Read the child's length-prefixed reply, or notice that it died.
+
+    Returns (reply or None, wait status or None). The tool's own forks inherit
+    the pipe, so EOF alone cannot tell that the child is gone: poll its status
+    between reads. A child that died without a whole reply gets a short grace
+    to flush what it wrote.
+    """
+    buf = bytearray()
+    need = _HEADER.size
+    size: int | None = None
+    status: int | None = None
+    died_at: float | None = None
+    while True:
+        ready, _, _ = select.select([read_fd], [], [], 0.02)
+        if ready:
+            chunk = os.read(read_fd, 1 << 20)
+            if not chunk and status is None:
+                _, status = os.waitpid(pid, 0)
+                return None, status
+            buf += chunk
+            if size is None and len(buf) >= need:
+                (size,) = _HEADER.unpack(bytes(buf[:need]))
+                if size > cap:
+                    return reply_bytes("limit", limit="output"), status
+                need += size
+            if size is not None and len(buf) >= need:
+                return bytes(buf[_HEADER.size : need]), status
+            if not chunk:
+                return None, status
+            continue
+        if status is None:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status, died_at = st, time.monotonic()
+        elif died_at is not None and time.monotonic() - died_at > 0.2:
+            return None, status
 
 
 def _child(job: dict[str, Any], write_fd: int, out_fd: int) -> None:
@@ -135,17 +165,7 @@ def _run(job: dict[str, Any], out_fd: int) -> bytes:
     data: bytes | None = None
     status: int | None = None
     try:
-        header = _read_exact(read_fd, _HEADER.size)
-        if len(header) == _HEADER.size:
-            (size,) = _HEADER.unpack(header)
-            if size > cap:
-                data = reply_bytes("limit", limit="output")
-            else:
-                body = _read_exact(read_fd, size)
-                data = body if len(body) == size else None
-        if data is None:
-            # No (whole) reply: the child died; its status says why.
-            _, status = os.waitpid(pid, 0)
+        data, status = _await_reply(read_fd, pid, cap)
     except _WallClock:
         data = reply_bytes("limit", limit="wall")
     finally:

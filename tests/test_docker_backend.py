@@ -22,7 +22,7 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def dock(docker_image: str):
-    backend = DockerBackend(pool_size=2)
+    backend = DockerBackend(pool_size=2, image=docker_image)
     assert backend.unavailable_reason is None, backend.unavailable_reason
     yield backend
     backend.close()
@@ -212,7 +212,8 @@ CALLER = """
 import sys
 from toolcrib.sandbox import Job, Limits
 from toolcrib.sandbox.docker import DockerBackend
-backend = DockerBackend(pool_size=1)
+backend = DockerBackend(pool_size=1, image=sys.argv[1])
+assert backend.unavailable_reason is None, backend.unavailable_reason
 print("ready", flush=True)
 backend.run(Job(source="import time\\ndef f():\\n    time.sleep(120)\\n", entrypoint="f", policy="plain",
                 limits=Limits(wall=120, cpu=100)))
@@ -220,10 +221,10 @@ backend.run(Job(source="import time\\ndef f():\\n    time.sleep(120)\\n", entryp
 
 
 def test_sigkilled_caller_leaves_nothing_after_next_start(docker_image: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", CALLER], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", CALLER, docker_image], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        probe = DockerBackend(pool_size=0)
+        probe = DockerBackend(pool_size=0, image=docker_image)
         client = probe._client
         # Wait until the caller's long call is running in a container of its own.
         deadline = time.monotonic() + 60
@@ -239,7 +240,7 @@ def test_sigkilled_caller_leaves_nothing_after_next_start(docker_image: str) -> 
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         # The next backend start reaps everything the dead caller left.
-        after = DockerBackend(pool_size=0)
+        after = DockerBackend(pool_size=0, image=docker_image)
         try:
             left = labelled(after._client, **{LABEL_PID: str(proc.pid)})
             assert after.reaped >= 1
@@ -265,3 +266,19 @@ def test_limits_the_engine_refuses_are_an_error_not_unavailable(dock: DockerBack
     assert "refused" in r.error.message
     # The engine is fine: the next call works.
     assert dock.run(plain("def f():\n    return 2\n")).result == 2
+
+
+def test_limit_is_named_even_when_the_tool_forked_a_pipe_holder(dock: DockerBackend) -> None:
+    # A background process inherits the reply pipe; the harness must still
+    # see the tool process die (here of SIGXCPU) instead of waiting for EOF.
+    source = """
+    import os, time
+    def f():
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        while True:
+            pass
+    """
+    r = dock.run(plain(source, limits=Limits(cpu=1, wall=15)))
+    assert (r.status, r.limit) == ("limit", "cpu"), r

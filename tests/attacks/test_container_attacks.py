@@ -26,7 +26,7 @@ HOST_PORT = 47999
 
 @pytest.fixture(scope="module")
 def dock(docker_image: str):
-    backend = DockerBackend(pool_size=1)
+    backend = DockerBackend(pool_size=1, image=docker_image)
     assert backend.unavailable_reason is None, backend.unavailable_reason
     yield backend
     backend.close()
@@ -122,7 +122,7 @@ def test_no_setuid_binaries_and_no_new_privileges(dock: DockerBackend) -> None:
 def test_host_environment_secret_is_invisible(dock: DockerBackend, docker_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOOLCRIB_TEST_SECRET", SECRET)
     # A backend started after the secret is in the environment.
-    fresh = DockerBackend(pool_size=0)
+    fresh = DockerBackend(pool_size=0, image=docker_image)
     try:
         r = fresh.run(
             Job(
