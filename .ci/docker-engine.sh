@@ -35,6 +35,23 @@ install_missing() {
     fi
 }
 
+# dockerd needs the cgroup controllers mounted: cgroup v2 (unified) or the
+# v1 per-controller hierarchies. Machines without an init that mounts them
+# (e.g. a bare VM init) get them from cgroupfs-mount.
+ensure_cgroups() {
+    if [ -e /sys/fs/cgroup/cgroup.controllers ] || mountpoint -q /sys/fs/cgroup/memory 2>/dev/null; then
+        return 0
+    fi
+    if ! command -v cgroupfs-mount >/dev/null 2>&1; then
+        say "installing: cgroupfs-mount"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends cgroupfs-mount >&2 \
+            || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends cgroupfs-mount >&2; } \
+            || { say "cannot install cgroupfs-mount"; return 0; }
+    fi
+    say "mounting cgroup hierarchies"
+    cgroupfs-mount >&2 || say "cgroupfs-mount failed; dockerd may not start"
+}
+
 if answers; then
     install_missing
     say "engine already answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
@@ -42,6 +59,7 @@ if answers; then
 fi
 
 install_missing
+ensure_cgroups
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then
     say "starting dockerd (log: $log)"
