@@ -457,9 +457,23 @@ def test_sitecustomize_cannot_poison_later_calls(dock: DockerBackend) -> None:
 def test_harness_killed_by_tool_still_ends_cleanly(dock: DockerBackend) -> None:
     # The tool kills the harness parent: the call fails, nothing hangs, the
     # container ends and the next call is clean.
+    client = dock._client
+
+    def ours() -> set[str]:
+        return {c["Id"] for c in client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]})}
+
+    assert dock.warm()
+    before = ours()
     r = attack(dock, "import os, signal\ndef attack():\n    os.kill(os.getppid(), signal.SIGKILL)\n    import time; time.sleep(30)\n", wall=10)
     assert r.status in ("error", "limit"), r
     nxt = attack(dock, "def attack():\n    return 'clean'\n")
     assert nxt.ok and nxt.result == "clean"
-    mine = dock._client.api.containers(filters={"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]})
-    assert len(mine) <= dock.pool_size * dock.max_pools + 2
+    # Every container those two calls used is gone; only warm ones remain.
+    deadline = time.monotonic() + 30
+    while True:
+        warm = {c.id for pool in dock._ready.values() for c in pool}
+        extra = ours() - before - warm
+        if not extra or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert extra == set()
