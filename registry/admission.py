@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 MAX_SOURCE_BYTES = 256 * 1024
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # always used with fullmatch: "$" would accept a trailing newline
 
 # Info strings of fenced blocks taken as Python; "" is a bare ``` fence.
 _PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3", "{.python}", "ipython"})
@@ -84,7 +84,7 @@ class _Block:
 
 def check_name(name: str) -> str:
     """Return `name` if it is a valid tool name, else raise InvalidInput saying why."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"invalid tool name {name!r}: use 1 to 64 characters from letters, digits, '_' and '-'"
         )

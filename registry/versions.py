@@ -105,7 +105,7 @@ class SemVer:
 
 def parse_version(text: str) -> SemVer:
     """Parse a semantic version; InvalidInput if it is not one."""
-    match = _SEMVER_RE.match(text) if isinstance(text, str) else None
+    match = _SEMVER_RE.fullmatch(text) if isinstance(text, str) else None
     if not match:
         raise InvalidInput(f"invalid version {text!r}: expected MAJOR.MINOR.PATCH[-PRERELEASE], e.g. 1.2.0")
     major, minor, patch, pre = match.groups()
@@ -151,7 +151,7 @@ class Reference:
 
 def parse_reference(ref: str) -> Reference:
     """Parse a reference; InvalidInput naming the accepted forms if malformed."""
-    match = _REF_RE.match(ref) if isinstance(ref, str) else None
+    match = _REF_RE.fullmatch(ref) if isinstance(ref, str) else None
     if not match:
         raise InvalidInput(
             f"invalid reference {ref!r}: expected NAME, NAME@VERSION (e.g. add@1.2.0) "

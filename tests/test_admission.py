@@ -574,3 +574,9 @@ def test_admit_either_admits_or_raises_admission_error(parts: list[str], strip: 
     # Whatever was admitted admits again unchanged, as plain Python.
     again = admit(admitted.source, markdown=False, entrypoint=admitted.entrypoint)
     assert again.source == admitted.source
+
+
+def test_check_name_refuses_a_trailing_newline() -> None:
+    # "$" in a regex matches before a final newline; names must match in full.
+    with pytest.raises(InvalidInput):
+        check_name("tool\n")

@@ -154,3 +154,14 @@ def test_parse_reference_accepts_or_refuses_cleanly(text: str) -> None:
         assert text.startswith(ref.name + "@sha256:") and text.lower().endswith(ref.sha_prefix)
     else:
         assert str(ref) == text
+
+
+@pytest.mark.parametrize("text", ["tool\n", "tool@1.0.0\n", "tool@sha256:abcdef0\n"])
+def test_references_with_a_trailing_newline_are_refused(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_reference(text)
+
+
+def test_versions_with_a_trailing_newline_are_refused() -> None:
+    with pytest.raises(InvalidInput):
+        parse_version("1.0.0\n")
