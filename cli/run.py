@@ -11,7 +11,7 @@ import click
 from ..registry import CallOutcome, Verification
 from ..registry.errors import InvalidInput, exit_code_for_status
 from ..sandbox import BACKEND_NAMES
-from .common import CLIError, echo_json, echo_table, json_option, limit_option, open_registry, parse_key_values, parse_limits, read_text_argument
+from .common import echo_json, echo_table, json_option, limit_option, open_registry, parse_key_values, parse_limits, read_text_argument
 
 __all__ = ["COMMANDS"]
 

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import AdmissionError, InvalidInput
+from .pyast import imported_names
 
 __all__ = [
     "Admitted",
@@ -229,39 +230,11 @@ def _reply_line(line: int | None, segments: list[tuple[int, int]] | None) -> int
 # -- top-level rules ---------------------------------------------------------
 
 
-def _module_statements(body: list[ast.stmt]) -> list[ast.stmt]:
-    """Top-level statements, including those nested in top-level try/if blocks."""
-    out: list[ast.stmt] = []
-    for node in body:
-        out.append(node)
-        if isinstance(node, ast.Try):
-            out += _module_statements(node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body])
-        elif isinstance(node, ast.If):
-            out += _module_statements(node.body + node.orelse)
-    return out
-
-
-def _imported_modules(tree: ast.Module) -> dict[str, str]:
-    """Local name -> qualified name, for the module's top-level imports."""
-    bound: dict[str, str] = {}
-    for node in _module_statements(tree.body):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    bound[alias.asname] = alias.name
-                else:
-                    bound[alias.name.split(".")[0]] = alias.name.split(".")[0]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:
-                bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    return bound
-
-
 class _ConstantChecker:
     """Decides whether an expression only builds a value (no user code runs)."""
 
     def __init__(self, tree: ast.Module) -> None:
-        self.imports = _imported_modules(tree)
+        self.imports = imported_names(tree)
         self.definitions = _top_level_definitions(tree)
         # Every name the module binds itself: `set = ...` shadows the builtin.
         self.user_names = self.definitions | {

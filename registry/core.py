@@ -35,7 +35,6 @@ from .errors import (
     NotFound,
     PolicyRefused,
     SandboxUnavailable,
-    ToolcribError,
 )
 from .migrations import apply_migrations
 from .models import (

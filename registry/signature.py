@@ -24,10 +24,19 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
 from .errors import AdmissionError, ArgumentsError
 from .models import Signature
+from .pyast import imported_names
 
 __all__ = ["bump_kind", "derive_signature", "validate_arguments"]
 
@@ -63,37 +72,11 @@ _TYPING_NAMES = {"Any", "List", "Dict", "Tuple", "Set", "FrozenSet", "Optional",
 # -- reading annotations -------------------------------------------------------
 
 
-def _module_statements(body: list[ast.stmt]) -> list[ast.stmt]:
-    """Top-level statements, including those nested in top-level try/if blocks."""
-    out: list[ast.stmt] = []
-    for node in body:
-        out.append(node)
-        if isinstance(node, ast.Try):
-            out += _module_statements(node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body])
-        elif isinstance(node, ast.If):
-            out += _module_statements(node.body + node.orelse)
-    return out
-
-
-def _imports(tree: ast.Module) -> dict[str, str]:
-    """Local name -> qualified name for the module's top-level imports."""
-    bound: dict[str, str] = {}
-    for node in _module_statements(tree.body):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                local = alias.asname or alias.name.split(".")[0]
-                bound[local] = alias.name if alias.asname else alias.name.split(".")[0]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:
-                bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    return bound
-
-
 class _TypeReader:
     """Maps an annotation's AST to a Python type, noting what it could not read."""
 
     def __init__(self, tree: ast.Module) -> None:
-        self.imports = _imports(tree)
+        self.imports = imported_names(tree)
         self.user_names = {
             n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
         } | {name.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
