@@ -124,7 +124,7 @@ def doctor_command(no_probe: bool, json_output: bool) -> None:
         toolcrib doctor --json
         toolcrib doctor --no-probe
     """
-    from ..sandbox.image import doctor
+    from ..sandbox.doctor import doctor
 
     report = doctor(probe=not no_probe)
     lines = [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in report["checks"]]

@@ -24,7 +24,6 @@ import ast
 import hashlib
 import importlib.metadata
 import io
-import json
 import os
 import re
 import subprocess
@@ -46,7 +45,6 @@ __all__ = [
     "build_image",
     "connect",
     "context_files",
-    "doctor",
     "find_image",
     "image_status",
     "image_tag",
@@ -389,142 +387,3 @@ def image_status(client: Any | None = None, tag: str | None = None) -> dict[str,
             size_mb=round(int(info.get("Size") or 0) / 2**20, 1),
         )
     return status
-
-
-_PROBE = r"""
-import json, os, resource
-out = {}
-st = open("/proc/self/status").read()
-out["uid"] = os.getuid()
-out["no_new_privs"] = "NoNewPrivs:\t1" in st
-out["seccomp_filter"] = "Seccomp:\t2" in st
-out["cap_eff_zero"] = any(l.startswith("CapEff:") and int(l.split()[1], 16) == 0 for l in st.splitlines())
-try:
-    open("/etc/toolcrib-probe", "w")
-    out["root_read_only"] = False
-except OSError:
-    out["root_read_only"] = True
-mounts = {l.split()[1]: l.split()[3].split(",") for l in open("/proc/mounts")}
-out["tmp_options"] = mounts.get("/tmp")
-def first(*paths):
-    for p in paths:
-        try:
-            return open(p).read().split()[0:2]
-        except OSError:
-            pass
-    return None
-out["memory_limit"] = first("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
-out["memsw_limit"] = first("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", "/sys/fs/cgroup/memory.swap.max")
-out["pids_max"] = first("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max")
-out["cpu_quota"] = first("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu.max")
-out["interfaces"] = sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:])
-out["rlimit_cpu"] = resource.getrlimit(resource.RLIMIT_CPU)
-out["rlimit_fsize"] = resource.getrlimit(resource.RLIMIT_FSIZE)
-out["env"] = sorted(os.environ)
-out["docker_sock"] = os.path.exists("/var/run/docker.sock") or os.path.exists("/run/docker.sock")
-print(json.dumps(out))
-"""
-
-
-def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
-    return {"name": name, "ok": bool(ok), "detail": detail}
-
-
-def _probe_checks(client: Any, tag: str) -> list[dict[str, Any]]:
-    from .contract import Limits
-    from .docker import run_once
-
-    limits = Limits()
-    code, out = run_once(client, tag, limits, ["python3", "-I", "-S", "-c", _PROBE], timeout=30.0)
-    try:
-        p = json.loads(out.decode("utf-8", "replace").strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return [_check("probe container", False, f"exit {code}, no probe output: {out[:200]!r}")]
-    mem = str(limits.memory * 2**20)
-    cpu_s = int(-(-limits.cpu // 1))
-    tmp = p.get("tmp_options") or []
-    checks = [
-        _check("probe container", code == 0, f"ran {tag} and exited {code}"),
-        _check("non-root user", p["uid"] == 65534, f"uid {p['uid']}"),
-        _check("no-new-privileges", p["no_new_privs"], "NoNewPrivs in /proc/self/status"),
-        _check("capabilities dropped", p["cap_eff_zero"], "CapEff is 0"),
-        _check("seccomp filter active", p["seccomp_filter"], "Seccomp: 2 (the engine's default profile) in /proc/self/status"),
-        _check("read-only root", p["root_read_only"], "writing /etc fails"),
-        _check(
-            "tmpfs /tmp noexec,nosuid,nodev",
-            all(f in tmp for f in ("noexec", "nosuid", "nodev")),
-            ",".join(tmp) or "no /tmp mount",
-        ),
-        _check("memory limit", bool(p["memory_limit"]) and p["memory_limit"][0] == mem, f"{p['memory_limit']} (want {mem})"),
-        _check(
-            "no swap beyond memory",
-            p["memsw_limit"] is None or p["memsw_limit"][0] in (mem, "0"),
-            f"memory+swap {p['memsw_limit']}",
-        ),
-        _check("pids limit", bool(p["pids_max"]) and p["pids_max"][0] != "max", f"pids.max {p['pids_max']}"),
-        _check("cpu quota", bool(p["cpu_quota"]) and p["cpu_quota"][0] not in ("-1", "max"), f"{p['cpu_quota']}"),
-        _check("cpu rlimit", p["rlimit_cpu"][0] == cpu_s, f"RLIMIT_CPU {p['rlimit_cpu']}"),
-        _check("file size rlimit", p["rlimit_fsize"][0] == limits.disk * 2**20, f"RLIMIT_FSIZE {p['rlimit_fsize']}"),
-        _check("no network", p["interfaces"] == ["lo"], f"interfaces {p['interfaces']}"),
-        _check("no Docker socket", not p["docker_sock"], "no docker.sock inside"),
-        _check("empty environment", set(p["env"]) <= {"PATH", "HOSTNAME", "HOME", "LANG", "LC_CTYPE", "GPG_KEY", "PYTHON_VERSION", "PYTHON_SHA256"}, f"{p['env']}"),
-    ]
-    return checks
-
-
-def _restricted_check() -> dict[str, Any]:
-    try:
-        from . import get_backend
-        from .contract import Job
-
-        result = get_backend("restricted").run(Job(source="def f():\n    return 42\n", entrypoint="f"))
-        return _check("restricted backend", result.status == "ok" and result.result == 42, f"trivial call: {result.status}")
-    except Exception as exc:  # noqa: BLE001 - a check reports, never raises
-        return _check("restricted backend", False, _one_line(exc))
-
-
-def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = True) -> dict[str, Any]:
-    """Health report: engine, image, and the container limits really applied.
-
-    ``{"ok": bool, "checks": [{"name", "ok", "detail"}...], "engine": {...},
-    "image": {...}}``. `probe` runs one tiny locked-down container to read back
-    the limits from inside; never raises.
-    """
-    checks: list[dict[str, Any]] = []
-    report: dict[str, Any] = {"checks": checks}
-    try:
-        client = client or connect(timeout=10)
-    except ImageBuildError as exc:
-        checks.append(_check("engine reachable", False, str(exc)))
-    else:
-        try:
-            version = client.version()
-            info = client.info()
-            security = [str(s) for s in info.get("SecurityOptions") or []]
-            report["engine"] = {
-                "version": version.get("Version"),
-                "api_version": version.get("ApiVersion"),
-                "cgroup_version": info.get("CgroupVersion"),
-                "cgroup_driver": info.get("CgroupDriver"),
-                "security_options": security,
-                "kernel": info.get("KernelVersion"),
-            }
-            checks.append(_check("engine reachable", True, f"Docker {version.get('Version')} (API {version.get('ApiVersion')})"))
-            checks.append(_check("seccomp", any("seccomp" in s for s in security), ", ".join(security) or "none reported"))
-            status = image_status(client)
-            report["image"] = status
-            checks.append(
-                _check(
-                    "image present",
-                    status["present"],
-                    f"{status['tag']} {status.get('id')}" if status["present"] else f"{status['tag']} missing: run `toolcrib image build --offline`",
-                )
-            )
-            if probe and status["present"]:
-                checks.extend(_probe_checks(client, status["tag"]))
-        except Exception as exc:  # noqa: BLE001 - a check reports, never raises
-            checks.append(_check("engine checks", False, _one_line(exc)))
-    if restricted:
-        checks.append(_restricted_check())
-    report["ok"] = all(c["ok"] for c in checks)
-    return report

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from toolcrib.cli.image import doctor_command, image_group
 from toolcrib.sandbox import image
+from toolcrib.sandbox.doctor import doctor
 
 
 def test_tag_is_a_stable_content_hash() -> None:
@@ -78,7 +78,7 @@ def test_image_runs_as_nobody_with_harness_command(docker_image: str) -> None:
 
 @pytest.mark.docker
 def test_doctor_reports_every_check_ok(docker_image: str) -> None:
-    report = image.doctor(restricted=False)
+    report = doctor(restricted=False)
     failed = [c for c in report["checks"] if not c["ok"]]
     assert failed == []
     names = {c["name"] for c in report["checks"]}
