@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from toolcrib.cli.image import doctor_command, image_group
+from toolcrib.cli import cli
 from toolcrib.sandbox import image
 from toolcrib.sandbox.doctor import doctor
 
@@ -89,13 +89,13 @@ def test_doctor_reports_every_check_ok(docker_image: str) -> None:
 @pytest.mark.docker
 def test_cli_image_status_and_doctor_json(docker_image: str) -> None:
     runner = CliRunner()
-    status = runner.invoke(image_group, ["status", "--json"])
+    status = runner.invoke(cli, ["image", "status", "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.output)["tag"] == docker_image
-    build = runner.invoke(image_group, ["build", "--offline", "--json"])
+    build = runner.invoke(cli, ["image", "build", "--offline", "--json"])
     assert build.exit_code == 0, build.output
     assert json.loads(build.stdout)["present"] is True
-    doctor = runner.invoke(doctor_command, ["--json"])
+    doctor = runner.invoke(cli, ["doctor", "--json"])
     report = json.loads(doctor.stdout)
     assert doctor.exit_code == (0 if report["ok"] else 6)
     assert any(c["name"] == "restricted backend" for c in report["checks"])
@@ -104,13 +104,13 @@ def test_cli_image_status_and_doctor_json(docker_image: str) -> None:
 def test_cli_without_engine_exits_6(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     runner = CliRunner()
-    result = runner.invoke(image_group, ["status"])
+    result = runner.invoke(cli, ["image", "status"])
     assert result.exit_code == 6
     assert "no Docker engine answers" in result.output
     assert "Traceback" not in result.output
-    build = runner.invoke(image_group, ["build", "--offline"])
+    build = runner.invoke(cli, ["image", "build", "--offline"])
     assert build.exit_code == 6 and "no Docker engine answers" in build.output
-    doctor = runner.invoke(doctor_command, ["--json", "--no-probe"])
+    doctor = runner.invoke(cli, ["doctor", "--json", "--no-probe"])
     assert doctor.exit_code == 6
     report = json.loads(doctor.stdout)
     assert report["ok"] is False and report["checks"][0]["name"] == "engine reachable"
@@ -122,7 +122,7 @@ def test_prune_removes_other_harness_tags_only(docker_image: str) -> None:
     stale = f"{image.IMAGE_REPOSITORY}:0000000000000000"
     client.api.tag(docker_image, image.IMAGE_REPOSITORY, "0000000000000000")
     assert image.find_image(client, stale) is not None
-    result = CliRunner().invoke(image_group, ["prune", "--json"])
+    result = CliRunner().invoke(cli, ["image", "prune", "--json"])
     assert result.exit_code == 0, result.output
     assert stale in json.loads(result.stdout)["removed"]
     assert image.find_image(client, stale) is None
