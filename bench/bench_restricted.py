@@ -144,6 +144,44 @@ def bench_throughput(jobs: int, threads: int) -> dict[str, float]:
     return {"jobs": jobs, "threads": threads, "seconds": round(elapsed, 3), "calls_per_s": round(jobs / elapsed, 1)}
 
 
+def _proc_kib(pid: int, field: str, name: str = "status") -> int:
+    with open(f"/proc/{pid}/{name}") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def bench_memory(calls: int) -> dict[str, float]:
+    """What the warm zygote costs in memory, what one call's process adds
+    (proportional set size: shared pages split among sharers), and whether
+    the host grows over many calls."""
+    backend = RestrictedBackend()
+    job = Job(source=SMALL_TOOL, entrypoint="sort_words", args=SMALL_CASE)
+    try:
+        backend.start()
+        check_ok(backend.run(job))
+        time.sleep(0.2)  # let the spares finish their warm-up
+        zygote = int(backend.info()["zygote_pid"])
+        with open(f"/proc/{zygote}/task/{zygote}/children") as f:
+            spares = [int(pid) for pid in f.read().split()]
+        spare_pss = [_proc_kib(pid, "Pss", "smaps_rollup") for pid in spares]
+        host_before = _proc_kib(os.getpid(), "VmRSS")
+        for _ in range(calls):
+            check_ok(backend.run(job))
+        host_after = _proc_kib(os.getpid(), "VmRSS")
+        return {
+            "zygote_rss_mib": round(_proc_kib(zygote, "VmRSS") / 1024, 1),
+            "zygote_pss_mib": round(_proc_kib(zygote, "Pss", "smaps_rollup") / 1024, 1),
+            "spare_pss_mib": round(statistics.mean(spare_pss) / 1024, 2) if spare_pss else 0.0,
+            "spares": len(spares),
+            "calls": calls,
+            "host_rss_growth_kib": host_after - host_before,
+        }
+    finally:
+        backend.close()
+
+
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv
     n = 100 if quick else 500
@@ -157,6 +195,7 @@ def main(argv: list[str]) -> None:
         "(b) in-process RestrictedPython": stats(bench_in_process(n)),
     }
     throughput = [bench_throughput(jobs, 1), bench_throughput(jobs, 4)]
+    memory = bench_memory(jobs)
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
@@ -164,6 +203,7 @@ def main(argv: list[str]) -> None:
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "latency": latency,
         "throughput": throughput,
+        "memory": memory,
         "goals": {"warm_median_ms": 2.0, "cold_first_call_ms": 100.0},
     }
     print(f"{'latency of a trivial call':<38} {'n':>5} {'median':>9} {'p95':>9} {'min':>9}")
@@ -172,6 +212,11 @@ def main(argv: list[str]) -> None:
     print()
     for row in throughput:
         print(f"throughput: {row['jobs']} jobs of a small tool, {row['threads']} thread(s): {row['calls_per_s']:.0f} calls/s ({row['seconds']} s)")
+    print(
+        f"memory: zygote RSS {memory['zygote_rss_mib']} MiB (PSS {memory['zygote_pss_mib']} MiB); "
+        f"each call's process PSS {memory['spare_pss_mib']} MiB ({memory['spares']} spares); "
+        f"host RSS growth over {memory['calls']} calls: {memory['host_rss_growth_kib']} KiB"
+    )
     print(f"load average before/after: {report['load_average_before']} / {report['load_average_after']}")
     OUT.mkdir(exist_ok=True)
     path = OUT / "bench_restricted.json"
