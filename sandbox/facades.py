@@ -33,6 +33,7 @@ import re
 import statistics
 import string
 import sys
+import time
 from typing import Any
 
 from .guards import is_tool_class, refuse, register_safe_types
@@ -138,7 +139,7 @@ _REAL_MODULES: dict[str, Any] = {
     "math": math, "itertools": itertools, "functools": functools, "collections": collections,
     "heapq": heapq, "bisect": bisect, "fractions": fractions, "decimal": decimal,
     "statistics": statistics, "random": random, "string": string, "re": re, "json": json,
-    "datetime": datetime, "typing": None, "copy": copy,
+    "datetime": datetime, "time": time, "typing": None, "copy": copy,
 }
 
 # `from __future__ import annotations` executes a real import at run time.

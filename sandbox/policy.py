@@ -191,6 +191,12 @@ ALLOWED_MODULES: dict[str, ModuleRule] = {
         "date and time value classes (C types with no module-walk attributes)",
         ("MAXYEAR", "MINYEAR", "date", "datetime", "time", "timedelta", "timezone"),
     ),
+    "time": ModuleRule(
+        "clock readings and time formatting; also what datetime's C code imports for strftime "
+        "and timetuple, through the tool's own __import__ (sleep is bounded by the wall limit)",
+        ("asctime", "ctime", "gmtime", "localtime", "mktime", "monotonic", "perf_counter", "process_time",
+         "sleep", "strftime", "strptime", "struct_time", "time"),
+    ),
     "typing": ModuleRule(
         "annotation names only: inert placeholders, usable as List[int] or Optional[str]",
         ("Any", "Callable", "DefaultDict", "Deque", "Dict", "FrozenSet", "Generator", "Iterable",

@@ -115,6 +115,30 @@ def _all(iterable: Any, /) -> bool:
     return all(guarded_iter(iterable))
 
 
+_PLAIN_SEQUENCES = (tuple, list)
+
+
+def iter_unpack_sequence(it: Any, spec: dict[str, Any], _getiter_: Callable[[Any], Any]) -> Any:
+    """``_iter_unpack_sequence_`` for ``for a, b in pairs``: RestrictedPython's
+    guard copies every item into a list through ``_getiter_``. An exact tuple
+    or list unpacks without running any tool code, so with no nested targets
+    it is passed through as it is; everything else takes the guarded path.
+    (In LATM-style brute-force loops this is most of the policy's overhead.)"""
+    if spec.get("childs"):
+        yield from guarded_iter_unpack_sequence(it, spec, _getiter_)
+        return
+    for ob in _getiter_(it):
+        yield ob if type(ob) in _PLAIN_SEQUENCES else guarded_unpack_sequence(ob, spec, _getiter_)
+
+
+def unpack_sequence(it: Any, spec: dict[str, Any], _getiter_: Callable[[Any], Any]) -> Any:
+    """``_unpack_sequence_`` for ``a, b = value``: the same pass-through for an
+    exact tuple or list with no nested targets."""
+    if type(it) in _PLAIN_SEQUENCES and not spec.get("childs"):
+        return it
+    return guarded_unpack_sequence(it, spec, _getiter_)
+
+
 def _type(*args: Any) -> type:
     if len(args) != 1:
         raise refuse("type() with more than one argument (creating classes) is not allowed")
@@ -173,8 +197,8 @@ def guard_hooks() -> dict[str, Any]:
         "_getattr_": guarded_getattr,
         "_getitem_": guarded_getitem,
         "_getiter_": guarded_iter,
-        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-        "_unpack_sequence_": guarded_unpack_sequence,
+        "_iter_unpack_sequence_": iter_unpack_sequence,
+        "_unpack_sequence_": unpack_sequence,
         "_write_": write_guard,
         "_inplacevar_": inplacevar,
         "_print_": _Printer,

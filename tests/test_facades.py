@@ -226,3 +226,26 @@ def test_dangerous_facade_paths_are_refused() -> None:
         assert reply["status"] in ("blocked", "error"), (source, reply)
         if fragment:
             assert reply["status"] == "blocked" and fragment in reply["error"]["message"], (source, reply)
+
+
+def test_datetime_formatting_works_through_the_time_facade() -> None:
+    # datetime's C code imports `time` through the tool's own __import__ for
+    # strftime and timetuple; real LATM output (a meeting scheduler) needs it.
+    source = '''
+from datetime import datetime, timedelta
+import time
+def run():
+    start = datetime.strptime("09:30", "%H:%M")
+    end = start + timedelta(minutes=90)
+    stamp = time.strftime("%Y", time.gmtime(0))
+    return [start.strftime("%H:%M"), end.strftime("%H:%M"), end.timetuple().tm_hour, stamp, time.time() > 0]
+'''
+    reply = json.loads(execute.run_job({"source": source, "entrypoint": "run", "mode": "args", "args": {}, "limits": {"output": 64}}))
+    assert reply["status"] == "ok", reply
+    assert reply["result"] == ["09:30", "11:00", 11, "1970", True]
+
+
+def test_time_facade_offers_only_its_names() -> None:
+    source = "import time\ndef run():\n    return time.tzset\n"
+    reply = json.loads(execute.run_job({"source": source, "entrypoint": "run", "mode": "args", "args": {}, "limits": {"output": 64}}))
+    assert reply["status"] == "blocked", reply

@@ -470,3 +470,42 @@ def test_private_import_paths_are_refused(statement: str) -> None:
 
 def test_future_import_still_compiles() -> None:
     assert ok("from __future__ import annotations\ndef run(n):\n    return n\n", n=3) == 3
+
+
+# ----------------------------------------------------- unpacking fast path
+
+
+def test_unpacking_plain_and_custom_sequences() -> None:
+    source = '''
+class Pair:
+    def __init__(self, a, b):
+        self.a = a
+        self.b = b
+    def __iter__(self):
+        return iter([self.a, self.b])
+def run():
+    out = []
+    for x, y in zip([1, 2], [3, 4]):
+        out.append(x + y)
+    for x, y in [[5, 6]]:
+        out.append(x * y)
+    for (x, y), z in [((1, 2), 3)]:
+        out.append(x + y + z)
+    for x, *rest in [(1, 2, 3)]:
+        out.append(rest)
+    for x, y in [Pair(7, 8)]:
+        out.append(x - y)
+    a, b = (9, 10)
+    c, d = Pair(11, 12)
+    (e, f), g = [1, 2], 3
+    out.append([a, b, c, d, e, f, g])
+    return out
+'''
+    assert ok(source) == [4, 6, 30, 6, [2, 3], -1, [9, 10, 11, 12, 1, 2, 3]]
+
+
+def test_unpacking_length_errors_are_the_usual_ones() -> None:
+    reply = call("def run():\n    for a, b in [(1, 2, 3)]:\n        pass\n")
+    assert reply["status"] == "error" and reply["error"]["type"] == "ValueError"
+    reply = call("def run():\n    a, b = [1]\n")
+    assert reply["status"] == "error" and reply["error"]["type"] == "ValueError"
