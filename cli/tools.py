@@ -50,6 +50,16 @@ def _tool_json(tool: ToolVersion, *, full: bool = True) -> dict[str, Any]:
     return data
 
 
+def _print_tools(tools: list[ToolVersion], json_output: bool) -> None:
+    if json_output:
+        echo_json([_tool_json(t, full=False) for t in tools])
+        return
+    echo_table(
+        ["NAME", "VERSION", "STATUS", "FLAGS", "DESCRIPTION"],
+        [(t.name, t.version, t.status, _flags(t), _summary(t)) for t in tools],
+    )
+
+
 @click.command()
 @json_option
 def init(json_output: bool) -> None:
@@ -173,14 +183,7 @@ def list_(include_yanked: bool, json_output: bool) -> None:
         toolcrib list
         toolcrib list --json
     """
-    tools = open_registry().list(include_yanked=include_yanked)
-    if json_output:
-        echo_json([_tool_json(t, full=False) for t in tools])
-        return
-    echo_table(
-        ["NAME", "VERSION", "STATUS", "FLAGS", "DESCRIPTION"],
-        [(t.name, t.version, t.status, _flags(t), _summary(t)) for t in tools],
-    )
+    _print_tools(open_registry().list(include_yanked=include_yanked), json_output)
 
 
 @click.command()
@@ -195,14 +198,7 @@ def search(query: str, limit: int, json_output: bool) -> None:
         toolcrib search "sort words"
         toolcrib search dyck --json
     """
-    tools = open_registry().search(query, limit=limit)
-    if json_output:
-        echo_json([_tool_json(t, full=False) for t in tools])
-        return
-    echo_table(
-        ["NAME", "VERSION", "STATUS", "FLAGS", "DESCRIPTION"],
-        [(t.name, t.version, t.status, _flags(t), _summary(t)) for t in tools],
-    )
+    _print_tools(open_registry().search(query, limit=limit), json_output)
 
 
 def _describe_param(name: str, schema: dict[str, Any], required: bool) -> str:

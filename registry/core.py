@@ -334,13 +334,10 @@ class Registry:
                 ),
                 created_at=now,
             )
-            self.db["versions"].insert(_version_record(tool))
-            append_entry(
-                self.db,
-                actor=self.actor,
-                event="add",
-                tool=tool.ref,
-                details={
+            self._store(
+                tool,
+                "add",
+                {
                     "sha256": sha256,
                     "bump": bump,
                     "generator": given.generator,
@@ -349,6 +346,11 @@ class Registry:
                 },
             )
         return AddResult(tool=tool, created=True, bump=bump, notes=list(admitted.notes))
+
+    def _store(self, tool: ToolVersion, event: str, details: dict[str, Any]) -> None:
+        """Insert a new version and its audit entry (inside the caller's transaction)."""
+        self.db["versions"].insert(_version_record(tool))
+        append_entry(self.db, actor=self.actor, event=event, tool=tool.ref, details=details)
 
     def _set_flag(self, ref: str, column: str, event: str, text: str) -> ToolVersion:
         if not isinstance(text, str) or not text.strip():
@@ -808,13 +810,10 @@ class Registry:
             provenance=entry.provenance,
             created_at=utc_now(),
         )
-        self.db["versions"].insert(_version_record(tool))
-        append_entry(
-            self.db,
-            actor=self.actor,
-            event="import",
-            tool=tool.ref,
-            details={
+        self._store(
+            tool,
+            "import",
+            {
                 "sha256": tool.sha256,
                 "exported_at": exported_at if isinstance(exported_at, str) else None,
                 "registered_by": entry.provenance.registered_by,
