@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -25,7 +26,7 @@ INTERNAL_ERROR = 70
 class ToolcribGroup(click.Group):
     """Maps toolcrib's own exceptions to one-line errors and exit codes."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ToolcribError as err:
@@ -33,7 +34,7 @@ class ToolcribGroup(click.Group):
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "input"
-            raise CLIError(f"{where}: {first.get('msg', 'invalid')}", 2) from None
+            raise CLIError(f"{where}: {first.get('msg', 'invalid')}") from None
 
 
 @click.group(cls=ToolcribGroup, context_settings={"help_option_names": ["-h", "--help"]})

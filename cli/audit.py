@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -11,7 +12,7 @@ from .common import echo_json, echo_table, json_option, open_registry
 __all__ = ["COMMANDS"]
 
 
-def _summary(details: dict) -> str:
+def _summary(details: dict[str, Any]) -> str:
     keys = ("status", "limit", "backend", "verdict", "reason", "message", "duration_ms")
     return " ".join(f"{k}={details[k]}" for k in keys if details.get(k) not in (None, ""))
 

@@ -3,11 +3,12 @@ printing JSON and tables, and turning toolcrib errors into exit codes."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -27,16 +28,36 @@ __all__ = [
 ]
 
 
-class CLIError(click.ClickException):
-    """A one-line user-facing error with a documented exit code."""
+F = TypeVar("F", bound=Callable[..., Any])
 
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+
+class CLIError(click.ClickException):
+    """A one-line user-facing error with a documented exit code: 2 (usage or
+    bad input) unless made by `with_exit_code`. click declares `exit_code` per
+    class, so each other code gets its own subclass of this one."""
+
+    exit_code = 2
+
+    @staticmethod
+    def with_exit_code(message: str, exit_code: int) -> CLIError:
+        return _cli_error_class(exit_code)(message)
 
     @classmethod
-    def from_error(cls, err: ToolcribError) -> "CLIError":
-        return cls(err.message, err.exit_code)
+    def from_error(cls, err: ToolcribError) -> CLIError:
+        return cls.with_exit_code(err.message, err.exit_code)
+
+
+@functools.cache
+def _cli_error_class(exit_code: int) -> type[CLIError]:
+    if exit_code == CLIError.exit_code:
+        return CLIError
+
+    class CodedCLIError(CLIError):
+        pass
+
+    CodedCLIError.exit_code = exit_code
+    CodedCLIError.__name__ = CodedCLIError.__qualname__ = f"CLIError{exit_code}"
+    return CodedCLIError
 
 
 class State:
@@ -69,11 +90,11 @@ def open_registry(*, create: bool = False) -> Registry:
     return state.open(create=create)
 
 
-def json_option(fn):  # type: ignore[no-untyped-def]
+def json_option(fn: F) -> F:
     return click.option("json_output", "--json", is_flag=True, help="Output JSON.")(fn)
 
 
-def limit_option(fn):  # type: ignore[no-untyped-def]
+def limit_option(fn: F) -> F:
     return click.option(
         "limits",
         "--limit",

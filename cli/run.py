@@ -11,12 +11,12 @@ import click
 from ..registry import CallOutcome, Verification
 from ..registry.errors import InvalidInput, exit_code_for_status
 from ..sandbox import BACKEND_NAMES
-from .common import echo_json, echo_table, json_option, limit_option, open_registry, parse_key_values, parse_limits, read_text_argument
+from .common import F, echo_json, echo_table, json_option, limit_option, open_registry, parse_key_values, parse_limits, read_text_argument
 
 __all__ = ["COMMANDS"]
 
 
-def backend_options(fn):  # type: ignore[no-untyped-def]
+def backend_options(fn: F) -> F:
     fn = click.option(
         "--policy",
         type=click.Choice(["restricted", "plain"]),

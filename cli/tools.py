@@ -130,8 +130,9 @@ def add(
     if prompt_path and transcript_path:
         raise click.UsageError("give --prompt or --transcript, not both")
     prompt = None
-    if prompt_path or transcript_path:
-        prompt = read_text_argument(prompt_path or transcript_path, "prompt" if prompt_path else "transcript")
+    prompt_file = prompt_path or transcript_path
+    if prompt_file:
+        prompt = read_text_argument(prompt_file, "prompt" if prompt_path else "transcript")
     provenance = ProvenanceInput(
         generator=generator, prompt=prompt, parent=parent, metadata=parse_key_values(metas, "--meta")
     )

@@ -354,7 +354,7 @@ def _drop_example_constants(tree: ast.Module, drop: list[ast.stmt]) -> list[ast.
 
 
 def _first_line(node: ast.stmt) -> int:
-    decorators = getattr(node, "decorator_list", None) or []
+    decorators: list[ast.expr] = getattr(node, "decorator_list", None) or []
     return min([node.lineno, *(d.lineno for d in decorators)])
 
 
@@ -453,15 +453,15 @@ def _choose_entrypoint(tree: ast.Module, public: list[str], wanted: str | None) 
             last[name] = node
     listing = ", ".join(public) if public else "none"
     if wanted is not None:
-        node = last.get(wanted)
-        if node is None:
+        bound = last.get(wanted)
+        if bound is None:
             raise AdmissionError(f"no top-level function named {wanted!r} (public functions: {listing})")
-        if isinstance(node, ast.AsyncFunctionDef):
-            raise AdmissionError(f"{wanted!r} is an async function; an entrypoint must be a plain def", node.lineno)
-        if isinstance(node, ast.ClassDef):
-            raise AdmissionError(f"{wanted!r} is a class; an entrypoint must be a function", node.lineno)
-        if not isinstance(node, ast.FunctionDef):
-            raise AdmissionError(f"{wanted!r} is last bound by a statement that is not a def", node.lineno)
+        if isinstance(bound, ast.AsyncFunctionDef):
+            raise AdmissionError(f"{wanted!r} is an async function; an entrypoint must be a plain def", bound.lineno)
+        if isinstance(bound, ast.ClassDef):
+            raise AdmissionError(f"{wanted!r} is a class; an entrypoint must be a function", bound.lineno)
+        if not isinstance(bound, ast.FunctionDef):
+            raise AdmissionError(f"{wanted!r} is last bound by a statement that is not a def", bound.lineno)
         return wanted, []
     if len(public) == 1:
         return public[0], []

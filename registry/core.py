@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..sandbox import get_backend
-from ..sandbox.contract import LIMIT_NAMES, Backend, ErrorInfo, Job, Limits, Result
+from ..sandbox.contract import LIMIT_NAMES, Backend, ErrorInfo, Job, Limits, PolicyName, Result
 from .admission import admit, check_name
 from .audit import append_entry, cap_value, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, read_bundle
@@ -41,6 +41,7 @@ from .models import (
     AddResult,
     AuditEntry,
     AuditReport,
+    Bump,
     CallOutcome,
     CaseEvidence,
     Provenance,
@@ -302,6 +303,7 @@ class Registry:
                         f"identical content is already stored as {existing.ref}; {tool_name}@{wanted} would duplicate it"
                     )
                 return AddResult(tool=existing, created=False, bump="existing", notes=list(admitted.notes))
+            bump: Bump
             if wanted is not None:
                 if any(r.version == wanted for r in rows):
                     raise ConflictError(f"{tool_name}@{wanted} already exists (a version is never reused, even after a yank)")
@@ -349,7 +351,7 @@ class Registry:
 
     def _store(self, tool: ToolVersion, event: str, details: dict[str, Any]) -> None:
         """Insert a new version and its audit entry (inside the caller's transaction)."""
-        self.db["versions"].insert(_version_record(tool))
+        self.db.table("versions").insert(_version_record(tool))
         append_entry(self.db, actor=self.actor, event=event, tool=tool.ref, details=details)
 
     def _set_flag(self, ref: str, column: str, event: str, text: str) -> ToolVersion:
@@ -498,14 +500,14 @@ class Registry:
             raise InvalidInput(f"invalid limit {first['loc'][0]}: {first['msg']}") from None
 
     @staticmethod
-    def _policy(backend: str, policy: str | None) -> str:
+    def _policy(backend: str, policy: str | None) -> PolicyName:
         if policy is None:
             return "restricted" if backend == "restricted" else "plain"
         if policy not in ("restricted", "plain"):
             raise InvalidInput(f"unknown policy {policy!r} (choose restricted or plain)")
         if backend == "restricted" and policy != "restricted":
             raise InvalidInput("the restricted backend always applies the restricted policy")
-        return policy
+        return "restricted" if policy == "restricted" else "plain"
 
     @staticmethod
     def _backend(name: str) -> Backend:
@@ -570,7 +572,7 @@ class Registry:
             verified_at=utc_now(),
         )
         with write_transaction(self.db):
-            self.db["verifications"].insert(
+            self.db.table("verifications").insert(
                 {
                     "version_id": row.id,
                     "sha256": tool.sha256,

@@ -180,27 +180,25 @@ class _TypeReader:
             return Literal[tuple(values)]
         if name == "typing.Annotated":
             return self.read(items[0], depth + 1)
-        args = [self.read(item, depth + 1) for item in items] if not (
-            name in _TUPLES and len(items) == 2 and isinstance(items[1], ast.Constant) and items[1].value is ...
-        ) else None
+        if name in _TUPLES and len(items) == 2 and isinstance(items[1], ast.Constant) and items[1].value is ...:
+            return _parametrize(tuple, (self.read(items[0], depth + 1), ...))
+        args = [self.read(item, depth + 1) for item in items]
         if name == "typing.Optional" and len(items) == 1:
-            return Optional[args[0]]  # noqa: UP007
+            return _parametrize(Optional, args[0])
         if name == "typing.Union":
-            return Union[tuple(args)]  # noqa: UP007
+            return _parametrize(Union, tuple(args))
         if name in _LISTS and len(items) == 1:
-            return list[args[0]]
+            return _parametrize(list, args[0])
         if name in _SETS and len(items) == 1:
             return _unique_list(args[0])
         if name in _DICTS and len(items) == 2:
             if args[0] is not str:
                 self.notes.append("object keys arrive as JSON strings")
-            return dict[str, args[1]]
+            return _parametrize(dict, (str, args[1]))
         if name in _TUPLES:
-            if args is None:
-                return tuple[self.read(items[0], depth + 1), ...]
             if len(items) == 1 and isinstance(items[0], ast.Tuple) and not items[0].elts:
                 return tuple[()]
-            return tuple[tuple(args)]
+            return _parametrize(tuple, tuple(args))
         return self.unknown(node)
 
     @staticmethod
@@ -225,6 +223,12 @@ def _check_unique(items: list[Any]) -> list[Any]:
             raise ValueError(f"items should be unique ({key} repeats)")
         seen.add(key)
     return items
+
+
+def _parametrize(generic: Any, params: Any) -> Any:
+    """``generic[params]`` for parameters known only at run time (written as a
+    subscript, a type checker would read it as a static type expression)."""
+    return generic[params]
 
 
 def _unique_list(item: Any) -> Any:
@@ -318,10 +322,10 @@ def _parse_docstring(doc: str | None) -> tuple[dict[str, str], str | None]:
                 i += 1
             continue
         sphinx = _SPHINX_PARAM.match(stripped)
-        sphinx_ret = _SPHINX_RETURNS.match(stripped)
-        if sphinx or sphinx_ret:
-            target = params.setdefault(sphinx["name"], []) if sphinx else returns
-            target.append((sphinx or sphinx_ret)["desc"])
+        found = sphinx or _SPHINX_RETURNS.match(stripped)
+        if found:
+            target = params.setdefault(found["name"], []) if sphinx else returns
+            target.append(found["desc"])
             base = _indent(line)
             i += 1
             while i < len(lines) and lines[i].strip() and _indent(lines[i]) > base and not lines[i].strip().startswith(":"):
@@ -359,9 +363,9 @@ def _json_default(value: Any) -> tuple[bool, Any]:
         items = [_json_default(v) for v in value]
         return all(ok for ok, _ in items), [v for _, v in items]
     if isinstance(value, dict):
-        items = {k: _json_default(v) for k, v in value.items()}
-        ok = all(isinstance(k, str) for k in value) and all(ok for ok, _ in items.values())
-        return ok, {k: v for k, (_, v) in items.items()}
+        entries = {k: _json_default(v) for k, v in value.items()}
+        ok = all(isinstance(k, str) for k in value) and all(ok for ok, _ in entries.values())
+        return ok, {k: v for k, (_, v) in entries.items()}
     return False, None
 
 
@@ -453,7 +457,7 @@ def _compile(source: str, entrypoint: str) -> _Compiled:
             extra_schema["description"] = note
     summary = _summary(doc)
     config = ConfigDict(extra="allow" if spec.kwarg else "forbid", strict=True, title=entrypoint)
-    model = create_model(entrypoint, __config__=config, __doc__=summary, **fields)  # type: ignore[call-overload]
+    model = create_model(entrypoint, __config__=config, __doc__=summary, **fields)
     input_schema = model.model_json_schema()
     if not summary:
         input_schema.pop("description", None)

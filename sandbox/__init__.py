@@ -12,9 +12,13 @@ This package knows nothing of the registry.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .contract import LIMIT_NAMES, Backend, CallMode, ErrorInfo, Job, LimitName, Limits, Result, Status
+
+if TYPE_CHECKING:
+    from .docker import DockerBackend
+    from .restricted import RestrictedBackend
 
 __all__ = [
     "BACKEND_NAMES",
@@ -36,6 +40,14 @@ BACKEND_NAMES: tuple[str, ...] = ("restricted", "docker")
 
 _backends: dict[str, Backend] = {}
 _lock = threading.Lock()
+
+
+@overload
+def get_backend(name: Literal["restricted"] = ..., **options: Any) -> RestrictedBackend: ...
+@overload
+def get_backend(name: Literal["docker"], **options: Any) -> DockerBackend: ...
+@overload
+def get_backend(name: str, **options: Any) -> Backend: ...
 
 
 def get_backend(name: str = "restricted", **options: Any) -> Backend:

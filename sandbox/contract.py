@@ -19,6 +19,7 @@ __all__ = [
     "LIMIT_NAMES",
     "LimitName",
     "Limits",
+    "PolicyName",
     "Result",
     "Status",
 ]
@@ -33,6 +34,8 @@ LimitName = Literal["cpu", "wall", "memory", "output", "pids", "disk"]
 LIMIT_NAMES: tuple[str, ...] = ("cpu", "wall", "memory", "output", "pids", "disk")
 
 CallMode = Literal["args", "snippet"]
+
+PolicyName = Literal["restricted", "plain"]
 
 
 class Limits(BaseModel):
@@ -71,7 +74,7 @@ class Job(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     # Docker backend only: "restricted" also applies the RestrictedPython policy
     # inside the container (defence in depth); "plain" runs the tool as Python.
-    policy: Literal["restricted", "plain"] = "restricted"
+    policy: PolicyName = "restricted"
 
     @model_validator(mode="after")
     def _mode_matches(self) -> "Job":

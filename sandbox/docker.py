@@ -33,7 +33,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contract import LIMIT_NAMES, ErrorInfo, Job, Limits, Result
+from .contract import LIMIT_NAMES, ErrorInfo, Job, Limits, Result, Status
 
 __all__ = [
     "DockerBackend",
@@ -179,7 +179,8 @@ class _Container:
 
 
 def _raw_socket(attached: Any) -> socket.socket:
-    return attached._sock if hasattr(attached, "_sock") else attached
+    sock: socket.socket = attached._sock if hasattr(attached, "_sock") else attached
+    return sock
 
 
 def _spawn(api: Any, image: str, limits: Limits, command: list[str] | None = None, *, auto_remove: bool = True) -> _Container:
@@ -620,9 +621,9 @@ class DockerBackend:
             return False
         return bool(state.get("OOMKilled"))
 
-    def _result(self, status: str, elapsed: float, **fields: Any) -> Result:
+    def _result(self, status: Status, elapsed: float, **fields: Any) -> Result:
         return Result(
-            status=status,  # type: ignore[arg-type]
+            status=status,
             backend=self.name,
             duration_ms=elapsed,
             image_digest=self._image_id,

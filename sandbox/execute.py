@@ -28,7 +28,7 @@ import datetime
 import json
 from typing import Any
 
-from RestrictedPython import compile_restricted_exec
+from RestrictedPython.compile import compile_restricted_exec
 
 from .facades import guarded_import, reset_for_call
 from .guards import STATE, OutputLimit, PolicyViolation
@@ -194,11 +194,15 @@ def _tool_line(exc: BaseException) -> int | None:
 
 _PLAIN_ARGS = (str, int, float, bool, bytes, type(None))
 
+# BaseException's own `args` descriptor (typeshed declares it as a plain
+# attribute): read through it, a tool class cannot override what `args` returns.
+_BASE_ARGS: Any = vars(BaseException)["args"]
+
 
 def _exception_message(exc: BaseException) -> str:
     """The exception's text without running any method the tool defined:
     a tool-made __str__ or argument __repr__ could hang or lie."""
-    args = BaseException.args.__get__(exc)
+    args = _BASE_ARGS.__get__(exc)
     if type(args) is not tuple or not all(type(a) in _PLAIN_ARGS for a in args):
         return f"<{type(exc).__name__} with non-text arguments>"
     try:
@@ -297,7 +301,7 @@ def _run(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
         return _reply("error", error=_error(type(exc).__name__, _exception_message(exc), line), stdout=STATE.stdout())
 
 
-def run_job(job: dict, *, restricted: bool = True) -> bytes:
+def run_job(job: dict[str, Any], *, restricted: bool = True) -> bytes:
     """Run one job (``Job.wire()``) in this process; never raises.
 
     Returns the encoded reply, at most the job's output limit in bytes."""

@@ -102,7 +102,9 @@ def _cast(kind: Any, value: Any) -> Any:
 def _namedtuple(typename: str, field_names: Any, *, defaults: Any = None) -> type:
     # rename/module keywords are not offered: module= would write an arbitrary
     # __module__, and the class must be nameable by type().
-    cls = collections.namedtuple(typename, field_names, defaults=defaults)
+    # mypy only understands namedtuple() with literal arguments (a class it can
+    # name statically); this one is built at run time from the tool's arguments.
+    cls = collections.namedtuple(typename, field_names, defaults=defaults)  # type: ignore[misc]
     register_safe_types((cls,))
     return cls
 

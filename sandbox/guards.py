@@ -21,6 +21,7 @@ import string
 import sys
 import weakref
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Callable
 
 import _string  # C helper behind str.format; imported here so forked children never import
@@ -99,7 +100,7 @@ STATE = JobState()
 
 def _tool_line() -> int | None:
     """Line of the innermost tool frame on the current stack."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_filename in TOOL_FILENAMES:
             return frame.f_lineno
@@ -153,7 +154,7 @@ def is_safe_type(kind: type) -> bool:
     return kind in _SAFE_TYPES or kind in _TOOL_CLASSES or issubclass(kind, BaseException)
 
 
-def tool_metaclass(name: str, bases: tuple, namespace: dict, **kwargs: Any) -> type:
+def tool_metaclass(name: str, bases: tuple[Any, ...], namespace: dict[str, Any], **kwargs: Any) -> type:
     """Builds every class the tool defines (RestrictedPython compiles
     ``class A(B)`` to ``class A(B, metaclass=__metaclass__)``)."""
     if kwargs:

@@ -203,9 +203,10 @@ def find_image(client: Any, tag: str) -> dict[str, Any] | None:
     import docker.errors
 
     try:
-        return client.api.inspect_image(tag)
+        record: dict[str, Any] = client.api.inspect_image(tag)
     except docker.errors.ImageNotFound:
         return None
+    return record
 
 
 def apt_mirror() -> str:
@@ -218,7 +219,9 @@ def apt_mirror() -> str:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        for uri in re.findall(r"^URIs:\s*(\S+)", text, re.M) + re.findall(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M):
+        uris: list[str] = re.findall(r"^URIs:\s*(\S+)", text, re.M)
+        uris += re.findall(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M)
+        for uri in uris:
             if "security" not in uri and "debian" in uri:
                 return uri
     return "http://deb.debian.org/debian"

@@ -59,7 +59,7 @@ def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return func(*args, **kwargs)
 
 
-def _sorted(iterable: Any, /, *, key: Any = None, reverse: bool = False) -> list:
+def _sorted(iterable: Any, /, *, key: Any = None, reverse: bool = False) -> list[Any]:
     return sorted(guarded_iter(iterable), key=key, reverse=reverse)
 
 

@@ -54,7 +54,7 @@ import struct
 import sys
 import time
 import types
-from typing import Callable
+from typing import Any, Callable
 
 __all__ = [
     "CALL_UID_BASE",
@@ -134,7 +134,7 @@ def _vm_bytes() -> int:
         os.close(fd)
 
 
-def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict:
+def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict[str, Any]:
     """Everything a fresh child does to itself before it may receive a job,
     in order. The limits that depend on the job come later (`_apply_limits`).
 
@@ -185,7 +185,7 @@ def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict:
     }
 
 
-def _apply_limits(header: dict) -> None:
+def _apply_limits(header: dict[str, Any]) -> None:
     """The job's own limits, set once it is known (only ever lowered)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     # RLIMIT_CPU counts whole seconds over the whole life of the process,
@@ -227,7 +227,7 @@ def _receive(sock: socket.socket, size: int) -> tuple[bytes, list[int]]:
     return data, fds
 
 
-def _parse_header(data: bytes) -> dict:
+def _parse_header(data: bytes) -> dict[str, Any]:
     raw = json.loads(data)
     header = {
         "cpu": float(raw["cpu"]),
@@ -369,6 +369,7 @@ class _Zygote:
                 kind, child = entry
                 if kind == "host":
                     return
+                assert child is not None, kind  # only the host's registration has no child
                 if kind == "link":
                     self._taken(child)
                 elif kind == "status":
@@ -478,10 +479,11 @@ def _load_run_job() -> RunJob:
     warm = getattr(execute, "warm", None)
     if warm is not None:
         warm()
-    return execute.run_job
+    run_job: RunJob = execute.run_job
+    return run_job
 
 
-def _enter_network_namespace() -> dict:
+def _enter_network_namespace() -> dict[str, Any]:
     """Move the zygote (and so every child it forks) into a fresh network
     namespace: only a loopback interface, and that one down, so no packet
     leaves. One namespace per zygote rather than per call: creating and
@@ -496,7 +498,7 @@ def _enter_network_namespace() -> dict:
     return {"netns": True}
 
 
-def _probe() -> dict:
+def _probe() -> dict[str, Any]:
     """Fork one child through the real lock-down and report what it achieved."""
     reply_r, reply_w = os.pipe()
     pid = os.fork()
