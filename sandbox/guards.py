@@ -20,7 +20,6 @@ import re
 import string
 import sys
 import weakref
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Callable
 
@@ -64,17 +63,19 @@ class OutputLimit(BaseException):
     """Printed output or the result outgrew the call's output cap."""
 
 
-@dataclass
 class JobState:
     """What the guards record during one call (one call per process in
     production; reset per call so in-process use stays correct)."""
 
-    output_cap: int = 1024 * 1024
-    violation: str | None = None
-    violation_line: int | None = None
-    stdout_parts: list[str] = field(default_factory=list)
-    stdout_size: int = 0
-    output_exceeded: bool = False
+    output_cap: int
+    violation: str | None
+    violation_line: int | None
+    stdout_parts: list[str]
+    stdout_size: int
+    output_exceeded: bool
+
+    def __init__(self, output_cap: int = 1024 * 1024) -> None:
+        self.reset(output_cap)
 
     def reset(self, output_cap: int) -> None:
         self.output_cap = output_cap

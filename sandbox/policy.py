@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 
-from dataclasses import dataclass
 
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
@@ -122,12 +121,20 @@ ALLOWED_EXCEPTIONS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
 class ModuleRule:
-    """One importable module: why it is offered and which names its facade has."""
+    """One importable module: why it is offered and which names its facade has.
 
-    why: str
-    names: tuple[str, ...]
+    (Plain classes rather than dataclasses here: the zygote imports this at
+    every cold start, and dataclasses pulls in inspect.)"""
+
+    __slots__ = ("why", "names")
+
+    def __init__(self, why: str, names: tuple[str, ...]) -> None:
+        self.why = why
+        self.names = names
+
+    def __repr__(self) -> str:
+        return f"ModuleRule({self.why!r}, {self.names!r})"
 
 
 _MATH_NAMES = tuple(sorted(n for n in dir(__import__("math")) if not n.startswith("_")))
@@ -279,16 +286,27 @@ TOOL_FILENAMES: tuple[str, ...] = ("<tool>", "<snippet>")
 MAX_SEQUENCE_ITEMS = 50_000_000
 
 
-@dataclass(frozen=True)
 class Policy:
     """The whole restricted policy in one structure."""
 
-    builtins: dict[str, str]
-    exceptions: tuple[str, ...]
-    modules: dict[str, ModuleRule]
-    refused: dict[str, str]
-    magic_methods: frozenset[str]
-    blocked_attributes: frozenset[str]
+    __slots__ = ("builtins", "exceptions", "modules", "refused", "magic_methods", "blocked_attributes")
+
+    def __init__(
+        self,
+        *,
+        builtins: dict[str, str],
+        exceptions: tuple[str, ...],
+        modules: dict[str, ModuleRule],
+        refused: dict[str, str],
+        magic_methods: frozenset[str],
+        blocked_attributes: frozenset[str],
+    ) -> None:
+        self.builtins = builtins
+        self.exceptions = exceptions
+        self.modules = modules
+        self.refused = refused
+        self.magic_methods = magic_methods
+        self.blocked_attributes = blocked_attributes
 
 
 POLICY = Policy(
