@@ -193,7 +193,7 @@ def main(argv: list[str]) -> None:
     latency = {
         "restricted warm, back-to-back": stats(bench_restricted_warm(n, 0.0)),
         "restricted warm, spaced 5 ms": stats(bench_restricted_warm(n, 0.005)),
-        "restricted cold (start + 1st call)": stats(bench_cold(5 if quick else 10)),
+        "restricted cold (start + 1st call)": stats(bench_cold(5 if quick else 20)),
         "(a) fresh python -I -S per call": stats(bench_subprocess(20 if quick else 50)),
         "(b) in-process RestrictedPython": stats(bench_in_process(n)),
     }
