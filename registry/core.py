@@ -122,6 +122,17 @@ def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
     )
 
 
+def _job(
+    tool: ToolVersion, limits: Limits, policy: PolicyName, *, args: dict[str, Any] | None, snippet: str | None
+) -> Job:
+    """The sandbox job for one call or test case: a snippet if there is one, else arguments."""
+    if snippet is not None:
+        return Job(source=tool.source, entrypoint=tool.entrypoint, mode="snippet", snippet=snippet,
+                   limits=limits, policy=policy)
+    return Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=args or {},
+               limits=limits, policy=policy)
+
+
 def _version_record(tool: ToolVersion) -> dict[str, Any]:
     prov = tool.provenance
     return {
@@ -546,12 +557,7 @@ class Registry:
         digest: str | None = None
         total = len(tool.tests)
         for index, case in enumerate(tool.tests):
-            if case.snippet is not None:
-                job = Job(source=tool.source, entrypoint=tool.entrypoint, mode="snippet", snippet=case.snippet,
-                          limits=job_limits, policy=job_policy)
-            else:
-                job = Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=case.args or {},
-                          limits=job_limits, policy=job_policy)
+            job = _job(tool, job_limits, job_policy, args=case.args, snippet=case.snippet)
             result = runner.run(job)
             if result.status == "unavailable":
                 raise SandboxUnavailable(self._unavailable_message(backend, result))
@@ -691,13 +697,8 @@ class Registry:
         try:
             job_limits = self._limits(tool, limits)
             job_policy = self._policy(backend, policy)
-            if mode == "args":
-                job_args = validate_arguments(tool.source, tool.entrypoint, args)
-                job = Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=job_args,
-                          limits=job_limits, policy=job_policy)
-            else:
-                job = Job(source=tool.source, entrypoint=tool.entrypoint, mode="snippet", snippet=snippet,
-                          limits=job_limits, policy=job_policy)
+            job_args = validate_arguments(tool.source, tool.entrypoint, args) if mode == "args" else None
+            job = _job(tool, job_limits, job_policy, args=job_args, snippet=snippet)
         except InvalidInput as exc:
             fields = exc.fields if isinstance(exc, ArgumentsError) else {}
             self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message, "fields": fields})
