@@ -110,6 +110,10 @@ class Result(BaseModel):
     backend: str
     duration_ms: float = 0.0
     image_digest: str | None = None
+    # The isolation layers the host knows were in force for this call
+    # (e.g. "landlock", "seccomp", "netns" on the restricted backend; see
+    # `toolcrib doctor`). Recorded in the audit log and verification evidence.
+    layers: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
