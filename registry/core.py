@@ -17,7 +17,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -54,7 +54,7 @@ from .models import (
 )
 from .provenance import build_provenance, in_toto_statement
 from .signature import bump_kind, derive_signature, validate_arguments
-from .store import default_registry_path, open_database, read_snapshot, utc_now, write_transaction
+from .store import PerThreadDatabase, default_registry_path, read_snapshot, utc_now, write_transaction
 from .versions import (
     SemVer,
     canonical_json,
@@ -64,6 +64,9 @@ from .versions import (
     parse_version,
     sha256_text,
 )
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = ["DEFAULT_MAX_LIMITS", "Registry", "default_registry_path"]
 
@@ -210,12 +213,19 @@ class Registry:
         self.path: Path = Path(path).expanduser() if path is not None else default_registry_path()
         self.actor: str = actor or _default_actor()
         self.max_limits: Limits = max_limits
-        self.db = open_database(self.path, create=create)
+        # One connection per thread (see PerThreadDatabase for why not a lock):
+        # a Registry may be shared by the threads of a server.
+        self._databases = PerThreadDatabase(self.path, create=create)
         try:
             apply_migrations(self.db, after=self._initialized)
         except BaseException:
-            self.db.close()
+            self._databases.close()
             raise
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The calling thread's connection to the registry file."""
+        return self._databases.get()
 
     def _initialized(self, applied: list[str]) -> None:
         if "m001_core" in applied:
@@ -224,8 +234,8 @@ class Registry:
     path: Path
 
     def close(self) -> None:
-        """Close the database connection (the shared sandbox backends stay up)."""
-        self.db.close()
+        """Close every thread's database connection (the shared sandbox backends stay up)."""
+        self._databases.close()
 
     def __enter__(self) -> "Registry":
         return self

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from .errors import InvalidInput, NotFound
 
 __all__ = [
     "BUSY_TIMEOUT_S",
+    "PerThreadDatabase",
     "default_registry_path",
     "open_database",
     "read_snapshot",
@@ -66,7 +68,10 @@ def open_database(path: str | Path, *, create: bool = True) -> sqlite_utils.Data
         if not create:
             raise NotFound(f"no registry at {path} (run 'toolcrib init')")
         path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    # check_same_thread=False only so that `PerThreadDatabase.close` may close
+    # every thread's connection from one thread; each connection is still
+    # used by exactly one thread.
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         try:
@@ -83,6 +88,52 @@ def open_database(path: str | Path, *, create: bool = True) -> sqlite_utils.Data
     except BaseException:
         conn.close()
         raise
+
+
+class PerThreadDatabase:
+    """One connection to the registry file per thread, opened on first use.
+
+    Why not one connection behind a lock: a connection carries its open
+    transaction, so a lock would have to be held from ``BEGIN`` to ``COMMIT``
+    across every caller, and a call's sandbox run sits between its reads and
+    its audit write. Separate connections are what several processes already
+    use safely (WAL: readers never block the writer; ``BEGIN IMMEDIATE`` and the
+    busy timeout queue the writers), so threads get the same guarantees with no
+    lock of ours held while a tool runs.
+
+    The first connection is opened by the constructor, so a missing or foreign
+    file fails there. ``close`` closes every thread's connection; only call it
+    once no thread is using the registry any more.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path).expanduser()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[sqlite_utils.Database] = []
+        self._closed = False
+        self.get(create=create)
+
+    def get(self, *, create: bool = False) -> sqlite_utils.Database:
+        """This thread's connection (opened now if it has none)."""
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is not None:
+            return db
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        db = open_database(self.path, create=create)
+        with self._lock:
+            self._all.append(db)
+        self._local.db = db
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            every, self._all = self._all, []
+        for db in every:
+            db.close()
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
