@@ -12,6 +12,7 @@ import click
 
 from ..registry import ProvenanceInput, ToolVersion
 from ..registry.cases import load_tests
+from ..registry.search import FIT_THRESHOLD
 from ..sandbox import Limits
 from .common import (
     CLIError,
@@ -190,16 +191,41 @@ def list_(include_yanked: bool, json_output: bool) -> None:
 @click.command()
 @click.argument("query")
 @click.option("--limit", "limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="At most this many results.")
+@click.option("--verified-only", is_flag=True, help="Only versions that passed their tests (what an agent may call).")
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help=f"Fit threshold, 0..1 (default {FIT_THRESHOLD}, calibrated in docs/search.md); 0 lists every match.",
+)
 @json_option
-def search(query: str, limit: int, json_output: bool) -> None:
-    """Search tools by name and description.
+def search(query: str, limit: int, verified_only: bool, min_score: float | None, json_output: bool) -> None:
+    """Find the tools that fit a request: any word may match, best fit first.
+
+    Ranks the newest version of each tool (FTS5, porter stemming, identifiers
+    split into words) over its name, docstring, parameters and the questions
+    and snippets in its tests. SCORE is the share of the query's words (rarer
+    words weigh more) the tool covers. When no tool reaches the threshold the
+    answer is "no tool fits" and the exit code is 3 (with --json, [] is still
+    printed), so a pipeline can decide to make a tool.
 
     \b
     Examples:
-        toolcrib search "sort words"
-        toolcrib search dyck --json
+        toolcrib search "sort words alphabetically"
+        toolcrib search "how many days between two dates?" --verified-only --json
+        toolcrib search dyck --min-score 0 --limit 5
     """
-    _print_tools(open_registry().search(query, limit=limit), json_output)
+    hits = open_registry().search(query, limit=limit, verified_only=verified_only, min_score=min_score)
+    if json_output:
+        echo_json([{**_tool_json(h, full=False), "ref": h.ref} for h in hits])
+    elif hits:
+        echo_table(
+            ["NAME", "VERSION", "SCORE", "STATUS", "FLAGS", "DESCRIPTION"],
+            [(h.name, h.version, f"{h.score:.2f}", h.status, _flags(h), _summary(h)) for h in hits],
+        )
+    if not hits:
+        threshold = FIT_THRESHOLD if min_score is None else min_score
+        raise CLIError.with_exit_code(f"no tool fits {query!r} (no {'verified ' if verified_only else ''}tool scores {threshold} or more)", 3)
 
 
 def _describe_param(name: str, schema: dict[str, Any], required: bool) -> str:

@@ -8,11 +8,13 @@ and every `Registry` open applies the pending ones.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import sqlite_utils
 from sqlite_utils.db import Table
 
+from .search import index_terms
 from .store import write_transaction
 
 __all__ = ["MIGRATIONS", "apply_migrations", "pending_migrations"]
@@ -112,6 +114,46 @@ def m002_search_index(db: sqlite_utils.Database) -> None:
     table = db["versions"]
     assert isinstance(table, Table)
     table.enable_fts(["name", "entrypoint", "description"], create_triggers=True, tokenize="porter")
+
+
+@MIGRATIONS()
+def m004_search_ranking(db: sqlite_utils.Database) -> None:
+    """The dispatcher's index (registry/search.py) replaces m002's.
+
+    Fields: name words, docstring, parameters, examples (test names and
+    snippets). Identifiers are split into words in Python when a version is
+    stored (``versions.search_terms``, a JSON object of the four fields);
+    plain SQL triggers copy it into the index, falling back to the raw
+    columns for a row written without it, so no connection needs a
+    Python function registered to write a version.
+    """
+    versions = db["versions"]
+    assert isinstance(versions, Table)
+    versions.disable_fts()  # m002's index and its triggers: nothing reads them any more
+    db.execute("ALTER TABLE versions ADD COLUMN search_terms TEXT")
+    db.execute(
+        "CREATE VIRTUAL TABLE search_index USING fts5 (name, about, params, examples, "
+        "tokenize = 'porter unicode61')"
+    )
+    fields = (
+        "coalesce(json_extract(new.search_terms, '$.name'), new.name || ' ' || new.entrypoint), "
+        "coalesce(json_extract(new.search_terms, '$.about'), new.description, ''), "
+        "coalesce(json_extract(new.search_terms, '$.params'), new.signature), "
+        "coalesce(json_extract(new.search_terms, '$.examples'), new.tests)"
+    )
+    insert = f"INSERT INTO search_index (rowid, name, about, params, examples) VALUES (new.id, {fields});"
+    db.execute(f"CREATE TRIGGER search_index_ai AFTER INSERT ON versions BEGIN {insert} END")
+    db.execute("CREATE TRIGGER search_index_ad AFTER DELETE ON versions BEGIN DELETE FROM search_index WHERE rowid = old.id; END")
+    # Only the indexed columns: status, yank and deprecation updates leave the index alone.
+    db.execute(
+        "CREATE TRIGGER search_index_au AFTER UPDATE OF name, entrypoint, description, signature, tests, "
+        f"search_terms ON versions BEGIN DELETE FROM search_index WHERE rowid = old.id; {insert} END"
+    )
+    rows = db.execute("SELECT id, name, entrypoint, description, signature, tests FROM versions").fetchall()
+    for vid, name, entrypoint, description, signature, tests in rows:
+        terms = index_terms(name, entrypoint, description, json.loads(signature), json.loads(tests))
+        db.execute("UPDATE versions SET search_terms = ? WHERE id = ?", [terms, vid])
+    db.execute("INSERT INTO search_index (search_index) VALUES ('optimize')")
 
 
 def pending_migrations(db: sqlite_utils.Database) -> list[str]:

@@ -1,0 +1,216 @@
+"""The dispatcher's question: is there already a tool for this request?
+
+The index (migration ``m004_search_ranking``) is an FTS5 table with the
+porter stemmer over four fields of every version: its name words, its
+docstring, its parameters (names and descriptions) and its examples (test
+names and snippets, which is where a tool-maker writes the questions a tool
+was made for). Identifiers are split into words when a version is indexed
+(``sort_words`` and ``sortWords`` both give "sort words"), in Python, into the
+``versions.search_terms`` column; plain SQL triggers copy that column into the
+index, so any connection that writes a version keeps the index right.
+
+A query is matched on ANY of its words and ranked by two numbers:
+
+- ``score`` in [0, 1]: how much of the query the tool covers, each query word
+  weighted by how rare it is among the tools (idf), so "sort" in a registry of
+  sorters counts for less than "anagram". It does not depend on the size of
+  the registry the way raw bm25 does (bm25's idf is clamped to zero when a
+  word is in half the documents or more, so a one-tool registry scores its
+  perfect match near zero), which is what makes one fixed threshold possible.
+- ``bm25``: FTS5's bm25 with per-field weights (higher is better here), the
+  tie-breaker between tools that cover the query equally.
+
+A hit whose score is below ``FIT_THRESHOLD`` does not fit; when no hit fits,
+the CLI answers "no tool fits" (exit 3). The threshold is calibrated on the
+benchmark in ``bench/bench_search.py``; docs/search.md has the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+from pydantic import Field
+
+from .models import ToolVersion
+
+__all__ = [
+    "FIELD_WEIGHTS",
+    "FIT_THRESHOLD",
+    "SearchHit",
+    "ScoredId",
+    "index_terms",
+    "query_words",
+    "rank",
+    "split_identifiers",
+    "tool_index_terms",
+]
+
+# Calibrated on bench/bench_search.py (docs/search.md): the lowest threshold
+# that keeps almost every no-fit query out while losing few real matches.
+FIT_THRESHOLD = 0.35
+
+# bm25 weights of the index fields, in column order (name, about, params, examples):
+# a word in the name says more about what a tool does than one in a test snippet.
+FIELD_WEIGHTS = (4.0, 2.0, 1.0, 1.0)
+
+# Query words that say nothing about which tool is meant. Kept short on
+# purpose: the idf weight already discounts words every tool has.
+_STOPWORDS = frozenset(
+    """
+    a about above after again all also am an and any are as at be been being both but by can could
+    did do does doing done each few for from further give given had has have having he her here him his
+    how i if in into is it its itself just let me more most my no nor not of off on once only or other our
+    out over own please same she should so some such than that the their them then there these they this
+    those through to too under until up us very was we were what when where which while who whom why will
+    with would you your yours
+    """.split()
+)
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_CAMEL = (re.compile(r"([a-z0-9])([A-Z])"), re.compile(r"([A-Z]+)([A-Z][a-z])"))
+_MAX_QUERY_WORDS = 32
+
+
+def split_identifiers(text: str) -> str:
+    """Text with every identifier also given as its words: ``parseHTTPDate`` ->
+    ``parseHTTPDate parse HTTP Date``, ``sort_words`` -> ``sort_words sort words``.
+
+    The unsplit form stays, so a query that names the identifier still finds it.
+    """
+    out: list[str] = []
+    for token in re.findall(r"[A-Za-z0-9_]+|[^A-Za-z0-9_]+", text):
+        out.append(token)
+        if not token[0].isalnum() and token[0] != "_":
+            continue
+        spaced = token.replace("_", " ")
+        for pattern in _CAMEL:
+            spaced = pattern.sub(r"\1 \2", spaced)
+        if spaced.strip() != token:
+            out.append(" (" + " ".join(spaced.split()) + ")")
+    return "".join(out)
+
+
+def _param_text(signature: dict[str, Any]) -> str:
+    schema = signature.get("input_schema") or {}
+    props = schema.get("properties") or {}
+    parts: list[str] = []
+    for name, prop in props.items():
+        parts.append(split_identifiers(str(name)))
+        if isinstance(prop, dict) and isinstance(prop.get("description"), str):
+            parts.append(prop["description"])
+    return "\n".join(parts)
+
+
+def _example_text(tests: list[dict[str, Any]]) -> str:
+    parts: list[str] = []
+    for case in tests:
+        if isinstance(case.get("name"), str):
+            parts.append(case["name"])
+        if isinstance(case.get("snippet"), str):
+            parts.append(split_identifiers(case["snippet"]))
+    return "\n".join(parts)
+
+
+def index_terms(
+    name: str, entrypoint: str, description: str | None, signature: dict[str, Any], tests: list[dict[str, Any]]
+) -> str:
+    """The ``versions.search_terms`` value of a version (from its stored
+    columns, signature and tests as JSON): the words of each indexed field as
+    one JSON object, which the triggers copy into the index."""
+    names = name if entrypoint == name else f"{name} {entrypoint}"
+    return json.dumps(
+        {
+            "name": split_identifiers(names),
+            "about": description or "",
+            "params": _param_text(signature),
+            "examples": _example_text([t for t in tests if isinstance(t, dict)]),
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
+def tool_index_terms(tool: ToolVersion) -> str:
+    """`index_terms` of a version being stored."""
+    return index_terms(
+        tool.name,
+        tool.entrypoint,
+        tool.signature.description,
+        tool.signature.model_dump(mode="json"),
+        [t.model_dump(mode="json") for t in tool.tests],
+    )
+
+
+def query_words(query: str) -> list[str]:
+    """The words of a query that can pick a tool: identifiers split, lower case,
+    no stopwords, no bare numbers (in a request they are arguments, not what
+    is asked for), each once, at most 32."""
+    seen: list[str] = []
+    for word in _WORD.findall(split_identifiers(query or "")):
+        word = word.lower()
+        if len(word) < 2 or word.isdigit() or word in _STOPWORDS or word in seen:
+            continue
+        seen.append(word)
+        if len(seen) == _MAX_QUERY_WORDS:
+            break
+    return seen
+
+
+class SearchHit(ToolVersion):
+    """A version found by `Registry.search`: the version itself plus how well it fits."""
+
+    score: float = Field(description="share of the query's (idf-weighted) words this tool covers, 0..1")
+    bm25: float = Field(description="FTS5 bm25 relevance with field weights; higher is better")
+    matched: list[str] = Field(default_factory=list, description="the query words found in this tool")
+
+
+@dataclass(frozen=True)
+class ScoredId:
+    """One ranked version id, before its row is loaded."""
+
+    id: int
+    score: float
+    bm25: float
+    matched: tuple[str, ...]
+
+
+def rank(db: sqlite_utils.Database, query: str, candidates: set[int]) -> list[ScoredId]:
+    """Every candidate version matching any word of `query`, best first.
+
+    Order: score (coverage), then bm25, then id. Ids not in `candidates` (old,
+    yanked or unverified versions the caller left out) never appear and do
+    not count towards the words' idf.
+    """
+    words = query_words(query)
+    if not words or not candidates:
+        return []
+    rows_of: dict[str, set[int]] = {}
+    for word in words:
+        # One quoted alphanumeric term: no FTS5 syntax can get in.
+        found = db.execute("SELECT rowid FROM search_index WHERE search_index MATCH ?", [f'"{word}"']).fetchall()
+        rows_of[word] = {vid for (vid,) in found if vid in candidates}
+    total = len(candidates)
+    # A word no tool has weighs as much as the rarest word a tool has: an
+    # unknown word makes a tool fit less, never more.
+    weight = {w: math.log(1.0 + total / max(len(rows), 1)) for w, rows in rows_of.items()}
+    all_weight = sum(weight.values())
+    bm25_of = {
+        vid: -value
+        for vid, value in db.execute(
+            "SELECT rowid, bm25(search_index, ?, ?, ?, ?) FROM search_index WHERE search_index MATCH ?",
+            [*FIELD_WEIGHTS, " OR ".join(f'"{w}"' for w in words)],
+        ).fetchall()
+        if vid in candidates
+    }
+    scored: list[ScoredId] = []
+    for vid, relevance in bm25_of.items():
+        matched = tuple(w for w in words if vid in rows_of[w])
+        score = sum(weight[w] for w in matched) / all_weight
+        scored.append(ScoredId(id=vid, score=round(score, 4), bm25=round(relevance, 4), matched=matched))
+    scored.sort(key=lambda s: (-s.score, -s.bm25, s.id))
+    return scored
