@@ -13,7 +13,6 @@ import difflib
 import getpass
 import json
 import os
-import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -53,6 +52,7 @@ from .models import (
     Verification,
 )
 from .provenance import build_provenance, in_toto_statement
+from .search import FIT_THRESHOLD, SearchHit, rank, tool_index_terms
 from .signature import bump_kind, derive_signature, validate_arguments
 from .store import PerThreadDatabase, default_registry_path, read_snapshot, utc_now, write_transaction
 from .versions import (
@@ -161,6 +161,7 @@ def _version_record(tool: ToolVersion) -> dict[str, Any]:
         "registered_at": prov.registered_at,
         "source_sha256": prov.source_sha256,
         "metadata": canonical_json(prov.metadata),
+        "search_terms": tool_index_terms(tool),
     }
 
 
@@ -438,24 +439,40 @@ class Registry:
             raise NotFound(f"no tool named {name!r}")
         return [r.tool for r in rows]
 
-    def search(self, query: str, *, limit: int = 20) -> builtins.list[ToolVersion]:
-        """Newest versions whose name, description or docstring match the words of `query`.
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        verified_only: bool = False,
+        min_score: float | None = None,
+    ) -> builtins.list[SearchHit]:
+        """The newest versions that fit `query`, best first, each with its score.
 
-        Every word must match (porter-stemmed, so "parsing" finds "parse");
-        results are ranked by bm25."""
-        words = re.findall(r"\w+", query or "")
-        if not words or limit <= 0:
+        Any word may match (porter-stemmed, identifiers split into words); a
+        hit's ``score`` (0..1) is the idf-weighted share of the query's words
+        it covers, ``bm25`` breaks ties (see registry/search.py). Hits scoring
+        below ``min_score`` (default FIT_THRESHOLD) are left out, so an empty
+        list means "no tool fits"; ``min_score=0`` keeps every hit.
+        ``verified_only`` keeps only versions that passed their tests."""
+        threshold = FIT_THRESHOLD if min_score is None else min_score
+        if limit <= 0:
             return []
-        match = " ".join('"' + w.replace('"', "") + '"' for w in words)
         with read_snapshot(self.db):
             newest = set(self._newest_ids().values())
-            hits = self.db.execute(
-                "SELECT versions_fts.rowid FROM versions_fts WHERE versions_fts MATCH ? ORDER BY rank",
-                [match],
-            ).fetchall()
-            ids = [vid for (vid,) in hits if vid in newest][:limit]
-            tools = self._by_ids(ids)
-        return [tools[i] for i in ids]
+            if verified_only and newest:
+                marks = ",".join("?" * len(newest))
+                newest = {
+                    vid
+                    for (vid,) in self.db.execute(
+                        f"SELECT id FROM versions WHERE status = 'verified' AND id IN ({marks})", sorted(newest)
+                    )
+                }
+            ranked = [s for s in rank(self.db, query, newest) if s.score >= threshold][:limit]
+            tools = self._by_ids(s.id for s in ranked)
+        return [
+            SearchHit(**dict(tools[s.id]), score=s.score, bm25=s.bm25, matched=list(s.matched)) for s in ranked
+        ]
 
     def diff(self, old_ref: str, new_ref: str) -> ToolDiff:
         """Unified diffs of source and signature JSON, and the semver bump the change implies."""
