@@ -9,6 +9,7 @@ Format: docs/formats.md.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +20,7 @@ from .admission import admit, check_name
 from .cases import parse_tests
 from .errors import BundleError, ToolcribError
 from .models import Provenance, Signature, TestCase, ToolVersion
+from .signature import derive_signature
 from .store import utc_now
 from .versions import content_sha256, parse_version, sha256_text
 
@@ -100,6 +102,37 @@ def read_bundle(bundle: Any) -> list[BundleEntry]:
     return entries
 
 
+def _first_difference(stored: Any, derived: Any, where: str = "") -> str:
+    """Where two JSON values first differ, and how, in a few words."""
+    if isinstance(stored, dict) and isinstance(derived, dict):
+        for key in sorted(set(stored) | set(derived)):
+            if key not in derived:
+                return f"{where}.{key} is stored but not derived"
+            if key not in stored:
+                return f"{where}.{key} is derived but not stored"
+            if stored[key] != derived[key]:
+                return _first_difference(stored[key], derived[key], f"{where}.{key}")
+    if isinstance(stored, list) and isinstance(derived, list) and len(stored) == len(derived):
+        for index, (a, b) in enumerate(zip(stored, derived)):
+            if a != b:
+                return _first_difference(a, b, f"{where}[{index}]")
+    return f"{where or 'the schema'}: stored {json.dumps(stored)[:80]}, derived {json.dumps(derived)[:80]}"
+
+
+def _check_signature(entry: BundleEntry, label: str) -> None:
+    """The stored schemas must be the ones the source derives: they are what
+    `show` and `serve` advertise and what `call` validates against, so a
+    doctored one would promise a contract the tool does not have."""
+    derived = derive_signature(entry.source, entry.entrypoint)
+    for part in ("input_schema", "output_schema"):
+        stored_part, derived_part = getattr(entry.signature, part), getattr(derived, part)
+        if stored_part != derived_part:
+            where = _first_difference(stored_part, derived_part)
+            raise BundleError(
+                f"{label}: the stored {part.replace('_', ' ')} differs from the one its source derives ({where})"
+            )
+
+
 def _check_entry(raw: Any, label: str) -> BundleEntry:
     if not isinstance(raw, dict):
         raise BundleError(f"{label}: an entry is a JSON object")
@@ -118,6 +151,7 @@ def _check_entry(raw: Any, label: str) -> BundleEntry:
         admit(entry.source, entrypoint=entry.entrypoint, markdown=False)
     except ToolcribError as exc:
         raise BundleError(f"{label}: {exc}") from None
+    _check_signature(entry, label)
     digest = content_sha256(entry.source, entry.entrypoint, entry.signature, entry.tests)
     if digest != entry.sha256:
         raise BundleError(f"{label}: sha256 mismatch: the entry says {entry.sha256}, its content hashes to {digest}")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ..sandbox import get_backend
-from ..sandbox.contract import LIMIT_NAMES, Backend, ErrorInfo, Job, Limits, PolicyName, Result
+from ..sandbox.contract import LIMIT_NAMES, Backend, Cancel, ErrorInfo, Job, Limits, PolicyName, Result
 from .admission import admit, check_name
 from .audit import append_entry, cap_value, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, read_bundle
@@ -53,7 +53,7 @@ from .models import (
 )
 from .provenance import build_provenance, in_toto_statement
 from .search import FIT_THRESHOLD, SearchHit, rank, tool_index_terms
-from .signature import bump_kind, derive_signature, validate_arguments
+from .signature import bump_kind, derive_signature, validate_stored_arguments
 from .store import PerThreadDatabase, default_registry_path, read_snapshot, utc_now, write_transaction
 from .versions import (
     SemVer,
@@ -677,13 +677,17 @@ class Registry:
         policy: str | None = None,
         allow_unverified: bool = False,
         allow_yanked: bool = False,
+        cancel: Cancel | None = None,
     ) -> CallOutcome:
-        """Validate arguments against the input schema, run, audit, return.
+        """Validate arguments against the version's stored input schema, run, audit, return.
 
         Raises PolicyRefused (unverified/yanked), ArgumentsError, NotFound.
         Tool errors and limits are *outcomes* (status), not exceptions; so is a
         sandbox that cannot run (status "unavailable", exit code 6 in the CLI).
         Refused and invalid calls are audited too (status "refused"/"invalid").
+        ``cancel``: cancelling it from another thread kills the sandboxed
+        process; the outcome is then an error of type "Cancelled" (audited as
+        status "cancelled").
         """
         tool = self._resolve(ref, allow_yanked=True).tool
         mode = "snippet" if snippet is not None else "args"
@@ -724,14 +728,20 @@ class Registry:
         try:
             job_limits = self._limits(tool, limits)
             job_policy = self._policy(backend, policy)
-            job_args = validate_arguments(tool.source, tool.entrypoint, args) if mode == "args" else None
+            # The stored schema, the one `show`, bundles and `serve` advertise,
+            # is the contract (not a schema derived again from the source).
+            job_args = (
+                validate_stored_arguments(tool.signature.input_schema, args, function=tool.entrypoint)
+                if mode == "args"
+                else None
+            )
             job = _job(tool, job_limits, job_policy, args=job_args, snippet=snippet)
         except InvalidInput as exc:
             fields = exc.fields if isinstance(exc, ArgumentsError) else {}
             self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message, "fields": fields})
             raise
         try:
-            result = self._backend(backend).run(job)
+            result = self._backend(backend).run(job, cancel)
         except InvalidInput as exc:
             self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message})
             raise
@@ -739,12 +749,17 @@ class Registry:
             # Same shape as a backend that started but could not run the job.
             result = Result(status="unavailable", backend=backend,
                             error=ErrorInfo(type="SandboxUnavailable", message=exc.message))
+        cancelled = cancel is not None and cancel.cancelled
+        if cancelled:
+            # Whatever the killed sandbox reported, the truth is that the caller stopped it.
+            result = Result(status="error", backend=result.backend, duration_ms=result.duration_ms,
+                            error=ErrorInfo(type="Cancelled", message="the caller cancelled the call"))
         self._audit_call(
             tool.ref,
             {
                 **base,
                 "policy": job_policy,
-                "status": result.status,
+                "status": "cancelled" if cancelled else result.status,
                 "limit": result.limit,
                 "error_type": result.error.type if result.error else None,
                 "duration_ms": round(result.duration_ms, 3),

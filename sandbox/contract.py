@@ -7,12 +7,15 @@ the sandbox wrote; the host never holds an object the sandbox made.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Backend",
+    "Cancel",
     "CallMode",
     "ErrorInfo",
     "Job",
@@ -120,6 +123,50 @@ class Result(BaseModel):
         return self.status == "ok"
 
 
+class Cancel:
+    """A caller's way to stop a job that is running, from any other thread.
+
+    While a job runs, the backend registers how to stop it (``on_cancel``);
+    ``cancel()`` runs those hooks once. A hook registered after the fact runs
+    at once. Used by `toolcrib serve`, where a client may cancel a call.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._hooks: dict[int, Callable[[], None]] = {}
+        self._next = 0
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._cancelled:
+                return
+            self._cancelled = True
+            hooks, self._hooks = list(self._hooks.values()), {}
+        for hook in hooks:
+            hook()
+
+    def on_cancel(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Register `hook`; returns the function that unregisters it."""
+        with self._lock:
+            if not self._cancelled:
+                key = self._next
+                self._next += 1
+                self._hooks[key] = hook
+
+                def remove() -> None:
+                    with self._lock:
+                        self._hooks.pop(key, None)
+
+                return remove
+        hook()
+        return lambda: None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A way to run jobs. `run` never raises for anything the tool does: every
@@ -127,6 +174,9 @@ class Backend(Protocol):
 
     name: str
 
-    def run(self, job: Job) -> Result: ...
+    def run(self, job: Job, cancel: Cancel | None = None) -> Result:
+        """Run one job. ``cancel``, when given and cancelled, kills the job's
+        process (or container) as soon as possible."""
+        ...
 
     def close(self) -> None: ...

@@ -14,14 +14,21 @@ the container exits and is removed while a filler thread starts a
 replacement. The wall clock of a pooled call starts when the job is sent.
 
 No leaks: every container is labelled with the owner's pid, process start
-time, host and boot id; each backend start removes labelled containers whose
-owner is gone. A container whose owner dies also ends by itself: stdin closes
-(so a waiting harness exits) and a running one hits the harness's own wall
-clock; auto-remove then deletes it.
+time, host and boot id. `close` (also run at interpreter exit for every
+backend still open, so a CLI that just returns cleans up) stops the fillers,
+cuts short a warm-up in progress, waits for any create/start call still in
+the engine, then removes every container labelled with this process and waits
+until the engine lists none: nothing is left in any state, including a
+container created while the process was exiting. Each backend start removes
+labelled containers whose owner is gone (a SIGKILLed owner cannot clean up).
+A container whose owner dies also ends by itself: stdin closes (so a waiting
+harness exits) and a running one hits the harness's own wall clock;
+auto-remove then deletes it.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -29,16 +36,19 @@ import queue
 import socket
 import threading
 import time
+import uuid
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contract import LIMIT_NAMES, ErrorInfo, Job, Limits, Result, Status
+from .contract import LIMIT_NAMES, Cancel, ErrorInfo, Job, Limits, Result, Status
 
 __all__ = [
     "DockerBackend",
     "GRACE_SECONDS",
     "LABEL",
+    "LABEL_BACKEND",
     "LABEL_BOOT",
     "LABEL_HOST",
     "LABEL_PID",
@@ -54,6 +64,9 @@ LABEL_PID = "toolcrib.owner.pid"
 LABEL_START = "toolcrib.owner.start"
 LABEL_HOST = "toolcrib.host"
 LABEL_BOOT = "toolcrib.boot"
+# Which backend object in the owner process made it: `close` removes exactly
+# its own containers, not those of another backend still open in that process.
+LABEL_BACKEND = "toolcrib.owner.backend"
 # How long past the tool's wall limit the host waits for the harness's own
 # "wall" reply before it kills the container itself.
 GRACE_SECONDS = 1.5
@@ -66,6 +79,20 @@ _STATUSES = ("ok", "error", "blocked", "limit")
 # The harness's first line (harness.READY): written once it is warm.
 _READY = b"toolcrib-harness-ready"
 _START_TIMEOUT = 60.0
+# Bounds on `close`: a filler inside a create/start call is waited for this
+# long; the final sweep keeps removing this process's containers this long.
+_CLOSE_JOIN_SECONDS = 30.0
+_SWEEP_SECONDS = 30.0
+
+# Backends not closed yet; the interpreter's exit closes them (see `close`).
+_OPEN: "weakref.WeakSet[DockerBackend]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_backends() -> None:
+    # Daemon threads still run during atexit, so the fillers can be joined.
+    for backend in list(_OPEN):
+        backend.close()
 
 
 def _boot_id() -> str:
@@ -90,15 +117,19 @@ def _proc_start(pid: int) -> str | None:
     return stat.rpartition(")")[2].split()[19]
 
 
-def owner_labels() -> dict[str, str]:
-    """Labels naming this process as the owner of a sandbox container."""
-    return {
+def owner_labels(backend: str | None = None) -> dict[str, str]:
+    """Labels naming this process (and, if given, the backend object) as the
+    owner of a sandbox container."""
+    labels = {
         LABEL: "1",
         LABEL_PID: str(os.getpid()),
         LABEL_START: _proc_start(os.getpid()) or "0",
         LABEL_HOST: socket.gethostname(),
         LABEL_BOOT: _boot_id(),
     }
+    if backend is not None:
+        labels[LABEL_BACKEND] = backend
+    return labels
 
 
 def host_config_options(limits: Limits, *, auto_remove: bool = True) -> dict[str, Any]:
@@ -138,8 +169,11 @@ def host_config_options(limits: Limits, *, auto_remove: bool = True) -> dict[str
     return options
 
 
-def container_options(image: str, limits: Limits, host_config: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for ``APIClient.create_container`` for one call."""
+def container_options(
+    image: str, limits: Limits, host_config: dict[str, Any], *, owner: str | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for ``APIClient.create_container`` for one call
+    (`owner`: the id of the backend object that makes it, as a label)."""
     return {
         "image": image,
         "user": _UID,
@@ -153,7 +187,7 @@ def container_options(image: str, limits: Limits, host_config: dict[str, Any]) -
         "stdin_open": True,
         "tty": False,
         "network_disabled": True,
-        "labels": owner_labels(),
+        "labels": owner_labels(owner),
         "host_config": host_config,
     }
 
@@ -183,9 +217,17 @@ def _raw_socket(attached: Any) -> socket.socket:
     return sock
 
 
-def _spawn(api: Any, image: str, limits: Limits, command: list[str] | None = None, *, auto_remove: bool = True) -> _Container:
+def _spawn(
+    api: Any,
+    image: str,
+    limits: Limits,
+    command: list[str] | None = None,
+    *,
+    auto_remove: bool = True,
+    owner: str | None = None,
+) -> _Container:
     host_config = api.create_host_config(**host_config_options(limits, auto_remove=auto_remove))
-    options = container_options(image, limits, host_config)
+    options = container_options(image, limits, host_config, owner=owner)
     if command is not None:
         options["command"] = command
     cid = api.create_container(**options)["Id"]
@@ -203,6 +245,14 @@ def _remove_quietly(api: Any, cid: str) -> None:
     try:
         api.remove_container(cid, force=True)
     except Exception:  # noqa: BLE001 - already gone or being auto-removed
+        pass
+
+
+def _shutdown_socket(container: _Container) -> None:
+    """Wake a thread blocked reading this container's socket (it reads EOF)."""
+    try:
+        container.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
         pass
 
 
@@ -321,8 +371,13 @@ class DockerBackend:
         self._trash: queue.SimpleQueue[_Container | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._fillers = max(1, int(fillers))
+        # Containers a filler has started and is waiting on to become ready:
+        # `close` shuts their sockets so the wait ends at once.
+        self._warming: dict[str, _Container] = {}
+        self._owner = uuid.uuid4().hex
         self.reaped = 0
         self._has_reaped = False
+        _OPEN.add(self)
         self._connect()
         self._start_threads()
 
@@ -462,8 +517,17 @@ class DockerBackend:
             container = None
             try:
                 assert image is not None
-                container = _spawn(self._client.api, image, limits)
-                if not container.wait_ready(time.monotonic() + _START_TIMEOUT):
+                container = _spawn(self._client.api, image, limits, owner=self._owner)
+                with self._cv:
+                    if self._closed:
+                        _shutdown_socket(container)
+                    self._warming[container.id] = container
+                try:
+                    ready = container.wait_ready(time.monotonic() + _START_TIMEOUT)
+                finally:
+                    with self._cv:
+                        self._warming.pop(container.id, None)
+                if not ready:
                     # e.g. too little memory for Python to start: stop warming
                     # these limits until a call asks for them again.
                     self._trash.put(container)
@@ -486,7 +550,10 @@ class DockerBackend:
                             self._ready[limits].append(container)
                     self._cv.notify_all()
             if container is None:
-                time.sleep(1.0)
+                # Back off before retrying, but not past a `close`.
+                with self._cv:
+                    if not self._closed:
+                        self._cv.wait(timeout=1.0)
 
     def _take(self, limits: Limits) -> _Container | None:
         with self._cv:
@@ -519,11 +586,12 @@ class DockerBackend:
 
     # -- calls ----------------------------------------------------------
 
-    def run(self, job: Job) -> Result:
-        """Run one job in a container of its own; never raises."""
+    def run(self, job: Job, cancel: Cancel | None = None) -> Result:
+        """Run one job in a container of its own; never raises.
+        Cancelling ``cancel`` kills the container."""
         started = time.perf_counter()
         try:
-            return self._run(job, started)
+            return self._run(job, started, cancel)
         except Exception as exc:  # noqa: BLE001 - the contract: every outcome is a Result
             self._lost_engine(exc)
             return self._unavailable_result(f"the Docker engine failed: {' '.join(str(exc).split())[:300]}", started)
@@ -536,7 +604,7 @@ class DockerBackend:
             duration_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def _run(self, job: Job, started: float) -> Result:
+    def _run(self, job: Job, started: float, cancel: Cancel | None = None) -> Result:
         if self._closed:
             return self._unavailable_result("the Docker backend is closed", started)
         if not self._connect():
@@ -555,7 +623,7 @@ class DockerBackend:
                 container = None
         if container is None:
             try:
-                container = _spawn(self._client.api, self._image, limits)
+                container = _spawn(self._client.api, self._image, limits, owner=self._owner)
             except Exception as exc:
                 if not _is_refusal(exc):
                     raise
@@ -577,7 +645,7 @@ class DockerBackend:
                 raise
         sent = time.perf_counter()
         try:
-            return self._collect(container, limits, sent)
+            return self._collect(container, limits, sent, cancel)
         finally:
             self._trash.put(container)
 
@@ -588,10 +656,16 @@ class DockerBackend:
             return self._result("limit", 0.0, limit="memory")
         return self._result("error", 0.0, error=ErrorInfo(type="SandboxError", message="the sandbox container did not start"))
 
-    def _collect(self, container: _Container, limits: Limits, sent: float) -> Result:
+    def _collect(self, container: _Container, limits: Limits, sent: float, cancel: Cancel | None = None) -> Result:
         deadline = time.monotonic() + limits.wall + GRACE_SECONDS
         container.reader.cap = limits.output * 1024 + _REPLY_SLACK
-        outcome, line = container.reader.read_line(deadline)
+        # A cancelled caller kills the container; the read below then ends on EOF.
+        forget = cancel.on_cancel(lambda: self._kill(container)) if cancel is not None else None
+        try:
+            outcome, line = container.reader.read_line(deadline)
+        finally:
+            if forget is not None:
+                forget()
         elapsed = (time.perf_counter() - sent) * 1000
         if outcome == "line":
             return self._parse(line, elapsed)
@@ -672,27 +746,54 @@ class DockerBackend:
         )
 
     def close(self) -> None:
-        """Stop the fillers and remove every warm container of this backend."""
+        """Stop the fillers and remove every container of this backend; when
+        it returns the engine lists none (see the module docstring)."""
         with self._cv:
             if self._closed:
                 return
             self._closed = True
             pools = list(self._ready.values())
             self._ready.clear()
+            for container in self._warming.values():
+                _shutdown_socket(container)
             self._cv.notify_all()
+        _OPEN.discard(self)
         for ready in pools:
             for container in ready:
                 self._trash.put(container)
-        # Fillers first: one may still be starting a container it will trash.
+        # Fillers first: one may still be inside a create or start call; once
+        # it returns it sees `_closed` and trashes what it made.
         for thread in self._threads[:-1]:
-            thread.join(timeout=60)
+            thread.join(timeout=_CLOSE_JOIN_SECONDS)
         self._trash.put(None)
-        self._threads[-1].join(timeout=60)
+        self._threads[-1].join(timeout=_CLOSE_JOIN_SECONDS)
+        self._sweep()
         if self._client is not None:
             try:
                 self._client.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+    def _sweep(self) -> None:
+        """Remove every container labelled with this backend, until the engine
+        lists none (one the engine is already removing is waited for)."""
+        if self._client is None:
+            return
+        api = self._client.api
+        filters = {"label": [f"{LABEL}=1", f"{LABEL_BACKEND}={self._owner}"]}
+        deadline = time.monotonic() + _SWEEP_SECONDS
+        while True:
+            try:
+                found = api.containers(all=True, filters=filters)
+            except Exception:  # noqa: BLE001 - engine gone: the next start reaps
+                return
+            if not found or time.monotonic() > deadline:
+                return
+            for info in found:
+                if info.get("State") != "removing":
+                    _remove_quietly(api, info["Id"])
+            time.sleep(0.05)
 
 
 def _is_refusal(exc: BaseException) -> bool:

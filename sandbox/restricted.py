@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from .contract import LIMIT_NAMES, ErrorInfo, Job, Limits, Result
+from .contract import LIMIT_NAMES, Cancel, ErrorInfo, Job, Limits, Result
 from .zygote import EXIT_SETUP_FAILED, OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
 
 __all__ = ["RestrictedBackend"]
@@ -121,6 +121,14 @@ class _Zygote:
         if self.proc.stderr is not None and not self.proc.stderr.closed:
             self.proc.stderr.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _hang_up(*socks: socket.socket) -> None:
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
 
 
 def _recv_exact(sock: socket.socket, size: int, deadline: float) -> bytes | None:
@@ -319,11 +327,12 @@ class RestrictedBackend:
 
     # -- running -----------------------------------------------------------
 
-    def run(self, job: Job) -> Result:
-        """Run one job in a fresh child; every outcome is a Result."""
+    def run(self, job: Job, cancel: Cancel | None = None) -> Result:
+        """Run one job in a fresh child; every outcome is a Result.
+        Cancelling ``cancel`` hangs up on the zygote, which kills the child."""
         started = time.perf_counter()
         try:
-            fields = self._run(job)
+            fields = self._run(job, cancel)
         except (TypeError, ValueError) as exc:
             # Only the job's own data can fail to encode (e.g. a set in args).
             fields = _error("InvalidJob", f"the job cannot be sent as JSON: {exc}")
@@ -332,7 +341,7 @@ class RestrictedBackend:
             fields = _unavailable(f"cannot reach the zygote: {exc}")
         return Result(backend=self.name, duration_ms=(time.perf_counter() - started) * 1000, **fields)
 
-    def _run(self, job: Job) -> dict[str, Any]:
+    def _run(self, job: Job, cancel: Cancel | None = None) -> dict[str, Any]:
         limits = job.limits
         header = json.dumps(
             {
@@ -367,9 +376,14 @@ class RestrictedBackend:
                 status.close()
                 self._discard(zygote)
                 continue
+            # A cancelled caller hangs up: our reads end at once and the
+            # zygote sees the status socket close, as below.
+            forget = cancel.on_cancel(lambda: _hang_up(call, status)) if cancel is not None else None
             try:
                 return self._converse(call, status, payload, limits, zygote)
             finally:
+                if forget is not None:
+                    forget()
                 # Closing the status socket early tells the zygote to kill the
                 # child if it is still running (output overflow, host gave up).
                 call.close()
