@@ -50,9 +50,12 @@ __all__ = [
     "tool_index_terms",
 ]
 
-# Calibrated on bench/bench_search.py (docs/search.md): the lowest threshold
-# that keeps almost every no-fit query out while losing few real matches.
-FIT_THRESHOLD = 0.35
+# Calibrated on bench/bench_search.py --sweep (docs/search.md): the largest
+# threshold at which the most dispatcher decisions are right (the tool among
+# the first five that fit, or "no tool fits" when there is none). Higher
+# thresholds catch more requests with no tool only by turning away more that
+# have one: a word-matching index cannot tell a paraphrase from a miss.
+FIT_THRESHOLD = 0.10
 
 # bm25 weights of the index fields, in column order (name, about, params, examples):
 # a word in the name says more about what a tool does than one in a test snippet.
@@ -74,6 +77,8 @@ _STOPWORDS = frozenset(
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _CAMEL = (re.compile(r"([a-z0-9])([A-Z])"), re.compile(r"([A-Z]+)([A-Z][a-z])"))
 _MAX_QUERY_WORDS = 32
+# A quoted span: "..." or '...' where the quote marks are not apostrophes inside a word.
+_QUOTED = re.compile(r"\"[^\"]*\"|(?<![A-Za-z])'[^']*'(?![A-Za-z])")
 
 
 def split_identifiers(text: str) -> str:
@@ -150,8 +155,14 @@ def query_words(query: str) -> list[str]:
     """The words of a query that can pick a tool: identifiers split, lower case,
     no stopwords, no bare numbers (in a request they are arguments, not what
     is asked for), each once, at most 32."""
+    text = query or ""
+    # Quoted text in a request is the data the tool is to work on ("Is 'level'
+    # a palindrome?"), not what is asked for; unless it is all there is.
+    unquoted = _QUOTED.sub(" ", text)
+    if _WORD.search(unquoted):
+        text = unquoted
     seen: list[str] = []
-    for word in _WORD.findall(split_identifiers(query or "")):
+    for word in _WORD.findall(split_identifiers(text)):
         word = word.lower()
         if len(word) < 2 or word.isdigit() or word in _STOPWORDS or word in seen:
             continue
