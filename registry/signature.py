@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -22,7 +23,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
     AfterValidator,
@@ -38,7 +39,10 @@ from .errors import AdmissionError, ArgumentsError
 from .models import Signature
 from .pyast import imported_names
 
-__all__ = ["bump_kind", "derive_signature", "validate_arguments"]
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError as JsonSchemaError
+
+__all__ = ["bump_kind", "derive_signature", "validate_arguments", "validate_stored_arguments"]
 
 _MAX_ANNOTATION_DEPTH = 12
 _CACHE_SIZE = 256
@@ -578,6 +582,79 @@ def validate_arguments(source: str, entrypoint: str, args: Any) -> dict[str, Any
     if problems:
         ordered = [n for n in compiled.names if n in problems] + sorted(set(problems) - set(compiled.names))
         fields = {name: " or ".join(problems[name][:3]) for name in ordered}
+        detail = "; ".join(f"{name}: {why}" for name, why in fields.items())
+        raise ArgumentsError(f"{prefix}: {detail}", fields)
+    return plain
+
+
+# -- validating against a stored schema ---------------------------------------------
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _schema_validator(schema_json: str) -> Any:
+    # Imported here: only calls need it, and `toolcrib --help` should not pay for it.
+    import jsonschema.validators
+
+    base = jsonschema.validators.Draft202012Validator
+    # JSON Schema counts 1.0 as an integer; the derived (pydantic, strict)
+    # contract never did, so a stored schema is read the same way.
+    strict = base.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return jsonschema.validators.extend(base, type_checker=strict)(json.loads(schema_json))
+
+
+def _schema_problem(error: JsonSchemaError) -> str:
+    where = "".join(f"[{json.dumps(step)}]" for step in list(error.absolute_path)[1:])
+    if error.context:
+        # anyOf/oneOf: say what each alternative wanted, like the derived validator does.
+        why = " or ".join(dict.fromkeys(sub.message for sub in error.context[:3]))
+    else:
+        why = error.message
+    return f"{where}: {why}" if where else why
+
+
+def validate_stored_arguments(input_schema: dict[str, Any], args: Any, *, function: str) -> dict[str, Any]:
+    """Check JSON call arguments against a version's STORED input schema.
+
+    The stored schema is what `show`, bundles and the MCP server advertise, so
+    it is the one contract a call is held to (Draft 2020-12, with integers
+    strict: 1.0 is not an integer). Same result and errors as
+    `validate_arguments`: the caller's own values come back unchanged, and
+    ArgumentsError names each bad field ("missing required argument",
+    "unexpected argument", or what the schema wanted).
+    """
+    prefix = f"bad arguments for {function}"
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ArgumentsError(f"{prefix}: arguments must be a JSON object, not {type(args).__name__}")
+    if any(not isinstance(key, str) for key in args):
+        raise ArgumentsError(f"{prefix}: argument names must be strings")
+    try:
+        plain: dict[str, Any] = json.loads(json.dumps(args, allow_nan=False, ensure_ascii=False))
+    except (TypeError, ValueError) as exc:
+        raise ArgumentsError(f"{prefix}: arguments must be plain JSON values ({exc})") from None
+    except RecursionError:
+        raise ArgumentsError(f"{prefix}: arguments are nested too deeply") from None
+    validator = _schema_validator(json.dumps(input_schema, sort_keys=True))
+    declared = list(input_schema.get("properties", {}))
+    problems: dict[str, list[str]] = {}
+    for error in validator.iter_errors(plain):
+        path = list(error.absolute_path)
+        if not path and error.validator == "required":
+            for name in error.validator_value:
+                if name not in plain:
+                    problems.setdefault(name, []).append("missing required argument")
+        elif not path and error.validator == "additionalProperties" and error.validator_value is False:
+            for name in plain:
+                if name not in declared:
+                    problems.setdefault(name, []).append("unexpected argument")
+        else:
+            field = str(path[0]) if path else "arguments"
+            problems.setdefault(field, []).append(_schema_problem(error))
+    if problems:
+        ordered = [n for n in declared if n in problems] + sorted(set(problems) - set(declared))
+        fields = {name: " or ".join(list(dict.fromkeys(problems[name]))[:3]) for name in ordered}
         detail = "; ".join(f"{name}: {why}" for name, why in fields.items())
         raise ArgumentsError(f"{prefix}: {detail}", fields)
     return plain
