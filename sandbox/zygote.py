@@ -84,9 +84,19 @@ NOFILE_LIMIT: int = 16  # descriptors a child may have open
 
 RunJob = Callable[..., bytes]  # execute.run_job(job, *, restricted) -> reply bytes
 
+# Inside the jail nothing can be read from disk, so a tool can import only
+# what the zygote loaded before: everything the policy's facades need, plus
+# these cheap standard modules that `plain`-policy tools commonly use. (Each
+# costs the cold start a fraction of a millisecond; heavier ones such as
+# dataclasses, hashlib or urllib.parse are left out: see
+# docs/sandbox-restricted.md.)
+PLAIN_PRELOAD: tuple[str, ...] = (
+    "array", "base64", "binascii", "calendar", "cmath", "csv", "difflib", "enum", "fcntl", "io",
+    "numbers", "operator", "pprint", "struct", "textwrap", "unicodedata", "zlib",
+)
+
 _PKG = "_toolcrib_sandbox"
 _LEN = struct.Struct(">I")
-_CLONE_NEWNET = 0x40000000
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -185,8 +195,10 @@ def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict[str, A
     }
 
 
-def _apply_limits(header: dict[str, Any]) -> None:
-    """The job's own limits, set once it is known (only ever lowered)."""
+def _apply_limits(header: dict[str, Any], vm_base: int) -> None:
+    """The job's own limits, set once it is known (only ever lowered).
+    ``vm_base``: the address space mapped when the child entered the jail
+    (read then: afterwards it cannot open /proc)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     # RLIMIT_CPU counts whole seconds over the whole life of the process,
     # warm-up included (some milliseconds): the tool gets `cpu` seconds on top
@@ -197,7 +209,7 @@ def _apply_limits(header: dict[str, Any]) -> None:
     _set_limit(resource.RLIMIT_FSIZE, header["disk"] * 1024 * 1024)
     # The forked interpreter already maps some tens of MiB; the tool's
     # allowance comes on top of what is mapped now.
-    _set_limit(resource.RLIMIT_AS, _vm_bytes() + header["memory"] * 1024 * 1024)
+    _set_limit(resource.RLIMIT_AS, vm_base + header["memory"] * 1024 * 1024)
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -256,12 +268,39 @@ _WARM_JOB = {
 }
 
 
-def _spare_main(control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_job: RunJob) -> None:
-    """A forked spare: lock down, warm up, take one call, run it, reply, exit.
-    Never returns."""
+class _NotLoaded:
+    """The last import finder in a jailed child: a module that was not
+    loaded before the jail closed cannot be read now; say so plainly."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+        raise ModuleNotFoundError(
+            f"module {name!r} is not available in the sandbox (only modules loaded before the jail "
+            "closed can be imported)",
+            name=name,
+        )
+
+
+def _close_imports() -> None:
+    # Built-in and frozen modules need no file; every path-based finder
+    # would only meet EPERM.
+    sys.meta_path[:] = [f for f in sys.meta_path if f.__name__ in ("BuiltinImporter", "FrozenImporter")]  # type: ignore[attr-defined]
+    sys.meta_path.append(_NotLoaded)  # type: ignore[arg-type]
+    sys.path_importer_cache.clear()
+
+
+def _spare_main(control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_job: RunJob, jail: Any) -> None:
+    """A forked spare: lock down, warm up, enter the jail, take one call, run
+    it, reply, exit. Never returns."""
     try:
         _lock_down((control_fd, link_fd), zygote_pid, slot)
         run_job(_WARM_JOB, restricted=True)
+        vm_base = _vm_bytes()
+        # From here on the child can open nothing and make no new socket,
+        # process or thread: it only has the descriptors it holds. All of
+        # this happens while the spare waits, off the call's path.
+        jail.enter()
+        _close_imports()
         control = socket.socket(fileno=control_fd)
         data, fds = _receive(control, HEADER_MAX)
         control.close()
@@ -277,7 +316,7 @@ def _spare_main(control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_j
         link.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fds[1]))])
         os.close(fds[1])
         link.close()
-        _apply_limits(header)
+        _apply_limits(header, vm_base)
         call.settimeout(header["wall"])
         (size,) = _LEN.unpack(_recv_exact(call, _LEN.size))
         job = json.loads(_recv_exact(call, size))
@@ -328,9 +367,10 @@ _GONE = select.EPOLLHUP | select.EPOLLRDHUP | select.EPOLLERR
 
 
 class _Zygote:
-    def __init__(self, control: socket.socket, run_job: RunJob, spares: int) -> None:
+    def __init__(self, control: socket.socket, run_job: RunJob, jail: Any, spares: int) -> None:
         self.control = control
         self.run_job = run_job
+        self.jail = jail
         self.target_spares = max(1, spares)
         self.pid = os.getpid()
         self.poll = select.epoll()
@@ -397,7 +437,7 @@ class _Zygote:
         link, link_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
-            _spare_main(self.control.fileno(), link_child.fileno(), self.pid, slot, self.run_job)
+            _spare_main(self.control.fileno(), link_child.fileno(), self.pid, slot, self.run_job, self.jail)
         link_child.close()
         child = _Child(pid, os.pidfd_open(pid), link, slot)
         self.children[pid] = child
@@ -468,8 +508,9 @@ class _Zygote:
 # --------------------------------------------------------------------------- start-up
 
 
-def _load_run_job() -> RunJob:
-    """Import this directory's `execute` as a private package (not `toolcrib`)."""
+def _load_run_job() -> tuple[RunJob, Any]:
+    """Import this directory's `execute` and `jail` as a private package (not
+    `toolcrib`); returns ``run_job`` and the `jail` module."""
     here = os.path.dirname(ZYGOTE_PATH)
     package = types.ModuleType(_PKG)
     package.__path__ = [here]
@@ -480,35 +521,43 @@ def _load_run_job() -> RunJob:
     if warm is not None:
         warm()
     run_job: RunJob = execute.run_job
-    return run_job
+    for name in PLAIN_PRELOAD:
+        importlib.import_module(name)
+    return run_job, importlib.import_module(_PKG + ".jail")
 
 
-def _enter_network_namespace() -> dict[str, Any]:
-    """Move the zygote (and so every child it forks) into a fresh network
-    namespace: only a loopback interface, and that one down, so no packet
-    leaves. One namespace per zygote rather than per call: creating and
-    tearing one down costs about a millisecond of CPU per call here, and the
-    children sharing it are separate uids with loopback down. Needs
-    CAP_SYS_ADMIN; without it (not root, a container) the zygote carries on
-    and says why, and the host reports it."""
-    if os.geteuid() != 0:
-        return {"netns": False, "netns_error": "not root"}
-    if _libc.unshare(_CLONE_NEWNET) != 0:
-        return {"netns": False, "netns_error": f"unshare(CLONE_NEWNET): {os.strerror(ctypes.get_errno())}"}
-    return {"netns": True}
+def _jail_holds() -> dict[str, bool]:
+    """Inside the probe, after entering the jail: try what it must refuse."""
+    checks: dict[str, bool] = {}
+    try:
+        os.close(os.open("/", os.O_RDONLY))
+        checks["no_open"] = False
+    except OSError:
+        checks["no_open"] = True
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+        checks["no_socket"] = False
+    except OSError:
+        checks["no_socket"] = True
+    return checks
 
 
-def _probe() -> dict[str, Any]:
-    """Fork one child through the real lock-down and report what it achieved."""
+def _probe(jail: Any) -> dict[str, Any]:
+    """Fork one child through the real lock-down and jail and report what it
+    achieved (and that the jail refuses what it must)."""
     reply_r, reply_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = EXIT_SETUP_FAILED
         try:
             facts = _lock_down((reply_w,), os.getppid(), CALL_UID_SLOTS - 1)
-            _apply_limits({"cpu": 1, "wall": 1, "memory": 64, "disk": 0, "output": 1, "restricted": True})
             facts["baseline_vm_mib"] = round(_vm_bytes() / 2**20, 1)
             facts["interfaces"] = sorted(name for _i, name in socket.if_nameindex())
+            vm_base = _vm_bytes()
+            facts["jail"] = jail.enter()
+            facts["jail_errors"] = dict(jail.errors)
+            facts["jail_checks"] = _jail_holds()
+            _apply_limits({"cpu": 1, "wall": 1, "memory": 64, "disk": 0, "output": 1, "restricted": True}, vm_base)
             _write_all(reply_w, json.dumps(facts).encode())
             code = 0
         except BaseException as exc:  # noqa: BLE001 - reported to the zygote
@@ -541,10 +590,14 @@ def main(argv: list[str]) -> int:
         spares = int(argv[2]) if len(argv) > 2 else 2
         # Started with -S: the host names where RestrictedPython lives.
         sys.path.extend(argv[3:])
-        netns = _enter_network_namespace()
-        run_job = _load_run_job()
-        facts = _probe()
+        run_job, jail_module = _load_run_job()
+        netns = jail_module.new_network_namespace()
+        jail = jail_module.Jail()
+        facts = _probe(jail)
         facts.update(netns)
+        facts.update(jail.facts())
+        # Every child must achieve at least what the probe did.
+        jail.require = frozenset(facts.get("jail", ()))
         if "error" in facts or facts.get("status") != 0:
             raise RuntimeError(f"child lock-down failed: {facts.get('error', facts)}")
         if not hasattr(os, "pidfd_open"):
@@ -562,7 +615,7 @@ def main(argv: list[str]) -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    zygote = _Zygote(control, run_job, spares)
+    zygote = _Zygote(control, run_job, jail, spares)
     try:
         zygote.serve()
     finally:

@@ -101,14 +101,33 @@ def test_info_reports_what_the_process_layer_achieves(rb: RestrictedBackend) -> 
         assert info["network_namespace_error"]
 
 
-def test_policy_applies_by_default_even_when_plain_is_asked() -> None:
+def test_the_policy_applies_unless_the_job_asks_for_plain() -> None:
+    source = "import os\ndef f():\n    return os.getpid()\n"
     backend = RestrictedBackend()
     try:
-        r = backend.run(Job(source="import os\ndef f():\n    return os.getpid()\n", entrypoint="f", policy="plain", limits=QUICK))
+        r = backend.run(Job(source=source, entrypoint="f", limits=QUICK))
         assert r.status == "blocked", r
         assert r.error is not None and "os" in r.error.message
+        # With the whole jail in force, plain is honoured by default.
+        assert isinstance(ok(backend.run(Job(source=source, entrypoint="f", policy="plain", limits=QUICK))), int)
     finally:
         backend.close()
+
+
+def test_plain_can_be_switched_off() -> None:
+    backend = RestrictedBackend(allow_plain=False)
+    try:
+        r = backend.run(Job(source="def f():\n    return 1\n", entrypoint="f", policy="plain", limits=QUICK))
+        assert r.status == "unavailable", r
+        assert r.error is not None and "allow_plain" in r.error.message
+    finally:
+        backend.close()
+
+
+def test_an_import_of_a_module_not_loaded_says_so(rb: RestrictedBackend) -> None:
+    r = rb.run(plain("def f():\n    import hashlib\n    return 1\n"))
+    assert (r.status, r.error and r.error.type) == ("error", "ModuleNotFoundError"), r
+    assert r.error is not None and "not available in the sandbox" in r.error.message
 
 
 def test_duration_is_measured_on_the_host(rb: RestrictedBackend) -> None:
@@ -172,16 +191,46 @@ def test_child_leads_its_own_session_and_process_group(rb: RestrictedBackend) ->
     assert pgid != os.getpgid(0)
 
 
-def test_no_new_privileges_and_no_core_dumps(rb: RestrictedBackend) -> None:
-    source = """
-        import resource
-        def f():
-            with open('/proc/self/status') as fh:
-                nnp = [line.split()[1] for line in fh if line.startswith('NoNewPrivs:')]
-            return [nnp, resource.getrlimit(resource.RLIMIT_CORE)]
-    """
-    nnp, core = ok(rb.run(plain(source)))
-    assert nnp == ["1"]
+def zygote_children(rb: RestrictedBackend) -> list[int]:
+    """The zygote's children (its spares: locked down and jailed, waiting)."""
+    zygote = rb.info()["zygote_pid"]
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == zygote:
+                        children.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return children
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
+
+
+def test_no_new_privileges_seccomp_and_no_core_dumps(rb: RestrictedBackend) -> None:
+    # Seen from the host: inside, the jail hides /proc from the tool.
+    rb.run(plain("def f():\n    return 1\n"))  # the spares are forked and jailed
+    jailed: dict[str, str] | None = None
+    deadline = time.monotonic() + 60
+    while jailed is None and time.monotonic() < deadline:
+        for pid in zygote_children(rb):
+            try:
+                status = proc_status(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # the spare that served the call above, gone meanwhile
+            if status["Seccomp"].strip() != "0":  # not one forked a moment ago, still locking down
+                jailed = status
+                break
+        else:
+            time.sleep(0.05)
+    assert jailed is not None, "no jailed spare seen"
+    assert jailed["NoNewPrivs"].strip() == "1"
+    assert jailed["Seccomp"].strip() == "2"  # filter mode
+    core = ok(rb.run(plain("import resource\ndef f():\n    return resource.getrlimit(resource.RLIMIT_CORE)\n")))
     assert core == [0, 0]
 
 
@@ -204,26 +253,29 @@ def test_rlimits_are_set_with_soft_equal_to_hard(rb: RestrictedBackend) -> None:
 
 
 def test_only_the_call_socket_is_inherited(rb: RestrictedBackend) -> None:
+    # /proc is out of reach inside the jail: probe every descriptor number
+    # with fcntl (allowed on what the child holds) instead.
     source = """
-        import os, stat
+        import fcntl, socket
         def f():
-            fds = sorted(int(fd) for fd in os.listdir('/proc/self/fd'))
-            kinds = {}
-            for fd in fds:
+            held = {}
+            for fd in range(256):
                 try:
-                    kinds[str(fd)] = os.readlink('/proc/self/fd/%d' % fd)
+                    fcntl.fcntl(fd, fcntl.F_GETFD)
                 except OSError:
-                    pass
-            return [fds, kinds]
+                    continue
+                try:
+                    s = socket.socket(fileno=fd)
+                    held[str(fd)] = "socket:%d" % s.type
+                    s.detach()
+                except OSError:
+                    held[str(fd)] = "other"
+            return held
     """
-    fds, kinds = ok(rb.run(plain(source)))
-    # 0-2 are /dev/null, one call socket, and the descriptor listdir opened.
-    assert len(fds) <= 5
-    for fd in ("0", "1", "2"):
-        assert kinds[fd] == "/dev/null"
-    others = [target for fd, target in kinds.items() if int(fd) > 2]
-    assert sum(target.startswith("socket:") for target in others) == 1
-    assert not any(target.startswith("pipe:") or target.startswith("/") and "fd" not in target for target in others)
+    held = ok(rb.run(plain(source)))
+    assert {fd: kind for fd, kind in held.items() if int(fd) < 3} == {"0": "other", "1": "other", "2": "other"}
+    others = [kind for fd, kind in held.items() if int(fd) >= 3]
+    assert others == [f"socket:{int(socket.SOCK_STREAM)}"], held
 
 
 def test_secret_environment_never_reaches_the_sandbox() -> None:
@@ -279,7 +331,8 @@ def test_fork_and_threads_are_refused(rb: RestrictedBackend) -> None:
                 out.append(type(exc).__name__)
             return out
     """
-    assert ok(rb.run(plain(source))) == ["BlockingIOError", "RuntimeError"]
+    # seccomp refuses clone (EPERM) before RLIMIT_NPROC would (EAGAIN).
+    assert ok(rb.run(plain(source))) == ["PermissionError", "RuntimeError"]
 
 
 def test_network_namespace_has_only_loopback(rb: RestrictedBackend) -> None:
@@ -293,19 +346,21 @@ def test_network_namespace_has_only_loopback(rb: RestrictedBackend) -> None:
         source = f"""
             import socket
             def f():
-                names = [name for _i, name in socket.if_nameindex()]
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.settimeout(2)
                 try:
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    s.settimeout(2)
                     s.connect(('127.0.0.1', {port}))
                     reached = 'connected'
                 except OSError as exc:
                     reached = type(exc).__name__
-                return [names, reached]
+                return reached
         """
-        names, reached = ok(rb.run(plain(source)))
-        assert names == ["lo"]
-        assert reached != "connected"
+        # No socket at all (seccomp), and under it a namespace with only lo
+        # (what the start-up probe saw before its own jail closed).
+        assert ok(rb.run(plain(source))) == "PermissionError"
+        assert rb._current().facts["interfaces"] == ["lo"]
+        zygote = rb.info()["zygote_pid"]
+        assert os.readlink(f"/proc/{zygote}/ns/net") != os.readlink("/proc/self/ns/net")
         listener.settimeout(0.2)
         with pytest.raises(TimeoutError):
             listener.accept()
@@ -367,7 +422,8 @@ def test_memory_exhaustion_that_kills_is_reported_as_memory(rb: RestrictedBacken
                     hog.append(bytearray(2 ** 20))
             except MemoryError:
                 pass
-            os.kill(os.getpid(), signal.SIGKILL)
+            import ctypes
+            ctypes.string_at(0)  # a real fault: the tool cannot signal itself
     """
     r = rb.run(plain(source, limits=Limits(memory=64)))
     assert (r.status, r.limit) == ("limit", "memory"), r
@@ -402,33 +458,16 @@ def test_output_flood_past_the_cap_is_cut_off_by_the_host(rb: RestrictedBackend)
     assert r.duration_ms < 20_000
 
 
-def test_disk_limit_stops_a_large_write(rb: RestrictedBackend) -> None:
+def test_no_file_can_be_written_anywhere(rb: RestrictedBackend) -> None:
+    # The disk limit has nothing left to limit here: Landlock refuses every
+    # file creation, even in a directory the child's uid may write to.
     with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o777)  # the child runs as another uid
-        target = Path(tmp) / "big.bin"
-        source = f"def f():\n    with open({str(target)!r}, 'wb') as fh:\n        fh.write(b'x' * (3 * 2 ** 20))\n    return 'written'\n"
+        os.chmod(tmp, 0o777)
+        target = Path(tmp) / "planted.bin"
+        source = f"def f():\n    with open({str(target)!r}, 'wb') as fh:\n        fh.write(b'x')\n    return 'written'\n"
         r = rb.run(plain(source, limits=Limits(disk=1)))
-        assert (r.status, r.limit) == ("limit", "disk"), r
-        assert target.stat().st_size <= 2**20
-
-
-def test_disk_zero_means_no_bytes_written(rb: RestrictedBackend) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o777)
-        target = Path(tmp) / "one.bin"
-        source = f"def f():\n    with open({str(target)!r}, 'wb') as fh:\n        fh.write(b'x')\n        fh.flush()\n"
-        r = rb.run(plain(source, limits=Limits(disk=0)))
-        assert (r.status, r.limit) == ("limit", "disk"), r
-        assert not target.exists() or target.stat().st_size == 0
-
-
-def test_disk_limit_allows_writes_within_it(rb: RestrictedBackend) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o777)
-        target = Path(tmp) / "small.bin"
-        source = f"def f():\n    with open({str(target)!r}, 'wb') as fh:\n        fh.write(b'x' * 1000)\n    return 'written'\n"
-        assert ok(rb.run(plain(source, limits=Limits(disk=1)))) == "written"
-        assert target.stat().st_size == 1000
+        assert (r.status, r.error and r.error.type) == ("error", "PermissionError"), r
+        assert not target.exists()
 
 
 def test_the_host_is_untouched_by_limits(rb: RestrictedBackend) -> None:
@@ -478,7 +517,7 @@ def test_wrong_shape_reply_is_an_error(rb: RestrictedBackend) -> None:
 
 
 def test_a_crashing_child_is_an_error(rb: RestrictedBackend) -> None:
-    r = rb.run(plain("import os, signal\ndef f():\n    os.kill(os.getpid(), signal.SIGSEGV)\n"))
+    r = rb.run(plain("import ctypes\ndef f():\n    ctypes.string_at(0)\n"))
     assert r.status == "error", r
     assert r.error is not None and "SIGSEGV" in r.error.message
 

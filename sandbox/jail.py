@@ -1,0 +1,355 @@
+"""The OS jail under every restricted-backend call: Landlock, a seccomp
+allowlist, and a network namespace for callers that are not root.
+
+This is the boundary; the RestrictedPython policy above it is a courtesy.
+A child that has entered the jail can run arbitrary Python (that is what the
+`plain` policy does) and still reach nothing:
+
+- **Landlock** handles every filesystem access right the kernel knows, with
+  no rule: nothing can be opened, created, executed, renamed or truncated
+  (``/proc`` included). Where the ABI has them, TCP bind/connect are handled
+  too (no port allowed), and abstract UNIX sockets and signals are scoped to
+  the child's own domain.
+- **seccomp-BPF**: an allowlist of the system calls CPython needs on
+  descriptors it already holds (read/write on its call socket, memory,
+  futexes, clocks, signal return, exit...). Everything else fails with
+  EPERM: every ``open*``, every path-taking call Landlock does not cover
+  (``stat``, ``access``, ``chmod``, ``chown``, ``readlink``, xattrs...),
+  ``socket``, ``connect``, ``execve``, ``clone``/``fork`` and threads,
+  ``kill`` of anyone, ``ptrace``, ``unshare``, ``mount``, ``bpf``,
+  ``io_uring_*``, ``keyctl``, ``userfaultfd``, ``perf_event_open``, SysV IPC,
+  ``memfd_create``, ``pipe``... A call whose number the filter does not know
+  (another ABI, x32) kills the process.
+- The **network namespace** (root: plain ``unshare``; other users: inside a
+  fresh user namespace) leaves only a loopback interface that is down.
+
+Why not the Python bindings: the zygote must start in well under 100 ms and
+loads only the standard library and RestrictedPython. ``landlockpy`` imports
+``subprocess``, ``tempfile`` and its own test helpers, and ``pyseccomp`` runs
+``ldconfig`` through ``ctypes.util.find_library`` at import: together about
+20 ms. So the BPF program is still built by **libseccomp** (the maintained C
+library: syscall tables, architecture checks, the BPF itself), loaded here
+by its stable soname through a few ctypes declarations; Landlock is three
+system calls with a versioned struct, declared below from
+``linux/landlock.h``. ``tests/test_jail.py`` checks both against the kernel.
+
+Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from typing import Any
+
+__all__ = [
+    "SECCOMP_ALLOWED",
+    "Jail",
+    "JailError",
+    "drop_capabilities",
+    "landlock_abi",
+    "new_network_namespace",
+]
+
+
+class JailError(Exception):
+    """A layer of the jail could not be put in force."""
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def _errno_text() -> str:
+    return os.strerror(ctypes.get_errno())
+
+
+# --------------------------------------------------------------------------- Landlock
+
+# Same numbers on every architecture (they were added after the syscall
+# tables were unified).
+_SYS_LANDLOCK_CREATE_RULESET = 444
+_SYS_LANDLOCK_RESTRICT_SELF = 446
+_LANDLOCK_CREATE_RULESET_VERSION = 1
+
+# Filesystem rights by the ABI that introduced them (linux/landlock.h).
+_FS_RIGHTS_BY_ABI = {
+    1: (1 << 13) - 1,  # EXECUTE .. MAKE_SYM
+    2: 1 << 13,  # REFER
+    3: 1 << 14,  # TRUNCATE
+    5: 1 << 15,  # IOCTL_DEV
+    9: 1 << 16,  # RESOLVE_UNIX
+}
+_NET_RIGHTS_BY_ABI = {4: (1 << 0) | (1 << 1), 10: (1 << 2) | (1 << 3)}  # TCP bind/connect; UDP
+_SCOPES_BY_ABI = {6: (1 << 0) | (1 << 1)}  # abstract UNIX sockets, signals
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 if Landlock is missing or off."""
+    abi = _libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
+                        ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION))
+    return int(abi) if abi > 0 else 0
+
+
+def _rights(table: dict[int, int], abi: int) -> int:
+    mask = 0
+    for since, bits in table.items():
+        if abi >= since:
+            mask |= bits
+    return mask
+
+
+def _landlock_attr(abi: int) -> tuple[_RulesetAttr, int, dict[str, Any]]:
+    attr = _RulesetAttr(_rights(_FS_RIGHTS_BY_ABI, abi), _rights(_NET_RIGHTS_BY_ABI, abi),
+                        _rights(_SCOPES_BY_ABI, abi))
+    # The struct grew with the ABI; the kernel wants the size it knows.
+    size = 8 if abi < 4 else 16 if abi < 6 else 24
+    facts = {"abi": abi, "fs_rights": attr.handled_access_fs, "net_rights": attr.handled_access_net,
+             "scopes": attr.scoped}
+    return attr, size, facts
+
+
+def _enter_landlock(abi: int) -> None:
+    attr, size, _facts = _landlock_attr(abi)
+    fd = _libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
+    if fd < 0:
+        raise JailError(f"landlock_create_ruleset: {_errno_text()}")
+    try:
+        # No rule is added: every handled right is denied everywhere.
+        if _libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
+            raise JailError(f"landlock_restrict_self: {_errno_text()}")
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- seccomp
+
+# What a running CPython needs on descriptors it already holds. Names, not
+# numbers: libseccomp resolves them for the running architecture, and a name
+# an architecture lacks (aarch64 has no `open` or `poll`) is skipped.
+SECCOMP_ALLOWED: tuple[str, ...] = (
+    # I/O on descriptors already open: the call socket, /dev/null.
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "lseek", "close",
+    "fstat", "dup", "dup2", "dup3", "fcntl",
+    "recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown", "getsockname", "getpeername", "getsockopt",
+    "poll", "ppoll", "select", "pselect6",
+    # Memory.
+    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
+    # Synchronisation, scheduling, time.
+    "futex", "set_robust_list", "get_robust_list", "rseq", "sched_yield", "sched_getaffinity",
+    "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
+    # Who am I (read only).
+    "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
+    "getgroups", "getpgrp", "getpgid", "getsid", "uname", "getcwd",
+    # Resources of this process (prlimit64 only on itself, below).
+    "getrlimit", "getrusage", "times",
+    # Signals of this process: handlers, masks, return from a handler.
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigpending",
+    "getrandom", "restart_syscall", "exit", "exit_group",
+)
+
+# ioctl only to switch a socket's blocking mode (socket.settimeout) or its
+# close-on-exec flag.
+_FIONBIO = 0x5421
+_FIONCLEX = 0x5450
+_FIOCLEX = 0x5451
+
+_SCMP_ACT_ALLOW = 0x7FFF0000
+_SCMP_ACT_KILL_PROCESS = 0x80000000
+_SCMP_CMP_EQ = 4
+_SCMP_FLTATR_ACT_BADARCH = 2
+
+
+def _scmp_errno(code: int) -> int:
+    return 0x00050000 | (code & 0xFFFF)
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+_LIBSECCOMP = "libseccomp.so.2"
+
+
+class _Seccomp:
+    """A libseccomp filter context, built once in the zygote and loaded by
+    each child (fork copies the context)."""
+
+    def __init__(self) -> None:
+        try:
+            lib = ctypes.CDLL(_LIBSECCOMP, use_errno=True)
+        except OSError as exc:
+            raise JailError(f"{_LIBSECCOMP} not found ({exc}); install libseccomp2") from None
+        lib.seccomp_init.restype = ctypes.c_void_p
+        lib.seccomp_init.argtypes = [ctypes.c_uint32]
+        lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                               ctypes.POINTER(_ArgCmp)]
+        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_load.argtypes = [ctypes.c_void_p]
+        lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+        self._lib = lib
+        ctx = lib.seccomp_init(_scmp_errno(errno.EPERM))
+        if not ctx:
+            raise JailError("seccomp_init failed")
+        self._ctx = ctx
+        self._check(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_ACT_BADARCH, _SCMP_ACT_KILL_PROCESS), "attr")
+        self.allowed: list[str] = []
+        for name in SECCOMP_ALLOWED:
+            if self._rule(_SCMP_ACT_ALLOW, name):
+                self.allowed.append(name)
+        for request in (_FIONBIO, _FIONCLEX, _FIOCLEX):
+            self._rule(_SCMP_ACT_ALLOW, "ioctl", (1, request))
+        # Limits may be read and lowered for this process only, never for
+        # another process of the same user.
+        self._rule(_SCMP_ACT_ALLOW, "prlimit64", (0, 0))
+        self._rule(_SCMP_ACT_ALLOW, "setrlimit")
+        # glibc tries clone3 for threads and falls back to clone on ENOSYS;
+        # both end in a refusal, this one says "not here" quickly.
+        self._rule(_scmp_errno(errno.ENOSYS), "clone3")
+
+    def _check(self, rc: int, what: str) -> None:
+        if rc != 0:
+            raise JailError(f"seccomp {what}: {os.strerror(-rc)}")
+
+    def _rule(self, action: int, name: str, arg: tuple[int, int] | None = None) -> bool:
+        number = self._lib.seccomp_syscall_resolve_name(name.encode())
+        if number < 0:
+            return False  # not a system call on this architecture
+        if arg is None:
+            rc = self._lib.seccomp_rule_add_array(self._ctx, action, number, 0, None)
+        else:
+            cmp = (_ArgCmp * 1)(_ArgCmp(arg[0], _SCMP_CMP_EQ, arg[1], 0))
+            rc = self._lib.seccomp_rule_add_array(self._ctx, action, number, 1, cmp)
+        self._check(rc, f"rule for {name}")
+        return True
+
+    def load(self) -> None:
+        self._check(self._lib.seccomp_load(self._ctx), "load")
+
+
+# --------------------------------------------------------------------------- namespaces, capabilities
+
+_CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def new_network_namespace() -> dict[str, Any]:
+    """Move this process (and every child it forks later) into a fresh
+    network namespace: only a loopback interface, and that one down.
+
+    Root unshares it directly. Another user first enters a new user
+    namespace that maps only its own uid and gid (so nothing changes for
+    file ownership), then the network namespace inside it; the capabilities
+    that come with a new user namespace are dropped again right after
+    (`drop_capabilities`). Returns facts; never raises."""
+    if os.geteuid() == 0:
+        if _libc.unshare(_CLONE_NEWNET) != 0:
+            return {"netns": False, "netns_error": f"unshare(CLONE_NEWNET): {_errno_text()}"}
+        return {"netns": True, "netns_via": "root"}
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+        return {"netns": False, "netns_error": f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {_errno_text()}"}
+    try:
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1")
+        drop_capabilities()
+    except (OSError, JailError) as exc:
+        return {"netns": False, "netns_error": f"user namespace set-up: {exc}"}
+    return {"netns": True, "netns_via": "user namespace"}
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def drop_capabilities() -> None:
+    """Empty this process's effective, permitted and inheritable sets."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if _libc.capset(ctypes.byref(header), data) != 0:
+        raise JailError(f"capset: {_errno_text()}")
+
+
+# --------------------------------------------------------------------------- the jail
+
+
+class Jail:
+    """Built once in the zygote (`prepare`), entered by each child.
+
+    ``require``: layers whose absence is an error for the child (the zygote
+    passes what its start-up probe achieved, so a child never runs with less
+    than the host was told)."""
+
+    LAYERS = ("landlock", "seccomp")
+
+    def __init__(self) -> None:
+        self.abi = landlock_abi()
+        self.errors: dict[str, str] = {}
+        if self.abi <= 0:
+            self.errors["landlock"] = "Landlock is not available (kernel older than 5.13, or not in the LSM list)"
+        self._seccomp: _Seccomp | None = None
+        try:
+            self._seccomp = _Seccomp()
+        except JailError as exc:
+            self.errors["seccomp"] = str(exc)
+        self.require: frozenset[str] = frozenset()
+
+    def facts(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"landlock_abi": self.abi}
+        if self.abi > 0:
+            facts["landlock"] = _landlock_attr(self.abi)[2]
+        if self._seccomp is not None:
+            facts["seccomp_allowed"] = len(self._seccomp.allowed)
+        return facts
+
+    def enter(self) -> list[str]:
+        """Put every available layer in force on this process, Landlock
+        first (its system calls are not on the allowlist). Returns the
+        layers in force. Raises JailError if a required one fails."""
+        entered: list[str] = []
+        if self.abi > 0:
+            try:
+                _enter_landlock(self.abi)
+                entered.append("landlock")
+            except JailError as exc:
+                if "landlock" in self.require:
+                    raise
+                self.errors["landlock"] = str(exc)
+        if self._seccomp is not None:
+            try:
+                self._seccomp.load()
+                entered.append("seccomp")
+            except JailError as exc:
+                if "seccomp" in self.require:
+                    raise
+                self.errors["seccomp"] = str(exc)
+        missing = self.require - set(entered)
+        if missing:
+            raise JailError(f"required layer(s) not available: {', '.join(sorted(missing))}")
+        return entered
