@@ -18,13 +18,11 @@ import importlib.util
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import Any
@@ -32,7 +30,15 @@ from typing import Any
 from .contract import LIMIT_NAMES, Cancel, ErrorInfo, Job, Limits, Result
 from .zygote import EXIT_SETUP_FAILED, OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
 
-__all__ = ["RestrictedBackend"]
+__all__ = ["JAIL_LAYERS", "WEAK_JAIL_ENV", "RestrictedBackend"]
+
+# The layers without which a call does not run (fail closed): Landlock (no
+# filesystem, no TCP, scoped sockets and signals) and the seccomp allowlist.
+JAIL_LAYERS: tuple[str, ...] = ("landlock", "seccomp")
+# The operator's explicit opt-in to run restricted-policy calls without them
+# (old kernel, a container without seccomp); the audit records the layers
+# each call really had.
+WEAK_JAIL_ENV = "TOOLCRIB_ALLOW_WEAK_JAIL"
 
 _LEN = struct.Struct(">I")
 _REPLY_STATUSES = frozenset({"ok", "error", "blocked", "limit"})
@@ -58,17 +64,15 @@ class _Zygote:
     """One running zygote process and its control socket."""
 
     def __init__(self, python: str, start_timeout: float, spares: int) -> None:
-        self.workdir = tempfile.mkdtemp(prefix="toolcrib-zygote-")
-        # An empty directory nobody may write to: the zygote's and every
-        # child's working directory.
-        os.chmod(self.workdir, 0o500)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
                 [python, "-I", "-S", ZYGOTE_PATH, str(theirs.fileno()), str(spares), *_library_paths()],
                 pass_fds=(theirs.fileno(),),
                 env={},  # the host's environment (and its secrets) stays here
-                cwd=self.workdir,
+                # No working directory of its own (that was one temp dir left
+                # behind per process): the children can open nothing anyway.
+                cwd="/",
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -76,7 +80,6 @@ class _Zygote:
             )
         except OSError as exc:
             ours.close()
-            shutil.rmtree(self.workdir, ignore_errors=True)
             raise _Unavailable(f"cannot start the zygote with {python}: {exc}") from exc
         finally:
             theirs.close()
@@ -98,6 +101,8 @@ class _Zygote:
         assert self.proc.stderr is not None
         self.proc.stderr.close()
         self.facts: dict[str, Any] = facts
+        self.layers: tuple[str, ...] = _layers_in_force(facts)
+        self.missing: dict[str, str] = _missing_layers(facts)
 
     def _stderr_tail(self) -> str:
         self.proc.kill()
@@ -120,7 +125,31 @@ class _Zygote:
             self.proc.wait()
         if self.proc.stderr is not None and not self.proc.stderr.closed:
             self.proc.stderr.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _layers_in_force(facts: dict[str, Any]) -> tuple[str, ...]:
+    """What every child of this zygote has, from the start-up probe (a real
+    child that went through the lock-down and the jail)."""
+    layers = ["empty_env", "process_group" if facts.get("own_group") else "", "rlimits",
+              "no_new_privs" if facts.get("no_new_privs") else "", "uid" if facts.get("uid_switched") else "",
+              "netns" if facts.get("netns") else ""]
+    checks = facts.get("jail_checks") or {}
+    jail = [layer for layer in facts.get("jail") or () if layer in JAIL_LAYERS]
+    # Believe the jail only if the probe saw it refuse an open and a socket.
+    if not (checks.get("no_open") and checks.get("no_socket")):
+        jail = []
+    return tuple(layer for layer in layers + jail if layer)
+
+
+def _missing_layers(facts: dict[str, Any]) -> dict[str, str]:
+    """Each required layer that is not in force, and why."""
+    in_force = _layers_in_force(facts)
+    errors = facts.get("jail_errors") or {}
+    missing: dict[str, str] = {}
+    for layer in JAIL_LAYERS:
+        if layer not in in_force:
+            missing[layer] = str(errors.get(layer) or "the start-up probe did not see it refuse access")
+    return missing
 
 
 def _hang_up(*socks: socket.socket) -> None:
@@ -129,6 +158,32 @@ def _hang_up(*socks: socket.socket) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass  # already closed
+
+
+def _layer_report(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every layer, in force or not, with a word on each (for `doctor`)."""
+    in_force = _layers_in_force(facts)
+    missing = _missing_layers(facts)
+    landlock = facts.get("landlock") or {}
+    details = {
+        "landlock": f"ABI {landlock.get('abi')}: every filesystem right, TCP bind/connect, abstract sockets "
+                    "and signals scoped" if landlock else "",
+        "seccomp": f"allowlist of {facts.get('seccomp_allowed')} system calls, EPERM for the rest",
+        "netns": f"own network namespace ({facts.get('netns_via')}), only lo, down" if facts.get("netns")
+                 else str(facts.get("netns_error") or ""),
+        "uid": f"unprivileged uid per call slot (e.g. {facts.get('uid')})" if facts.get("uid_switched")
+               else "toolcrib is not root: the child keeps the caller's uid",
+        "no_new_privs": "no set-uid or file capability can add privileges",
+        "rlimits": "CPU, address space, file size, descriptors, no new processes; soft = hard",
+        "process_group": "own session and process group, killed as a whole",
+        "empty_env": "the zygote starts with an empty environment",
+    }
+    report = []
+    for layer in ("landlock", "seccomp", "netns", "uid", "no_new_privs", "rlimits", "process_group", "empty_env"):
+        on = layer in in_force
+        detail = details[layer] if on or layer not in missing else missing[layer]
+        report.append({"layer": layer, "in_force": on, "required": layer in JAIL_LAYERS, "detail": detail})
+    return report
 
 
 def _recv_exact(sock: socket.socket, size: int, deadline: float) -> bytes | None:
@@ -239,10 +294,19 @@ class RestrictedBackend:
     """RestrictedPython in a fresh OS-limited process per call, forked from a
     warm zygote. Thread-safe: calls from several threads run concurrently.
 
-    ``allow_plain``: honour ``Job.policy == "plain"`` (run the tool as plain
-    Python, still inside the locked-down child). Off by default, when every
-    job runs under the policy whatever it asks; meant for testing the OS layer
-    and for trusted diagnostics only. ``python``: the interpreter for the
+    Every child runs in the jail (`jail.py`: Landlock and a seccomp
+    allowlist, on top of rlimits, no_new_privs, its own process group, an
+    empty environment, and where possible its own uid and a network namespace).
+    If the jail is incomplete on this machine, every call is ``unavailable``
+    naming the missing layer, unless ``allow_weak`` (default: the
+    ``TOOLCRIB_ALLOW_WEAK_JAIL`` environment variable is ``1``) says to run
+    restricted-policy calls anyway. Each `Result` lists the layers in force.
+
+    ``allow_plain``: honour ``Job.policy == "plain"``: the tool runs as
+    ordinary Python inside the same jailed child (same limits, same JSON-only
+    reply). Only ever with the full jail, weak or not; with
+    ``allow_plain=False`` such jobs are refused as unavailable.
+    ``python``: the interpreter for the
     zygote (default: this one). ``grace``: seconds past the wall limit the
     host waits for the zygote before declaring it hung and replacing it.
     ``spares``: children the zygote keeps forked, locked down and warmed up,
@@ -255,13 +319,15 @@ class RestrictedBackend:
     def __init__(
         self,
         *,
-        allow_plain: bool = False,
+        allow_plain: bool = True,
+        allow_weak: bool | None = None,
         python: str | None = None,
         start_timeout: float = 10.0,
         grace: float = 5.0,
         spares: int = 2,
     ) -> None:
         self.allow_plain = allow_plain
+        self.allow_weak = os.environ.get(WEAK_JAIL_ENV, "") == "1" if allow_weak is None else allow_weak
         self.python = python or sys.executable
         self.start_timeout = start_timeout
         self.grace = grace
@@ -298,7 +364,8 @@ class RestrictedBackend:
 
     def info(self) -> dict[str, Any]:
         """What the process layer achieves on this machine (for `doctor`):
-        network namespace, uid switch, the zygote's pid. Starts the zygote."""
+        each layer of the jail and whether it is in force, the zygote's pid.
+        Starts the zygote."""
         try:
             zygote = self._current()
         except _Unavailable as exc:
@@ -316,6 +383,11 @@ class RestrictedBackend:
             "own_process_group": bool(facts.get("own_group")),
             "no_new_privs": bool(facts.get("no_new_privs")),
             "baseline_vm_mib": facts.get("baseline_vm_mib"),
+            "landlock_abi": facts.get("landlock_abi"),
+            "layers": _layer_report(facts),
+            "weak_allowed": self.allow_weak,
+            "runs": not zygote.missing or self.allow_weak,
+            "plain_policy": self.allow_plain and not zygote.missing,
         }
 
     def close(self) -> None:
@@ -341,6 +413,19 @@ class RestrictedBackend:
             fields = _unavailable(f"cannot reach the zygote: {exc}")
         return Result(backend=self.name, duration_ms=(time.perf_counter() - started) * 1000, **fields)
 
+    def _refusal(self, job: Job, zygote: _Zygote) -> str | None:
+        """Why this job must not run on this zygote (fail closed), if so."""
+        missing = "; ".join(f"{layer}: {why}" for layer, why in zygote.missing.items())
+        if job.policy == "plain":
+            if not self.allow_plain:
+                return "the plain policy is switched off on this backend (allow_plain=False)"
+            if missing:
+                return f"the plain policy needs the whole jail, and this machine lacks part of it ({missing})"
+        elif missing and not self.allow_weak:
+            return (f"the jail is incomplete on this machine ({missing}); "
+                    f"set {WEAK_JAIL_ENV}=1 to run restricted-policy calls with weaker isolation")
+        return None
+
     def _run(self, job: Job, cancel: Cancel | None = None) -> dict[str, Any]:
         limits = job.limits
         header = json.dumps(
@@ -350,7 +435,7 @@ class RestrictedBackend:
                 "memory": limits.memory,
                 "disk": limits.disk,
                 "output": limits.output,
-                "restricted": not (self.allow_plain and job.policy == "plain"),
+                "restricted": job.policy != "plain",
             }
         ).encode()
         payload = json.dumps(job.wire(), separators=(",", ":")).encode()
@@ -359,6 +444,9 @@ class RestrictedBackend:
                 zygote = self._current()
             except _Unavailable as exc:
                 return _unavailable(str(exc))
+            refusal = self._refusal(job, zygote)
+            if refusal is not None:
+                return _unavailable(refusal)
             call, call_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             status, status_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -380,7 +468,9 @@ class RestrictedBackend:
             # zygote sees the status socket close, as below.
             forget = cancel.on_cancel(lambda: _hang_up(call, status)) if cancel is not None else None
             try:
-                return self._converse(call, status, payload, limits, zygote)
+                fields = self._converse(call, status, payload, limits, zygote)
+                fields["layers"] = zygote.layers
+                return fields
             finally:
                 if forget is not None:
                     forget()
