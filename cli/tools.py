@@ -14,6 +14,7 @@ from ..registry import ProvenanceInput, ToolVersion
 from ..registry.cases import load_tests
 from ..registry.search import FIT_THRESHOLD
 from ..sandbox import Limits
+from .exports import export_schema
 from .common import (
     CLIError,
     echo_json,
@@ -460,4 +461,5 @@ def import_(path: str, json_output: bool) -> None:
     click.echo(f"Imported {created} new version(s), {len(results) - created} already present")
 
 
-COMMANDS = [init, add, list_, search, show, history, diff, deprecate, yank, provenance, export, import_]
+# export-schema lives in its own module (toolcrib/exports.py does the work) but is listed here, after export.
+COMMANDS = [init, add, list_, search, show, history, diff, deprecate, yank, provenance, export, export_schema, import_]
