@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..sandbox.contract import Limits
+from ..sandbox.contract import Limits, PolicyName
 from .admission import admit, check_name
 from .cases import parse_tests
 from .errors import BundleError, ToolcribError
@@ -42,6 +42,8 @@ class BundleEntry(BaseModel):
     signature: Signature
     tests: list[TestCase]
     limits: Limits | None = None
+    # Absent in bundles written before policies could be declared.
+    policy: PolicyName = "restricted"
     provenance: Provenance
     deprecated: str | None = None
     yanked: str | None = None
@@ -62,6 +64,7 @@ def _entry(tool: ToolVersion) -> dict[str, Any]:
         "signature": tool.signature.model_dump(mode="json"),
         "tests": [case.model_dump(mode="json") for case in tool.tests],
         "limits": tool.limits.model_dump(mode="json") if tool.limits else None,
+        "policy": tool.policy,
         "provenance": tool.provenance.model_dump(mode="json"),
         "deprecated": tool.deprecated,
         "yanked": tool.yanked,
@@ -78,8 +81,10 @@ def read_bundle(bundle: Any) -> list[BundleEntry]:
     """Parse and check a whole bundle; BundleError naming the first bad entry.
 
     Checks: the format tag; every entry's shape; name and version syntax; the
-    source passes admission unchanged; the content sha256, source sha256 and
-    prompt sha256 recomputed from the entry match; no (name, version) twice.
+    source passes admission unchanged; the content sha256 (which covers a
+    non-default policy, so a policy changed in transit is a mismatch), source
+    sha256 and prompt sha256 recomputed from the entry match; no (name,
+    version) twice.
     """
     if not isinstance(bundle, dict):
         raise BundleError("a bundle is a JSON object")
@@ -152,7 +157,7 @@ def _check_entry(raw: Any, label: str) -> BundleEntry:
     except ToolcribError as exc:
         raise BundleError(f"{label}: {exc}") from None
     _check_signature(entry, label)
-    digest = content_sha256(entry.source, entry.entrypoint, entry.signature, entry.tests)
+    digest = content_sha256(entry.source, entry.entrypoint, entry.signature, entry.tests, entry.policy)
     if digest != entry.sha256:
         raise BundleError(f"{label}: sha256 mismatch: the entry says {entry.sha256}, its content hashes to {digest}")
     if sha256_text(entry.source) != entry.provenance.source_sha256:

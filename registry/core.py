@@ -53,10 +53,12 @@ from .models import (
 )
 from .provenance import build_provenance, in_toto_statement
 from .search import FIT_THRESHOLD, SearchHit, rank, tool_index_terms
+from .stats import UsageStats, usage
 from .signature import bump_kind, derive_signature, validate_stored_arguments
 from .store import PerThreadDatabase, default_registry_path, read_snapshot, utc_now, write_transaction
 from .versions import (
     SemVer,
+    DEFAULT_POLICY,
     canonical_json,
     content_sha256,
     next_version,
@@ -78,7 +80,7 @@ _EVIDENCE_CAP = 4096
 _VERSION_COLUMNS = (
     "id, name, version, sha256, entrypoint, source, signature, tests, limits, status, deprecated, yanked, "
     "created_at, generator, prompt, prompt_sha256, parent, parent_sha256, registered_by, registered_at, "
-    "source_sha256, metadata"
+    "source_sha256, metadata, policy"
 )
 
 
@@ -96,7 +98,7 @@ def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
     (
         _id, name, version, sha256, entrypoint, source, signature, tests, limits, status, deprecated, yanked,
         created_at, generator, prompt, prompt_sha256, parent, parent_sha256, registered_by, registered_at,
-        source_sha256, metadata,
+        source_sha256, metadata, policy,
     ) = row
     return ToolVersion(
         name=name,
@@ -107,6 +109,7 @@ def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
         signature=Signature.model_validate(json.loads(signature)),
         tests=[TestCase.model_validate(t) for t in json.loads(tests)],
         limits=Limits.model_validate(json.loads(limits)) if limits else None,
+        policy=policy,
         status=status,
         deprecated=deprecated,
         yanked=yanked,
@@ -123,6 +126,15 @@ def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
         ),
         created_at=created_at,
     )
+
+
+def _policy_name(policy: object) -> PolicyName:
+    """A policy name as given by a caller; InvalidInput for anything else."""
+    if policy == "restricted":
+        return "restricted"
+    if policy == "plain":
+        return "plain"
+    raise InvalidInput(f"unknown policy {policy!r} (choose restricted or plain)")
 
 
 def _job(
@@ -147,6 +159,7 @@ def _version_record(tool: ToolVersion) -> dict[str, Any]:
         "signature": canonical_json(tool.signature.model_dump(mode="json")),
         "tests": canonical_json([t.model_dump(mode="json") for t in tool.tests]),
         "limits": canonical_json(tool.limits.model_dump(mode="json")) if tool.limits else None,
+        "policy": tool.policy,
         "description": tool.signature.description,
         "status": tool.status,
         "deprecated": tool.deprecated,
@@ -292,12 +305,17 @@ class Registry:
         version: str | None = None,
         provenance: ProvenanceInput | None = None,
         limits: Limits | None = None,
+        policy: str = DEFAULT_POLICY,
         strip_top_level: bool = False,
         markdown: bool | None = None,
     ) -> AddResult:
         """Admit and store a new version (or return the identical existing one).
 
         ``markdown=None`` detects an LLM Markdown reply (```python blocks) by itself.
+        ``policy`` is the policy the tool needs: "restricted" (the default) or
+        "plain" (ordinary Python, inside the restricted backend's OS jail or a
+        Docker container); calls and verification use it unless overridden.
+        It is part of the content hash when not the default.
         Raises AdmissionError, TestsFormatError, ConflictError, NotFound (parent).
 
         Identical content (same name, same sha256) is a no-op: the existing
@@ -312,7 +330,8 @@ class Registry:
         raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
         cases = parse_tests(raw_tests)
         wanted = str(parse_version(version)) if version is not None else None
-        sha256 = content_sha256(admitted.source, admitted.entrypoint, signature, cases)
+        declared = _policy_name(policy)
+        sha256 = content_sha256(admitted.source, admitted.entrypoint, signature, cases, declared)
         given = provenance or ProvenanceInput()
 
         with write_transaction(self.db):
@@ -352,6 +371,7 @@ class Registry:
                 signature=signature,
                 tests=cases,
                 limits=limits,
+                policy=declared,
                 status="unverified",
                 provenance=build_provenance(
                     given, source=admitted.source, registered_by=self.actor, registered_at=now, parent=parent
@@ -367,6 +387,7 @@ class Registry:
                     "generator": given.generator,
                     "parent": parent[0] if parent else None,
                     "tests": len(cases),
+                    "policy": declared,
                 },
             )
         return AddResult(tool=tool, created=True, bump=bump, notes=list(admitted.notes))
@@ -495,22 +516,32 @@ class Registry:
         """An in-toto Statement (v1) with a SLSA-style predicate for that version."""
         return in_toto_statement(self.get(ref))
 
+    def usage(self, refs: Iterable[str] | None = None) -> dict[str, UsageStats]:
+        """Calls, outcomes, median/p95 duration and last use per version, from
+        the audit log. ``refs`` are resolved like `get` (NAME is its newest
+        version); None means every version ever called."""
+        with read_snapshot(self.db):
+            resolved = None if refs is None else [self._resolve(r).ref for r in refs]
+            return usage(self.db, resolved)
+
     def verification(self, ref: str) -> Verification | None:
         """The newest stored verification evidence of that version, if any."""
         row = self._resolve(ref)
         found = self.db.execute(
-            "SELECT sha256, status, backend, image_digest, passed, failed, cases, verified_at "
+            "SELECT sha256, status, backend, policy, layers, image_digest, passed, failed, cases, verified_at "
             "FROM verifications WHERE version_id = ? ORDER BY id DESC LIMIT 1",
             [row.id],
         ).fetchone()
         if found is None:
             return None
-        sha256, status, backend, digest, passed, failed, cases, verified_at = found
+        sha256, status, backend, policy, layers, digest, passed, failed, cases, verified_at = found
         return Verification(
             tool=row.ref,
             sha256=sha256,
             status=status,
             backend=backend,
+            policy=policy,
+            layers=json.loads(layers),
             image_digest=digest,
             passed=passed,
             failed=failed,
@@ -538,14 +569,22 @@ class Registry:
             raise InvalidInput(f"invalid limit {first['loc'][0]}: {first['msg']}") from None
 
     @staticmethod
-    def _policy(backend: str, policy: str | None) -> PolicyName:
-        if policy is None:
-            return "restricted" if backend == "restricted" else "plain"
-        if policy not in ("restricted", "plain"):
-            raise InvalidInput(f"unknown policy {policy!r} (choose restricted or plain)")
-        if backend == "restricted" and policy != "restricted":
-            raise InvalidInput("the restricted backend always applies the restricted policy")
-        return "restricted" if policy == "restricted" else "plain"
+    def _policy(backend: str, policy: str | None, declared: PolicyName = "restricted") -> PolicyName:
+        """The policy a run uses: the caller's, else what the tool declared.
+
+        A tool that declared "plain" runs as plain Python on either backend.
+        One that declared "restricted" (the default) gets the policy on the
+        restricted backend and, as before, plain Python inside a Docker
+        container (the container is the boundary; ``policy="restricted"``
+        adds the policy there as defence in depth). "plain" on the restricted
+        backend needs its OS jail: where a layer of it is missing, the backend
+        answers "unavailable" rather than run unguarded Python.
+        """
+        if policy is not None:
+            return _policy_name(policy)
+        if declared == "plain" or backend != "restricted":
+            return "plain"
+        return "restricted"
 
     @staticmethod
     def _backend(name: str) -> Backend:
@@ -568,8 +607,12 @@ class Registry:
         """Run every test case (each in its own fresh sandbox), store evidence and verdict.
 
         ``limits`` overrides (e.g. {"cpu": 10}) must stay within ``max_limits``.
-        ``policy``: None means "restricted" on the restricted backend and
-        "plain" on Docker; "restricted" on Docker is defence in depth.
+        ``policy``: None means the tool's declared policy on the restricted
+        backend and "plain" on Docker (see `_policy`); "restricted" on Docker
+        is defence in depth. The evidence records the policy and the
+        isolation layers in force for *every* case (the intersection of what
+        the backend reported per case, in the first case's order): evidence
+        never claims a layer that one case ran without.
         If any case finds the sandbox unavailable, SandboxUnavailable is
         raised and nothing is stored.
         """
@@ -578,10 +621,11 @@ class Registry:
         if not tool.tests:
             raise InvalidInput(f"{tool.ref} has no test cases: add it again with tests to verify it")
         job_limits = self._limits(tool, limits)
-        job_policy = self._policy(backend, policy)
+        job_policy = self._policy(backend, policy, tool.policy)
         runner = self._backend(backend)
         evidence: list[CaseEvidence] = []
         digest: str | None = None
+        layers: list[str] | None = None
         total = len(tool.tests)
         for index, case in enumerate(tool.tests):
             job = _job(tool, job_limits, job_policy, args=case.args, snippet=case.snippet)
@@ -589,6 +633,7 @@ class Registry:
             if result.status == "unavailable":
                 raise SandboxUnavailable(self._unavailable_message(backend, result))
             digest = result.image_digest or digest
+            layers = list(result.layers) if layers is None else [x for x in layers if x in result.layers]
             evidence.append(self._evidence(index, case, result))
             if on_case is not None:
                 on_case(index + 1, total)
@@ -598,6 +643,8 @@ class Registry:
             sha256=tool.sha256,
             status="verified" if passed == total else "failed",
             backend=backend,
+            policy=job_policy,
+            layers=layers or [],
             image_digest=digest,
             passed=passed,
             failed=total - passed,
@@ -611,6 +658,8 @@ class Registry:
                     "sha256": tool.sha256,
                     "status": verification.status,
                     "backend": backend,
+                    "policy": job_policy,
+                    "layers": canonical_json(verification.layers),
                     "image_digest": digest,
                     "passed": passed,
                     "failed": total - passed,
@@ -631,6 +680,7 @@ class Registry:
                     "failed": total - passed,
                     "backend": backend,
                     "policy": job_policy,
+                    "layers": verification.layers,
                     "image_digest": digest,
                     "sha256": tool.sha256,
                 },
@@ -727,7 +777,7 @@ class Registry:
             raise
         try:
             job_limits = self._limits(tool, limits)
-            job_policy = self._policy(backend, policy)
+            job_policy = self._policy(backend, policy, tool.policy)
             # The stored schema, the one `show`, bundles and `serve` advertise,
             # is the contract (not a schema derived again from the source).
             job_args = (
@@ -753,6 +803,7 @@ class Registry:
         if cancelled:
             # Whatever the killed sandbox reported, the truth is that the caller stopped it.
             result = Result(status="error", backend=result.backend, duration_ms=result.duration_ms,
+                            layers=result.layers,
                             error=ErrorInfo(type="Cancelled", message="the caller cancelled the call"))
         self._audit_call(
             tool.ref,
@@ -764,6 +815,7 @@ class Registry:
                 "error_type": result.error.type if result.error else None,
                 "duration_ms": round(result.duration_ms, 3),
                 "result": cap_value(result.result),
+                "layers": list(result.layers),
             },
         )
         return CallOutcome(
@@ -774,6 +826,8 @@ class Registry:
             stdout=result.stdout,
             tool=tool.ref,
             backend=result.backend,
+            policy=job_policy,
+            layers=list(result.layers),
             duration_ms=result.duration_ms,
         )
 
@@ -849,6 +903,7 @@ class Registry:
             signature=entry.signature,
             tests=entry.tests,
             limits=entry.limits,
+            policy=entry.policy,
             status="unverified",
             deprecated=entry.deprecated,
             yanked=entry.yanked,
@@ -862,6 +917,7 @@ class Registry:
                 "sha256": tool.sha256,
                 "exported_at": exported_at if isinstance(exported_at, str) else None,
                 "registered_by": entry.provenance.registered_by,
+                "policy": entry.policy,
             },
         )
         return AddResult(tool=tool, created=True, bump="explicit")

@@ -116,6 +116,24 @@ def m002_search_index(db: sqlite_utils.Database) -> None:
     table.enable_fts(["name", "entrypoint", "description"], create_triggers=True, tokenize="porter")
 
 
+# m003 was numbered before m004 was written and both landed in the same
+# development window; they touch different columns, so a database that applied
+# m004 first gets m003 on its next open with the same result.
+@MIGRATIONS()
+def m003_version_policy(db: sqlite_utils.Database) -> None:
+    """The policy a version declares (existing versions: 'restricted', the only
+    one there was), and what a verification ran under: its policy and the
+    isolation layers in force (JSON list; '[]' for evidence from before)."""
+    db.execute(
+        "ALTER TABLE versions ADD COLUMN policy TEXT NOT NULL DEFAULT 'restricted' "
+        "CHECK (policy IN ('restricted', 'plain'))"
+    )
+    db.execute(
+        "ALTER TABLE verifications ADD COLUMN policy TEXT CHECK (policy IS NULL OR policy IN ('restricted', 'plain'))"
+    )
+    db.execute("ALTER TABLE verifications ADD COLUMN layers TEXT NOT NULL DEFAULT '[]'")
+
+
 @MIGRATIONS()
 def m004_search_ranking(db: sqlite_utils.Database) -> None:
     """The dispatcher's index (registry/search.py) replaces m002's.

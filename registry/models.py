@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..sandbox.contract import ErrorInfo, LimitName, Limits, Status
+from ..sandbox.contract import ErrorInfo, LimitName, Limits, PolicyName, Status
 
 __all__ = [
     "AddResult",
@@ -89,12 +89,20 @@ class ToolVersion(_Model):
 
     name: str
     version: str
-    sha256: str = Field(description="content hash over the canonical form of source, entrypoint, signature, tests")
+    sha256: str = Field(
+        description="content hash over the canonical form of source, entrypoint, signature, tests "
+        "(and the policy, when not the default)"
+    )
     entrypoint: str
     source: str
     signature: Signature
     tests: list[TestCase] = Field(default_factory=list)
     limits: Limits | None = Field(None, description="limits the tool declared at add time")
+    policy: PolicyName = Field(
+        "restricted",
+        description="the policy the tool declared at add time: 'restricted' (RestrictedPython) or 'plain' "
+        "(ordinary Python, inside the sandbox's OS jail or container)",
+    )
     status: VersionStatus = "unverified"
     deprecated: str | None = Field(None, description="deprecation message, if deprecated")
     yanked: str | None = Field(None, description="yank reason, if yanked")
@@ -130,6 +138,11 @@ class Verification(_Model):
     sha256: str
     status: Literal["verified", "failed"]
     backend: str
+    policy: PolicyName | None = Field(None, description="the policy the cases ran under (None: recorded before policies)")
+    layers: list[str] = Field(
+        default_factory=list,
+        description="isolation layers in force for every case of the run (those the backend reported for all of them)",
+    )
     image_digest: str | None = None
     passed: int
     failed: int
@@ -147,6 +160,8 @@ class CallOutcome(_Model):
     stdout: str = ""
     tool: str = Field(description="name@version")
     backend: str
+    policy: PolicyName | None = Field(None, description="the policy the call ran under")
+    layers: list[str] = Field(default_factory=list, description="isolation layers the backend reports in force for this call")
     duration_ms: float
 
 

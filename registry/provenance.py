@@ -83,6 +83,7 @@ def in_toto_statement(tool: ToolVersion) -> dict[str, Any]:
                 "externalParameters": {
                     "generator": prov.generator,
                     "entrypoint": tool.entrypoint,
+                    "policy": tool.policy,
                     "prompt": {"sha256": prov.prompt_sha256} if prov.prompt_sha256 else None,
                     "metadata": dict(prov.metadata),
                 },

@@ -17,6 +17,7 @@ from .errors import InvalidInput
 from .models import Signature, TestCase
 
 __all__ = [
+    "DEFAULT_POLICY",
     "MIN_SHA_PREFIX",
     "Reference",
     "SemVer",
@@ -31,6 +32,10 @@ __all__ = [
 ]
 
 TOOL_FORMAT = "toolcrib.tool/v1"
+# The policy a version gets when it declares none. The canonical form names a
+# version's policy only when it differs, so every version stored before
+# policies could be declared keeps its content hash.
+DEFAULT_POLICY = "restricted"
 MIN_SHA_PREFIX = 7
 
 _NAME = r"[a-zA-Z0-9_-]{1,64}"
@@ -52,21 +57,40 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def tool_content(source: str, entrypoint: str, signature: Signature, tests: Iterable[TestCase]) -> dict[str, Any]:
+def tool_content(
+    source: str,
+    entrypoint: str,
+    signature: Signature,
+    tests: Iterable[TestCase],
+    policy: str = DEFAULT_POLICY,
+) -> dict[str, Any]:
     """The object whose canonical JSON is hashed: every model field written out,
-    defaults included, so two registries always agree on the bytes."""
-    return {
+    defaults included, so two registries always agree on the bytes. The
+    declared policy is the one exception: present only when it is not the
+    default (`DEFAULT_POLICY`), so older versions' hashes stay what they were
+    while a version declaring "plain" can never share a hash with its
+    "restricted" twin."""
+    content: dict[str, Any] = {
         "format": TOOL_FORMAT,
         "source": source,
         "entrypoint": entrypoint,
         "signature": signature.model_dump(mode="json"),
         "tests": [case.model_dump(mode="json") for case in tests],
     }
+    if policy != DEFAULT_POLICY:
+        content["policy"] = policy
+    return content
 
 
-def content_sha256(source: str, entrypoint: str, signature: Signature, tests: Iterable[TestCase]) -> str:
+def content_sha256(
+    source: str,
+    entrypoint: str,
+    signature: Signature,
+    tests: Iterable[TestCase],
+    policy: str = DEFAULT_POLICY,
+) -> str:
     """The content address of a tool version (hex sha256 of its canonical form)."""
-    return sha256_text(canonical_json(tool_content(source, entrypoint, signature, tests)))
+    return sha256_text(canonical_json(tool_content(source, entrypoint, signature, tests, policy)))
 
 
 @dataclass(frozen=True)

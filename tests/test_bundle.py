@@ -48,7 +48,8 @@ def test_export_shape(source: Registry) -> None:
     assert [(t["name"], t["version"]) for t in bundle["tools"]] == [("add", "1.0.0"), ("add", "1.1.0"), ("neg", "1.0.0")]
     first = bundle["tools"][0]
     assert set(first) == {"name", "version", "sha256", "entrypoint", "source", "signature", "tests", "limits",
-                          "provenance", "deprecated", "yanked", "created_at"}
+                          "policy", "provenance", "deprecated", "yanked", "created_at"}
+    assert first["policy"] == "restricted"
     assert first["provenance"]["prompt"] == "write add"
     assert first["deprecated"] == "use 1.1.0"
     assert bundle["tools"][2]["yanked"] == "sign bug"

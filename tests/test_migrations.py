@@ -112,3 +112,37 @@ def test_migration_functions_are_named_in_order() -> None:
     names = [m.name for m in MIGRATIONS._migrations]
     assert names == sorted(names)
     assert all(n[0] == "m" and n[1:4].isdigit() and n[4] == "_" for n in names)
+
+
+def test_m003_gives_old_versions_the_default_policy_and_old_evidence_no_layers(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = open_database(path)
+    MIGRATIONS.apply(db, stop_before="m003_version_policy")
+    now = utc_now()
+    with write_transaction(db):
+        db["versions"].insert(
+            {
+                "name": "slugify", "version": "1.0.0", "sha256": "ab" * 32, "entrypoint": "slugify",
+                "source": SOURCE, "tests": "[]", "limits": None, "status": "verified",
+                "signature": '{"description":null,"input_schema":{"type":"object"},"output_schema":null,"untyped":[]}',
+                "created_at": now, "registered_by": "old", "registered_at": now,
+                "source_sha256": sha256_text(SOURCE), "metadata": "{}",
+            }
+        )
+        db["verifications"].insert(
+            {
+                "version_id": 1, "sha256": "ab" * 32, "status": "verified", "backend": "restricted",
+                "passed": 0, "failed": 0, "cases": "[]", "limits": "{}", "verified_at": now,
+            }
+        )
+    db.close()
+    with Registry(path) as reg:
+        assert "m003_version_policy" in [m.name for m in MIGRATIONS.applied(reg.db)]
+        tool = reg.get("slugify")
+        assert tool.policy == "restricted"
+        assert tool.sha256 == "ab" * 32
+        evidence = reg.verification("slugify")
+        assert evidence is not None and evidence.layers == [] and evidence.policy is None
+        # The column refuses a policy nobody knows.
+        with pytest.raises(sqlite3.IntegrityError):
+            reg.db.execute("UPDATE versions SET policy = 'loose'")

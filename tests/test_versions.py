@@ -53,6 +53,34 @@ def test_content_hash_matches_independent_computation() -> None:
     assert tool_content("def f(a):\n    return a + 1\n", "f", sig, tests) == obj
 
 
+# Computed with the canonical form as it was before a version could declare a
+# policy (toolcrib at commit 9a2bc3c): every stored version keeps its address.
+KNOWN_SOURCE = 'def f(a: int) -> int:\n    """Add one."""\n    return a + 1\n'
+KNOWN_SIGNATURE = Signature(
+    input_schema={"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+    description="Add one.",
+)
+KNOWN_TESTS = [TestCase(args={"a": 1}, expected=2, name="one")]
+KNOWN_SHA256 = "a427f6dd8d69d5b873d87a8aabf97a1d1bb2b2555afeac4d959d61fef1f0e610"
+
+
+def test_known_hash_is_unchanged_by_the_default_policy() -> None:
+    assert content_sha256(KNOWN_SOURCE, "f", KNOWN_SIGNATURE, KNOWN_TESTS) == KNOWN_SHA256
+    assert content_sha256(KNOWN_SOURCE, "f", KNOWN_SIGNATURE, KNOWN_TESTS, "restricted") == KNOWN_SHA256
+    assert "policy" not in tool_content(KNOWN_SOURCE, "f", KNOWN_SIGNATURE, KNOWN_TESTS, "restricted")
+
+
+def test_a_declared_plain_policy_is_hashed() -> None:
+    plain = content_sha256(KNOWN_SOURCE, "f", KNOWN_SIGNATURE, KNOWN_TESTS, "plain")
+    assert plain != KNOWN_SHA256
+    # As docs/formats.md specifies: one more key, "policy", in the same object.
+    obj = tool_content(KNOWN_SOURCE, "f", KNOWN_SIGNATURE, KNOWN_TESTS)
+    obj["policy"] = "plain"
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert plain == hashlib.sha256(text.encode()).hexdigest()
+    assert tool_content(KNOWN_SOURCE, "f", KNOWN_SIGNATURE, KNOWN_TESTS, "plain") == obj
+
+
 def test_content_hash_changes_with_any_part() -> None:
     sig = Signature(input_schema={"type": "object"})
     base = content_sha256("x = 1\n", "f", sig, [])
