@@ -1,0 +1,72 @@
+"""`toolcrib serve`: the registry's verified tools as a Model Context Protocol server."""
+
+from __future__ import annotations
+
+import click
+
+from ..sandbox import BACKEND_NAMES
+from .common import CLIError, open_registry
+
+__all__ = ["COMMANDS", "serve"]
+
+
+@click.command()
+@click.option("--http", "http_port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (0 picks a free port; "
+                   "the address is printed on stderr).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind with --http. Anything but loopback needs --allow-remote and --token.")
+@click.option("--allow-remote", is_flag=True, help="Allow --host to be a non-loopback address (requires --token).")
+@click.option("--token", envvar="TOOLCRIB_SERVE_TOKEN", metavar="SECRET",
+              help="Bearer token every HTTP request must carry ($TOOLCRIB_SERVE_TOKEN keeps it out of ps).")
+@click.option("tool_globs", "--tool", multiple=True, metavar="GLOB",
+              help="Serve only tools whose name matches (e.g. 'sort_*'). Repeatable. Default: every verified tool.")
+@click.option("--backend", type=click.Choice(BACKEND_NAMES), default="restricted", show_default=True,
+              envvar="TOOLCRIB_BACKEND", help="Sandbox backend for every call ($TOOLCRIB_BACKEND).")
+@click.option("--allow-add", is_flag=True,
+              help="Also offer add_tool and verify_tool, so a client can register and verify new versions.")
+@click.option("--poll", "poll_seconds", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
+              metavar="SECONDS", help="How often to look for versions verified, yanked or deprecated meanwhile.")
+def serve(http_port: int | None, host: str, allow_remote: bool, token: str | None, tool_globs: tuple[str, ...],
+          backend: str, allow_add: bool, poll_seconds: float) -> None:
+    """Serve verified tools to MCP clients (stdio by default).
+
+    Lists the newest verified, non-yanked, non-deprecated version of each
+    tool with its stored input and output schemas; every call is validated
+    against that schema, runs in the sandbox and is audited with the client's
+    name and version as the actor. Tool errors, limits and bad arguments come
+    back as isError results carrying the same JSON as `call --json`. Clients
+    are notified (tools/list_changed) when a version is verified or yanked
+    while the server runs. Tools are chosen by name (--tool); toolcrib has
+    no tags.
+
+    \b
+    Examples:
+        toolcrib --registry tools.db serve
+        toolcrib serve --tool 'sort_*' --backend docker
+        toolcrib serve --http 8765
+        toolcrib serve --http 8765 --host 0.0.0.0 --allow-remote --token "$SECRET"
+    """
+    import anyio
+
+    from ..mcp_server import ServeOptions, ToolServer, check_bind, run_http, run_stdio
+
+    if http_port is None and (allow_remote or host != "127.0.0.1" or token):
+        raise CLIError("--host, --allow-remote and --token apply to --http only")
+    if http_port is not None:
+        check_bind(host, allow_remote=allow_remote, token=token)
+    path = open_registry(create=False).path
+    server = ToolServer(ServeOptions(registry=path, backend=backend, tools=tool_globs, allow_add=allow_add,
+                                     poll_seconds=poll_seconds))
+    try:
+        if http_port is None:
+            anyio.run(run_stdio, server)
+        else:
+            anyio.run(run_http, server, host, http_port, token)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+COMMANDS = [serve]

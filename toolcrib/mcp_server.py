@@ -1,0 +1,474 @@
+"""`toolcrib serve`: the registry's verified tools over the Model Context Protocol.
+
+Built on the official `mcp` SDK's low-level `Server`, because the tool list is
+data (the registry's versions, with their stored JSON Schemas), not Python
+functions. What a client sees:
+
+- ``tools/list``: the newest verified, non-yanked, non-deprecated version of
+  each tool (optionally only names matching ``--tool`` globs), with
+  ``inputSchema`` = the stored input schema and ``outputSchema`` = the stored
+  output schema wrapped as ``{"result": ...}`` (MCP wants an object there),
+  the docstring as description, and annotations saying it runs sandboxed.
+- ``tools/call``: `Registry.call` on that exact version, in a worker thread
+  (calls run concurrently; the Registry keeps one SQLite connection per
+  thread), audited with the client's ``clientInfo`` as the actor. Every
+  outcome that is the tool's (raised, blocked, limit, bad arguments, refused)
+  is an ``isError`` result whose ``structuredContent`` is the JSON
+  ``toolcrib call --json`` prints; only an unknown tool name is a protocol
+  error. A client's cancellation kills the sandboxed process (`Cancel`).
+- ``notifications/tools/list_changed``: a watcher polls the versions table and
+  tells every connected client when the served set changes (a version verified,
+  yanked or deprecated while the server runs); 2026-era clients get the same
+  event on their ``subscriptions/listen`` stream.
+- ``--allow-add``: two more tools, ``add_tool`` (registers an unverified
+  version, the client as generator in its provenance) and ``verify_tool``.
+
+Transports: stdio, or streamable HTTP on loopback (``--http PORT``); a
+non-loopback bind needs ``allow_remote`` and a bearer token (`check_bind`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import ipaddress
+import json
+import socket
+import sys
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import mcp_types as types
+from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult
+from mcp.server.stdio import stdio_server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import INVALID_PARAMS
+
+from toolcrib.registry import Registry, ToolcribError
+from toolcrib.registry.errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused
+from toolcrib.registry.models import CallOutcome, ProvenanceInput, ToolVersion
+from toolcrib.registry.versions import parse_version
+from toolcrib.sandbox import get_backend
+from toolcrib.sandbox.contract import Cancel
+
+__all__ = ["ADD_TOOL", "VERIFY_TOOL", "ServeOptions", "ToolServer", "check_bind", "run_http", "run_stdio"]
+
+ADD_TOOL = "add_tool"
+VERIFY_TOOL = "verify_tool"
+
+# Every served tool runs in a fresh sandbox with no network and nothing kept:
+# it cannot change or reach anything outside its own call.
+_ANNOTATIONS = {"read_only_hint": True, "destructive_hint": False, "idempotent_hint": True, "open_world_hint": False}
+
+_ADD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "source": {"type": "string", "description": "Python source defining the tool (a Markdown reply with a ```python block is accepted)."},
+        "name": {"type": "string", "description": "Tool name (default: the entrypoint's name)."},
+        "entrypoint": {"type": "string", "description": "The function to call (default: chosen from the source)."},
+        "tests": {"type": "array", "items": {"type": "object"}, "description": "Test cases, e.g. {\"args\": {...}, \"expected\": ...} (docs/tests-format.md)."},
+        "prompt": {"type": "string", "description": "The prompt the tool was made from, kept in its provenance."},
+    },
+    "required": ["source"],
+    "additionalProperties": False,
+}
+_VERIFY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"ref": {"type": "string", "description": "NAME, NAME@VERSION or NAME@sha256:PREFIX."}},
+    "required": ["ref"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `toolcrib serve` was asked for."""
+
+    registry: Path
+    backend: str = "restricted"
+    tools: tuple[str, ...] = ()  # name globs; empty means every tool
+    allow_add: bool = False
+    poll_seconds: float = 1.0
+
+
+def check_bind(host: str, *, allow_remote: bool, token: str | None) -> None:
+    """Refuse a non-loopback bind unless explicitly allowed, and then only with a token.
+
+    Raises InvalidInput (exit 2)."""
+    if _is_loopback(host):
+        return
+    if not allow_remote:
+        raise InvalidInput(f"refusing to listen on {host}, which is not a loopback address: pass --allow-remote (and --token) to serve other machines")
+    if not token:
+        raise InvalidInput(f"listening on {host} needs a bearer token: pass --token (or set TOOLCRIB_SERVE_TOKEN)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _actor(ctx: ServerRequestContext[Any, Any]) -> str:
+    params = ctx.session.client_params
+    if params is None:
+        return "mcp:unknown-client"
+    info = params.client_info
+    return f"mcp:{info.name}/{info.version}" if info.version else f"mcp:{info.name}"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _error_result(data: dict[str, Any]) -> types.CallToolResult:
+    error = data.get("error") or {}
+    if data.get("status") == "limit":
+        headline = f"{data.get('tool')} hit the {data.get('limit')} limit"
+    else:
+        headline = f"{data.get('status')}: {error.get('type')}: {error.get('message')}"
+    return types.CallToolResult(
+        content=[types.TextContent(text=f"Error: {headline}\n{json.dumps(data, ensure_ascii=False)}")],
+        structured_content=data,
+        is_error=True,
+    )
+
+
+def _refusal(tool: str, status: str, err: ToolcribError) -> dict[str, Any]:
+    """A refused or invalid call as JSON, shaped like `call --json`'s outcomes."""
+    data: dict[str, Any] = {
+        "status": status,
+        "tool": tool,
+        "error": {"type": type(err).__name__, "message": err.message},
+    }
+    if isinstance(err, ArgumentsError):
+        data["fields"] = err.fields
+    return data
+
+
+def _output_schema(tool: ToolVersion) -> dict[str, Any]:
+    """The stored output schema under "result" (MCP wants an object at the root)."""
+    inner = dict(tool.signature.output_schema or {})
+    wrapper: dict[str, Any] = {"type": "object", "properties": {"result": inner}, "required": ["result"]}
+    if "$defs" in inner:  # keep "#/$defs/..." references resolvable from the new root
+        wrapper["$defs"] = inner.pop("$defs")
+    return wrapper
+
+
+@dataclass
+class _Served:
+    tool: ToolVersion
+    listing: types.Tool
+
+
+@dataclass
+class ToolServer:
+    """The MCP server over one registry (use `run_stdio` or `run_http`)."""
+
+    options: ServeOptions
+    _registries: dict[str, Registry] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sessions: dict[int, Any] = field(default_factory=dict)
+    _bus: InMemorySubscriptionBus = field(default_factory=InMemorySubscriptionBus)
+    _fingerprint: tuple[tuple[str, str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        # Opened once up front so a wrong path fails before serving (NotFound, exit 3).
+        self.registry("mcp:serve")
+        self.server: Server[Any] = Server(
+            "toolcrib",
+            version=_package_version(),
+            instructions="Verified tools from a toolcrib registry; each call runs in a fresh sandbox.",
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            on_subscriptions_listen=ListenHandler(self._bus),
+        )
+        self.server.middleware.append(self._track_sessions)
+
+    # -- the registry ------------------------------------------------------------
+
+    def registry(self, actor: str) -> Registry:
+        """The registry as seen by one actor (one `Registry` each; all thread-safe)."""
+        with self._lock:
+            reg = self._registries.get(actor)
+            if reg is None:
+                reg = self._registries[actor] = Registry(self.options.registry, actor=actor, create=False)
+            return reg
+
+    def close(self) -> None:
+        with self._lock:
+            every, self._registries = list(self._registries.values()), {}
+        for reg in every:
+            reg.close()
+
+    def served_refs(self) -> tuple[tuple[str, str, str], ...]:
+        """(name, version, sha256) of every tool served now: per name, the highest
+        version that is verified, not yanked and not deprecated."""
+        reg = self.registry("mcp:serve")
+        best: dict[str, tuple[Any, str, str]] = {}
+        rows = reg.db.execute(
+            "SELECT name, version, sha256 FROM versions "
+            "WHERE status = 'verified' AND yanked IS NULL AND deprecated IS NULL"
+        ).fetchall()
+        for name, version, sha256 in rows:
+            if self.options.tools and not any(fnmatch.fnmatchcase(name, g) for g in self.options.tools):
+                continue
+            if self.options.allow_add and name in (ADD_TOOL, VERIFY_TOOL):
+                continue  # the management tools take those names
+            key = parse_version(version).key()
+            if name not in best or key > best[name][0]:
+                best[name] = (key, version, sha256)
+        return tuple(sorted((name, v, sha) for name, (_, v, sha) in best.items()))
+
+    def catalog(self) -> dict[str, _Served]:
+        reg = self.registry("mcp:serve")
+        served: dict[str, _Served] = {}
+        for name, version, _sha in self.served_refs():
+            tool = reg.get(f"{name}@{version}")
+            served[name] = _Served(tool, self._listing(tool))
+        return served
+
+    def _listing(self, tool: ToolVersion) -> types.Tool:
+        description = tool.signature.description or f"{tool.name} (no docstring)"
+        return types.Tool(
+            name=tool.name,
+            title=f"{tool.name} {tool.version}",
+            description=description,
+            input_schema=tool.signature.input_schema,
+            output_schema=_output_schema(tool),
+            annotations=types.ToolAnnotations(title=f"{tool.name} {tool.version} (sandboxed, {self.options.backend})",
+                                              **_ANNOTATIONS),
+            _meta={"toolcrib/ref": tool.ref, "toolcrib/sha256": tool.sha256, "toolcrib/backend": self.options.backend},
+        )
+
+    def _management_tools(self) -> list[types.Tool]:
+        if not self.options.allow_add:
+            return []
+        writes = types.ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+        return [
+            types.Tool(name=ADD_TOOL, title="Add a tool to the registry",
+                       description="Register a new tool version (unverified: it is served only after verify_tool passes). "
+                                   "Returns its reference.",
+                       input_schema=_ADD_SCHEMA, annotations=writes),
+            types.Tool(name=VERIFY_TOOL, title="Verify a registered tool",
+                       description="Run a version's tests in the sandbox; a version that passes is served from then on.",
+                       input_schema=_VERIFY_SCHEMA, annotations=writes),
+        ]
+
+    # -- MCP handlers ------------------------------------------------------------
+
+    async def _track_sessions(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        # Each handshake-era connection sends `notifications/initialized` once:
+        # its session is where list_changed notifications go.
+        if ctx.method == "notifications/initialized":
+            with self._lock:
+                self._sessions[id(ctx.session)] = ctx.session
+        return await call_next(ctx)
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        served = await anyio.to_thread.run_sync(self.catalog)
+        return types.ListToolsResult(tools=[s.listing for s in served.values()] + self._management_tools())
+
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        actor = _actor(ctx)
+        args = params.arguments or {}
+        if self.options.allow_add and params.name == ADD_TOOL:
+            return await self._in_thread(partial(self._add, actor, args))
+        if self.options.allow_add and params.name == VERIFY_TOOL:
+            return await self._in_thread(partial(self._verify, actor, args))
+        served = {name: v for name, v, _ in self.served_refs()}
+        version = served.get(params.name)
+        if version is None:
+            raise MCPError(INVALID_PARAMS, f"unknown tool {params.name!r} (not served: see tools/list)")
+        ref = f"{params.name}@{version}"
+        cancel = Cancel()
+        return await self._in_thread(partial(self._call, actor, ref, args, cancel), cancel)
+
+    async def _in_thread(self, work: Callable[[], types.CallToolResult], cancel: Cancel | None = None) -> types.CallToolResult:
+        try:
+            # Abandoned on cancellation: the thread still finishes (and audits)
+            # once the Cancel below has killed its sandbox.
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            if cancel is not None:
+                cancel.cancel()
+            raise
+
+    def _call(self, actor: str, ref: str, args: dict[str, Any], cancel: Cancel) -> types.CallToolResult:
+        reg = self.registry(actor)
+        try:
+            outcome = reg.call(ref, args, backend=self.options.backend, cancel=cancel)
+        except ArgumentsError as err:
+            return _error_result(_refusal(ref, "invalid", err))
+        except PolicyRefused as err:  # yanked or unverified since it was listed
+            return _error_result(_refusal(ref, "refused", err))
+        except InvalidInput as err:
+            return _error_result(_refusal(ref, "invalid", err))
+        except NotFound as err:
+            return _error_result(_refusal(ref, "not_found", err))
+        return self._outcome(outcome)
+
+    @staticmethod
+    def _outcome(outcome: CallOutcome) -> types.CallToolResult:
+        data = outcome.model_dump(mode="json")
+        if outcome.status != "ok":
+            return _error_result(data)
+        return types.CallToolResult(
+            content=[types.TextContent(text=_text(outcome.result))],
+            structured_content={"result": outcome.result},
+        )
+
+    def _add(self, actor: str, args: dict[str, Any]) -> types.CallToolResult:
+        source = args.get("source")
+        if not isinstance(source, str):
+            return _error_result({"status": "invalid", "tool": None,
+                                  "error": {"type": "InvalidInput", "message": "source must be a string"}})
+        try:
+            added = self.registry(actor).add(
+                source,
+                name=args.get("name"),
+                entrypoint=args.get("entrypoint"),
+                tests=args.get("tests"),
+                provenance=ProvenanceInput(generator=actor.removeprefix("mcp:"), prompt=args.get("prompt")),
+            )
+        except ToolcribError as err:
+            return _error_result(_refusal(str(args.get("name") or "?"), "invalid", err))
+        data = {"tool": added.tool.ref, "created": added.created, "status": added.tool.status,
+                "sha256": added.tool.sha256, "bump": added.bump, "notes": added.notes}
+        return types.CallToolResult(content=[types.TextContent(text=json.dumps(data))], structured_content=data)
+
+    def _verify(self, actor: str, args: dict[str, Any]) -> types.CallToolResult:
+        ref = args.get("ref")
+        if not isinstance(ref, str):
+            return _error_result({"status": "invalid", "tool": None,
+                                  "error": {"type": "InvalidInput", "message": "ref must be a string"}})
+        try:
+            result = self.registry(actor).verify(ref, backend=self.options.backend)
+        except ToolcribError as err:
+            return _error_result(_refusal(ref, "invalid", err))
+        data = result.model_dump(mode="json")
+        text = f"{result.tool}: {result.status} ({result.passed}/{result.passed + result.failed} passed)"
+        return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=data,
+                                    is_error=result.status != "verified")
+
+    # -- following the registry ----------------------------------------------------
+
+    async def watch(self) -> None:
+        """Poll the served set; on a change, tell every client (list_changed)."""
+        self._fingerprint = await anyio.to_thread.run_sync(self.served_refs)
+        while True:
+            await anyio.sleep(self.options.poll_seconds)
+            current = await anyio.to_thread.run_sync(self.served_refs)
+            if current != self._fingerprint:
+                self._fingerprint = current
+                await self._announce()
+
+    async def _announce(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.items())
+        for key, session in sessions:
+            try:
+                with anyio.fail_after(5):
+                    await session.send_tool_list_changed()
+            except Exception:  # noqa: BLE001 - that client is gone: forget it
+                with self._lock:
+                    self._sessions.pop(key, None)
+        await self._bus.publish(ToolsListChanged())
+
+    def initialization_options(self) -> Any:
+        return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
+
+    def warm_up(self) -> None:
+        """Start the backend now so the first call does not pay for it (failures show on the first call)."""
+        try:
+            backend = get_backend(self.options.backend)
+            start = getattr(backend, "start", None)
+            if start is not None:
+                start()
+        except Exception:  # noqa: BLE001 - a call reports an unavailable sandbox itself
+            pass
+
+
+def _package_version() -> str:
+    from toolcrib import __version__
+
+    return __version__
+
+
+async def run_stdio(server: ToolServer) -> None:
+    """Serve one client on stdin/stdout until it disconnects."""
+    await anyio.to_thread.run_sync(server.warm_up)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.watch)
+        async with stdio_server() as (read_stream, write_stream):
+            await server.server.run(read_stream, write_stream, server.initialization_options())
+        tg.cancel_scope.cancel()
+
+
+ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+def _require_token(app: ASGIApp, token: str) -> ASGIApp:
+    """Refuse any HTTP request without ``Authorization: Bearer <token>`` (401)."""
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                      send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, expected):
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": b'{"error": "a valid bearer token is required"}'})
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+async def run_http(server: ToolServer, host: str, port: int, token: str | None,
+                   announce: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> None:
+    """Serve streamable HTTP at http://HOST:PORT/mcp until interrupted.
+
+    The socket is bound here (port 0 picks a free one) and its real address
+    announced on stderr before the first request can arrive."""
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    bound_port = sock.getsockname()[1]
+    app: Any = server.server.streamable_http_app(host=host)
+    if token:
+        app = _require_token(app, token)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    web = uvicorn.Server(config)
+    await anyio.to_thread.run_sync(server.warm_up)
+    shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
+    announce(f"toolcrib serve: listening on http://{shown}:{bound_port}/mcp")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.watch)
+        await web.serve(sockets=[sock])
+        tg.cancel_scope.cancel()
