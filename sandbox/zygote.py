@@ -12,7 +12,9 @@ private package straight from this directory, so it never imports `toolcrib`
 Processes and channels (all framing is ours; only JSON and raw bytes cross):
 
 - The zygote keeps ``<spares>`` children forked ahead of demand. Each spare
-  locks itself down (`_lock_down`), warms up on a tiny built-in job, and then
+  locks itself down (`_lock_down`), warms up on a tiny built-in job, enters
+  the jail (`jail.py`: Landlock, then the seccomp allowlist; from then on it
+  can open nothing and make no socket, process or thread), and then
   waits on the shared *control* socket (AF_UNIX SOCK_SEQPACKET): the kernel
   hands each host message to exactly one waiting spare. A spare takes one
   call and exits; it never sees a second one.
@@ -30,7 +32,9 @@ Processes and channels (all framing is ours; only JSON and raw bytes cross):
   the reply alone does not settle the outcome. The host closing the status
   socket means "abandon this call": the zygote kills the child.
 - The zygote's first message on the control socket is ``ready`` (facts about
-  what the child lock-down achieves on this machine). When the host's end of
+  what the child lock-down and the jail achieve on this machine, from a probe
+  child that tries an open and a socket inside the jail; every later child
+  must achieve at least as much or exit before taking a call). When the host's end of
   the control socket closes, the host is gone: the spares see EOF and exit,
   the zygote kills every child and exits.
 
