@@ -13,6 +13,7 @@ import click
 from ..registry import ProvenanceInput, ToolVersion
 from ..registry.cases import load_tests
 from ..registry.search import FIT_THRESHOLD
+from ..registry.stats import UsageStats
 from ..sandbox import Limits
 from .exports import export_schema
 from .common import (
@@ -91,6 +92,15 @@ def init(json_output: bool) -> None:
 @click.option("--parent", help="Reference of the version this one derives from.")
 @click.option("metas", "--meta", multiple=True, metavar="KEY=VALUE", help="Free provenance metadata. Repeatable.")
 @limit_option
+@click.option(
+    "--policy",
+    type=click.Choice(["restricted", "plain"]),
+    default="restricted",
+    show_default=True,
+    help="The policy the tool needs: 'restricted' (RestrictedPython) or 'plain' (ordinary Python: classes, "
+    "dunders, any module, inside the restricted backend's OS jail or a Docker container). "
+    "Calls and verification use it unless given --policy.",
+)
 @click.option("--strip-top-level", is_flag=True, help="Remove stray top-level statements (e.g. 'example usage') instead of refusing them.")
 @click.option("--markdown/--no-markdown", default=None, help="Treat the input as an LLM's Markdown reply (default: detect, and .md files).")
 @json_option
@@ -106,6 +116,7 @@ def add(
     parent: str | None,
     metas: tuple[str, ...],
     limits: tuple[str, ...],
+    policy: str,
     strip_top_level: bool,
     markdown: bool | None,
     json_output: bool,
@@ -122,6 +133,7 @@ def add(
         toolcrib add reply.md --strip-top-level --transcript chat.json
         cat tool.py | toolcrib add - --name my_tool --meta task=dyck
         toolcrib add tool.py --limit cpu=10 --parent my_tool@1.0.0
+        toolcrib add crt_search.py --policy plain
     """
     if source == "-" and sys.stdin is not None and sys.stdin.isatty():
         raise click.UsageError("give a FILE, or pipe the source into 'toolcrib add -'")
@@ -148,6 +160,7 @@ def add(
         version=version,
         provenance=provenance,
         limits=Limits().override(**declared) if declared else None,
+        policy=policy,
         strip_top_level=strip_top_level,
         markdown=markdown,
     )
@@ -163,6 +176,7 @@ def add(
                 "created": outcome.created,
                 "bump": outcome.bump,
                 "entrypoint": tool.entrypoint,
+                "policy": tool.policy,
                 "tests": len(tool.tests),
                 "untyped": tool.signature.untyped,
                 "notes": outcome.notes,
@@ -172,21 +186,59 @@ def add(
     for note in outcome.notes:
         click.echo(f"note: {note}", err=True)
     verb = "Added" if outcome.created else "Already registered:"
-    click.echo(f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s)")
+    policy_note = f", policy {tool.policy}" if tool.policy != "restricted" else ""
+    click.echo(f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s){policy_note}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _usage_line(stats: UsageStats) -> str:
+    if not stats.calls:
+        return "never called"
+    line = (
+        f"{stats.calls} call(s): {stats.successes} ok, {stats.errors} error, {stats.blocked} blocked, "
+        f"{stats.limit_hits} limit, {stats.refused} refused"
+    )
+    if stats.unavailable:
+        line += f", {stats.unavailable} unavailable"
+    if stats.median_ms is not None:
+        line += f"; median {_ms(stats.median_ms)} ms, p95 {_ms(stats.p95_ms)} ms"
+    return f"{line}; last {stats.last_used}"
 
 
 @click.command(name="list")
 @click.option("include_yanked", "--all", is_flag=True, help="Include tools whose every version is yanked.")
+@click.option("with_stats", "--stats", is_flag=True, help="Add each version's usage from the audit log: calls, outcomes, median and p95 duration, last use.")
 @json_option
-def list_(include_yanked: bool, json_output: bool) -> None:
+def list_(include_yanked: bool, with_stats: bool, json_output: bool) -> None:
     """List the newest version of every tool.
 
     \b
     Examples:
         toolcrib list
-        toolcrib list --json
+        toolcrib list --stats
+        toolcrib list --json --stats
     """
-    _print_tools(open_registry().list(include_yanked=include_yanked), json_output)
+    reg = open_registry()
+    tools = reg.list(include_yanked=include_yanked)
+    if not with_stats:
+        _print_tools(tools, json_output)
+        return
+    stats = reg.usage(t.ref for t in tools)
+    if json_output:
+        echo_json([{**_tool_json(t, full=False), "usage": stats[t.ref].model_dump(mode="json")} for t in tools])
+        return
+    echo_table(
+        ["NAME", "VERSION", "STATUS", "CALLS", "OK", "ERROR", "BLOCKED", "LIMIT", "REFUSED", "P50_MS", "P95_MS", "LAST_USED"],
+        [
+            (t.name, t.version, t.status, u.calls, u.successes, u.errors, u.blocked, u.limit_hits, u.refused,
+             _ms(u.median_ms), _ms(u.p95_ms), u.last_used or "-")
+            for t in tools
+            for u in [stats[t.ref]]
+        ],
+    )
 
 
 @click.command()
@@ -242,7 +294,7 @@ def _describe_param(name: str, schema: dict[str, Any], required: bool) -> str:
 @click.option("--source", "source_only", is_flag=True, help="Print only the source.")
 @json_option
 def show(ref: str, source_only: bool, json_output: bool) -> None:
-    """Show one version: signature, tests, provenance, verification.
+    """Show one version: signature, tests, provenance, verification, usage.
 
     REF is NAME (newest active version), NAME@1.2.0 or NAME@sha256:PREFIX.
 
@@ -258,9 +310,11 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
     if source_only:
         click.echo(tool.source, nl=not tool.source.endswith("\n"))
         return
+    stats = reg.usage([tool.ref])[tool.ref]
     if json_output:
         data = _tool_json(tool)
         data["verification"] = evidence.model_dump(mode="json") if evidence else None
+        data["usage"] = stats.model_dump(mode="json")
         echo_json(data)
         return
     sig = tool.signature
@@ -281,6 +335,7 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
         click.echo(f"  yanked:     {tool.yanked}")
     if tool.limits:
         click.echo(f"  limits:     {', '.join(f'{k}={v}' for k, v in tool.limits.model_dump().items())}")
+    click.echo(f"  policy:     {tool.policy}")
     prov = tool.provenance
     click.echo(f"  registered: {prov.registered_at} by {prov.registered_by}")
     click.echo(f"  generator:  {prov.generator or '-'}")
@@ -298,8 +353,11 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
     if evidence:
         click.echo(
             f"  verified:   {evidence.status} {evidence.passed}/{evidence.passed + evidence.failed} "
-            f"on {evidence.backend} at {evidence.verified_at}"
+            f"on {evidence.backend}{f' ({evidence.policy} policy)' if evidence.policy else ''} at {evidence.verified_at}"
         )
+        if evidence.layers:
+            click.echo(f"  isolation:  {', '.join(evidence.layers)}")
+    click.echo(f"  usage:      {_usage_line(stats)}")
 
 
 @click.command()

@@ -53,8 +53,8 @@ from .models import (
 )
 from .provenance import build_provenance, in_toto_statement
 from .search import FIT_THRESHOLD, SearchHit, rank, tool_index_terms
-from .stats import UsageStats, usage
 from .signature import bump_kind, derive_signature, validate_stored_arguments
+from .stats import UsageStats, usage
 from .store import PerThreadDatabase, default_registry_path, read_snapshot, utc_now, write_transaction
 from .versions import (
     SemVer,
