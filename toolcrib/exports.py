@@ -22,9 +22,9 @@ Names must match ``^[a-zA-Z0-9_-]{1,64}$`` everywhere; toolcrib names already
 do, and two versions of one tool exported together get their version as a
 suffix. OpenAI strict mode is on only where the schema can honour it (every
 property required, no open-ended objects, only supported keywords); a warning
-says why where it is off. MCP's ``outputSchema`` must describe an object, so a
-tool returning anything else is described as ``{"result": <its value>}``, the
-shape MCP servers built on the official SDK use for such tools.
+says why where it is off. MCP's ``outputSchema`` must describe an object, so
+it is the tool's return value under ``"result"``: what ``toolcrib serve``
+advertises and returns as ``structuredContent``.
 """
 
 from __future__ import annotations
@@ -143,13 +143,14 @@ def _parameters(tool: ToolVersion) -> dict[str, Any]:
     return schema
 
 
-def _mcp_output(tool: ToolVersion) -> dict[str, Any] | None:
-    out = tool.signature.output_schema
-    if out is None:
-        return None
-    if out.get("type") == "object":
-        return copy.deepcopy(out)
-    return {"type": "object", "properties": {"result": copy.deepcopy(out)}, "required": ["result"]}
+def _mcp_output(tool: ToolVersion) -> dict[str, Any]:
+    # What `toolcrib serve` advertises and returns: the value under "result"
+    # (structuredContent is {"result": value} for every tool, objects included).
+    inner = copy.deepcopy(tool.signature.output_schema or {})
+    wrapper: dict[str, Any] = {"type": "object", "properties": {"result": inner}, "required": ["result"]}
+    if "$defs" in inner:  # keep "#/$defs/..." references resolvable from the new root
+        wrapper["$defs"] = inner.pop("$defs")
+    return wrapper
 
 
 def _names(tools: list[ToolVersion]) -> list[str]:
@@ -178,15 +179,20 @@ def _definition(tool: ToolVersion, name: str, fmt: str, warnings: list[str]) -> 
         return {"name": name, "description": description, "input_schema": parameters}
     definition: dict[str, Any] = {
         "name": name,
-        "title": tool.ref,
+        "title": f"{tool.name} {tool.version}",
         "description": description,
-        "inputSchema": parameters,
+        "inputSchema": copy.deepcopy(tool.signature.input_schema),  # exactly what `toolcrib serve` lists
     }
-    output = _mcp_output(tool)
-    if output is not None:
-        definition["outputSchema"] = output
-    # The sandbox has no network and no writable place that outlives the call.
-    definition["annotations"] = {"title": tool.ref, "readOnlyHint": True, "destructiveHint": False, "openWorldHint": False}
+    definition["outputSchema"] = _mcp_output(tool)
+    # As `toolcrib serve` says: the sandbox has no network and nothing it
+    # writes outlives the call, and a version never changes.
+    definition["annotations"] = {
+        "title": f"{tool.name} {tool.version} (sandboxed)",
+        "readOnlyHint": True,
+        "destructiveHint": False,
+        "idempotentHint": True,
+        "openWorldHint": False,
+    }
     return definition
 
 
