@@ -68,9 +68,9 @@ def cli(ctx: click.Context, registry_path: str | None, actor: str | None) -> Non
 
 
 def _register_commands() -> None:
-    from . import audit, run, serve, tools
+    from . import audit, latm, run, serve, tools
 
-    for module in (tools, run, audit, serve):
+    for module in (tools, run, audit, serve, latm):
         for command in module.COMMANDS:
             cli.add_command(command)
     try:

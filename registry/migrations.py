@@ -174,6 +174,16 @@ def m004_search_ranking(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO search_index (search_index) VALUES ('optimize')")
 
 
+@MIGRATIONS()
+def m005_latm(db: sqlite_utils.Database) -> None:
+    """Registry settings, one value per key (the LATM loop's default model is
+    "latm.model"); a change is audited by whoever writes it."""
+    db.execute(
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+        "updated_by TEXT NOT NULL, updated_at TEXT NOT NULL)"
+    )
+
+
 def pending_migrations(db: sqlite_utils.Database) -> list[str]:
     """Names of the migrations this database has not applied yet (read-only)."""
     return [m.name for m in MIGRATIONS.pending(db)]

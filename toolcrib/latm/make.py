@@ -1,0 +1,301 @@
+"""`make`: the tool maker. Propose, verify, wrap, as in the LATM paper, with
+every line the model writes run in the sandbox and every turn on the record.
+
+- propose: k demos as Question/Answer pairs; the reply's function and its
+  demo code run in the sandbox (snippet mode).
+- verify: unit tests on the next examples; function and tests run in the sandbox.
+- wrap: the function and its use cases. The function must be the code that
+  was verified (compared as an AST, so comments may differ); each use case
+  whose question is one of the task's examples runs in the sandbox and must
+  give that example's target (never a value the model wrote). Then the wrap
+  goes through `Registry.add` (the normal admission path) with those use
+  cases as snippet tests, the whole transcript as provenance, and `verify`.
+
+A failure in a stage goes back to the model as one line (type, message,
+line), at most `retries` times per stage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..registry import ProvenanceInput, Registry
+from ..registry.admission import Admitted, admit
+from ..registry.cases import compare
+from ..registry.errors import InvalidInput, SandboxUnavailable, ToolcribError
+from ..registry.models import TestCase
+from ..sandbox import Limits
+from .answers import with_epilogue
+from .models import Model
+from .prompts import fix_prompt, propose_prompt, verify_prompt, wrap_prompt
+from .replies import UseCase, code_blocks, code_key, defines, use_cases, whitespace_free
+from .runs import describe_failure, run_snippet
+from .tasks import Example, Task
+from .transcript import Transcript, default_transcript_path
+
+__all__ = ["MakeResult", "StageReport", "USE_CASES_KEY", "make"]
+
+Stage = Literal["propose", "verify", "wrap"]
+Progress = Callable[[str, int, str], None]
+
+USE_CASES_KEY = "latm.use_cases"
+_QUESTION_IN_NAME = 200
+
+
+class StageReport(BaseModel):
+    stage: Stage
+    attempts: int
+    passed: bool
+    errors: list[str] = Field(default_factory=list, description="what went back to the model, one line each")
+
+
+class MakeResult(BaseModel):
+    """What `make` did: `--json` output of `toolcrib make`."""
+
+    status: Literal["made", "failed"]
+    task: str
+    task_sha256: str
+    model: str
+    stages: list[StageReport]
+    failed_stage: Stage | None = None
+    error: str | None = None
+    tool: str | None = Field(None, description="name@version of the tool made")
+    sha256: str | None = None
+    verification: str | None = Field(None, description="verified or failed")
+    tests: int = 0
+    tokens: dict[str, int] | None = Field(None, description="tokens in and out, when the model reports them")
+    transcript: str = Field(description="file holding every prompt and reply of this run")
+
+
+class _StageFailed(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class _Wrapped:
+    reply: str
+    admitted: Admitted
+    cases: list[UseCase]
+    tests: list[dict[str, Any]]
+
+
+class _Maker:
+    def __init__(self, reg: Registry, task: Task, model: Model, *, validate: int, retries: int, backend: str,
+                 limits: Limits | None, progress: Progress | None) -> None:
+        self.reg, self.task, self.model, self.validate = reg, task, model, validate
+        self.retries, self.backend, self.limits = retries, backend, limits
+        self.progress = progress
+        self.chat = model.start()
+        self.transcript = Transcript(model=model.model_id, task=task.name)
+        self.stages: list[StageReport] = []
+        self.source = ""
+        self.entrypoint = ""
+
+    def _say(self, stage: str, attempt: int, message: str) -> None:
+        if self.progress is not None:
+            self.progress(stage, attempt, message)
+
+    def stage(self, stage: Stage, prompt: str, check: Callable[[str], Any]) -> Any:
+        """Ask, check the reply, send what went wrong back; up to 1 + retries attempts."""
+        report = StageReport(stage=stage, attempts=0, passed=False)
+        self.stages.append(report)
+        for attempt in range(1, self.retries + 2):
+            report.attempts = attempt
+            self._say(stage, attempt, "asking the model")
+            try:
+                reply = self.transcript.ask(self.chat, stage, prompt)
+            except ToolcribError as exc:  # the model failed (provider error, replay ran out)
+                report.errors.append(exc.message)
+                raise _StageFailed(exc.message) from None
+            try:
+                outcome = check(reply.text)
+            except _StageFailed as problem:
+                report.errors.append(problem.message)
+                self.transcript.note(stage, problem.message)
+                self._say(stage, attempt, f"failed: {problem.message}")
+                prompt = fix_prompt(stage, problem.message)
+                continue
+            report.passed = True
+            self._say(stage, attempt, "passed")
+            return outcome
+        raise _StageFailed(report.errors[-1] if report.errors else "no attempt was made")
+
+    # -- the checks of each stage ---------------------------------------------
+    def _code(self, reply: str) -> str:
+        blocks = code_blocks(reply)
+        if not blocks:
+            raise _StageFailed("the reply has no ```python code block")
+        return "\n\n".join(blocks)
+
+    def _admit(self, code: str, *, markdown: bool, entrypoint: str | None = None) -> Admitted:
+        try:
+            return admit(code, entrypoint=entrypoint, strip_top_level=True, markdown=markdown)
+        except ToolcribError as exc:
+            raise _StageFailed(f"the code was not accepted: {exc.message}") from None
+
+    def _run(self, source: str, snippet: str) -> Any:
+        result = run_snippet(source, self.entrypoint, snippet, limits=self.limits, backend=self.backend)
+        if result.status != "ok":
+            raise _StageFailed(describe_failure(result))
+        return result.result
+
+    def check_proposal(self, reply: str) -> None:
+        code = self._code(reply)
+        admitted = self._admit(code, markdown=False)
+        self.entrypoint = admitted.entrypoint
+        self._run(admitted.source, code)  # the function and its demo code, as the model wrote them
+        self.source = admitted.source
+
+    def check_tests(self, reply: str) -> None:
+        code = self._code(reply)
+        if "assert" not in code:
+            raise _StageFailed("the tests assert nothing: end each test with `assert ans == <the answer given>`")
+        source = self.source
+        if defines(code, self.entrypoint):  # the model fixed the function along with the tests
+            source = self._admit(code, markdown=False, entrypoint=self.entrypoint).source
+        self._run(source, code)
+        self.source = source
+
+    def _example_for(self, question: str) -> tuple[int, Example] | None:
+        key = whitespace_free(question)
+        for index, example in enumerate(self.task.examples):
+            if whitespace_free(example.input) == key:
+                return index, example
+        return None
+
+    def check_wrap(self, reply: str) -> _Wrapped:
+        admitted = self._admit(reply, markdown=True, entrypoint=self.entrypoint)
+        if code_key(admitted.source) != code_key(self.source):
+            raise _StageFailed(
+                "the function in the wrapped tool is not the code that was verified; "
+                "wrap the verified function unchanged"
+            )
+        cases = use_cases(reply)
+        if not cases:
+            raise _StageFailed("the reply has no use cases (Question:, then Solution: with a ```python block)")
+        tests: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        for number, case in enumerate(cases, start=1):
+            found = self._example_for(case.question)
+            if found is None or found[0] in seen:
+                continue  # kept as a use case for the tool user; only the task's examples have true answers
+            index, example = found
+            seen.add(index)
+            snippet = with_epilogue(case.solution, example.input, as_text=isinstance(example.target, str))
+            test = TestCase(name=f"example {index + 1}: {_shorten(example.input)}", snippet=snippet,
+                            expected=example.target)
+            result = run_snippet(admitted.source, self.entrypoint, snippet, limits=self.limits, backend=self.backend)
+            if result.status != "ok":
+                raise _StageFailed(f"use case {number} failed: {describe_failure(result)}")
+            passed, why = compare(test, result.result)
+            if not passed:
+                raise _StageFailed(
+                    f"use case {number} gives {json.dumps(result.result, ensure_ascii=False)[:200]} "
+                    f"but the answer is {json.dumps(example.target, ensure_ascii=False)[:200]} ({why})"
+                )
+            tests.append(test.model_dump(exclude_defaults=True) | {"expected": example.target})
+        if len(tests) < self.validate:
+            raise _StageFailed(
+                f"{len(tests)} use case(s) ask a question of the task; write one for each question of the tests"
+            )
+        return _Wrapped(reply=reply, admitted=admitted, cases=cases, tests=tests)
+
+
+def _shorten(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _QUESTION_IN_NAME else flat[: _QUESTION_IN_NAME - 1] + "…"
+
+
+def make(
+    reg: Registry,
+    task: Task,
+    model: Model,
+    *,
+    demos: int = 3,
+    validate: int = 3,
+    retries: int = 3,
+    name: str | None = None,
+    transcript_path: str | Path | None = None,
+    backend: str = "restricted",
+    limits: Limits | None = None,
+    progress: Progress | None = None,
+) -> MakeResult:
+    """Make a verified tool from a task's examples (see the module docstring).
+
+    Returns a MakeResult whose status is "made" or "failed" (with the stage and
+    the last error); the transcript is written to `transcript_path` (default:
+    beside the registry, in transcripts/) either way. Raises InvalidInput for a
+    task with too few examples or no targets, SandboxUnavailable if nothing can run.
+    """
+    if demos < 1 or validate < 1 or retries < 0:
+        raise InvalidInput("--demos and --validate must be at least 1, --retries at least 0")
+    if len(task.examples) < demos + validate:
+        raise InvalidInput(
+            f"{task.name} has {len(task.examples)} examples; making a tool needs {demos} demos + {validate} for validation"
+        )
+    missing = [i + 1 for i, e in enumerate(task.examples[: demos + validate]) if not e.has_target]
+    if missing:
+        raise InvalidInput(f"{task.name}: examples {', '.join(map(str, missing))} have no 'target'")
+    maker = _Maker(reg, task, model, validate=validate, retries=retries, backend=backend, limits=limits, progress=progress)
+    path = Path(transcript_path) if transcript_path is not None else default_transcript_path(reg.path, task.name)
+    examples = task.examples
+    result = MakeResult(status="failed", task=task.name, task_sha256=task.sha256, model=model.model_id,
+                        stages=maker.stages, transcript=str(path))
+    try:
+        maker.stage("propose", propose_prompt(examples[:demos]), maker.check_proposal)
+        maker.stage("verify", verify_prompt(examples[demos: demos + validate]), maker.check_tests)
+        wrapped: _Wrapped = maker.stage("wrap", wrap_prompt(), maker.check_wrap)
+    except _StageFailed as failure:
+        result.failed_stage = maker.stages[-1].stage
+        result.error = failure.message
+        return _finish(result, maker, path)
+    except SandboxUnavailable:
+        maker.transcript.save(path)
+        raise
+    metadata = {
+        "latm.task": task.name,
+        "latm.task_sha256": task.sha256,
+        "latm.model": model.model_id,
+        USE_CASES_KEY: json.dumps([{"question": c.question, "solution": c.solution} for c in wrapped.cases],
+                                  ensure_ascii=False),
+        "latm.stages": json.dumps([s.model_dump() for s in maker.stages], ensure_ascii=False),
+    }
+    added = reg.add(
+        wrapped.reply,
+        name=name,
+        entrypoint=maker.entrypoint,
+        tests=wrapped.tests,
+        provenance=ProvenanceInput(generator=model.model_id, prompt=maker.transcript.text(), metadata=metadata),
+        limits=limits,
+        strip_top_level=True,
+        markdown=True,
+    )
+    tool = added.tool
+    if code_key(tool.source) != code_key(maker.source):  # admission is deterministic; this is the last guard
+        result.failed_stage, result.error = "wrap", "the registered source is not the code that was verified"
+        return _finish(result, maker, path)
+    verification = reg.verify(tool.ref, backend=backend)
+    result.tool, result.sha256 = tool.ref, tool.sha256
+    result.verification, result.tests = verification.status, len(tool.tests)
+    if verification.status == "verified":
+        result.status = "made"
+    else:
+        bad = next(c for c in verification.cases if not c.passed)
+        result.failed_stage = "wrap"
+        result.error = f"{tool.ref} failed verification: {bad.name}: {bad.error.message if bad.error else bad.status}"
+    return _finish(result, maker, path)
+
+
+def _finish(result: MakeResult, maker: _Maker, path: Path) -> MakeResult:
+    result.stages = list(maker.stages)
+    result.tokens = maker.transcript.tokens()
+    maker.transcript.save(path)
+    return result

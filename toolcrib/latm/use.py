@@ -1,0 +1,119 @@
+"""`use`: the tool user. For each question the model gets the wrapped tool
+(the stored source and its use cases) and answers with a call snippet;
+toolcrib runs that snippet against the stored version through
+`Registry.call` (sandboxed, policy-checked, audited) and reads `ans`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ..registry import Registry, ToolVersion
+from ..registry.cases import compare
+from ..registry.models import TestCase
+from .answers import EPILOGUE_MARK, with_epilogue
+from .make import USE_CASES_KEY
+from .models import Model
+from .prompts import use_prompt, wrapped_tool
+from .replies import UseCase, code_blocks
+from .tasks import Example
+
+__all__ = ["Answer", "UseReport", "tool_use_cases", "use", "wrapped_for"]
+
+
+class Answer(BaseModel):
+    """One question: `--json` gives one of these per question."""
+
+    question: str
+    snippet: str | None = Field(None, description="the model's call snippet (None if its reply had no code)")
+    status: str = Field(description="ok, error, blocked, limit, unavailable, or no_code")
+    answer: Any = None
+    target: Any = None
+    correct: bool | None = Field(None, description="None when the question has no target")
+    error: str | None = None
+    duration_ms: float = 0.0
+
+
+class UseReport(BaseModel):
+    tool: str
+    model: str
+    answers: list[Answer]
+    scored: int = Field(description="questions that had a target")
+    correct: int
+    accuracy: float | None = None
+    tokens: dict[str, int] | None = None
+
+
+def tool_use_cases(tool: ToolVersion) -> list[UseCase]:
+    """The use cases stored by `make`; for a tool added by hand, its snippet
+    tests stand in (the epilogue `make` appends is left out)."""
+    raw = tool.provenance.metadata.get(USE_CASES_KEY)
+    if raw:
+        return [UseCase(question=c["question"], solution=c["solution"]) for c in json.loads(raw)]
+    cases = []
+    for test in tool.tests:
+        if test.snippet is not None:
+            solution = test.snippet.split("\n" + EPILOGUE_MARK)[0].rstrip() + "\n"
+            cases.append(UseCase(question=test.name or "(a question)", solution=solution))
+    return cases
+
+
+def wrapped_for(tool: ToolVersion) -> str:
+    return wrapped_tool(tool.source, tool_use_cases(tool))
+
+
+def use(
+    reg: Registry,
+    ref: str,
+    questions: Sequence[Example],
+    model: Model,
+    *,
+    backend: str = "restricted",
+    limits: dict[str, float] | None = None,
+    on_answer: Callable[[Answer], None] | None = None,
+) -> UseReport:
+    """Answer each question with the tool; score it when it has a target.
+
+    Raises PolicyRefused for an unverified or yanked version (as `call` does),
+    ModelFailed when the model cannot reply."""
+    tool = reg.get(ref, allow_yanked=False)
+    wrapped = wrapped_for(tool)
+    answers: list[Answer] = []
+    tokens: dict[str, int] | None = {"input": 0, "output": 0}
+    for example in questions:
+        reply = model.start().send(use_prompt(wrapped, example.input))
+        if tokens is not None and reply.input_tokens is not None and reply.output_tokens is not None:
+            tokens = {"input": tokens["input"] + reply.input_tokens, "output": tokens["output"] + reply.output_tokens}
+        else:
+            tokens = None
+        target = example.target if example.has_target else None
+        blocks = code_blocks(reply.text)
+        if not blocks:
+            answer = Answer(question=example.input, status="no_code", target=target,
+                            correct=False if example.has_target else None, error="the reply has no ```python block")
+        else:
+            snippet = blocks[0]
+            as_text = example.has_target and isinstance(example.target, str)
+            outcome = reg.call(tool.ref, snippet=with_epilogue(snippet, example.input, as_text=as_text),
+                               backend=backend, limits=limits)
+            correct: bool | None = None
+            if example.has_target:
+                correct = outcome.status == "ok" and compare(TestCase(snippet="ans = 0", expected=target), outcome.result)[0]
+            error = None
+            if outcome.status == "limit":
+                error = f"hit the {outcome.limit} limit"
+            elif outcome.error is not None:
+                error = f"{outcome.error.type}: {outcome.error.message}"
+            answer = Answer(question=example.input, snippet=snippet, status=outcome.status,
+                            answer=outcome.result if outcome.status == "ok" else None, target=target,
+                            correct=correct, error=error, duration_ms=round(outcome.duration_ms, 3))
+        answers.append(answer)
+        if on_answer is not None:
+            on_answer(answer)
+    scored = [a for a in answers if a.correct is not None]
+    right = sum(1 for a in scored if a.correct)
+    return UseReport(tool=tool.ref, model=model.model_id, answers=answers, scored=len(scored), correct=right,
+                     accuracy=round(right / len(scored), 4) if scored else None, tokens=tokens)
