@@ -111,12 +111,31 @@ def prune_command(json_output: bool) -> None:
     _emit({"removed": removed}, json_output, "\n".join(removed) or "nothing to prune")
 
 
+def _layer_lines(section: dict[str, Any] | None) -> list[str]:
+    """The restricted backend's jail, one line per layer."""
+    if not section:
+        return []
+    weak = section.get("weak_allowed")
+    allowed = "unknown" if weak is None else ("yes" if weak else "no")
+    lines = ["", f"restricted backend layers (weak isolation allowed: {allowed}):"]
+    layers = section.get("layers") or []
+    if not layers:
+        lines.append("  (this backend reports no layers)")
+    for entry in layers:
+        state = "in force" if entry["in_force"] else ("MISSING " if entry["required"] else "off     ")
+        required = " (required)" if entry["required"] else ""
+        lines.append(f"  {state}  {entry['layer']}{required}: {entry['detail']}")
+    return lines
+
+
 @click.command("doctor")
 @click.option("--no-probe", is_flag=True, help="Skip running a probe container.")
 @click.option("json_output", "--json", is_flag=True, help="Output JSON.")
 def doctor_command(no_probe: bool, json_output: bool) -> None:
     """Check the sandboxes: engine, image, limits really applied inside a
-    container, and the restricted backend. Exit 6 when a check fails.
+    container, and the restricted backend with each layer of its jail
+    (in force or not) and whether weak isolation is allowed
+    ($TOOLCRIB_ALLOW_WEAK_JAIL). Exit 6 when a check fails.
 
     \b
     Examples:
@@ -128,6 +147,7 @@ def doctor_command(no_probe: bool, json_output: bool) -> None:
 
     report = doctor(probe=not no_probe)
     lines = [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in report["checks"]]
+    lines.extend(_layer_lines(report.get("restricted")))
     _emit(report, json_output, "\n".join(lines))
     if not report["ok"]:
         sys.exit(_EXIT_UNAVAILABLE)

@@ -20,8 +20,10 @@ def backend_options(fn: F) -> F:
     fn = click.option(
         "--policy",
         type=click.Choice(["restricted", "plain"]),
-        help="Docker only: 'restricted' also applies the RestrictedPython policy inside the container. "
-        "Default: restricted on the restricted backend, plain on Docker.",
+        help="Override the policy the tool declared: 'restricted' applies RestrictedPython (inside the "
+        "container too, on Docker); 'plain' runs ordinary Python in the jail or container (on the restricted "
+        "backend only when every jail layer is in force, else exit 6). Default: the declared policy on the "
+        "restricted backend; plain on Docker.",
     )(fn)
     return click.option(
         "--backend",
@@ -46,7 +48,10 @@ def _print_verification(result: Verification) -> None:
         rows.append((case.index + 1, case.name or "", "pass" if case.passed else "FAIL", f"{case.duration_ms:.1f}", detail))
     echo_table(["#", "NAME", "RESULT", "MS", "DETAIL"], rows)
     total = result.passed + result.failed
-    click.echo(f"{result.tool}: {result.status} ({result.passed}/{total} passed, {result.backend} backend)")
+    policy = f", {result.policy} policy" if result.policy else ""
+    click.echo(f"{result.tool}: {result.status} ({result.passed}/{total} passed, {result.backend} backend{policy})")
+    if result.layers:
+        click.echo(f"isolation: {', '.join(result.layers)}")
 
 
 @click.command()
@@ -59,7 +64,8 @@ def verify(ref: str | None, verify_all: bool, backend: str, policy: str | None, 
     """Run a version's test cases, each in a fresh sandbox, and record the verdict.
 
     Exit code 0 when every case passed (the version becomes 'verified'),
-    1 when any failed ('failed'). Evidence for each case is stored.
+    1 when any failed ('failed'). Evidence for each case is stored, with the
+    policy and the isolation layers in force for every case.
 
     \b
     Examples:
@@ -172,6 +178,7 @@ def call(
     Arguments are checked against the tool's input schema before any sandbox
     starts. The exit code follows the outcome: 0 ok, 1 the tool raised,
     4 blocked by the policy, 5 a limit was hit, 6 sandbox unavailable.
+    The audit entry (and --json) lists the isolation layers in force.
 
     \b
     Examples:

@@ -1,7 +1,8 @@
 """`toolcrib doctor`: is each sandbox really there, and really locked down?
 
 Reads the engine's own report, checks the image, runs one tiny container that
-reads its limits back from the inside, and runs one trivial restricted call.
+reads its limits back from the inside, runs one trivial restricted call and
+lists each layer of the restricted backend's jail and whether it is in force.
 A check reports; it never raises.
 """
 
@@ -96,7 +97,28 @@ def _probe_checks(client: Any, tag: str) -> list[dict[str, Any]]:
     return checks
 
 
-def _restricted_check() -> dict[str, Any]:
+def _layers(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The backend's layer report, each entry checked for shape (a backend
+    that reports none, as before the jail, gives an empty list)."""
+    layers: list[dict[str, Any]] = []
+    for entry in info.get("layers") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("layer"), str):
+            layers.append(
+                {
+                    "layer": entry["layer"],
+                    "in_force": bool(entry.get("in_force")),
+                    "required": bool(entry.get("required")),
+                    "detail": str(entry.get("detail") or ""),
+                }
+            )
+    return layers
+
+
+def _restricted_checks() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The restricted backend: one trivial call, then each jail layer from
+    `info()` (in force or not), whether weak isolation is allowed, and one
+    check that every required layer is in force (else calls fail closed)."""
+    section: dict[str, Any] = {"layers": [], "weak_allowed": None}
     try:
         from . import get_backend
         from .contract import Job
@@ -104,21 +126,41 @@ def _restricted_check() -> dict[str, Any]:
         backend = get_backend("restricted")
         result = backend.run(Job(source="def f():\n    return 42\n", entrypoint="f"))
         info = backend.info()
-        detail = (
-            f"trivial call: {result.status}; own network namespace: {info.get('network_namespace')}; "
-            f"unprivileged uid: {info.get('uid_switched')}; no_new_privs: {info.get('no_new_privs')}"
-        )
-        return _check("restricted backend", result.status == "ok" and result.result == 42, detail)
     except Exception as exc:  # noqa: BLE001 - a check reports, never raises
-        return _check("restricted backend", False, _one_line(exc))
+        return [_check("restricted backend", False, _one_line(exc))], section
+    layers = _layers(info)
+    section.update(
+        layers=layers,
+        weak_allowed=info.get("weak_allowed"),
+        plain_policy=info.get("plain_policy"),
+        available=info.get("available"),
+        call_layers=list(result.layers),
+    )
+    why = f" ({result.error.message})" if result.error is not None else ""
+    detail = f"trivial call: {result.status}{why}; layers in force for it: {', '.join(result.layers) or 'none reported'}"
+    checks = [_check("restricted backend", result.status == "ok" and result.result == 42, detail)]
+    if not layers:
+        return checks, section
+    missing = [entry["layer"] for entry in layers if entry["required"] and not entry["in_force"]]
+    weak = bool(info.get("weak_allowed"))
+    if not missing:
+        jail = "every required layer is in force"
+    elif weak:
+        jail = f"missing {', '.join(missing)}; weak isolation allowed, so restricted-policy calls run without"
+    else:
+        jail = f"missing {', '.join(missing)}: calls are refused as unavailable (exit 6)"
+    checks.append(_check("restricted jail", not missing, jail))
+    return checks, section
 
 
 def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = True) -> dict[str, Any]:
     """Health report: engine, image, and the container limits really applied.
 
     ``{"ok": bool, "checks": [{"name", "ok", "detail"}...], "engine": {...},
-    "image": {...}}``. `probe` runs one tiny locked-down container to read back
-    the limits from inside; never raises.
+    "image": {...}, "restricted": {"layers": [{"layer", "in_force",
+    "required", "detail"}...], "weak_allowed": bool, ...}}``. `probe` runs one
+    tiny locked-down container to read back the limits from inside; never
+    raises.
     """
     checks: list[dict[str, Any]] = []
     report: dict[str, Any] = {"checks": checks}
@@ -155,6 +197,7 @@ def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = 
         except Exception as exc:  # noqa: BLE001 - a check reports, never raises
             checks.append(_check("engine checks", False, _one_line(exc)))
     if restricted:
-        checks.append(_restricted_check())
+        restricted_checks, report["restricted"] = _restricted_checks()
+        checks.extend(restricted_checks)
     report["ok"] = all(c["ok"] for c in checks)
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -127,3 +128,64 @@ def test_prune_removes_other_harness_tags_only(docker_image: str) -> None:
     assert stale in json.loads(result.stdout)["removed"]
     assert image.find_image(client, stale) is None
     assert image.find_image(client, docker_image) is not None
+
+
+def test_doctor_lists_each_jail_layer_of_the_restricted_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No engine: only the restricted backend is checked, for real.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    from toolcrib.sandbox import get_backend
+    from toolcrib.sandbox.restricted import JAIL_LAYERS, WEAK_JAIL_ENV
+
+    report = doctor(probe=False)
+    section = report["restricted"]
+    layers = {entry["layer"]: entry for entry in section["layers"]}
+    assert set(JAIL_LAYERS) <= set(layers)
+    assert {name for name, entry in layers.items() if entry["required"]} == set(JAIL_LAYERS)
+    assert all(isinstance(entry["in_force"], bool) and entry["detail"] for entry in layers.values())
+    info = get_backend("restricted").info()
+    assert section["weak_allowed"] is info["weak_allowed"]
+    if WEAK_JAIL_ENV not in os.environ:
+        assert section["weak_allowed"] is False
+    jail = next(c for c in report["checks"] if c["name"] == "restricted jail")
+    assert jail["ok"] is all(layers[name]["in_force"] for name in JAIL_LAYERS)
+    # What doctor calls in force is what a call reports it ran under.
+    call = next(c for c in report["checks"] if c["name"] == "restricted backend")
+    if call["ok"]:
+        in_force = {name for name, entry in layers.items() if entry["in_force"]}
+        assert set(section["call_layers"]) == in_force
+
+
+def test_cli_doctor_prints_the_layers_and_weak_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    runner = CliRunner()
+    text = runner.invoke(cli, ["doctor", "--no-probe"])
+    assert "restricted backend layers (weak isolation allowed: " in text.stdout
+    assert "landlock (required): " in text.stdout and "seccomp (required): " in text.stdout
+    report = json.loads(runner.invoke(cli, ["doctor", "--no-probe", "--json"]).stdout)
+    assert {e["layer"] for e in report["restricted"]["layers"]} >= {"landlock", "seccomp"}
+    assert isinstance(report["restricted"]["weak_allowed"], bool)
+
+
+def test_doctor_text_marks_missing_layers_and_a_backend_without_a_report() -> None:
+    from toolcrib.cli.image import _layer_lines
+    from toolcrib.sandbox.doctor import _layers
+
+    section = {
+        "weak_allowed": True,
+        "layers": _layers(
+            {
+                "layers": [
+                    {"layer": "landlock", "in_force": False, "required": True, "detail": "kernel too old"},
+                    {"layer": "netns", "in_force": True, "required": False, "detail": "own namespace"},
+                    "not a layer",
+                ]
+            }
+        ),
+    }
+    lines = _layer_lines(section)
+    assert "restricted backend layers (weak isolation allowed: yes):" in lines
+    assert "  MISSING   landlock (required): kernel too old" in lines
+    assert "  in force  netns: own namespace" in lines
+    # A backend from before the jail reports no layers: said so, no crash.
+    assert _layers({}) == []
+    assert "  (this backend reports no layers)" in _layer_lines({"layers": [], "weak_allowed": None})
