@@ -17,6 +17,7 @@ import pytest
 
 from toolcrib.sandbox import Job, Limits, close_backends, run
 
+from .catalogue import CATALOGUE, REFS
 from .corpus import ATTACKS, HELPER_TOOL, Attack, categories
 
 CANARY_PORT = 47999
@@ -136,6 +137,25 @@ def test_attack_is_contained(attack: Attack, backend: str, canaries: Canaries) -
     if result.status == "blocked" and attack.reason:
         assert result.error is not None and attack.reason in result.error.message, f"{attack.id}: {result!r}"
     canaries.check(result.model_dump_json())
+
+
+@pytest.mark.parametrize("attack", CATALOGUE, ids=[a.id for a in CATALOGUE])
+def test_catalogue_attack_is_contained(attack: Attack, backend: str, canaries: Canaries) -> None:
+    # The public catalogue of known escapes, rewritten as this project's own
+    # cases (catalogue.py), under the policy like the corpus.
+    test_attack_is_contained(attack, backend, canaries)
+
+
+def test_catalogue_shape() -> None:
+    ids = [a.id for a in CATALOGUE]
+    assert len(ids) == len(set(ids)) == 50
+    assert not set(ids) & {a.id for a in ATTACKS}, "catalogue ids must not collide with the corpus"
+    for attack in CATALOGUE:
+        assert attack.expect and "ok" not in attack.expect, attack.id
+        assert attack.expect <= {"blocked", "limit", "error"}, attack.id
+        assert attack.mode == "source" and attack.policy == "restricted", attack.id
+        assert REFS[attack.id], attack.id
+        assert "def run(" in attack.code, attack.id
 
 
 def test_corpus_shape() -> None:

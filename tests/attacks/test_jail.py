@@ -1,0 +1,250 @@
+"""The proof that the restricted backend's OS jail holds on its own.
+
+Every call here runs with ``policy="plain"``: no RestrictedPython, the tool
+is ordinary Python inside the jailed child (Landlock, seccomp, namespaces,
+rlimits). What runs:
+
+- the whole attack corpus (`corpus.py`) and the public catalogue rewritten as
+  our own cases (`catalogue.py`);
+- direct probes of the jail (`probes.py`): each tries one forbidden thing and
+  returns the errno it got *inside the child*;
+- persistence pairs: one call tries to leave something behind, a later call
+  looks for it.
+
+After every call: every canary is untouched (`jailkit.JailCanaries`), no
+process outlives the call, no sibling spare died, and the zygote is the same
+process (a call that killed it would otherwise be hidden by the restart).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from toolcrib.sandbox import Job, Limits, Result
+
+from . import probes as probe_data
+from .catalogue import CATALOGUE
+from .corpus import ATTACKS, HELPER_TOOL, Attack
+from .jailkit import CALL_UID_BASE, CALL_UID_SLOTS, JailCanaries, JailSession, make_backend, settle
+from .probes import PERSISTENCE, PROBES, Persist, Probe, judge, source
+
+SPARES = 2
+SECRET_ENV = "TOOLCRIB_JAIL_CANARY"
+ALL_ATTACKS = ATTACKS + CATALOGUE
+
+# With the policy off, an attack aimed only at the policy (a guard name
+# rebound, a private attribute read, a format-string traversal) simply runs:
+# Python allows it. These end `ok` without touching anything outside the
+# process; every other attack must end `error` or `limit`. The canaries are
+# checked for all of them either way.
+HARMLESS_OK: dict[str, str] = {
+    "frame-gi-code-replace": "reads its own generator's code constants",
+    "format-str-format-class": "formats a method of a class into a string",
+    "format-format-map": "formats str's own __dict__ into a string",
+    "format-getattr-format": "formats int's class name",
+    "format-subclass-format": "formats its own module globals",
+    "format-fstring-attribute": "formats its own module globals",
+    "format-super-format": "formats its own class",
+    "modwalk-sorted-key-getattr": "sorts a list of names",
+    "modwalk-hasattr-probe": "asks json which attributes it has",
+    "modwalk-dunder-module": "reads a function's module name",
+    "shadow-global-getiter": "rebinds a guard name that plain Python never uses",
+    "shadow-except-as": "binds a guard name",
+    "shadow-walrus": "binds a guard name",
+    "shadow-import-as": "binds a guard name",
+    "shadow-for-target": "binds a guard name",
+    "shadow-builtins-name": "replaces its own module's builtins",
+    "builtins-withheld-eval": "eval of os.getcwd(): the jail's working directory, no file read",
+    "import-star": "binds os's names in its own module",
+    "import-private-module": "the repr of an already-imported module",
+    "import-private-submodule-name": "the repr of json's decoder object",
+    "helper-name-rebinds-print-collector": "binds a name the policy reserves",
+    "helper-name-rebinds-temporary": "binds a name the policy reserves",
+    "import-submodule": "imports an already-loaded submodule",
+    "import-from-unoffered-name": "imports a class from json",
+    "snippet-format-traversal": "formats a function's repr",
+    "persist-setattr-facade": "changes collections in this call only (the persistence pairs check the next call)",
+    "cat-rp-cve-2023-41039-format-map": "formats str's own __dict__ into a string",
+    "cat-rp-guard-name-rebind-variants": "binds guard names that plain Python never uses",
+}
+# `ok` is also acceptable for these, when the value shows the attempt failed.
+OK_IF: dict[str, tuple[str, Any]] = {
+    # os.system() returns the shell's wait status; glibc reports 127 when it
+    # could not even start one.
+    "builtins-subclasses-walk": ("os.system() reports that no shell ran", lambda value: value != 0),
+}
+
+
+class Jail(JailSession):
+    def plain(self, code: str, limits: Limits | None = None) -> Job:
+        return Job(source=self.canaries.render(code), entrypoint="run", policy="plain",
+                   limits=limits or Limits(cpu=2, wall=5, memory=256, output=64))
+
+
+@pytest.fixture(scope="module")
+def jail() -> Iterator[Jail]:
+    canaries = JailCanaries.create(SECRET_ENV)
+    session = Jail(canaries, make_backend(spares=SPARES), SPARES)
+    try:
+        found = session.start()
+        assert not found, found
+        yield session
+    finally:
+        session.backend.close()
+        canaries.close()
+
+
+def _attack_job(attack: Attack, jail: Jail) -> Job:
+    limits = Limits(cpu=2, wall=5, memory=256, output=256).override(**attack.limits)
+    code = jail.canaries.render(attack.code)
+    if attack.mode == "snippet":
+        return Job(source=HELPER_TOOL, entrypoint="apply", mode="snippet", snippet=code, limits=limits,
+                   policy="plain")
+    return Job(source=code, entrypoint="run", limits=limits, policy="plain")
+
+
+# --------------------------------------------------------------------------- the jail is what runs
+
+
+def test_plain_calls_run_unrestricted_python_inside_the_jail(jail: Jail) -> None:
+    # Dunder access is refused by the policy: `ok` here shows the policy is
+    # off, so everything below tests the jail alone.
+    result, problems = jail.call(jail.plain("def run():\n    return [run.__name__, (1).__class__.__name__]\n"))
+    assert result.status == "ok" and result.result == ["run", "int"], result
+    assert not problems, problems
+    assert {"landlock", "seccomp"} <= set(result.layers), result.layers
+
+
+# --------------------------------------------------------------------------- corpus and catalogue
+
+
+@pytest.mark.parametrize("attack", ALL_ATTACKS, ids=[a.id for a in ALL_ATTACKS])
+def test_attack_is_contained_by_the_jail(attack: Attack, jail: Jail) -> None:
+    result, problems = jail.call(_attack_job(attack, jail))
+    assert not problems, f"{attack.id}: {problems}; {result!r}"
+    allowed = {"error", "limit"}
+    if attack.id in HARMLESS_OK:
+        allowed.add("ok")
+    elif attack.id in OK_IF and result.status == "ok":
+        why, holds = OK_IF[attack.id]
+        assert holds(result.result), f"{attack.id}: {why}, but it returned {result.result!r}"
+        allowed.add("ok")
+    assert result.status in allowed, f"{attack.id}: {result!r}"
+    if result.status == "error":
+        assert result.error is not None
+        assert result.error.type != "SandboxProtocolError" or attack.id in _REPLY_FORGERS, f"{attack.id}: {result!r}"
+
+
+# Attacks that, with the policy off, replace the json module the reply is
+# encoded with: the host then sees a reply that is not JSON (and says so).
+_REPLY_FORGERS = {"persist-facade-poisoning", "cat-host-module-poisoning"}
+
+
+def test_jail_tables_name_real_attacks() -> None:
+    ids = {a.id for a in ALL_ATTACKS}
+    assert len(ids) == len(ALL_ATTACKS)
+    assert set(HARMLESS_OK) <= ids and set(OK_IF) <= ids and _REPLY_FORGERS <= ids
+    assert len(ALL_ATTACKS) >= 140
+
+
+# --------------------------------------------------------------------------- direct probes
+
+
+def judge_probe(probe: Probe, result: Result) -> str | None:
+    return judge(probe, result.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize("probe", PROBES, ids=[p.id for p in PROBES])
+def test_probe_is_refused_inside_the_child(probe: Probe, jail: Jail) -> None:
+    result, problems = jail.call(jail.plain(source(probe.code)))
+    why = judge_probe(probe, result)
+    assert why is None, f"{probe.id} ({probe.description}): {why}"
+    assert not problems, f"{probe.id}: {problems}"
+
+
+# --------------------------------------------------------------------------- nothing persists
+
+
+@pytest.mark.parametrize("pair", PERSISTENCE, ids=[p.id for p in PERSISTENCE])
+def test_nothing_written_by_one_call_is_seen_by_the_next(pair: Persist, jail: Jail) -> None:
+    mark = "mark-" + secrets.token_hex(12)
+    wrote, problems = jail.call(jail.plain(source(pair.write.replace("@MARK@", mark))))
+    assert not problems, f"{pair.id} (write): {problems}; {wrote!r}"
+    # A later call, and a call after that (the first may be a spare forked
+    # before the write; the second is forked after it).
+    for _ in range(2):
+        read, problems = jail.call(jail.plain(source(pair.read.replace("@MARK@", mark))))
+        assert not problems, f"{pair.id} (read): {problems}; {read!r}"
+        assert mark not in read.model_dump_json(), f"{pair.id}: the next call saw it: {read!r} (write: {wrote!r})"
+        assert read.status == "ok", read
+
+
+# --------------------------------------------------------------------------- the checks can fail
+
+
+def test_canary_checks_catch_each_kind_of_touch(jail: Jail) -> None:
+    canaries = jail.canaries
+    assert canaries.problems() == []
+    assert canaries.problems(f'{{"result": "{canaries.env_value}"}}')
+    assert canaries.problems(f'{{"result": ["{canaries.hidden_name}"]}}')
+    dropped = canaries.watch_dir / "dropped"
+    dropped.write_text("x")
+    try:
+        assert any("watched" in p for p in canaries.problems())
+    finally:
+        dropped.unlink()
+    leftover = os.path.join("/dev/shm", "toolcrib-attack-selftest-" + canaries.token)
+    with open(leftover, "w"):
+        pass
+    try:
+        assert any("/dev/shm" in p for p in canaries.problems())
+    finally:
+        os.unlink(leftover)
+    import socket
+
+    with socket.create_connection(("127.0.0.1", canaries.tcp.port)):
+        pass
+    end = time.monotonic() + 5
+    while not canaries.tcp.connections and time.monotonic() < end:
+        time.sleep(0.01)
+    try:
+        assert any("TCP" in p for p in canaries.problems())
+    finally:
+        canaries.tcp.connections.clear()
+    assert canaries.problems() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can start a process as a call uid")
+def test_process_check_catches_a_process_that_outlives_its_call(jail: Jail) -> None:
+    uid = CALL_UID_BASE + CALL_UID_SLOTS - 2
+    stray = subprocess.Popen(["sleep", "30"], user=uid, group=uid, start_new_session=True)
+    try:
+        found, _spares = settle(jail.zygote, SPARES, within=0.2)
+        assert any(str(stray.pid) in line for line in found), found
+    finally:
+        os.kill(stray.pid, signal.SIGKILL)
+        stray.wait()
+    assert settle(jail.zygote, SPARES)[0] == []
+
+
+def test_probe_judge_can_fail() -> None:
+    probe = PROBES[0]
+    leaked = Result(status="ok", result={"done": "root:x:0:0"}, backend="restricted")
+    assert judge_probe(probe, leaked) is not None
+    refused_by_host = Result(status="unavailable", backend="restricted")
+    assert judge_probe(probe, refused_by_host) is not None
+    assert judge_probe(probe, Result(status="ok", result={"denied": "EPERM"}, backend="restricted")) is None
+
+
+def test_probes_are_complete() -> None:
+    ids = [p.id for p in PROBES]
+    assert len(ids) == len(set(ids))
+    assert {p.id for p in probe_data.PROBES if p.user}, "the ordinary-user driver needs a subset"
