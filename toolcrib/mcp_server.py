@@ -249,7 +249,7 @@ class ToolServer:
             output_schema=_output_schema(tool),
             annotations=types.ToolAnnotations(title=f"{tool.name} {tool.version} (sandboxed, {self.options.backend})",
                                               **_ANNOTATIONS),
-            _meta={"toolcrib/ref": tool.ref, "toolcrib/sha256": tool.sha256, "toolcrib/backend": self.options.backend},
+            meta={"toolcrib/ref": tool.ref, "toolcrib/sha256": tool.sha256, "toolcrib/backend": self.options.backend},
         )
 
     def _management_tools(self) -> list[types.Tool]:
