@@ -27,6 +27,8 @@ from .models import (
     ToolVersion,
     Verification,
 )
+from .search import SearchHit
+from .stats import UsageStats
 
 __all__ = [
     "AddResult",
@@ -46,12 +48,14 @@ __all__ = [
     "ProvenanceInput",
     "Registry",
     "SandboxUnavailable",
+    "SearchHit",
     "Signature",
     "TestCase",
     "TestsFormatError",
     "ToolDiff",
     "ToolVersion",
     "ToolcribError",
+    "UsageStats",
     "Verification",
     "default_registry_path",
 ]
