@@ -1,0 +1,428 @@
+"""The one wire between a sandboxed process and the host, for both backends.
+
+The restricted backend's host (`restricted.py`), the Docker harness inside
+the container (`harness.py`) and the Docker host (`docker.py`) all read and
+write the sandbox's reply through this module, so they agree on what a reply
+is and on how strict to be. It imports only the standard library: it is
+copied into the Docker image next to the harness.
+
+Two things cross, and they are trusted differently:
+
+- The *reply*: the JSON object `execute.run_job` writes. Under the
+  ``restricted`` policy it is built by the policy's own code; under ``plain``
+  the tool is arbitrary Python in the same process and could have written any
+  bytes. `parse_reply` checks it hard either way: JSON only (``NaN`` and
+  ``Infinity`` refused), at most the output cap in bytes, nested no deeper
+  than the sandbox ever nests a result (checked on the text before it is
+  parsed, so a forged reply 1,000 levels deep is refused, never a
+  RecursionError), the exact shape, and lone surrogates replaced with U+FFFD
+  so nothing downstream (the audit log, a terminal, ``json.dumps`` of the
+  caller) meets a string it cannot encode.
+- The *facts*: how the process ended, from something that ran no tool code
+  (the zygote's trailer; the Docker harness's parent; the host's own kills):
+  exit code, signal, who killed it and why, CPU seconds, peak and starting
+  resident memory, the cgroup's OOM-kill and pids-limit counters.
+
+`classify` turns both into a `Result`'s fields. The tool's words never decide
+a limit or a refusal on their own:
+
+- ``wall`` and ``output`` come from a kill or a cut the host side made.
+- ``cpu``: SIGXCPU or SIGKILL, and the CPU time used reaches 70% of the
+  whole-second rlimit (rusage is tick-sampled and reads a little low).
+- ``memory`` (the *memory rule*): the cgroup's OOM killer fired during the
+  call, or the peak resident size rose above the starting one by at least
+  half the memory allowance. Under ``plain`` a reply claiming the memory
+  limit is believed only then; otherwise it is an ``error`` of type
+  MemoryError (a tool can ``raise MemoryError`` or write the claim itself;
+  a single request the limit refused before any memory was used looks the
+  same from outside, and is reported the same way). A death by SIGKILL,
+  SIGSEGV, SIGBUS or SIGABRT is ``memory`` under the same rule.
+- ``disk``: SIGXFSZ, when the disk really was used (at least half the
+  allowance) or the backend cannot say how much was used.
+- ``pids`` (Docker): an ``error`` reply or a death while the pids cgroup
+  counted refusals (its ``max`` event counter rose during the call).
+- ``blocked`` only under the ``restricted`` policy, whose guard keeps the
+  record; under ``plain`` no policy ran, so such a reply is an ``error``.
+- Under ``plain``, a reply counts only if the process then ended normally
+  (exit 0, not killed): otherwise the facts decide, as if there were none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import signal
+from collections.abc import Mapping
+from itertools import accumulate
+from typing import Any
+
+__all__ = [
+    "FACT_KEYS",
+    "LIMIT_NAMES",
+    "MAX_REPLY_DEPTH",
+    "MAX_RESULT_DEPTH",
+    "OverCap",
+    "ProtocolError",
+    "REPLY_STATUSES",
+    "check_facts",
+    "classify",
+    "frame",
+    "memory_used",
+    "needs_facts",
+    "parse_frame_header",
+    "parse_reply",
+    "safe_text",
+]
+
+REPLY_STATUSES: tuple[str, ...] = ("ok", "error", "blocked", "limit")
+# Same as contract.LIMIT_NAMES (this module cannot import it; a test checks).
+LIMIT_NAMES: tuple[str, ...] = ("cpu", "wall", "memory", "output", "pids", "disk")
+# Same as results.MAX_RESULT_DEPTH: containers the sandbox nests a result in.
+MAX_RESULT_DEPTH = 64
+# The reply object itself is one more level.
+MAX_REPLY_DEPTH = MAX_RESULT_DEPTH + 1
+# What the sandbox itself may claim in a reply: execute.py only ever names
+# these two (the others are seen from outside the process).
+_REPLY_LIMITS = frozenset({"memory", "output"})
+_REPLY_KEYS = frozenset({"status", "result", "error", "limit", "stdout"})
+_ERROR_KEYS = frozenset({"type", "message", "line"})
+_MAX_TYPE_CHARS = 200
+_MAX_MESSAGE_CHARS = 4000
+_MIB_KIB = 1024
+
+FACT_KEYS: tuple[str, ...] = (
+    "exit",  # exit code, or None if killed by a signal
+    "signal",  # the signal that ended it, or None
+    "killed",  # who killed it and why, if the host side did: "wall", "output", ...
+    "cpu",  # CPU seconds used (user + system)
+    "maxrss_kib",  # peak resident size
+    "baseline_rss_kib",  # resident size it started with (the forking parent's)
+    "oom_kills",  # OOM kills in its cgroup during the call (None: unknown)
+    "pids_max",  # pids-limit refusals in its cgroup during the call (None: unknown)
+    "disk_used_kib",  # what it left on its writable disk (None: unknown)
+    "error",  # the fact source's own failure (e.g. the harness got a bad job)
+)
+_KILLED = frozenset({"wall", "output", "abandoned", "shutdown", "protocol"})
+
+# A JSON string, exactly (unrolled: linear, no backtracking).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# An escaped UTF-16 surrogate anywhere: json.loads joins pairs and keeps lone
+# ones, so only then can a parsed string hold a surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class ProtocolError(ValueError):
+    """The bytes are not a reply (or facts) of the documented shape."""
+
+
+class OverCap(ProtocolError):
+    """The reply is larger than the output cap: the host cuts it off."""
+
+
+# --------------------------------------------------------------------------- text
+
+
+def safe_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD (encodable as UTF-8)."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _safe_value(value: Any) -> Any:
+    # Recursion is bounded: the text was checked for depth before parsing.
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, list):
+        return [_safe_value(item) for item in value]
+    if isinstance(value, dict):
+        return {safe_text(key): _safe_value(item) for key, item in value.items()}
+    return value
+
+
+def _depth(text: str) -> int:
+    """How deeply the JSON text nests arrays and objects, without parsing it.
+
+    Strings are removed first (brackets inside them do not count). On text
+    that is not JSON this may overcount, never undercount what a JSON parser
+    would descend into before it failed.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    opens = brackets.count("[") + brackets.count("{")
+    if opens <= MAX_REPLY_DEPTH:
+        return opens
+    return max(accumulate(map(_STEP.__getitem__, brackets)))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ProtocolError(f"the reply holds {name}, which is not JSON")
+
+
+def _loads(text: str, what: str) -> Any:
+    if _depth(text) > MAX_REPLY_DEPTH:
+        raise ProtocolError(f"the {what} is nested deeper than {MAX_REPLY_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"the {what} is not JSON ({str(exc)[:200]})") from None
+
+
+# --------------------------------------------------------------------------- replies
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_error(error: Any) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    if (
+        not isinstance(error, dict)
+        or not set(error) <= _ERROR_KEYS
+        or not isinstance(error.get("type"), str)
+        or not isinstance(error.get("message"), str)
+        or not (error.get("line") is None or _is_int(error.get("line")))
+    ):
+        raise ProtocolError("the reply's error is malformed")
+    return {
+        "type": error["type"][:_MAX_TYPE_CHARS],
+        "message": error["message"][:_MAX_MESSAGE_CHARS],
+        "line": error.get("line"),
+    }
+
+
+def parse_reply(raw: bytes, *, cap: int) -> dict[str, Any]:
+    """The sandbox's reply as plain data: ``status``, ``result``, ``error``
+    (``{"type", "message", "line"}`` or None), ``limit``, ``stdout``.
+
+    ``cap``: the output limit in bytes. Raises OverCap past it and
+    ProtocolError for anything that is not a reply of exactly this shape.
+    Lone surrogates in any string come back as U+FFFD.
+    """
+    if len(raw) > cap:
+        raise OverCap(f"the reply is {len(raw)} bytes, over the output limit of {cap}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("the reply is not UTF-8") from None
+    obj = _loads(text, "reply")
+    if not isinstance(obj, dict) or not set(obj) <= _REPLY_KEYS or obj.get("status") not in REPLY_STATUSES:
+        raise ProtocolError("the reply is not a sandbox reply object")
+    if _SURROGATE_ESCAPE.search(text):
+        obj = _safe_value(obj)
+    status, limit, stdout = obj["status"], obj.get("limit"), obj.get("stdout", "")
+    if not isinstance(stdout, str):
+        raise ProtocolError("the reply's stdout is not a string")
+    error = _check_error(obj.get("error"))
+    if (status == "limit") != (limit is not None) or (limit is not None and limit not in LIMIT_NAMES):
+        raise ProtocolError("the reply names no valid limit")
+    if status in ("error", "blocked") and error is None:
+        raise ProtocolError(f"a {status!r} reply without an error")
+    if status == "ok" and error is not None:
+        raise ProtocolError("an 'ok' reply with an error")
+    result = obj.get("result")
+    if status != "ok" and result is not None:
+        raise ProtocolError(f"a {status!r} reply with a result")
+    return {"status": status, "result": result, "error": error, "limit": limit, "stdout": stdout}
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def check_facts(facts: Any) -> dict[str, Any]:
+    """Facts as plain data with every key of FACT_KEYS (missing ones None,
+    ``cpu`` 0.0, the sizes 0). Raises ProtocolError for the wrong types."""
+    if not isinstance(facts, Mapping):
+        raise ProtocolError("the facts are not an object")
+    out: dict[str, Any] = dict.fromkeys(FACT_KEYS)
+    for key in ("exit", "signal", "oom_kills", "pids_max", "disk_used_kib"):
+        value = facts.get(key)
+        if value is not None and not _is_int(value):
+            raise ProtocolError(f"the fact {key!r} is not an integer")
+        out[key] = value
+    for key in ("maxrss_kib", "baseline_rss_kib"):
+        value = facts.get(key, 0)
+        if not _is_int(value) or value < 0:
+            raise ProtocolError(f"the fact {key!r} is not a size")
+        out[key] = value
+    cpu = facts.get("cpu", 0.0)
+    if not isinstance(cpu, (int, float)) or isinstance(cpu, bool) or not math.isfinite(cpu) or cpu < 0:
+        raise ProtocolError("the fact 'cpu' is not a number of seconds")
+    out["cpu"] = float(cpu)
+    killed = facts.get("killed")
+    if killed is not None and killed not in _KILLED:
+        raise ProtocolError("the fact 'killed' names no known reason")
+    out["killed"] = killed
+    error = facts.get("error")
+    if error is not None and not isinstance(error, str):
+        raise ProtocolError("the fact 'error' is not text")
+    out["error"] = safe_text(error)[:_MAX_MESSAGE_CHARS] if error is not None else None
+    return out
+
+
+def memory_used(facts: Mapping[str, Any], memory_mib: float) -> bool:
+    """The memory rule: the cgroup's OOM killer fired during the call, or the
+    peak resident size rose above the starting one by at least half the
+    allowance (``memory_mib``)."""
+    if (facts.get("oom_kills") or 0) > 0:
+        return True
+    grown = (facts.get("maxrss_kib") or 0) - (facts.get("baseline_rss_kib") or 0)
+    return grown >= 0.5 * memory_mib * _MIB_KIB
+
+
+def _cpu_used(facts: Mapping[str, Any], cpu_seconds: float) -> bool:
+    # RLIMIT_CPU counts whole seconds; the kernel's tick-sampled rusage can
+    # read up to ~15% under the precise time the limit uses, hence the margin.
+    rlimit = max(1, math.ceil(cpu_seconds - 0.05))
+    return float(facts.get("cpu") or 0.0) >= 0.7 * rlimit
+
+
+def _disk_used(facts: Mapping[str, Any], disk_mib: float) -> bool:
+    used = facts.get("disk_used_kib")
+    return used is None or (disk_mib > 0 and used >= 0.5 * disk_mib * _MIB_KIB)
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def _fields(status: str, *, result: Any = None, error: dict[str, Any] | None = None,
+            limit: str | None = None, stdout: str = "") -> dict[str, Any]:
+    return {"status": status, "result": result, "error": error, "limit": limit, "stdout": stdout}
+
+
+def _error(kind: str, message: str, stdout: str = "") -> dict[str, Any]:
+    return _fields("error", error={"type": kind, "message": message, "line": None}, stdout=stdout)
+
+
+def _limit(name: str, stdout: str = "") -> dict[str, Any]:
+    return _fields("limit", limit=name, stdout=stdout)
+
+
+def needs_facts(reply: Mapping[str, Any] | None, *, restricted: bool) -> bool:
+    """Whether the outcome needs the exit facts as well as this reply.
+
+    Under the restricted policy a well-formed reply settles the call (the
+    policy's own code wrote it). Without one, or under plain, the facts decide.
+    """
+    return reply is None or not restricted
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _from_facts(facts: Mapping[str, Any], limits: Mapping[str, Any], problem: str | None) -> dict[str, Any]:
+    """The outcome of a process whose reply (if any) does not count."""
+    sig, code = facts.get("signal"), facts.get("exit")
+    if sig is not None:
+        if sig == signal.SIGKILL and (facts.get("oom_kills") or 0) > 0:
+            return _limit("memory")
+        if sig in (signal.SIGXCPU, signal.SIGKILL) and _cpu_used(facts, float(limits["cpu"])):
+            return _limit("cpu")
+        if sig == signal.SIGXFSZ and _disk_used(facts, float(limits.get("disk", 0))):
+            return _limit("disk")
+        if sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT) and memory_used(
+            facts, float(limits["memory"])
+        ):
+            # Out of memory somewhere MemoryError could not be raised (a C
+            # allocation, stack growth), or the kernel's OOM killer.
+            return _limit("memory")
+        if (facts.get("pids_max") or 0) > 0:
+            return _limit("pids")
+        return _error("SandboxCrash", f"the sandboxed process died with {_signal_name(sig)}")
+    if (facts.get("pids_max") or 0) > 0:
+        return _limit("pids")
+    if problem is not None:
+        return _error("SandboxProtocolError", problem)
+    return _error("SandboxCrash", f"the sandboxed process exited with code {code} without a complete reply")
+
+
+def classify(
+    reply: Mapping[str, Any] | None,
+    facts: Mapping[str, Any] | None,
+    *,
+    restricted: bool,
+    limits: Mapping[str, Any],
+    problem: str | None = None,
+) -> dict[str, Any]:
+    """A `Result`'s fields (status, result, error as a dict, limit, stdout)
+    from a parsed reply (`parse_reply`, or None if there was none or it was
+    refused, with `problem` saying why) and the facts (`check_facts`; may be
+    None only when `needs_facts` says so). ``limits``: the job's limits
+    (cpu, memory, disk...). The rules are in the module's docstring.
+    """
+    if facts is not None:
+        killed = facts.get("killed")
+        if killed in ("wall", "output"):
+            return _limit(str(killed))
+        if killed is not None:
+            return _fields("unavailable", error={"type": "SandboxUnavailable", "line": None,
+                                                  "message": f"the sandbox was stopped during the call ({killed})"})
+        if facts.get("error") is not None:
+            return _error("SandboxError", str(facts["error"]))
+        if not restricted and (facts.get("signal") is not None or facts.get("exit") != 0):
+            reply = None  # the process did not end the way the sandbox ends it after replying
+    elif needs_facts(reply, restricted=restricted):
+        raise ValueError("this outcome needs the exit facts")
+    if reply is None:
+        assert facts is not None
+        return _from_facts(facts, limits, problem)
+    status, stdout, error = reply["status"], reply["stdout"], reply["error"]
+    if status == "ok":
+        return _fields("ok", result=reply["result"], stdout=stdout)
+    if status == "error":
+        if facts is not None and (facts.get("pids_max") or 0) > 0:
+            return _limit("pids", stdout)
+        return _fields("error", error=error, stdout=stdout)
+    if status == "blocked":
+        if restricted:
+            return _fields("blocked", error=error, stdout=stdout)
+        # No policy ran: nothing was refused by one.
+        return _fields("error", error=error, stdout=stdout)
+    limit = reply["limit"]
+    if limit not in _REPLY_LIMITS:
+        return _error("SandboxProtocolError", f"the sandbox cannot know of a {limit!r} limit from inside")
+    if limit == "memory" and not restricted:
+        assert facts is not None
+        if not memory_used(facts, float(limits["memory"])):
+            return _error("MemoryError", "the tool raised MemoryError, but its process never used its memory "
+                          "allowance (not the memory limit)", stdout)
+    return _fields("limit", limit=limit, error=error, stdout=stdout)
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def frame(facts: Mapping[str, Any], reply: bytes | None) -> bytes:
+    """What the Docker harness writes to the host: one line of JSON (the facts
+    and the reply's length), then the reply's bytes as the child wrote them,
+    then a newline."""
+    header = json.dumps({"facts": dict(facts), "reply_bytes": None if reply is None else len(reply)},
+                        ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return header.encode("ascii") + b"\n" + (reply if reply is not None else b"") + b"\n"
+
+
+def parse_frame_header(line: bytes) -> tuple[dict[str, Any], int | None]:
+    """The first line of a `frame`: (checked facts, reply length or None).
+    Raises ProtocolError."""
+    if len(line) > 64 * 1024:
+        raise ProtocolError("the frame header is too long")
+    try:
+        text = line.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError("the frame header is not ASCII") from None
+    obj = _loads(text, "frame header")
+    if not isinstance(obj, dict) or set(obj) != {"facts", "reply_bytes"}:
+        raise ProtocolError("the frame header is not a header object")
+    size = obj["reply_bytes"]
+    if size is not None and (not _is_int(size) or size < 0):
+        raise ProtocolError("the frame header's reply length is not a size")
+    return check_facts(obj["facts"]), size
