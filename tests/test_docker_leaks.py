@@ -116,3 +116,29 @@ def test_cli_error_exit_leaves_no_container(tmp_path: Path, docker_image: str) -
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err
     assert _left_by(proc.pid) == []
+
+
+def test_closing_one_backend_leaves_another_backends_pool_alone(docker_image: str) -> None:
+    from toolcrib.sandbox import Job
+    from toolcrib.sandbox.docker import LABEL_BACKEND, DockerBackend
+
+    keep = DockerBackend(pool_size=1, image=docker_image)
+    try:
+        assert keep.warm()
+        other = DockerBackend(pool_size=1, image=docker_image)
+        assert other.warm()
+        other.close()
+        import docker
+
+        client = docker.from_env(timeout=30)
+        try:
+            mine = client.api.containers(all=True, filters={"label": [f"{LABEL_BACKEND}={keep._owner}"]})
+            theirs = client.api.containers(all=True, filters={"label": [f"{LABEL_BACKEND}={other._owner}"]})
+        finally:
+            client.close()
+        assert theirs == []
+        assert [c["State"] for c in mine] == ["running"]
+        r = keep.run(Job(source="def f():\n    return 5\n", entrypoint="f", policy="plain"))
+        assert (r.status, r.result) == ("ok", 5)
+    finally:
+        keep.close()
