@@ -113,8 +113,9 @@ class _Maker:
             try:
                 reply = self.transcript.ask(self.chat, stage, prompt)
             except ToolcribError as exc:  # the model failed (provider error, replay ran out)
+                before = f"; the last problem was: {report.errors[-1]}" if report.errors else ""
                 report.errors.append(exc.message)
-                raise _StageFailed(exc.message) from None
+                raise _StageFailed(exc.message + before) from None
             try:
                 outcome = check(reply.text)
             except _StageFailed as problem:
@@ -197,10 +198,7 @@ class _Maker:
                 raise _StageFailed(f"use case {number} failed: {describe_failure(result)}")
             passed, why = compare(test, result.result)
             if not passed:
-                raise _StageFailed(
-                    f"use case {number} gives {json.dumps(result.result, ensure_ascii=False)[:200]} "
-                    f"but the answer is {json.dumps(example.target, ensure_ascii=False)[:200]} ({why})"
-                )
+                raise _StageFailed(f"use case {number} gives a wrong answer: {why}")
             tests.append(test.model_dump(exclude_defaults=True) | {"expected": example.target})
         if len(tests) < self.validate:
             raise _StageFailed(

@@ -29,11 +29,19 @@ class UseCase:
 
 
 def code_blocks(reply: str) -> list[str]:
-    """The Python code blocks of a reply, in order (a reply with no fence is code itself)."""
+    """The Python code blocks of a reply, in order (a reply with no fence that parses as Python is code itself)."""
     blocks = [b.rstrip() + "\n" for b in _BLOCK.findall(reply) if b.strip()]
-    if not blocks and "```" not in reply and reply.strip():
+    if not blocks and "```" not in reply and reply.strip() and _parses(reply):
         return [reply.rstrip() + "\n"]
     return blocks
+
+
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
 
 
 def use_cases(reply: str) -> list[UseCase]:

@@ -1,0 +1,128 @@
+"""`dispatch`, the LATM dispatcher: scripted replies, real search, real sandbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from latm_tasks import DAYS, DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
+from toolcrib import Registry
+from toolcrib.cli import cli
+from toolcrib.latm import Reply, ReplayModel, dispatch, load_task, make
+
+SORT_QUESTION = SORT[6]["input"]
+UNRELATED = "What is the capital city of the country north of Mexico?"
+
+
+class RecordingModel:
+    model_id = "recording"
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.prompts: list[str] = []
+
+    def start(self) -> "RecordingModel":
+        return self
+
+    def send(self, prompt: str) -> Reply:
+        self.prompts.append(prompt)
+        return Reply(self.replies.pop(0))
+
+
+@pytest.fixture
+def reg(tmp_path: Path):
+    with Registry(tmp_path / "registry.db", actor="tester") as registry:
+        for name, data, replies in (("word_sorting", SORT, [SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]),
+                                    ("date_difference", DAYS, DAYS_REPLIES)):
+            made = make(registry, load_task(write_json(tmp_path / f"{name}.json", data)), ReplayModel(replies))
+            assert made.status == "made", made.error
+        yield registry
+
+
+def test_the_model_picks_a_tool_by_its_task_name(reg: Registry):
+    model = RecordingModel(["Task: word_sorting"])
+    routed = dispatch(reg, SORT_QUESTION, model)
+    assert routed.by == "model" and routed.choice == "sort_words@1.0.0"
+    prompt = model.prompts[0]
+    # The paper's prompt: each candidate's task name and one of its use-case questions.
+    assert f"Task: word_sorting\n\nQuestion: {SORT[3]['input']}" in prompt
+    assert prompt.rstrip().endswith("Task: {task name or unknown}")
+    assert SORT_QUESTION in prompt
+
+
+def test_unknown_or_a_name_not_offered_means_none_fits(reg: Registry):
+    assert dispatch(reg, SORT_QUESTION, RecordingModel(["Task: unknown"])).choice is None
+    assert dispatch(reg, SORT_QUESTION, RecordingModel(["Task: poetry_writing"])).choice is None
+
+
+def test_without_a_model_search_decides(reg: Registry):
+    routed = dispatch(reg, "How many days are there from 2021-01-01 to 2021-03-01?", None)
+    assert routed.by == "search" and routed.choice == "days_between@1.0.0"
+    assert dispatch(reg, UNRELATED, None).choice is None
+
+
+def test_no_candidate_at_all_does_not_ask_the_model(reg: Registry):
+    model = RecordingModel([])
+    routed = dispatch(reg, "zzz qqq", model)
+    assert routed.choice is None and routed.candidates == [] and model.prompts == []
+
+
+# -- the command line -------------------------------------------------------------
+
+
+@pytest.fixture
+def tc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reg: Registry):
+    monkeypatch.setenv("TOOLCRIB_ACTOR", "tester")
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(cli, ["--registry", str(reg.path), *args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def test_cli_dispatch_to_a_tool_and_then_use_it(tc, tmp_path: Path):
+    replies = write_json(tmp_path / "r.json", [
+        "Task: word_sorting",
+        f'```python\nans = " ".join(sort_words("{SORT_QUESTION}"))\n```',
+    ])
+    result = tc("dispatch", SORT_QUESTION, "--replay", replies, "--then-use")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["sort_words@1.0.0", "rose tulip"]
+
+
+def test_cli_dispatch_none_fits_exits_3(tc, tmp_path: Path):
+    result = tc("dispatch", SORT_QUESTION, "--replay", write_json(tmp_path / "r.json", ["unknown"]), "--json")
+    assert result.exit_code == 3
+    data = json.loads(result.stdout)
+    assert data["choice"] is None and data["tool"] is None and data["candidates"]
+    assert result.stderr.strip() == "Error: no tool fits this question"
+    search_only = tc("dispatch", UNRELATED, "--search-only")
+    assert search_only.exit_code == 3
+
+
+def test_cli_dispatch_makes_a_tool_when_none_fits(tc, tmp_path: Path):
+    questions = [{"input": f"Reverse the letters of {w}", "target": w[::-1]} for w in
+                 ("stressed", "drawer", "parts", "lever", "reward", "stop", "gateman")]
+    task = write_json(tmp_path / "reversal.json", questions)
+    function = 'def reverse_letters(question):\n    return question.split()[-1][::-1]\n'
+    wrap = "```python\n" + function + "```\n\nUse cases:\n\n" + "\n".join(
+        f"Question: {q['input']}\nSolution:\n```python\nans = reverse_letters(\"{q['input']}\")\n```\n" for q in questions[3:6])
+    replies = write_json(tmp_path / "r.json", [
+        "Task: unknown",
+        f"```python\n{function}\nprint(reverse_letters('Reverse the letters of stressed'))\n```",
+        "```python\n" + "".join(f"ans = reverse_letters(\"{q['input']}\")\nassert ans == \"{q['target']}\"\n" for q in questions[3:6]) + "```",
+        wrap,
+        '```python\nans = reverse_letters("Reverse the letters of the word gateman")\n```',
+    ])
+    # "word" is in the sorting tool's questions, so the model is asked (and says unknown).
+    question = "Reverse the letters of the word gateman"
+    result = tc("dispatch", question, "--replay", replies, "--make-with", task, "--then-use", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["candidates"] and data["choice"] is None  # the dispatcher found nothing that fits ...
+    assert data["made"]["status"] == "made" and data["tool"] == "reverse_letters@1.0.0"  # ... so one was made
+    assert data["answer"]["answer"] == "nametag" and data["answer"]["status"] == "ok"

@@ -1,0 +1,172 @@
+"""`use`, the LATM tool user: scripted replies, the real sandbox, a real registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from latm_tasks import SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
+from toolcrib import PolicyRefused, Registry
+from toolcrib.cli import cli
+from toolcrib.latm import Example, Reply, ReplayModel, load_task, make, use
+from toolcrib.latm.answers import with_epilogue
+from toolcrib.latm.runs import run_snippet
+
+
+@pytest.fixture
+def reg(tmp_path: Path):
+    with Registry(tmp_path / "registry.db", actor="tester") as registry:
+        yield registry
+
+
+@pytest.fixture
+def sort_tool(reg: Registry, tmp_path: Path) -> str:
+    made = make(reg, load_task(write_json(tmp_path / "word_sorting.json", SORT)),
+                ReplayModel([SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]))
+    assert made.status == "made" and made.tool is not None
+    return made.tool
+
+
+def _call(question: str) -> str:
+    return f'```python\nret = sort_words("{question}")\nans = " ".join(ret)\n```'
+
+
+def test_a_batch_is_answered_in_the_sandbox_and_scored(reg: Registry, sort_tool: str):
+    questions = [Example(e["input"], e["target"], True) for e in SORT[6:9]] + [Example("Sort: List: b a")]
+    model = ReplayModel([
+        _call(SORT[6]["input"]),                                   # right
+        '```python\nans = "lily iris violet"\n```',                 # wrong
+        "```python\nans = sort_words(None)\n```",                   # raises in the sandbox
+        "I would sort them.",                                      # no code at all
+    ])
+    report = use(reg, sort_tool, questions, model)
+    assert [a.status for a in report.answers] == ["ok", "ok", "error", "no_code"]
+    assert [a.correct for a in report.answers] == [True, False, False, None]
+    assert report.answers[0].answer == "rose tulip" and report.answers[0].target == "rose tulip"
+    assert report.answers[2].error.startswith("AttributeError")
+    assert (report.scored, report.correct, report.accuracy) == (3, 1, 0.3333)
+    # Each snippet ran as an audited call of the stored version.
+    calls = [e for e in reg.audit(tool="sort_words", event="call")]
+    assert len(calls) == 3 and all(c.details["mode"] == "snippet" for c in calls)
+
+
+class RecordingModel:
+    """A scripted model that also keeps the prompts it was sent."""
+
+    model_id = "recording"
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.prompts: list[str] = []
+
+    def start(self) -> "RecordingModel":
+        return self
+
+    def send(self, prompt: str) -> Reply:
+        self.prompts.append(prompt)
+        return Reply(self.replies.pop(0), input_tokens=len(prompt), output_tokens=7)
+
+
+def test_the_tool_user_sees_the_stored_source_and_use_cases(reg: Registry, sort_tool: str):
+    model = RecordingModel([_call(SORT[6]["input"])])
+    report = use(reg, sort_tool, [Example(SORT[6]["input"])], model)
+    prompt = model.prompts[0]
+    assert reg.get(sort_tool).source.strip() in prompt
+    assert f"Question: {SORT[3]['input']}\nSolution:\n```python\nret = sort_words(" in prompt
+    assert f"\n\nQuestion: {SORT[6]['input']}\n\nReply with the Solution" in prompt
+    assert report.tokens == {"input": len(prompt), "output": 7}
+
+
+def test_an_unverified_tool_is_refused(reg: Registry):
+    reg.add("def f(x: int) -> int:\n    return x\n")
+    with pytest.raises(PolicyRefused):
+        use(reg, "f", [Example("q")], ReplayModel(["```python\nans = f(1)\n```"]))
+
+
+@pytest.mark.parametrize(
+    ("ans", "expected"),
+    [("'B'", "(B)"), ("'(C)'", "(C)"), ("2", "(B)"), ("'a red ball'", "(A)"), ("'nothing'", "nothing"), ("True", True)],
+)
+def test_an_option_answer_becomes_its_label(ans: str, expected: object):
+    question = "Which is it?\nOptions:\n(A) a red ball\n(B) a blue ball\n(C) a green ball"
+    result = run_snippet("def f():\n    return 1\n", "f", with_epilogue(f"ans = {ans}", question, as_text=True))
+    assert result.status == "ok" and result.result == expected
+
+
+def test_numbered_answer_variables_and_numbers_as_text():
+    snippet = "ans1 = 41\nans2 = ans1 + 1\n"
+    as_text = run_snippet("def f():\n    return 1\n", "f", with_epilogue(snippet, "How many?", as_text=True))
+    as_number = run_snippet("def f():\n    return 1\n", "f", with_epilogue(snippet, "How many?", as_text=False))
+    assert (as_text.result, as_number.result) == ("42", 42)
+
+
+# -- the command line -------------------------------------------------------------
+
+
+@pytest.fixture
+def tc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TOOLCRIB_ACTOR", "tester")
+    runner = CliRunner()
+    registry = tmp_path / "registry.db"
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(cli, ["--registry", str(registry), *args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def cli_tool(tc, tmp_path: Path) -> str:
+    task = write_json(tmp_path / "word_sorting.json", SORT)
+    made = tc("make", task, "--replay", write_json(tmp_path / "make.json", [SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]))
+    assert made.exit_code == 0, made.output
+    return "sort_words"
+
+
+def test_cli_use_one_question_and_stdin(tc, cli_tool: str, tmp_path: Path):
+    replies = write_json(tmp_path / "r.json", [_call(SORT[6]["input"]), _call(SORT[7]["input"])])
+    result = tc("use", cli_tool, SORT[6]["input"], "--replay", replies)
+    assert result.exit_code == 0 and result.stdout == "rose tulip\n"
+    replies = write_json(tmp_path / "r2.json", [_call(SORT[7]["input"])])
+    result = tc("use", cli_tool, "-", "--replay", replies, input=SORT[7]["input"] + "\n")
+    assert result.exit_code == 0 and result.stdout == "iris lily violet\n"
+
+
+def test_cli_use_questions_file_json_and_accuracy(tc, cli_tool: str, tmp_path: Path):
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(json.dumps(e) for e in SORT[6:9]))
+    replies = write_json(tmp_path / "r.json", [_call(e["input"]) for e in SORT[6:8]] + ['```python\nans = "x"\n```'])
+    result = tc("use", cli_tool, "--questions", str(questions), "--replay", replies, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [a["correct"] for a in data["answers"]] == [True, True, False]
+    assert data["accuracy"] == 0.6667 and data["tool"] == "sort_words@1.0.0"
+    assert set(data["answers"][0]) >= {"snippet", "status", "answer", "target", "duration_ms"}
+    text = tc("use", cli_tool, "--questions", str(questions), "--replay", replies)
+    assert text.stdout.splitlines() == ["rose tulip  ✓", "iris lily violet  ✓", "x  ✗ (target 'opal quartz')"]
+    assert "accuracy: 2/3 = 66.67%" in text.stderr
+
+
+def test_cli_use_errors(tc, cli_tool: str, tmp_path: Path):
+    replies = write_json(tmp_path / "r.json", [])
+    assert tc("use", cli_tool, "--replay", replies).exit_code == 2  # no question
+    ran_out = tc("use", cli_tool, "q", "--replay", replies)
+    assert ran_out.exit_code == 1 and "no reply left" in ran_out.stderr
+    missing = tc("use", "nope", "q", "--replay", replies)
+    assert missing.exit_code == 3
+
+
+def test_cli_default_model_setting(tc, cli_tool: str):
+    assert tc("model", "--json").stdout.strip() == '{\n  "model": null\n}'.strip()
+    assert tc("model", "no-such-model-xyz").exit_code == 0
+    assert json.loads(tc("model", "--json").stdout) == {"model": "no-such-model-xyz"}
+    # The default is used when no --model is given; an unknown id is a clean usage error.
+    result = tc("use", cli_tool, "q")
+    assert result.exit_code == 2 and "unknown model 'no-such-model-xyz'" in result.stderr
+    assert tc("model", "--unset").exit_code == 0
+    assert json.loads(tc("model", "--json").stdout) == {"model": None}
+    settings = json.loads(tc("audit", "--event", "setting", "--json").stdout)
+    assert [e["details"]["value"] for e in settings] == ["no-such-model-xyz", None]
