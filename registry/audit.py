@@ -10,6 +10,7 @@ Format: docs/formats.md.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
 
 GENESIS_HASH = "0" * 64
 CAP_BYTES = 2048
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def entry_hash(entry: dict[str, Any]) -> str:
@@ -41,17 +43,37 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return sha256_text(body["prev_hash"] + canonical_json(body))
 
 
-def cap_value(value: Any, limit: int = CAP_BYTES) -> Any:
-    """`value` itself if its canonical JSON fits in `limit` bytes, else a marker
-    object holding the first `limit` bytes of that JSON text."""
+def _safe_json(value: Any) -> str:
+    """The canonical JSON text of `value`, with every lone surrogate (which
+    UTF-8 cannot encode, and so neither SQLite nor sha256 can take) replaced
+    by U+FFFD. Raises TypeError/ValueError for what is not JSON at all, and
+    ValueError for values nested too deeply to encode."""
     try:
         text = canonical_json(value)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def cap_value(value: Any, limit: int = CAP_BYTES) -> Any:
+    """`value` itself if its canonical JSON fits in `limit` bytes, else a marker
+    object holding the first `limit` bytes of that JSON text. Lone surrogates
+    come back as U+FFFD, so the result can always be stored and hashed."""
+    try:
+        text = _safe_json(value)
     except (TypeError, ValueError):
-        return {"$truncated": True, "bytes": None, "prefix": repr(value)[:limit]}
+        return {"$truncated": True, "bytes": None, "prefix": _LONE_SURROGATE.sub("\ufffd", _short_repr(value, limit))}
     data = text.encode("utf-8")
     if len(data) <= limit:
-        return value
+        return json.loads(text)
     return {"$truncated": True, "bytes": len(data), "prefix": data[:limit].decode("utf-8", "ignore")}
+
+
+def _short_repr(value: Any, limit: int) -> str:
+    try:
+        return repr(value)[:limit]
+    except (RecursionError, ValueError):
+        return f"<{type(value).__name__}>"
 
 
 def append_entry(
@@ -67,8 +89,13 @@ def append_entry(
         raise RuntimeError("audit entries are appended inside a write transaction")
     last = db.execute("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-    # Round-trip through canonical JSON so what is hashed is exactly what is stored.
-    details_text = canonical_json(details or {})
+    # Round-trip through canonical JSON so what is hashed is exactly what is
+    # stored; whatever bytes a tool returned, the entry can be written.
+    try:
+        details_text = _safe_json(details or {})
+    except (TypeError, ValueError) as exc:
+        # Never lose the entry itself over a detail that is not JSON.
+        details_text = _safe_json({"unrecordable_details": f"{type(exc).__name__}: {exc}"[:CAP_BYTES]})
     entry: dict[str, Any] = {
         "seq": seq,
         "at": utc_now(),

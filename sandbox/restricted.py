@@ -16,9 +16,7 @@ from __future__ import annotations
 import array
 import importlib.util
 import json
-import math
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -27,7 +25,8 @@ import threading
 import time
 from typing import Any
 
-from .contract import LIMIT_NAMES, Cancel, ErrorInfo, Job, Limits, Result
+from . import wire
+from .contract import Cancel, ErrorInfo, Job, Limits, Result
 from .zygote import EXIT_SETUP_FAILED, OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
 
 __all__ = ["JAIL_LAYERS", "WEAK_JAIL_ENV", "RestrictedBackend"]
@@ -41,7 +40,6 @@ JAIL_LAYERS: tuple[str, ...] = ("landlock", "seccomp")
 WEAK_JAIL_ENV = "TOOLCRIB_ALLOW_WEAK_JAIL"
 
 _LEN = struct.Struct(">I")
-_REPLY_STATUSES = frozenset({"ok", "error", "blocked", "limit"})
 
 
 class _Unavailable(Exception):
@@ -135,6 +133,8 @@ def _layers_in_force(facts: dict[str, Any]) -> tuple[str, ...]:
               "netns" if facts.get("netns") else ""]
     checks = facts.get("jail_checks") or {}
     jail = [layer for layer in facts.get("jail") or () if layer in JAIL_LAYERS]
+    if facts.get("empty_root"):
+        jail.append("empty_root")
     # Believe the jail only if the probe saw it refuse an open and a socket.
     if not (checks.get("no_open") and checks.get("no_socket")):
         jail = []
@@ -146,9 +146,14 @@ def _missing_layers(facts: dict[str, Any]) -> dict[str, str]:
     in_force = _layers_in_force(facts)
     errors = facts.get("jail_errors") or {}
     missing: dict[str, str] = {}
-    for layer in JAIL_LAYERS:
-        if layer not in in_force:
-            missing[layer] = str(errors.get(layer) or "the start-up probe did not see it refuse access")
+    if "seccomp" not in in_force:
+        missing["seccomp"] = str(errors.get("seccomp") or "the start-up probe did not see it refuse access")
+    # The filesystem: Landlock, or where the kernel has none, an empty root.
+    if "landlock" not in in_force and "empty_root" not in in_force:
+        why = str(errors.get("landlock") or "the start-up probe did not see it refuse access")
+        if facts.get("empty_root_error"):
+            why += f"; and no empty root instead: {facts['empty_root_error']}"
+        missing["landlock"] = why
     return missing
 
 
@@ -169,6 +174,9 @@ def _layer_report(facts: dict[str, Any]) -> list[dict[str, Any]]:
         "landlock": f"ABI {landlock.get('abi')}: every filesystem right, TCP bind/connect, abstract sockets "
                     "and signals scoped" if landlock else "",
         "seccomp": f"allowlist of {facts.get('seccomp_allowed')} system calls, EPERM for the rest",
+        "empty_root": "no Landlock here: the root is an empty, read-only tmpfs in a private mount namespace"
+                      if facts.get("empty_root") else "not needed: Landlock is in force" if "landlock" in in_force
+                      else str(facts.get("empty_root_error") or ""),
         "netns": f"own network namespace ({facts.get('netns_via')}), only lo, down" if facts.get("netns")
                  else str(facts.get("netns_error") or ""),
         "uid": f"unprivileged uid per call slot (e.g. {facts.get('uid')})" if facts.get("uid_switched")
@@ -179,7 +187,8 @@ def _layer_report(facts: dict[str, Any]) -> list[dict[str, Any]]:
         "empty_env": "the zygote starts with an empty environment",
     }
     report = []
-    for layer in ("landlock", "seccomp", "netns", "uid", "no_new_privs", "rlimits", "process_group", "empty_env"):
+    for layer in ("landlock", "empty_root", "seccomp", "netns", "uid", "no_new_privs", "rlimits", "process_group",
+                  "empty_env"):
         on = layer in in_force
         detail = details[layer] if on or layer not in missing else missing[layer]
         report.append({"layer": layer, "in_force": on, "required": layer in JAIL_LAYERS, "detail": detail})
@@ -220,74 +229,39 @@ def _unavailable(message: str) -> dict[str, Any]:
     return {"status": "unavailable", "error": ErrorInfo(type="SandboxUnavailable", message=message)}
 
 
-def _limit(name: str) -> dict[str, Any]:
-    return {"status": "limit", "limit": name}
-
-
-def _parse_reply(reply: bytes) -> dict[str, Any]:
-    """The child's JSON reply as Result fields, or an error if it is malformed."""
+def _read_reply(raw: bytes, cap: int) -> tuple[dict[str, Any] | None, str | None]:
+    """The child's reply through the wire's checks: (reply, None), or (None,
+    why not) when it is missing or refused."""
+    if not raw:
+        return None, None
     try:
-        obj = json.loads(reply)
-    except (ValueError, RecursionError):
-        return _error("SandboxProtocolError", "the sandboxed process wrote a reply that is not JSON")
-    if not isinstance(obj, dict) or obj.get("status") not in _REPLY_STATUSES:
-        return _error("SandboxProtocolError", "the sandboxed process wrote a reply of the wrong shape")
-    status, error, limit, stdout = obj["status"], obj.get("error"), obj.get("limit"), obj.get("stdout", "")
-    if not isinstance(stdout, str):
-        return _error("SandboxProtocolError", "the reply's stdout is not a string")
-    if limit is not None and limit not in LIMIT_NAMES or (status == "limit") != (limit is not None):
-        return _error("SandboxProtocolError", "the reply names no valid limit")
-    info = None
-    if error is not None:
-        line = error.get("line") if isinstance(error, dict) else None
-        if (
-            not isinstance(error, dict)
-            or not isinstance(error.get("type"), str)
-            or not isinstance(error.get("message"), str)
-            or not (line is None or (isinstance(line, int) and not isinstance(line, bool)))
-        ):
-            return _error("SandboxProtocolError", "the reply's error is malformed")
-        info = ErrorInfo(type=error["type"], message=error["message"], line=line)
-    if status in ("error", "blocked") and info is None:
-        return _error("SandboxProtocolError", f"a {status!r} reply without an error")
-    return {"status": status, "result": obj.get("result"), "error": info, "limit": limit, "stdout": stdout}
+        return wire.parse_reply(raw, cap=cap), None
+    except wire.ProtocolError as exc:
+        return None, f"the sandboxed process wrote a bad reply: {exc}"
 
 
-def _outcome(trailer: dict[str, Any], reply: bytes, limits: Limits) -> dict[str, Any]:
-    """Map how the child ended (from the zygote) and what it wrote to Result fields."""
-    killed, sig, code = trailer.get("killed"), trailer.get("signal"), trailer.get("exit")
-    if killed == "wall":
-        return _limit("wall")
-    if killed == "output":
-        return _limit("output")
-    if killed is not None:
-        return _unavailable("the zygote shut down during the call")
-    if sig is not None:
-        cpu_used = float(trailer.get("cpu") or 0.0)
-        rss_mib = float(trailer.get("maxrss_kib") or 0) / 1024
-        # RLIMIT_CPU with soft == hard ends in SIGKILL, at whole seconds
-        # (see zygote._apply_limits). The kernel's tick-sampled rusage can
-        # read up to ~15% under the precise time the limit uses, hence the
-        # margin; nothing else kills with SIGKILL after that much CPU time.
-        rlimit = max(1, math.ceil(limits.cpu - 0.05))
-        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= 0.7 * rlimit):
-            return _limit("cpu")
-        if sig == signal.SIGXFSZ:
-            return _limit("disk")
-        if sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT) and rss_mib >= 0.8 * limits.memory:
-            # Out of address space somewhere MemoryError could not be raised
-            # (a C allocation, stack growth), or the kernel's OOM killer.
-            return _limit("memory")
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
-        return _error("SandboxCrash", f"the sandboxed process died with {name}")
-    if code == EXIT_SETUP_FAILED:
-        return _unavailable("the sandboxed process could not lock itself down, so the tool did not run")
-    if not reply or code != 0:
-        return _error("SandboxCrash", f"the sandboxed process exited with code {code} without a complete reply")
-    return _parse_reply(reply)
+def _baseline_rss_kib(zygote: _Zygote) -> int:
+    """What a child starts with resident: at most the zygote's own resident
+    size (it forked from it; shared file pages count only once touched)."""
+    try:
+        with open(f"/proc/{zygote.proc.pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _trailer_facts(trailer: dict[str, Any], zygote: _Zygote) -> dict[str, Any]:
+    """The zygote's trailer as the wire's facts (raises wire.ProtocolError)."""
+    facts = {key: trailer.get(key) for key in ("exit", "signal", "killed", "cpu")}
+    facts["maxrss_kib"] = trailer.get("maxrss_kib", 0)
+    facts["baseline_rss_kib"] = _baseline_rss_kib(zygote)
+    # With Landlock in force the child can create no file at all, so a
+    # SIGXFSZ is the tool signalling itself, not the disk limit.
+    facts["disk_used_kib"] = 0 if "landlock" in zygote.layers else None
+    return wire.check_facts(facts)
 
 
 class RestrictedBackend:
@@ -468,7 +442,7 @@ class RestrictedBackend:
             # zygote sees the status socket close, as below.
             forget = cancel.on_cancel(lambda: _hang_up(call, status)) if cancel is not None else None
             try:
-                fields = self._converse(call, status, payload, limits, zygote)
+                fields = self._converse(call, status, payload, limits, zygote, restricted=job.policy != "plain")
                 fields["layers"] = zygote.layers
                 return fields
             finally:
@@ -481,23 +455,27 @@ class RestrictedBackend:
         return _unavailable("the zygote died twice in a row")
 
     def _converse(
-        self, call: socket.socket, status: socket.socket, payload: bytes, limits: Limits, zygote: _Zygote
+        self, call: socket.socket, status: socket.socket, payload: bytes, limits: Limits, zygote: _Zygote,
+        *, restricted: bool = True,
     ) -> dict[str, Any]:
+        """Send the job, read the reply and, when the reply alone does not
+        settle the outcome (`wire.needs_facts`), the zygote's trailer; the
+        wire decides the outcome from them."""
         deadline = time.monotonic() + limits.wall + self.grace
-        cap = limits.output * 1024 + OUTPUT_SLACK
+        cap = limits.output * 1024
         try:
             try:
                 call.settimeout(limits.wall + self.grace)
                 call.sendall(_LEN.pack(len(payload)) + payload)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the child died before reading the job: the trailer says how
-            reply = _recv_capped(call, cap, deadline)
-            if reply is None:
-                return _limit("output")
-            if reply:
-                fields = _parse_reply(reply)
-                if fields["status"] != "error" or fields["error"].type != "SandboxProtocolError":
-                    return fields  # a complete reply settles it; the exit status adds nothing
+            raw = _recv_capped(call, cap + OUTPUT_SLACK, deadline)
+            if raw is None or len(raw) > cap:
+                # Measured here, not claimed: closing the status socket kills the child.
+                return {"status": "limit", "limit": "output"}
+            reply, problem = _read_reply(raw, cap)
+            if not wire.needs_facts(reply, restricted=restricted):
+                return wire.classify(reply, None, restricted=restricted, limits=limits.model_dump())
             head = _recv_exact(status, _LEN.size, deadline)
             if head is None:
                 if zygote.alive():
@@ -507,15 +485,19 @@ class RestrictedBackend:
             (size,) = _LEN.unpack(head)
             if size > TRAILER_MAX:
                 return _error("SandboxProtocolError", "oversized trailer from the zygote")
-            raw = _recv_exact(status, size, deadline)
-            trailer = json.loads(raw) if raw is not None else None
+            raw_trailer = _recv_exact(status, size, deadline)
+            trailer = json.loads(raw_trailer) if raw_trailer is not None else None
             if not isinstance(trailer, dict):
                 return _error("SandboxProtocolError", "malformed trailer from the zygote")
+            facts = _trailer_facts(trailer, zygote)
         except TimeoutError:
             # The zygote enforces the wall limit itself; silence past it plus
             # the grace period means the zygote is stuck. Replace it.
             self._discard(zygote)
             return _unavailable("the zygote stopped answering; it has been restarted")
         except (OSError, ValueError) as exc:
+            # wire.ProtocolError is a ValueError: a trailer of the wrong shape.
             return _error("SandboxProtocolError", f"talking to the zygote failed: {exc}")
-        return _outcome(trailer, reply, limits)
+        if reply is None and facts["killed"] is None and facts["signal"] is None and facts["exit"] == EXIT_SETUP_FAILED:
+            return _unavailable("the sandboxed process could not lock itself down, so the tool did not run")
+        return wire.classify(reply, facts, restricted=restricted, limits=limits.model_dump(), problem=problem)

@@ -401,8 +401,23 @@ def test_wall_limit_kills_a_process_that_ignores_signals(rb: RestrictedBackend) 
 
 
 def test_memory_limit_raises_memory_error_inside(rb: RestrictedBackend) -> None:
-    r = rb.run(plain("def f():\n    return len(bytearray(300 * 2 ** 20))\n", limits=Limits(memory=64)))
+    # Filled step by step: the trailer's peak resident size shows the
+    # allowance really was used, so the reply's claim is believed.
+    source = "def f():\n    hog = []\n    while True:\n        hog.append(bytearray(2 ** 20))\n"
+    r = rb.run(plain(source, limits=Limits(memory=64)))
     assert (r.status, r.limit) == ("limit", "memory"), r
+
+
+def test_a_refused_request_that_used_no_memory_is_the_tools_memory_error(rb: RestrictedBackend) -> None:
+    # The memory rule (sandbox/wire.py): under plain, one request the limit
+    # refused before any memory was used cannot be told from a tool raising
+    # MemoryError itself, so it is the tool's error, not the limit.
+    r = rb.run(plain("def f():\n    return len(bytearray(300 * 2 ** 20))\n", limits=Limits(memory=64)))
+    assert (r.status, r.limit, r.error and r.error.type) == ("error", None, "MemoryError"), r
+    # Under the policy the in-sandbox guard's record is trusted.
+    guarded = rb.run(Job(source="def f():\n    return len('x' * (300 * 2 ** 20))\n", entrypoint="f",
+                         limits=Limits(memory=64)))
+    assert (guarded.status, guarded.limit) == ("limit", "memory"), guarded
 
 
 def test_memory_limit_is_not_below_the_allowance(rb: RestrictedBackend) -> None:
