@@ -22,6 +22,9 @@ A child that has entered the jail can run arbitrary Python (that is what the
   (another ABI, x32) kills the process.
 - The **network namespace** (root: plain ``unshare``; other users: inside a
   fresh user namespace) leaves only a loopback interface that is down.
+- Where Landlock is missing (kernel older than 5.13, or not in the LSM list),
+  an **empty root** stands in for its filesystem part: the zygote moves into
+  a mount namespace whose root is an empty, read-only tmpfs (`empty_root`).
 
 Why not the Python bindings: the zygote must start in well under 100 ms and
 loads only the standard library and RestrictedPython. ``landlockpy`` imports
@@ -48,6 +51,7 @@ __all__ = [
     "Jail",
     "JailError",
     "drop_capabilities",
+    "empty_root",
     "landlock_abi",
     "new_network_namespace",
 ]
@@ -257,9 +261,10 @@ def new_network_namespace() -> dict[str, Any]:
 
     Root unshares it directly. Another user first enters a new user
     namespace that maps only its own uid and gid (so nothing changes for
-    file ownership), then the network namespace inside it; the capabilities
-    that come with a new user namespace are dropped again right after
-    (`drop_capabilities`). Returns facts; never raises."""
+    file ownership), then the network namespace inside it; the caller must
+    drop the capabilities that come with a new user namespace
+    (`drop_capabilities`) once it has used them (`empty_root`). Returns
+    facts; never raises."""
     if os.geteuid() == 0:
         if _libc.unshare(_CLONE_NEWNET) != 0:
             return {"netns": False, "netns_error": f"unshare(CLONE_NEWNET): {_errno_text()}"}
@@ -271,10 +276,60 @@ def new_network_namespace() -> dict[str, Any]:
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"{uid} {uid} 1")
         _write("/proc/self/gid_map", f"{gid} {gid} 1")
-        drop_capabilities()
-    except (OSError, JailError) as exc:
+    except OSError as exc:
         return {"netns": False, "netns_error": f"user namespace set-up: {exc}"}
     return {"netns": True, "netns_via": "user namespace"}
+
+
+_CLONE_NEWNS = 0x00020000
+_MS_RDONLY = 1
+_MS_NOSUID = 2
+_MS_NODEV = 4
+_MS_NOEXEC = 8
+_MS_REMOUNT = 32
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_PRIVATE = 1 << 18
+_MNT_DETACH = 2
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    def enc(text: str | None) -> bytes | None:
+        return None if text is None else text.encode()
+
+    if _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        raise JailError(f"mount {target}: {_errno_text()}")
+
+
+def empty_root() -> dict[str, Any]:
+    """Make this process's root an empty, read-only tmpfs in a private mount
+    namespace (the stand-in for Landlock's filesystem rights on kernels
+    without it). Needs CAP_SYS_ADMIN in the current user namespace: root, or
+    an ordinary user before `new_network_namespace` drops its capabilities
+    (the zygote calls this first). Everything the children need must be
+    imported already. Returns facts; never raises."""
+    machine = os.uname().machine
+    if machine not in _SYS_PIVOT_ROOT:
+        return {"empty_root": False, "empty_root_error": f"pivot_root number unknown on {machine}"}
+    try:
+        if _libc.unshare(_CLONE_NEWNS) != 0:
+            raise JailError(f"unshare(CLONE_NEWNS): {_errno_text()}")
+        # Nothing done here may propagate back to the host's mounts.
+        _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+        base = next(d for d in ("/tmp", "/mnt", "/var/tmp") if os.path.isdir(d))
+        _mount("tmpfs", base, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,nr_inodes=4,mode=0555")
+        os.mkdir(os.path.join(base, "old"), 0o000)
+        if _libc.syscall(_SYS_PIVOT_ROOT[machine], base.encode(), os.path.join(base, "old").encode()) != 0:
+            raise JailError(f"pivot_root: {_errno_text()}")
+        os.chdir("/")
+        if _libc.umount2(b"/old", _MNT_DETACH) != 0:
+            raise JailError(f"umount /old: {_errno_text()}")
+        os.rmdir("/old")
+        _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    except (JailError, OSError) as exc:
+        return {"empty_root": False, "empty_root_error": str(exc)}
+    return {"empty_root": True}
 
 
 class _CapHeader(ctypes.Structure):

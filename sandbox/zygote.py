@@ -138,10 +138,19 @@ def _close_fds_except(keep: tuple[int, ...]) -> None:
     os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
 
+# Where there is no Landlock the zygote's root is an empty tmpfs (see
+# jail.empty_root); it keeps a descriptor of /proc from before, and each child
+# reads its own size through it until it enters the jail.
+_proc_dir: int | None = None
+
+
 def _vm_bytes() -> int:
     # Raw descriptors rather than open(): every Python object a child touches
-    # costs it a copied page, and this runs on the call's path.
-    fd = os.open("/proc/self/statm", os.O_RDONLY)
+    # costs it a copied page.
+    if _proc_dir is not None:
+        fd = os.open("self/statm", os.O_RDONLY, dir_fd=_proc_dir)
+    else:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
     try:
         return int(os.read(fd, 256).split()[0]) * _PAGE
     finally:
@@ -272,6 +281,17 @@ _WARM_JOB = {
 }
 
 
+def _kept_proc_dir() -> tuple[int, ...]:
+    return () if _proc_dir is None else (_proc_dir,)
+
+
+def _drop_proc_dir() -> None:
+    global _proc_dir
+    if _proc_dir is not None:
+        os.close(_proc_dir)
+        _proc_dir = None
+
+
 class _NotLoaded:
     """The last import finder in a jailed child: a module that was not
     loaded before the jail closed cannot be read now; say so plainly."""
@@ -297,9 +317,10 @@ def _spare_main(control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_j
     """A forked spare: lock down, warm up, enter the jail, take one call, run
     it, reply, exit. Never returns."""
     try:
-        _lock_down((control_fd, link_fd), zygote_pid, slot)
+        _lock_down((control_fd, link_fd) + _kept_proc_dir(), zygote_pid, slot)
         run_job(_WARM_JOB, restricted=True)
         vm_base = _vm_bytes()
+        _drop_proc_dir()
         # From here on the child can open nothing and make no new socket,
         # process or thread: it only has the descriptors it holds. All of
         # this happens while the spare waits, off the call's path.
@@ -554,10 +575,11 @@ def _probe(jail: Any) -> dict[str, Any]:
     if pid == 0:
         code = EXIT_SETUP_FAILED
         try:
-            facts = _lock_down((reply_w,), os.getppid(), CALL_UID_SLOTS - 1)
+            facts = _lock_down((reply_w,) + _kept_proc_dir(), os.getppid(), CALL_UID_SLOTS - 1)
             facts["baseline_vm_mib"] = round(_vm_bytes() / 2**20, 1)
             facts["interfaces"] = sorted(name for _i, name in socket.if_nameindex())
             vm_base = _vm_bytes()
+            _drop_proc_dir()
             facts["jail"] = jail.enter()
             facts["jail_errors"] = dict(jail.errors)
             facts["jail_checks"] = _jail_holds()
@@ -595,10 +617,23 @@ def main(argv: list[str]) -> int:
         # Started with -S: the host names where RestrictedPython lives.
         sys.path.extend(argv[3:])
         run_job, jail_module = _load_run_job()
+        # Opened now: without Landlock the root is about to become empty.
+        devnull = os.open(os.devnull, os.O_WRONLY)
         netns = jail_module.new_network_namespace()
         jail = jail_module.Jail()
+        root: dict[str, Any] = {}
+        if jail.abi <= 0:
+            # No Landlock: an empty root stands in for its filesystem rights.
+            global _proc_dir
+            _proc_dir = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+            root = jail_module.empty_root()
+            if not root.get("empty_root"):
+                _drop_proc_dir()
+        if netns.get("netns_via") == "user namespace":
+            jail_module.drop_capabilities()  # granted by the new user namespace, used above
         facts = _probe(jail)
         facts.update(netns)
+        facts.update(root)
         facts.update(jail.facts())
         # Every child must achieve at least what the probe did.
         jail.require = frozenset(facts.get("jail", ()))
@@ -616,7 +651,6 @@ def main(argv: list[str]) -> int:
     gc.freeze()
     control.sendall(json.dumps(ready).encode())
     # Nothing more to say on stderr: the host stops reading it after `ready`.
-    devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
     zygote = _Zygote(control, run_job, jail, spares)

@@ -182,7 +182,8 @@ ctx = lib.seccomp_init(0x7FFF0000)
 class Cmp(ctypes.Structure):
     _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
 hide = sys.argv[1]
-names = {"landlock": ["landlock_create_ruleset", "landlock_restrict_self"], "seccomp": ["seccomp"]}[hide]
+names = {"landlock": ["landlock_create_ruleset", "landlock_restrict_self"], "seccomp": ["seccomp"],
+         "landlock+mount": ["landlock_create_ruleset", "landlock_restrict_self", "mount"]}[hide]
 for name in names:
     assert lib.seccomp_rule_add_array(ctx, 0x50000 | 38, lib.seccomp_syscall_resolve_name(name.encode()), 0, None) == 0
 if hide == "seccomp":  # and the old way in: prctl(PR_SET_SECCOMP)
@@ -192,6 +193,7 @@ assert lib.seccomp_load(ctx) == 0
 
 from toolcrib.sandbox import Job
 from toolcrib.sandbox.restricted import RestrictedBackend
+SNOOP = "import os\\ndef f():\\n    try:\\n        return os.listdir('/')\\n    except OSError as exc:\\n        return exc.errno\\n"
 out = {}
 for weak in (False, True):
     backend = RestrictedBackend(allow_weak=weak)
@@ -200,6 +202,7 @@ for weak in (False, True):
             "restricted": backend.run(Job(source="def f():\\n    return 7\\n", entrypoint="f")).model_dump(mode="json"),
             "plain": backend.run(Job(source="def f():\\n    return 7\\n", entrypoint="f", policy="plain")).model_dump(mode="json"),
             "layers": {l["layer"]: l["in_force"] for l in backend.info()["layers"]},
+            "snoop": backend.run(Job(source=SNOOP, entrypoint="f", policy="plain")).model_dump(mode="json"),
         }
     finally:
         backend.close()
@@ -207,13 +210,29 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("layer", ["landlock", "seccomp"])
-def test_a_missing_layer_fails_closed_and_weak_is_explicit(layer: str) -> None:
+def _run_without(hide: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "TOOLCRIB_ALLOW_WEAK_JAIL"}
-    proc = subprocess.run([sys.executable, "-c", _WITHOUT, layer], capture_output=True, text=True, env=env,
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT, hide], capture_output=True, text=True, env=env,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def test_without_landlock_an_empty_root_stands_in() -> None:
+    strict = _run_without("landlock")["weak=False"]
+    assert strict["layers"]["landlock"] is False
+    assert strict["layers"]["empty_root"] is True
+    assert (strict["restricted"]["status"], strict["restricted"]["result"]) == ("ok", 7)
+    assert "empty_root" in strict["restricted"]["layers"] and "landlock" not in strict["restricted"]["layers"]
+    # Plain runs too (the whole jail is there), and sees nothing of the disk.
+    assert (strict["plain"]["status"], strict["plain"]["result"]) == ("ok", 7)
+    assert strict["snoop"]["result"] in (errno.EPERM, errno.EACCES, []), strict["snoop"]
+
+
+@pytest.mark.parametrize("hide, layer", [("landlock+mount", "landlock"), ("seccomp", "seccomp")])
+def test_a_missing_layer_fails_closed_and_weak_is_explicit(hide: str, layer: str) -> None:
+    out = _run_without(hide)
     strict, weak = out["weak=False"], out["weak=True"]
     # Without the opt-in nothing runs, and the refusal names the layer.
     assert strict["restricted"]["status"] == "unavailable"
