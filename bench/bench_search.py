@@ -3,6 +3,7 @@ and does it say "no tool fits" when there is none?
 
     .venv/bin/python bench/bench_search.py            # the table for the README
     .venv/bin/python bench/bench_search.py --sweep    # the threshold calibration
+    .venv/bin/python bench/bench_search.py --scale 1000   # query time beside 1,000 filler tools
 
 Registers the set in bench/search_set.py (48 tools, each with one test
 question) in a fresh registry, then runs every query with no threshold
@@ -64,6 +65,39 @@ def run(threshold: float) -> dict[str, object]:
     return {"found": found, "nofit": nofit, "times": times}
 
 
+_FILLER_WORDS = (
+    "parse format convert count merge split filter group rank score table record field value list map key index "
+    "string text number date time file line column row matrix vector graph node edge path tree queue stack "
+    "price total sum mean rate ratio unit metric weight length area volume speed color image pixel token word"
+).split()
+
+
+def scale(extra: int) -> dict[str, float]:
+    """Query time with `extra` filler tools (seeded, made of common words) beside
+    the set: how search cost grows with the registry, and whether the set's
+    docstring phrases still come first among them."""
+    import random
+
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory() as tmp, Registry(Path(tmp) / "scale.db", actor="bench") as reg:
+        for tool in TOOLS:
+            reg.add(_source(tool), tests=_tests(tool))
+        for i in range(extra):
+            doc = " ".join(rng.sample(_FILLER_WORDS, 8)).capitalize() + "."
+            a, b = rng.sample(_FILLER_WORDS, 2)
+            reg.add(f'def filler_{i}({a}_x: str, {b}_y: int) -> str:\n    """{doc}"""\n    return {a}_x\n')
+        times = []
+        first = 0
+        for tool in TOOLS:
+            for kind in KINDS:
+                start = time.perf_counter()
+                hits = reg.search(getattr(tool, kind), limit=5)
+                times.append((time.perf_counter() - start) * 1000)
+                first += kind == "docstring" and bool(hits) and hits[0].name == tool.name
+    return {"tools": len(TOOLS) + extra, "median_ms": round(statistics.median(times), 2),
+            "p95_ms": round(sorted(times)[int(0.95 * len(times)) - 1], 2), "docstring_recall@1": round(first / len(TOOLS), 2)}
+
+
 def _fits(hits: list[tuple[str, float]], threshold: float) -> bool:
     return bool(hits) and hits[0][1] >= threshold
 
@@ -102,6 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", action="store_true", help="print recall and no-fit figures for a range of thresholds")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--scale", type=int, metavar="N", help="also time queries with N filler tools added")
     args = parser.parse_args()
     data = run(FIT_THRESHOLD)
     times = data["times"]
@@ -122,6 +157,8 @@ def main() -> None:
     rows["threshold"] = FIT_THRESHOLD
     rows["tools"] = len(TOOLS)
     rows["median_ms_per_query"] = round(statistics.median(times), 2)
+    if args.scale:
+        rows["scale"] = scale(args.scale)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -135,6 +172,8 @@ def main() -> None:
     assert isinstance(n, dict)
     print(f"no tool fits: {n['answered_no_fit']}/{n['queries']} no-fit queries answered 'no tool fits'; "
           f"no-fit precision {n['precision']:.2f}")
+    if args.scale:
+        print(f"with filler: {rows['scale']}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import click
 
 from ..registry import ProvenanceInput, ToolVersion
 from ..registry.cases import load_tests
-from ..registry.search import FIT_THRESHOLD
+from ..registry.search import FIT_THRESHOLD, query_words
 from ..registry.stats import UsageStats
 from ..sandbox import Limits
 from .exports import export_schema
@@ -268,6 +268,8 @@ def search(query: str, limit: int, verified_only: bool, min_score: float | None,
         toolcrib search "how many days between two dates?" --verified-only --json
         toolcrib search dyck --min-score 0 --limit 5
     """
+    if not query_words(query):
+        raise CLIError("the query has no words to search for (stopwords, bare numbers and quoted text are left out)")
     hits = open_registry().search(query, limit=limit, verified_only=verified_only, min_score=min_score)
     if json_output:
         echo_json([{**_tool_json(h, full=False), "ref": h.ref} for h in hits])

@@ -425,11 +425,16 @@ class Registry:
         """name -> id of the version NAME resolves to (or, with include_yanked, the
         newest yanked one for tools with nothing else)."""
         best: dict[str, tuple[tuple[Any, ...], int, bool]] = {}
+        # Most tools share a few version strings ("1.0.0"): parse each once
+        # (this runs on every list and search, over every version).
+        keys: dict[str, tuple[Any, ...]] = {}
         for vid, name, version, yanked in self.db.execute("SELECT id, name, version, yanked FROM versions"):
             live = yanked is None
             if not live and not include_yanked:
                 continue
-            key = (live, parse_version(version).key())
+            if version not in keys:
+                keys[version] = parse_version(version).key()
+            key = (live, keys[version])
             if name not in best or key > best[name][0]:
                 best[name] = (key, vid, live)
         return {name: vid for name, (_, vid, _) in best.items()}

@@ -215,3 +215,6 @@ def test_cli_no_tool_fits_exits_3(tc) -> None:
     unverified = tc("search", "sort words", "--verified-only")
     assert unverified.exit_code == 3 and "verified" in unverified.stderr
     assert tc("search", "sort words", "--min-score", "2").exit_code == 2
+    for empty in ("", "the of 42", "   "):
+        nothing = tc("search", empty)
+        assert nothing.exit_code == 2 and "no words" in nothing.stderr
