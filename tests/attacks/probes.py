@@ -83,6 +83,9 @@ class Probe:
     # A probe the seccomp filter may answer by killing the process (a system
     # call of another ABI): a SIGSYS death is then a refusal too.
     may_kill: bool = False
+    # A probe whose proof is that its target survived (checked after every
+    # call: the zygote, the spares, the host): any answer the host gets is fine.
+    survival: bool = False
     x86_64_only: bool = False
     # Part of the subset the ordinary-user driver runs.
     user: bool = False
@@ -98,6 +101,8 @@ def judge(probe: Probe, reply: dict[str, Any]) -> str | None:
     """Why a probe's outcome (a `Result` as a dict) is not a refusal made
     inside the child; None when it is."""
     error = reply.get("error") or {}
+    if probe.survival and reply.get("status") in ("ok", "error", "limit"):
+        return None
     if probe.may_kill and reply.get("status") == "error" and error.get("type") == "SandboxCrash" \
             and "SIGSYS" in str(error.get("message")):
         return None
@@ -120,7 +125,8 @@ _NR = {
     "add_key": 248, "userfaultfd": 323, "perf_event_open": 298, "memfd_create": 319, "execveat": 322,
     "vfork": 58, "shmget": 29, "msgget": 68, "semget": 64, "mq_open": 240, "pidfd_open": 434,
     "open_by_handle_at": 304, "setns": 308, "ioctl": 16, "socket": 41, "kill": 62, "tkill": 200,
-    "personality": 135, "seccomp": 317, "landlock_create_ruleset": 444,
+    "personality": 135, "seccomp": 317, "landlock_create_ruleset": 444, "get_robust_list": 274,
+    "prlimit64": 302, "kcmp": 312, "move_pages": 279,
 }
 _X32 = 0x40000000
 
@@ -309,6 +315,22 @@ return {"denied": "EPERM" if "EPERM" in errors else sorted(errors)[0]}
 ''', denied=frozenset({"EPERM", "EACCES"}), x86_64_only=True, user=True),
     _p("pidfd-open-zygote", "pidfd_open of the zygote (then pidfd_getfd could steal its descriptors)",
        'return _raw(' + str(_NR["pidfd_open"]) + ', os.getppid(), 0)', x86_64_only=True, user=True),
+    _p("get-robust-list-zygote", "get_robust_list of the zygote (a pointer leak, checked like ptrace)", '''
+head = ctypes.c_void_p()
+size = ctypes.c_size_t()
+return _raw(''' + str(_NR["get_robust_list"]) + ''', os.getppid(), ctypes.byref(head), ctypes.byref(size))
+''', x86_64_only=True, user=True),
+    _p("prlimit-zygote", "lower the zygote's limits with prlimit64",
+       'return _raw(' + str(_NR["prlimit64"]) + ', os.getppid(), 7, (ctypes.c_ulong * 2)(3, 3), None)',
+       x86_64_only=True, user=True),
+    _p("setpriority-zygote", "renice the zygote",
+       'return _try(lambda: os.setpriority(os.PRIO_PROCESS, os.getppid(), 19))'),
+    _p("sched-setaffinity-zygote", "pin the zygote to one CPU",
+       'return _try(lambda: os.sched_setaffinity(os.getppid(), {0}))'),
+    _p("kcmp-zygote", "kcmp against the zygote (compares kernel objects across processes)",
+       'return _raw(' + str(_NR["kcmp"]) + ', os.getpid(), os.getppid(), 0, 0, 0)', x86_64_only=True),
+    _p("move-pages-zygote", "move_pages of the zygote (reads its page placement)",
+       'return _raw(' + str(_NR["move_pages"]) + ', os.getppid(), 0, None, None, None, 0)', x86_64_only=True),
     _p("sigio-owner-zygote", "make the zygote the owner of the call socket, with SIGKILL as its I/O signal", '''
 fd = _call_socket()
 F_SETOWN, F_SETSIG, F_GETFL, F_SETFL, O_ASYNC = 8, 10, 3, 4, 0o20000
@@ -325,7 +347,7 @@ except OSError:
 import time
 time.sleep(0.3)
 return {"denied": "survived"}
-''', denied=frozenset({"EPERM", "EACCES", "survived"}), x86_64_only=True, user=True),
+''', survival=True, x86_64_only=True, user=True),
     _p("sigio-owner-host", "make the host the owner of the call socket, with SIGKILL as its I/O signal", '''
 import struct
 fd = _call_socket()
@@ -345,7 +367,7 @@ except OSError:
 import time
 time.sleep(0.3)
 return {"denied": "survived"}
-''', denied=frozenset({"EPERM", "EACCES", "survived"}), x86_64_only=True, user=True),
+''', survival=True, x86_64_only=True, user=True),
     # ------------------------------------------------------------- namespaces
     _p("unshare-user", "unshare(CLONE_NEWUSER): a fresh user namespace grants capabilities inside it",
        'return _raw(' + str(_NR["unshare"]) + ', 0x10000000)', x86_64_only=True, user=True),
