@@ -228,3 +228,22 @@ def test_yanked_versions_are_refused(tmp_path: Path) -> None:
         reg.yank("sort_words@1.0.0", "broken")
         result = CliRunner().invoke(cli, ["--registry", str(reg.path), "export-schema", "sort_words@1.0.0"])
         assert result.exit_code == 4 and "yanked" in result.stderr
+
+
+def test_mcp_export_is_what_serve_lists(reg: Registry) -> None:
+    """A client given the exported definition and one listing the server see one contract."""
+    from toolcrib.mcp_server import ServeOptions, ToolServer
+
+    server = ToolServer(ServeOptions(registry=reg.path))
+    try:
+        listed = {name: served.listing for name, served in server.catalog().items()}
+    finally:
+        server.close()
+    exported = export_definitions([reg.get("count_words"), reg.get("total"), reg.get("sort_words@1.0.0")], "mcp")
+    assert set(listed) == {"count_words", "total", "sort_words"}
+    for definition in exported.definitions:
+        served = listed[definition["name"]].model_dump(mode="json", by_alias=True, exclude_none=True)
+        for key in ("name", "title", "description", "inputSchema", "outputSchema"):
+            assert definition[key] == served[key], key
+        hints = {k: v for k, v in served["annotations"].items() if k.endswith("Hint")}
+        assert hints == {k: v for k, v in definition["annotations"].items() if k.endswith("Hint")}
