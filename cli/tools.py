@@ -272,7 +272,7 @@ def search(query: str, limit: int, verified_only: bool, min_score: float | None,
         raise CLIError("the query has no words to search for (stopwords, bare numbers and quoted text are left out)")
     hits = open_registry().search(query, limit=limit, verified_only=verified_only, min_score=min_score)
     if json_output:
-        echo_json([{**_tool_json(h, full=False), "ref": h.ref} for h in hits])
+        echo_json([_tool_json(h, full=False) for h in hits])
     elif hits:
         echo_table(
             ["NAME", "VERSION", "SCORE", "STATUS", "FLAGS", "DESCRIPTION"],
