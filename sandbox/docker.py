@@ -42,7 +42,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contract import LIMIT_NAMES, Cancel, ErrorInfo, Job, Limits, Result, Status
+from . import wire
+from .contract import Cancel, ErrorInfo, Job, Limits, Result, Status
 
 __all__ = [
     "DockerBackend",
@@ -75,7 +76,6 @@ _INFRA_PIDS = 3
 _UID = "65534:65534"
 _MIB = 1024 * 1024
 _REPLY_SLACK = 16 * 1024
-_STATUSES = ("ok", "error", "blocked", "limit")
 # The harness's first line (harness.READY): written once it is warm.
 _READY = b"toolcrib-harness-ready"
 _START_TIMEOUT = 60.0
@@ -296,6 +296,27 @@ class _Reader:
                 return "eof", bytes(self.out)
             self.raw += chunk
             self._demux()
+
+    def read_exact(self, size: int, deadline: float) -> tuple[str, bytes]:
+        """("data", exactly `size` bytes) | ("eof", partial) | ("timeout", b"")."""
+        while len(self.out) < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "timeout", b""
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except (socket.timeout, TimeoutError):
+                return "timeout", b""
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return "eof", bytes(self.out)
+            self.raw += chunk
+            self._demux()
+        data = bytes(self.out[:size])
+        del self.out[:size]
+        return "data", data
 
     def read_all(self, deadline: float) -> bytes:
         while len(self.out) <= self.cap:
@@ -645,7 +666,7 @@ class DockerBackend:
                 raise
         sent = time.perf_counter()
         try:
-            return self._collect(container, limits, sent, cancel)
+            return self._collect(container, limits, sent, cancel, restricted=job.policy == "restricted")
         finally:
             self._trash.put(container)
 
@@ -656,26 +677,49 @@ class DockerBackend:
             return self._result("limit", 0.0, limit="memory")
         return self._result("error", 0.0, error=ErrorInfo(type="SandboxError", message="the sandbox container did not start"))
 
-    def _collect(self, container: _Container, limits: Limits, sent: float, cancel: Cancel | None = None) -> Result:
+    def _collect(
+        self, container: _Container, limits: Limits, sent: float, cancel: Cancel | None = None,
+        *, restricted: bool = False,
+    ) -> Result:
         deadline = time.monotonic() + limits.wall + GRACE_SECONDS
         container.reader.cap = limits.output * 1024 + _REPLY_SLACK
         # A cancelled caller kills the container; the read below then ends on EOF.
         forget = cancel.on_cancel(lambda: self._kill(container)) if cancel is not None else None
         try:
             outcome, line = container.reader.read_line(deadline)
+            raw: bytes | None = None
+            facts: dict[str, Any] | None = None
+            problem: str | None = None
+            if outcome == "line":
+                try:
+                    facts, size = wire.parse_frame_header(line)
+                except wire.ProtocolError as exc:
+                    problem = f"bad frame from the sandbox: {exc}"
+                    size = None
+                if size is not None:
+                    if size > container.reader.cap:
+                        outcome = "output"
+                    else:
+                        outcome, raw = container.reader.read_exact(size + 1, deadline)
+                        if outcome == "data" and raw.endswith(b"\n"):
+                            raw = raw[:-1]
+                        elif outcome == "data":
+                            problem, raw = "bad frame from the sandbox: the reply does not end its frame", None
         finally:
             if forget is not None:
                 forget()
         elapsed = (time.perf_counter() - sent) * 1000
-        if outcome == "line":
-            return self._parse(line, elapsed)
+        if problem is not None and facts is None:
+            return self._result("error", elapsed, error=ErrorInfo(type="SandboxProtocolError", message=problem))
+        if facts is not None and outcome in ("line", "data"):
+            return self._outcome(facts, raw, limits, elapsed, restricted=restricted, problem=problem)
         if outcome == "timeout":
             self._kill(container)
             return self._result("limit", elapsed, limit="wall")
         if outcome == "output":
             self._kill(container)
             return self._result("limit", elapsed, limit="output")
-        # EOF without a reply: the harness itself died. Ask the engine why.
+        # EOF without a whole frame: the harness itself died. Ask the engine why.
         if self._oom_killed(container):
             return self._result("limit", elapsed, limit="memory")
         return self._result(
@@ -704,46 +748,26 @@ class DockerBackend:
             **fields,
         )
 
-    def _parse(self, line: bytes, elapsed: float) -> Result:
-        """Build a Result from the reply line: plain JSON data, checked field by field."""
-        try:
-            reply = json.loads(line.decode("utf-8"))
-            if not isinstance(reply, dict) or reply.get("status") not in _STATUSES:
-                raise ValueError("reply is not a sandbox reply object")
-            status = reply["status"]
-            limit = reply.get("limit")
-            if limit is not None and limit not in LIMIT_NAMES:
-                raise ValueError(f"unknown limit {limit!r}")
-            error = reply.get("error")
-            info = None
-            if error is not None:
-                if not isinstance(error, dict):
-                    raise ValueError("error is not an object")
-                line_no = error.get("line")
-                info = ErrorInfo(
-                    type=str(error.get("type", "Error"))[:200],
-                    message=str(error.get("message", ""))[:4000],
-                    line=line_no if isinstance(line_no, int) and not isinstance(line_no, bool) else None,
-                )
-            stdout = reply.get("stdout") or ""
-            if not isinstance(stdout, str):
-                raise ValueError("stdout is not a string")
-            if status == "limit" and limit is None:
-                raise ValueError("a limit reply names no limit")
-        except (ValueError, RecursionError, UnicodeDecodeError) as exc:
-            return self._result(
-                "error", elapsed, error=ErrorInfo(type="SandboxProtocolError", message=f"bad reply from the sandbox: {str(exc)[:200]}")
-            )
-        if status == "error" and info is not None and _is_pids_exhaustion(info):
-            return self._result("limit", elapsed, limit="pids", stdout=stdout)
-        return self._result(
-            status,
-            elapsed,
-            result=reply.get("result") if status == "ok" else None,
-            error=info,
-            limit=limit if status == "limit" else None,
-            stdout=stdout,
-        )
+    def _outcome(
+        self, facts: dict[str, Any], raw: bytes | None, limits: Limits, elapsed: float,
+        *, restricted: bool, problem: str | None = None,
+    ) -> Result:
+        """The call's Result from the harness's facts and the child's reply,
+        both through the wire (`wire.classify`): the child's words alone
+        decide no limit and, under plain, no refusal."""
+        reply = None
+        if raw:
+            try:
+                reply = wire.parse_reply(raw, cap=limits.output * 1024)
+            except wire.OverCap:
+                return self._result("limit", elapsed, limit="output")  # measured here, not claimed
+            except wire.ProtocolError as exc:
+                problem = f"bad reply from the sandbox: {exc}"
+        fields = wire.classify(reply, facts, restricted=restricted, limits=limits.model_dump(), problem=problem)
+        status = fields.pop("status")
+        if status != "ok":
+            fields["result"] = None
+        return self._result(status, elapsed, **fields)
 
     def close(self) -> None:
         """Stop the fillers and remove every container of this backend; when
@@ -803,9 +827,3 @@ def _is_refusal(exc: BaseException) -> bool:
 
     return isinstance(exc, APIError) and not isinstance(exc, ImageNotFound) and exc.is_client_error()
 
-
-def _is_pids_exhaustion(error: ErrorInfo) -> bool:
-    """fork()/thread creation refused by the pids cgroup (EAGAIN)."""
-    if error.type == "BlockingIOError" and "Resource temporarily unavailable" in error.message:
-        return True
-    return error.type == "RuntimeError" and "can't start new thread" in error.message

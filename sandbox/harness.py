@@ -1,8 +1,9 @@
 """In-container job runner for the Docker backend.
 
 This file is copied into the sandbox image as ``tcbox/harness.py`` next to
-``execute.py`` and its sibling policy modules; it imports only the standard
-library and those siblings, never anything from the host's toolcrib.
+``execute.py``, ``wire.py`` and their sibling policy modules; it imports only
+the standard library and those siblings, never anything from the host's
+toolcrib.
 
 Protocol (one container, one call):
 
@@ -14,12 +15,17 @@ Protocol (one container, one call):
    ``execute.run_job`` and sends the encoded reply back through a pipe,
    length-prefixed. The tool never sees the container's real stdout: the
    child's fds 0/1/2 point at /dev/null, so stray writes cannot corrupt the
-   reply framing.
-3. The parent (which runs no tool code) enforces the wall clock from the
-   moment the job arrived, maps a child killed by a signal to a limit
-   (SIGXCPU -> cpu, SIGXFSZ -> disk, SIGKILL after an OOM kill -> memory),
-   kills the child's process group, writes exactly one reply line to stdout
-   and exits, which ends the container (tini is PID 1 and follows us).
+   framing.
+3. The parent runs no tool code and never parses the reply: it enforces the
+   wall clock from the moment the job arrived and the output cap, waits for
+   the child, kills the child's process group, and writes one `wire.frame`
+   to stdout: the *facts* (the child's exit code or signal, its CPU time and
+   peak resident size, its own kills, the cgroup's OOM-kill and pids-limit
+   counters compared before and after, the disk left in /tmp) and the
+   child's reply bytes as they came. The host decides the outcome from both
+   (`wire.classify`), so a tool that raises BlockingIOError or MemoryError by
+   hand, or writes a reply claiming a limit, reports nothing it did not do.
+   Then it exits, which ends the container (tini is PID 1 and follows us).
 
 The host also enforces the wall clock (with a grace period) by killing the
 container, so a tool that kills this parent only loses its own reply.
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import signal
 import struct
@@ -36,15 +43,18 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["MAX_JOB_BYTES", "READY", "main", "reply_bytes"]
+from . import wire
+
+__all__ = ["MAX_JOB_BYTES", "READY", "main"]
 
 MAX_JOB_BYTES = 32 * 1024 * 1024
 READY = b"toolcrib-harness-ready"
 _HEADER = struct.Struct(">Q")
-# Files where the memory cgroup counts OOM kills: v1 then v2. Compared before
-# and after the call so a SIGKILL is only called "memory" when the kernel's
-# OOM killer really fired inside this container.
+# cgroup counters, v1 path then v2 path, and the key counted. Read before and
+# after the call: only a rise during it is a fact about this call.
 _OOM_FILES = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
+_PIDS_FILES = ("/sys/fs/cgroup/pids/pids.events", "/sys/fs/cgroup/pids.events")
+_TMP = "/tmp"
 
 
 execute: Any = None  # the sibling module, imported by main() before the job arrives
@@ -54,61 +64,74 @@ class _WallClock(Exception):
     pass
 
 
-def reply_bytes(status: str, *, limit: str | None = None, error: dict[str, Any] | None = None) -> bytes:
-    """An encoded reply the harness itself writes (no tool result)."""
-    return json.dumps({"status": status, "result": None, "error": error, "limit": limit, "stdout": ""}).encode()
-
-
-def _oom_kills() -> int:
-    for path in _OOM_FILES:
+def _counter(paths: tuple[str, ...], key: str) -> int | None:
+    """The first readable ``key value`` line among `paths` (None if none)."""
+    for path in paths:
         try:
             with open(path, encoding="ascii") as fh:
                 for line in fh:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
+                    name, _, value = line.partition(" ")
+                    if name == key:
                         return int(value)
         except (OSError, ValueError):
             continue
-    return -1
+    return None
 
 
-def _await_reply(read_fd: int, pid: int, cap: int) -> tuple[bytes | None, int | None]:
+def _rise(before: int | None, after: int | None) -> int | None:
+    return None if before is None or after is None else max(0, after - before)
+
+
+def _disk_used_kib() -> int:
+    """What the call left in /tmp: the size-limited tmpfs, the only writable
+    place (0 when there is none: /tmp is then part of the read-only root)."""
+    try:
+        if os.stat(_TMP).st_dev == os.stat("/").st_dev:
+            return 0
+        fs = os.statvfs(_TMP)
+    except OSError:
+        return 0
+    return (fs.f_blocks - fs.f_bfree) * fs.f_frsize // 1024
+
+
+def _await_reply(read_fd: int, pid: int, cap: int) -> tuple[bytes | None, bool, tuple[int, Any] | None]:
     """Read the child's length-prefixed reply, or notice that it died.
 
-    Returns (reply or None, wait status or None). The tool's own forks inherit
-    the pipe, so EOF alone cannot tell that the child is gone: poll its status
-    between reads. A child that died without a whole reply gets a short grace
-    to flush what it wrote.
+    Returns (reply or None, whether it declared more than `cap` bytes, the
+    child's wait status and rusage if it was reaped). The tool's own forks
+    inherit the pipe, so EOF alone cannot tell that the child is gone: poll
+    its status between reads. A child that died without a whole reply gets a
+    short grace to flush what it wrote.
     """
     buf = bytearray()
     need = _HEADER.size
     size: int | None = None
-    status: int | None = None
+    waited: tuple[int, Any] | None = None
     died_at: float | None = None
     while True:
         ready, _, _ = select.select([read_fd], [], [], 0.02)
         if ready:
             chunk = os.read(read_fd, 1 << 20)
-            if not chunk and status is None:
-                _, status = os.waitpid(pid, 0)
-                return None, status
+            if not chunk and waited is None:
+                _, status, usage = os.wait4(pid, 0)
+                return None, False, (status, usage)
             buf += chunk
             if size is None and len(buf) >= need:
                 (size,) = _HEADER.unpack(bytes(buf[:need]))
                 if size > cap:
-                    return reply_bytes("limit", limit="output"), status
+                    return None, True, waited
                 need += size
             if size is not None and len(buf) >= need:
-                return bytes(buf[_HEADER.size : need]), status
+                return bytes(buf[_HEADER.size : need]), False, waited
             if not chunk:
-                return None, status
+                return None, False, waited
             continue
-        if status is None:
-            done, st = os.waitpid(pid, os.WNOHANG)
+        if waited is None:
+            done, status, usage = os.wait4(pid, os.WNOHANG)
             if done:
-                status, died_at = st, time.monotonic()
+                waited, died_at = (status, usage), time.monotonic()
         elif died_at is not None and time.monotonic() - died_at > 0.2:
-            return None, status
+            return None, False, waited
 
 
 def _child(job: dict[str, Any], write_fd: int, out_fd: int) -> None:
@@ -140,11 +163,14 @@ def _child(job: dict[str, Any], write_fd: int, out_fd: int) -> None:
         os._exit(70)
 
 
-def _run(job: dict[str, Any], out_fd: int) -> bytes:
+def _run(job: dict[str, Any], out_fd: int) -> tuple[dict[str, Any], bytes | None]:
+    """Run the job in a forked child; returns (facts, the child's reply bytes or None)."""
     limits = job.get("limits") or {}
     wall = float(limits.get("wall", 5.0))
-    cap = int(limits.get("output", 1024)) * 1024 + 4096
-    oom_before = _oom_kills()
+    cap = int(limits.get("output", 1024)) * 1024
+    oom_before = _counter(_OOM_FILES, "oom_kill")
+    pids_before = _counter(_PIDS_FILES, "max")
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -163,51 +189,54 @@ def _run(job: dict[str, Any], out_fd: int) -> bytes:
     signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, wall)
     data: bytes | None = None
-    status: int | None = None
+    waited: tuple[int, Any] | None = None
+    killed: str | None = None
     try:
-        data, status = _await_reply(read_fd, pid, cap)
+        data, over, waited = _await_reply(read_fd, pid, cap)
+        if over:
+            killed = "output"
+        elif waited is None:
+            # The reply is in: let the child end by itself (under the wall
+            # clock still), so its exit status is a fact, not our own kill.
+            _, status, usage = os.wait4(pid, 0)
+            waited = (status, usage)
     except _WallClock:
-        data = reply_bytes("limit", limit="wall")
+        killed = "wall"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     # The tool's own forks and threads die with its process group.
-    kills = (os.killpg,) if status is not None else (os.killpg, os.kill)
+    kills = (os.killpg,) if waited is not None else (os.killpg, os.kill)
     for kill in kills:
         try:
             kill(pid, signal.SIGKILL)
         except OSError:
             pass
-    if status is None:
+    if waited is None:
         try:
-            _, status = os.waitpid(pid, 0)
+            _, status, usage = os.wait4(pid, 0)
+            waited = (status, usage)
         except ChildProcessError:
-            status = 0
-    if data is not None:
-        return data
-    return _classify_death(status, oom_before)
-
-
-def _classify_death(status: int, oom_before: int) -> bytes:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig == signal.SIGXCPU:
-            return reply_bytes("limit", limit="cpu")
-        if sig == signal.SIGXFSZ:
-            return reply_bytes("limit", limit="disk")
-        if sig == signal.SIGKILL:
-            oom_after = _oom_kills()
-            if oom_after > oom_before or oom_after < 0:
-                # No counter to read (odd cgroup layout): an unexplained
-                # SIGKILL inside a memory-capped container is the OOM killer.
-                return reply_bytes("limit", limit="memory")
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        return reply_bytes("error", error={"type": "SandboxError", "message": f"the tool process was killed by {name}", "line": None})
-    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
-    return reply_bytes("error", error={"type": "SandboxError", "message": f"the tool process exited with code {code} without a reply", "line": None})
+            waited = None
+    facts: dict[str, Any] = {
+        "killed": killed,
+        "baseline_rss_kib": baseline,
+        "oom_kills": _rise(oom_before, _counter(_OOM_FILES, "oom_kill")),
+        "pids_max": _rise(pids_before, _counter(_PIDS_FILES, "max")),
+        "disk_used_kib": _disk_used_kib(),
+    }
+    if waited is not None:
+        status, usage = waited
+        facts["exit"] = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        facts["signal"] = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        facts["cpu"] = round(usage.ru_utime + usage.ru_stime, 4)
+        facts["maxrss_kib"] = usage.ru_maxrss
+    else:
+        facts["error"] = "the tool process could not be waited for"
+    return facts, data
 
 
 def main() -> None:
-    """Serve exactly one job from stdin, write one reply line, exit."""
+    """Serve exactly one job from stdin, write one frame, exit."""
     # Import the policy and RestrictedPython while the container is still
     # waiting in the warm pool, not on the call's clock.
     global execute
@@ -220,16 +249,17 @@ def main() -> None:
     if not line.strip():
         # The host went away (stdin closed) before sending a job.
         os._exit(0)
+    reply: bytes | None = None
     try:
         if len(line) > MAX_JOB_BYTES:
             raise ValueError("job too large")
         job = json.loads(line)
         if not isinstance(job, dict):
             raise ValueError("job is not an object")
-        data = _run(job, out_fd)
+        facts, reply = _run(job, out_fd)
     except Exception as exc:  # noqa: BLE001 - report, never a traceback on stdout
-        data = reply_bytes("error", error={"type": "SandboxError", "message": f"bad job: {exc}"[:500], "line": None})
-    view = memoryview(data + b"\n")
+        facts = {"error": f"bad job: {exc}"[:500]}
+    view = memoryview(wire.frame(facts, reply))
     while view:
         view = view[os.write(out_fd, view) :]
     os._exit(0)

@@ -258,9 +258,9 @@ def _trailer_facts(trailer: dict[str, Any], zygote: _Zygote) -> dict[str, Any]:
     facts = {key: trailer.get(key) for key in ("exit", "signal", "killed", "cpu")}
     facts["maxrss_kib"] = trailer.get("maxrss_kib", 0)
     facts["baseline_rss_kib"] = _baseline_rss_kib(zygote)
-    # With Landlock in force the child can create no file at all, so a
-    # SIGXFSZ is the tool signalling itself, not the disk limit.
-    facts["disk_used_kib"] = 0 if "landlock" in zygote.layers else None
+    # With Landlock (or an empty read-only root) the child can create no
+    # file at all, so a SIGXFSZ is the tool signalling itself, not the disk limit.
+    facts["disk_used_kib"] = 0 if {"landlock", "empty_root"} & set(zygote.layers) else None
     return wire.check_facts(facts)
 
 

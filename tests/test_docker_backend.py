@@ -285,3 +285,60 @@ def test_limit_is_named_even_when_the_tool_forked_a_pipe_holder(dock: DockerBack
     """
     r = dock.run(plain(source, limits=Limits(cpu=1, wall=15)))
     assert (r.status, r.limit) == ("limit", "cpu"), r
+
+
+# --------------------------------------------------------------------------- outcomes from facts (issue 7)
+
+
+def forging(reply: str) -> Job:
+    """A plain tool that writes `reply`, framed as the harness's child does,
+    into every descriptor it holds (the reply pipe among them), then exits."""
+    return plain(f"""
+    import os, struct
+    def f():
+        data = {reply.encode()!r}
+        for fd in range(3, 64):
+            try:
+                os.write(fd, struct.pack('>Q', len(data)) + data)
+            except OSError:
+                pass
+        os._exit(0)
+    """)
+
+
+def test_hand_raised_blocking_io_error_is_an_error_not_the_pids_limit(dock: DockerBackend) -> None:
+    source = "def f():\n    raise BlockingIOError(11, 'Resource temporarily unavailable')\n"
+    r = dock.run(plain(source))
+    assert (r.status, r.limit, r.error and r.error.type) == ("error", None, "BlockingIOError"), r
+    r = dock.run(plain("def f():\n    raise RuntimeError(\"can't start new thread\")\n"))
+    assert (r.status, r.limit) == ("error", None), r
+
+
+def test_hand_raised_memory_error_is_an_error_not_the_memory_limit(dock: DockerBackend) -> None:
+    r = dock.run(plain("def f():\n    raise MemoryError('fake')\n"))
+    assert (r.status, r.limit, r.error and r.error.type) == ("error", None, "MemoryError"), r
+
+
+def test_forged_replies_claim_nothing(dock: DockerBackend) -> None:
+    def reply(**fields: object) -> str:
+        return json.dumps({"status": "ok", "result": None, "error": None, "limit": None, "stdout": "", **fields})
+
+    memory = dock.run(forging(reply(status="limit", limit="memory",
+                                    error={"type": "MemoryError", "message": "m", "line": None})))
+    assert (memory.status, memory.limit, memory.error and memory.error.type) == ("error", None, "MemoryError"), memory
+    pids = dock.run(forging(reply(status="limit", limit="pids")))
+    assert (pids.status, pids.error and pids.error.type) == ("error", "SandboxProtocolError"), pids
+    blocked = dock.run(forging(reply(status="blocked", error={"type": "PolicyViolation", "message": "no", "line": 1})))
+    assert blocked.status == "error", blocked
+
+
+@pytest.mark.parametrize("body", ["[" * 1000 + "]" * 1000, "NaN", "[1, Infinity]"])
+def test_forged_deep_or_non_finite_replies_are_protocol_errors(dock: DockerBackend, body: str) -> None:
+    forged = '{"status":"ok","result":' + body + ',"error":null,"limit":null,"stdout":""}'
+    r = dock.run(forging(forged))
+    assert (r.status, r.error and r.error.type) == ("error", "SandboxProtocolError"), r
+
+
+def test_a_lone_surrogate_comes_back_as_a_replacement_character(dock: DockerBackend) -> None:
+    r = dock.run(plain("def f():\n    return ['a' + chr(0xD800), chr(0xDFFF)]\n"))
+    assert r.status == "ok" and r.result == ["a\ufffd", "\ufffd"], r
