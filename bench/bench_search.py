@@ -12,7 +12,7 @@ tool is first / among the first five) and, at the shipped threshold, how
 often a query that has a tool is wrongly told "no tool fits". For the
 queries no tool answers it reports how many are answered "no tool fits",
 and the no-fit precision: of all "no tool fits" answers, the share that
-were right.
+were right. The figures also go to bench/out/bench_search.json.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from toolcrib import Registry  # noqa: E402
 from toolcrib.registry.search import FIT_THRESHOLD  # noqa: E402
 
 KINDS = ("question", "paraphrase", "docstring")
+OUT = Path(__file__).resolve().parent / "out"
 
 
 def _source(tool: BenchTool) -> str:
@@ -159,6 +160,8 @@ def main() -> None:
     rows["median_ms_per_query"] = round(statistics.median(times), 2)
     if args.scale:
         rows["scale"] = scale(args.scale)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bench_search.json").write_text(json.dumps(rows, indent=2) + "\n")
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -174,6 +177,7 @@ def main() -> None:
           f"no-fit precision {n['precision']:.2f}")
     if args.scale:
         print(f"with filler: {rows['scale']}")
+    print(f"wrote {OUT / 'bench_search.json'}")
 
 
 if __name__ == "__main__":
