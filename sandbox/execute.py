@@ -25,14 +25,15 @@ import builtins
 import codecs
 import contextlib
 import datetime
+import gc
 import json
 from typing import Any
 
 from RestrictedPython.compile import compile_restricted_exec
 
 from .facades import guarded_import, reset_for_call
-from .guards import STATE, OutputLimit, PolicyViolation
-from .policy import ALLOWED_BUILTINS, ALLOWED_EXCEPTIONS, TOOL_FILENAMES
+from .guards import STATE, OutputLimit
+from .policy import ABSENT_BUILTINS, ALLOWED_BUILTINS, ALLOWED_EXCEPTIONS, EXCEPTION_ALIASES, TOOL_FILENAMES
 from .results import ResultNotJSON, to_json
 from .toolbuiltins import build_builtins, guard_hooks
 from .transform import ToolTransformer
@@ -44,10 +45,18 @@ _LIMIT_STDOUT_CHARS = 4096
 
 _BUILTINS = build_builtins(guarded_import)
 _HOOKS = guard_hooks()
-_OFFERED_NAMES = frozenset(ALLOWED_BUILTINS) | frozenset(ALLOWED_EXCEPTIONS)
+_OFFERED_NAMES = frozenset(ALLOWED_BUILTINS) | frozenset(ALLOWED_EXCEPTIONS) | frozenset(EXCEPTION_ALIASES)
 # Real builtins a tool might reach for that the sandbox does not offer; using
-# one is a refusal (blocked), not an ordinary NameError.
-_WITHHELD_BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_")) - _OFFERED_NAMES
+# one is refused at compile time (blocked). At run time (a name the tool also
+# binds somewhere) it is an ordinary NameError: `blocked` comes only from the
+# compiler or the guards' record, never from an exception the tool can raise.
+_WITHHELD_BUILTINS = (frozenset(n for n in dir(builtins) if not n.startswith("_")) - _OFFERED_NAMES
+                      - frozenset(ABSENT_BUILTINS))
+
+# The last call's namespace, value and exception, kept alive until the next
+# call starts: dropping them would run tool code (a generator's `finally`)
+# after the outcome was decided. In a per-call child they are never dropped.
+_HELD: list[Any] = []
 
 
 def _reply(status: str, result: Any = None, error: dict[str, Any] | None = None,
@@ -241,6 +250,7 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
         return _reply("error", error=_error("ValueError", f"unknown call mode {mode!r}"))
 
     ns = _namespace(restricted)
+    _HELD.append(ns)
     redirect = contextlib.nullcontext() if restricted else contextlib.redirect_stdout(_CappedStdout())
     with redirect:
         exec(code, ns)
@@ -258,10 +268,12 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
             ns.pop("ans", None)
             exec(snippet_code, ns)
             value = ns["ans"] if "ans" in ns else STATE.stdout()
-    stdout = STATE.stdout()
-    if STATE.violation is not None:
-        return _violation_reply()
-    return _reply("ok", to_json(value, cap - len(stdout)), stdout=stdout)
+    _HELD.append(value)
+    # No collection while converting: the collector would run tool code (a
+    # generator's `finally` in a garbage cycle) in the middle of it. The
+    # outcome is then decided from STATE after conversion (`_decided`).
+    gc.disable()
+    return _reply("ok", to_json(value, cap - len(STATE.stdout())), stdout=STATE.stdout())
 
 
 def _violation_reply() -> dict[str, Any]:
@@ -277,28 +289,43 @@ def _output_reply(cap: int) -> dict[str, Any]:
 
 def _run(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
     try:
-        return _execute(job, restricted, cap)
+        reply = _execute(job, restricted, cap)
     except _Refused as refused:
-        return refused.reply
-    except PolicyViolation:
-        return _violation_reply()
-    except OutputLimit:
-        return _violation_reply() if STATE.violation is not None else _output_reply(cap)
-    except MemoryError:
-        return _reply("limit", limit="memory", error=_error("MemoryError", "the tool ran out of memory"))
-    except ResultNotJSON as exc:
-        return _reply("error", error=_error("ResultNotJSON", str(exc)), stdout=STATE.stdout())
+        return refused.reply  # the compiler's refusal: no tool code ran
     except BaseException as exc:  # noqa: BLE001 - whatever the tool raises is an outcome
-        if STATE.violation is not None:
-            return _violation_reply()
-        line = _tool_line(exc)
-        if restricted and isinstance(exc, NameError) and getattr(exc, "name", None) in _WITHHELD_BUILTINS:
-            name = exc.name
-            where = f"line {line}: " if line is not None else ""
-            return _reply("blocked", error=_error("PolicyViolation",
-                                                  f'{where}builtin "{name}" is not available in the sandbox', line),
-                          stdout=STATE.stdout())
-        return _reply("error", error=_error(type(exc).__name__, _exception_message(exc), line), stdout=STATE.stdout())
+        gc.disable()
+        _HELD.append(exc)
+        reply = _exception_reply(exc, cap)
+    return _decided(reply, cap)
+
+
+def _exception_reply(exc: BaseException, cap: int) -> dict[str, Any]:
+    """The reply for an exception that ended the call. Which one it was is
+    only trusted where tool code cannot make it: OutputLimit and
+    PolicyViolation derive from BaseException and cannot be named, caught or
+    raised by restricted code (and STATE decides anyway, see `_decided`);
+    MemoryError cannot be named or obtained with type() there, so one
+    reaching this point was raised by the interpreter or a guard."""
+    if isinstance(exc, OutputLimit):
+        return _output_reply(cap)
+    if isinstance(exc, MemoryError):
+        return _reply("limit", limit="memory", error=_error("MemoryError", "the tool ran out of memory"))
+    if isinstance(exc, ResultNotJSON):
+        return _reply("error", error=_error("ResultNotJSON", str(exc)), stdout=STATE.stdout())
+    return _reply("error", error=_error(type(exc).__name__, _exception_message(exc), _tool_line(exc)),
+                  stdout=STATE.stdout())
+
+
+def _decided(reply: dict[str, Any], cap: int) -> dict[str, Any]:
+    """The guards' own record outranks whatever the call ended with: a
+    refusal or an output overflow the tool caught (``finally: return``, an
+    ``__exit__`` returning True) or that happened in a finaliser still
+    decides the outcome."""
+    if STATE.violation is not None:
+        return _violation_reply()
+    if STATE.output_exceeded:
+        return _output_reply(cap)
+    return reply
 
 
 def run_job(job: dict[str, Any], *, restricted: bool = True) -> bytes:
@@ -309,7 +336,9 @@ def run_job(job: dict[str, Any], *, restricted: bool = True) -> bytes:
         cap = int(job.get("limits", {}).get("output", 1024)) * 1024
     except BaseException:  # noqa: BLE001 - a malformed job is still an answer
         cap = 1024 * 1024
+    collecting = gc.isenabled()
     try:
+        _HELD.clear()  # the previous call's objects die before this call's record starts
         STATE.reset(cap)
         reset_for_call()
         reply = _run(job, restricted, cap)
@@ -326,6 +355,9 @@ def run_job(job: dict[str, Any], *, restricted: bool = True) -> bytes:
             return _encode(_reply("error", error=_error("InternalError", f"{type(exc).__name__} in the sandbox")))
         except BaseException:  # noqa: BLE001
             return _MEMORY_REPLY
+    finally:
+        if collecting:
+            gc.enable()
 
 
 _WARM_SOURCE = '''
@@ -368,4 +400,5 @@ def warm() -> None:
                  "limits": {"output": 64}}, restricted=restricted)
         run_job({"source": _WARM_SOURCE, "entrypoint": "run", "mode": "snippet", "snippet": "ans = run(2)",
                  "limits": {"output": 64}}, restricted=restricted)
+    _HELD.clear()
     STATE.reset(1024 * 1024)

@@ -20,7 +20,7 @@ import re
 import string
 import sys
 import weakref
-from types import FrameType
+from types import FrameType, FunctionType
 from typing import Any, Callable
 
 import _string  # C helper behind str.format; imported here so forked children never import
@@ -32,6 +32,7 @@ __all__ = [
     "OutputLimit",
     "PolicyViolation",
     "STATE",
+    "UnboundMethod",
     "guarded_delattr",
     "guarded_getattr",
     "guarded_getitem",
@@ -151,8 +152,14 @@ def is_tool_class(cls: Any) -> bool:
 
 
 def is_safe_type(kind: type) -> bool:
-    """True if `type()` may hand this class to tool code."""
-    return kind in _SAFE_TYPES or kind in _TOOL_CLASSES or issubclass(kind, BaseException)
+    """True if `type()` may hand this class to tool code.
+
+    Exception classes are, so tools can re-raise ``type(e)(...)``; but never
+    MemoryError (a tool holding it could fake a memory limit) nor anything
+    outside `Exception` (the sandbox's own control exceptions)."""
+    if kind in _SAFE_TYPES or kind in _TOOL_CLASSES:
+        return True
+    return issubclass(kind, Exception) and not issubclass(kind, MemoryError)
 
 
 def tool_metaclass(name: str, bases: tuple[Any, ...], namespace: dict[str, Any], **kwargs: Any) -> type:
@@ -212,26 +219,133 @@ def guarded_getattr(obj: Any, name: Any, default: Any = _MISSING) -> Any:
         raise refuse('attribute "scanner" of regular expressions is not allowed')
     if name in READABLE_DUNDERS:
         return _read_dunder(obj, name, default)
+    if name == "obj" and isinstance(obj, AttributeError):
+        # The interpreter stores the object whose lookup failed there: from
+        # an error raised inside library code, a library-internal object.
+        raise refuse('attribute "obj" of AttributeError is not allowed (it can hold a library-internal object)')
     if default is _MISSING:
-        return getattr(obj, name)
-    try:
-        return getattr(obj, name)
-    except AttributeError:
-        return default
+        value = getattr(obj, name)
+    else:
+        try:
+            value = getattr(obj, name)
+        except AttributeError:
+            return default
+    if type(value) is FunctionType:
+        return _checked_function(obj, name, value)
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Unbound library methods
+#
+# A method read from a class is a plain function that takes any object as
+# `self`. C methods check the type of `self` themselves; methods written in
+# Python do not, so `collections.ChainMap.__init__(json.dumps, {})` or
+# `re.error.__init__(some_function, ...)` would set attributes on library
+# objects the write guard protects, and other methods would read private
+# attributes of whatever they are given. The rule: a library function is
+# handed out only as a module-level function (from a facade) or bound to an
+# object; read from a class it is wrapped so that its first argument must be
+# an instance of that class (and, for __init__, an object the tool may write).
+# ---------------------------------------------------------------------------
+
+
+def _is_tool_function(func: FunctionType) -> bool:
+    return func.__code__.co_filename in TOOL_FILENAMES
+
+
+def _is_method(func: FunctionType) -> bool:
+    """Defined in a class body (``Class.name``), not at module level and not
+    a closure (``outer.<locals>.inner``)."""
+    head, dot, _ = func.__qualname__.rpartition(".")
+    return bool(dot) and not head.endswith("<locals>")
+
+
+def _class_attribute(cls: type, name: str) -> Any:
+    for base in cls.__mro__:
+        raw = base.__dict__.get(name, _MISSING)
+        if raw is not _MISSING:
+            return raw
+    return _MISSING
+
+
+def _checked_function(owner: Any, name: str, func: FunctionType) -> Any:
+    if _is_tool_function(func) or not _is_method(func):
+        return func
+    if isinstance(owner, type):
+        if isinstance(_class_attribute(owner, name), staticmethod):
+            return func  # takes no `self`: an ordinary function
+        return UnboundMethod(owner, func)
+    # Reached through an instance's own dict (functools.lru_cache copies a
+    # wrapped class's namespace onto its wrapper), a property's fget or a
+    # two-argument super(): there is no class to check `self` against.
+    raise refuse(f'"{func.__qualname__}" is a method of a library class; it is only available bound to an object')
+
+
+class UnboundMethod:
+    """A library class's method read from the class (``Fraction.limit_denominator``,
+    ``Base.__init__``): callable only with an instance of that class first,
+    and for ``__init__`` only with an object the tool may write to."""
+
+    __slots__ = ("_owner", "_func", "_init")
+
+    def __init__(self, owner: type, func: Callable[..., Any], init: bool = False) -> None:
+        self._owner = owner
+        self._func = func
+        self._init = init
+
+    @property
+    def __name__(self) -> str:  # the one readable dunder that applies (a plain str)
+        return str(getattr(self._func, "__name__", "method"))
+
+    def _label(self) -> str:
+        return f"{self._owner.__name__}.{self.__name__}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not args or not isinstance(args[0], self._owner):
+            raise refuse(f"{self._label()}() needs a {self._owner.__name__} object as its first argument "
+                         "(library methods are not applied to other objects)")
+        if self._init:
+            write_guard(args[0])
+        return self._func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<method {self._label()}>"
+
+
+def _read_init(obj: Any) -> Any:
+    if type(obj) is super:
+        # super().__init__(...): bound to the super object's `self`, which
+        # must be writable (a tool object); with a class as its second
+        # argument the result is unbound and checked like any class's.
+        target: Any = getattr(obj, "__self__")
+        value = getattr(obj, "__init__")
+        if isinstance(target, type):
+            if type(value) is FunctionType and _is_tool_function(value):
+                return value
+            return UnboundMethod(target, value, init=True)
+        if target is not None:
+            write_guard(target)
+        return value
+    if isinstance(obj, type):
+        value = getattr(obj, "__init__")
+        if type(value) is FunctionType and _is_tool_function(value):
+            return value  # the tool's own __init__ guards its own writes
+        return UnboundMethod(obj, value, init=True)
+    # A bound __init__ of an arbitrary object would re-initialise library state.
+    raise refuse('attribute "__init__" is only readable on super() and on classes')
 
 
 def _read_dunder(obj: Any, name: str, default: Any) -> Any:
-    if name == "__init__" and not (type(obj) is super or isinstance(obj, type)):
-        # super().__init__(...) and Base.__init__(self, ...) only: a bound
-        # __init__ of an arbitrary object would re-initialise library state.
-        raise refuse('attribute "__init__" is only readable on super() and on classes')
+    if name == "__init__":
+        return _read_init(obj)
     try:
         value = getattr(obj, name)
     except AttributeError:
         if default is _MISSING:
             raise
         return default
-    if name != "__init__" and type(value) is not str:
+    if type(value) is not str:
         raise refuse(f'attribute "{name}" is only readable when it is a plain str')
     return value
 

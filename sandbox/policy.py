@@ -19,10 +19,12 @@ import re
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 __all__ = [
+    "ABSENT_BUILTINS",
     "ALLOWED_BUILTINS",
     "ALLOWED_EXCEPTIONS",
     "ALLOWED_MODULES",
     "BLOCKED_ATTRIBUTES",
+    "EXCEPTION_ALIASES",
     "EXTRA_MAGIC_METHODS",
     "MAX_SEQUENCE_ITEMS",
     "ModuleRule",
@@ -110,15 +112,31 @@ ALLOWED_BUILTINS: dict[str, str] = {
 }
 
 # Exception classes: raising and catching them is how tools report errors.
+# Not BaseException (it would catch the sandbox's own control exceptions:
+# see EXCEPTION_ALIASES) and not MemoryError (see ABSENT_BUILTINS).
 ALLOWED_EXCEPTIONS: tuple[str, ...] = (
-    "ArithmeticError", "AssertionError", "AttributeError", "BaseException", "EOFError",
+    "ArithmeticError", "AssertionError", "AttributeError", "EOFError",
     "Exception", "FloatingPointError", "GeneratorExit", "ImportError", "IndexError",
-    "KeyError", "LookupError", "MemoryError", "NameError", "NotImplementedError",
+    "KeyError", "LookupError", "NameError", "NotImplementedError",
     "OverflowError", "RecursionError", "RuntimeError", "StopIteration", "TypeError",
     "UnboundLocalError", "UnicodeDecodeError", "UnicodeEncodeError", "UnicodeError",
     "ValueError", "ZeroDivisionError", "ModuleNotFoundError",
     "Warning", "UserWarning", "DeprecationWarning", "RuntimeWarning",
 )
+
+# Builtin names bound to another class in the sandbox. `except BaseException`
+# and `class E(BaseException)` are common in generated code; bound to
+# Exception they keep working, and no handler a tool can write matches the
+# sandbox's control exceptions (PolicyViolation, OutputLimit), which derive
+# from the real BaseException only.
+EXCEPTION_ALIASES: dict[str, str] = {"BaseException": "Exception"}
+
+# Real builtins that are simply absent: using one is an ordinary NameError
+# (an `error`), neither offered nor refused at compile time.
+ABSENT_BUILTINS: dict[str, str] = {
+    "MemoryError": "only the interpreter may raise it: a MemoryError reaching the sandbox is a real "
+    "allocation failure (limit: memory), so tool code can neither name nor raise one",
+}
 
 
 class ModuleRule:
@@ -289,13 +307,16 @@ MAX_SEQUENCE_ITEMS = 50_000_000
 class Policy:
     """The whole restricted policy in one structure."""
 
-    __slots__ = ("builtins", "exceptions", "modules", "refused", "magic_methods", "blocked_attributes")
+    __slots__ = ("builtins", "exceptions", "exception_aliases", "absent", "modules", "refused", "magic_methods",
+                 "blocked_attributes")
 
     def __init__(
         self,
         *,
         builtins: dict[str, str],
         exceptions: tuple[str, ...],
+        exception_aliases: dict[str, str],
+        absent: dict[str, str],
         modules: dict[str, ModuleRule],
         refused: dict[str, str],
         magic_methods: frozenset[str],
@@ -303,6 +324,8 @@ class Policy:
     ) -> None:
         self.builtins = builtins
         self.exceptions = exceptions
+        self.exception_aliases = exception_aliases
+        self.absent = absent
         self.modules = modules
         self.refused = refused
         self.magic_methods = magic_methods
@@ -312,6 +335,8 @@ class Policy:
 POLICY = Policy(
     builtins=ALLOWED_BUILTINS,
     exceptions=ALLOWED_EXCEPTIONS,
+    exception_aliases=EXCEPTION_ALIASES,
+    absent=ABSENT_BUILTINS,
     modules=ALLOWED_MODULES,
     refused=REFUSED_CONSTRUCTS,
     magic_methods=EXTRA_MAGIC_METHODS,

@@ -97,6 +97,10 @@ def _convert(value: Any, depth: int, active: set[int], budget: _Budget) -> Any:
                     if not isinstance(key, str):
                         raise ResultNotJSON(f"result is not JSON: dict key of type {type(key).__name__}")
                     key = str.__str__(key)
+                if key in out:
+                    # A str subclass key equal to another key: both cannot
+                    # be JSON object members, and dropping one would lose data.
+                    raise ResultNotJSON(f"result is not JSON: two dict keys are both the string {key[:80]!r}")
                 budget.charge(len(key) + 3)
                 out[key] = _convert(item, depth + 1, active, budget)
             return out

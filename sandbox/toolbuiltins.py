@@ -26,7 +26,7 @@ from .guards import (
     tool_metaclass,
     write_guard,
 )
-from .policy import ALLOWED_BUILTINS, ALLOWED_EXCEPTIONS
+from .policy import ALLOWED_BUILTINS, ALLOWED_EXCEPTIONS, EXCEPTION_ALIASES
 
 __all__ = ["build_builtins", "guard_hooks"]
 
@@ -186,6 +186,8 @@ def build_builtins(import_hook: Callable[..., Any]) -> dict[str, Any]:
         table[name] = _BUILTIN_IMPLEMENTATIONS.get(name) or getattr(builtins, name)
     for name in ALLOWED_EXCEPTIONS:
         table[name] = getattr(builtins, name)
+    for name, target in EXCEPTION_ALIASES.items():
+        table[name] = getattr(builtins, target)
     table["__build_class__"] = builtins.__build_class__
     table["__import__"] = import_hook
     return table

@@ -21,7 +21,8 @@ class ToolTransformer(RestrictingNodeTransformer):
     """RestrictedPython's transformer with the additions generated tools
     need: single-underscore helper names (`policy.is_helper_name`), more magic methods in tool classes (EXTRA_MAGIC_METHODS), reads of
     READABLE_DUNDERS and of the global ``__name__``, annotated assignments,
-    and guarded ``a.b += c`` / ``a[i] += c``. ``match`` is refused. Every
+    guarded ``a.b += c`` / ``a[i] += c``, and a bare ``except:`` caught as
+    ``except Exception:``. ``match`` is refused. Every
     other rule is RestrictedPython's own."""
 
     def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
@@ -61,6 +62,15 @@ class ToolTransformer(RestrictingNodeTransformer):
             ast.fix_missing_locations(call)
             return call
         return super().visit_Attribute(node)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:
+        """A bare ``except:`` becomes ``except Exception:``, so no handler a
+        tool writes can catch the sandbox's control exceptions (which derive
+        from BaseException only; the name BaseException is bound to
+        Exception in the sandbox, see `policy.EXCEPTION_ALIASES`)."""
+        if node.type is None:
+            node.type = ast.copy_location(ast.Name("Exception", ast.Load()), node)
+        return super().visit_ExceptHandler(node)
 
     def visit_Match(self, node: ast.AST) -> Any:
         # Class patterns look attributes up in C, past _getattr_.
