@@ -83,7 +83,7 @@ _QUOTED = re.compile(r"\"[^\"]*\"|(?<![A-Za-z])'[^']*'(?![A-Za-z])")
 
 def split_identifiers(text: str) -> str:
     """Text with every identifier also given as its words: ``parseHTTPDate`` ->
-    ``parseHTTPDate parse HTTP Date``, ``sort_words`` -> ``sort_words sort words``.
+    ``parseHTTPDate (parse HTTP Date)``, ``sort_words`` -> ``sort_words (sort words)``.
 
     The unsplit form stays, so a query that names the identifier still finds it.
     """
