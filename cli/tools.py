@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..registry import ProvenanceInput, ToolVersion
 from ..registry.cases import load_tests
 from ..registry.search import FIT_THRESHOLD, query_words
-from ..registry.stats import UsageStats
 from ..sandbox import Limits
 from .exports import export_schema
 from .common import (
@@ -27,6 +26,9 @@ from .common import (
     parse_limits,
     read_text_argument,
 )
+
+if TYPE_CHECKING:
+    from ..registry.stats import UsageStats
 
 __all__ = ["COMMANDS"]
 

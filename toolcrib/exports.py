@@ -34,9 +34,10 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from toolcrib.registry.models import ToolVersion
+if TYPE_CHECKING:  # only annotations: importing this module (the CLI does) loads no pydantic
+    from toolcrib.registry.models import ToolVersion
 
 __all__ = [
     "FORMATS",
