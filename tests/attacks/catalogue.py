@@ -119,9 +119,11 @@ def run():
 import string
 def run():
     base, _ = string.Formatter().get_field("0.__class__.__base__", [1], {})
-    for cls in base.__subclasses__():
-        if cls.__name__ == "_wrap_close":
-            return cls.__init__.__globals__["listdir"]("@SECRET_PATH@".rsplit("/", 1)[0])
+    # Names as strings: the Formatter is what this case is about, so no
+    # attribute here may be refused before it at compile time.
+    for cls in getattr(base, "__subclasses__")():
+        if getattr(cls, "__name__") == "_wrap_close":
+            return getattr(getattr(cls, "__init__"), "__globals__")["listdir"]("@SECRET_PATH@".rsplit("/", 1)[0])
     raise LookupError("os._wrap_close not found")
 ''', BLOCKED, reason="Formatter"),
     _c("rp-cve-2023-41039-format-map", "format_string", "CVE-2023-41039",

@@ -32,6 +32,7 @@ from toolcrib.sandbox import Job, Limits, Result
 
 from . import probes as probe_data
 from .catalogue import CATALOGUE
+from .child import run_in_child
 from .corpus import ATTACKS, HELPER_TOOL, Attack
 from .jailkit import CALL_UID_BASE, CALL_UID_SLOTS, JailCanaries, JailSession, make_backend, settle
 from .probes import PERSISTENCE, PROBES, Persist, Probe, judge, source
@@ -242,6 +243,24 @@ def test_probe_judge_can_fail() -> None:
     refused_by_host = Result(status="unavailable", backend="restricted")
     assert judge_probe(probe, refused_by_host) is not None
     assert judge_probe(probe, Result(status="ok", result={"denied": "EPERM"}, backend="restricted")) is None
+
+
+def test_probes_catch_a_process_without_the_jail(jail: Jail) -> None:
+    # The same probes in a plain forked child with no jail (only an address-
+    # space limit): each one gets through, and the judge says so. This is
+    # what a missing layer would look like in the tests above.
+    by_id = {p.id: p for p in PROBES}
+    tried = [i for i in ("open-etc-passwd", "listdir-root", "stat-secret", "socket-inet", "socketpair",
+                         "proc-self-maps", "statx-secret") if i in by_id]  # raw-syscall probes: x86_64 only
+    through = []
+    for probe_id in tried:
+        probe = by_id[probe_id]
+        reply = run_in_child({"source": jail.canaries.render(source(probe.code)), "entrypoint": "run",
+                              "policy": "plain", "limits": {"output": 64}}, restricted=False)
+        reply.setdefault("backend", "none")
+        if judge(probe, reply) is not None:
+            through.append(probe_id)
+    assert through == tried
 
 
 def test_probes_are_complete() -> None:
