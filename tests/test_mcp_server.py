@@ -26,7 +26,7 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
@@ -392,6 +392,34 @@ def test_a_version_verified_while_serving_is_announced_then_listed(connect: Open
             assert name not in {t.name for t in (await session.list_tools()).tools}
 
     _run(body)
+
+
+def test_a_2026_client_gets_the_change_on_its_listen_stream(registry: Path) -> None:
+    """The SDK's `Client` negotiates the 2026-07-28 protocol (no handshake):
+    identity comes per request, changes arrive on `subscriptions/listen`."""
+    name = f"modern_{os.getpid()}_{int(time.monotonic() * 1000)}"
+    with Registry(registry, actor="setup") as reg:
+        reg.add(LATE.replace("late", name), tests=[{"args": {"x": 1}, "expected": 2}])
+    env = {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
+    params = StdioServerParameters(command=TOOLCRIB, args=_serve_args(registry), env=env)
+
+    async def body() -> None:
+        with open(os.devnull, "w") as quiet:
+            async with Client(stdio_client(params, errlog=quiet), client_info=CLIENT) as client:
+                assert client.protocol_version == "2026-07-28"
+                assert name not in {t.name for t in (await client.list_tools()).tools}
+                assert (await client.call_tool("double", {"x": 3})).structured_content == {"result": 6}
+                async with client.listen(tools_list_changed=True) as subscription:
+                    with Registry(registry, actor="setup") as reg:
+                        await anyio.to_thread.run_sync(lambda: reg.verify(name))
+                    with anyio.fail_after(DEADLINE):
+                        async for _event in subscription:
+                            break
+                assert name in {t.name for t in (await client.list_tools()).tools}
+
+    anyio.run(body)
+    with Registry(registry, create=False) as reg:
+        assert reg.audit(event="call", tool="double")[-1].actor == "mcp:pytest-agent/7.1"
 
 
 def test_tool_filter_serves_only_matching_names(registry: Path) -> None:
