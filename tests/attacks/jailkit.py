@@ -12,12 +12,10 @@ world-connectable. An escaped call running as any uid would reach them.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import shutil
 import socket
-import stat
 import tempfile
 import threading
 import time
@@ -32,8 +30,8 @@ __all__ = [
     "JailSession",
     "Listener",
     "TMP_PREFIX",
-    "alive",
     "make_backend",
+    "processes",
     "settle",
 ]
 
@@ -261,7 +259,7 @@ def _status(pid: int) -> dict[str, str] | None:
     return {k: v.strip() for k, v in fields.items()}
 
 
-def _processes() -> dict[int, tuple[int, int]]:
+def processes() -> dict[int, tuple[int, int]]:
     """pid -> (parent pid, real uid), zombies left out."""
     table: dict[int, tuple[int, int]] = {}
     for entry in os.listdir("/proc"):
@@ -286,7 +284,7 @@ def _is_zygote(pid: int) -> bool:
 
 
 def _strays(zygote: int, spares: int, owner_uid: int | None, exempt: set[int]) -> tuple[list[str], set[int]]:
-    table = _processes()
+    table = processes()
     children = {pid for pid, (ppid, _uid) in table.items() if ppid == zygote}
     found: list[str] = []
     for pid, (ppid, uid) in table.items():
@@ -316,11 +314,6 @@ def settle(zygote: int, spares: int, *, owner_uid: int | None = None, exempt: se
         if not found or time.monotonic() > end:
             return found, children
         time.sleep(0.005)
-
-
-def alive(pid: int) -> bool:
-    status = _status(pid)
-    return status is not None and not status.get("State", "").startswith("Z")
 
 
 def make_backend(**kwargs: Any) -> Any:

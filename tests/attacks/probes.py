@@ -256,6 +256,20 @@ return _try(lambda: threading.Thread(target=lambda: None).start())
        'return _raw(' + str(_NR["execveat"]) + ', _AT_FDCWD, "/bin/true", None, None, 0)', x86_64_only=True),
     _p("posix-spawn", "os.posix_spawn", 'return _try(lambda: os.posix_spawn("/bin/true", ["true"], {}))',
        denied=NO_PROCESS),
+    _p("setsid", "leave the call's session (the wall-clock kill is for the whole group)",
+       'return _try(lambda: os.setsid())', user=True),
+    _p("setpgid", "leave the call's process group", 'return _try(lambda: os.setpgid(0, 0))'),
+    _p("open-descriptors", "the child holds only stdio and its own call socket (a control socket or another "
+       "call's socket would let it read other jobs)", '''
+held = []
+for fd in range(0, 1024):
+    if _raw(72, fd, 1, 0).get("done") is not None:  # fcntl(fd, F_GETFD) succeeds: fd is open
+        held.append(fd)
+extra = [fd for fd in held if fd > 2]
+if len(extra) == 1 and held[:3] == [0, 1, 2]:
+    return {"denied": "none-extra"}
+return {"done": held}
+''', denied=frozenset({"none-extra"}), x86_64_only=True, user=True),
     _p("kill-init", "os.kill(1, 0)", 'return _try(lambda: os.kill(1, 0))', user=True),
     _p("kill-zygote", "os.kill(os.getppid(), SIGKILL)", 'return _try(lambda: os.kill(os.getppid(), signal.SIGKILL))',
        user=True),

@@ -19,9 +19,11 @@ process (a call that killed it would otherwise be hidden by the restart).
 from __future__ import annotations
 
 import os
+import platform
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -186,6 +188,48 @@ def test_nothing_written_by_one_call_is_seen_by_the_next(pair: Persist, jail: Ja
         assert not problems, f"{pair.id} (read): {problems}; {read!r}"
         assert mark not in read.model_dump_json(), f"{pair.id}: the next call saw it: {read!r} (write: {wrote!r})"
         assert read.status == "ok", read
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="raw system call numbers are x86_64's")
+def test_a_call_cannot_reach_a_concurrent_call(jail: Jail) -> None:
+    # A call that is running (not an idle spare) holds a secret in memory;
+    # a second call tries to signal it, read its memory and attach to it.
+    mark = "mark-" + secrets.token_hex(12)
+    victim = jail.plain(f"import time\ndef run():\n    held = {mark!r} * 4\n    time.sleep(1.5)\n    return 'alive'\n")
+    outcome: list[Result] = []
+    thread = threading.Thread(target=lambda: outcome.append(jail.backend.run(victim)))
+    thread.start()
+    try:
+        time.sleep(0.3)
+        attacker = source('''
+buf = ctypes.create_string_buffer(4096)
+me = os.getpid()
+reached = []
+for pid in range(max(2, me - 40), me + 40):
+    if pid == me:
+        continue
+    try:
+        os.kill(pid, 0)
+        reached.append(("signal", pid))
+    except OSError:
+        pass
+    local = (ctypes.c_void_p * 2)(ctypes.addressof(buf), 4096)
+    remote = (ctypes.c_void_p * 2)(id(None), 4096)
+    if "done" in _raw(310, pid, local, 1, remote, 1, 0):
+        reached.append(("read", pid))
+    if "done" in _raw(101, 16, pid, 0, 0):
+        reached.append(("ptrace", pid))
+return {"done": reached} if reached else {"denied": "EPERM"}
+''')
+        result = jail.backend.run(jail.plain(attacker))
+    finally:
+        thread.join(timeout=30)
+    assert result.status == "ok" and result.result == {"denied": "EPERM"}, result
+    assert mark not in result.model_dump_json()
+    assert outcome and outcome[0].status == "ok" and outcome[0].result == "alive", outcome
+    assert jail.canaries.problems() == []
+    found, jail.spares = settle(jail.zygote, SPARES)
+    assert found == [], found
 
 
 # --------------------------------------------------------------------------- the checks can fail

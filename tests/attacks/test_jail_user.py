@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from .jailkit import _processes
+from .jailkit import processes
 from .probes import PERSISTENCE, PROBES
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the driver as another user")
@@ -41,7 +41,7 @@ FIRST_UID = 61_700
 
 
 def _free_uid() -> int:
-    busy = {uid for _ppid, uid in _processes().values()}
+    busy = {uid for _ppid, uid in processes().values()}
     uid = FIRST_UID
     while uid in busy:
         uid += 1
@@ -75,13 +75,16 @@ def _interpreter(uid: int, site_dir: str) -> str:
 
 
 def _leftovers(uid: int) -> list[int]:
-    return [pid for pid, (_ppid, owner) in _processes().items() if owner == uid]
+    return [pid for pid, (_ppid, owner) in processes().items() if owner == uid]
 
 
 @pytest.fixture(scope="module")
 def report() -> Iterator[dict[str, Any]]:
     uid = _free_uid()
     site_dir = sysconfig.get_paths()["purelib"]
+    readable = _as_user(uid, ["/bin/sh", "-c", 'test -r "$0" && test -r "$1"', DRIVER, site_dir])
+    if readable.returncode != 0:
+        pytest.skip(f"this checkout or its venv is not readable by another user ({DRIVER}, {site_dir})")
     python = _interpreter(uid, site_dir)
     config = {"site_dirs": [site_dir], "python": python, "probes": [p.id for p in USER_PROBES],
               "persistence": [p.id for p in USER_PERSISTENCE]}
