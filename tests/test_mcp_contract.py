@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from toolcrib import Limits
 from toolcrib.cli import cli
 from toolcrib.registry import ArgumentsError, BundleError, Registry
 from toolcrib.registry.models import Signature
@@ -29,14 +30,20 @@ def echo(x: int) -> int:
     return x
 '''
 
-SLEEPY = '''
-def spin(seconds: int) -> int:
-    """Busy-wait until killed."""
-    total = 0
-    while True:
-        total += seconds
-    return total
+# Never ends by itself for n < 0; its ~96 MB of ballast marks the process that
+# runs it (a warm spare or an idle container is far smaller), so the test can
+# find it without looking at timing.
+HOLD = '''
+def hold(n: int) -> int:
+    """Count n down to zero, holding some memory."""
+    ballast = [0] * 12_000_000
+    steps = 0
+    while n != 0:
+        n -= 1
+        steps += 1
+    return steps + len(ballast) - 12_000_000
 '''
+BALLAST_KIB = 64 * 1024
 
 
 def _store_schema(reg: Registry, ref: str, input_schema: dict[str, Any]) -> None:
@@ -130,66 +137,78 @@ def test_cli_import_of_a_doctored_bundle_exits_2_with_one_line(tmp_path: Path) -
     assert len(lines) == 1 and "stored input schema differs from the one its source derives" in lines[0]
 
 
-def _alive(pid: int) -> bool:
+def _procs() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state) for every process."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            found[int(entry)] = (int(fields[1]), fields[0])
+    return found
+
+
+def _read(path: str) -> str:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by the sandbox uid
-    # A zombie is gone for our purposes: it runs nothing.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
+        with open(path) as f:
+            return f.read()
     except OSError:
-        return False
+        return ""
 
 
-def test_cancel_kills_the_sandboxed_process(tmp_path: Path) -> None:
+def _rss_kib(pid: int) -> int:
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _holders(backend: str) -> set[int]:
+    """Live processes of this test's sandboxes that hold hold()'s ballast:
+    children of our zygote (restricted), or processes inside containers this
+    process started (docker)."""
+    procs = _procs()
+    if backend == "restricted":
+        zygote = get_backend("restricted").info()["zygote_pid"]
+        candidates = {pid for pid, (parent, _) in procs.items() if parent == zygote}
+    else:
+        from toolcrib.sandbox.docker import LABEL, LABEL_PID
+
+        client = get_backend("docker")._client  # noqa: SLF001 - the backend's own engine connection
+        ids = [c["Id"] for c in client.api.containers(filters={"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]})]
+        candidates = {pid for pid in procs if any(cid in _read(f"/proc/{pid}/cgroup") for cid in ids)}
+    return {pid for pid in candidates if procs[pid][1] != "Z" and _rss_kib(pid) > BALLAST_KIB}
+
+
+def test_cancel_kills_the_sandboxed_process(tmp_path: Path, backend: str) -> None:
     with Registry(tmp_path / "r.db", actor="t") as reg:
-        reg.add(SLEEPY)
+        reg.add(HOLD, limits=Limits(cpu=100, wall=120, memory=512))
         cancel = Cancel()
         outcome: list[Any] = []
         caller = threading.Thread(
-            target=lambda: outcome.append(
-                reg.call("spin", {"seconds": 1}, allow_unverified=True, limits={"wall": 120, "cpu": 60}, cancel=cancel)
-            )
+            target=lambda: outcome.append(reg.call("hold", {"n": -1}, backend=backend, allow_unverified=True,
+                                                   cancel=cancel))
         )
-        # This process's zygote forks one child per call (and keeps spares,
-        # which sleep): the call's child is the one of its children that runs.
-        zygote = get_backend("restricted").info()["zygote_pid"]
-        before = _running_children(zygote)
         caller.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         running: set[int] = set()
-        while time.monotonic() < deadline and not running:
-            running = _running_children(zygote) - before
+        while not running:
+            assert time.monotonic() < deadline, "the call never started its sandbox"
+            assert caller.is_alive(), outcome
+            running = _holders(backend)
             time.sleep(0.05)
-        assert running, "the call never started a sandbox process"
         cancel.cancel()
-        caller.join(60)
+        caller.join(120)  # the wall limit is 120 s: only the cancellation ends it sooner
         assert not caller.is_alive()
         [result] = outcome
         assert result.status == "error" and result.error.type == "Cancelled"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(_alive(p) for p in running):
+        deadline = time.monotonic() + 60
+        while any(_procs().get(p, (0, "Z"))[1] != "Z" for p in running):
+            assert time.monotonic() < deadline, "the cancelled sandbox is still running"
             time.sleep(0.05)
-        assert not any(_alive(p) for p in running)
+        assert _holders(backend) == set()
         entry = reg.audit(event="call")[-1]
         assert entry.details["status"] == "cancelled"
-
-
-def _running_children(zygote: int) -> set[int]:
-    """Children of the zygote in state R (running or runnable): spares wait asleep."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == zygote and fields[0] == "R":
-            found.add(int(entry))
-    return found
