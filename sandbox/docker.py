@@ -91,8 +91,11 @@ _OPEN: "weakref.WeakSet[DockerBackend]" = weakref.WeakSet()
 @atexit.register
 def _close_open_backends() -> None:
     # Daemon threads still run during atexit, so the fillers can be joined.
+    # A forked child inherits the set but not the threads or the containers:
+    # only the process that made a backend closes it.
     for backend in list(_OPEN):
-        backend.close()
+        if backend._pid == os.getpid():
+            backend.close()
 
 
 def _boot_id() -> str:
@@ -396,6 +399,7 @@ class DockerBackend:
         # `close` shuts their sockets so the wait ends at once.
         self._warming: dict[str, _Container] = {}
         self._owner = uuid.uuid4().hex
+        self._pid = os.getpid()
         self.reaped = 0
         self._has_reaped = False
         _OPEN.add(self)
