@@ -269,11 +269,19 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
             exec(snippet_code, ns)
             value = ns["ans"] if "ans" in ns else STATE.stdout()
     _HELD.append(value)
-    # No collection while converting: the collector would run tool code (a
-    # generator's `finally` in a garbage cycle) in the middle of it. The
-    # outcome is then decided from STATE after conversion (`_decided`).
-    gc.disable()
+    _tool_finished()
     return _reply("ok", to_json(value, cap - len(STATE.stdout())), stdout=STATE.stdout())
+
+
+def _tool_finished() -> None:
+    """The tool returned or raised. Finalisers of the garbage it left (a
+    generator's ``finally`` in a reference cycle) run now, while what they
+    do still counts; then the collector pauses until the reply is built, so
+    no tool code runs during conversion or after the outcome is decided
+    (`_decided`). Cheap: only objects made during the call are looked at
+    (see `run_job`)."""
+    gc.collect()
+    gc.disable()
 
 
 def _violation_reply() -> dict[str, Any]:
@@ -293,8 +301,8 @@ def _run(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
     except _Refused as refused:
         return refused.reply  # the compiler's refusal: no tool code ran
     except BaseException as exc:  # noqa: BLE001 - whatever the tool raises is an outcome
-        gc.disable()
         _HELD.append(exc)
+        _tool_finished()
         reply = _exception_reply(exc, cap)
     return _decided(reply, cap)
 
@@ -337,8 +345,13 @@ def run_job(job: dict[str, Any], *, restricted: bool = True) -> bytes:
     except BaseException:  # noqa: BLE001 - a malformed job is still an answer
         cap = 1024 * 1024
     collecting = gc.isenabled()
+    # Everything older than this call is not the tool's: frozen, it is left
+    # out of the collection when the tool finishes (`_tool_finished`). A
+    # child of the zygote inherits a frozen heap and never thaws it.
+    thaw = gc.get_freeze_count() == 0
     try:
         _HELD.clear()  # the previous call's objects die before this call's record starts
+        gc.freeze()
         STATE.reset(cap)
         reset_for_call()
         reply = _run(job, restricted, cap)
@@ -356,6 +369,8 @@ def run_job(job: dict[str, Any], *, restricted: bool = True) -> bytes:
         except BaseException:  # noqa: BLE001
             return _MEMORY_REPLY
     finally:
+        if thaw:
+            gc.unfreeze()
         if collecting:
             gc.enable()
 
