@@ -38,8 +38,24 @@ _VALUE_LIMIT = 120
 
 
 def _plain_json(value: Any) -> Any:
-    """`value` as plain JSON data (tuples become lists); ValueError if it is not JSON."""
-    return json.loads(json.dumps(value, allow_nan=False, ensure_ascii=False))
+    """`value` as plain JSON data (tuples become lists); ValueError if it is
+    not JSON or is nested deeper than _MAX_DEPTH levels."""
+    plain = json.loads(json.dumps(value, allow_nan=False, ensure_ascii=False))
+    _check_depth(plain, 0)
+    return plain
+
+
+# Far deeper than any result can be (the sandbox caps them at 64 levels), and
+# well inside what pydantic serializes when the version is hashed and stored.
+_MAX_DEPTH = 100
+
+
+def _check_depth(value: Any, depth: int) -> None:
+    if isinstance(value, (list, dict)):
+        if depth >= _MAX_DEPTH:
+            raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
+        for item in value.values() if isinstance(value, dict) else value:
+            _check_depth(item, depth + 1)
 
 
 def _assigns_ans(tree: ast.AST) -> bool:

@@ -138,7 +138,8 @@ class _TypeReader:
             if isinstance(node.value, str):
                 try:
                     inner = ast.parse(node.value.strip(), mode="eval").body
-                except SyntaxError:
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
+                    # Not an expression (or one nested past the parser's limits).
                     return self.unknown(node)
                 return self.read(inner, depth + 1)
             return self.unknown(node)
@@ -211,6 +212,8 @@ class _TypeReader:
             value = ast.literal_eval(node)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             return _NOT_LITERAL
+        if isinstance(value, int) and not isinstance(value, bool) and not _json_int(value):
+            raise AdmissionError(_HUGE_INT, node.lineno)
         if value is None or isinstance(value, (str, int, bool)):
             return value
         return _NOT_LITERAL
@@ -357,8 +360,22 @@ _cache: OrderedDict[tuple[str, str], _Compiled] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+# CPython will not write an int of more than 4300 decimal digits as text
+# (sys.int_info.default_max_str_digits), so neither can json; 14,000 bits
+# (~4214 digits) stays below that, as the sandbox's results do.
+_MAX_JSON_INT_BITS = 14_000
+_HUGE_INT = "an integer literal this large (over 14,000 bits, about 4,200 digits) cannot be written as JSON"
+
+
+def _json_int(value: int) -> bool:
+    return value.bit_length() <= _MAX_JSON_INT_BITS
+
+
 def _json_default(value: Any) -> tuple[bool, Any]:
-    """(ok, JSON form) of a literal default; sets, bytes, complex and NaN have none."""
+    """(ok, JSON form) of a literal default; sets, bytes, complex and NaN have
+    none. Raises AdmissionError for an int JSON cannot hold."""
+    if isinstance(value, int) and not isinstance(value, bool) and not _json_int(value):
+        raise AdmissionError(_HUGE_INT)
     if value is None or isinstance(value, (str, bool, int)):
         return True, value
     if isinstance(value, float):
@@ -434,6 +451,8 @@ def _compile(source: str, entrypoint: str) -> _Compiled:
         if default is not None:
             try:
                 ok, value = _json_default(ast.literal_eval(default))
+            except AdmissionError:
+                raise AdmissionError(f"the default of parameter {arg.arg!r}: {_HUGE_INT}", default.lineno) from None
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 ok, value = False, None
             if ok:
@@ -512,7 +531,7 @@ def derive_signature(source: str, entrypoint: str) -> Signature:
     """
     try:
         return _compiled(source, entrypoint).signature.model_copy(deep=True)
-    except RecursionError:
+    except (RecursionError, MemoryError):
         raise AdmissionError("the entrypoint's annotations are nested too deeply") from None
 
 

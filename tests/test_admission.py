@@ -580,3 +580,75 @@ def test_check_name_refuses_a_trailing_newline() -> None:
     # "$" in a regex matches before a final newline; names must match in full.
     with pytest.raises(InvalidInput):
         check_name("tool\n")
+
+
+# -- bad input is a clean refusal (issue 7): exit 2, one line, never exit 70 ----------
+
+_HUGE_HEX = "0x" + "f" * 4000  # 16,000 bits: more digits than JSON (or int->str) can take
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        (f"def f(x: int = {_HUGE_HEX}) -> int:\n    return 1\n", "cannot be written as JSON"),
+        (f"def f(*, x: list = [1, {_HUGE_HEX}]) -> int:\n    return 1\n", "cannot be written as JSON"),
+        (f"def f(x: tuple = ({_HUGE_HEX},)) -> int:\n    return 1\n", "cannot be written as JSON"),
+        ("def f(x: int = " + "9" * 5000 + ") -> int:\n    return 1\n", "syntax error"),
+        (f"from typing import Literal\ndef f(x: Literal[{_HUGE_HEX}]) -> int:\n    return 1\n", "JSON"),
+        (f"from typing import Literal\ndef f(x: int) -> Literal[{_HUGE_HEX}]:\n    return 1\n", "JSON"),
+        (f"from typing import Literal\ndef f(x: 'Literal[{_HUGE_HEX}]') -> int:\n    return 1\n", "JSON"),
+        ("def f(x: list = " + "[" * 2000 + "]" * 2000 + ") -> int:\n    return 1\n", "nested"),
+        ("def f(x: int = " + "-" * 100_000 + "1) -> int:\n    return 1\n", "nested too deeply"),
+        ("def f(x: int = 1) -> int:\n    return " + "x." * 50_000 + "real\n", "nested too deeply"),
+        ("def f(x: int = " + "lambda: " * 3000 + "1) -> int:\n    return 1\n", "nested too deeply"),
+    ],
+    ids=["hex-default", "hex-in-list-default", "hex-in-tuple-default", "decimal-default", "literal-annotation",
+         "literal-return", "string-annotation", "deep-list-default", "deep-unary-default", "deep-attribute-chain",
+         "deep-lambda-default"],
+)
+def test_bad_source_at_add_is_refused_with_exit_2(tmp_path: Path, source: str, why: str) -> None:
+    from click.testing import CliRunner
+
+    from toolcrib.cli import cli
+
+    path = tmp_path / "tool.py"
+    path.write_text(source)
+    result = CliRunner().invoke(cli, ["--registry", str(tmp_path / "r.db"), "add", str(path)])
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert why in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(x: int = " + "9" * 4000 + ") -> int:\n    return 1\n",  # ~13,300 bits: JSON can hold it
+        "def f(x: int = 1) -> int:\n    return " + _HUGE_HEX + "\n",  # in the body: never JSON
+        "def f(x: '" + "-" * 100_000 + "1') -> int:\n    return 1\n",  # a string annotation too deep to read
+    ],
+    ids=["4000-digit-default", "huge-literal-in-body", "deep-string-annotation"],
+)
+def test_large_but_harmless_source_is_admitted(tmp_path: Path, source: str) -> None:
+    from click.testing import CliRunner
+
+    from toolcrib.cli import cli
+
+    path = tmp_path / "tool.py"
+    path.write_text(source)
+    result = CliRunner().invoke(cli, ["--registry", str(tmp_path / "r.db"), "add", str(path), "--json"])
+    assert result.exit_code == 0, (result.exit_code, result.output)
+
+
+def test_a_tests_file_nested_past_what_can_be_stored_is_refused_with_exit_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from toolcrib.cli import cli
+
+    tool = tmp_path / "tool.py"
+    tool.write_text("def f(x: int = 1) -> int:\n    return 1\n")
+    tests = tmp_path / "tests.json"
+    tests.write_text('[{"args": {"x": 1}, "expected": ' + "[" * 500 + "]" * 500 + "}]")
+    result = CliRunner().invoke(cli, ["--registry", str(tmp_path / "r.db"), "add", str(tool), "--tests", str(tests)])
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "nested deeper than" in result.stderr and "Traceback" not in result.stderr
