@@ -176,3 +176,44 @@ def test_appends_continue_the_chain_after_reopen(reg: Registry, tmp_path: Path) 
         last = again.audit()[-1]
         assert (last.seq, last.actor, last.event) == (6, "bob", "deprecate")
         assert again.audit_verify().ok
+
+
+# -- whatever a tool returned, the entry is written (issue 7) -------------------------
+
+
+def test_an_entry_with_lone_surrogates_is_written_and_verifies(reg: Registry) -> None:
+    from toolcrib.registry.audit import append_entry
+    from toolcrib.registry.store import write_transaction
+
+    with write_transaction(reg.db):
+        entry = append_entry(reg.db, actor="alice", event="call", tool="add@1.0.1",
+                             details={"result": "x\ud800", "k\udfff": ["\udc80"]})
+    assert entry.details == {"result": "x\ufffd", "k\ufffd": ["\ufffd"]}
+    stored = reg.audit(event="call")[-1]
+    assert stored.details == entry.details and stored.entry_hash == entry.entry_hash
+    assert reg.audit_verify().ok
+
+
+def test_details_that_are_not_json_still_leave_an_entry(reg: Registry) -> None:
+    from toolcrib.registry.audit import append_entry
+    from toolcrib.registry.store import write_transaction
+
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    before = len(reg.audit())
+    with write_transaction(reg.db):
+        append_entry(reg.db, actor="alice", event="call", tool="add@1.0.1", details={"bad": {1, 2}})
+        append_entry(reg.db, actor="alice", event="call", tool="add@1.0.1", details={"deep": deep})
+    entries = reg.audit()
+    assert len(entries) == before + 2
+    assert all("unrecordable_details" in e.details for e in entries[-2:])
+    assert reg.audit_verify().ok
+
+
+def test_cap_value_makes_surrogates_safe_and_survives_anything() -> None:
+    assert cap_value({"a": "\ud800"}) == {"a": "\ufffd"}
+    capped = cap_value("\ud800" * 5000, 100)
+    assert capped["$truncated"] is True and "\ud800" not in capped["prefix"]
+    canonical_json(capped).encode("utf-8")
+    assert cap_value({1, 2})["$truncated"] is True
