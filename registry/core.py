@@ -753,7 +753,10 @@ class Registry:
                     raise InvalidInput("pass either arguments or a snippet, not both")
                 if not isinstance(snippet, str) or not snippet.strip():
                     raise InvalidInput("the snippet is empty")
-                base["snippet_sha256"] = sha256_text(snippet)
+                try:
+                    base["snippet_sha256"] = sha256_text(snippet)
+                except UnicodeEncodeError:
+                    raise InvalidInput("the snippet is not Unicode text (it holds a lone surrogate)") from None
                 base["snippet"] = cap_value(snippet)
             else:
                 args = {} if args is None else args

@@ -196,3 +196,16 @@ def test_the_cli_call_with_a_surrogate_result_is_audited_and_verifies(tmp_path: 
     assert [e["details"]["status"] for e in entries] == ["ok", "ok"]
     verified = tc("audit", "verify", "--json")
     assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"] is True
+
+
+def test_a_snippet_or_arguments_with_a_lone_surrogate_are_refused_and_audited(tmp_path: Path) -> None:
+    from toolcrib.registry import InvalidInput
+
+    with Registry(tmp_path / "r.db", actor="tester") as reg:
+        reg.add(SURROGATE_TOOL)
+        with pytest.raises(InvalidInput):
+            reg.call("odd", snippet="ans = odd(1) + '\ud800'", allow_unverified=True)
+        with pytest.raises(InvalidInput):
+            reg.call("odd", {"n": "\ud800"}, allow_unverified=True)
+        assert [e.details["status"] for e in reg.audit(event="call")] == ["invalid", "invalid"]
+        assert reg.audit_verify().ok
