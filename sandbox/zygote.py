@@ -308,8 +308,8 @@ class _NotLoaded:
 def _close_imports() -> None:
     # Built-in and frozen modules need no file; every path-based finder
     # would only meet EPERM.
-    sys.meta_path[:] = [f for f in sys.meta_path if f.__name__ in ("BuiltinImporter", "FrozenImporter")]  # type: ignore[attr-defined]
-    sys.meta_path.append(_NotLoaded)  # type: ignore[arg-type]
+    sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__name__", "") in ("BuiltinImporter", "FrozenImporter")]
+    sys.meta_path.append(_NotLoaded)
     sys.path_importer_cache.clear()
 
 
