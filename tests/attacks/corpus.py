@@ -782,6 +782,201 @@ import resource
 def run():
     resource.setrlimit(resource.RLIMIT_AS, (-1, -1))
 ''', BLOCKED),
+    # ------------------------------------ library callbacks (issue 7: the deepcopy-memo escape class)
+    _a("copy-deepcopy-memo-getattr", "library_callbacks",
+       "The reported escape: deepcopy(str.join, memo) with a dict subclass as memo makes copy call the real "
+       "getattr (from __reduce_ex__) on arguments the memo's get() chooses: a library function's __globals__, "
+       "then builtins' open.", '''
+import copy, json
+class Memo(dict):
+    def get(self, key, default=None):
+        self.step += 1
+        if self.step == 2:
+            return json.dumps
+        if self.step == 3:
+            return "__globals__"
+        return default
+def run():
+    memo = Memo()
+    memo.step = 0
+    found = copy.deepcopy(str.join, memo)
+    return found["__builtins__"]["open"]("@SECRET_PATH@").read()
+''', BLOCKED, reason="memo argument"),
+    _a("copy-deepcopy-memo-snippet", "library_callbacks",
+       "The same escape from a caller snippet against a harmless tool, the memo passed through functools.partial.",
+       '''
+import copy, functools, json
+class Memo(dict):
+    def get(self, key, default=None):
+        self.step += 1
+        if self.step == 2:
+            return json.dumps
+        if self.step == 3:
+            return "__globals__"
+        return default
+memo = Memo()
+memo.step = 0
+found = apply(functools.partial(copy.deepcopy, memo=memo), [str.join])[0]
+ans = found["__builtins__"]["open"]("@SECRET_PATH@").read()
+''', BLOCKED, mode="snippet", reason="memo argument"),
+    _a("copy-method-descriptor-reduce", "library_callbacks",
+       "No memo, but a library method descriptor: copy rebuilds it by calling what __reduce_ex__ names.", '''
+import copy
+def run():
+    return copy.deepcopy({"f": [str.join]})
+''', BLOCKED, reason="copying method_descriptor"),
+    _a("copy-library-object-in-tool-object", "library_callbacks",
+       "A library object hidden in a tool object's attributes, copied through the tool object's state.", '''
+import copy, functools
+class Box(object):
+    def __init__(self):
+        self.inner = functools.partial(max, 1)
+def run():
+    return copy.deepcopy(Box()).inner
+''', BLOCKED, reason="copying partial objects"),
+    _a("libinit-chainmap-init-on-function", "library_callbacks",
+       "ChainMap's unbound __init__ (plain Python, no type check) applied to a library function writes an "
+       "attribute on it, past the write guard; the attack then fails on purpose so plain Python ends in error.", '''
+import collections, json
+def run():
+    collections.ChainMap.__init__(json.dumps, {"planted": 1})
+    raise RuntimeError("wrote an attribute on json.dumps: " + str(json.dumps.maps))
+''', BLOCKED, reason="ChainMap.__init__() needs a ChainMap object"),
+    _a("libinit-re-error-init-on-class", "library_callbacks",
+       "re.error's unbound __init__ applied to a library class plants msg/pattern/pos attributes on it.", '''
+import collections, re
+def run():
+    re.error.__init__(collections.Counter, "planted", "p", 0)
+    return collections.Counter.pattern
+''', BLOCKED, reason="error.__init__() needs a error object"),
+    _a("libinit-reinit-library-exception", "library_callbacks",
+       "Re-initialise an exception object the library made (not the tool's to write).", '''
+import json
+def run():
+    try:
+        json.loads("[")
+    except json.JSONDecodeError as exc:
+        json.JSONDecodeError.__init__(exc, "rewritten", "doc", 0)
+        raise RuntimeError("re-initialised: " + exc.msg)
+''', BLOCKED, reason="cannot modify JSONDecodeError"),
+    _a("libmethod-lru-cache-class-namespace", "library_callbacks",
+       "functools.lru_cache copies a wrapped class's namespace onto its wrapper: the class's methods come back "
+       "unbound, to be applied to any object.", '''
+import collections, functools
+class Fake(object):
+    pass
+def run():
+    fake = Fake()
+    fake.maps = [{}]
+    return functools.lru_cache(collections.ChainMap).new_child(fake)
+''', BLOCKED, reason="ChainMap.new_child"),
+    _a("libmethod-property-fget", "library_callbacks",
+       "A library property's fget is the unbound getter function, applied here to a tool object.", '''
+import collections
+class Fake(object):
+    pass
+def run():
+    fake = Fake()
+    fake.maps = [{}, {}]
+    return collections.ChainMap.parents.fget(fake)
+''', BLOCKED, reason="ChainMap.parents"),
+    _a("libmethod-attribute-error-obj", "library_callbacks",
+       "AttributeError.obj is the object whose lookup failed: raised inside library code, a library-internal one.",
+       '''
+def run():
+    try:
+        (lambda: 0).missing
+    except AttributeError as exc:
+        return exc.obj
+''', BLOCKED, reason='attribute "obj" of AttributeError'),
+    # -------------------------------------------- outcome spoofing (issue 7: outcomes come from the record)
+    _a("spoof-caught-output-limit", "outcome_spoofing",
+       "Print far past the output cap inside a bare except: the sandbox's own control exception is caught and "
+       "the call would end ok.", '''
+def run():
+    try:
+        print("x" * 100000)
+    except:
+        pass
+    return "got away"
+''', frozenset({"limit"}), limits={"output": 4}),
+    _a("spoof-caught-output-limit-base-exception", "outcome_spoofing",
+       "The same with except BaseException.", '''
+def run():
+    try:
+        print("x" * 100000)
+    except BaseException:
+        pass
+    return "got away"
+''', frozenset({"limit"}), limits={"output": 4}),
+    _a("spoof-swallowed-output-limit-exit", "outcome_spoofing",
+       "A context manager whose __exit__ returns True swallows anything, including the output limit.", '''
+class Quiet(object):
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return True
+def run():
+    with Quiet():
+        print("x" * 100000)
+    return "got away"
+''', frozenset({"limit"}), limits={"output": 4}),
+    _a("spoof-swallowed-refusal-finally-break", "outcome_spoofing",
+       "A refusal swallowed by break in finally (no handler at all); the tool then fails on purpose.", '''
+def run():
+    for _ in range(1):
+        try:
+            getattr(run, "__globals__")["__builtins__"]["open"]("@SECRET_PATH@").read()
+        finally:
+            break
+    raise RuntimeError("the refusal was swallowed")
+''', BLOCKED, reason="__globals__"),
+    _a("spoof-raise-memory-error", "outcome_spoofing",
+       "raise MemoryError to report a memory limit the call never hit.", '''
+def run():
+    raise MemoryError("fake")
+''', frozenset({"error"}), error_types=frozenset({"NameError"})),
+    _a("spoof-memory-error-class-from-type", "outcome_spoofing",
+       "Take MemoryError's class from a real one with type() and raise a fresh one later.", '''
+def run():
+    try:
+        [0] * (10 ** 18)
+    except Exception as exc:
+        kind = type(exc)
+    raise kind("fake")
+''', BLOCKED, reason="type() of a"),
+    _a("spoof-name-error-open", "outcome_spoofing",
+       "raise NameError(name='open') so the call reads as a policy block of a withheld builtin.", '''
+def run():
+    raise NameError("name 'open' is not defined", name="open")
+''', frozenset({"error"}), error_types=frozenset({"NameError"})),
+    _a("spoof-finalizer-after-check", "outcome_spoofing",
+       "A generator in a garbage cycle whose finally, run by the collector during result conversion, acted "
+       "after the refusal check (it first spoils the result, so plain Python ends in error too).", '''
+def gen(result):
+    try:
+        yield 1
+    finally:
+        result.append(run)
+        result.append(getattr(run, "__globals__")["__builtins__"]["open"]("@SECRET_PATH@").read())
+def run():
+    result = [{"i": i} for i in range(20000)]
+    box = [gen(result)]
+    next(box[0])
+    box.append(box)
+    box = None
+    return result
+''', BLOCKED, reason="__globals__"),
+    _a("result-str-subclass-key-collision", "result_channel",
+       "A dict with a str-subclass key equal to a plain key: converted, one of them was silently dropped.", '''
+class Twin(str):
+    def __hash__(self):
+        return 1
+    def __eq__(self, other):
+        return self is other
+def run():
+    return {"k": "kept", Twin("k"): "lost"}
+''', frozenset({"error"}), error_types=frozenset({"ResultNotJSON"})),
     # ------------------- container layer (Docker, plain Python: no policy at all)
     _a("plain-read-host-secret", "container", "Read the host secret file by absolute path.", '''
 def run():
