@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ArgForm",
     "Backend",
     "Cancel",
     "CallMode",
@@ -22,6 +23,8 @@ __all__ = [
     "LIMIT_NAMES",
     "LimitName",
     "Limits",
+    "Lock",
+    "LockedPackage",
     "PolicyName",
     "Result",
     "Status",
@@ -63,6 +66,44 @@ class Limits(BaseModel):
         return Limits(**{**self.model_dump(), **changes})
 
 
+class LockedPackage(BaseModel):
+    """One distribution of a lock: an exact wheel, named by its file and hash."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    version: str
+    filename: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Lock(BaseModel):
+    """What a version needs beyond the standard library, resolved once (at
+    `add`) to exact wheels: `sandbox/packages.py` makes it and turns it into
+    a site directory; the backends run the version with that directory on
+    its path. ``imports``: the top-level import names the packages provide
+    (preloaded where the jail allows no later import)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requirements: tuple[str, ...]
+    packages: tuple[LockedPackage, ...]
+    imports: tuple[str, ...] = ()
+    python: str = "cp311"
+
+    def digest(self) -> str:
+        """sha256 over the canonical JSON of the lock: what images and
+        zygotes are keyed by."""
+        import hashlib
+        import json
+
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+ArgForm = Literal["dataframe", "ndarray"]
+
+
 class Job(BaseModel):
     """One call of one tool: the tool's whole source, which function to call,
     and either JSON arguments or a snippet that calls it and sets `ans`."""
@@ -78,6 +119,14 @@ class Job(BaseModel):
     # Docker backend only: "restricted" also applies the RestrictedPython policy
     # inside the container (defence in depth); "plain" runs the tool as Python.
     policy: PolicyName = "restricted"
+    # Packages the version needs (None: the standard library only).
+    lock: Lock | None = None
+    # Code run in the tool's namespace before the tool (a library's shared
+    # import block), or None.
+    prelude: str | None = None
+    # Parameters whose JSON argument becomes a pandas DataFrame or a numpy
+    # array before the call (see docs/formats.md).
+    arg_forms: dict[str, ArgForm] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _mode_matches(self) -> "Job":
