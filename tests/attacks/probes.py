@@ -256,6 +256,16 @@ return _try(lambda: threading.Thread(target=lambda: None).start())
        'return _raw(' + str(_NR["execveat"]) + ', _AT_FDCWD, "/bin/true", None, None, 0)', x86_64_only=True),
     _p("posix-spawn", "os.posix_spawn", 'return _try(lambda: os.posix_spawn("/bin/true", ["true"], {}))',
        denied=NO_PROCESS),
+    _p("cpu-clock-of-other-process", "read another process's CPU time through a process CPU clock id "
+       "(a side channel on the host, and a covert channel between concurrent calls)", '''
+ts = (ctypes.c_long * 2)()
+for pid in (1, os.getppid()):
+    clock = ((~pid) << 3) | 2  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+    ctypes.set_errno(0)
+    if _libc.clock_gettime(ctypes.c_int(clock), ts) == 0:
+        return {"done": [pid, ts[0], ts[1]]}
+return {"denied": _name(ctypes.get_errno())}
+''', denied=frozenset({"EPERM", "EACCES", "EINVAL"})),
     _p("setsid", "leave the call's session (the wall-clock kill is for the whole group)",
        'return _try(lambda: os.setsid())', user=True),
     _p("setpgid", "leave the call's process group", 'return _try(lambda: os.setpgid(0, 0))'),

@@ -167,7 +167,20 @@ def judge_probe(probe: Probe, result: Result) -> str | None:
     return judge(probe, result.model_dump(mode="json"))
 
 
-@pytest.mark.parametrize("probe", PROBES, ids=[p.id for p in PROBES])
+# Holes the jail still has, each reported to the sandbox's owners. Strict:
+# once a hole is closed the test passes, and the entry must go.
+KNOWN_OPEN: dict[str, str] = {
+    "cpu-clock-of-other-process": "clock_gettime is allowed for every clock id, including the CPU clocks "
+                                  "of other processes (negative ids)",
+}
+
+
+def _probe_params() -> list[Any]:
+    return [pytest.param(p, id=p.id, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_OPEN[p.id])]
+                         if p.id in KNOWN_OPEN else []) for p in PROBES]
+
+
+@pytest.mark.parametrize("probe", _probe_params())
 def test_probe_is_refused_inside_the_child(probe: Probe, jail: Jail) -> None:
     result, problems = jail.call(jail.plain(source(probe.code)))
     why = judge_probe(probe, result)
@@ -313,3 +326,5 @@ def test_probes_are_complete() -> None:
     ids = [p.id for p in PROBES]
     assert len(ids) == len(set(ids))
     assert {p.id for p in probe_data.PROBES if p.user}, "the ordinary-user driver needs a subset"
+    assert set(KNOWN_OPEN) <= set(ids)
+    assert not {p.id for p in PROBES if p.user} & set(KNOWN_OPEN), "the driver has no xfail: keep known holes out"
