@@ -37,7 +37,7 @@ import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -166,24 +166,18 @@ def _output_schema(tool: ToolVersion) -> dict[str, Any]:
     return wrapper
 
 
-@dataclass
-class _Served:
-    tool: ToolVersion
-    listing: types.Tool
-
-
-@dataclass
 class ToolServer:
-    """The MCP server over one registry (use `run_stdio` or `run_http`)."""
+    """The MCP server over one registry (serve it with `run_stdio` or `run_http`)."""
 
-    options: ServeOptions
-    _registries: dict[str, Registry] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _sessions: dict[int, Any] = field(default_factory=dict)
-    _bus: InMemorySubscriptionBus = field(default_factory=InMemorySubscriptionBus)
-    _fingerprint: tuple[tuple[str, str, str], ...] = ()
-
-    def __post_init__(self) -> None:
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self._registries: dict[str, Registry] = {}
+        self._lock = threading.Lock()
+        # Handshake-era client sessions, told about list changes; 2026-era
+        # clients listen on the bus instead.
+        self._sessions: dict[int, Any] = {}
+        self._bus = InMemorySubscriptionBus()
+        self._fingerprint: tuple[tuple[str, str, str], ...] = ()
         # Opened once up front so a wrong path fails before serving (NotFound, exit 3).
         self.registry("mcp:serve")
         self.server: Server[Any] = Server(
@@ -231,13 +225,10 @@ class ToolServer:
                 best[name] = (key, version, sha256)
         return tuple(sorted((name, v, sha) for name, (_, v, sha) in best.items()))
 
-    def catalog(self) -> dict[str, _Served]:
+    def listings(self) -> list[types.Tool]:
+        """What tools/list returns for the registry's tools."""
         reg = self.registry("mcp:serve")
-        served: dict[str, _Served] = {}
-        for name, version, _sha in self.served_refs():
-            tool = reg.get(f"{name}@{version}")
-            served[name] = _Served(tool, self._listing(tool))
-        return served
+        return [self._listing(reg.get(f"{name}@{version}")) for name, version, _sha in self.served_refs()]
 
     def _listing(self, tool: ToolVersion) -> types.Tool:
         description = tool.signature.description or f"{tool.name} (no docstring)"
@@ -279,8 +270,8 @@ class ToolServer:
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        served = await anyio.to_thread.run_sync(self.catalog)
-        return types.ListToolsResult(tools=[s.listing for s in served.values()] + self._management_tools())
+        listed = await anyio.to_thread.run_sync(self.listings)
+        return types.ListToolsResult(tools=listed + self._management_tools())
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
@@ -319,8 +310,10 @@ class ToolServer:
             return _error_result(_refusal(ref, "refused", err))
         except InvalidInput as err:
             return _error_result(_refusal(ref, "invalid", err))
-        except NotFound as err:
+        except NotFound as err:  # gone since it was listed
             return _error_result(_refusal(ref, "not_found", err))
+        except ToolcribError as err:
+            return _error_result(_refusal(ref, "invalid", err))
         return self._outcome(outcome)
 
     @staticmethod
@@ -420,10 +413,10 @@ async def run_stdio(server: ToolServer) -> None:
         tg.cancel_scope.cancel()
 
 
-ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+_ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
-def _require_token(app: ASGIApp, token: str) -> ASGIApp:
+def _require_token(app: _ASGIApp, token: str) -> _ASGIApp:
     """Refuse any HTTP request without ``Authorization: Bearer <token>`` (401)."""
     expected = f"Bearer {token}".encode()
 
