@@ -81,7 +81,8 @@ def read_bundle(bundle: Any) -> list[BundleEntry]:
     """Parse and check a whole bundle; BundleError naming the first bad entry.
 
     Checks: the format tag; every entry's shape; name and version syntax; the
-    source passes admission unchanged; the content sha256 (which covers a
+    source passes admission unchanged; the stored input and output schemas are
+    the ones the source derives (they are the contract `call` enforces); the content sha256 (which covers a
     non-default policy, so a policy changed in transit is a mismatch), source
     sha256 and prompt sha256 recomputed from the entry match; no (name,
     version) twice.
