@@ -105,13 +105,13 @@ FACT_KEYS: tuple[str, ...] = (
 )
 _KILLED = frozenset({"wall", "output", "abandoned", "shutdown", "protocol"})
 
-# A JSON string, exactly (unrolled: linear, no backtracking).
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# For bytes.translate: braces read as brackets (only nesting counts here),
+# and every byte that is no bracket deleted.
+_AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 # An escaped UTF-16 surrogate anywhere: json.loads joins pairs and keeps lone
 # ones, so only then can a parsed string hold a surrogate.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -142,27 +142,43 @@ def _safe_value(value: Any) -> Any:
     return value
 
 
-def _depth(text: str) -> int:
-    """How deeply the JSON text nests arrays and objects, without parsing it.
+def _shallow(raw: bytes) -> bool:
+    """Whether the JSON text nests arrays and objects at most MAX_REPLY_DEPTH
+    deep, found without parsing it (so without recursion) at C speed.
 
-    Strings are removed first (brackets inside them do not count). On text
-    that is not JSON this may overcount, never undercount what a JSON parser
-    would descend into before it failed.
+    Strings are cut out first (escape pairs removed left to right, as a JSON
+    reader pairs them; in UTF-8 no byte of a multi-byte character is a quote
+    or a backslash), braces become brackets, and innermost ``[]`` pairs are
+    removed, one level per pass (one ``replace`` never cascades). Valid JSON
+    empties in exactly its depth; text that does not empty
+    is too deep or not JSON, and on text that is not JSON this never counts
+    less than a JSON reader would descend before it failed.
     """
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    opens = brackets.count("[") + brackets.count("{")
-    if opens <= MAX_REPLY_DEPTH:
-        return opens
-    return max(accumulate(map(_STEP.__getitem__, brackets)))
+    if raw.count(b"[") + raw.count(b"{") <= MAX_REPLY_DEPTH:
+        return True  # brackets inside strings counted too: never under
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(unescaped.split(b'"')[::2]).translate(_AS_BRACKETS, _NOT_BRACKETS)
+    for _level in range(MAX_REPLY_DEPTH):
+        if not brackets:
+            return True
+        inner = brackets.replace(b"[]", b"")
+        if inner == brackets:
+            return False  # unbalanced: not JSON
+        brackets = inner
+    return not brackets
 
 
 def _refuse_constant(name: str) -> Any:
     raise ProtocolError(f"the reply holds {name}, which is not JSON")
 
 
-def _loads(text: str, what: str) -> Any:
-    if _depth(text) > MAX_REPLY_DEPTH:
-        raise ProtocolError(f"the {what} is nested deeper than {MAX_REPLY_DEPTH} levels")
+def _loads(raw: bytes, what: str, encoding: str = "utf-8") -> Any:
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        raise ProtocolError(f"the {what} is not {encoding.upper()} text") from None
+    if not _shallow(raw):
+        raise ProtocolError(f"the {what} is nested deeper than {MAX_REPLY_DEPTH} levels (or is not JSON)")
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except ProtocolError:
@@ -206,14 +222,10 @@ def parse_reply(raw: bytes, *, cap: int) -> dict[str, Any]:
     """
     if len(raw) > cap:
         raise OverCap(f"the reply is {len(raw)} bytes, over the output limit of {cap}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProtocolError("the reply is not UTF-8") from None
-    obj = _loads(text, "reply")
+    obj = _loads(raw, "reply")
     if not isinstance(obj, dict) or not set(obj) <= _REPLY_KEYS or obj.get("status") not in REPLY_STATUSES:
         raise ProtocolError("the reply is not a sandbox reply object")
-    if _SURROGATE_ESCAPE.search(text):
+    if (b"\\ud" in raw or b"\\uD" in raw) and _SURROGATE_ESCAPE.search(raw):
         obj = _safe_value(obj)
     status, limit, stdout = obj["status"], obj.get("limit"), obj.get("stdout", "")
     if not isinstance(stdout, str):
@@ -415,11 +427,7 @@ def parse_frame_header(line: bytes) -> tuple[dict[str, Any], int | None]:
     Raises ProtocolError."""
     if len(line) > 64 * 1024:
         raise ProtocolError("the frame header is too long")
-    try:
-        text = line.decode("ascii")
-    except UnicodeDecodeError:
-        raise ProtocolError("the frame header is not ASCII") from None
-    obj = _loads(text, "frame header")
+    obj = _loads(line, "frame header", "ascii")
     if not isinstance(obj, dict) or set(obj) != {"facts", "reply_bytes"}:
         raise ProtocolError("the frame header is not a header object")
     size = obj["reply_bytes"]

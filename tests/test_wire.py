@@ -290,3 +290,31 @@ def test_a_frame_round_trips() -> None:
 def test_bad_frame_headers_are_protocol_errors(header: bytes) -> None:
     with pytest.raises(wire.ProtocolError):
         wire.parse_frame_header(header)
+
+
+def test_alternating_arrays_and_objects_count_one_level_each() -> None:
+    def nested(levels: int) -> object:
+        value: object = 1
+        for i in range(levels):
+            value = [value] if i % 2 else {"k": value}
+        return value
+
+    assert parse(reply(result=nested(results.MAX_RESULT_DEPTH)))["status"] == "ok"
+    for levels in (results.MAX_RESULT_DEPTH + 1, 2 * results.MAX_RESULT_DEPTH, 900):
+        with pytest.raises(wire.ProtocolError):
+            parse(reply(result=nested(levels)))
+
+
+@pytest.mark.parametrize("text", ['"a\\\\"', '"a\\\\\\""', '"\\\\\\\\"', '"[\\"{"'])
+def test_escapes_before_quotes_are_paired_as_a_json_reader_pairs_them(text: str) -> None:
+    value = json.loads(text)
+    deep = "[" * 40 + text + "]" * 40
+    got = parse(reply(result=[json.loads(deep), [[["x"]]] * 50]))
+    assert got["result"][0] == json.loads(deep)
+    assert isinstance(value, str)
+
+
+def test_unbalanced_brackets_are_refused_before_parsing() -> None:
+    raw = b'{"status":"ok","result":' + b"[" * 100 + b"}" * 100 + b',"error":null,"limit":null,"stdout":""}'
+    with pytest.raises(wire.ProtocolError):
+        parse(raw)
