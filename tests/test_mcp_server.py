@@ -307,15 +307,18 @@ def _rss_kib(pid: int) -> int:
 
 
 def _server_pids() -> set[int]:
+    """`toolcrib serve` processes started by this test process."""
     pids = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rpartition(")")[2].split()[1])
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
                     cmd = f.read().split(b"\0")
             except OSError:
                 continue
-            if any(part.endswith(b"/toolcrib") for part in cmd[:2]) and b"serve" in cmd:
+            if parent == os.getpid() and b"serve" in cmd:
                 pids.add(int(entry))
     return pids
 
