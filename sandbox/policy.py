@@ -254,6 +254,11 @@ REFUSED_CONSTRUCTS: dict[str, str] = {
     "writes to objects the tool did not create": "facades, functions and library objects are read-only; "
     "dict, list, set and the collections containers are writable",
     "unguarded str.format/format_map": "format fields are resolved through the getattr guard",
+    "copy.deepcopy(x, memo), copying library objects": "the real copy calls what __reduce_ex__ names "
+    "(getattr for a method descriptor) on arguments a tool-made memo chooses: the deepcopy-memo escape",
+    "library methods applied to other objects": "a Python method read from a library class takes any self; "
+    "it only applies to instances of that class (__init__ only to writable ones)",
+    "AttributeError.obj": "holds the object whose lookup failed, a library-internal one when raised in library code",
 }
 
 # Magic methods a tool class may define beyond RestrictedPython's own list

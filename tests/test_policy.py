@@ -75,6 +75,18 @@ def test_builtins_table_matches_the_data() -> None:
         assert table[guarded] is not getattr(builtins, guarded), guarded
 
 
+def test_no_offered_name_is_a_control_exception_base_or_memory_error() -> None:
+    table = build_builtins(lambda *a, **k: None)
+    assert table["BaseException"] is Exception
+    assert "MemoryError" not in table and "KeyboardInterrupt" not in table and "SystemExit" not in table
+    offered = [v for v in table.values() if isinstance(v, type) and issubclass(v, BaseException)]
+    for control in (guards.PolicyViolation, guards.OutputLimit):  # no handler a tool can write matches them
+        assert not any(issubclass(control, cls) for cls in offered), control
+    assert not any(issubclass(cls, MemoryError) for cls in offered)  # nor can it raise a MemoryError
+    assert not guards.is_safe_type(MemoryError) and not guards.is_safe_type(guards.OutputLimit)
+    assert guards.is_safe_type(KeyError)
+
+
 def test_doc_names_every_allowed_builtin_module_and_member() -> None:
     text = DOC.read_text()
     named = set(re.findall(r"`([^`\s]+)`", text))
@@ -84,6 +96,19 @@ def test_doc_names_every_allowed_builtin_module_and_member() -> None:
                 if m != "math" and n not in named]
     assert not missing, f"docs/security.md does not name: {missing}"
     assert "sandbox-restricted.md" in text and "sandbox-docker.md" in text
+
+
+def test_doc_reasons_about_every_facade_and_callback_taking_builtin() -> None:
+    """docs/security.md has a row saying why each facade's callbacks into
+    tool objects are safe (the deepcopy-memo escape came through one)."""
+    section = DOC.read_text().split("### Library code calling back into tool objects", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert all(len(row.split("|")) == 5 and row.split("|")[3].strip() for row in rows), "three filled cells a row"
+    named = set(re.findall(r"`([^`\s(]+)", " ".join(row.split("|")[1] for row in rows)))
+    missing = [m for m in ALLOWED_MODULES if not any(n == m or n.startswith(m + ".") for n in named)]
+    missing += [b for b in ("sorted", "min", "max", "map", "filter", "iter", "print", "getattr", "type", "super")
+                if b not in named]
+    assert not missing, f"no callback row for: {missing}"
 
 
 # ---------------------------------------------------------------- getattr
