@@ -8,6 +8,7 @@ an unbroken audit chain.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ def test_close_closes_every_threads_connection(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "r.db", actor="t")
     assert run_threads(2, lambda _i: reg.list()) == []
     reg.close()
-    with pytest.raises(Exception, match="closed"):
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         reg.list()
     errors = run_threads(1, lambda _i: reg.list())
-    assert len(errors) == 1 and "closed" in str(errors[0])
+    assert len(errors) == 1 and isinstance(errors[0], sqlite3.ProgrammingError) and "closed" in str(errors[0])
