@@ -15,7 +15,11 @@ meaningful twice: with the policy on (``expect``: the policy's answer) and
 with the policy off inside the OS jail (`test_jail.py`), where only the
 jail stands between the code and the canaries.
 
-``ref`` names where the idea was published.
+`REFS` maps each case to where the idea was published. Every case targets
+both backends (``applies_to="both"``): the container-only ideas of the
+original (the Docker socket, a host mount, sitecustomize in a reused
+container) are aimed at this project's canaries, which both backends and
+the jail must keep out of reach.
 """
 
 from __future__ import annotations

@@ -202,7 +202,8 @@ class JailCanaries:
     # -- checks ------------------------------------------------------------
 
     def _shared_dirs(self) -> dict[str, dict[str, int]]:
-        return {d: _entries(d) for d in (tempfile.gettempdir(), "/dev/shm")}
+        # The child has no TMPDIR: its temp dir is /tmp whatever the host's is.
+        return {d: _entries(d) for d in dict.fromkeys((tempfile.gettempdir(), "/tmp", "/dev/shm"))}
 
     def _foreign(self, name: str, uid: int) -> bool:
         """A new entry in a shared directory that a jailed call may have made."""

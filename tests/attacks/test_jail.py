@@ -32,7 +32,6 @@ import pytest
 
 from toolcrib.sandbox import Job, Limits, Result
 
-from . import probes as probe_data
 from .catalogue import CATALOGUE
 from .child import run_in_child
 from .corpus import ATTACKS, HELPER_TOOL, Attack
@@ -325,6 +324,6 @@ def test_probes_catch_a_process_without_the_jail(jail: Jail) -> None:
 def test_probes_are_complete() -> None:
     ids = [p.id for p in PROBES]
     assert len(ids) == len(set(ids))
-    assert {p.id for p in probe_data.PROBES if p.user}, "the ordinary-user driver needs a subset"
+    assert {p.id for p in PROBES if p.user}, "the ordinary-user driver needs a subset"
     assert set(KNOWN_OPEN) <= set(ids)
     assert not {p.id for p in PROBES if p.user} & set(KNOWN_OPEN), "the driver has no xfail: keep known holes out"
