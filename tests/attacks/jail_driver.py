@@ -65,12 +65,14 @@ def main(argv: list[str]) -> int:
                 continue
             mark = "mark-" + secrets.token_hex(12)
             wrote, problems = session.call(job(pair.write.replace("@MARK@", mark)))
-            entry: dict[str, Any] = {"write": wrote.model_dump(mode="json"), "problems": list(problems), "seen": False}
+            entry: dict[str, Any] = {"write": wrote.model_dump(mode="json"), "problems": list(problems), "seen": False,
+                                     "write_refused": pair.write_refused, "reads_ok": True}
             for _ in range(2):
                 read, problems = session.call(job(pair.read.replace("@MARK@", mark)))
                 entry["problems"] += problems
                 entry["read"] = read.model_dump(mode="json")
                 entry["seen"] = entry["seen"] or mark in read.model_dump_json()
+                entry["reads_ok"] = entry["reads_ok"] and read.status == "ok"
             report["persistence"][pair.id] = entry
     except BaseException:  # noqa: BLE001 - reported to the test, which fails on it
         report["crash"] = traceback.format_exc()

@@ -461,6 +461,10 @@ class Persist:
     write: str
     read: str
     user: bool = False
+    # The write itself reaches outside the process, so the jail must refuse
+    # it (an in-process change, like the environment, may succeed: it dies
+    # with the call).
+    write_refused: bool = True
 
 
 PERSISTENCE: list[Persist] = [
@@ -474,10 +478,12 @@ PERSISTENCE: list[Persist] = [
             'return _try(lambda: open("@WATCH_DIR@/@MARK@", "w").write("@MARK@"))',
             'return _try(lambda: os.listdir("@WATCH_DIR@"))'),
     Persist("abstract-socket", "an abstract Unix socket left listening", '''
-s = socket.socket(socket.AF_UNIX)
-s.bind(b"\\0toolcrib-attack-@MARK@")
-s.listen(1)
-return {"done": "listening"}
+def go():
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(b"\\0toolcrib-attack-@MARK@")
+    s.listen(1)
+    return s
+return _try(go)
 ''', '''
 def go():
     s = socket.socket(socket.AF_UNIX)
@@ -489,7 +495,8 @@ return _try(go)
 os.environ["TOOLCRIB_ATTACK"] = "@MARK@"
 os.putenv("TOOLCRIB_ATTACK_PUT", "@MARK@")
 return {"done": "set"}
-''', 'return {"done": [os.environ.get("TOOLCRIB_ATTACK"), os.environ.get("TOOLCRIB_ATTACK_PUT")]}', user=True),
+''', 'return {"done": [os.environ.get("TOOLCRIB_ATTACK"), os.environ.get("TOOLCRIB_ATTACK_PUT")]}', user=True,
+            write_refused=False),
     Persist("module-state", "poisoned modules and builtins (json, collections, builtins, sys.modules)", '''
 import builtins, collections, json, sys
 json.dumps = lambda *a, **k: "@MARK@"
@@ -503,10 +510,22 @@ import builtins, collections, json, sys
 seen = [json.dumps([1]), repr(collections.Counter("a")), repr(len([1])),
         getattr(builtins, "TOOLCRIB_ATTACK", None), repr(sys.modules.get("toolcrib_attack"))]
 return {"done": seen}
-''', user=True),
+''', user=True, write_refused=False),
     Persist("sysv-shm", "a SysV shared-memory segment",
             'return _raw(29, 0x7bc0ffee, 4096, 0o1666)',
             'got = _raw(29, 0x7bc0ffee, 4096, 0o666)\nreturn {"done": "@MARK@"} if "done" in got else got'),
+    Persist("signal-siblings", "SIGSTOP to the pids around this one: the spares that will serve the next calls", '''
+me = os.getpid()
+stopped = []
+for pid in range(max(2, me - 40), me + 40):
+    if pid != me:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        except OSError:
+            pass
+return {"done": stopped} if stopped else {"denied": "EPERM"}
+''', 'return {"done": "served"}', user=True),
     Persist("signal-zygote", "the zygote killed, so the next call meets a new one (or none)",
             'return _try(lambda: os.kill(os.getppid(), signal.SIGKILL))',
             'return {"done": os.getppid()}', user=True),

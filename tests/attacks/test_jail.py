@@ -195,6 +195,9 @@ def test_nothing_written_by_one_call_is_seen_by_the_next(pair: Persist, jail: Ja
     mark = "mark-" + secrets.token_hex(12)
     wrote, problems = jail.call(jail.plain(source(pair.write.replace("@MARK@", mark))))
     assert not problems, f"{pair.id} (write): {problems}; {wrote!r}"
+    if pair.write_refused:
+        assert wrote.status == "ok" and isinstance(wrote.result, dict) and "denied" in wrote.result, \
+            f"{pair.id}: the write was not refused inside the child: {wrote!r}"
     # A later call, and a call after that (the first may be a spare forked
     # before the write; the second is forked after it).
     for _ in range(2):

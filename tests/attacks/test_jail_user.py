@@ -137,3 +137,7 @@ def test_nothing_persists_as_ordinary_user(pair_id: str, report: dict[str, Any])
     assert entry is not None, report.get("crash")
     assert entry["seen"] is False, f"{pair_id}: a later call saw it: {entry}"
     assert entry["problems"] == [], f"{pair_id}: {entry['problems']}"
+    assert entry["reads_ok"], f"{pair_id}: a later call did not run normally: {entry['read']}"
+    write = entry["write"]
+    if entry["write_refused"]:
+        assert write["status"] == "ok" and "denied" in (write["result"] or {}), f"{pair_id}: not refused: {write}"
