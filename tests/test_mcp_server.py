@@ -330,12 +330,22 @@ async def _wait_for(predicate: Callable[[], bool], what: str) -> None:
         await anyio.sleep(0.05)
 
 
-def test_concurrent_calls_and_cancellation_leave_no_sandbox_behind(registry: Path) -> None:
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_concurrent_calls_and_cancellation_leave_no_sandbox_behind(
+    registry: Path, transport: str, request: pytest.FixtureRequest
+) -> None:
     before = _server_pids()
+    cancelled = _cancelled_holds(registry)
 
     async def body() -> None:
-        async with stdio_session(registry) as session:
-            [server] = _server_pids() - before
+        if transport == "http":
+            http: HttpServer = request.getfixturevalue("http_server")
+            opened, server = http_session(http.url), http.proc.pid
+        else:
+            opened, server = stdio_session(registry), 0
+        async with opened as session:
+            if not server:
+                [server] = _server_pids() - before
             async with anyio.create_task_group() as tg:
                 tg.start_soon(session.call_tool, "hold", {"n": -1})
                 tg.start_soon(session.call_tool, "hold", {"n": -2})
@@ -351,7 +361,7 @@ def test_concurrent_calls_and_cancellation_leave_no_sandbox_behind(registry: Pat
             await _wait_for(lambda: all(_state(p) in ("Z", "gone") for p in running), "the cancelled sandboxes to die")
             assert _holding(server) == set()
             # Each cancelled call is audited as such (written once its sandbox is gone).
-            await _wait_for(lambda: _cancelled_holds(registry) == 2, "two audited cancellations")
+            await _wait_for(lambda: _cancelled_holds(registry) == cancelled + 2, "two audited cancellations")
 
     anyio.run(body)
 
