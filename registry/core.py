@@ -14,7 +14,9 @@ import getpass
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -225,7 +227,8 @@ class Registry:
         create: bool = True,
     ) -> None:
         self.path: Path = Path(path).expanduser() if path is not None else default_registry_path()
-        self.actor: str = actor or _default_actor()
+        self._actor: str = actor or _default_actor()
+        self._acting = threading.local()
         self.max_limits: Limits = max_limits
         # One connection per thread (see PerThreadDatabase for why not a lock):
         # a Registry may be shared by the threads of a server.
@@ -240,6 +243,26 @@ class Registry:
     def db(self) -> sqlite_utils.Database:
         """The calling thread's connection to the registry file."""
         return self._databases.get()
+
+    @property
+    def actor(self) -> str:
+        """Who is acting, for provenance and audit entries (see `acting_as`)."""
+        acting: str | None = getattr(self._acting, "actor", None)
+        return acting or self._actor
+
+    @contextmanager
+    def acting_as(self, actor: str) -> Iterator[Registry]:
+        """Within the block, this thread's writes are recorded as done by `actor`.
+
+        For a server that shares one Registry among its clients (`toolcrib
+        serve` audits each call as the client that made it); other threads
+        keep their own actor."""
+        previous = getattr(self._acting, "actor", None)
+        self._acting.actor = actor
+        try:
+            yield self
+        finally:
+            self._acting.actor = previous
 
     def _initialized(self, applied: list[str]) -> None:
         if "m001_core" in applied:

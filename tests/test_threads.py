@@ -101,3 +101,22 @@ def test_close_closes_every_threads_connection(tmp_path: Path) -> None:
         reg.list()
     errors = run_threads(1, lambda _i: reg.list())
     assert len(errors) == 1 and isinstance(errors[0], sqlite3.ProgrammingError) and "closed" in str(errors[0])
+
+
+def test_acting_as_is_per_thread(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "r.db", actor="owner")
+    reg.add(SOURCE, tests=[{"args": {"x": 2}, "expected": 4}])
+    reg.verify("double")
+    inside = threading.Barrier(2)
+
+    def work(i: int) -> None:
+        with reg.acting_as(f"client-{i}"):
+            inside.wait()  # both threads are acting as their own client at once
+            assert reg.actor == f"client-{i}"
+            reg.call("double", {"x": i})
+
+    assert run_threads(2, work) == []
+    assert reg.actor == "owner"
+    callers = sorted(e.actor for e in reg.audit(event="call"))
+    assert callers == ["client-0", "client-1"]
+    reg.close()

@@ -125,7 +125,9 @@ def _actor(ctx: ServerRequestContext[Any, Any]) -> str:
     if params is None:
         return "mcp:unknown-client"
     info = params.client_info
-    return f"mcp:{info.name}/{info.version}" if info.version else f"mcp:{info.name}"
+    # The client names itself: keep it one short line in the audit log.
+    name, version = (" ".join(str(part).split())[:80] for part in (info.name, info.version or ""))
+    return f"mcp:{name}/{version}" if version else f"mcp:{name or 'unnamed-client'}"
 
 
 def _text(value: Any) -> str:
@@ -171,15 +173,16 @@ class ToolServer:
 
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
-        self._registries: dict[str, Registry] = {}
+        # One Registry for every client and thread: each call runs under
+        # `acting_as(client)`, so any number of client names costs nothing.
+        # Opened up front so a wrong path fails before serving (NotFound, exit 3).
+        self.registry = Registry(options.registry, actor="mcp:serve", create=False)
         self._lock = threading.Lock()
         # Handshake-era client sessions, told about list changes; 2026-era
         # clients listen on the bus instead.
         self._sessions: dict[int, Any] = {}
         self._bus = InMemorySubscriptionBus()
         self._fingerprint: tuple[tuple[str, str, str], ...] = ()
-        # Opened once up front so a wrong path fails before serving (NotFound, exit 3).
-        self.registry("mcp:serve")
         self.server: Server[Any] = Server(
             "toolcrib",
             version=_package_version(),
@@ -192,26 +195,14 @@ class ToolServer:
 
     # -- the registry ------------------------------------------------------------
 
-    def registry(self, actor: str) -> Registry:
-        """The registry as seen by one actor (one `Registry` each; all thread-safe)."""
-        with self._lock:
-            reg = self._registries.get(actor)
-            if reg is None:
-                reg = self._registries[actor] = Registry(self.options.registry, actor=actor, create=False)
-            return reg
-
     def close(self) -> None:
-        with self._lock:
-            every, self._registries = list(self._registries.values()), {}
-        for reg in every:
-            reg.close()
+        self.registry.close()
 
     def served_refs(self) -> tuple[tuple[str, str, str], ...]:
         """(name, version, sha256) of every tool served now: per name, the highest
         version that is verified, not yanked and not deprecated."""
-        reg = self.registry("mcp:serve")
         best: dict[str, tuple[Any, str, str]] = {}
-        rows = reg.db.execute(
+        rows = self.registry.db.execute(
             "SELECT name, version, sha256 FROM versions "
             "WHERE status = 'verified' AND yanked IS NULL AND deprecated IS NULL"
         ).fetchall()
@@ -227,8 +218,7 @@ class ToolServer:
 
     def listings(self) -> list[types.Tool]:
         """What tools/list returns for the registry's tools."""
-        reg = self.registry("mcp:serve")
-        return [self._listing(reg.get(f"{name}@{version}")) for name, version, _sha in self.served_refs()]
+        return [self._listing(self.registry.get(f"{name}@{version}")) for name, version, _sha in self.served_refs()]
 
     def _listing(self, tool: ToolVersion) -> types.Tool:
         description = tool.signature.description or f"{tool.name} (no docstring)"
@@ -301,9 +291,9 @@ class ToolServer:
             raise
 
     def _call(self, actor: str, ref: str, args: dict[str, Any], cancel: Cancel) -> types.CallToolResult:
-        reg = self.registry(actor)
         try:
-            outcome = reg.call(ref, args, backend=self.options.backend, cancel=cancel)
+            with self.registry.acting_as(actor):
+                outcome = self.registry.call(ref, args, backend=self.options.backend, cancel=cancel)
         except ArgumentsError as err:
             return _error_result(_refusal(ref, "invalid", err))
         except PolicyRefused as err:  # yanked or unverified since it was listed
@@ -332,13 +322,14 @@ class ToolServer:
             return _error_result({"status": "invalid", "tool": None,
                                   "error": {"type": "InvalidInput", "message": "source must be a string"}})
         try:
-            added = self.registry(actor).add(
-                source,
-                name=args.get("name"),
-                entrypoint=args.get("entrypoint"),
-                tests=args.get("tests"),
-                provenance=ProvenanceInput(generator=actor.removeprefix("mcp:"), prompt=args.get("prompt")),
-            )
+            with self.registry.acting_as(actor):
+                added = self.registry.add(
+                    source,
+                    name=args.get("name"),
+                    entrypoint=args.get("entrypoint"),
+                    tests=args.get("tests"),
+                    provenance=ProvenanceInput(generator=actor.removeprefix("mcp:"), prompt=args.get("prompt")),
+                )
         except ToolcribError as err:
             return _error_result(_refusal(str(args.get("name") or "?"), "invalid", err))
         data = {"tool": added.tool.ref, "created": added.created, "status": added.tool.status,
@@ -351,7 +342,8 @@ class ToolServer:
             return _error_result({"status": "invalid", "tool": None,
                                   "error": {"type": "InvalidInput", "message": "ref must be a string"}})
         try:
-            result = self.registry(actor).verify(ref, backend=self.options.backend)
+            with self.registry.acting_as(actor):
+                result = self.registry.verify(ref, backend=self.options.backend)
         except ToolcribError as err:
             return _error_result(_refusal(ref, "invalid", err))
         data = result.model_dump(mode="json")
