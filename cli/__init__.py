@@ -3,41 +3,129 @@
 Exit codes (the contract scripts rely on; see README "Exit codes"):
 0 success · 1 the tool raised or a test failed · 2 usage or bad input ·
 3 not found · 4 refused by policy · 5 a resource limit was hit ·
-6 the sandbox is unavailable · 70 internal error (a bug: please report it).
+6 the sandbox is unavailable · 7 an optional extra is not installed ·
+70 internal error (a bug: please report it).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from ..registry.errors import ToolcribError
-from .common import CLIError, State
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
 
 INTERNAL_ERROR = 70
 
+# Every command: its name -> ("module:attribute" under toolcrib.cli, its short
+# help). A command's module is imported only when that command runs (or its
+# own --help is asked for): `toolcrib --help` lists them all from this table,
+# without pydantic, sqlite-utils, docker, mcp or llm (bench/bench_startup.py).
+# A new command is one line here; tests/test_startup.py checks that every
+# module's COMMANDS are listed and that each short help is the command's own.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "add": ("tools:add", "Register a tool version from a .py file, stdin, or a Markdown reply."),
+    "audit": ("audit:audit", "List the audit log: every add, verify, call and lifecycle change."),
+    "browse": ("browse:browse", "Open the registry read-only in Datasette, with canned queries."),
+    "call": ("run:call", "Call a tool in a sandbox and print its result."),
+    "deprecate": ("tools:deprecate", "Mark a version deprecated (it still runs; callers are told)."),
+    "diff": ("tools:diff", "Show how two versions differ: source, signature, and the semver bump."),
+    "dispatch": ("latm:dispatch", "Pick the tool that fits a question, or say none does (the LATM dispatcher)."),
+    "doctor": (
+        "image:doctor_command",
+        "Check the sandboxes: engine, image, limits really applied inside a container, and the restricted "
+        "backend with each layer of its jail (in force or not) and whether weak isolation is allowed "
+        "($TOOLCRIB_ALLOW_WEAK_JAIL).",
+    ),
+    "export": ("tools:export", "Export tools as a portable JSON bundle (every version of each NAME)."),
+    "export-schema": ("exports:export_schema", "Print ready-to-paste tool definitions of verified versions (always JSON)."),
+    "history": ("tools:history", "Every version of one tool, oldest first."),
+    "image": ("image:image_group", "Build and inspect the Docker sandbox image."),
+    "import": ("tools:import_", "Import a bundle made by 'toolcrib export'."),
+    "init": ("tools:init", "Create the registry database (or migrate an existing one)."),
+    "list": ("tools:list_", "List the newest version of every tool."),
+    "make": ("latm:make", "Make a verified tool from a task's examples (the LATM tool maker)."),
+    "model": ("latm:model", "Show or set the registry's default model for make, use and dispatch."),
+    "provenance": ("tools:provenance", "Print a version's provenance as an in-toto Statement (always JSON)."),
+    "search": ("tools:search", "Find the tools that fit a request: any word may match, best fit first."),
+    "serve": ("serve:serve", "Serve verified tools to MCP clients (stdio by default)."),
+    "show": ("tools:show", "Show one version: signature, tests, provenance, verification, usage."),
+    "use": ("latm:use", "Answer questions with a tool (the LATM tool user)."),
+    "verify": ("run:verify", "Run a version's test cases, each in a fresh sandbox, and record the verdict."),
+    "yank": ("tools:yank", "Yank a version: never chosen by NAME, refused when pinned unless --allow-yanked."),
+}
 
-class ToolcribGroup(click.Group):
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported on first use (click's
+    documented lazy-loading pattern), with their short help known up front."""
+
+    def __init__(self, *args: Any, lazy_commands: dict[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            self.add_command(self._load(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def _load(self, cmd_name: str) -> click.Command:
+        module_name, _, attribute = self.lazy_commands[cmd_name][0].partition(":")
+        command = getattr(importlib.import_module(f"{__name__}.{module_name}"), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module_name}:{attribute} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click's, but a command not loaded yet is listed from the table."""
+        names = [name for name in self.list_commands(ctx) if name in self.lazy_commands or not self.commands[name].hidden]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            loaded = self.commands.get(name)
+            if loaded is not None:
+                rows.append((name, loaded.get_short_help_str(limit)))
+            else:
+                # A stand-in with the same help: shortened exactly as click does.
+                rows.append((name, click.Command(name, help=self.lazy_commands[name][1]).get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+class ToolcribGroup(LazyGroup):
     """Maps toolcrib's own exceptions to one-line errors and exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ToolcribError as err:
+            from .common import CLIError
+
             raise CLIError.from_error(err) from None
-        except ValidationError as err:
+        except Exception as err:
+            # pydantic is imported only by the commands that need it: if it
+            # is not loaded, this cannot be one of its errors.
+            pydantic = sys.modules.get("pydantic")
+            if pydantic is None or not isinstance(err, pydantic.ValidationError):
+                raise
+            from .common import CLIError
+
             first = err.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "input"
             raise CLIError(f"{where}: {first.get('msg', 'invalid')}") from None
 
 
-@click.group(cls=ToolcribGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ToolcribGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="toolcrib")
 @click.option(
     "--registry",
@@ -62,26 +150,11 @@ def cli(ctx: click.Context, registry_path: str | None, actor: str | None) -> Non
         toolcrib call sort_words --args '{"words": ["b", "a"]}'
         toolcrib audit verify
     """
+    from .common import State  # here, not at the top: it imports the registry
+
     state = State(registry_path, actor)
     ctx.obj = state
     ctx.call_on_close(state.close)
-
-
-def _register_commands() -> None:
-    from . import audit, latm, run, serve, tools
-
-    for module in (tools, run, audit, serve, latm):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-    try:
-        from .image import doctor_command, image_group
-    except ImportError:  # the Docker image commands ship with the Docker backend
-        return
-    cli.add_command(image_group)
-    cli.add_command(doctor_command)
-
-
-_register_commands()
 
 
 def main() -> None:

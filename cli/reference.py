@@ -25,8 +25,10 @@ with the exit codes in the [README](../README.md#exit-codes).
 def iter_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
     """Every command under `group`, depth first, as (path, command)."""
     found: list[tuple[tuple[str, ...], click.Command]] = []
-    for name in sorted(group.commands):
-        command = group.commands[name]
+    ctx = click.Context(group)  # through click's API: the top group loads its commands lazily
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = (*prefix, name)
         found.append((path, command))
         if isinstance(command, click.Group):
@@ -47,7 +49,9 @@ def render() -> str:
     for path, command in iter_commands(cli):
         parent = root
         for name in path[:-1]:
-            parent = click.Context(cli.commands[name], info_name=name, parent=parent)
+            command_group = parent.command.get_command(parent, name) if isinstance(parent.command, click.Group) else None
+            assert command_group is not None, name
+            parent = click.Context(command_group, info_name=name, parent=parent)
         parts += [f"## toolcrib {' '.join(path)}\n", "```", _help(path, command, parent), "```\n"]
     return "\n".join(parts)
 

@@ -12,7 +12,8 @@ Each carries the CLI exit code it maps to, so the CLI has one rule:
     │   └── ConflictError         e.g. an explicit --version that is already taken
     ├── NotFound                  exit 3: no such tool, version or reference
     ├── PolicyRefused             exit 4: unverified or yanked version refused by policy
-    └── SandboxUnavailable        exit 6: the backend could not run anything
+    ├── SandboxUnavailable        exit 6: the backend could not run anything
+    └── ExtraMissing              exit 7: an optional part is not installed (e.g. toolcrib[browse])
 
 Exit code 1 (the tool raised, a test failed) and 5 (a resource limit) come from
 call and verify *results*, not exceptions; `exit_code_for_status` maps them.
@@ -26,6 +27,7 @@ __all__ = [
     "BundleError",
     "ConflictError",
     "EXIT_CODES",
+    "ExtraMissing",
     "InvalidInput",
     "NotFound",
     "PolicyRefused",
@@ -43,6 +45,7 @@ EXIT_CODES: dict[int, str] = {
     4: "refused by policy (unverified, yanked, rejected by the restricted compiler or a guard)",
     5: "a resource limit was hit",
     6: "the sandbox is unavailable (e.g. no Docker engine)",
+    7: "an optional part of toolcrib is not installed (e.g. pip install 'toolcrib[browse]')",
 }
 
 
@@ -101,6 +104,13 @@ class PolicyRefused(ToolcribError):
 
 class SandboxUnavailable(ToolcribError):
     exit_code = 6
+
+
+class ExtraMissing(ToolcribError):
+    """A command needs an optional extra that is not installed; the message
+    names the pip command that installs it."""
+
+    exit_code = 7
 
 
 _STATUS_EXIT = {"ok": 0, "error": 1, "blocked": 4, "limit": 5, "unavailable": 6}

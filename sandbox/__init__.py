@@ -14,9 +14,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from .contract import LIMIT_NAMES, Backend, CallMode, ErrorInfo, Job, LimitName, Limits, Result, Status
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # at run time the contract's names come from __getattr__ below
+    from .contract import LIMIT_NAMES, Backend, CallMode, ErrorInfo, Job, LimitName, Limits, Result, Status
     from .docker import DockerBackend
     from .restricted import RestrictedBackend
 
@@ -37,6 +36,20 @@ __all__ = [
 ]
 
 BACKEND_NAMES: tuple[str, ...] = ("restricted", "docker")
+
+# The contract is pydantic models: imported on first use (PEP 562), so that a
+# CLI command that only needs BACKEND_NAMES for its --help does not pay for them.
+_CONTRACT_NAMES = frozenset({"LIMIT_NAMES", "Backend", "CallMode", "ErrorInfo", "Job", "LimitName", "Limits", "Result", "Status"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _CONTRACT_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import contract
+
+    value = getattr(contract, name)
+    globals()[name] = value
+    return value
 
 _backends: dict[str, Backend] = {}
 _lock = threading.Lock()

@@ -1,0 +1,180 @@
+"""`toolcrib browse`: the registry, read-only, in Datasette, with canned queries
+for review (docs/browse.md). Datasette is the optional extra toolcrib[browse]."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sqlite3
+import webbrowser
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+
+from ..registry.errors import ExtraMissing, InvalidInput, NotFound
+
+__all__ = ["COMMANDS", "DATABASE", "QUERIES", "browse", "metadata"]
+
+# The database's name in Datasette, and so in every URL: /registry/<query>.
+DATABASE = "registry"
+_PLUGIN = "toolcrib-read-only"
+
+_CALL_STATUS = "json_extract(details, '$.status')"
+
+# Canned queries (Datasette "metadata"): name -> title, description, SQL.
+# Read-only SELECTs over the tables of registry/migrations.py; `:tool` makes
+# a query parameterised (Datasette shows a form field for it).
+QUERIES: dict[str, dict[str, str]] = {
+    "unverified_versions": {
+        "title": "Unverified versions",
+        "description": "Versions that calls refuse (never verified, or their tests failed), newest first; yanked ones left out.",
+        "sql": (
+            "SELECT name || '@' || version AS ref, status, created_at, registered_by, generator, "
+            "substr(sha256, 1, 12) AS sha256\n"
+            "FROM versions WHERE status != 'verified' AND yanked IS NULL\n"
+            "ORDER BY created_at DESC, name"
+        ),
+    },
+    "recent_failures": {
+        "title": "Recent failures",
+        "description": "The newest 100 calls that did not end ok (error, blocked, limit, refused, invalid, "
+        "unavailable, cancelled) and verifications that failed.",
+        "sql": (
+            f"SELECT seq, at, actor, event, tool, {_CALL_STATUS} AS status,\n"
+            "  coalesce(json_extract(details, '$.error_type'), json_extract(details, '$.limit'),\n"
+            "           json_extract(details, '$.reason'),\n"
+            "           json_extract(details, '$.failed') || ' of ' ||\n"
+            "           (json_extract(details, '$.failed') + json_extract(details, '$.passed')) || ' case(s) failed')\n"
+            "    AS detail\n"
+            "FROM audit\n"
+            f"WHERE (event = 'call' AND {_CALL_STATUS} != 'ok')\n"
+            f"   OR (event = 'verify' AND {_CALL_STATUS} = 'failed')\n"
+            "ORDER BY seq DESC LIMIT 100"
+        ),
+    },
+    "calls_per_tool": {
+        "title": "Calls per tool",
+        "description": "Every call in the audit log, counted per version by outcome, most called first.",
+        "sql": (
+            "SELECT tool, count(*) AS calls,\n"
+            f"  sum({_CALL_STATUS} = 'ok') AS ok,\n"
+            f"  sum({_CALL_STATUS} = 'error') AS error,\n"
+            f"  sum({_CALL_STATUS} = 'blocked') AS blocked,\n"
+            f"  sum({_CALL_STATUS} = 'limit') AS limit_hit,\n"
+            f"  sum({_CALL_STATUS} IN ('refused', 'invalid')) AS refused,\n"
+            "  max(at) AS last_call\n"
+            "FROM audit WHERE event = 'call'\n"
+            "GROUP BY tool ORDER BY calls DESC, tool"
+        ),
+    },
+    "tool_audit_log": {
+        "title": "Audit log of one tool",
+        "description": "Every audit entry of one tool, oldest first: give its NAME (all versions) or NAME@VERSION.",
+        "sql": (
+            "SELECT seq, at, actor, event, tool, details FROM audit\n"
+            "WHERE tool = :tool OR substr(tool, 1, length(:tool) + 1) = :tool || '@'\n"
+            "ORDER BY seq"
+        ),
+    },
+}
+
+
+def metadata(path: Path) -> dict[str, Any]:
+    """Datasette's metadata for the registry at `path`: titles and the canned queries."""
+    return {
+        "title": "toolcrib registry",
+        "description": f"{path} (read-only)",
+        "databases": {
+            DATABASE: {
+                "description": "Tool versions, verification evidence and the hash-chained audit log.",
+                "queries": QUERIES,
+            }
+        },
+    }
+
+
+def _query_only(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
+    """Datasette's prepare_connection hook: every connection to the registry
+    is query_only, on top of Datasette's own mode=ro for reads, so no query,
+    canned or typed, and no other plugin can write to it."""
+    if database == DATABASE:
+        conn.execute("PRAGMA query_only = 1")
+
+
+def _registry_file() -> Path:
+    from ..registry import default_registry_path
+    from .common import State
+
+    state = click.get_current_context().find_object(State)
+    path = Path(state.registry_path).expanduser() if state and state.registry_path else default_registry_path()
+    if not path.is_file():
+        raise NotFound(f"no registry at {path} (run 'toolcrib init')")
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise InvalidInput(f"{path} is not a toolcrib registry: {exc}") from None
+    if not {"versions", "audit"} <= tables:
+        raise InvalidInput(f"{path} is not a toolcrib registry (no versions or audit table)")
+    return path
+
+
+@click.command("browse")
+@click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port; the URL is printed).")
+@click.option("open_browser", "--open", is_flag=True, help="Open the registry in your web browser.")
+def browse(port: int, open_browser: bool) -> None:
+    """Open the registry read-only in Datasette, with canned queries.
+
+    Serves on 127.0.0.1 only, until interrupted (Ctrl-C). Canned queries:
+    unverified versions, recent failures, calls per tool, and the audit log
+    of one tool (/registry/tool_audit_log?tool=NAME). Needs the optional
+    extra: pip install 'toolcrib[browse]' (exit 7 without it).
+
+    \b
+    Example:
+        toolcrib browse --open
+        toolcrib browse --port 0    # any free port; the URL goes to stderr
+    """
+    if importlib.util.find_spec("datasette") is None:
+        raise ExtraMissing("toolcrib browse needs Datasette: pip install 'toolcrib[browse]'")
+    path = _registry_file()
+
+    import uvicorn
+    from datasette import hookimpl
+    from datasette.app import Datasette
+    from datasette.database import Database
+    from datasette.plugins import pm
+
+    if pm.get_plugin(_PLUGIN) is None:
+        # Datasette's plugins are modules (it lists them by __name__).
+        plugin = ModuleType(_PLUGIN, _query_only.__doc__)
+        plugin.prepare_connection = hookimpl(_query_only)  # type: ignore[attr-defined]
+        pm.register(plugin, name=_PLUGIN)
+    ds = Datasette(metadata=metadata(path))
+    ds.add_database(Database(ds, path=str(path), is_mutable=True), name=DATABASE)
+
+    # Bound here, not by uvicorn: the port is known (and printed) before serving,
+    # and connections made from now on wait in the backlog.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/{DATABASE}"
+    click.echo(f"Browsing {path} read-only at {url} (Ctrl-C to stop)", err=True)
+    if open_browser:
+        webbrowser.open(url)
+    server = uvicorn.Server(uvicorn.Config(ds.app(), log_level="warning", lifespan="on"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+COMMANDS = [browse]
