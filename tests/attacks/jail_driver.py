@@ -4,7 +4,7 @@ it as an ordinary user) and print one JSON report on stdout.
     python jail_driver.py CONFIG_JSON
 
 CONFIG_JSON: ``{"site_dirs": [...], "python": "...", "probes": [ids],
-"persistence": [ids]}``. ``site_dirs`` are added with `site.addsitedir`
+"persistence": [ids], "attacks": [{"id", "code", "mode"}], "helper_tool": "..."}``. ``site_dirs`` are added with `site.addsitedir`
 (where toolcrib is installed), ``python`` is the zygote's interpreter.
 
 The canaries are made here, by this user: the secret, the watched directory
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
 
     from toolcrib.sandbox import Job, Limits
 
-    report: dict[str, Any] = {"uid": os.getuid(), "gid": os.getgid(), "probes": {}, "persistence": {}}
+    report: dict[str, Any] = {"uid": os.getuid(), "gid": os.getgid(), "probes": {}, "persistence": {}, "attacks": {}}
     canaries = jailkit.JailCanaries.create("TOOLCRIB_JAIL_USER_CANARY", jail_uid=os.getuid())
     session = jailkit.JailSession(canaries, jailkit.make_backend(spares=2, python=config["python"]), 2,
                                   owner_uid=os.getuid(), exempt={os.getpid()})
@@ -60,6 +60,15 @@ def main(argv: list[str]) -> int:
             reply = result.model_dump(mode="json")
             report["probes"][probe.id] = {"verdict": probes.judge(probe, reply), "problems": problems,
                                           "reply": reply}
+        for attack in config.get("attacks", []):
+            code = canaries.render(attack["code"])
+            if attack["mode"] == "snippet":
+                attack_job = Job(source=config["helper_tool"], entrypoint="apply", mode="snippet", snippet=code,
+                                 limits=limits, policy="plain")
+            else:
+                attack_job = Job(source=code, entrypoint="run", limits=limits, policy="plain")
+            result, problems = session.call(attack_job)
+            report["attacks"][attack["id"]] = {"reply": result.model_dump(mode="json"), "problems": problems}
         for pair in probes.PERSISTENCE:
             if pair.id not in config["persistence"]:
                 continue

@@ -251,28 +251,22 @@ class JailCanaries:
 # --------------------------------------------------------------------------- processes
 
 
-def _status(pid: int) -> dict[str, str] | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as fh:
-            fields = dict(line.split(":", 1) for line in fh if ":" in line)
-    except OSError:
-        return None
-    return {k: v.strip() for k, v in fields.items()}
-
-
 def processes() -> dict[int, tuple[int, int]]:
     """pid -> (parent pid, real uid), zombies left out."""
     table: dict[int, tuple[int, int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        status = _status(int(entry))
-        if status is None or status.get("State", "").startswith("Z"):
-            continue
         try:
-            table[int(entry)] = (int(status["PPid"]), int(status["Uid"].split()[0]))
-        except (KeyError, ValueError, IndexError):
+            # /proc/PID is owned by the process's effective uid; a call's
+            # real and effective uids are the same.
+            uid = os.stat(f"/proc/{entry}").st_uid
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
             continue
+        if fields[0] != b"Z":
+            table[int(entry)] = (int(fields[1]), uid)
     return table
 
 

@@ -35,55 +35,13 @@ from toolcrib.sandbox import Job, Limits, Result
 from .catalogue import CATALOGUE
 from .child import run_in_child
 from .corpus import ATTACKS, HELPER_TOOL, Attack
+from .jail_outcomes import HARMLESS_OK, OK_IF, REPLY_FORGERS, attack_verdict
 from .jailkit import CALL_UID_BASE, CALL_UID_SLOTS, JailCanaries, JailSession, make_backend, settle
 from .probes import PERSISTENCE, PROBES, Persist, Probe, judge, source
 
 SPARES = 2
 SECRET_ENV = "TOOLCRIB_JAIL_CANARY"
 ALL_ATTACKS = ATTACKS + CATALOGUE
-
-# With the policy off, an attack aimed only at the policy (a guard name
-# rebound, a private attribute read, a format-string traversal) simply runs:
-# Python allows it. These end `ok` without touching anything outside the
-# process; every other attack must end `error` or `limit`. The canaries are
-# checked for all of them either way.
-HARMLESS_OK: dict[str, str] = {
-    "frame-gi-code-replace": "reads its own generator's code constants",
-    "format-str-format-class": "formats a method of a class into a string",
-    "format-format-map": "formats str's own __dict__ into a string",
-    "format-getattr-format": "formats int's class name",
-    "format-subclass-format": "formats its own module globals",
-    "format-fstring-attribute": "formats its own module globals",
-    "format-super-format": "formats its own class",
-    "modwalk-sorted-key-getattr": "sorts a list of names",
-    "modwalk-hasattr-probe": "asks json which attributes it has",
-    "modwalk-dunder-module": "reads a function's module name",
-    "shadow-global-getiter": "rebinds a guard name that plain Python never uses",
-    "shadow-except-as": "binds a guard name",
-    "shadow-walrus": "binds a guard name",
-    "shadow-import-as": "binds a guard name",
-    "shadow-for-target": "binds a guard name",
-    "shadow-builtins-name": "replaces its own module's builtins",
-    "builtins-withheld-eval": "eval of os.getcwd(): the jail's working directory, no file read",
-    "import-star": "binds os's names in its own module",
-    "import-private-module": "the repr of an already-imported module",
-    "import-private-submodule-name": "the repr of json's decoder object",
-    "helper-name-rebinds-print-collector": "binds a name the policy reserves",
-    "helper-name-rebinds-temporary": "binds a name the policy reserves",
-    "import-submodule": "imports an already-loaded submodule",
-    "import-from-unoffered-name": "imports a class from json",
-    "snippet-format-traversal": "formats a function's repr",
-    "persist-setattr-facade": "changes collections in this call only (the persistence pairs check the next call)",
-    "cat-rp-cve-2023-41039-format-map": "formats str's own __dict__ into a string",
-    "cat-rp-guard-name-rebind-variants": "binds guard names that plain Python never uses",
-}
-# `ok` is also acceptable for these, when the value shows the attempt failed.
-OK_IF: dict[str, tuple[str, Any]] = {
-    # os.system() returns the shell's wait status; glibc reports 127 when it
-    # could not even start one.
-    "builtins-subclasses-walk": ("os.system() reports that no shell ran", lambda value: value != 0),
-}
-
 
 class Jail(JailSession):
     def plain(self, code: str, limits: Limits | None = None) -> Job:
@@ -134,28 +92,14 @@ def test_plain_calls_run_unrestricted_python_inside_the_jail(jail: Jail) -> None
 def test_attack_is_contained_by_the_jail(attack: Attack, jail: Jail) -> None:
     result, problems = jail.call(_attack_job(attack, jail))
     assert not problems, f"{attack.id}: {problems}; {result!r}"
-    allowed = {"error", "limit"}
-    if attack.id in HARMLESS_OK:
-        allowed.add("ok")
-    elif attack.id in OK_IF and result.status == "ok":
-        why, holds = OK_IF[attack.id]
-        assert holds(result.result), f"{attack.id}: {why}, but it returned {result.result!r}"
-        allowed.add("ok")
-    assert result.status in allowed, f"{attack.id}: {result!r}"
-    if result.status == "error":
-        assert result.error is not None
-        assert result.error.type != "SandboxProtocolError" or attack.id in _REPLY_FORGERS, f"{attack.id}: {result!r}"
-
-
-# Attacks that, with the policy off, replace the json module the reply is
-# encoded with: the host then sees a reply that is not JSON (and says so).
-_REPLY_FORGERS = {"persist-facade-poisoning", "cat-host-module-poisoning"}
+    why = attack_verdict(attack.id, result.model_dump(mode="json"))
+    assert why is None, f"{attack.id}: {why}"
 
 
 def test_jail_tables_name_real_attacks() -> None:
     ids = {a.id for a in ALL_ATTACKS}
     assert len(ids) == len(ALL_ATTACKS)
-    assert set(HARMLESS_OK) <= ids and set(OK_IF) <= ids and _REPLY_FORGERS <= ids
+    assert set(HARMLESS_OK) <= ids and set(OK_IF) <= ids and REPLY_FORGERS <= ids
     assert len(ALL_ATTACKS) >= 140
 
 

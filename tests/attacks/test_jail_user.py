@@ -27,6 +27,9 @@ from typing import Any
 
 import pytest
 
+from .catalogue import CATALOGUE
+from .corpus import ATTACKS, HELPER_TOOL
+from .jail_outcomes import attack_verdict
 from .jailkit import processes
 from .probes import PERSISTENCE, PROBES
 
@@ -35,6 +38,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail_driver.py")
 USER_PROBES = [p for p in PROBES if p.user]
 USER_PERSISTENCE = [p for p in PERSISTENCE if p.user]
+# The attacks that end quickly (the resource attacks, which only wait for a
+# limit, run as root in test_jail.py).
+USER_ATTACKS = [a for a in ATTACKS + CATALOGUE if not a.limits and not a.category.startswith("resource")]
 # A uid no account uses, so that "every process of this uid" means the
 # driver's own; above the usual ranges, below the backend's call uids.
 FIRST_UID = 61_700
@@ -87,7 +93,8 @@ def report() -> Iterator[dict[str, Any]]:
         pytest.skip(f"this checkout or its venv is not readable by another user ({DRIVER}, {site_dir})")
     python = _interpreter(uid, site_dir)
     config = {"site_dirs": [site_dir], "python": python, "probes": [p.id for p in USER_PROBES],
-              "persistence": [p.id for p in USER_PERSISTENCE]}
+              "persistence": [p.id for p in USER_PERSISTENCE], "helper_tool": HELPER_TOOL,
+              "attacks": [{"id": a.id, "code": a.code, "mode": a.mode} for a in USER_ATTACKS]}
     done = _as_user(uid, [python, DRIVER, json.dumps(config)], timeout=300)
     left = _leftovers(uid)
     end = time.monotonic() + 5
@@ -141,3 +148,12 @@ def test_nothing_persists_as_ordinary_user(pair_id: str, report: dict[str, Any])
     write = entry["write"]
     if entry["write_refused"]:
         assert write["status"] == "ok" and "denied" in (write["result"] or {}), f"{pair_id}: not refused: {write}"
+
+
+@pytest.mark.parametrize("attack_id", [a.id for a in USER_ATTACKS])
+def test_attack_as_ordinary_user(attack_id: str, report: dict[str, Any]) -> None:
+    entry = report["attacks"].get(attack_id)
+    assert entry is not None, report.get("crash")
+    assert entry["problems"] == [], f"{attack_id}: {entry['problems']}; {entry['reply']}"
+    why = attack_verdict(attack_id, entry["reply"])
+    assert why is None, f"{attack_id}: {why}"
