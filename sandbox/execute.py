@@ -38,7 +38,7 @@ from .results import ResultNotJSON, to_json
 from .toolbuiltins import build_builtins, guard_hooks
 from .transform import ToolTransformer
 
-__all__ = ["run_job", "warm"]
+__all__ = ["heap_frozen_for_good", "run_job", "warm"]
 
 MAX_MESSAGE_CHARS = 2000
 _LIMIT_STDOUT_CHARS = 4096
@@ -336,6 +336,16 @@ def _decided(reply: dict[str, Any], cap: int) -> dict[str, Any]:
     return reply
 
 
+_FROZEN_FOR_GOOD = False
+
+
+def heap_frozen_for_good() -> None:
+    """The caller froze the heap (gc.freeze) and never thaws it: from now on
+    `run_job` need not count the frozen objects."""
+    global _FROZEN_FOR_GOOD
+    _FROZEN_FOR_GOOD = True
+
+
 def run_job(job: dict[str, Any], *, restricted: bool = True) -> bytes:
     """Run one job (``Job.wire()``) in this process; never raises.
 
@@ -347,8 +357,10 @@ def run_job(job: dict[str, Any], *, restricted: bool = True) -> bytes:
     collecting = gc.isenabled()
     # Everything older than this call is not the tool's: frozen, it is left
     # out of the collection when the tool finishes (`_tool_finished`). A
-    # child of the zygote inherits a frozen heap and never thaws it.
-    thaw = gc.get_freeze_count() == 0
+    # child of the zygote inherits a frozen heap and never thaws it (and
+    # says so through `heap_frozen_for_good`: gc.get_freeze_count() walks the
+    # whole frozen heap, some 30 ms once pandas is loaded).
+    thaw = not _FROZEN_FOR_GOOD and gc.get_freeze_count() == 0
     try:
         _HELD.clear()  # the previous call's objects die before this call's record starts
         gc.freeze()

@@ -23,13 +23,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import wire
-from .contract import Cancel, ErrorInfo, Job, Limits, Result
+from .contract import Cancel, ErrorInfo, Job, Limits, Lock, Result
+from .preload import THREAD_ENV
 from .zygote import EXIT_SETUP_FAILED, OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
 
-__all__ = ["JAIL_LAYERS", "WEAK_JAIL_ENV", "RestrictedBackend"]
+__all__ = ["JAIL_LAYERS", "LOCK_IDLE_SECONDS", "WEAK_JAIL_ENV", "RestrictedBackend"]
 
 # The layers without which a call does not run (fail closed): Landlock (no
 # filesystem, no TCP, scoped sockets and signals) and the seccomp allowlist.
@@ -39,7 +42,15 @@ JAIL_LAYERS: tuple[str, ...] = ("landlock", "seccomp")
 # each call really had.
 WEAK_JAIL_ENV = "TOOLCRIB_ALLOW_WEAK_JAIL"
 
+# A lock's zygote (its packages imported, tens to hundreds of MiB) is stopped
+# after this many seconds without a call; the next call starts it again.
+LOCK_IDLE_SECONDS = 300.0
+# At most this many lock zygotes run at once (the least recently used stops).
+_MAX_LOCK_ZYGOTES = 4
+
 _LEN = struct.Struct(">I")
+
+Materialize = Callable[[Lock], Path]
 
 
 class _Unavailable(Exception):
@@ -61,13 +72,20 @@ def _library_paths() -> list[str]:
 class _Zygote:
     """One running zygote process and its control socket."""
 
-    def __init__(self, python: str, start_timeout: float, spares: int) -> None:
+    def __init__(
+        self, python: str, start_timeout: float, spares: int, extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.last_used = time.monotonic()
+        self.busy = 0  # calls in flight (an idle stop waits for none)
         try:
             self.proc = subprocess.Popen(
-                [python, "-I", "-S", ZYGOTE_PATH, str(theirs.fileno()), str(spares), *_library_paths()],
+                [python, "-I", "-S", ZYGOTE_PATH, str(theirs.fileno()), str(spares), *extra, *_library_paths()],
                 pass_fds=(theirs.fileno(),),
-                env={},  # the host's environment (and its secrets) stays here
+                # The host's environment (and its secrets) stays here; a
+                # lock's zygote gets only the thread caps of THREAD_ENV.
+                env=dict(env or {}),
                 # No working directory of its own (that was one temp dir left
                 # behind per process): the children can open nothing anyway.
                 cwd="/",
@@ -286,6 +304,15 @@ class RestrictedBackend:
     ``spares``: children the zygote keeps forked, locked down and warmed up,
     each waiting for exactly one call (a call still forks one on the spot if
     none is ready).
+
+    A job with a ``lock`` (a version that needs packages) runs under the
+    ``plain`` policy only (the restricted policy's module facades cannot
+    offer third-party packages) in a zygote of its own: one per lock
+    digest, started on the first such call with the lock's site directory
+    (``materialize``, default `packages.materialize`) on its path and the
+    lock's packages imported and warmed up before any child enters the same
+    jail; stopped after ``lock_idle`` seconds without a call
+    (`LOCK_IDLE_SECONDS`), at most four at once.
     """
 
     name = "restricted"
@@ -299,6 +326,9 @@ class RestrictedBackend:
         start_timeout: float = 10.0,
         grace: float = 5.0,
         spares: int = 2,
+        lock_idle: float = LOCK_IDLE_SECONDS,
+        materialize: Materialize | None = None,
+        lock_start_timeout: float = 120.0,
     ) -> None:
         self.allow_plain = allow_plain
         self.allow_weak = os.environ.get(WEAK_JAIL_ENV, "") == "1" if allow_weak is None else allow_weak
@@ -306,12 +336,22 @@ class RestrictedBackend:
         self.start_timeout = start_timeout
         self.grace = grace
         self.spares = spares
+        self.lock_idle = lock_idle
+        self.lock_start_timeout = lock_start_timeout
+        self._materialize = materialize
         self._lock = threading.Lock()
         self._zygote: _Zygote | None = None
+        # Lock digest -> its zygote; one start per digest at a time.
+        self._lock_zygotes: dict[str, _Zygote] = {}
+        self._lock_starting: dict[str, threading.Lock] = {}
+        self._idle_stop = threading.Event()
+        self._idle_thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
-    def _current(self) -> _Zygote:
+    def _current(self, lock: Lock | None = None) -> _Zygote:
+        if lock is not None:
+            return self._lock_zygote(lock)
         with self._lock:
             zygote = self._zygote
             if zygote is None or not zygote.alive():
@@ -325,7 +365,89 @@ class RestrictedBackend:
         with self._lock:
             if self._zygote is zygote:
                 self._zygote = None
+            for digest, running in list(self._lock_zygotes.items()):
+                if running is zygote:
+                    del self._lock_zygotes[digest]
         zygote.stop()
+
+    def _lock_zygote(self, lock: Lock) -> _Zygote:
+        """The zygote of this lock, started (or replaced) on demand."""
+        digest = lock.digest()
+        with self._lock:
+            starting = self._lock_starting.setdefault(digest, threading.Lock())
+        # One start per lock at a time; other locks and plain calls go on.
+        with starting:
+            with self._lock:
+                zygote = self._lock_zygotes.get(digest)
+                if zygote is not None and zygote.alive():
+                    zygote.last_used = time.monotonic()
+                    return zygote
+                self._lock_zygotes.pop(digest, None)
+            if zygote is not None:
+                zygote.stop()
+            site = self._site_dir(lock)
+            extra = (f"--preload={','.join(lock.imports)}",) if lock.imports else ()
+            zygote = _Zygote(self.python, self.lock_start_timeout, self.spares, (*extra, str(site)), THREAD_ENV)
+            with self._lock:
+                self._lock_zygotes[digest] = zygote
+                evicted = self._over_capacity()
+                self._start_idle_thread()
+        for old in evicted:
+            old.stop()
+        return zygote
+
+    def _site_dir(self, lock: Lock) -> Path:
+        materialize = self._materialize
+        if materialize is None:
+            from .packages import materialize as default_materialize
+
+            materialize = default_materialize
+        try:
+            return Path(materialize(lock))
+        except Exception as exc:  # noqa: BLE001 - packages.PackagesError and whatever pip said
+            raise _Unavailable(f"the lock's packages cannot be installed: {' '.join(str(exc).split())[:300]}") from exc
+
+    def _over_capacity(self) -> list[_Zygote]:
+        """Drop the least recently used lock zygotes past the cap (caller holds the lock)."""
+        evicted = []
+        while len(self._lock_zygotes) > _MAX_LOCK_ZYGOTES:
+            digest = min(self._lock_zygotes, key=lambda d: self._lock_zygotes[d].last_used)
+            evicted.append(self._lock_zygotes.pop(digest))
+        return evicted
+
+    def _start_idle_thread(self) -> None:
+        if self._idle_thread is None or not self._idle_thread.is_alive():
+            self._idle_stop.clear()
+            self._idle_thread = threading.Thread(target=self._stop_idle_loop, name="toolcrib-lock-idle", daemon=True)
+            self._idle_thread.start()
+
+    def _stop_idle_loop(self) -> None:
+        """Stop lock zygotes that had no call for `lock_idle` seconds; ends
+        when none is left (the next lock zygote starts it again)."""
+        while not self._idle_stop.wait(max(0.05, min(self.lock_idle / 4, 30.0))):
+            self.stop_idle()
+            with self._lock:
+                if not self._lock_zygotes:
+                    self._idle_thread = None
+                    return
+
+    def stop_idle(self, idle: float | None = None) -> list[str]:
+        """Stop every lock zygote idle for longer than ``idle`` seconds
+        (default ``lock_idle``); returns their lock digests."""
+        limit = self.lock_idle if idle is None else idle
+        now = time.monotonic()
+        with self._lock:
+            idle_ones = {d: z for d, z in self._lock_zygotes.items() if not z.busy and now - z.last_used > limit}
+            for digest in idle_ones:
+                del self._lock_zygotes[digest]
+        for zygote in idle_ones.values():
+            zygote.stop()
+        return sorted(idle_ones)
+
+    def lock_zygotes(self) -> dict[str, int]:
+        """The running lock zygotes: lock digest -> process id."""
+        with self._lock:
+            return {digest: zygote.proc.pid for digest, zygote in self._lock_zygotes.items() if zygote.alive()}
 
     def start(self) -> None:
         """Start the zygote now (otherwise the first call does).
@@ -362,14 +484,18 @@ class RestrictedBackend:
             "weak_allowed": self.allow_weak,
             "runs": not zygote.missing or self.allow_weak,
             "plain_policy": self.allow_plain and not zygote.missing,
+            "lock_zygotes": self.lock_zygotes(),
+            "lock_idle_seconds": self.lock_idle,
         }
 
     def close(self) -> None:
         """Stop the zygote (and any child still running). A later `run` starts a new one."""
         with self._lock:
             zygote, self._zygote = self._zygote, None
-        if zygote is not None:
-            zygote.stop()
+            lock_zygotes, self._lock_zygotes = list(self._lock_zygotes.values()), {}
+        self._idle_stop.set()
+        for running in ([zygote] if zygote is not None else []) + lock_zygotes:
+            running.stop()
 
     # -- running -----------------------------------------------------------
 
@@ -387,9 +513,12 @@ class RestrictedBackend:
             fields = _unavailable(f"cannot reach the zygote: {exc}")
         return Result(backend=self.name, duration_ms=(time.perf_counter() - started) * 1000, **fields)
 
-    def _refusal(self, job: Job, zygote: _Zygote) -> str | None:
+    def _refusal(self, job: Job, zygote: _Zygote | None) -> str | None:
         """Why this job must not run on this zygote (fail closed), if so."""
-        missing = "; ".join(f"{layer}: {why}" for layer, why in zygote.missing.items())
+        missing = "; ".join(f"{layer}: {why}" for layer, why in (zygote.missing if zygote else {}).items())
+        if job.lock is not None and job.policy != "plain":
+            return ("a version that needs packages runs under the plain policy only: the restricted policy's "
+                    "module stand-ins cannot offer third-party packages (use --policy plain)")
         if job.policy == "plain":
             if not self.allow_plain:
                 return "the plain policy is switched off on this backend (allow_plain=False)"
@@ -414,8 +543,10 @@ class RestrictedBackend:
         ).encode()
         payload = json.dumps(job.wire(), separators=(",", ":")).encode()
         for _attempt in range(2):
+            if job.lock is not None and job.policy != "plain":
+                return _unavailable(str(self._refusal(job, None)))
             try:
-                zygote = self._current()
+                zygote = self._current(job.lock)
             except _Unavailable as exc:
                 return _unavailable(str(exc))
             refusal = self._refusal(job, zygote)
@@ -441,11 +572,16 @@ class RestrictedBackend:
             # A cancelled caller hangs up: our reads end at once and the
             # zygote sees the status socket close, as below.
             forget = cancel.on_cancel(lambda: _hang_up(call, status)) if cancel is not None else None
+            with self._lock:
+                zygote.busy += 1
             try:
                 fields = self._converse(call, status, payload, limits, zygote, restricted=job.policy != "plain")
                 fields["layers"] = zygote.layers
                 return fields
             finally:
+                with self._lock:
+                    zygote.busy -= 1
+                    zygote.last_used = time.monotonic()
                 if forget is not None:
                     forget()
                 # Closing the status socket early tells the zygote to kill the

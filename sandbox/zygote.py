@@ -3,7 +3,7 @@ execution code once, then forks fresh, locked-down children, one per call.
 
 It runs as its own program, started by `restricted.py`::
 
-    python -I -S /path/to/sandbox/zygote.py <control-fd> <spares> [<sys.path entry>...]
+    python -I -S /path/to/sandbox/zygote.py <control-fd> <spares> [--preload=a,b] [<sys.path entry>...]
 
 It loads the sibling modules (`execute.py` and whatever that imports) as a
 private package straight from this directory, so it never imports `toolcrib`
@@ -614,9 +614,16 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     try:
         spares = int(argv[2]) if len(argv) > 2 else 2
-        # Started with -S: the host names where RestrictedPython lives.
-        sys.path.extend(argv[3:])
+        # Started with -S: the host names where RestrictedPython lives (and,
+        # for a lock's zygote, its site directory); `--preload=a,b` names the
+        # lock's packages, imported and warmed up before the jail closes.
+        options = [arg for arg in argv[3:] if arg.startswith("--preload=")]
+        sys.path.extend(arg for arg in argv[3:] if not arg.startswith("--preload="))
         run_job, jail_module = _load_run_job()
+        preloaded: dict[str, Any] = {}
+        for option in options:
+            names = [name for name in option.partition("=")[2].split(",") if name]
+            preloaded = importlib.import_module(_PKG + ".preload").preload(names)
         # Opened now: without Landlock the root is about to become empty.
         devnull = os.open(os.devnull, os.O_WRONLY)
         netns = jail_module.new_network_namespace()
@@ -632,6 +639,7 @@ def main(argv: list[str]) -> int:
         if netns.get("netns_via") == "user namespace":
             jail_module.drop_capabilities()  # granted by the new user namespace, used above
         facts = _probe(jail)
+        facts.update(preloaded)
         facts.update(netns)
         facts.update(root)
         facts.update(jail.facts())
@@ -649,6 +657,9 @@ def main(argv: list[str]) -> int:
     # collector from touching it in each child (fewer copied pages per fork).
     gc.collect()
     gc.freeze()
+    frozen = getattr(sys.modules[_PKG + ".execute"], "heap_frozen_for_good", None)
+    if frozen is not None:
+        frozen()
     control.sendall(json.dumps(ready).encode())
     # Nothing more to say on stderr: the host stops reading it after `ready`.
     os.dup2(devnull, 2)
