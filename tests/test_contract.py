@@ -178,3 +178,27 @@ def test_values_round_trip(backend: str, value) -> None:
     r = run(backend, "def f(v):\n    return v\n", args={"v": value})
     assert r.status == "ok", r
     assert r.result == value
+
+
+# -- one wire, outcomes from facts (issue 7) ------------------------------------------
+
+
+def test_a_lone_surrogate_comes_back_as_a_replacement_character(backend: str) -> None:
+    r = run(backend, "def f():\n    print('p' + chr(0xDC80))\n    return ['a' + chr(0xD800), {chr(0xDFFF): 1}]\n")
+    assert r.status == "ok", r
+    assert r.result == ["a\ufffd", {"\ufffd": 1}]
+    assert r.stdout == "p\ufffd\n"
+
+
+@pytest.mark.parametrize("policy", ["restricted", "plain"])
+def test_a_hand_raised_memory_error_is_the_tools_error(backend: str, policy: str) -> None:
+    # The restricted policy keeps MemoryError for itself (tool code cannot
+    # raise it); plain tools can, and the host then sees no memory used.
+    r = run(backend, "def f():\n    raise MemoryError('not really')\n", policy=policy)
+    assert r.status in ("error", "blocked") and r.limit is None, r
+
+
+def test_a_hand_raised_blocking_io_error_is_the_tools_error(backend: str) -> None:
+    source = "def f():\n    raise BlockingIOError(11, 'Resource temporarily unavailable')\n"
+    r = run(backend, source, policy="plain")
+    assert (r.status, r.limit, r.error and r.error.type) == ("error", None, "BlockingIOError"), r
