@@ -53,12 +53,6 @@ _OFFERED_NAMES = frozenset(ALLOWED_BUILTINS) | frozenset(ALLOWED_EXCEPTIONS) | f
 _WITHHELD_BUILTINS = (frozenset(n for n in dir(builtins) if not n.startswith("_")) - _OFFERED_NAMES
                       - frozenset(ABSENT_BUILTINS))
 
-# The last call's namespace, value and exception, kept alive until the next
-# call starts: dropping them would run tool code (a generator's `finally`)
-# after the outcome was decided. In a per-call child they are never dropped.
-_HELD: list[Any] = []
-
-
 def _reply(status: str, result: Any = None, error: dict[str, Any] | None = None,
            limit: str | None = None, stdout: str = "") -> dict[str, Any]:
     return {"status": status, "result": result, "error": error, "limit": limit, "stdout": stdout}
@@ -242,17 +236,23 @@ def _namespace(restricted: bool) -> dict[str, Any]:
 
 def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
     mode = job.get("mode", "args")
-    code, bound = _compile(job.get("source"), "<tool>", restricted, set())
+    # A prelude (a library's shared import block) runs first, in the tool's
+    # own namespace and under the same policy: what it binds, the tool sees.
+    prelude_code, known = None, set()
+    if job.get("prelude") is not None:
+        prelude_code, known = _compile(job.get("prelude"), "<prelude>", restricted, set())
+    code, bound = _compile(job.get("source"), "<tool>", restricted, known)
     snippet_code = None
     if mode == "snippet":
-        snippet_code, _ = _compile(job.get("snippet"), "<snippet>", restricted, bound)
+        snippet_code, _ = _compile(job.get("snippet"), "<snippet>", restricted, bound | known)
     elif mode != "args":
         return _reply("error", error=_error("ValueError", f"unknown call mode {mode!r}"))
 
     ns = _namespace(restricted)
-    _HELD.append(ns)
     redirect = contextlib.nullcontext() if restricted else contextlib.redirect_stdout(_CappedStdout())
     with redirect:
+        if prelude_code is not None:
+            exec(prelude_code, ns)
         exec(code, ns)
         if STATE.violation is not None:  # refused while defining, then caught
             return _violation_reply()
@@ -268,7 +268,6 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
             ns.pop("ans", None)
             exec(snippet_code, ns)
             value = ns["ans"] if "ans" in ns else STATE.stdout()
-    _HELD.append(value)
     _tool_finished()
     return _reply("ok", to_json(value, cap - len(STATE.stdout())), stdout=STATE.stdout())
 
@@ -277,9 +276,8 @@ def _tool_finished() -> None:
     """The tool returned or raised. Finalisers of the garbage it left (a
     generator's ``finally`` in a reference cycle) run now, while what they
     do still counts; then the collector pauses until the reply is built, so
-    no tool code runs during conversion or after the outcome is decided
-    (`_decided`). Cheap: only objects made during the call are looked at
-    (see `run_job`)."""
+    none runs in the middle of result conversion. Cheap: only objects made
+    during the call are looked at (see `run_job`)."""
     gc.collect()
     gc.disable()
 
@@ -301,9 +299,13 @@ def _run(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
     except _Refused as refused:
         return refused.reply  # the compiler's refusal: no tool code ran
     except BaseException as exc:  # noqa: BLE001 - whatever the tool raises is an outcome
-        _HELD.append(exc)
         _tool_finished()
         reply = _exception_reply(exc, cap)
+    # The reply holds only fresh plain data. The tool's namespace, value and
+    # traceback are unreachable now: their finalisers (a generator's
+    # `finally`, a socket closing in plain mode) run here, before the record
+    # decides, and none is left to run after it.
+    gc.collect()
     return _decided(reply, cap)
 
 
@@ -362,7 +364,6 @@ def run_job(job: dict[str, Any], *, restricted: bool = True) -> bytes:
     # whole frozen heap, some 30 ms once pandas is loaded).
     thaw = not _FROZEN_FOR_GOOD and gc.get_freeze_count() == 0
     try:
-        _HELD.clear()  # the previous call's objects die before this call's record starts
         gc.freeze()
         STATE.reset(cap)
         reset_for_call()
@@ -427,5 +428,4 @@ def warm() -> None:
                  "limits": {"output": 64}}, restricted=restricted)
         run_job({"source": _WARM_SOURCE, "entrypoint": "run", "mode": "snippet", "snippet": "ans = run(2)",
                  "limits": {"output": 64}}, restricted=restricted)
-    _HELD.clear()
     STATE.reset(1024 * 1024)
