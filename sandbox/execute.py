@@ -238,7 +238,8 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
     mode = job.get("mode", "args")
     # A prelude (a library's shared import block) runs first, in the tool's
     # own namespace and under the same policy: what it binds, the tool sees.
-    prelude_code, known = None, set()
+    prelude_code: Any = None
+    known: set[str] = set()
     if job.get("prelude") is not None:
         prelude_code, known = _compile(job.get("prelude"), "<prelude>", restricted, set())
     code, bound = _compile(job.get("source"), "<tool>", restricted, known)

@@ -302,7 +302,7 @@ def is_helper_name(name: str) -> bool:
     """True for a plain single-underscore name a tool may bind and read."""
     return _HELPER_NAME.fullmatch(name) is not None and _COMPILER_NAMES.fullmatch(name) is None
 
-TOOL_FILENAMES: tuple[str, ...] = ("<tool>", "<snippet>")
+TOOL_FILENAMES: tuple[str, ...] = ("<tool>", "<snippet>", "<prelude>")
 
 # Largest sequence `x *= n` may build; the memory limit is the real bound,
 # this just fails fast and clearly.
