@@ -224,3 +224,13 @@ def test_cli_make_without_a_model_or_with_a_bad_replay_is_a_usage_error(tc, tmp_
     assert result.exit_code == 2 and "a JSON list of reply strings" in result.stderr
     result = tc("make", str(tmp_path / "missing.json"), "--replay", write_json(tmp_path / "r.json", []))
     assert result.exit_code == 2 and "task file not found" in result.stderr
+
+
+def test_a_reworded_question_still_finds_its_example(reg: Registry, tmp_path: Path):
+    # Models reflow questions: a line break becomes a space, a full stop appears.
+    data = [dict(e, input=e["input"].replace(": List: ", ":\nList: ")) for e in SORT]
+    task = load_task(write_json(tmp_path / "word_sorting.json", data))
+    wrap = SORT_WRAP.replace("alphabetically: List: zebra yak xylophone\n", "alphabetically: List: zebra yak xylophone.\n")
+    result = make(reg, task, ReplayModel([SORT_PROPOSAL, SORT_TESTS, wrap]))
+    assert result.status == "made", result.error
+    assert [t.expected for t in reg.get(result.tool).tests] == [e["target"] for e in SORT[3:6]]

@@ -17,6 +17,7 @@ line), at most `retries` times per stage.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ Progress = Callable[[str, int, str], None]
 
 USE_CASES_KEY = "latm.use_cases"
 _QUESTION_IN_NAME = 200
+# How alike (difflib ratio, whitespace ignored) a use case's question must be to a task example's.
+_SAME_QUESTION = 0.95
 
 
 class StageReport(BaseModel):
@@ -166,11 +169,24 @@ class _Maker:
         self.source = source
 
     def _example_for(self, question: str) -> tuple[int, Example] | None:
+        """The task example a use case asks: the same text up to whitespace, else
+        the closest one if it is nearly the same (models add a full stop or
+        join lines); a wrong match only makes the use case fail its target."""
         key = whitespace_free(question)
-        for index, example in enumerate(self.task.examples):
-            if whitespace_free(example.input) == key:
-                return index, example
-        return None
+        keys = [whitespace_free(e.input) for e in self.task.examples]
+        if key in keys:
+            index = keys.index(key)
+            return index, self.task.examples[index]
+        matcher = difflib.SequenceMatcher(autojunk=False)
+        matcher.set_seq2(key)
+        best, best_ratio = -1, _SAME_QUESTION
+        for index, other in enumerate(keys):
+            matcher.set_seq1(other)
+            if matcher.real_quick_ratio() >= best_ratio and matcher.quick_ratio() >= best_ratio:
+                ratio = matcher.ratio()
+                if ratio >= best_ratio:
+                    best, best_ratio = index, ratio
+        return (best, self.task.examples[best]) if best >= 0 else None
 
     def check_wrap(self, reply: str) -> _Wrapped:
         admitted = self._admit(reply, markdown=True, entrypoint=self.entrypoint)
