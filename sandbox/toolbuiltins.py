@@ -140,8 +140,10 @@ def unpack_sequence(it: Any, spec: dict[str, Any], _getiter_: Callable[[Any], An
 
 
 def _type(*args: Any) -> type:
+    if len(args) == 3:
+        raise refuse("type() with three arguments (creating classes) is not allowed")
     if len(args) != 1:
-        raise refuse("type() with more than one argument (creating classes) is not allowed")
+        raise TypeError("type() takes 1 argument in the sandbox")
     kind = type(args[0])
     if is_safe_type(kind):
         return kind

@@ -304,7 +304,10 @@ def run():
             type(Counter()) is Counter, type(ValueError()) is ValueError]
 ''') == [True] * 6
     assert "type() of" in blocked("def run():\n    return type(run)\n")
-    assert "more than one argument" in blocked("def run():\n    return type('X', (), {})\n")
+    assert "three arguments" in blocked("def run():\n    return type('X', (), {})\n")
+    # type() with no argument (say, as a defaultdict factory) is an ordinary TypeError
+    reply = run_in_child({"source": "import collections\ndef run():\n    return collections.defaultdict(type)['k']\n"})
+    assert reply["status"] == "error" and reply["error"]["type"] == "TypeError", reply
 
 
 def test_classes_subclassing_builtins_and_exceptions() -> None:
