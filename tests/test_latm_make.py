@@ -234,3 +234,15 @@ def test_a_reworded_question_still_finds_its_example(reg: Registry, tmp_path: Pa
     result = make(reg, task, ReplayModel([SORT_PROPOSAL, SORT_TESTS, wrap]))
     assert result.status == "made", result.error
     assert [t.expected for t in reg.get(result.tool).tests] == [e["target"] for e in SORT[3:6]]
+
+
+def test_cli_make_with_a_real_model_id_but_no_key_stops_before_any_request(tc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # llm's key store is an empty directory and no key variable is set: nothing is sent anywhere.
+    monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    task = write_json(tmp_path / "word_sorting.json", SORT)
+    result = tc("make", task, "--model", "gpt-4o-mini")
+    assert result.exit_code == 2
+    assert "No key found - add one using 'llm keys set openai'" in result.stderr
+    unknown = tc("make", task, "--model", "no-such-model-xyz")
+    assert unknown.exit_code == 2 and "unknown model 'no-such-model-xyz'" in unknown.stderr

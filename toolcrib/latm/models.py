@@ -128,6 +128,10 @@ class LLMModel:
                 "(a provider plugin adds more, e.g. 'llm install llm-anthropic')"
             ) from None
         self.model_id: str = str(self._model.model_id)
+        try:  # a missing key is a setup problem: say so before any stage starts
+            self._model.get_key()
+        except llm.errors.NeedsKeyException as exc:
+            raise InvalidInput(f"{self.model_id}: {exc}") from None
 
     def start(self) -> Chat:
         return _LLMChat(self._model.conversation(), self.model_id)
