@@ -240,3 +240,63 @@ def test_tool_with_helpers_imports_and_a_class(backend: str) -> None:
         "gcd": 3, "third": "1/2", "smallest": [3.0, 9.0], "fib": 832040,
         "label": "nums:   3", "json": {"k": [1, 2]},
     }
+
+
+# A search tool as models write them: a board copied with copy.deepcopy at
+# each step, a state class with a base __init__, its own exception type and
+# a bare except as the fallback (all touched by the policy's issue-7 rules).
+SLIDING_PUZZLE = '''
+import copy
+from collections import deque
+
+class PuzzleError(Exception):
+    def __init__(self, message):
+        Exception.__init__(self, "puzzle: " + message)
+
+class Node(object):
+    def __init__(self, board, moves):
+        self.board = board
+        self.moves = moves
+
+class Start(Node):
+    def __init__(self, board):
+        super().__init__(board, [])
+
+def neighbours(board):
+    n = len(board)
+    r, c = next((i, j) for i in range(n) for j in range(n) if board[i][j] == 0)
+    for dr, dc, name in ((1, 0, "up"), (-1, 0, "down"), (0, 1, "left"), (0, -1, "right")):
+        rr, cc = r + dr, c + dc
+        if 0 <= rr < n and 0 <= cc < n:
+            nxt = copy.deepcopy(board)
+            nxt[r][c], nxt[rr][cc] = nxt[rr][cc], nxt[r][c]
+            yield name, nxt
+
+def solve(board: list) -> list:
+    """Moves that bring a small sliding puzzle to 1..n*n-1 with the gap last."""
+    try:
+        n = len(board)
+        goal = [[(i * n + j + 1) % (n * n) for j in range(n)] for i in range(n)]
+    except:
+        raise PuzzleError("not a square board")
+    seen = {str(board)}
+    queue = deque([Start(board)])
+    while queue:
+        node = queue.popleft()
+        if node.board == goal:
+            return node.moves
+        for name, nxt in neighbours(node.board):
+            if str(nxt) not in seen:
+                seen.add(str(nxt))
+                queue.append(Node(nxt, node.moves + [name]))
+    raise PuzzleError("unsolvable")
+'''
+
+
+def test_search_with_deepcopy_base_init_and_bare_except(backend: str) -> None:
+    result = _call(SLIDING_PUZZLE, "solve", backend, board=[[1, 2, 3], [4, 5, 6], [0, 7, 8]])
+    assert result.status == "ok", result
+    assert result.result == ["left", "left"]
+    result = _call(SLIDING_PUZZLE, "solve", backend, board=[[2, 1], [3, 0]])
+    assert result.status == "error" and result.error is not None, result
+    assert (result.error.type, result.error.message) == ("PuzzleError", "puzzle: unsolvable")
