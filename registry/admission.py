@@ -31,19 +31,23 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .errors import AdmissionError, InvalidInput
-from .pyast import imported_names
+from .pyast import ModuleNeeds, imported_names, module_needs
 
 __all__ = [
     "Admitted",
     "MAX_SOURCE_BYTES",
+    "Missing",
     "NAME_PATTERN",
     "admit",
     "check_name",
     "extract_python",
+    "find_missing",
+    "refuse_missing",
 ]
 
 MAX_SOURCE_BYTES = 256 * 1024
@@ -619,3 +623,74 @@ def _admit_code(
             f"parameters without a type annotation accept any JSON value: {', '.join(signature.untyped)}"
         )
     return Admitted(source=code, entrypoint=chosen, public_functions=public, notes=notes)
+
+
+# -- imports and names from outside -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Something the tool needs that neither the standard library, its lock
+    nor its prelude provides. ``where`` is "tool" or "prelude"."""
+
+    kind: str  # "import" or "name"
+    name: str
+    line: int | None
+    where: str = "tool"
+
+    def describe(self) -> str:
+        at = f"{self.where} line {self.line}" if self.line else self.where
+        if self.kind == "import":
+            return f"{at}: module {self.name!r} is neither in the standard library nor provided by the requirements"
+        return f"{at}: name {self.name!r} is used but never defined, imported or a builtin"
+
+
+def _needs(code: str, what: str) -> ModuleNeeds:
+    try:
+        return module_needs(code)
+    except SyntaxError as exc:
+        raise AdmissionError(f"the {what} does not parse: {exc.msg}", exc.lineno) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise AdmissionError(f"the {what} is nested too deeply to check") from None
+
+
+def find_missing(source: str, *, prelude: str | None = None, provided: Iterable[str] = ()) -> list[Missing]:
+    """What `source` (run after `prelude`) imports or reads that nothing
+    provides: modules outside the standard library (`sys.stdlib_module_names`)
+    and the lock's import names (`provided`), and global names that the
+    tool, the prelude and the builtins never bind. Imports guarded by
+    ``try/except ImportError`` or ``if TYPE_CHECKING`` are not counted. A
+    star import may bind any name, so names are not reported when one is
+    in effect. Nothing is run."""
+    modules = set(sys.stdlib_module_names) | set(provided)
+    found: list[Missing] = []
+    parts = [("prelude", prelude)] if prelude is not None else []
+    needs = {where: _needs(code, where) for where, code in [*parts, ("tool", source)]}
+    for where, need in needs.items():
+        for use in need.imports:
+            if not use.guarded and use.module not in modules:
+                found.append(Missing("import", use.module, use.line, where))
+    star = any(need.star_imports for need in needs.values())
+    if not star:
+        before: frozenset[str] = needs["prelude"].bound if "prelude" in needs else frozenset()
+        for where, need in needs.items():
+            for name, line in need.free.items():
+                # The tool reads what the prelude bound; the prelude may call
+                # back into the tool's functions only after both are loaded.
+                if name in before or (where == "prelude" and name in needs["tool"].bound):
+                    continue
+                found.append(Missing("name", name, line, where))
+    found.sort(key=lambda m: (m.where != "prelude", m.line or 0, m.kind, m.name))
+    return found
+
+
+def refuse_missing(found: list[Missing]) -> None:
+    """AdmissionError naming the first missing things and the flag that allows them."""
+    if not found:
+        return
+    first = found[0]
+    shown = "; ".join(m.describe() for m in found[:3])
+    more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+    hint = ("declare it with --requires (or requires=[...])" if first.kind == "import"
+            else "import it, define it, or add a prelude that does (--prelude)")
+    raise AdmissionError(f"{shown}{more}: {hint}, or pass --allow-missing to register it anyway")

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..sandbox.contract import Limits, PolicyName
+from ..sandbox.contract import Limits, Lock, PolicyName
 from .admission import admit, check_name
 from .cases import parse_tests
 from .errors import BundleError, ToolcribError
@@ -44,6 +44,10 @@ class BundleEntry(BaseModel):
     limits: Limits | None = None
     # Absent in bundles written before policies could be declared.
     policy: PolicyName = "restricted"
+    # Absent (None) for versions without requirements or prelude, and in
+    # bundles written before either existed.
+    lock: Lock | None = None
+    prelude: str | None = None
     provenance: Provenance
     deprecated: str | None = None
     yanked: str | None = None
@@ -65,6 +69,8 @@ def _entry(tool: ToolVersion) -> dict[str, Any]:
         "tests": [case.model_dump(mode="json") for case in tool.tests],
         "limits": tool.limits.model_dump(mode="json") if tool.limits else None,
         "policy": tool.policy,
+        **({"lock": tool.lock.model_dump(mode="json")} if tool.lock else {}),
+        **({"prelude": tool.prelude} if tool.prelude is not None else {}),
         "provenance": tool.provenance.model_dump(mode="json"),
         "deprecated": tool.deprecated,
         "yanked": tool.yanked,
@@ -83,7 +89,8 @@ def read_bundle(bundle: Any) -> list[BundleEntry]:
     Checks: the format tag; every entry's shape; name and version syntax; the
     source passes admission unchanged; the stored input and output schemas are
     the ones the source derives (they are the contract `call` enforces); the content sha256 (which covers a
-    non-default policy, so a policy changed in transit is a mismatch), source
+    non-default policy, the lock and the prelude, so a policy, wheel hash or prelude changed in transit
+    is a mismatch: an importing registry runs the same bytes), source
     sha256 and prompt sha256 recomputed from the entry match; no (name,
     version) twice.
     """
@@ -158,7 +165,9 @@ def _check_entry(raw: Any, label: str) -> BundleEntry:
     except ToolcribError as exc:
         raise BundleError(f"{label}: {exc}") from None
     _check_signature(entry, label)
-    digest = content_sha256(entry.source, entry.entrypoint, entry.signature, entry.tests, entry.policy)
+    digest = content_sha256(
+        entry.source, entry.entrypoint, entry.signature, entry.tests, entry.policy, entry.lock, entry.prelude
+    )
     if digest != entry.sha256:
         raise BundleError(f"{label}: sha256 mismatch: the entry says {entry.sha256}, its content hashes to {digest}")
     if sha256_text(entry.source) != entry.provenance.source_sha256:

@@ -8,6 +8,7 @@ transaction; only their results are written afterwards.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import difflib
 import getpass
@@ -23,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ..sandbox import get_backend
-from ..sandbox.contract import LIMIT_NAMES, Backend, Cancel, ErrorInfo, Job, Limits, PolicyName, Result
-from .admission import admit, check_name
+from ..sandbox.contract import LIMIT_NAMES, Backend, Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result
+from .admission import MAX_SOURCE_BYTES, admit, check_name, find_missing, refuse_missing
 from .audit import append_entry, cap_value, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, read_bundle
 from .cases import compare, parse_tests
 from .errors import (
+    AdmissionError,
     ArgumentsError,
     BundleError,
     ConflictError,
@@ -44,6 +46,7 @@ from .models import (
     AuditReport,
     Bump,
     CallOutcome,
+    Prelude,
     CaseEvidence,
     Provenance,
     ProvenanceInput,
@@ -55,6 +58,7 @@ from .models import (
 )
 from .provenance import build_provenance, in_toto_statement
 from .search import FIT_THRESHOLD, SearchHit, rank, tool_index_terms
+from .pyast import function_body
 from .signature import bump_kind, derive_signature, validate_stored_arguments
 from .stats import UsageStats, usage
 from .store import PerThreadDatabase, default_registry_path, read_snapshot, utc_now, write_transaction
@@ -82,8 +86,11 @@ _EVIDENCE_CAP = 4096
 _VERSION_COLUMNS = (
     "id, name, version, sha256, entrypoint, source, signature, tests, limits, status, deprecated, yanked, "
     "created_at, generator, prompt, prompt_sha256, parent, parent_sha256, registered_by, registered_at, "
-    "source_sha256, metadata, policy"
+    "source_sha256, metadata, policy, lock, prelude"
 )
+# How alike two entrypoint bodies must be (difflib ratio of their normalized
+# text) for a new major version of a name to count as the same tool changing.
+_RELATED_BODY = 0.5
 
 
 def _default_actor() -> str:
@@ -100,7 +107,7 @@ def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
     (
         _id, name, version, sha256, entrypoint, source, signature, tests, limits, status, deprecated, yanked,
         created_at, generator, prompt, prompt_sha256, parent, parent_sha256, registered_by, registered_at,
-        source_sha256, metadata, policy,
+        source_sha256, metadata, policy, lock, prelude,
     ) = row
     return ToolVersion(
         name=name,
@@ -112,6 +119,8 @@ def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
         tests=[TestCase.model_validate(t) for t in json.loads(tests)],
         limits=Limits.model_validate(json.loads(limits)) if limits else None,
         policy=policy,
+        lock=Lock.model_validate_json(lock) if lock else None,
+        prelude=prelude,
         status=status,
         deprecated=deprecated,
         yanked=yanked,
@@ -130,6 +139,41 @@ def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
     )
 
 
+def _prelude_text(text: str | None) -> str | None:
+    """A prelude as stored: Unicode text that parses, "\n" line endings;
+    None stays None (no prelude)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InvalidInput("a prelude must be text")
+    body = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        size = len(body.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("the prelude is not Unicode text (it holds a lone surrogate)") from None
+    if size > MAX_SOURCE_BYTES:
+        raise InvalidInput(f"the prelude is {size} bytes; the limit is {MAX_SOURCE_BYTES}")
+    if not body.strip():
+        raise InvalidInput("the prelude is empty")
+    try:
+        ast.parse(body)
+    except SyntaxError as exc:
+        raise AdmissionError(f"the prelude does not parse: {exc.msg} (prelude line {exc.lineno})") from None
+    except (ValueError, RecursionError, MemoryError):
+        raise AdmissionError("the prelude cannot be parsed") from None
+    return body.rstrip() + "\n"
+
+
+def _unrelated(old: ToolVersion, source: str, entrypoint: str) -> bool:
+    """True when the entrypoint's body shares little with the old version's:
+    with an incompatible signature too, that is another tool, not a change."""
+    try:
+        before, after = function_body(old.source, old.entrypoint), function_body(source, entrypoint)
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    return difflib.SequenceMatcher(None, before, after, autojunk=False).ratio() < _RELATED_BODY
+
+
 def _policy_name(policy: object) -> PolicyName:
     """A policy name as given by a caller; InvalidInput for anything else."""
     if policy == "restricted":
@@ -145,9 +189,9 @@ def _job(
     """The sandbox job for one call or test case: a snippet if there is one, else arguments."""
     if snippet is not None:
         return Job(source=tool.source, entrypoint=tool.entrypoint, mode="snippet", snippet=snippet,
-                   limits=limits, policy=policy)
+                   limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude)
     return Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=args or {},
-               limits=limits, policy=policy)
+               limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude)
 
 
 def _version_record(tool: ToolVersion) -> dict[str, Any]:
@@ -162,6 +206,9 @@ def _version_record(tool: ToolVersion) -> dict[str, Any]:
         "tests": canonical_json([t.model_dump(mode="json") for t in tool.tests]),
         "limits": canonical_json(tool.limits.model_dump(mode="json")) if tool.limits else None,
         "policy": tool.policy,
+        "requires": canonical_json(tool.requires) if tool.lock else None,
+        "lock": canonical_json(tool.lock.model_dump(mode="json")) if tool.lock else None,
+        "prelude": tool.prelude,
         "description": tool.signature.description,
         "status": tool.status,
         "deprecated": tool.deprecated,
@@ -230,6 +277,7 @@ class Registry:
         self._actor: str = actor or _default_actor()
         self._acting = threading.local()
         self.max_limits: Limits = max_limits
+        self._locks: dict[tuple[str, ...], Lock] = {}
         # One connection per thread (see PerThreadDatabase for why not a lock):
         # a Registry may be shared by the threads of a server.
         self._databases = PerThreadDatabase(self.path, create=create)
@@ -328,9 +376,15 @@ class Registry:
         version: str | None = None,
         provenance: ProvenanceInput | None = None,
         limits: Limits | None = None,
-        policy: str = DEFAULT_POLICY,
+        policy: str | None = None,
         strip_top_level: bool = False,
         markdown: bool | None = None,
+        requires: Iterable[str] | None = None,
+        prelude: str | None = None,
+        prelude_name: str | None = None,
+        allow_missing: bool = False,
+        as_new_version: bool = False,
+        progress: Callable[[str], None] | None = None,
     ) -> AddResult:
         """Admit and store a new version (or return the identical existing one).
 
@@ -338,8 +392,23 @@ class Registry:
         ``policy`` is the policy the tool needs: "restricted" (the default) or
         "plain" (ordinary Python, inside the restricted backend's OS jail or a
         Docker container); calls and verification use it unless overridden.
-        It is part of the content hash when not the default.
-        Raises AdmissionError, TestsFormatError, ConflictError, NotFound (parent).
+        It is part of the content hash when not the default. None: "plain"
+        for a version with requirements (the restricted policy's module
+        stand-ins cover no packages), else "restricted".
+
+        ``requires`` (PEP 508 strings, e.g. "sympy>=1.12") are resolved once,
+        here, to exact wheels (a `Lock`, `sandbox/packages.py`); ``prelude``
+        is code run in the tool's namespace before it (a library's shared
+        import block), or ``prelude_name`` names one stored with
+        `set_prelude` (its requirements are added). Lock and prelude are
+        stored with the version and covered by its hash. Admission refuses a
+        tool that imports a module neither the standard library nor the lock
+        provides, or reads a name nothing defines (tool, prelude, builtins),
+        unless ``allow_missing`` (then they are notes). A new major version
+        whose entrypoint body is unlike the newest one's (an unrelated tool
+        that happens to share the name) is refused unless ``as_new_version``.
+        Raises AdmissionError, TestsFormatError, ConflictError, NotFound
+        (parent, prelude name), InvalidInput (requirements that do not resolve).
 
         Identical content (same name, same sha256) is a no-op: the existing
         version comes back with ``created=False``, nothing is written and
@@ -348,13 +417,32 @@ class Registry:
         yanked); it need not be the highest, so a fix can be back-ported.
         """
         admitted = admit(source, entrypoint=entrypoint, strip_top_level=strip_top_level, markdown=markdown)
+        notes = list(admitted.notes)
         tool_name = check_name(name if name is not None else admitted.entrypoint)
         signature = derive_signature(admitted.source, admitted.entrypoint)
         raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
         cases = parse_tests(raw_tests)
         wanted = str(parse_version(version)) if version is not None else None
-        declared = _policy_name(policy)
-        sha256 = content_sha256(admitted.source, admitted.entrypoint, signature, cases, declared)
+        wants = [] if requires is None else ([requires] if isinstance(requires, str) else list(requires))
+        if prelude_name is not None:
+            if prelude is not None:
+                raise InvalidInput("give a prelude's text or the name of a stored prelude, not both")
+            stored = self.get_prelude(prelude_name)
+            prelude = stored.text
+            wants += stored.requires
+        prelude = _prelude_text(prelude)
+        lock = self._lock(wants, progress) if wants else None
+        missing = find_missing(admitted.source, prelude=prelude, provided=lock.imports if lock else ())
+        if not allow_missing:
+            refuse_missing(missing)
+        notes += [f"missing: {m.describe()}" for m in missing]
+        declared = _policy_name(policy if policy is not None else ("plain" if lock else DEFAULT_POLICY))
+        if lock is not None and declared == "restricted":
+            raise InvalidInput(
+                "a version with requirements runs under the plain policy (the restricted policy's module "
+                "stand-ins cover no packages): drop --policy restricted"
+            )
+        sha256 = content_sha256(admitted.source, admitted.entrypoint, signature, cases, declared, lock, prelude)
         given = provenance or ProvenanceInput()
 
         with write_transaction(self.db):
@@ -366,7 +454,7 @@ class Registry:
                     raise ConflictError(
                         f"identical content is already stored as {existing.ref}; {tool_name}@{wanted} would duplicate it"
                     )
-                return AddResult(tool=existing, created=False, bump="existing", notes=list(admitted.notes))
+                return AddResult(tool=existing, created=False, bump="existing", notes=notes)
             bump: Bump
             if wanted is not None:
                 if any(r.version == wanted for r in rows):
@@ -380,6 +468,12 @@ class Registry:
                 newest = rows[-1]
                 bump = bump_kind(newest.tool.signature, signature)
                 new_version = str(next_version(newest.semver, bump))
+                if bump == "major" and not as_new_version and _unrelated(newest.tool, admitted.source, admitted.entrypoint):
+                    raise ConflictError(
+                        f"{tool_name} already names an unrelated tool ({newest.ref}: another signature and another "
+                        f"body): register this one under another name (--name, --namespace), or pass "
+                        f"--as-new-version (as_new_version=True) to make it {tool_name}@{new_version}"
+                    )
             parent = None
             if given.parent is not None:
                 parent_row = self._resolve(given.parent, allow_yanked=True)
@@ -395,6 +489,8 @@ class Registry:
                 tests=cases,
                 limits=limits,
                 policy=declared,
+                lock=lock,
+                prelude=prelude,
                 status="unverified",
                 provenance=build_provenance(
                     given, source=admitted.source, registered_by=self.actor, registered_at=now, parent=parent
@@ -411,9 +507,65 @@ class Registry:
                     "parent": parent[0] if parent else None,
                     "tests": len(cases),
                     "policy": declared,
+                    **({"lock": lock.digest(), "requires": list(lock.requirements)} if lock else {}),
+                    **({"prelude_sha256": sha256_text(prelude)} if prelude is not None else {}),
+                    **({"prelude": prelude_name} if prelude_name is not None else {}),
+                    **({"missing": [m.describe() for m in missing]} if missing else {}),
                 },
             )
-        return AddResult(tool=tool, created=True, bump=bump, notes=list(admitted.notes))
+        return AddResult(tool=tool, created=True, bump=bump, notes=notes)
+
+    def _lock(self, requires: builtins.list[str], progress: Callable[[str], None] | None) -> Lock:
+        """Requirements resolved to a lock, once per distinct set for this
+        Registry (a bulk add of a library resolves its shared requirements once)."""
+        from ..sandbox.packages import PackagesError, check_requirement, resolve
+
+        try:
+            key = tuple(sorted({check_requirement(r) for r in requires}))
+            cached = self._locks.get(key)
+            if cached is None:
+                cached = self._locks[key] = resolve(key, progress=progress)
+        except PackagesError as exc:
+            raise InvalidInput(f"requirements: {exc}") from None
+        return cached
+
+    # -- preludes --------------------------------------------------------------
+    def set_prelude(self, name: str, text: str, *, requires: Iterable[str] = ()) -> Prelude:
+        """Store (or replace) a named prelude. Versions copy its text at add
+        time, so replacing it never changes a stored version. Audited."""
+        from ..sandbox.packages import PackagesError, check_requirement
+
+        check_name(name)
+        body = _prelude_text(text)
+        assert body is not None
+        try:
+            wants = sorted({check_requirement(r) for r in requires})
+        except PackagesError as exc:
+            raise InvalidInput(f"requirements: {exc}") from None
+        now = utc_now()
+        record = {"name": name, "text": body, "sha256": sha256_text(body), "requires": canonical_json(wants),
+                  "updated_by": self.actor, "updated_at": now}
+        with write_transaction(self.db):
+            self.db.table("preludes").upsert(record, pk="name")
+            append_entry(self.db, actor=self.actor, event="prelude", tool=None,
+                         details={"name": name, "sha256": record["sha256"], "requires": wants})
+        return Prelude(name=name, text=body, sha256=str(record["sha256"]), requires=wants,
+                       updated_by=self.actor, updated_at=now)
+
+    def get_prelude(self, name: str) -> Prelude:
+        """A stored prelude; NotFound if there is none by that name."""
+        row = self.db.execute(
+            "SELECT name, text, sha256, requires, updated_by, updated_at FROM preludes WHERE name = ?", [name]
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no prelude named {name!r}")
+        return Prelude(name=row[0], text=row[1], sha256=row[2], requires=json.loads(row[3]),
+                       updated_by=row[4], updated_at=row[5])
+
+    def preludes(self) -> builtins.list[Prelude]:
+        """Every stored prelude, by name."""
+        names = [n for (n,) in self.db.execute("SELECT name FROM preludes ORDER BY name")]
+        return [self.get_prelude(n) for n in names]
 
     def _store(self, tool: ToolVersion, event: str, details: dict[str, Any]) -> None:
         """Insert a new version and its audit entry (inside the caller's transaction)."""
@@ -935,6 +1087,8 @@ class Registry:
             tests=entry.tests,
             limits=entry.limits,
             policy=entry.policy,
+            lock=entry.lock,
+            prelude=entry.prelude,
             status="unverified",
             deprecated=entry.deprecated,
             yanked=entry.yanked,
@@ -949,6 +1103,7 @@ class Registry:
                 "exported_at": exported_at if isinstance(exported_at, str) else None,
                 "registered_by": entry.provenance.registered_by,
                 "policy": entry.policy,
+                **({"lock": entry.lock.digest()} if entry.lock else {}),
             },
         )
         return AddResult(tool=tool, created=True, bump="explicit")

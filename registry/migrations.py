@@ -184,6 +184,22 @@ def m005_latm(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m006_packages(db: sqlite_utils.Database) -> None:
+    """Tools that need packages (issue 10). Per version: the requirements it
+    declared (JSON list), the lock they resolved to (JSON, a
+    `sandbox.contract.Lock`) and its prelude (text); NULL for every version
+    stored before, which keeps their content hashes. Named preludes: shared
+    code a version copies at add time, with the requirements it brings."""
+    db.execute("ALTER TABLE versions ADD COLUMN requires TEXT")
+    db.execute("ALTER TABLE versions ADD COLUMN lock TEXT")
+    db.execute("ALTER TABLE versions ADD COLUMN prelude TEXT")
+    db.execute(
+        "CREATE TABLE preludes (name TEXT PRIMARY KEY, text TEXT NOT NULL, sha256 TEXT NOT NULL, "
+        "requires TEXT NOT NULL DEFAULT '[]', updated_by TEXT NOT NULL, updated_at TEXT NOT NULL)"
+    )
+
+
 def pending_migrations(db: sqlite_utils.Database) -> list[str]:
     """Names of the migrations this database has not applied yet (read-only)."""
     return [m.name for m in MIGRATIONS.pending(db)]

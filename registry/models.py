@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..sandbox.contract import ErrorInfo, LimitName, Limits, PolicyName, Status
+from ..sandbox.contract import ErrorInfo, LimitName, Limits, Lock, PolicyName, Status
 
 __all__ = [
     "AddResult",
@@ -19,6 +19,7 @@ __all__ = [
     "CallOutcome",
     "CaseEvidence",
     "Comparator",
+    "Prelude",
     "Provenance",
     "ProvenanceInput",
     "Signature",
@@ -91,7 +92,7 @@ class ToolVersion(_Model):
     version: str
     sha256: str = Field(
         description="content hash over the canonical form of source, entrypoint, signature, tests "
-        "(and the policy, when not the default)"
+        "(and the policy, lock and prelude, when the version has them)"
     )
     entrypoint: str
     source: str
@@ -103,6 +104,10 @@ class ToolVersion(_Model):
         description="the policy the tool declared at add time: 'restricted' (RestrictedPython) or 'plain' "
         "(ordinary Python, inside the sandbox's OS jail or container)",
     )
+    lock: Lock | None = Field(
+        None, description="the packages the version needs, resolved at add time to exact wheels (None: stdlib only)"
+    )
+    prelude: str | None = Field(None, description="code run in the tool's namespace before the tool, if any")
     status: VersionStatus = "unverified"
     deprecated: str | None = Field(None, description="deprecation message, if deprecated")
     yanked: str | None = Field(None, description="yank reason, if yanked")
@@ -112,6 +117,23 @@ class ToolVersion(_Model):
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def requires(self) -> list[str]:
+        """The requirements the version declared (those its lock resolved)."""
+        return list(self.lock.requirements) if self.lock else []
+
+
+class Prelude(_Model):
+    """A named prelude stored in the registry: shared code (typically a
+    library's import block) that versions copy at add time."""
+
+    name: str
+    text: str
+    sha256: str
+    requires: list[str] = Field(default_factory=list, description="requirements a version using it gets too")
+    updated_by: str
+    updated_at: str
 
 
 class AddResult(_Model):

@@ -69,6 +69,14 @@ def in_toto_statement(tool: ToolVersion) -> dict[str, Any]:
                 "digest": {"sha256": prov.parent_sha256},
             }
         )
+    if tool.lock is not None:
+        # The exact wheels the version runs with, each by its file's digest.
+        dependencies += [
+            {"name": pkg.filename, "uri": f"pkg:pypi/{pkg.name.lower()}@{pkg.version}", "digest": {"sha256": pkg.sha256}}
+            for pkg in tool.lock.packages
+        ]
+    if tool.prelude is not None:
+        dependencies.append({"name": "prelude", "digest": {"sha256": sha256_text(tool.prelude)}})
     if prov.prompt_sha256 is not None:
         # Digest only: the prompt itself may be long or sensitive; it stays in
         # the registry (and in bundles), the statement only commits to it.
@@ -84,6 +92,7 @@ def in_toto_statement(tool: ToolVersion) -> dict[str, Any]:
                     "generator": prov.generator,
                     "entrypoint": tool.entrypoint,
                     "policy": tool.policy,
+                    **({"requires": tool.requires} if tool.lock else {}),
                     "prompt": {"sha256": prov.prompt_sha256} if prov.prompt_sha256 else None,
                     "metadata": dict(prov.metadata),
                 },

@@ -4,8 +4,11 @@ Nothing here runs tool code."""
 from __future__ import annotations
 
 import ast
+import builtins
+import symtable
+from dataclasses import dataclass, field
 
-__all__ = ["imported_names", "module_statements"]
+__all__ = ["ImportUse", "ModuleNeeds", "function_body", "imported_names", "module_needs", "module_statements"]
 
 
 def module_statements(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -32,3 +35,125 @@ def imported_names(tree: ast.Module) -> dict[str, str]:
             for alias in node.names:
                 bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
     return bound
+
+
+# -- what a module needs from outside -------------------------------------------
+
+# Names every module has without binding them.
+_MODULE_NAMES = frozenset({"__name__", "__file__", "__doc__", "__builtins__", "__spec__", "__loader__",
+                           "__package__", "__annotations__", "__dict__", "__path__", "__cached__"})
+_IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
+
+
+@dataclass(frozen=True)
+class ImportUse:
+    """One import statement's module: its top-level name and line."""
+
+    module: str
+    line: int
+    guarded: bool = False  # inside `try: ... except ImportError` or `if TYPE_CHECKING:` (may never run)
+
+
+@dataclass(frozen=True)
+class ModuleNeeds:
+    """What a module binds at its top level and what it takes from elsewhere."""
+
+    bound: frozenset[str]
+    star_imports: tuple[str, ...]
+    imports: tuple[ImportUse, ...]
+    # Global names read somewhere (any scope) that the module never binds:
+    # builtins and names a prelude or a star import must supply.
+    free: dict[str, int | None] = field(default_factory=dict)
+
+
+def _catches_import_errors(node: ast.Try) -> bool:
+    for handler in node.handlers:
+        kinds = handler.type
+        if kinds is None:
+            return True
+        names = kinds.elts if isinstance(kinds, ast.Tuple) else [kinds]
+        if any(isinstance(n, ast.Name) and n.id in _IMPORT_ERRORS for n in names):
+            return True
+    return False
+
+
+def _imports(node: ast.AST, guarded: bool, out: list[ImportUse], stars: list[str]) -> None:
+    if isinstance(node, ast.Import):
+        out += [ImportUse(alias.name.split(".")[0], node.lineno, guarded) for alias in node.names]
+        return
+    if isinstance(node, ast.ImportFrom):
+        module = "." * node.level + (node.module or "")
+        out.append(ImportUse(module.split(".")[0] if not node.level else module, node.lineno, guarded))
+        if any(alias.name == "*" for alias in node.names):
+            stars.append(module)
+        return
+    if isinstance(node, ast.Try) and _catches_import_errors(node):
+        for child in node.body:
+            _imports(child, True, out, stars)
+        for part in (node.handlers, node.orelse, node.finalbody):
+            for child in part:
+                _imports(child, guarded, out, stars)
+        return
+    if isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+    ):
+        for child in node.body:
+            _imports(child, True, out, stars)
+        for child in node.orelse:
+            _imports(child, guarded, out, stars)
+        return
+    for child in ast.iter_child_nodes(node):
+        _imports(child, guarded, out, stars)
+
+
+def module_needs(source: str) -> ModuleNeeds:
+    """Read (never run) a module: the names its top level binds (including
+    ``global`` names assigned in functions), its imports, its star imports,
+    and every global name it reads but never binds, with the first line that
+    reads it. Scopes are Python's own (`symtable`): parameters, locals,
+    closures, comprehension variables and class bodies are not global reads;
+    annotations count only where they are evaluated. Raises SyntaxError."""
+    tree = ast.parse(source)
+    table = symtable.symtable(source, "<tool>", "exec")
+    bound: set[str] = set()
+    read: set[str] = set()
+    for sym in table.get_symbols():
+        if sym.is_assigned() or sym.is_imported() or sym.is_namespace():
+            bound.add(sym.get_name())
+        if sym.is_referenced():
+            read.add(sym.get_name())
+    pending = list(table.get_children())
+    while pending:
+        scope = pending.pop()
+        pending += scope.get_children()
+        for sym in scope.get_symbols():
+            if sym.is_declared_global() and sym.is_assigned():
+                bound.add(sym.get_name())
+            if sym.is_referenced() and sym.is_global():
+                read.add(sym.get_name())
+    imports: list[ImportUse] = []
+    stars: list[str] = []
+    for node in tree.body:
+        _imports(node, False, imports, stars)
+    missing = read - bound - _MODULE_NAMES - set(dir(builtins))
+    lines: dict[str, int | None] = dict.fromkeys(sorted(missing))
+    if missing:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in missing and isinstance(node.ctx, ast.Load):
+                current = lines[node.id]
+                lines[node.id] = node.lineno if current is None else min(current, node.lineno)
+    return ModuleNeeds(frozenset(bound), tuple(stars), tuple(imports), lines)
+
+
+def function_body(source: str, name: str) -> str:
+    """The normalized text of top-level function `name`'s body, docstring
+    left out ('' when there is no such function)."""
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                body = body[1:]
+            return "\n".join(ast.unparse(stmt) for stmt in body)
+    return ""

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..sandbox.contract import Lock
 from .errors import InvalidInput
 from .models import Signature, TestCase
 
@@ -63,13 +64,17 @@ def tool_content(
     signature: Signature,
     tests: Iterable[TestCase],
     policy: str = DEFAULT_POLICY,
+    lock: Lock | None = None,
+    prelude: str | None = None,
 ) -> dict[str, Any]:
     """The object whose canonical JSON is hashed: every model field written out,
     defaults included, so two registries always agree on the bytes. The
     declared policy is the one exception: present only when it is not the
     default (`DEFAULT_POLICY`), so older versions' hashes stay what they were
     while a version declaring "plain" can never share a hash with its
-    "restricted" twin."""
+    "restricted" twin. The same holds for a version's lock (the exact wheels
+    its requirements resolved to) and its prelude (code run before the tool):
+    each is present only when the version has one, and then changes the hash."""
     content: dict[str, Any] = {
         "format": TOOL_FORMAT,
         "source": source,
@@ -79,6 +84,10 @@ def tool_content(
     }
     if policy != DEFAULT_POLICY:
         content["policy"] = policy
+    if lock is not None:
+        content["lock"] = lock.model_dump(mode="json")
+    if prelude is not None:
+        content["prelude"] = prelude
     return content
 
 
@@ -88,9 +97,11 @@ def content_sha256(
     signature: Signature,
     tests: Iterable[TestCase],
     policy: str = DEFAULT_POLICY,
+    lock: Lock | None = None,
+    prelude: str | None = None,
 ) -> str:
     """The content address of a tool version (hex sha256 of its canonical form)."""
-    return sha256_text(canonical_json(tool_content(source, entrypoint, signature, tests, policy)))
+    return sha256_text(canonical_json(tool_content(source, entrypoint, signature, tests, policy, lock, prelude)))
 
 
 @dataclass(frozen=True)
