@@ -278,7 +278,8 @@ def _is_zygote(pid: int) -> bool:
         return False
 
 
-def _strays(zygote: int, spares: int, owner_uid: int | None, exempt: set[int]) -> tuple[list[str], set[int]]:
+def _strays(zygote: int, spares: int, owner_uid: int | None, exempt: set[int],
+            previous: set[int] | None) -> tuple[list[str], set[int]]:
     table = processes()
     children = {pid for pid, (ppid, _uid) in table.items() if ppid == zygote}
     found: list[str] = []
@@ -291,21 +292,27 @@ def _strays(zygote: int, spares: int, owner_uid: int | None, exempt: set[int]) -
             found.append(f"pid {pid} runs as call uid {uid} outside any zygote (parent {ppid})")
         elif owner_uid is not None and uid == owner_uid:
             found.append(f"pid {pid} runs as the jailed user {uid} (parent {ppid})")
-    if len(children) > spares:
-        found.append(f"the zygote has {len(children)} children, more than its {spares} spares")
+    # Settled means exactly the spares wait, and (after a call) the one that
+    # replaced the call's child is among them: until then the call's child
+    # may still be exiting and would pass for a spare.
+    if len(children) != spares or (previous is not None and not children - previous):
+        found.append(f"the zygote has {len(children)} children, not its {spares} waiting spares "
+                     f"(before the call: {sorted(previous or ())}, now: {sorted(children)})")
     return found, children
 
 
 def settle(zygote: int, spares: int, *, owner_uid: int | None = None, exempt: set[int] | None = None,
-           within: float = 10.0) -> tuple[list[str], set[int]]:
-    """Wait until no process outlives the last call: every process left in
-    the zygote's tree is a waiting spare, no call-uid process lives outside
-    a zygote, and (for an ordinary user, ``owner_uid``) no process of that
-    user other than ``exempt``, the zygote and its spares. Returns what is
-    still wrong after ``within`` seconds (empty: settled) and the spares."""
+           previous: set[int] | None = None, within: float = 10.0) -> tuple[list[str], set[int]]:
+    """Wait until no process outlives the last call: the zygote's children
+    are exactly its waiting spares (``previous``: the spares before the
+    call, one of which took it and was replaced), no call-uid process lives
+    outside a zygote, and (for an ordinary user, ``owner_uid``) no process
+    of that user other than ``exempt``, the zygote and its spares. Returns
+    what is still wrong after ``within`` seconds (empty: settled) and the
+    spares."""
     end = time.monotonic() + within
     while True:
-        found, children = _strays(zygote, spares, owner_uid, exempt or set())
+        found, children = _strays(zygote, spares, owner_uid, exempt or set(), previous)
         if not found or time.monotonic() > end:
             return found, children
         time.sleep(0.005)
@@ -345,21 +352,26 @@ class JailSession:
         found, self.spares = self._settle()
         return found
 
-    def _settle(self) -> tuple[list[str], set[int]]:
-        return settle(self.zygote, self.spares_target, owner_uid=self.owner_uid, exempt=self.exempt)
+    def _settle(self, previous: set[int] | None = None) -> tuple[list[str], set[int]]:
+        return settle(self.zygote, self.spares_target, owner_uid=self.owner_uid, exempt=self.exempt,
+                      previous=previous)
 
     def call(self, job: Any) -> tuple[Any, list[str]]:
         before = set(self.spares)
         result = self.backend.run(job)
         problems = self.canaries.problems(result.model_dump_json())
-        strays, self.spares = self._settle()
-        problems += strays
-        lost = before - self.spares
-        if len(lost) > 1:
-            problems.append(f"spares other than the call's died during the call: {sorted(lost)}")
+        missing = {"landlock", "seccomp"} - set(result.layers)
+        if missing:
+            problems.append(f"the call ran without {sorted(missing)} (layers: {list(result.layers)})")
         zygote = self.backend.info().get("zygote_pid")
         if zygote != self.zygote:
             problems.append(f"the zygote {self.zygote} was killed during the call (now {zygote})")
             self.zygote = int(zygote) if zygote else 0
             self.spares = self._settle()[1] if zygote else set()
+            return result, problems
+        strays, self.spares = self._settle(previous=before)
+        problems += strays
+        lost = before - self.spares
+        if len(lost) > 1:
+            problems.append(f"spares other than the call's died during the call: {sorted(lost)}")
         return result, problems
