@@ -55,6 +55,8 @@ _HEADER = struct.Struct(">Q")
 _OOM_FILES = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
 _PIDS_FILES = ("/sys/fs/cgroup/pids/pids.events", "/sys/fs/cgroup/pids.events")
 _TMP = "/tmp"
+# How long a child that has replied may take to exit before it is killed.
+_EXIT_GRACE = 0.2
 
 
 execute: Any = None  # the sibling module, imported by main() before the job arrives
@@ -163,6 +165,30 @@ def _child(job: dict[str, Any], write_fd: int, out_fd: int) -> None:
         os._exit(70)
 
 
+def _reap_within(pid: int, seconds: float) -> tuple[int, Any] | None:
+    """The child's wait status and rusage if it exits within `seconds`."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        pidfd = -1
+    try:
+        end = time.monotonic() + seconds
+        while True:
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                return status, usage
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            if pidfd >= 0:
+                select.select([pidfd], [], [], left)  # readable once it has exited
+            else:
+                time.sleep(min(left, 0.002))
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
 def _run(job: dict[str, Any], out_fd: int) -> tuple[dict[str, Any], bytes | None]:
     """Run the job in a forked child; returns (facts, the child's reply bytes or None)."""
     limits = job.get("limits") or {}
@@ -195,15 +221,14 @@ def _run(job: dict[str, Any], out_fd: int) -> tuple[dict[str, Any], bytes | None
         data, over, waited = _await_reply(read_fd, pid, cap)
         if over:
             killed = "output"
-        elif waited is None:
-            # The reply is in: let the child end by itself (under the wall
-            # clock still), so its exit status is a fact, not our own kill.
-            _, status, usage = os.wait4(pid, 0)
-            waited = (status, usage)
     except _WallClock:
         killed = "wall"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+    if data is not None and waited is None:
+        # The reply is in: give the child a moment to end by itself, so its
+        # exit status (which backs a claimed limit) is a fact, not our kill.
+        waited = _reap_within(pid, _EXIT_GRACE)
     # The tool's own forks and threads die with its process group.
     kills = (os.killpg,) if waited is not None else (os.killpg, os.kill)
     for kill in kills:

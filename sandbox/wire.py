@@ -43,8 +43,11 @@ a limit or a refusal on their own:
   counted refusals (its ``max`` event counter rose during the call).
 - ``blocked`` only under the ``restricted`` policy, whose guard keeps the
   record; under ``plain`` no policy ran, so such a reply is an ``error``.
-- Under ``plain``, a reply counts only if the process then ended normally
-  (exit 0, not killed): otherwise the facts decide, as if there were none.
+- A well-formed ``ok`` or ``error`` reply is the tool's own answer (which it
+  controls under any policy) and settles the call. Under ``plain`` a reply
+  that claims a limit (or a refusal) counts only if the process then ended
+  normally (exit 0, not killed by a signal): otherwise the facts decide, as
+  if there were no reply.
 """
 
 from __future__ import annotations
@@ -319,9 +322,11 @@ def needs_facts(reply: Mapping[str, Any] | None, *, restricted: bool) -> bool:
     """Whether the outcome needs the exit facts as well as this reply.
 
     Under the restricted policy a well-formed reply settles the call (the
-    policy's own code wrote it). Without one, or under plain, the facts decide.
+    policy's own code wrote it); so does an ``ok`` or ``error`` reply under
+    plain (the tool's own answer). Without a reply, or for a limit claimed
+    under plain, the facts decide.
     """
-    return reply is None or not restricted
+    return reply is None or (not restricted and reply["status"] == "limit")
 
 
 def _signal_name(sig: int) -> str:
@@ -380,8 +385,9 @@ def classify(
                                                   "message": f"the sandbox was stopped during the call ({killed})"})
         if facts.get("error") is not None:
             return _error("SandboxError", str(facts["error"]))
-        if not restricted and (facts.get("signal") is not None or facts.get("exit") != 0):
-            reply = None  # the process did not end the way the sandbox ends it after replying
+        if (not restricted and reply is not None and reply["status"] in ("limit", "blocked")
+                and (facts.get("signal") is not None or facts.get("exit") != 0)):
+            reply = None  # a claim, and the process did not end the way the sandbox ends it after replying
     elif needs_facts(reply, restricted=restricted):
         raise ValueError("this outcome needs the exit facts")
     if reply is None:

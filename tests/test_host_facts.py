@@ -117,8 +117,11 @@ def test_a_forged_non_finite_reply_is_a_protocol_error(rb: RestrictedBackend, co
     json.dumps(r.model_dump(mode="json"), allow_nan=False)  # the caller can always encode it
 
 
-def test_a_forged_ok_followed_by_a_cpu_burn_is_the_cpu_limit(rb: RestrictedBackend) -> None:
-    job = forging(reply(result="all good"), then="while True:\n                pass")
+def test_a_forged_limit_claim_followed_by_a_cpu_burn_is_the_cpu_limit(rb: RestrictedBackend) -> None:
+    # The claim is only believed if the child then ends as the sandbox ends
+    # it after replying; here the zygote's trailer shows it killed for CPU.
+    forged = reply(status="limit", limit="memory", error={"type": "MemoryError", "message": "m", "line": None})
+    job = forging(forged, then="while True:\n                pass")
     r = rb.run(job.model_copy(update={"limits": Limits(cpu=1, wall=30, memory=64, output=64)}))
     assert status(r) == ("limit", "cpu", None), r
 

@@ -152,10 +152,12 @@ def test_restricted_replies_are_the_policys_own_record() -> None:
     assert outcome(memory, restricted=True)["limit"] == "memory"
 
 
-def test_plain_replies_always_need_the_facts() -> None:
-    assert wire.needs_facts(parse(reply(result=1)), restricted=False)
+def test_plain_limit_claims_need_the_facts() -> None:
+    assert not wire.needs_facts(parse(reply(result=1)), restricted=False)
+    claim = parse(reply(status="limit", limit="memory"))
+    assert wire.needs_facts(claim, restricted=False) and not wire.needs_facts(claim, restricted=True)
     with pytest.raises(ValueError):
-        wire.classify(parse(reply(result=1)), None, restricted=False, limits=LIMITS)
+        wire.classify(claim, None, restricted=False, limits=LIMITS)
 
 
 def test_forged_memory_limit_in_plain_without_memory_used_is_an_error() -> None:
@@ -188,13 +190,15 @@ def test_limits_only_seen_from_outside_cannot_be_claimed_in_a_reply(name: str) -
         assert (got["status"], got["error"]["type"]) == ("error", "SandboxProtocolError"), (restricted, got)
 
 
-def test_a_reply_counts_in_plain_only_if_the_process_then_ended_normally() -> None:
-    forged_ok = reply(result="all good")
+def test_a_limit_claim_counts_in_plain_only_if_the_process_then_ended_normally() -> None:
+    claim = reply(status="limit", limit="memory", error={"type": "MemoryError", "message": "m", "line": None})
     burned = dict(NORMAL, exit=None, signal=int(signal.SIGXCPU), cpu=1.9)
-    assert outcome(forged_ok, burned, restricted=False)["limit"] == "cpu"
+    assert outcome(claim, burned, restricted=False)["limit"] == "cpu"
     exited = dict(NORMAL, exit=3)
-    got = outcome(forged_ok, exited, restricted=False)
+    got = outcome(claim, exited, restricted=False)
     assert got["status"] == "error" and "code 3" in got["error"]["message"]
+    # The tool's own answer stands whatever happened after it was written.
+    assert outcome(reply(result="mine"), burned, restricted=False)["result"] == "mine"
 
 
 def test_kills_made_on_the_host_side_decide() -> None:
