@@ -132,9 +132,9 @@ class JailCanaries:
     secrets: list[str] = field(default_factory=list)
 
     @classmethod
-    def create(cls, env_name: str, *, parent: str | None = None, jail_uid: int | None = None) -> "JailCanaries":
+    def create(cls, env_name: str, *, jail_uid: int | None = None) -> "JailCanaries":
         token = secrets.token_hex(8)
-        base = Path(tempfile.mkdtemp(prefix="toolcrib-jail-canary-", dir=parent))
+        base = Path(tempfile.mkdtemp(prefix="toolcrib-jail-canary-"))
         base.chmod(0o755)
         file_secret = "jail-file-secret-" + secrets.token_hex(16)
         env_secret = "jail-env-secret-" + secrets.token_hex(16)
@@ -328,7 +328,6 @@ def make_backend(**kwargs: Any) -> Any:
     if "allow_plain" in inspect.signature(RestrictedBackend).parameters:
         kwargs.setdefault("allow_plain", True)
     return RestrictedBackend(**kwargs)
-
 
 
 @dataclass
