@@ -189,7 +189,13 @@ def test_the_cli_call_with_a_surrogate_result_is_audited_and_verifies(tmp_path: 
     def tc(*args: str):
         return runner.invoke(cli, ["--registry", db, *args], catch_exceptions=False)
 
-    assert tc("add", str(tool)).exit_code == 0
+    tests = tmp_path / "tests.json"
+    tests.write_text(json.dumps([{"args": {"n": 1}, "expected": "x\ufffd"}, {"args": {"n": 2}, "expected": "no"}]))
+    assert tc("add", str(tool), "--tests", str(tests)).exit_code == 0
+    verified = tc("verify", "odd", "--json")
+    assert verified.exit_code != 70 and "Traceback" not in verified.output, verified.output
+    cases = json.loads(verified.stdout)["cases"]
+    assert [c["passed"] for c in cases] == [True, False] and cases[1]["actual"] == "xx\ufffd"
     called = tc("call", "odd", "--allow-unverified", "--args", '{"n": 2}', "--json")
     assert called.exit_code == 0, called.output
     assert json.loads(called.stdout)["result"] == "xx\ufffd"
@@ -197,6 +203,7 @@ def test_the_cli_call_with_a_surrogate_result_is_audited_and_verifies(tmp_path: 
     assert text.exit_code == 0 and "xx\ufffd" in text.stdout
     entries = json.loads(tc("audit", "--event", "call", "--json").stdout)
     assert [e["details"]["status"] for e in entries] == ["ok", "ok"]
+    assert [e["event"] for e in json.loads(tc("audit", "--json").stdout)].count("verify") == 1
     verified = tc("audit", "verify", "--json")
     assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"] is True
 
