@@ -106,7 +106,9 @@ FACT_KEYS: tuple[str, ...] = (
     "disk_used_kib",  # what it left on its writable disk (None: unknown)
     "error",  # the fact source's own failure (e.g. the harness got a bad job)
 )
-_KILLED = frozenset({"wall", "output", "abandoned", "shutdown", "protocol"})
+# Why the host side killed it: "wall" and "output" are limits; any other
+# reason ("abandoned", "shutdown", "protocol", ...) means the sandbox stopped.
+_KILL_REASON = re.compile(r"[a-z_]{1,32}")
 
 # For bytes.translate: braces read as brackets (only nesting counts here),
 # and every byte that is no bracket deleted.
@@ -270,8 +272,8 @@ def check_facts(facts: Any) -> dict[str, Any]:
         raise ProtocolError("the fact 'cpu' is not a number of seconds")
     out["cpu"] = float(cpu)
     killed = facts.get("killed")
-    if killed is not None and killed not in _KILLED:
-        raise ProtocolError("the fact 'killed' names no known reason")
+    if killed is not None and (not isinstance(killed, str) or not _KILL_REASON.fullmatch(killed)):
+        raise ProtocolError("the fact 'killed' is not a reason")
     out["killed"] = killed
     error = facts.get("error")
     if error is not None and not isinstance(error, str):

@@ -266,7 +266,8 @@ def test_the_fact_sources_own_failure_is_an_error() -> None:
         {"cpu": float("nan")},
         {"cpu": -1},
         {"maxrss_kib": -5},
-        {"killed": "because"},
+        {"killed": "because of you"},
+        {"killed": 9},
         {"error": 5},
     ],
 )
