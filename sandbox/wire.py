@@ -26,7 +26,11 @@ Two things cross, and they are trusted differently:
 `classify` turns both into a `Result`'s fields. The tool's words never decide
 a limit or a refusal on their own:
 
-- ``wall`` and ``output`` come from a kill or a cut the host side made.
+- ``wall`` and ``output`` come from a kill or a cut the host side made;
+  ``output`` also from the sandbox's own reply encoder, which replaces a
+  reply over the cap with an ``output`` claim. (Under ``plain`` that
+  accounting runs in the tool's process, so a tool could make the claim
+  itself; it gains nothing, as the call then returns no result.)
 - ``cpu``: SIGXCPU or SIGKILL, and the CPU time used reaches 70% of the
   whole-second rlimit (rusage is tick-sampled and reads a little low).
 - ``memory`` (the *memory rule*): the cgroup's OOM killer fired during the
@@ -57,7 +61,6 @@ import math
 import re
 import signal
 from collections.abc import Mapping
-from itertools import accumulate
 from typing import Any
 
 __all__ = [
