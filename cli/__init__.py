@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("tools:list_", "List the newest version of every tool."),
     "make": ("latm:make", "Make a verified tool from a task's examples (the LATM tool maker)."),
     "model": ("latm:model", "Show or set the registry's default model for make, use and dispatch."),
+    "prelude": ("prelude:prelude_group", "Store and read named preludes: code run before each tool of a library."),
     "provenance": ("tools:provenance", "Print a version's provenance as an in-toto Statement (always JSON)."),
     "search": ("tools:search", "Find the tools that fit a request: any word may match, best fit first."),
     "serve": ("serve:serve", "Serve verified tools to MCP clients (stdio by default)."),

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..registry import ProvenanceInput, ToolVersion
+from ..registry import AddResult, ProvenanceInput, ToolVersion
 from ..registry.cases import load_tests
 from ..registry.search import FIT_THRESHOLD, query_words
+from ..registry.versions import sha256_text
 from ..sandbox import Limits
+from .bulk import Entry, is_table, provenance_for, read_entries, report, run_entries
 from .exports import export_schema
 from .common import (
     CLIError,
@@ -49,6 +51,7 @@ def _summary(tool: ToolVersion) -> str:
 def _tool_json(tool: ToolVersion, *, full: bool = True) -> dict[str, Any]:
     data = tool.model_dump(mode="json")
     data["ref"] = tool.ref
+    data["requires"] = tool.requires
     if not full:
         data.pop("source", None)
         data["provenance"].pop("prompt", None)
@@ -83,7 +86,7 @@ def init(json_output: bool) -> None:
 
 
 @click.command()
-@click.argument("source", default="-", metavar="[FILE|-]")
+@click.argument("sources", nargs=-1, metavar="[FILE|DIR|TABLE|-]...")
 @click.option("--name", help="Tool name ([a-zA-Z0-9_-], 1-64). Default: the entrypoint's name.")
 @click.option("--entrypoint", help="The function to call, when the source has several public functions.")
 @click.option("--tests", "tests_path", metavar="FILE", help="JSON file of test cases (see docs/tests-format.md).")
@@ -97,17 +100,29 @@ def init(json_output: bool) -> None:
 @click.option(
     "--policy",
     type=click.Choice(["restricted", "plain"]),
-    default="restricted",
-    show_default=True,
+    default=None,
     help="The policy the tool needs: 'restricted' (RestrictedPython) or 'plain' (ordinary Python: classes, "
     "dunders, any module, inside the restricted backend's OS jail or a Docker container). "
-    "Calls and verification use it unless given --policy.",
+    "Calls and verification use it unless given --policy. Default: plain with --requires, else restricted.",
 )
+@click.option(
+    "requires", "--requires", multiple=True, metavar="REQUIREMENT",
+    help="A package the tool needs, e.g. 'sympy>=1.12' (PEP 508, no URLs). Resolved once, now, to exact "
+    "wheels and hashes (the lock, stored with the version). Repeatable.",
+)
+@click.option(
+    "--prelude", "prelude", metavar="FILE|NAME",
+    help="Code run before the tool in its namespace (a library's shared import block): a file, or a "
+    "prelude stored with 'toolcrib prelude add'. Stored with the version and hashed.",
+)
+@click.option("--allow-missing", is_flag=True, help="Register a tool whose imports or names nothing provides, with a warning, instead of refusing it.")
+@click.option("--as-new-version", is_flag=True, help="Let an unrelated tool (other signature and body) become a new major version of an existing name.")
+@click.option("--namespace", metavar="PREFIX", help="Register each tool as PREFIX_name, so a library's names do not collide with others'.")
 @click.option("--strip-top-level", is_flag=True, help="Remove stray top-level statements (e.g. 'example usage') instead of refusing them.")
 @click.option("--markdown/--no-markdown", default=None, help="Treat the input as an LLM's Markdown reply (default: detect, and .md files).")
 @json_option
 def add(
-    source: str,
+    sources: tuple[str, ...],
     name: str | None,
     entrypoint: str | None,
     tests_path: str | None,
@@ -118,7 +133,12 @@ def add(
     parent: str | None,
     metas: tuple[str, ...],
     limits: tuple[str, ...],
-    policy: str,
+    policy: str | None,
+    requires: tuple[str, ...],
+    prelude: str | None,
+    allow_missing: bool,
+    as_new_version: bool,
+    namespace: str | None,
     strip_top_level: bool,
     markdown: bool | None,
     json_output: bool,
@@ -127,7 +147,17 @@ def add(
 
     The source is checked before anything is stored: it must parse, hold only
     imports, definitions, constants and docstrings at the top level, and name
-    one entrypoint. Identical content returns the existing version.
+    one entrypoint. Identical content returns the existing version. A module
+    outside the standard library that --requires does not provide, or a name
+    nothing defines (tool, prelude, builtins), is refused unless
+    --allow-missing.
+
+    Several files, a directory (its *.py files, each with NAME.tests.json
+    beside it if present) or a JSONL/CSV table of tools (columns: source, and
+    optionally name, entrypoint, tests, requires, metadata) register each
+    tool on its own: a per-tool report (admitted, refused and why), a
+    progress bar on stderr, exit code 0 if every tool was admitted, 2 if any
+    was refused.
 
     \b
     Examples:
@@ -136,13 +166,21 @@ def add(
         cat tool.py | toolcrib add - --name my_tool --meta task=dyck
         toolcrib add tool.py --limit cpu=10 --parent my_tool@1.0.0
         toolcrib add crt_search.py --policy plain
+        toolcrib add solve.py --requires "sympy>=1.12" --tests solve.tests.json
+        toolcrib add tools/ --prelude mathlib --namespace mathlib --json
+        toolcrib add corpus.jsonl --prelude header.py --allow-missing
     """
-    if source == "-" and sys.stdin is not None and sys.stdin.isatty():
+    paths = list(sources) or ["-"]
+    bulk = len(paths) > 1 or any(p != "-" and (Path(p).is_dir() or is_table(p)) for p in paths)
+    if bulk:
+        given = [flag for flag, value in (("--name", name), ("--entrypoint", entrypoint), ("--tests", tests_path),
+                                          ("--version", version), ("--parent", parent)) if value]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} name(s) one tool: give a single FILE (a table has columns for them)")
+        if "-" in paths:
+            raise click.UsageError("'-' (stdin) is one tool: give it alone")
+    elif paths[0] == "-" and sys.stdin is not None and sys.stdin.isatty():
         raise click.UsageError("give a FILE, or pipe the source into 'toolcrib add -'")
-    text = read_text_argument(source, "source")
-    if markdown is None and source.lower().endswith((".md", ".markdown")):
-        markdown = True
-    tests = load_tests(read_text_argument(tests_path, "tests")) if tests_path else None
     if prompt_path and transcript_path:
         raise click.UsageError("give --prompt or --transcript, not both")
     prompt = None
@@ -153,7 +191,38 @@ def add(
         generator=generator, prompt=prompt, parent=parent, metadata=parse_key_values(metas, "--meta")
     )
     declared = parse_limits(limits)
+    prelude_text, prelude_name = _prelude_option(prelude)
     reg = open_registry(create=True)
+    shared: dict[str, Any] = dict(
+        limits=Limits().override(**declared) if declared else None,
+        policy=policy,
+        strip_top_level=strip_top_level,
+        prelude=prelude_text,
+        prelude_name=prelude_name,
+        allow_missing=allow_missing,
+        as_new_version=as_new_version,
+        namespace=namespace,
+        progress=_progress,
+    )
+    if bulk:
+        entries = read_entries(paths)
+
+        def add_one(entry: Entry) -> AddResult:
+            return reg.add(
+                entry.source, name=entry.name, entrypoint=entry.entrypoint, tests=entry.tests,
+                provenance=provenance_for(entry, provenance), requires=[*requires, *entry.requires],
+                markdown=markdown if markdown is not None else entry.markdown, **shared,
+            )
+
+        code = report(run_entries(reg, entries, add_one), json_output)
+        if code:
+            click.get_current_context().exit(code)
+        return
+    source = paths[0]
+    text = read_text_argument(source, "source")
+    if markdown is None and source.lower().endswith((".md", ".markdown")):
+        markdown = True
+    tests = load_tests(read_text_argument(tests_path, "tests")) if tests_path else None
     outcome = reg.add(
         text,
         name=name,
@@ -161,10 +230,9 @@ def add(
         tests=tests,
         version=version,
         provenance=provenance,
-        limits=Limits().override(**declared) if declared else None,
-        policy=policy,
-        strip_top_level=strip_top_level,
+        requires=list(requires),
         markdown=markdown,
+        **shared,
     )
     tool = outcome.tool
     if json_output:
@@ -179,6 +247,9 @@ def add(
                 "bump": outcome.bump,
                 "entrypoint": tool.entrypoint,
                 "policy": tool.policy,
+                "requires": tool.requires,
+                "lock": tool.lock.digest() if tool.lock else None,
+                "prelude": tool.prelude is not None,
                 "tests": len(tool.tests),
                 "untyped": tool.signature.untyped,
                 "notes": outcome.notes,
@@ -186,10 +257,28 @@ def add(
         )
         return
     for note in outcome.notes:
-        click.echo(f"note: {note}", err=True)
+        label = "warning" if note.startswith("missing: ") else "note"
+        click.echo(f"{label}: {note.removeprefix('missing: ')}", err=True)
     verb = "Added" if outcome.created else "Already registered:"
     policy_note = f", policy {tool.policy}" if tool.policy != "restricted" else ""
-    click.echo(f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s){policy_note}")
+    packages = f", {len(tool.lock.packages)} locked package(s)" if tool.lock else ""
+    click.echo(f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s){policy_note}{packages}")
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _prelude_option(value: str | None) -> tuple[str | None, str | None]:
+    """--prelude: (text, None) for a file, (None, name) for a stored prelude."""
+    if value is None:
+        return None, None
+    path = Path(value)
+    if path.is_file():
+        return read_text_argument(value, "prelude"), None
+    if path.suffix or "/" in value:
+        raise CLIError(f"prelude file not found: {value}")
+    return None, value
 
 
 def _ms(value: float | None) -> str:
@@ -340,6 +429,14 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
     if tool.limits:
         click.echo(f"  limits:     {', '.join(f'{k}={v}' for k, v in tool.limits.model_dump().items())}")
     click.echo(f"  policy:     {tool.policy}")
+    if tool.lock:
+        click.echo(f"  requires:   {', '.join(tool.requires)}")
+        click.echo(f"  lock:       {tool.lock.digest()[:12]} ({tool.lock.python})")
+        for pkg in tool.lock.packages:
+            click.echo(f"    {pkg.name}=={pkg.version}  {pkg.filename}  sha256:{pkg.sha256[:16]}")
+    if tool.prelude is not None:
+        lines = tool.prelude.count("\n")
+        click.echo(f"  prelude:    sha256:{sha256_text(tool.prelude)[:12]} ({lines} line(s))")
     prov = tool.provenance
     click.echo(f"  registered: {prov.registered_at} by {prov.registered_by}")
     click.echo(f"  generator:  {prov.generator or '-'}")
