@@ -11,6 +11,7 @@ Imports only the standard library, RestrictedPython and its sibling `policy`.
 
 from __future__ import annotations
 
+import abc
 import collections
 import datetime
 import decimal
@@ -219,6 +220,10 @@ def guarded_getattr(obj: Any, name: Any, default: Any = _MISSING) -> Any:
         raise refuse('attribute "scanner" of regular expressions is not allowed')
     if name in READABLE_DUNDERS:
         return _read_dunder(obj, name, default)
+    if name == "register" and isinstance(obj, abc.ABCMeta):
+        # ABCMeta.register writes into a library class's registry: a tool
+        # class would pass isinstance(x, fractions.Fraction) in library code.
+        raise refuse(f'"{obj.__name__}.register" is not allowed (it changes a library class)')
     if name == "obj" and isinstance(obj, AttributeError):
         # The interpreter stores the object whose lookup failed there: from
         # an error raised inside library code, a library-internal object.

@@ -259,6 +259,7 @@ REFUSED_CONSTRUCTS: dict[str, str] = {
     "library methods applied to other objects": "a Python method read from a library class takes any self; "
     "it only applies to instances of that class (__init__ only to writable ones)",
     "AttributeError.obj": "holds the object whose lookup failed, a library-internal one when raised in library code",
+    "register on ABC classes": "ABCMeta.register writes into a library class (Fraction, ChainMap)",
 }
 
 # Magic methods a tool class may define beyond RestrictedPython's own list

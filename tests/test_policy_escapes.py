@@ -217,6 +217,9 @@ def test_a_tool_raised_name_error_is_not_a_refusal() -> None:
     ("import collections\ndef run():\n    return str(collections.ChainMap.parents.fget)\n", "ChainMap.parents"),
     ("import collections, functools\ndef run():\n    return str(functools.lru_cache(collections.ChainMap).new_child)\n",
      "ChainMap.new_child"),
+    # a library class's ABC registry is library state too
+    ("import fractions\nclass Fake(object):\n    pass\ndef run():\n    fractions.Fraction.register(Fake)\n"
+     "    return isinstance(Fake(), fractions.Fraction)\n", '"Fraction.register" is not allowed'),
 ])
 def test_unbound_library_methods_are_checked(code: str, phrase: str) -> None:
     blocked(code, phrase)

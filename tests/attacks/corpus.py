@@ -880,6 +880,16 @@ def run():
     fake.maps = [{}, {}]
     return collections.ChainMap.parents.fget(fake)
 ''', BLOCKED, reason="ChainMap.parents"),
+    _a("libstate-abc-register", "library_callbacks",
+       "ABCMeta.register on an offered library class (Fraction, ChainMap) makes a tool class pass the "
+       "isinstance checks library code relies on.", '''
+import fractions
+class Fake(object):
+    pass
+def run():
+    fractions.Fraction.register(Fake)
+    return fractions.Fraction(Fake())
+''', BLOCKED, reason="Fraction.register"),
     _a("libmethod-attribute-error-obj", "library_callbacks",
        "AttributeError.obj is the object whose lookup failed: raised inside library code, a library-internal one.",
        '''
