@@ -228,7 +228,10 @@ ALLOWED_MODULES: dict[str, ModuleRule] = {
          "Iterator", "List", "Literal", "Mapping", "Optional", "Sequence", "Set", "Tuple", "TypeVar",
          "Union", "cast"),
     ),
-    "copy": ModuleRule("copy/deepcopy of values the tool built", ("copy", "deepcopy")),
+    "copy": ModuleRule(
+        "the sandbox's own copier: no memo argument; data, immutable values and the tool's own objects only",
+        ("copy", "deepcopy"),
+    ),
 }
 
 REFUSED_CONSTRUCTS: dict[str, str] = {
