@@ -246,3 +246,39 @@ def test_cli_make_with_a_real_model_id_but_no_key_stops_before_any_request(tc, t
     assert "No key found - add one using 'llm keys set openai'" in result.stderr
     unknown = tc("make", task, "--model", "no-such-model-xyz")
     assert unknown.exit_code == 2 and "unknown model 'no-such-model-xyz'" in unknown.stderr
+
+
+def test_an_llm_model_holds_one_conversation_per_make(reg: Registry, sort_task, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    # An `llm` plugin whose one model replies from a script, offline, and
+    # notes how many earlier turns of the conversation it was given.
+    import llm
+    from llm.plugins import pm
+
+    from toolcrib.latm import LLMModel
+
+    replies, seen_turns = [SORT_PROPOSAL, SORT_TESTS, SORT_WRAP], []
+
+    class Scripted(llm.Model):
+        model_id = "toolcrib-test-scripted"
+        can_stream = False
+
+        def execute(self, prompt, stream, response, conversation):  # type: ignore[no-untyped-def]
+            seen_turns.append(len(conversation.responses) if conversation else 0)
+            response.set_usage(input=len(prompt.prompt), output=5)
+            yield replies.pop(0)
+
+    class Plugin:
+        @llm.hookimpl
+        def register_models(self, register):  # type: ignore[no-untyped-def]
+            register(Scripted())
+
+    monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm"))
+    pm.register(Plugin(), name="toolcrib-test-scripted")
+    try:
+        result = make(reg, sort_task, LLMModel("toolcrib-test-scripted"))
+    finally:
+        pm.unregister(name="toolcrib-test-scripted")
+    assert result.status == "made", result.error
+    assert seen_turns == [0, 1, 2]  # each stage sees the earlier turns
+    assert result.model == "toolcrib-test-scripted" == reg.get(result.tool).provenance.generator
+    assert result.tokens is not None and result.tokens["output"] == 15 and result.tokens["input"] > 0
