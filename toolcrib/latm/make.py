@@ -258,6 +258,8 @@ def make(
     missing = [i + 1 for i, e in enumerate(task.examples[: demos + validate]) if not e.has_target]
     if missing:
         raise InvalidInput(f"{task.name}: examples {', '.join(map(str, missing))} have no 'target'")
+    if limits is not None:  # model code never runs with more than the registry allows
+        limits = limits.capped(reg.max_limits)
     maker = _Maker(reg, task, model, validate=validate, retries=retries, backend=backend, limits=limits, progress=progress)
     path = Path(transcript_path) if transcript_path is not None else default_transcript_path(reg.path, task.name)
     examples = task.examples
