@@ -16,6 +16,13 @@ a label):
   machine's apt mirror (``build-base.sh``), import it through the Docker API
   as ``toolcrib-sandbox-base:<hash of the recipe>`` (cached: only redone when
   the base recipe changes), then build the same Dockerfile on top of it.
+
+A version that needs packages runs in a *runtime image*: one layer on top of
+the sandbox image holding the lock's site directory (installed on the host
+from the cached, hash-checked wheels by `packages.materialize`, copied in: no
+pip and no network in the build, which runs with ``network_mode="none"``),
+tagged ``toolcrib-runtime:<lock digest>-<sandbox image hash>``, so every
+version with the same lock on the same harness shares it.
 """
 
 from __future__ import annotations
@@ -29,26 +36,37 @@ import re
 import subprocess
 import sys
 import tarfile
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .contract import Lock
 
 __all__ = [
     "BASE_REPOSITORY",
     "IMAGE_REPOSITORY",
     "ImageBuildError",
     "ONLINE_BASE",
+    "RUNTIME_PRELOAD",
+    "RUNTIME_REPOSITORY",
+    "RUNTIME_SITE",
+    "RuntimeImageMissing",
     "apt_mirror",
     "base_tag",
     "build_context",
     "build_image",
+    "build_runtime_image",
     "connect",
     "context_files",
     "find_image",
     "image_status",
     "image_tag",
     "prune_images",
+    "runtime_build_command",
+    "runtime_tag",
 ]
 
 IMAGE_REPOSITORY = "toolcrib-sandbox"
@@ -60,6 +78,29 @@ _BASE_RECIPE = "debootstrap --variant=minbase --include=python3 bookworm"
 _SANDBOX_DIR = Path(__file__).resolve().parent
 _IN_IMAGE_PACKAGE = "opt/toolcrib/tcbox"
 _IN_IMAGE_LIB = "opt/toolcrib/lib"
+RUNTIME_REPOSITORY = "toolcrib-runtime"
+# Where a runtime image keeps the lock's site directory and the list of its
+# import names (the harness reads both at start: `harness.main`).
+RUNTIME_SITE = "/opt/toolcrib/site"
+RUNTIME_PRELOAD = "/opt/toolcrib/preload.json"
+# The runtime layer. Root only for the copy's permissions; the container runs
+# as the same unprivileged user as the sandbox image. The thread caps keep
+# OpenBLAS/OpenMP from starting a thread per core at import (the container's
+# pids limit counts threads). compileall only fills in what pip's own
+# byte-compilation left (the root file system is read-only at run time);
+# a file that does not compile (a package's Python 2 test data) is left as is.
+_RUNTIME_DOCKERFILE = b"""\
+ARG BASE
+FROM ${BASE}
+USER 0:0
+COPY site /opt/toolcrib/site
+COPY preload.json /opt/toolcrib/preload.json
+RUN (python3 -m compileall -q -j 0 /opt/toolcrib/site > /dev/null 2>&1 || true) \\
+ && find /opt/toolcrib/site -type f -perm /6000 -exec chmod ug-s {} + \\
+ && chmod -R a+rX,go-w /opt/toolcrib/site /opt/toolcrib/preload.json
+ENV OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+USER 65534:65534
+"""
 
 Progress = Callable[[str], None]
 
@@ -227,12 +268,14 @@ def apt_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def _stream_build(client: Any, context: bytes, tag: str, base: str, labels: dict[str, str], progress: Progress) -> None:
+def _stream_build(
+    client: Any, context: bytes | io.BufferedReader, tag: str, base: str, labels: dict[str, str], progress: Progress
+) -> None:
     import docker.errors
 
     try:
         stream = client.api.build(
-            fileobj=io.BytesIO(context),
+            fileobj=io.BytesIO(context) if isinstance(context, bytes) else context,
             custom_context=True,
             tag=tag,
             buildargs={"BASE": base},
@@ -337,8 +380,104 @@ def build_image(
     return image_status(client, tag)
 
 
-def prune_images(client: Any | None = None, keep: str | None = None) -> list[str]:
-    """Untag sandbox images other than `keep` (default: this install's tag).
+class RuntimeImageMissing(ImageBuildError):
+    """A version's runtime image is not built and building was not allowed
+    (``--no-build``); the message names the command that builds it."""
+
+    def __init__(self, tag: str, command: str) -> None:
+        super().__init__(f"the runtime image {tag} for this version's packages is missing: run `{command}`")
+        self.tag = tag
+        self.command = command
+
+
+def runtime_tag(lock: Lock, base: str) -> str:
+    """``toolcrib-runtime:<lock digest, 16>-<sandbox image hash>``: the image
+    that runs versions with this lock on this harness."""
+    return f"{RUNTIME_REPOSITORY}:{lock.digest()[:16]}-{base.partition(':')[2] or 'latest'}"
+
+
+def runtime_build_command(lock: Lock) -> str:
+    """The CLI command that builds the runtime image for this lock's requirements."""
+    import shlex
+
+    return "toolcrib image build " + " ".join(f"--requires {shlex.quote(r)}" for r in lock.requirements)
+
+
+def _runtime_context(site: Path, lock: Lock, archive: Path) -> None:
+    """The runtime layer's build context as a tar file on disk (a site
+    directory with numpy and pandas is some hundreds of MiB)."""
+
+    def normal(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        # Regular files, directories and symlinks inside the site only;
+        # owner root, modes without set-id bits. Timestamps are kept: pip's
+        # .pyc files are checked against their sources' mtimes.
+        if not (info.isfile() or info.isdir() or info.issym()):
+            return None
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mode &= 0o755
+        return info
+
+    preload = json.dumps({"imports": list(lock.imports), "lock": lock.digest()}).encode()
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("Dockerfile", _RUNTIME_DOCKERFILE), ("preload.json", preload)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+        tar.add(site, arcname="site", filter=normal)
+
+
+def build_runtime_image(
+    lock: Lock,
+    client: Any | None = None,
+    *,
+    base: str | None = None,
+    site: Path | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Build (unless present) the runtime image for `lock` on top of the
+    sandbox image `base` (default: this install's tag, which must exist);
+    returns its status. The site directory is `packages.materialize(lock)`
+    unless given. The build has no network. Raises `ImageBuildError`."""
+    say = progress or (lambda _line: None)
+    client = client or connect(timeout=600)
+    base = base or image_tag()
+    if find_image(client, base) is None:
+        raise ImageBuildError(f"the sandbox image {base} is missing: run `toolcrib image build --offline` first")
+    tag = runtime_tag(lock, base)
+    if not force and find_image(client, tag) is not None:
+        say(f"{tag} is present")
+        return image_status(client, tag)
+    if site is None:
+        from .packages import PackagesError, materialize
+
+        try:
+            site = materialize(lock, progress=say)
+        except PackagesError as exc:
+            raise ImageBuildError(str(exc)) from exc
+    say(f"building {tag} on {base} ({', '.join(lock.requirements) or 'no requirements'})")
+    labels = {
+        "toolcrib.sandbox.image": "1",
+        "toolcrib.runtime.lock": lock.digest(),
+        "toolcrib.runtime.requirements": " ".join(lock.requirements),
+        "toolcrib.image.base": base,
+    }
+    with tempfile.TemporaryDirectory(prefix="toolcrib-runtime-") as tmp:
+        archive = Path(tmp) / "context.tar"
+        _runtime_context(Path(site), lock, archive)
+        with archive.open("rb") as context:
+            _stream_build(client, context, tag, base, labels, say)
+    if find_image(client, tag) is None:
+        raise ImageBuildError(f"the engine did not record {tag} after the build")
+    return image_status(client, tag)
+
+
+def prune_images(client: Any | None = None, keep: str | None = None, *, runtime: bool = False) -> list[str]:
+    """Untag sandbox images other than `keep` (default: this install's tag)
+    and the runtime images (`build_runtime_image`) built on them; with
+    ``runtime``, every runtime image (they are rebuilt from the wheel cache,
+    offline, by the next call that needs one).
 
     Images any container still uses (e.g. another process's warm pool) are
     left alone; the cached offline base is kept. Returns the tags removed. Raises
@@ -352,9 +491,18 @@ def prune_images(client: Any | None = None, keep: str | None = None) -> list[str
     # A live backend (another process, an older install) keeps warm
     # containers created by tag: leave the tags in use alone.
     in_use = {c.get("Image") for c in client.api.containers(all=True)}
-    for info in client.api.images(name=IMAGE_REPOSITORY):
+    in_use |= {c.get("ImageID") for c in client.api.containers(all=True)}
+    images = client.api.images(name=IMAGE_REPOSITORY) + client.api.images(name=RUNTIME_REPOSITORY)
+    for info in images:
+        if info.get("Id") in in_use:
+            continue
+        labels = info.get("Labels") or {}
+        if "toolcrib.runtime.lock" in labels and labels.get("toolcrib.image.base") == keep and not runtime:
+            continue
         for tag in info.get("RepoTags") or []:
-            if tag == keep or tag in in_use or not tag.startswith(f"{IMAGE_REPOSITORY}:"):
+            if tag == keep or tag in in_use:
+                continue
+            if not tag.startswith((f"{IMAGE_REPOSITORY}:", f"{RUNTIME_REPOSITORY}:")):
                 continue
             try:
                 client.api.remove_image(tag)
