@@ -15,7 +15,7 @@ import click
 
 from ..registry.errors import ExtraMissing, InvalidInput, NotFound
 
-__all__ = ["COMMANDS", "DATABASE", "QUERIES", "browse", "metadata"]
+__all__ = ["COMMANDS", "DATABASE", "QUERIES", "browse", "datasette_for", "metadata"]
 
 # The database's name in Datasette, and so in every URL: /registry/<query>.
 DATABASE = "registry"
@@ -103,6 +103,24 @@ def _query_only(conn: sqlite3.Connection, database: str, datasette: Any) -> None
         conn.execute("PRAGMA query_only = 1")
 
 
+def datasette_for(path: Path) -> Any:
+    """A Datasette instance serving the registry at `path` read-only, as
+    DATABASE, with the canned queries (not started)."""
+    from datasette import hookimpl
+    from datasette.app import Datasette
+    from datasette.database import Database
+    from datasette.plugins import pm
+
+    if pm.get_plugin(_PLUGIN) is None:
+        # Datasette's plugins are modules (it lists them by __name__).
+        plugin = ModuleType(_PLUGIN, _query_only.__doc__)
+        plugin.prepare_connection = hookimpl(_query_only)  # type: ignore[attr-defined]
+        pm.register(plugin, name=_PLUGIN)
+    ds = Datasette(metadata=metadata(path))
+    ds.add_database(Database(ds, path=str(path), is_mutable=True), name=DATABASE)
+    return ds
+
+
 def _registry_file() -> Path:
     from ..registry import default_registry_path
     from .common import State
@@ -141,20 +159,9 @@ def browse(port: int, open_browser: bool) -> None:
     if importlib.util.find_spec("datasette") is None:
         raise ExtraMissing("toolcrib browse needs Datasette: pip install 'toolcrib[browse]'")
     path = _registry_file()
+    ds = datasette_for(path)
 
     import uvicorn
-    from datasette import hookimpl
-    from datasette.app import Datasette
-    from datasette.database import Database
-    from datasette.plugins import pm
-
-    if pm.get_plugin(_PLUGIN) is None:
-        # Datasette's plugins are modules (it lists them by __name__).
-        plugin = ModuleType(_PLUGIN, _query_only.__doc__)
-        plugin.prepare_connection = hookimpl(_query_only)  # type: ignore[attr-defined]
-        pm.register(plugin, name=_PLUGIN)
-    ds = Datasette(metadata=metadata(path))
-    ds.add_database(Database(ds, path=str(path), is_mutable=True), name=DATABASE)
 
     # Bound here, not by uvicorn: the port is known (and printed) before serving,
     # and connections made from now on wait in the backlog.
@@ -173,6 +180,10 @@ def browse(port: int, open_browser: bool) -> None:
     server = uvicorn.Server(uvicorn.Config(ds.app(), log_level="warning", lifespan="on"))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # Ctrl-C is how this command ends: uvicorn has shut down gracefully
+        # and re-raised the signal. (SIGTERM too, and then ends the process.)
+        pass
     finally:
         sock.close()
 
