@@ -9,7 +9,7 @@ the host's disk) and the engine's auto-remove.
 
 Speed comes from a small warm pool per set of limits: containers already
 started, their harness blocked reading its single job from stdin through an
-attached socket. A call takes one, writes the job, reads one reply line, and
+attached socket. A call takes one, writes the job, reads one frame (wire.py), and
 the container exits and is removed while a filler thread starts a
 replacement. The wall clock of a pooled call starts when the job is sent.
 
@@ -33,17 +33,20 @@ import json
 import math
 import os
 import queue
+import secrets
 import socket
 import threading
 import time
 import uuid
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import wire
-from .contract import Cancel, ErrorInfo, Job, Limits, Result, Status
+from .contract import Cancel, ErrorInfo, Job, Limits, Lock, Result, Status
+from .image import ImageBuildError
 
 __all__ = [
     "DockerBackend",
@@ -83,6 +86,9 @@ _START_TIMEOUT = 60.0
 # long; the final sweep keeps removing this process's containers this long.
 _CLOSE_JOIN_SECONDS = 30.0
 _SWEEP_SECONDS = 30.0
+
+# A warm pool: the image its containers run and their limits.
+_PoolKey = tuple[str, Limits]
 
 # Backends not closed yet; the interpreter's exit closes them (see `close`).
 _OPEN: "weakref.WeakSet[DockerBackend]" = weakref.WeakSet()
@@ -371,26 +377,41 @@ def run_once(client: Any, image: str, limits: Limits, command: list[str], *, tim
 class DockerBackend:
     """Runs each job in a fresh container of the toolcrib sandbox image.
 
-    `pool_size` warm containers are kept per set of limits in use (at most
-    `max_pools` sets, least recently used dropped first); `pool_size=0`
-    creates every container on demand. `image` overrides the content-hashed
-    tag of this install. Never raises from `run`.
+    `pool_size` warm containers are kept per image and set of limits in use
+    (at most `max_pools` such pools, least recently used dropped first);
+    `pool_size=0` creates every container on demand. `image` overrides the
+    content-hashed tag of this install. Never raises from `run`.
+
+    A job with a ``lock`` runs in the lock's runtime image
+    (`image.build_runtime_image`: the sandbox image plus the lock's site
+    directory), with exactly the same container settings. A missing runtime
+    image is built on the first call that needs it (``build_runtime``,
+    progress lines to ``progress``), or that call is ``unavailable`` naming
+    the command that builds it (`prepare` with ``build=False``).
     """
 
     name = "docker"
 
-    def __init__(self, pool_size: int = 2, image: str | None = None, max_pools: int = 4, fillers: int = 2) -> None:
+    def __init__(
+        self, pool_size: int = 2, image: str | None = None, max_pools: int = 4, fillers: int = 2,
+        build_runtime: bool = True, progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.pool_size = max(0, int(pool_size))
         self.max_pools = max(1, int(max_pools))
+        self.build_runtime = build_runtime
+        self.progress = progress
         self._image_override = image
+        # Lock digest -> (runtime image tag, image id); one build at a time.
+        self._runtime: dict[str, tuple[str, str]] = {}
+        self._build_lock = threading.Lock()
         self._client: Any = None
         self._image: str | None = None
         self._image_id: str | None = None
         self._unavailable: str | None = "not connected"
         self._connect_lock = threading.Lock()
         self._cv = threading.Condition()
-        self._ready: OrderedDict[Limits, list[_Container]] = OrderedDict()
-        self._filling: dict[Limits, int] = {}
+        self._ready: OrderedDict[_PoolKey, list[_Container]] = OrderedDict()
+        self._filling: dict[_PoolKey, int] = {}
         self._closed = False
         self._trash: queue.SimpleQueue[_Container | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -464,6 +485,7 @@ class DockerBackend:
         return True
 
     def _lost_engine(self, exc: BaseException) -> None:
+        self._runtime.clear()  # looked up again once the engine answers
         with self._connect_lock:
             self._unavailable = f"the Docker engine failed: {' '.join(str(exc).split())[:200]}"
 
@@ -508,23 +530,25 @@ class DockerBackend:
             thread.start()
             self._threads.append(thread)
 
-    def _want(self, limits: Limits) -> None:
-        """Keep a warm pool for these limits (caller may hold the lock)."""
+    def _want(self, limits: Limits, image: str | None = None) -> None:
+        """Keep a warm pool for these limits (and image: default, the
+        sandbox image) (caller may hold the lock)."""
         if not self.pool_size:
             return
         with self._cv:
-            self._ready.setdefault(limits, [])
-            self._ready.move_to_end(limits)
+            key = (image or self._image or "", limits)
+            self._ready.setdefault(key, [])
+            self._ready.move_to_end(key)
             while len(self._ready) > self.max_pools:
                 _, dropped = self._ready.popitem(last=False)
                 for container in dropped:
                     self._trash.put(container)
             self._cv.notify_all()
 
-    def _deficit(self) -> Limits | None:
-        for limits, ready in reversed(self._ready.items()):
-            if len(ready) + self._filling.get(limits, 0) < self.pool_size:
-                return limits
+    def _deficit(self) -> _PoolKey | None:
+        for key, ready in reversed(self._ready.items()):
+            if len(ready) + self._filling.get(key, 0) < self.pool_size:
+                return key
         return None
 
     def _fill_loop(self) -> None:
@@ -534,14 +558,14 @@ class DockerBackend:
                     self._cv.wait(timeout=5.0)
                 if self._closed:
                     return
-                limits = self._deficit()
-                if limits is None:
+                pool = self._deficit()
+                if pool is None:
                     continue
-                self._filling[limits] = self._filling.get(limits, 0) + 1
-                image = self._image
+                self._filling[pool] = self._filling.get(pool, 0) + 1
+                image, limits = pool
             container = None
             try:
-                assert image is not None
+                assert image
                 container = _spawn(self._client.api, image, limits, owner=self._owner)
                 with self._cv:
                     if self._closed:
@@ -558,21 +582,21 @@ class DockerBackend:
                     self._trash.put(container)
                     container = None
                     with self._cv:
-                        self._ready.pop(limits, None)
+                        self._ready.pop(pool, None)
             except Exception as exc:  # noqa: BLE001 - the next call reconnects and reports
                 if _is_refusal(exc):
                     with self._cv:
-                        self._ready.pop(limits, None)
+                        self._ready.pop(pool, None)
                 else:
                     self._lost_engine(exc)
             finally:
                 with self._cv:
-                    self._filling[limits] -= 1
+                    self._filling[pool] -= 1
                     if container is not None:
-                        if self._closed or limits not in self._ready:
+                        if self._closed or pool not in self._ready:
                             self._trash.put(container)
                         else:
-                            self._ready[limits].append(container)
+                            self._ready[pool].append(container)
                     self._cv.notify_all()
             if container is None:
                 # Back off before retrying, but not past a `close`.
@@ -580,11 +604,11 @@ class DockerBackend:
                     if not self._closed:
                         self._cv.wait(timeout=1.0)
 
-    def _take(self, limits: Limits) -> _Container | None:
+    def _take(self, limits: Limits, image: str) -> _Container | None:
         with self._cv:
-            ready = self._ready.get(limits)
+            ready = self._ready.get((image, limits))
             container = ready.pop(0) if ready else None
-        self._want(limits)
+        self._want(limits, image)
         return container
 
     def _trash_loop(self) -> None:
@@ -596,13 +620,17 @@ class DockerBackend:
             if self._client is not None:
                 _remove_quietly(self._client.api, container.id)
 
-    def warm(self, limits: Limits | None = None, timeout: float = 30.0) -> bool:
-        """Wait until the pool for `limits` is full (for benchmarks and tests)."""
+    def warm(self, limits: Limits | None = None, timeout: float = 30.0, image: str | None = None) -> bool:
+        """Wait until the pool for `limits` (and `image`, default the sandbox
+        image) is full (for benchmarks and tests)."""
         limits = limits or Limits()
-        self._want(limits)
+        if not self._connect():
+            return False
+        self._want(limits, image)
+        key = (image or self._image or "", limits)
         deadline = time.monotonic() + timeout
         with self._cv:
-            while len(self._ready.get(limits, [])) < self.pool_size:
+            while len(self._ready.get(key, [])) < self.pool_size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed or self._unavailable is not None:
                     return False
@@ -635,9 +663,19 @@ class DockerBackend:
         if not self._connect():
             return self._unavailable_result(self._unavailable or "unavailable", started)
         assert self._image is not None
-        payload = (json.dumps(job.wire(), ensure_ascii=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        # A fresh key per call: the harness's frame must carry it (see wire.frame).
+        key = secrets.token_hex(wire.KEY_CHARS // 2)
+        payload = wire.job_message(
+            json.dumps(job.wire(), ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode(), key
+        )
         limits = job.limits
-        container = self._take(limits) if self.pool_size else None
+        image, image_id = self._image, self._image_id
+        if job.lock is not None:
+            try:
+                image, image_id = self.prepare(job.lock)
+            except ImageBuildError as exc:
+                return self._unavailable_result(str(exc), started)
+        container = self._take(limits, image) if self.pool_size else None
         if container is not None:
             try:
                 container.sock.settimeout(_START_TIMEOUT)
@@ -648,7 +686,7 @@ class DockerBackend:
                 container = None
         if container is None:
             try:
-                container = _spawn(self._client.api, self._image, limits, owner=self._owner)
+                container = _spawn(self._client.api, image, limits, owner=self._owner)
             except Exception as exc:
                 if not _is_refusal(exc):
                     raise
@@ -670,9 +708,42 @@ class DockerBackend:
                 raise
         sent = time.perf_counter()
         try:
-            return self._collect(container, limits, sent, cancel, restricted=job.policy == "restricted")
+            if image_id != self._image_id:
+                # A runtime image: the evidence and the audit name it.
+                return self._collect(
+                    container, limits, sent, cancel, restricted=job.policy == "restricted", key=key
+                ).model_copy(update={"image_digest": image_id})
+            return self._collect(container, limits, sent, cancel, restricted=job.policy == "restricted", key=key)
         finally:
             self._trash.put(container)
+
+    def prepare(self, lock: Lock, *, build: bool | None = None,
+                progress: Callable[[str], None] | None = None) -> tuple[str, str]:
+        """The runtime image for `lock` as (tag, image id), built now if it
+        is missing and ``build`` (default: ``build_runtime``) allows.
+        Raises `image.RuntimeImageMissing` (naming the command that builds
+        it) or `image.ImageBuildError`."""
+        from .image import RuntimeImageMissing, build_runtime_image, find_image, runtime_build_command, runtime_tag
+
+        if not self._connect():
+            raise ImageBuildError(self._unavailable or "the Docker engine is unavailable")
+        assert self._image is not None
+        digest = lock.digest()
+        known = self._runtime.get(digest)
+        if known is not None:
+            return known
+        tag = runtime_tag(lock, self._image)
+        with self._build_lock:
+            info = find_image(self._client, tag)
+            if info is None:
+                if not (self.build_runtime if build is None else build):
+                    raise RuntimeImageMissing(tag, runtime_build_command(lock))
+                build_runtime_image(lock, self._client, base=self._image, progress=progress or self.progress)
+                info = find_image(self._client, tag)
+                if info is None:
+                    raise ImageBuildError(f"the engine did not record {tag} after the build")
+            self._runtime[digest] = (tag, str(info.get("Id")))
+        return self._runtime[digest]
 
     def _not_started(self, container: _Container) -> Result:
         oom = self._oom_killed(container)
@@ -683,7 +754,7 @@ class DockerBackend:
 
     def _collect(
         self, container: _Container, limits: Limits, sent: float, cancel: Cancel | None = None,
-        *, restricted: bool = False,
+        *, restricted: bool = False, key: str = "",
     ) -> Result:
         deadline = time.monotonic() + limits.wall + GRACE_SECONDS
         container.reader.cap = limits.output * 1024 + _REPLY_SLACK
@@ -696,7 +767,7 @@ class DockerBackend:
             problem: str | None = None
             if outcome == "line":
                 try:
-                    facts, size = wire.parse_frame_header(line)
+                    facts, size = wire.parse_frame_header(line, key)
                 except wire.ProtocolError as exc:
                     problem = f"bad frame from the sandbox: {exc}"
                     size = None

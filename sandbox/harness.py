@@ -7,10 +7,10 @@ toolcrib.
 
 Protocol (one container, one call):
 
-1. Start, import the policy, write the line ``toolcrib-harness-ready``,
-   then block reading ONE line from stdin: the job as JSON (the host
-   sends ``json.dumps(job.wire())`` which never contains a raw newline). A
-   warm-pool container waits here until a call claims it.
+1. Start, import the policy, make this process non-dumpable, write the
+   line ``toolcrib-harness-ready``, then block reading ONE message from
+   stdin (`wire.job_message`): the job's length, the job as JSON, and a
+   per-call key. A warm-pool container waits here until a call claims it.
 2. Fork. The child puts itself in its own process group, hands the job to
    ``execute.run_job`` and sends the encoded reply back through a pipe,
    length-prefixed. The tool never sees the container's real stdout: the
@@ -21,10 +21,13 @@ Protocol (one container, one call):
    the child, kills the child's process group, and writes one `wire.frame`
    to stdout: the *facts* (the child's exit code or signal, its CPU time and
    peak resident size, its own kills, the cgroup's OOM-kill and pids-limit
-   counters compared before and after, the disk left in /tmp) and the
-   child's reply bytes as they came. The host decides the outcome from both
-   (`wire.classify`), so a tool that raises BlockingIOError or MemoryError by
-   hand, or writes a reply claiming a limit, reports nothing it did not do.
+   counters compared before and after, the disk left in /tmp), the call's
+   key, and the child's reply bytes as they came. The child wipes its copy
+   of the key before running anything, so a frame the tool forged (say on
+   tini's stdout, reached through /proc/1/fd) is refused by the host. The
+   host decides the outcome from the facts and the reply (`wire.classify`),
+   so a tool that raises BlockingIOError or MemoryError by hand, or writes a
+   reply claiming a limit, reports nothing it did not do.
    Then it exits, which ends the container (tini is PID 1 and follows us).
 
 The host also enforces the wall clock (with a grace period) by killing the
@@ -39,11 +42,10 @@ import resource
 import select
 import signal
 import struct
-import sys
 import time
 from typing import Any
 
-from . import wire
+from . import preload, wire
 
 __all__ = ["MAX_JOB_BYTES", "READY", "main"]
 
@@ -55,6 +57,11 @@ _HEADER = struct.Struct(">Q")
 _OOM_FILES = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
 _PIDS_FILES = ("/sys/fs/cgroup/pids/pids.events", "/sys/fs/cgroup/pids.events")
 _TMP = "/tmp"
+# A runtime image (image.build_runtime_image) adds the lock's site directory
+# and the names to import (image.RUNTIME_SITE, image.RUNTIME_PRELOAD).
+_SITE = "/opt/toolcrib/site"
+_PRELOAD = "/opt/toolcrib/preload.json"
+_PR_SET_DUMPABLE = 4
 # How long a child that has replied may take to exit before it is killed.
 _EXIT_GRACE = 0.2
 
@@ -64,6 +71,15 @@ execute: Any = None  # the sibling module, imported by main() before the job arr
 
 class _WallClock(Exception):
     pass
+
+
+def _set_dumpable(on: bool) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, int(on), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # the frame's key still holds without it
 
 
 def _counter(paths: tuple[str, ...], key: str) -> int | None:
@@ -140,6 +156,9 @@ def _child(job: dict[str, Any], write_fd: int, out_fd: int) -> None:
     """Runs in the forked child; never returns."""
     try:
         os.setpgid(0, 0)
+        # Dumpable again (the parent is not): its own /proc files, e.g.
+        # oom_score_adj below, belong to it.
+        _set_dumpable(True)
         os.close(out_fd)
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
@@ -189,7 +208,7 @@ def _reap_within(pid: int, seconds: float) -> tuple[int, Any] | None:
             os.close(pidfd)
 
 
-def _run(job: dict[str, Any], out_fd: int) -> tuple[dict[str, Any], bytes | None]:
+def _run(job: dict[str, Any], out_fd: int, key: bytearray) -> tuple[dict[str, Any], bytes | None]:
     """Run the job in a forked child; returns (facts, the child's reply bytes or None)."""
     limits = job.get("limits") or {}
     wall = float(limits.get("wall", 5.0))
@@ -200,6 +219,7 @@ def _run(job: dict[str, Any], out_fd: int) -> tuple[dict[str, Any], bytes | None
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
+        key[:] = bytes(len(key))  # the child never holds the call's key
         os.close(read_fd)
         _child(job, write_fd, out_fd)
     os.close(write_fd)
@@ -260,31 +280,94 @@ def _run(job: dict[str, Any], out_fd: int) -> tuple[dict[str, Any], bytes | None
     return facts, data
 
 
+def _read_exact(size: int) -> bytes | None:
+    """Exactly `size` bytes of stdin (None at EOF), never one byte more: what
+    follows the job (the call's key) must not reach a buffer the child copies."""
+    chunks, left = [], size
+    while left:
+        chunk = os.read(0, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_message() -> tuple[bytes, bytearray] | None:
+    """The host's `wire.job_message`: (job bytes, key), or None if stdin closed.
+
+    The key is read straight into one bytearray, its only copy in this
+    process, which the child wipes before it runs anything (see `_run`)."""
+    digits = b""
+    while not digits.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            return None
+        digits += byte
+        if len(digits) > 12:
+            raise ValueError("the job's length line is too long")
+    size = int(digits)
+    if not 0 < size <= MAX_JOB_BYTES:
+        raise ValueError("job too large")
+    job = _read_exact(size)
+    key = bytearray(wire.KEY_CHARS)
+    view, got = memoryview(key), 0
+    while job is not None and got < len(key):
+        read = os.readv(0, [view[got:]])
+        if not read:
+            return None
+        got += read
+    return (job, key) if job is not None else None
+
+
+def _load_packages() -> None:
+    """In a runtime image: put the lock's site directory on the path and
+    import (and warm up) its packages while the container waits in the pool.
+    A package that fails to import here fails the same way in the tool,
+    where the error reaches the caller."""
+    import sys
+
+    if not os.path.isdir(_SITE):
+        return
+    sys.path.append(_SITE)
+    try:
+        with open(_PRELOAD, encoding="utf-8") as fh:
+            names = json.load(fh).get("imports") or []
+        preload.preload([str(name) for name in names])
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass
+
+
 def main() -> None:
     """Serve exactly one job from stdin, write one frame, exit."""
-    # Import the policy and RestrictedPython while the container is still
-    # waiting in the warm pool, not on the call's clock.
+    # Import the policy and RestrictedPython (and a runtime image's
+    # packages) while the container is still waiting in the warm pool, not
+    # on the call's clock.
     global execute
     from . import execute
 
+    _load_packages()
+
+    # Not dumpable: /proc/<this pid> belongs to root, so the tool's process
+    # (same uid) cannot open our descriptors or read our memory there.
+    _set_dumpable(False)
     out_fd = os.dup(1)
     # Tell the host this container is warm: only now does it join the pool.
     os.write(out_fd, READY + b"\n")
-    line = sys.stdin.buffer.readline(MAX_JOB_BYTES + 1)
-    if not line.strip():
-        # The host went away (stdin closed) before sending a job.
-        os._exit(0)
     reply: bytes | None = None
+    key = bytearray(wire.KEY_CHARS)
     try:
-        if len(line) > MAX_JOB_BYTES:
-            raise ValueError("job too large")
-        job = json.loads(line)
+        message = _read_message()
+        if message is None:
+            os._exit(0)  # the host went away (stdin closed) before sending a job
+        data, key = message
+        job = json.loads(data)
         if not isinstance(job, dict):
             raise ValueError("job is not an object")
-        facts, reply = _run(job, out_fd)
+        facts, reply = _run(job, out_fd, key)
     except Exception as exc:  # noqa: BLE001 - report, never a traceback on stdout
         facts = {"error": f"bad job: {exc}"[:500]}
-    view = memoryview(wire.frame(facts, reply))
+    view = memoryview(wire.frame(facts, reply, key.decode("ascii", "replace")))
     while view:
         view = view[os.write(out_fd, view) :]
     os._exit(0)

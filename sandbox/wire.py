@@ -56,6 +56,7 @@ a limit or a refusal on their own:
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import re
@@ -65,6 +66,7 @@ from typing import Any
 
 __all__ = [
     "FACT_KEYS",
+    "KEY_CHARS",
     "LIMIT_NAMES",
     "MAX_REPLY_DEPTH",
     "MAX_RESULT_DEPTH",
@@ -74,6 +76,7 @@ __all__ = [
     "check_facts",
     "classify",
     "frame",
+    "job_message",
     "memory_used",
     "needs_facts",
     "parse_frame_header",
@@ -424,23 +427,41 @@ def classify(
 # --------------------------------------------------------------------------- framing
 
 
-def frame(facts: Mapping[str, Any], reply: bytes | None) -> bytes:
-    """What the Docker harness writes to the host: one line of JSON (the facts
-    and the reply's length), then the reply's bytes as the child wrote them,
-    then a newline."""
-    header = json.dumps({"facts": dict(facts), "reply_bytes": None if reply is None else len(reply)},
+KEY_CHARS = 32  # the per-call key: hex, sent by the host after the job
+
+
+def frame(facts: Mapping[str, Any], reply: bytes | None, key: str) -> bytes:
+    """What the Docker harness writes to the host: one line of JSON (the
+    call's key, the facts and the reply's length), then the reply's bytes as
+    the child wrote them, then a newline.
+
+    The key is the one the host sent with the job; the harness parent holds
+    it and the child (which runs the tool) never did, so a frame the tool
+    forged (on a descriptor it reached through /proc) carries no valid key."""
+    header = json.dumps({"key": key, "facts": dict(facts), "reply_bytes": None if reply is None else len(reply)},
                         ensure_ascii=True, allow_nan=False, separators=(",", ":"))
     return header.encode("ascii") + b"\n" + (reply if reply is not None else b"") + b"\n"
 
 
-def parse_frame_header(line: bytes) -> tuple[dict[str, Any], int | None]:
+def job_message(job: bytes, key: str) -> bytes:
+    """What the Docker host sends the harness: the job's length on a line,
+    the job's JSON, then the call's key (`KEY_CHARS` hex characters)."""
+    if len(key) != KEY_CHARS or not all(c in "0123456789abcdef" for c in key):
+        raise ValueError("the key must be lowercase hex")
+    return str(len(job)).encode("ascii") + b"\n" + job + key.encode("ascii")
+
+
+def parse_frame_header(line: bytes, key: str) -> tuple[dict[str, Any], int | None]:
     """The first line of a `frame`: (checked facts, reply length or None).
-    Raises ProtocolError."""
+    Raises ProtocolError, also when it does not carry this call's `key`."""
     if len(line) > 64 * 1024:
         raise ProtocolError("the frame header is too long")
     obj = _loads(line, "frame header", "ascii")
-    if not isinstance(obj, dict) or set(obj) != {"facts", "reply_bytes"}:
+    if not isinstance(obj, dict) or set(obj) != {"key", "facts", "reply_bytes"}:
         raise ProtocolError("the frame header is not a header object")
+    if not isinstance(obj["key"], str) or not hmac.compare_digest(obj["key"].encode("ascii", "replace"),
+                                                                   key.encode("ascii")):
+        raise ProtocolError("the frame does not carry this call's key (not written by the harness)")
     size = obj["reply_bytes"]
     if size is not None and (not _is_int(size) or size < 0):
         raise ProtocolError("the frame header's reply length is not a size")

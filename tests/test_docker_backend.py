@@ -342,3 +342,37 @@ def test_forged_deep_or_non_finite_replies_are_protocol_errors(dock: DockerBacke
 def test_a_lone_surrogate_comes_back_as_a_replacement_character(dock: DockerBackend) -> None:
     r = dock.run(plain("def f():\n    return ['a' + chr(0xD800), chr(0xDFFF)]\n"))
     assert r.status == "ok" and r.result == ["a\ufffd", "\ufffd"], r
+
+
+def test_a_frame_forged_through_proc_is_refused(dock: DockerBackend) -> None:
+    # A plain tool can reach the container's stdout through /proc (tini's
+    # descriptors, and the harness's own were it dumpable) and write a whole
+    # frame claiming an OOM kill before the harness writes the real one. It
+    # does not know the call's key, so the host refuses the frame.
+    source = """
+    import json, os
+    def f():
+        reply = json.dumps({"status": "limit", "result": None, "limit": "memory", "stdout": "",
+                            "error": {"type": "MemoryError", "message": "forged", "line": None}}).encode()
+        header = {"key": "0" * 32, "facts": {"exit": 0, "oom_kills": 1}, "reply_bytes": len(reply)}
+        frame = json.dumps(header).encode() + b"\\n" + reply + b"\\n"
+        wrote = []
+        for pid in (1, os.getppid()):
+            for n in range(12):
+                try:
+                    fd = os.open(f"/proc/{pid}/fd/{n}", os.O_WRONLY)
+                except OSError:
+                    continue
+                try:
+                    os.write(fd, frame)
+                    wrote.append([pid, n])
+                except OSError:
+                    pass
+        return wrote
+    """
+    r = dock.run(plain(source))
+    assert r.limit is None and r.status == "error", r
+    assert r.error is not None and r.error.type == "SandboxProtocolError" and "key" in r.error.message, r
+    # The harness's own descriptors are out of reach; tini's stdout was the way in.
+    probe = dock.run(plain("import os\ndef f():\n    return os.listdir(f'/proc/{os.getppid()}/fd')\n"))
+    assert probe.status == "error" and probe.error is not None and probe.error.type == "PermissionError", probe

@@ -276,25 +276,45 @@ def test_facts_of_the_wrong_type_are_refused(facts: object) -> None:
         wire.check_facts(facts)
 
 
+KEY = "0123456789abcdef" * 2
+
+
 def test_a_frame_round_trips() -> None:
     body = reply(result=[1, 2])
-    data = wire.frame({"exit": 0, "cpu": 0.5, "maxrss_kib": 1, "pids_max": 0}, body)
+    data = wire.frame({"exit": 0, "cpu": 0.5, "maxrss_kib": 1, "pids_max": 0}, body, KEY)
     header, rest = data.split(b"\n", 1)
-    facts, size = wire.parse_frame_header(header)
+    facts, size = wire.parse_frame_header(header, KEY)
     assert (facts["exit"], facts["cpu"], facts["pids_max"], size) == (0, 0.5, 0, len(body))
     assert rest == body + b"\n"
-    header, rest = wire.frame({"signal": 9, "killed": "wall"}, None).split(b"\n", 1)
-    assert wire.parse_frame_header(header)[1] is None and rest == b"\n"
+    header, rest = wire.frame({"signal": 9, "killed": "wall"}, None, KEY).split(b"\n", 1)
+    assert wire.parse_frame_header(header, KEY)[1] is None and rest == b"\n"
+
+
+def test_a_frame_without_the_calls_key_is_refused() -> None:
+    header = wire.frame({"exit": 0, "oom_kills": 1}, b"{}", "f" * 32).split(b"\n", 1)[0]
+    with pytest.raises(wire.ProtocolError, match="key"):
+        wire.parse_frame_header(header, KEY)
+    unkeyed = json.dumps({"facts": {}, "reply_bytes": None}).encode()
+    with pytest.raises(wire.ProtocolError):
+        wire.parse_frame_header(unkeyed, KEY)
+
+
+def test_the_job_message_carries_length_job_and_key() -> None:
+    assert wire.job_message(b'{"a":1}', KEY) == b'7\n{"a":1}' + KEY.encode()
+    for bad in ("short", "G" * 32, KEY.upper()):
+        with pytest.raises(ValueError):
+            wire.job_message(b"{}", bad)
 
 
 @pytest.mark.parametrize(
     "header",
-    [b"not json", b'{"facts": {}}', b'{"facts": {}, "reply_bytes": -1}', b'{"facts": [], "reply_bytes": 1}',
-     b"[" * 1000, b'{"facts": {}, "reply_bytes": 1, "x": 2}'],
+    [b"not json", b'{"facts": {}}', b'{"key": "K", "facts": {}, "reply_bytes": -1}',
+     b'{"key": "K", "facts": [], "reply_bytes": 1}', b"[" * 1000,
+     b'{"key": "K", "facts": {}, "reply_bytes": 1, "x": 2}', b'{"key": 5, "facts": {}, "reply_bytes": 1}'],
 )
 def test_bad_frame_headers_are_protocol_errors(header: bytes) -> None:
     with pytest.raises(wire.ProtocolError):
-        wire.parse_frame_header(header)
+        wire.parse_frame_header(header.replace(b'"K"', json.dumps(KEY).encode()), KEY)
 
 
 def test_alternating_arrays_and_objects_count_one_level_each() -> None:
