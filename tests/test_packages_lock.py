@@ -4,6 +4,7 @@ offline into a cached site directory, tampered wheels refused."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,97 @@ def test_sympy_resolves_with_its_dependency(cache: Path) -> None:
     assert {"sympy", "mpmath"} <= set(lock.imports)
     site = materialize(lock)
     assert _import_in(site, "sympy").startswith(str(site))
+
+
+# -- a version's lock in the registry ------------------------------------------------
+
+SIX_TOOL = '''
+import six
+
+def kind(value: str) -> str:
+    """The name of six's text type."""
+    return six.text_type.__name__ + ":" + value
+'''
+
+
+def test_registry_locks_requirements_at_add(cache: Path, tmp_path: Path) -> None:
+    from toolcrib import Registry
+    from toolcrib.registry.errors import BundleError, InvalidInput
+    from toolcrib.registry.versions import content_sha256
+
+    with Registry(tmp_path / "r.db", actor="t") as reg:
+        added = reg.add(SIX_TOOL, requires=["six"], tests=[{"args": {"value": "x"}, "expected": "str:x"}]).tool
+        lock = added.lock
+        assert lock is not None and lock.requirements == ("six",) and "six" in lock.imports
+        assert added.requires == ["six"] and added.policy == "plain"
+        # The lock is part of the content hash.
+        assert added.sha256 == content_sha256(added.source, added.entrypoint, added.signature, added.tests, "plain", lock)
+        assert added.sha256 != content_sha256(added.source, added.entrypoint, added.signature, added.tests, "plain")
+        stored = reg.get("kind")
+        assert stored.lock == lock
+        assert reg.audit(event="add")[-1].details["lock"] == lock.digest()
+        statement = reg.provenance("kind")
+        deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        assert {d["digest"]["sha256"] for d in deps} == {p.sha256 for p in lock.packages}
+        # The same requirements again: the same lock, the same version.
+        assert reg.add(SIX_TOOL, requires=["six"], tests=[{"args": {"value": "x"}, "expected": "str:x"}]).created is False
+        with pytest.raises(InvalidInput, match="plain policy"):
+            reg.add(SIX_TOOL, requires=["six"], policy="restricted", name="kind_r")
+        with pytest.raises(InvalidInput, match="requirements: not a requirement"):
+            reg.add(SIX_TOOL, requires=["--index-url=http://x"], name="kind_bad")
+        bundle = reg.export(["kind"])
+    assert bundle["tools"][0]["lock"] == lock.model_dump(mode="json")
+    with Registry(tmp_path / "other.db", actor="o") as other:
+        imported = other.import_bundle(bundle)[0].tool
+        assert (imported.sha256, imported.lock) == (added.sha256, lock)
+    forged = json.loads(json.dumps(bundle))
+    forged["tools"][0]["lock"]["packages"][0]["sha256"] = "0" * 64
+    with Registry(tmp_path / "third.db", actor="x") as third, pytest.raises(BundleError, match="sha256 mismatch"):
+        third.import_bundle(forged)
+
+
+def test_cli_add_requires_and_show_lists_the_lock(cache: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from toolcrib.cli import cli
+
+    tool = tmp_path / "kind.py"
+    tool.write_text(SIX_TOOL)
+    runner = CliRunner()
+    base = ["--registry", str(tmp_path / "r.db")]
+    refused = runner.invoke(cli, [*base, "add", str(tool)])
+    assert refused.exit_code == 2 and "module 'six'" in refused.output and "--requires" in refused.output
+    added = runner.invoke(cli, [*base, "add", str(tool), "--requires", "six", "--json"])
+    assert added.exit_code == 0, added.output
+    data = json.loads(added.stdout)
+    assert data["requires"] == ["six"] and data["policy"] == "plain" and len(data["lock"]) == 64
+    shown = json.loads(runner.invoke(cli, [*base, "show", "kind", "--json"]).stdout)
+    assert shown["requires"] == ["six"] and shown["lock"]["packages"][0]["name"].lower() == "six"
+    listed = json.loads(runner.invoke(cli, [*base, "list", "--json"]).stdout)
+    assert listed[0]["lock"]["packages"][0]["sha256"] == shown["lock"]["packages"][0]["sha256"]
+    text = runner.invoke(cli, [*base, "show", "kind"]).stdout
+    assert "requires:   six" in text and "six==" in text
+    bad = runner.invoke(cli, [*base, "add", str(tool), "--requires", "toolcrib-no-such-package-xyz", "--name", "k2"])
+    assert bad.exit_code == 2 and bad.stdout == ""
+    # Progress on stderr, then the error on one line.
+    assert bad.stderr.splitlines()[-1].startswith("Error: requirements: cannot resolve toolcrib-no-such-package-xyz")
+
+
+@pytest.mark.slow
+def test_a_sympy_tool_is_locked_verified_and_called_on_the_restricted_backend(cache: Path, tmp_path: Path) -> None:
+    """The registry half of the path: the version's lock travels in the Job;
+    the restricted backend runs it (plain policy) from a zygote with the
+    locked packages."""
+    from toolcrib import Registry
+
+    source = (
+        "import sympy\n\n"
+        "def expand(expr: str) -> str:\n"
+        '    """Expand a polynomial expression."""\n'
+        "    return str(sympy.expand(sympy.sympify(expr)))\n"
+    )
+    with Registry(tmp_path / "r.db", actor="t") as reg:
+        reg.add(source, requires=["sympy>=1.12"], tests=[{"args": {"expr": "(x+1)**2"}, "expected": "x**2 + 2*x + 1"}])
+        verdict = reg.verify("expand")
+        assert verdict.status == "verified", verdict.cases
+        assert reg.call("expand", {"expr": "(a-b)*(a+b)"}).result == "a**2 - b**2"
