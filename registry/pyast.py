@@ -90,9 +90,9 @@ def _imports(node: ast.AST, guarded: bool, out: list[ImportUse], stars: list[str
     if isinstance(node, ast.Try) and _catches_import_errors(node):
         for child in node.body:
             _imports(child, True, out, stars)
-        for part in (node.handlers, node.orelse, node.finalbody):
-            for child in part:
-                _imports(child, guarded, out, stars)
+        rest: list[ast.AST] = [*node.handlers, *node.orelse, *node.finalbody]
+        for other in rest:
+            _imports(other, guarded, out, stars)
         return
     if isinstance(node, ast.If) and (
         (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
@@ -103,8 +103,8 @@ def _imports(node: ast.AST, guarded: bool, out: list[ImportUse], stars: list[str
         for child in node.orelse:
             _imports(child, guarded, out, stars)
         return
-    for child in ast.iter_child_nodes(node):
-        _imports(child, guarded, out, stars)
+    for inner in ast.iter_child_nodes(node):
+        _imports(inner, guarded, out, stars)
 
 
 def module_needs(source: str) -> ModuleNeeds:
@@ -139,10 +139,10 @@ def module_needs(source: str) -> ModuleNeeds:
     missing = read - bound - _MODULE_NAMES - set(dir(builtins))
     lines: dict[str, int | None] = dict.fromkeys(sorted(missing))
     if missing:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id in missing and isinstance(node.ctx, ast.Load):
-                current = lines[node.id]
-                lines[node.id] = node.lineno if current is None else min(current, node.lineno)
+        for found in ast.walk(tree):
+            if isinstance(found, ast.Name) and found.id in missing and isinstance(found.ctx, ast.Load):
+                current = lines[found.id]
+                lines[found.id] = found.lineno if current is None else min(current, found.lineno)
     return ModuleNeeds(frozenset(bound), tuple(stars), tuple(imports), lines)
 
 
