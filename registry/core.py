@@ -384,6 +384,7 @@ class Registry:
         prelude_name: str | None = None,
         allow_missing: bool = False,
         as_new_version: bool = False,
+        namespace: str | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> AddResult:
         """Admit and store a new version (or return the identical existing one).
@@ -407,6 +408,8 @@ class Registry:
         unless ``allow_missing`` (then they are notes). A new major version
         whose entrypoint body is unlike the newest one's (an unrelated tool
         that happens to share the name) is refused unless ``as_new_version``.
+        ``namespace``: the name becomes ``NAMESPACE_name`` (names allow no
+        dots), so a library's tools do not collide with others'.
         Raises AdmissionError, TestsFormatError, ConflictError, NotFound
         (parent, prelude name), InvalidInput (requirements that do not resolve).
 
@@ -419,6 +422,8 @@ class Registry:
         admitted = admit(source, entrypoint=entrypoint, strip_top_level=strip_top_level, markdown=markdown)
         notes = list(admitted.notes)
         tool_name = check_name(name if name is not None else admitted.entrypoint)
+        if namespace is not None:
+            tool_name = check_name(f"{check_name(namespace)}_{tool_name}")
         signature = derive_signature(admitted.source, admitted.entrypoint)
         raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
         cases = parse_tests(raw_tests)
