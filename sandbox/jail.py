@@ -54,6 +54,7 @@ __all__ = [
     "empty_root",
     "landlock_abi",
     "new_network_namespace",
+    "SANDBOX_HOSTNAME",
 ]
 
 
@@ -143,17 +144,17 @@ def _enter_landlock(abi: int) -> None:
 SECCOMP_ALLOWED: tuple[str, ...] = (
     # I/O on descriptors already open: the call socket, /dev/null.
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "lseek", "close",
-    "fstat", "dup", "dup2", "dup3", "fcntl",
-    "recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown", "getsockname", "getpeername", "getsockopt",
+    "fstat", "dup", "dup2", "dup3",
+    "recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown", "getsockname",
     "poll", "ppoll", "select", "pselect6",
     # Memory.
     "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
     # Synchronisation, scheduling, time.
-    "futex", "set_robust_list", "get_robust_list", "rseq", "sched_yield", "sched_getaffinity",
-    "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
+    "futex", "set_robust_list", "rseq", "sched_yield",
+    "nanosleep", "gettimeofday", "time",
     # Who am I (read only).
     "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
-    "getgroups", "getpgrp", "getpgid", "getsid", "uname", "getcwd",
+    "getgroups", "getpgrp", "uname", "getcwd",
     # Resources of this process (prlimit64 only on itself, below).
     "getrlimit", "getrusage", "times",
     # Signals of this process: handlers, masks, return from a handler.
@@ -170,6 +171,13 @@ _FIOCLEX = 0x5451
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_ACT_KILL_PROCESS = 0x80000000
 _SCMP_CMP_EQ = 4
+_SCMP_CMP_MASKED_EQ = 7
+
+_SOL_SOCKET = 1
+# getsockopt: what socket(fileno=...) asks of a descriptor it is handed.
+# Not SO_PEERCRED, which would tell the host's pid and uid.
+_SOCKET_FACTS = (3, 4, 38, 39)  # SO_TYPE, SO_ERROR, SO_PROTOCOL, SO_DOMAIN
+_FCNTL_COMMANDS = (0, 1, 2, 3, 4, 1030)  # F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC
 _SCMP_FLTATR_ACT_BADARCH = 2
 
 
@@ -180,6 +188,11 @@ def _scmp_errno(code: int) -> int:
 class _ArgCmp(ctypes.Structure):
     _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
                 ("datum_b", ctypes.c_uint64)]
+
+
+# An argument condition: (argument index, datum) for equality, or (argument
+# index, datum, mask) for (arg & mask) == datum.
+_Cond = tuple[int, int] | tuple[int, int, int]
 
 
 _LIBSECCOMP = "libseccomp.so.2"
@@ -216,6 +229,21 @@ class _Seccomp:
         # Limits may be read and lowered for this process only, never for
         # another process of the same user.
         self._rule(_SCMP_ACT_ALLOW, "prlimit64", (0, 0))
+        # The clocks of this process and thread and the system's (ids 0-15),
+        # not the CPU clocks of other processes (negative ids): a side
+        # channel on the host and a covert one between calls.
+        for name in ("clock_gettime", "clock_getres", "clock_nanosleep"):
+            self._rule(_SCMP_ACT_ALLOW, name, (0, 0, 0xFFFFFFF0))
+        # Questions about a process: only about this one (pid 0), so a tool
+        # cannot learn which other pids exist.
+        for name in ("getpgid", "getsid", "sched_getaffinity"):
+            self._rule(_SCMP_ACT_ALLOW, name, (0, 0))
+        # fcntl: descriptor flags and duplicates only; not F_SETOWN/F_SETSIG
+        # (I/O signals aimed at another process), leases, notifications, locks.
+        for command in _FCNTL_COMMANDS:
+            self._rule(_SCMP_ACT_ALLOW, "fcntl", (1, command))
+        for option in _SOCKET_FACTS:
+            self._rule(_SCMP_ACT_ALLOW, "getsockopt", (1, _SOL_SOCKET), (2, option))
         self._rule(_SCMP_ACT_ALLOW, "setrlimit")
         # glibc tries clone3 for threads and falls back to clone on ENOSYS;
         # both end in a refusal, this one says "not here" quickly.
@@ -225,15 +253,18 @@ class _Seccomp:
         if rc != 0:
             raise JailError(f"seccomp {what}: {os.strerror(-rc)}")
 
-    def _rule(self, action: int, name: str, arg: tuple[int, int] | None = None) -> bool:
+    def _rule(self, action: int, name: str, *conds: _Cond) -> bool:
+        """One rule: the call is matched when every condition holds."""
         number = self._lib.seccomp_syscall_resolve_name(name.encode())
         if number < 0:
             return False  # not a system call on this architecture
-        if arg is None:
-            rc = self._lib.seccomp_rule_add_array(self._ctx, action, number, 0, None)
-        else:
-            cmp = (_ArgCmp * 1)(_ArgCmp(arg[0], _SCMP_CMP_EQ, arg[1], 0))
-            rc = self._lib.seccomp_rule_add_array(self._ctx, action, number, 1, cmp)
+        cmps = (_ArgCmp * max(1, len(conds)))()
+        for i, cond in enumerate(conds):
+            if len(cond) == 3:
+                cmps[i] = _ArgCmp(cond[0], _SCMP_CMP_MASKED_EQ, cond[2], cond[1])
+            else:
+                cmps[i] = _ArgCmp(cond[0], _SCMP_CMP_EQ, cond[1], 0)
+        rc = self._lib.seccomp_rule_add_array(self._ctx, action, number, len(conds), cmps if conds else None)
         self._check(rc, f"rule for {name}")
         return True
 
@@ -245,6 +276,15 @@ class _Seccomp:
 
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
+_CLONE_NEWUTS = 0x04000000
+SANDBOX_HOSTNAME = "toolcrib-sandbox"
+
+
+def _own_hostname() -> None:
+    # A UTS namespace of its own, so os.uname() does not tell the host's name.
+    name = SANDBOX_HOSTNAME.encode()
+    if _libc.sethostname(name, ctypes.c_size_t(len(name))) != 0:
+        raise OSError(ctypes.get_errno(), f"sethostname: {_errno_text()}")
 
 
 def _write(path: str, text: str) -> None:
@@ -266,16 +306,21 @@ def new_network_namespace() -> dict[str, Any]:
     (`drop_capabilities`) once it has used them (`empty_root`). Returns
     facts; never raises."""
     if os.geteuid() == 0:
-        if _libc.unshare(_CLONE_NEWNET) != 0:
-            return {"netns": False, "netns_error": f"unshare(CLONE_NEWNET): {_errno_text()}"}
+        if _libc.unshare(_CLONE_NEWNET | _CLONE_NEWUTS) != 0:
+            return {"netns": False, "netns_error": f"unshare(CLONE_NEWNET|CLONE_NEWUTS): {_errno_text()}"}
+        try:
+            _own_hostname()
+        except OSError as exc:
+            return {"netns": True, "netns_via": "root", "hostname_error": str(exc)}
         return {"netns": True, "netns_via": "root"}
     uid, gid = os.geteuid(), os.getegid()
-    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWUTS) != 0:
         return {"netns": False, "netns_error": f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {_errno_text()}"}
     try:
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"{uid} {uid} 1")
         _write("/proc/self/gid_map", f"{gid} {gid} 1")
+        _own_hostname()
     except OSError as exc:
         return {"netns": False, "netns_error": f"user namespace set-up: {exc}"}
     return {"netns": True, "netns_via": "user namespace"}

@@ -245,3 +245,72 @@ def test_a_missing_layer_fails_closed_and_weak_is_explicit(hide: str, layer: str
     # ...and plain never runs without the whole jail.
     assert weak["plain"]["status"] == "unavailable"
     assert layer in weak["plain"]["error"]["message"]
+
+
+def test_nothing_about_other_processes_can_be_asked() -> None:
+    out = _in_jailed_child("""
+        import socket, fcntl
+        libc = ctypes.CDLL(None, use_errno=True)
+        ts = (ctypes.c_long * 2)()
+        def clock(clock_id):
+            rc = libc.clock_gettime(ctypes.c_int(clock_id), ts)
+            return -ctypes.get_errno() if rc else 0
+        out["own_cpu_clock"] = clock(2)                  # CLOCK_PROCESS_CPUTIME_ID
+        out["init_cpu_clock"] = clock(((~1) << 3) | 2)   # pid 1's CPU clock
+        for name, call in [("getsid_1", lambda: os.getsid(1)), ("getpgid_1", lambda: os.getpgid(1)),
+                           ("affinity_1", lambda: os.sched_getaffinity(1)), ("own_sid", lambda: os.getsid(0))]:
+            try:
+                call()
+                out[name] = 0
+            except OSError as exc:
+                out[name] = -exc.errno
+        socket.socketpair()  # no new socket of any kind inside the jail
+    """)
+    assert out["own_cpu_clock"] == 0
+    assert out["init_cpu_clock"] == -errno.EPERM
+    assert (out["getsid_1"], out["getpgid_1"], out["affinity_1"]) == (-errno.EPERM,) * 3
+    assert out["own_sid"] == 0
+    assert "PermissionError" in out.get("exception", "")  # the socketpair at the end
+
+
+def test_inherited_sockets_do_not_tell_who_is_on_the_other_end() -> None:
+    import socket
+
+    ours, theirs = socket.socketpair()
+    try:
+        out = _in_jailed_child(f"""
+            import socket, fcntl, struct
+            s = socket.socket(fileno={theirs.fileno()})
+            out["type"] = s.type == socket.SOCK_STREAM
+            try:
+                s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                out["peercred"] = 0
+            except OSError as exc:
+                out["peercred"] = -exc.errno
+            for name, cmd, arg in [("getfl", fcntl.F_GETFL, 0), ("setown", 8, 1), ("setsig", 10, 9)]:
+                try:
+                    fcntl.fcntl({theirs.fileno()}, cmd, arg)
+                    out[name] = 0
+                except OSError as exc:
+                    out[name] = -exc.errno
+            s.detach()
+        """)
+    finally:
+        ours.close()
+        theirs.close()
+    assert out["type"] is True and out["getfl"] == 0
+    assert (out["peercred"], out["setown"], out["setsig"]) == (-errno.EPERM,) * 3
+
+
+def test_the_sandbox_has_a_host_name_of_its_own() -> None:
+    from toolcrib.sandbox import Job
+    from toolcrib.sandbox.restricted import RestrictedBackend
+
+    backend = RestrictedBackend()
+    try:
+        result = backend.run(Job(source="import os\ndef f():\n    return os.uname().nodename\n", entrypoint="f",
+                                 policy="plain"))
+    finally:
+        backend.close()
+    assert (result.status, result.result) == ("ok", jail_module.SANDBOX_HOSTNAME), result
+    assert result.result != platform.node()

@@ -112,10 +112,10 @@ def judge_probe(probe: Probe, result: Result) -> str | None:
 
 # Holes the jail still has, each reported to the sandbox's owners. Strict:
 # once a hole is closed the test passes, and the entry must go.
-KNOWN_OPEN: dict[str, str] = {
-    "cpu-clock-of-other-process": "clock_gettime is allowed for every clock id, including the CPU clocks "
-                                  "of other processes (negative ids)",
-}
+# Holes the jail still has (strict xfail: fixing one makes its test pass and
+# the xfail fail, so the entry must go). Closed so far: the CPU clocks of
+# other processes (clock_gettime with a negative id).
+KNOWN_OPEN: dict[str, str] = {}
 
 
 def _probe_params() -> list[Any]:
