@@ -8,7 +8,11 @@ any JSON value, and the parameter's description says so.
 
 Arguments cross into the sandbox as JSON, so a `set` or `tuple` parameter
 receives a JSON array (a list); the schema says what the caller may send, not
-what Python object the tool will hold.
+what Python object the tool will hold. A `pandas.DataFrame` parameter takes
+a frame's JSON form (an array of records, or ``{"columns", "data"}``) and a
+`numpy.ndarray` one nested lists of numbers; their schemas carry
+``"x-toolcrib-form"`` (`arg_forms`), and the sandbox converts the JSON
+before the call (docs/formats.md, "DataFrame and ndarray arguments").
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     create_model,
 )
 
@@ -42,7 +47,7 @@ from .pyast import imported_names
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError as JsonSchemaError
 
-__all__ = ["bump_kind", "derive_signature", "validate_arguments", "validate_stored_arguments"]
+__all__ = ["FORM_KEY", "arg_forms", "bump_kind", "derive_signature", "validate_arguments", "validate_stored_arguments"]
 
 _MAX_ANNOTATION_DEPTH = 12
 _CACHE_SIZE = 256
@@ -67,6 +72,9 @@ _SETS = {"builtins.set", "builtins.frozenset", "typing.Set", "typing.FrozenSet",
 _DICTS = {"builtins.dict", "typing.Dict", "typing.Mapping", "typing.MutableMapping",
           "collections.abc.Mapping", "collections.abc.MutableMapping"}
 _TUPLES = {"builtins.tuple", "typing.Tuple"}
+# Annotations whose JSON form the sandbox converts (see `_FRAME`, `_ARRAY`).
+_FRAMES = {"pandas.DataFrame", "pandas.core.frame.DataFrame"}
+_ARRAYS = {"numpy.ndarray", "numpy.typing.NDArray", "numpy.typing.ArrayLike"}
 _BUILTIN_NAMES = {"int", "float", "str", "bool", "object", "list", "set", "frozenset", "dict", "tuple"}
 _TYPING_NAMES = {"Any", "List", "Dict", "Tuple", "Set", "FrozenSet", "Optional", "Union", "Literal", "Sequence",
                  "Iterable", "Mapping", "MutableMapping", "MutableSequence", "Collection", "Annotated",
@@ -156,6 +164,10 @@ class _TypeReader:
                 return self.unknown(node)
             return alias
         name = self.qualified(node)
+        if name in _FRAMES:
+            return _FRAME
+        if name in _ARRAYS:
+            return _ARRAY
         if name in _SCALARS:
             return _SCALARS[name]
         if name in _LISTS:
@@ -185,6 +197,8 @@ class _TypeReader:
             return Literal[tuple(values)]
         if name == "typing.Annotated":
             return self.read(items[0], depth + 1)
+        if name in _ARRAYS:  # NDArray[np.float64]: the dtype is the tool's business
+            return _ARRAY
         if name in _TUPLES and len(items) == 2 and isinstance(items[1], ast.Constant) and items[1].value is ...:
             return _parametrize(tuple, (self.read(items[0], depth + 1), ...))
         args = [self.read(item, depth + 1) for item in items]
@@ -220,6 +234,89 @@ class _TypeReader:
 
 
 _NOT_LITERAL = object()
+
+
+# -- DataFrame and ndarray parameters --------------------------------------------
+
+FORM_KEY = "x-toolcrib-form"
+_MAX_ARRAY_DIMS = 4
+_CELL = {"type": ["string", "number", "boolean", "null"]}
+_RECORDS_SCHEMA: dict[str, Any] = {"type": "array", "items": {"type": "object", "additionalProperties": _CELL}}
+_FRAME_SCHEMA: dict[str, Any] = {
+    FORM_KEY: "dataframe",
+    "anyOf": [
+        _RECORDS_SCHEMA,
+        {
+            "type": "object",
+            "properties": {
+                "columns": {"type": "array", "items": {"type": ["string", "integer"]}},
+                "data": {"type": "array", "items": {"type": "array", "items": _CELL}},
+            },
+            "required": ["columns", "data"],
+            "additionalProperties": False,
+        },
+    ],
+}
+
+
+def _array_schema(dims: int) -> dict[str, Any]:
+    # Nested lists of numbers, written out to a fixed depth: a recursive
+    # $ref would have to point into the root of whichever schema holds it.
+    number = {"type": ["number", "boolean"]}
+    return {"type": "array", "items": number if dims <= 1 else {"anyOf": [number, _array_schema(dims - 1)]}}
+
+
+_ARRAY_SCHEMA: dict[str, Any] = {FORM_KEY: "ndarray", **_array_schema(_MAX_ARRAY_DIMS)}
+
+
+def _is_cell(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _check_frame(value: Any) -> Any:
+    if isinstance(value, list):
+        if not all(isinstance(row, dict) and all(_is_cell(v) for v in row.values()) for row in value):
+            raise ValueError("a DataFrame is an array of records (objects of scalars) or {\"columns\": [...], \"data\": [[...]]}")
+        return value
+    if isinstance(value, dict) and set(value) == {"columns", "data"}:
+        columns, data = value["columns"], value["data"]
+        if (isinstance(columns, list) and all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in columns)
+                and isinstance(data, list)
+                and all(isinstance(row, list) and all(_is_cell(v) for v in row) for row in data)):
+            return value
+    raise ValueError("a DataFrame is an array of records (objects of scalars) or {\"columns\": [...], \"data\": [[...]]}")
+
+
+def _check_array(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, list) and depth < _MAX_ARRAY_DIMS:
+        for item in value:
+            if not isinstance(item, (int, float, bool)):
+                _check_array(item, depth + 1)
+        return value
+    raise ValueError(f"an array is nested lists of numbers (at most {_MAX_ARRAY_DIMS} deep)")
+
+
+_FRAME: Any = Annotated[Any, AfterValidator(_check_frame), WithJsonSchema(_FRAME_SCHEMA)]
+_ARRAY: Any = Annotated[Any, AfterValidator(_check_array), WithJsonSchema(_ARRAY_SCHEMA)]
+
+
+def arg_forms(input_schema: dict[str, Any]) -> dict[str, str]:
+    """Parameters whose JSON argument the sandbox turns into a DataFrame or
+    an ndarray, read from a (stored) input schema's ``x-toolcrib-form``
+    marks, directly on the property or on one of its ``anyOf`` branches
+    (an Optional parameter)."""
+    forms: dict[str, str] = {}
+    properties = input_schema.get("properties")
+    if not isinstance(properties, dict):
+        return forms
+    for name, prop in properties.items():
+        if not isinstance(prop, dict):
+            continue
+        for branch in [prop, *(b for b in prop.get("anyOf") or [] if isinstance(b, dict))]:
+            if branch.get(FORM_KEY) in ("dataframe", "ndarray"):
+                forms[name] = str(branch[FORM_KEY])
+                break
+    return forms
 
 
 def _check_unique(items: list[Any]) -> list[Any]:
@@ -489,7 +586,11 @@ def _compile(source: str, entrypoint: str) -> _Compiled:
     output_schema: dict[str, Any] | None = None
     if fn.returns is not None:
         reader.notes = []
-        output_schema = TypeAdapter(reader.read(fn.returns)).json_schema()
+        returned = reader.read(fn.returns)
+        # A returned frame comes back as records (sandbox/results.py).
+        output_schema = (
+            {FORM_KEY: "dataframe", **_RECORDS_SCHEMA} if returned is _FRAME else TypeAdapter(returned).json_schema()
+        )
         description = " ".join(filter(None, [returns_doc, *dict.fromkeys(reader.notes)]))
         if description:
             output_schema["description"] = description

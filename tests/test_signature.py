@@ -126,7 +126,7 @@ def test_annotation_mapping(annotation: str, header: str, expected: dict[str, An
         ("Point", "class Point:\n    pass"),
         ("Callable[[int], int]", "from typing import Callable"),
         ("bytes", ""),
-        ("np.ndarray", "import numpy as np"),
+        ("np.dtype", "import numpy as np"),  # np.ndarray has a form: test_dataframe_args.py
         ("T", "from typing import TypeVar\nT = TypeVar('T')"),
         ("'not valid ::'", ""),
     ],
