@@ -264,6 +264,8 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
                 return _reply("error", error=_error("NameError", f"the tool defines no function {entrypoint!r}"),
                               stdout=STATE.stdout())
             args = job.get("args") or {}
+            if job.get("arg_forms"):
+                args = _with_forms(args, job["arg_forms"])
             value = func(**args)
         else:
             ns.pop("ans", None)
@@ -271,6 +273,37 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
             value = ns["ans"] if "ans" in ns else STATE.stdout()
     _tool_finished()
     return _reply("ok", to_json(value, cap - len(STATE.stdout())), stdout=STATE.stdout())
+
+
+class ArgumentFormError(Exception):
+    """A DataFrame or ndarray argument could not be made from its JSON."""
+
+
+def _with_forms(args: dict[str, Any], forms: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments with each JSON value named in ``forms`` made into
+    a pandas DataFrame (records, or ``{"columns", "data"}``) or a numpy array
+    (docs/formats.md). Only with the library already loaded: inside the jail
+    nothing else could be imported, and a tool without packages never
+    reaches this."""
+    import sys
+
+    out = dict(args)
+    for name, form in forms.items():
+        value = out.get(name)
+        if value is None:
+            continue  # an Optional frame left out, or null
+        library = "pandas" if form == "dataframe" else "numpy"
+        module = sys.modules.get(library)
+        if module is None:
+            raise ArgumentFormError(f"argument {name!r} is a {form}, but {library} is not available in the sandbox "
+                                    f"(add the version with --requires {library})")
+        if form == "ndarray":
+            out[name] = module.asarray(value)
+        elif isinstance(value, dict):
+            out[name] = module.DataFrame(value.get("data"), columns=value.get("columns"))
+        else:
+            out[name] = module.DataFrame(value)
+    return out
 
 
 def _tool_finished() -> None:

@@ -5,6 +5,11 @@ subclasses of builtins are read through the base type's own C methods,
 called unbound. Depth, cycles and size are capped while converting, so a
 huge or hostile result fails fast instead of being built twice.
 
+A pandas DataFrame (records), Series (a list), Timestamp (ISO text), numpy
+array (nested lists) or numpy scalar is converted too, by its library's own
+methods on the exact library type, and only when that library is already
+loaded (`sys.modules`): a tool without packages never pays for the check.
+
 Imports only the standard library and its sibling `guards`.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import sys
 from typing import Any
 
 from .guards import OutputLimit
@@ -80,7 +86,10 @@ def _convert(value: Any, depth: int, active: set[int], budget: _Budget) -> Any:
     elif isinstance(value, (list, tuple, set, frozenset)) or kind is collections.deque:
         items = None
     else:
-        raise ResultNotJSON(f"result is not JSON: {kind.__name__}")
+        plain = _library_value(value, kind)
+        if plain is _NOT_LIBRARY:
+            raise ResultNotJSON(f"result is not JSON: {kind.__name__}")
+        return _convert(plain, depth + 1, active, budget)
 
     if depth >= MAX_RESULT_DEPTH:
         raise ResultNotJSON(f"result is not JSON: nested deeper than {MAX_RESULT_DEPTH} levels")
@@ -123,6 +132,60 @@ def _convert(value: Any, depth: int, active: set[int], budget: _Budget) -> Any:
         return converted
     finally:
         active.discard(ident)
+
+
+_NOT_LIBRARY = object()
+
+
+def _numpy_scalar(np: Any, kind: type) -> bool:
+    return kind.__module__ == "numpy" and kind in set(np.sctypeDict.values())
+
+
+def _library_value(value: Any, kind: type) -> Any:
+    """A numpy or pandas value as builtins (still to be checked by
+    `_convert`), or _NOT_LIBRARY. Exact library types only: a subclass
+    could redefine the methods used here."""
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if kind is np.ndarray:
+            return np.ndarray.tolist(value)
+        if _numpy_scalar(np, kind):
+            return np.generic.item(value)
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        if kind is pd.DataFrame:
+            rows = pd.DataFrame.to_dict(value, orient="records")
+            return [{_column(key): _cell(pd, np, cell) for key, cell in dict.items(row)} for row in rows]
+        if kind is pd.Series:
+            # Positions: a list; labels (a groupby's result): an object.
+            if type(value.index) is pd.RangeIndex:
+                return [_cell(pd, np, cell) for cell in pd.Series.tolist(value)]
+            return {_column(key): _cell(pd, np, cell) for key, cell in dict.items(pd.Series.to_dict(value))}
+        if kind is pd.Timestamp or value is pd.NaT or value is pd.NA:
+            return _cell(pd, np, value)
+    return _NOT_LIBRARY
+
+
+def _column(key: Any) -> Any:
+    # JSON object keys are text; a frame's column labels are often numbers.
+    if type(key) in (int, float, bool):
+        return repr(key)
+    return key  # anything else is judged as a dict key by _convert
+
+
+def _cell(pd: Any, np: Any, cell: Any) -> Any:
+    """One value of a frame or series: missing values (NaN, NaT, NA) are null,
+    timestamps ISO text, numpy scalars builtins."""
+    kind = type(cell)
+    if kind is float:
+        return None if math.isnan(cell) else cell
+    if cell is pd.NaT or cell is pd.NA:
+        return None
+    if kind is pd.Timestamp:
+        return pd.Timestamp.isoformat(cell)
+    if np is not None and _numpy_scalar(np, kind):
+        return _cell(pd, np, np.generic.item(cell))
+    return cell
 
 
 def _sorted_set(members: list[Any]) -> list[Any]:
