@@ -273,8 +273,9 @@ def _baseline_rss_kib(zygote: _Zygote) -> int:
 
 def _trailer_facts(trailer: dict[str, Any], zygote: _Zygote) -> dict[str, Any]:
     """The zygote's trailer as the wire's facts (raises wire.ProtocolError)."""
-    facts = {key: trailer.get(key) for key in ("exit", "signal", "killed", "cpu")}
-    facts["maxrss_kib"] = trailer.get("maxrss_kib", 0)
+    facts = {key: trailer.get(key) for key in ("exit", "signal", "killed")}
+    facts["cpu"] = trailer.get("cpu") or 0.0
+    facts["maxrss_kib"] = trailer.get("maxrss_kib") or 0
     facts["baseline_rss_kib"] = _baseline_rss_kib(zygote)
     # With Landlock (or an empty read-only root) the child can create no
     # file at all, so a SIGXFSZ is the tool signalling itself, not the disk limit.
