@@ -25,6 +25,11 @@ Rules (documented for users in docs/tests-format.md and the README):
   above a removed statement (no blank line between) goes with it.
 * Entrypoint: the named function, else the only public top-level function,
   else the only public function that no other top-level code refers to.
+* What the tool needs from outside (`find_missing`, applied by
+  `Registry.add`, which refuses unless ``allow_missing``): imports of modules
+  neither in the standard library nor provided by the version's lock, and
+  global names that neither the tool, its prelude nor the builtins bind
+  (Python's own scoping, via `symtable`). See docs/packages.md.
 """
 
 from __future__ import annotations
