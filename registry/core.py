@@ -59,7 +59,7 @@ from .models import (
 from .provenance import build_provenance, in_toto_statement
 from .search import FIT_THRESHOLD, SearchHit, rank, tool_index_terms
 from .pyast import function_body
-from .signature import bump_kind, derive_signature, validate_stored_arguments
+from .signature import arg_forms, bump_kind, derive_signature, validate_stored_arguments
 from .stats import UsageStats, usage
 from .store import PerThreadDatabase, default_registry_path, read_snapshot, utc_now, write_transaction
 from .versions import (
@@ -191,7 +191,8 @@ def _job(
         return Job(source=tool.source, entrypoint=tool.entrypoint, mode="snippet", snippet=snippet,
                    limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude)
     return Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=args or {},
-               limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude)
+               limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude,
+               arg_forms=arg_forms(tool.signature.input_schema))
 
 
 def _version_record(tool: ToolVersion) -> dict[str, Any]:
@@ -788,6 +789,8 @@ class Registry:
         limits: dict[str, float] | None = None,
         policy: str | None = None,
         on_case: Callable[[int, int], None] | None = None,
+        no_build: bool = False,
+        progress: Callable[[str], None] | None = None,
     ) -> Verification:
         """Run every test case (each in its own fresh sandbox), store evidence and verdict.
 
@@ -808,6 +811,7 @@ class Registry:
         job_limits = self._limits(tool, limits)
         job_policy = self._policy(backend, policy, tool.policy)
         runner = self._backend(backend)
+        self._prepare_runtime(runner, tool, no_build=no_build, progress=progress)
         evidence: list[CaseEvidence] = []
         digest: str | None = None
         layers: list[str] | None = None
@@ -873,6 +877,27 @@ class Registry:
         return verification
 
     @staticmethod
+    def _prepare_runtime(runner: Backend, tool: ToolVersion, *, no_build: bool,
+                         progress: Callable[[str], None] | None) -> None:
+        """A version with packages on a backend that runs them in an image
+        of their own (Docker): have that image, built now unless
+        ``no_build``. Raises SandboxUnavailable naming the build command."""
+        prepare = getattr(runner, "prepare", None)
+        if tool.lock is None or prepare is None:
+            return
+        from ..sandbox.image import ImageBuildError, RuntimeImageMissing
+
+        try:
+            prepare(tool.lock, build=not no_build, progress=progress)
+        except RuntimeImageMissing as exc:
+            raise SandboxUnavailable(
+                f"the runtime image {exc.tag} for {tool.ref}'s packages is missing: "
+                f"run `toolcrib image build --for {tool.ref}`"
+            ) from None
+        except ImageBuildError as exc:
+            raise SandboxUnavailable(f"the runtime image for {tool.ref} cannot be built: {exc}") from None
+
+    @staticmethod
     def _unavailable_message(backend: str, result: Result) -> str:
         why = result.error.message if result.error else "no reason given"
         return f"the {backend} backend is unavailable: {why}"
@@ -913,6 +938,8 @@ class Registry:
         allow_unverified: bool = False,
         allow_yanked: bool = False,
         cancel: Cancel | None = None,
+        no_build: bool = False,
+        progress: Callable[[str], None] | None = None,
     ) -> CallOutcome:
         """Validate arguments against the version's stored input schema, run, audit, return.
 
@@ -923,6 +950,9 @@ class Registry:
         ``cancel``: cancelling it from another thread kills the sandboxed
         process; the outcome is then an error of type "Cancelled" (audited as
         status "cancelled").
+        ``no_build``: a version that needs packages whose Docker runtime
+        image is missing is "unavailable" (naming the command that builds
+        it) instead of building it first, with ``progress`` lines.
         """
         tool = self._resolve(ref, allow_yanked=True).tool
         mode = "snippet" if snippet is not None else "args"
@@ -979,7 +1009,9 @@ class Registry:
             self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message, "fields": fields})
             raise
         try:
-            result = self._backend(backend).run(job, cancel)
+            runner = self._backend(backend)
+            self._prepare_runtime(runner, tool, no_build=no_build, progress=progress)
+            result = runner.run(job, cancel)
         except InvalidInput as exc:
             self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message})
             raise
@@ -1004,6 +1036,8 @@ class Registry:
                 "duration_ms": round(result.duration_ms, 3),
                 "result": cap_value(result.result),
                 "layers": list(result.layers),
+                # A runtime image (a version with packages, on Docker): which one.
+                **({"image_digest": result.image_digest} if tool.lock and result.image_digest else {}),
             },
         )
         return CallOutcome(

@@ -300,12 +300,12 @@ _FRAME: Any = Annotated[Any, AfterValidator(_check_frame), WithJsonSchema(_FRAME
 _ARRAY: Any = Annotated[Any, AfterValidator(_check_array), WithJsonSchema(_ARRAY_SCHEMA)]
 
 
-def arg_forms(input_schema: dict[str, Any]) -> dict[str, str]:
+def arg_forms(input_schema: dict[str, Any]) -> dict[str, Literal["dataframe", "ndarray"]]:
     """Parameters whose JSON argument the sandbox turns into a DataFrame or
     an ndarray, read from a (stored) input schema's ``x-toolcrib-form``
     marks, directly on the property or on one of its ``anyOf`` branches
     (an Optional parameter)."""
-    forms: dict[str, str] = {}
+    forms: dict[str, Literal["dataframe", "ndarray"]] = {}
     properties = input_schema.get("properties")
     if not isinstance(properties, dict):
         return forms
@@ -313,8 +313,9 @@ def arg_forms(input_schema: dict[str, Any]) -> dict[str, str]:
         if not isinstance(prop, dict):
             continue
         for branch in [prop, *(b for b in prop.get("anyOf") or [] if isinstance(b, dict))]:
-            if branch.get(FORM_KEY) in ("dataframe", "ndarray"):
-                forms[name] = str(branch[FORM_KEY])
+            form = branch.get(FORM_KEY)
+            if form == "dataframe" or form == "ndarray":
+                forms[name] = form
                 break
     return forms
 

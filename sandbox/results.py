@@ -145,22 +145,27 @@ def _library_value(value: Any, kind: type) -> Any:
     """A numpy or pandas value as builtins (still to be checked by
     `_convert`), or _NOT_LIBRARY. Exact library types only: a subclass
     could redefine the methods used here."""
-    np = sys.modules.get("numpy")
+    # Methods fetched before the type check (mypy narrows what `is` compares).
+    np: Any = sys.modules.get("numpy")
     if np is not None:
+        array_tolist: Any = np.ndarray.tolist
         if kind is np.ndarray:
-            return np.ndarray.tolist(value)
+            return array_tolist(value)
         if _numpy_scalar(np, kind):
             return np.generic.item(value)
-    pd = sys.modules.get("pandas")
+    pd: Any = sys.modules.get("pandas")
     if pd is not None:
+        frame_to_dict: Any = pd.DataFrame.to_dict
+        series_tolist: Any = pd.Series.tolist
+        series_to_dict: Any = pd.Series.to_dict
         if kind is pd.DataFrame:
-            rows = pd.DataFrame.to_dict(value, orient="records")
+            rows = frame_to_dict(value, orient="records")
             return [{_column(key): _cell(pd, np, cell) for key, cell in dict.items(row)} for row in rows]
         if kind is pd.Series:
             # Positions: a list; labels (a groupby's result): an object.
             if type(value.index) is pd.RangeIndex:
-                return [_cell(pd, np, cell) for cell in pd.Series.tolist(value)]
-            return {_column(key): _cell(pd, np, cell) for key, cell in dict.items(pd.Series.to_dict(value))}
+                return [_cell(pd, np, cell) for cell in series_tolist(value)]
+            return {_column(key): _cell(pd, np, cell) for key, cell in dict.items(series_to_dict(value))}
         if kind is pd.Timestamp or value is pd.NaT or value is pd.NA:
             return _cell(pd, np, value)
     return _NOT_LIBRARY
