@@ -43,24 +43,58 @@ def image_group() -> None:
 @image_group.command("build")
 @click.option("--offline", is_flag=True, help="Debootstrap a Debian base from the apt mirror instead of pulling python:3.11-slim.")
 @click.option("--force", is_flag=True, help="Rebuild even if the image for this harness is present.")
+@click.option("requires", "--requires", multiple=True, metavar="SPEC",
+              help="Build the runtime image for these requirements (resolved to a lock first). Repeatable.")
+@click.option("for_ref", "--for", metavar="REF", help="Build the runtime image for this version's stored lock.")
 @click.option("json_output", "--json", is_flag=True, help="Output JSON.")
-def build_command(offline: bool, force: bool, json_output: bool) -> None:
-    """Build the sandbox image (tagged by a hash of the harness and policy).
+def build_command(offline: bool, force: bool, requires: tuple[str, ...], for_ref: str | None, json_output: bool) -> None:
+    """Build the sandbox image (tagged by a hash of the harness and policy),
+    or with --requires/--for a runtime image for packages on top of it.
 
-    Does nothing when the image for this harness is already present.
+    Does nothing when the image is already present. A runtime image holds a
+    lock's wheels, installed on the host from the wheel cache and copied in
+    by a build without network; every version with that lock uses it.
 
     \b
     Examples:
         toolcrib image build --offline
         toolcrib image build --json
+        toolcrib image build --requires 'sympy>=1.12' --requires pandas
+        toolcrib image build --for factor_poly@1.0.0
     """
     from ..sandbox.image import ImageBuildError, build_image
 
+    if requires and for_ref:
+        raise click.UsageError("give --requires or --for, not both")
     try:
-        status = build_image(offline=offline, force=force, progress=_progress)
+        status = build_image(offline=offline, force=force and not (requires or for_ref), progress=_progress)
+        if requires or for_ref:
+            status = _build_runtime(requires, for_ref, force)
     except ImageBuildError as exc:
         raise SandboxUnavailableError(str(exc)) from None
     _emit(status, json_output, f"{status['tag']} {status.get('id')} (base {status.get('base')}, {status.get('size_mb')} MiB)")
+
+
+def _build_runtime(requires: tuple[str, ...], for_ref: str | None, force: bool) -> dict[str, Any]:
+    """The runtime image for a lock: resolved from ``requires`` or read
+    from the version ``for_ref``."""
+    from ..registry.errors import InvalidInput
+    from ..sandbox.image import build_runtime_image
+    from ..sandbox.packages import PackagesError, resolve
+
+    if for_ref is not None:
+        from .common import open_registry
+
+        tool = open_registry().get(for_ref)
+        if tool.lock is None:
+            raise InvalidInput(f"{tool.ref} needs no packages: it runs in the sandbox image itself")
+        lock = tool.lock
+    else:
+        try:
+            lock = resolve(list(requires), progress=_progress)
+        except PackagesError as exc:
+            raise InvalidInput(str(exc)) from None
+    return build_runtime_image(lock, force=force, progress=_progress)
 
 
 @image_group.command("status")
@@ -93,19 +127,21 @@ def status_command(json_output: bool) -> None:
 
 
 @image_group.command("prune")
+@click.option("--runtime", is_flag=True, help="Also remove every runtime image (rebuilt offline when next needed).")
 @click.option("json_output", "--json", is_flag=True, help="Output JSON.")
-def prune_command(json_output: bool) -> None:
-    """Remove sandbox images built for other harness versions (not in use).
+def prune_command(runtime: bool, json_output: bool) -> None:
+    """Remove sandbox images built for other harness versions, and the
+    runtime images built on them (none that a container uses).
 
     \b
     Examples:
         toolcrib image prune
-        toolcrib image prune --json
+        toolcrib image prune --runtime --json
     """
     from ..sandbox.image import ImageBuildError, prune_images
 
     try:
-        removed = prune_images()
+        removed = prune_images(runtime=runtime)
     except ImageBuildError as exc:
         raise SandboxUnavailableError(str(exc)) from None
     _emit({"removed": removed}, json_output, "\n".join(removed) or "nothing to prune")

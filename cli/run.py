@@ -35,6 +35,19 @@ def backend_options(fn: F) -> F:
     )(fn)
 
 
+def no_build_option(fn: F) -> F:
+    return click.option(
+        "--no-build",
+        is_flag=True,
+        help="For a version that needs packages on Docker: if its runtime image is missing, exit 6 naming the "
+        "command that builds it, instead of building it first (progress on stderr).",
+    )(fn)
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
 def _print_verification(result: Verification) -> None:
     rows = []
     for case in result.cases:
@@ -58,9 +71,13 @@ def _print_verification(result: Verification) -> None:
 @click.argument("ref", required=False)
 @click.option("verify_all", "--all", is_flag=True, help="Verify every unverified version, with a progress bar on stderr.")
 @backend_options
+@no_build_option
 @limit_option
 @json_option
-def verify(ref: str | None, verify_all: bool, backend: str, policy: str | None, limits: tuple[str, ...], json_output: bool) -> None:
+def verify(
+    ref: str | None, verify_all: bool, backend: str, policy: str | None, no_build: bool, limits: tuple[str, ...],
+    json_output: bool,
+) -> None:
     """Run a version's test cases, each in a fresh sandbox, and record the verdict.
 
     Exit code 0 when every case passed (the version becomes 'verified'),
@@ -71,6 +88,7 @@ def verify(ref: str | None, verify_all: bool, backend: str, policy: str | None, 
     Examples:
         toolcrib verify sort_words
         toolcrib verify sort_words@1.0.0 --backend docker --json
+        toolcrib verify factor_poly --backend docker --no-build
         toolcrib verify --all
     """
     if bool(ref) == verify_all:
@@ -79,7 +97,8 @@ def verify(ref: str | None, verify_all: bool, backend: str, policy: str | None, 
     reg = open_registry()
     if ref:
         tool = reg.get(ref)
-        result = reg.verify(tool.ref, backend=backend, limits=overrides, policy=policy)
+        result = reg.verify(tool.ref, backend=backend, limits=overrides, policy=policy, no_build=no_build,
+                            progress=_progress)
         if json_output:
             echo_json(result.model_dump(mode="json"))
         else:
@@ -97,7 +116,8 @@ def verify(ref: str | None, verify_all: bool, backend: str, policy: str | None, 
     with click.progressbar(pending, label="verifying", file=sys.stderr, show_pos=True) as bar:
         for pending_ref in bar:
             try:
-                results.append(reg.verify(pending_ref, backend=backend, limits=overrides, policy=policy))
+                results.append(reg.verify(pending_ref, backend=backend, limits=overrides, policy=policy,
+                                          no_build=no_build, progress=_progress))
             except InvalidInput as err:  # e.g. a version with no test cases
                 skipped.append(f"{pending_ref}: {err}")
     for line in skipped:
@@ -157,6 +177,7 @@ def _print_outcome(outcome: CallOutcome) -> None:
 @click.option("arg_pairs", "--arg", multiple=True, metavar="NAME=VALUE", help="One argument; VALUE is JSON if it parses, else a string. Repeatable.")
 @click.option("snippet_path", "--snippet", metavar="FILE|-", help="Python that calls the tool and sets 'ans' (printed output if 'ans' is unset).")
 @backend_options
+@no_build_option
 @limit_option
 @click.option("--allow-unverified", is_flag=True, help="Run a version that is not verified.")
 @click.option("--allow-yanked", is_flag=True, help="Run a yanked version named explicitly.")
@@ -168,6 +189,7 @@ def call(
     snippet_path: str | None,
     backend: str,
     policy: str | None,
+    no_build: bool,
     limits: tuple[str, ...],
     allow_unverified: bool,
     allow_yanked: bool,
@@ -186,6 +208,7 @@ def call(
         toolcrib call complete_dyck --arg sequence='[ { ('
         toolcrib call find_number --snippet question.py --json
         toolcrib call my_tool@1.2.0 --backend docker --limit wall=20
+        toolcrib call factor_poly --arg expr='x**2-1' --backend docker --no-build
     """
     if snippet_path and (args_json is not None or arg_pairs):
         raise click.UsageError("give arguments (--args/--arg) or --snippet, not both")
@@ -200,6 +223,8 @@ def call(
         policy=policy,
         allow_unverified=allow_unverified,
         allow_yanked=allow_yanked,
+        no_build=no_build,
+        progress=_progress,
     )
     if json_output:
         data = outcome.model_dump(mode="json")
