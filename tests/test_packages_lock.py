@@ -104,7 +104,8 @@ def test_a_tampered_wheel_is_refused(six_lock: tuple[Lock, Path], cache: Path) -
     assert not (cache / "sites" / lock.digest()).exists()
 
 
-def test_pip_refuses_bytes_that_differ_from_the_locked_hash(six_lock: tuple[Lock, Path], cache: Path) -> None:
+def test_pip_refuses_bytes_that_differ_from_the_locked_hash(six_lock: tuple[Lock, Path], cache: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Even past the cache check, the install itself runs with --require-hashes:
     a lock naming a hash the file does not have installs nothing."""
     lock, shared = six_lock
@@ -114,13 +115,10 @@ def test_pip_refuses_bytes_that_differ_from_the_locked_hash(six_lock: tuple[Lock
     # Make the cache check pass for the forged hash: the cache file is
     # checked against the lock first, so only pip can catch a hash that the
     # cache check was made to agree with.
-    original = packages._sha256
-    try:
-        packages._sha256 = lambda path: "0" * 64  # type: ignore[assignment]
-        with pytest.raises(PackagesError, match="HASHES"):
-            materialize(forged)
-    finally:
-        packages._sha256 = original  # type: ignore[assignment]
+    monkeypatch.setattr(packages, "_sha256", lambda path: "0" * 64)
+    with pytest.raises(PackagesError, match="HASHES"):
+        materialize(forged)
+    assert not (cache / "sites" / forged.digest()).exists()
 
 
 def test_resolve_failure_is_one_line(cache: Path) -> None:

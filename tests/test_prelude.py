@@ -129,3 +129,17 @@ def test_cli_prelude_commands_and_add_by_name(tmp_path: Path) -> None:
     assert json.loads(shown.stdout)["prelude"] == PRELUDE
     no_file = runner.invoke(cli, [*base, "add", str(tool), "--prelude", "missing/header.py"])
     assert no_file.exit_code == 2 and "prelude file not found" in no_file.output
+
+
+def test_a_stored_preludes_requirements_come_with_it(reg: Registry, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOOLCRIB_CACHE", str(tmp_path / "cache"))
+    reg.set_prelude("sixlib", "import six\n", requires=["six"])
+    tool = "def py3() -> bool:\n    return bool(six.PY3)\n"
+    added = reg.add(tool, prelude_name="sixlib").tool
+    assert added.requires == ["six"] and added.policy == "plain"
+    assert added.lock is not None and "six" in added.lock.imports
+    assert reg.audit(event="add")[-1].details["prelude"] == "sixlib"
+    # The same prelude as text, without its requirements: six is missing.
+    with pytest.raises(AdmissionError, match="prelude line 1: module 'six'"):
+        reg.add(tool, prelude="import six\n", name="py3_bare")
