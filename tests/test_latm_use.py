@@ -170,3 +170,15 @@ def test_cli_default_model_setting(tc, cli_tool: str):
     assert json.loads(tc("model", "--json").stdout) == {"model": None}
     settings = json.loads(tc("audit", "--event", "setting", "--json").stdout)
     assert [e["details"]["value"] for e in settings] == ["no-such-model-xyz", None]
+
+
+def test_a_tool_added_by_hand_shows_its_snippet_tests_as_use_cases(reg: Registry):
+    source = (Path(__file__).resolve().parent.parent / "examples" / "word_sorting.py").read_text()
+    tests = json.loads((Path(__file__).resolve().parent.parent / "examples" / "word_sorting.tests.json").read_text())
+    tool = reg.add(source, tests=tests, strip_top_level=True).tool
+    assert reg.verify(tool.ref).status == "verified"
+    model = RecordingModel(["```python\nans = ' '.join(sort_words('fig ant'.split()))\n```"])
+    report = use(reg, tool.ref, [Example("Sort: fig ant", "ant fig", True)], model)
+    assert report.answers[0].correct is True
+    snippet_case = next(t for t in tests if "snippet" in t)
+    assert f"Question: {snippet_case['name']}\nSolution:\n```python\n{snippet_case['snippet']}\n```" in model.prompts[0]
