@@ -30,7 +30,7 @@ from typing import Any
 from . import wire
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, Result
 from .preload import THREAD_ENV
-from .zygote import EXIT_SETUP_FAILED, OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
+from .zygote import OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
 
 __all__ = ["JAIL_LAYERS", "LOCK_IDLE_SECONDS", "WEAK_JAIL_ENV", "RestrictedBackend"]
 
@@ -635,6 +635,8 @@ class RestrictedBackend:
         except (OSError, ValueError) as exc:
             # wire.ProtocolError is a ValueError: a trailer of the wrong shape.
             return _error("SandboxProtocolError", f"talking to the zygote failed: {exc}")
-        if reply is None and facts["killed"] is None and facts["signal"] is None and facts["exit"] == EXIT_SETUP_FAILED:
-            return _unavailable("the sandboxed process could not lock itself down, so the tool did not run")
+        # No special meaning for the set-up exit code here: a child that
+        # could not lock down or enter the jail exits before it takes a call
+        # (another spare takes it); once the call is taken, the tool may have
+        # run, and a plain tool can exit with any code it likes.
         return wire.classify(reply, facts, restricted=restricted, limits=limits.model_dump(), problem=problem)

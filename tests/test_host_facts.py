@@ -219,3 +219,20 @@ def test_a_snippet_or_arguments_with_a_lone_surrogate_are_refused_and_audited(tm
             reg.call("odd", {"n": "\ud800"}, allow_unverified=True)
         assert [e.details["status"] for e in reg.audit(event="call")] == ["invalid", "invalid"]
         assert reg.audit_verify().ok
+
+
+def test_a_plain_tool_exiting_with_the_setup_code_is_no_unavailable_sandbox() -> None:
+    # 111 is what a child exits with when it cannot lock itself down; that
+    # happens before it takes a call, so after it, the code is the tool's.
+    from toolcrib.sandbox import Job
+    from toolcrib.sandbox.restricted import RestrictedBackend
+    from toolcrib.sandbox.zygote import EXIT_SETUP_FAILED
+
+    backend = RestrictedBackend()
+    try:
+        result = backend.run(Job(source=f"import os\ndef f():\n    os._exit({EXIT_SETUP_FAILED})\n", entrypoint="f",
+                                 policy="plain"))
+    finally:
+        backend.close()
+    assert result.status == "error", result
+    assert result.error is not None and str(EXIT_SETUP_FAILED) in result.error.message
