@@ -177,3 +177,42 @@ def test_options_that_name_one_tool_are_refused_in_bulk(tmp_path: Path) -> None:
     done = _run(tmp_path, str(_library(tmp_path)), "--name", "x")
     assert done.exit_code == 2 and "--name" in done.output
     assert not (tmp_path / "r.db").exists()  # refused before the registry was opened
+
+
+@pytest.mark.slow
+def test_a_prelude_library_registers_as_it_is_and_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The corpus' shape: tools that use sympy's names after one shared
+    `from sympy import *`, registered as they are with a stored prelude that
+    brings the requirement, then verified in the sandbox."""
+    monkeypatch.setenv("TOOLCRIB_CACHE", str(tmp_path / "cache"))
+    lib = tmp_path / "mathlib"
+    lib.mkdir()
+    (lib / "solve.py").write_text(
+        'def solve_linear(a: int, b: int) -> str:\n    """Solve a*x + b = 0."""\n'
+        '    x = Symbol("x")\n    return str(solve(a * x + b, x)[0])\n'
+    )
+    (lib / "solve.tests.json").write_text('[{"args": {"a": 2, "b": -4}, "expected": "2"}]')
+    (lib / "square.py").write_text(
+        'def expand_square(expr: str) -> str:\n    """Expand (expr)**2."""\n'
+        "    return str(expand(sympify(expr) ** 2))\n"
+    )
+    (lib / "square.tests.json").write_text('[{"args": {"expr": "x+1"}, "expected": "x**2 + 2*x + 1"}]')
+    header = tmp_path / "header.py"
+    header.write_text("from sympy import *\n")
+    runner = CliRunner()
+    base = ["--registry", str(tmp_path / "r.db")]
+    # Without the prelude, the tools' names are undefined: refused.
+    bare = runner.invoke(cli, [*base, "add", str(lib), "--json"])
+    assert bare.exit_code == 2 and json.loads(bare.stdout)["refused"] == 2
+    assert runner.invoke(cli, [*base, "prelude", "add", "mathlib", str(header), "--requires", "sympy>=1.12"]).exit_code == 0
+    done = runner.invoke(cli, [*base, "add", str(lib), "--prelude", "mathlib", "--namespace", "mathlib", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert [t["ref"] for t in report["tools"]] == ["mathlib_solve_linear@1.0.0", "mathlib_expand_square@1.0.0"]
+    assert all(t["requires"] == ["sympy>=1.12"] and t["prelude"] for t in report["tools"])
+    assert report["tools"][0]["lock"] == report["tools"][1]["lock"]  # one resolution, one lock
+    with Registry(tmp_path / "r.db") as reg:
+        for ref in ("mathlib_solve_linear", "mathlib_expand_square"):
+            verdict = reg.verify(ref)
+            assert verdict.status == "verified", verdict.cases
+        assert reg.call("mathlib_expand_square", {"expr": "y-2"}).result == "y**2 - 4*y + 4"
