@@ -163,6 +163,7 @@ def browse(port: int, open_browser: bool) -> None:
 
     import uvicorn
 
+    server = uvicorn.Server(uvicorn.Config(ds.app(), log_level="warning", lifespan="on"))
     # Bound here, not by uvicorn: the port is known (and printed) before serving,
     # and connections made from now on wait in the backlog.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -174,15 +175,15 @@ def browse(port: int, open_browser: bool) -> None:
         raise InvalidInput(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
     sock.listen(128)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/{DATABASE}"
-    click.echo(f"Browsing {path} read-only at {url} (Ctrl-C to stop)", err=True)
-    if open_browser:
-        webbrowser.open(url)
-    server = uvicorn.Server(uvicorn.Config(ds.app(), log_level="warning", lifespan="on"))
     try:
+        click.echo(f"Browsing {path} read-only at {url} (Ctrl-C to stop)", err=True)
+        if open_browser:
+            webbrowser.open(url)
         server.run(sockets=[sock])
     except KeyboardInterrupt:
-        # Ctrl-C is how this command ends: uvicorn has shut down gracefully
-        # and re-raised the signal. (SIGTERM too, and then ends the process.)
+        # Ctrl-C is how this command ends, whenever it comes once the URL is
+        # out: uvicorn shuts down gracefully and re-raises the signal, or it
+        # came before uvicorn took it over. (SIGTERM ends the process.)
         pass
     finally:
         sock.close()

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The test command (README, and what .ci/run runs): sets up everything the
-# suite needs on a fresh machine, including a Docker engine, then runs pytest.
-# Extra arguments go to pytest, e.g. `bash tests/run.sh -k audit`.
+# suite needs on a fresh machine, including a Docker engine and a headless
+# browser, then runs pytest. Extra arguments go to pytest, e.g.
+# `bash tests/run.sh -k audit`.
 # With CI set, a Docker engine that cannot be started fails the run: the
 # Docker tests must run for real there, never skip.
+# With CI set (or TOOLCRIB_TEST_WHEEL=1), the suite then runs a second time
+# against the built wheel, installed in a fresh venv (.venv-wheel), from the
+# checkout root: what a plain `pip install .` gives a user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,9 +24,44 @@ if ! bash .ci/docker-engine.sh; then
   echo "tests/run.sh: no Docker engine; the Docker tests will be skipped" >&2
 fi
 
+# tests/test_browse.py reads `toolcrib browse` in a real headless browser.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "tests/run.sh: installing chromium (Debian's package) for tests/test_browse.py" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+      if [ -n "${CI:-}" ]; then
+        echo "tests/run.sh: chromium could not be installed, and CI is set: failing" >&2
+        exit 1
+      fi
+      echo "tests/run.sh: no chromium; the browser tests will be skipped" >&2
+    fi
+  else
+    echo "tests/run.sh: no chromium (install it as root: apt-get install chromium); the browser tests will be skipped" >&2
+  fi
+fi
+
 set +e
 .venv/bin/pytest "$@"
 status=$?
 set -e
 # pytest's 5 means "no tests collected": with this suite that is a failure.
+if [ "$status" != 0 ] || { [ -z "${CI:-}" ] && [ -z "${TOOLCRIB_TEST_WHEEL:-}" ]; }; then
+  exit "$status"
+fi
+
+# The wheel pass. setuptools' build/ is removed before and after: files left
+# in it from an earlier build would end up in the wheel.
+echo "tests/run.sh: the suite again, against the wheel in a fresh .venv-wheel" >&2
+wheels="$(mktemp -d)"
+trap 'rm -rf "$wheels" build' EXIT
+rm -rf build .venv-wheel
+.venv/bin/pip wheel -q --disable-pip-version-check --no-deps -w "$wheels" .
+rm -rf build
+python3 -m venv .venv-wheel
+wheel=("$wheels"/toolcrib-*.whl)
+.venv-wheel/bin/pip install -q --disable-pip-version-check "${wheel[0]}[test]"
+set +e
+TOOLCRIB_EXPECT_WHEEL=1 .venv-wheel/bin/pytest "$@"
+status=$?
+set -e
 exit "$status"

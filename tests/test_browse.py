@@ -91,6 +91,9 @@ def server(registry: Path) -> Iterator[Server]:
     try:
         assert line and " at http://127.0.0.1:" in line[0], (line, proc.poll())
         url = line[0].split(" at ", 1)[1].split()[0]
+        # Served once answered: the port was listening already, so this waits
+        # for the server rather than polling it.
+        assert isinstance(_get_json(f"{url}.json"), dict)
         yield Server(proc, url)
     finally:
         proc.send_signal(signal.SIGTERM)
