@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from ..registry import Registry, ToolVersion
 from ..registry.cases import compare
+from ..registry.errors import SandboxUnavailable
 from ..registry.models import TestCase
 from .answers import EPILOGUE_MARK, with_epilogue
 from .make import USE_CASES_KEY
@@ -99,6 +100,8 @@ def use(
             as_text = example.has_target and isinstance(example.target, str)
             outcome = reg.call(tool.ref, snippet=with_epilogue(snippet, example.input, as_text=as_text),
                                backend=backend, limits=limits)
+            if outcome.status == "unavailable":  # nothing can run: stop the batch (exit 6), as `call` would
+                raise SandboxUnavailable(outcome.error.message if outcome.error else f"the {backend} backend is unavailable")
             correct: bool | None = None
             if example.has_target:
                 correct = outcome.status == "ok" and compare(TestCase(snippet="ans = 0", expected=target), outcome.result)[0]
