@@ -146,6 +146,7 @@ def _table_entries(path: Path) -> list[Entry]:
         raise CLIError(f"{path} is not UTF-8 text") from None
     except OSError as err:
         raise CLIError(f"cannot read {path}: {err.strerror}") from None
+    text = text.removeprefix("\ufeff")  # spreadsheets save CSV with a byte-order mark
     entries: list[Entry] = []
     if path.suffix.lower() == ".jsonl":
         for number, line in enumerate(text.splitlines(), 1):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..registry import AddResult, ProvenanceInput, ToolVersion
+from ..registry.admission import check_name
 from ..registry.cases import load_tests
 from ..registry.search import FIT_THRESHOLD, query_words
 from ..registry.versions import sha256_text
@@ -191,6 +192,8 @@ def add(
         generator=generator, prompt=prompt, parent=parent, metadata=parse_key_values(metas, "--meta")
     )
     declared = parse_limits(limits)
+    if namespace is not None:
+        check_name(namespace)  # once, not once per tool
     prelude_text, prelude_name = _prelude_option(prelude)
     reg = open_registry(create=True)
     shared: dict[str, Any] = dict(
