@@ -30,7 +30,7 @@ class Answer(BaseModel):
 
     question: str
     snippet: str | None = Field(None, description="the model's call snippet (None if its reply had no code)")
-    status: str = Field(description="ok, error, blocked, limit, unavailable, or no_code")
+    status: str = Field(description="ok, error, blocked, limit, or no_code (the reply had no code)")
     answer: Any = None
     target: Any = None
     correct: bool | None = Field(None, description="None when the question has no target")
