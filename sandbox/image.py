@@ -89,15 +89,15 @@ RUNTIME_PRELOAD = "/opt/toolcrib/preload.json"
 # pids limit counts threads). compileall only fills in what pip's own
 # byte-compilation left (the root file system is read-only at run time);
 # a file that does not compile (a package's Python 2 test data) is left as is.
+# Owners and modes are set in the context's tar (`_runtime_context`): a
+# chmod here would copy the whole site into one more layer.
 _RUNTIME_DOCKERFILE = b"""\
 ARG BASE
 FROM ${BASE}
 USER 0:0
 COPY site /opt/toolcrib/site
 COPY preload.json /opt/toolcrib/preload.json
-RUN (python3 -m compileall -q -j 0 /opt/toolcrib/site > /dev/null 2>&1 || true) \\
- && find /opt/toolcrib/site -type f -perm /6000 -exec chmod ug-s {} + \\
- && chmod -R a+rX,go-w /opt/toolcrib/site /opt/toolcrib/preload.json
+RUN python3 -m compileall -q -j 0 /opt/toolcrib/site > /dev/null 2>&1 || true
 ENV OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 USER 65534:65534
 """
@@ -409,13 +409,14 @@ def _runtime_context(site: Path, lock: Lock, archive: Path) -> None:
 
     def normal(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         # Regular files, directories and symlinks inside the site only;
-        # owner root, modes without set-id bits. Timestamps are kept: pip's
-        # .pyc files are checked against their sources' mtimes.
+        # owner root, readable by all, writable by none but root, no set-id
+        # bits. Timestamps are kept: pip's .pyc files are checked against
+        # their sources' mtimes.
         if not (info.isfile() or info.isdir() or info.issym()):
             return None
         info.uid = info.gid = 0
         info.uname = info.gname = "root"
-        info.mode &= 0o755
+        info.mode = 0o755 if info.isdir() or info.mode & 0o111 else 0o644
         return info
 
     preload = json.dumps({"imports": list(lock.imports), "lock": lock.digest()}).encode()
