@@ -23,6 +23,7 @@ from ..latm import (
     use as use_tool,
 )
 from ..registry import Registry
+from ..registry.cases import COMPARATORS
 from ..registry.errors import NotFound
 from ..sandbox import Limits
 from .common import CLIError, F, echo_json, json_option, limit_option, open_registry, parse_limits, read_text_argument
@@ -63,9 +64,11 @@ def _progress(stage: str, attempt: int, message: str) -> None:
 
 
 def _make(reg: Registry, task_path: str, model: Model, *, name: str | None, demos: int, validate: int,
-          retries: int, transcript: str | None, backend: str, limits: Limits | None) -> MakeResult:
+          retries: int, transcript: str | None, backend: str, limits: Limits | None,
+          comparator: str = "exact") -> MakeResult:
     return make_tool(reg, load_task(task_path), model, demos=demos, validate=validate, retries=retries, name=name,
-                     transcript_path=transcript, backend=backend, limits=limits, progress=_progress)
+                     transcript_path=transcript, backend=backend, limits=limits, progress=_progress,
+                     comparator=comparator)  # type: ignore[arg-type]  # click.Choice checked it
 
 
 def _make_failure(result: MakeResult) -> CLIError:
@@ -86,11 +89,14 @@ def _make_failure(result: MakeResult) -> CLIError:
 @click.option("--validate", default=3, show_default=True, help="Examples after the demos the model writes unit tests for.")
 @click.option("--retries", default=3, show_default=True, help="Repair rounds per stage after a failure.")
 @click.option("--transcript", metavar="FILE", help="Where to keep the transcript. Default: transcripts/ beside the registry.")
+@click.option("--comparator", type=click.Choice(COMPARATORS), default="exact", show_default=True,
+              help="How the stored tests compare an answer with the example's target (compact_text: ignoring all "
+                   "whitespace, e.g. Dyck's '] )' vs '])').")
 @backend_option
 @limit_option
 @json_option
 def make(task: str, model_id: str | None, replay: str | None, name: str | None, demos: int, validate: int,
-         retries: int, transcript: str | None, backend: str, limits: tuple[str, ...],
+         retries: int, transcript: str | None, comparator: str, backend: str, limits: tuple[str, ...],
          json_output: bool) -> None:
     """Make a verified tool from a task's examples (the LATM tool maker).
 
@@ -114,7 +120,8 @@ def make(task: str, model_id: str | None, replay: str | None, name: str | None, 
     assert model is not None
     overrides = parse_limits(limits)
     result = _make(reg, task, model, name=name, demos=demos, validate=validate, retries=retries,
-                   transcript=transcript, backend=backend, limits=Limits().override(**overrides) if overrides else None)
+                   transcript=transcript, backend=backend, limits=Limits().override(**overrides) if overrides else None,
+                   comparator=comparator)
     if json_output:
         echo_json(result.model_dump(mode="json"))
     if result.status != "made":

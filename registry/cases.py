@@ -23,7 +23,7 @@ from .models import TestCase
 
 __all__ = ["COMPARATORS", "MAX_CASES", "MAX_SNIPPET_BYTES", "compare", "load_tests", "parse_tests"]
 
-COMPARATORS = ("exact", "float", "unordered", "normalized_text")
+COMPARATORS = ("exact", "float", "unordered", "normalized_text", "compact_text")
 MAX_CASES = 1000
 MAX_SNIPPET_BYTES = 64 * 1024
 
@@ -286,6 +286,12 @@ def _normalized_text(value: Any) -> str:
     return " ".join(text.split())
 
 
+def _compact_text(value: Any) -> str:
+    # Answers written with separating spaces ("] )", BIG-Bench's Dyck task)
+    # and without ("])") are the same answer.
+    return "".join(_normalized_text(value).split())
+
+
 def _mismatch(case: TestCase, actual: Any, detail: tuple[str, str] | str | None) -> str:
     message = f"expected {_show(case.expected)}, got {_show(actual)}"
     if isinstance(detail, tuple) and detail[0]:
@@ -323,9 +329,10 @@ def compare(case: TestCase, actual: Any) -> tuple[bool, str | None]:
     try:
         if case.comparator == "unordered":
             return _compare_unordered(case, actual)
-        if case.comparator == "normalized_text":
+        if case.comparator in ("normalized_text", "compact_text"):
+            normal = _normalized_text if case.comparator == "normalized_text" else _compact_text
             try:
-                same = _normalized_text(case.expected) == _normalized_text(actual)
+                same = normal(case.expected) == normal(actual)
             except (TypeError, ValueError):
                 return False, _mismatch(case, actual, "not JSON text")
             return (True, None) if same else (False, _mismatch(case, actual, "after text normalization"))

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 VersionStatus = Literal["unverified", "verified", "failed"]
-Comparator = Literal["exact", "float", "unordered", "normalized_text"]
+Comparator = Literal["exact", "float", "unordered", "normalized_text", "compact_text"]
 Bump = Literal["initial", "major", "minor", "patch", "explicit", "existing"]
 
 

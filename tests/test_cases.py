@@ -297,4 +297,15 @@ def test_parse_tests_either_parses_or_raises_a_format_error(data: Any):
         return
     assert all(isinstance(c, TestCase) for c in cases)
     # What parsed survives the JSON round trip the store gives it.
-    assert load_tests(json.dumps([c.model_dump(mode="json", exclude_none=True) for c in cases])) == cases
+    assert load_tests(json.dumps([c.model_dump(mode="json") for c in cases])) == cases
+
+
+def test_compact_text_ignores_every_space() -> None:
+    from toolcrib.registry.cases import compare
+    from toolcrib.registry.models import TestCase
+
+    case = TestCase(args={}, expected="] )", comparator="compact_text")
+    assert compare(case, "])") == (True, None)
+    assert compare(case, " ]\n) ") == (True, None)
+    passed, why = compare(case, ")]")
+    assert not passed and why

@@ -30,7 +30,7 @@ from ..registry import ProvenanceInput, Registry
 from ..registry.admission import Admitted, admit
 from ..registry.cases import compare
 from ..registry.errors import InvalidInput, SandboxUnavailable, ToolcribError
-from ..registry.models import TestCase
+from ..registry.models import Comparator, TestCase
 from ..sandbox import Limits
 from .answers import with_epilogue
 from .models import Model
@@ -92,8 +92,9 @@ class _Wrapped:
 
 class _Maker:
     def __init__(self, reg: Registry, task: Task, model: Model, *, validate: int, retries: int, backend: str,
-                 limits: Limits | None, progress: Progress | None) -> None:
+                 limits: Limits | None, progress: Progress | None, comparator: Comparator = "exact") -> None:
         self.reg, self.task, self.model, self.validate = reg, task, model, validate
+        self.comparator: Comparator = comparator
         self.retries, self.backend, self.limits = retries, backend, limits
         self.progress = progress
         self.chat = model.start()
@@ -208,7 +209,7 @@ class _Maker:
             seen.add(index)
             snippet = with_epilogue(case.solution, example.input, as_text=isinstance(example.target, str))
             test = TestCase(name=f"example {index + 1}: {_shorten(example.input)}", snippet=snippet,
-                            expected=example.target)
+                            expected=example.target, comparator=self.comparator)
             result = run_snippet(admitted.source, self.entrypoint, snippet, limits=self.limits, backend=self.backend)
             if result.status != "ok":
                 raise _StageFailed(f"use case {number} failed: {describe_failure(result)}")
@@ -241,6 +242,7 @@ def make(
     backend: str = "restricted",
     limits: Limits | None = None,
     progress: Progress | None = None,
+    comparator: Comparator = "exact",
 ) -> MakeResult:
     """Make a verified tool from a task's examples (see the module docstring).
 
@@ -260,7 +262,8 @@ def make(
         raise InvalidInput(f"{task.name}: examples {', '.join(map(str, missing))} have no 'target'")
     if limits is not None:  # model code never runs with more than the registry allows
         limits = limits.capped(reg.max_limits)
-    maker = _Maker(reg, task, model, validate=validate, retries=retries, backend=backend, limits=limits, progress=progress)
+    maker = _Maker(reg, task, model, validate=validate, retries=retries, backend=backend, limits=limits, progress=progress,
+                   comparator=comparator)
     path = Path(transcript_path) if transcript_path is not None else default_transcript_path(reg.path, task.name)
     examples = task.examples
     result = MakeResult(status="failed", task=task.name, task_sha256=task.sha256, model=model.model_id,
