@@ -182,3 +182,23 @@ def test_a_tool_added_by_hand_shows_its_snippet_tests_as_use_cases(reg: Registry
     assert report.answers[0].correct is True
     snippet_case = next(t for t in tests if "snippet" in t)
     assert f"Question: {snippet_case['name']}\nSolution:\n```python\n{snippet_case['snippet']}\n```" in model.prompts[0]
+
+
+def test_answers_are_scored_with_the_comparator_the_tool_was_made_with(reg: Registry, tmp_path: Path):
+    # Targets written with spaces between brackets, answers without (BIG-Bench's Dyck task).
+    task = [{"input": f"Complete: {'[ ' * n}", "target": " ".join("]" * n)} for n in range(1, 9)]
+    proposal = ("```python\ndef close_all(text):\n    return ']' * text.count('[')\n\n"
+                "for q in ['Complete: [ ', 'Complete: [ [ ', 'Complete: [ [ [ ']:\n    print(close_all(q))\n```")
+    tests = ("```python\n" + "\n".join(
+        f"assert close_all('Complete: {'[ ' * n}') == '{']' * n}'" for n in (4, 5, 6)) + "\n```")
+    wrap = ("Use the tool below.\n```python\ndef close_all(text):\n    return ']' * text.count('[')\n```\n"
+            + "".join(f"Question: Complete: {'[ ' * n}\nSolution:\n```python\nans = close_all('Complete: {'[ ' * n}')\n```\n"
+                      for n in (4, 5, 6)))
+    made = make(reg, load_task(write_json(tmp_path / "dyck.json", task)), ReplayModel([proposal, tests, wrap]),
+                comparator="compact_text")
+    assert made.status == "made", made
+    question = task[7]
+    model = ReplayModel([f"```python\nans = close_all({question['input']!r})\n```"])
+    report = use(reg, made.tool, [Example(question["input"], question["target"], True)], model)
+    assert report.answers[0].answer == "]" * 8 and report.answers[0].target == " ".join("]" * 8)
+    assert report.correct == 1

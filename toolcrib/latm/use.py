@@ -82,6 +82,10 @@ def use(
     ModelFailed when the model cannot reply."""
     tool = reg.get(ref, allow_yanked=False)
     wrapped = wrapped_for(tool)
+    # Answers are scored the way the tool's own tests compare (the
+    # comparator chosen when it was made), else exactly.
+    kinds = {t.comparator for t in tool.tests}
+    comparator = kinds.pop() if len(kinds) == 1 else "exact"
     answers: list[Answer] = []
     tokens: dict[str, int] | None = {"input": 0, "output": 0}
     for example in questions:
@@ -104,7 +108,8 @@ def use(
                 raise SandboxUnavailable(outcome.error.message if outcome.error else f"the {backend} backend is unavailable")
             correct: bool | None = None
             if example.has_target:
-                correct = outcome.status == "ok" and compare(TestCase(snippet="ans = 0", expected=target), outcome.result)[0]
+                probe = TestCase(snippet="ans = 0", expected=target, comparator=comparator)
+                correct = outcome.status == "ok" and compare(probe, outcome.result)[0]
             error = None
             if outcome.status == "limit":
                 error = f"hit the {outcome.limit} limit"
