@@ -12,7 +12,11 @@ if [ ! -x .venv/bin/toolcrib ] || ! .venv/bin/python -c "import toolcrib.cli" 2>
   .venv/bin/pip install -q -e . >&2
 fi
 
-export TOOLCRIB_REGISTRY="${TOOLCRIB_REGISTRY:-$(mktemp -d)/demo.db}"
+if [ -z "${TOOLCRIB_REGISTRY:-}" ]; then
+  demo_dir=$(mktemp -d)
+  trap 'rm -rf "$demo_dir"' EXIT  # a throwaway registry leaves nothing behind
+  export TOOLCRIB_REGISTRY="$demo_dir/demo.db"
+fi
 export TOOLCRIB_ACTOR="${TOOLCRIB_ACTOR:-demo}"
 tc() { printf '\n$ toolcrib %s\n' "$*"; .venv/bin/toolcrib "$@"; }
 expect() { # expect CODE toolcrib-args... : run, and insist on that exit code
