@@ -56,4 +56,8 @@ tc audit --limit 8
 tc audit verify
 tc provenance sort_words
 echo
-echo "demo registry: $TOOLCRIB_REGISTRY"
+if [ -n "${demo_dir:-}" ]; then
+  echo "demo registry: $TOOLCRIB_REGISTRY (a throwaway, removed now; set TOOLCRIB_REGISTRY to keep one)"
+else
+  echo "demo registry: $TOOLCRIB_REGISTRY"
+fi
