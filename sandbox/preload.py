@@ -15,7 +15,12 @@ without toolcrib).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import pkgutil
+import time
+import warnings
 from typing import Any
 
 __all__ = ["THREAD_ENV", "WARMUPS", "preload"]
@@ -71,15 +76,64 @@ scipy.optimize.minimize_scalar(lambda v: (v - 1) ** 2); scipy.stats.norm.cdf(0.5
 }
 
 
-def preload(names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+# The warm-ups' namespaces, kept alive (the time zones above live only
+# as long as someone holds them).
+_KEPT: list[dict[str, Any]] = []
+
+# Submodules never imported ahead: test suites, their helpers, plotting (GUI
+# back ends), command-line entry points (``__main__`` runs a program).
+_SKIP_PARTS = frozenset({"tests", "test", "testing", "conftest", "benchmarks", "_pytest", "plotting", "__main__"})
+# An upper bound on the eager import of submodules (one package's worth of
+# pathological imports must not hold a zygote's start up for long).
+SUBMODULE_SECONDS = 20.0
+
+
+def _import_submodules(names: list[str], deadline: float) -> tuple[int, int]:
+    """Import every submodule of these packages that imports cleanly;
+    returns (imported, failed). Whatever a submodule prints or warns at
+    import is dropped; any failure only means that submodule stays out."""
+    imported = failed = 0
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            path = getattr(importlib.import_module(name), "__path__", None)
+            if path is None:
+                continue  # a plain module has no submodules
+            for info in pkgutil.walk_packages(path, name + ".", onerror=lambda _name: None):
+                if time.monotonic() > deadline:
+                    return imported, failed
+                if _SKIP_PARTS.intersection(info.name.split(".")):
+                    continue
+                try:
+                    importlib.import_module(info.name)
+                    imported += 1
+                except (Exception, SystemExit):  # noqa: BLE001 - optional dependencies, platform modules
+                    failed += 1
+    return imported, failed
+
+
+def preload(names: tuple[str, ...] | list[str], *, submodules: bool = False) -> dict[str, Any]:
     """Import each module and run its warm-up, if it has one. Raises
     ImportError (or whatever the warm-up raises): a lock whose packages do
-    not import is not a sandbox worth starting."""
+    not import is not a sandbox worth starting.
+
+    ``submodules`` (the restricted backend's lock zygote, whose children can
+    import nothing later): also import every submodule of these packages
+    that imports cleanly (`numpy.fft`, `pandas.core.reshape`, `sympy.stats`
+    ... are otherwise loaded lazily on first use), except tests, plotting
+    and entry points, within `SUBMODULE_SECONDS`."""
     loaded: list[str] = []
     for name in names:
         importlib.import_module(name)
         code = WARMUPS.get(name)
         if code is not None:
-            exec(compile(code, f"<warm-up of {name}>", "exec"), {"__name__": "warmup"})
+            namespace: dict[str, Any] = {"__name__": "warmup"}
+            exec(compile(code, f"<warm-up of {name}>", "exec"), namespace)
+            _KEPT.append(namespace)
         loaded.append(name)
-    return {"preloaded": loaded}
+    facts: dict[str, Any] = {"preloaded": loaded}
+    if submodules:
+        imported, failed = _import_submodules(loaded, time.monotonic() + SUBMODULE_SECONDS)
+        facts.update(preloaded_submodules=imported, preload_failures=failed)
+    return facts

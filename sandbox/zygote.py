@@ -623,7 +623,7 @@ def main(argv: list[str]) -> int:
         preloaded: dict[str, Any] = {}
         for option in options:
             names = [name for name in option.partition("=")[2].split(",") if name]
-            preloaded = importlib.import_module(_PKG + ".preload").preload(names)
+            preloaded = importlib.import_module(_PKG + ".preload").preload(names, submodules=True)
         # Opened now: without Landlock the root is about to become empty.
         devnull = os.open(os.devnull, os.O_WRONLY)
         netns = jail_module.new_network_namespace()
