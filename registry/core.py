@@ -802,7 +802,8 @@ class Registry:
         the backend reported per case, in the first case's order): evidence
         never claims a layer that one case ran without.
         If any case finds the sandbox unavailable, SandboxUnavailable is
-        raised and nothing is stored.
+        raised and nothing is stored. ``no_build``/``progress``: as for `call`
+        (a version with packages on Docker needs its runtime image).
         """
         row = self._resolve(ref, allow_yanked=True)
         tool = row.tool
