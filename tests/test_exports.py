@@ -236,7 +236,7 @@ def test_mcp_export_is_what_serve_lists(reg: Registry) -> None:
 
     server = ToolServer(ServeOptions(registry=reg.path))
     try:
-        listed = {name: served.listing for name, served in server.catalog().items()}
+        listed = {tool.name: tool for tool in server.listings()}
     finally:
         server.close()
     exported = export_definitions([reg.get("count_words"), reg.get("total"), reg.get("sort_words@1.0.0")], "mcp")
