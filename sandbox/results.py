@@ -160,15 +160,27 @@ def _library_value(value: Any, kind: type) -> Any:
         series_to_dict: Any = pd.Series.to_dict
         if kind is pd.DataFrame:
             rows = frame_to_dict(value, orient="records")
-            return [{_column(key): _cell(pd, np, cell) for key, cell in dict.items(row)} for row in rows]
+            return [_record(pd, np, dict.items(row)) for row in rows]
         if kind is pd.Series:
             # Positions: a list; labels (a groupby's result): an object.
             if type(value.index) is pd.RangeIndex:
                 return [_cell(pd, np, cell) for cell in series_tolist(value)]
-            return {_column(key): _cell(pd, np, cell) for key, cell in dict.items(series_to_dict(value))}
+            return _record(pd, np, dict.items(series_to_dict(value)))
         if kind is pd.Timestamp or value is pd.NaT or value is pd.NA:
             return _cell(pd, np, value)
     return _NOT_LIBRARY
+
+
+def _record(pd: Any, np: Any, items: Any) -> dict[Any, Any]:
+    """Labels and cells as a JSON object; two labels that become the same
+    text (1 and "1") are an error, never a silently dropped column."""
+    out: dict[Any, Any] = {}
+    for key, cell in items:
+        label = _column(key)
+        if label in out:
+            raise ResultNotJSON(f"result is not JSON: two labels both become the key {label!r}")
+        out[label] = _cell(pd, np, cell)
+    return out
 
 
 def _column(key: Any) -> Any:

@@ -146,6 +146,20 @@ def shapes(n: int) -> dict:
     }
 
 
+def test_labels_that_become_the_same_key_are_an_error_not_a_lost_column(reg: Registry) -> None:
+    source = """
+import pandas as pd
+
+
+def clash() -> pd.DataFrame:
+    return pd.DataFrame([[1, 2]], columns=[1, "1"])
+"""
+    tool = reg.add(source, requires=["pandas"]).tool
+    outcome = reg.call(tool.ref, {}, allow_unverified=True)
+    assert (outcome.status, outcome.error and outcome.error.type) == ("error", "ResultNotJSON"), outcome
+    assert outcome.error is not None and "both become the key" in outcome.error.message
+
+
 def test_a_frame_argument_without_pandas_in_the_sandbox_is_a_clear_error() -> None:
     backend = RestrictedBackend()
     try:
@@ -157,3 +171,4 @@ def test_a_frame_argument_without_pandas_in_the_sandbox_is_a_clear_error() -> No
     assert result.status == "error" and result.error is not None
     assert result.error.type == "ArgumentFormError"
     assert "pandas is not available in the sandbox" in result.error.message
+
