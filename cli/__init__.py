@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from typing import Any
 
@@ -158,8 +159,20 @@ def cli(ctx: click.Context, registry_path: str | None, actor: str | None) -> Non
     ctx.call_on_close(state.close)
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived (a supervisor, `timeout`, `kill`)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Python's default for SIGTERM ends the process without running `finally`
+    # blocks or exit handlers, which is where sandboxes and containers are
+    # cleaned up; turn it into an exception so they run.
+    raise _Terminated()
+
+
 def main() -> None:
     """Console-script entry point: never a traceback for the user."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(prog_name="toolcrib", standalone_mode=True)
     except SystemExit:
@@ -167,6 +180,9 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("Aborted!", err=True)
         sys.exit(130)
+    except _Terminated:
+        click.echo("Terminated.", err=True)
+        sys.exit(128 + signal.SIGTERM)
     except Exception as err:  # noqa: BLE001 - the last line of defence
         if os.environ.get("TOOLCRIB_DEBUG"):
             raise

@@ -142,3 +142,31 @@ def test_closing_one_backend_leaves_another_backends_pool_alone(docker_image: st
         assert (r.status, r.result) == ("ok", 5)
     finally:
         keep.close()
+
+
+
+def test_a_terminated_cli_call_leaves_no_container(tmp_path: Path, docker_image: str) -> None:
+    """SIGTERM (a supervisor, `timeout`) ends the call through its clean-up
+    path, as Ctrl-C does; Python's default would skip the exit handlers."""
+    import signal
+    import time
+
+    tool = tmp_path / "spin.py"
+    tool.write_text("def spin() -> int:\n    while True:\n        pass\n")
+    assert _toolcrib(tmp_path, "add", str(tool)).returncode == 0
+    proc = _popen_toolcrib(tmp_path, "call", "spin", "--allow-unverified", "--limit", "wall=120", "--limit", "cpu=60")
+    try:
+        # Wait until the call holds containers, then terminate the CLI.
+        deadline = time.monotonic() + 120
+        while not _left_by(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert _left_by(proc.pid), "the call never started a container"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert "Terminated." in err
+    assert _left_by(proc.pid) == []
