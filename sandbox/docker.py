@@ -291,41 +291,38 @@ class _Reader:
                 return "line", line
             if len(self.out) > self.cap:
                 return "output", b""
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return "timeout", b""
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(65536)
-            except (socket.timeout, TimeoutError):
-                return "timeout", b""
-            except OSError:
-                chunk = b""
-            if not chunk:
-                return "eof", bytes(self.out)
-            self.raw += chunk
-            self._demux()
+            ended = self._receive(deadline)
+            if ended is not None:
+                return ended
 
     def read_exact(self, size: int, deadline: float) -> tuple[str, bytes]:
         """("data", exactly `size` bytes) | ("eof", partial) | ("timeout", b"")."""
         while len(self.out) < size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return "timeout", b""
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(65536)
-            except (socket.timeout, TimeoutError):
-                return "timeout", b""
-            except OSError:
-                chunk = b""
-            if not chunk:
-                return "eof", bytes(self.out)
-            self.raw += chunk
-            self._demux()
+            ended = self._receive(deadline)
+            if ended is not None:
+                return ended
         data = bytes(self.out[:size])
         del self.out[:size]
         return "data", data
+
+    def _receive(self, deadline: float) -> tuple[str, bytes] | None:
+        """Read one chunk into the demultiplexed output; ("timeout", b"") or
+        ("eof", what there is) when the stream cannot give more, else None."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "timeout", b""
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(65536)
+        except (socket.timeout, TimeoutError):
+            return "timeout", b""
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return "eof", bytes(self.out)
+        self.raw += chunk
+        self._demux()
+        return None
 
     def read_all(self, deadline: float) -> bytes:
         while len(self.out) <= self.cap:
