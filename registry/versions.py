@@ -33,6 +33,17 @@ __all__ = [
 ]
 
 TOOL_FORMAT = "toolcrib.tool/v1"
+
+# The fields of toolcrib.tool/v1 that are hashed, named here rather than read
+# from the models: a field added to `Signature` or `TestCase` later (a new
+# option, a cache) must not change the hash of any version already stored.
+# A change to what is hashed is a new TOOL_FORMAT.
+SIGNATURE_FIELDS_V1: tuple[str, ...] = ("input_schema", "output_schema", "untyped", "description")
+TEST_FIELDS_V1: tuple[str, ...] = ("name", "args", "snippet", "expected", "comparator", "tolerance")
+
+
+def _fields(dumped: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: dumped.get(name) for name in names}
 # The policy a version gets when it declares none. The canonical form names a
 # version's policy only when it differs, so every version stored before
 # policies could be declared keeps its content hash.
@@ -67,8 +78,9 @@ def tool_content(
     lock: Lock | None = None,
     prelude: str | None = None,
 ) -> dict[str, Any]:
-    """The object whose canonical JSON is hashed: every model field written out,
-    defaults included, so two registries always agree on the bytes. The
+    """The object whose canonical JSON is hashed: the fields of
+    `SIGNATURE_FIELDS_V1` and `TEST_FIELDS_V1` written out, defaults
+    included, so two registries always agree on the bytes. The
     declared policy is the one exception: present only when it is not the
     default (`DEFAULT_POLICY`), so older versions' hashes stay what they were
     while a version declaring "plain" can never share a hash with its
@@ -79,8 +91,8 @@ def tool_content(
         "format": TOOL_FORMAT,
         "source": source,
         "entrypoint": entrypoint,
-        "signature": signature.model_dump(mode="json"),
-        "tests": [case.model_dump(mode="json") for case in tests],
+        "signature": _fields(signature.model_dump(mode="json"), SIGNATURE_FIELDS_V1),
+        "tests": [_fields(case.model_dump(mode="json"), TEST_FIELDS_V1) for case in tests],
     }
     if policy != DEFAULT_POLICY:
         content["policy"] = policy

@@ -193,3 +193,29 @@ def test_references_with_a_trailing_newline_are_refused(text: str) -> None:
 def test_versions_with_a_trailing_newline_are_refused() -> None:
     with pytest.raises(InvalidInput):
         parse_version("1.0.0\n")
+
+
+def test_a_field_added_to_a_model_later_does_not_change_any_hash() -> None:
+    from toolcrib.registry.models import Signature, TestCase
+    from toolcrib.registry.versions import content_sha256
+
+    class LaterTestCase(TestCase):
+        timeout_hint: float | None = 3.0  # a field some later release might add
+
+    class LaterSignature(Signature):
+        examples: list[str] = ["x"]
+
+    signature = Signature(input_schema={"type": "object", "properties": {}}, description="d")
+    case = TestCase(args={}, expected=1)
+    later_signature = LaterSignature(**signature.model_dump())
+    later_case = LaterTestCase(**case.model_dump())
+    assert content_sha256("def f():\n    return 1\n", "f", signature, [case]) == \
+        content_sha256("def f():\n    return 1\n", "f", later_signature, [later_case])
+
+
+def test_the_hashed_fields_are_fields_of_the_models() -> None:
+    from toolcrib.registry.models import Signature, TestCase
+    from toolcrib.registry.versions import SIGNATURE_FIELDS_V1, TEST_FIELDS_V1
+
+    assert set(SIGNATURE_FIELDS_V1) <= set(Signature.model_fields)
+    assert set(TEST_FIELDS_V1) <= set(TestCase.model_fields)
