@@ -182,7 +182,13 @@ def main() -> None:
         sys.exit(130)
     except _Terminated:
         click.echo("Terminated.", err=True)
-        sys.exit(128 + signal.SIGTERM)
+        # Clean up what the exit handlers would (sandboxes, containers), then
+        # end by the signal itself, so whoever sent it sees it.
+        from ..sandbox import close_backends
+
+        close_backends()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
     except Exception as err:  # noqa: BLE001 - the last line of defence
         if os.environ.get("TOOLCRIB_DEBUG"):
             raise

@@ -491,12 +491,12 @@ def prune_images(client: Any | None = None, keep: str | None = None, *, runtime:
     removed = []
     # A live backend (another process, an older install) keeps warm
     # containers created by tag: leave the tags in use alone.
+    # (An image a container uses by id keeps its last tag anyway: the engine
+    # refuses to remove it without force, and that refusal is skipped below.
+    # Its other tags, such as an old alias of the current image, can go.)
     in_use = {c.get("Image") for c in client.api.containers(all=True)}
-    in_use |= {c.get("ImageID") for c in client.api.containers(all=True)}
     images = client.api.images(name=IMAGE_REPOSITORY) + client.api.images(name=RUNTIME_REPOSITORY)
     for info in images:
-        if info.get("Id") in in_use:
-            continue
         labels = info.get("Labels") or {}
         if "toolcrib.runtime.lock" in labels and labels.get("toolcrib.image.base") == keep and not runtime:
             continue
