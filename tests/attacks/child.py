@@ -16,7 +16,8 @@ __all__ = ["run_in_child", "call_in_child"]
 
 
 def call_in_child(func: Callable[[], bytes], *, timeout: float = 10.0, memory_mib: int = 1024) -> bytes:
-    """Fork, run ``func`` in the child under an address-space limit and
+    """Fork, run ``func`` in the child under an address-space limit
+    (``memory_mib`` on top of what is mapped at the fork) and
     return the bytes it produced; raises TimeoutError (after killing the
     child) if it takes longer than ``timeout``."""
     read_fd, write_fd = os.pipe()
@@ -25,7 +26,13 @@ def call_in_child(func: Callable[[], bytes], *, timeout: float = 10.0, memory_mi
         code = 0
         try:
             os.close(read_fd)
-            limit = memory_mib * 1024 * 1024
+            # On top of what the (forked) test process already maps: late in
+            # a full run that is hundreds of MiB (threads' stacks, libraries),
+            # and an absolute limit left deep recursion no room to fail
+            # cleanly (a SystemError instead of RecursionError).
+            with open("/proc/self/statm") as statm:
+                mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            limit = mapped + memory_mib * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             data = func()
             view = memoryview(data)
