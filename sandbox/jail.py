@@ -221,6 +221,7 @@ class _Seccomp:
         self._ctx = ctx
         self._check(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_ACT_BADARCH, _SCMP_ACT_KILL_PROCESS), "attr")
         self.allowed: list[str] = []
+        self.conditional: set[str] = set()  # allowed only with given arguments
         for name in SECCOMP_ALLOWED:
             if self._rule(_SCMP_ACT_ALLOW, name):
                 self.allowed.append(name)
@@ -266,6 +267,8 @@ class _Seccomp:
                 cmps[i] = _ArgCmp(cond[0], _SCMP_CMP_EQ, cond[1], 0)
         rc = self._lib.seccomp_rule_add_array(self._ctx, action, number, len(conds), cmps if conds else None)
         self._check(rc, f"rule for {name}")
+        if conds and action == _SCMP_ACT_ALLOW:
+            self.conditional.add(name)
         return True
 
     def load(self) -> None:
@@ -426,6 +429,7 @@ class Jail:
             facts["landlock"] = _landlock_attr(self.abi)[2]
         if self._seccomp is not None:
             facts["seccomp_allowed"] = len(self._seccomp.allowed)
+            facts["seccomp_conditional"] = len(self._seccomp.conditional - set(self._seccomp.allowed))
         return facts
 
     def enter(self) -> list[str]:

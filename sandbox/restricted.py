@@ -191,7 +191,8 @@ def _layer_report(facts: dict[str, Any]) -> list[dict[str, Any]]:
     details = {
         "landlock": f"ABI {landlock.get('abi')}: every filesystem right, TCP bind/connect, abstract sockets "
                     "and signals scoped" if landlock else "",
-        "seccomp": f"allowlist of {facts.get('seccomp_allowed')} system calls, EPERM for the rest",
+        "seccomp": f"allowlist of {facts.get('seccomp_allowed')} system calls, and "
+                   f"{facts.get('seccomp_conditional')} more only with given arguments; EPERM for the rest",
         "empty_root": "no Landlock here: the root is an empty, read-only tmpfs in a private mount namespace"
                       if facts.get("empty_root") else "not needed: Landlock is in force" if "landlock" in in_force
                       else str(facts.get("empty_root_error") or ""),
