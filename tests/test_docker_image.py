@@ -189,3 +189,25 @@ def test_doctor_text_marks_missing_layers_and_a_backend_without_a_report() -> No
     # A backend from before the jail reports no layers: said so, no crash.
     assert _layers({}) == []
     assert "  (this backend reports no layers)" in _layer_lines({"layers": [], "weak_allowed": None})
+
+
+@pytest.mark.docker
+def test_prune_keeps_current_runtime_images_unless_asked(docker_image: str) -> None:
+    from toolcrib.sandbox import packages
+
+    client = image.connect()
+    lock = packages.resolve(["six"])  # small and pure Python: a quick runtime image
+    tag = image.runtime_tag(lock, docker_image)
+    image.build_runtime_image(lock, client, base=docker_image)
+    assert image.find_image(client, tag) is not None
+    # Built on the current sandbox image: a plain prune keeps it...
+    kept = CliRunner().invoke(cli, ["image", "prune", "--json"])
+    assert kept.exit_code == 0, kept.output
+    assert tag not in json.loads(kept.stdout)["removed"]
+    assert image.find_image(client, tag) is not None
+    # ...and --runtime removes it (the next call that needs it rebuilds it offline).
+    gone = CliRunner().invoke(cli, ["image", "prune", "--runtime", "--json"])
+    assert gone.exit_code == 0, gone.output
+    assert tag in json.loads(gone.stdout)["removed"]
+    assert image.find_image(client, tag) is None
+    assert image.find_image(client, docker_image) is not None
