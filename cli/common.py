@@ -14,9 +14,11 @@ import click
 
 from ..registry import Registry
 from ..registry.errors import ToolcribError
+from ..sandbox.contract import Limits
 
 __all__ = [
     "CLIError",
+    "declared_limits",
     "echo_json",
     "echo_table",
     "json_option",
@@ -126,6 +128,18 @@ def parse_limits(pairs: Sequence[str]) -> dict[str, float] | None:
         except ValueError:
             raise click.BadParameter(f"{key}: {value!r} is not a number", param_hint="--limit") from None
     return limits
+
+
+def declared_limits(pairs: Sequence[str]) -> Limits | None:
+    """`--limit` pairs as the Limits a version declares (defaults for the rest),
+    or None when none were given; a bad value is a usage error (exit 2)."""
+    overrides = parse_limits(pairs)
+    if not overrides:
+        return None
+    try:
+        return Limits().override(**overrides)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--limit") from None
 
 
 def read_text_argument(path: str, what: str) -> str:

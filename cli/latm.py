@@ -26,7 +26,7 @@ from ..registry import Registry
 from ..registry.cases import COMPARATORS
 from ..registry.errors import NotFound
 from ..sandbox import Limits
-from .common import CLIError, F, echo_json, json_option, limit_option, open_registry, parse_limits, read_text_argument
+from .common import CLIError, F, declared_limits, echo_json, json_option, limit_option, open_registry, parse_limits, read_text_argument
 from ..sandbox import BACKEND_NAMES
 
 __all__ = ["COMMANDS"]
@@ -118,9 +118,9 @@ def make(task: str, model_id: str | None, replay: str | None, name: str | None, 
     reg = open_registry(create=True)
     model = _model(reg, model_id, replay, required=True)
     assert model is not None
-    overrides = parse_limits(limits)
+    declared = declared_limits(limits)
     result = _make(reg, task, model, name=name, demos=demos, validate=validate, retries=retries,
-                   transcript=transcript, backend=backend, limits=Limits().override(**overrides) if overrides else None,
+                   transcript=transcript, backend=backend, limits=declared,
                    comparator=comparator)
     if json_output:
         echo_json(result.model_dump(mode="json"))

@@ -15,18 +15,17 @@ from ..registry.admission import check_name
 from ..registry.cases import load_tests
 from ..registry.search import FIT_THRESHOLD, query_words
 from ..registry.versions import sha256_text
-from ..sandbox import Limits
 from .bulk import Entry, is_table, provenance_for, read_entries, report, run_entries
 from .exports import export_schema
 from .common import (
     CLIError,
+    declared_limits,
     echo_json,
     echo_table,
     json_option,
     limit_option,
     open_registry,
     parse_key_values,
-    parse_limits,
     read_text_argument,
 )
 
@@ -191,13 +190,13 @@ def add(
     provenance = ProvenanceInput(
         generator=generator, prompt=prompt, parent=parent, metadata=parse_key_values(metas, "--meta")
     )
-    declared = parse_limits(limits)
+    declared = declared_limits(limits)
     if namespace is not None:
         check_name(namespace)  # once, not once per tool
     prelude_text, prelude_name = _prelude_option(prelude)
     reg = open_registry(create=True)
     shared: dict[str, Any] = dict(
-        limits=Limits().override(**declared) if declared else None,
+        limits=declared,
         policy=policy,
         strip_top_level=strip_top_level,
         prelude=prelude_text,
@@ -430,7 +429,7 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
     if tool.yanked is not None:
         click.echo(f"  yanked:     {tool.yanked}")
     if tool.limits:
-        click.echo(f"  limits:     {', '.join(f'{k}={v}' for k, v in tool.limits.model_dump().items())}")
+        click.echo(f"  limits:     {', '.join(f'{k}={v}' for k, v in tool.limits.to_json().items())}")
     click.echo(f"  policy:     {tool.policy}")
     if tool.lock:
         click.echo(f"  requires:   {', '.join(tool.requires)}")

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 
 from ..sandbox import get_backend
 from ..sandbox.contract import LIMIT_NAMES, Backend, Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result
@@ -117,9 +116,9 @@ def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
         source=source,
         signature=Signature.model_validate(json.loads(signature)),
         tests=[TestCase.model_validate(t) for t in json.loads(tests)],
-        limits=Limits.model_validate(json.loads(limits)) if limits else None,
+        limits=Limits.from_json(json.loads(limits)) if limits else None,
         policy=policy,
-        lock=Lock.model_validate_json(lock) if lock else None,
+        lock=Lock.from_json(lock) if lock else None,
         prelude=prelude,
         status=status,
         deprecated=deprecated,
@@ -205,10 +204,10 @@ def _version_record(tool: ToolVersion) -> dict[str, Any]:
         "source": tool.source,
         "signature": canonical_json(tool.signature.model_dump(mode="json")),
         "tests": canonical_json([t.model_dump(mode="json") for t in tool.tests]),
-        "limits": canonical_json(tool.limits.model_dump(mode="json")) if tool.limits else None,
+        "limits": canonical_json(tool.limits.to_json()) if tool.limits else None,
         "policy": tool.policy,
         "requires": canonical_json(tool.requires) if tool.lock else None,
-        "lock": canonical_json(tool.lock.model_dump(mode="json")) if tool.lock else None,
+        "lock": canonical_json(tool.lock.to_json()) if tool.lock else None,
         "prelude": tool.prelude,
         "description": tool.signature.description,
         "status": tool.status,
@@ -750,9 +749,8 @@ class Registry:
                 raise InvalidInput(f"limit {key}={value} exceeds the maximum {maximum}")
         try:
             return base.override(**overrides)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise InvalidInput(f"invalid limit {first['loc'][0]}: {first['msg']}") from None
+        except ValueError as exc:
+            raise InvalidInput(f"invalid {exc}") from None
 
     @staticmethod
     def _policy(backend: str, policy: str | None, declared: PolicyName = "restricted") -> PolicyName:
@@ -854,7 +852,7 @@ class Registry:
                     "passed": passed,
                     "failed": total - passed,
                     "cases": canonical_json([e.model_dump(mode="json") for e in evidence]),
-                    "limits": canonical_json(job_limits.model_dump(mode="json")),
+                    "limits": canonical_json(job_limits.to_json()),
                     "verified_at": verification.verified_at,
                 }
             )

@@ -97,7 +97,7 @@ def tool_content(
     if policy != DEFAULT_POLICY:
         content["policy"] = policy
     if lock is not None:
-        content["lock"] = lock.model_dump(mode="json")
+        content["lock"] = lock.to_json()
     if prelude is not None:
         content["prelude"] = prelude
     return content

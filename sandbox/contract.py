@@ -7,11 +7,14 @@ the sandbox wrote; the host never holds an object the sandbox made.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import threading
 from collections.abc import Callable
-from typing import Any, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "ArgForm",
@@ -43,79 +46,205 @@ CallMode = Literal["args", "snippet"]
 
 PolicyName = Literal["restricted", "plain"]
 
+ArgForm = Literal["dataframe", "ndarray"]
 
-class Limits(BaseModel):
+_STATUSES = frozenset(get_args(Status))
+_MODES = frozenset(get_args(CallMode))
+_POLICIES = frozenset(get_args(PolicyName))
+_ARG_FORMS = frozenset(get_args(ArgForm))
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+# Why stdlib dataclasses and not pydantic models: these types are built on
+# every call, in every process that calls a tool, including a one-shot
+# `toolcrib call`, where building pydantic's first model class alone costs
+# more than the rest of the start. Their checks are few and written out below.
+
+
+def _set(obj: object, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)  # normalising a frozen dataclass's own field
+
+
+def _number(owner: str, name: str, value: Any, *, integer: bool, minimum: float, inclusive: bool) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{owner} {name} must be a number, got {value!r}")
+    number: float | int = value
+    if integer:
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise ValueError(f"{owner} {name} must be a whole number, got {value!r}")
+            number = int(number)
+    else:
+        number = float(number)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"{owner} {name} must be finite, got {value!r}")
+    if number < minimum or (number == minimum and not inclusive):
+        sign = ">=" if inclusive else ">"
+        raise ValueError(f"{owner} {name} must be {sign} {minimum:g}, got {value!r}")
+    return number
+
+
+def _text(owner: str, name: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise ValueError(f"{owner} {name} must be a string, got {type(value).__name__}")
+
+
+def _choice(owner: str, name: str, value: Any, choices: frozenset[str], *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value not in choices:
+        raise ValueError(f"{owner} {name} must be one of {', '.join(sorted(choices))}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
     """Resource limits for one call. Units are in the field names' docs;
     the CLI spells them `--limit cpu=2 --limit memory=512`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    cpu: float = 2.0
+    """CPU seconds"""
+    wall: float = 5.0
+    """wall-clock seconds"""
+    memory: int = 256
+    """address space / container memory, MiB"""
+    output: int = 1024
+    """result JSON plus captured prints, KiB"""
+    pids: int = 32
+    """processes and threads (Docker backend)"""
+    disk: int = 8
+    """largest file / tmpfs size, MiB (0: no writes)"""
 
-    cpu: float = Field(2.0, gt=0, description="CPU seconds")
-    wall: float = Field(5.0, gt=0, description="wall-clock seconds")
-    memory: int = Field(256, gt=0, description="address space / container memory, MiB")
-    output: int = Field(1024, gt=0, description="result JSON plus captured prints, KiB")
-    pids: int = Field(32, gt=0, description="processes and threads (Docker backend)")
-    disk: int = Field(8, ge=0, description="largest file / tmpfs size, MiB (0: no writes)")
+    def __post_init__(self) -> None:
+        for name in LIMIT_NAMES:
+            value = _number("limit", name, getattr(self, name), integer=name not in ("cpu", "wall"),
+                            minimum=0, inclusive=name == "disk")
+            _set(self, name, value)
 
     def capped(self, maxima: "Limits") -> "Limits":
         """These limits, each lowered to at most the matching maximum."""
-        return Limits(**{k: min(getattr(self, k), getattr(maxima, k)) for k in type(self).model_fields})
+        return Limits(**{k: min(getattr(self, k), getattr(maxima, k)) for k in LIMIT_NAMES})
 
     def override(self, **changes: float | int) -> "Limits":
-        """A copy with some fields changed (validated)."""
-        return Limits(**{**self.model_dump(), **changes})
+        """A copy with some fields changed (checked; ValueError names a bad one)."""
+        unknown = sorted(set(changes) - set(LIMIT_NAMES))
+        if unknown:
+            raise ValueError(f"unknown limit {unknown[0]!r} (known: {', '.join(LIMIT_NAMES)})")
+        return Limits(**{**self.to_json(), **changes})
+
+    def to_json(self) -> dict[str, Any]:
+        """The limits as a JSON object (what is stored, hashed and sent)."""
+        return {name: getattr(self, name) for name in LIMIT_NAMES}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Limits":
+        """Limits from a JSON object; ValueError for anything else."""
+        if not isinstance(data, dict):
+            raise ValueError(f"limits must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(LIMIT_NAMES))
+        if unknown:
+            raise ValueError(f"unknown limit {unknown[0]!r} (known: {', '.join(LIMIT_NAMES)})")
+        return cls(**data)
 
 
-class LockedPackage(BaseModel):
+@dataclass(frozen=True, slots=True)
+class LockedPackage:
     """One distribution of a lock: an exact wheel, named by its file and hash."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     version: str
     filename: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str
+
+    def __post_init__(self) -> None:
+        for name in ("name", "version", "filename", "sha256"):
+            _text("locked package", name, getattr(self, name))
+        if not _SHA256.fullmatch(self.sha256):
+            raise ValueError(f"locked package sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "filename": self.filename, "sha256": self.sha256}
 
 
-class Lock(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Lock:
     """What a version needs beyond the standard library, resolved once (at
     `add`) to exact wheels: `sandbox/packages.py` makes it and turns it into
     a site directory; the backends run the version with that directory on
     its path. ``imports``: the top-level import names the packages provide
     (preloaded where the jail allows no later import)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     requirements: tuple[str, ...]
     packages: tuple[LockedPackage, ...]
     imports: tuple[str, ...] = ()
     python: str = "cp311"
 
+    def __post_init__(self) -> None:
+        for name in ("requirements", "imports"):
+            items = getattr(self, name)
+            if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
+                raise ValueError(f"lock.{name} must be a list of strings")
+            for item in items:
+                _text("lock", name, item)
+            _set(self, name, tuple(items))
+        if isinstance(self.packages, (str, bytes)) or not isinstance(self.packages, (list, tuple)):
+            raise ValueError("lock.packages must be a list of packages")
+        packages = []
+        for package in self.packages:
+            if isinstance(package, dict):
+                keys = set(package)
+                if keys != {"name", "version", "filename", "sha256"}:
+                    raise ValueError(f"lock.packages: a package has the fields name, version, filename and sha256, "
+                                     f"not {', '.join(sorted(keys))}")
+                package = LockedPackage(**package)
+            elif not isinstance(package, LockedPackage):
+                raise ValueError(f"lock.packages: not a package: {type(package).__name__}")
+            packages.append(package)
+        _set(self, "packages", tuple(packages))
+        _text("lock", "python", self.python)
+
+    def to_json(self) -> dict[str, Any]:
+        """The lock as a JSON object (what is stored, hashed and carried in bundles)."""
+        return {
+            "requirements": list(self.requirements),
+            "packages": [p.to_json() for p in self.packages],
+            "imports": list(self.imports),
+            "python": self.python,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Lock":
+        """A lock from its JSON object (or JSON text); ValueError for anything else."""
+        if isinstance(data, (str, bytes)):
+            data = json.loads(data)
+        if not isinstance(data, dict):
+            raise ValueError(f"a lock must be a JSON object, got {type(data).__name__}")
+        known = {"requirements", "packages", "imports", "python"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"a lock has no field {unknown[0]!r}")
+        if "requirements" not in data or "packages" not in data:
+            raise ValueError("a lock needs requirements and packages")
+        return cls(**data)
+
     def digest(self) -> str:
         """sha256 over the canonical JSON of the lock: what images and
         zygotes are keyed by."""
-        import hashlib
-        import json
-
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-ArgForm = Literal["dataframe", "ndarray"]
-
-
-class Job(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Job:
     """One call of one tool: the tool's whole source, which function to call,
     and either JSON arguments or a snippet that calls it and sets `ans`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     source: str
     entrypoint: str
     mode: CallMode = "args"
-    args: dict[str, Any] = Field(default_factory=dict)
+    args: dict[str, Any] = field(default_factory=dict)
     snippet: str | None = None
-    limits: Limits = Field(default_factory=Limits)
+    limits: Limits = field(default_factory=Limits)
     # Docker backend only: "restricted" also applies the RestrictedPython policy
     # inside the container (defence in depth); "plain" runs the tool as Python.
     policy: PolicyName = "restricted"
@@ -126,40 +255,85 @@ class Job(BaseModel):
     prelude: str | None = None
     # Parameters whose JSON argument becomes a pandas DataFrame or a numpy
     # array before the call (see docs/formats.md).
-    arg_forms: dict[str, ArgForm] = Field(default_factory=dict)
+    arg_forms: dict[str, ArgForm] = field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _mode_matches(self) -> "Job":
+    def __post_init__(self) -> None:
+        _text("job", "source", self.source)
+        _text("job", "entrypoint", self.entrypoint)
+        _choice("job", "mode", self.mode, _MODES)
+        if not isinstance(self.args, dict):
+            raise ValueError("job.args must be a dict")
+        _text("job", "snippet", self.snippet, optional=True)
+        if isinstance(self.limits, dict):
+            _set(self, "limits", Limits.from_json(self.limits))
+        elif not isinstance(self.limits, Limits):
+            raise ValueError("job.limits must be Limits")
+        _choice("job", "policy", self.policy, _POLICIES)
+        if isinstance(self.lock, dict):
+            _set(self, "lock", Lock.from_json(self.lock))
+        elif self.lock is not None and not isinstance(self.lock, Lock):
+            raise ValueError("job.lock must be a Lock or None")
+        _text("job", "prelude", self.prelude, optional=True)
+        if not isinstance(self.arg_forms, dict):
+            raise ValueError("job.arg_forms must be a dict")
+        for name, form in self.arg_forms.items():
+            _text("job", "arg_forms", name)
+            _choice("job", f"arg_forms[{name!r}]", form, _ARG_FORMS)
         if self.mode == "snippet" and not self.snippet:
             raise ValueError("a snippet job needs a snippet")
         if self.mode == "args" and self.snippet is not None:
             raise ValueError("an args job takes no snippet")
-        return self
 
     def wire(self) -> dict[str, Any]:
         """The job as the JSON-able dict that crosses into a sandbox."""
-        return self.model_dump(mode="json")
+        return {
+            "source": self.source,
+            "entrypoint": self.entrypoint,
+            "mode": self.mode,
+            "args": self.args,
+            "snippet": self.snippet,
+            "limits": self.limits.to_json(),
+            "policy": self.policy,
+            "lock": self.lock.to_json() if self.lock is not None else None,
+            "prelude": self.prelude,
+            "arg_forms": dict(self.arg_forms),
+        }
 
 
-class ErrorInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
     type: str
     message: str
     line: int | None = None
 
+    def __post_init__(self) -> None:
+        _text("error", "type", self.type)
+        _text("error", "message", self.message)
+        if self.line is not None and (isinstance(self.line, bool) or not isinstance(self.line, int)):
+            raise ValueError(f"error.line must be an integer or None, got {self.line!r}")
 
-class Result(BaseModel):
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "line": self.line}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "ErrorInfo":
+        if isinstance(data, ErrorInfo):
+            return data
+        if not isinstance(data, dict) or not {"type", "message"} <= set(data) <= {"type", "message", "line"}:
+            raise ValueError("an error is an object with type, message and line")
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
     """What one call produced. `result` is parsed JSON (never a sandbox object)."""
 
-    model_config = ConfigDict(frozen=True)
-
     status: Status
+    backend: str
     result: Any = None
     error: ErrorInfo | None = None
     limit: LimitName | None = None
     stdout: str = ""
-    backend: str
     duration_ms: float = 0.0
     image_digest: str | None = None
     # The isolation layers the host knows were in force for this call
@@ -167,9 +341,38 @@ class Result(BaseModel):
     # `toolcrib doctor`). Recorded in the audit log and verification evidence.
     layers: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        _choice("result", "status", self.status, _STATUSES)
+        _text("result", "backend", self.backend)
+        if self.error is not None:
+            _set(self, "error", ErrorInfo.from_json(self.error))
+        _choice("result", "limit", self.limit, frozenset(LIMIT_NAMES), optional=True)
+        _text("result", "stdout", self.stdout)
+        _set(self, "duration_ms", _number("result", "duration_ms", self.duration_ms, integer=False, minimum=0,
+                                          inclusive=True))
+        _text("result", "image_digest", self.image_digest, optional=True)
+        if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, (list, tuple)):
+            raise ValueError("result.layers must be a list of strings")
+        for layer in self.layers:
+            _text("result", "layers", layer)
+        _set(self, "layers", tuple(self.layers))
+
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "result": self.result,
+            "error": self.error.to_json() if self.error is not None else None,
+            "limit": self.limit,
+            "stdout": self.stdout,
+            "backend": self.backend,
+            "duration_ms": self.duration_ms,
+            "image_digest": self.image_digest,
+            "layers": list(self.layers),
+        }
 
 
 class Cancel:

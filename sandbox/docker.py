@@ -29,6 +29,7 @@ auto-remove then deletes it.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import math
 import os
@@ -707,9 +708,9 @@ class DockerBackend:
         try:
             if image_id != self._image_id:
                 # A runtime image: the evidence and the audit name it.
-                return self._collect(
+                return dataclasses.replace(self._collect(
                     container, limits, sent, cancel, restricted=job.policy == "restricted", key=key
-                ).model_copy(update={"image_digest": image_id})
+                ), image_digest=image_id)
             return self._collect(container, limits, sent, cancel, restricted=job.policy == "restricted", key=key)
         finally:
             self._trash.put(container)
@@ -835,7 +836,7 @@ class DockerBackend:
                 return self._result("limit", elapsed, limit="output")  # measured here, not claimed
             except wire.ProtocolError as exc:
                 problem = f"bad reply from the sandbox: {exc}"
-        fields = wire.classify(reply, facts, restricted=restricted, limits=limits.model_dump(), problem=problem)
+        fields = wire.classify(reply, facts, restricted=restricted, limits=limits.to_json(), problem=problem)
         status = fields.pop("status")
         if status != "ok":
             fields["result"] = None

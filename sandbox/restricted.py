@@ -613,7 +613,7 @@ class RestrictedBackend:
                 return {"status": "limit", "limit": "output"}
             reply, problem = _read_reply(raw, cap)
             if not wire.needs_facts(reply, restricted=restricted):
-                return wire.classify(reply, None, restricted=restricted, limits=limits.model_dump())
+                return wire.classify(reply, None, restricted=restricted, limits=limits.to_json())
             head = _recv_exact(status, _LEN.size, deadline)
             if head is None:
                 if zygote.alive():
@@ -640,4 +640,4 @@ class RestrictedBackend:
         # could not lock down or enter the jail exits before it takes a call
         # (another spare takes it); once the call is taken, the tool may have
         # run, and a plain tool can exit with any code it likes.
-        return wire.classify(reply, facts, restricted=restricted, limits=limits.model_dump(), problem=problem)
+        return wire.classify(reply, facts, restricted=restricted, limits=limits.to_json(), problem=problem)

@@ -165,7 +165,7 @@ def test_reply_shape_is_the_same_on_every_backend(backend: str) -> None:
     ]
     assert [r.status for r in results] == ["ok", "error", "limit"]
     for r in results:
-        dumped = r.model_dump()
+        dumped = r.to_json()
         assert set(dumped) == {"status", "result", "error", "limit", "stdout", "backend", "duration_ms", "image_digest", "layers"}
         assert dumped["backend"] == backend
         assert isinstance(dumped["stdout"], str)

@@ -10,6 +10,7 @@ on crafted bytes in test_wire.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 from pathlib import Path
@@ -114,7 +115,7 @@ def test_a_forged_non_finite_reply_is_a_protocol_error(rb: RestrictedBackend, co
     forged = '{"status":"ok","result":' + constant + ',"error":null,"limit":null,"stdout":""}'
     r = rb.run(forging(forged))
     assert status(r) == ("error", None, "SandboxProtocolError"), r
-    json.dumps(r.model_dump(mode="json"), allow_nan=False)  # the caller can always encode it
+    json.dumps(r.to_json(), allow_nan=False)  # the caller can always encode it
 
 
 def test_a_forged_limit_claim_followed_by_a_cpu_burn_is_the_cpu_limit(rb: RestrictedBackend) -> None:
@@ -122,7 +123,7 @@ def test_a_forged_limit_claim_followed_by_a_cpu_burn_is_the_cpu_limit(rb: Restri
     # it after replying; here the zygote's trailer shows it killed for CPU.
     forged = reply(status="limit", limit="memory", error={"type": "MemoryError", "message": "m", "line": None})
     job = forging(forged, then="while True:\n                pass")
-    r = rb.run(job.model_copy(update={"limits": Limits(cpu=1, wall=30, memory=64, output=64)}))
+    r = rb.run(dataclasses.replace(job, limits=Limits(cpu=1, wall=30, memory=64, output=64)))
     assert status(r) == ("limit", "cpu", None), r
 
 
@@ -143,7 +144,7 @@ def test_a_lone_surrogate_comes_back_as_a_replacement_character(rb: RestrictedBa
     assert r.status == "ok", r
     assert r.result == {"k\ufffd": ["\ufffd", "fine"]}
     assert r.stdout == "out\ufffd\n"
-    json.dumps(r.model_dump(mode="json"), ensure_ascii=False).encode("utf-8")
+    json.dumps(r.to_json(), ensure_ascii=False).encode("utf-8")
 
 
 # --------------------------------------------------------------------------- the registry's side

@@ -199,10 +199,10 @@ for weak in (False, True):
     backend = RestrictedBackend(allow_weak=weak)
     try:
         out[f"weak={weak}"] = {
-            "restricted": backend.run(Job(source="def f():\\n    return 7\\n", entrypoint="f")).model_dump(mode="json"),
-            "plain": backend.run(Job(source="def f():\\n    return 7\\n", entrypoint="f", policy="plain")).model_dump(mode="json"),
+            "restricted": backend.run(Job(source="def f():\\n    return 7\\n", entrypoint="f")).to_json(),
+            "plain": backend.run(Job(source="def f():\\n    return 7\\n", entrypoint="f", policy="plain")).to_json(),
             "layers": {l["layer"]: l["in_force"] for l in backend.info()["layers"]},
-            "snoop": backend.run(Job(source=SNOOP, entrypoint="f", policy="plain")).model_dump(mode="json"),
+            "snoop": backend.run(Job(source=SNOOP, entrypoint="f", policy="plain")).to_json(),
         }
     finally:
         backend.close()

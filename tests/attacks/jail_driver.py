@@ -51,13 +51,13 @@ def main(argv: list[str]) -> int:
         result, problems = session.call(Job(
             source="def run():\n    return [run.__name__, (1).__class__.__name__]\n", entrypoint="run",
             policy="plain", limits=limits))
-        report["sanity"] = {"reply": result.model_dump(mode="json"), "problems": problems}
+        report["sanity"] = {"reply": result.to_json(), "problems": problems}
         wanted = set(config["probes"])
         for probe in probes.PROBES:
             if probe.id not in wanted:
                 continue
             result, problems = session.call(job(probe.code))
-            reply = result.model_dump(mode="json")
+            reply = result.to_json()
             report["probes"][probe.id] = {"verdict": probes.judge(probe, reply), "problems": problems,
                                           "reply": reply}
         for attack in config.get("attacks", []):
@@ -68,19 +68,19 @@ def main(argv: list[str]) -> int:
             else:
                 attack_job = Job(source=code, entrypoint="run", limits=limits, policy="plain")
             result, problems = session.call(attack_job)
-            report["attacks"][attack["id"]] = {"reply": result.model_dump(mode="json"), "problems": problems}
+            report["attacks"][attack["id"]] = {"reply": result.to_json(), "problems": problems}
         for pair in probes.PERSISTENCE:
             if pair.id not in config["persistence"]:
                 continue
             mark = "mark-" + secrets.token_hex(12)
             wrote, problems = session.call(job(pair.write.replace("@MARK@", mark)))
-            entry: dict[str, Any] = {"write": wrote.model_dump(mode="json"), "problems": list(problems), "seen": False,
+            entry: dict[str, Any] = {"write": wrote.to_json(), "problems": list(problems), "seen": False,
                                      "write_refused": pair.write_refused, "reads_ok": True}
             for _ in range(2):
                 read, problems = session.call(job(pair.read.replace("@MARK@", mark)))
                 entry["problems"] += problems
-                entry["read"] = read.model_dump(mode="json")
-                entry["seen"] = entry["seen"] or mark in read.model_dump_json()
+                entry["read"] = read.to_json()
+                entry["seen"] = entry["seen"] or mark in json.dumps(read.to_json(), ensure_ascii=False)
                 entry["reads_ok"] = entry["reads_ok"] and read.status == "ok"
             report["persistence"][pair.id] = entry
     except BaseException:  # noqa: BLE001 - reported to the test, which fails on it

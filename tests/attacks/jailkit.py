@@ -12,6 +12,7 @@ world-connectable. An escaped call running as any uid would reach them.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -358,7 +359,7 @@ class JailSession:
     def call(self, job: Any) -> tuple[Any, list[str]]:
         before = set(self.spares)
         result = self.backend.run(job)
-        problems = self.canaries.problems(result.model_dump_json())
+        problems = self.canaries.problems(json.dumps(result.to_json(), ensure_ascii=False))
         missing = {"landlock", "seccomp"} - set(result.layers)
         if missing:
             problems.append(f"the call ran without {sorted(missing)} (layers: {list(result.layers)})")

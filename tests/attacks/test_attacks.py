@@ -4,6 +4,7 @@ every attack is refused or contained and that no canary was touched."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
 import socket
@@ -136,7 +137,7 @@ def test_attack_is_contained(attack: Attack, backend: str, canaries: Canaries) -
         assert result.error is not None and result.error.type in attack.error_types, f"{attack.id}: {result!r}"
     if result.status == "blocked" and attack.reason:
         assert result.error is not None and attack.reason in result.error.message, f"{attack.id}: {result!r}"
-    canaries.check(result.model_dump_json())
+    canaries.check(json.dumps(result.to_json(), ensure_ascii=False))
 
 
 @pytest.mark.parametrize("attack", CATALOGUE, ids=[a.id for a in CATALOGUE])

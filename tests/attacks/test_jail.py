@@ -18,6 +18,7 @@ process (a call that killed it would otherwise be hidden by the restart).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import secrets
@@ -92,7 +93,7 @@ def test_plain_calls_run_unrestricted_python_inside_the_jail(jail: Jail) -> None
 def test_attack_is_contained_by_the_jail(attack: Attack, jail: Jail) -> None:
     result, problems = jail.call(_attack_job(attack, jail))
     assert not problems, f"{attack.id}: {problems}; {result!r}"
-    why = attack_verdict(attack.id, result.model_dump(mode="json"))
+    why = attack_verdict(attack.id, result.to_json())
     assert why is None, f"{attack.id}: {why}"
 
 
@@ -107,7 +108,7 @@ def test_jail_tables_name_real_attacks() -> None:
 
 
 def judge_probe(probe: Probe, result: Result) -> str | None:
-    return judge(probe, result.model_dump(mode="json"))
+    return judge(probe, result.to_json())
 
 
 # Holes the jail still has, each reported to the sandbox's owners. Strict:
@@ -147,7 +148,7 @@ def test_nothing_written_by_one_call_is_seen_by_the_next(pair: Persist, jail: Ja
     for _ in range(2):
         read, problems = jail.call(jail.plain(source(pair.read.replace("@MARK@", mark))))
         assert not problems, f"{pair.id} (read): {problems}; {read!r}"
-        assert mark not in read.model_dump_json(), f"{pair.id}: the next call saw it: {read!r} (write: {wrote!r})"
+        assert mark not in json.dumps(read.to_json(), ensure_ascii=False), f"{pair.id}: the next call saw it: {read!r} (write: {wrote!r})"
         assert read.status == "ok", read
 
 
@@ -186,7 +187,7 @@ return {"done": reached} if reached else {"denied": "EPERM"}
     finally:
         thread.join(timeout=30)
     assert result.status == "ok" and result.result == {"denied": "EPERM"}, result
-    assert mark not in result.model_dump_json()
+    assert mark not in json.dumps(result.to_json(), ensure_ascii=False)
     assert outcome and outcome[0].status == "ok" and outcome[0].result == "alive", outcome
     assert jail.canaries.problems() == []
     # Two calls since the last settle: at least one new spare.
