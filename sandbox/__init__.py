@@ -37,8 +37,8 @@ __all__ = [
 
 BACKEND_NAMES: tuple[str, ...] = ("restricted", "docker")
 
-# The contract is pydantic models: imported on first use (PEP 562), so that a
-# CLI command that only needs BACKEND_NAMES for its --help does not pay for them.
+# The contract (stdlib dataclasses, cheap) is still imported on first use
+# (PEP 562): a CLI command that only needs BACKEND_NAMES for its --help loads nothing more.
 _CONTRACT_NAMES = frozenset({"LIMIT_NAMES", "Backend", "CallMode", "ErrorInfo", "Job", "LimitName", "Limits", "Result", "Status"})
 
 

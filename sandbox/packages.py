@@ -13,7 +13,7 @@ Cache layout (``$TOOLCRIB_CACHE``, else ``~/.cache/toolcrib``)::
     wheels/<wheel filename>     every wheel any lock named (flat: pip's --find-links form)
     sites/<lock digest>/        a materialized lock (complete, or absent: built aside, renamed)
 
-Standard library and pydantic contract types only: the registry, the Docker
+Standard library and the contract types only: the registry, the Docker
 image builder and the restricted backend's per-lock zygotes all call it.
 """
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # its modules must never import.
 FORBIDDEN = {
     "sandbox": {"toolcrib.registry", "toolcrib.cli", "toolcrib.latm", "toolcrib.mcp_server", "toolcrib.exports",
-                "click", "sqlite_utils"},
+                "click", "sqlite_utils", "pydantic", "jsonschema"},
     "registry": {"toolcrib.cli", "toolcrib.latm", "toolcrib.mcp_server", "click"},
 }
 # What each folder is called once installed (pyproject's package-dir).
