@@ -8,13 +8,18 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..registry import Registry
 from ..registry.errors import ToolcribError
 from ..sandbox.contract import Limits
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from ..registry import Registry
+    from ..registry.calls import Caller
 
 __all__ = [
     "CLIError",
@@ -23,6 +28,7 @@ __all__ = [
     "echo_table",
     "json_option",
     "limit_option",
+    "open_caller",
     "open_registry",
     "parse_key_values",
     "parse_limits",
@@ -69,8 +75,11 @@ class State:
         self.registry_path = registry_path
         self.actor = actor
         self._registries: list[Registry] = []
+        self._connections: list[sqlite3.Connection] = []
 
     def open(self, *, create: bool) -> Registry:
+        from ..registry import Registry  # here: `toolcrib call` and `--help` do without it
+
         try:
             reg = Registry(self.registry_path, actor=self.actor, create=create)
         except ToolcribError as err:
@@ -78,10 +87,35 @@ class State:
         self._registries.append(reg)
         return reg
 
+    def caller(self) -> Caller:
+        """The registry's call path (`toolcrib.registry.calls`) on a plain
+        connection, when the file exists and its schema is current: no
+        pydantic and no sqlite-utils on the way to the sandbox. Anything else
+        (no file, an older schema to migrate, not a registry) goes through
+        `Registry`, which migrates it or says what is wrong."""
+        from ..registry.calls import Caller
+        from ..registry.store import SCHEMA_MIGRATIONS, applied_migrations, connect, default_actor, default_registry_path
+
+        path = Path(self.registry_path).expanduser() if self.registry_path else default_registry_path()
+        if path.is_file():
+            try:
+                conn = connect(path, create=False)
+            except ToolcribError as err:
+                raise CLIError.from_error(err) from None
+            if tuple(applied_migrations(conn)) == SCHEMA_MIGRATIONS:
+                self._connections.append(conn)
+                return Caller(conn, actor=self.actor or default_actor())
+            conn.close()
+        reg = self.open(create=False)
+        return Caller(reg.db.conn, actor=reg.actor, max_limits=reg.max_limits)
+
     def close(self) -> None:
         for reg in self._registries:
             reg.close()
         self._registries.clear()
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
 
 
 def open_registry(*, create: bool = False) -> Registry:
@@ -90,6 +124,13 @@ def open_registry(*, create: bool = False) -> Registry:
     state = click.get_current_context().find_object(State)
     assert state is not None, "the toolcrib group sets the state"
     return state.open(create=create)
+
+
+def open_caller() -> Caller:
+    """The call path of the registry named by the global options (see `State.caller`)."""
+    state = click.get_current_context().find_object(State)
+    assert state is not None, "the toolcrib group sets the state"
+    return state.caller()
 
 
 def json_option(fn: F) -> F:

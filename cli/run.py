@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..registry import CallOutcome, Verification
 from ..registry.errors import InvalidInput, exit_code_for_status
 from ..sandbox import BACKEND_NAMES
-from .common import F, echo_json, echo_table, json_option, limit_option, open_registry, parse_key_values, parse_limits, read_text_argument
+from .common import (
+    F,
+    echo_json,
+    echo_table,
+    json_option,
+    limit_option,
+    open_caller,
+    open_registry,
+    parse_key_values,
+    parse_limits,
+    read_text_argument,
+)
+
+if TYPE_CHECKING:
+    from ..registry import CallOutcome, Verification
 
 __all__ = ["COMMANDS"]
 
@@ -214,7 +227,7 @@ def call(
         raise click.UsageError("give arguments (--args/--arg) or --snippet, not both")
     snippet = read_text_argument(snippet_path, "snippet") if snippet_path else None
     args = None if snippet is not None else _parse_call_args(args_json, arg_pairs)
-    outcome = open_registry().call(
+    outcome = open_caller().call(
         ref,
         args,
         snippet=snippet,
@@ -227,8 +240,7 @@ def call(
         progress=_progress,
     )
     if json_output:
-        data = outcome.model_dump(mode="json")
-        echo_json(data)
+        echo_json(outcome.to_json())
     else:
         _print_outcome(outcome)
     code = exit_code_for_status(outcome.status)

@@ -135,7 +135,7 @@ def run_episode(reg: Registry, question: str, model: Model, *, max_steps: int = 
         except ToolcribError as exc:  # refused by policy, or arguments the registry refuses
             step.observation = {"status": "refused", "error": exc.message}
             continue
-        step.observation = outcome.model_dump(mode="json", include={"status", "result", "error", "limit", "tool"})
+        step.observation = {k: v for k, v in outcome.to_json().items() if k in {"status", "result", "error", "limit", "tool"}}
     notes = "\n".join(f"- {s.plan} -> {json.dumps(s.observation, sort_keys=True)}" for s in steps) or "- no tool was used"
     answer = model("summarizer", f"Request: {question}\nWhat the tools said:\n{notes}\nAnswer the request.")
     return Episode(question=question, candidates=[h.ref for h in hits], steps=steps, answer=answer.strip())

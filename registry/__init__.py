@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
         AddResult,
         AuditEntry,
         AuditReport,
-        CallOutcome,
         CaseEvidence,
         Provenance,
         ProvenanceInput,
@@ -39,6 +38,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
         ToolVersion,
         Verification,
     )
+    from .calls import CallOutcome
     from .search import SearchHit
     from .stats import UsageStats
 
@@ -66,7 +66,6 @@ _HOMES: dict[str, str] = {
             "AddResult",
             "AuditEntry",
             "AuditReport",
-            "CallOutcome",
             "CaseEvidence",
             "Provenance",
             "ProvenanceInput",
@@ -78,6 +77,7 @@ _HOMES: dict[str, str] = {
         ],
         "models",
     ),
+    "CallOutcome": "calls",
     "SearchHit": "search",
     "UsageStats": "stats",
 }

@@ -12,19 +12,24 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
-from .models import AuditEntry, AuditReport
 from .store import utc_now
 from .versions import canonical_json, sha256_text
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    import sqlite_utils
+
+    from .models import AuditEntry, AuditReport
 
 __all__ = [
     "CAP_BYTES",
     "GENESIS_HASH",
     "append_entry",
+    "append_row",
     "cap_value",
     "entry_hash",
     "list_entries",
@@ -85,9 +90,24 @@ def append_entry(
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Append one entry. Must run inside a write transaction (see store.write_transaction)."""
-    if not db.conn.in_transaction:
+    from .models import AuditEntry
+
+    return AuditEntry(**append_row(db.conn, actor=actor, event=event, tool=tool, details=details))
+
+
+def append_row(
+    conn: sqlite3.Connection,
+    *,
+    actor: str,
+    event: str,
+    tool: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`append_entry` on a plain connection (a call's path builds no models):
+    the entry as stored, as a dict. Must run inside a write transaction."""
+    if not conn.in_transaction:
         raise RuntimeError("audit entries are appended inside a write transaction")
-    last = db.execute("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    last = conn.execute("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     # Round-trip through canonical JSON so what is hashed is exactly what is
     # stored; whatever bytes a tool returned, the entry can be written.
@@ -106,11 +126,11 @@ def append_entry(
         "prev_hash": prev,
     }
     entry["entry_hash"] = entry_hash(entry)
-    db.execute(
+    conn.execute(
         "INSERT INTO audit (seq, at, actor, event, tool, details, prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [seq, entry["at"], actor, event, tool, details_text, prev, entry["entry_hash"]],
     )
-    return AuditEntry(**entry)
+    return entry
 
 
 def normalize_since(since: str) -> str:
@@ -127,6 +147,8 @@ def normalize_since(since: str) -> str:
 
 
 def _row_entry(row: tuple[Any, ...]) -> AuditEntry:
+    from .models import AuditEntry
+
     seq, at, actor, event, tool, details, prev, digest = row
     return AuditEntry(
         seq=seq, at=at, actor=actor, event=event, tool=tool, details=json.loads(details), prev_hash=prev, entry_hash=digest
@@ -185,6 +207,8 @@ def verify_chain(db: sqlite_utils.Database) -> AuditReport:
     cannot be seen from inside the log: compare the head hash with a copy kept
     elsewhere for that (docs/formats.md).
     """
+    from .models import AuditReport
+
     expected_seq = 1
     prev = GENESIS_HASH
     count = db.execute("SELECT count(*) FROM audit").fetchone()[0]

@@ -11,9 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
-import getpass
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -22,11 +20,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-from ..sandbox import get_backend
-from ..sandbox.contract import LIMIT_NAMES, Backend, Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result
+from ..sandbox.contract import Backend, Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result
 from .admission import MAX_SOURCE_BYTES, admit, check_name, find_missing, refuse_missing
 from .audit import append_entry, cap_value, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, read_bundle
+from .calls import (
+    DEFAULT_MAX_LIMITS,
+    Caller,
+    choose_version,
+    job_limits,
+    job_policy,
+    policy_name,
+    prepare_runtime,
+    start_backend,
+)
 from .cases import compare, parse_tests
 from .errors import (
     AdmissionError,
@@ -58,9 +65,9 @@ from .models import (
 from .provenance import build_provenance, in_toto_statement
 from .search import FIT_THRESHOLD, SearchHit, rank, tool_index_terms
 from .pyast import function_body
-from .signature import arg_forms, bump_kind, derive_signature, validate_stored_arguments
+from .signature import arg_forms, bump_kind, derive_signature
 from .stats import UsageStats, usage
-from .store import PerThreadDatabase, default_registry_path, read_snapshot, utc_now, write_transaction
+from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, utc_now, write_transaction
 from .versions import (
     SemVer,
     DEFAULT_POLICY,
@@ -77,7 +84,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_LIMITS", "Registry", "default_registry_path"]
 
-DEFAULT_MAX_LIMITS = Limits(cpu=60, wall=120, memory=4096, output=16384, pids=256, disk=256)
 
 # Evidence keeps a bounded copy of what a test case returned.
 _EVIDENCE_CAP = 4096
@@ -90,16 +96,6 @@ _VERSION_COLUMNS = (
 # How alike two entrypoint bodies must be (difflib ratio of their normalized
 # text) for a new major version of a name to count as the same tool changing.
 _RELATED_BODY = 0.5
-
-
-def _default_actor() -> str:
-    actor = os.environ.get("TOOLCRIB_ACTOR")
-    if actor:
-        return actor
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        return f"uid:{os.getuid()}"
 
 
 def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
@@ -173,13 +169,7 @@ def _unrelated(old: ToolVersion, source: str, entrypoint: str) -> bool:
     return difflib.SequenceMatcher(None, before, after, autojunk=False).ratio() < _RELATED_BODY
 
 
-def _policy_name(policy: object) -> PolicyName:
-    """A policy name as given by a caller; InvalidInput for anything else."""
-    if policy == "restricted":
-        return "restricted"
-    if policy == "plain":
-        return "plain"
-    raise InvalidInput(f"unknown policy {policy!r} (choose restricted or plain)")
+_policy_name = policy_name
 
 
 def _job(
@@ -274,7 +264,7 @@ class Registry:
         create: bool = True,
     ) -> None:
         self.path: Path = Path(path).expanduser() if path is not None else default_registry_path()
-        self._actor: str = actor or _default_actor()
+        self._actor: str = actor or default_actor()
         self._acting = threading.local()
         self.max_limits: Limits = max_limits
         self._locks: dict[tuple[str, ...], Lock] = {}
@@ -334,35 +324,7 @@ class Registry:
         return sorted((_Row(self.db, r) for r in cursor.fetchall()), key=lambda r: r.semver.key())
 
     def _resolve(self, ref: str, *, allow_yanked: bool = True) -> _Row:
-        parsed = parse_reference(ref)
-        rows = self._rows(parsed.name)
-        if not rows:
-            raise NotFound(f"no tool named {parsed.name!r}")
-        if parsed.version is not None:
-            found = [r for r in rows if r.version == parsed.version]
-            if not found:
-                known = ", ".join(r.version for r in rows)
-                raise NotFound(f"{parsed.name}@{parsed.version} not found (versions: {known})")
-            row = found[0]
-        elif parsed.sha_prefix is not None:
-            found = [r for r in rows if r.sha256.startswith(parsed.sha_prefix)]
-            if not found:
-                raise NotFound(f"no version of {parsed.name} has a sha256 starting with {parsed.sha_prefix}")
-            if len(found) > 1:
-                matches = ", ".join(f"{r.ref} (sha256:{r.sha256[:16]})" for r in found)
-                raise InvalidInput(f"ambiguous reference {ref!r} matches {matches}: use more hex digits")
-            row = found[0]
-        else:
-            live = [r for r in rows if r.yanked is None]
-            if not live:
-                raise NotFound(
-                    f"every version of {parsed.name} is yanked; pin one explicitly (e.g. {rows[-1].ref})"
-                )
-            return live[-1]
-        if row.yanked is not None and not allow_yanked:
-            raise PolicyRefused(
-                f"{row.ref} is yanked ({row.yanked}); pass --allow-yanked (allow_yanked=True) to use it anyway"
-            )
+        row: _Row = choose_version(self._rows(parse_reference(ref).name), ref, allow_yanked=allow_yanked)
         return row
 
     # -- writing -----------------------------------------------------------
@@ -736,48 +698,15 @@ class Registry:
 
     # -- running -----------------------------------------------------------
     def _limits(self, tool: ToolVersion, overrides: dict[str, float] | None) -> Limits:
-        base = (tool.limits or Limits()).capped(self.max_limits)
-        if not overrides:
-            return base
-        for key, value in overrides.items():
-            if key not in LIMIT_NAMES:
-                raise InvalidInput(f"unknown limit {key!r} (known: {', '.join(LIMIT_NAMES)})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidInput(f"limit {key} must be a number, got {value!r}")
-            maximum = getattr(self.max_limits, key)
-            if value > maximum:
-                raise InvalidInput(f"limit {key}={value} exceeds the maximum {maximum}")
-        try:
-            return base.override(**overrides)
-        except ValueError as exc:
-            raise InvalidInput(f"invalid {exc}") from None
+        return job_limits(tool.limits, self.max_limits, overrides)
 
     @staticmethod
     def _policy(backend: str, policy: str | None, declared: PolicyName = "restricted") -> PolicyName:
-        """The policy a run uses: the caller's, else what the tool declared.
-
-        A tool that declared "plain" runs as plain Python on either backend.
-        One that declared "restricted" (the default) gets the policy on the
-        restricted backend and, as before, plain Python inside a Docker
-        container (the container is the boundary; ``policy="restricted"``
-        adds the policy there as defence in depth). "plain" on the restricted
-        backend needs its OS jail: where a layer of it is missing, the backend
-        answers "unavailable" rather than run unguarded Python.
-        """
-        if policy is not None:
-            return _policy_name(policy)
-        if declared == "plain" or backend != "restricted":
-            return "plain"
-        return "restricted"
+        return job_policy(backend, policy, declared)
 
     @staticmethod
     def _backend(name: str) -> Backend:
-        try:
-            return get_backend(name)
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - any start-up failure means "cannot run"
-            raise SandboxUnavailable(f"the {name} backend could not start: {exc}") from None
+        return start_backend(name)
 
     def verify(
         self,
@@ -878,23 +807,7 @@ class Registry:
     @staticmethod
     def _prepare_runtime(runner: Backend, tool: ToolVersion, *, no_build: bool,
                          progress: Callable[[str], None] | None) -> None:
-        """A version with packages on a backend that runs them in an image
-        of their own (Docker): have that image, built now unless
-        ``no_build``. Raises SandboxUnavailable naming the build command."""
-        prepare = getattr(runner, "prepare", None)
-        if tool.lock is None or prepare is None:
-            return
-        from ..sandbox.image import ImageBuildError, RuntimeImageMissing
-
-        try:
-            prepare(tool.lock, build=not no_build, progress=progress)
-        except RuntimeImageMissing as exc:
-            raise SandboxUnavailable(
-                f"the runtime image {exc.tag} for {tool.ref}'s packages is missing: "
-                f"run `toolcrib image build --for {tool.ref}`"
-            ) from None
-        except ImageBuildError as exc:
-            raise SandboxUnavailable(f"the runtime image for {tool.ref} cannot be built: {exc}") from None
+        prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
 
     @staticmethod
     def _unavailable_message(backend: str, result: Result) -> str:
@@ -920,10 +833,6 @@ class Registry:
             limit=result.limit,
             duration_ms=result.duration_ms,
         )
-
-    def _audit_call(self, tool: str, details: dict[str, Any]) -> None:
-        with write_transaction(self.db):
-            append_entry(self.db, actor=self.actor, event="call", tool=tool, details=details)
 
     def call(
         self,
@@ -953,103 +862,10 @@ class Registry:
         image is missing is "unavailable" (naming the command that builds
         it) instead of building it first, with ``progress`` lines.
         """
-        tool = self._resolve(ref, allow_yanked=True).tool
-        mode = "snippet" if snippet is not None else "args"
-        base: dict[str, Any] = {"mode": mode, "backend": backend}
-        try:
-            if mode == "snippet":
-                if args:
-                    raise InvalidInput("pass either arguments or a snippet, not both")
-                if not isinstance(snippet, str) or not snippet.strip():
-                    raise InvalidInput("the snippet is empty")
-                try:
-                    base["snippet_sha256"] = sha256_text(snippet)
-                except UnicodeEncodeError:
-                    raise InvalidInput("the snippet is not Unicode text (it holds a lone surrogate)") from None
-                base["snippet"] = cap_value(snippet)
-            else:
-                args = {} if args is None else args
-                if not isinstance(args, dict):
-                    raise InvalidInput("arguments must be a JSON object")
-                try:
-                    base["args_sha256"] = sha256_text(canonical_json(args))
-                except (TypeError, ValueError):
-                    raise InvalidInput("arguments must be JSON (objects, arrays, strings, finite numbers, booleans, null)") from None
-                base["arguments"] = cap_value(args)
-        except InvalidInput as exc:
-            self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message})
-            raise
-        try:
-            if tool.yanked is not None and not allow_yanked:
-                raise PolicyRefused(
-                    f"{tool.ref} is yanked ({tool.yanked}); pass --allow-yanked (allow_yanked=True) to call it anyway"
-                )
-            if tool.status != "verified" and not allow_unverified:
-                raise PolicyRefused(
-                    f"{tool.ref} is {tool.status}: run 'toolcrib verify {tool.ref}' first, "
-                    "or pass --allow-unverified (allow_unverified=True) to call it anyway"
-                )
-        except PolicyRefused as exc:
-            self._audit_call(tool.ref, {**base, "status": "refused", "reason": exc.message})
-            raise
-        try:
-            job_limits = self._limits(tool, limits)
-            job_policy = self._policy(backend, policy, tool.policy)
-            # The stored schema, the one `show`, bundles and `serve` advertise,
-            # is the contract (not a schema derived again from the source).
-            job_args = (
-                validate_stored_arguments(tool.signature.input_schema, args, function=tool.entrypoint)
-                if mode == "args"
-                else None
-            )
-            job = _job(tool, job_limits, job_policy, args=job_args, snippet=snippet)
-        except InvalidInput as exc:
-            fields = exc.fields if isinstance(exc, ArgumentsError) else {}
-            self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message, "fields": fields})
-            raise
-        try:
-            runner = self._backend(backend)
-            self._prepare_runtime(runner, tool, no_build=no_build, progress=progress)
-            result = runner.run(job, cancel)
-        except InvalidInput as exc:
-            self._audit_call(tool.ref, {**base, "status": "invalid", "reason": exc.message})
-            raise
-        except SandboxUnavailable as exc:
-            # Same shape as a backend that started but could not run the job.
-            result = Result(status="unavailable", backend=backend,
-                            error=ErrorInfo(type="SandboxUnavailable", message=exc.message))
-        cancelled = cancel is not None and cancel.cancelled
-        if cancelled:
-            # Whatever the killed sandbox reported, the truth is that the caller stopped it.
-            result = Result(status="error", backend=result.backend, duration_ms=result.duration_ms,
-                            layers=result.layers,
-                            error=ErrorInfo(type="Cancelled", message="the caller cancelled the call"))
-        self._audit_call(
-            tool.ref,
-            {
-                **base,
-                "policy": job_policy,
-                "status": "cancelled" if cancelled else result.status,
-                "limit": result.limit,
-                "error_type": result.error.type if result.error else None,
-                "duration_ms": round(result.duration_ms, 3),
-                "result": cap_value(result.result),
-                "layers": list(result.layers),
-                # A runtime image (a version with packages, on Docker): which one.
-                **({"image_digest": result.image_digest} if tool.lock and result.image_digest else {}),
-            },
-        )
-        return CallOutcome(
-            status=result.status,
-            result=result.result,
-            error=result.error,
-            limit=result.limit,
-            stdout=result.stdout,
-            tool=tool.ref,
-            backend=result.backend,
-            policy=job_policy,
-            layers=list(result.layers),
-            duration_ms=result.duration_ms,
+        return Caller(self.db.conn, actor=self.actor, max_limits=self.max_limits).call(
+            ref, args, snippet=snippet, backend=backend, limits=limits, policy=policy,
+            allow_unverified=allow_unverified, allow_yanked=allow_yanked, cancel=cancel, no_build=no_build,
+            progress=progress,
         )
 
     # -- audit -------------------------------------------------------------

@@ -15,7 +15,7 @@ import sqlite_utils
 from sqlite_utils.db import Table
 
 from .search import index_terms
-from .store import write_transaction
+from .store import SCHEMA_MIGRATIONS, write_transaction
 
 __all__ = ["MIGRATIONS", "apply_migrations", "pending_migrations"]
 
@@ -228,3 +228,9 @@ def apply_migrations(
         if after is not None and applied:
             after(applied)
     return applied
+
+
+# A call checks a file against store.SCHEMA_MIGRATIONS without importing this
+# module: the two lists must be the same.
+if tuple(m.name for m in MIGRATIONS._migrations) != SCHEMA_MIGRATIONS:  # pragma: no cover - a developer's slip
+    raise RuntimeError("store.SCHEMA_MIGRATIONS must list exactly the migrations defined here, in order")

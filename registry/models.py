@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..sandbox.contract import ErrorInfo, LimitName, Limits, Lock, PolicyName, Status
+from .calls import CallOutcome  # a dataclass: a call builds no pydantic model
 
 __all__ = [
     "AddResult",
@@ -170,21 +171,6 @@ class Verification(_Model):
     failed: int
     cases: list[CaseEvidence]
     verified_at: str
-
-
-class CallOutcome(_Model):
-    """A call's result: the CLI's `call --json` object."""
-
-    status: Status
-    result: Any = None
-    error: ErrorInfo | None = None
-    limit: LimitName | None = None
-    stdout: str = ""
-    tool: str = Field(description="name@version")
-    backend: str
-    policy: PolicyName | None = Field(None, description="the policy the call ran under")
-    layers: list[str] = Field(default_factory=list, description="isolation layers the backend reports in force for this call")
-    duration_ms: float
 
 
 class ToolDiff(_Model):

@@ -27,7 +27,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
     AfterValidator,
@@ -44,8 +44,8 @@ from .errors import AdmissionError, ArgumentsError
 from .models import Signature
 from .pyast import imported_names
 
-if TYPE_CHECKING:
-    from jsonschema.exceptions import ValidationError as JsonSchemaError
+# Re-exported: they live where a call can import them without pydantic.
+from .schema_check import FORM_KEY, arg_forms, validate_stored_arguments
 
 __all__ = ["FORM_KEY", "arg_forms", "bump_kind", "derive_signature", "validate_arguments", "validate_stored_arguments"]
 
@@ -238,7 +238,6 @@ _NOT_LITERAL = object()
 
 # -- DataFrame and ndarray parameters --------------------------------------------
 
-FORM_KEY = "x-toolcrib-form"
 _MAX_ARRAY_DIMS = 4
 _CELL = {"type": ["string", "number", "boolean", "null"]}
 _RECORDS_SCHEMA: dict[str, Any] = {"type": "array", "items": {"type": "object", "additionalProperties": _CELL}}
@@ -298,26 +297,6 @@ def _check_array(value: Any, depth: int = 0) -> Any:
 
 _FRAME: Any = Annotated[Any, AfterValidator(_check_frame), WithJsonSchema(_FRAME_SCHEMA)]
 _ARRAY: Any = Annotated[Any, AfterValidator(_check_array), WithJsonSchema(_ARRAY_SCHEMA)]
-
-
-def arg_forms(input_schema: dict[str, Any]) -> dict[str, Literal["dataframe", "ndarray"]]:
-    """Parameters whose JSON argument the sandbox turns into a DataFrame or
-    an ndarray, read from a (stored) input schema's ``x-toolcrib-form``
-    marks, directly on the property or on one of its ``anyOf`` branches
-    (an Optional parameter)."""
-    forms: dict[str, Literal["dataframe", "ndarray"]] = {}
-    properties = input_schema.get("properties")
-    if not isinstance(properties, dict):
-        return forms
-    for name, prop in properties.items():
-        if not isinstance(prop, dict):
-            continue
-        for branch in [prop, *(b for b in prop.get("anyOf") or [] if isinstance(b, dict))]:
-            form = branch.get(FORM_KEY)
-            if form == "dataframe" or form == "ndarray":
-                forms[name] = form
-                break
-    return forms
 
 
 def _check_unique(items: list[Any]) -> list[Any]:
@@ -703,79 +682,6 @@ def validate_arguments(source: str, entrypoint: str, args: Any) -> dict[str, Any
     if problems:
         ordered = [n for n in compiled.names if n in problems] + sorted(set(problems) - set(compiled.names))
         fields = {name: " or ".join(problems[name][:3]) for name in ordered}
-        detail = "; ".join(f"{name}: {why}" for name, why in fields.items())
-        raise ArgumentsError(f"{prefix}: {detail}", fields)
-    return plain
-
-
-# -- validating against a stored schema ---------------------------------------------
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _schema_validator(schema_json: str) -> Any:
-    # Imported here: only calls need it, and `toolcrib --help` should not pay for it.
-    import jsonschema.validators
-
-    base = jsonschema.validators.Draft202012Validator
-    # JSON Schema counts 1.0 as an integer; the derived (pydantic, strict)
-    # contract never did, so a stored schema is read the same way.
-    strict = base.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
-    )
-    return jsonschema.validators.extend(base, type_checker=strict)(json.loads(schema_json))
-
-
-def _schema_problem(error: JsonSchemaError) -> str:
-    where = "".join(f"[{json.dumps(step)}]" for step in list(error.absolute_path)[1:])
-    if error.context:
-        # anyOf/oneOf: say what each alternative wanted, like the derived validator does.
-        why = " or ".join(dict.fromkeys(sub.message for sub in error.context[:3]))
-    else:
-        why = error.message
-    return f"{where}: {why}" if where else why
-
-
-def validate_stored_arguments(input_schema: dict[str, Any], args: Any, *, function: str) -> dict[str, Any]:
-    """Check JSON call arguments against a version's STORED input schema.
-
-    The stored schema is what `show`, bundles and the MCP server advertise, so
-    it is the one contract a call is held to (Draft 2020-12, with integers
-    strict: 1.0 is not an integer). Same result and errors as
-    `validate_arguments`: the caller's own values come back unchanged, and
-    ArgumentsError names each bad field ("missing required argument",
-    "unexpected argument", or what the schema wanted).
-    """
-    prefix = f"bad arguments for {function}"
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise ArgumentsError(f"{prefix}: arguments must be a JSON object, not {type(args).__name__}")
-    if any(not isinstance(key, str) for key in args):
-        raise ArgumentsError(f"{prefix}: argument names must be strings")
-    try:
-        plain: dict[str, Any] = json.loads(json.dumps(args, allow_nan=False, ensure_ascii=False))
-    except (TypeError, ValueError) as exc:
-        raise ArgumentsError(f"{prefix}: arguments must be plain JSON values ({exc})") from None
-    except RecursionError:
-        raise ArgumentsError(f"{prefix}: arguments are nested too deeply") from None
-    validator = _schema_validator(json.dumps(input_schema, sort_keys=True))
-    declared = list(input_schema.get("properties", {}))
-    problems: dict[str, list[str]] = {}
-    for error in validator.iter_errors(plain):
-        path = list(error.absolute_path)
-        if not path and error.validator == "required":
-            for name in error.validator_value:
-                if name not in plain:
-                    problems.setdefault(name, []).append("missing required argument")
-        elif not path and error.validator == "additionalProperties" and error.validator_value is False:
-            for name in plain:
-                if name not in declared:
-                    problems.setdefault(name, []).append("unexpected argument")
-        else:
-            field = str(path[0]) if path else "arguments"
-            problems.setdefault(field, []).append(_schema_problem(error))
-    if problems:
-        ordered = [n for n in declared if n in problems] + sorted(set(problems) - set(declared))
-        fields = {name: " or ".join(list(dict.fromkeys(problems[name]))[:3]) for name in ordered}
         detail = "; ".join(f"{name}: {why}" for name, why in fields.items())
         raise ArgumentsError(f"{prefix}: {detail}", fields)
     return plain

@@ -19,14 +19,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 from .errors import InvalidInput, NotFound
 
 __all__ = [
     "BUSY_TIMEOUT_S",
     "PerThreadDatabase",
+    "SCHEMA_MIGRATIONS",
+    "applied_migrations",
+    "connect",
+    "default_actor",
     "default_registry_path",
     "open_database",
     "read_snapshot",
@@ -35,6 +41,14 @@ __all__ = [
 ]
 
 BUSY_TIMEOUT_S = 10.0
+
+# The schema migrations (registry/migrations.py) a current registry file has
+# applied, in order. Kept here too so that a call can tell a current file
+# from one that needs migrating without importing sqlite-utils; migrations.py
+# refuses to load if the two lists differ.
+SCHEMA_MIGRATIONS: tuple[str, ...] = (
+    "m001_core", "m002_search_index", "m003_version_policy", "m004_search_ranking", "m005_latm", "m006_packages",
+)
 
 
 def default_registry_path() -> Path:
@@ -56,7 +70,38 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def default_actor() -> str:
+    """Who acts when nobody says: $TOOLCRIB_ACTOR, else the OS user name."""
+    explicit = os.environ.get("TOOLCRIB_ACTOR")
+    if explicit:
+        return explicit
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return f"uid:{os.getuid()}"
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    """The toolcrib migrations this file has applied (none for a new file)."""
+    try:
+        rows = conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = 'toolcrib' ORDER BY id"
+        ).fetchall()
+    except sqlite3.OperationalError:  # no such table: a new (or foreign) file
+        return []
+    return [row[0] for row in rows]
+
+
 def open_database(path: str | Path, *, create: bool = True) -> sqlite_utils.Database:
+    """The registry file as a sqlite-utils Database (see `connect`)."""
+    import sqlite_utils  # here, not at the top: a call reads the file through `connect` alone
+
+    return sqlite_utils.Database(connect(path, create=create), execute_plugins=False)
+
+
+def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
     """Open (or create) the registry file with the settings every connection needs.
 
     The returned connection is in driver-level autocommit mode
@@ -84,7 +129,7 @@ def open_database(path: str | Path, *, create: bool = True) -> sqlite_utils.Data
         # half-applies a transaction); only an OS crash may lose the last commits.
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        return sqlite_utils.Database(conn, execute_plugins=False)
+        return conn
     except BaseException:
         conn.close()
         raise
@@ -155,14 +200,23 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+_Db = TypeVar("_Db", "sqlite_utils.Database", sqlite3.Connection)
+
+
+def _connection(db: Any) -> sqlite3.Connection:
+    conn: sqlite3.Connection = db if isinstance(db, sqlite3.Connection) else db.conn
+    return conn
+
+
 @contextmanager
-def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+def write_transaction(db: _Db) -> Iterator[_Db]:
     """One all-or-nothing write: ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error).
 
+    ``db``: a sqlite-utils Database or a plain connection (a call's path).
     sqlite-utils helpers used inside nest as savepoints, because a transaction
     is already open.
     """
-    conn = db.conn
+    conn = _connection(db)
     if conn.in_transaction:
         raise RuntimeError("write_transaction does not nest")
     conn.execute("BEGIN IMMEDIATE")

@@ -11,11 +11,13 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..sandbox.contract import Lock
 from .errors import InvalidInput
-from .models import Signature, TestCase
+
+if TYPE_CHECKING:  # annotations only: a call reads versions without building models
+    from .models import Signature, TestCase
 
 __all__ = [
     "DEFAULT_POLICY",

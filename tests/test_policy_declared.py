@@ -159,7 +159,7 @@ def test_plain_in_the_jail_reaches_no_file(reg: Registry, tmp_path: Path) -> Non
     out = reg.call("read", {"path": str(secret)}, allow_unverified=True)
     assert out.status == "error" and out.result is None
     assert out.error is not None and out.error.type in ("PermissionError", "OSError")
-    assert "canary" not in json.dumps(out.model_dump(mode="json"))
+    assert "canary" not in json.dumps(out.to_json())
 
 
 def test_verify_records_policy_and_layers(reg: Registry) -> None:

@@ -308,7 +308,7 @@ class ToolServer:
 
     @staticmethod
     def _outcome(outcome: CallOutcome) -> types.CallToolResult:
-        data = outcome.model_dump(mode="json")
+        data = outcome.to_json()
         if outcome.status != "ok":
             return _error_result(data)
         return types.CallToolResult(

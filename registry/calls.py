@@ -1,0 +1,408 @@
+"""One call of one version, the only implementation: `Registry.call` and
+`toolcrib call` both run it.
+
+Resolve the reference, refuse what the registry's rules refuse (unverified,
+yanked), cap the limits, choose the policy, check the arguments against the
+version's STORED input schema, run the job on a backend, audit the call
+whatever happened, and return what the host observed.
+
+Why a module of its own, on a plain `sqlite3` connection and the sandbox's
+dataclasses: a one-shot `toolcrib call` pays for every import on its way to
+the sandbox, and pydantic (the registry's models) and sqlite-utils (its
+store) cost more there than the rest of the start together (see
+bench/bench_startup.py). Nothing here imports either; jsonschema is imported
+by the argument check, on the first call with arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..sandbox.contract import (
+    LIMIT_NAMES,
+    Backend,
+    Cancel,
+    ErrorInfo,
+    Job,
+    LimitName,
+    Limits,
+    Lock,
+    PolicyName,
+    Result,
+    Status,
+)
+from .audit import append_row, cap_value
+from .errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
+from .schema_check import arg_forms, validate_stored_arguments
+from .store import write_transaction
+from .versions import SemVer, canonical_json, parse_reference, parse_version, sha256_text
+
+__all__ = [
+    "DEFAULT_MAX_LIMITS",
+    "CallOutcome",
+    "CallTarget",
+    "Caller",
+    "VersionRow",
+    "choose_version",
+    "job_limits",
+    "job_policy",
+    "policy_name",
+    "prepare_runtime",
+    "start_backend",
+]
+
+DEFAULT_MAX_LIMITS = Limits(cpu=60, wall=120, memory=4096, output=16384, pids=256, disk=256)
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """A call's result: the CLI's `call --json` object (`to_json()`)."""
+
+    status: Status
+    tool: str
+    """name@version"""
+    backend: str
+    duration_ms: float
+    result: Any = None
+    error: ErrorInfo | None = None
+    limit: LimitName | None = None
+    stdout: str = ""
+    policy: PolicyName | None = None
+    """the policy the call ran under"""
+    layers: list[str] = field(default_factory=list)
+    """isolation layers the backend reports in force for this call"""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "result": self.result,
+            "error": self.error.to_json() if self.error is not None else None,
+            "limit": self.limit,
+            "stdout": self.stdout,
+            "tool": self.tool,
+            "backend": self.backend,
+            "policy": self.policy,
+            "layers": list(self.layers),
+            "duration_ms": self.duration_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CallTarget:
+    """What a call needs of a version, read straight from its row."""
+
+    ref: str
+    entrypoint: str
+    source: str
+    input_schema: dict[str, Any]
+    limits: Limits | None
+    policy: PolicyName
+    lock: Lock | None
+    prelude: str | None
+    status: str
+    yanked: str | None
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection, version_id: int) -> CallTarget:
+        row = conn.execute(
+            "SELECT name, version, entrypoint, source, signature, limits, policy, lock, prelude, status, yanked "
+            "FROM versions WHERE id = ?",
+            [version_id],
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no version with id {version_id}")
+        name, version, entrypoint, source, signature, limits, policy, lock, prelude, status, yanked = row
+        return cls(
+            ref=f"{name}@{version}",
+            entrypoint=entrypoint,
+            source=source,
+            input_schema=json.loads(signature)["input_schema"],
+            limits=Limits.from_json(json.loads(limits)) if limits else None,
+            policy=policy_name(policy),
+            lock=Lock.from_json(lock) if lock else None,
+            prelude=prelude,
+            status=status,
+            yanked=yanked,
+        )
+
+    def job(self, limits: Limits, policy: PolicyName, *, args: dict[str, Any] | None, snippet: str | None) -> Job:
+        """The sandbox job for one call: a snippet if there is one, else arguments."""
+        if snippet is not None:
+            return Job(source=self.source, entrypoint=self.entrypoint, mode="snippet", snippet=snippet,
+                       limits=limits, policy=policy, lock=self.lock, prelude=self.prelude)
+        return Job(source=self.source, entrypoint=self.entrypoint, mode="args", args=args or {},
+                   limits=limits, policy=policy, lock=self.lock, prelude=self.prelude,
+                   arg_forms=arg_forms(self.input_schema))
+
+
+class VersionRow:
+    """One version's identity (id, version, digest, yank state): enough to
+    choose among the versions of a name."""
+
+    __slots__ = ("id", "name", "version", "sha256", "yanked", "semver")
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        self.id: int = row[0]
+        self.name: str = row[1]
+        self.version: str = row[2]
+        self.sha256: str = row[3]
+        self.yanked: str | None = row[4]
+        self.semver: SemVer = parse_version(self.version)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @staticmethod
+    def of_name(conn: sqlite3.Connection, name: str) -> list[VersionRow]:
+        """Every version of `name`, oldest first (semver order)."""
+        cursor = conn.execute("SELECT id, name, version, sha256, yanked FROM versions WHERE name = ?", [name])
+        return sorted((VersionRow(r) for r in cursor.fetchall()), key=lambda r: r.semver.key())
+
+
+def choose_version(rows: list[Any], ref: str, *, allow_yanked: bool = True) -> Any:
+    """The row `ref` names among `rows` (one name's versions, oldest first;
+    anything with version, sha256, yanked and ref): `name@1.2.0`,
+    `name@sha256:PREFIX`, or `name` alone for the newest version not yanked."""
+    parsed = parse_reference(ref)
+    if not rows:
+        raise NotFound(f"no tool named {parsed.name!r}")
+    if parsed.version is not None:
+        found = [r for r in rows if r.version == parsed.version]
+        if not found:
+            known = ", ".join(r.version for r in rows)
+            raise NotFound(f"{parsed.name}@{parsed.version} not found (versions: {known})")
+        row = found[0]
+    elif parsed.sha_prefix is not None:
+        found = [r for r in rows if r.sha256.startswith(parsed.sha_prefix)]
+        if not found:
+            raise NotFound(f"no version of {parsed.name} has a sha256 starting with {parsed.sha_prefix}")
+        if len(found) > 1:
+            matches = ", ".join(f"{r.ref} (sha256:{r.sha256[:16]})" for r in found)
+            raise InvalidInput(f"ambiguous reference {ref!r} matches {matches}: use more hex digits")
+        row = found[0]
+    else:
+        live = [r for r in rows if r.yanked is None]
+        if not live:
+            raise NotFound(f"every version of {parsed.name} is yanked; pin one explicitly (e.g. {rows[-1].ref})")
+        return live[-1]
+    if row.yanked is not None and not allow_yanked:
+        raise PolicyRefused(
+            f"{row.ref} is yanked ({row.yanked}); pass --allow-yanked (allow_yanked=True) to use it anyway"
+        )
+    return row
+
+
+def policy_name(policy: object) -> PolicyName:
+    """A policy name as given by a caller; InvalidInput for anything else."""
+    if policy == "restricted":
+        return "restricted"
+    if policy == "plain":
+        return "plain"
+    raise InvalidInput(f"unknown policy {policy!r} (choose restricted or plain)")
+
+
+def job_policy(backend: str, policy: str | None, declared: PolicyName = "restricted") -> PolicyName:
+    """The policy a run uses: the caller's, else what the tool declared.
+
+    A tool that declared "plain" runs as plain Python on either backend.
+    One that declared "restricted" (the default) gets the policy on the
+    restricted backend and plain Python inside a Docker container (the
+    container is the boundary; ``policy="restricted"`` adds the policy there
+    as defence in depth). "plain" on the restricted backend needs its OS
+    jail: where a layer of it is missing, the backend answers "unavailable"
+    rather than run unguarded Python.
+    """
+    if policy is not None:
+        return policy_name(policy)
+    if declared == "plain" or backend != "restricted":
+        return "plain"
+    return "restricted"
+
+
+def job_limits(declared: Limits | None, maxima: Limits, overrides: dict[str, float] | None) -> Limits:
+    """The limits a run gets: what the version declared (else the defaults),
+    each capped by the registry's maxima, then the caller's overrides (never
+    above a maximum: InvalidInput)."""
+    base = (declared or Limits()).capped(maxima)
+    if not overrides:
+        return base
+    for key, value in overrides.items():
+        if key not in LIMIT_NAMES:
+            raise InvalidInput(f"unknown limit {key!r} (known: {', '.join(LIMIT_NAMES)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInput(f"limit {key} must be a number, got {value!r}")
+        maximum = getattr(maxima, key)
+        if value > maximum:
+            raise InvalidInput(f"limit {key}={value} exceeds the maximum {maximum}")
+    try:
+        return base.override(**overrides)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid {exc}") from None
+
+
+def start_backend(name: str) -> Backend:
+    """The shared backend called `name`; SandboxUnavailable if it cannot start."""
+    from ..sandbox import get_backend
+
+    try:
+        return get_backend(name)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - any start-up failure means "cannot run"
+        raise SandboxUnavailable(f"the {name} backend could not start: {exc}") from None
+
+
+def prepare_runtime(runner: Backend, ref: str, lock: Lock | None, *, no_build: bool,
+                    progress: Callable[[str], None] | None) -> None:
+    """A version with packages on a backend that runs them in an image of
+    their own (Docker): have that image, built now unless ``no_build``.
+    Raises SandboxUnavailable naming the build command."""
+    prepare = getattr(runner, "prepare", None)
+    if lock is None or prepare is None:
+        return
+    from ..sandbox.image import ImageBuildError, RuntimeImageMissing
+
+    try:
+        prepare(lock, build=not no_build, progress=progress)
+    except RuntimeImageMissing as exc:
+        raise SandboxUnavailable(
+            f"the runtime image {exc.tag} for {ref}'s packages is missing: run `toolcrib image build --for {ref}`"
+        ) from None
+    except ImageBuildError as exc:
+        raise SandboxUnavailable(f"the runtime image for {ref} cannot be built: {exc}") from None
+
+
+class Caller:
+    """Calls versions of the registry behind `conn` (a plain connection from
+    `store.connect`, or a sqlite-utils Database's ``.conn``), auditing each
+    call as `actor`."""
+
+    def __init__(self, conn: sqlite3.Connection, *, actor: str, max_limits: Limits = DEFAULT_MAX_LIMITS) -> None:
+        self.conn = conn
+        self.actor = actor
+        self.max_limits = max_limits
+
+    def _audit(self, tool: str, details: dict[str, Any]) -> None:
+        with write_transaction(self.conn):
+            append_row(self.conn, actor=self.actor, event="call", tool=tool, details=details)
+
+    def call(
+        self,
+        ref: str,
+        args: dict[str, Any] | None = None,
+        *,
+        snippet: str | None = None,
+        backend: str = "restricted",
+        limits: dict[str, float] | None = None,
+        policy: str | None = None,
+        allow_unverified: bool = False,
+        allow_yanked: bool = False,
+        cancel: Cancel | None = None,
+        no_build: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> CallOutcome:
+        """`Registry.call` (its docstring says what each argument does)."""
+        row = choose_version(VersionRow.of_name(self.conn, parse_reference(ref).name), ref, allow_yanked=True)
+        tool = CallTarget.load(self.conn, row.id)
+        mode = "snippet" if snippet is not None else "args"
+        base: dict[str, Any] = {"mode": mode, "backend": backend}
+        try:
+            if mode == "snippet":
+                if args:
+                    raise InvalidInput("pass either arguments or a snippet, not both")
+                if not isinstance(snippet, str) or not snippet.strip():
+                    raise InvalidInput("the snippet is empty")
+                try:
+                    base["snippet_sha256"] = sha256_text(snippet)
+                except UnicodeEncodeError:
+                    raise InvalidInput("the snippet is not Unicode text (it holds a lone surrogate)") from None
+                base["snippet"] = cap_value(snippet)
+            else:
+                args = {} if args is None else args
+                if not isinstance(args, dict):
+                    raise InvalidInput("arguments must be a JSON object")
+                try:
+                    base["args_sha256"] = sha256_text(canonical_json(args))
+                except (TypeError, ValueError):
+                    raise InvalidInput(
+                        "arguments must be JSON (objects, arrays, strings, finite numbers, booleans, null)"
+                    ) from None
+                base["arguments"] = cap_value(args)
+        except InvalidInput as exc:
+            self._audit(tool.ref, {**base, "status": "invalid", "reason": exc.message})
+            raise
+        try:
+            if tool.yanked is not None and not allow_yanked:
+                raise PolicyRefused(
+                    f"{tool.ref} is yanked ({tool.yanked}); pass --allow-yanked (allow_yanked=True) to call it anyway"
+                )
+            if tool.status != "verified" and not allow_unverified:
+                raise PolicyRefused(
+                    f"{tool.ref} is {tool.status}: run 'toolcrib verify {tool.ref}' first, "
+                    "or pass --allow-unverified (allow_unverified=True) to call it anyway"
+                )
+        except PolicyRefused as exc:
+            self._audit(tool.ref, {**base, "status": "refused", "reason": exc.message})
+            raise
+        try:
+            limits_used = job_limits(tool.limits, self.max_limits, limits)
+            policy_used = job_policy(backend, policy, tool.policy)
+            # The stored schema, the one `show`, bundles and `serve` advertise,
+            # is the contract (not a schema derived again from the source).
+            job_args = (
+                validate_stored_arguments(tool.input_schema, args, function=tool.entrypoint) if mode == "args" else None
+            )
+            job = tool.job(limits_used, policy_used, args=job_args, snippet=snippet)
+        except InvalidInput as exc:
+            fields = exc.fields if isinstance(exc, ArgumentsError) else {}
+            self._audit(tool.ref, {**base, "status": "invalid", "reason": exc.message, "fields": fields})
+            raise
+        try:
+            runner = start_backend(backend)
+            prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
+            result = runner.run(job, cancel)
+        except InvalidInput as exc:
+            self._audit(tool.ref, {**base, "status": "invalid", "reason": exc.message})
+            raise
+        except SandboxUnavailable as exc:
+            # Same shape as a backend that started but could not run the job.
+            result = Result(status="unavailable", backend=backend,
+                            error=ErrorInfo(type="SandboxUnavailable", message=exc.message))
+        cancelled = cancel is not None and cancel.cancelled
+        if cancelled:
+            # Whatever the killed sandbox reported, the truth is that the caller stopped it.
+            result = Result(status="error", backend=result.backend, duration_ms=result.duration_ms,
+                            layers=result.layers,
+                            error=ErrorInfo(type="Cancelled", message="the caller cancelled the call"))
+        self._audit(
+            tool.ref,
+            {
+                **base,
+                "policy": policy_used,
+                "status": "cancelled" if cancelled else result.status,
+                "limit": result.limit,
+                "error_type": result.error.type if result.error else None,
+                "duration_ms": round(result.duration_ms, 3),
+                "result": cap_value(result.result),
+                "layers": list(result.layers),
+                # A runtime image (a version with packages, on Docker): which one.
+                **({"image_digest": result.image_digest} if tool.lock and result.image_digest else {}),
+            },
+        )
+        return CallOutcome(
+            status=result.status,
+            result=result.result,
+            error=result.error,
+            limit=result.limit,
+            stdout=result.stdout,
+            tool=tool.ref,
+            backend=result.backend,
+            policy=policy_used,
+            layers=list(result.layers),
+            duration_ms=result.duration_ms,
+        )
