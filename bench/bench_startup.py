@@ -85,14 +85,14 @@ def stats(samples_ms: list[float]) -> dict[str, float]:
 Samples = tuple[list[float], list[float]]  # (wall ms, CPU ms) per repetition
 
 
-def wall(argv: list[str], env: dict[str, str], reps: int) -> Samples:
+def wall(argv: list[str], env: dict[str, str], reps: int, cwd: Path) -> Samples:
     """Wall time of a fresh process, spawn to exit, and its CPU time (user +
     system, the process itself only): on a busy machine wall time grows with
     the load, CPU time much less."""
     walls, cpus = [], []
     for _ in range(reps):
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, _, usage = os.wait4(proc.pid, 0)
         walls.append((time.perf_counter() - start) * 1000)
         cpus.append((usage.ru_utime + usage.ru_stime) * 1000)
@@ -100,11 +100,11 @@ def wall(argv: list[str], env: dict[str, str], reps: int) -> Samples:
     return walls, cpus
 
 
-def to_sandbox(argv: list[str], env: dict[str, str], reps: int) -> tuple[Samples, list[str]]:
+def to_sandbox(argv: list[str], env: dict[str, str], reps: int, cwd: Path) -> tuple[Samples, list[str]]:
     walls, cpus, heavy = [], [], []
     for _ in range(reps):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _TO_SANDBOX, *argv], env=env, capture_output=True, check=False)
+        done = subprocess.run([sys.executable, "-c", _TO_SANDBOX, *argv], env=env, cwd=cwd, capture_output=True, check=False)
         try:
             report = json.loads(done.stdout)
         except json.JSONDecodeError:
@@ -145,12 +145,24 @@ def main() -> None:
 
     exe = shutil.which("toolcrib", path=str(Path(sys.executable).parent)) or "toolcrib"
     results: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "bench.db"
+    # Every measured process runs in the temp dir: run from a source checkout,
+    # `python -c` would import the checkout's code (toolcrib/__init__.py maps
+    # it), not the copy installed beside this interpreter.
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        db = tmp / "bench.db"
         env = {**os.environ, "TOOLCRIB_REGISTRY": str(db), "BENCH_HEAVY": json.dumps(HEAVY)}
+        import toolcrib
         from toolcrib import Registry
         from toolcrib.sandbox import close_backends
 
+        measured = subprocess.run(
+            [sys.executable, "-c", "import toolcrib; print(toolcrib.__file__)"], cwd=tmp, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        if measured != toolcrib.__file__:
+            sys.exit(f"the processes would measure {measured}, this script imported {toolcrib.__file__}")
+        results["toolcrib"] = measured
+        print(f"measuring {Path(measured).parent} ({exe})", file=sys.stderr)
         with Registry(db, actor="bench") as reg:
             reg.add(TOOL, tests=[{"args": {"a": 1, "b": 2}, "expected": 3}])
             reg.verify("add")
@@ -158,16 +170,16 @@ def main() -> None:
 
         call = ["call", "add", "--args", '{"a": 1, "b": 2}']
         help_heavy = subprocess.run(
-            [sys.executable, "-c", _HELP_IMPORTS], env=env, capture_output=True, text=True, check=True
+            [sys.executable, "-c", _HELP_IMPORTS], env=env, cwd=tmp, capture_output=True, text=True, check=True
         ).stdout
         rows: list[tuple[str, Samples, str]] = [
-            ("python -c pass (floor)", wall([sys.executable, "-c", "pass"], env, reps), ""),
-            ('python -c "import click" (floor)', wall([sys.executable, "-c", "import click"], env, reps), ""),
-            ("toolcrib --help", wall([exe, "--help"], env, reps), ", ".join(json.loads(help_heavy)) or "none"),
+            ("python -c pass (floor)", wall([sys.executable, "-c", "pass"], env, reps, tmp), ""),
+            ('python -c "import click" (floor)', wall([sys.executable, "-c", "import click"], env, reps, tmp), ""),
+            ("toolcrib --help", wall([exe, "--help"], env, reps, tmp), ", ".join(json.loads(help_heavy)) or "none"),
         ]
-        sandbox_samples, call_heavy = to_sandbox(call, env, reps)
+        sandbox_samples, call_heavy = to_sandbox(call, env, reps, tmp)
         rows.append(("toolcrib call, up to the sandbox", sandbox_samples, ", ".join(call_heavy)))
-        rows.append(("toolcrib call, end to end (cold zygote)", wall([exe, *call], env, reps), ""))
+        rows.append(("toolcrib call, end to end (cold zygote)", wall([exe, *call], env, reps, tmp), ""))
         warm, first = api_calls(db, reps)
         rows.append(("API: Registry.call, zygote warm", (warm, []), ""))
         rows.append(("API: new Registry + first call, cold zygote", (first, []), ""))
