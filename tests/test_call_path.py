@@ -64,6 +64,48 @@ def test_the_cli_and_the_api_answer_a_call_alike(db: Path, args: list[str], code
     assert json.loads(out)["result"] == 7
 
 
+RISKY = (
+    "def risky(n: int) -> int:\n"
+    '    """Return n; raise on a negative n; spin forever above 100."""\n'
+    "    if n < 0:\n"
+    "        raise ValueError('negative')\n"
+    "    while n > 100:\n"
+    "        pass\n"
+    "    return n\n"
+)
+
+# Measured, so never equal between two runs.
+MEASURED = {"duration_ms"}
+
+
+@pytest.mark.parametrize(
+    ("how", "code", "status"),
+    [
+        ({"args": {"n": -1}}, 1, "error"),  # the tool raises
+        ({"snippet": "ans = risky(1).__class__\n"}, 4, "blocked"),  # the restricted compiler refuses
+        ({"args": {"n": 101}, "limits": {"cpu": 1}}, 5, "limit"),  # a loop that can only end at its limit
+    ],
+)
+def test_the_cli_and_the_api_report_a_failed_call_alike(db: Path, how: dict, code: int, status: str) -> None:
+    with Registry(db, actor="setup") as reg:
+        reg.add(RISKY, tests=[{"args": {"n": 1}, "expected": 1}])
+        reg.verify("risky")
+    argv = ["call", "risky", "--json"]
+    if "args" in how:
+        argv += ["--args", json.dumps(how["args"])]
+    else:
+        argv += ["--snippet", "-"]
+    for name, value in how.get("limits", {}).items():
+        argv += ["--limit", f"{name}={value}"]
+    exit_code, out, err = _cli(db, *argv, stdin=how.get("snippet"))
+    assert exit_code == code, err
+    cli_json = json.loads(out)
+    with Registry(db, actor="api-user") as reg:
+        api_json = reg.call("risky", **how).to_json()
+    assert cli_json["status"] == api_json["status"] == status
+    assert {k: v for k, v in cli_json.items() if k not in MEASURED} == {k: v for k, v in api_json.items() if k not in MEASURED}
+
+
 def test_refusals_and_bad_arguments_are_the_same_errors_and_audited(db: Path) -> None:
     code, _, err = _cli(db, "call", "sub", "--args", '{"a": 1, "b": 2}')
     assert code == 4 and "sub@1.0.0 is unverified" in err  # refused by policy
