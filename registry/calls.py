@@ -20,7 +20,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..sandbox.contract import (
     LIMIT_NAMES,
@@ -52,6 +52,7 @@ __all__ = [
     "job_policy",
     "policy_name",
     "prepare_runtime",
+    "sandbox_job",
     "start_backend",
 ]
 
@@ -130,13 +131,33 @@ class CallTarget:
         )
 
     def job(self, limits: Limits, policy: PolicyName, *, args: dict[str, Any] | None, snippet: str | None) -> Job:
-        """The sandbox job for one call: a snippet if there is one, else arguments."""
-        if snippet is not None:
-            return Job(source=self.source, entrypoint=self.entrypoint, mode="snippet", snippet=snippet,
-                       limits=limits, policy=policy, lock=self.lock, prelude=self.prelude)
-        return Job(source=self.source, entrypoint=self.entrypoint, mode="args", args=args or {},
-                   limits=limits, policy=policy, lock=self.lock, prelude=self.prelude,
-                   arg_forms=arg_forms(self.input_schema))
+        """The sandbox job for one call (see `sandbox_job`)."""
+        return sandbox_job(self, self.input_schema, limits, policy, args=args, snippet=snippet)
+
+
+class _Runnable(Protocol):
+    """What a job needs of a version: a CallTarget, or a registry ToolVersion."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def entrypoint(self) -> str: ...
+    @property
+    def lock(self) -> Lock | None: ...
+    @property
+    def prelude(self) -> str | None: ...
+
+
+def sandbox_job(tool: _Runnable, input_schema: dict[str, Any], limits: Limits, policy: PolicyName, *,
+                args: dict[str, Any] | None, snippet: str | None) -> Job:
+    """The sandbox job for one call or test case of `tool`: a snippet if there
+    is one, else arguments (with the forms `input_schema` gives them)."""
+    if snippet is not None:
+        return Job(source=tool.source, entrypoint=tool.entrypoint, mode="snippet", snippet=snippet,
+                   limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude)
+    return Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=args or {},
+               limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude,
+               arg_forms=arg_forms(input_schema))
 
 
 class VersionRow:

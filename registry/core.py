@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-from ..sandbox.contract import Backend, Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result
+from ..sandbox.contract import Cancel, ErrorInfo, Limits, Lock, Result
 from .admission import MAX_SOURCE_BYTES, admit, check_name, find_missing, refuse_missing
 from .audit import append_entry, cap_value, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, read_bundle
@@ -32,17 +32,16 @@ from .calls import (
     job_policy,
     policy_name,
     prepare_runtime,
+    sandbox_job,
     start_backend,
 )
 from .cases import compare, parse_tests
 from .errors import (
     AdmissionError,
-    ArgumentsError,
     BundleError,
     ConflictError,
     InvalidInput,
     NotFound,
-    PolicyRefused,
     SandboxUnavailable,
 )
 from .migrations import apply_migrations
@@ -65,7 +64,7 @@ from .models import (
 from .provenance import build_provenance, in_toto_statement
 from .search import FIT_THRESHOLD, SearchHit, rank, tool_index_terms
 from .pyast import function_body
-from .signature import arg_forms, bump_kind, derive_signature
+from .signature import bump_kind, derive_signature
 from .stats import UsageStats, usage
 from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, utc_now, write_transaction
 from .versions import (
@@ -168,20 +167,6 @@ def _unrelated(old: ToolVersion, source: str, entrypoint: str) -> bool:
         return False
     return difflib.SequenceMatcher(None, before, after, autojunk=False).ratio() < _RELATED_BODY
 
-
-_policy_name = policy_name
-
-
-def _job(
-    tool: ToolVersion, limits: Limits, policy: PolicyName, *, args: dict[str, Any] | None, snippet: str | None
-) -> Job:
-    """The sandbox job for one call or test case: a snippet if there is one, else arguments."""
-    if snippet is not None:
-        return Job(source=tool.source, entrypoint=tool.entrypoint, mode="snippet", snippet=snippet,
-                   limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude)
-    return Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=args or {},
-               limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude,
-               arg_forms=arg_forms(tool.signature.input_schema))
 
 
 def _version_record(tool: ToolVersion) -> dict[str, Any]:
@@ -403,7 +388,7 @@ class Registry:
         if not allow_missing:
             refuse_missing(missing)
         notes += [f"missing: {m.describe()}" for m in missing]
-        declared = _policy_name(policy if policy is not None else ("plain" if lock else DEFAULT_POLICY))
+        declared = policy_name(policy if policy is not None else ("plain" if lock else DEFAULT_POLICY))
         if lock is not None and declared == "restricted":
             raise InvalidInput(
                 "a version with requirements runs under the plain policy (the restricted policy's module "
@@ -697,17 +682,6 @@ class Registry:
         )
 
     # -- running -----------------------------------------------------------
-    def _limits(self, tool: ToolVersion, overrides: dict[str, float] | None) -> Limits:
-        return job_limits(tool.limits, self.max_limits, overrides)
-
-    @staticmethod
-    def _policy(backend: str, policy: str | None, declared: PolicyName = "restricted") -> PolicyName:
-        return job_policy(backend, policy, declared)
-
-    @staticmethod
-    def _backend(name: str) -> Backend:
-        return start_backend(name)
-
     def verify(
         self,
         ref: str,
@@ -723,7 +697,7 @@ class Registry:
 
         ``limits`` overrides (e.g. {"cpu": 10}) must stay within ``max_limits``.
         ``policy``: None means the tool's declared policy on the restricted
-        backend and "plain" on Docker (see `_policy`); "restricted" on Docker
+        backend and "plain" on Docker (see `calls.job_policy`); "restricted" on Docker
         is defence in depth. The evidence records the policy and the
         isolation layers in force for *every* case (the intersection of what
         the backend reported per case, in the first case's order): evidence
@@ -736,16 +710,17 @@ class Registry:
         tool = row.tool
         if not tool.tests:
             raise InvalidInput(f"{tool.ref} has no test cases: add it again with tests to verify it")
-        job_limits = self._limits(tool, limits)
-        job_policy = self._policy(backend, policy, tool.policy)
-        runner = self._backend(backend)
-        self._prepare_runtime(runner, tool, no_build=no_build, progress=progress)
+        limits_used = job_limits(tool.limits, self.max_limits, limits)
+        policy_used = job_policy(backend, policy, tool.policy)
+        runner = start_backend(backend)
+        prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
         evidence: list[CaseEvidence] = []
         digest: str | None = None
         layers: list[str] | None = None
         total = len(tool.tests)
         for index, case in enumerate(tool.tests):
-            job = _job(tool, job_limits, job_policy, args=case.args, snippet=case.snippet)
+            job = sandbox_job(tool, tool.signature.input_schema, limits_used, policy_used,
+                              args=case.args, snippet=case.snippet)
             result = runner.run(job)
             if result.status == "unavailable":
                 raise SandboxUnavailable(self._unavailable_message(backend, result))
@@ -760,7 +735,7 @@ class Registry:
             sha256=tool.sha256,
             status="verified" if passed == total else "failed",
             backend=backend,
-            policy=job_policy,
+            policy=policy_used,
             layers=layers or [],
             image_digest=digest,
             passed=passed,
@@ -775,13 +750,13 @@ class Registry:
                     "sha256": tool.sha256,
                     "status": verification.status,
                     "backend": backend,
-                    "policy": job_policy,
+                    "policy": policy_used,
                     "layers": canonical_json(verification.layers),
                     "image_digest": digest,
                     "passed": passed,
                     "failed": total - passed,
                     "cases": canonical_json([e.model_dump(mode="json") for e in evidence]),
-                    "limits": canonical_json(job_limits.to_json()),
+                    "limits": canonical_json(limits_used.to_json()),
                     "verified_at": verification.verified_at,
                 }
             )
@@ -796,18 +771,13 @@ class Registry:
                     "passed": passed,
                     "failed": total - passed,
                     "backend": backend,
-                    "policy": job_policy,
+                    "policy": policy_used,
                     "layers": verification.layers,
                     "image_digest": digest,
                     "sha256": tool.sha256,
                 },
             )
         return verification
-
-    @staticmethod
-    def _prepare_runtime(runner: Backend, tool: ToolVersion, *, no_build: bool,
-                         progress: Callable[[str], None] | None) -> None:
-        prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
 
     @staticmethod
     def _unavailable_message(backend: str, result: Result) -> str:

@@ -17,7 +17,7 @@ from .errors import ArgumentsError
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError as JsonSchemaError
 
-__all__ = ["FORM_KEY", "arg_forms", "validate_stored_arguments"]
+__all__ = ["FORM_KEY", "arg_forms", "json_arguments", "validate_stored_arguments"]
 
 # The mark a derived input schema carries on a DataFrame or ndarray parameter.
 FORM_KEY = "x-toolcrib-form"
@@ -69,6 +69,26 @@ def _schema_problem(error: JsonSchemaError) -> str:
     return f"{where}: {why}" if where else why
 
 
+def json_arguments(args: Any, prefix: str) -> tuple[str, dict[str, Any]]:
+    """Call arguments (None: none) as JSON text and as the plain JSON object
+    it parses back to; ArgumentsError, its message after `prefix`, for
+    anything that is not a JSON object of JSON values."""
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ArgumentsError(f"{prefix}: arguments must be a JSON object, not {type(args).__name__}")
+    if any(not isinstance(key, str) for key in args):
+        raise ArgumentsError(f"{prefix}: argument names must be strings")
+    try:
+        text = json.dumps(args, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentsError(f"{prefix}: arguments must be plain JSON values ({exc})") from None
+    except RecursionError:
+        raise ArgumentsError(f"{prefix}: arguments are nested too deeply") from None
+    plain: dict[str, Any] = json.loads(text)
+    return text, plain
+
+
 def validate_stored_arguments(input_schema: dict[str, Any], args: Any, *, function: str) -> dict[str, Any]:
     """Check JSON call arguments against a version's STORED input schema.
 
@@ -80,18 +100,7 @@ def validate_stored_arguments(input_schema: dict[str, Any], args: Any, *, functi
     "unexpected argument", or what the schema wanted).
     """
     prefix = f"bad arguments for {function}"
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise ArgumentsError(f"{prefix}: arguments must be a JSON object, not {type(args).__name__}")
-    if any(not isinstance(key, str) for key in args):
-        raise ArgumentsError(f"{prefix}: argument names must be strings")
-    try:
-        plain: dict[str, Any] = json.loads(json.dumps(args, allow_nan=False, ensure_ascii=False))
-    except (TypeError, ValueError) as exc:
-        raise ArgumentsError(f"{prefix}: arguments must be plain JSON values ({exc})") from None
-    except RecursionError:
-        raise ArgumentsError(f"{prefix}: arguments are nested too deeply") from None
+    _, plain = json_arguments(args, prefix)
     validator = _schema_validator(json.dumps(input_schema, sort_keys=True))
     declared = list(input_schema.get("properties", {}))
     problems: dict[str, list[str]] = {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import functools
 import hashlib
 import json
 import math
@@ -45,7 +44,7 @@ from .models import Signature
 from .pyast import imported_names
 
 # Re-exported: they live where a call can import them without pydantic.
-from .schema_check import FORM_KEY, arg_forms, validate_stored_arguments
+from .schema_check import FORM_KEY, arg_forms, json_arguments, validate_stored_arguments
 
 __all__ = ["FORM_KEY", "arg_forms", "bump_kind", "derive_signature", "validate_arguments", "validate_stored_arguments"]
 
@@ -643,19 +642,7 @@ def validate_arguments(source: str, entrypoint: str, args: Any) -> dict[str, Any
     """
     compiled = _compiled(source, entrypoint)
     prefix = f"bad arguments for {compiled.function}"
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise ArgumentsError(f"{prefix}: arguments must be a JSON object, not {type(args).__name__}")
-    if any(not isinstance(key, str) for key in args):
-        raise ArgumentsError(f"{prefix}: argument names must be strings")
-    try:
-        text = json.dumps(args, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise ArgumentsError(f"{prefix}: arguments must be plain JSON values ({exc})") from None
-    except RecursionError:
-        raise ArgumentsError(f"{prefix}: arguments are nested too deeply") from None
-    plain: dict[str, Any] = json.loads(text)
+    text, plain = json_arguments(args, prefix)
     problems: dict[str, list[str]] = {}
     try:
         compiled.model.model_validate_json(text, strict=True)

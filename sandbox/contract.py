@@ -90,6 +90,20 @@ def _text(owner: str, name: str, value: Any, *, optional: bool = False) -> None:
         raise ValueError(f"{owner} {name} must be a string, got {type(value).__name__}")
 
 
+def _strings(owner: str, name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{owner}.{name} must be a list of strings")
+    for item in value:
+        _text(owner, name, item)
+    return tuple(value)
+
+
+def _known_limits(names: Any) -> None:
+    unknown = sorted(set(names) - set(LIMIT_NAMES))
+    if unknown:
+        raise ValueError(f"unknown limit {unknown[0]!r} (known: {', '.join(LIMIT_NAMES)})")
+
+
 def _choice(owner: str, name: str, value: Any, choices: frozenset[str], *, optional: bool = False) -> None:
     if value is None and optional:
         return
@@ -127,9 +141,7 @@ class Limits:
 
     def override(self, **changes: float | int) -> "Limits":
         """A copy with some fields changed (checked; ValueError names a bad one)."""
-        unknown = sorted(set(changes) - set(LIMIT_NAMES))
-        if unknown:
-            raise ValueError(f"unknown limit {unknown[0]!r} (known: {', '.join(LIMIT_NAMES)})")
+        _known_limits(changes)
         return Limits(**{**self.to_json(), **changes})
 
     def to_json(self) -> dict[str, Any]:
@@ -141,9 +153,7 @@ class Limits:
         """Limits from a JSON object; ValueError for anything else."""
         if not isinstance(data, dict):
             raise ValueError(f"limits must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(LIMIT_NAMES))
-        if unknown:
-            raise ValueError(f"unknown limit {unknown[0]!r} (known: {', '.join(LIMIT_NAMES)})")
+        _known_limits(data)
         return cls(**data)
 
 
@@ -181,12 +191,7 @@ class Lock:
 
     def __post_init__(self) -> None:
         for name in ("requirements", "imports"):
-            items = getattr(self, name)
-            if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
-                raise ValueError(f"lock.{name} must be a list of strings")
-            for item in items:
-                _text("lock", name, item)
-            _set(self, name, tuple(items))
+            _set(self, name, _strings("lock", name, getattr(self, name)))
         if isinstance(self.packages, (str, bytes)) or not isinstance(self.packages, (list, tuple)):
             raise ValueError("lock.packages must be a list of packages")
         packages = []
@@ -351,11 +356,7 @@ class Result:
         _set(self, "duration_ms", _number("result", "duration_ms", self.duration_ms, integer=False, minimum=0,
                                           inclusive=True))
         _text("result", "image_digest", self.image_digest, optional=True)
-        if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, (list, tuple)):
-            raise ValueError("result.layers must be a list of strings")
-        for layer in self.layers:
-            _text("result", "layers", layer)
-        _set(self, "layers", tuple(self.layers))
+        _set(self, "layers", _strings("result", "layers", self.layers))
 
     @property
     def ok(self) -> bool:

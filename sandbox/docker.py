@@ -706,12 +706,9 @@ class DockerBackend:
                 raise
         sent = time.perf_counter()
         try:
-            if image_id != self._image_id:
-                # A runtime image: the evidence and the audit name it.
-                return dataclasses.replace(self._collect(
-                    container, limits, sent, cancel, restricted=job.policy == "restricted", key=key
-                ), image_digest=image_id)
-            return self._collect(container, limits, sent, cancel, restricted=job.policy == "restricted", key=key)
+            result = self._collect(container, limits, sent, cancel, restricted=job.policy == "restricted", key=key)
+            # A runtime image: the evidence and the audit name it.
+            return dataclasses.replace(result, image_digest=image_id) if image_id != self._image_id else result
         finally:
             self._trash.put(container)
 

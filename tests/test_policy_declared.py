@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 
 from toolcrib.cli import cli
 from toolcrib.registry import BundleError, Registry
+from toolcrib.registry.calls import job_policy
 from toolcrib.registry.errors import InvalidInput
 from toolcrib.sandbox import get_backend
 
@@ -210,13 +211,13 @@ def test_cli_call_and_verify_json_carry_layers(tc, tmp_path: Path) -> None:
 def test_docker_default_stays_plain_and_declared_plain_is_plain() -> None:
     # Docker's container is its boundary: a restricted-declared tool keeps
     # running as plain Python there unless the caller asks for the policy.
-    assert Registry._policy("docker", None, "restricted") == "plain"
-    assert Registry._policy("docker", None, "plain") == "plain"
-    assert Registry._policy("docker", "restricted", "plain") == "restricted"
-    assert Registry._policy("restricted", None, "restricted") == "restricted"
-    assert Registry._policy("restricted", None, "plain") == "plain"
+    assert job_policy("docker", None, "restricted") == "plain"
+    assert job_policy("docker", None, "plain") == "plain"
+    assert job_policy("docker", "restricted", "plain") == "restricted"
+    assert job_policy("restricted", None, "restricted") == "restricted"
+    assert job_policy("restricted", None, "plain") == "plain"
     with pytest.raises(InvalidInput):
-        Registry._policy("restricted", "loose", "plain")
+        job_policy("restricted", "loose", "plain")
 
 
 # -- bundles ----------------------------------------------------------------

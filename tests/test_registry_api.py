@@ -19,6 +19,7 @@ from toolcrib.registry import (
     Registry,
     TestCase,
 )
+from toolcrib.registry.calls import job_limits
 from toolcrib.sandbox.contract import Limits
 
 ADD = 'def add(a: int, b: int) -> int:\n    """Add two integers."""\n    return a + b\n'
@@ -222,16 +223,16 @@ def test_limits_overlay_and_caps(tmp_path: Path) -> None:
     with Registry(tmp_path / "r.db", max_limits=Limits(cpu=4, wall=8, memory=512, output=64, pids=8, disk=4)) as reg:
         tool = reg.add(ADD, limits=Limits(cpu=10, wall=3, memory=128)).tool
         assert tool.limits == Limits(cpu=10, wall=3, memory=128)
-        job = reg._limits(tool, None)
+        job = job_limits(tool.limits, reg.max_limits, None)
         assert (job.cpu, job.wall, job.memory, job.output, job.pids) == (4, 3, 128, 64, 8)
-        job = reg._limits(tool, {"cpu": 1.5, "memory": 256})
+        job = job_limits(tool.limits, reg.max_limits, {"cpu": 1.5, "memory": 256})
         assert (job.cpu, job.memory, job.wall) == (1.5, 256, 3)
         with pytest.raises(InvalidInput, match="unknown limit 'gpu'"):
-            reg._limits(tool, {"gpu": 1})
+            job_limits(tool.limits, reg.max_limits, {"gpu": 1})
         with pytest.raises(InvalidInput, match="exceeds the maximum 512"):
-            reg._limits(tool, {"memory": 1024})
+            job_limits(tool.limits, reg.max_limits, {"memory": 1024})
         with pytest.raises(InvalidInput, match="invalid limit cpu"):
-            reg._limits(tool, {"cpu": 0})
+            job_limits(tool.limits, reg.max_limits, {"cpu": 0})
 
 
 # -- verify and call through the real sandbox ---------------------------------
