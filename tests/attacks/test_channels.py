@@ -1,0 +1,93 @@
+"""No channel between calls without a file, socket or signal (`channels.py`):
+futexes on libc's shared text, the robust list's wake at exit, and the flags
+of descriptors 0-2. Each scenario runs a sender and a receiver at the same
+time, through the restricted backend as root and as an ordinary user, and
+the futex one between two Docker containers of the same image."""
+
+from __future__ import annotations
+
+import json
+import os
+import sysconfig
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .channels import SCENARIOS, futex_between_calls, verdict
+from .jailkit import make_backend
+
+NAMES = list(SCENARIOS)
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[Any]:
+    running = make_backend(spares=2)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_channel(name: str, backend: Any) -> None:
+    report = SCENARIOS[name](backend)
+    assert {"landlock", "seccomp"} <= set(next(iter(_replies(report)))["layers"]), report
+    why = verdict(name, report)
+    assert why is None, why
+
+
+def _replies(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [value for value in report.values() if isinstance(value, dict) and "status" in value]
+
+
+# --------------------------------------------------------------------------- as an ordinary user
+
+
+@pytest.fixture(scope="module")
+def user_report() -> Iterator[dict[str, Any]]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the driver as another user")
+    from .test_jail_user import _as_user, _free_uid, _interpreter, _leftovers
+
+    driver = os.path.join(os.path.dirname(os.path.abspath(__file__)), "channel_driver.py")
+    uid = _free_uid()
+    site_dir = sysconfig.get_paths()["purelib"]
+    if _as_user(uid, ["/bin/sh", "-c", 'test -r "$0" && test -r "$1"', driver, site_dir]).returncode != 0:
+        pytest.skip(f"this checkout or its venv is not readable by another user ({driver}, {site_dir})")
+    python = _interpreter(uid, site_dir)
+    done = _as_user(uid, [python, driver, json.dumps({"site_dirs": [site_dir], "python": python})], timeout=300)
+    assert done.returncode == 0, f"the driver died (code {done.returncode}): {done.stderr[-3000:]}"
+    lines = done.stdout.strip().splitlines()
+    assert lines, f"the driver printed nothing: {done.stderr[-3000:]}"
+    data: dict[str, Any] = json.loads(lines[-1])
+    assert data["uid"] == uid != 0
+    assert data["info"]["available"] is True and data["info"]["uid_switched"] is False, data["info"]
+    data["leftovers"] = _leftovers(uid)
+    yield data
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_channel_as_ordinary_user(name: str, user_report: dict[str, Any]) -> None:
+    entry = user_report["scenarios"][name]
+    assert "crash" not in entry, entry.get("crash")
+    why = verdict(name, entry["report"])
+    assert why is None, why
+
+
+# --------------------------------------------------------------------------- Docker
+
+
+@pytest.mark.docker
+def test_no_futex_channel_between_containers(docker_image: str) -> None:
+    from toolcrib.sandbox.docker import DockerBackend
+
+    dock = DockerBackend(pool_size=2, image=docker_image)
+    try:
+        assert dock.unavailable_reason is None, dock.unavailable_reason
+        report = futex_between_calls(dock)
+    finally:
+        dock.close()
+    why = verdict("futex_between_calls", report)
+    assert why is None, why
