@@ -15,7 +15,7 @@ import click
 
 from ..registry.errors import ExtraMissing, InvalidInput, NotFound
 
-__all__ = ["COMMANDS", "DATABASE", "QUERIES", "browse", "datasette_for", "metadata"]
+__all__ = ["COMMANDS", "DATABASE", "QUERIES", "browse", "datasette_for", "metadata", "own_names", "refuse_foreign_hosts"]
 
 # The database's name in Datasette, and so in every URL: /registry/<query>.
 DATABASE = "registry"
@@ -121,6 +121,46 @@ def datasette_for(path: Path) -> Any:
     return ds
 
 
+def own_names(port: int) -> frozenset[str]:
+    """The Host values that mean this server: 127.0.0.1, localhost and [::1] on its port."""
+    return frozenset(f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]"))
+
+
+def refuse_foreign_hosts(app: Any, port: int) -> Any:
+    """An ASGI middleware: a request whose Host is not one of `own_names`
+    (421), or whose Origin is not http:// + one of them (403), never reaches
+    Datasette.
+
+    Binding loopback is not enough: a page on another origin can have its own
+    name resolve to 127.0.0.1 (DNS rebinding) and then read the registry,
+    audit log included, as same-origin. Its requests carry that name as Host."""
+    hosts = own_names(port)
+    origins = frozenset(f"http://{name}" for name in hosts)
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = {k.lower(): v for k, v in scope.get("headers") or []}
+            origin = headers.get(b"origin")
+            if headers.get(b"host", b"").decode("latin-1") not in hosts:
+                await _refuse(scope, send, 421, "this server answers only to 127.0.0.1, localhost or [::1] on its port")
+                return
+            if origin is not None and origin.decode("latin-1") not in origins:
+                await _refuse(scope, send, 403, "cross-origin requests are refused")
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+async def _refuse(scope: dict[str, Any], send: Any, status: int, message: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+    await send({"type": "http.response.body", "body": message.encode() + b"\n"})
+
+
 def _registry_file() -> Path:
     from ..registry import default_registry_path
     from .common import State
@@ -163,7 +203,6 @@ def browse(port: int, open_browser: bool) -> None:
 
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(ds.app(), log_level="warning", lifespan="on"))
     # Bound here, not by uvicorn: the port is known (and printed) before serving,
     # and connections made from now on wait in the backlog.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -174,7 +213,10 @@ def browse(port: int, open_browser: bool) -> None:
         sock.close()
         raise InvalidInput(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
     sock.listen(128)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/{DATABASE}"
+    bound = sock.getsockname()[1]
+    app = refuse_foreign_hosts(ds.app(), bound)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    url = f"http://127.0.0.1:{bound}/{DATABASE}"
     try:
         click.echo(f"Browsing {path} read-only at {url} (Ctrl-C to stop)", err=True)
         if open_browser:

@@ -15,10 +15,17 @@ __all__ = ["COMMANDS", "serve"]
               help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (0 picks a free port; "
                    "the address is printed on stderr).")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind with --http. Anything but loopback needs --allow-remote and --token.")
+              help="Address to bind with --http. Anything but 127.0.0.1, ::1 or localhost needs --token; "
+                   "anything but loopback also --allow-remote.")
 @click.option("--allow-remote", is_flag=True, help="Allow --host to be a non-loopback address (requires --token).")
 @click.option("--token", envvar="TOOLCRIB_SERVE_TOKEN", metavar="SECRET",
               help="Bearer token every HTTP request must carry ($TOOLCRIB_SERVE_TOKEN keeps it out of ps).")
+@click.option("allow_hosts", "--allow-host", multiple=True, metavar="HOST:PORT",
+              help="Also accept this Host header (exact; repeatable). Default: the bound address and port, "
+                   "and the loopback names on a loopback or wildcard bind.")
+@click.option("allow_origins", "--allow-origin", multiple=True, metavar="ORIGIN",
+              help="Also accept this Origin header (exact, e.g. https://app.example; repeatable). "
+                   "Default: http:// + each default Host.")
 @click.option("tool_globs", "--tool", multiple=True, metavar="GLOB",
               help="Serve only tools whose name matches (e.g. 'sort_*'). Repeatable. Default: every verified tool.")
 @click.option("--backend", type=click.Choice(BACKEND_NAMES), default="restricted", show_default=True,
@@ -27,8 +34,9 @@ __all__ = ["COMMANDS", "serve"]
               help="Also offer add_tool and verify_tool, so a client can register and verify new versions.")
 @click.option("--poll", "poll_seconds", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
               metavar="SECONDS", help="How often to look for versions verified, yanked or deprecated meanwhile.")
-def serve(http_port: int | None, host: str, allow_remote: bool, token: str | None, tool_globs: tuple[str, ...],
-          backend: str, allow_add: bool, poll_seconds: float) -> None:
+def serve(http_port: int | None, host: str, allow_remote: bool, token: str | None, allow_hosts: tuple[str, ...],
+          allow_origins: tuple[str, ...], tool_globs: tuple[str, ...], backend: str, allow_add: bool,
+          poll_seconds: float) -> None:
     """Serve verified tools to MCP clients (stdio by default).
 
     Lists the newest verified, non-yanked, non-deprecated version of each
@@ -38,21 +46,25 @@ def serve(http_port: int | None, host: str, allow_remote: bool, token: str | Non
     back as isError results carrying the same JSON as `call --json`. Clients
     are notified (tools/list_changed) when a version is verified or yanked
     while the server runs. Tools are chosen by name (--tool); toolcrib has
-    no tags.
+    no tags. Over HTTP every request's Host and Origin must name this
+    server (DNS rebinding); with --allow-add, what a client adds is served
+    to that client only (docs/mcp.md).
 
     \b
     Examples:
         toolcrib --registry tools.db serve
         toolcrib serve --tool 'sort_*' --backend docker
         toolcrib serve --http 8765
-        toolcrib serve --http 8765 --host 0.0.0.0 --allow-remote --token "$SECRET"
+        toolcrib serve --http 8765 --host 0.0.0.0 --allow-remote --token "$SECRET" --allow-host tools.lan:8765
     """
+    from functools import partial
+
     import anyio
 
     from ..mcp_server import ServeOptions, ToolServer, check_bind, run_http, run_stdio
 
-    if http_port is None and (allow_remote or host != "127.0.0.1" or token):
-        raise CLIError("--host, --allow-remote and --token apply to --http only")
+    if http_port is None and (allow_remote or host != "127.0.0.1" or token or allow_hosts or allow_origins):
+        raise CLIError("--host, --allow-remote, --token, --allow-host and --allow-origin apply to --http only")
     if http_port is not None:
         check_bind(host, allow_remote=allow_remote, token=token)
     path = open_registry(create=False).path
@@ -62,7 +74,8 @@ def serve(http_port: int | None, host: str, allow_remote: bool, token: str | Non
         if http_port is None:
             anyio.run(run_stdio, server)
         else:
-            anyio.run(run_http, server, host, http_port, token)
+            anyio.run(partial(run_http, server, host, http_port, token, allow_hosts=allow_hosts,
+                              allow_origins=allow_origins))
     except KeyboardInterrupt:
         pass
     finally:

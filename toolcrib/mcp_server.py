@@ -49,6 +49,7 @@ from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import INVALID_PARAMS
 
@@ -100,15 +101,32 @@ class ServeOptions:
 
 
 def check_bind(host: str, *, allow_remote: bool, token: str | None) -> None:
-    """Refuse a non-loopback bind unless explicitly allowed, and then only with a token.
+    """Refuse a non-loopback bind unless explicitly allowed, and any bind but
+    the local names (`is_local_name`) without a token.
 
     Raises InvalidInput (exit 2)."""
-    if _is_loopback(host):
+    if is_local_name(host):
         return
-    if not allow_remote:
+    if not _is_loopback(host) and not allow_remote:
         raise InvalidInput(f"refusing to listen on {host}, which is not a loopback address: pass --allow-remote (and --token) to serve other machines")
     if not token:
-        raise InvalidInput(f"listening on {host} needs a bearer token: pass --token (or set TOOLCRIB_SERVE_TOKEN)")
+        raise InvalidInput(f"listening on {host} needs a bearer token (only 127.0.0.1, ::1 and localhost are served "
+                           f"without one): pass --token (or set TOOLCRIB_SERVE_TOKEN)")
+
+
+def is_local_name(host: str) -> bool:
+    """127.0.0.1, ::1 or localhost: the addresses served without a token.
+
+    Not the whole of 127.0.0.0/8: other loopback addresses are what a
+    rebinding name, a container's port mapping or a shared network namespace
+    tends to reach, so they are treated like any other address."""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return address in (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
 def _is_loopback(host: str) -> bool:
@@ -118,6 +136,37 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _netloc(host: str, port: int) -> str:
+    """HOST:PORT as a Host header spells it (an IPv6 address in brackets)."""
+    bare = host.strip("[]")
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
+def header_allow_list(host: str, port: int, *, extra_hosts: tuple[str, ...] = (),
+                      extra_origins: tuple[str, ...] = ()) -> TransportSecuritySettings:
+    """The Host and Origin values a server bound to HOST:PORT accepts.
+
+    DNS rebinding (the MCP specification's transport security guidance): a
+    page on another origin gets its own name resolved to this address, and
+    the browser then sends that name as Host and the page's origin as Origin.
+    So only names that mean this server are accepted: the bound address on
+    the bound port, the loopback names when the bind covers loopback (a
+    local name or a wildcard address), and what the operator adds
+    (`--allow-host`, `--allow-origin`, exact values). Ports are exact: no
+    ``:*`` wildcard, another port is another origin. A request without an
+    Origin (not a browser's) is checked on Host alone."""
+    bare = host.strip("[]")
+    names = [_netloc(bare, port)]
+    wildcard = bare in ("0.0.0.0", "::")
+    if wildcard or is_local_name(bare):
+        names += [_netloc(local, port) for local in ("127.0.0.1", "localhost", "::1")]
+    if wildcard:
+        names.remove(_netloc(bare, port))  # nobody connects to the wildcard address itself
+    hosts = list(dict.fromkeys([*names, *extra_hosts]))
+    origins = list(dict.fromkeys([*(f"http://{name}" for name in names), *extra_origins]))
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
 def _actor(ctx: ServerRequestContext[Any, Any]) -> str:
@@ -408,6 +457,31 @@ async def run_stdio(server: ToolServer) -> None:
 _ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
+def _check_headers(app: _ASGIApp, settings: TransportSecuritySettings) -> _ASGIApp:
+    """Refuse every HTTP request whose Host (421) or Origin (403) is not on the
+    allow-list, whatever its path, before authentication or any handler.
+
+    The SDK's transport checks the same settings on its MCP endpoint; this
+    outer door covers every other path too, with the SDK's own validation."""
+    security = TransportSecurityMiddleware(settings)
+
+    async def guarded(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                      send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] in ("http", "websocket"):
+            from starlette.requests import Request
+
+            refusal = await security.validate_request(Request({**scope, "type": "http"}))
+            if refusal is not None:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await refusal(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
 def _require_token(app: _ASGIApp, token: str) -> _ASGIApp:
     """Refuse any HTTP request without ``Authorization: Bearer <token>`` (401)."""
     expected = f"Bearer {token}".encode()
@@ -427,11 +501,14 @@ def _require_token(app: _ASGIApp, token: str) -> _ASGIApp:
 
 
 async def run_http(server: ToolServer, host: str, port: int, token: str | None,
-                   announce: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> None:
+                   announce: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True), *,
+                   allow_hosts: tuple[str, ...] = (), allow_origins: tuple[str, ...] = ()) -> None:
     """Serve streamable HTTP at http://HOST:PORT/mcp until interrupted.
 
     The socket is bound here (port 0 picks a free one) and its real address
-    announced on stderr before the first request can arrive."""
+    announced on stderr before the first request can arrive. Every request's
+    Host and Origin are checked against `header_allow_list` (built from the
+    bound port, plus ``allow_hosts``/``allow_origins``), then its token."""
     import uvicorn
 
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
@@ -445,9 +522,11 @@ async def run_http(server: ToolServer, host: str, port: int, token: str | None,
     sock.listen(128)
     sock.setblocking(False)
     bound_port = sock.getsockname()[1]
-    app: Any = server.server.streamable_http_app(host=host)
+    settings = header_allow_list(host, bound_port, extra_hosts=allow_hosts, extra_origins=allow_origins)
+    app: Any = server.server.streamable_http_app(host=host, transport_security=settings)
     if token:
         app = _require_token(app, token)
+    app = _check_headers(app, settings)  # outermost: a foreign name learns nothing, not even that a token is needed
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
     web = uvicorn.Server(config)
     await anyio.to_thread.run_sync(server.warm_up)
