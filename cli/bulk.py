@@ -24,6 +24,7 @@ import click
 from ..registry import AddResult, ProvenanceInput, Registry
 from ..registry.cases import load_tests
 from ..registry.errors import InvalidInput, ToolcribError
+from ..sandbox.wire import MAX_FILE_DEPTH, ProtocolError, read_json
 from .common import CLIError
 
 __all__ = ["Entry", "Outcome", "is_table", "provenance_for", "read_entries", "report", "run_entries"]
@@ -99,9 +100,9 @@ def _json_cell(value: Any, column: str, kind: type) -> Any:
         if not value.strip():
             return None
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as err:
-            raise InvalidInput(f"column {column!r} is not JSON: {err.msg}") from None
+            value = read_json(value, f"column {column!r}", max_depth=MAX_FILE_DEPTH)
+        except ProtocolError as err:
+            raise InvalidInput(str(err)) from None
     if value is not None and not isinstance(value, kind):
         raise InvalidInput(f"column {column!r} must be a {'list' if kind is list else 'object'}")
     return value
@@ -154,9 +155,9 @@ def _table_entries(path: Path) -> list[Entry]:
                 continue
             label = f"{path}:{number}"
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                entries.append(Entry(label=label, problem=f"not JSON: {err.msg}"))
+                row = read_json(line, "the line", max_depth=MAX_FILE_DEPTH)
+            except ProtocolError as err:
+                entries.append(Entry(label=label, problem=str(err)))
                 continue
             if not isinstance(row, dict):
                 entries.append(Entry(label=label, problem="a line must be a JSON object"))

@@ -12,6 +12,7 @@ from ..registry.errors import InvalidInput, exit_code_for_status
 from ..sandbox import BACKEND_NAMES
 from .common import (
     F,
+    CLIError,
     echo_json,
     echo_table,
     json_option,
@@ -148,22 +149,31 @@ def verify(
 
 
 def _parse_call_args(args_json: str | None, arg_pairs: tuple[str, ...]) -> dict[str, Any]:
+    # The sandbox's bounded reader (size, depth, integer digits, finite
+    # numbers): arguments over a bound are exit 2 here, before any registry
+    # or sandbox is touched.
+    from ..sandbox.wire import NotJSON, OverBound, read_json
+
     args: dict[str, Any] = {}
     if args_json is not None:
         try:
-            parsed = json.loads(args_json)
-        except json.JSONDecodeError as err:
-            raise click.BadParameter(f"not JSON: {err.msg} (column {err.colno})", param_hint="--args") from None
+            parsed = read_json(args_json, "--args")
+        except (NotJSON, OverBound) as err:
+            raise CLIError(str(err)) from None
         if not isinstance(parsed, dict):
             raise click.BadParameter("must be a JSON object of argument names to values", param_hint="--args")
         args.update(parsed)
     for key, raw in parse_key_values(arg_pairs, "--arg").items():
         # A value that parses as JSON is taken as JSON (numbers, lists, true);
         # anything else is a plain string, so --arg word=hello just works.
+        # JSON over a bound (a 5,000-digit integer, 1e400) is refused, not
+        # silently passed on as a string.
         try:
-            args[key] = json.loads(raw)
-        except json.JSONDecodeError:
+            args[key] = read_json(raw, f"--arg {key}")
+        except NotJSON:
             args[key] = raw
+        except OverBound as err:
+            raise CLIError(str(err)) from None
     return args
 
 

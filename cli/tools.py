@@ -604,11 +604,15 @@ def import_(path: str, json_output: bool) -> None:
         toolcrib import two-tools.json
         cat bundle.json | toolcrib import - --json
     """
+    from ..sandbox.wire import MAX_FILE_DEPTH, ProtocolError, read_json
+
     text = read_text_argument(path, "bundle")
     try:
-        bundle = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CLIError(f"bundle is not JSON: line {err.lineno} column {err.colno}: {err.msg}") from None
+        # Bounded (size, depth, integer digits, finite numbers): a bundle is
+        # someone else's bytes.
+        bundle = read_json(text, "bundle", max_depth=MAX_FILE_DEPTH)
+    except ProtocolError as err:
+        raise CLIError(str(err)) from None
     results = open_registry(create=True).import_bundle(bundle)
     if json_output:
         echo_json(

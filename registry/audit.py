@@ -30,6 +30,8 @@ __all__ = [
     "GENESIS_HASH",
     "append_entry",
     "append_row",
+    "bounded_details",
+    "cap_text",
     "cap_value",
     "entry_hash",
     "list_entries",
@@ -74,6 +76,45 @@ def cap_value(value: Any, limit: int = CAP_BYTES) -> Any:
     return {"$truncated": True, "bytes": len(data), "prefix": data[:limit].decode("utf-8", "ignore")}
 
 
+def cap_text(text: str, limit: int = CAP_BYTES) -> str:
+    """`text` if its UTF-8 is at most `limit` bytes, else its first bytes (cut
+    back to a whole character) and ``…(+N bytes)`` naming how much was cut,
+    within `limit` bytes in all. Lone surrogates come back as U+FFFD."""
+    text = _LONE_SURROGATE.sub("\ufffd", text)
+    if len(text) * 4 <= limit:  # no encoding needed: even four bytes a character fit
+        return text
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    kept = data[: limit - 32].decode("utf-8", "ignore")
+    return f"{kept}…(+{len(data) - len(kept.encode('utf-8'))} bytes)"
+
+
+def _is_marker(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("$truncated") is True and set(value) == {"$truncated", "bytes", "prefix"}
+
+
+def bounded_details(details: dict[str, Any]) -> dict[str, Any]:
+    """The one place an entry's details are bounded, whoever built them: every
+    field at most CAP_BYTES. A string (a refusal reason, a yank reason, a
+    field error) is cut by `cap_text`; any other value by `cap_value` (a
+    ``$truncated`` marker when its JSON is longer); a marker `cap_value`
+    already made is kept. So an invalid call with a 10 MB argument, whose
+    reason and field errors quote it, still writes an entry of a few KiB."""
+    out: dict[str, Any] = {}
+    for key, value in details.items():
+        key = cap_text(str(key), 256)
+        if isinstance(value, str):
+            out[key] = cap_text(value)
+        elif _is_marker(value):
+            out[key] = value
+        else:
+            capped = cap_value(value)
+            # Not JSON at all: left as it is, for append_row to record why.
+            out[key] = value if _is_marker(capped) and capped["bytes"] is None else capped
+    return out
+
+
 def _short_repr(value: Any, limit: int) -> str:
     try:
         return repr(value)[:limit]
@@ -111,8 +152,11 @@ def append_row(
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     # Round-trip through canonical JSON so what is hashed is exactly what is
     # stored; whatever bytes a tool returned, the entry can be written.
+    # Whatever the caller passed, and whoever chose the actor (`--actor`, an
+    # MCP client's name): bounded before it is hashed and stored.
+    actor = cap_text(actor)
     try:
-        details_text = _safe_json(details or {})
+        details_text = _safe_json(bounded_details(details or {}))
     except (TypeError, ValueError) as exc:
         # Never lose the entry itself over a detail that is not JSON.
         details_text = _safe_json({"unrecordable_details": f"{type(exc).__name__}: {exc}"[:CAP_BYTES]})

@@ -168,10 +168,6 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def load_tests(text: str) -> list[TestCase]:
     """Parse a tests file (JSON: a list of cases, or ``{"cases": [...]}``)."""
     if isinstance(text, bytes):
@@ -179,14 +175,15 @@ def load_tests(text: str) -> list[TestCase]:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise TestsFormatError("the tests file is not UTF-8 text") from None
+    # The host's one bounded reader: size, depth, integer digits, finite numbers.
+    from ..sandbox.wire import MAX_FILE_DEPTH, NotJSON, OverBound, read_json
+
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise TestsFormatError(f"the tests file is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except ValueError as exc:
-        raise TestsFormatError(f"the tests file is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise TestsFormatError("the tests file is nested too deeply") from None
+        data = read_json(text, "the tests file", max_depth=MAX_FILE_DEPTH, object_pairs_hook=_no_duplicate_keys)
+    except NotJSON as exc:
+        raise TestsFormatError(f"the tests file is not valid JSON: {exc.detail}") from None
+    except OverBound as exc:
+        raise TestsFormatError(str(exc)) from None
     return parse_tests(data)
 
 

@@ -59,14 +59,25 @@ def _schema_validator(schema_json: str) -> Any:
     return jsonschema.validators.extend(base, type_checker=strict)(json.loads(schema_json))
 
 
+# jsonschema's messages quote the offending value whole: a 10 MB argument
+# made a 10 MB message (printed, returned to MCP clients, audited). What a
+# message says of one field, and how many fields it names, are capped.
+_MAX_PROBLEM_CHARS = 300
+_MAX_FIELDS = 20
+
+
+def _short(text: str, limit: int = _MAX_PROBLEM_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 30]}... ({len(text)} characters)"
+
+
 def _schema_problem(error: JsonSchemaError) -> str:
-    where = "".join(f"[{json.dumps(step)}]" for step in list(error.absolute_path)[1:])
+    where = "".join(f"[{_short(json.dumps(step), 60)}]" for step in list(error.absolute_path)[1:8])
     if error.context:
         # anyOf/oneOf: say what each alternative wanted, like the derived validator does.
-        why = " or ".join(dict.fromkeys(sub.message for sub in error.context[:3]))
+        why = " or ".join(dict.fromkeys(_short(sub.message) for sub in error.context[:3]))
     else:
-        why = error.message
-    return f"{where}: {why}" if where else why
+        why = _short(error.message)
+    return _short(f"{where}: {why}" if where else why)
 
 
 def json_arguments(args: Any, prefix: str) -> tuple[str, dict[str, Any]]:
@@ -119,8 +130,11 @@ def validate_stored_arguments(input_schema: dict[str, Any], args: Any, *, functi
             problems.setdefault(field, []).append(_schema_problem(error))
     if problems:
         ordered = [n for n in declared if n in problems] + sorted(set(problems) - set(declared))
-        fields = {name: " or ".join(list(dict.fromkeys(problems[name]))[:3]) for name in ordered}
+        fields = {_short(name, 100): _short(" or ".join(list(dict.fromkeys(problems[name]))[:3]))
+                  for name in ordered[:_MAX_FIELDS]}
         detail = "; ".join(f"{name}: {why}" for name, why in fields.items())
+        if len(ordered) > _MAX_FIELDS:
+            detail += f"; and {len(ordered) - _MAX_FIELDS} more"
         raise ArgumentsError(f"{prefix}: {detail}", fields)
     return plain
 

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # annotations only: a call reads versions without building mo
 
 __all__ = [
     "DEFAULT_POLICY",
+    "MAX_REFERENCE_CHARS",
+    "MAX_VERSION_CHARS",
     "MIN_SHA_PREFIX",
     "Reference",
     "SemVer",
@@ -152,11 +154,26 @@ class SemVer:
         return self.key() >= other.key()
 
 
+# Longest version string and reference read: checked before the pattern or
+# int() sees them, so a version of 5,000 digits (past Python's int-to-string
+# limit) is a clean InvalidInput, and a message never quotes a megabyte.
+MAX_VERSION_CHARS = 128
+MAX_REFERENCE_CHARS = 64 + 1 + MAX_VERSION_CHARS
+
+
+def _quoted(text: object) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 60 else f"{shown[:50]}... ({len(str(text))} characters)"
+
+
 def parse_version(text: str) -> SemVer:
-    """Parse a semantic version; InvalidInput if it is not one."""
+    """Parse a semantic version; InvalidInput if it is not one (or is longer
+    than MAX_VERSION_CHARS)."""
+    if isinstance(text, str) and len(text) > MAX_VERSION_CHARS:
+        raise InvalidInput(f"invalid version {_quoted(text)}: longer than {MAX_VERSION_CHARS} characters")
     match = _SEMVER_RE.fullmatch(text) if isinstance(text, str) else None
     if not match:
-        raise InvalidInput(f"invalid version {text!r}: expected MAJOR.MINOR.PATCH[-PRERELEASE], e.g. 1.2.0")
+        raise InvalidInput(f"invalid version {_quoted(text)}: expected MAJOR.MINOR.PATCH[-PRERELEASE], e.g. 1.2.0")
     major, minor, patch, pre = match.groups()
     return SemVer(int(major), int(minor), int(patch), tuple(pre.split(".")) if pre else ())
 
@@ -200,10 +217,10 @@ class Reference:
 
 def parse_reference(ref: str) -> Reference:
     """Parse a reference; InvalidInput naming the accepted forms if malformed."""
-    match = _REF_RE.fullmatch(ref) if isinstance(ref, str) else None
+    match = _REF_RE.fullmatch(ref) if isinstance(ref, str) and len(ref) <= MAX_REFERENCE_CHARS else None
     if not match:
         raise InvalidInput(
-            f"invalid reference {ref!r}: expected NAME, NAME@VERSION (e.g. add@1.2.0) "
+            f"invalid reference {_quoted(ref)}: expected NAME, NAME@VERSION (e.g. add@1.2.0) "
             f"or NAME@sha256:HEX (at least {MIN_SHA_PREFIX} hex digits)"
         )
     prefix = match.group("prefix")

@@ -11,8 +11,9 @@ Two things cross, and they are trusted differently:
 - The *reply*: the JSON object `execute.run_job` writes. Under the
   ``restricted`` policy it is built by the policy's own code; under ``plain``
   the tool is arbitrary Python in the same process and could have written any
-  bytes. `parse_reply` checks it hard either way: JSON only (``NaN`` and
-  ``Infinity`` refused), at most the output cap in bytes, nested no deeper
+  bytes. `parse_reply` checks it hard either way: JSON only (``NaN``,
+  ``Infinity`` and numbers that overflow to infinity, like ``1e400``,
+  refused; integers of at most MAX_INT_DIGITS digits), at most the output cap in bytes, nested no deeper
   than the sandbox ever nests a result (checked on the text before it is
   parsed, so a forged reply 1,000 levels deep is refused, never a
   RecursionError), the exact shape, and lone surrogates replaced with U+FFFD
@@ -61,15 +62,21 @@ import json
 import math
 import re
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
     "FACT_KEYS",
     "KEY_CHARS",
     "LIMIT_NAMES",
+    "MAX_FILE_DEPTH",
+    "MAX_INT_DIGITS",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_REPLY_DEPTH",
     "MAX_RESULT_DEPTH",
+    "NotJSON",
+    "OverBound",
     "OverCap",
     "ProtocolError",
     "REPLY_STATUSES",
@@ -79,8 +86,11 @@ __all__ = [
     "job_message",
     "memory_used",
     "needs_facts",
+    "parse_float",
     "parse_frame_header",
+    "parse_int",
     "parse_reply",
+    "read_json",
     "safe_text",
 ]
 
@@ -153,8 +163,8 @@ def _safe_value(value: Any) -> Any:
     return value
 
 
-def _shallow(raw: bytes) -> bool:
-    """Whether the JSON text nests arrays and objects at most MAX_REPLY_DEPTH
+def _shallow(raw: bytes, max_depth: int = MAX_REPLY_DEPTH) -> bool:
+    """Whether the JSON text nests arrays and objects at most `max_depth`
     deep, found without parsing it (so without recursion) at C speed.
 
     Strings are cut out first (escape pairs removed left to right, as a JSON
@@ -165,11 +175,11 @@ def _shallow(raw: bytes) -> bool:
     is too deep or not JSON, and on text that is not JSON this never counts
     less than a JSON reader would descend before it failed.
     """
-    if raw.count(b"[") + raw.count(b"{") <= MAX_REPLY_DEPTH:
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:
         return True  # brackets inside strings counted too: never under
     unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     brackets = b"".join(unescaped.split(b'"')[::2]).translate(_AS_BRACKETS, _NOT_BRACKETS)
-    for _level in range(MAX_REPLY_DEPTH):
+    for _level in range(max_depth):
         if not brackets:
             return True
         inner = brackets.replace(b"[]", b"")
@@ -179,23 +189,127 @@ def _shallow(raw: bytes) -> bool:
     return not brackets
 
 
+# --------------------------------------------------------------------------- bounded JSON
+#
+# `read_json` is the one JSON reader for everything the host reads from
+# users, files and peers (call arguments, bundles, tests and task files, the
+# sandbox's reply): the bounds below hold for all of them, so a hostile input
+# is a clean refusal (exit 2 at the CLI), never a RecursionError, a
+# ValueError from deep inside int(), or an ``Infinity`` printed as JSON.
+
+# Python refuses to turn an int of more digits than this into text (its
+# int-to-string limit, sys.get_int_max_str_digits() by default); such a
+# number could be read but never written back, so it is refused on the way in.
+MAX_INT_DIGITS = 4300
+# Arrays and objects nested in one another, outermost included: a call's
+# arguments (the object, and values as deep as a result may be)...
+MAX_JSON_DEPTH = 64
+# ...and a file that holds such values in a structure of its own (a bundle,
+# a tests file, a task file): values nested up to registry.cases' 100 levels.
+MAX_FILE_DEPTH = 128
+# Any one JSON text the host reads (a bundle is the largest honest one).
+MAX_JSON_BYTES = 64 * 1024 * 1024
+# A run of more digits than MAX_INT_DIGITS anywhere in the text: only then is
+# the (slower, per-number) integer check needed.
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
+
+
+class NotJSON(ProtocolError):
+    """The text is not JSON (``NaN`` and ``Infinity`` included: they are not
+    JSON). ``detail``: why, without the name of what was read."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"{what} is not JSON: {detail}")
+        self.detail = detail
+
+
+class OverBound(ProtocolError):
+    """JSON over one of `read_json`'s bounds: size, depth, an integer's digits,
+    or a number too large to be finite. ``detail``: which, without the name
+    of what was read."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"{what}: {detail}")
+        self.detail = detail
+
+
+class _Refused(Exception):
+    # Raised inside json.loads by a hook, which cannot know what is being read.
+    def __init__(self, problem: str, bound: bool) -> None:
+        super().__init__(problem)
+        self.problem, self.bound = problem, bound
+
+
 def _refuse_constant(name: str) -> Any:
-    raise ProtocolError(f"the reply holds {name}, which is not JSON")
+    raise _Refused(f"{name} is not JSON", bound=False)
+
+
+def parse_int(text: str) -> int:
+    """A JSON integer, refused (before int() sees it) past MAX_INT_DIGITS digits."""
+    digits = len(text) - (text[:1] == "-")
+    if digits > MAX_INT_DIGITS:
+        raise _Refused(f"integer with {digits} digits (limit {MAX_INT_DIGITS})", bound=True)
+    return int(text)
+
+
+def parse_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one that overflows to an
+    infinity (``1e400``) is refused, so a non-finite number never gets in,
+    however it is spelled."""
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise _Refused(f"number {shown} is too large (not a finite float)", bound=True)
+    return value
+
+
+def read_json(
+    data: bytes | str,
+    what: str,
+    *,
+    max_bytes: int = MAX_JSON_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
+    encoding: str = "utf-8",
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+) -> Any:
+    """Parse one JSON text the host was given, within bounds.
+
+    Raises OverBound past ``max_bytes`` (of UTF-8), nested deeper than
+    ``max_depth`` (checked on the text before parsing: never a
+    RecursionError), an integer of more than MAX_INT_DIGITS digits or a
+    number that overflows to infinity; NotJSON for anything else that is not
+    JSON, ``NaN`` and ``Infinity`` included. Messages start with `what`
+    (``--args: integer with 5000 digits (limit 4300)``, ``--args is not
+    JSON: line 1 column 4: Expecting value``).
+    """
+    if isinstance(data, str):
+        text, raw = data, data.encode("utf-8", "surrogatepass")
+    else:
+        raw = data
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            raise NotJSON(what, f"not {encoding.upper()} text") from None
+    if len(raw) > max_bytes:
+        raise OverBound(what, f"{len(raw)} bytes (limit {max_bytes})")
+    if not _shallow(raw, max_depth):
+        raise OverBound(what, f"nested deeper than {max_depth} levels (or not JSON)")
+    hooks: dict[str, Any] = {"parse_constant": _refuse_constant, "parse_float": parse_float}
+    if _LONG_DIGITS.search(raw):
+        hooks["parse_int"] = parse_int
+    try:
+        return json.loads(text, object_pairs_hook=object_pairs_hook, **hooks)
+    except _Refused as exc:
+        raise (OverBound if exc.bound else NotJSON)(what, exc.problem) from None
+    except json.JSONDecodeError as exc:
+        raise NotJSON(what, f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise NotJSON(what, str(exc)[:200]) from None
 
 
 def _loads(raw: bytes, what: str, encoding: str = "utf-8") -> Any:
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError:
-        raise ProtocolError(f"the {what} is not {encoding.upper()} text") from None
-    if not _shallow(raw):
-        raise ProtocolError(f"the {what} is nested deeper than {MAX_REPLY_DEPTH} levels (or is not JSON)")
-    try:
-        return json.loads(text, parse_constant=_refuse_constant)
-    except ProtocolError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"the {what} is not JSON ({str(exc)[:200]})") from None
+    # A reply or a frame header: nested no deeper than the sandbox nests.
+    return read_json(raw, f"the {what}", max_bytes=len(raw), max_depth=MAX_REPLY_DEPTH, encoding=encoding)
 
 
 # --------------------------------------------------------------------------- replies

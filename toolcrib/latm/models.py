@@ -11,7 +11,6 @@ model (and ``toolcrib --help``) do not pay for importing it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,10 +71,12 @@ class ReplayModel:
             raise InvalidInput(f"replay file not found: {file}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read replay file {file}: {exc}") from None
+        from ..sandbox.wire import ProtocolError, read_json  # the host's one bounded JSON reader
+
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"replay file {file} is not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+            data = read_json(text, f"replay file {file}")
+        except ProtocolError as exc:
+            raise InvalidInput(str(exc)) from None
         # The id names the exact replies, so provenance says which recording made a tool.
         return cls(data, name=f"replay:{file.name}:sha256:{sha256_text(text)[:16]}")
 

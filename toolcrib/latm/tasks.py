@@ -9,12 +9,12 @@ questions given to the tool user, and required for making a tool.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..registry.errors import InvalidInput
+from ..sandbox.wire import MAX_FILE_DEPTH, NotJSON, OverBound, read_json
 
 __all__ = ["Example", "Task", "load_task", "parse_task"]
 
@@ -58,16 +58,20 @@ def parse_task(raw: bytes, *, name: str, origin: str) -> Task:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidInput(f"{origin} is not UTF-8 text") from None
+    # The host's one bounded reader (size, depth, integer digits, finite
+    # numbers): a number over a bound is refused, never retried as JSONL.
     try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as first:
-        lines = [line for line in text.splitlines() if line.strip()]
+        data: Any = read_json(text, origin, max_depth=MAX_FILE_DEPTH)
+    except OverBound as exc:
+        raise InvalidInput(str(exc)) from None
+    except NotJSON as first:
+        lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
         try:
-            data = [json.loads(line) for line in lines]
-        except json.JSONDecodeError:
-            raise InvalidInput(
-                f"{origin} is neither JSON nor JSONL: line {first.lineno} column {first.colno}: {first.msg}"
-            ) from None
+            data = [read_json(line, f"{origin}: line {number}", max_depth=MAX_FILE_DEPTH) for number, line in lines]
+        except OverBound as exc:
+            raise InvalidInput(str(exc)) from None
+        except NotJSON:
+            raise InvalidInput(f"{origin} is neither JSON nor JSONL: {first.detail}") from None
     # The digest is of the file's bytes, so `sha256sum TASK` matches the provenance.
     return Task(name=name, examples=_examples(data, origin), sha256=hashlib.sha256(raw).hexdigest())
 

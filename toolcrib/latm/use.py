@@ -5,7 +5,6 @@ toolcrib runs that snippet against the stored version through
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from ..registry import Registry, ToolVersion
 from ..registry.cases import compare
-from ..registry.errors import SandboxUnavailable
+from ..registry.errors import InvalidInput, SandboxUnavailable
 from ..registry.models import TestCase
 from .answers import EPILOGUE_MARK, with_epilogue
 from .make import USE_CASES_KEY
@@ -53,7 +52,16 @@ def tool_use_cases(tool: ToolVersion) -> list[UseCase]:
     tests stand in (the epilogue `make` appends is left out)."""
     raw = tool.provenance.metadata.get(USE_CASES_KEY)
     if raw:
-        return [UseCase(question=c["question"], solution=c["solution"]) for c in json.loads(raw)]
+        # Metadata may come from an imported bundle: read it like any input.
+        from ..sandbox.wire import ProtocolError, read_json
+
+        try:
+            stored = read_json(raw, f"{tool.ref}'s stored use cases")
+            return [UseCase(question=c["question"], solution=c["solution"]) for c in stored]
+        except ProtocolError as exc:
+            raise InvalidInput(str(exc)) from None
+        except (TypeError, KeyError, ValueError):
+            raise InvalidInput(f"{tool.ref}'s stored use cases are not a list of question/solution pairs") from None
     cases = []
     for test in tool.tests:
         if test.snippet is not None:
