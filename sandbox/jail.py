@@ -12,7 +12,7 @@ A child that has entered the jail can run arbitrary Python (that is what the
   the child's own domain.
 - **seccomp-BPF**: an allowlist of the system calls CPython needs on
   descriptors it already holds (read/write on its call socket, memory,
-  futexes, clocks, signal return, exit...). Everything else fails with
+  private futexes, clocks, signal return, exit...). Everything else fails with
   EPERM: every ``open*``, every path-taking call Landlock does not cover
   (``stat``, ``access``, ``chmod``, ``chown``, ``readlink``, xattrs...),
   ``socket``, ``connect``, ``execve``, ``clone``/``fork`` and threads,
@@ -149,8 +149,9 @@ SECCOMP_ALLOWED: tuple[str, ...] = (
     "poll", "ppoll", "select", "pselect6",
     # Memory.
     "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
-    # Synchronisation, scheduling, time.
-    "futex", "set_robust_list", "rseq", "sched_yield",
+    # Scheduling, time. (futex: private operations only, below; not
+    # set_robust_list, futex_waitv or the futex2 calls.)
+    "rseq", "sched_yield",
     "nanosleep", "gettimeofday", "time",
     # Who am I (read only).
     "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
@@ -179,6 +180,13 @@ _SOL_SOCKET = 1
 _SOCKET_FACTS = (3, 4, 38, 39)  # SO_TYPE, SO_ERROR, SO_PROTOCOL, SO_DOMAIN
 _FCNTL_COMMANDS = (0, 1, 2, 3, 4, 1030)  # F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC
 _SCMP_FLTATR_ACT_BADARCH = 2
+# A futex operation with this bit is keyed by (address space, address): only
+# this process can meet it. Without it, a futex on a file-backed mapping is
+# keyed by (inode, offset), so every process mapping the same file meets
+# there: a call and any process outside (or another call) rendezvous on a
+# word of libc's read-only text and send bits by wait and wake.
+_FUTEX_PRIVATE_FLAG = 128
+_SYS_SET_ROBUST_LIST = {"x86_64": 273, "aarch64": 99}
 
 
 def _scmp_errno(code: int) -> int:
@@ -225,6 +233,10 @@ class _Seccomp:
         for name in SECCOMP_ALLOWED:
             if self._rule(_SCMP_ACT_ALLOW, name):
                 self.allowed.append(name)
+        # glibc's own locks, condition variables and semaphores in one
+        # process all pass the private flag; shared ones are refused.
+        # futex_waitv and futex_wait/wake/requeue (futex2) stay off the list.
+        self._rule(_SCMP_ACT_ALLOW, "futex", (1, _FUTEX_PRIVATE_FLAG, _FUTEX_PRIVATE_FLAG))
         for request in (_FIONBIO, _FIONCLEX, _FIOCLEX):
             self._rule(_SCMP_ACT_ALLOW, "ioctl", (1, request))
         # Limits may be read and lowered for this process only, never for
@@ -272,7 +284,32 @@ class _Seccomp:
         return True
 
     def load(self) -> None:
+        # Before the filter: from then on set_robust_list is refused.
+        _forget_robust_list()
         self._check(self._lib.seccomp_load(self._ctx), "load")
+
+
+def _forget_robust_list() -> None:
+    """Unregister this thread's robust futex list (glibc registered one in
+    the child at fork); the filter then refuses ``set_robust_list``.
+
+    At exit the kernel walks the list and, for its ``list_op_pending``
+    entry, wakes the futex word it names *shared* when that word is 0. The
+    word needs no write access: a zero word of libc's read-only text will do,
+    and the head lives in the process's own writable memory, so a tool could
+    rewrite it with ctypes and wake a process outside when it exits (tested:
+    tests/attacks/test_channels.py). With no list registered the kernel
+    walks nothing. The other exit-time wake, ``clear_child_tid``, points at
+    this thread's own tid word (anonymous memory, keyed to this process) and
+    fires only with other threads sharing the memory; changing it needs
+    ``set_tid_address`` or ``clone``, both refused. Single-threaded, the
+    child has no robust mutex to lose."""
+    number = _SYS_SET_ROBUST_LIST.get(os.uname().machine)
+    if number is None:
+        raise JailError(f"set_robust_list number unknown on {os.uname().machine}")
+    # Size of struct robust_list_head: three pointer-sized fields.
+    if _libc.syscall(ctypes.c_long(number), None, ctypes.c_size_t(3 * ctypes.sizeof(ctypes.c_void_p))) != 0:
+        raise JailError(f"set_robust_list(NULL): {_errno_text()}")
 
 
 # --------------------------------------------------------------------------- namespaces, capabilities

@@ -128,15 +128,48 @@ def _set_limit(kind: int, value: int) -> None:
 
 
 def _close_fds_except(keep: tuple[int, ...]) -> None:
-    # Descriptors 0-2 are /dev/null (the zygote's own stdio); everything else
-    # the zygote holds (other calls' status sockets, pidfds, the epoll fd)
-    # must not reach tool code.
+    # Descriptors 0-2 are replaced by the child's own (`_own_stdio`);
+    # everything else the zygote holds (other calls' status sockets, pidfds,
+    # the epoll fd) must not reach tool code.
     low = 3
     for fd in sorted(keep):
         if fd >= low:
             os.closerange(low, fd)
             low = fd + 1
     os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+
+def _own_stdio(devnull: str = os.devnull) -> str:
+    """Give this child descriptors 0-2 of its own: new open file
+    descriptions, shared with no other process.
+
+    Inherited, they would be the zygote's own /dev/null descriptions, and
+    their status flags (O_APPEND, O_NONBLOCK: F_SETFL is allowed) live on the
+    description: one call would set them and a later call of another tool
+    read them back. Normally a fresh /dev/null (the zygote may read and write
+    it, Landlock or not). Where it cannot be opened (no Landlock: the
+    zygote's root is an empty tmpfs, see jail.empty_root), fresh pipes: 0
+    reads EOF (its writer is closed), 1 and 2 write into a pipe whose reader
+    is closed (EPIPE; SIGPIPE is ignored). Returns which one."""
+    try:
+        fd = os.open(devnull, os.O_RDWR)
+    except OSError:
+        read, write = os.pipe()
+        os.dup2(read, 0)
+        os.close(read)
+        os.close(write)
+        read, write = os.pipe()
+        os.close(read)
+        os.dup2(write, 1)
+        os.dup2(write, 2)
+        os.close(write)
+        return "pipes"
+    for target in (0, 1, 2):
+        if fd != target:
+            os.dup2(fd, target)
+    if fd > 2:
+        os.close(fd)
+    return "devnull"
 
 
 # Where there is no Landlock the zygote's root is an empty tmpfs (see
@@ -172,6 +205,7 @@ def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict[str, A
     os.setsid()
 
     _close_fds_except(keep)
+    stdio = _own_stdio()
 
     uid_switched = False
     if os.geteuid() == 0:
@@ -206,6 +240,7 @@ def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict[str, A
         "uid_switched": uid_switched,
         "own_group": os.getpgid(0) == os.getpid(),
         "no_new_privs": True,
+        "stdio": stdio,
     }
 
 
