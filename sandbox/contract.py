@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +33,11 @@ __all__ = [
     "PolicyName",
     "Result",
     "Status",
+    "canonical_version",
+    "is_requirement",
+    "lock_import_problem",
+    "normalized_name",
+    "wheel_name_version",
 ]
 
 Status = Literal["ok", "error", "blocked", "limit", "unavailable"]
@@ -53,6 +60,59 @@ _MODES = frozenset(get_args(CallMode))
 _POLICIES = frozenset(get_args(PolicyName))
 _ARG_FORMS = frozenset(get_args(ArgForm))
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+# -- what a lock may say (checked by its constructors, so every path that makes
+# one, from `add`, a bundle, the registry's own rows or the MCP server, is
+# checked the same way; see docs/packages.md "What a lock may say") ---------------
+#
+# Every pattern below is matched only after a length cap and is linear in the
+# text it reads: fields separated by characters no field contains.
+
+# A PEP 508 distribution name (what PEP 503 normalizes). Any spelling is
+# accepted ("PyYAML", "zope.interface", as the wheel's METADATA says it);
+# comparisons use the normalized form (`normalized_name`).
+_DIST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
+_MAX_NAME = 200
+# PEP 440, as `packaging` spells it (VERSION_PATTERN), less the surrounding
+# whitespace: what `canonical_version` reads. A lock's own version must be
+# the normalized form that function returns.
+_PEP440 = re.compile(
+    r"""
+    v?
+    (?:(?P<epoch>[0-9]+)!)?
+    (?P<release>[0-9]+(?:\.[0-9]+)*)
+    (?P<pre>[-_.]?(?P<pre_l>alpha|a|beta|b|preview|pre|c|rc)[-_.]?(?P<pre_n>[0-9]+)?)?
+    (?P<post>-(?P<post_n1>[0-9]+)|[-_.]?(?P<post_l>post|rev|r)[-_.]?(?P<post_n2>[0-9]+)?)?
+    (?P<dev>[-_.]?dev[-_.]?(?P<dev_n>[0-9]+)?)?
+    (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+_MAX_VERSION = 100
+_PRE_LETTERS = {"alpha": "a", "beta": "b", "c": "rc", "pre": "rc", "preview": "rc"}
+# A wheel file's tags (PEP 491 / the binary distribution format): no field
+# holds "-", so the name splits on it into 5 or 6 fields.
+_WHEEL_TAG = re.compile(r"[A-Za-z0-9_.]{1,200}")
+_WHEEL_BUILD = re.compile(r"[0-9][A-Za-z0-9_.]{0,99}")
+_MAX_FILENAME = 255
+# A PEP 508 requirement without a direct reference: a name, optional extras,
+# optional version specifiers, optional environment marker. No URLs, paths or
+# pip options: a requirement names a package on the index the machine reaches
+# and nothing else (a leading "-" would be an option to pip).
+_REQ_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+_REQ_SPEC = r"(?:~=|===|==|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+_REQUIREMENT = re.compile(
+    rf"^{_REQ_NAME}\s*(?:\[\s*{_REQ_NAME}(?:\s*,\s*{_REQ_NAME})*\s*\])?\s*"
+    rf"(?:\(?\s*{_REQ_SPEC}(?:\s*,\s*{_REQ_SPEC})*\s*\)?)?\s*"
+    r"(?:;\s*[A-Za-z0-9_ .'\"<>=!~(),-]+)?$"
+)
+_MAX_REQUIREMENT = 500
+# An import name the zygote imports: a top-level module (no dots), ASCII.
+_IMPORT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+# The standard library (and the modules built into the interpreter): a lock
+# never names one, so the zygote imports nothing but the lock's own wheels.
+_STDLIB = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
+_PYTHON_TAG = re.compile(r"cp3[0-9]{1,2}")
 
 # Why stdlib dataclasses and not pydantic models: these types are built on
 # every call, in every process that calls a tool, including a one-shot
@@ -96,6 +156,89 @@ def _strings(owner: str, name: str, value: Any) -> tuple[str, ...]:
     for item in value:
         _text(owner, name, item)
     return tuple(value)
+
+
+def _shown(value: str, cap: int = 80) -> str:
+    """A value quoted for a one-line error: escaped (repr), at most `cap` characters of it."""
+    return repr(value[:cap]) + ("…" if len(value) > cap else "")
+
+
+def normalized_name(name: str) -> str:
+    """A distribution name's PEP 503 normalized form ("Foo.Bar_baz" -> "foo-bar-baz")."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def canonical_version(text: str) -> str | None:
+    """The PEP 440 normalized form of a version ("1.0-RC1" -> "1.0rc1",
+    "2020.01" -> "2020.1"), or None when `text` is not a PEP 440 version."""
+    if len(text) > _MAX_VERSION:
+        return None
+    match = _PEP440.fullmatch(text)
+    if match is None:
+        return None
+    epoch = int(match["epoch"] or 0)
+    parts = [f"{epoch}!" if epoch else "", ".".join(str(int(n)) for n in match["release"].split("."))]
+    if match["pre"]:
+        letter = match["pre_l"].lower()
+        parts.append(f"{_PRE_LETTERS.get(letter, letter)}{int(match['pre_n'] or 0)}")
+    if match["post"]:
+        parts.append(f".post{int(match['post_n1'] or match['post_n2'] or 0)}")
+    if match["dev"]:
+        parts.append(f".dev{int(match['dev_n'] or 0)}")
+    if match["local"]:
+        local = re.split(r"[-_.]", match["local"].lower())
+        parts.append("+" + ".".join(str(int(p)) if p.isdigit() else p for p in local))
+    return "".join(parts)
+
+
+def is_requirement(text: str) -> bool:
+    """Whether `text` (stripped) is a plain PEP 508 requirement: a name with
+    optional extras, versions and marker; no URL, path or pip option."""
+    return 0 < len(text) <= _MAX_REQUIREMENT and _REQUIREMENT.match(text) is not None
+
+
+def wheel_name_version(filename: str) -> tuple[str, str]:
+    """(distribution, version) from a plain wheel file name, as the file
+    spells them; ValueError (naming the field) for anything that is not one,
+    a path above all (a file name never holds "/", "\\", NUL or "..", nor
+    starts with ".")."""
+    problem = _wheel_filename_problem(filename)
+    if problem:
+        raise ValueError(f"locked package filename must be a plain wheel file name "
+                         f"(name-version-python-abi-platform.whl), {problem}: {_shown(filename)}")
+    fields = filename[: -len(".whl")].split("-")
+    return fields[0], fields[1]
+
+
+def _wheel_filename_problem(filename: str) -> str:
+    if not filename or len(filename) > _MAX_FILENAME:
+        return f"at most {_MAX_FILENAME} characters"
+    if any(c in filename for c in "/\\\0") or filename.startswith(".") or ".." in filename:
+        return "not a path"
+    if not filename.endswith(".whl"):
+        return "ending in .whl"
+    fields = filename[: -len(".whl")].split("-")
+    if len(fields) not in (5, 6):
+        return "with 5 or 6 fields separated by '-'"
+    if not _DIST_NAME.fullmatch(fields[0]) or "-" in fields[0]:
+        return "whose first field is a distribution name"
+    if canonical_version(fields[1].replace("_", "-")) is None:
+        return "whose second field is a PEP 440 version"
+    if len(fields) == 6 and not _WHEEL_BUILD.fullmatch(fields[2]):
+        return "whose build tag starts with a digit"
+    if not all(_WHEEL_TAG.fullmatch(tag) for tag in fields[-3:]):
+        return "whose python, abi and platform tags are letters, digits, '_' and '.'"
+    return ""
+
+
+def lock_import_problem(name: str) -> str:
+    """Why `name` cannot be one of a lock's imports ("" when it can): a lock
+    names top-level modules its wheels provide, never the standard library's."""
+    if not _IMPORT_NAME.fullmatch(name) or keyword.iskeyword(name):
+        return f"not a top-level module name (an identifier, no dots): {_shown(name)}"
+    if name in _STDLIB:
+        return f"{name!r} is a standard-library module (a lock names only modules its own wheels provide)"
+    return ""
 
 
 def _known_limits(names: Any) -> None:
@@ -169,8 +312,19 @@ class LockedPackage:
     def __post_init__(self) -> None:
         for name in ("name", "version", "filename", "sha256"):
             _text("locked package", name, getattr(self, name))
+        if len(self.name) > _MAX_NAME or not _DIST_NAME.fullmatch(self.name):
+            raise ValueError(f"locked package name must be a PEP 508 distribution name, got {_shown(self.name)}")
+        if canonical_version(self.version) != self.version:
+            raise ValueError(f"locked package version must be a PEP 440 version in its normalized form, "
+                             f"got {_shown(self.version)}")
         if not _SHA256.fullmatch(self.sha256):
-            raise ValueError(f"locked package sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+            raise ValueError(f"locked package sha256 must be 64 lowercase hex digits, got {_shown(self.sha256)}")
+        file_name, file_version = wheel_name_version(self.filename)
+        # The wheel spec escapes "-" in both fields as "_"; compare normalized forms.
+        if (normalized_name(file_name) != normalized_name(self.name)
+                or canonical_version(file_version.replace("_", "-")) != self.version):
+            raise ValueError(f"locked package filename {_shown(self.filename)} is not a wheel of "
+                             f"{_shown(self.name)} {_shown(self.version)}")
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "filename": self.filename, "sha256": self.sha256}
@@ -207,6 +361,24 @@ class Lock:
             packages.append(package)
         _set(self, "packages", tuple(packages))
         _text("lock", "python", self.python)
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        for requirement in self.requirements:
+            if requirement != requirement.strip() or not is_requirement(requirement):
+                raise ValueError(f"lock requirements: not a plain PEP 508 requirement: {_shown(requirement)}")
+        for module in self.imports:
+            problem = lock_import_problem(module)
+            if problem:
+                raise ValueError(f"lock imports: {problem}")
+        seen: set[str] = set()
+        for package in self.packages:
+            key = normalized_name(package.name)
+            if key in seen:
+                raise ValueError(f"lock packages: {_shown(package.name)} is locked twice")
+            seen.add(key)
+        if not _PYTHON_TAG.fullmatch(self.python):
+            raise ValueError(f"lock python must be a CPython tag such as 'cp311', got {_shown(self.python)}")
 
     def to_json(self) -> dict[str, Any]:
         """The lock as a JSON object (what is stored, hashed and carried in bundles)."""

@@ -19,11 +19,14 @@ image builder and the restricted backend's per-lock zygotes all call it.
 
 from __future__ import annotations
 
+import base64
+import csv
 import email.parser
 import hashlib
+import io
 import os
-import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -31,12 +34,13 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .contract import Lock, LockedPackage
+from .contract import Lock, LockedPackage, canonical_version, is_requirement, lock_import_problem, normalized_name
 
 __all__ = [
     "PackagesError",
     "cache_root",
     "check_requirement",
+    "check_wheel",
     "materialize",
     "resolve",
     "site_dir",
@@ -46,17 +50,6 @@ __all__ = [
 
 Progress = Callable[[str], None]
 
-# A PEP 508 requirement without a direct reference: a name, optional extras,
-# optional version specifiers, optional environment marker. No URLs, paths or
-# pip options: a requirement names a package on the index the machine reaches
-# and nothing else (a leading "-" would be an option to pip).
-_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
-_SPEC = r"(?:~=|===|==|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
-_REQUIREMENT = re.compile(
-    rf"^{_NAME}\s*(?:\[\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\])?\s*"
-    rf"(?:\(?\s*{_SPEC}(?:\s*,\s*{_SPEC})*\s*\)?)?\s*"
-    r"(?:;\s*[A-Za-z0-9_ .'\"<>=!~(),-]+)?$"
-)
 # pip's own subprocesses: long enough for a large wheel on a slow link, short
 # enough that a hung index is an error rather than a hung `add`.
 _PIP_TIMEOUT = 1800.0
@@ -89,7 +82,7 @@ def check_requirement(requirement: str) -> str:
     """The requirement stripped, or PackagesError when it is not a plain
     PEP 508 requirement (no URL, path or pip option)."""
     text = requirement.strip()
-    if not text or not _REQUIREMENT.match(text):
+    if not is_requirement(text):
         raise PackagesError(
             f"not a requirement: {requirement!r} (expected a package name with optional "
             "extras, versions and marker, e.g. 'sympy>=1.12'; no URLs, paths or options)"
@@ -169,6 +162,29 @@ def wheel_imports(members: Sequence[str]) -> list[str]:
     return sorted(name for name in found if name.isidentifier())
 
 
+def _locked(wheel: Path) -> LockedPackage:
+    """The lock entry of a downloaded wheel: its METADATA name and normalized
+    version, file name and hash (the contract refuses anything malformed,
+    e.g. a file name that names another distribution)."""
+    name, version, _members = _wheel_metadata(wheel)
+    canonical = canonical_version(version)
+    if canonical is None:
+        raise PackagesError(f"{wheel.name}: METADATA version is not a PEP 440 version: {version[:80]!r}")
+    try:
+        return LockedPackage(name=name, version=canonical, filename=wheel.name, sha256=_sha256(wheel))
+    except ValueError as exc:
+        raise PackagesError(f"{wheel.name}: {exc}") from None
+
+
+def _lock_imports(members: Sequence[str]) -> list[str]:
+    """The import names a lock may record for a wheel with these members: its
+    top-level modules, less any a lock cannot name (a wheel that ships a
+    module named like the standard library's shadows nothing, since the site
+    directory comes after the standard library on the path, and is never
+    preloaded)."""
+    return [name for name in wheel_imports(members) if not lock_import_problem(name)]
+
+
 def resolve(requirements: Sequence[str], *, progress: Progress | None = None) -> Lock:
     """Resolve requirements to exact wheels for this interpreter with pip
     (``pip download --only-binary=:all:`` from the index the machine reaches),
@@ -190,9 +206,12 @@ def resolve(requirements: Sequence[str], *, progress: Progress | None = None) ->
         packages: list[LockedPackage] = []
         imports: set[str] = set()
         for wheel in sorted(Path(tmp).glob("*.whl")):
-            name, version, members = _wheel_metadata(wheel)
-            packages.append(LockedPackage(name=name, version=version, filename=wheel.name, sha256=_sha256(wheel)))
-            imports.update(wheel_imports(members))
+            package = _locked(wheel)
+            # Checked here too, not only at install: a wheel that is not what
+            # its RECORD says is refused at `add`, before anything is stored.
+            members = check_wheel(wheel, package)
+            packages.append(package)
+            imports.update(_lock_imports(members))
             os.replace(wheel, cache / wheel.name)
         stray = [p.name for p in Path(tmp).iterdir() if not p.name.endswith(".whl")]
         if stray:
@@ -242,14 +261,19 @@ def materialize(lock: Lock, *, progress: Progress | None = None) -> Path:
     """A site directory with exactly the locked wheels installed, keyed by
     ``lock.digest()`` and reused once built. The install is offline (only the
     cached wheel files, each checked against its locked hash); a wheel missing
-    from the cache is downloaded first by exact version and hash. Built in a
-    temporary directory inside the cache and renamed, so the directory either
-    is complete or does not exist."""
+    from the cache is downloaded first by exact version and hash. Before
+    installing, every wheel is checked against its own RECORD and every
+    ``lock.imports`` name against the wheels' modules (`check_wheel`); after,
+    ``.pth`` files and console scripts are removed and the directory is made
+    read-only. Built in a temporary directory inside the cache and renamed,
+    so the directory either is complete or does not exist."""
     final = site_dir(lock)
     if final.is_dir():
+        _check_site_imports(lock, final)
         return final
     cache = wheel_cache()
     _fetch_missing(lock, cache, progress)
+    _check_wheels(lock, cache)
     final.parent.mkdir(parents=True, exist_ok=True)
     _say(progress, f"installing {len(lock.packages)} wheel(s) into {final}")
     work = Path(tempfile.mkdtemp(prefix=f".build-{lock.digest()[:12]}-", dir=final.parent))
@@ -266,12 +290,180 @@ def materialize(lock: Lock, *, progress: Progress | None = None) -> Path:
             ],
             what=f"cannot install lock {lock.digest()[:12]}",
         )
+        _strip_site(target, lock)
+        _read_only(target, top=False)
         try:
             os.rename(target, final)
         except OSError:
             # Another process finished the same lock first: theirs is as good.
             if not final.is_dir():
                 raise
+        else:
+            _read_only(final, top=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work.exists():
+            _writable(work)
+            shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+# -- the checks and clean-up around an install -------------------------------------
+
+# Members of a wheel that RECORD does not hash (the wheel spec): RECORD itself
+# and its signatures.
+_UNHASHED = ("RECORD", "RECORD.jws", "RECORD.p7s")
+# RECORD hashes a checker accepts: the wheel spec's "sha256 or better".
+_RECORD_HASHES = frozenset({"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b", "blake2s"})
+
+
+def _check_wheels(lock: Lock, cache: Path) -> None:
+    """Every locked wheel agrees with its own RECORD (`check_wheel`), and
+    every name in ``lock.imports`` is a module one of them provides: the
+    lock zygote imports those names, and nothing else may answer to them."""
+    provided: set[str] = set()
+    for pkg in lock.packages:
+        provided.update(wheel_imports(check_wheel(cache / pkg.filename, pkg)))
+    for name in lock.imports:
+        if name not in provided:
+            raise PackagesError(f"lock imports {name!r}, which none of its wheels provides")
+
+
+def check_wheel(path: Path, pkg: LockedPackage) -> list[str]:
+    """The member names of a wheel, after checking it is what it says: member
+    paths relative and inside the archive (no "..", no absolute path, no
+    backslash, no symlink, no name twice), one ``.dist-info`` of this
+    package, and every member listed in its RECORD with a matching hash and
+    size (RECORD and its signatures excepted, as the wheel spec says), and
+    nothing listed that the archive lacks. PackagesError names the first
+    problem. pip installs a wheel without this check; this is what makes the
+    installed files exactly the ones the wheel's author recorded."""
+    label = pkg.filename
+    try:
+        with zipfile.ZipFile(path) as whl:
+            for info in whl.infolist():
+                _check_member(label, info)
+            infos = [i for i in whl.infolist() if not i.filename.endswith("/")]
+            names = [i.filename for i in infos]
+            if len(set(names)) != len(names):
+                raise PackagesError(f"{label}: a member appears twice in the archive")
+            record_name = _record_name(label, names, pkg)
+            recorded = _read_record(label, whl.read(record_name).decode("utf-8", "replace"))
+            unhashed = {f"{record_name.rpartition('/')[0]}/{n}" for n in _UNHASHED}
+            for info in infos:
+                if info.filename not in unhashed:
+                    _check_recorded(label, whl, info, recorded.pop(info.filename, None))
+    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
+        raise PackagesError(f"{label}: not a readable wheel: {' '.join(str(exc).split())[:200]}") from None
+    leftover = sorted(set(recorded) - unhashed)
+    if leftover:
+        raise PackagesError(f"{label}: RECORD lists {leftover[0][:120]!r}, which the wheel does not contain")
+    return names
+
+
+def _check_member(label: str, info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    parts = name.removesuffix("/").split("/")
+    if (name.startswith("/") or "\\" in name or "\0" in name or ".." in parts or "" in parts
+            or (len(name) > 1 and name[1] == ":")):
+        raise PackagesError(f"{label}: member {name[:120]!r} is not a plain relative path")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise PackagesError(f"{label}: member {name[:120]!r} is a symbolic link")
+
+
+def _record_name(label: str, names: Sequence[str], pkg: LockedPackage) -> str:
+    """The path of the wheel's RECORD: in its one top-level ``.dist-info``
+    directory, which names this package."""
+    dist_infos = {n.partition("/")[0] for n in names if n.partition("/")[0].endswith(".dist-info")}
+    if len(dist_infos) != 1:
+        raise PackagesError(f"{label}: a wheel has exactly one .dist-info directory, this one has {len(dist_infos)}")
+    dist_info = dist_infos.pop()
+    stem = dist_info[: -len(".dist-info")]
+    name, _sep, version = stem.rpartition("-")
+    if normalized_name(name) != normalized_name(pkg.name) or canonical_version(version) != pkg.version:
+        raise PackagesError(f"{label}: its metadata directory {dist_info[:120]!r} is not {pkg.name} {pkg.version}")
+    record = f"{dist_info}/RECORD"
+    if record not in names:
+        raise PackagesError(f"{label}: no {record}")
+    return record
+
+
+def _read_record(label: str, text: str) -> dict[str, tuple[str, str]]:
+    """RECORD's rows: path -> (hash, size)."""
+    recorded: dict[str, tuple[str, str]] = {}
+    for row in csv.reader(io.StringIO(text)):
+        if not row:
+            continue
+        if len(row) != 3:
+            raise PackagesError(f"{label}: RECORD row {row[0][:120]!r} does not have 3 fields")
+        if row[0] in recorded:
+            raise PackagesError(f"{label}: RECORD lists {row[0][:120]!r} twice")
+        recorded[row[0]] = (row[1], row[2])
+    return recorded
+
+
+def _check_recorded(label: str, whl: zipfile.ZipFile, info: zipfile.ZipInfo, entry: tuple[str, str] | None) -> None:
+    """One member against its RECORD row: hashed with sha256 or better, the
+    same digest and the same size."""
+    name = info.filename[:120]
+    if entry is None:
+        raise PackagesError(f"{label}: member {name!r} is not listed in RECORD")
+    algorithm, _sep, expected = entry[0].partition("=")
+    if algorithm not in _RECORD_HASHES or not expected:
+        raise PackagesError(f"{label}: RECORD has no sha256 (or better) hash for {name!r}")
+    digest = hashlib.new(algorithm)
+    size = 0
+    with whl.open(info) as member:
+        for chunk in iter(lambda: member.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+    if actual != expected.rstrip("="):
+        raise PackagesError(f"{label}: member {name!r} does not match the hash RECORD gives for it")
+    if entry[1] and entry[1] != str(size):
+        raise PackagesError(f"{label}: member {name!r} has {size} bytes, RECORD says {entry[1][:20]!r}")
+
+
+def _check_site_imports(lock: Lock, site: Path) -> None:
+    """A site directory built earlier still provides every import the lock
+    names (a directory, a module or an extension module of that name)."""
+    for name in lock.imports:
+        if not ((site / name).is_dir() or (site / f"{name}.py").is_file()
+                or any(p.suffix in (".so", ".pyd") for p in site.glob(f"{name}.*"))):
+            raise PackagesError(f"lock imports {name!r}, which its site directory does not provide")
+
+
+def _strip_site(target: Path, lock: Lock) -> None:
+    """Remove what an installed site never needs and could run outside a
+    jail if another interpreter ever took the directory for a site: ``.pth``
+    files (run by ``site`` at start-up; the zygote runs ``-I -S`` and adds the
+    directory with ``sys.path``, so they would be inert there anyway) and the
+    console scripts pip writes to ``bin/`` (entry points: nothing runs them)."""
+    for pth in target.glob("*.pth"):
+        pth.unlink()
+    scripts = target / "bin"
+    if "bin" not in lock.imports and scripts.is_dir() and not (scripts / "__init__.py").exists():
+        shutil.rmtree(scripts)
+
+
+def _read_only(root: Path, *, top: bool) -> None:
+    """chmod a-w every file and directory under `root` (and `root` itself
+    when `top`): a built site is never changed by any later process. The top
+    directory is done last, after its rename (moving a directory to another
+    parent rewrites its ``..``, which needs write access to it)."""
+    for path in root.rglob("*"):
+        _chmod(path, lambda mode: mode & ~0o222)
+    if top:
+        _chmod(root, lambda mode: mode & ~0o222)
+
+
+def _writable(root: Path) -> None:
+    """chmod u+w a tree again (a failed build is removed)."""
+    _chmod(root, lambda mode: mode | stat.S_IWUSR)
+    for path in root.rglob("*"):
+        _chmod(path, lambda mode: mode | stat.S_IWUSR)
+
+
+def _chmod(path: Path, change: Callable[[int], int]) -> None:
+    info = path.lstat()
+    if not stat.S_ISLNK(info.st_mode):
+        path.chmod(stat.S_IMODE(change(info.st_mode)))
