@@ -45,7 +45,9 @@ WEAK_JAIL_ENV = "TOOLCRIB_ALLOW_WEAK_JAIL"
 # A lock's zygote (its packages imported, tens to hundreds of MiB) is stopped
 # after this many seconds without a call; the next call starts it again.
 LOCK_IDLE_SECONDS = 300.0
-# At most this many lock zygotes run at once (the least recently used stops).
+# At most this many lock zygotes run at once (the least recently used idle
+# one stops; never one with a call in flight, so while all are busy there may
+# be more for a while, until the idle thread trims).
 _MAX_LOCK_ZYGOTES = 4
 
 _LEN = struct.Struct(">I")
@@ -78,7 +80,10 @@ class _Zygote:
     ) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.last_used = time.monotonic()
-        self.busy = 0  # calls in flight (an idle stop waits for none)
+        # Calls in flight, counted from the moment the backend hands this
+        # zygote to a call (under the backend's lock) until the call ends:
+        # neither an idle stop nor an eviction touches a busy zygote.
+        self.busy = 0
         try:
             self.proc = subprocess.Popen(
                 [python, "-I", "-S", ZYGOTE_PATH, str(theirs.fileno()), str(spares), *extra, *_library_paths()],
@@ -352,6 +357,8 @@ class RestrictedBackend:
     # -- lifecycle ---------------------------------------------------------
 
     def _current(self, lock: Lock | None = None) -> _Zygote:
+        """The zygote for a call, already counted busy: the caller must
+        `_release` it when the call ends."""
         if lock is not None:
             return self._lock_zygote(lock)
         with self._lock:
@@ -361,7 +368,13 @@ class RestrictedBackend:
                     zygote.stop()
                 self._zygote = None
                 zygote = self._zygote = _Zygote(self.python, self.start_timeout, self.spares)
+            zygote.busy += 1
             return zygote
+
+    def _release(self, zygote: _Zygote) -> None:
+        with self._lock:
+            zygote.busy -= 1
+            zygote.last_used = time.monotonic()
 
     def _discard(self, zygote: _Zygote) -> None:
         with self._lock:
@@ -383,6 +396,7 @@ class RestrictedBackend:
                 zygote = self._lock_zygotes.get(digest)
                 if zygote is not None and zygote.alive():
                     zygote.last_used = time.monotonic()
+                    zygote.busy += 1  # counted before the lock is let go: no eviction in between
                     return zygote
                 self._lock_zygotes.pop(digest, None)
             if zygote is not None:
@@ -392,6 +406,7 @@ class RestrictedBackend:
             zygote = _Zygote(self.python, self.lock_start_timeout, self.spares, (*extra, str(site)), THREAD_ENV)
             with self._lock:
                 self._lock_zygotes[digest] = zygote
+                zygote.busy += 1  # this call's, so the eviction below never picks it
                 evicted = self._over_capacity()
                 self._start_idle_thread()
         for old in evicted:
@@ -410,12 +425,26 @@ class RestrictedBackend:
             raise _Unavailable(f"the lock's packages cannot be installed: {' '.join(str(exc).split())[:300]}") from exc
 
     def _over_capacity(self) -> list[_Zygote]:
-        """Drop the least recently used lock zygotes past the cap (caller holds the lock)."""
+        """Drop the least recently used *idle* lock zygotes past the cap
+        (caller holds the lock; the caller stops them). A zygote with a call
+        in flight is never dropped: stopping it would kill another client's
+        call. While every one is busy the cap is exceeded; `trim` (the idle
+        thread) brings it back once calls end."""
         evicted = []
-        while len(self._lock_zygotes) > _MAX_LOCK_ZYGOTES:
-            digest = min(self._lock_zygotes, key=lambda d: self._lock_zygotes[d].last_used)
-            evicted.append(self._lock_zygotes.pop(digest))
+        idle = sorted((d for d, z in self._lock_zygotes.items() if not z.busy),
+                      key=lambda d: self._lock_zygotes[d].last_used)
+        while len(self._lock_zygotes) > _MAX_LOCK_ZYGOTES and idle:
+            evicted.append(self._lock_zygotes.pop(idle.pop(0)))
         return evicted
+
+    def trim(self) -> int:
+        """Stop idle lock zygotes past the cap (least recently used first);
+        returns how many stopped."""
+        with self._lock:
+            evicted = self._over_capacity()
+        for zygote in evicted:
+            zygote.stop()
+        return len(evicted)
 
     def _start_idle_thread(self) -> None:
         if self._idle_thread is None or not self._idle_thread.is_alive():
@@ -428,6 +457,7 @@ class RestrictedBackend:
         when none is left (the next lock zygote starts it again)."""
         while not self._idle_stop.wait(max(0.05, min(self.lock_idle / 4, 30.0))):
             self.stop_idle()
+            self.trim()
             with self._lock:
                 if not self._lock_zygotes:
                     self._idle_thread = None
@@ -551,46 +581,55 @@ class RestrictedBackend:
                 zygote = self._current(job.lock)
             except _Unavailable as exc:
                 return _unavailable(str(exc))
-            refusal = self._refusal(job, zygote)
-            if refusal is not None:
-                return _unavailable(refusal)
-            call, call_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            status, status_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                try:
-                    zygote.control.sendmsg(
-                        [header],
-                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [call_far.fileno(), status_far.fileno()]))],
-                    )
-                finally:
-                    call_far.close()
-                    status_far.close()
-            except OSError:
-                # The zygote died since we last looked: replace it and retry once.
-                call.close()
-                status.close()
-                self._discard(zygote)
-                continue
-            # A cancelled caller hangs up: our reads end at once and the
-            # zygote sees the status socket close, as below.
-            forget = cancel.on_cancel(lambda: _hang_up(call, status)) if cancel is not None else None
-            with self._lock:
-                zygote.busy += 1
-            try:
-                fields = self._converse(call, status, payload, limits, zygote, restricted=job.policy != "plain")
-                fields["layers"] = zygote.layers
-                return fields
+                fields = self._attempt(job, zygote, header, payload, cancel)
             finally:
-                with self._lock:
-                    zygote.busy -= 1
-                    zygote.last_used = time.monotonic()
-                if forget is not None:
-                    forget()
-                # Closing the status socket early tells the zygote to kill the
-                # child if it is still running (output overflow, host gave up).
-                call.close()
-                status.close()
+                self._release(zygote)
+            if fields is not None:
+                return fields
         return _unavailable("the zygote died twice in a row")
+
+    def _attempt(
+        self, job: Job, zygote: _Zygote, header: bytes, payload: bytes, cancel: Cancel | None,
+    ) -> dict[str, Any] | None:
+        """One attempt on a zygote the caller holds busy; None when the
+        zygote turned out dead before the call reached it (the caller
+        replaces it and tries once more)."""
+        limits = job.limits
+        refusal = self._refusal(job, zygote)
+        if refusal is not None:
+            return _unavailable(refusal)
+        call, call_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        status, status_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                zygote.control.sendmsg(
+                    [header],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [call_far.fileno(), status_far.fileno()]))],
+                )
+            finally:
+                call_far.close()
+                status_far.close()
+        except OSError:
+            # The zygote died since we last looked: replace it and retry once.
+            call.close()
+            status.close()
+            self._discard(zygote)
+            return None
+        # A cancelled caller hangs up: our reads end at once and the
+        # zygote sees the status socket close, as below.
+        forget = cancel.on_cancel(lambda: _hang_up(call, status)) if cancel is not None else None
+        try:
+            fields = self._converse(call, status, payload, limits, zygote, restricted=job.policy != "plain")
+            fields["layers"] = zygote.layers
+            return fields
+        finally:
+            if forget is not None:
+                forget()
+            # Closing the status socket early tells the zygote to kill the
+            # child if it is still running (output overflow, host gave up).
+            call.close()
+            status.close()
 
     def _converse(
         self, call: socket.socket, status: socket.socket, payload: bytes, limits: Limits, zygote: _Zygote,
