@@ -3,13 +3,11 @@ every attack is refused or contained and that no canary was touched."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,28 +19,18 @@ from toolcrib.sandbox import Job, Limits, close_backends, run
 from .catalogue import CATALOGUE, REFS
 from .corpus import ATTACKS, HELPER_TOOL, Attack, categories
 
-CANARY_PORT = 47999
 SECRET_ENV = "TOOLCRIB_ATTACK_CANARY"
 
 
 class _Listener:
-    """A loopback TCP listener that records every connection it accepts."""
+    """A loopback TCP listener that records every connection it accepts.
+    On a free port the kernel picks (port 0): no other process on the machine
+    can hold it, and the corpus gets the real number (``@CANARY_PORT@``)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Another suite's canary (or a concurrent run) may hold the port for a
-        # while; wait for it rather than run without the network canary.
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                self.sock.bind(("127.0.0.1", port))
-                break
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
-                    self.sock.close()
-                    raise
-                time.sleep(0.5)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
         self.sock.listen(8)
         self.sock.settimeout(0.2)
         self.connections: list[tuple[str, int]] = []
@@ -79,7 +67,7 @@ class Canaries:
     def render(self, code: str) -> str:
         return (code.replace("@SECRET_PATH@", str(self.secret_path))
                 .replace("@SECRET_ENV@", SECRET_ENV)
-                .replace("@CANARY_PORT@", str(CANARY_PORT))
+                .replace("@CANARY_PORT@", str(self.listener.port))
                 .replace("@WATCH_DIR@", str(self.watch_dir)))
 
     def check(self, result_json: str) -> None:
@@ -105,7 +93,7 @@ def canaries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Canaries]:
     # leaked the host environment into the sandbox would be caught.
     os.environ[SECRET_ENV] = env_secret
     close_backends()
-    listener = _Listener(CANARY_PORT)
+    listener = _Listener()
     try:
         yield Canaries(secret_path, secret_path.read_bytes(), env_secret, watch_dir, listener,
                        secrets=[file_secret, env_secret])

@@ -21,7 +21,6 @@ from toolcrib.sandbox.docker import LABEL, LABEL_PID, DockerBackend
 pytestmark = pytest.mark.docker
 
 SECRET = "toolcrib-host-secret-5f2c9a"
-HOST_PORT = 47999
 
 
 @pytest.fixture(scope="module")
@@ -277,23 +276,13 @@ def test_process_and_thread_bombs(dock: DockerBackend) -> None:
     assert (threads.status, threads.limit) == ("limit", "pids"), threads
 
 
-def _bind_when_free(port: int, patience: float = 120.0) -> socket.socket:
-    """A listener on 127.0.0.1:port. The general attack corpus uses the same
-    canary port; when another test session on this machine holds it, wait."""
-    deadline = time.monotonic() + patience
-    while True:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind(("127.0.0.1", port))
-        except OSError:
-            listener.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-            continue
-        listener.listen(8)
-        return listener
+def _listener() -> socket.socket:
+    """A listener on 127.0.0.1 at a port the kernel picks (port 0): no other
+    process can hold it. The attack gets the real number."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    return listener
 
 
 def test_no_network_beyond_the_containers_own_loopback(dock: DockerBackend) -> None:
@@ -301,7 +290,8 @@ def test_no_network_beyond_the_containers_own_loopback(dock: DockerBackend) -> N
     # anywhere else): the container's own 127.0.0.1 must not reach the host's
     # listener on the same port, and the container must have no interface but
     # lo and no route at all, so no other address is reachable either.
-    listener = _bind_when_free(HOST_PORT)
+    listener = _listener()
+    host_port = listener.getsockname()[1]
     listener.settimeout(0.2)
     connections: list[object] = []
     stop = threading.Event()
@@ -327,7 +317,7 @@ def test_no_network_beyond_the_containers_own_loopback(dock: DockerBackend) -> N
                 s = socket.socket()
                 s.settimeout(2)
                 try:
-                    s.connect(("127.0.0.1", {HOST_PORT}))
+                    s.connect(("127.0.0.1", {host_port}))
                     out["loopback"] = "connected"
                 except OSError as exc:
                     out["loopback"] = exc.errno
