@@ -47,12 +47,19 @@ import os
 from typing import Any
 
 __all__ = [
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "LIBRARY_DIRS",
     "SECCOMP_ALLOWED",
+    "ZYGOTE_SECCOMP_DENIED",
     "Jail",
     "JailError",
+    "ZygoteJail",
     "drop_capabilities",
     "empty_root",
     "landlock_abi",
+    "namespaces_as_block",
     "new_network_namespace",
     "SANDBOX_HOSTNAME",
 ]
@@ -123,13 +130,34 @@ def _landlock_attr(abi: int) -> tuple[_RulesetAttr, int, dict[str, Any]]:
     return attr, size, facts
 
 
-def _enter_landlock(abi: int) -> None:
+_SYS_LANDLOCK_ADD_RULE = 445
+_LANDLOCK_RULE_PATH_BENEATH = 1
+FS_EXECUTE = 1 << 0
+FS_WRITE_FILE = 1 << 1
+FS_READ_FILE = 1 << 2
+FS_READ_DIR = 1 << 3
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1  # struct landlock_path_beneath_attr is packed
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def _enter_landlock(abi: int, rules: tuple[tuple[int, int], ...] = ()) -> None:
+    """Restrict this process: every right the ABI knows is handled, and
+    only ``rules`` ((descriptor, rights) pairs: those rights beneath that
+    file or directory) allow anything; the children's jail has none."""
     attr, size, _facts = _landlock_attr(abi)
     fd = _libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if fd < 0:
         raise JailError(f"landlock_create_ruleset: {_errno_text()}")
     try:
-        # No rule is added: every handled right is denied everywhere.
+        for parent_fd, rights in rules:
+            rule = _PathBeneath(rights, parent_fd)
+            if _libc.syscall(_SYS_LANDLOCK_ADD_RULE, ctypes.c_int(fd), ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH),
+                             ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
+                raise JailError(f"landlock_add_rule: {_errno_text()}")
+        # Without a rule every handled right is denied everywhere.
         if _libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
             raise JailError(f"landlock_restrict_self: {_errno_text()}")
     finally:
@@ -206,11 +234,11 @@ _Cond = tuple[int, int] | tuple[int, int, int]
 _LIBSECCOMP = "libseccomp.so.2"
 
 
-class _Seccomp:
-    """A libseccomp filter context, built once in the zygote and loaded by
-    each child (fork copies the context)."""
+class _Filter:
+    """A libseccomp filter context with a default action: built once in the
+    zygote, loaded by whoever enters it (fork copies the context)."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_action: int) -> None:
         try:
             lib = ctypes.CDLL(_LIBSECCOMP, use_errno=True)
         except OSError as exc:
@@ -223,13 +251,67 @@ class _Seccomp:
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
         lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         self._lib = lib
-        ctx = lib.seccomp_init(_scmp_errno(errno.EPERM))
+        ctx = lib.seccomp_init(default_action)
         if not ctx:
             raise JailError("seccomp_init failed")
         self._ctx = ctx
         self._check(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_ACT_BADARCH, _SCMP_ACT_KILL_PROCESS), "attr")
         self.allowed: list[str] = []
         self.conditional: set[str] = set()  # allowed only with given arguments
+
+    def _check(self, rc: int, what: str) -> None:
+        if rc != 0:
+            raise JailError(f"seccomp {what}: {os.strerror(-rc)}")
+
+    def _rule(self, action: int, name: str, *conds: _Cond) -> bool:
+        """One rule: the call is matched when every condition holds."""
+        number = self._lib.seccomp_syscall_resolve_name(name.encode())
+        if number < 0:
+            return False  # not a system call on this architecture (or this libseccomp)
+        cmps = (_ArgCmp * max(1, len(conds)))()
+        for i, cond in enumerate(conds):
+            if len(cond) == 3:
+                cmps[i] = _ArgCmp(cond[0], _SCMP_CMP_MASKED_EQ, cond[2], cond[1])
+            else:
+                cmps[i] = _ArgCmp(cond[0], _SCMP_CMP_EQ, cond[1], 0)
+        rc = self._lib.seccomp_rule_add_array(self._ctx, action, number, len(conds), cmps if conds else None)
+        self._check(rc, f"rule for {name}")
+        if conds and action == _SCMP_ACT_ALLOW:
+            self.conditional.add(name)
+        return True
+
+    def load(self) -> None:
+        self._check(self._lib.seccomp_load(self._ctx), "load")
+
+
+def _forget_robust_list() -> None:
+    """Unregister this thread's robust futex list (glibc registered one in
+    the child at fork); the filter then refuses ``set_robust_list``.
+
+    At exit the kernel walks the list and, for its ``list_op_pending``
+    entry, wakes the futex word it names *shared* when that word is 0. The
+    word needs no write access: a zero word of libc's read-only text will do,
+    and the head lives in the process's own writable memory, so a tool could
+    rewrite it with ctypes and wake a process outside when it exits (tested:
+    tests/attacks/test_channels.py). With no list registered the kernel
+    walks nothing. The other exit-time wake, ``clear_child_tid``, points at
+    this thread's own tid word (anonymous memory, keyed to this process) and
+    fires only with other threads sharing the memory; changing it needs
+    ``set_tid_address`` or ``clone``, both refused. Single-threaded, the
+    child has no robust mutex to lose."""
+    number = _SYS_SET_ROBUST_LIST.get(os.uname().machine)
+    if number is None:
+        raise JailError(f"set_robust_list number unknown on {os.uname().machine}")
+    # Size of struct robust_list_head: three pointer-sized fields.
+    if _libc.syscall(ctypes.c_long(number), None, ctypes.c_size_t(3 * ctypes.sizeof(ctypes.c_void_p))) != 0:
+        raise JailError(f"set_robust_list(NULL): {_errno_text()}")
+
+
+class _Seccomp(_Filter):
+    """The children's allowlist: EPERM for every call not named here."""
+
+    def __init__(self) -> None:
+        super().__init__(_scmp_errno(errno.EPERM))
         for name in SECCOMP_ALLOWED:
             if self._rule(_SCMP_ACT_ALLOW, name):
                 self.allowed.append(name)
@@ -262,54 +344,63 @@ class _Seccomp:
         # both end in a refusal, this one says "not here" quickly.
         self._rule(_scmp_errno(errno.ENOSYS), "clone3")
 
-    def _check(self, rc: int, what: str) -> None:
-        if rc != 0:
-            raise JailError(f"seccomp {what}: {os.strerror(-rc)}")
-
-    def _rule(self, action: int, name: str, *conds: _Cond) -> bool:
-        """One rule: the call is matched when every condition holds."""
-        number = self._lib.seccomp_syscall_resolve_name(name.encode())
-        if number < 0:
-            return False  # not a system call on this architecture
-        cmps = (_ArgCmp * max(1, len(conds)))()
-        for i, cond in enumerate(conds):
-            if len(cond) == 3:
-                cmps[i] = _ArgCmp(cond[0], _SCMP_CMP_MASKED_EQ, cond[2], cond[1])
-            else:
-                cmps[i] = _ArgCmp(cond[0], _SCMP_CMP_EQ, cond[1], 0)
-        rc = self._lib.seccomp_rule_add_array(self._ctx, action, number, len(conds), cmps if conds else None)
-        self._check(rc, f"rule for {name}")
-        if conds and action == _SCMP_ACT_ALLOW:
-            self.conditional.add(name)
-        return True
-
     def load(self) -> None:
         # Before the filter: from then on set_robust_list is refused.
         _forget_robust_list()
-        self._check(self._lib.seccomp_load(self._ctx), "load")
+        super().load()
 
 
-def _forget_robust_list() -> None:
-    """Unregister this thread's robust futex list (glibc registered one in
-    the child at fork); the filter then refuses ``set_robust_list``.
+# What the zygote itself may not do once it imports code it did not write (a
+# lock's packages): default allow, these refused with EPERM. The zygote needs
+# fork, socketpair, epoll, pidfds, wait, kill of its children, setresuid in a
+# child, and the Landlock and seccomp calls its children make; nothing here.
+ZYGOTE_SECCOMP_DENIED: tuple[str, ...] = (
+    # No network: the zygote only ever needs socketpair.
+    "socket", "connect", "bind", "listen", "accept", "accept4",
+    # No other program, no other process's memory or descriptors.
+    "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
+    "process_madvise",
+    # No mounts or namespaces (the zygote's own were made before).
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "move_mount", "open_tree", "fsopen",
+    "fsmount", "fspick", "mount_setattr", "open_by_handle_at", "name_to_handle_at", "fanotify_init",
+    "sethostname", "setdomainname",
+    # Kernel attack surface a Python process never needs.
+    "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "io_uring_setup", "io_uring_enter",
+    "io_uring_register", "userfaultfd", "kexec_load", "kexec_file_load", "init_module", "finit_module",
+    "delete_module", "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "vhangup",
+    # Shared futexes are keyed by file and offset: two processes that map
+    # the same file (libc's text) could rendezvous on it. Only private
+    # futexes (below), none of the newer futex calls.
+    "futex_waitv", "futex_wake", "futex_wait", "futex_requeue",
+)
+_FUTEX_PRIVATE_FLAG = 128
+# clone flags that make namespaces (unshare is refused outright; clone3's
+# flags are in memory, where seccomp cannot look: it is ENOSYS, and glibc
+# falls back to clone).
+_CLONE_NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000,
+                          0x00000080)
 
-    At exit the kernel walks the list and, for its ``list_op_pending``
-    entry, wakes the futex word it names *shared* when that word is 0. The
-    word needs no write access: a zero word of libc's read-only text will do,
-    and the head lives in the process's own writable memory, so a tool could
-    rewrite it with ctypes and wake a process outside when it exits (tested:
-    tests/attacks/test_channels.py). With no list registered the kernel
-    walks nothing. The other exit-time wake, ``clear_child_tid``, points at
-    this thread's own tid word (anonymous memory, keyed to this process) and
-    fires only with other threads sharing the memory; changing it needs
-    ``set_tid_address`` or ``clone``, both refused. Single-threaded, the
-    child has no robust mutex to lose."""
-    number = _SYS_SET_ROBUST_LIST.get(os.uname().machine)
-    if number is None:
-        raise JailError(f"set_robust_list number unknown on {os.uname().machine}")
-    # Size of struct robust_list_head: three pointer-sized fields.
-    if _libc.syscall(ctypes.c_long(number), None, ctypes.c_size_t(3 * ctypes.sizeof(ctypes.c_void_p))) != 0:
-        raise JailError(f"set_robust_list(NULL): {_errno_text()}")
+
+class _ZygoteSeccomp(_Filter):
+    """The zygote stage's filter: allow by default, refuse
+    `ZYGOTE_SECCOMP_DENIED`, futexes without the private flag and clones
+    into new namespaces.
+
+    Not filtered by argument, because the kernel already confines them:
+    setresuid/setresgid and friends (as root the zygote lives in a user
+    namespace that maps only its own block: any other id is EINVAL; an
+    ordinary user's namespace maps only that user), and kill/tgkill (no
+    capability outside that namespace, no shared uid with anything outside
+    it, and Landlock scopes signals to the zygote's own domain)."""
+
+    def __init__(self) -> None:
+        super().__init__(_SCMP_ACT_ALLOW)
+        refuse = _scmp_errno(errno.EPERM)
+        self.denied = [name for name in ZYGOTE_SECCOMP_DENIED if self._rule(refuse, name)]
+        self._rule(refuse, "futex", (1, 0, _FUTEX_PRIVATE_FLAG))
+        for flag in _CLONE_NAMESPACE_FLAGS:
+            self._rule(refuse, "clone", (0, flag, flag))
+        self._rule(_scmp_errno(errno.ENOSYS), "clone3")
 
 
 # --------------------------------------------------------------------------- namespaces, capabilities
@@ -364,6 +455,60 @@ def new_network_namespace() -> dict[str, Any]:
     except OSError as exc:
         return {"netns": False, "netns_error": f"user namespace set-up: {exc}"}
     return {"netns": True, "netns_via": "user namespace"}
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def namespaces_as_block(base: int, size: int) -> dict[str, Any]:
+    """Root's way in (user_namespaces(7)): move this process into a fresh
+    user, network and UTS namespace whose ids 0..size-1 are the host's
+    ``base .. base+size-1`` (a block claimed machine-wide, `uids.py`), and
+    become in-namespace 0: from then on its kernel uid is the unprivileged
+    ``base``, and its capabilities hold only inside that namespace, which
+    owns nothing on the host (no signal or ptrace to host processes, no
+    override of file permissions).
+
+    A process cannot write a map of more than its own id for itself once it
+    is inside (that needs CAP_SETUID in the parent namespace), so a helper
+    forked first, still root outside, writes both maps and exits. Returns
+    facts; never raises."""
+    go_r, go_w = os.pipe()
+    helper = os.fork()
+    if helper == 0:  # the helper: wait for the unshare, write the maps, go
+        code = 1
+        try:
+            os.close(go_w)
+            if os.read(go_r, 1) == b"1":
+                parent = os.getppid()
+                _write(f"/proc/{parent}/uid_map", f"0 {base} {size}")
+                _write(f"/proc/{parent}/gid_map", f"0 {base} {size}")
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(go_r)
+    unshared = _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWUTS) == 0
+    why = _errno_text()
+    os.write(go_w, b"1" if unshared else b"0")
+    os.close(go_w)
+    _pid, status = os.waitpid(helper, 0)
+    if not unshared:
+        return {"netns": False, "netns_error": f"unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWUTS): {why}"}
+    if status != 0:
+        return {"netns": False, "netns_error": "the helper could not write the user namespace's id maps"}
+    try:
+        os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        # The change of uid made the process non-dumpable, which hands its
+        # /proc entries to the host's root; the zygote reads its import
+        # paths through /proc/self/fd (`ZygoteJail.reachable`).
+        if _libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"prctl(PR_SET_DUMPABLE): {_errno_text()}")
+        _own_hostname()
+    except OSError as exc:
+        return {"netns": False, "netns_error": f"user namespace set-up: {exc}"}
+    return {"netns": True, "netns_via": "user namespace (uid block)", "uid_block": base}
 
 
 _CLONE_NEWNS = 0x00020000
@@ -428,10 +573,19 @@ class _CapData(ctypes.Structure):
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-def drop_capabilities() -> None:
-    """Empty this process's effective, permitted and inheritable sets."""
+CAP_KILL = 5
+CAP_SETGID = 6
+CAP_SETUID = 7
+
+
+def drop_capabilities(keep: tuple[int, ...] = ()) -> None:
+    """Empty this process's effective, permitted and inheritable sets, but
+    for the capabilities in ``keep`` (effective and permitted)."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
+    for cap in keep:
+        data[cap // 32].effective |= 1 << (cap % 32)
+        data[cap // 32].permitted |= 1 << (cap % 32)
     if _libc.capset(ctypes.byref(header), data) != 0:
         raise JailError(f"capset: {_errno_text()}")
 
@@ -493,4 +647,89 @@ class Jail:
         missing = self.require - set(entered)
         if missing:
             raise JailError(f"required layer(s) not available: {', '.join(sorted(missing))}")
+        return entered
+
+
+# --------------------------------------------------------------------------- the zygote's own jail
+
+_O_PATH = getattr(os, "O_PATH", 0o10000000)
+# Where the dynamic loader finds the system's shared libraries (manylinux
+# wheels load libc, libm, libgcc_s and libstdc++ from here).
+LIBRARY_DIRS: tuple[str, ...] = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache")
+
+
+class ZygoteJail:
+    """The jail the zygote itself enters before it imports anything it did
+    not bring (a lock's packages): Landlock that allows only reading (and
+    executing) ``readable`` (the interpreter's own files, RestrictedPython,
+    the sandbox, the lock's site directory) and reading and writing
+    ``writable`` files (/dev/null), TCP bind/connect handled with no rule,
+    signals and abstract sockets scoped; then `_ZygoteSeccomp`. Its
+    children enter the stricter `Jail` on top.
+
+    Every path is opened (O_PATH) when this is built, before the zygote
+    changes uid: `reachable` names each directory through
+    ``/proc/self/fd/<n>``, which the zygote can still walk where a parent
+    directory (``/root``) is closed to its new uid."""
+
+    LAYERS = ("landlock", "seccomp")
+
+    def __init__(self, readable: tuple[str, ...], writable: tuple[str, ...] = ("/dev/null",)) -> None:
+        self.abi = landlock_abi()
+        self.errors: dict[str, str] = {}
+        self.reachable: dict[str, str] = {}  # directory -> /proc/self/fd/<n>
+        self._rules: list[tuple[int, int]] = []
+        self._files: list[int] = []  # descriptors only the rules need
+        for path, rights in [(p, FS_EXECUTE | FS_READ_FILE) for p in readable] + \
+                [(p, FS_READ_FILE | FS_WRITE_FILE) for p in writable]:
+            self._add(path, rights)
+        self._seccomp: _ZygoteSeccomp | None = None
+        try:
+            self._seccomp = _ZygoteSeccomp()
+        except JailError as exc:
+            self.errors["seccomp"] = str(exc)
+
+    def _add(self, path: str, rights: int) -> None:
+        real = os.path.realpath(path)
+        if real in self.reachable:
+            return
+        try:
+            fd = os.open(real, _O_PATH | os.O_CLOEXEC)
+        except OSError:
+            return  # absent here (/lib64, /usr/lib64 ...)
+        if os.path.isdir(real):
+            rights |= FS_READ_DIR
+            self.reachable[real] = f"/proc/self/fd/{fd}"
+        else:
+            self._files.append(fd)
+        self._rules.append((fd, rights))
+
+    def facts(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"readable": sorted(self.reachable), "rules": len(self._rules)}
+        if self._seccomp is not None:
+            facts["seccomp_denied"] = len(self._seccomp.denied)
+        return facts
+
+    def enter(self) -> list[str]:
+        """Put Landlock (with the rules) and the filter in force on this
+        process (which must have no_new_privs). Returns the layers in force;
+        never raises (what failed is in ``errors``)."""
+        entered: list[str] = []
+        if self.abi > 0:
+            try:
+                _enter_landlock(self.abi, tuple(self._rules))
+                entered.append("landlock")
+            except JailError as exc:
+                self.errors["landlock"] = str(exc)
+        else:
+            self.errors["landlock"] = "Landlock is not available"
+        for fd in self._files:
+            os.close(fd)
+        self._files.clear()
+        if self._seccomp is not None:
+            try:
+                self._seccomp.load()
+                entered.append("seccomp")
+            except JailError as exc:
+                self.errors["seccomp"] = str(exc)
         return entered

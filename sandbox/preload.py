@@ -23,7 +23,14 @@ import time
 import warnings
 from typing import Any
 
-__all__ = ["THREAD_ENV", "WARMUPS", "preload"]
+__all__ = ["THREAD_ENV", "WARMUPS", "PreloadError", "preload"]
+
+
+class PreloadError(Exception):
+    """A package failed to import (or to warm up). In the restricted
+    backend's zygote this runs inside the zygote's own jail, so a package
+    that reaches for a file, the network or a process at import time ends
+    here, with its own message."""
 
 # Numerical libraries start a pool of threads at import (OpenBLAS, OpenMP,
 # MKL). A jailed child can start no thread at all, and one per call is all a
@@ -115,8 +122,8 @@ def _import_submodules(names: list[str], deadline: float) -> tuple[int, int]:
 
 def preload(names: tuple[str, ...] | list[str], *, submodules: bool = False) -> dict[str, Any]:
     """Import each module and run its warm-up, if it has one. Raises
-    ImportError (or whatever the warm-up raises): a lock whose packages do
-    not import is not a sandbox worth starting.
+    PreloadError naming the module and its own error: a lock whose packages
+    do not import is not a sandbox worth starting.
 
     ``submodules`` (the restricted backend's lock zygote, whose children can
     import nothing later): also import every submodule of these packages
@@ -125,12 +132,15 @@ def preload(names: tuple[str, ...] | list[str], *, submodules: bool = False) -> 
     and entry points, within `SUBMODULE_SECONDS`."""
     loaded: list[str] = []
     for name in names:
-        importlib.import_module(name)
-        code = WARMUPS.get(name)
-        if code is not None:
-            namespace: dict[str, Any] = {"__name__": "warmup"}
-            exec(compile(code, f"<warm-up of {name}>", "exec"), namespace)
-            _KEPT.append(namespace)
+        try:
+            importlib.import_module(name)
+            code = WARMUPS.get(name)
+            if code is not None:
+                namespace: dict[str, Any] = {"__name__": "warmup"}
+                exec(compile(code, f"<warm-up of {name}>", "exec"), namespace)
+                _KEPT.append(namespace)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the package's own failure, named
+            raise PreloadError(f"importing {name!r} failed in the jail: {type(exc).__name__}: {exc}") from None
         loaded.append(name)
     facts: dict[str, Any] = {"preloaded": loaded}
     if submodules:

@@ -56,7 +56,12 @@ Materialize = Callable[[Lock], Path]
 
 
 class _Unavailable(Exception):
-    """The zygote cannot be started or reached."""
+    """The zygote cannot be started or reached. ``reason``: the zygote's own
+    word on why it did not start (a lock's package error), when it said one."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _library_paths() -> list[str]:
@@ -114,7 +119,8 @@ class _Zygote:
             facts = json.loads(data) if data else None
             if not isinstance(facts, dict) or facts.get("ready") is not True:
                 why = facts.get("error") if isinstance(facts, dict) else None
-                raise _Unavailable(f"the zygote did not start: {why or self._stderr_tail()}")
+                reason = why if isinstance(why, str) and why else None
+                raise _Unavailable(f"the zygote did not start: {reason or self._stderr_tail()}", reason)
             ours.settimeout(None)
         except BaseException:
             self.stop()
@@ -403,7 +409,13 @@ class RestrictedBackend:
                 zygote.stop()
             site = self._site_dir(lock)
             extra = (f"--preload={','.join(lock.imports)}",) if lock.imports else ()
-            zygote = _Zygote(self.python, self.lock_start_timeout, self.spares, (*extra, str(site)), THREAD_ENV)
+            try:
+                zygote = _Zygote(self.python, self.lock_start_timeout, self.spares, (*extra, f"--site={site}"),
+                                 THREAD_ENV)
+            except _Unavailable as exc:
+                # The packages run (at import) inside the zygote's jail; what
+                # they did wrong there is the lock's error, in their words.
+                raise _Unavailable(f"lock {digest[:12]}: {exc.reason or exc}") from None
             with self._lock:
                 self._lock_zygotes[digest] = zygote
                 zygote.busy += 1  # this call's, so the eviction below never picks it

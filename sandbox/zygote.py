@@ -75,8 +75,10 @@ ZYGOTE_PATH: str = os.path.abspath(__file__)
 
 # Each child runs as its own unprivileged uid/gid (when the zygote is root),
 # so two concurrent tools cannot signal or ptrace each other, and
-# RLIMIT_NPROC (counted per uid) sees exactly one process. The range sits far
-# above ordinary users and the usual subordinate-id ranges.
+# RLIMIT_NPROC (counted per uid) sees exactly one process. The zygote claims
+# a block of CALL_UID_SLOTS uids machine-wide (`uids.py`, which owns these
+# numbers; tests/test_uids.py checks they agree) and maps its user
+# namespace's 0..CALL_UID_SLOTS-1 onto it: itself 0, each child its slot.
 CALL_UID_BASE: int = 2_000_000_000
 CALL_UID_SLOTS: int = 4096
 
@@ -107,6 +109,9 @@ _PR_SET_NO_NEW_PRIVS = 38
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 
 
 # --------------------------------------------------------------------------- child
@@ -172,23 +177,46 @@ def _own_stdio(devnull: str = os.devnull) -> str:
     return "devnull"
 
 
-# Where there is no Landlock the zygote's root is an empty tmpfs (see
-# jail.empty_root); it keeps a descriptor of /proc from before, and each child
-# reads its own size through it until it enters the jail.
-_proc_dir: int | None = None
+# What a child adds to its uid slot: 0 when the zygote lives in its own user
+# namespace (in-namespace ids are the slots), the block's first host uid when
+# it could not make one and stayed root.
+_uid_base: int = 0
+
+# The address-space size a child measures itself against (`_vm_bytes`).
+_VM_PROBE_LIMIT = 1 << 44  # 16 TiB: far more than any process maps, far less than the 128 TiB of user space
+_MAP_FAILED = ctypes.c_void_p(-1).value
+_MAP_FLAGS = 0x02 | 0x20 | 0x4000  # MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
+
+
+def _fits(size: int) -> bool:
+    addr = _libc.mmap(None, size, 0, _MAP_FLAGS, -1, 0)  # PROT_NONE: nothing is ever touched
+    if addr is None or addr == _MAP_FAILED:
+        return False
+    _libc.munmap(addr, size)
+    return True
 
 
 def _vm_bytes() -> int:
-    # Raw descriptors rather than open(): every Python object a child touches
-    # costs it a copied page.
-    if _proc_dir is not None:
-        fd = os.open("self/statm", os.O_RDONLY, dir_fd=_proc_dir)
-    else:
-        fd = os.open("/proc/self/statm", os.O_RDONLY)
+    """The address space this process maps, with no file to read (a child
+    of the jailed zygote can open nothing, not even /proc): with RLIMIT_AS
+    set to a known L for a moment, the largest anonymous PROT_NONE mapping
+    the kernel still grants is L minus what is mapped (the kernel's own
+    RLIMIT_AS check). A binary search of some 32 mmap/munmap pairs, a few
+    microseconds each, done by a spare while it waits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _VM_PROBE_LIMIT if hard == resource.RLIM_INFINITY else min(_VM_PROBE_LIMIT, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:
-        return int(os.read(fd, 256).split()[0]) * _PAGE
+        fits, misses = 0, limit // _PAGE + 1  # in pages: `fits` maps, `misses` does not
+        while misses - fits > 1:
+            middle = (fits + misses) // 2
+            if _fits(middle * _PAGE):
+                fits = middle
+            else:
+                misses = middle
     finally:
-        os.close(fd)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    return limit - fits * _PAGE
 
 
 def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict[str, Any]:
@@ -209,7 +237,9 @@ def _lock_down(keep: tuple[int, ...], zygote_pid: int, slot: int) -> dict[str, A
 
     uid_switched = False
     if os.geteuid() == 0:
-        ident = CALL_UID_BASE + slot
+        # In the zygote's user namespace `slot` is this child's own id; the
+        # host sees block base + slot, which no other live call has.
+        ident = _uid_base + slot
         os.setgroups([])
         os.setresgid(ident, ident, ident)
         os.setresuid(ident, ident, ident)
@@ -317,17 +347,6 @@ _WARM_JOB = {
 }
 
 
-def _kept_proc_dir() -> tuple[int, ...]:
-    return () if _proc_dir is None else (_proc_dir,)
-
-
-def _drop_proc_dir() -> None:
-    global _proc_dir
-    if _proc_dir is not None:
-        os.close(_proc_dir)
-        _proc_dir = None
-
-
 class _NotLoaded:
     """The last import finder in a jailed child: a module that was not
     loaded before the jail closed cannot be read now; say so plainly."""
@@ -353,10 +372,9 @@ def _spare_main(control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_j
     """A forked spare: lock down, warm up, enter the jail, take one call, run
     it, reply, exit. Never returns."""
     try:
-        _lock_down((control_fd, link_fd) + _kept_proc_dir(), zygote_pid, slot)
+        _lock_down((control_fd, link_fd), zygote_pid, slot)
         run_job(_WARM_JOB, restricted=True)
         vm_base = _vm_bytes()
-        _drop_proc_dir()
         # From here on the child can open nothing and make no new socket,
         # process or thread: it only has the descriptors it holds. All of
         # this happens while the spare waits, off the call's path.
@@ -438,7 +456,10 @@ class _Zygote:
         self.handlers: dict[int, tuple[str, _Child | None]] = {}
         self.children: dict[int, _Child] = {}
         self.spares: set[_Child] = set()
-        self.free_slots = list(range(CALL_UID_SLOTS - 2, -1, -1))  # the last slot is the probe's
+        # Slot 0 is the zygote's own id; a zygote never runs more children
+        # than the rest of its block (past that a call waits in the control
+        # socket's queue for a slot to come free).
+        self.free_slots = list(range(CALL_UID_SLOTS - 1, 0, -1))
         # Only hang-up: the messages themselves are for the spares.
         self._watch(control.fileno(), _GONE, "host", None)
 
@@ -611,11 +632,10 @@ def _probe(jail: Any) -> dict[str, Any]:
     if pid == 0:
         code = EXIT_SETUP_FAILED
         try:
-            facts = _lock_down((reply_w,) + _kept_proc_dir(), os.getppid(), CALL_UID_SLOTS - 1)
-            facts["baseline_vm_mib"] = round(_vm_bytes() / 2**20, 1)
-            facts["interfaces"] = sorted(name for _i, name in socket.if_nameindex())
+            # Slot 1: the probe has exited before any spare is forked.
+            facts = _lock_down((reply_w,), os.getppid(), 1)
             vm_base = _vm_bytes()
-            _drop_proc_dir()
+            facts["baseline_vm_mib"] = round(vm_base / 2**20, 1)
             facts["jail"] = jail.enter()
             facts["jail_errors"] = dict(jail.errors)
             facts["jail_checks"] = _jail_holds()
@@ -637,6 +657,126 @@ def _probe(jail: Any) -> dict[str, Any]:
     return facts
 
 
+def _parse_args(argv: list[str]) -> tuple[int, list[str], str | None, list[str]]:
+    """(spares, packages to preload, the lock's site directory, library
+    paths such as RestrictedPython's)."""
+    spares = int(argv[2]) if len(argv) > 2 else 2
+    preload: list[str] = []
+    site: str | None = None
+    paths: list[str] = []
+    for arg in argv[3:]:
+        if arg.startswith("--preload="):
+            preload.extend(name for name in arg.partition("=")[2].split(",") if name)
+        elif arg.startswith("--site="):
+            site = arg.partition("=")[2]
+        else:
+            paths.append(arg)
+    return spares, preload, site, paths
+
+
+def _mapped_files() -> list[str]:
+    """Files this process has mapped (the interpreter, libpython, the
+    extension modules and libraries loaded so far): the zygote's Landlock
+    lets it read them again wherever they live."""
+    found: set[str] = set()
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            path = fields[5].strip() if len(fields) == 6 else ""
+            if path.startswith("/") and not path.endswith(" (deleted)"):
+                found.add(path)
+    return sorted(found)
+
+
+def _through_fds(reachable: dict[str, str]) -> None:
+    """Point every import path (sys.path and the packages already loaded)
+    at ``/proc/self/fd/<n>`` of its directory's descriptor: once the zygote
+    runs as its unprivileged uid it may not walk a parent such as /root,
+    but the descriptor it opened before still leads in. Landlock judges the
+    directory itself, not the path used to reach it."""
+    prefixes = sorted(reachable, key=len, reverse=True)
+
+    def through(path: str) -> str:
+        real = os.path.realpath(path)
+        for prefix in prefixes:
+            if real == prefix or real.startswith(prefix + "/"):
+                return reachable[prefix] + real[len(prefix):]
+        return path
+
+    sys.path[:] = [through(p) for p in sys.path]
+    for module in list(sys.modules.values()):
+        search = getattr(module, "__path__", None)
+        if isinstance(search, list):
+            search[:] = [through(p) if isinstance(p, str) else p for p in search]
+    sys.path_importer_cache.clear()
+
+
+# What the zygote keeps once it has become its block's in-namespace root:
+# enough to fork children, switch each to its slot's uid and kill them.
+_KEPT_CAPABILITIES = ("CAP_KILL", "CAP_SETGID", "CAP_SETUID")
+
+
+def _isolate(jail_module: Any) -> tuple[dict[str, Any], Any]:
+    """Namespaces and uid for the zygote (before anything it did not bring
+    is imported): as root, a machine-wide uid block and a user namespace
+    mapped onto it; as an ordinary user, a user namespace that maps only
+    that user. Returns (facts, the claimed block or None)."""
+    global _uid_base
+    if os.geteuid() != 0:
+        return jail_module.new_network_namespace(), None
+    uids = importlib.import_module(_PKG + ".uids")
+    try:
+        block = uids.claim()
+    except (OSError, uids.UidsExhausted) as exc:
+        raise RuntimeError(f"no machine-wide uid block for the calls: {exc}") from None
+    facts = jail_module.namespaces_as_block(block.base, CALL_UID_SLOTS)
+    if not facts.get("netns"):
+        # No user namespace here (a container that forbids them): today's
+        # way, root in a network namespace, children on the block's host uids.
+        _uid_base = block.base
+        error = facts.get("netns_error")
+        facts = jail_module.new_network_namespace()
+        facts["userns_error"] = error
+    facts["uid_block"] = block.base
+    return facts, block
+
+
+def _enter_zygote_jail(jail_module: Any, stage: Any, netns: dict[str, Any], in_userns: bool) -> dict[str, Any]:
+    """Capabilities down, no_new_privs, then the zygote stage's Landlock and
+    seccomp; returns facts. The children's own jail comes on top of it."""
+    if netns.get("netns_via", "").startswith("user namespace"):
+        # Granted by the new user namespace and used already (hostname,
+        # empty root); as its root the zygote keeps what its children need.
+        keep = tuple(getattr(jail_module, name) for name in _KEPT_CAPABILITIES) if in_userns else ()
+        jail_module.drop_capabilities(keep)
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    entered = stage.enter()
+    # Nothing the zygote imports from now on may leave a file behind.
+    sys.dont_write_bytecode = True
+    return {"zygote_jail": entered, "zygote_jail_errors": dict(stage.errors), **stage.facts()}
+
+
+class _PackagesRefused(Exception):
+    """A lock's packages are not imported: the zygote's jail is incomplete."""
+
+
+def _import_packages(site: str, names: list[str], stage: Any, facts: dict[str, Any]) -> dict[str, Any]:
+    """The lock's packages, imported inside the zygote's jail only."""
+    missing = [layer for layer in stage.LAYERS if layer not in facts["zygote_jail"]]
+    if os.geteuid() == 0 and _uid_base:
+        missing.append("user namespace")
+    if missing:
+        raise _PackagesRefused(
+            f"the lock's packages are imported only inside the zygote's jail, and part of it is missing here "
+            f"({', '.join(missing)}: {facts['zygote_jail_errors'] or facts.get('userns_error')})"
+        )
+    sys.path.append(stage.reachable.get(os.path.realpath(site), site))
+    if not names:
+        return {}
+    preloaded: dict[str, Any] = importlib.import_module(_PKG + ".preload").preload(names, submodules=True)
+    return preloaded
+
+
 def main(argv: list[str]) -> int:
     # Start-up makes hardly any garbage; the collector's passes while every
     # module is imported cost the cold start milliseconds for nothing.
@@ -652,32 +792,40 @@ def main(argv: list[str]) -> int:
     # disk limit shows in the exit signal. (The zygote itself writes no files.)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     try:
-        spares = int(argv[2]) if len(argv) > 2 else 2
-        # Started with -S: the host names where RestrictedPython lives (and,
-        # for a lock's zygote, its site directory); `--preload=a,b` names the
-        # lock's packages, imported and warmed up before the jail closes.
-        options = [arg for arg in argv[3:] if arg.startswith("--preload=")]
-        sys.path.extend(arg for arg in argv[3:] if not arg.startswith("--preload="))
+        # Started with -I -S: sys.path is the interpreter's standard library
+        # alone; the host names where RestrictedPython lives, and, for a
+        # lock's zygote, its site directory (`--site=`) and packages
+        # (`--preload=a,b`). Nothing but the standard library,
+        # RestrictedPython and this directory is imported before the jail.
+        spares, names, site, paths = _parse_args(argv)
+        stdlib = [p for p in sys.path if os.path.isdir(p)]
+        sys.path.extend(paths)
         run_job, jail_module = _load_run_job()
-        preloaded: dict[str, Any] = {}
-        for option in options:
-            names = [name for name in option.partition("=")[2].split(",") if name]
-            preloaded = importlib.import_module(_PKG + ".preload").preload(names, submodules=True)
         # Opened now: without Landlock the root is about to become empty.
         devnull = os.open(os.devnull, os.O_WRONLY)
-        netns = jail_module.new_network_namespace()
+        readable = (*stdlib, *paths, os.path.dirname(ZYGOTE_PATH), *([site] if site else []),
+                    *jail_module.LIBRARY_DIRS, *_mapped_files())
+        stage = jail_module.ZygoteJail(readable)
+        _through_fds(stage.reachable)
         jail = jail_module.Jail()
+        netns, _block = _isolate(jail_module)  # the block stays claimed while the zygote lives
+        in_userns = os.geteuid() == 0 and _uid_base == 0
+        # Read before the filter refuses sockets (a netlink socket): what a
+        # child will see.
+        interfaces = sorted(name for _i, name in socket.if_nameindex())
         root: dict[str, Any] = {}
         if jail.abi <= 0:
-            # No Landlock: an empty root stands in for its filesystem rights.
-            global _proc_dir
-            _proc_dir = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+            # No Landlock: an empty root stands in for its filesystem rights
+            # (a lock's zygote refuses to import its packages without it).
             root = jail_module.empty_root()
-            if not root.get("empty_root"):
-                _drop_proc_dir()
-        if netns.get("netns_via") == "user namespace":
-            jail_module.drop_capabilities()  # granted by the new user namespace, used above
-        facts = _probe(jail)
+        facts = _enter_zygote_jail(jail_module, stage, netns, in_userns)
+        preloaded = _import_packages(site, names, stage, facts) if site else {}
+        facts.update(_probe(jail))
+        if in_userns and _block is not None and isinstance(facts.get("uid"), int):
+            # The probe saw its in-namespace id; the host sees block + slot.
+            facts["uid_in_namespace"] = facts["uid"]
+            facts["uid"] = _block.base + facts["uid"]
+        facts["interfaces"] = interfaces
         facts.update(preloaded)
         facts.update(netns)
         facts.update(root)
@@ -689,7 +837,11 @@ def main(argv: list[str]) -> int:
         if not hasattr(os, "pidfd_open"):
             raise RuntimeError("os.pidfd_open is missing (needs Linux 5.3+, Python 3.9+)")
     except BaseException as exc:  # noqa: BLE001 - the host reports it as "unavailable"
-        control.sendall(json.dumps({"ready": False, "error": f"{type(exc).__name__}: {exc}"}).encode())
+        # A package's own failure (preload.PreloadError) already says what
+        # and where; anything else is named by its type.
+        own = type(exc).__name__ in ("PreloadError", "_PackagesRefused")
+        why = str(exc) if own else f"{type(exc).__name__}: {exc}"
+        control.sendall(json.dumps({"ready": False, "error": why[:2000]}).encode())
         return 1
     ready = {"ready": True, "pid": os.getpid(), "python": sys.version.split()[0], **facts}
     # Everything imported so far lives as long as the zygote: keep the
