@@ -3,8 +3,9 @@
 A container serves exactly one call. It is created through docker-py with no
 network, a read-only root, a small noexec tmpfs for /tmp, memory = memory+swap,
 a CPU quota plus RLIMIT_CPU, a pids limit, file-size and open-file rlimits, all
-capabilities dropped, no-new-privileges, a non-root user, tini as PID 1, no
-host mounts, no Docker socket, no log driver (a tool's stderr never lands on
+capabilities dropped, no-new-privileges, a seccomp profile of our own (the
+engine's default, futexes private only: `seccomp_profile`), a non-root user,
+tini as PID 1, no host mounts, no Docker socket, no log driver (a tool's stderr never lands on
 the host's disk) and the engine's auto-remove.
 
 Speed comes from a small warm pool per set of limits: containers already
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -87,6 +89,20 @@ _START_TIMEOUT = 60.0
 # long; the final sweep keeps removing this process's containers this long.
 _CLOSE_JOIN_SECONDS = 30.0
 _SWEEP_SECONDS = 30.0
+
+# The containers' seccomp profile: the engine's default with futexes allowed
+# only with FUTEX_PRIVATE_FLAG (see the file's own comment and
+# docs/sandbox-docker.md). Data, shipped beside this module.
+SECCOMP_PROFILE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp-docker.json")
+
+
+@functools.cache
+def seccomp_profile() -> str:
+    """The profile as compact JSON, read once per process (the engine takes
+    the text itself in ``security_opt``, not a path)."""
+    with open(SECCOMP_PROFILE_PATH, encoding="utf-8") as fh:
+        return json.dumps(json.load(fh), separators=(",", ":"))
+
 
 # A warm pool: the image its containers run and their limits.
 _PoolKey = tuple[str, Limits]
@@ -164,7 +180,12 @@ def host_config_options(limits: Limits, *, auto_remove: bool = True) -> dict[str
             Ulimit(name="core", soft=0, hard=0),
         ],
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
+        # Shared futexes are keyed by file and offset: two containers of one
+        # image (the same libc file in the image's layer) met on libc's text.
+        # No descriptor channel like the restricted backend's 0-2: each call
+        # has a fresh container whose stdio is its own attach stream, shared
+        # with no other call.
+        "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
         "init": True,
         "auto_remove": auto_remove,
         # No /dev/shm: the only writable place is the size-limited /tmp.
