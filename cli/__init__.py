@@ -4,6 +4,7 @@ Exit codes (the contract scripts rely on; see README "Exit codes"):
 0 success · 1 the tool raised or a test failed · 2 usage or bad input ·
 3 not found · 4 refused by policy · 5 a resource limit was hit ·
 6 the sandbox is unavailable · 7 an optional extra is not installed ·
+8 the registry path is unusable (read-only, not a regular file) ·
 70 internal error (a bug: please report it).
 """
 
@@ -132,7 +133,9 @@ class ToolcribGroup(LazyGroup):
 @click.option(
     "--registry",
     "registry_path",
-    type=click.Path(dir_okay=False),
+    # Not click.Path(dir_okay=False): every unusable path (a directory too)
+    # gets the registry's own one-line error and exit code 8.
+    metavar="FILE",
     envvar="TOOLCRIB_REGISTRY",
     help="Registry database file. Default: $TOOLCRIB_REGISTRY, else ~/.local/share/toolcrib/registry.db.",
 )
@@ -192,5 +195,7 @@ def main() -> None:
     except Exception as err:  # noqa: BLE001 - the last line of defence
         if os.environ.get("TOOLCRIB_DEBUG"):
             raise
-        click.echo(f"Error: internal error: {type(err).__name__}: {err} (set TOOLCRIB_DEBUG=1 for a traceback)", err=True)
+        from .common import echo_text
+
+        echo_text(f"Error: internal error: {type(err).__name__}: {err} (set TOOLCRIB_DEBUG=1 for a traceback)", err=True)
         sys.exit(INTERNAL_ERROR)

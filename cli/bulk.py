@@ -25,7 +25,7 @@ from ..registry import AddResult, ProvenanceInput, Registry
 from ..registry.cases import load_tests
 from ..registry.errors import InvalidInput, ToolcribError
 from ..sandbox.wire import MAX_FILE_DEPTH, ProtocolError, read_json
-from .common import CLIError
+from .common import CLIError, echo_text
 
 __all__ = ["Entry", "Outcome", "is_table", "provenance_for", "read_entries", "report", "run_entries"]
 
@@ -240,13 +240,13 @@ def report(outcomes: list[Outcome], json_output: bool) -> int:
     else:
         for outcome in outcomes:
             if outcome.result is None:
-                click.echo(f"refused  {outcome.entry.label}: {outcome.error}")
+                echo_text(f"refused  {outcome.entry.label}: {outcome.error}")
                 continue
             tool = outcome.result.tool
             verb = "added   " if outcome.result.created else "existing"
-            click.echo(f"{verb} {outcome.entry.label}: {tool.ref} (sha256:{tool.sha256[:12]})")
+            echo_text(f"{verb} {outcome.entry.label}: {tool.ref} (sha256:{tool.sha256[:12]})")
             for note in outcome.result.notes:
                 if note.startswith("missing: "):
-                    click.echo(f"         warning: {note.removeprefix('missing: ')}")
+                    echo_text(f"         warning: {note.removeprefix('missing: ')}")
         click.echo(f"{len(outcomes) - len(refused)} admitted, {len(refused)} refused", err=True)
     return 2 if refused else 0

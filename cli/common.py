@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "declared_limits",
     "echo_json",
     "echo_table",
+    "echo_text",
     "json_option",
     "limit_option",
     "open_caller",
@@ -33,18 +35,56 @@ __all__ = [
     "parse_key_values",
     "parse_limits",
     "read_text_argument",
+    "terminal_text",
 ]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# ------------------------------------------------------------------ terminals
+#
+# Text a tool, a bundle, a model or a client chose (results, docstrings,
+# names, actors, error messages, audit details) reaches the operator's
+# terminal only through `terminal_text`, which shows every control character
+# as an escape, as git and ls do: otherwise ``\x1b]52;c;...\x07`` writes the
+# clipboard, ``\x1b[2J`` clears the screen and ``\r`` overwrites what a line
+# said. Escaped: C0 (all but newline and tab where a layout has several
+# lines), DEL, C1 (``\x9b`` is a one-byte CSI) and the bidirectional
+# overrides and isolates (which reorder what is shown). Shown as ``\xNN``
+# (``\uNNNN`` past U+00FF). ``--json`` output is left exact.
+_BIDI = "\u202a-\u202e\u2066-\u2069"
+_CONTROL_ONE_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+_CONTROL_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def terminal_text(text: object, *, multiline: bool = False) -> str:
+    """`text` safe to print on a terminal: control characters escaped (see
+    above). ``multiline`` keeps newlines and tabs (a result, a source diff)."""
+    value = text if isinstance(text, str) else str(text)
+    return (_CONTROL_LINES if multiline else _CONTROL_ONE_LINE).sub(_escape, value)
+
+
+def echo_text(text: object, *, multiline: bool = False, err: bool = False, nl: bool = True) -> None:
+    """click.echo of text that may hold what a tool or a client chose."""
+    click.echo(terminal_text(text, multiline=multiline), err=err, nl=nl)
+
+
 class CLIError(click.ClickException):
     """A one-line user-facing error with a documented exit code: 2 (usage or
     bad input) unless made by `with_exit_code`. click declares `exit_code` per
-    class, so each other code gets its own subclass of this one."""
+    class, so each other code gets its own subclass of this one. Its message
+    is shown through `terminal_text` (it may quote a tool's words)."""
 
     exit_code = 2
+
+    def format_message(self) -> str:
+        return terminal_text(self.message)
 
     @staticmethod
     def with_exit_code(message: str, exit_code: int) -> CLIError:
@@ -219,5 +259,5 @@ def echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
 
 def _cell(value: Any, cap: int = 60) -> str:
     text = "" if value is None else str(value)
-    text = " ".join(text.split())
+    text = terminal_text(" ".join(text.split()))
     return text if len(text) <= cap else text[: cap - 1] + "…"

@@ -26,7 +26,7 @@ from ..registry import Registry
 from ..registry.cases import COMPARATORS
 from ..registry.errors import NotFound
 from ..sandbox import Limits
-from .common import CLIError, F, declared_limits, echo_json, json_option, limit_option, open_registry, parse_limits, read_text_argument
+from .common import CLIError, F, declared_limits, echo_json, echo_text, json_option, limit_option, open_registry, parse_limits, read_text_argument
 from ..sandbox import BACKEND_NAMES
 
 __all__ = ["COMMANDS"]
@@ -60,7 +60,7 @@ def _model(reg: Registry, model_id: str | None, replay: str | None, *, required:
 
 
 def _progress(stage: str, attempt: int, message: str) -> None:
-    click.echo(f"{stage}: attempt {attempt}: {message}", err=True)
+    echo_text(f"{stage}: attempt {attempt}: {message}", err=True)
 
 
 def _make(reg: Registry, task_path: str, model: Model, *, name: str | None, demos: int, validate: int,
@@ -127,7 +127,7 @@ def make(task: str, model_id: str | None, replay: str | None, name: str | None, 
     if result.status != "made":
         raise _make_failure(result)
     if not json_output:
-        click.echo(f"{result.tool}: verified ({result.tests} tests from the task's examples); "
+        echo_text(f"{result.tool}: verified ({result.tests} tests from the task's examples); "
                    f"transcript in {result.transcript}")
 
 
@@ -190,7 +190,7 @@ def use(ref: str, question: str | None, questions_path: str | None, model_id: st
         return
     for answer in report.answers:
         mark = "" if answer.correct is None else ("  ✓" if answer.correct else f"  ✗ (target {answer.target!r})")
-        click.echo(_answer_line(answer) + mark)
+        echo_text(_answer_line(answer) + mark)
     if report.accuracy is not None:
         click.echo(f"accuracy: {report.correct}/{report.scored} = {report.accuracy:.2%}", err=True)
 
@@ -247,9 +247,9 @@ def dispatch(question: str, model_id: str | None, replay: str | None, search_onl
     if json_output:
         echo_json(output)
     elif choice is not None:
-        click.echo(choice)
+        echo_text(choice)
         if answer is not None:
-            click.echo(_answer_line(answer))
+            echo_text(_answer_line(answer))
     if choice is None:
         raise CLIError.with_exit_code("no tool fits this question", NotFound.exit_code)
 
@@ -278,7 +278,7 @@ def model(model_id: str | None, unset: bool, json_output: bool) -> None:
     if json_output:
         echo_json({"model": current})
     else:
-        click.echo(current if current is not None else "no default model (use --model ID, or 'toolcrib model ID')")
+        echo_text(current if current is not None else "no default model (use --model ID, or 'toolcrib model ID')")
 
 
 COMMANDS = [make, use, dispatch, model]

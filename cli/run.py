@@ -15,6 +15,7 @@ from .common import (
     CLIError,
     echo_json,
     echo_table,
+    echo_text,
     json_option,
     limit_option,
     open_caller,
@@ -59,7 +60,7 @@ def no_build_option(fn: F) -> F:
 
 
 def _progress(line: str) -> None:
-    click.echo(line, err=True)
+    echo_text(line, err=True)
 
 
 def _print_verification(result: Verification) -> None:
@@ -76,9 +77,9 @@ def _print_verification(result: Verification) -> None:
     echo_table(["#", "NAME", "RESULT", "MS", "DETAIL"], rows)
     total = result.passed + result.failed
     policy = f", {result.policy} policy" if result.policy else ""
-    click.echo(f"{result.tool}: {result.status} ({result.passed}/{total} passed, {result.backend} backend{policy})")
+    echo_text(f"{result.tool}: {result.status} ({result.passed}/{total} passed, {result.backend} backend{policy})")
     if result.layers:
-        click.echo(f"isolation: {', '.join(result.layers)}")
+        echo_text(f"isolation: {', '.join(result.layers)}")
 
 
 @click.command()
@@ -135,7 +136,7 @@ def verify(
             except InvalidInput as err:  # e.g. a version with no test cases
                 skipped.append(f"{pending_ref}: {err}")
     for line in skipped:
-        click.echo(f"skipped {line}", err=True)
+        echo_text(f"skipped {line}", err=True)
     if json_output:
         echo_json({"results": [r.model_dump(mode="json") for r in results], "skipped": skipped})
     else:
@@ -178,20 +179,22 @@ def _parse_call_args(args_json: str | None, arg_pairs: tuple[str, ...]) -> dict[
 
 
 def _print_outcome(outcome: CallOutcome) -> None:
+    # Everything here is the tool's (its result, its printed output, its
+    # exception): through terminal_text, never raw (`--json` is exact).
     if outcome.stdout and outcome.status != "ok":
-        click.echo(outcome.stdout, err=True, nl=not outcome.stdout.endswith("\n"))
+        echo_text(outcome.stdout, multiline=True, err=True, nl=not outcome.stdout.endswith("\n"))
     if outcome.status == "ok":
         value = outcome.result
-        click.echo(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+        echo_text(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False), multiline=True)
         return
     if outcome.status == "limit":
-        click.echo(f"Error: {outcome.tool} hit the {outcome.limit} limit", err=True)
+        echo_text(f"Error: {outcome.tool} hit the {outcome.limit} limit", err=True)
     elif outcome.error is not None:
         line = outcome.error.line
         where = f" (line {line})" if line and f"line {line}" not in outcome.error.message else ""
-        click.echo(f"Error: {outcome.status}: {outcome.error.type}: {outcome.error.message}{where}", err=True)
+        echo_text(f"Error: {outcome.status}: {outcome.error.type}: {outcome.error.message}{where}", err=True)
     else:
-        click.echo(f"Error: {outcome.status}", err=True)
+        echo_text(f"Error: {outcome.status}", err=True)
 
 
 @click.command()

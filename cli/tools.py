@@ -22,6 +22,7 @@ from .common import (
     declared_limits,
     echo_json,
     echo_table,
+    echo_text,
     json_option,
     limit_option,
     open_registry,
@@ -260,15 +261,15 @@ def add(
         return
     for note in outcome.notes:
         label = "warning" if note.startswith("missing: ") else "note"
-        click.echo(f"{label}: {note.removeprefix('missing: ')}", err=True)
+        echo_text(f"{label}: {note.removeprefix('missing: ')}", err=True)
     verb = "Added" if outcome.created else "Already registered:"
     policy_note = f", policy {tool.policy}" if tool.policy != "restricted" else ""
     packages = f", {len(tool.lock.packages)} locked package(s)" if tool.lock else ""
-    click.echo(f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s){policy_note}{packages}")
+    echo_text(f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s){policy_note}{packages}")
 
 
 def _progress(message: str) -> None:
-    click.echo(message, err=True)
+    echo_text(message, err=True)
 
 
 def _prelude_option(value: str | None) -> tuple[str | None, str | None]:
@@ -415,52 +416,52 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
     sig = tool.signature
     props = sig.input_schema.get("properties", {})
     required = set(sig.input_schema.get("required", []))
-    click.echo(f"{tool.ref}  [{tool.status}{', ' + _flags(tool) if _flags(tool) else ''}]")
-    click.echo(f"  sha256:     {tool.sha256}")
-    click.echo(f"  entrypoint: {tool.entrypoint}({', '.join(_describe_param(n, s, n in required) for n, s in props.items())})")
+    echo_text(f"{tool.ref}  [{tool.status}{', ' + _flags(tool) if _flags(tool) else ''}]")
+    echo_text(f"  sha256:     {tool.sha256}")
+    echo_text(f"  entrypoint: {tool.entrypoint}({', '.join(_describe_param(n, s, n in required) for n, s in props.items())})")
     if sig.output_schema:
-        click.echo(f"  returns:    {json.dumps(sig.output_schema, sort_keys=True)}")
+        echo_text(f"  returns:    {json.dumps(sig.output_schema, sort_keys=True)}")
     if sig.untyped:
-        click.echo(f"  untyped:    {', '.join(sig.untyped)}")
+        echo_text(f"  untyped:    {', '.join(sig.untyped)}")
     if sig.description:
-        click.echo(f"  about:      {_summary(tool)}")
+        echo_text(f"  about:      {_summary(tool)}")
     if tool.deprecated is not None:
-        click.echo(f"  deprecated: {tool.deprecated}")
+        echo_text(f"  deprecated: {tool.deprecated}")
     if tool.yanked is not None:
-        click.echo(f"  yanked:     {tool.yanked}")
+        echo_text(f"  yanked:     {tool.yanked}")
     if tool.limits:
-        click.echo(f"  limits:     {', '.join(f'{k}={v}' for k, v in tool.limits.to_json().items())}")
-    click.echo(f"  policy:     {tool.policy}")
+        echo_text(f"  limits:     {', '.join(f'{k}={v}' for k, v in tool.limits.to_json().items())}")
+    echo_text(f"  policy:     {tool.policy}")
     if tool.lock:
-        click.echo(f"  requires:   {', '.join(tool.requires)}")
-        click.echo(f"  lock:       {tool.lock.digest()[:12]} ({tool.lock.python})")
+        echo_text(f"  requires:   {', '.join(tool.requires)}")
+        echo_text(f"  lock:       {tool.lock.digest()[:12]} ({tool.lock.python})")
         for pkg in tool.lock.packages:
-            click.echo(f"    {pkg.name}=={pkg.version}  {pkg.filename}  sha256:{pkg.sha256[:16]}")
+            echo_text(f"    {pkg.name}=={pkg.version}  {pkg.filename}  sha256:{pkg.sha256[:16]}")
     if tool.prelude is not None:
         lines = tool.prelude.count("\n")
-        click.echo(f"  prelude:    sha256:{sha256_text(tool.prelude)[:12]} ({lines} line(s))")
+        echo_text(f"  prelude:    sha256:{sha256_text(tool.prelude)[:12]} ({lines} line(s))")
     prov = tool.provenance
-    click.echo(f"  registered: {prov.registered_at} by {prov.registered_by}")
-    click.echo(f"  generator:  {prov.generator or '-'}")
+    echo_text(f"  registered: {prov.registered_at} by {prov.registered_by}")
+    echo_text(f"  generator:  {prov.generator or '-'}")
     if prov.prompt_sha256:
-        click.echo(f"  prompt:     sha256:{prov.prompt_sha256[:12]} ({len(prov.prompt or '')} chars)")
+        echo_text(f"  prompt:     sha256:{prov.prompt_sha256[:12]} ({len(prov.prompt or '')} chars)")
     if prov.parent:
-        click.echo(f"  parent:     {prov.parent}")
+        echo_text(f"  parent:     {prov.parent}")
     for key, value in sorted(prov.metadata.items()):
-        click.echo(f"  meta:       {key}={value}")
-    click.echo(f"  tests:      {len(tool.tests)}")
+        echo_text(f"  meta:       {key}={value}")
+    echo_text(f"  tests:      {len(tool.tests)}")
     for i, case in enumerate(tool.tests, 1):
         call = json.dumps(case.args, sort_keys=True) if case.args is not None else "snippet"
         label = f" {case.name}:" if case.name else ""
-        click.echo(f"    {i}.{label} {call} -> {json.dumps(case.expected)} [{case.comparator}]")
+        echo_text(f"    {i}.{label} {call} -> {json.dumps(case.expected)} [{case.comparator}]")
     if evidence:
-        click.echo(
+        echo_text(
             f"  verified:   {evidence.status} {evidence.passed}/{evidence.passed + evidence.failed} "
             f"on {evidence.backend}{f' ({evidence.policy} policy)' if evidence.policy else ''} at {evidence.verified_at}"
         )
         if evidence.layers:
-            click.echo(f"  isolation:  {', '.join(evidence.layers)}")
-    click.echo(f"  usage:      {_usage_line(stats)}")
+            echo_text(f"  isolation:  {', '.join(evidence.layers)}")
+    echo_text(f"  usage:      {_usage_line(stats)}")
 
 
 @click.command()
@@ -503,13 +504,13 @@ def diff(old_ref: str, new_ref: str, json_output: bool) -> None:
     if json_output:
         echo_json(result.model_dump(mode="json"))
         return
-    click.echo(f"{result.old} -> {result.new}: {result.bump}")
+    echo_text(f"{result.old} -> {result.new}: {result.bump}")
     if result.schema_diff:
         click.echo("\n# signature")
-        click.echo(result.schema_diff.rstrip("\n"))
+        echo_text(result.schema_diff.rstrip("\n"), multiline=True)
     if result.source_diff:
         click.echo("\n# source")
-        click.echo(result.source_diff.rstrip("\n"))
+        echo_text(result.source_diff.rstrip("\n"), multiline=True)
     if not result.schema_diff and not result.source_diff:
         click.echo("(identical source and signature)")
 
@@ -529,7 +530,7 @@ def deprecate(ref: str, message: str, json_output: bool) -> None:
     if json_output:
         echo_json(_tool_json(tool, full=False))
     else:
-        click.echo(f"Deprecated {tool.ref}: {message}")
+        echo_text(f"Deprecated {tool.ref}: {message}")
 
 
 @click.command()
@@ -547,7 +548,7 @@ def yank(ref: str, reason: str, json_output: bool) -> None:
     if json_output:
         echo_json(_tool_json(tool, full=False))
     else:
-        click.echo(f"Yanked {tool.ref}: {reason}")
+        echo_text(f"Yanked {tool.ref}: {reason}")
 
 
 @click.command()

@@ -353,6 +353,8 @@ class Caller:
                     raise InvalidInput(
                         "arguments must be JSON (objects, arrays, strings, finite numbers, booleans, null)"
                     ) from None
+                except RecursionError:  # the Python API's own values: no reader bounded them
+                    raise InvalidInput("arguments are nested too deeply") from None
                 base["arguments"] = cap_value(args)
         except InvalidInput as exc:
             self._audit(tool.ref, {**base, "status": "invalid", "reason": exc.message})

@@ -13,7 +13,8 @@ Each carries the CLI exit code it maps to, so the CLI has one rule:
     ├── NotFound                  exit 3: no such tool, version or reference
     ├── PolicyRefused             exit 4: unverified or yanked version refused by policy
     ├── SandboxUnavailable        exit 6: the backend could not run anything
-    └── ExtraMissing              exit 7: an optional part is not installed (e.g. toolcrib[browse])
+    ├── ExtraMissing              exit 7: an optional part is not installed (e.g. toolcrib[browse])
+    └── RegistryUnusable          exit 8: the registry path cannot be opened and written (read-only, not a file)
 
 Exit code 1 (the tool raised, a test failed) and 5 (a resource limit) come from
 call and verify *results*, not exceptions; `exit_code_for_status` maps them.
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PolicyRefused",
+    "RegistryUnusable",
     "SandboxUnavailable",
     "TestsFormatError",
     "ToolcribError",
@@ -46,6 +48,7 @@ EXIT_CODES: dict[int, str] = {
     5: "a resource limit was hit",
     6: "the sandbox is unavailable (e.g. no Docker engine)",
     7: "an optional part of toolcrib is not installed (e.g. pip install 'toolcrib[browse]')",
+    8: "the registry cannot be used at that path (read-only file or directory, not a regular file)",
 }
 
 
@@ -111,6 +114,15 @@ class ExtraMissing(ToolcribError):
     names the pip command that installs it."""
 
     exit_code = 7
+
+
+class RegistryUnusable(ToolcribError):
+    """The registry path is there (or its directory is) but cannot serve as a
+    registry: a read-only file, directory or file system, a directory,
+    /dev/null, a /proc file. Every command refuses it, read commands too:
+    SQLite's WAL journal writes beside the file even to read it."""
+
+    exit_code = 8
 
 
 _STATUS_EXIT = {"ok": 0, "error": 1, "blocked": 4, "limit": 5, "unavailable": 6}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     import sqlite_utils
 
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, RegistryUnusable
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -34,8 +35,10 @@ __all__ = [
     "connect",
     "default_actor",
     "default_registry_path",
+    "is_unusable",
     "open_database",
     "read_snapshot",
+    "unusable",
     "utc_now",
     "write_transaction",
 ]
@@ -109,14 +112,14 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
     behind our back, so a stray statement cannot hold the write lock.
     """
     path = Path(path).expanduser()
-    if not path.exists():
-        if not create:
-            raise NotFound(f"no registry at {path} (run 'toolcrib init')")
-        path.parent.mkdir(parents=True, exist_ok=True)
+    _check_usable(path, create=create)
     # check_same_thread=False only so that `PerThreadDatabase.close` may close
     # every thread's connection from one thread; each connection is still
     # used by exactly one thread.
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise unusable(path, exc) from None
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         try:
@@ -130,9 +133,63 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        raise unusable(path, exc) from None
     except BaseException:
         conn.close()
         raise
+
+
+def _check_usable(path: Path, *, create: bool) -> None:
+    """Refuse, before SQLite sees it, a registry path that cannot work: not a
+    regular file (a directory, /dev/null), or a file or directory this
+    process may not write. Every command refuses it, read commands included:
+    in WAL mode SQLite writes its ``-shm`` index beside the file even to
+    read, so a read-only registry is unusable rather than half-usable (copy
+    it somewhere writable to read it). RegistryUnusable (exit 8)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise RegistryUnusable(f"registry {path} cannot be used: {exc.strerror}") from None
+    if info is None:
+        if not create:
+            raise NotFound(f"no registry at {path} (run 'toolcrib init')")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RegistryUnusable(f"registry {path} cannot be created: {exc.strerror}") from None
+        if not os.access(path.parent, os.W_OK):
+            raise RegistryUnusable(f"registry {path} cannot be created: its directory is read-only (not writable)")
+        return
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise RegistryUnusable(f"registry {path} cannot be used: it is {kind}")
+    if not os.access(path, os.W_OK):
+        raise RegistryUnusable(f"registry {path} is read-only: toolcrib needs to write it (even to read: "
+                               "SQLite's WAL journal); copy it somewhere writable")
+    if not os.access(path.parent, os.W_OK):
+        raise RegistryUnusable(f"registry {path} is in a read-only directory: toolcrib writes its WAL journal "
+                               "beside it (even to read); copy it somewhere writable")
+
+
+# SQLite's answers that mean "this file, at this path, cannot be written (or
+# opened) here", as opposed to a bug or a busy lock: refused as unusable.
+_UNUSABLE_CODES = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM", "SQLITE_FULL",
+                   "SQLITE_NOTADB", "SQLITE_AUTH")
+
+
+def is_unusable(exc: BaseException) -> bool:
+    """Whether an SQLite error says the registry file cannot be used here."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return isinstance(exc, sqlite3.Error) and name.startswith(_UNUSABLE_CODES)
+
+
+def unusable(path: str | Path, exc: BaseException) -> RegistryUnusable:
+    """RegistryUnusable naming the path and SQLite's reason."""
+    return RegistryUnusable(f"registry {path} cannot be used: {exc}")
 
 
 class PerThreadDatabase:
@@ -219,9 +276,22 @@ def write_transaction(db: _Db) -> Iterator[_Db]:
     conn = _connection(db)
     if conn.in_transaction:
         raise RuntimeError("write_transaction does not nest")
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if is_unusable(exc):
+            raise unusable(_db_path(conn), exc) from None
+        raise
     try:
         yield db
+    except sqlite3.OperationalError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        # The file became unwritable under us (remounted read-only, disk
+        # full): the same one-line error as at open, not an internal error.
+        if is_unusable(exc):
+            raise unusable(_db_path(conn), exc) from None
+        raise
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -229,10 +299,20 @@ def write_transaction(db: _Db) -> Iterator[_Db]:
     else:
         try:
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if is_unusable(exc):
+                raise unusable(_db_path(conn), exc) from None
             raise
+
+
+def _db_path(conn: sqlite3.Connection) -> str:
+    try:
+        row = conn.execute("PRAGMA database_list").fetchone()
+        return str(row[2]) if row and row[2] else "(unknown)"
+    except sqlite3.Error:
+        return "(unknown)"
 
 
 @contextmanager
