@@ -449,9 +449,12 @@ def test_tool_filter_serves_only_matching_names(registry: Path) -> None:
 
 
 def test_allow_add_registers_then_serves_only_once_verified(tmp_path: Path) -> None:
+    """An added tool lives in the client's own namespace (``mcp-<id>_NAME``,
+    tests/test_doors.py shows no other client sees it)."""
     path = tmp_path / "agent.db"
     Registry(path, actor="setup").close()
     source = LATE.replace("late", "triple").replace("x + 1", "3 * x")
+    added_name: list[str] = []
 
     async def body() -> None:
         notes = Notes()
@@ -461,26 +464,29 @@ def test_allow_add_registers_then_serves_only_once_verified(tmp_path: Path) -> N
             added = await session.call_tool("add_tool", {"source": source,
                                                           "tests": [{"args": {"x": 2}, "expected": 6}]})
             assert not added.is_error, added.structured_content
-            assert added.structured_content["tool"] == "triple@1.0.0"
+            ref = added.structured_content["tool"]
+            assert re.fullmatch(r"mcp-[0-9a-f]{12}_triple@1\.0\.0", ref), ref
+            name = ref.split("@")[0]
+            added_name.append(name)
             assert added.structured_content["status"] == "unverified"
-            assert "triple" not in {t.name for t in (await session.list_tools()).tools}
-            with pytest.raises(MCPError, match="unknown tool 'triple'"):
-                await session.call_tool("triple", {"x": 1})
+            assert name not in {t.name for t in (await session.list_tools()).tools}
+            with pytest.raises(MCPError, match="unknown tool"):
+                await session.call_tool(name, {"x": 1})
             bad = await session.call_tool("add_tool", {"source": "def broken(:\n"})
             assert bad.is_error and bad.structured_content["error"]["type"] == "AdmissionError"
-            verified = await session.call_tool("verify_tool", {"ref": "triple"})
+            verified = await session.call_tool("verify_tool", {"ref": "triple"})  # its own triple
             assert not verified.is_error and verified.structured_content["status"] == "verified"
             with anyio.fail_after(DEADLINE):
                 await notes.list_changed.wait()
-            assert "triple" in {t.name for t in (await session.list_tools()).tools}
-            assert (await session.call_tool("triple", {"x": 5})).structured_content == {"result": 15}
+            assert name in {t.name for t in (await session.list_tools()).tools}
+            assert (await session.call_tool(name, {"x": 5})).structured_content == {"result": 15}
 
     anyio.run(body)
     with Registry(path, create=False) as reg:
-        tool = reg.get("triple")
+        tool = reg.get(added_name[0])
         assert tool.provenance.generator == "pytest-agent/7.1"
         assert tool.provenance.registered_by == "mcp:pytest-agent/7.1"
-        assert [e.event for e in reg.audit(tool="triple")][:2] == ["add", "verify"]
+        assert [e.event for e in reg.audit(tool=added_name[0])][:2] == ["add", "verify"]
 
 
 def test_without_allow_add_there_is_no_add_tool(registry: Path) -> None:

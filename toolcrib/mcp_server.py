@@ -30,9 +30,12 @@ non-loopback bind needs ``allow_remote`` and a bearer token (`check_bind`).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import hmac
 import ipaddress
 import json
+import re
+import secrets
 import socket
 import sys
 import threading
@@ -54,6 +57,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import INVALID_PARAMS
 
 from toolcrib.registry import Registry, ToolcribError
+from toolcrib.registry.admission import admit
 from toolcrib.registry.errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused
 from toolcrib.registry.models import CallOutcome, ProvenanceInput, ToolVersion
 from toolcrib.registry.versions import parse_version
@@ -87,6 +91,20 @@ _VERIFY_SCHEMA: dict[str, Any] = {
     "required": ["ref"],
     "additionalProperties": False,
 }
+
+
+# What add_tool adds lives under NAMESPACE_name, NAMESPACE = "mcp-" + 12 hex
+# digits naming the adding client (`ToolServer._owner`); names of that shape
+# are served only to that client.
+_OWNER_HEX = 12
+_ADDED_NAME = re.compile(rf"mcp-[0-9a-f]{{{_OWNER_HEX}}}_")
+_NO_SESSION = ("add_tool and verify_tool need a client session (stdio, or streamable HTTP with an Mcp-Session-Id), "
+               "so that what this client adds is served to it alone")
+
+
+def namespace_prefix(owner: str) -> str:
+    """The start of every name a client adds: ``mcp-<owner>_``."""
+    return f"mcp-{owner}_"
 
 
 @dataclass(frozen=True)
@@ -226,6 +244,10 @@ class ToolServer:
         # `acting_as(client)`, so any number of client names costs nothing.
         # Opened up front so a wrong path fails before serving (NotFound, exit 3).
         self.registry = Registry(options.registry, actor="mcp:serve", create=False)
+        # Client namespaces (`_owner`): stdio's one client, and the salt that
+        # turns an HTTP session id into a namespace without storing it.
+        self._stdio_owner = secrets.token_hex(_OWNER_HEX // 2)
+        self._salt = secrets.token_bytes(16)
         self._lock = threading.Lock()
         # Handshake-era client sessions, told about list changes; 2026-era
         # clients listen on the bus instead.
@@ -247,16 +269,25 @@ class ToolServer:
     def close(self) -> None:
         self.registry.close()
 
-    def served_refs(self) -> tuple[tuple[str, str, str], ...]:
-        """(name, version, sha256) of every tool served now: per name, the highest
-        version that is verified, not yanked and not deprecated."""
+    def served_refs(self, owner: str | None = None, *, every_owner: bool = False) -> tuple[tuple[str, str, str], ...]:
+        """(name, version, sha256) of every tool served now to the client that
+        owns the namespace ``owner`` (`_owner`): per name, the highest version
+        that is verified, not yanked and not deprecated, among the shared
+        tools and that client's own added ones (`every_owner`: everyone's,
+        for the watcher's fingerprint only)."""
         best: dict[str, tuple[Any, str, str]] = {}
         rows = self.registry.db.execute(
             "SELECT name, version, sha256 FROM versions "
             "WHERE status = 'verified' AND yanked IS NULL AND deprecated IS NULL"
         ).fetchall()
+        mine = namespace_prefix(owner) if owner is not None else None
         for name, version, sha256 in rows:
-            if self.options.tools and not any(fnmatch.fnmatchcase(name, g) for g in self.options.tools):
+            plain = name
+            if _ADDED_NAME.match(name):
+                if not every_owner and (mine is None or not name.startswith(mine)):
+                    continue  # another client's addition: never served to this one
+                plain = name[len(namespace_prefix("0" * _OWNER_HEX)):]
+            if self.options.tools and not any(fnmatch.fnmatchcase(plain, g) for g in self.options.tools):
                 continue
             if self.options.allow_add and name in (ADD_TOOL, VERIFY_TOOL):
                 continue  # the management tools take those names
@@ -265,9 +296,30 @@ class ToolServer:
                 best[name] = (key, version, sha256)
         return tuple(sorted((name, v, sha) for name, (_, v, sha) in best.items()))
 
-    def listings(self) -> list[types.Tool]:
-        """What tools/list returns for the registry's tools."""
-        return [self._listing(self.registry.get(f"{name}@{version}")) for name, version, _sha in self.served_refs()]
+    def listings(self, owner: str | None = None) -> list[types.Tool]:
+        """What tools/list returns for the registry's tools, to the client owning ``owner``."""
+        return [self._listing(self.registry.get(f"{name}@{version}")) for name, version, _sha in self.served_refs(owner)]
+
+    def _owner(self, ctx: ServerRequestContext[Any, Any]) -> str | None:
+        """The namespace of the client making this request, from an identity
+        the server issued, never one the client declares (clientInfo is
+        chosen by the client: two clients may send the same).
+
+        stdio: the process's one client, a random id drawn at start. HTTP:
+        the ``Mcp-Session-Id`` the server handed out at initialize (the
+        transport refuses an unknown one), hashed with a per-process salt so
+        that no session id, a credential while it lives, reaches the
+        registry. A request without a session (the 2026-07-28 protocol's
+        single-exchange HTTP) has no owner: it sees only the shared tools
+        and cannot add. An added tool lives as long as its client's session;
+        after that only a person sees it (`toolcrib show`, `browse`)."""
+        request = ctx.request
+        if request is None:
+            return self._stdio_owner
+        session = getattr(request, "headers", {}).get("mcp-session-id")
+        if not session:
+            return None
+        return hashlib.sha256(self._salt + session.encode("utf-8", "surrogateescape")).hexdigest()[:_OWNER_HEX]
 
     def _listing(self, tool: ToolVersion) -> types.Tool:
         description = tool.signature.description or f"{tool.name} (no docstring)"
@@ -309,19 +361,20 @@ class ToolServer:
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        listed = await anyio.to_thread.run_sync(self.listings)
+        listed = await anyio.to_thread.run_sync(self.listings, self._owner(ctx))
         return types.ListToolsResult(tools=listed + self._management_tools())
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         actor = _actor(ctx)
+        owner = self._owner(ctx)
         args = params.arguments or {}
         if self.options.allow_add and params.name == ADD_TOOL:
-            return await self._in_thread(partial(self._add, actor, args))
+            return await self._in_thread(partial(self._add, actor, owner, args))
         if self.options.allow_add and params.name == VERIFY_TOOL:
-            return await self._in_thread(partial(self._verify, actor, args))
-        served = {name: v for name, v, _ in self.served_refs()}
+            return await self._in_thread(partial(self._verify, actor, owner, args))
+        served = {name: v for name, v, _ in await anyio.to_thread.run_sync(self.served_refs, owner)}
         version = served.get(params.name)
         if version is None:
             raise MCPError(INVALID_PARAMS, f"unknown tool {params.name!r} (not served: see tools/list)")
@@ -365,19 +418,26 @@ class ToolServer:
             structured_content={"result": outcome.result},
         )
 
-    def _add(self, actor: str, args: dict[str, Any]) -> types.CallToolResult:
+    def _add(self, actor: str, owner: str | None, args: dict[str, Any]) -> types.CallToolResult:
+        """add_tool: a new tool in the client's own namespace, never a version
+        of a tool anyone else is served. Until a person reviews additions,
+        a client's tool changes what that client is served and nothing else."""
         source = args.get("source")
         if not isinstance(source, str):
             return _error_result({"status": "invalid", "tool": None,
                                   "error": {"type": "InvalidInput", "message": "source must be a string"}})
+        if owner is None:
+            return _error_result(_refusal(ADD_TOOL, "refused", PolicyRefused(_NO_SESSION)))
         try:
+            name = self._added_name(owner, source, args)
             with self.registry.acting_as(actor):
                 added = self.registry.add(
                     source,
-                    name=args.get("name"),
+                    name=name,
                     entrypoint=args.get("entrypoint"),
                     tests=args.get("tests"),
                     provenance=ProvenanceInput(generator=actor.removeprefix("mcp:"), prompt=args.get("prompt")),
+                    namespace=namespace_prefix(owner).removesuffix("_"),
                 )
         except ToolcribError as err:
             return _error_result(_refusal(str(args.get("name") or "?"), "invalid", err))
@@ -385,14 +445,43 @@ class ToolServer:
                 "sha256": added.tool.sha256, "bump": added.bump, "notes": added.notes}
         return types.CallToolResult(content=[types.TextContent(text=json.dumps(data))], structured_content=data)
 
-    def _verify(self, actor: str, args: dict[str, Any]) -> types.CallToolResult:
+    def _added_name(self, owner: str, source: str, args: dict[str, Any]) -> str:
+        """The name (within the client's namespace) an add_tool call asks for;
+        PolicyRefused if a tool of that name exists outside the namespace.
+
+        Refused rather than quietly renamed: a client that means to change a
+        shared tool must learn it cannot, not find a look-alike served."""
+        name = args.get("name")
+        if name is None:
+            name = admit(source, entrypoint=args.get("entrypoint")).entrypoint
+        if not isinstance(name, str):
+            raise InvalidInput("name must be a string")
+        name = name.removeprefix(namespace_prefix(owner))  # the client's own tool, by the name it was given
+        exists = self.registry.db.execute("SELECT 1 FROM versions WHERE name = ? LIMIT 1", (name,)).fetchone()
+        if exists:
+            raise PolicyRefused(
+                f"{name!r} is an existing tool: a version of it cannot be added over MCP (what a client adds is "
+                f"served to that client alone, under its own name, until a person reviews it); choose a new name"
+            )
+        return name
+
+    def _verify(self, actor: str, owner: str | None, args: dict[str, Any]) -> types.CallToolResult:
+        """verify_tool: only a version in the client's own namespace (a NAME
+        without the prefix means the client's own tool of that name)."""
         ref = args.get("ref")
         if not isinstance(ref, str):
             return _error_result({"status": "invalid", "tool": None,
                                   "error": {"type": "InvalidInput", "message": "ref must be a string"}})
+        if owner is None:
+            return _error_result(_refusal(ref, "refused", PolicyRefused(_NO_SESSION)))
+        prefix = namespace_prefix(owner)
+        own_ref = ref if ref.startswith(prefix) else prefix + ref
         try:
             with self.registry.acting_as(actor):
-                result = self.registry.verify(ref, backend=self.options.backend)
+                result = self.registry.verify(own_ref, backend=self.options.backend)
+        except NotFound:
+            return _error_result(_refusal(ref, "not_found", NotFound(
+                f"{ref!r} is not a tool this client added: verify_tool verifies only those (this session's)")))
         except ToolcribError as err:
             return _error_result(_refusal(ref, "invalid", err))
         data = result.model_dump(mode="json")
@@ -404,10 +493,13 @@ class ToolServer:
 
     async def watch(self) -> None:
         """Poll the served set; on a change, tell every client (list_changed)."""
-        self._fingerprint = await anyio.to_thread.run_sync(self.served_refs)
+        # Everyone's tools: a client is told when its own addition is verified
+        # (the others then re-list and find nothing new).
+        everything = partial(self.served_refs, every_owner=True)
+        self._fingerprint = await anyio.to_thread.run_sync(everything)
         while True:
             await anyio.sleep(self.options.poll_seconds)
-            current = await anyio.to_thread.run_sync(self.served_refs)
+            current = await anyio.to_thread.run_sync(everything)
             if current != self._fingerprint:
                 self._fingerprint = current
                 await self._announce()
