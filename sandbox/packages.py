@@ -221,7 +221,10 @@ def resolve(requirements: Sequence[str], *, progress: Progress | None = None) ->
     packages.sort(key=lambda p: (p.name.lower(), p.filename))
     _say(progress, f"locked {len(packages)} wheel(s): " + ", ".join(f"{p.name}=={p.version}" for p in packages))
     python = f"cp{sys.version_info.major}{sys.version_info.minor}"
-    return Lock(requirements=tuple(wanted), packages=tuple(packages), imports=tuple(sorted(imports)), python=python)
+    try:
+        return Lock(requirements=tuple(wanted), packages=tuple(packages), imports=tuple(sorted(imports)), python=python)
+    except ValueError as exc:
+        raise PackagesError(str(exc)) from None
 
 
 def _fetch_missing(lock: Lock, cache: Path, progress: Progress | None) -> None:
@@ -416,8 +419,10 @@ def _check_recorded(label: str, whl: zipfile.ZipFile, info: zipfile.ZipInfo, ent
         for chunk in iter(lambda: member.read(1 << 20), b""):
             digest.update(chunk)
             size += len(chunk)
-    actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-    if actual != expected.rstrip("="):
+    # The spec's encoding is urlsafe base64 without padding; a few wheels
+    # (gmsh's) write the hex digest instead: the same digest, so accepted.
+    actual = {base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode(), digest.hexdigest()}
+    if expected.rstrip("=") not in actual:
         raise PackagesError(f"{label}: member {name!r} does not match the hash RECORD gives for it")
     if entry[1] and entry[1] != str(size):
         raise PackagesError(f"{label}: member {name!r} has {size} bytes, RECORD says {entry[1][:20]!r}")

@@ -84,6 +84,10 @@ def test_materialize_is_cached_and_offline(six_lock: tuple[Lock, Path], cache: P
     assert materialize(lock) == site and site.stat().st_ino == inode
     # No half-built directories are left beside it.
     assert [p.name for p in site.parent.iterdir()] == [lock.digest()]
+    # Real wheels pass the RECORD check, and the built site is read-only.
+    for pkg in lock.packages:
+        assert packages.check_wheel(cache / "wheels" / pkg.filename, pkg)
+    assert not any(p.stat().st_mode & 0o222 for p in [site, *site.rglob("*")] if not p.is_symlink())
 
 
 def test_a_missing_wheel_is_downloaded_again_by_exact_hash(six_lock: tuple[Lock, Path], cache: Path) -> None:
