@@ -186,7 +186,9 @@ def _registry_file() -> Path:
 def browse(port: int, open_browser: bool) -> None:
     """Open the registry read-only in Datasette, with canned queries.
 
-    Serves on 127.0.0.1 only, until interrupted (Ctrl-C). Canned queries:
+    Serves on 127.0.0.1 only, until interrupted (Ctrl-C), and answers only
+    requests addressed to 127.0.0.1, localhost or [::1] on its port (a
+    foreign Host or Origin header is refused: DNS rebinding). Canned queries:
     unverified versions, recent failures, calls per tool, and the audit log
     of one tool (/registry/tool_audit_log?tool=NAME). Needs the optional
     extra: pip install 'toolcrib[browse]' (exit 7 without it).
