@@ -39,9 +39,16 @@ __all__ = [
 # Every file an attack or probe tries to create in a shared directory starts
 # with this, so a leftover can be found by name whoever made it.
 TMP_PREFIX = "toolcrib-attack-"
-# The restricted backend's per-call uids when it runs as root (zygote.py).
+# The restricted backend's per-call uids when it runs as root (zygote.py):
+# every zygote claims its own block of CALL_UID_SLOTS (sandbox/uids.py), so
+# a call uid is any uid from the base up (other zygotes on this machine run
+# beside the one under test), and a zygote itself runs as its block's base.
 CALL_UID_BASE = 2_000_000_000
 CALL_UID_SLOTS = 4096
+
+
+def is_call_uid(uid: int) -> bool:
+    return CALL_UID_BASE <= uid < 2**32 - 1
 
 
 class Listener:
@@ -210,7 +217,7 @@ class JailCanaries:
         """A new entry in a shared directory that a jailed call may have made."""
         if name.startswith(TMP_PREFIX) or self.token in name:
             return True
-        if CALL_UID_BASE <= uid < CALL_UID_BASE + CALL_UID_SLOTS:
+        if is_call_uid(uid):
             return True
         # An ordinary user's calls run as that user; its own zygote makes
         # (and removes) one `toolcrib-zygote-*` working directory.
@@ -289,7 +296,7 @@ def _strays(zygote: int, spares: int, owner_uid: int | None, exempt: set[int],
             continue
         if ppid in children:
             found.append(f"pid {pid} (uid {uid}) is a child of the call process {ppid}")
-        elif CALL_UID_BASE <= uid < CALL_UID_BASE + CALL_UID_SLOTS and not _is_zygote(ppid):
+        elif is_call_uid(uid) and not _is_zygote(ppid) and not _is_zygote(pid):
             found.append(f"pid {pid} runs as call uid {uid} outside any zygote (parent {ppid})")
         elif owner_uid is not None and uid == owner_uid:
             found.append(f"pid {pid} runs as the jailed user {uid} (parent {ppid})")
