@@ -104,3 +104,46 @@ def test_threads_still_join_in_a_container(dock: Any) -> None:
     # flag; the profile answers EAGAIN there, so it retries (EPERM aborts).
     reply = thread_join(dock)
     assert reply["status"] == "ok" and reply["result"] == 0, reply
+
+
+# --------------------------------------------------------------------------- the child's own 0-2, both ways
+
+OWN_STDIO = r'''
+import fcntl, json, os, stat, sys
+from toolcrib.sandbox.zygote import _own_stdio
+
+before = os.dup(1)  # the description this process had
+how = _own_stdio(sys.argv[1])
+out = {"how": how, "kinds": [], "flags": []}
+for fd in (0, 1, 2):
+    mode = os.fstat(fd).st_mode
+    out["kinds"].append("fifo" if stat.S_ISFIFO(mode) else "chr" if stat.S_ISCHR(mode) else "other")
+    out["flags"].append(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE)
+fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) | os.O_APPEND | os.O_NONBLOCK)
+out["old_untouched"] = not fcntl.fcntl(before, fcntl.F_GETFL) & (os.O_APPEND | os.O_NONBLOCK)
+out["eof"] = os.read(0, 10) == b""
+try:
+    os.write(2, b"x")
+    out["write"] = "ok"
+except BrokenPipeError:
+    out["write"] = "EPIPE"
+os.write(before, json.dumps(out).encode())
+'''
+
+
+@pytest.mark.parametrize("devnull, how, kind, write", [
+    ("/dev/null", "devnull", "chr", "ok"),
+    # No /dev/null (the empty root where there is no Landlock): fresh pipes.
+    ("/nonexistent/null", "pipes", "fifo", "EPIPE"),
+])
+def test_a_child_gets_descriptions_of_its_own(devnull: str, how: str, kind: str, write: str) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", OWN_STDIO, devnull], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["how"] == how and out["kinds"] == [kind] * 3, out
+    assert out["flags"] == ([os.O_RDWR] * 3 if how == "devnull" else [os.O_RDONLY, os.O_WRONLY, os.O_WRONLY]), out
+    assert out["old_untouched"] and out["eof"] and out["write"] == write, out
