@@ -50,6 +50,7 @@ from typing import Any
 from . import wire
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, Result, Status
 from .image import ImageBuildError
+from .uids import SlotPool, UidsExhausted
 
 __all__ = [
     "DockerBackend",
@@ -79,6 +80,8 @@ LABEL_BACKEND = "toolcrib.owner.backend"
 GRACE_SECONDS = 1.5
 # Processes the sandbox itself needs beside the tool: tini and the harness.
 _INFRA_PIDS = 3
+# The image's own unprivileged user: what a container runs as when this
+# process cannot allocate call uids (it is not root; see `_call_uids`).
 _UID = "65534:65534"
 _MIB = 1024 * 1024
 _REPLY_SLACK = 16 * 1024
@@ -158,6 +161,40 @@ def owner_labels(backend: str | None = None) -> dict[str, str]:
     return labels
 
 
+_UIDS: SlotPool | None = None
+_UIDS_LOCK = threading.Lock()
+
+
+def _call_uids() -> SlotPool | None:
+    """This process's share of the machine-wide call uids (`uids.py`), or
+    None when it is not root (the block directory is root's): then every
+    container runs as the image's user, as before."""
+    global _UIDS
+    if os.geteuid() != 0:
+        return None
+    with _UIDS_LOCK:
+        if _UIDS is None:
+            _UIDS = SlotPool()
+        return _UIDS
+
+
+def _take_uid() -> int | None:
+    """A uid no other live call on the host has (held until `_release_uid`,
+    once the container is removed), or None: the image's shared user."""
+    pool = _call_uids()
+    if pool is None:
+        return None
+    try:
+        return pool.take()
+    except (OSError, UidsExhausted):
+        return None  # no block to be had: the image's user, as before
+
+
+def _release_uid(uid: int | None) -> None:
+    if uid is not None and _UIDS is not None:
+        _UIDS.release(uid)
+
+
 def host_config_options(limits: Limits, *, auto_remove: bool = True) -> dict[str, Any]:
     """Keyword arguments for ``APIClient.create_host_config`` for one call."""
     from docker.types import LogConfig, Ulimit
@@ -201,13 +238,16 @@ def host_config_options(limits: Limits, *, auto_remove: bool = True) -> dict[str
 
 
 def container_options(
-    image: str, limits: Limits, host_config: dict[str, Any], *, owner: str | None = None
+    image: str, limits: Limits, host_config: dict[str, Any], *, owner: str | None = None, uid: int | None = None
 ) -> dict[str, Any]:
     """Keyword arguments for ``APIClient.create_container`` for one call
-    (`owner`: the id of the backend object that makes it, as a label)."""
+    (`owner`: the id of the backend object that makes it, as a label; `uid`:
+    the call's own uid and gid, from `_take_uid`, else the image's user).
+    Any uid works: the harness and the site are readable by all, /tmp is a
+    tmpfs of mode 1777, and nothing else is writable."""
     return {
         "image": image,
-        "user": _UID,
+        "user": f"{uid}:{uid}" if uid is not None else _UID,
         # Only what the image itself sets: nothing from the host leaks in.
         "environment": [],
         "working_dir": "/tmp",
@@ -234,6 +274,7 @@ class _Container:
     reader: "_Reader"
     ready: bool = False
     started: float = field(default_factory=time.monotonic)
+    uid: int | None = None  # the call uid it runs as, released once it is removed
 
     def wait_ready(self, deadline: float) -> bool:
         """Consume the harness's ready line (True once it has arrived)."""
@@ -258,18 +299,24 @@ def _spawn(
     owner: str | None = None,
 ) -> _Container:
     host_config = api.create_host_config(**host_config_options(limits, auto_remove=auto_remove))
-    options = container_options(image, limits, host_config, owner=owner)
+    uid = _take_uid()
+    options = container_options(image, limits, host_config, owner=owner, uid=uid)
     if command is not None:
         options["command"] = command
-    cid = api.create_container(**options)["Id"]
+    try:
+        cid = api.create_container(**options)["Id"]
+    except BaseException:
+        _release_uid(uid)
+        raise
     try:
         attached = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stream": 1})
         api.start(cid)
     except BaseException:
         _remove_quietly(api, cid)
+        _release_uid(uid)
         raise
     raw = _raw_socket(attached)
-    return _Container(cid, attached, raw, limits, _Reader(raw, 1 << 20))
+    return _Container(cid, attached, raw, limits, _Reader(raw, 1 << 20), uid=uid)
 
 
 def _remove_quietly(api: Any, cid: str) -> None:
@@ -391,6 +438,7 @@ def run_once(client: Any, image: str, limits: Limits, command: list[str], *, tim
     finally:
         _close_socket(container)
         _remove_quietly(api, container.id)
+        _release_uid(container.uid)
 
 
 class DockerBackend:
@@ -638,6 +686,8 @@ class DockerBackend:
             _close_socket(container)
             if self._client is not None:
                 _remove_quietly(self._client.api, container.id)
+            # Removed (force): none of its processes is left with that uid.
+            _release_uid(container.uid)
 
     def warm(self, limits: Limits | None = None, timeout: float = 30.0, image: str | None = None) -> bool:
         """Wait until the pool for `limits` (and `image`, default the sandbox

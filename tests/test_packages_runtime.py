@@ -234,7 +234,12 @@ def test_the_runtime_images_container_settings_equal_the_plain_sandboxs(sympy_lo
         # Limits, network, mounts, capabilities, security options: all of it.
         assert runtime["HostConfig"] == plain["HostConfig"]
         assert runtime["Mounts"] == plain["Mounts"]
-        for key in ("User", "WorkingDir", "Hostname", "NetworkDisabled", "Cmd", "Entrypoint", "OpenStdin", "StdinOnce",
+        # Each container runs as a call uid of its own when toolcrib is root
+        # (sandbox/uids.py): never root, never the other's.
+        users = {plain["Config"]["User"], runtime["Config"]["User"]}
+        assert len(users) == 2 or users == {"65534:65534"}, users
+        assert not any(user.startswith("0:") or user == "0" for user in users), users
+        for key in ("WorkingDir", "Hostname", "NetworkDisabled", "Cmd", "Entrypoint", "OpenStdin", "StdinOnce",
                     "Tty", "Volumes"):
             assert runtime["Config"].get(key) == plain["Config"].get(key), key
         # The one difference: the image's thread caps for numerical libraries.

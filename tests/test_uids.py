@@ -152,3 +152,36 @@ def test_a_stopped_zygote_releases_its_block() -> None:
     assert _lock_holders(lock_file) == {running.proc.pid}
     backend.close()
     assert running.proc.pid not in _lock_holders(lock_file)
+
+
+WHO = '''
+def who() -> int:
+    import os
+    return os.getuid()
+'''
+
+
+@root_only
+@pytest.mark.docker
+def test_docker_containers_run_as_their_own_call_uids(docker_image: str) -> None:
+    from toolcrib.sandbox.docker import LABEL_BACKEND, DockerBackend
+
+    restricted = RestrictedBackend(spares=1)
+    backend = DockerBackend(pool_size=2)
+    try:
+        restricted.start()
+        block = restricted._current().facts["uid_block"]
+        assert backend.warm(timeout=120)
+        api = backend._client.api
+        warm = api.containers(filters={"label": f"{LABEL_BACKEND}={backend._owner}"})
+        users = [api.inspect_container(c["Id"])["Config"]["User"] for c in warm]
+        assert len(users) == 2 and len(set(users)) == 2, users
+        result = backend.run(Job(source=WHO, entrypoint="who", policy="plain"))
+        assert result.status == "ok", result
+        for uid in [int(u.split(":")[0]) for u in users] + [result.result]:
+            # A call uid of this process's own block: not the image's shared
+            # user, and none of the zygote's.
+            assert uids.BASE <= uid < 2**32 - 1 and not block <= uid < block + uids.BLOCK_SIZE, (uid, block)
+    finally:
+        backend.close()
+        restricted.close()
