@@ -223,14 +223,29 @@ def declared_limits(pairs: Sequence[str]) -> Limits | None:
         raise click.BadParameter(str(err), param_hint="--limit") from None
 
 
+# The most characters any one file or stdin argument is read for (a source, a tests
+# file, a bundle...): the JSON reader's own bound, so /dev/zero or a runaway
+# pipe is one line, not all of memory.
+MAX_TEXT_CHARS = 64 * 1024 * 1024
+
+
 def read_text_argument(path: str, what: str) -> str:
-    """The text of a file, or of stdin for '-', as a clean usage error when unreadable."""
+    """The text of a file, or of stdin for '-', as a clean usage error when
+    unreadable or larger than MAX_TEXT_CHARS."""
     if path == "-":
         if sys.stdin is None:
             raise CLIError(f"no {what} on standard input")
-        return sys.stdin.read()
+        text = sys.stdin.read(MAX_TEXT_CHARS + 1)
+        if len(text) > MAX_TEXT_CHARS:
+            raise CLIError(f"{what} on standard input is larger than {MAX_TEXT_CHARS} characters")
+        return text
     try:
-        return Path(path).read_text(encoding="utf-8")
+        # Text mode, as Path.read_text: newlines read the same as ever.
+        with Path(path).open(encoding="utf-8") as handle:
+            text = handle.read(MAX_TEXT_CHARS + 1)
+        if len(text) > MAX_TEXT_CHARS:
+            raise CLIError(f"{what} file is larger than {MAX_TEXT_CHARS} characters: {path}")
+        return text
     except FileNotFoundError:
         raise CLIError(f"{what} file not found: {path}") from None
     except IsADirectoryError:

@@ -202,6 +202,30 @@ def test_tests_task_and_question_files_past_a_bound_are_exit_2(registry: Path, t
                    "the tests file: integer with 5000 digits")
 
 
+def test_an_endless_input_file_is_read_only_up_to_the_bound(registry: Path, tmp_path: Path) -> None:
+    import resource
+
+    def small_memory() -> None:  # so the old, unbounded read fails fast instead of eating the machine
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    replay = tmp_path / "replay.json"
+    replay.write_text('["no reply needed"]')
+    for args, needle in [(["import", "/dev/zero"], "bundle file is larger than"),
+                         (["make", "/dev/zero", "--replay", str(replay)], "task file /dev/zero is larger than")]:
+        done = subprocess.run([*TOOLCRIB, "--registry", str(registry), *args], capture_output=True, text=True,
+                              timeout=300, preexec_fn=small_memory)
+        one_line_error(done, 2, needle)
+
+
+def test_huge_integers_through_the_python_api_are_invalid(registry: Path) -> None:
+    # What the MCP server passes on arrives as Python values (the SDK parsed
+    # the JSON): the call checks them the same way.
+    with Registry(registry) as reg:
+        with pytest.raises(InvalidInput, match="arguments must be JSON"):
+            reg.call("add", {"a": 10**5000, "b": 1}, allow_unverified=True)
+        assert reg.audit()[-1].details["status"] == "invalid"
+
+
 def test_a_stored_use_case_list_is_read_like_any_input(tmp_path: Path) -> None:
     from toolcrib.latm.make import USE_CASES_KEY
     from toolcrib.latm.use import tool_use_cases

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry.errors import InvalidInput
-from ..sandbox.wire import MAX_FILE_DEPTH, NotJSON, OverBound, read_json
+from ..sandbox.wire import MAX_FILE_DEPTH, MAX_JSON_BYTES, NotJSON, OverBound, read_json
 
 __all__ = ["Example", "Task", "load_task", "parse_task"]
 
@@ -80,11 +80,14 @@ def load_task(path: str | Path) -> Task:
     """Read a task file; its name is the file name without extension."""
     file = Path(path)
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as handle:  # at most one byte past the bound: /dev/zero is no task
+            raw = handle.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise InvalidInput(f"task file not found: {file}") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read task file {file}: {exc}") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise InvalidInput(f"task file {file} is larger than {MAX_JSON_BYTES} bytes")
     name = file.name.split(".")[0] or "task"
     task = parse_task(raw, name=name, origin=str(file))
     return Task(name=task.name, examples=task.examples, sha256=task.sha256, path=str(file))
