@@ -39,7 +39,7 @@ from .audit import append_row, cap_value
 from .errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .schema_check import arg_forms, validate_stored_arguments
 from .store import write_transaction
-from .versions import SemVer, canonical_json, parse_reference, parse_version, sha256_text
+from .versions import SemVer, canonical_json, parse_reference, parse_version, sha256_text, stored_lock
 
 __all__ = [
     "DEFAULT_MAX_LIMITS",
@@ -124,7 +124,7 @@ class CallTarget:
             input_schema=json.loads(signature)["input_schema"],
             limits=Limits.from_json(json.loads(limits)) if limits else None,
             policy=policy_name(policy),
-            lock=Lock.from_json(lock) if lock else None,
+            lock=stored_lock(f"{name}@{version}", lock),
             prelude=prelude,
             status=status,
             yanked=yanked,

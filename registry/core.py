@@ -76,6 +76,7 @@ from .versions import (
     parse_reference,
     parse_version,
     sha256_text,
+    stored_lock,
 )
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
         tests=[TestCase.model_validate(t) for t in json.loads(tests)],
         limits=Limits.from_json(json.loads(limits)) if limits else None,
         policy=policy,
-        lock=Lock.from_json(lock) if lock else None,
+        lock=stored_lock(f"{name}@{version}", lock),
         prelude=prelude,
         status=status,
         deprecated=deprecated,

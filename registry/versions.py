@@ -33,6 +33,7 @@ __all__ = [
     "parse_reference",
     "parse_version",
     "sha256_text",
+    "stored_lock",
     "tool_content",
 ]
 
@@ -118,6 +119,18 @@ def content_sha256(
 ) -> str:
     """The content address of a tool version (hex sha256 of its canonical form)."""
     return sha256_text(canonical_json(tool_content(source, entrypoint, signature, tests, policy, lock, prelude)))
+
+
+def stored_lock(ref: str, text: str | None) -> Lock | None:
+    """A version's lock as stored (None: no lock). The contract checks it like
+    any other lock; one it refuses (stored before those checks, e.g. from a
+    forged bundle) is InvalidInput naming the version, never a crash."""
+    if not text:
+        return None
+    try:
+        return Lock.from_json(text)
+    except ValueError as exc:
+        raise InvalidInput(f"{ref}: its stored lock is refused: {exc} (add the tool again with its requirements)") from None
 
 
 @dataclass(frozen=True)

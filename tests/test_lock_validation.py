@@ -371,3 +371,47 @@ def test_the_site_is_read_only_without_pth_files_or_scripts(cache: Path, tmp_pat
             (site / "tcgood" / "evil.py").write_text("x")
     # Built once: the second call reuses it (and re-checks the imports it provides).
     assert materialize(lock) == site
+
+
+def test_no_zygote_starts_for_a_lock_whose_import_no_wheel_provides(cache: Path, tmp_path: Path) -> None:
+    """The restricted backend: a well-formed lock (as an imported bundle may
+    carry) naming an import its wheels lack is the lock's error, reported as
+    `unavailable` with the reason, and no zygote is started for it."""
+    from toolcrib.sandbox.contract import Job
+    from toolcrib.sandbox.restricted import RestrictedBackend
+
+    wheel = build_wheel(tmp_path / "w", "tcgood", "1.0", {"tcgood/__init__.py": b"VALUE = 1\n"})
+    lock = _lock_of(wheel, "tcgood", "1.0", ("tcgood", "tcother"), cache)
+    backend = RestrictedBackend(lock_idle=600)
+    try:
+        source = USES_FAKE.format(module="tcgood")
+        result = backend.run(Job(source=source, entrypoint="bump", args={"x": 1}, policy="plain", lock=lock))
+        assert result.status == "unavailable" and result.error is not None
+        assert "lock imports 'tcother', which none of its wheels provides" in result.error.message
+        assert backend.lock_zygotes() == {}
+        # The same wheel with an honest lock runs.
+        honest = Lock(requirements=lock.requirements, packages=lock.packages, imports=("tcgood",))
+        done = backend.run(Job(source=source, entrypoint="bump", args={"x": 1}, policy="plain", lock=honest))
+        assert done.status == "ok" and done.result == 2, done.error
+    finally:
+        backend.close()
+
+
+def test_a_stored_lock_the_contract_refuses_is_a_one_line_error(target: Path, tmp_path: Path) -> None:
+    """A registry written before these checks may hold a forged lock (a bundle
+    imported then): reading that version is exit 2 naming it, never a crash,
+    and nothing runs."""
+    from toolcrib.cli import cli
+
+    forged = json.dumps({**GOOD_LOCK, "imports": ["six", "queue"]})
+    with sqlite3.connect(target) as conn:
+        conn.execute("UPDATE versions SET lock = ?, policy = 'plain' WHERE name = 'neg'", [forged])
+    before = _counts(target)
+    for command in (["show", "neg"], ["call", "neg", "--args", '{"x": 1}', "--allow-unverified"]):
+        done = CliRunner().invoke(cli, ["--registry", str(target), *command])
+        assert done.exit_code == 2, (command, done.output)
+        assert done.stderr.splitlines() == [
+            "Error: neg@1.0.0: its stored lock is refused: lock imports: 'queue' is a standard-library module "
+            "(a lock names only modules its own wheels provide) (add the tool again with its requirements)"
+        ], done.stderr
+    assert _counts(target) == before
