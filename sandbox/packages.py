@@ -3,10 +3,14 @@
 wheels, built offline from a local wheel cache.
 
 pip does the resolving, downloading, hash checking and installing; this
-module only runs it as a subprocess (``sys.executable -m pip``) and keeps the
-cache. Downloads use the machine's own pip configuration (the package index it
+module runs it as a subprocess (``sys.executable -m pip``), keeps the cache,
+and checks what pip does not: each wheel's members against its own RECORD
+(`check_wheel`), the lock's imports against the wheels' modules, and, after
+the install, a site directory without ``.pth`` files or scripts, read-only.
+Downloads use the machine's own pip configuration (the package index it
 reaches); installs never touch the network (``--no-index``, ``--isolated``,
-exact wheel files with ``--require-hashes``).
+exact wheel files with ``--require-hashes``). No package code runs here:
+wheels only, nothing built, nothing imported.
 
 Cache layout (``$TOOLCRIB_CACHE``, else ``~/.cache/toolcrib``)::
 
