@@ -302,7 +302,10 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class LockedPackage:
-    """One distribution of a lock: an exact wheel, named by its file and hash."""
+    """One distribution of a lock: an exact wheel, named by its file and hash.
+    Checked here, whoever builds it: a PEP 508 name, a normalized PEP 440
+    version, a plain wheel file name of that name and version (never a path),
+    a sha256 (docs/packages.md, "What a lock may say")."""
 
     name: str
     version: str
@@ -336,7 +339,9 @@ class Lock:
     `add`) to exact wheels: `sandbox/packages.py` makes it and turns it into
     a site directory; the backends run the version with that directory on
     its path. ``imports``: the top-level import names the packages provide
-    (preloaded where the jail allows no later import)."""
+    (preloaded where the jail allows no later import): never a standard-library
+    module; that the wheels provide each is checked where the wheels are
+    (`packages.materialize`)."""
 
     requirements: tuple[str, ...]
     packages: tuple[LockedPackage, ...]
