@@ -387,3 +387,65 @@ def test_as_an_ordinary_user_too() -> None:
     finally:
         canaries.listener.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the zygote's filter itself
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="raw x86_64 syscall numbers")
+def test_the_zygote_stage_filter_refuses_the_classes_it_names() -> None:
+    """Against the kernel directly: a forked process enters the zygote's
+    own jail (no readable path at all) and tries what it must refuse."""
+    import ctypes
+
+    from toolcrib.sandbox.jail import ZygoteJail
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    stage = ZygoteJail(())
+
+    def in_stage(body: Any) -> tuple[int, bytes]:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_fd)
+                libc.prctl(38, 1, 0, 0, 0)  # no_new_privs, as the zygote has it
+                assert stage.enter() == ["landlock", "seccomp"]
+                os.write(write_fd, json.dumps(body()).encode())
+            finally:
+                os._exit(0)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            data = pipe.read()
+        return os.waitpid(pid, 0)[1], data
+
+    def raw(number: int, *args: int) -> int:
+        return 0 if libc.syscall(ctypes.c_long(number), *[ctypes.c_long(a) for a in args]) != -1 \
+            else ctypes.get_errno()
+
+    word = ctypes.c_int(0)
+    address = ctypes.addressof(word)
+
+    def attempts() -> dict[str, int]:
+        return {
+            "socket": raw(41, 2, 1, 0),
+            "unshare_user": raw(272, 0x10000000),
+            "clone_newnet": raw(56, 0x40000000 | 17, 0, 0, 0, 0),
+            "ptrace": raw(101, 0, 0, 0, 0),
+            "execve": raw(59, 0, 0, 0),
+            "shared_futex_wake": raw(202, address, 1, 1, 0, 0, 0),
+            "private_futex_wake": raw(202, address, 1 | 128, 1, 0, 0, 0),
+            "bpf": raw(321, 0, 0, 0),
+        }
+
+    status, data = in_stage(attempts)
+    assert status == 0, status
+    seen = json.loads(data)
+    import errno
+
+    assert seen.pop("private_futex_wake") == 0
+    assert seen == {name: errno.EPERM for name in seen}, seen
+    # A system call of another ABI (x32) kills the process.
+    status, _data = in_stage(lambda: raw(0x40000000 | 39))
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 31, status
