@@ -290,6 +290,25 @@ def test_a_registry_on_a_read_only_file_system_is_exit_8(registry: Path, tmp_pat
     assert len(errors) == 5 and all(e.startswith("Error: registry ") and "read-only" in e for e in errors), errors
 
 
+def test_a_write_refused_by_sqlite_midway_is_the_same_one_line_error(registry: Path) -> None:
+    # A connection SQLite holds read-only (as it does a file this user may
+    # not write): the write inside the transaction is refused by SQLite
+    # itself, and reported like the up-front check, not as an internal error.
+    import sqlite3
+
+    from toolcrib.registry.errors import RegistryUnusable
+    from toolcrib.registry.store import write_transaction
+
+    conn = sqlite3.connect(f"{registry.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        with pytest.raises(RegistryUnusable, match="cannot be used: attempt to write a readonly database"):
+            with write_transaction(conn):
+                conn.execute("UPDATE versions SET yanked = 'x'")
+        assert not conn.in_transaction
+    finally:
+        conn.close()
+
+
 # --------------------------------------------------------------------------- audit caps
 
 
