@@ -60,7 +60,7 @@ NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # always used with fullmatch:
 
 # Info strings of fenced blocks taken as Python; "" is a bare ``` fence.
 _PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3", "{.python}", "ipython"})
-_FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
+_FENCE_CHARS = "`~"
 
 # Builtins that only build values: calling them with constant arguments at
 # the top level is a constant, not "example usage".
@@ -104,8 +104,39 @@ def check_name(name: str) -> str:
 # -- Markdown --------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Fence:
+    indent: str
+    char: str
+    length: int
+    info: str  # stripped, lower-case
+
+
+def _fence_open(line: str) -> _Fence | None:
+    """The opening fence on a line (three or more backticks or tildes after
+    spaces or tabs, then an info string holding no backtick), else None.
+    String operations only, a few passes over the line: a pattern with two
+    adjacent runs that may both match blanks backtracks quadratically on a
+    long line of them, and a Markdown reply may be one such line."""
+    body = line.lstrip(" \t")
+    if not body or body[0] not in _FENCE_CHARS:
+        return None
+    char = body[0]
+    length = len(body) - len(body.lstrip(char))
+    info = body[length:]
+    if length < 3 or "`" in info:
+        return None
+    return _Fence(line[: len(line) - len(body)], char, length, info.strip().lower())
+
+
+def _closes(line: str, fence: _Fence) -> bool:
+    """Does the line close the fence (the same character, at least as many, nothing else but blanks)?"""
+    stripped = line.strip(" \t")
+    return len(stripped) >= fence.length and stripped == fence.char * len(stripped)
+
+
 def _looks_like_markdown(text: str) -> bool:
-    if not any(_FENCE_OPEN.match(line) for line in text.splitlines()):
+    if not any(_fence_open(line) for line in text.splitlines()):
         return False
     # A Python file may mention ``` inside a docstring; if it parses, it is Python.
     try:
@@ -116,21 +147,21 @@ def _looks_like_markdown(text: str) -> bool:
 
 
 def _fenced_blocks(text: str) -> list[tuple[str, str, int, int]]:
-    """(info, code, first code line, closing line) of every fenced block (CommonMark-style)."""
+    """(info, code, first code line, closing line) of every fenced block
+    (CommonMark-style). One pass: each line is read as an opening, a body
+    line or a closing once; a fence never closed runs to the end."""
     lines = text.split("\n")
     blocks: list[tuple[str, str, int, int]] = []
     i = 0
     while i < len(lines):
-        match = _FENCE_OPEN.match(lines[i])
-        if not match:
+        fence = _fence_open(lines[i])
+        if fence is None:
             i += 1
             continue
-        indent, fence = match["indent"], match["fence"]
-        info = match["info"].strip().lower()
+        indent, info = fence.indent, fence.info
         body: list[str] = []
         j = i + 1
-        closing = re.compile(r"^[ \t]*" + re.escape(fence[0]) + "{" + str(len(fence)) + r",}[ \t]*$")
-        while j < len(lines) and not closing.match(lines[j]):
+        while j < len(lines) and not _closes(lines[j], fence):
             line = lines[j]
             # Strip the fence's own indentation (fences inside list items).
             body.append(line[len(indent):] if line.startswith(indent) else line.lstrip(" \t"))

@@ -18,6 +18,7 @@ from ..registry import Registry
 from ..registry.search import SearchHit
 from .models import Model
 from .prompts import dispatch_prompt
+from .replies import MAX_REPLY_CHARS, for_record
 from .use import tool_use_cases
 
 __all__ = ["Candidate", "Dispatch", "dispatch"]
@@ -73,5 +74,8 @@ def dispatch(reg: Registry, question: str, model: Model | None, *, limit: int = 
         return Dispatch(question=question, by="model", model=model.model_id, candidates=[])
     prompt = dispatch_prompt([(c.task, c.example) for c in candidates], question)
     reply = model.start().send(prompt).text
+    if len(reply) > MAX_REPLY_CHARS:  # not read: a reply over the cap names no task
+        return Dispatch(question=question, by="model", model=model.model_id, candidates=candidates,
+                        reply=for_record(reply))
     return Dispatch(question=question, by="model", model=model.model_id, candidates=candidates,
                     choice=_parse_choice(reply, candidates), reply=reply)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..registry.store import utc_now
 from .models import Chat, Reply
+from .replies import for_record
 
 __all__ = ["Transcript", "default_transcript_path"]
 
@@ -34,7 +35,8 @@ class Transcript:
         """Send a prompt, record it and the reply (the prompt is kept even when the model fails)."""
         self.messages.append({"role": "user", "stage": stage, "content": prompt})
         reply = chat.send(prompt)
-        self.messages.append({"role": "assistant", "stage": stage, "content": reply.text})
+        # Bounded: an over-long reply is refused by the stage, and kept only in part.
+        self.messages.append({"role": "assistant", "stage": stage, "content": for_record(reply.text)})
         if reply.input_tokens is None or reply.output_tokens is None:
             self.tokens_known = False
         else:

@@ -18,7 +18,7 @@ from .answers import EPILOGUE_MARK, with_epilogue
 from .make import USE_CASES_KEY
 from .models import Model
 from .prompts import use_prompt, wrapped_tool
-from .replies import UseCase, code_blocks
+from .replies import ReplyTooLong, UseCase, check_reply, code_blocks
 from .tasks import Example
 
 __all__ = ["Answer", "UseReport", "tool_use_cases", "use", "wrapped_for"]
@@ -45,6 +45,14 @@ class UseReport(BaseModel):
     correct: int
     accuracy: float | None = None
     tokens: dict[str, int] | None = None
+
+
+def _blocks(text: str) -> tuple[list[str], str | None]:
+    """The reply's code blocks, or none and why: a reply over the cap is not read."""
+    try:
+        return code_blocks(check_reply(text)), None
+    except ReplyTooLong as exc:
+        return [], str(exc)
 
 
 def tool_use_cases(tool: ToolVersion) -> list[UseCase]:
@@ -103,10 +111,11 @@ def use(
         else:
             tokens = None
         target = example.target if example.has_target else None
-        blocks = code_blocks(reply.text)
+        blocks, unread = _blocks(reply.text)
         if not blocks:
             answer = Answer(question=example.input, status="no_code", target=target,
-                            correct=False if example.has_target else None, error="the reply has no ```python block")
+                            correct=False if example.has_target else None,
+                            error=unread or "the reply has no ```python block")
         else:
             snippet = blocks[0]
             as_text = example.has_target and isinstance(example.target, str)
