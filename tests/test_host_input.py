@@ -405,3 +405,36 @@ def test_json_output_stays_exact(evil_registry: Path) -> None:
     assert code == 0 and json.loads(out)["result"] == "x" + EVIL
     code, out, _ = _cli(evil_registry, "show", "shout", "--json")
     assert code == 0 and EVIL in json.loads(out)["signature"]["description"]
+
+
+def test_an_mcp_client_name_reaches_the_audit_table_escaped(tmp_path: Path) -> None:
+    # The real server over stdio; the client names itself with control sequences.
+    import os
+
+    import anyio
+    import mcp_types as types
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    path = tmp_path / "mcp.db"
+    with Registry(path, actor="tester") as reg:
+        reg.add(ADD, tests=[{"args": {"a": 1, "b": 2}, "expected": 3}])
+        assert reg.verify("add").status == "verified"
+    client = types.Implementation(name="agent" + EVIL, version="1" + EVIL)
+    env = {"TOOLCRIB_ACTOR": "operator", **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
+    params = StdioServerParameters(command=TOOLCRIB[0], args=[*TOOLCRIB[1:], "--registry", str(path), "serve"],
+                                   env=env)
+
+    async def body() -> None:
+        with open(os.devnull, "w") as quiet:
+            async with stdio_client(params, errlog=quiet) as (read, write):
+                async with ClientSession(read, write, client_info=client) as session:
+                    await session.initialize()
+                    await session.call_tool("add", {"a": 2, "b": 3})
+
+    anyio.run(body)
+    with Registry(path, create=False) as reg:
+        assert "\x1b" in reg.audit(event="call")[-1].actor  # stored as the client said it (--json is exact)
+    code, out, err = _cli(path, "audit", actor="operator")
+    assert code == 0 and "mcp:agent\\x1b]52;c;" in out
+    for raw in RAW_CONTROLS:
+        assert raw not in out + err
