@@ -520,6 +520,10 @@ class RestrictedBackend:
             "network_namespace_error": facts.get("netns_error"),
             "uid_switched": bool(facts.get("uid_switched")),
             "child_uid": facts.get("uid"),
+            # The machine-wide uid block this zygote holds (root only), and
+            # the layers of the zygote's own jail (zygote.py, jail.ZygoteJail).
+            "uid_block": facts.get("uid_block"),
+            "zygote_jail": facts.get("zygote_jail"),
             "own_process_group": bool(facts.get("own_group")),
             "no_new_privs": bool(facts.get("no_new_privs")),
             "baseline_vm_mib": facts.get("baseline_vm_mib"),

@@ -28,6 +28,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import threading
@@ -449,3 +450,46 @@ def test_the_zygote_stage_filter_refuses_the_classes_it_names() -> None:
     # A system call of another ABI (x32) kills the process.
     status, _data = in_stage(lambda: raw(0x40000000 | 39))
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 31, status
+
+
+# Runs a lock's call under an outer seccomp filter that hides Landlock (its
+# system calls answer ENOSYS): how an older kernel looks to the zygote.
+_WITHOUT_LANDLOCK = r"""
+import ctypes, json, sys
+lib = ctypes.CDLL("libseccomp.so.2")
+lib.seccomp_init.restype = ctypes.c_void_p
+lib.seccomp_init.argtypes = [ctypes.c_uint32]
+lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+lib.seccomp_load.argtypes = [ctypes.c_void_p]
+ctx = lib.seccomp_init(0x7FFF0000)
+for name in ("landlock_create_ruleset", "landlock_restrict_self"):
+    assert lib.seccomp_rule_add_array(ctx, 0x50000 | 38, lib.seccomp_syscall_resolve_name(name.encode()), 0, None) == 0
+assert lib.seccomp_load(ctx) == 0
+
+from toolcrib.sandbox.contract import Job, Lock
+from toolcrib.sandbox.restricted import RestrictedBackend
+backend = RestrictedBackend()
+try:
+    job = Job(source=sys.argv[2], entrypoint="what_happened", policy="plain", lock=Lock.from_json(json.loads(sys.argv[1])))
+    print(json.dumps(backend.run(job).to_json()))
+finally:
+    backend.close()
+"""
+
+
+def test_without_landlock_a_lock_imports_nothing(index: Path, canaries: Canaries) -> None:
+    from toolcrib.sandbox import packages
+
+    lock = packages.resolve(["quietpkg"])
+    packages.materialize(lock)
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_LANDLOCK, json.dumps(lock.to_json()), QUIET_TOOL],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["status"] == "unavailable", result
+    assert "imported only inside the zygote's jail" in result["error"]["message"], result
+    assert "landlock" in result["error"]["message"], result
+    # The package never ran: with no Landlock it could have written into
+    # the world-writable directory.
+    assert canaries.problems(done.stdout, done.stderr) == []
