@@ -438,3 +438,14 @@ def test_an_mcp_client_name_reaches_the_audit_table_escaped(tmp_path: Path) -> N
     assert code == 0 and "mcp:agent\\x1b]52;c;" in out
     for raw in RAW_CONTROLS:
         assert raw not in out + err
+
+
+def test_the_digit_run_check_counts_runs_not_digits() -> None:
+    # Runs at the limit, side by side (in numbers or in strings), are fine;
+    # one run past it is not, wherever it is.
+    at_limit = "9" * wire.MAX_INT_DIGITS
+    assert wire.read_json("[" + ",".join([at_limit] * 50) + "]", "x")[49] == int(at_limit)
+    assert wire.read_json('["' + "a".join([at_limit] * 50) + '"]', "x")[0].count("a") == 49
+    assert wire.read_json('["' + at_limit + '9"]', "x") == [at_limit + "9"]  # a string: no number
+    with pytest.raises(wire.OverBound, match="4301 digits"):
+        wire.read_json("[1, " + at_limit + "9]", "x")
