@@ -522,6 +522,10 @@ class Result:
     # (e.g. "landlock", "seccomp", "netns" on the restricted backend; see
     # `toolcrib doctor`). Recorded in the audit log and verification evidence.
     layers: tuple[str, ...] = ()
+    # Snippet calls only: how many calls of the entrypoint returned while the
+    # snippet ran, observed inside the sandbox (LATM `make` counts a use case
+    # only if it called the tool). None when not observed.
+    calls: int | None = None
 
     def __post_init__(self) -> None:
         _choice("result", "status", self.status, _STATUSES)
@@ -534,6 +538,8 @@ class Result:
                                           inclusive=True))
         _text("result", "image_digest", self.image_digest, optional=True)
         _set(self, "layers", _strings("result", "layers", self.layers))
+        if self.calls is not None:
+            _set(self, "calls", _number("result", "calls", self.calls, integer=True, minimum=0, inclusive=True))
 
     @property
     def ok(self) -> bool:

@@ -11,7 +11,8 @@ under depth and size caps: the host only ever receives bytes.
 Reply (UTF-8 JSON object, at most ``job["limits"]["output"]`` KiB):
     {"status": "ok"|"error"|"blocked"|"limit",
      "result": <JSON>, "error": {"type", "message", "line"} | null,
-     "limit": null|"memory"|"output", "stdout": "<captured prints>"}
+     "limit": null|"memory"|"output", "stdout": "<captured prints>",
+     "calls": <int, snippet jobs only: calls of the entrypoint that returned>}
 
 Imports only the standard library, RestrictedPython and the sibling policy
 modules, so the container image needs nothing else. Call `warm` once before
@@ -27,6 +28,7 @@ import contextlib
 import datetime
 import gc
 import json
+from collections.abc import Callable
 from typing import Any
 
 from RestrictedPython.compile import compile_restricted_exec
@@ -54,8 +56,11 @@ _WITHHELD_BUILTINS = (frozenset(n for n in dir(builtins) if not n.startswith("_"
                       - frozenset(ABSENT_BUILTINS))
 
 def _reply(status: str, result: Any = None, error: dict[str, Any] | None = None,
-           limit: str | None = None, stdout: str = "") -> dict[str, Any]:
-    return {"status": status, "result": result, "error": error, "limit": limit, "stdout": stdout}
+           limit: str | None = None, stdout: str = "", calls: int | None = None) -> dict[str, Any]:
+    reply = {"status": status, "result": result, "error": error, "limit": limit, "stdout": stdout}
+    if calls is not None:  # snippet jobs only: how many calls of the entrypoint returned
+        reply["calls"] = calls
+    return reply
 
 
 def _error(kind: str, message: str, line: int | None = None) -> dict[str, Any]:
@@ -250,6 +255,7 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
         return _reply("error", error=_error("ValueError", f"unknown call mode {mode!r}"))
 
     ns = _namespace(restricted)
+    calls: Callable[[], int | None] = _no_count
     redirect = contextlib.nullcontext() if restricted else contextlib.redirect_stdout(_CappedStdout())
     with redirect:
         if prelude_code is not None:
@@ -269,10 +275,40 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
             value = func(**args)
         else:
             ns.pop("ans", None)
+            calls = _count_calls(ns, job.get("entrypoint"))
             exec(snippet_code, ns)
             value = ns["ans"] if "ans" in ns else STATE.stdout()
     _tool_finished()
-    return _reply("ok", to_json(value, cap - len(STATE.stdout())), stdout=STATE.stdout())
+    return _reply("ok", to_json(value, cap - len(STATE.stdout())), stdout=STATE.stdout(), calls=calls())
+
+
+def _no_count() -> None:
+    return None
+
+
+def _count_calls(ns: dict[str, Any], entrypoint: Any) -> Callable[[], int | None]:
+    """Put a counting wrapper in place of the entrypoint, so the reply can say
+    how many calls of it returned while the snippet ran (LATM `make` counts a
+    use case only if it called the tool: docs/latm.md). The count lives in
+    this closure. Under the restricted policy tool and snippet code cannot
+    reach it (a closure's cells are underscore attributes, and frames,
+    `gc` and `inspect` are out of reach); a snippet that defines its own
+    function of that name replaces the wrapper, and its calls are not
+    counted. Under plain policy the tool shares this interpreter and could
+    change the count, as it could any byte of the reply: there the count
+    is as trustworthy as the result itself."""
+    func = ns.get(entrypoint) if type(entrypoint) is str else None
+    if func is None or not callable(func):
+        return _no_count
+    returned = [0]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        value = func(*args, **kwargs)
+        returned[0] += 1  # after the return: a call that raised did not run the tool to an answer
+        return value
+
+    ns[entrypoint] = counted
+    return lambda: returned[0]
 
 
 class ArgumentFormError(Exception):

@@ -104,7 +104,7 @@ MAX_REPLY_DEPTH = MAX_RESULT_DEPTH + 1
 # What the sandbox itself may claim in a reply: execute.py only ever names
 # these two (the others are seen from outside the process).
 _REPLY_LIMITS = frozenset({"memory", "output"})
-_REPLY_KEYS = frozenset({"status", "result", "error", "limit", "stdout"})
+_REPLY_KEYS = frozenset({"status", "result", "error", "limit", "stdout", "calls"})
 _ERROR_KEYS = frozenset({"type", "message", "line"})
 _MAX_TYPE_CHARS = 200
 _MAX_MESSAGE_CHARS = 4000
@@ -373,7 +373,13 @@ def parse_reply(raw: bytes, *, cap: int) -> dict[str, Any]:
     result = obj.get("result")
     if status != "ok" and result is not None:
         raise ProtocolError(f"a {status!r} reply with a result")
-    return {"status": status, "result": result, "error": error, "limit": limit, "stdout": stdout}
+    parsed = {"status": status, "result": result, "error": error, "limit": limit, "stdout": stdout}
+    calls = obj.get("calls")
+    if calls is not None:  # a snippet's calls of the entrypoint (LATM make reads it; only on "ok")
+        if status != "ok" or not _is_int(calls) or calls < 0:
+            raise ProtocolError("the reply's calls is not a count on an 'ok' reply")
+        parsed["calls"] = calls
+    return parsed
 
 
 # --------------------------------------------------------------------------- facts
@@ -525,7 +531,10 @@ def classify(
         return _from_facts(facts, limits, problem)
     status, stdout, error = reply["status"], reply["stdout"], reply["error"]
     if status == "ok":
-        return _fields("ok", result=reply["result"], stdout=stdout)
+        fields = _fields("ok", result=reply["result"], stdout=stdout)
+        if reply.get("calls") is not None:
+            fields["calls"] = reply["calls"]
+        return fields
     if status == "error":
         if facts is not None and (facts.get("pids_max") or 0) > 0:
             return _limit("pids", stdout)

@@ -23,10 +23,11 @@ the JSON that comes back.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from .replies import answer_variable
 
-__all__ = ["EPILOGUE_MARK", "options", "with_epilogue"]
+__all__ = ["EPILOGUE_MARK", "options", "read_answer", "with_epilogue"]
 
 EPILOGUE_MARK = "# toolcrib: read `ans` as the task's answer (docs/latm.md, \"Answers\")"
 
@@ -46,6 +47,20 @@ _EPILOGUE = '''
 
 ans = toolcrib_answer(ans, {options!r}, {as_text!r})
 '''
+
+
+def read_answer(value: Any, choices: list[tuple[str, str]], as_text: bool) -> Any:
+    """What the epilogue's ``toolcrib_answer`` makes of `value`, computed on
+    the host for a literal the host read from a snippet (evidence.py asks
+    whether a literal would become the target). Keep the two in step."""
+    if isinstance(value, bool) or value is None:
+        return value
+    for number, (label, text) in enumerate(choices, 1):
+        if value in (label, label[1:-1], number, text):
+            return label
+    if as_text and isinstance(value, (int, float)):
+        return str(value)
+    return value
 
 
 def options(question: str) -> list[tuple[str, str]]:

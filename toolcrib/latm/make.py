@@ -4,12 +4,19 @@ every line the model writes run in the sandbox and every turn on the record.
 - propose: k demos as Question/Answer pairs; the reply's function and its
   demo code run in the sandbox (snippet mode).
 - verify: unit tests on the next examples; function and tests run in the sandbox.
-- wrap: the function and its use cases. The function must be the code that
-  was verified (compared as an AST, so comments may differ); each use case
-  whose question is one of the task's examples runs in the sandbox and must
-  give that example's target (never a value the model wrote). Then the wrap
-  goes through `Registry.add` (the normal admission path) with those use
-  cases as snippet tests, the whole transcript as provenance, and `verify`.
+- wrap: the function and its use cases. The wrapped module must be the
+  module that was verified, every top-level statement of it (compared as an
+  AST, so comments may differ); each use case whose question is one of the
+  task's examples runs in the sandbox against the verified module and must
+  give that example's target (never a value the model wrote). Then the
+  verified module itself (never text re-derived from the wrap) goes through
+  `Registry.add` (the normal admission path) with those use cases as
+  snippet tests, the whole transcript as provenance, and `verify`.
+
+Unit tests and use cases are evidence only if the answer came from the
+tool (evidence.py): the sandbox reports how many calls of the entrypoint
+returned while they ran, and none is refused; so is one that writes the
+answer as a literal, or (a use case) binds a name the tool binds.
 
 A failure in a stage goes back to the model as one line (type, message,
 line), at most `retries` times per stage.
@@ -31,11 +38,12 @@ from ..registry.admission import Admitted, admit
 from ..registry.cases import compare
 from ..registry.errors import InvalidInput, SandboxUnavailable, ToolcribError
 from ..registry.models import Comparator, TestCase
-from ..sandbox import Limits
-from .answers import with_epilogue
+from ..sandbox import Limits, Result
+from .answers import options, read_answer, with_epilogue
+from .evidence import copies_answer, defined_names, module_key, rebound_names, tool_module, without_definitions
 from .models import Model
 from .prompts import fix_prompt, propose_prompt, verify_prompt, wrap_prompt
-from .replies import UseCase, code_blocks, code_key, defines, use_cases, whitespace_free
+from .replies import ReplyTooLong, UseCase, answer_names, check_reply, code_blocks, defines, use_cases, whitespace_free
 from .runs import describe_failure, run_snippet
 from .tasks import Example, Task
 from .transcript import Transcript, default_transcript_path
@@ -84,16 +92,15 @@ class _StageFailed(Exception):
 
 @dataclass
 class _Wrapped:
-    reply: str
-    admitted: Admitted
     cases: list[UseCase]
     tests: list[dict[str, Any]]
 
 
 class _Maker:
-    def __init__(self, reg: Registry, task: Task, model: Model, *, validate: int, retries: int, backend: str,
-                 limits: Limits | None, progress: Progress | None, comparator: Comparator = "exact") -> None:
-        self.reg, self.task, self.model, self.validate = reg, task, model, validate
+    def __init__(self, reg: Registry, task: Task, model: Model, *, demos: int, validate: int, retries: int,
+                 backend: str, limits: Limits | None, progress: Progress | None,
+                 comparator: Comparator = "exact") -> None:
+        self.reg, self.task, self.model, self.demos, self.validate = reg, task, model, demos, validate
         self.comparator: Comparator = comparator
         self.retries, self.backend, self.limits = retries, backend, limits
         self.progress = progress
@@ -121,7 +128,7 @@ class _Maker:
                 report.errors.append(exc.message)
                 raise _StageFailed(exc.message + before) from None
             try:
-                outcome = check(reply.text)
+                outcome = check(_readable(reply.text))
             except _StageFailed as problem:
                 report.errors.append(problem.message)
                 self.transcript.note(stage, problem.message)
@@ -146,28 +153,65 @@ class _Maker:
         except ToolcribError as exc:
             raise _StageFailed(f"the code was not accepted: {exc.message}") from None
 
-    def _run(self, source: str, snippet: str) -> Any:
+    def _run(self, source: str, snippet: str) -> Result:
         result = run_snippet(source, self.entrypoint, snippet, limits=self.limits, backend=self.backend)
         if result.status != "ok":
             raise _StageFailed(describe_failure(result))
-        return result.result
+        return result
+
+    def _module(self, code: str, entrypoint: str | None = None) -> str:
+        """The tool module of some code: its dead tests dropped (so none is
+        taken for the entrypoint), admitted (demo code stripped), then any
+        test only that demo code used dropped as well."""
+        try:
+            code = tool_module(code)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            pass  # admission says what is wrong with it
+        admitted = self._admit(code, markdown=False, entrypoint=entrypoint)
+        module = tool_module(admitted.source)
+        if module != admitted.source:
+            admitted = self._admit(module, markdown=False, entrypoint=admitted.entrypoint)
+        self.entrypoint = admitted.entrypoint
+        return admitted.source
 
     def check_proposal(self, reply: str) -> None:
         code = self._code(reply)
-        admitted = self._admit(code, markdown=False)
-        self.entrypoint = admitted.entrypoint
-        self._run(admitted.source, code)  # the function and its demo code, as the model wrote them
-        self.source = admitted.source
+        source = self._module(code)
+        self._run(source, code)  # the function and its demo code, as the model wrote them
+        self.source = source
 
     def check_tests(self, reply: str) -> None:
         code = self._code(reply)
         if "assert" not in code:
             raise _StageFailed("the tests assert nothing: end each test with `assert ans == <the answer given>`")
-        source = self.source
+        source, tests = self.source, code
         if defines(code, self.entrypoint):  # the model fixed the function along with the tests
-            source = self._admit(code, markdown=False, entrypoint=self.entrypoint).source
-        self._run(source, code)
+            source = self._module(code, self.entrypoint)
+            # The tests run against the module; their own copies of its
+            # definitions would shadow the functions the sandbox observes.
+            tests = without_definitions(code, defined_names(source))
+        examples = self.task.examples[self.demos: self.demos + self.validate]
+        if any(self._copies(tests, answer_names(tests), e) for e in examples):
+            raise _StageFailed(f"the tests write an answer given in the questions into `ans`; "
+                               f"compute `ans` by calling {self.entrypoint}")
+        result = self._run(source, tests)
+        if not result.calls:
+            raise _StageFailed(f"the tests never called {self.entrypoint}: each test must call it to get `ans`")
         self.source = source
+
+    def _copies(self, snippet: str, names: list[str], example: Example) -> bool:
+        """Does the snippet spell out the example's target as a literal (read
+        and compared the way its answer will be)? Unreadable counts as yes."""
+        as_text = isinstance(example.target, str)
+        probe = TestCase(snippet="ans = 0", expected=example.target, comparator=self.comparator)
+        choices = options(example.input)
+
+        def reads_as_target(value: Any) -> bool:
+            if isinstance(value, (bytes, complex)) or value is None or value is Ellipsis:
+                return False
+            return bool(compare(probe, read_answer(value, choices, as_text))[0])
+
+        return copies_answer(snippet, names, reads_as_target) is not False
 
     def _example_for(self, question: str) -> tuple[int, Example] | None:
         """The task example a use case asks: the same text up to whitespace, else
@@ -191,7 +235,7 @@ class _Maker:
 
     def check_wrap(self, reply: str) -> _Wrapped:
         admitted = self._admit(reply, markdown=True, entrypoint=self.entrypoint)
-        if code_key(admitted.source) != code_key(self.source):
+        if module_key(admitted.source) != module_key(self.source):
             raise _StageFailed(
                 "the function in the wrapped tool is not the code that was verified; "
                 "wrap the verified function unchanged"
@@ -207,12 +251,17 @@ class _Maker:
                 continue  # kept as a use case for the tool user; only the task's examples have true answers
             index, example = found
             seen.add(index)
+            self._check_case(number, case.solution, example)
             snippet = with_epilogue(case.solution, example.input, as_text=isinstance(example.target, str))
             test = TestCase(name=f"example {index + 1}: {_shorten(example.input)}", snippet=snippet,
                             expected=example.target, comparator=self.comparator)
-            result = run_snippet(admitted.source, self.entrypoint, snippet, limits=self.limits, backend=self.backend)
+            # Against the verified module: that text, and nothing re-derived, is what is stored.
+            result = run_snippet(self.source, self.entrypoint, snippet, limits=self.limits, backend=self.backend)
             if result.status != "ok":
                 raise _StageFailed(f"use case {number} failed: {describe_failure(result)}")
+            if not result.calls:
+                raise _StageFailed(f"use case {number} never called {self.entrypoint}: "
+                                   f"its `ans` must come from calling {self.entrypoint}")
             passed, why = compare(test, result.result)
             if not passed:
                 raise _StageFailed(f"use case {number} gives a wrong answer: {why}")
@@ -221,7 +270,27 @@ class _Maker:
             raise _StageFailed(
                 f"{len(tests)} use case(s) ask a question of the task; write one for each question of the tests"
             )
-        return _Wrapped(reply=reply, admitted=admitted, cases=cases, tests=tests)
+        return _Wrapped(cases=cases, tests=tests)
+
+    def _check_case(self, number: int, solution: str, example: Example) -> None:
+        """What the host reads in a use case before it runs (evidence.py)."""
+        rebound = rebound_names(solution, self.source)
+        if rebound is None:
+            raise _StageFailed(f"use case {number} cannot be read as Python")
+        if rebound:
+            raise _StageFailed(f"use case {number} binds the tool's own name(s) {', '.join(rebound)}: "
+                               f"call {self.entrypoint}, do not redefine it or what it uses")
+        if self._copies(solution, answer_names(solution), example):
+            raise _StageFailed(f"use case {number} writes the answer into `ans` as a literal: "
+                               f"`ans` must come from calling {self.entrypoint}")
+
+
+def _readable(text: str) -> str:
+    """A reply the loop will read: within the cap, else a failure of the stage."""
+    try:
+        return check_reply(text)
+    except ReplyTooLong as exc:
+        raise _StageFailed(str(exc)) from None
 
 
 def _shorten(text: str) -> str:
@@ -262,7 +331,7 @@ def make(
         raise InvalidInput(f"{task.name}: examples {', '.join(map(str, missing))} have no 'target'")
     if limits is not None:  # model code never runs with more than the registry allows
         limits = limits.capped(reg.max_limits)
-    maker = _Maker(reg, task, model, validate=validate, retries=retries, backend=backend, limits=limits, progress=progress,
+    maker = _Maker(reg, task, model, demos=demos, validate=validate, retries=retries, backend=backend, limits=limits, progress=progress,
                    comparator=comparator)
     path = Path(transcript_path) if transcript_path is not None else default_transcript_path(reg.path, task.name)
     examples = task.examples
@@ -288,17 +357,16 @@ def make(
         "latm.stages": json.dumps([s.model_dump() for s in maker.stages], ensure_ascii=False),
     }
     added = reg.add(
-        wrapped.reply,
+        maker.source,  # the verified module itself, byte for byte
         name=name,
         entrypoint=maker.entrypoint,
         tests=wrapped.tests,
         provenance=ProvenanceInput(generator=model.model_id, prompt=maker.transcript.text(), metadata=metadata),
         limits=limits,
-        strip_top_level=True,
-        markdown=True,
+        markdown=False,
     )
     tool = added.tool
-    if code_key(tool.source) != code_key(maker.source):  # admission is deterministic; this is the last guard
+    if tool.source != maker.source:  # admission of admitted text changes nothing; this is the last guard
         result.failed_stage, result.error = "wrap", "the registered source is not the code that was verified"
         return _finish(result, maker, path)
     verification = reg.verify(tool.ref, backend=backend)
