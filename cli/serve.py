@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import click
 
 from ..sandbox import BACKEND_NAMES
@@ -72,14 +74,35 @@ def serve(http_port: int | None, host: str, allow_remote: bool, token: str | Non
                                      poll_seconds=poll_seconds))
     try:
         if http_port is None:
-            anyio.run(run_stdio, server)
+            _run_bare(partial(anyio.run, run_stdio, server))
         else:
-            anyio.run(partial(run_http, server, host, http_port, token, allow_hosts=allow_hosts,
-                              allow_origins=allow_origins))
+            _run_bare(partial(anyio.run, partial(run_http, server, host, http_port, token, allow_hosts=allow_hosts,
+                                                 allow_origins=allow_origins)))
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+
+
+def _run_bare(run: Callable[[], object]) -> None:
+    """Run; a signal's exception (Ctrl-C, the CLI's SIGTERM one) raised inside
+    anyio's task groups comes out wrapped in exception groups: re-raise it
+    bare, so serve ends the way every command does, without a traceback."""
+    try:
+        run()
+    except BaseExceptionGroup as group:
+        for leaf in _leaves(group):
+            if not isinstance(leaf, Exception):
+                raise leaf from None
+        raise
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
 
 
 COMMANDS = [serve]

@@ -89,7 +89,11 @@ class Served:
             self.stop()
             raise AssertionError(f"no address announced: {first!r}")
         self.host, self.port = match.group("host"), int(match.group("port"))
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # never block on a full pipe
+        self.err: list[str] = []
+        # Never block on a full pipe; keep what it says.
+        self._drain = threading.Thread(target=lambda: self.err.append(self.proc.stderr.read() if self.proc.stderr else ""),
+                                       daemon=True)
+        self._drain.start()
 
     @property
     def netloc(self) -> str:
@@ -103,6 +107,12 @@ class Served:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stderr(self) -> str:
+        """Everything it wrote after the address (once stopped)."""
+        self.stop()
+        self._drain.join(timeout=DEADLINE)
+        return "".join(self.err)
 
 
 _MCP_URL = r"listening on http://(?P<host>[0-9.]+):(?P<port>\d+)/mcp"
@@ -241,6 +251,14 @@ def test_forged_host_and_origin_never_reach_a_tool(serving: Any, registry: Path,
     # The honest request, same session, goes through: the headers were the only difference.
     assert _call_double(server, session, Origin=f"http://{server.netloc}", **auth) == 200
     assert _calls(registry) == 1
+    # The forged values were answered, not echoed to the operator's terminal.
+    assert "evil" not in server.stderr()
+
+
+def test_sigterm_ends_an_http_server_without_a_traceback(serving: Any) -> None:
+    server = serving()
+    assert server.stderr() == "Terminated.\n"
+    assert server.proc.returncode == -signal.SIGTERM
 
 
 def test_allow_host_and_allow_origin_extend_the_list(serving: Any, registry: Path) -> None:
@@ -276,6 +294,7 @@ def test_browse_refuses_a_foreign_host(browsing: Served, forged: dict[str, str])
     headers = {k: v.format(port=browsing.port) for k, v in forged.items()}
     response = _raw(browsing, "GET", AUDIT_PAGE, headers)
     assert 400 <= response.status < 500, response.status
+    assert "evil" not in browsing.stderr()
 
 
 @pytest.mark.parametrize("name", ["127.0.0.1", "localhost"])

@@ -22,9 +22,13 @@ functions. What a client sees:
   event on their ``subscriptions/listen`` stream.
 - ``--allow-add``: two more tools, ``add_tool`` (registers an unverified
   version, the client as generator in its provenance) and ``verify_tool``.
+  What a client adds lives in its own namespace, served to it alone
+  (`ToolServer._owner`); a version of an existing tool is refused.
 
-Transports: stdio, or streamable HTTP on loopback (``--http PORT``); a
-non-loopback bind needs ``allow_remote`` and a bearer token (`check_bind`).
+Transports: stdio, or streamable HTTP (``--http PORT``): any bind but
+127.0.0.1, ::1 or localhost needs a bearer token, a non-loopback one also
+``allow_remote`` (`check_bind`); every request's Host and Origin are checked
+against an allow-list (`header_allow_list`, DNS rebinding).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import re
 import secrets
 import socket
@@ -64,7 +69,8 @@ from toolcrib.registry.versions import parse_version
 from toolcrib.sandbox import get_backend
 from toolcrib.sandbox.contract import Cancel
 
-__all__ = ["ADD_TOOL", "VERIFY_TOOL", "ServeOptions", "ToolServer", "check_bind", "run_http", "run_stdio"]
+__all__ = ["ADD_TOOL", "VERIFY_TOOL", "ServeOptions", "ToolServer", "check_bind", "header_allow_list", "is_local_name",
+           "namespace_prefix", "run_http", "run_stdio"]
 
 ADD_TOOL = "add_tool"
 VERIFY_TOOL = "verify_tool"
@@ -340,11 +346,13 @@ class ToolServer:
         writes = types.ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
         return [
             types.Tool(name=ADD_TOOL, title="Add a tool to the registry",
-                       description="Register a new tool version (unverified: it is served only after verify_tool passes). "
-                                   "Returns its reference.",
+                       description="Register a new tool in this client's own namespace (stored as mcp-<id>_NAME and "
+                                   "served to this client alone, once verify_tool passes). A tool name that exists "
+                                   "already is refused: choose a new one. Returns its reference.",
                        input_schema=_ADD_SCHEMA, annotations=writes),
             types.Tool(name=VERIFY_TOOL, title="Verify a registered tool",
-                       description="Run a version's tests in the sandbox; a version that passes is served from then on.",
+                       description="Run the tests of a version this client added (NAME, NAME@VERSION or the "
+                                   "mcp-<id>_NAME reference) in the sandbox; one that passes is served to this client.",
                        input_schema=_VERIFY_SCHEMA, annotations=writes),
         ]
 
@@ -556,6 +564,10 @@ def _check_headers(app: _ASGIApp, settings: TransportSecuritySettings) -> _ASGIA
     The SDK's transport checks the same settings on its MCP endpoint; this
     outer door covers every other path too, with the SDK's own validation."""
     security = TransportSecurityMiddleware(settings)
+    # The SDK logs each refused value as a warning, raw: a rebinding page
+    # would write its chosen Host (escape sequences included) to the
+    # operator's terminal, once per request. The refusal is the answer.
+    logging.getLogger(TransportSecurityMiddleware.__module__).setLevel(logging.ERROR)
 
     async def guarded(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
                       send: Callable[[Any], Awaitable[None]]) -> None:
