@@ -364,8 +364,15 @@ ZYGOTE_SECCOMP_DENIED: tuple[str, ...] = (
     "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "move_mount", "open_tree", "fsopen",
     "fsmount", "fspick", "mount_setattr", "open_by_handle_at", "name_to_handle_at", "fanotify_init",
     "sethostname", "setdomainname",
+    # Channels to other processes that no path names, so Landlock does not
+    # see them: SysV IPC and POSIX message queues (their namespace is the
+    # host's), watches on files others use, the kernel log.
+    "shmget", "shmat", "shmdt", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop",
+    "semtimedop", "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify",
+    "mq_getsetattr", "inotify_init", "inotify_init1", "inotify_add_watch", "syslog", "migrate_pages",
+    "move_pages",
     # Kernel attack surface a Python process never needs.
-    "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "io_uring_setup", "io_uring_enter",
+    "uselib", "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "userfaultfd", "kexec_load", "kexec_file_load", "init_module", "finit_module",
     "delete_module", "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "vhangup",
     # Shared futexes are keyed by file and offset: two processes that map

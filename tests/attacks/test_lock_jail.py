@@ -438,6 +438,8 @@ def test_the_zygote_stage_filter_refuses_the_classes_it_names() -> None:
             "shared_futex_wake": raw(202, address, 1, 1, 0, 0, 0),
             "private_futex_wake": raw(202, address, 1 | 128, 1, 0, 0, 0),
             "bpf": raw(321, 0, 0, 0),
+            "shmget": raw(29, 0, 4096, 0o1666),  # IPC_PRIVATE | IPC_CREAT: the host's IPC namespace
+            "mq_open": raw(240, 0, 0, 0, 0),
         }
 
     status, data = in_stage(attempts)
