@@ -139,17 +139,21 @@ def refuse_foreign_hosts(app: Any, port: int) -> Any:
 
     async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
-            headers = {k.lower(): v for k, v in scope.get("headers") or []}
-            origin = headers.get(b"origin")
-            if headers.get(b"host", b"").decode("latin-1") not in hosts:
+            host = _values(scope, b"host")
+            if len(host) != 1 or host[0] not in hosts:  # none, or two that might be read differently
                 await _refuse(scope, send, 421, "this server answers only to 127.0.0.1, localhost or [::1] on its port")
                 return
-            if origin is not None and origin.decode("latin-1") not in origins:
+            if any(origin not in origins for origin in _values(scope, b"origin")):
                 await _refuse(scope, send, 403, "cross-origin requests are refused")
                 return
         await app(scope, receive, send)
 
     return guarded
+
+
+def _values(scope: dict[str, Any], name: bytes) -> list[str]:
+    """Every value of one request header (ASGI gives names in lower case)."""
+    return [value.decode("latin-1") for key, value in scope.get("headers") or [] if key.lower() == name]
 
 
 async def _refuse(scope: dict[str, Any], send: Any, status: int, message: str) -> None:
