@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from latm_tasks import SORT, SORT_FUNCTION, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, sort_wrap, write_json
+from latm_tasks import SORT, SORT_FUNCTION, SORT_PROPOSAL, SORT_TESTS, sort_wrap, write_json
 from toolcrib import Registry
-from toolcrib.latm import ReplayModel, Task, load_task, make
+from toolcrib.latm import MakeResult, ReplayModel, Task, load_task, make
 from toolcrib.latm.runs import run_snippet
 from toolcrib.sandbox import wire
 
@@ -51,7 +51,7 @@ def _tests(lines: list[str]) -> str:
     return "```python\n" + "\n".join(lines) + "\n```\n"
 
 
-def _failed_at(result, stage: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def _failed_at(result: MakeResult, stage: str, message: str) -> None:
     assert result.status == "failed", "a forgery was verified"
     assert result.failed_stage == stage, result.error
     assert message in (result.error or ""), result.error
@@ -146,7 +146,7 @@ def test_answers_computed_without_the_tool_verify_no_tool(reg: Registry, sort_ta
     assert reg.list() == []
 
 
-def _made_with_wrap(reg: Registry, task: Task, solutions: list[str]):  # type: ignore[no-untyped-def]
+def _made_with_wrap(reg: Registry, task: Task, solutions: list[str]) -> MakeResult:
     """A right tool and right tests, then a wrap whose use cases are these solutions."""
     return make(reg, task, ReplayModel([SORT_PROPOSAL, SORT_TESTS, _wrap(SORT_FUNCTION, solutions)]), retries=0)
 
