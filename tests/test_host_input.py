@@ -296,7 +296,7 @@ def test_a_write_refused_by_sqlite_midway_is_the_same_one_line_error(registry: P
     # itself, and reported like the up-front check, not as an internal error.
     import sqlite3
 
-    from toolcrib.registry.errors import RegistryUnusable
+    from toolcrib import RegistryUnusable
     from toolcrib.registry.store import write_transaction
 
     conn = sqlite3.connect(f"{registry.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)

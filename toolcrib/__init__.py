@@ -49,6 +49,7 @@ _REGISTRY_NAMES = [
     "Provenance",
     "ProvenanceInput",
     "Registry",
+    "RegistryUnusable",
     "SandboxUnavailable",
     "SearchHit",
     "Signature",
