@@ -384,14 +384,23 @@ def _record_name(label: str, names: Sequence[str], pkg: LockedPackage) -> str:
     if len(dist_infos) != 1:
         raise PackagesError(f"{label}: a wheel has exactly one .dist-info directory, this one has {len(dist_infos)}")
     dist_info = dist_infos.pop()
-    stem = dist_info[: -len(".dist-info")]
-    name, _sep, version = stem.rpartition("-")
-    if normalized_name(name) != normalized_name(pkg.name) or canonical_version(version) != pkg.version:
+    if not _names_package(dist_info[: -len(".dist-info")], pkg):
         raise PackagesError(f"{label}: its metadata directory {dist_info[:120]!r} is not {pkg.name} {pkg.version}")
     record = f"{dist_info}/RECORD"
     if record not in names:
         raise PackagesError(f"{label}: no {record}")
     return record
+
+
+def _names_package(stem: str, pkg: LockedPackage) -> bool:
+    """Whether ``{name}-{version}`` (a .dist-info directory's stem) is this
+    package. The spec escapes "-" in both parts as "_"; some wheels do not,
+    so every "-" is tried as the separator (normalized forms compared)."""
+    for index, char in enumerate(stem):
+        if char == "-" and normalized_name(stem[:index]) == normalized_name(pkg.name):
+            if canonical_version(stem[index + 1:].replace("_", "-")) == pkg.version:
+                return True
+    return False
 
 
 def _read_record(label: str, text: str) -> dict[str, tuple[str, str]]:

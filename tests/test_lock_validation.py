@@ -415,3 +415,16 @@ def test_a_stored_lock_the_contract_refuses_is_a_one_line_error(target: Path, tm
             "(a lock names only modules its own wheels provide) (add the tool again with its requirements)"
         ], done.stderr
     assert _counts(target) == before
+
+
+def test_add_stores_the_normalized_version(index: Path, cache: Path, target: Path, tmp_path: Path) -> None:
+    """A wheel's METADATA may spell its version loosely ("1.0-RC1"): the lock
+    stores the normalized form, the one the contract accepts."""
+    wheel = build_wheel(index, "tcrc", "1.0-RC1", {"tcrc/__init__.py": b"VALUE = 1\n"})
+    wheel.rename(index / "tcrc-1.0rc1-py3-none-any.whl")
+    done = _add(target, tmp_path, "tcrc==1.0rc1", "tcrc")
+    assert done.exit_code == 0, done.output
+    with Registry(target, actor="t") as reg:
+        lock = reg.get("bump").lock
+    assert lock is not None and [(p.version, p.filename) for p in lock.packages] == [
+        ("1.0rc1", "tcrc-1.0rc1-py3-none-any.whl")]
