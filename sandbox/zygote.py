@@ -696,12 +696,16 @@ def _through_fds(reachable: dict[str, str]) -> None:
     directory itself, not the path used to reach it."""
     prefixes = sorted(reachable, key=len, reverse=True)
 
-    def through(path: str) -> str:
-        real = os.path.realpath(path)
+    def under(path: str) -> str | None:
         for prefix in prefixes:
-            if real == prefix or real.startswith(prefix + "/"):
-                return reachable[prefix] + real[len(prefix):]
-        return path
+            if path == prefix or path.startswith(prefix + "/"):
+                return reachable[prefix] + path[len(prefix):]
+        return None
+
+    def through(path: str) -> str:
+        # Most paths are real already; realpath (a stat per component)
+        # only for the rest (a venv's lib64 -> lib).
+        return under(path) or under(os.path.realpath(path)) or path
 
     sys.path[:] = [through(p) for p in sys.path]
     for module in list(sys.modules.values()):
