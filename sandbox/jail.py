@@ -22,6 +22,14 @@ A child that has entered the jail can run arbitrary Python (that is what the
   (another ABI, x32) kills the process.
 - The **network namespace** (root: plain ``unshare``; other users: inside a
   fresh user namespace) leaves only a loopback interface that is down.
+- The **zygote's own jail** (`ZygoteJail`), entered by the zygote before it
+  imports anything a tool brings (a lock's packages): as root a user
+  namespace mapped onto a machine-wide uid block (`namespaces_as_block`),
+  Landlock that allows only reading the interpreter's files, the libraries
+  and the lock's site (writing only /dev/null), and a default-allow filter
+  that refuses sockets, exec, ptrace, namespaces, mounts, shared futexes and
+  other kernel surface (`ZYGOTE_SECCOMP_DENIED`). Children inherit it under
+  their own jail.
 - Where Landlock is missing (kernel older than 5.13, or not in the LSM list),
   an **empty root** stands in for its filesystem part: the zygote moves into
   a mount namespace whose root is an empty, read-only tmpfs (`empty_root`).

@@ -3,11 +3,19 @@ execution code once, then forks fresh, locked-down children, one per call.
 
 It runs as its own program, started by `restricted.py`::
 
-    python -I -S /path/to/sandbox/zygote.py <control-fd> <spares> [--preload=a,b] [<sys.path entry>...]
+    python -I -S /path/to/sandbox/zygote.py <control-fd> <spares> [--preload=a,b] [--site=DIR] [<sys.path entry>...]
 
 It loads the sibling modules (`execute.py` and whatever that imports) as a
 private package straight from this directory, so it never imports `toolcrib`
 (whose ``__init__`` pulls in the registry, pydantic and sqlite-utils).
+
+Start-up (`main`): the standard library, RestrictedPython and this
+directory's modules are imported; then the zygote enters a jail of its own
+(`jail.ZygoteJail`: as root a user namespace on a machine-wide uid block,
+`uids.py`; network and UTS namespaces; capabilities dropped; no_new_privs;
+read-only Landlock over the interpreter's files and the lock's site;
+seccomp) and only then imports a lock's packages (`--site=`, `--preload=`):
+nothing a tool brings runs before that jail. See docs/sandbox-restricted.md.
 
 Processes and channels (all framing is ours; only JSON and raw bytes cross):
 
