@@ -395,7 +395,10 @@ def _record_name(label: str, names: Sequence[str], pkg: LockedPackage) -> str:
 def _names_package(stem: str, pkg: LockedPackage) -> bool:
     """Whether ``{name}-{version}`` (a .dist-info directory's stem) is this
     package. The spec escapes "-" in both parts as "_"; some wheels do not,
-    so every "-" is tried as the separator (normalized forms compared)."""
+    so every "-" is tried as the separator (normalized forms compared; the
+    length cap keeps that linear in practice)."""
+    if len(stem) > 400:
+        return False
     for index, char in enumerate(stem):
         if char == "-" and normalized_name(stem[:index]) == normalized_name(pkg.name):
             if canonical_version(stem[index + 1:].replace("_", "-")) == pkg.version:
