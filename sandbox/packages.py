@@ -320,6 +320,7 @@ def materialize(lock: Lock, *, progress: Progress | None = None) -> Path:
 # and its signatures.
 _UNHASHED = ("RECORD", "RECORD.jws", "RECORD.p7s")
 # RECORD hashes a checker accepts: the wheel spec's "sha256 or better".
+_MAX_RECORD = 64 << 20
 _RECORD_HASHES = frozenset({"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b", "blake2s"})
 
 
@@ -354,7 +355,13 @@ def check_wheel(path: Path, pkg: LockedPackage) -> list[str]:
             if len(set(names)) != len(names):
                 raise PackagesError(f"{label}: a member appears twice in the archive")
             record_name = _record_name(label, names, pkg)
-            recorded = _read_record(label, whl.read(record_name).decode("utf-8", "replace"))
+            with whl.open(record_name) as record:
+                # Read capped: a RECORD is some KiB to a few MiB (torch's);
+                # a compressed one of gigabytes is a bomb, not a manifest.
+                raw = record.read(_MAX_RECORD + 1)
+            if len(raw) > _MAX_RECORD:
+                raise PackagesError(f"{label}: RECORD is larger than {_MAX_RECORD >> 20} MiB")
+            recorded = _read_record(label, raw.decode("utf-8", "replace"))
             unhashed = {f"{record_name.rpartition('/')[0]}/{n}" for n in _UNHASHED}
             for info in infos:
                 if info.filename not in unhashed:
