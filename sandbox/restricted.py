@@ -238,12 +238,13 @@ def _recv_exact(sock: socket.socket, size: int, deadline: float) -> bytes | None
 
 
 def _recv_capped(sock: socket.socket, cap: int, deadline: float) -> bytes | None:
-    """Everything until EOF, or None once more than `cap` bytes arrive.
-    Raises TimeoutError past the deadline."""
+    """Everything until EOF, or None once more than `cap` bytes arrive (never
+    holding more than `cap` + 1: the cap is enforced while the reply streams,
+    not after). Raises TimeoutError past the deadline."""
     data = bytearray()
     while True:
         sock.settimeout(max(0.001, deadline - time.monotonic()))
-        chunk = sock.recv(1 << 16)
+        chunk = sock.recv(min(1 << 16, cap + 1 - len(data)))
         if not chunk:
             return bytes(data)
         data += chunk
@@ -266,6 +267,8 @@ def _read_reply(raw: bytes, cap: int) -> tuple[dict[str, Any] | None, str | None
         return None, None
     try:
         return wire.parse_reply(raw, cap=cap), None
+    except wire.OverCap:
+        raise  # the output limit, measured here: the caller says so
     except wire.ProtocolError as exc:
         return None, f"the sandboxed process wrote a bad reply: {exc}"
 
@@ -666,7 +669,12 @@ class RestrictedBackend:
             if raw is None or len(raw) > cap:
                 # Measured here, not claimed: closing the status socket kills the child.
                 return {"status": "limit", "limit": "output"}
-            reply, problem = _read_reply(raw, cap)
+            try:
+                reply, problem = _read_reply(raw, cap)
+            except wire.OverCap:
+                # Too many values for the cap (the host's memory): measured
+                # here too, and the child is killed the same way.
+                return {"status": "limit", "limit": "output"}
             if not wire.needs_facts(reply, restricted=restricted):
                 return wire.classify(reply, None, restricted=restricted, limits=limits.to_json())
             head = _recv_exact(status, _LEN.size, deadline)

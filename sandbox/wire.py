@@ -62,7 +62,7 @@ import json
 import math
 import re
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 __all__ = [
@@ -80,10 +80,12 @@ __all__ = [
     "OverCap",
     "ProtocolError",
     "REPLY_STATUSES",
+    "VALUE_BYTES",
     "check_facts",
     "classify",
     "frame",
     "job_message",
+    "max_values",
     "memory_used",
     "needs_facts",
     "parse_float",
@@ -92,6 +94,7 @@ __all__ = [
     "parse_reply",
     "read_json",
     "safe_text",
+    "value_count_over",
 ]
 
 REPLY_STATUSES: tuple[str, ...] = ("ok", "error", "blocked", "limit")
@@ -133,6 +136,17 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 # An escaped UTF-16 surrogate anywhere: json.loads joins pairs and keeps lone
 # ones, so only then can a parsed string hold a surrogate.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# Strings are cut out of a JSON text this many bytes at a time (`_outside_strings`).
+_PIECE = 1 << 16
+# The host's memory for a reply: json.loads makes one Python object per
+# value, 30 to 70 bytes whatever its size in the text (``[],`` is 3 bytes of
+# JSON and 64 of memory), so the output cap bounds the reply's values as well
+# as its bytes: at most one value per VALUE_BYTES bytes of the cap (65,536
+# per MiB). A reply at the cap then parses to at most about 4.5 times the
+# cap (see docs/sandbox-restricted.md, "The host's memory for a reply").
+VALUE_BYTES = 16
+# The reply object's own keys and fields, beyond the result's values.
+_ENVELOPE_VALUES = 16
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -153,14 +167,63 @@ def safe_text(text: str) -> str:
 
 
 def _safe_value(value: Any) -> Any:
-    # Recursion is bounded: the text was checked for depth before parsing.
+    """`value` (fresh from json.loads) with every lone surrogate replaced,
+    changed in place: a copy of a reply at the output cap would double the
+    host's memory for it. Recursion is bounded: the text was checked for
+    depth before parsing."""
     if isinstance(value, str):
         return safe_text(value)
     if isinstance(value, list):
-        return [_safe_value(item) for item in value]
-    if isinstance(value, dict):
-        return {safe_text(key): _safe_value(item) for key, item in value.items()}
+        for index, item in enumerate(value):
+            if not isinstance(item, (int, float, bool)) and item is not None:
+                value[index] = _safe_value(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(item, (int, float, bool)) and item is not None:
+                value[key] = _safe_value(item)  # a value changes: the keys, and their order, stay
+        if any(_LONE_SURROGATE.search(key) for key in value):
+            renamed = [(safe_text(key), item) for key, item in value.items()]
+            value.clear()
+            value.update(renamed)
     return value
+
+
+def _outside_strings(raw: bytes) -> Iterator[bytes]:
+    """The JSON text with its strings cut out, quotes and all, in pieces of
+    at most _PIECE bytes (one piece per chunk of the text: cutting the
+    whole text at every quote at once made one object per string, about
+    20 times the text's size for a reply of short strings).
+
+    Escape pairs are removed first, left to right as a JSON reader pairs
+    them; then every quote left opens or closes a string (in UTF-8 no byte
+    of a multi-byte character is a quote or a backslash)."""
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    inside = 0  # 1 while the chunk starts inside a string
+    for start in range(0, len(unescaped), _PIECE):
+        parts = unescaped[start:start + _PIECE].split(b'"')
+        yield b"".join(parts[inside::2])
+        inside ^= (len(parts) - 1) & 1
+
+
+def _structural(text: bytes) -> int:
+    # Every value but the outermost follows one of these: ``[`` or ``,`` in
+    # an array; ``{``, ``,`` or ``:`` in an object (keys counted as values).
+    return text.count(b",") + text.count(b":") + text.count(b"[") + text.count(b"{")
+
+
+def value_count_over(raw: bytes, most: int) -> bool:
+    """Whether the JSON text holds more than `most` values (object keys
+    count as values), counted without parsing it, at C speed: first with
+    strings' contents counted too (never under), then, only if that is
+    over, with strings cut out."""
+    if _structural(raw) + 1 <= most:
+        return False
+    count = 1
+    for piece in _outside_strings(raw):
+        count += _structural(piece)
+        if count > most:
+            return True
+    return False
 
 
 def _shallow(raw: bytes, max_depth: int = MAX_REPLY_DEPTH) -> bool:
@@ -177,8 +240,7 @@ def _shallow(raw: bytes, max_depth: int = MAX_REPLY_DEPTH) -> bool:
     """
     if raw.count(b"[") + raw.count(b"{") <= max_depth:
         return True  # brackets inside strings counted too: never under
-    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets = b"".join(unescaped.split(b'"')[::2]).translate(_AS_BRACKETS, _NOT_BRACKETS)
+    brackets = b"".join(piece.translate(_AS_BRACKETS, _NOT_BRACKETS) for piece in _outside_strings(raw))
     for _level in range(max_depth):
         if not brackets:
             return True
@@ -345,16 +407,30 @@ def _check_error(error: Any) -> dict[str, Any] | None:
     }
 
 
+def max_values(cap: int) -> int:
+    """How many JSON values a reply under the output cap `cap` (bytes) may hold."""
+    return cap // VALUE_BYTES + _ENVELOPE_VALUES
+
+
 def parse_reply(raw: bytes, *, cap: int) -> dict[str, Any]:
     """The sandbox's reply as plain data: ``status``, ``result``, ``error``
     (``{"type", "message", "line"}`` or None), ``limit``, ``stdout``.
 
-    ``cap``: the output limit in bytes. Raises OverCap past it and
-    ProtocolError for anything that is not a reply of exactly this shape.
+    ``cap``: the output limit in bytes. Raises OverCap past it (in bytes, or
+    in values: `max_values`), and ProtocolError for anything that is not a
+    reply of exactly this shape (ASCII JSON, as the sandbox writes it).
     Lone surrogates in any string come back as U+FFFD.
     """
     if len(raw) > cap:
         raise OverCap(f"the reply is {len(raw)} bytes, over the output limit of {cap}")
+    if value_count_over(raw, max_values(cap)):
+        raise OverCap(f"the reply holds more than {max_values(cap)} JSON values, over the output limit of "
+                      f"{cap} bytes (one value per {VALUE_BYTES} bytes)")
+    if not raw.isascii():
+        # The sandbox writes its reply as ASCII JSON (ensure_ascii): raw UTF-8
+        # is a forgery, and would let one 4-byte character widen a whole
+        # decoded reply to 4 bytes per character.
+        raise ProtocolError("the reply is not ASCII JSON (the sandbox escapes every other character)")
     obj = _loads(raw, "reply")
     if not isinstance(obj, dict) or not set(obj) <= _REPLY_KEYS or obj.get("status") not in REPLY_STATUSES:
         raise ProtocolError("the reply is not a sandbox reply object")
