@@ -438,6 +438,10 @@ class Job:
     # Parameters whose JSON argument becomes a pandas DataFrame or a numpy
     # array before the call (see docs/formats.md).
     arg_forms: dict[str, ArgForm] = field(default_factory=dict)
+    # Snippet jobs only: the entrypoint is replaced by a stub that returns an
+    # opaque object without running the tool. LATM `make` runs each use case
+    # so once more: one that still gives the answer never needed the tool.
+    stub_entrypoint: bool = False
 
     def __post_init__(self) -> None:
         _text("job", "source", self.source)
@@ -465,6 +469,8 @@ class Job:
             raise ValueError("a snippet job needs a snippet")
         if self.mode == "args" and self.snippet is not None:
             raise ValueError("an args job takes no snippet")
+        if type(self.stub_entrypoint) is not bool or (self.stub_entrypoint and self.mode != "snippet"):
+            raise ValueError("job.stub_entrypoint must be a bool, and true only for a snippet job")
 
     def wire(self) -> dict[str, Any]:
         """The job as the JSON-able dict that crosses into a sandbox."""
@@ -479,7 +485,7 @@ class Job:
             "lock": self.lock.to_json() if self.lock is not None else None,
             "prelude": self.prelude,
             "arg_forms": dict(self.arg_forms),
-        }
+        } | ({"stub_entrypoint": True} if self.stub_entrypoint else {})
 
 
 @dataclass(frozen=True, slots=True)

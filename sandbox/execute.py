@@ -275,7 +275,7 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
             value = func(**args)
         else:
             ns.pop("ans", None)
-            calls = _count_calls(ns, job.get("entrypoint"))
+            calls = _count_calls(ns, job.get("entrypoint"), stub=job.get("stub_entrypoint") is True)
             exec(snippet_code, ns)
             value = ns["ans"] if "ans" in ns else STATE.stdout()
     _tool_finished()
@@ -286,7 +286,25 @@ def _no_count() -> None:
     return None
 
 
-def _count_calls(ns: dict[str, Any], entrypoint: Any) -> Callable[[], int | None]:
+class _Opaque:
+    """What a stubbed entrypoint returns: an object nothing can be made of.
+    Every use a snippet could make of a value (truth, comparison, hashing,
+    text, numbers, items, iteration, arithmetic) raises, so a snippet that
+    uses what the tool returned in any way fails in the stubbed run."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("the tool's return value is not available in this run")
+
+    __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _refuse
+    __str__ = __repr__ = __format__ = __bytes__ = __int__ = __float__ = __index__ = __complex__ = _refuse
+    __len__ = __iter__ = __getitem__ = __contains__ = __call__ = __reversed__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __mod__ = __rmod__ = _refuse
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __neg__ = __abs__ = _refuse
+
+
+def _count_calls(ns: dict[str, Any], entrypoint: Any, *, stub: bool = False) -> Callable[[], int | None]:
     """Put a counting wrapper in place of the entrypoint, so the reply can say
     how many calls of it returned while the snippet ran (LATM `make` counts a
     use case only if it called the tool: docs/latm.md). The count lives in
@@ -296,14 +314,18 @@ def _count_calls(ns: dict[str, Any], entrypoint: Any) -> Callable[[], int | None
     function of that name replaces the wrapper, and its calls are not
     counted. Under plain policy the tool shares this interpreter and could
     change the count, as it could any byte of the reply: there the count
-    is as trustworthy as the result itself."""
+    is as trustworthy as the result itself.
+
+    With ``stub`` the tool is not called at all: each call returns a fresh
+    `_Opaque` (and counts), so a snippet that still answers right never
+    used what the tool returned."""
     func = ns.get(entrypoint) if type(entrypoint) is str else None
     if func is None or not callable(func):
         return _no_count
     returned = [0]
 
     def counted(*args: Any, **kwargs: Any) -> Any:
-        value = func(*args, **kwargs)
+        value = _Opaque() if stub else func(*args, **kwargs)
         returned[0] += 1  # after the return: a call that raised did not run the tool to an answer
         return value
 

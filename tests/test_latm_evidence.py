@@ -16,7 +16,7 @@ from latm_tasks import SORT, SORT_FUNCTION, SORT_PROPOSAL, SORT_TESTS, sort_wrap
 from toolcrib import Registry
 from toolcrib.latm import MakeResult, ReplayModel, Task, load_task, make
 from toolcrib.latm.runs import run_snippet
-from toolcrib.sandbox import wire
+from toolcrib.sandbox import Job, wire
 
 
 @pytest.fixture
@@ -146,6 +146,17 @@ def test_answers_computed_without_the_tool_verify_no_tool(reg: Registry, sort_ta
     assert reg.list() == []
 
 
+IGNORED = [f'ret = sort_words("{q}")\n{line}' for (q, _), line in zip(VALIDATION, COMPUTED)]
+
+
+def test_tests_that_call_the_tool_and_ignore_it_verify_no_tool(reg: Registry, sort_task: Task) -> None:
+    tests = _tests([f"{line}\nassert ans == \"{t}\"" for line, (_, t) in zip(IGNORED, VALIDATION)])
+    model = ReplayModel([_proposal(WRONG), tests, _wrap(WRONG, IGNORED)])
+    result = make(reg, sort_task, model, retries=0)
+    _failed_at(result, "verify", "the tests pass without using what sort_words returns")
+    assert reg.list() == []
+
+
 def _made_with_wrap(reg: Registry, task: Task, solutions: list[str]) -> MakeResult:
     """A right tool and right tests, then a wrap whose use cases are these solutions."""
     return make(reg, task, ReplayModel([SORT_PROPOSAL, SORT_TESTS, _wrap(SORT_FUNCTION, solutions)]), retries=0)
@@ -162,6 +173,12 @@ FORGED_CASES = {
     "the target spelled in two halves": (
         [f'ret = sort_words("{q}")\nans = "{t[:3]}" + f"{t[3:]}"' for q, t in VALIDATION],
         "use case 1 writes the answer into `ans` as a literal"),
+    "calls the tool, then computes the answer itself": (
+        IGNORED, "use case 1 gives the answer without using what sort_words returns"),
+    "uses the value only where an error is caught": (
+        [f'ret = sort_words("{q}")\ntry:\n    ans = " ".join(ret)\nexcept Exception:\n    {line}'
+         for (q, _), line in zip(VALIDATION, COMPUTED)],
+        "use case 1 gives the answer without using what sort_words returns"),
     "a call that raised, caught": (
         [f'try:\n    sort_words(None)\nexcept Exception:\n    pass\n{line}' for line in COMPUTED],
         "use case 1 never called sort_words"),
@@ -258,6 +275,30 @@ def test_the_sandbox_reports_the_calls_of_the_entrypoint(snippet: str, calls: in
     result = run_snippet(TOOL, "double", snippet)
     assert result.status == "ok", result.error
     assert result.calls == calls
+
+
+PAIR = "def pair(x):\n    return [x, x]\n"
+
+
+@pytest.mark.parametrize("snippet", [
+    "ans = pair(1) + [1]", "ans = str(pair(1))", "ans = 'yes' if pair(1) else 'no'", "ans = pair(1) == [1, 1]",
+    "ans = [x for x in pair(1)]", "ans = pair(1)", "ans = pair(1)[0]", "print(pair(1))", "ans = f'{pair(1)}'",
+    "ans = len(pair(1))", "ans = 1 in pair(1)", "ans = sorted(pair(1))", "ans = {'k': pair(1)}",
+])
+def test_a_stubbed_entrypoint_returns_nothing_a_snippet_can_use(snippet: str) -> None:
+    assert run_snippet(PAIR, "pair", snippet).status == "ok"
+    stubbed = run_snippet(PAIR, "pair", snippet, stub_entrypoint=True)
+    assert stubbed.status == "error", stubbed
+    ignored = run_snippet(PAIR, "pair", "x = pair(1)\nans = 4", stub_entrypoint=True)
+    assert (ignored.status, ignored.result, ignored.calls) == ("ok", 4, 1)
+
+
+def test_only_a_snippet_job_stubs_its_entrypoint() -> None:
+    with pytest.raises(ValueError, match="stub_entrypoint"):
+        Job(source=TOOL, entrypoint="double", args={"x": 1}, stub_entrypoint=True)
+    with pytest.raises(ValueError, match="stub_entrypoint"):
+        Job(source=TOOL, entrypoint="double", mode="snippet", snippet="ans = 1", stub_entrypoint=1)  # type: ignore[arg-type]
+    assert "stub_entrypoint" not in Job(source=TOOL, entrypoint="double", mode="snippet", snippet="ans = 1").wire()
 
 
 @pytest.mark.parametrize("snippet", [

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ast
 import symtable
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["copies_answer", "module_key", "rebound_names", "tool_module", "without_definitions"]
@@ -185,45 +185,81 @@ def _stored_names(target: ast.expr) -> set[str]:
     return names
 
 
-def _bindings(tree: ast.AST) -> list[tuple[set[str], list[ast.AST]]]:
-    """Every binding in the snippet: (names it binds, expressions it reads them from)."""
-    found: list[tuple[set[str], list[ast.AST]]] = []
+def _unconditional(root: ast.AST) -> Iterator[ast.AST]:
+    """The nodes under `root` that run whenever it runs: not the branches of
+    an ``if``, a conditional expression, ``and``/``or`` past the first
+    operand, a loop's body, an ``except`` or ``else`` of a ``try``, a
+    ``match`` case, a comprehension's element or a lambda's body. A literal
+    there is one possible answer among others, chosen by what the tool
+    returned; the stubbed run (make.py) judges those."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, (ast.If, ast.While, ast.IfExp)):
+            stack.append(node.test)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            stack += [node.target, node.iter]
+        elif isinstance(node, ast.BoolOp):
+            stack.append(node.values[0])
+        elif isinstance(node, (ast.Try, ast.TryStar)):
+            stack += [*node.body, *node.finalbody]
+        elif isinstance(node, ast.Match):
+            stack.append(node.subject)
+        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            stack += [g.iter for g in node.generators]
+        elif isinstance(node, ast.Lambda):
+            continue
+        else:
+            stack += list(ast.iter_child_nodes(node))
+
+
+_Binding = tuple[set[str], list[ast.AST], bool]
+
+
+def _bindings(tree: ast.AST) -> list[_Binding]:
+    """Every binding in the snippet: (names it binds, expressions it reads
+    them from, whether it runs unconditionally)."""
+    always = {id(n) for n in _unconditional(tree)}
+    found: list[_Binding] = []
     for node in ast.walk(tree):
+        sure = id(node) in always
         if isinstance(node, ast.Assign):
-            found.append((set().union(*(_stored_names(t) for t in node.targets)), [node.value]))
+            found.append((set().union(*(_stored_names(t) for t in node.targets)), [node.value], sure))
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and node.value is not None:
-            found.append((_stored_names(node.target), [node.value]))
+            found.append((_stored_names(node.target), [node.value], sure))
         elif isinstance(node, ast.NamedExpr):
-            found.append(({node.target.id}, [node.value]))
+            found.append(({node.target.id}, [node.value], sure))
         elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
-            found.append((_stored_names(node.target), [node.iter]))
+            found.append((_stored_names(node.target), [node.iter], False))  # an element, if any
         elif isinstance(node, (ast.With, ast.AsyncWith)):
             for item in node.items:
                 if item.optional_vars is not None:
-                    found.append((_stored_names(item.optional_vars), [item.context_expr]))
+                    found.append((_stored_names(item.optional_vars), [item.context_expr], sure))
         elif isinstance(node, _DEFS):
-            found.append(({node.name}, [node]))
+            found.append(({node.name}, [node], sure))
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
                 and isinstance(node.value.func, ast.Attribute) and isinstance(node.value.func.value, ast.Name):
             # ``parts.append("...")``: a method call may fill a container that becomes the answer.
-            found.append(({node.value.func.value.id}, [node.value]))
+            found.append(({node.value.func.value.id}, [node.value], sure))
     return found
 
 
 def _flowing_into(tree: ast.AST, names: set[str]) -> list[ast.AST]:
-    """The expressions whose values may reach `names`, followed back through
-    every binding of every name they read (flow-insensitive: more, never less)."""
+    """The expressions whose values surely reach `names`, followed back
+    through every binding of every name they read (flow-insensitive)."""
     bindings = _bindings(tree)
     reached, sources = set(names), []
     done: set[int] = set()
     changed = True
     while changed:
         changed = False
-        for index, (bound, exprs) in enumerate(bindings):
+        for index, (bound, exprs, sure) in enumerate(bindings):
             if index in done or not bound & reached:
                 continue
             done.add(index)
-            sources.extend(exprs)
+            if sure:
+                sources.extend(exprs)
             new = set().union(*(_loaded_names(e) for e in exprs)) - reached
             if new:
                 reached |= new
@@ -232,10 +268,10 @@ def _flowing_into(tree: ast.AST, names: set[str]) -> list[ast.AST]:
 
 
 def _folded(node: ast.AST) -> list[Any]:
-    """Values the expression spells out as literals: its constants, and
-    string concatenations and f-strings made of constants only."""
+    """Values the expression surely spells out as literals: its constants,
+    and string concatenations and f-strings made of constants only."""
     values: list[Any] = []
-    for sub in ast.walk(node):
+    for sub in _unconditional(node):
         if isinstance(sub, ast.Constant) and not _in_table(sub, node):
             values.append(sub.value)
         elif isinstance(sub, (ast.BinOp, ast.JoinedStr)):

@@ -15,8 +15,10 @@ every line the model writes run in the sandbox and every turn on the record.
 
 Unit tests and use cases are evidence only if the answer came from the
 tool (evidence.py): the sandbox reports how many calls of the entrypoint
-returned while they ran, and none is refused; so is one that writes the
-answer as a literal, or (a use case) binds a name the tool binds.
+returned while they ran, and none is refused; so is one that still passes
+when run again with the entrypoint stubbed (its calls return an object
+every use of which raises), one that writes the answer as a literal, and
+(a use case) one that binds a name the tool binds.
 
 A failure in a stage goes back to the model as one line (type, message,
 line), at most `retries` times per stage.
@@ -197,7 +199,17 @@ class _Maker:
         result = self._run(source, tests)
         if not result.calls:
             raise _StageFailed(f"the tests never called {self.entrypoint}: each test must call it to get `ans`")
+        if self._stubbed(source, tests).status == "ok":
+            raise _StageFailed(f"the tests pass without using what {self.entrypoint} returns: "
+                               f"compute each `ans` from its return value")
         self.source = source
+
+    def _stubbed(self, source: str, snippet: str) -> Result:
+        """The snippet run once more with the entrypoint stubbed (contract.Job):
+        its calls return an object every use of which raises. Code that still
+        succeeds, or still answers right, never needed what the tool returned."""
+        return run_snippet(source, self.entrypoint, snippet, limits=self.limits, backend=self.backend,
+                           stub_entrypoint=True)
 
     def _copies(self, snippet: str, names: list[str], example: Example) -> bool:
         """Does the snippet spell out the example's target as a literal (read
@@ -265,6 +277,10 @@ class _Maker:
             passed, why = compare(test, result.result)
             if not passed:
                 raise _StageFailed(f"use case {number} gives a wrong answer: {why}")
+            stubbed = self._stubbed(self.source, snippet)
+            if stubbed.status == "ok" and compare(test, stubbed.result)[0]:
+                raise _StageFailed(f"use case {number} gives the answer without using what {self.entrypoint} "
+                                   f"returns: its `ans` must come from the return value")
             tests.append(test.model_dump(exclude_defaults=True) | {"expected": example.target})
         if len(tests) < self.validate:
             raise _StageFailed(

@@ -12,10 +12,12 @@ _MESSAGE_CAP = 600
 
 
 def run_snippet(source: str, entrypoint: str, snippet: str, *, limits: Limits | None = None,
-                backend: str = "restricted") -> Result:
-    """Run `snippet` after `source` in a fresh sandbox (snippet mode)."""
+                backend: str = "restricted", stub_entrypoint: bool = False) -> Result:
+    """Run `snippet` after `source` in a fresh sandbox (snippet mode); with
+    `stub_entrypoint`, calls of the entrypoint return an opaque object
+    instead of running the tool (contract.Job)."""
     job = Job(source=source, entrypoint=entrypoint, mode="snippet", snippet=snippet, limits=limits or Limits(),
-              policy="restricted" if backend == "restricted" else "plain")
+              policy="restricted" if backend == "restricted" else "plain", stub_entrypoint=stub_entrypoint)
     try:
         runner = get_backend(backend)
     except Exception as exc:  # noqa: BLE001 - any start-up failure means "cannot run"
