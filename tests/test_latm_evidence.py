@@ -271,8 +271,9 @@ TOOL = "def double(x):\n    return 2 * x\n"
     ("try:\n    double()\nexcept TypeError:\n    pass\nans = 4", 0),  # a call that raised
     ("f = double\nans = [f(i) for i in range(3)]", 3),
 ])
-def test_the_sandbox_reports_the_calls_of_the_entrypoint(snippet: str, calls: int) -> None:
-    result = run_snippet(TOOL, "double", snippet)
+def test_the_sandbox_reports_the_calls_of_the_entrypoint(snippet: str, calls: int, backend: str) -> None:
+    # Docker runs the plain policy here, as `make --backend docker` does (docs/latm.md: what a count is worth there).
+    result = run_snippet(TOOL, "double", snippet, backend=backend)
     assert result.status == "ok", result.error
     assert result.calls == calls
 
@@ -285,11 +286,11 @@ PAIR = "def pair(x):\n    return [x, x]\n"
     "ans = [x for x in pair(1)]", "ans = pair(1)", "ans = pair(1)[0]", "print(pair(1))", "ans = f'{pair(1)}'",
     "ans = len(pair(1))", "ans = 1 in pair(1)", "ans = sorted(pair(1))", "ans = {'k': pair(1)}",
 ])
-def test_a_stubbed_entrypoint_returns_nothing_a_snippet_can_use(snippet: str) -> None:
-    assert run_snippet(PAIR, "pair", snippet).status == "ok"
-    stubbed = run_snippet(PAIR, "pair", snippet, stub_entrypoint=True)
+def test_a_stubbed_entrypoint_returns_nothing_a_snippet_can_use(snippet: str, backend: str) -> None:
+    assert run_snippet(PAIR, "pair", snippet, backend=backend).status == "ok"
+    stubbed = run_snippet(PAIR, "pair", snippet, stub_entrypoint=True, backend=backend)
     assert stubbed.status == "error", stubbed
-    ignored = run_snippet(PAIR, "pair", "x = pair(1)\nans = 4", stub_entrypoint=True)
+    ignored = run_snippet(PAIR, "pair", "x = pair(1)\nans = 4", stub_entrypoint=True, backend=backend)
     assert (ignored.status, ignored.result, ignored.calls) == ("ok", 4, 1)
 
 
