@@ -416,7 +416,11 @@ def _names_package(stem: str, pkg: LockedPackage) -> bool:
 def _read_record(label: str, text: str) -> dict[str, tuple[str, str]]:
     """RECORD's rows: path -> (hash, size)."""
     recorded: dict[str, tuple[str, str]] = {}
-    for row in csv.reader(io.StringIO(text)):
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise PackagesError(f"{label}: RECORD is not CSV: {exc}") from None
+    for row in rows:
         if not row:
             continue
         if len(row) != 3:
