@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -366,7 +367,8 @@ def check_wheel(path: Path, pkg: LockedPackage) -> list[str]:
             for info in infos:
                 if info.filename not in unhashed:
                     _check_recorded(label, whl, info, recorded.pop(info.filename, None))
-    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, NotImplementedError, ValueError, zlib.error) as exc:
+        # Corrupt streams, unsupported or encrypted members, bad headers.
         raise PackagesError(f"{label}: not a readable wheel: {' '.join(str(exc).split())[:200]}") from None
     leftover = sorted(set(recorded) - unhashed)
     if leftover:
