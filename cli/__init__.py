@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("tools:import_", "Import a bundle made by 'toolcrib export'."),
     "init": ("tools:init", "Create the registry database (or migrate an existing one)."),
     "list": ("tools:list_", "List the newest version of every tool."),
+    "limits": ("limits:limits", "Show or set the registry's maximum limits (the operator's choice)."),
     "make": ("latm:make", "Make a verified tool from a task's examples (the LATM tool maker)."),
     "model": ("latm:model", "Show or set the registry's default model for make, use and dispatch."),
     "prelude": ("prelude:prelude_group", "Store and read named preludes: code run before each tool of a library."),

@@ -32,6 +32,7 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..registry.stats import UsageStats
+    from ..sandbox.contract import Limits
 
 __all__ = ["COMMANDS"]
 
@@ -377,6 +378,26 @@ def search(query: str, limit: int, verified_only: bool, min_score: float | None,
         raise CLIError.with_exit_code(f"no tool fits {query!r} (no {'verified ' if verified_only else ''}tool scores {threshold} or more)", 3)
 
 
+def _granted_json(declared: Limits | None, maxima: Limits) -> dict[str, Any]:
+    from ..registry.limits import granted
+
+    gets, lowered = granted(declared, maxima)
+    return {"limits": gets.to_json(), "clamped": sorted(lowered)}
+
+
+def _echo_limits(declared: Limits | None, maxima: Limits) -> None:
+    """What the version declared and, where this registry's maxima (the
+    operator's, `toolcrib limits`) lower it, what its calls get instead."""
+    from ..registry.limits import granted
+
+    if declared:
+        echo_text(f"  limits:     {', '.join(f'{k}={v}' for k, v in declared.to_json().items())}")
+    gets, lowered = granted(declared, maxima)
+    if lowered:
+        capped = ", ".join(f"{k}={getattr(gets, k)} (declared {v})" for k, v in lowered.items())
+        echo_text(f"  clamped:    {capped}: this registry's maximum (toolcrib limits)")
+
+
 def _describe_param(name: str, schema: dict[str, Any], required: bool) -> str:
     kind = schema.get("type") or ("any" if not schema else "/".join(
         s.get("type", "?") for s in schema.get("anyOf", []) if isinstance(s, dict)
@@ -409,6 +430,7 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
     stats = reg.usage([tool.ref])[tool.ref]
     if json_output:
         data = _tool_json(tool)
+        data["granted_limits"] = _granted_json(tool.limits, reg.max_limits)
         data["verification"] = evidence.model_dump(mode="json") if evidence else None
         data["usage"] = stats.model_dump(mode="json")
         echo_json(data)
@@ -429,8 +451,7 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
         echo_text(f"  deprecated: {tool.deprecated}")
     if tool.yanked is not None:
         echo_text(f"  yanked:     {tool.yanked}")
-    if tool.limits:
-        echo_text(f"  limits:     {', '.join(f'{k}={v}' for k, v in tool.limits.to_json().items())}")
+    _echo_limits(tool.limits, reg.max_limits)
     echo_text(f"  policy:     {tool.policy}")
     if tool.lock:
         echo_text(f"  requires:   {', '.join(tool.requires)}")

@@ -37,6 +37,7 @@ from ..sandbox.contract import (
 )
 from .audit import append_row, cap_value
 from .errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
+from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
 from .schema_check import arg_forms, validate_stored_arguments
 from .store import write_transaction
 from .versions import SemVer, canonical_json, parse_reference, parse_version, sha256_text, stored_lock
@@ -55,9 +56,6 @@ __all__ = [
     "sandbox_job",
     "start_backend",
 ]
-
-DEFAULT_MAX_LIMITS = Limits(cpu=60, wall=120, memory=4096, output=16384, pids=256, disk=256)
-
 
 @dataclass(frozen=True, slots=True)
 class CallOutcome:
@@ -247,9 +245,10 @@ def job_policy(backend: str, policy: str | None, declared: PolicyName = "restric
 
 def job_limits(declared: Limits | None, maxima: Limits, overrides: dict[str, float] | None) -> Limits:
     """The limits a run gets: what the version declared (else the defaults),
-    each capped by the registry's maxima, then the caller's overrides (never
+    each capped by the registry's maxima (the operator's, `registry.limits`:
+    a tool's author never raises them), then the caller's overrides (never
     above a maximum: InvalidInput)."""
-    base = (declared or Limits()).capped(maxima)
+    base = granted(declared, maxima)[0]
     if not overrides:
         return base
     for key, value in overrides.items():
@@ -303,10 +302,16 @@ class Caller:
     `store.connect`, or a sqlite-utils Database's ``.conn``), auditing each
     call as `actor`."""
 
-    def __init__(self, conn: sqlite3.Connection, *, actor: str, max_limits: Limits = DEFAULT_MAX_LIMITS) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, actor: str, max_limits: Limits | None = None) -> None:
         self.conn = conn
         self.actor = actor
-        self.max_limits = max_limits
+        self._max_limits = max_limits
+
+    @property
+    def max_limits(self) -> Limits:
+        """The maxima every limit is capped by: the ones given, else the
+        registry's own (the operator's `toolcrib limits`), read afresh."""
+        return self._max_limits if self._max_limits is not None else stored_maxima(self.conn)
 
     def _audit(self, tool: str, details: dict[str, Any]) -> None:
         with write_transaction(self.conn):
@@ -373,7 +378,10 @@ class Caller:
             self._audit(tool.ref, {**base, "status": "refused", "reason": exc.message})
             raise
         try:
-            limits_used = job_limits(tool.limits, self.max_limits, limits)
+            maxima = self.max_limits
+            limits_used = job_limits(tool.limits, maxima, limits)
+            # What the version declared above the operator's maxima (clamped).
+            lowered = granted(tool.limits, maxima)[1]
             policy_used = job_policy(backend, policy, tool.policy)
             # The stored schema, the one `show`, bundles and `serve` advertise,
             # is the contract (not a schema derived again from the source).
@@ -413,6 +421,8 @@ class Caller:
                 "duration_ms": round(result.duration_ms, 3),
                 "result": cap_value(result.result),
                 "layers": list(result.layers),
+                **({"limits_lowered": {k: [v, getattr(limits_used, k)] for k, v in lowered.items()}}
+                   if lowered else {}),
                 # A runtime image (a version with packages, on Docker): which one.
                 **({"image_digest": result.image_digest} if tool.lock and result.image_digest else {}),
             },

@@ -44,6 +44,7 @@ from .errors import (
     NotFound,
     SandboxUnavailable,
 )
+from .limits import stored_maxima
 from .migrations import apply_migrations
 from .models import (
     AddResult,
@@ -236,7 +237,8 @@ class Registry:
 
     ``Registry(path)`` opens (creating and migrating) the database. ``actor`` is
     recorded in provenance and every audit entry (default: $TOOLCRIB_ACTOR,
-    else the OS user name). ``max_limits`` caps every declared or requested limit. With
+    else the OS user name). ``max_limits`` caps every declared or requested limit (default:
+    the maxima stored in the registry by its operator, `toolcrib limits`). With
     ``create=False`` a missing database file raises NotFound instead of being
     created (read-only CLI commands use that).
     """
@@ -246,13 +248,13 @@ class Registry:
         path: str | Path | None = None,
         *,
         actor: str | None = None,
-        max_limits: Limits = DEFAULT_MAX_LIMITS,
+        max_limits: Limits | None = None,
         create: bool = True,
     ) -> None:
         self.path: Path = Path(path).expanduser() if path is not None else default_registry_path()
         self._actor: str = actor or default_actor()
         self._acting = threading.local()
-        self.max_limits: Limits = max_limits
+        self._max_limits = max_limits
         self._locks: dict[tuple[str, ...], Lock] = {}
         # One connection per thread (see PerThreadDatabase for why not a lock):
         # a Registry may be shared by the threads of a server.
@@ -262,6 +264,15 @@ class Registry:
         except BaseException:
             self._databases.close()
             raise
+
+    @property
+    def max_limits(self) -> Limits:
+        """The maxima every declared or requested limit is capped by: the
+        ``max_limits`` given, else the registry's own, the operator's choice
+        (`registry.limits`, `toolcrib limits`), read afresh each time."""
+        if self._max_limits is not None:
+            return self._max_limits
+        return stored_maxima(self.db.conn)
 
     @property
     def db(self) -> sqlite_utils.Database:
