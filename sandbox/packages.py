@@ -60,6 +60,11 @@ Progress = Callable[[str], None]
 _PIP_TIMEOUT = 1800.0
 
 
+# What zipfile raises for a wheel it cannot read: corrupt streams, bad
+# headers, unsupported or encrypted members.
+_UNREADABLE = (zipfile.BadZipFile, OSError, RuntimeError, EOFError, NotImplementedError, ValueError, zlib.error)
+
+
 class PackagesError(Exception):
     """Requirements could not be resolved, downloaded or installed. The
     message is one line, fit to show a user."""
@@ -141,8 +146,8 @@ def _wheel_metadata(path: Path) -> tuple[str, str, list[str]]:
             if meta is None:
                 raise PackagesError(f"{path.name}: not a wheel (no .dist-info/METADATA)")
             headers = email.parser.HeaderParser().parsestr(whl.read(meta).decode("utf-8", "replace"))
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise PackagesError(f"{path.name}: not a readable wheel: {exc}") from None
+    except _UNREADABLE as exc:
+        raise PackagesError(f"{path.name}: not a readable wheel: {' '.join(str(exc).split())[:200]}") from None
     name, version = headers.get("Name"), headers.get("Version")
     if not name or not version:
         raise PackagesError(f"{path.name}: METADATA has no Name or Version")
@@ -367,8 +372,7 @@ def check_wheel(path: Path, pkg: LockedPackage) -> list[str]:
             for info in infos:
                 if info.filename not in unhashed:
                     _check_recorded(label, whl, info, recorded.pop(info.filename, None))
-    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, NotImplementedError, ValueError, zlib.error) as exc:
-        # Corrupt streams, unsupported or encrypted members, bad headers.
+    except _UNREADABLE as exc:
         raise PackagesError(f"{label}: not a readable wheel: {' '.join(str(exc).split())[:200]}") from None
     leftover = sorted(set(recorded) - unhashed)
     if leftover:
