@@ -193,10 +193,10 @@ class _Maker:
             # definitions would shadow the functions the sandbox observes.
             tests = without_definitions(code, defined_names(source))
         examples = self.task.examples[self.demos: self.demos + self.validate]
+        result = self._run(source, tests)  # first: a syntax error is reported as the sandbox reads it
         if any(self._copies(tests, answer_names(tests), e) for e in examples):
             raise _StageFailed(f"the tests write an answer given in the questions into `ans`; "
                                f"compute `ans` by calling {self.entrypoint}")
-        result = self._run(source, tests)
         if not result.calls:
             raise _StageFailed(f"the tests never called {self.entrypoint}: each test must call it to get `ans`")
         if self._stubbed(source, tests).status == "ok":
@@ -213,7 +213,8 @@ class _Maker:
 
     def _copies(self, snippet: str, names: list[str], example: Example) -> bool:
         """Does the snippet spell out the example's target as a literal (read
-        and compared the way its answer will be)? Unreadable counts as yes."""
+        and compared the way its answer will be)? Unreadable counts as yes
+        (it ran in the sandbox first, so it does parse)."""
         as_text = isinstance(example.target, str)
         probe = TestCase(snippet="ans = 0", expected=example.target, comparator=self.comparator)
         choices = options(example.input)
@@ -263,7 +264,6 @@ class _Maker:
                 continue  # kept as a use case for the tool user; only the task's examples have true answers
             index, example = found
             seen.add(index)
-            self._check_case(number, case.solution, example)
             snippet = with_epilogue(case.solution, example.input, as_text=isinstance(example.target, str))
             test = TestCase(name=f"example {index + 1}: {_shorten(example.input)}", snippet=snippet,
                             expected=example.target, comparator=self.comparator)
@@ -271,6 +271,7 @@ class _Maker:
             result = run_snippet(self.source, self.entrypoint, snippet, limits=self.limits, backend=self.backend)
             if result.status != "ok":
                 raise _StageFailed(f"use case {number} failed: {describe_failure(result)}")
+            self._check_case(number, case.solution, example)
             if not result.calls:
                 raise _StageFailed(f"use case {number} never called {self.entrypoint}: "
                                    f"its `ans` must come from calling {self.entrypoint}")
@@ -289,7 +290,7 @@ class _Maker:
         return _Wrapped(cases=cases, tests=tests)
 
     def _check_case(self, number: int, solution: str, example: Example) -> None:
-        """What the host reads in a use case before it runs (evidence.py)."""
+        """What the host reads in a use case that ran (evidence.py)."""
         rebound = rebound_names(solution, self.source)
         if rebound is None:
             raise _StageFailed(f"use case {number} cannot be read as Python")
