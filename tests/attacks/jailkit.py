@@ -286,6 +286,16 @@ def _is_zygote(pid: int) -> bool:
         return False
 
 
+def _in_another_pid_namespace(pid: int) -> bool:
+    """A container's process (the Docker backend runs each container as a
+    call uid of its own too): no zygote makes pid namespaces, so a call's
+    stray process would be in ours."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
+
+
 def _strays(zygote: int, spares: int, owner_uid: int | None, exempt: set[int],
             previous: set[int] | None) -> tuple[list[str], set[int]]:
     table = processes()
@@ -296,7 +306,8 @@ def _strays(zygote: int, spares: int, owner_uid: int | None, exempt: set[int],
             continue
         if ppid in children:
             found.append(f"pid {pid} (uid {uid}) is a child of the call process {ppid}")
-        elif is_call_uid(uid) and not _is_zygote(ppid) and not _is_zygote(pid):
+        elif is_call_uid(uid) and not _is_zygote(ppid) and not _is_zygote(pid) \
+                and not _in_another_pid_namespace(pid):
             found.append(f"pid {pid} runs as call uid {uid} outside any zygote (parent {ppid})")
         elif owner_uid is not None and uid == owner_uid:
             found.append(f"pid {pid} runs as the jailed user {uid} (parent {ppid})")
