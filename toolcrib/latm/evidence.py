@@ -1,19 +1,21 @@
 """What counts as evidence that a tool works: the host's reading of the code
 a model wrote to verify its own tool (unit tests, use cases).
 
-A use case is evidence only if its answer came from the tool. Two things
-decide that, and this module holds the host's half (text and `ast` only,
-nothing a model wrote runs here):
+A use case is evidence only if its answer came from the tool. The sandbox
+observes the part that cannot be read from the text (`make.py` asks):
 
-- the sandbox observes the calls: a snippet job reports how many times the
-  tool's entrypoint returned (`sandbox/execute.py`); `make` refuses a case
-  that never called it. That part is not guessed from the text.
-- the text must not bring the answer itself (`copies_answer`), nor rebind
-  the tool's own names (`rebound_names`): a case that redefines the
-  entrypoint or a helper it uses would test its own code, not the tool's.
+- a snippet job reports how many calls of the entrypoint returned
+  (`sandbox/execute.py`); a case with none never called the tool;
+- run again with the entrypoint stubbed (`Job.stub_entrypoint`), a case that
+  still gives the answer never used what the tool returned.
 
+This module is the host's half (text and `ast` only; nothing a model wrote
+runs here): the case must not spell the answer out itself
+(`copies_answer`), nor rebind the tool's own names (`rebound_names`: a case
+that redefines the entrypoint or a helper it uses would test its own code).
 And the module that is stored is the module that was verified
-(`tool_module`, compared in full with `module_key`).
+(`tool_module`, compared in full with `module_key`). docs/latm.md,
+"Verification: what counts as evidence".
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import symtable
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["copies_answer", "module_key", "rebound_names", "tool_module", "without_definitions"]
+__all__ = ["copies_answer", "defined_names", "module_key", "rebound_names", "tool_module", "without_definitions"]
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _UNREADABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
