@@ -16,7 +16,7 @@ import pytest
 
 from latm_tasks import DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, sort_wrap, write_json
 from toolcrib import AdmissionError, Registry
-from toolcrib.latm import Example, ReplayModel, load_task, make, use
+from toolcrib.latm import Example, ReplayModel, dispatch, load_task, make, use
 from toolcrib.latm.replies import MAX_REPLY_CHARS, code_blocks, use_cases
 from toolcrib.registry.admission import MAX_SOURCE_BYTES, admit, extract_python
 
@@ -154,3 +154,15 @@ def test_use_does_not_read_a_reply_over_the_cap(reg: Registry, tmp_path: Path, h
     answer = report.answers[0]
     assert answer.status == "no_code" and answer.correct is False
     assert answer.error is not None and f"capped at {MAX_REPLY_CHARS}" in answer.error
+
+
+def test_dispatch_does_not_read_a_reply_over_the_cap(reg: Registry, tmp_path: Path, hang_guard: None) -> None:
+    made = make(reg, load_task(write_json(tmp_path / "word_sorting.json", SORT)),
+                ReplayModel([SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]))
+    assert made.status == "made", made.error
+    # It names the task first, then runs on: over the cap, nothing of it is read.
+    reply = "Task: word_sorting\n" + "Task:" + " " * MAX_REPLY_CHARS
+    routed = dispatch(reg, SORT[6]["input"], ReplayModel([reply]))
+    assert routed.candidates and routed.choice is None
+    assert routed.reply is not None and len(routed.reply) < MAX_REPLY_CHARS + 100
+    assert dispatch(reg, SORT[6]["input"], ReplayModel(["Task: word_sorting"])).choice == made.tool
