@@ -185,11 +185,11 @@ FORGED_CASES = {
     "its own sort_words": (
         ['sort_words = lambda question: sorted(question.split("List:")[1].split())\n'
          f'ans = " ".join(sort_words("{q}"))' for q, _ in VALIDATION],
-        "use case 1 binds the tool's own name(s) sort_words"),
+        "use case 1 binds or changes the tool's own name(s) sort_words"),
     "its own sort_words, through a loop": (
         [f'for sort_words in [sorted]:\n    ans = " ".join(sort_words("{q.split("List: ")[1]}".split()))'
          for q, _ in VALIDATION],
-        "use case 1 binds the tool's own name(s) sort_words"),
+        "use case 1 binds or changes the tool's own name(s) sort_words"),
     # A def in a use case's block is taken into the wrapped module by admission,
     # which then is not the verified module.
     "its own sort_words, defined": (
@@ -212,7 +212,24 @@ def test_a_use_case_rebinding_a_helper_the_tool_uses_does_not_count(reg: Registr
     solutions = [f'test_word = str.isascii\nret = sort_words("{q}")\nans = " ".join(ret)' for q, _ in VALIDATION]
     model = ReplayModel([_proposal(HELPER_FUNCTION), SORT_TESTS, _wrap(HELPER_FUNCTION, solutions)])
     result = make(reg, sort_task, model, retries=0)
-    _failed_at(result, "wrap", "use case 1 binds the tool's own name(s) test_word")
+    _failed_at(result, "wrap", "use case 1 binds or changes the tool's own name(s) test_word")
+
+
+TABLE_FUNCTION = '''IGNORED = set()
+
+
+def sort_words(question):
+    return sorted(w for w in question.split("List:")[1].split() if w not in IGNORED)
+'''
+
+
+@pytest.mark.parametrize("change", ['IGNORED.add("$(id)")', 'IGNORED |= {"x"}', "IGNORED.clear()"])
+def test_a_use_case_changing_the_tools_own_objects_does_not_count(reg: Registry, sort_task: Task,
+                                                                 change: str) -> None:
+    solutions = [f'{change}\nret = sort_words("{q}")\nans = " ".join(ret)' for q, _ in VALIDATION]
+    model = ReplayModel([_proposal(TABLE_FUNCTION), SORT_TESTS, _wrap(TABLE_FUNCTION, solutions)])
+    result = make(reg, sort_task, model, retries=0)
+    _failed_at(result, "wrap", "use case 1 binds or changes the tool's own name(s) IGNORED")
 
 
 LEGITIMATE = {

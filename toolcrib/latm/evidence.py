@@ -162,9 +162,42 @@ def rebound_names(snippet: str, module: str) -> list[str] | None:
     except _UNREADABLE:
         return None
     ours, theirs = _imports(tree), _imports(module_tree)
-    clashes = bound & _top_level_bindings(module_tree)
+    tool_names = _top_level_bindings(module_tree)
+    clashes = bound & tool_names
     same_import = {n for n in clashes if n in ours and ours[n] == theirs.get(n) and not _assigned_otherwise(tree, n)}
-    return sorted(clashes - same_import)
+    return sorted((clashes - same_import) | _changed_in_place(tree, tool_names))
+
+
+# Methods that change a list, dict or set in place.
+_MUTATORS = frozenset({"append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse", "update",
+                       "setdefault", "popitem", "add", "discard", "difference_update", "intersection_update",
+                       "symmetric_difference_update"})
+
+
+def _base_name(node: ast.expr) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _changed_in_place(tree: ast.AST, tool_names: set[str]) -> set[str]:
+    """The tool's names whose objects the snippet changes in place, as far as
+    the text shows: an item or attribute assigned or deleted (``TABLE[k] =
+    v``), or a mutating method called on it (``WORDS.append(w)``). An alias
+    made first (``t = TABLE``) is not followed: a case written to evade
+    this is left to the stubbed run and to the stored tests, which run
+    against the stored tool only."""
+    changed: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            name = _base_name(node)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _MUTATORS:
+            name = _base_name(node.func.value)
+        else:
+            continue
+        if name in tool_names:
+            changed.add(name)
+    return changed
 
 
 def _assigned_otherwise(tree: ast.AST, name: str) -> bool:

@@ -18,7 +18,8 @@ tool (evidence.py): the sandbox reports how many calls of the entrypoint
 returned while they ran, and none is refused; so is one that still passes
 when run again with the entrypoint stubbed (its calls return an object
 every use of which raises), one that writes the answer as a literal, and
-(a use case) one that binds a name the tool binds.
+(a use case) one that binds a name the tool binds or changes its object
+in place.
 
 A failure in a stage goes back to the model as one line (type, message,
 line), at most `retries` times per stage.
@@ -295,8 +296,8 @@ class _Maker:
         if rebound is None:
             raise _StageFailed(f"use case {number} cannot be read as Python")
         if rebound:
-            raise _StageFailed(f"use case {number} binds the tool's own name(s) {', '.join(rebound)}: "
-                               f"call {self.entrypoint}, do not redefine it or what it uses")
+            raise _StageFailed(f"use case {number} binds or changes the tool's own name(s) {', '.join(rebound)}: "
+                               f"call {self.entrypoint}, do not redefine or change it or what it uses")
         if self._copies(solution, answer_names(solution), example):
             raise _StageFailed(f"use case {number} writes the answer into `ans` as a literal: "
                                f"`ans` must come from calling {self.entrypoint}")
