@@ -769,7 +769,46 @@ def _enter_zygote_jail(jail_module: Any, stage: Any, netns: dict[str, Any], in_u
 
 
 class _PackagesRefused(Exception):
-    """A lock's packages are not imported: the zygote's jail is incomplete."""
+    """A lock's packages are not imported: the zygote's jail is incomplete,
+    or their import left something every call of the lock would share."""
+
+
+def _open_self_views() -> tuple[int, int]:
+    """Descriptors of this process's /proc/self/maps and status, opened
+    before the jail (afterwards the zygote can open nothing under /proc):
+    read again once a lock's packages are imported (`_check_nothing_shared`)."""
+    return os.open("/proc/self/maps", os.O_RDONLY), os.open("/proc/self/status", os.O_RDONLY)
+
+
+def _read_view(fd: int) -> str:
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 16, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _check_nothing_shared(views: tuple[int, int]) -> None:
+    """Every child of a lock's zygote is forked from its memory. A package
+    that left a writable *shared* mapping in it (an anonymous MAP_SHARED, a
+    memfd) would give every call of the lock the same page to write and
+    read: a channel between calls that no jail layer sees. A thread it left
+    running could make one later. Either way the lock's packages are
+    refused. Raises _PackagesRefused."""
+    maps, status = (_read_view(fd) for fd in views)
+    for fd in views:
+        os.close(fd)
+    threads = next((line.split()[1] for line in status.splitlines() if line.startswith("Threads:")), "1")
+    if threads != "1":
+        raise _PackagesRefused(f"the lock's packages left {threads} threads running in the zygote after import "
+                               "(a thread could share memory between calls)")
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) >= 2 and "w" in fields[1] and fields[1].endswith("s"):
+            where = fields[5].strip() if len(fields) == 6 else "anonymous"
+            raise _PackagesRefused(f"the lock's packages left a writable shared mapping in the zygote ({where[:80]!r}): "
+                                   "every call of the lock would share it")
 
 
 def _import_packages(site: str, names: list[str], stage: Any, facts: dict[str, Any]) -> dict[str, Any]:
@@ -818,6 +857,8 @@ def main(argv: list[str]) -> int:
         readable = (*stdlib, *paths, os.path.dirname(ZYGOTE_PATH), *([site] if site else []),
                     *jail_module.LIBRARY_DIRS, *_mapped_files())
         stage = jail_module.ZygoteJail(readable)
+        # Before the namespaces and the empty root: /proc is not there afterwards.
+        views = _open_self_views() if site else None
         _through_fds(stage.reachable)
         jail = jail_module.Jail()
         netns, _block = _isolate(jail_module)  # the block stays claimed while the zygote lives
@@ -832,6 +873,8 @@ def main(argv: list[str]) -> int:
             root = jail_module.empty_root()
         facts = _enter_zygote_jail(jail_module, stage, netns, in_userns)
         preloaded = _import_packages(site, names, stage, facts) if site else {}
+        if views is not None:
+            _check_nothing_shared(views)
         facts.update(_probe(jail))
         if in_userns and _block is not None and isinstance(facts.get("uid"), int):
             # The probe saw its in-namespace id; the host sees block + slot.

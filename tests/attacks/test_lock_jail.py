@@ -495,3 +495,49 @@ def test_without_landlock_a_lock_imports_nothing(index: Path, canaries: Canaries
     # The package never ran: with no Landlock it could have written into
     # the world-writable directory.
     assert canaries.problems(done.stdout, done.stderr) == []
+
+
+# --------------------------------------------------------------------------- what the packages leave behind
+
+SHARED_INIT = '''
+import mmap
+# MAP_SHARED | MAP_ANONYMOUS: one page every child forked afterwards would share.
+MAILBOX = mmap.mmap(-1, 4096)
+'''
+
+THREAD_INIT = '''
+import threading, time
+# A thread in the zygote could make such a page later, after any check.
+threading.Thread(target=lambda: time.sleep(3600), daemon=True).start()
+'''
+
+MAILBOX_TOOL = '''
+import {name}
+
+
+def post(text: str) -> str:
+    """Leave the text for the next call of this lock, return what the last one left."""
+    return text
+'''
+
+
+@pytest.mark.parametrize("name,init,why", [
+    ("sharepkg", SHARED_INIT, "left a writable shared mapping in the zygote"),
+    ("threadpkg", THREAD_INIT, "left 2 threads running in the zygote"),
+])
+def test_a_package_that_leaves_shared_state_in_the_zygote_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, init: str, why: str) -> None:
+    """Every call of a lock is forked from one zygote: a page a package
+    mapped shared there (or a thread that could map one) would be a channel
+    between calls that no layer of the child's jail sees."""
+    wheels = tmp_path / "index"
+    wheels.mkdir()
+    build_wheel(wheels, name, init)
+    monkeypatch.setenv("TOOLCRIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with Registry(tmp_path / "r.db", actor="tester") as reg:
+        tool = reg.add(MAILBOX_TOOL.format(name=name), requires=[name]).tool
+        outcome = reg.call(tool.ref, {"text": "x"}, allow_unverified=True)
+        assert outcome.status == "unavailable", outcome
+        assert outcome.error is not None and why in outcome.error.message, outcome.error
