@@ -388,7 +388,13 @@ ZYGOTE_SECCOMP_DENIED: tuple[str, ...] = (
     # futexes (below), none of the newer futex calls.
     "futex_waitv", "futex_wake", "futex_wait", "futex_requeue",
 )
-_FUTEX_PRIVATE_FLAG = 128
+# A shared futex operation's answer in the zygote (the private flag clear,
+# the command in the low 7 bits): a wait gets EAGAIN and a wake EINVAL, which
+# glibc retries or ignores (pthread_join waits on a thread's tid without the
+# private flag and aborts on EPERM), as the Docker profile answers; nothing is
+# woken either way. Any other shared command: EPERM.
+_SHARED_FUTEX_ERRNO = {0: errno.EAGAIN, 9: errno.EAGAIN, 1: errno.EINVAL, 10: errno.EINVAL}
+_FUTEX_COMMANDS = 14  # FUTEX_WAIT (0) .. FUTEX_LOCK_PI2 (13)
 # clone flags that make namespaces (unshare is refused outright; clone3's
 # flags are in memory, where seccomp cannot look: it is ENOSYS, and glibc
 # falls back to clone).
@@ -412,7 +418,9 @@ class _ZygoteSeccomp(_Filter):
         super().__init__(_SCMP_ACT_ALLOW)
         refuse = _scmp_errno(errno.EPERM)
         self.denied = [name for name in ZYGOTE_SECCOMP_DENIED if self._rule(refuse, name)]
-        self._rule(refuse, "futex", (1, 0, _FUTEX_PRIVATE_FLAG))
+        for command in range(_FUTEX_COMMANDS):
+            answer = _scmp_errno(_SHARED_FUTEX_ERRNO.get(command, errno.EPERM))
+            self._rule(answer, "futex", (1, command, _FUTEX_PRIVATE_FLAG | 0x7F))
         for flag in _CLONE_NAMESPACE_FLAGS:
             self._rule(refuse, "clone", (0, flag, flag))
         self._rule(_scmp_errno(errno.ENOSYS), "clone3")
