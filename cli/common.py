@@ -264,6 +264,11 @@ def echo_json(value: Any) -> None:
     pending: list[str] = []
     size = 0
     for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(value):
+        if len(chunk) >= 1 << 16:  # one long string: written as it is, never joined (a copy)
+            click.echo("".join(pending), nl=False)
+            click.echo(chunk, nl=False)
+            pending, size = [], 0
+            continue
         pending.append(chunk)
         size += len(chunk)
         if size >= 1 << 16:

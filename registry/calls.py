@@ -17,6 +17,7 @@ by the argument check, on the first call with arguments.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from ..sandbox.contract import (
     Result,
     Status,
 )
-from .audit import append_row, cap_value
+from .audit import CAP_BYTES, append_row, cap_value
 from .errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
 from .schema_check import arg_forms, validate_stored_arguments
@@ -48,6 +49,7 @@ __all__ = [
     "CallTarget",
     "Caller",
     "VersionRow",
+    "audited_result",
     "choose_version",
     "job_limits",
     "job_policy",
@@ -214,6 +216,55 @@ def choose_version(rows: list[Any], ref: str, *, allow_yanked: bool = True) -> A
             f"{row.ref} is yanked ({row.yanked}); pass --allow-yanked (allow_yanked=True) to use it anyway"
         )
     return row
+
+
+# A JSON escape in ASCII canonical JSON: an escaped backslash (consumed
+# whole, so the ``u`` after it is not read as an escape), a UTF-16 pair, or
+# one \\uXXXX.
+_ESCAPE = re.compile(r"\\\\|\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|\\u([0-9a-f]{4})")
+
+
+def _unescaped_char(match: re.Match[str]) -> str:
+    """What canonical JSON (``ensure_ascii=False``) writes for one escape of
+    the ASCII form: the character itself, except for the escapes it keeps
+    (a backslash, a quote, a control character)."""
+    if match.group(1):
+        return chr(0x10000 + ((int(match.group(1), 16) - 0xD800) << 10) + int(match.group(2), 16) - 0xDC00)
+    code = match.group(3)
+    if code is None or int(code, 16) < 0x7F:
+        return match.group(0)
+    if 0xD800 <= int(code, 16) <= 0xDFFF:
+        return "\ufffd"  # a lone surrogate, as cap_value stores it
+    return chr(int(code, 16))
+
+
+def _saved_bytes(match: re.Match[str]) -> int:
+    """How many bytes shorter the UTF-8 of `_unescaped_char` is than the escape."""
+    return len(match.group(0)) - len(_unescaped_char(match).encode("utf-8"))
+
+
+def audited_result(value: Any) -> Any:
+    """`audit.cap_value(value)`, the same entry, without ever holding the
+    whole canonical text of a large result in Python's widest form: one
+    character beyond U+FFFF makes a str 4 bytes a character, so capping a
+    reply at the output limit cost the host 4 times the limit again. The
+    text is made with every non-ASCII character escaped (1 byte a
+    character, about the reply's own size); the size and the prefix of the
+    canonical UTF-8 text are computed from it. Exact for any value without
+    lone surrogates, which a result never holds (the wire replaced them)."""
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return cap_value(value)
+    if len(text) <= CAP_BYTES:
+        return cap_value(value)  # canonical UTF-8 is never longer than the ASCII form: small, the usual path
+    size = len(text) - sum(_saved_bytes(m) for m in _ESCAPE.finditer(text))
+    if size <= CAP_BYTES:
+        return cap_value(value)
+    # An escape is at most 6 ASCII characters for 1 byte (U+007F): this much
+    # of the ASCII form holds the first CAP_BYTES bytes of the canonical one.
+    head = _ESCAPE.sub(_unescaped_char, text[: 6 * CAP_BYTES + 12]).encode("utf-8")
+    return {"$truncated": True, "bytes": size, "prefix": head[:CAP_BYTES].decode("utf-8", "ignore")}
 
 
 def policy_name(policy: object) -> PolicyName:
@@ -419,7 +470,7 @@ class Caller:
                 "limit": result.limit,
                 "error_type": result.error.type if result.error else None,
                 "duration_ms": round(result.duration_ms, 3),
-                "result": cap_value(result.result),
+                "result": audited_result(result.result),
                 "layers": list(result.layers),
                 **({"limits_lowered": {k: [v, getattr(limits_used, k)] for k, v in lowered.items()}}
                    if lowered else {}),

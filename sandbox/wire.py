@@ -142,11 +142,14 @@ _PIECE = 1 << 16
 # value, 30 to 70 bytes whatever its size in the text (``[],`` is 3 bytes of
 # JSON and 64 of memory), so the output cap bounds the reply's values as well
 # as its bytes: at most one value per VALUE_BYTES bytes of the cap (65,536
-# per MiB). A reply at the cap then parses to at most about 4.5 times the
-# cap (see docs/sandbox-restricted.md, "The host's memory for a reply").
+# per MiB), a string (key or value) counting as two (it costs ~57 bytes
+# before its first character). Parsed, a reply at the cap is then at most
+# about 2.7 times the cap, more only for text beyond U+FFFF (4 bytes a
+# character in Python); see docs/sandbox-restricted.md, "The host's memory
+# for a reply".
 VALUE_BYTES = 16
-# The reply object's own keys and fields, beyond the result's values.
-_ENVELOPE_VALUES = 16
+# The reply object's own keys and fields (a string counting as two), beyond the result's.
+_ENVELOPE_VALUES = 32
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -188,16 +191,19 @@ def _safe_value(value: Any) -> Any:
     return value
 
 
-def _outside_strings(raw: bytes) -> Iterator[bytes]:
-    """The JSON text with its strings cut out, quotes and all, in pieces of
-    at most _PIECE bytes (one piece per chunk of the text: cutting the
-    whole text at every quote at once made one object per string, about
-    20 times the text's size for a reply of short strings).
+def _unescaped(raw: bytes) -> bytes:
+    """The JSON text without its escape pairs (``\\\\`` and ``\\"``), removed
+    left to right as a JSON reader pairs them: every quote left opens or
+    closes a string (in UTF-8 no byte of a multi-byte character is a quote
+    or a backslash)."""
+    return raw.replace(b"\\\\", b"").replace(b'\\"', b"")
 
-    Escape pairs are removed first, left to right as a JSON reader pairs
-    them; then every quote left opens or closes a string (in UTF-8 no byte
-    of a multi-byte character is a quote or a backslash)."""
-    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+
+def _outside_strings(unescaped: bytes) -> Iterator[bytes]:
+    """The text (`_unescaped`) with its strings cut out, quotes and all, in
+    pieces of at most _PIECE bytes: cutting the whole text at every quote
+    at once made one object per string, about 20 times the text's size for
+    a reply of short strings."""
     inside = 0  # 1 while the chunk starts inside a string
     for start in range(0, len(unescaped), _PIECE):
         parts = unescaped[start:start + _PIECE].split(b'"')
@@ -212,18 +218,19 @@ def _structural(text: bytes) -> int:
 
 
 def value_count_over(raw: bytes, most: int) -> bool:
-    """Whether the JSON text holds more than `most` values (object keys
-    count as values), counted without parsing it, at C speed: first with
-    strings' contents counted too (never under), then, only if that is
-    over, with strings cut out."""
-    if _structural(raw) + 1 <= most:
+    """Whether the JSON text holds more than `most` values, a string (key or
+    value) counting as two: its quotes. Counted without parsing, at C speed:
+    first with strings' contents counted too (never under), then, only if
+    that is over, outside strings."""
+    if _structural(raw) + raw.count(b'"') + 1 <= most:
         return False
-    count = 1
-    for piece in _outside_strings(raw):
+    unescaped = _unescaped(raw)
+    count = 1 + unescaped.count(b'"')
+    for piece in _outside_strings(unescaped):
         count += _structural(piece)
         if count > most:
             return True
-    return False
+    return count > most
 
 
 def _shallow(raw: bytes, max_depth: int = MAX_REPLY_DEPTH) -> bool:
@@ -240,7 +247,8 @@ def _shallow(raw: bytes, max_depth: int = MAX_REPLY_DEPTH) -> bool:
     """
     if raw.count(b"[") + raw.count(b"{") <= max_depth:
         return True  # brackets inside strings counted too: never under
-    brackets = b"".join(piece.translate(_AS_BRACKETS, _NOT_BRACKETS) for piece in _outside_strings(raw))
+    pieces = _outside_strings(_unescaped(raw))
+    brackets = b"".join(piece.translate(_AS_BRACKETS, _NOT_BRACKETS) for piece in pieces)
     for _level in range(max_depth):
         if not brackets:
             return True
@@ -425,7 +433,7 @@ def parse_reply(raw: bytes, *, cap: int) -> dict[str, Any]:
         raise OverCap(f"the reply is {len(raw)} bytes, over the output limit of {cap}")
     if value_count_over(raw, max_values(cap)):
         raise OverCap(f"the reply holds more than {max_values(cap)} JSON values, over the output limit of "
-                      f"{cap} bytes (one value per {VALUE_BYTES} bytes)")
+                      f"{cap} bytes (one value per {VALUE_BYTES} bytes, a string counting as two)")
     if not raw.isascii():
         # The sandbox writes its reply as ASCII JSON (ensure_ascii): raw UTF-8
         # is a forgery, and would let one 4-byte character widen a whole

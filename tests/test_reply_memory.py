@@ -33,22 +33,26 @@ CAP_KIB = 4096
 CAP = CAP_KIB * 1024
 # The bound this test holds the host to: at most this many times the cap
 # over the host's own size before the call (see docs/sandbox-restricted.md).
-MULTIPLE = 7
+MULTIPLE = 6
 # Interpreter noise around one call (allocator arenas, a backend thread).
-SLACK_KIB = 8 * 1024
+SLACK_KIB = 4 * 1024
 
 TOOLS = {
-    # Values each 16 bytes of JSON (a 13-character string and a comma): as
-    # many as the cap allows, the costliest legitimate reply per byte.
-    "strings": 'def strings(n: int) -> list:\n    """n short strings."""\n    return ["abcdefghijklm"] * n\n',
+    # Strings (two values each, their quotes, and a comma) of 45 characters:
+    # as many as the value budget and the cap allow at once, the costliest
+    # legitimate reply per byte.
+    "strings": 'def strings(n: int) -> list:\n    """n short strings."""\n    return ["a" * 45] * n\n',
     # 3 bytes of JSON, 64 of memory each: refused past the value budget.
     "lists": 'def lists(n: int) -> list:\n    """n empty lists."""\n    return [[] for _ in range(n)]\n',
     "dicts": 'def dicts(n: int) -> list:\n    """n one-key dicts."""\n    return [{"k": i} for i in range(n)]\n',
     "text": 'def text(n: int) -> str:\n    """n characters."""\n    return "x" * n\n',
+    # One character beyond U+FFFF makes Python store the whole string at 4
+    # bytes a character: the costliest string per byte of JSON.
+    "wide": 'def wide(n: int) -> str:\n    """n characters, one an emoji."""\n    return "\\U0001F600" + "x" * n\n',
     "warm": 'def warm() -> int:\n    """A trivial call."""\n    return 1\n',
 }
 # n for each tool: a reply just under the cap in bytes.
-SIZES = {"strings": CAP // 16 - 64, "lists": CAP // 3 - 64, "dicts": CAP // 16 - 64, "text": CAP - 512}
+SIZES = {"strings": CAP // 48 - 64, "lists": CAP // 3 - 64, "dicts": CAP // 16 - 64, "text": CAP - 512, "wide": CAP - 512}
 
 HOST = textwrap.dedent(
     """
@@ -86,7 +90,7 @@ def _host_call(registry: Path, name: str) -> dict[str, object]:
     return result
 
 
-@pytest.mark.parametrize("name", ["strings", "lists", "dicts", "text"])
+@pytest.mark.parametrize("name", ["strings", "lists", "dicts", "text", "wide"])
 def test_one_call_costs_the_host_a_small_multiple_of_the_output_limit(registry: Path, name: str) -> None:
     got = _host_call(registry, name)
     # The reply fits the cap in bytes: either it is the tool's answer, or
@@ -136,12 +140,15 @@ def test_the_value_budget_is_counted_outside_strings() -> None:
     string of them is one value, and escaped quotes do not end it."""
     text = '[{"a": 1}, ' * 20000 + '\\" ,,,'
     raw = json.dumps({"status": "ok", "result": text, "error": None, "limit": None, "stdout": ""}).encode()
-    assert not wire.value_count_over(raw, 16)  # the reply object: its five keys and values
+    assert not wire.value_count_over(raw, 32)  # the reply object: its five keys and values
     assert wire.parse_reply(raw, cap=len(raw))["result"] == text
     many = json.dumps({"status": "ok", "result": [[]] * 1000, "error": None, "limit": None, "stdout": ""}).encode()
     assert wire.value_count_over(many, 1000)
     with pytest.raises(wire.OverCap, match="JSON values"):
         wire.parse_reply(many, cap=16 * 500)
+    # A string counts as two values (~57 bytes of memory before its first character).
+    strings = json.dumps(["ab"] * 100).encode()
+    assert wire.value_count_over(strings, 300) and not wire.value_count_over(strings, 301)  # 200 + 99 + 1 + 1
 
 
 def test_a_reply_in_raw_utf8_is_refused() -> None:
@@ -150,3 +157,14 @@ def test_a_reply_in_raw_utf8_is_refused() -> None:
     raw = '{"status":"ok","result":"\U0001f600' .encode() + b"x" * 1000 + b'","error":null,"limit":null,"stdout":""}'
     with pytest.raises(wire.ProtocolError, match="ASCII"):
         wire.parse_reply(raw, cap=1 << 20)
+
+
+@pytest.mark.parametrize("value", [
+    "short", ["a", {"é": 1}], "\U0001F600" + "x" * 5000, ["\x7f\u20ac\\u" * 900, {"k": '"\n' * 2000}],
+    {"b": "é" * 3000, "a": [1, 2.5, None, True]}, "\\u00e9" * 1000,
+])
+def test_the_audited_result_is_the_capped_value_without_the_wide_text(value: object) -> None:
+    from toolcrib.registry.audit import cap_value
+    from toolcrib.registry.calls import audited_result
+
+    assert audited_result(value) == cap_value(value)
