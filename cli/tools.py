@@ -263,6 +263,7 @@ def add(
     for note in outcome.notes:
         label = "warning" if note.startswith("missing: ") else "note"
         echo_text(f"{label}: {note.removeprefix('missing: ')}", err=True)
+    _note_clamped(tool.limits, reg.max_limits)
     verb = "Added" if outcome.created else "Already registered:"
     policy_note = f", policy {tool.policy}" if tool.policy != "restricted" else ""
     packages = f", {len(tool.lock.packages)} locked package(s)" if tool.lock else ""
@@ -376,6 +377,16 @@ def search(query: str, limit: int, verified_only: bool, min_score: float | None,
     if not hits:
         threshold = FIT_THRESHOLD if min_score is None else min_score
         raise CLIError.with_exit_code(f"no tool fits {query!r} (no {'verified ' if verified_only else ''}tool scores {threshold} or more)", 3)
+
+
+def _note_clamped(declared: Limits | None, maxima: Limits) -> None:
+    """At add: the declared limits this registry will lower at call time."""
+    from ..registry.limits import granted
+
+    gets, lowered = granted(declared, maxima)
+    for name, asked in lowered.items():
+        echo_text(f"note: {name}={asked} is over this registry's maximum: calls get {name}={getattr(gets, name)} "
+                  "(the operator's choice, 'toolcrib limits')", err=True)
 
 
 def _granted_json(declared: Limits | None, maxima: Limits) -> dict[str, Any]:

@@ -120,3 +120,11 @@ def test_maxima_given_in_code_win_over_the_stored_ones(db: Path) -> None:
     assert _cli(db, "limits", "--max", "output=4096")[0] == 0
     with Registry(db, max_limits=Limits(output=512)) as reg:
         assert reg.max_limits.output == 512
+
+
+def test_add_says_when_a_declared_limit_is_over_the_maximum(db: Path, tmp_path: Path) -> None:
+    source = tmp_path / "bigger.py"
+    source.write_text(BIG.replace("def big", "def bigger"))
+    code, _, err = _cli(db, "add", str(source), "--limit", "output=16384", actor="author")
+    assert code == 0
+    assert "output=16384 is over this registry's maximum: calls get output=1024" in err
