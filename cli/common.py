@@ -183,7 +183,7 @@ def limit_option(fn: F) -> F:
         "--limit",
         multiple=True,
         metavar="NAME=VALUE",
-        help="Override a resource limit within the registry's maxima: cpu (s), wall (s), "
+        help="Override a resource limit within the registry's maxima ('toolcrib limits'): cpu (s), wall (s), "
         "memory (MiB), output (KiB), pids, disk (MiB). Repeatable.",
     )(fn)
 
