@@ -199,15 +199,16 @@ def parse_key_values(pairs: Sequence[str], option: str) -> dict[str, str]:
     return out
 
 
-def parse_limits(pairs: Sequence[str]) -> dict[str, float] | None:
+def parse_limits(pairs: Sequence[str], option: str = "--limit") -> dict[str, float] | None:
+    """``NAME=NUMBER`` pairs of ``option`` (``--limit``, ``--max``); None if there are none."""
     if not pairs:
         return None
     limits: dict[str, float] = {}
-    for key, value in parse_key_values(pairs, "--limit").items():
+    for key, value in parse_key_values(pairs, option).items():
         try:
             limits[key] = float(value)
         except ValueError:
-            raise click.BadParameter(f"{key}: {value!r} is not a number", param_hint="--limit") from None
+            raise click.BadParameter(f"{key}: {value!r} is not a number", param_hint=option) from None
     return limits
 
 

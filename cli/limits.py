@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..sandbox.contract import LIMIT_NAMES, Limits
-from .common import echo_json, echo_table, json_option, open_registry, parse_key_values
+from .common import echo_json, echo_table, json_option, open_registry, parse_limits
 
 __all__ = ["COMMANDS"]
 
@@ -42,7 +42,7 @@ def limits(maxima: tuple[str, ...], unset: tuple[str, ...], json_output: bool) -
     changing = bool(maxima or unset)
     reg = open_registry(create=changing)
     if changing:
-        current = set_maxima(reg.db.conn, actor=reg.actor, changes=_numbers(maxima), unset=list(unset))
+        current = set_maxima(reg.db.conn, actor=reg.actor, changes=parse_limits(maxima, "--max") or {}, unset=list(unset))
     else:
         current = reg.max_limits
     set_by = operator_maxima(reg.db.conn)
@@ -55,16 +55,6 @@ def limits(maxima: tuple[str, ...], unset: tuple[str, ...], json_output: bool) -
         rows.append((name, _UNITS[name], getattr(Limits(), name), getattr(current, name),
                      f"{who['set_by']} at {who['set_at']}" if who else "default"))
     echo_table(["LIMIT", "UNIT", "DEFAULT", "MAXIMUM", "SET BY"], rows)
-
-
-def _numbers(pairs: tuple[str, ...]) -> dict[str, float]:
-    numbers: dict[str, float] = {}
-    for key, value in parse_key_values(pairs, "--max").items():
-        try:
-            numbers[key] = float(value)
-        except ValueError:
-            raise click.BadParameter(f"{key}: {value!r} is not a number", param_hint="--max") from None
-    return numbers
 
 
 def _as_json(current: Limits, defaults: Limits, set_by: dict[str, Any]) -> dict[str, Any]:

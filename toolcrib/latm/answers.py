@@ -23,6 +23,7 @@ the JSON that comes back.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .replies import answer_variable
@@ -33,9 +34,10 @@ EPILOGUE_MARK = "# toolcrib: read `ans` as the task's answer (docs/latm.md, \"An
 
 _OPTION = re.compile(r"^[ \t]*(\([A-Z]\))[ \t]+(.+?)[ \t]*$", re.MULTILINE)
 
-_EPILOGUE = '''
-{mark}
-{alias}def toolcrib_answer(value, options, as_text):
+# How `ans` is read as the task's answer: one definition, run in the sandbox
+# as the epilogue's function and on the host as `read_answer` (evidence.py
+# asks whether a literal in a snippet would become the target).
+_READ_ANSWER = """def toolcrib_answer(value, options, as_text):
     if isinstance(value, bool) or value is None:
         return value
     for number, (label, text) in enumerate(options, 1):
@@ -44,23 +46,24 @@ _EPILOGUE = '''
     if as_text and isinstance(value, (int, float)):
         return str(value)
     return value
+"""
 
+_EPILOGUE = """
+{mark}
+{alias}{read_answer}
 ans = toolcrib_answer(ans, {options!r}, {as_text!r})
-'''
+"""
 
 
-def read_answer(value: Any, choices: list[tuple[str, str]], as_text: bool) -> Any:
-    """What the epilogue's ``toolcrib_answer`` makes of `value`, computed on
-    the host for a literal the host read from a snippet (evidence.py asks
-    whether a literal would become the target). Keep the two in step."""
-    if isinstance(value, bool) or value is None:
-        return value
-    for number, (label, text) in enumerate(choices, 1):
-        if value in (label, label[1:-1], number, text):
-            return label
-    if as_text and isinstance(value, (int, float)):
-        return str(value)
-    return value
+def _host_reader() -> Callable[[Any, list[tuple[str, str]], bool], Any]:
+    namespace: dict[str, Any] = {}
+    exec(_READ_ANSWER, namespace)  # noqa: S102 - toolcrib's own constant text, never a model's
+    reader: Callable[[Any, list[tuple[str, str]], bool], Any] = namespace["toolcrib_answer"]
+    return reader
+
+
+read_answer = _host_reader()
+"""What the epilogue's ``toolcrib_answer`` makes of a value, on the host."""
 
 
 def options(question: str) -> list[tuple[str, str]]:
@@ -73,5 +76,5 @@ def with_epilogue(snippet: str, question: str, *, as_text: bool) -> str:
     """The snippet followed by the epilogue that reads its answer."""
     variable = answer_variable(snippet)
     alias = f"ans = {variable}\n" if variable not in (None, "ans") else ""
-    epilogue = _EPILOGUE.format(mark=EPILOGUE_MARK, alias=alias, options=options(question), as_text=as_text)
+    epilogue = _EPILOGUE.format(mark=EPILOGUE_MARK, alias=alias, read_answer=_READ_ANSWER, options=options(question), as_text=as_text)
     return snippet.rstrip() + "\n" + epilogue
