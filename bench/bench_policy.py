@@ -14,7 +14,7 @@ import statistics
 import sys
 import time
 
-from toolcrib.sandbox import execute
+from toolcrib.sandbox.inside import execute
 
 JOBS = {
     "trivial": {"source": "def add(a, b):\n    return a + b\n", "entrypoint": "add", "args": {"a": 1, "b": 2}},

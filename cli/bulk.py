@@ -24,7 +24,7 @@ import click
 from ..registry import AddResult, ProvenanceInput, Registry
 from ..registry.cases import load_tests
 from ..registry.errors import InvalidInput, ToolcribError
-from ..sandbox.wire import MAX_FILE_DEPTH, ProtocolError, read_json
+from ..sandbox.inside.wire import MAX_FILE_DEPTH, ProtocolError, read_json
 from .common import CLIError, echo_text
 
 __all__ = ["Entry", "Outcome", "is_table", "provenance_for", "read_entries", "report", "run_entries"]

@@ -153,7 +153,7 @@ def _parse_call_args(args_json: str | None, arg_pairs: tuple[str, ...]) -> dict[
     # The sandbox's bounded reader (size, depth, integer digits, finite
     # numbers): arguments over a bound are exit 2 here, before any registry
     # or sandbox is touched.
-    from ..sandbox.wire import NotJSON, OverBound, read_json
+    from ..sandbox.inside.wire import NotJSON, OverBound, read_json
 
     args: dict[str, Any] = {}
     if args_json is not None:

@@ -637,7 +637,7 @@ def import_(path: str, json_output: bool) -> None:
         toolcrib import two-tools.json
         cat bundle.json | toolcrib import - --json
     """
-    from ..sandbox.wire import MAX_FILE_DEPTH, ProtocolError, read_json
+    from ..sandbox.inside.wire import MAX_FILE_DEPTH, ProtocolError, read_json
 
     text = read_text_argument(path, "bundle")
     try:

@@ -176,7 +176,7 @@ def load_tests(text: str) -> list[TestCase]:
         except UnicodeDecodeError:
             raise TestsFormatError("the tests file is not UTF-8 text") from None
     # The host's one bounded reader: size, depth, integer digits, finite numbers.
-    from ..sandbox.wire import MAX_FILE_DEPTH, NotJSON, OverBound, read_json
+    from ..sandbox.inside.wire import MAX_FILE_DEPTH, NotJSON, OverBound, read_json
 
     try:
         data = read_json(text, "the tests file", max_depth=MAX_FILE_DEPTH, object_pairs_hook=_no_duplicate_keys)

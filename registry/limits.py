@@ -12,7 +12,7 @@ grants it; each call's audit entry names the limits that were lowered.
 
 The output maximum bounds the host as well as the tool: the host reads a
 reply of at most that many bytes (and one JSON value per
-`sandbox.wire.VALUE_BYTES` of it), so its memory for one call stays within
+`sandbox.inside.wire.VALUE_BYTES` of it), so its memory for one call stays within
 a small multiple of this number (docs/sandbox-restricted.md).
 
 Stored in the ``settings`` table (migration m005), one row per limit the

@@ -47,10 +47,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import wire
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, Result, Status
 from .image import ImageBuildError
-from .uids import SlotPool, UidsExhausted
+from .inside import wire
+from .inside.uids import SlotPool, UidsExhausted
 
 __all__ = [
     "DockerBackend",

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import uids
 from .docker import run_once
 from .image import ImageBuildError, _one_line, connect, image_status
+from .inside import uids
 
 __all__ = ["doctor"]
 

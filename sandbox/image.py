@@ -3,7 +3,7 @@ and the `doctor` checks.
 
 The image is the recipe in ``sandbox-images/Dockerfile`` (installed as
 ``toolcrib.images``) over a tar context toolcrib assembles: the in-container
-harness, the sandbox's own ``execute`` module and every sibling it imports
+harness and ``execute`` from ``sandbox/inside/`` with every sibling they import
 (the policy), and the host's RestrictedPython (pure Python). Its tag is
 ``toolcrib-sandbox:<hash>`` where the hash covers all of that, so a changed
 harness or policy means a new image, and an unchanged one is never rebuilt.
@@ -76,6 +76,9 @@ ONLINE_BASE = "python:3.11-slim"
 _RECIPE_VERSION = "toolcrib-sandbox-image/1"
 _BASE_RECIPE = "debootstrap --variant=minbase --include=python3 bookworm"
 _SANDBOX_DIR = Path(__file__).resolve().parent
+# What the image holds of toolcrib: the inside of the sandbox (stdlib and
+# RestrictedPython only), never the host side beside this file.
+_INSIDE_DIR = _SANDBOX_DIR / "inside"
 _IN_IMAGE_PACKAGE = "opt/toolcrib/tcbox"
 _IN_IMAGE_LIB = "opt/toolcrib/lib"
 RUNTIME_REPOSITORY = "toolcrib-runtime"
@@ -138,7 +141,7 @@ def _sandbox_modules() -> list[str]:
         name = todo.pop()
         if name in seen:
             continue
-        path = _SANDBOX_DIR / f"{name}.py"
+        path = _INSIDE_DIR / f"{name}.py"
         if not path.is_file():
             raise ImageBuildError(f"sandbox module {path} is missing")
         seen.append(name)
@@ -148,9 +151,9 @@ def _sandbox_modules() -> list[str]:
                 if node.module:
                     todo.append(node.module.split(".")[0])
                 else:
-                    todo.extend(a.name for a in node.names if (_SANDBOX_DIR / f"{a.name}.py").is_file())
+                    todo.extend(a.name for a in node.names if (_INSIDE_DIR / f"{a.name}.py").is_file())
             elif isinstance(node, ast.ImportFrom) and node.level > 1:
-                raise ImageBuildError(f"{path.name} imports from outside the sandbox package")
+                raise ImageBuildError(f"{path.name} imports from outside sandbox/inside")
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 for top in (n.split(".")[0] for n in names):
@@ -176,7 +179,7 @@ def context_files() -> dict[str, bytes]:
     files: dict[str, bytes] = {"Dockerfile": _recipe("Dockerfile")}
     files[f"{_IN_IMAGE_PACKAGE}/__init__.py"] = b'"""toolcrib sandbox harness (inside the container)."""\n'
     for name in _sandbox_modules():
-        files[f"{_IN_IMAGE_PACKAGE}/{name}.py"] = (_SANDBOX_DIR / f"{name}.py").read_bytes()
+        files[f"{_IN_IMAGE_PACKAGE}/{name}.py"] = (_INSIDE_DIR / f"{name}.py").read_bytes()
     _, rp_files = _restricted_python()
     files.update(rp_files)
     return files

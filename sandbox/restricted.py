@@ -27,10 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import wire
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, Result
-from .preload import THREAD_ENV
-from .zygote import OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
+from .inside import wire
+from .inside.preload import THREAD_ENV
+from .inside.zygote import OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
 
 __all__ = ["JAIL_LAYERS", "LOCK_IDLE_SECONDS", "WEAK_JAIL_ENV", "RestrictedBackend"]
 

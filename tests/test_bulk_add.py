@@ -130,6 +130,7 @@ def test_several_files(tmp_path: Path) -> None:
     assert [t["admitted"] for t in json.loads(done.stdout)["tools"]] == [True, False]
 
 
+@pytest.mark.network
 def test_a_jsonl_table(tmp_path: Path) -> None:
     rows = [
         {"source": SORT, "name": "words", "tests": [{"args": {"text": "b a"}, "expected": "a b"}],
@@ -179,6 +180,7 @@ def test_options_that_name_one_tool_are_refused_in_bulk(tmp_path: Path) -> None:
     assert not (tmp_path / "r.db").exists()  # refused before the registry was opened
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_a_prelude_library_registers_as_it_is_and_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The corpus' shape: tools that use sympy's names after one shared

@@ -84,7 +84,7 @@ def test_a_result_checks_what_the_host_builds_it_from() -> None:
 
 
 def test_the_sandbox_layer_loads_no_pydantic_and_no_jsonschema() -> None:
-    code = ("import sys, toolcrib.sandbox.contract, toolcrib.sandbox.restricted, toolcrib.sandbox.wire;"
+    code = ("import sys, toolcrib.sandbox.contract, toolcrib.sandbox.restricted, toolcrib.sandbox.inside.wire;"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'jsonschema', 'sqlite_utils'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -93,6 +93,7 @@ def reg(tmp_path: Path) -> Any:
     registry.close()
 
 
+@pytest.mark.network
 def test_a_dataframe_tool_is_called_with_json_records(reg: Registry) -> None:
     tests = [{"args": {"sales": RECORDS}, "expected": [{"region": "north", "amount": 17.5},
                                                       {"region": "south", "amount": 5.0}]}]
@@ -111,6 +112,7 @@ def test_a_dataframe_tool_is_called_with_json_records(reg: Registry) -> None:
     assert bad.status == "error" and bad.error is not None and bad.error.type == "ValueError"
 
 
+@pytest.mark.network
 def test_library_values_come_back_as_json(reg: Registry) -> None:
     source = '''
 import numpy as np
@@ -146,6 +148,7 @@ def shapes(n: int) -> dict:
     }
 
 
+@pytest.mark.network
 def test_labels_that_become_the_same_key_are_an_error_not_a_lost_column(reg: Registry) -> None:
     source = """
 import pandas as pd

@@ -191,6 +191,7 @@ def test_doctor_text_marks_missing_layers_and_a_backend_without_a_report() -> No
     assert "  (this backend reports no layers)" in _layer_lines({"layers": [], "weak_allowed": None})
 
 
+@pytest.mark.network
 @pytest.mark.docker
 def test_prune_keeps_current_runtime_images_unless_asked(docker_image: str) -> None:
     from toolcrib.sandbox import packages

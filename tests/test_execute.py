@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from attacks.child import call_in_child, run_in_child
-from toolcrib.sandbox import Job, execute
-from toolcrib.sandbox.execute import run_job
-from toolcrib.sandbox.guards import OutputLimit
-from toolcrib.sandbox.results import MAX_RESULT_DEPTH, ResultNotJSON, to_json
+from toolcrib.sandbox import Job
+from toolcrib.sandbox.inside import execute
+from toolcrib.sandbox.inside.execute import run_job
+from toolcrib.sandbox.inside.guards import OutputLimit
+from toolcrib.sandbox.inside.results import MAX_RESULT_DEPTH, ResultNotJSON, to_json
 
 REPLY_KEYS = {"status", "result", "error", "limit", "stdout"}
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from attacks.child import run_in_child
-from toolcrib.sandbox import execute
-from toolcrib.sandbox.facades import FACADES, Facade, guarded_import
-from toolcrib.sandbox.guards import STATE, PolicyViolation, guarded_getattr
-from toolcrib.sandbox.policy import ALLOWED_MODULES
+from toolcrib.sandbox.inside import execute
+from toolcrib.sandbox.inside.facades import FACADES, Facade, guarded_import
+from toolcrib.sandbox.inside.guards import STATE, PolicyViolation, guarded_getattr
+from toolcrib.sandbox.inside.policy import ALLOWED_MODULES
 
 
 @pytest.fixture(autouse=True)

@@ -227,7 +227,7 @@ def test_a_plain_tool_exiting_with_the_setup_code_is_no_unavailable_sandbox() ->
     # happens before it takes a call, so after it, the code is the tool's.
     from toolcrib.sandbox import Job
     from toolcrib.sandbox.restricted import RestrictedBackend
-    from toolcrib.sandbox.zygote import EXIT_SETUP_FAILED
+    from toolcrib.sandbox.inside.zygote import EXIT_SETUP_FAILED
 
     backend = RestrictedBackend()
     try:

@@ -2,7 +2,7 @@
 file, a peer or a tool hands the host is bounded when it is read, capped when
 it is audited and escaped when it is printed.
 
-- One bounded JSON reader (`sandbox.wire.read_json`) for every JSON input:
+- One bounded JSON reader (`sandbox.inside.wire.read_json`) for every JSON input:
   an integer past Python's 4,300-digit int-to-string limit, nesting 10,000
   deep, ``NaN`` or an overflowing ``1e400`` is exit 2 with one line, never
   70; version strings likewise.
@@ -32,7 +32,7 @@ from click.testing import CliRunner
 from toolcrib.cli import cli
 from toolcrib.registry import ArgumentsError, InvalidInput, ProvenanceInput, Registry
 from toolcrib.registry.audit import CAP_BYTES
-from toolcrib.sandbox import wire
+from toolcrib.sandbox.inside import wire
 
 HUGE_INT = "7" * 5000
 DEEP = "[" * 10_000 + "]" * 10_000

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from toolcrib.sandbox import jail as jail_module
-from toolcrib.sandbox.jail import Jail, landlock_abi
+from toolcrib.sandbox.inside import jail as jail_module
+from toolcrib.sandbox.inside.jail import Jail, landlock_abi
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="syscall numbers below are x86_64's")
 

@@ -16,7 +16,8 @@ from latm_tasks import SORT, SORT_FUNCTION, SORT_PROPOSAL, SORT_TESTS, sort_wrap
 from toolcrib import Registry
 from toolcrib.latm import MakeResult, ReplayModel, Task, load_task, make
 from toolcrib.latm.runs import run_snippet
-from toolcrib.sandbox import Job, wire
+from toolcrib.sandbox import Job
+from toolcrib.sandbox.inside import wire
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ def _import_in(site: Path, module: str) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.network
 def test_resolve_locks_exact_wheels_with_hashes(six_lock: tuple[Lock, Path]) -> None:
     lock, shared = six_lock
     assert lock.requirements == ("mpmath", "six")
@@ -65,6 +66,7 @@ def test_resolve_locks_exact_wheels_with_hashes(six_lock: tuple[Lock, Path]) -> 
     assert lock.python == f"cp{sys.version_info.major}{sys.version_info.minor}"
 
 
+@pytest.mark.network
 def test_materialize_is_cached_and_offline(six_lock: tuple[Lock, Path], cache: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     lock, shared = six_lock
@@ -90,6 +92,7 @@ def test_materialize_is_cached_and_offline(six_lock: tuple[Lock, Path], cache: P
     assert not any(p.stat().st_mode & 0o222 for p in [site, *site.rglob("*")] if not p.is_symlink())
 
 
+@pytest.mark.network
 def test_a_missing_wheel_is_downloaded_again_by_exact_hash(six_lock: tuple[Lock, Path], cache: Path) -> None:
     lock, _shared = six_lock
     # An empty cache: materialize fetches exactly the locked files, then installs.
@@ -98,6 +101,7 @@ def test_a_missing_wheel_is_downloaded_again_by_exact_hash(six_lock: tuple[Lock,
     assert _import_in(site, "six")
 
 
+@pytest.mark.network
 def test_a_tampered_wheel_is_refused(six_lock: tuple[Lock, Path], cache: Path) -> None:
     lock, shared = six_lock
     _use_cache(shared, cache)
@@ -109,6 +113,7 @@ def test_a_tampered_wheel_is_refused(six_lock: tuple[Lock, Path], cache: Path) -
     assert not (cache / "sites" / lock.digest()).exists()
 
 
+@pytest.mark.network
 def test_pip_refuses_bytes_that_differ_from_the_locked_hash(six_lock: tuple[Lock, Path], cache: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Even past the cache check, the install itself runs with --require-hashes:
@@ -126,6 +131,7 @@ def test_pip_refuses_bytes_that_differ_from_the_locked_hash(six_lock: tuple[Lock
     assert not (cache / "sites" / forged.digest()).exists()
 
 
+@pytest.mark.network
 def test_resolve_failure_is_one_line(cache: Path) -> None:
     with pytest.raises(PackagesError) as info:
         resolve(["toolcrib-no-such-package-xyz==0.0.1"])
@@ -162,6 +168,7 @@ def test_lock_digest_follows_content() -> None:
     assert one.digest() != other.digest()
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_sympy_resolves_with_its_dependency(cache: Path) -> None:
     lock = resolve(["sympy>=1.12"])
@@ -183,6 +190,7 @@ def kind(value: str) -> str:
 '''
 
 
+@pytest.mark.network
 def test_registry_locks_requirements_at_add(cache: Path, tmp_path: Path) -> None:
     from toolcrib import Registry
     from toolcrib.registry.errors import BundleError, InvalidInput
@@ -219,6 +227,7 @@ def test_registry_locks_requirements_at_add(cache: Path, tmp_path: Path) -> None
         third.import_bundle(forged)
 
 
+@pytest.mark.network
 def test_cli_add_requires_and_show_lists_the_lock(cache: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
@@ -246,6 +255,7 @@ def test_cli_add_requires_and_show_lists_the_lock(cache: Path, tmp_path: Path) -
     assert bad.stderr.splitlines()[-1].startswith("Error: requirements: cannot resolve toolcrib-no-such-package-xyz")
 
 
+@pytest.mark.network
 @pytest.mark.slow
 def test_a_sympy_tool_is_locked_verified_and_called_on_the_restricted_backend(cache: Path, tmp_path: Path) -> None:
     """The registry half of the path: the version's lock travels in the Job;

@@ -23,6 +23,9 @@ from toolcrib.sandbox import packages
 from toolcrib.sandbox.contract import Job, Limits, Lock
 from toolcrib.sandbox.restricted import RestrictedBackend
 
+# Every test here resolves `sympy` (or `mpmath`) from the real package index.
+pytestmark = pytest.mark.network
+
 FACTOR = '''
 import sympy
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from attacks.child import call_in_child, run_in_child
-from toolcrib.sandbox import execute
-from toolcrib.sandbox.guards import STATE
-from toolcrib.sandbox.results import ResultNotJSON, to_json
+from toolcrib.sandbox.inside import execute
+from toolcrib.sandbox.inside.guards import STATE
+from toolcrib.sandbox.inside.results import ResultNotJSON, to_json
 
 
 @pytest.fixture(autouse=True)

@@ -131,6 +131,7 @@ def test_cli_prelude_commands_and_add_by_name(tmp_path: Path) -> None:
     assert no_file.exit_code == 2 and "prelude file not found" in no_file.output
 
 
+@pytest.mark.network
 def test_a_stored_preludes_requirements_come_with_it(reg: Registry, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOOLCRIB_CACHE", str(tmp_path / "cache"))

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from toolcrib import Registry
-from toolcrib.sandbox import wire
+from toolcrib.sandbox.inside import wire
 
 CAP_KIB = 4096
 CAP = CAP_KIB * 1024

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from toolcrib.sandbox import uids, zygote
+from toolcrib.sandbox.inside import uids, zygote
 from toolcrib.sandbox.contract import Job, Limits
 from toolcrib.sandbox.restricted import RestrictedBackend
 

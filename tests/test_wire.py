@@ -12,7 +12,8 @@ import signal
 
 import pytest
 
-from toolcrib.sandbox import contract, results, wire
+from toolcrib.sandbox import contract
+from toolcrib.sandbox.inside import results, wire
 
 LIMITS = {"cpu": 2.0, "wall": 5.0, "memory": 64, "output": 64, "pids": 32, "disk": 8}
 CAP = 64 * 1024

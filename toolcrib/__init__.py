@@ -93,6 +93,7 @@ def __dir__() -> list[str]:
 _CHECKOUT_PACKAGES = {
     "toolcrib.registry": "registry",
     "toolcrib.sandbox": "sandbox",
+    "toolcrib.sandbox.inside": "sandbox/inside",
     "toolcrib.cli": "cli",
     "toolcrib.images": "sandbox-images",
 }

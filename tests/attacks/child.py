@@ -67,7 +67,7 @@ def call_in_child(func: Callable[[], bytes], *, timeout: float = 10.0, memory_mi
 
 def run_in_child(job: dict[str, Any], *, restricted: bool = True, timeout: float = 10.0) -> dict[str, Any]:
     """`run_job` in a forked child; the decoded reply."""
-    from toolcrib.sandbox.execute import run_job
+    from toolcrib.sandbox.inside.execute import run_job
 
     full = {"entrypoint": "run", "mode": "args", "args": {}, "limits": {"output": 256}, **job}
     return json.loads(call_in_child(lambda: run_job(full, restricted=restricted), timeout=timeout))

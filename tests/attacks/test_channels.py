@@ -110,7 +110,7 @@ def test_threads_still_join_in_a_container(dock: Any) -> None:
 
 OWN_STDIO = r'''
 import fcntl, json, os, stat, sys
-from toolcrib.sandbox.zygote import _own_stdio
+from toolcrib.sandbox.inside.zygote import _own_stdio
 
 before = os.dup(1)  # the description this process had
 how = _own_stdio(sys.argv[1])

@@ -400,7 +400,7 @@ def test_the_zygote_stage_filter_refuses_the_classes_it_names() -> None:
     own jail (no readable path at all) and tries what it must refuse."""
     import ctypes
 
-    from toolcrib.sandbox.jail import ZygoteJail
+    from toolcrib.sandbox.inside.jail import ZygoteJail
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long

@@ -71,7 +71,7 @@ class ReplayModel:
             raise InvalidInput(f"replay file not found: {file}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read replay file {file}: {exc}") from None
-        from ..sandbox.wire import ProtocolError, read_json  # the host's one bounded JSON reader
+        from ..sandbox.inside.wire import ProtocolError, read_json  # the host's one bounded JSON reader
 
         try:
             data = read_json(text, f"replay file {file}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry.errors import InvalidInput
-from ..sandbox.wire import MAX_FILE_DEPTH, MAX_JSON_BYTES, NotJSON, OverBound, read_json
+from ..sandbox.inside.wire import MAX_FILE_DEPTH, MAX_JSON_BYTES, NotJSON, OverBound, read_json
 
 __all__ = ["Example", "Task", "load_task", "parse_task"]
 

@@ -61,7 +61,7 @@ def tool_use_cases(tool: ToolVersion) -> list[UseCase]:
     raw = tool.provenance.metadata.get(USE_CASES_KEY)
     if raw:
         # Metadata may come from an imported bundle: read it like any input.
-        from ..sandbox.wire import ProtocolError, read_json
+        from ..sandbox.inside.wire import ProtocolError, read_json
 
         try:
             stored = read_json(raw, f"{tool.ref}'s stored use cases")
