@@ -45,9 +45,9 @@ def test_context_holds_harness_policy_and_restrictedpython() -> None:
     assert {"__init__.py", "harness.py", "execute.py"} <= package
     assert "opt/toolcrib/lib/RestrictedPython/__init__.py" in files
     # Every sibling module execute.py imports relatively is shipped too.
-    sandbox_dir = Path(image.__file__).parent
+    inside_dir = Path(image.__file__).parent / "inside"
     for name in package - {"__init__.py"}:
-        assert files[f"opt/toolcrib/tcbox/{name}"] == (sandbox_dir / name).read_bytes()
+        assert files[f"opt/toolcrib/tcbox/{name}"] == (inside_dir / name).read_bytes()
     names = tarfile.open(fileobj=io.BytesIO(image.build_context())).getnames()
     assert sorted(set(files) - set(names)) == []
 

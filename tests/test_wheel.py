@@ -37,6 +37,39 @@ def test_the_checkout_mapping_is_pyprojects() -> None:
     assert toolcrib._CHECKOUT_PACKAGES == moved
 
 
+def _setuptools() -> dict[str, object]:
+    config: dict[str, object] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return config
+
+
+def test_every_package_folder_is_in_the_wheel() -> None:
+    # setuptools installs only the listed packages: a subfolder (such as
+    # sandbox/inside/) left off the list would import from a checkout but be
+    # missing from every wheel.
+    setuptools = _setuptools()
+    package_dir = setuptools["package-dir"]
+    assert isinstance(package_dir, dict)
+    folders = {ROOT / folder: name for name, folder in package_dir.items()}
+    found = set()
+    for folder, name in folders.items():
+        for init in folder.rglob("__init__.py"):
+            relative = init.parent.relative_to(folder).parts
+            if "__pycache__" not in relative and not any(part.startswith(".") for part in relative):
+                found.add(".".join((name, *relative)))
+    assert found - set(setuptools["packages"]) == set()  # type: ignore[arg-type]
+    assert package_dir["toolcrib.sandbox.inside"] == "sandbox/inside"
+
+
+def test_every_data_file_of_the_sandbox_is_in_the_wheel() -> None:
+    # The Docker backend reads its seccomp profile from beside docker.py.
+    package_data = _setuptools()["package-data"]
+    assert isinstance(package_data, dict)
+    for name, folder in (("toolcrib.sandbox", "sandbox"), ("toolcrib.sandbox.inside", "sandbox/inside")):
+        data = {p.name for p in (ROOT / folder).iterdir() if p.is_file() and p.suffix not in (".py", ".pyc")}
+        assert data <= set(package_data.get(name, [])), name
+    assert "seccomp-docker.json" in package_data["toolcrib.sandbox"]
+
+
 CHECKOUT_FILES = {
     "toolcrib": str(ROOT / "toolcrib" / "__init__.py"),
     "toolcrib.registry.errors": str(ROOT / "registry" / "errors.py"),
@@ -111,7 +144,7 @@ def test_the_wheel_carries_what_the_image_build_copies() -> None:
     assert {"harness.py", "execute.py"} <= set(modules)
     for name, data in modules.items():
         if name != "__init__.py":
-            assert data == (ROOT / "sandbox" / name).read_bytes(), name
+            assert data == (ROOT / "sandbox" / "inside" / name).read_bytes(), name
     assert Path(image.__file__).resolve().is_relative_to(_site_packages())
 
 
