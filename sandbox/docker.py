@@ -25,6 +25,9 @@ labelled containers whose owner is gone (a SIGKILLed owner cannot clean up).
 A container whose owner dies also ends by itself: stdin closes (so a waiting
 harness exits) and a running one hits the harness's own wall clock;
 auto-remove then deletes it.
+
+The pool, the reaper and the sweep (and the ownership labels they read) live
+in `docker_pool.py`; this module makes containers and runs calls in them.
 """
 
 from __future__ import annotations
@@ -35,19 +38,30 @@ import functools
 import json
 import math
 import os
-import queue
 import secrets
 import socket
 import threading
 import time
 import uuid
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, Result, Status
+from .docker_pool import (
+    LABEL,
+    LABEL_BACKEND,
+    LABEL_BOOT,
+    LABEL_HOST,
+    LABEL_PID,
+    LABEL_START,
+    WarmPool,
+    owner_labels,
+    reap,
+    remove_quietly,
+    sweep,
+)
 from .image import ImageBuildError
 from .inside import wire
 from .inside.uids import SlotPool, UidsExhausted
@@ -67,14 +81,6 @@ __all__ = [
     "run_once",
 ]
 
-LABEL = "toolcrib.sandbox"
-LABEL_PID = "toolcrib.owner.pid"
-LABEL_START = "toolcrib.owner.start"
-LABEL_HOST = "toolcrib.host"
-LABEL_BOOT = "toolcrib.boot"
-# Which backend object in the owner process made it: `close` removes exactly
-# its own containers, not those of another backend still open in that process.
-LABEL_BACKEND = "toolcrib.owner.backend"
 # How long past the tool's wall limit the host waits for the harness's own
 # "wall" reply before it kills the container itself.
 GRACE_SECONDS = 1.5
@@ -107,9 +113,6 @@ def seccomp_profile() -> str:
         return json.dumps(json.load(fh), separators=(",", ":"))
 
 
-# A warm pool: the image its containers run and their limits.
-_PoolKey = tuple[str, Limits]
-
 # Backends not closed yet; the interpreter's exit closes them (see `close`).
 _OPEN: "weakref.WeakSet[DockerBackend]" = weakref.WeakSet()
 
@@ -122,43 +125,6 @@ def _close_open_backends() -> None:
     for backend in list(_OPEN):
         if backend._pid == os.getpid():
             backend.close()
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
-            return fh.read().strip()
-    except OSError:
-        return "unknown"
-
-
-def _proc_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (None if gone).
-
-    Paired with the pid it names one process for good: a reused pid has a
-    different start time.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[19]
-
-
-def owner_labels(backend: str | None = None) -> dict[str, str]:
-    """Labels naming this process (and, if given, the backend object) as the
-    owner of a sandbox container."""
-    labels = {
-        LABEL: "1",
-        LABEL_PID: str(os.getpid()),
-        LABEL_START: _proc_start(os.getpid()) or "0",
-        LABEL_HOST: socket.gethostname(),
-        LABEL_BOOT: _boot_id(),
-    }
-    if backend is not None:
-        labels[LABEL_BACKEND] = backend
-    return labels
 
 
 _UIDS: SlotPool | None = None
@@ -283,6 +249,10 @@ class _Container:
             self.ready = outcome == "line" and line == _READY
         return self.ready
 
+    def wake(self) -> None:
+        """End a read in progress on this container's socket (it reads EOF)."""
+        _shutdown_socket(self)
+
 
 def _raw_socket(attached: Any) -> socket.socket:
     sock: socket.socket = attached._sock if hasattr(attached, "_sock") else attached
@@ -312,18 +282,11 @@ def _spawn(
         attached = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stream": 1})
         api.start(cid)
     except BaseException:
-        _remove_quietly(api, cid)
+        remove_quietly(api, cid)
         _release_uid(uid)
         raise
     raw = _raw_socket(attached)
     return _Container(cid, attached, raw, limits, _Reader(raw, 1 << 20), uid=uid)
-
-
-def _remove_quietly(api: Any, cid: str) -> None:
-    try:
-        api.remove_container(cid, force=True)
-    except Exception:  # noqa: BLE001 - already gone or being auto-removed
-        pass
 
 
 def _shutdown_socket(container: _Container) -> None:
@@ -440,7 +403,7 @@ def run_once(client: Any, image: str, limits: Limits, command: list[str], *, tim
         return code, out
     finally:
         _close_socket(container)
-        _remove_quietly(api, container.id)
+        remove_quietly(api, container.id)
         _release_uid(container.uid)
 
 
@@ -479,23 +442,18 @@ class DockerBackend:
         self._image_id: str | None = None
         self._unavailable: str | None = "not connected"
         self._connect_lock = threading.Lock()
-        self._cv = threading.Condition()
-        self._ready: OrderedDict[_PoolKey, list[_Container]] = OrderedDict()
-        self._filling: dict[_PoolKey, int] = {}
-        self._closed = False
-        self._trash: queue.SimpleQueue[_Container | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._fillers = max(1, int(fillers))
-        # Containers a filler has started and is waiting on to become ready:
-        # `close` shuts their sockets so the wait ends at once.
-        self._warming: dict[str, _Container] = {}
         self._owner = uuid.uuid4().hex
         self._pid = os.getpid()
         self.reaped = 0
         self._has_reaped = False
+        self._pool: WarmPool[_Container] = WarmPool(
+            self.pool_size, self.max_pools, max(1, int(fillers)),
+            spawn=lambda image, limits: _spawn(self._client.api, image, limits, owner=self._owner),
+            dispose=self._dispose, usable=lambda: self._unavailable is None, refused=_is_refusal,
+            lost=self._lost_engine, start_timeout=_START_TIMEOUT, join_seconds=_CLOSE_JOIN_SECONDS,
+        )
         _OPEN.add(self)
         self._connect()
-        self._start_threads()
 
     # -- connection -----------------------------------------------------
 
@@ -559,138 +517,27 @@ class DockerBackend:
         with self._connect_lock:
             self._unavailable = f"the Docker engine failed: {' '.join(str(exc).split())[:200]}"
 
-    # -- reaper ---------------------------------------------------------
+    # -- reaper and pool (docker_pool.py) --------------------------------
 
     def reap(self) -> int:
-        """Remove sandbox containers left by processes that are gone.
+        """Remove sandbox containers left by processes that are gone
+        (`docker_pool.reap`); returns how many were removed."""
+        return reap(self._client.api) if self._client is not None else 0
 
-        Only containers labelled by this host are judged: their owner is dead
-        when its pid no longer names the process that started at the
-        labelled time, or when the machine rebooted since. Returns how many
-        were removed.
-        """
-        if self._client is None:
-            return 0
-        host, boot = socket.gethostname(), _boot_id()
-        removed = 0
-        try:
-            containers = self._client.api.containers(all=True, filters={"label": f"{LABEL}=1"})
-        except Exception:  # noqa: BLE001 - reaping is best effort
-            return 0
-        for info in containers:
-            labels = info.get("Labels") or {}
-            if labels.get(LABEL_HOST) != host:
-                continue
-            try:
-                pid = int(labels.get(LABEL_PID, "0"))
-            except ValueError:
-                pid = 0
-            alive = labels.get(LABEL_BOOT) == boot and pid > 0 and _proc_start(pid) == labels.get(LABEL_START)
-            if not alive:
-                _remove_quietly(self._client.api, info["Id"])
-                removed += 1
-        return removed
-
-    # -- pool -----------------------------------------------------------
-
-    def _start_threads(self) -> None:
-        targets = [self._fill_loop] * (self._fillers if self.pool_size else 0) + [self._trash_loop]
-        for i, target in enumerate(targets):
-            thread = threading.Thread(target=target, name=f"toolcrib-docker-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    def _key(self, limits: Limits, image: str | None = None) -> tuple[str, Limits]:
+        return (image or self._image or "", limits)
 
     def _want(self, limits: Limits, image: str | None = None) -> None:
         """Keep a warm pool for these limits (and image: default, the
-        sandbox image) (caller may hold the lock)."""
-        if not self.pool_size:
-            return
-        with self._cv:
-            key = (image or self._image or "", limits)
-            self._ready.setdefault(key, [])
-            self._ready.move_to_end(key)
-            while len(self._ready) > self.max_pools:
-                _, dropped = self._ready.popitem(last=False)
-                for container in dropped:
-                    self._trash.put(container)
-            self._cv.notify_all()
+        sandbox image)."""
+        self._pool.want(self._key(limits, image))
 
-    def _deficit(self) -> _PoolKey | None:
-        for key, ready in reversed(self._ready.items()):
-            if len(ready) + self._filling.get(key, 0) < self.pool_size:
-                return key
-        return None
-
-    def _fill_loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._closed and (self._unavailable is not None or self._deficit() is None):
-                    self._cv.wait(timeout=5.0)
-                if self._closed:
-                    return
-                pool = self._deficit()
-                if pool is None:
-                    continue
-                self._filling[pool] = self._filling.get(pool, 0) + 1
-                image, limits = pool
-            container = None
-            try:
-                assert image
-                container = _spawn(self._client.api, image, limits, owner=self._owner)
-                with self._cv:
-                    if self._closed:
-                        _shutdown_socket(container)
-                    self._warming[container.id] = container
-                try:
-                    ready = container.wait_ready(time.monotonic() + _START_TIMEOUT)
-                finally:
-                    with self._cv:
-                        self._warming.pop(container.id, None)
-                if not ready:
-                    # e.g. too little memory for Python to start: stop warming
-                    # these limits until a call asks for them again.
-                    self._trash.put(container)
-                    container = None
-                    with self._cv:
-                        self._ready.pop(pool, None)
-            except Exception as exc:  # noqa: BLE001 - the next call reconnects and reports
-                if _is_refusal(exc):
-                    with self._cv:
-                        self._ready.pop(pool, None)
-                else:
-                    self._lost_engine(exc)
-            finally:
-                with self._cv:
-                    self._filling[pool] -= 1
-                    if container is not None:
-                        if self._closed or pool not in self._ready:
-                            self._trash.put(container)
-                        else:
-                            self._ready[pool].append(container)
-                    self._cv.notify_all()
-            if container is None:
-                # Back off before retrying, but not past a `close`.
-                with self._cv:
-                    if not self._closed:
-                        self._cv.wait(timeout=1.0)
-
-    def _take(self, limits: Limits, image: str) -> _Container | None:
-        with self._cv:
-            ready = self._ready.get((image, limits))
-            container = ready.pop(0) if ready else None
-        self._want(limits, image)
-        return container
-
-    def _trash_loop(self) -> None:
-        while True:
-            container = self._trash.get()
-            if container is None:
-                return
-            _close_socket(container)
-            if self._client is not None:
-                _remove_quietly(self._client.api, container.id)
-            # Removed (force): none of its processes is left with that uid.
-            _release_uid(container.uid)
+    def _dispose(self, container: _Container) -> None:
+        _close_socket(container)
+        if self._client is not None:
+            remove_quietly(self._client.api, container.id)
+        # Removed (force): none of its processes is left with that uid.
+        _release_uid(container.uid)
 
     def warm(self, limits: Limits | None = None, timeout: float = 30.0, image: str | None = None) -> bool:
         """Wait until the pool for `limits` (and `image`, default the sandbox
@@ -698,16 +545,7 @@ class DockerBackend:
         limits = limits or Limits()
         if not self._connect():
             return False
-        self._want(limits, image)
-        key = (image or self._image or "", limits)
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while len(self._ready.get(key, [])) < self.pool_size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed or self._unavailable is not None:
-                    return False
-                self._cv.wait(timeout=min(remaining, 0.5))
-        return True
+        return self._pool.wait_full(self._key(limits, image), timeout)
 
     # -- calls ----------------------------------------------------------
 
@@ -730,7 +568,7 @@ class DockerBackend:
         )
 
     def _run(self, job: Job, started: float, cancel: Cancel | None = None) -> Result:
-        if self._closed:
+        if self._pool.closed:
             return self._unavailable_result("the Docker backend is closed", started)
         if not self._connect():
             return self._unavailable_result(self._unavailable or "unavailable", started)
@@ -747,14 +585,14 @@ class DockerBackend:
                 image, image_id = self.prepare(job.lock)
             except ImageBuildError as exc:
                 return self._unavailable_result(str(exc), started)
-        container = self._take(limits, image) if self.pool_size else None
+        container = self._pool.take((image, limits)) if self.pool_size else None
         if container is not None:
             try:
                 container.sock.settimeout(_START_TIMEOUT)
                 container.sock.sendall(payload)
             except OSError:
                 # The warm container died while waiting (engine restart...).
-                self._trash.put(container)
+                self._pool.discard(container)
                 container = None
         if container is None:
             try:
@@ -776,7 +614,7 @@ class DockerBackend:
             except OSError:
                 pass  # it died at once; _collect reads EOF and asks the engine why
             except BaseException:
-                self._trash.put(container)
+                self._pool.discard(container)
                 raise
         sent = time.perf_counter()
         try:
@@ -784,7 +622,7 @@ class DockerBackend:
             # A runtime image: the evidence and the audit name it.
             return dataclasses.replace(result, image_digest=image_id) if image_id != self._image_id else result
         finally:
-            self._trash.put(container)
+            self._pool.discard(container)
 
     def prepare(self, lock: Lock, *, build: bool | None = None,
                 progress: Callable[[str], None] | None = None) -> tuple[str, str]:
@@ -816,7 +654,7 @@ class DockerBackend:
 
     def _not_started(self, container: _Container) -> Result:
         oom = self._oom_killed(container)
-        self._trash.put(container)
+        self._pool.discard(container)
         if oom:
             return self._result("limit", 0.0, limit="memory")
         return self._result("error", 0.0, error=ErrorInfo(type="SandboxError", message="the sandbox container did not start"))
@@ -917,52 +755,15 @@ class DockerBackend:
     def close(self) -> None:
         """Stop the fillers and remove every container of this backend; when
         it returns the engine lists none (see the module docstring)."""
-        with self._cv:
-            if self._closed:
-                return
-            self._closed = True
-            pools = list(self._ready.values())
-            self._ready.clear()
-            for container in self._warming.values():
-                _shutdown_socket(container)
-            self._cv.notify_all()
+        if not self._pool.close():
+            return
         _OPEN.discard(self)
-        for ready in pools:
-            for container in ready:
-                self._trash.put(container)
-        # Fillers first: one may still be inside a create or start call; once
-        # it returns it sees `_closed` and trashes what it made.
-        for thread in self._threads[:-1]:
-            thread.join(timeout=_CLOSE_JOIN_SECONDS)
-        self._trash.put(None)
-        self._threads[-1].join(timeout=_CLOSE_JOIN_SECONDS)
-        self._sweep()
         if self._client is not None:
+            sweep(self._client.api, self._owner, _SWEEP_SECONDS)
             try:
                 self._client.close()
             except Exception:  # noqa: BLE001
                 pass
-
-
-    def _sweep(self) -> None:
-        """Remove every container labelled with this backend, until the engine
-        lists none (one the engine is already removing is waited for)."""
-        if self._client is None:
-            return
-        api = self._client.api
-        filters = {"label": [f"{LABEL}=1", f"{LABEL_BACKEND}={self._owner}"]}
-        deadline = time.monotonic() + _SWEEP_SECONDS
-        while True:
-            try:
-                found = api.containers(all=True, filters=filters)
-            except Exception:  # noqa: BLE001 - engine gone: the next start reaps
-                return
-            if not found or time.monotonic() > deadline:
-                return
-            for info in found:
-                if info.get("State") != "removing":
-                    _remove_quietly(api, info["Id"])
-            time.sleep(0.05)
 
 
 def _is_refusal(exc: BaseException) -> bool:

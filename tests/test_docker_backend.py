@@ -187,7 +187,7 @@ def test_no_container_outlives_its_call(dock: DockerBackend) -> None:
     assert left == set()
     # Only the warm pool stays, and it stays at its size.
     assert dock.warm()
-    assert all(len(pool) <= dock.pool_size for pool in dock._ready.values())
+    assert all(len(pool) <= dock.pool_size for pool in dock._pool.idle().values())
 
 
 def test_missing_image_is_unavailable(docker_image: str) -> None:

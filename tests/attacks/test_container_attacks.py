@@ -460,7 +460,7 @@ def test_harness_killed_by_tool_still_ends_cleanly(dock: DockerBackend) -> None:
     # Every container those two calls used is gone; only warm ones remain.
     deadline = time.monotonic() + 30
     while True:
-        warm = {c.id for pool in dock._ready.values() for c in pool}
+        warm = {c.id for pool in dock._pool.idle().values() for c in pool}
         extra = ours() - before - warm
         if not extra or time.monotonic() > deadline:
             break
