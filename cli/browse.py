@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ..registry.errors import ExtraMissing, InvalidInput, NotFound
+from ..registry.store_review import REVIEW_QUERIES, make_query_only, table_names
 
 __all__ = ["COMMANDS", "DATABASE", "QUERIES", "browse", "datasette_for", "metadata", "own_names", "refuse_foreign_hosts"]
 
@@ -21,64 +22,9 @@ __all__ = ["COMMANDS", "DATABASE", "QUERIES", "browse", "datasette_for", "metada
 DATABASE = "registry"
 _PLUGIN = "toolcrib-read-only"
 
-_CALL_STATUS = "json_extract(details, '$.status')"
-
 # Canned queries (Datasette "metadata"): name -> title, description, SQL.
-# Read-only SELECTs over the tables of registry/migrations.py; `:tool` makes
-# a query parameterised (Datasette shows a form field for it).
-QUERIES: dict[str, dict[str, str]] = {
-    "unverified_versions": {
-        "title": "Unverified versions",
-        "description": "Versions that calls refuse (never verified, or their tests failed), newest first; yanked ones left out.",
-        "sql": (
-            "SELECT name || '@' || version AS ref, status, created_at, registered_by, generator, "
-            "substr(sha256, 1, 12) AS sha256\n"
-            "FROM versions WHERE status != 'verified' AND yanked IS NULL\n"
-            "ORDER BY created_at DESC, name"
-        ),
-    },
-    "recent_failures": {
-        "title": "Recent failures",
-        "description": "The newest 100 calls that did not end ok (error, blocked, limit, refused, invalid, "
-        "unavailable, cancelled) and verifications that failed.",
-        "sql": (
-            f"SELECT seq, at, actor, event, tool, {_CALL_STATUS} AS status,\n"
-            "  coalesce(json_extract(details, '$.error_type'), json_extract(details, '$.limit'),\n"
-            "           json_extract(details, '$.reason'),\n"
-            "           json_extract(details, '$.failed') || ' of ' ||\n"
-            "           (json_extract(details, '$.failed') + json_extract(details, '$.passed')) || ' case(s) failed')\n"
-            "    AS detail\n"
-            "FROM audit\n"
-            f"WHERE (event = 'call' AND {_CALL_STATUS} != 'ok')\n"
-            f"   OR (event = 'verify' AND {_CALL_STATUS} = 'failed')\n"
-            "ORDER BY seq DESC LIMIT 100"
-        ),
-    },
-    "calls_per_tool": {
-        "title": "Calls per tool",
-        "description": "Every call in the audit log, counted per version by outcome, most called first.",
-        "sql": (
-            "SELECT tool, count(*) AS calls,\n"
-            f"  sum({_CALL_STATUS} = 'ok') AS ok,\n"
-            f"  sum({_CALL_STATUS} = 'error') AS error,\n"
-            f"  sum({_CALL_STATUS} = 'blocked') AS blocked,\n"
-            f"  sum({_CALL_STATUS} = 'limit') AS limit_hit,\n"
-            f"  sum({_CALL_STATUS} IN ('refused', 'invalid')) AS refused,\n"
-            "  max(at) AS last_call\n"
-            "FROM audit WHERE event = 'call'\n"
-            "GROUP BY tool ORDER BY calls DESC, tool"
-        ),
-    },
-    "tool_audit_log": {
-        "title": "Audit log of one tool",
-        "description": "Every audit entry of one tool, oldest first: give its NAME (all versions) or NAME@VERSION.",
-        "sql": (
-            "SELECT seq, at, actor, event, tool, details FROM audit\n"
-            "WHERE tool = :tool OR substr(tool, 1, length(:tool) + 1) = :tool || '@'\n"
-            "ORDER BY seq"
-        ),
-    },
-}
+# Their SQL lives in the store with the rest (registry/store_review.py).
+QUERIES: dict[str, dict[str, str]] = REVIEW_QUERIES
 
 
 def metadata(path: Path) -> dict[str, Any]:
@@ -100,7 +46,7 @@ def _query_only(conn: sqlite3.Connection, database: str, datasette: Any) -> None
     is query_only, on top of Datasette's own mode=ro for reads, so no query,
     canned or typed, and no other plugin can write to it."""
     if database == DATABASE:
-        conn.execute("PRAGMA query_only = 1")
+        make_query_only(conn)
 
 
 def datasette_for(path: Path) -> Any:
@@ -175,7 +121,7 @@ def _registry_file() -> Path:
         raise NotFound(f"no registry at {path} (run 'toolcrib init')")
     try:
         with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = table_names(conn)
     except sqlite3.DatabaseError as exc:
         raise InvalidInput(f"{path} is not a toolcrib registry: {exc}") from None
     if not {"versions", "audit"} <= tables:

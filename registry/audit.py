@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
 from .store import utc_now
+from .store_audit import audit_count, audit_head, audit_rows, insert_audit_row, select_audit_rows
 from .versions import canonical_json, sha256_text
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def append_row(
     the entry as stored, as a dict. Must run inside a write transaction."""
     if not conn.in_transaction:
         raise RuntimeError("audit entries are appended inside a write transaction")
-    last = conn.execute("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    last = audit_head(conn)
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     # Round-trip through canonical JSON so what is hashed is exactly what is
     # stored; whatever bytes a tool returned, the entry can be written.
@@ -170,10 +171,7 @@ def append_row(
         "prev_hash": prev,
     }
     entry["entry_hash"] = entry_hash(entry)
-    conn.execute(
-        "INSERT INTO audit (seq, at, actor, event, tool, details, prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [seq, entry["at"], actor, event, tool, details_text, prev, entry["entry_hash"]],
-    )
+    insert_audit_row(conn, (seq, entry["at"], actor, event, tool, details_text, prev, entry["entry_hash"]))
     return entry
 
 
@@ -199,9 +197,6 @@ def _row_entry(row: tuple[Any, ...]) -> AuditEntry:
     )
 
 
-_COLUMNS = "seq, at, actor, event, tool, details, prev_hash, entry_hash"
-
-
 def list_entries(
     db: sqlite_utils.Database,
     *,
@@ -213,33 +208,11 @@ def list_entries(
     """Entries matching every given filter, oldest first; `limit` keeps the newest N.
 
     `tool` is a name (every version) or name@version (that one)."""
-    where: list[str] = []
-    params: list[Any] = []
-    if tool is not None:
-        if "@" in tool:
-            where.append("tool = ?")
-            params.append(tool)
-        else:
-            # substr rather than LIKE: '_' is common in tool names and a LIKE wildcard.
-            where.append("(tool = ? OR substr(tool, 1, ?) = ?)")
-            params += [tool, len(tool) + 1, tool + "@"]
-    if event is not None:
-        where.append("event = ?")
-        params.append(event)
-    if since is not None:
-        where.append("at >= ?")
-        params.append(normalize_since(since))
+    since_text = None if since is None else normalize_since(since)
     if limit is not None and limit < 0:
         raise InvalidInput("limit must be zero or more")
-    sql = f"SELECT {_COLUMNS} FROM audit"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY seq DESC"
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
-    rows = db.execute(sql, params).fetchall()
-    return [_row_entry(row) for row in reversed(rows)]
+    rows = select_audit_rows(db.conn, tool=tool, event=event, since=since_text, limit=limit)
+    return [_row_entry(row) for row in rows]
 
 
 def verify_chain(db: sqlite_utils.Database) -> AuditReport:
@@ -255,9 +228,8 @@ def verify_chain(db: sqlite_utils.Database) -> AuditReport:
 
     expected_seq = 1
     prev = GENESIS_HASH
-    count = db.execute("SELECT count(*) FROM audit").fetchone()[0]
-    cursor = db.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq")
-    for row in cursor:
+    count = audit_count(db.conn)
+    for row in audit_rows(db.conn):
         seq, at, actor, event, tool, details_text, prev_hash, stored = row
         if seq != expected_seq:
             return AuditReport(

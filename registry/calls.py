@@ -41,7 +41,8 @@ from .errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused, Sandb
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
 from .schema_check import arg_forms, validate_stored_arguments
 from .store import write_transaction
-from .versions import SemVer, canonical_json, parse_reference, parse_version, sha256_text, stored_lock
+from .store_versions import VersionRow, call_row
+from .versions import canonical_json, parse_reference, sha256_text, stored_lock
 
 __all__ = [
     "DEFAULT_MAX_LIMITS",
@@ -109,11 +110,7 @@ class CallTarget:
 
     @classmethod
     def load(cls, conn: sqlite3.Connection, version_id: int) -> CallTarget:
-        row = conn.execute(
-            "SELECT name, version, entrypoint, source, signature, limits, policy, lock, prelude, status, yanked "
-            "FROM versions WHERE id = ?",
-            [version_id],
-        ).fetchone()
+        row = call_row(conn, version_id)
         if row is None:
             raise NotFound(f"no version with id {version_id}")
         name, version, entrypoint, source, signature, limits, policy, lock, prelude, status, yanked = row
@@ -158,31 +155,6 @@ def sandbox_job(tool: _Runnable, input_schema: dict[str, Any], limits: Limits, p
     return Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=args or {},
                limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude,
                arg_forms=arg_forms(input_schema))
-
-
-class VersionRow:
-    """One version's identity (id, version, digest, yank state): enough to
-    choose among the versions of a name."""
-
-    __slots__ = ("id", "name", "version", "sha256", "yanked", "semver")
-
-    def __init__(self, row: tuple[Any, ...]) -> None:
-        self.id: int = row[0]
-        self.name: str = row[1]
-        self.version: str = row[2]
-        self.sha256: str = row[3]
-        self.yanked: str | None = row[4]
-        self.semver: SemVer = parse_version(self.version)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    @staticmethod
-    def of_name(conn: sqlite3.Connection, name: str) -> list[VersionRow]:
-        """Every version of `name`, oldest first (semver order)."""
-        cursor = conn.execute("SELECT id, name, version, sha256, yanked FROM versions WHERE name = ?", [name])
-        return sorted((VersionRow(r) for r in cursor.fetchall()), key=lambda r: r.semver.key())
 
 
 def choose_version(rows: list[Any], ref: str, *, allow_yanked: bool = True) -> Any:

@@ -67,6 +67,28 @@ from .search import FIT_THRESHOLD, SearchHit, rank, tool_index_terms
 from .pyast import function_body
 from .signature import bump_kind, derive_signature
 from .stats import UsageStats, usage
+from .store_versions import (
+    NEWEST,
+    NEWEST_OR_YANKED,
+    SERVABLE,
+    VersionRow,
+    full_row,
+    full_rows,
+    insert_verification,
+    insert_version,
+    latest_verification,
+    name_exists,
+    newest_per_name,
+    prelude_names,
+    prelude_row,
+    set_status,
+    set_version_flag,
+    tool_names,
+    upsert_prelude,
+    verified_ids,
+    version_rows,
+)
+from .store_settings import delete_setting, put_setting, read_setting
 from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, utc_now, write_transaction
 from .versions import (
     SemVer,
@@ -89,14 +111,14 @@ __all__ = ["DEFAULT_MAX_LIMITS", "Registry", "default_registry_path"]
 # Evidence keeps a bounded copy of what a test case returned.
 _EVIDENCE_CAP = 4096
 
-_VERSION_COLUMNS = (
-    "id, name, version, sha256, entrypoint, source, signature, tests, limits, status, deprecated, yanked, "
-    "created_at, generator, prompt, prompt_sha256, parent, parent_sha256, registered_by, registered_at, "
-    "source_sha256, metadata, policy, lock, prelude"
-)
 # How alike two entrypoint bodies must be (difflib ratio of their normalized
 # text) for a new major version of a name to count as the same tool changing.
 _RELATED_BODY = 0.5
+
+
+def _tool(row: VersionRow) -> ToolVersion:
+    """The whole version a row names (read now, for the one row chosen)."""
+    return _row_version(row.full())
 
 
 def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
@@ -204,34 +226,6 @@ def _version_record(tool: ToolVersion) -> dict[str, Any]:
     }
 
 
-class _Row:
-    """One version's identity (id, version, digest, yank state), enough to choose
-    among versions; the full `tool` is loaded only for the one chosen."""
-
-    __slots__ = ("_db", "_tool", "id", "name", "version", "sha256", "yanked", "semver")
-
-    def __init__(self, db: Any, row: tuple[Any, ...]) -> None:
-        self._db = db
-        self._tool: ToolVersion | None = None
-        self.id: int = row[0]
-        self.name: str = row[1]
-        self.version: str = row[2]
-        self.sha256: str = row[3]
-        self.yanked: str | None = row[4]
-        self.semver: SemVer = parse_version(self.version)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    @property
-    def tool(self) -> ToolVersion:
-        if self._tool is None:
-            full = self._db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE id = ?", [self.id]).fetchone()
-            self._tool = _row_version(full)
-        return self._tool
-
-
 class Registry:
     """A tool registry in one SQLite file.
 
@@ -316,12 +310,11 @@ class Registry:
         self.close()
 
     # -- internal reading ----------------------------------------------------
-    def _rows(self, name: str) -> list[_Row]:
-        cursor = self.db.execute("SELECT id, name, version, sha256, yanked FROM versions WHERE name = ?", [name])
-        return sorted((_Row(self.db, r) for r in cursor.fetchall()), key=lambda r: r.semver.key())
+    def _rows(self, name: str) -> list[VersionRow]:
+        return version_rows(self.db.conn, name)
 
-    def _resolve(self, ref: str, *, allow_yanked: bool = True) -> _Row:
-        row: _Row = choose_version(self._rows(parse_reference(ref).name), ref, allow_yanked=allow_yanked)
+    def _resolve(self, ref: str, *, allow_yanked: bool = True) -> VersionRow:
+        row: VersionRow = choose_version(self._rows(parse_reference(ref).name), ref, allow_yanked=allow_yanked)
         return row
 
     # -- writing -----------------------------------------------------------
@@ -413,7 +406,7 @@ class Registry:
             rows = self._rows(tool_name)
             same = [r for r in rows if r.sha256 == sha256]
             if same:
-                existing = same[0].tool
+                existing = _tool(same[0])
                 if wanted is not None and wanted != existing.version:
                     raise ConflictError(
                         f"identical content is already stored as {existing.ref}; {tool_name}@{wanted} would duplicate it"
@@ -430,9 +423,9 @@ class Registry:
                 # The highest version ever published, yanked or not, is the
                 # base: numbers only go up and are never handed out twice.
                 newest = rows[-1]
-                bump = bump_kind(newest.tool.signature, signature)
+                bump = bump_kind(_tool(newest).signature, signature)
                 new_version = str(next_version(newest.semver, bump))
-                if bump == "major" and not as_new_version and _unrelated(newest.tool, admitted.source, admitted.entrypoint):
+                if bump == "major" and not as_new_version and _unrelated(_tool(newest), admitted.source, admitted.entrypoint):
                     raise ConflictError(
                         f"{tool_name} already names an unrelated tool ({newest.ref}: another signature and another "
                         f"body): register this one under another name (--name, --namespace), or pass "
@@ -510,7 +503,7 @@ class Registry:
         record = {"name": name, "text": body, "sha256": sha256_text(body), "requires": canonical_json(wants),
                   "updated_by": self.actor, "updated_at": now}
         with write_transaction(self.db):
-            self.db.table("preludes").upsert(record, pk="name")
+            upsert_prelude(self.db, record)
             append_entry(self.db, actor=self.actor, event="prelude", tool=None,
                          details={"name": name, "sha256": record["sha256"], "requires": wants})
         return Prelude(name=name, text=body, sha256=str(record["sha256"]), requires=wants,
@@ -518,9 +511,7 @@ class Registry:
 
     def get_prelude(self, name: str) -> Prelude:
         """A stored prelude; NotFound if there is none by that name."""
-        row = self.db.execute(
-            "SELECT name, text, sha256, requires, updated_by, updated_at FROM preludes WHERE name = ?", [name]
-        ).fetchone()
+        row = prelude_row(self.db.conn, name)
         if row is None:
             raise NotFound(f"no prelude named {name!r}")
         return Prelude(name=row[0], text=row[1], sha256=row[2], requires=json.loads(row[3]),
@@ -528,12 +519,11 @@ class Registry:
 
     def preludes(self) -> builtins.list[Prelude]:
         """Every stored prelude, by name."""
-        names = [n for (n,) in self.db.execute("SELECT name FROM preludes ORDER BY name")]
-        return [self.get_prelude(n) for n in names]
+        return [self.get_prelude(n) for n in prelude_names(self.db.conn)]
 
     def _store(self, tool: ToolVersion, event: str, details: dict[str, Any]) -> None:
         """Insert a new version and its audit entry (inside the caller's transaction)."""
-        self.db.table("versions").insert(_version_record(tool))
+        insert_version(self.db, _version_record(tool))
         append_entry(self.db, actor=self.actor, event=event, tool=tool.ref, details=details)
 
     def _set_flag(self, ref: str, column: str, event: str, text: str) -> ToolVersion:
@@ -541,9 +531,10 @@ class Registry:
             raise InvalidInput(f"{event} needs a non-empty {'message' if column == 'deprecated' else 'reason'}")
         with write_transaction(self.db):
             row = self._resolve(ref, allow_yanked=True)
-            self.db.execute(f"UPDATE versions SET {column} = ? WHERE id = ?", [text, row.id])
+            set_version_flag(self.db.conn, row.id, column, text)
             append_entry(self.db, actor=self.actor, event=event, tool=row.ref, details={column: text})
-            fresh = self.db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE id = ?", [row.id]).fetchone()
+            fresh = full_row(self.db.conn, row.id)
+        assert fresh is not None  # read inside the transaction that just updated it
         return _row_version(fresh)
 
     def deprecate(self, ref: str, message: str) -> ToolVersion:
@@ -558,33 +549,19 @@ class Registry:
     # -- reading -----------------------------------------------------------
     def get(self, ref: str, *, allow_yanked: bool = True) -> ToolVersion:
         """Resolve NAME (newest non-yanked version), NAME@1.2.0 or NAME@sha256:<prefix>."""
-        return self._resolve(ref, allow_yanked=allow_yanked).tool
+        return _tool(self._resolve(ref, allow_yanked=allow_yanked))
 
     def _newest_ids(self, *, include_yanked: bool = False) -> dict[str, int]:
         """name -> id of the version NAME resolves to (or, with include_yanked, the
         newest yanked one for tools with nothing else)."""
-        best: dict[str, tuple[tuple[Any, ...], int, bool]] = {}
-        # Most tools share a few version strings ("1.0.0"): parse each once
-        # (this runs on every list and search, over every version).
-        keys: dict[str, tuple[Any, ...]] = {}
-        for vid, name, version, yanked in self.db.execute("SELECT id, name, version, yanked FROM versions"):
-            live = yanked is None
-            if not live and not include_yanked:
-                continue
-            if version not in keys:
-                keys[version] = parse_version(version).key()
-            key = (live, keys[version])
-            if name not in best or key > best[name][0]:
-                best[name] = (key, vid, live)
-        return {name: vid for name, (_, vid, _) in best.items()}
+        rule = NEWEST_OR_YANKED if include_yanked else NEWEST
+        return {name: vid for name, (vid, _v, _sha) in newest_per_name(self.db.conn, rule).items()}
 
     def _by_ids(self, ids: Iterable[int]) -> dict[int, ToolVersion]:
         ids = list(ids)
         if not ids:
             return {}
-        marks = ",".join("?" * len(ids))
-        cursor = self.db.execute(f"SELECT {_VERSION_COLUMNS} FROM versions WHERE id IN ({marks})", ids)
-        return {row[0]: _row_version(row) for row in cursor.fetchall()}
+        return {vid: _row_version(row) for vid, row in full_rows(self.db.conn, ids).items()}
 
     def list(self, *, include_yanked: bool = False) -> list[ToolVersion]:
         """The newest version of every tool.
@@ -602,7 +579,7 @@ class Registry:
         rows = self._rows(name)
         if not rows:
             raise NotFound(f"no tool named {name!r}")
-        return [r.tool for r in rows]
+        return [_tool(r) for r in rows]
 
     def search(
         self,
@@ -626,13 +603,7 @@ class Registry:
         with read_snapshot(self.db):
             newest = set(self._newest_ids().values())
             if verified_only and newest:
-                marks = ",".join("?" * len(newest))
-                newest = {
-                    vid
-                    for (vid,) in self.db.execute(
-                        f"SELECT id FROM versions WHERE status = 'verified' AND id IN ({marks})", sorted(newest)
-                    )
-                }
+                newest = verified_ids(self.db.conn, newest)
             ranked = [s for s in rank(self.db, query, newest) if s.score >= threshold][:limit]
             tools = self._by_ids(s.id for s in ranked)
         return [
@@ -671,11 +642,7 @@ class Registry:
     def verification(self, ref: str) -> Verification | None:
         """The newest stored verification evidence of that version, if any."""
         row = self._resolve(ref)
-        found = self.db.execute(
-            "SELECT sha256, status, backend, policy, layers, image_digest, passed, failed, cases, verified_at "
-            "FROM verifications WHERE version_id = ? ORDER BY id DESC LIMIT 1",
-            [row.id],
-        ).fetchone()
+        found = latest_verification(self.db.conn, row.id)
         if found is None:
             return None
         sha256, status, backend, policy, layers, digest, passed, failed, cases, verified_at = found
@@ -692,6 +659,33 @@ class Registry:
             cases=[CaseEvidence.model_validate(c) for c in json.loads(cases)],
             verified_at=verified_at,
         )
+
+    def servable(self) -> builtins.list[tuple[str, str, str]]:
+        """(name, version, sha256) of what a door serves, by name: per name, the
+        highest version that is verified, not yanked and not deprecated
+        (`store_versions.SERVABLE`)."""
+        newest = newest_per_name(self.db.conn, SERVABLE)
+        return [(name, version, sha256) for name, (_id, version, sha256) in sorted(newest.items())]
+
+    def has_tool(self, name: str) -> bool:
+        """Whether any version (yanked included) of `name` exists."""
+        return name_exists(self.db.conn, name)
+
+    # -- settings ----------------------------------------------------------
+    def setting(self, key: str) -> str | None:
+        """A registry-wide setting (e.g. the LATM loop's model), None if unset."""
+        return read_setting(self.db.conn, key)
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        """Set (or, with None, clear) a setting, with its ``setting`` audit entry."""
+        if value is not None and not value.strip():
+            raise InvalidInput(f"{key} must not be empty")
+        with write_transaction(self.db):
+            if value is None:
+                delete_setting(self.db.conn, key)
+            else:
+                put_setting(self.db.conn, key, value, actor=self.actor)
+            append_entry(self.db, actor=self.actor, event="setting", details={"key": key, "value": value})
 
     # -- running -----------------------------------------------------------
     def verify(
@@ -719,7 +713,7 @@ class Registry:
         (a version with packages on Docker needs its runtime image).
         """
         row = self._resolve(ref, allow_yanked=True)
-        tool = row.tool
+        tool = _tool(row)
         if not tool.tests:
             raise InvalidInput(f"{tool.ref} has no test cases: add it again with tests to verify it")
         limits_used = job_limits(tool.limits, self.max_limits, limits)
@@ -756,7 +750,8 @@ class Registry:
             verified_at=utc_now(),
         )
         with write_transaction(self.db):
-            self.db.table("verifications").insert(
+            insert_verification(
+                self.db,
                 {
                     "version_id": row.id,
                     "sha256": tool.sha256,
@@ -772,7 +767,7 @@ class Registry:
                     "verified_at": verification.verified_at,
                 }
             )
-            self.db.execute("UPDATE versions SET status = ? WHERE id = ?", [verification.status, row.id])
+            set_status(self.db.conn, row.id, verification.status)
             append_entry(
                 self.db,
                 actor=self.actor,
@@ -877,7 +872,7 @@ class Registry:
         to exist); every version of that tool goes in, yanked ones included."""
         with read_snapshot(self.db):
             if refs is None:
-                names = [n for (n,) in self.db.execute("SELECT DISTINCT name FROM versions ORDER BY name")]
+                names = tool_names(self.db.conn)
             else:
                 names = []
                 for ref in refs:
@@ -906,12 +901,12 @@ class Registry:
         rows = self._rows(entry.name)
         same = [r for r in rows if r.sha256 == entry.sha256]
         if same:
-            return AddResult(tool=same[0].tool, created=False, bump="existing")
+            return AddResult(tool=_tool(same[0]), created=False, bump="existing")
         clash = [r for r in rows if r.version == entry.version]
         if clash:
             raise BundleError(
                 f"{entry.ref} already exists here with different content "
-                f"(sha256 {clash[0].tool.sha256[:16]}..., bundle has {entry.sha256[:16]}...)"
+                f"(sha256 {_tool(clash[0]).sha256[:16]}..., bundle has {entry.sha256[:16]}...)"
             )
         tool = ToolVersion(
             name=entry.name,

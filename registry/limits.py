@@ -30,7 +30,8 @@ from typing import Any
 from ..sandbox.contract import LIMIT_NAMES, Limits
 from .audit import append_row
 from .errors import InvalidInput
-from .store import utc_now, write_transaction
+from .store import write_transaction
+from .store_settings import delete_setting, put_setting, settings_with_prefix
 
 __all__ = ["DEFAULT_MAX_LIMITS", "KEY_PREFIX", "granted", "operator_maxima", "set_maxima", "stored_maxima"]
 
@@ -44,9 +45,8 @@ KEY_PREFIX = "limits.max."
 def stored_maxima(conn: sqlite3.Connection) -> Limits:
     """The registry's maxima: what the operator set, the defaults for the rest.
     A stored value that is not a valid limit (edited by hand) is ignored."""
-    rows = conn.execute("SELECT key, value FROM settings WHERE key LIKE 'limits.max.%'").fetchall()
     maxima = DEFAULT_MAX_LIMITS
-    for key, value in rows:
+    for key, value, _by, _at in settings_with_prefix(conn, KEY_PREFIX):
         name = str(key)[len(KEY_PREFIX):]
         try:
             maxima = maxima.override(**{name: _number(value)})
@@ -57,11 +57,8 @@ def stored_maxima(conn: sqlite3.Connection) -> Limits:
 
 def operator_maxima(conn: sqlite3.Connection) -> dict[str, Any]:
     """Each limit the operator set, with who set it and when."""
-    rows = conn.execute(
-        "SELECT key, value, updated_by, updated_at FROM settings WHERE key LIKE 'limits.max.%' ORDER BY key"
-    ).fetchall()
-    return {str(key)[len(KEY_PREFIX):]: {"value": _number(value), "set_by": by, "set_at": at}
-            for key, value, by, at in rows}
+    return {key[len(KEY_PREFIX):]: {"value": _number(value), "set_by": by, "set_at": at}
+            for key, value, by, at in settings_with_prefix(conn, KEY_PREFIX)}
 
 
 def _number(text: Any) -> float | int:
@@ -89,16 +86,11 @@ def set_maxima(conn: sqlite3.Connection, *, actor: str, changes: Mapping[str, fl
     with write_transaction(conn):
         for name in changes:
             key, value = KEY_PREFIX + name, checked[name]
-            conn.execute(
-                "INSERT INTO settings (key, value, updated_by, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by, "
-                "updated_at = excluded.updated_at",
-                [key, str(value), actor, utc_now()],
-            )
+            put_setting(conn, key, str(value), actor=actor)
             append_row(conn, actor=actor, event="setting", details={"key": key, "value": value})
         for name in unset:
             key = KEY_PREFIX + name
-            conn.execute("DELETE FROM settings WHERE key = ?", [key])
+            delete_setting(conn, key)
             append_row(conn, actor=actor, event="setting",
                        details={"key": key, "value": None, "default": getattr(DEFAULT_MAX_LIMITS, name)})
     return stored_maxima(conn)

@@ -37,6 +37,7 @@ import sqlite_utils
 from pydantic import Field
 
 from .models import ToolVersion
+from .store_search import bm25_scores, ids_matching
 
 __all__ = [
     "FIELD_WEIGHTS",
@@ -203,21 +204,13 @@ def rank(db: sqlite_utils.Database, query: str, candidates: set[int]) -> list[Sc
     rows_of: dict[str, set[int]] = {}
     for word in words:
         # One quoted alphanumeric term: no FTS5 syntax can get in.
-        found = db.execute("SELECT rowid FROM search_index WHERE search_index MATCH ?", [f'"{word}"']).fetchall()
-        rows_of[word] = {vid for (vid,) in found if vid in candidates}
+        rows_of[word] = ids_matching(db.conn, word) & set(candidates)
     total = len(candidates)
     # A word no tool has weighs as much as the rarest word a tool has: an
     # unknown word makes a tool fit less, never more.
     weight = {w: math.log(1.0 + total / max(len(rows), 1)) for w, rows in rows_of.items()}
     all_weight = sum(weight.values())
-    bm25_of = {
-        vid: -value
-        for vid, value in db.execute(
-            "SELECT rowid, bm25(search_index, ?, ?, ?, ?) FROM search_index WHERE search_index MATCH ?",
-            [*FIELD_WEIGHTS, " OR ".join(f'"{w}"' for w in words)],
-        ).fetchall()
-        if vid in candidates
-    }
+    bm25_of = {vid: -value for vid, value in bm25_scores(db.conn, words, FIELD_WEIGHTS).items() if vid in candidates}
     scored: list[ScoredId] = []
     for vid, relevance in bm25_of.items():
         matched = tuple(w for w in words if vid in rows_of[w])

@@ -17,6 +17,8 @@ from typing import Any
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict, Field
 
+from .store_audit import call_rows
+
 __all__ = ["UsageStats", "usage"]
 
 # Statuses of calls that reached the sandbox (and so have a duration).
@@ -50,17 +52,12 @@ def usage(db: sqlite_utils.Database, refs: Iterable[str] | None = None) -> dict[
     """Stats of each name@version in `refs` (zeros for one never called), or,
     with refs None, of every version that has been called at least once."""
     wanted = None if refs is None else list(dict.fromkeys(refs))
-    sql = "SELECT tool, at, details FROM audit WHERE event = 'call'"
-    params: list[Any] = []
-    if wanted is not None:
-        if not wanted:
-            return {}
-        sql += f" AND tool IN ({','.join('?' * len(wanted))})"
-        params = wanted
+    if wanted is not None and not wanted:
+        return {}
     counts: dict[str, dict[str, int]] = {}
     durations: dict[str, list[float]] = {}
     last: dict[str, str] = {}
-    for tool, at, details in db.execute(sql + " ORDER BY seq", params):
+    for tool, at, details in call_rows(db.conn, wanted):
         info = json.loads(details)
         status = info.get("status")
         seen = counts.setdefault(tool, {})

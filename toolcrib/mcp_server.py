@@ -65,7 +65,6 @@ from toolcrib.registry import Registry, ToolcribError
 from toolcrib.registry.admission import admit
 from toolcrib.registry.errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused
 from toolcrib.registry.models import CallOutcome, ProvenanceInput, ToolVersion
-from toolcrib.registry.versions import parse_version
 from toolcrib.sandbox import get_backend
 from toolcrib.sandbox.contract import Cancel
 
@@ -281,13 +280,10 @@ class ToolServer:
         that is verified, not yanked and not deprecated, among the shared
         tools and that client's own added ones (`every_owner`: everyone's,
         for the watcher's fingerprint only)."""
-        best: dict[str, tuple[Any, str, str]] = {}
-        rows = self.registry.db.execute(
-            "SELECT name, version, sha256 FROM versions "
-            "WHERE status = 'verified' AND yanked IS NULL AND deprecated IS NULL"
-        ).fetchall()
+        served = []
         mine = namespace_prefix(owner) if owner is not None else None
-        for name, version, sha256 in rows:
+        # The registry's one "newest" rule (store_versions.SERVABLE): one row per name.
+        for name, version, sha256 in self.registry.servable():
             plain = name
             if _ADDED_NAME.match(name):
                 if not every_owner and (mine is None or not name.startswith(mine)):
@@ -297,10 +293,8 @@ class ToolServer:
                 continue
             if self.options.allow_add and name in (ADD_TOOL, VERIFY_TOOL):
                 continue  # the management tools take those names
-            key = parse_version(version).key()
-            if name not in best or key > best[name][0]:
-                best[name] = (key, version, sha256)
-        return tuple(sorted((name, v, sha) for name, (_, v, sha) in best.items()))
+            served.append((name, version, sha256))
+        return tuple(sorted(served))
 
     def listings(self, owner: str | None = None) -> list[types.Tool]:
         """What tools/list returns for the registry's tools, to the client owning ``owner``."""
@@ -465,8 +459,7 @@ class ToolServer:
         if not isinstance(name, str):
             raise InvalidInput("name must be a string")
         name = name.removeprefix(namespace_prefix(owner))  # the client's own tool, by the name it was given
-        exists = self.registry.db.execute("SELECT 1 FROM versions WHERE name = ? LIMIT 1", (name,)).fetchone()
-        if exists:
+        if self.registry.has_tool(name):
             raise PolicyRefused(
                 f"{name!r} is an existing tool: a version of it cannot be added over MCP (what a client adds is "
                 f"served to that client alone, under its own name, until a person reviews it); choose a new name"

@@ -1,0 +1,76 @@
+"""The store's ``audit`` table: the hash-chained log's rows, as stored.
+What an entry holds and how it is hashed is registry/audit.py's; this module
+only reads and writes rows. Plain sqlite3: every call appends one."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["AUDIT_COLUMNS", "audit_count", "audit_head", "audit_rows", "call_rows", "insert_audit_row", "select_audit_rows"]
+
+AUDIT_COLUMNS = "seq, at, actor, event, tool, details, prev_hash, entry_hash"
+
+
+def audit_head(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """(seq, entry_hash) of the newest entry, None for an empty log."""
+    last = conn.execute("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    return None if last is None else (int(last[0]), str(last[1]))
+
+
+def insert_audit_row(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    """One row, in AUDIT_COLUMNS order. Inside the caller's write transaction."""
+    conn.execute(f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(row))
+
+
+def select_audit_rows(conn: sqlite3.Connection, *, tool: str | None = None, event: str | None = None,
+                      since: str | None = None, limit: int | None = None) -> list[tuple[Any, ...]]:
+    """Rows matching every given filter, oldest first; `limit` keeps the newest N.
+    `tool` is a name (every version) or name@version (that one); `since` is
+    in the log's UTC text form (string order is time order)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if tool is not None:
+        if "@" in tool:
+            where.append("tool = ?")
+            params.append(tool)
+        else:
+            # substr rather than LIKE: '_' is common in tool names and a LIKE wildcard.
+            where.append("(tool = ? OR substr(tool, 1, ?) = ?)")
+            params += [tool, len(tool) + 1, tool + "@"]
+    if event is not None:
+        where.append("event = ?")
+        params.append(event)
+    if since is not None:
+        where.append("at >= ?")
+        params.append(since)
+    sql = f"SELECT {AUDIT_COLUMNS} FROM audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY seq DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    rows = conn.execute(sql, params).fetchall()
+    return [tuple(row) for row in reversed(rows)]
+
+
+def audit_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+
+
+def audit_rows(conn: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
+    """Every row in seq order, streamed (the chain check reads the whole log)."""
+    yield from conn.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq")
+
+
+def call_rows(conn: sqlite3.Connection, tools: list[str] | None) -> Iterator[tuple[Any, ...]]:
+    """(tool, at, details) of every call entry, in seq order; only those of
+    `tools` (name@version references) when given."""
+    sql = "SELECT tool, at, details FROM audit WHERE event = 'call'"
+    params: list[Any] = []
+    if tools is not None:
+        sql += f" AND tool IN ({', '.join('?' for _ in tools)})"
+        params = list(tools)
+    yield from conn.execute(sql + " ORDER BY seq", params)
