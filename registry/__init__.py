@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
         ToolVersion,
         Verification,
     )
-    from .calls import CallOutcome
+    from .outcome import CallOutcome
     from .search import SearchHit
     from .stats import UsageStats
 
@@ -79,7 +79,7 @@ _HOMES: dict[str, str] = {
         ],
         "models",
     ),
-    "CallOutcome": "calls",
+    "CallOutcome": "outcome",
     "SearchHit": "search",
     "UsageStats": "stats",
 }

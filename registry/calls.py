@@ -20,7 +20,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..sandbox.contract import (
@@ -29,16 +29,15 @@ from ..sandbox.contract import (
     Cancel,
     ErrorInfo,
     Job,
-    LimitName,
     Limits,
     Lock,
     PolicyName,
     Result,
-    Status,
 )
 from .audit import CAP_BYTES, append_row, cap_value
 from .errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
+from .outcome import CallOutcome
 from .schema_check import arg_forms, validate_stored_arguments
 from .store import write_transaction
 from .store_versions import VersionRow, call_row
@@ -59,39 +58,6 @@ __all__ = [
     "sandbox_job",
     "start_backend",
 ]
-
-@dataclass(frozen=True, slots=True)
-class CallOutcome:
-    """A call's result: the CLI's `call --json` object (`to_json()`)."""
-
-    status: Status
-    tool: str
-    """name@version"""
-    backend: str
-    duration_ms: float
-    result: Any = None
-    error: ErrorInfo | None = None
-    limit: LimitName | None = None
-    stdout: str = ""
-    policy: PolicyName | None = None
-    """the policy the call ran under"""
-    layers: list[str] = field(default_factory=list)
-    """isolation layers the backend reports in force for this call"""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "result": self.result,
-            "error": self.error.to_json() if self.error is not None else None,
-            "limit": self.limit,
-            "stdout": self.stdout,
-            "tool": self.tool,
-            "backend": self.backend,
-            "policy": self.policy,
-            "layers": list(self.layers),
-            "duration_ms": self.duration_ms,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class CallTarget:
@@ -450,15 +416,4 @@ class Caller:
                 **({"image_digest": result.image_digest} if tool.lock and result.image_digest else {}),
             },
         )
-        return CallOutcome(
-            status=result.status,
-            result=result.result,
-            error=result.error,
-            limit=result.limit,
-            stdout=result.stdout,
-            tool=tool.ref,
-            backend=result.backend,
-            policy=policy_used,
-            layers=list(result.layers),
-            duration_ms=result.duration_ms,
-        )
+        return CallOutcome.from_result(result, tool=tool.ref, policy=policy_used)

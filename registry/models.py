@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..sandbox.contract import ErrorInfo, LimitName, Limits, Lock, PolicyName, Status
-from .calls import CallOutcome  # a dataclass: a call builds no pydantic model
+from .outcome import CallOutcome  # a dataclass: a call builds no pydantic model
 
 __all__ = [
     "AddResult",
