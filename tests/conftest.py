@@ -3,15 +3,33 @@
 `backend` runs a test once per sandbox backend. The Docker backend needs a
 running engine: without one the Docker cases are skipped on a developer's
 machine, and *fail* when CI is set (CI must run them for real).
+
+`reg` is an empty registry (actor `registry_actor`, "tester"), `tc` the CLI on
+the registry at `cli_registry` (a separate file, unless a module says
+otherwise), `rb` a restricted backend that may run the plain policy. A module
+whose tests need something else overrides the small fixture that differs (its
+own `registry_actor`, its `cli_registry` pointing at `reg.path`, or a `reg`
+that takes the shared one and adds the module's tools), never a copy of the
+whole fixture.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from toolcrib.sandbox import close_backends
+
+if TYPE_CHECKING:
+    from click.testing import Result
+
+    from toolcrib import Registry
+    from toolcrib.latm import Task
+    from toolcrib.sandbox.restricted import RestrictedBackend
 
 
 def docker_engine_available() -> bool:
@@ -58,3 +76,87 @@ def docker_image() -> str:
 def _close_backends_at_exit():
     yield
     close_backends()
+
+
+# -- a registry, the CLI on one, a backend ---------------------------------------------
+
+
+@pytest.fixture
+def registry_actor() -> str:
+    """Who `reg` records as the actor; a module overrides it to name another."""
+    return "tester"
+
+
+@pytest.fixture
+def registry_path(tmp_path: Path) -> Path:
+    """Where `reg` keeps its database."""
+    return tmp_path / "r.db"
+
+
+@pytest.fixture
+def reg(registry_path: Path, registry_actor: str) -> Iterator[Registry]:
+    """An empty registry in this test's own directory, closed after it."""
+    from toolcrib import Registry
+
+    with Registry(registry_path, actor=registry_actor) as registry:
+        yield registry
+
+
+@pytest.fixture
+def cli_registry(tmp_path: Path) -> Path:
+    """The registry file `tc` runs the CLI on: its own file, apart from `reg`'s.
+    A module whose CLI tests read `reg`'s tools overrides it with `reg.path`."""
+    return tmp_path / "cli.db"
+
+
+CliInvoke = Callable[..., "Result"]
+
+
+@pytest.fixture
+def tc(cli_registry: Path, monkeypatch: pytest.MonkeyPatch) -> CliInvoke:
+    """`tc("add", path, "--json", input=...)`: the CLI in-process on
+    `cli_registry`, as actor "tester", exceptions left to propagate (a
+    traceback fails the test instead of becoming an exit code)."""
+    from click.testing import CliRunner
+
+    from toolcrib.cli import cli
+
+    monkeypatch.setenv("TOOLCRIB_ACTOR", "tester")
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(cli, ["--registry", str(cli_registry), *args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture(scope="module")
+def rb() -> Iterator[RestrictedBackend]:
+    """A started restricted backend that may run the plain policy (one per
+    module: its zygote is the expensive part), closed after the module."""
+    from toolcrib.sandbox.restricted import RestrictedBackend
+
+    backend = RestrictedBackend(allow_plain=True)
+    backend.start()
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def fresh_guard_state() -> Iterator[None]:
+    """The in-process policy guards' state, reset before and after a test that
+    runs tool code in this process (a violation must not leak to the next)."""
+    from toolcrib.sandbox.inside.guards import STATE
+
+    STATE.reset(1 << 20)
+    yield
+    STATE.reset(1 << 20)
+
+
+@pytest.fixture
+def sort_task(tmp_path: Path) -> Task:
+    """The LATM word-sorting task (tests/latm_tasks.py), loaded from a file."""
+    from latm_tasks import SORT, write_json
+    from toolcrib.latm import load_task
+
+    return load_task(write_json(tmp_path / "word_sorting.json", SORT))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,19 @@ ADD2 = 'def add(a: int, b: int) -> int:\n    """Add two integers."""\n    return
 
 
 @pytest.fixture
-def reg(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(tmp_path / "r.db", actor="alice") as registry:
-        registry.add(ADD)
-        registry.add(MUL)
-        registry.add(ADD2)
-        registry.yank("add@1.0.0", "wrong order")
-        yield registry
+def registry_actor() -> str:
+    """The shared `reg` records "alice" as the actor of everything below."""
+    return "alice"
+
+
+@pytest.fixture
+def reg(reg: Registry) -> Registry:
+    """The shared registry, with three versions added and one yanked."""
+    reg.add(ADD)
+    reg.add(MUL)
+    reg.add(ADD2)
+    reg.yank("add@1.0.0", "wrong order")
+    return reg
 
 
 def _raw(reg: Registry) -> sqlite3.Connection:

@@ -52,19 +52,9 @@ def peek(x: int) -> int:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Path:
-    return tmp_path / "registry.db"
-
-
-@pytest.fixture
-def tc(registry: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("TOOLCRIB_ACTOR", "tester")
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        return runner.invoke(cli, ["--registry", str(registry), *args], input=input, catch_exceptions=False)
-
-    return invoke
+def registry(cli_registry: Path) -> Path:
+    """The registry file the shared `tc` runs the CLI on."""
+    return cli_registry
 
 
 def write(tmp_path: Path, name: str, content: str | list | dict) -> str:

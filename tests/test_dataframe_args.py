@@ -6,7 +6,6 @@ source only; calls run with real pandas and numpy wheels."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,13 +83,6 @@ def test_bad_frames_and_arrays_are_refused_before_any_sandbox(args: dict[str, An
     with pytest.raises(ArgumentsError) as caught:
         validate_stored_arguments(_schema(), args, function="summarize")
     assert list(caught.value.fields) == [field]
-
-
-@pytest.fixture()
-def reg(tmp_path: Path) -> Any:
-    registry = Registry(tmp_path / "r.db", actor="tester")
-    yield registry
-    registry.close()
 
 
 @pytest.mark.network

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import mcp.types
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from toolcrib import Registry
 from toolcrib.cli import cli
@@ -93,7 +93,9 @@ PAIRS_TESTS = [{"args": {"rows": [[1, 2], [3]], "how": "sum"}, "expected": 6}]
 
 
 @pytest.fixture(scope="module")
-def reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+def module_reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """Built once for the module (the tests only read it): three verified tools
+    and an unverified newer version."""
     path = tmp_path_factory.mktemp("exports") / "r.db"
     with Registry(path, actor="tester") as registry:
         registry.add(SORT, tests=SORT_TESTS)
@@ -106,13 +108,9 @@ def reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 
 
 @pytest.fixture
-def tc(reg: Registry):
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, ["--registry", str(reg.path), *args], catch_exceptions=False)
-
-    return invoke
+def cli_registry(module_reg: Registry) -> Path:
+    """The CLI reads `module_reg`'s tools."""
+    return module_reg.path
 
 
 def _parameters(definition: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -126,7 +124,7 @@ def _parameters(definition: dict[str, Any], fmt: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("fmt", ["openai", "openai-responses", "anthropic", "mcp"])
-def test_each_format_has_the_documented_shape(tc, reg: Registry, fmt: str) -> None:
+def test_each_format_has_the_documented_shape(tc, module_reg: Registry, fmt: str) -> None:
     result = tc("export-schema", "sort_words@1.0.0", "count_words", "total", "--format", fmt)
     assert result.exit_code == 0, result.output
     definitions = json.loads(result.stdout)
@@ -144,7 +142,7 @@ def test_each_format_has_the_documented_shape(tc, reg: Registry, fmt: str) -> No
         params = _parameters(definition, fmt)
         jsonschema.Draft202012Validator.check_schema(params)
         # The tool's own test arguments are valid against what is advertised.
-        stored = reg.get(tool)
+        stored = module_reg.get(tool)
         for case in stored.tests:
             jsonschema.validate(case.args, params)
         assert (definition.get("function") or definition)["description"].startswith(
@@ -201,8 +199,8 @@ def test_portable_names() -> None:
     assert all(NAME_PATTERN.match(n) for n in (long_a, long_b, portable_name(""), portable_name("é")))
 
 
-def test_two_versions_of_one_tool_get_distinct_portable_names(reg: Registry) -> None:
-    old, new = reg.get("sort_words@1.0.0"), reg.get("sort_words@1.0.1")
+def test_two_versions_of_one_tool_get_distinct_portable_names(module_reg: Registry) -> None:
+    old, new = module_reg.get("sort_words@1.0.0"), module_reg.get("sort_words@1.0.1")
     out = export_definitions([old, new], "anthropic")
     names = [d["name"] for d in out.definitions]
     assert names == ["sort_words_v1_0_0", "sort_words_v1_0_1"]
@@ -212,7 +210,7 @@ def test_two_versions_of_one_tool_get_distinct_portable_names(reg: Registry) -> 
         export_definitions([old], "gemini")
 
 
-def test_only_verified_live_versions_are_exported(tc, reg: Registry) -> None:
+def test_only_verified_live_versions_are_exported(tc, module_reg: Registry) -> None:
     unverified = tc("export-schema", "sort_words")  # NAME resolves to 1.0.1, unverified
     assert unverified.exit_code == 4 and unverified.stdout == ""
     assert "verify" in unverified.stderr
@@ -230,16 +228,16 @@ def test_yanked_versions_are_refused(tmp_path: Path) -> None:
         assert result.exit_code == 4 and "yanked" in result.stderr
 
 
-def test_mcp_export_is_what_serve_lists(reg: Registry) -> None:
+def test_mcp_export_is_what_serve_lists(module_reg: Registry) -> None:
     """A client given the exported definition and one listing the server see one contract."""
     from toolcrib.mcp_server import ServeOptions, ToolServer
 
-    server = ToolServer(ServeOptions(registry=reg.path))
+    server = ToolServer(ServeOptions(registry=module_reg.path))
     try:
         listed = {tool.name: tool for tool in server.listings()}
     finally:
         server.close()
-    exported = export_definitions([reg.get("count_words"), reg.get("total"), reg.get("sort_words@1.0.0")], "mcp")
+    exported = export_definitions([module_reg.get("count_words"), module_reg.get("total"), module_reg.get("sort_words@1.0.0")], "mcp")
     assert set(listed) == {"count_words", "total", "sort_words"}
     for definition in exported.definitions:
         served = listed[definition["name"]].model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -16,11 +16,8 @@ from toolcrib.sandbox.inside.guards import STATE, PolicyViolation, guarded_getat
 from toolcrib.sandbox.inside.policy import ALLOWED_MODULES
 
 
-@pytest.fixture(autouse=True)
-def _fresh_state():
-    STATE.reset(1 << 20)
-    yield
-    STATE.reset(1 << 20)
+# Tool code runs in this process: each test starts and ends with fresh guard state.
+pytestmark = pytest.mark.usefixtures("fresh_guard_state")
 
 
 def ok(source: str) -> Any:

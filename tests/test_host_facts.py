@@ -26,14 +26,6 @@ from toolcrib.sandbox.restricted import RestrictedBackend
 QUICK = Limits(cpu=2, wall=10, memory=64, output=64)
 
 
-@pytest.fixture(scope="module")
-def rb():
-    backend = RestrictedBackend(allow_plain=True)
-    backend.start()
-    yield backend
-    backend.close()
-
-
 def plain(source: str, **fields) -> Job:
     fields.setdefault("limits", QUICK)
     return Job(source=textwrap.dedent(source), entrypoint="f", policy="plain", **fields)

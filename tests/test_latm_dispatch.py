@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from latm_tasks import DAYS, DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
 from toolcrib import Registry
-from toolcrib.cli import cli
 from toolcrib.latm import Reply, ReplayModel, dispatch, load_task, make
 
 SORT_QUESTION = SORT[6]["input"]
@@ -33,13 +31,13 @@ class RecordingModel:
 
 
 @pytest.fixture
-def reg(tmp_path: Path):
-    with Registry(tmp_path / "registry.db", actor="tester") as registry:
-        for name, data, replies in (("word_sorting", SORT, [SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]),
-                                    ("date_difference", DAYS, DAYS_REPLIES)):
-            made = make(registry, load_task(write_json(tmp_path / f"{name}.json", data)), ReplayModel(replies))
-            assert made.status == "made", made.error
-        yield registry
+def reg(reg: Registry, tmp_path: Path) -> Registry:
+    """The shared registry, with a word-sorting and a date-difference tool made."""
+    for name, data, replies in (("word_sorting", SORT, [SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]),
+                                ("date_difference", DAYS, DAYS_REPLIES)):
+        made = make(reg, load_task(write_json(tmp_path / f"{name}.json", data)), ReplayModel(replies))
+        assert made.status == "made", made.error
+    return reg
 
 
 def test_the_model_picks_a_tool_by_its_task_name(reg: Registry):
@@ -74,14 +72,9 @@ def test_no_candidate_at_all_does_not_ask_the_model(reg: Registry):
 
 
 @pytest.fixture
-def tc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reg: Registry):
-    monkeypatch.setenv("TOOLCRIB_ACTOR", "tester")
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(cli, ["--registry", str(reg.path), *args], input=input, catch_exceptions=False)
-
-    return invoke
+def cli_registry(reg: Registry) -> Path:
+    """The CLI dispatches to `reg`'s tools."""
+    return reg.path
 
 
 def test_cli_dispatch_to_a_tool_and_then_use_it(tc, tmp_path: Path):

@@ -7,7 +7,6 @@ sandbox) and `ans` is not a literal copy of the target. Scripted replies
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,6 @@ from toolcrib.latm import MakeResult, ReplayModel, Task, load_task, make
 from toolcrib.latm.runs import run_snippet
 from toolcrib.sandbox import Job
 from toolcrib.sandbox.inside import wire
-
-
-@pytest.fixture
-def reg(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(tmp_path / "registry.db", actor="tester") as registry:
-        yield registry
-
-
-@pytest.fixture
-def sort_task(tmp_path: Path) -> Task:
-    return load_task(write_json(tmp_path / "word_sorting.json", SORT))
 
 
 def _question(words: str) -> str:

@@ -8,23 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from latm_tasks import DAYS, DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, sort_wrap, write_json
 from toolcrib import InvalidInput, Registry
-from toolcrib.cli import cli
 from toolcrib.latm import ReplayModel, load_task, make, parse_task
-
-
-@pytest.fixture
-def reg(tmp_path: Path):
-    with Registry(tmp_path / "registry.db", actor="tester") as registry:
-        yield registry
-
-
-@pytest.fixture
-def sort_task(tmp_path: Path):
-    return load_task(write_json(tmp_path / "word_sorting.json", SORT))
 
 
 def _user_prompts(result_transcript: str, stage: str) -> list[str]:
@@ -177,17 +164,6 @@ def test_too_few_examples_is_bad_input(reg: Registry, tmp_path: Path):
 
 
 # -- the command line -------------------------------------------------------------
-
-
-@pytest.fixture
-def tc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("TOOLCRIB_ACTOR", "tester")
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(cli, ["--registry", str(tmp_path / "cli.db"), *args], input=input, catch_exceptions=False)
-
-    return invoke
 
 
 def test_cli_make_json(tc, tmp_path: Path):

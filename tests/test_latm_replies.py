@@ -124,12 +124,6 @@ def test_a_markdown_reply_over_the_source_cap_is_refused_before_it_is_read() -> 
 # -- the cap, in make and use ------------------------------------------------------------
 
 
-@pytest.fixture
-def reg(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(tmp_path / "registry.db", actor="tester") as registry:
-        yield registry
-
-
 def test_make_refuses_a_reply_over_the_cap_and_says_so(reg: Registry, tmp_path: Path, hang_guard: None) -> None:
     task = load_task(write_json(tmp_path / "word_sorting.json", SORT))
     huge = "```python\n" * (1024 * 1024 // 10)  # 1 MB of unclosed fences

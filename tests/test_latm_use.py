@@ -6,20 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from latm_tasks import SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
 from toolcrib import PolicyRefused, Registry
-from toolcrib.cli import cli
 from toolcrib.latm import Example, Reply, ReplayModel, load_task, make, use
 from toolcrib.latm.answers import with_epilogue
 from toolcrib.latm.runs import run_snippet
-
-
-@pytest.fixture
-def reg(tmp_path: Path):
-    with Registry(tmp_path / "registry.db", actor="tester") as registry:
-        yield registry
 
 
 @pytest.fixture
@@ -107,15 +99,9 @@ def test_numbered_answer_variables_and_numbers_as_text():
 
 
 @pytest.fixture
-def tc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("TOOLCRIB_ACTOR", "tester")
-    runner = CliRunner()
-    registry = tmp_path / "registry.db"
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(cli, ["--registry", str(registry), *args], input=input, catch_exceptions=False)
-
-    return invoke
+def cli_registry(registry_path: Path) -> Path:
+    """Here the CLI runs on `reg`'s own registry file (one registry for both)."""
+    return registry_path
 
 
 @pytest.fixture

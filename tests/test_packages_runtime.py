@@ -12,7 +12,6 @@ Real wheels from the package index this machine reaches (pip, through
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -43,13 +42,6 @@ FACTOR_TESTS = [
 @pytest.fixture(scope="module")
 def sympy_lock() -> Lock:
     return packages.resolve(["sympy"])
-
-
-@pytest.fixture()
-def reg(tmp_path: Path) -> Any:
-    registry = Registry(tmp_path / "r.db", actor="tester")
-    yield registry
-    registry.close()
 
 
 def test_a_sympy_tool_is_locked_verified_and_called_in_the_restricted_backend(reg: Registry) -> None:

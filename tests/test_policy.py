@@ -38,11 +38,8 @@ def blocked(source: str) -> str:
     return reply["error"]["message"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_state():
-    STATE.reset(1 << 20)
-    yield
-    STATE.reset(1 << 20)
+# Tool code runs in this process: each test starts and ends with fresh guard state.
+pytestmark = pytest.mark.usefixtures("fresh_guard_state")
 
 
 # ---------------------------------------------------------------- the data

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from toolcrib.cli import cli
 from toolcrib.registry import BundleError, Registry
 from toolcrib.registry.calls import job_policy
 from toolcrib.registry.errors import InvalidInput
@@ -68,21 +65,11 @@ def _jail_layers() -> set[str]:
 
 
 @pytest.fixture
-def reg(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(tmp_path / "r.db", actor="tester") as registry:
-        yield registry
-
-
-@pytest.fixture
-def tc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("TOOLCRIB_ACTOR", "tester")
+def tc(tc, monkeypatch: pytest.MonkeyPatch):
+    """The shared CLI runner, with no TOOLCRIB_BACKEND from the environment:
+    these tests name the backend themselves or expect the default."""
     monkeypatch.delenv("TOOLCRIB_BACKEND", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, ["--registry", str(tmp_path / "cli.db"), *args], catch_exceptions=False)
-
-    return invoke
+    return tc
 
 
 # -- declaring ------------------------------------------------------------

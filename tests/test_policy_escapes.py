@@ -21,11 +21,8 @@ from toolcrib.sandbox.inside.guards import STATE
 from toolcrib.sandbox.inside.results import ResultNotJSON, to_json
 
 
-@pytest.fixture(autouse=True)
-def _fresh_state():
-    STATE.reset(1 << 20)
-    yield
-    STATE.reset(1 << 20)
+# Tool code runs in this process: each test starts and ends with fresh guard state.
+pytestmark = pytest.mark.usefixtures("fresh_guard_state")
 
 
 def ok(source: str, **args: Any) -> Any:

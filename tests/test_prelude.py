@@ -26,13 +26,6 @@ PRELUDE = "from math import sqrt\n"
 TESTS = [{"args": {"a": 3, "b": 4}, "expected": 5.0}]
 
 
-@pytest.fixture()
-def reg(tmp_path: Path) -> Registry:
-    registry = Registry(tmp_path / "r.db", actor="tester")
-    yield registry
-    registry.close()
-
-
 def test_prelude_is_stored_and_hashed_only_when_present(reg: Registry) -> None:
     plain = reg.add("def one() -> int:\n    return 1\n")
     with_prelude = reg.add("def one() -> int:\n    return 1\n", prelude="X = 1\n", name="one_p")

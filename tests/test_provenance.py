@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +14,9 @@ PROMPT = "System: you are a tool maker.\nUser: write a function for the area of 
 
 
 @pytest.fixture
-def reg(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(tmp_path / "r.db", actor="maker-pipeline") as registry:
-        yield registry
+def registry_actor() -> str:
+    """The shared `reg` records this pipeline as the actor."""
+    return "maker-pipeline"
 
 
 def test_stored_provenance(reg: Registry) -> None:

@@ -4,7 +4,6 @@ limits, search, diff, and verify/call through the real sandbox."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,12 +31,6 @@ SLUG = (
     '    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")\n'
 )
 WORDS = 'def count_words(text: str) -> int:\n    """Count the words in a text."""\n    return len(text.split())\n'
-
-
-@pytest.fixture
-def reg(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(tmp_path / "r.db", actor="tester") as registry:
-        yield registry
 
 
 # -- adding and versions -------------------------------------------------------

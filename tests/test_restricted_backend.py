@@ -31,14 +31,6 @@ from toolcrib.sandbox.restricted import RestrictedBackend
 QUICK = Limits(cpu=2, wall=10, memory=128, output=64)
 
 
-@pytest.fixture(scope="module")
-def rb():
-    backend = RestrictedBackend(allow_plain=True)
-    backend.start()
-    yield backend
-    backend.close()
-
-
 def plain(source: str, entrypoint: str = "f", **fields) -> Job:
     fields.setdefault("limits", QUICK)
     return Job(source=textwrap.dedent(source), entrypoint=entrypoint, policy="plain", **fields)

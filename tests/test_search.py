@@ -9,10 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from toolcrib import Registry
-from toolcrib.cli import cli
 from toolcrib.registry.migrations import MIGRATIONS
 from toolcrib.registry.search import FIT_THRESHOLD, SearchHit, query_words, split_identifiers
 from toolcrib.registry.store import open_database, utc_now, write_transaction
@@ -58,14 +56,14 @@ MIRROR_TESTS = [
 
 
 @pytest.fixture
-def reg(tmp_path: Path) -> Registry:
-    with Registry(tmp_path / "r.db", actor="tester") as registry:
-        registry.add(SORT, tests=[{"args": {"words": ["b", "a"]}, "expected": ["a", "b"]}])
-        registry.add(DAYS, tests=[{"args": {"start": "2024-01-01", "end": "2024-01-03"}, "expected": 2}])
-        registry.add(MSE)
-        registry.add(TEMP)
-        registry.add(MIRROR, tests=MIRROR_TESTS)
-        yield registry
+def reg(reg: Registry) -> Registry:
+    """The shared registry, with the tools searched here."""
+    reg.add(SORT, tests=[{"args": {"words": ["b", "a"]}, "expected": ["a", "b"]}])
+    reg.add(DAYS, tests=[{"args": {"start": "2024-01-01", "end": "2024-01-03"}, "expected": 2}])
+    reg.add(MSE)
+    reg.add(TEMP)
+    reg.add(MIRROR, tests=MIRROR_TESTS)
+    return reg
 
 
 def refs(hits: list[SearchHit]) -> list[str]:
@@ -178,14 +176,9 @@ def test_m004_indexes_versions_stored_before_it(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def tc(tmp_path: Path, reg: Registry, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("TOOLCRIB_ACTOR", "tester")
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, ["--registry", str(reg.path), *args], catch_exceptions=False)
-
-    return invoke
+def cli_registry(reg: Registry) -> Path:
+    """The CLI searches `reg`'s tools."""
+    return reg.path
 
 
 def test_cli_search_json_scores(tc) -> None:

@@ -9,10 +9,8 @@ import statistics
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from toolcrib import PolicyRefused, Registry
-from toolcrib.cli import cli
 from toolcrib.registry.errors import ArgumentsError
 from toolcrib.registry.stats import _p95
 
@@ -36,7 +34,8 @@ def double(x: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+def module_reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """Built once for the module (the tests only read it): calls of every outcome."""
     with Registry(tmp_path_factory.mktemp("stats") / "r.db", actor="tester") as registry:
         registry.add(TOOL, tests=TESTS)
         registry.add(OTHER)  # never verified, never run
@@ -53,11 +52,11 @@ def reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
         yield registry
 
 
-def test_counts_durations_and_last_use(reg: Registry) -> None:
-    stats = reg.usage(["divide"])["divide@1.0.0"]
+def test_counts_durations_and_last_use(module_reg: Registry) -> None:
+    stats = module_reg.usage(["divide"])["divide@1.0.0"]
     assert (stats.calls, stats.successes, stats.errors, stats.blocked, stats.limit_hits, stats.refused) == (9, 4, 1, 1, 1, 2)
     assert stats.unavailable == 0
-    entries = [e for e in reg.audit(tool="divide@1.0.0", event="call")]
+    entries = [e for e in module_reg.audit(tool="divide@1.0.0", event="call")]
     ran = [e.details["duration_ms"] for e in entries if e.details["status"] in ("ok", "error", "blocked", "limit")]
     assert len(ran) == 7
     assert stats.median_ms == pytest.approx(statistics.median(ran), abs=1e-3)
@@ -65,11 +64,11 @@ def test_counts_durations_and_last_use(reg: Registry) -> None:
     assert stats.last_used == entries[-1].at
 
 
-def test_never_called_and_every_called_version(reg: Registry) -> None:
-    never = reg.usage(["double"])["double@1.0.0"]
+def test_never_called_and_every_called_version(module_reg: Registry) -> None:
+    never = module_reg.usage(["double"])["double@1.0.0"]
     assert never.calls == 0 and never.median_ms is None and never.p95_ms is None and never.last_used is None
-    assert list(reg.usage()) == ["divide@1.0.0"]
-    assert reg.usage([]) == {}
+    assert list(module_reg.usage()) == ["divide@1.0.0"]
+    assert module_reg.usage([]) == {}
 
 
 def test_p95_is_nearest_rank() -> None:
@@ -79,13 +78,9 @@ def test_p95_is_nearest_rank() -> None:
 
 
 @pytest.fixture
-def tc(reg: Registry):
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, ["--registry", str(reg.path), *args], catch_exceptions=False)
-
-    return invoke
+def cli_registry(module_reg: Registry) -> Path:
+    """The CLI reads `module_reg`'s tools."""
+    return module_reg.path
 
 
 def test_show_has_usage(tc) -> None:
