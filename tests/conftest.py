@@ -160,3 +160,10 @@ def sort_task(tmp_path: Path) -> Task:
     from toolcrib.latm import load_task
 
     return load_task(write_json(tmp_path / "word_sorting.json", SORT))
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A wheel and site cache of this test's own (TOOLCRIB_CACHE)."""
+    monkeypatch.setenv("TOOLCRIB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

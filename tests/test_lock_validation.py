@@ -85,12 +85,6 @@ def _locked(wheel: Path, name: str, version: str) -> LockedPackage:
 
 
 @pytest.fixture()
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TOOLCRIB_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-@pytest.fixture()
 def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A local find-links directory and no index at all: pip sees only the
     wheels a test puts there."""

@@ -21,12 +21,6 @@ from toolcrib.sandbox.packages import PackagesError, check_requirement, material
 UNREACHABLE = "http://127.0.0.1:9/"
 
 
-@pytest.fixture()
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TOOLCRIB_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 @pytest.fixture(scope="module")
 def six_lock(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lock, Path]:
     """One resolution shared by the tests below (each copies the wheel cache)."""
