@@ -3,10 +3,13 @@
 Two backends honour one contract (`contract.py`):
 
 - ``restricted`` (default): RestrictedPython in a fresh, OS-limited process
-  forked per call from a warm zygote (`restricted.py`, `zygote.py`).
-- ``docker``: one throwaway, locked-down container per call (`docker.py`).
+  forked per call from a warm zygote (`restricted.py`, `inside/zygote.py`).
+- ``docker``: one throwaway, locked-down container per call (`docker.py`,
+  its warm pool in `docker_pool.py`).
 
-This package knows nothing of the registry.
+The modules here are the host side; `inside/` holds what runs in the jail or
+the container (the standard library and RestrictedPython only). This package
+knows nothing of the registry.
 """
 
 from __future__ import annotations

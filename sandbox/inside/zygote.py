@@ -3,7 +3,7 @@ execution code once, then forks fresh, locked-down children, one per call.
 
 It runs as its own program, started by `restricted.py`::
 
-    python -I -S /path/to/sandbox/zygote.py <control-fd> <spares> [--preload=a,b] [--site=DIR] [<sys.path entry>...]
+    python -I -S /path/to/sandbox/inside/zygote.py <control-fd> <spares> [--preload=a,b] [--site=DIR] [<sys.path entry>...]
 
 It loads the sibling modules (`execute.py` and whatever that imports) as a
 private package straight from this directory, so it never imports `toolcrib`
