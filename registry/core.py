@@ -8,21 +8,18 @@ transaction; only their results are written afterwards.
 
 from __future__ import annotations
 
-import ast
 import builtins
 import difflib
 import json
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
-from ..sandbox.contract import Cancel, ErrorInfo, Limits, Lock, Result
-from .admission import MAX_SOURCE_BYTES, admit, check_name, find_missing, refuse_missing
-from .audit import append_entry, cap_value, list_entries, verify_chain
+from ..sandbox.contract import Cancel, Limits, Lock
+from .admission import check_name
+from .audit import append_entry, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, read_bundle
 from .calls import (
     DEFAULT_MAX_LIMITS,
@@ -30,12 +27,9 @@ from .calls import (
     choose_version,
     job_limits,
     job_policy,
-    policy_name,
     prepare_runtime,
-    sandbox_job,
     start_backend,
 )
-from .cases import compare, parse_tests
 from .errors import (
     AdmissionError,
     BundleError,
@@ -50,22 +44,22 @@ from .models import (
     AddResult,
     AuditEntry,
     AuditReport,
-    Bump,
     CallOutcome,
     Prelude,
     CaseEvidence,
-    Provenance,
     ProvenanceInput,
-    Signature,
     TestCase,
     ToolDiff,
     ToolVersion,
     Verification,
 )
-from .provenance import build_provenance, in_toto_statement
-from .search import FIT_THRESHOLD, SearchHit, rank, tool_index_terms
-from .pyast import function_body
-from .signature import bump_kind, derive_signature
+from .adding import add_details, draft, identical, new_tool, next_number
+from .preludes import every_prelude, load_prelude, save_prelude
+from .provenance import in_toto_statement
+from .records import tool_of, version_of_row, version_record
+from .verifying import run_cases, store_verification
+from .search import FIT_THRESHOLD, SearchHit, rank
+from .signature import bump_kind
 from .stats import UsageStats, usage
 from .store_versions import (
     NEWEST,
@@ -74,156 +68,23 @@ from .store_versions import (
     VersionRow,
     full_row,
     full_rows,
-    insert_verification,
     insert_version,
     latest_verification,
     name_exists,
     newest_per_name,
-    prelude_names,
-    prelude_row,
-    set_status,
     set_version_flag,
     tool_names,
-    upsert_prelude,
     verified_ids,
     version_rows,
 )
 from .store_settings import delete_setting, put_setting, read_setting
 from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, utc_now, write_transaction
-from .versions import (
-    SemVer,
-    DEFAULT_POLICY,
-    canonical_json,
-    content_sha256,
-    next_version,
-    parse_reference,
-    parse_version,
-    sha256_text,
-    stored_lock,
-)
+from .versions import parse_reference
 
 if TYPE_CHECKING:
     import sqlite_utils
 
 __all__ = ["DEFAULT_MAX_LIMITS", "Registry", "default_registry_path"]
-
-
-# Evidence keeps a bounded copy of what a test case returned.
-_EVIDENCE_CAP = 4096
-
-# How alike two entrypoint bodies must be (difflib ratio of their normalized
-# text) for a new major version of a name to count as the same tool changing.
-_RELATED_BODY = 0.5
-
-
-def _tool(row: VersionRow) -> ToolVersion:
-    """The whole version a row names (read now, for the one row chosen)."""
-    return _row_version(row.full())
-
-
-def _row_version(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
-    (
-        _id, name, version, sha256, entrypoint, source, signature, tests, limits, status, deprecated, yanked,
-        created_at, generator, prompt, prompt_sha256, parent, parent_sha256, registered_by, registered_at,
-        source_sha256, metadata, policy, lock, prelude,
-    ) = row
-    return ToolVersion(
-        name=name,
-        version=version,
-        sha256=sha256,
-        entrypoint=entrypoint,
-        source=source,
-        signature=Signature.model_validate(json.loads(signature)),
-        tests=[TestCase.model_validate(t) for t in json.loads(tests)],
-        limits=Limits.from_json(json.loads(limits)) if limits else None,
-        policy=policy,
-        lock=stored_lock(f"{name}@{version}", lock),
-        prelude=prelude,
-        status=status,
-        deprecated=deprecated,
-        yanked=yanked,
-        provenance=Provenance(
-            generator=generator,
-            prompt=prompt,
-            prompt_sha256=prompt_sha256,
-            parent=parent,
-            parent_sha256=parent_sha256,
-            registered_by=registered_by,
-            registered_at=registered_at,
-            source_sha256=source_sha256,
-            metadata=json.loads(metadata),
-        ),
-        created_at=created_at,
-    )
-
-
-def _prelude_text(text: str | None) -> str | None:
-    """A prelude as stored: Unicode text that parses, "\n" line endings;
-    None stays None (no prelude)."""
-    if text is None:
-        return None
-    if not isinstance(text, str):
-        raise InvalidInput("a prelude must be text")
-    body = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    try:
-        size = len(body.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidInput("the prelude is not Unicode text (it holds a lone surrogate)") from None
-    if size > MAX_SOURCE_BYTES:
-        raise InvalidInput(f"the prelude is {size} bytes; the limit is {MAX_SOURCE_BYTES}")
-    if not body.strip():
-        raise InvalidInput("the prelude is empty")
-    try:
-        ast.parse(body)
-    except SyntaxError as exc:
-        raise AdmissionError(f"the prelude does not parse: {exc.msg} (prelude line {exc.lineno})") from None
-    except (ValueError, RecursionError, MemoryError):
-        raise AdmissionError("the prelude cannot be parsed") from None
-    return body.rstrip() + "\n"
-
-
-def _unrelated(old: ToolVersion, source: str, entrypoint: str) -> bool:
-    """True when the entrypoint's body shares little with the old version's:
-    with an incompatible signature too, that is another tool, not a change."""
-    try:
-        before, after = function_body(old.source, old.entrypoint), function_body(source, entrypoint)
-    except (SyntaxError, ValueError, RecursionError):
-        return False
-    return difflib.SequenceMatcher(None, before, after, autojunk=False).ratio() < _RELATED_BODY
-
-
-
-def _version_record(tool: ToolVersion) -> dict[str, Any]:
-    prov = tool.provenance
-    return {
-        "name": tool.name,
-        "version": tool.version,
-        "sha256": tool.sha256,
-        "entrypoint": tool.entrypoint,
-        "source": tool.source,
-        "signature": canonical_json(tool.signature.model_dump(mode="json")),
-        "tests": canonical_json([t.model_dump(mode="json") for t in tool.tests]),
-        "limits": canonical_json(tool.limits.to_json()) if tool.limits else None,
-        "policy": tool.policy,
-        "requires": canonical_json(tool.requires) if tool.lock else None,
-        "lock": canonical_json(tool.lock.to_json()) if tool.lock else None,
-        "prelude": tool.prelude,
-        "description": tool.signature.description,
-        "status": tool.status,
-        "deprecated": tool.deprecated,
-        "yanked": tool.yanked,
-        "created_at": tool.created_at,
-        "generator": prov.generator,
-        "prompt": prov.prompt,
-        "prompt_sha256": prov.prompt_sha256,
-        "parent": prov.parent,
-        "parent_sha256": prov.parent_sha256,
-        "registered_by": prov.registered_by,
-        "registered_at": prov.registered_at,
-        "source_sha256": prov.source_sha256,
-        "metadata": canonical_json(prov.metadata),
-        "search_terms": tool_index_terms(tool),
-    }
 
 
 class Registry:
@@ -371,106 +232,27 @@ class Registry:
         unused for this name (ConflictError otherwise, even if that version was
         yanked); it need not be the highest, so a fix can be back-ported.
         """
-        admitted = admit(source, entrypoint=entrypoint, strip_top_level=strip_top_level, markdown=markdown)
-        notes = list(admitted.notes)
-        tool_name = check_name(name if name is not None else admitted.entrypoint)
-        if namespace is not None:
-            tool_name = check_name(f"{check_name(namespace)}_{tool_name}")
-        signature = derive_signature(admitted.source, admitted.entrypoint)
-        raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
-        cases = parse_tests(raw_tests)
-        wanted = str(parse_version(version)) if version is not None else None
-        wants = [] if requires is None else ([requires] if isinstance(requires, str) else list(requires))
-        if prelude_name is not None:
-            if prelude is not None:
-                raise InvalidInput("give a prelude's text or the name of a stored prelude, not both")
-            stored = self.get_prelude(prelude_name)
-            prelude = stored.text
-            wants += stored.requires
-        prelude = _prelude_text(prelude)
-        lock = self._lock(wants, progress) if wants else None
-        missing = find_missing(admitted.source, prelude=prelude, provided=lock.imports if lock else ())
-        if not allow_missing:
-            refuse_missing(missing)
-        notes += [f"missing: {m.describe()}" for m in missing]
-        declared = policy_name(policy if policy is not None else ("plain" if lock else DEFAULT_POLICY))
-        if lock is not None and declared == "restricted":
-            raise InvalidInput(
-                "a version with requirements runs under the plain policy (the restricted policy's module "
-                "stand-ins cover no packages): drop --policy restricted"
-            )
-        sha256 = content_sha256(admitted.source, admitted.entrypoint, signature, cases, declared, lock, prelude)
-        given = provenance or ProvenanceInput()
-
+        d = draft(source, name=name, entrypoint=entrypoint, tests=tests, version=version, provenance=provenance,
+                  limits=limits, policy=policy, strip_top_level=strip_top_level, markdown=markdown,
+                  requires=requires, prelude=prelude, prelude_name=prelude_name, allow_missing=allow_missing,
+                  namespace=namespace, prelude_of=self.get_prelude, lock_of=lambda wants: self._lock(wants, progress))
         with write_transaction(self.db):
-            rows = self._rows(tool_name)
-            same = [r for r in rows if r.sha256 == sha256]
-            if same:
-                existing = _tool(same[0])
-                if wanted is not None and wanted != existing.version:
-                    raise ConflictError(
-                        f"identical content is already stored as {existing.ref}; {tool_name}@{wanted} would duplicate it"
-                    )
-                return AddResult(tool=existing, created=False, bump="existing", notes=notes)
-            bump: Bump
-            if wanted is not None:
-                if any(r.version == wanted for r in rows):
-                    raise ConflictError(f"{tool_name}@{wanted} already exists (a version is never reused, even after a yank)")
-                new_version, bump = wanted, "explicit"
-            elif not rows:
-                new_version, bump = "1.0.0", "initial"
-            else:
-                # The highest version ever published, yanked or not, is the
-                # base: numbers only go up and are never handed out twice.
-                newest = rows[-1]
-                bump = bump_kind(_tool(newest).signature, signature)
-                new_version = str(next_version(newest.semver, bump))
-                if bump == "major" and not as_new_version and _unrelated(_tool(newest), admitted.source, admitted.entrypoint):
-                    raise ConflictError(
-                        f"{tool_name} already names an unrelated tool ({newest.ref}: another signature and another "
-                        f"body): register this one under another name (--name, --namespace), or pass "
-                        f"--as-new-version (as_new_version=True) to make it {tool_name}@{new_version}"
-                    )
-            parent = None
-            if given.parent is not None:
-                parent_row = self._resolve(given.parent, allow_yanked=True)
-                parent = (parent_row.ref, parent_row.sha256)
-            now = utc_now()
-            tool = ToolVersion(
-                name=tool_name,
-                version=new_version,
-                sha256=sha256,
-                entrypoint=admitted.entrypoint,
-                source=admitted.source,
-                signature=signature,
-                tests=cases,
-                limits=limits,
-                policy=declared,
-                lock=lock,
-                prelude=prelude,
-                status="unverified",
-                provenance=build_provenance(
-                    given, source=admitted.source, registered_by=self.actor, registered_at=now, parent=parent
-                ),
-                created_at=now,
-            )
-            self._store(
-                tool,
-                "add",
-                {
-                    "sha256": sha256,
-                    "bump": bump,
-                    "generator": given.generator,
-                    "parent": parent[0] if parent else None,
-                    "tests": len(cases),
-                    "policy": declared,
-                    **({"lock": lock.digest(), "requires": list(lock.requirements)} if lock else {}),
-                    **({"prelude_sha256": sha256_text(prelude)} if prelude is not None else {}),
-                    **({"prelude": prelude_name} if prelude_name is not None else {}),
-                    **({"missing": [m.describe() for m in missing]} if missing else {}),
-                },
-            )
-        return AddResult(tool=tool, created=True, bump=bump, notes=notes)
+            rows = self._rows(d.name)
+            existing = identical(rows, d)
+            if existing is not None:
+                return AddResult(tool=existing, created=False, bump="existing", notes=d.notes)
+            new_version, bump = next_number(rows, d, as_new_version=as_new_version)
+            parent = self._parent(d.given)
+            tool = new_tool(d, new_version, actor=self.actor, parent=parent)
+            self._store(tool, "add", add_details(d, bump, parent))
+        return AddResult(tool=tool, created=True, bump=bump, notes=d.notes)
+
+    def _parent(self, given: ProvenanceInput) -> tuple[str, str] | None:
+        """(ref, sha256) of the version `given` names as its parent; NotFound if none."""
+        if given.parent is None:
+            return None
+        row = self._resolve(given.parent, allow_yanked=True)
+        return row.ref, row.sha256
 
     def _lock(self, requires: builtins.list[str], progress: Callable[[str], None] | None) -> Lock:
         """Requirements resolved to a lock, once per distinct set for this
@@ -490,40 +272,19 @@ class Registry:
     def set_prelude(self, name: str, text: str, *, requires: Iterable[str] = ()) -> Prelude:
         """Store (or replace) a named prelude. Versions copy its text at add
         time, so replacing it never changes a stored version. Audited."""
-        from ..sandbox.packages import PackagesError, check_requirement
-
-        check_name(name)
-        body = _prelude_text(text)
-        assert body is not None
-        try:
-            wants = sorted({check_requirement(r) for r in requires})
-        except PackagesError as exc:
-            raise InvalidInput(f"requirements: {exc}") from None
-        now = utc_now()
-        record = {"name": name, "text": body, "sha256": sha256_text(body), "requires": canonical_json(wants),
-                  "updated_by": self.actor, "updated_at": now}
-        with write_transaction(self.db):
-            upsert_prelude(self.db, record)
-            append_entry(self.db, actor=self.actor, event="prelude", tool=None,
-                         details={"name": name, "sha256": record["sha256"], "requires": wants})
-        return Prelude(name=name, text=body, sha256=str(record["sha256"]), requires=wants,
-                       updated_by=self.actor, updated_at=now)
+        return save_prelude(self.db, actor=self.actor, name=name, text=text, requires=requires)
 
     def get_prelude(self, name: str) -> Prelude:
         """A stored prelude; NotFound if there is none by that name."""
-        row = prelude_row(self.db.conn, name)
-        if row is None:
-            raise NotFound(f"no prelude named {name!r}")
-        return Prelude(name=row[0], text=row[1], sha256=row[2], requires=json.loads(row[3]),
-                       updated_by=row[4], updated_at=row[5])
+        return load_prelude(self.db, name)
 
     def preludes(self) -> builtins.list[Prelude]:
         """Every stored prelude, by name."""
-        return [self.get_prelude(n) for n in prelude_names(self.db.conn)]
+        return every_prelude(self.db)
 
     def _store(self, tool: ToolVersion, event: str, details: dict[str, Any]) -> None:
         """Insert a new version and its audit entry (inside the caller's transaction)."""
-        insert_version(self.db, _version_record(tool))
+        insert_version(self.db, version_record(tool))
         append_entry(self.db, actor=self.actor, event=event, tool=tool.ref, details=details)
 
     def _set_flag(self, ref: str, column: str, event: str, text: str) -> ToolVersion:
@@ -535,7 +296,7 @@ class Registry:
             append_entry(self.db, actor=self.actor, event=event, tool=row.ref, details={column: text})
             fresh = full_row(self.db.conn, row.id)
         assert fresh is not None  # read inside the transaction that just updated it
-        return _row_version(fresh)
+        return version_of_row(fresh)
 
     def deprecate(self, ref: str, message: str) -> ToolVersion:
         """Mark a version deprecated (still callable); the message is shown to users."""
@@ -549,7 +310,7 @@ class Registry:
     # -- reading -----------------------------------------------------------
     def get(self, ref: str, *, allow_yanked: bool = True) -> ToolVersion:
         """Resolve NAME (newest non-yanked version), NAME@1.2.0 or NAME@sha256:<prefix>."""
-        return _tool(self._resolve(ref, allow_yanked=allow_yanked))
+        return tool_of(self._resolve(ref, allow_yanked=allow_yanked))
 
     def _newest_ids(self, *, include_yanked: bool = False) -> dict[str, int]:
         """name -> id of the version NAME resolves to (or, with include_yanked, the
@@ -561,7 +322,7 @@ class Registry:
         ids = list(ids)
         if not ids:
             return {}
-        return {vid: _row_version(row) for vid, row in full_rows(self.db.conn, ids).items()}
+        return {vid: version_of_row(row) for vid, row in full_rows(self.db.conn, ids).items()}
 
     def list(self, *, include_yanked: bool = False) -> list[ToolVersion]:
         """The newest version of every tool.
@@ -579,7 +340,7 @@ class Registry:
         rows = self._rows(name)
         if not rows:
             raise NotFound(f"no tool named {name!r}")
-        return [_tool(r) for r in rows]
+        return [tool_of(r) for r in rows]
 
     def search(
         self,
@@ -713,103 +474,18 @@ class Registry:
         (a version with packages on Docker needs its runtime image).
         """
         row = self._resolve(ref, allow_yanked=True)
-        tool = _tool(row)
+        tool = tool_of(row)
         if not tool.tests:
             raise InvalidInput(f"{tool.ref} has no test cases: add it again with tests to verify it")
         limits_used = job_limits(tool.limits, self.max_limits, limits)
         policy_used = job_policy(backend, policy, tool.policy)
         runner = start_backend(backend)
         prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
-        evidence: list[CaseEvidence] = []
-        digest: str | None = None
-        layers: list[str] | None = None
-        total = len(tool.tests)
-        for index, case in enumerate(tool.tests):
-            job = sandbox_job(tool, tool.signature.input_schema, limits_used, policy_used,
-                              args=case.args, snippet=case.snippet)
-            result = runner.run(job)
-            if result.status == "unavailable":
-                raise SandboxUnavailable(self._unavailable_message(backend, result))
-            digest = result.image_digest or digest
-            layers = list(result.layers) if layers is None else [x for x in layers if x in result.layers]
-            evidence.append(self._evidence(index, case, result))
-            if on_case is not None:
-                on_case(index + 1, total)
-        passed = sum(1 for e in evidence if e.passed)
-        verification = Verification(
-            tool=tool.ref,
-            sha256=tool.sha256,
-            status="verified" if passed == total else "failed",
-            backend=backend,
-            policy=policy_used,
-            layers=layers or [],
-            image_digest=digest,
-            passed=passed,
-            failed=total - passed,
-            cases=evidence,
-            verified_at=utc_now(),
-        )
+        verification = run_cases(tool, runner, backend=backend, limits=limits_used, policy=policy_used, on_case=on_case)
         with write_transaction(self.db):
-            insert_verification(
-                self.db,
-                {
-                    "version_id": row.id,
-                    "sha256": tool.sha256,
-                    "status": verification.status,
-                    "backend": backend,
-                    "policy": policy_used,
-                    "layers": canonical_json(verification.layers),
-                    "image_digest": digest,
-                    "passed": passed,
-                    "failed": total - passed,
-                    "cases": canonical_json([e.model_dump(mode="json") for e in evidence]),
-                    "limits": canonical_json(limits_used.to_json()),
-                    "verified_at": verification.verified_at,
-                }
-            )
-            set_status(self.db.conn, row.id, verification.status)
-            append_entry(
-                self.db,
-                actor=self.actor,
-                event="verify",
-                tool=tool.ref,
-                details={
-                    "status": verification.status,
-                    "passed": passed,
-                    "failed": total - passed,
-                    "backend": backend,
-                    "policy": policy_used,
-                    "layers": verification.layers,
-                    "image_digest": digest,
-                    "sha256": tool.sha256,
-                },
-            )
+            store_verification(self.db, actor=self.actor, version_id=row.id, verification=verification,
+                               limits=limits_used)
         return verification
-
-    @staticmethod
-    def _unavailable_message(backend: str, result: Result) -> str:
-        why = result.error.message if result.error else "no reason given"
-        return f"the {backend} backend is unavailable: {why}"
-
-    @staticmethod
-    def _evidence(index: int, case: TestCase, result: Result) -> CaseEvidence:
-        passed = False
-        error = result.error
-        if result.status == "ok":
-            passed, why = compare(case, result.result)
-            if not passed:
-                error = ErrorInfo(type="Mismatch", message=why or "the result differs from the expected value")
-        return CaseEvidence(
-            index=index,
-            name=case.name,
-            passed=passed,
-            status=result.status,
-            expected=case.expected,
-            actual=cap_value(result.result, _EVIDENCE_CAP),
-            error=error,
-            limit=result.limit,
-            duration_ms=result.duration_ms,
-        )
 
     def call(
         self,
@@ -901,12 +577,12 @@ class Registry:
         rows = self._rows(entry.name)
         same = [r for r in rows if r.sha256 == entry.sha256]
         if same:
-            return AddResult(tool=_tool(same[0]), created=False, bump="existing")
+            return AddResult(tool=tool_of(same[0]), created=False, bump="existing")
         clash = [r for r in rows if r.version == entry.version]
         if clash:
             raise BundleError(
                 f"{entry.ref} already exists here with different content "
-                f"(sha256 {_tool(clash[0]).sha256[:16]}..., bundle has {entry.sha256[:16]}...)"
+                f"(sha256 {tool_of(clash[0]).sha256[:16]}..., bundle has {entry.sha256[:16]}...)"
             )
         tool = ToolVersion(
             name=entry.name,

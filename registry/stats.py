@@ -12,7 +12,6 @@ import json
 import math
 import statistics
 from collections.abc import Iterable
-from typing import Any
 
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict, Field

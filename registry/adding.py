@@ -1,0 +1,197 @@
+"""Adding a version: what `Registry.add` decides, in two halves.
+
+`draft` does everything that needs no database (admission, signature, tests,
+requirements resolved to a lock, the prelude, the policy, the content hash);
+inside the add's write transaction, `identical`, `next_number` and
+`new_tool` place it among the name's stored versions, and `add_details` is
+its audit entry. Each raises the same errors `Registry.add` documents.
+"""
+
+from __future__ import annotations
+
+import builtins
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..sandbox.contract import Limits, Lock, PolicyName
+from .admission import admit, check_name, find_missing, refuse_missing
+from .calls import policy_name
+from .cases import parse_tests
+from .errors import ConflictError, InvalidInput
+from .models import Bump, Prelude, ProvenanceInput, Signature, TestCase, ToolVersion
+from .preludes import prelude_text
+from .provenance import build_provenance
+from .pyast import function_body
+from .records import tool_of
+from .signature import bump_kind, derive_signature
+from .store import utc_now
+from .store_versions import VersionRow
+from .versions import DEFAULT_POLICY, content_sha256, next_version, parse_version, sha256_text
+
+__all__ = ["Draft", "add_details", "draft", "identical", "new_tool", "next_number", "unrelated"]
+
+# How alike two entrypoint bodies must be (difflib ratio of their normalized
+# text) for a new major version of a name to count as the same tool changing.
+_RELATED_BODY = 0.5
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A version ready to be stored, all but its number and provenance."""
+
+    name: str
+    source: str
+    entrypoint: str
+    signature: Signature
+    tests: list[TestCase]
+    wanted: str | None
+    lock: Lock | None
+    prelude: str | None
+    prelude_name: str | None
+    missing: list[Any]
+    policy: PolicyName
+    sha256: str
+    given: ProvenanceInput
+    limits: Limits | None
+    notes: list[str]
+
+
+def draft(
+    source: str,
+    *,
+    name: str | None,
+    entrypoint: str | None,
+    tests: Iterable[TestCase | dict[str, Any]] | None,
+    version: str | None,
+    provenance: ProvenanceInput | None,
+    limits: Limits | None,
+    policy: str | None,
+    strip_top_level: bool,
+    markdown: bool | None,
+    requires: Iterable[str] | None,
+    prelude: str | None,
+    prelude_name: str | None,
+    allow_missing: bool,
+    namespace: str | None,
+    prelude_of: Callable[[str], Prelude],
+    lock_of: Callable[[builtins.list[str]], Lock],
+) -> Draft:
+    """Admit `source` and everything given with it (see `Registry.add`)."""
+    admitted = admit(source, entrypoint=entrypoint, strip_top_level=strip_top_level, markdown=markdown)
+    notes = list(admitted.notes)
+    tool_name = check_name(name if name is not None else admitted.entrypoint)
+    if namespace is not None:
+        tool_name = check_name(f"{check_name(namespace)}_{tool_name}")
+    signature = derive_signature(admitted.source, admitted.entrypoint)
+    raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
+    cases = parse_tests(raw_tests)
+    wanted = str(parse_version(version)) if version is not None else None
+    wants = [] if requires is None else ([requires] if isinstance(requires, str) else list(requires))
+    if prelude_name is not None:
+        if prelude is not None:
+            raise InvalidInput("give a prelude's text or the name of a stored prelude, not both")
+        stored = prelude_of(prelude_name)
+        prelude = stored.text
+        wants += stored.requires
+    prelude = prelude_text(prelude)
+    lock = lock_of(wants) if wants else None
+    missing = find_missing(admitted.source, prelude=prelude, provided=lock.imports if lock else ())
+    if not allow_missing:
+        refuse_missing(missing)
+    notes += [f"missing: {m.describe()}" for m in missing]
+    declared = policy_name(policy if policy is not None else ("plain" if lock else DEFAULT_POLICY))
+    if lock is not None and declared == "restricted":
+        raise InvalidInput(
+            "a version with requirements runs under the plain policy (the restricted policy's module "
+            "stand-ins cover no packages): drop --policy restricted"
+        )
+    sha256 = content_sha256(admitted.source, admitted.entrypoint, signature, cases, declared, lock, prelude)
+    return Draft(name=tool_name, source=admitted.source, entrypoint=admitted.entrypoint, signature=signature,
+                 tests=cases, wanted=wanted, lock=lock, prelude=prelude, prelude_name=prelude_name,
+                 missing=list(missing), policy=declared, sha256=sha256, given=provenance or ProvenanceInput(),
+                 limits=limits, notes=notes)
+
+
+def identical(rows: builtins.list[VersionRow], d: Draft) -> ToolVersion | None:
+    """The stored version with the draft's content, if any (adding it again
+    is a no-op); ConflictError if the draft asks for another number."""
+    same = [r for r in rows if r.sha256 == d.sha256]
+    if not same:
+        return None
+    existing = tool_of(same[0])
+    if d.wanted is not None and d.wanted != existing.version:
+        raise ConflictError(
+            f"identical content is already stored as {existing.ref}; {d.name}@{d.wanted} would duplicate it"
+        )
+    return existing
+
+
+def next_number(rows: builtins.list[VersionRow], d: Draft, *, as_new_version: bool) -> tuple[str, Bump]:
+    """The new version's number and the kind of bump it is."""
+    if d.wanted is not None:
+        if any(r.version == d.wanted for r in rows):
+            raise ConflictError(f"{d.name}@{d.wanted} already exists (a version is never reused, even after a yank)")
+        return d.wanted, "explicit"
+    if not rows:
+        return "1.0.0", "initial"
+    # The highest version ever published, yanked or not, is the
+    # base: numbers only go up and are never handed out twice.
+    newest = rows[-1]
+    bump = bump_kind(tool_of(newest).signature, d.signature)
+    new_version = str(next_version(newest.semver, bump))
+    if bump == "major" and not as_new_version and unrelated(tool_of(newest), d.source, d.entrypoint):
+        raise ConflictError(
+            f"{d.name} already names an unrelated tool ({newest.ref}: another signature and another "
+            f"body): register this one under another name (--name, --namespace), or pass "
+            f"--as-new-version (as_new_version=True) to make it {d.name}@{new_version}"
+        )
+    return new_version, bump
+
+
+def unrelated(old: ToolVersion, source: str, entrypoint: str) -> bool:
+    """True when the entrypoint's body shares little with the old version's:
+    with an incompatible signature too, that is another tool, not a change."""
+    try:
+        before, after = function_body(old.source, old.entrypoint), function_body(source, entrypoint)
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    return difflib.SequenceMatcher(None, before, after, autojunk=False).ratio() < _RELATED_BODY
+
+
+def new_tool(d: Draft, version: str, *, actor: str, parent: tuple[str, str] | None) -> ToolVersion:
+    """The version to store: the draft numbered, unverified, with its provenance."""
+    now = utc_now()
+    return ToolVersion(
+        name=d.name,
+        version=version,
+        sha256=d.sha256,
+        entrypoint=d.entrypoint,
+        source=d.source,
+        signature=d.signature,
+        tests=d.tests,
+        limits=d.limits,
+        policy=d.policy,
+        lock=d.lock,
+        prelude=d.prelude,
+        status="unverified",
+        provenance=build_provenance(d.given, source=d.source, registered_by=actor, registered_at=now, parent=parent),
+        created_at=now,
+    )
+
+
+def add_details(d: Draft, bump: Bump, parent: tuple[str, str] | None) -> dict[str, Any]:
+    """The ``add`` audit entry's details."""
+    return {
+        "sha256": d.sha256,
+        "bump": bump,
+        "generator": d.given.generator,
+        "parent": parent[0] if parent else None,
+        "tests": len(d.tests),
+        "policy": d.policy,
+        **({"lock": d.lock.digest(), "requires": list(d.lock.requirements)} if d.lock else {}),
+        **({"prelude_sha256": sha256_text(d.prelude)} if d.prelude is not None else {}),
+        **({"prelude": d.prelude_name} if d.prelude_name is not None else {}),
+        **({"missing": [m.describe() for m in d.missing]} if d.missing else {}),
+    }

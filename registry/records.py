@@ -1,0 +1,92 @@
+"""A version as the store keeps it and back: the `versions` row (a tuple in
+`store_versions.VERSION_COLUMNS` order) to a `ToolVersion`, and a
+`ToolVersion` to the record inserted. No SQL here (that is the store's); no
+choices either (that is adding's and verifying's)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from ..sandbox.contract import Limits
+from .models import Provenance, Signature, TestCase, ToolVersion
+from .search import tool_index_terms
+from .store_versions import VersionRow
+from .versions import canonical_json, stored_lock
+
+__all__ = ["tool_of", "version_of_row", "version_record"]
+
+
+def tool_of(row: VersionRow) -> ToolVersion:
+    """The whole version a row names (read now, for the one row chosen)."""
+    return version_of_row(row.full())
+
+
+def version_of_row(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
+    (
+        _id, name, version, sha256, entrypoint, source, signature, tests, limits, status, deprecated, yanked,
+        created_at, generator, prompt, prompt_sha256, parent, parent_sha256, registered_by, registered_at,
+        source_sha256, metadata, policy, lock, prelude,
+    ) = row
+    return ToolVersion(
+        name=name,
+        version=version,
+        sha256=sha256,
+        entrypoint=entrypoint,
+        source=source,
+        signature=Signature.model_validate(json.loads(signature)),
+        tests=[TestCase.model_validate(t) for t in json.loads(tests)],
+        limits=Limits.from_json(json.loads(limits)) if limits else None,
+        policy=policy,
+        lock=stored_lock(f"{name}@{version}", lock),
+        prelude=prelude,
+        status=status,
+        deprecated=deprecated,
+        yanked=yanked,
+        provenance=Provenance(
+            generator=generator,
+            prompt=prompt,
+            prompt_sha256=prompt_sha256,
+            parent=parent,
+            parent_sha256=parent_sha256,
+            registered_by=registered_by,
+            registered_at=registered_at,
+            source_sha256=source_sha256,
+            metadata=json.loads(metadata),
+        ),
+        created_at=created_at,
+    )
+
+
+def version_record(tool: ToolVersion) -> dict[str, Any]:
+    prov = tool.provenance
+    return {
+        "name": tool.name,
+        "version": tool.version,
+        "sha256": tool.sha256,
+        "entrypoint": tool.entrypoint,
+        "source": tool.source,
+        "signature": canonical_json(tool.signature.model_dump(mode="json")),
+        "tests": canonical_json([t.model_dump(mode="json") for t in tool.tests]),
+        "limits": canonical_json(tool.limits.to_json()) if tool.limits else None,
+        "policy": tool.policy,
+        "requires": canonical_json(tool.requires) if tool.lock else None,
+        "lock": canonical_json(tool.lock.to_json()) if tool.lock else None,
+        "prelude": tool.prelude,
+        "description": tool.signature.description,
+        "status": tool.status,
+        "deprecated": tool.deprecated,
+        "yanked": tool.yanked,
+        "created_at": tool.created_at,
+        "generator": prov.generator,
+        "prompt": prov.prompt,
+        "prompt_sha256": prov.prompt_sha256,
+        "parent": prov.parent,
+        "parent_sha256": prov.parent_sha256,
+        "registered_by": prov.registered_by,
+        "registered_at": prov.registered_at,
+        "source_sha256": prov.source_sha256,
+        "metadata": canonical_json(prov.metadata),
+        "search_terms": tool_index_terms(tool),
+    }
