@@ -19,7 +19,8 @@ from ..sandbox.contract import Limits, Lock, PolicyName
 from .admission import admit, check_name, find_missing, refuse_missing
 from .calls import policy_name
 from .cases import parse_tests
-from .errors import ConflictError, InvalidInput
+from .bundle import BundleEntry
+from .errors import BundleError, ConflictError, InvalidInput
 from .models import Bump, Prelude, ProvenanceInput, Signature, TestCase, ToolVersion
 from .preludes import prelude_text
 from .provenance import build_provenance
@@ -30,7 +31,8 @@ from .store import utc_now
 from .store_versions import VersionRow
 from .versions import DEFAULT_POLICY, content_sha256, next_version, parse_version, sha256_text
 
-__all__ = ["Draft", "add_details", "draft", "identical", "new_tool", "next_number", "unrelated"]
+__all__ = ["Draft", "add_details", "already_imported", "draft", "identical", "import_details", "imported_tool",
+           "new_tool", "next_number", "unrelated"]
 
 # How alike two entrypoint bodies must be (difflib ratio of their normalized
 # text) for a new major version of a name to count as the same tool changing.
@@ -194,4 +196,56 @@ def add_details(d: Draft, bump: Bump, parent: tuple[str, str] | None) -> dict[st
         **({"prelude_sha256": sha256_text(d.prelude)} if d.prelude is not None else {}),
         **({"prelude": d.prelude_name} if d.prelude_name is not None else {}),
         **({"missing": [m.describe() for m in d.missing]} if d.missing else {}),
+    }
+
+
+# -- a bundle's versions (Registry.import_bundle) ---------------------------------
+
+
+def already_imported(rows: builtins.list[VersionRow], entry: BundleEntry) -> ToolVersion | None:
+    """The stored version with the entry's content, if any (skipped);
+    BundleError if its name@version is stored with other content."""
+    same = [r for r in rows if r.sha256 == entry.sha256]
+    if same:
+        return tool_of(same[0])
+    clash = [r for r in rows if r.version == entry.version]
+    if clash:
+        raise BundleError(
+            f"{entry.ref} already exists here with different content "
+            f"(sha256 {tool_of(clash[0]).sha256[:16]}..., bundle has {entry.sha256[:16]}...)"
+        )
+    return None
+
+
+def imported_tool(entry: BundleEntry) -> ToolVersion:
+    """The version to store for a bundle entry: as exported, but unverified
+    (evidence from another registry is not trusted)."""
+    return ToolVersion(
+        name=entry.name,
+        version=entry.version,
+        sha256=entry.sha256,
+        entrypoint=entry.entrypoint,
+        source=entry.source,
+        signature=entry.signature,
+        tests=entry.tests,
+        limits=entry.limits,
+        policy=entry.policy,
+        lock=entry.lock,
+        prelude=entry.prelude,
+        status="unverified",
+        deprecated=entry.deprecated,
+        yanked=entry.yanked,
+        provenance=entry.provenance,
+        created_at=utc_now(),
+    )
+
+
+def import_details(entry: BundleEntry, exported_at: Any) -> dict[str, Any]:
+    """The ``import`` audit entry's details."""
+    return {
+        "sha256": entry.sha256,
+        "exported_at": exported_at if isinstance(exported_at, str) else None,
+        "registered_by": entry.provenance.registered_by,
+        "policy": entry.policy,
+        **({"lock": entry.lock.digest()} if entry.lock else {}),
     }

@@ -32,7 +32,6 @@ from .calls import (
 )
 from .errors import (
     AdmissionError,
-    BundleError,
     ConflictError,
     InvalidInput,
     NotFound,
@@ -53,7 +52,7 @@ from .models import (
     ToolVersion,
     Verification,
 )
-from .adding import add_details, draft, identical, new_tool, next_number
+from .adding import add_details, already_imported, draft, identical, import_details, imported_tool, new_tool, next_number
 from .preludes import every_prelude, load_prelude, save_prelude
 from .provenance import in_toto_statement
 from .records import tool_of, version_of_row, version_record
@@ -78,7 +77,7 @@ from .store_versions import (
     version_rows,
 )
 from .store_settings import delete_setting, put_setting, read_setting
-from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, utc_now, write_transaction
+from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, write_transaction
 from .versions import parse_reference
 
 if TYPE_CHECKING:
@@ -575,42 +574,9 @@ class Registry:
 
     def _import_entry(self, entry: BundleEntry, exported_at: Any) -> AddResult:
         rows = self._rows(entry.name)
-        same = [r for r in rows if r.sha256 == entry.sha256]
-        if same:
-            return AddResult(tool=tool_of(same[0]), created=False, bump="existing")
-        clash = [r for r in rows if r.version == entry.version]
-        if clash:
-            raise BundleError(
-                f"{entry.ref} already exists here with different content "
-                f"(sha256 {tool_of(clash[0]).sha256[:16]}..., bundle has {entry.sha256[:16]}...)"
-            )
-        tool = ToolVersion(
-            name=entry.name,
-            version=entry.version,
-            sha256=entry.sha256,
-            entrypoint=entry.entrypoint,
-            source=entry.source,
-            signature=entry.signature,
-            tests=entry.tests,
-            limits=entry.limits,
-            policy=entry.policy,
-            lock=entry.lock,
-            prelude=entry.prelude,
-            status="unverified",
-            deprecated=entry.deprecated,
-            yanked=entry.yanked,
-            provenance=entry.provenance,
-            created_at=utc_now(),
-        )
-        self._store(
-            tool,
-            "import",
-            {
-                "sha256": tool.sha256,
-                "exported_at": exported_at if isinstance(exported_at, str) else None,
-                "registered_by": entry.provenance.registered_by,
-                "policy": entry.policy,
-                **({"lock": entry.lock.digest()} if entry.lock else {}),
-            },
-        )
+        existing = already_imported(rows, entry)
+        if existing is not None:
+            return AddResult(tool=existing, created=False, bump="existing")
+        tool = imported_tool(entry)
+        self._store(tool, "import", import_details(entry, exported_at))
         return AddResult(tool=tool, created=True, bump="explicit")
