@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from toolcrib.registry import InvalidInput, Registry
+
 ROOT = Path(__file__).resolve().parent.parent
 # Every folder of the installed package (pyproject's package-dir).
 FOLDERS = ("registry", "sandbox", "cli", "toolcrib")
@@ -190,3 +192,37 @@ def test_the_check_finds_a_circle_through_type_checking(tmp_path: Path) -> None:
     graph = import_graph(tmp_path)
     assert graph["d"] == set()
     assert cycles(graph) != []
+
+
+# -- the questions the doors ask the Registry instead of the file ----------------
+
+_DOUBLE = "def double(x: int) -> int:\n    return x * 2\n"
+_DOUBLE_TESTS = [{"args": {"x": 2}, "expected": 4}]
+
+
+def test_servable_is_the_highest_verified_live_version_of_each_name(reg: Registry) -> None:
+    reg.add(_DOUBLE, tests=_DOUBLE_TESTS)
+    reg.verify("double")
+    reg.add(_DOUBLE.replace("x * 2", "x + x"), tests=_DOUBLE_TESTS)  # 1.0.1, never verified
+    reg.add("def never(x: int) -> int:\n    return x\n")  # nothing verified: not served
+    assert reg.servable() == [("double", "1.0.0", reg.get("double@1.0.0").sha256)]
+    reg.verify("double@1.0.1")
+    assert [v for _n, v, _s in reg.servable()] == ["1.0.1"]
+    reg.deprecate("double@1.0.1", "use 1.0.0")
+    assert [v for _n, v, _s in reg.servable()] == ["1.0.0"]
+    reg.yank("double@1.0.0", "bad")
+    assert reg.servable() == []
+    assert reg.has_tool("double") and reg.has_tool("never") and not reg.has_tool("nothing")
+
+
+def test_a_setting_is_stored_cleared_and_audited(reg: Registry) -> None:
+    assert reg.setting("latm.model") is None
+    reg.set_setting("latm.model", "m1")
+    assert reg.setting("latm.model") == "m1"
+    reg.set_setting("latm.model", None)
+    assert reg.setting("latm.model") is None
+    with pytest.raises(InvalidInput):
+        reg.set_setting("latm.model", "  ")
+    entries = reg.audit(event="setting")
+    assert [e.details for e in entries] == [{"key": "latm.model", "value": "m1"}, {"key": "latm.model", "value": None}]
+    assert reg.audit_verify().ok
