@@ -120,12 +120,7 @@ def verify(
             _print_verification(result)
         sys.exit(0 if result.status == "verified" else 1)
 
-    pending = [
-        version.ref
-        for tool in reg.list(include_yanked=False)
-        for version in reg.history(tool.name)
-        if version.status == "unverified" and version.yanked is None
-    ]
+    pending = [version.ref for version in reg.pending()]
     results: list[Verification] = []
     skipped: list[str] = []
     with click.progressbar(pending, label="verifying", file=sys.stderr, show_pos=True) as bar:

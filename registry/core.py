@@ -52,7 +52,16 @@ from .models import (
     ToolVersion,
     Verification,
 )
-from .adding import add_details, already_imported, draft, identical, import_details, imported_tool, new_tool, next_number
+from .adding import (
+    add_details,
+    already_imported,
+    draft,
+    identical,
+    import_details,
+    imported_tool,
+    new_tool,
+    next_number,
+)
 from .preludes import every_prelude, load_prelude, save_prelude
 from .provenance import in_toto_statement
 from .records import tool_of, version_of_row, version_record
@@ -71,6 +80,7 @@ from .store_versions import (
     latest_verification,
     name_exists,
     newest_per_name,
+    pending_rows,
     set_version_flag,
     tool_names,
     verified_ids,
@@ -426,6 +436,12 @@ class Registry:
         (`store_versions.SERVABLE`)."""
         newest = newest_per_name(self.db.conn, SERVABLE)
         return [(name, version, sha256) for name, (_id, version, sha256) in sorted(newest.items())]
+
+    def pending(self) -> builtins.list[ToolVersion]:
+        """Every version awaiting verification (unverified, not yanked), by
+        name then version: what ``toolcrib verify --all`` runs."""
+        with read_snapshot(self.db):
+            return [tool_of(row) for row in pending_rows(self.db.conn)]
 
     def has_tool(self, name: str) -> bool:
         """Whether any version (yanked included) of `name` exists."""

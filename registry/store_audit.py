@@ -8,7 +8,9 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["AUDIT_COLUMNS", "audit_count", "audit_head", "audit_rows", "call_rows", "insert_audit_row", "select_audit_rows"]
+__all__ = [
+    "AUDIT_COLUMNS", "audit_count", "audit_head", "audit_rows", "call_rows", "insert_audit_row", "select_audit_rows",
+]
 
 AUDIT_COLUMNS = "seq, at, actor, event, tool, details, prev_hash, entry_hash"
 

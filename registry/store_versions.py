@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NEWEST", "NEWEST_OR_YANKED", "SERVABLE", "VERSION_COLUMNS", "NewestRule", "VersionRow",
     "call_row", "full_row", "full_rows", "insert_verification", "insert_version", "latest_verification",
-    "name_exists", "newest_per_name", "prelude_names", "prelude_row", "set_status", "set_version_flag",
+    "name_exists", "newest_per_name", "pending_rows", "prelude_names", "prelude_row", "set_status", "set_version_flag",
     "tool_names", "upsert_prelude", "verified_ids", "version_rows",
 ]
 
@@ -127,6 +127,15 @@ def newest_per_name(conn: sqlite3.Connection, rule: NewestRule) -> dict[str, tup
     return {name: (vid, version, sha256) for name, (_, vid, version, sha256) in best.items()}
 
 
+def pending_rows(conn: sqlite3.Connection) -> list[VersionRow]:
+    """Every version awaiting verification (unverified, not yanked), by name
+    then version (semver order)."""
+    cursor = conn.execute(
+        "SELECT id, name, version, sha256, yanked FROM versions WHERE status = 'unverified' AND yanked IS NULL"
+    )
+    return sorted((VersionRow(r, conn) for r in cursor.fetchall()), key=lambda r: (r.name, r.semver.key()))
+
+
 def full_row(conn: sqlite3.Connection, version_id: int) -> tuple[Any, ...] | None:
     """One version's whole row (VERSION_COLUMNS order), None if there is none."""
     row = conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE id = ?", [version_id]).fetchone()
@@ -149,7 +158,8 @@ def verified_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> set[int]:
     if not ids:
         return set()
     marks = ",".join("?" * len(ids))
-    return {vid for (vid,) in conn.execute(f"SELECT id FROM versions WHERE status = 'verified' AND id IN ({marks})", ids)}
+    found = conn.execute(f"SELECT id FROM versions WHERE status = 'verified' AND id IN ({marks})", ids)
+    return {vid for (vid,) in found}
 
 
 def call_row(conn: sqlite3.Connection, version_id: int) -> tuple[Any, ...] | None:

@@ -226,3 +226,13 @@ def test_a_setting_is_stored_cleared_and_audited(reg: Registry) -> None:
     entries = reg.audit(event="setting")
     assert [e.details for e in entries] == [{"key": "latm.model", "value": "m1"}, {"key": "latm.model", "value": None}]
     assert reg.audit_verify().ok
+
+
+def test_pending_is_every_unverified_live_version_by_name_then_version(reg: Registry) -> None:
+    reg.add(_DOUBLE, tests=_DOUBLE_TESTS)
+    reg.add(_DOUBLE.replace("x * 2", "x + x"), tests=_DOUBLE_TESTS)
+    reg.add(_DOUBLE.replace("x * 2", "2 * x"), tests=_DOUBLE_TESTS, version="1.0.10")
+    reg.add("def ax(x: int) -> int:\n    return x\n", tests=[{"args": {"x": 1}, "expected": 1}])
+    reg.verify("double@1.0.0")
+    reg.yank("double@1.0.1", "bad")
+    assert [t.ref for t in reg.pending()] == ["ax@1.0.0", "double@1.0.10"]
