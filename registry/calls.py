@@ -40,7 +40,7 @@ from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
 from .outcome import CallOutcome
 from .schema_check import arg_forms, validate_stored_arguments
 from .store import write_transaction
-from .store_versions import VersionRow, call_row
+from .store_versions import NEWEST, VersionRow, call_row
 from .versions import canonical_json, parse_reference, sha256_text, stored_lock
 
 __all__ = [
@@ -123,10 +123,10 @@ def sandbox_job(tool: _Runnable, input_schema: dict[str, Any], limits: Limits, p
                arg_forms=arg_forms(input_schema))
 
 
-def choose_version(rows: list[Any], ref: str, *, allow_yanked: bool = True) -> Any:
+def choose_version(rows: list[VersionRow], ref: str, *, allow_yanked: bool = True) -> VersionRow:
     """The row `ref` names among `rows` (one name's versions, oldest first;
-    anything with version, sha256, yanked and ref): `name@1.2.0`,
-    `name@sha256:PREFIX`, or `name` alone for the newest version not yanked."""
+    `store_versions.version_rows`): `name@1.2.0`,
+    `name@sha256:PREFIX`, or `name` alone for its newest version (the `NEWEST` rule: not yanked)."""
     parsed = parse_reference(ref)
     if not rows:
         raise NotFound(f"no tool named {parsed.name!r}")
@@ -145,10 +145,10 @@ def choose_version(rows: list[Any], ref: str, *, allow_yanked: bool = True) -> A
             raise InvalidInput(f"ambiguous reference {ref!r} matches {matches}: use more hex digits")
         row = found[0]
     else:
-        live = [r for r in rows if r.yanked is None]
-        if not live:
+        newest = NEWEST.newest_of(rows)
+        if newest is None:
             raise NotFound(f"every version of {parsed.name} is yanked; pin one explicitly (e.g. {rows[-1].ref})")
-        return live[-1]
+        return newest
     if row.yanked is not None and not allow_yanked:
         raise PolicyRefused(
             f"{row.ref} is yanked ({row.yanked}); pass --allow-yanked (allow_yanked=True) to use it anyway"

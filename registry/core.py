@@ -184,8 +184,7 @@ class Registry:
         return version_rows(self.db.conn, name)
 
     def _resolve(self, ref: str, *, allow_yanked: bool = True) -> VersionRow:
-        row: VersionRow = choose_version(self._rows(parse_reference(ref).name), ref, allow_yanked=allow_yanked)
-        return row
+        return choose_version(self._rows(parse_reference(ref).name), ref, allow_yanked=allow_yanked)
 
     # -- writing -----------------------------------------------------------
     def add(

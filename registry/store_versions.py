@@ -13,7 +13,7 @@ writes that go through sqlite-utils take its Database from the caller.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +99,18 @@ class NewestRule:
         if self.verified_only and status != "verified":
             return False
         return not (self.skip_deprecated and deprecated is not None)
+
+    def newest_of(self, rows: Sequence[VersionRow]) -> VersionRow | None:
+        """The newest of one name's rows (oldest first) under this rule
+        (what a bare NAME resolves to, for `NEWEST`). A VersionRow carries
+        only the yank state, so a rule on status or deprecation picks with
+        `newest_per_name` instead."""
+        if self.verified_only or self.skip_deprecated:
+            raise ValueError("a VersionRow has no status or deprecation: use newest_per_name for this rule")
+        live = [r for r in rows if r.yanked is None]
+        if live:
+            return live[-1]
+        return rows[-1] if self.include_yanked and rows else None
 
 
 # What NAME resolves to (`Registry.get`, `list`, `search`, a call).
