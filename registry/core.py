@@ -45,7 +45,6 @@ from .models import (
     AuditReport,
     CallOutcome,
     Prelude,
-    CaseEvidence,
     ProvenanceInput,
     TestCase,
     ToolDiff,
@@ -64,7 +63,7 @@ from .adding import (
 )
 from .preludes import every_prelude, load_prelude, save_prelude
 from .provenance import in_toto_statement
-from .records import tool_of, version_of_row, version_record
+from .records import tool_of, verification_of_row, version_of_row, version_record
 from .verifying import run_cases, store_verification
 from .search import FIT_THRESHOLD, SearchHit, rank
 from .signature import bump_kind
@@ -412,22 +411,7 @@ class Registry:
         """The newest stored verification evidence of that version, if any."""
         row = self._resolve(ref)
         found = latest_verification(self.db.conn, row.id)
-        if found is None:
-            return None
-        sha256, status, backend, policy, layers, digest, passed, failed, cases, verified_at = found
-        return Verification(
-            tool=row.ref,
-            sha256=sha256,
-            status=status,
-            backend=backend,
-            policy=policy,
-            layers=json.loads(layers),
-            image_digest=digest,
-            passed=passed,
-            failed=failed,
-            cases=[CaseEvidence.model_validate(c) for c in json.loads(cases)],
-            verified_at=verified_at,
-        )
+        return None if found is None else verification_of_row(row.ref, found)
 
     def servable(self) -> builtins.list[tuple[str, str, str]]:
         """(name, version, sha256) of what a door serves, by name: per name, the

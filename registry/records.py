@@ -10,12 +10,12 @@ import sqlite3
 from typing import Any
 
 from ..sandbox.contract import Limits
-from .models import Provenance, Signature, TestCase, ToolVersion
+from .models import CaseEvidence, Provenance, Signature, TestCase, ToolVersion, Verification
 from .search import tool_index_terms
 from .store_versions import VersionRow
 from .versions import canonical_json, stored_lock
 
-__all__ = ["tool_of", "version_of_row", "version_record"]
+__all__ = ["tool_of", "verification_of_row", "version_of_row", "version_record"]
 
 
 def tool_of(row: VersionRow) -> ToolVersion:
@@ -90,3 +90,22 @@ def version_record(tool: ToolVersion) -> dict[str, Any]:
         "metadata": canonical_json(prov.metadata),
         "search_terms": tool_index_terms(tool),
     }
+
+
+def verification_of_row(ref: str, row: tuple[Any, ...]) -> Verification:
+    """The evidence of version `ref` from its `verifications` row (in
+    `store_versions.latest_verification`'s column order)."""
+    sha256, status, backend, policy, layers, digest, passed, failed, cases, verified_at = row
+    return Verification(
+        tool=ref,
+        sha256=sha256,
+        status=status,
+        backend=backend,
+        policy=policy,
+        layers=json.loads(layers),
+        image_digest=digest,
+        passed=passed,
+        failed=failed,
+        cases=[CaseEvidence.model_validate(c) for c in json.loads(cases)],
+        verified_at=verified_at,
+    )
