@@ -17,12 +17,13 @@ def read_setting(conn: sqlite3.Connection, key: str) -> str | None:
 
 
 def settings_with_prefix(conn: sqlite3.Connection, prefix: str) -> list[tuple[str, Any, Any, Any]]:
-    """(key, value, updated_by, updated_at) of every key starting with `prefix`, by key.
-
-    substr rather than LIKE: '_' and '%' in a prefix are LIKE wildcards."""
+    """(key, value, updated_by, updated_at) of every key starting with `prefix`
+    (ASCII case aside, as SQLite's LIKE compares), by key. The prefix's own
+    '%', '_' and '\\' are escaped, so they match only themselves."""
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     rows = conn.execute(
-        "SELECT key, value, updated_by, updated_at FROM settings WHERE substr(key, 1, ?) = ? ORDER BY key",
-        [len(prefix), prefix],
+        "SELECT key, value, updated_by, updated_at FROM settings WHERE key LIKE ? ESCAPE '\\' ORDER BY key",
+        [pattern],
     ).fetchall()
     return [(str(k), v, by, at) for k, v, by, at in rows]
 
