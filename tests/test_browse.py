@@ -103,6 +103,7 @@ def server(registry: Path) -> Iterator[Server]:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stderr.close()  # the URL's reader is done: no ResourceWarning
 
 
 def _get_json(url: str) -> object:

@@ -255,6 +255,7 @@ def test_sigkilled_caller_leaves_nothing_after_next_start(docker_image: str) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()  # else a ResourceWarning
 
 
 def test_result_fields_are_plain_json(dock: DockerBackend) -> None:

@@ -107,6 +107,11 @@ class Served:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # Close the pipe once its reader has seen the end (else a ResourceWarning).
+        if hasattr(self, "_drain"):
+            self._drain.join(timeout=DEADLINE)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
 
     def stderr(self) -> str:
         """Everything it wrote after the address (once stopped)."""
@@ -199,7 +204,7 @@ def _serve_once(registry: Path, *args: str) -> subprocess.CompletedProcess[str]:
     first = proc.stderr.readline()
     if "listening on http" in first:
         proc.terminate()
-        proc.wait(30)
+        proc.communicate(timeout=30)  # waits, and closes both pipes
         raise AssertionError(f"serve started instead of refusing: {first!r}")
     out, rest = proc.communicate(timeout=DEADLINE)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, first + rest)

@@ -152,6 +152,8 @@ class HttpServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()  # the drain reads to the end first (a ResourceWarning otherwise)
 
 
 @pytest.fixture(scope="module")

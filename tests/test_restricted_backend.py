@@ -641,6 +641,7 @@ def test_zygote_exits_when_the_host_dies(tmp_path: Path) -> None:
     finally:
         host.kill()
         host.wait()
+        host.stdout.close()  # else a ResourceWarning
     assert wait_gone(zygote)
     for pid in children:
         assert wait_gone(pid), pid
