@@ -34,6 +34,7 @@ from ..sandbox.contract import (
     PolicyName,
     Result,
 )
+from ..sandbox.backends import Backends
 from .audit import CAP_BYTES, append_row, cap_value
 from .errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
@@ -42,6 +43,9 @@ from .schema_check import arg_forms, validate_stored_arguments
 from .store import write_transaction
 from .store_versions import NEWEST, VersionRow, call_row
 from .versions import canonical_json, parse_reference, sha256_text, stored_lock
+
+# The default: the table's shared backends (the CLI's and the MCP server's).
+_DEFAULT_BACKENDS = Backends()
 
 __all__ = [
     "DEFAULT_MAX_LIMITS",
@@ -214,22 +218,20 @@ def policy_name(policy: object) -> PolicyName:
     raise InvalidInput(f"unknown policy {policy!r} (choose restricted or plain)")
 
 
-def job_policy(backend: str, policy: str | None, declared: PolicyName = "restricted") -> PolicyName:
-    """The policy a run uses: the caller's, else what the tool declared.
+def job_policy(backend: Backend, policy: str | None, declared: PolicyName = "restricted") -> PolicyName:
+    """The policy a run uses: the caller's, else the backend's default for
+    what the tool declared (`Backend.default_policy`).
 
-    A tool that declared "plain" runs as plain Python on either backend.
-    One that declared "restricted" (the default) gets the policy on the
-    restricted backend and plain Python inside a Docker container (the
-    container is the boundary; ``policy="restricted"`` adds the policy there
-    as defence in depth). "plain" on the restricted backend needs its OS
-    jail: where a layer of it is missing, the backend answers "unavailable"
-    rather than run unguarded Python.
+    On the restricted backend a tool gets the policy it declared; inside a
+    Docker container it runs as plain Python (the container is the
+    boundary; ``policy="restricted"`` adds the policy there as defence in
+    depth). "plain" on the restricted backend needs its OS jail: where a
+    layer of it is missing, the backend answers "unavailable" rather than
+    run unguarded Python.
     """
     if policy is not None:
         return policy_name(policy)
-    if declared == "plain" or backend != "restricted":
-        return "plain"
-    return "restricted"
+    return backend.default_policy(declared)
 
 
 def job_limits(declared: Limits | None, maxima: Limits, overrides: dict[str, float] | None) -> Limits:
@@ -254,12 +256,12 @@ def job_limits(declared: Limits | None, maxima: Limits, overrides: dict[str, flo
         raise InvalidInput(f"invalid {exc}") from None
 
 
-def start_backend(name: str) -> Backend:
-    """The shared backend called `name`; SandboxUnavailable if it cannot start."""
-    from ..sandbox import get_backend
-
+def start_backend(name: str, backends: Backends | None = None) -> Backend:
+    """The backend called `name`: from `backends` (a registry's, with what
+    was injected into it), else the shared one of the table.
+    InvalidInput for an unknown name, SandboxUnavailable if it cannot be built."""
     try:
-        return get_backend(name)
+        return (backends or _DEFAULT_BACKENDS).get(name)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any start-up failure means "cannot run"
@@ -268,16 +270,16 @@ def start_backend(name: str) -> Backend:
 
 def prepare_runtime(runner: Backend, ref: str, lock: Lock | None, *, no_build: bool,
                     progress: Callable[[str], None] | None) -> None:
-    """A version with packages on a backend that runs them in an image of
-    their own (Docker): have that image, built now unless ``no_build``.
-    Raises SandboxUnavailable naming the build command."""
-    prepare = getattr(runner, "prepare", None)
-    if lock is None or prepare is None:
+    """A version with packages: have the runtime its backend runs it in
+    (`Backend.prepare`: Docker builds the lock's image now unless
+    ``no_build``; elsewhere a no-op). Raises SandboxUnavailable naming the
+    build command."""
+    if lock is None:
         return
     from ..sandbox.image import ImageBuildError, RuntimeImageMissing
 
     try:
-        prepare(lock, build=not no_build, progress=progress)
+        runner.prepare(lock, build=not no_build, progress=progress)
     except RuntimeImageMissing as exc:
         raise SandboxUnavailable(
             f"the runtime image {exc.tag} for {ref}'s packages is missing: run `toolcrib image build --for {ref}`"
@@ -291,16 +293,28 @@ class Caller:
     `store.connect`, or a sqlite-utils Database's ``.conn``), auditing each
     call as `actor`."""
 
-    def __init__(self, conn: sqlite3.Connection, *, actor: str, max_limits: Limits | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, actor: str, max_limits: Limits | None = None,
+                 backends: Backends | None = None) -> None:
         self.conn = conn
         self.actor = actor
         self._max_limits = max_limits
+        # Where backends come from (a registry's injected ones; default: the table's shared ones).
+        self.backends = backends or _DEFAULT_BACKENDS
 
     @property
     def max_limits(self) -> Limits:
         """The maxima every limit is capped by: the ones given, else the
         registry's own (the operator's `toolcrib limits`), read afresh."""
         return self._max_limits if self._max_limits is not None else stored_maxima(self.conn)
+
+    def _backend(self, name: str) -> tuple[Backend | None, SandboxUnavailable | None]:
+        """The backend called `name`, or why it cannot be had (reported as an
+        unavailable result, audited like any call); InvalidInput for an
+        unknown name."""
+        try:
+            return start_backend(name, self.backends), None
+        except SandboxUnavailable as exc:
+            return None, exc
 
     def _audit(self, tool: str, details: dict[str, Any]) -> None:
         with write_transaction(self.conn):
@@ -371,7 +385,11 @@ class Caller:
             limits_used = job_limits(tool.limits, maxima, limits)
             # What the version declared above the operator's maxima (clamped).
             lowered = granted(tool.limits, maxima)[1]
-            policy_used = job_policy(backend, policy, tool.policy)
+            # The backend is built (not started: the first run starts it)
+            # before the policy is chosen, as its default is its own.
+            runner, unavailable = self._backend(backend)
+            policy_used = job_policy(runner, policy, tool.policy) if runner is not None else (
+                policy_name(policy) if policy is not None else tool.policy)
             # The stored schema, the one `show`, bundles and `serve` advertise,
             # is the contract (not a schema derived again from the source).
             job_args = (
@@ -383,7 +401,9 @@ class Caller:
             self._audit(tool.ref, {**base, "status": "invalid", "reason": exc.message, "fields": fields})
             raise
         try:
-            runner = start_backend(backend)
+            if runner is None:
+                assert unavailable is not None
+                raise unavailable
             prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
             result = runner.run(job, cancel)
         except InvalidInput as exc:
@@ -413,7 +433,9 @@ class Caller:
                 **({"limits_lowered": {k: [v, getattr(limits_used, k)] for k, v in lowered.items()}}
                    if lowered else {}),
                 # A runtime image (a version with packages, on Docker): which one.
-                **({"image_digest": result.image_digest} if tool.lock and result.image_digest else {}),
+                # (Backwards compatible key: the Docker backend's environment["image_digest"].)
+                **({"image_digest": result.environment["image_digest"]}
+                   if tool.lock and result.environment.get("image_digest") else {}),
             },
         )
         return CallOutcome.from_result(result, tool=tool.ref, policy=policy_used)

@@ -12,11 +12,12 @@ import builtins
 import difflib
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..sandbox.backends import Backends, Injected
 from ..sandbox.contract import Cancel, Limits, Lock
 from .admission import check_name
 from .audit import append_entry, list_entries, verify_chain
@@ -103,7 +104,11 @@ class Registry:
     else the OS user name). ``max_limits`` caps every declared or requested limit (default:
     the maxima stored in the registry by its operator, `toolcrib limits`). With
     ``create=False`` a missing database file raises NotFound instead of being
-    created (read-only CLI commands use that).
+    created (read-only CLI commands use that). ``backends`` maps a backend's
+    name to a backend (its owner closes it) or a factory of one (called on
+    first use, closed with the registry), used by `call` and `verify` before
+    the shared ones of `sandbox/backends.py`'s table: how tests run the
+    registry on `toolcrib.sandbox.fake.FakeBackend`.
     """
 
     def __init__(
@@ -113,11 +118,14 @@ class Registry:
         actor: str | None = None,
         max_limits: Limits | None = None,
         create: bool = True,
+        backends: Mapping[str, Injected] | None = None,
     ) -> None:
         self.path: Path = Path(path).expanduser() if path is not None else default_registry_path()
         self._actor: str = actor or default_actor()
         self._acting = threading.local()
         self._max_limits = max_limits
+        # Injected backends first, then the table's shared ones (httpx's transport=).
+        self._backends = Backends(backends)
         self._locks: dict[tuple[str, ...], Lock] = {}
         # One connection per thread (see PerThreadDatabase for why not a lock):
         # a Registry may be shared by the threads of a server.
@@ -169,8 +177,10 @@ class Registry:
     path: Path
 
     def close(self) -> None:
-        """Close every thread's database connection (the shared sandbox backends stay up)."""
+        """Close every thread's database connection and the backends built from
+        injected factories (the shared sandbox backends stay up)."""
         self._databases.close()
+        self._backends.close()
 
     def __enter__(self) -> "Registry":
         return self
@@ -476,8 +486,8 @@ class Registry:
         if not tool.tests:
             raise InvalidInput(f"{tool.ref} has no test cases: add it again with tests to verify it")
         limits_used = job_limits(tool.limits, self.max_limits, limits)
-        policy_used = job_policy(backend, policy, tool.policy)
-        runner = start_backend(backend)
+        runner = start_backend(backend, self._backends)
+        policy_used = job_policy(runner, policy, tool.policy)
         prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
         verification = run_cases(tool, runner, backend=backend, limits=limits_used, policy=policy_used, on_case=on_case)
         with write_transaction(self.db):
@@ -513,7 +523,7 @@ class Registry:
         image is missing is "unavailable" (naming the command that builds
         it) instead of building it first, with ``progress`` lines.
         """
-        return Caller(self.db.conn, actor=self.actor, max_limits=self.max_limits).call(
+        return Caller(self.db.conn, actor=self.actor, max_limits=self.max_limits, backends=self._backends).call(
             ref, args, snippet=snippet, backend=backend, limits=limits, policy=policy,
             allow_unverified=allow_unverified, allow_yanked=allow_yanked, cancel=cancel, no_build=no_build,
             progress=progress,

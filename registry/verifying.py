@@ -45,7 +45,8 @@ def run_cases(tool: ToolVersion, runner: Backend, *, backend: str, limits: Limit
         result = runner.run(job)
         if result.status == "unavailable":
             raise SandboxUnavailable(unavailable_message(backend, result))
-        digest = result.image_digest or digest
+        # The evidence's image_digest column: the Docker backend's environment map names it.
+        digest = result.environment.get("image_digest") or digest
         layers = list(result.layers) if layers is None else [x for x in layers if x in result.layers]
         cases.append(evidence(index, case, result))
         if on_case is not None:

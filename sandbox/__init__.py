@@ -14,7 +14,6 @@ knows nothing of the registry.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 if TYPE_CHECKING:  # at run time the contract's names come from __getattr__ below
@@ -38,7 +37,9 @@ __all__ = [
     "run",
 ]
 
-BACKEND_NAMES: tuple[str, ...] = ("restricted", "docker")
+# The table of backends by name (name -> factory) is `backends.py`; these
+# names are the production ones it holds.
+from .backends import BACKEND_NAMES, close_shared, shared
 
 # The contract (stdlib dataclasses, cheap) is still imported on first use
 # (PEP 562): a CLI command that only needs BACKEND_NAMES for its --help loads nothing more.
@@ -54,9 +55,6 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
-_backends: dict[str, Backend] = {}
-_lock = threading.Lock()
-
 
 @overload
 def get_backend(name: Literal["restricted"] = ..., **options: Any) -> RestrictedBackend: ...
@@ -67,26 +65,12 @@ def get_backend(name: str, **options: Any) -> Backend: ...
 
 
 def get_backend(name: str = "restricted", **options: Any) -> Backend:
-    """The shared backend of that name, started on first use.
+    """The shared backend of that name (`backends.FACTORIES`), built on first use.
 
-    Options are passed to the backend's constructor the first time only.
+    Options are passed to the backend's factory the first time only.
     Raises ValueError for an unknown name.
     """
-    if name not in BACKEND_NAMES:
-        raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKEND_NAMES)})")
-    with _lock:
-        backend = _backends.get(name)
-        if backend is None:
-            if name == "restricted":
-                from .restricted import RestrictedBackend
-
-                backend = RestrictedBackend(**options)
-            else:
-                from .docker import DockerBackend
-
-                backend = DockerBackend(**options)
-            _backends[name] = backend
-        return backend
+    return shared(name, **options)
 
 
 def run(job: Job, backend: str = "restricted") -> Result:
@@ -96,7 +80,4 @@ def run(job: Job, backend: str = "restricted") -> Result:
 
 def close_backends() -> None:
     """Stop every backend started by `get_backend` (zygotes, warm pools)."""
-    with _lock:
-        for backend in _backends.values():
-            backend.close()
-        _backends.clear()
+    close_shared()

@@ -158,6 +158,17 @@ def _strings(owner: str, name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _environment(value: Any) -> dict[str, str]:
+    """A result's environment map: string keys to string values, copied (the
+    Result is frozen; a caller's dict must not change it afterwards)."""
+    if not isinstance(value, dict):
+        raise ValueError("result.environment must be an object of strings")
+    for key, item in value.items():
+        _text("result", "environment key", key)
+        _text("result", f"environment[{key!r}]", item)
+    return dict(value)
+
+
 def _shown(value: str, cap: int = 80) -> str:
     """A value quoted for a one-line error: escaped (repr), at most `cap` characters of it."""
     return repr(value[:cap]) + ("…" if len(value) > cap else "")
@@ -523,7 +534,11 @@ class Result:
     limit: LimitName | None = None
     stdout: str = ""
     duration_ms: float = 0.0
-    image_digest: str | None = None
+    # What the backend knows of the environment the call ran in, as plain
+    # strings: backend-specific facts live here, never as fields of their
+    # own, so the contract does not change when a backend is added. Docker
+    # puts the image id there as "image_digest" (`sha256:...`).
+    environment: dict[str, str] = field(default_factory=dict)
     # The isolation layers the host knows were in force for this call
     # (e.g. "landlock", "seccomp", "netns" on the restricted backend; see
     # `toolcrib doctor`). Recorded in the audit log and verification evidence.
@@ -542,7 +557,7 @@ class Result:
         _text("result", "stdout", self.stdout)
         _set(self, "duration_ms", _number("result", "duration_ms", self.duration_ms, integer=False, minimum=0,
                                           inclusive=True))
-        _text("result", "image_digest", self.image_digest, optional=True)
+        _set(self, "environment", _environment(self.environment))
         _set(self, "layers", _strings("result", "layers", self.layers))
         if self.calls is not None:
             _set(self, "calls", _number("result", "calls", self.calls, integer=True, minimum=0, inclusive=True))
@@ -560,7 +575,7 @@ class Result:
             "stdout": self.stdout,
             "backend": self.backend,
             "duration_ms": self.duration_ms,
-            "image_digest": self.image_digest,
+            "environment": dict(self.environment),
             "layers": list(self.layers),
         }
 
@@ -611,14 +626,45 @@ class Cancel:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A way to run jobs. `run` never raises for anything the tool does: every
-    outcome, including "the engine is gone", is a `Result`."""
+    """A way to run jobs: everything a caller may ask of a backend, so that no
+    caller asks its name or probes it for methods (`sandbox/backends.py`
+    holds the table of backends by name; `sandbox/fake.py` the tests' double).
+
+    `run` never raises for anything the tool does: every outcome, including
+    "the engine is gone", is a `Result`.
+    """
 
     name: str
+
+    def default_policy(self, declared: PolicyName) -> PolicyName:
+        """The policy a job runs under when its caller names none, given the
+        one its tool declared: the restricted backend keeps the declared
+        one (its policy is the boundary); Docker answers "plain" (the
+        container is the boundary)."""
+        ...
+
+    def start(self) -> None:
+        """Start now what the first call would otherwise start (a zygote, a
+        connection); raises RuntimeError if the backend cannot run."""
+        ...
+
+    def prepare(self, lock: Lock, *, build: bool | None = None,
+                progress: Callable[[str], None] | None = None) -> object:
+        """Have the runtime a version with packages (`lock`) needs, built now
+        if ``build`` allows; a no-op where a backend needs nothing ahead of
+        the call. Raises `image.RuntimeImageMissing` or
+        `image.ImageBuildError` when that runtime cannot be had."""
+        ...
 
     def run(self, job: Job, cancel: Cancel | None = None) -> Result:
         """Run one job. ``cancel``, when given and cancelled, kills the job's
         process (or container) as soon as possible."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """What this backend achieves on this machine, for `toolcrib doctor`:
+        at least ``backend`` (its name) and ``available`` (bool), with
+        ``error`` when it is not; backend-specific facts beside them."""
         ...
 
     def close(self) -> None: ...

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contract import Cancel, ErrorInfo, Job, Limits, Lock, Result, Status
+from .contract import Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result, Status
 from .docker_pool import (
     LABEL,
     LABEL_BACKEND,
@@ -517,6 +517,33 @@ class DockerBackend:
         with self._connect_lock:
             self._unavailable = f"the Docker engine failed: {' '.join(str(exc).split())[:200]}"
 
+    # -- what callers ask (contract.Backend) ----------------------------
+
+    def default_policy(self, declared: PolicyName) -> PolicyName:
+        """"plain": the container is the boundary; a caller may still ask
+        for "restricted" as defence in depth."""
+        return "plain"
+
+    def start(self) -> None:
+        """Connect to the engine and start the default pool now.
+
+        Raises RuntimeError naming why the backend cannot run."""
+        if not self._connect():
+            raise RuntimeError(self._unavailable or "the Docker engine is unavailable")
+
+    def health(self) -> dict[str, Any]:
+        """Whether calls can run (engine and image), and which image;
+        `doctor` reads the engine itself for the container's limits."""
+        available = self._connect()
+        return {
+            "backend": self.name,
+            "available": available,
+            **({} if available else {"error": self._unavailable or "unavailable"}),
+            "image": self._image,
+            "image_id": self._image_id,
+            "pool_size": self.pool_size,
+        }
+
     # -- reaper and pool (docker_pool.py) --------------------------------
 
     def reap(self) -> int:
@@ -620,7 +647,9 @@ class DockerBackend:
         try:
             result = self._collect(container, limits, sent, cancel, restricted=job.policy == "restricted", key=key)
             # A runtime image: the evidence and the audit name it.
-            return dataclasses.replace(result, image_digest=image_id) if image_id != self._image_id else result
+            if image_id is None or image_id == self._image_id:
+                return result
+            return dataclasses.replace(result, environment={**result.environment, "image_digest": image_id})
         finally:
             self._pool.discard(container)
 
@@ -727,7 +756,7 @@ class DockerBackend:
             status=status,
             backend=self.name,
             duration_ms=elapsed,
-            image_digest=self._image_id,
+            environment={"image_digest": self._image_id} if self._image_id else {},
             **fields,
         )
 

@@ -119,7 +119,7 @@ def _layers(info: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _restricted_checks() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The restricted backend: one trivial call, then each jail layer from
-    `info()` (in force or not), whether weak isolation is allowed, and one
+    `health()` (in force or not), whether weak isolation is allowed, and one
     check that every required layer is in force (else calls fail closed)."""
     section: dict[str, Any] = {"layers": [], "weak_allowed": None}
     try:
@@ -128,7 +128,7 @@ def _restricted_checks() -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
         backend = get_backend("restricted")
         result = backend.run(Job(source="def f():\n    return 42\n", entrypoint="f"))
-        info = backend.info()
+        info = backend.health()
     except Exception as exc:  # noqa: BLE001 - a check reports, never raises
         return [_check("restricted backend", False, _one_line(exc))], section
     layers = _layers(info)

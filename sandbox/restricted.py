@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .contract import Cancel, ErrorInfo, Job, Limits, Lock, Result
+from .contract import Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result
 from .inside import wire
 from .inside.preload import THREAD_ENV
 from .inside.zygote import OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
@@ -495,6 +495,22 @@ class RestrictedBackend:
         """The running lock zygotes: lock digest -> process id."""
         with self._lock:
             return {digest: zygote.proc.pid for digest, zygote in self._lock_zygotes.items() if zygote.alive()}
+
+    def default_policy(self, declared: PolicyName) -> PolicyName:
+        """The declared policy: here the RestrictedPython policy is a layer
+        of the boundary, so a tool that declared it gets it ("plain" needs
+        the full OS jail; see `allow_plain`)."""
+        return declared
+
+    def prepare(self, lock: Lock, *, build: bool | None = None,
+                progress: Callable[[str], None] | None = None) -> None:
+        """Nothing ahead of the call: the lock's zygote materializes its site
+        directory on the first call that needs it (`_lock_zygote`)."""
+        return None
+
+    def health(self) -> dict[str, Any]:
+        """`info()` (the contract's name for what `doctor` asks)."""
+        return self.info()
 
     def start(self) -> None:
         """Start the zygote now (otherwise the first call does).

@@ -30,6 +30,17 @@ def test_backend_satisfies_the_protocol(backend: str) -> None:
     assert instance.name == backend
 
 
+def test_backend_answers_what_callers_ask(backend: str) -> None:
+    """Callers ask the backend, never its name (`contract.Backend`): the
+    default policy for each declared one, start, prepare, health."""
+    instance = get_backend(backend)
+    assert {p: instance.default_policy(p) for p in ("restricted", "plain")}["plain"] == "plain"
+    assert instance.default_policy("restricted") in ("restricted", "plain")
+    instance.start()
+    health = instance.health()
+    assert health["backend"] == backend and health["available"] is True, health
+
+
 def test_args_mode_returns_the_value(backend: str) -> None:
     r = run(backend, "def add(a, b):\n    return a + b\n", "add", args={"a": 2, "b": 40})
     assert r.status == "ok", r
@@ -166,7 +177,9 @@ def test_reply_shape_is_the_same_on_every_backend(backend: str) -> None:
     assert [r.status for r in results] == ["ok", "error", "limit"]
     for r in results:
         dumped = r.to_json()
-        assert set(dumped) == {"status", "result", "error", "limit", "stdout", "backend", "duration_ms", "image_digest", "layers"}
+        # No backend-specific key: what only one backend knows goes in "environment" (strings).
+        assert set(dumped) == {"status", "result", "error", "limit", "stdout", "backend", "duration_ms", "environment", "layers"}
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in dumped["environment"].items())
         assert dumped["backend"] == backend
         assert isinstance(dumped["stdout"], str)
         if r.error is not None:

@@ -48,7 +48,7 @@ def test_args_call_returns_json_and_image_digest(dock: DockerBackend) -> None:
     assert r.result == {"sum": 5, "l": [2, 3]}
     assert "hi" in r.stdout
     assert r.backend == "docker"
-    assert r.image_digest == dock.image_id and r.image_digest.startswith("sha256:")
+    assert r.environment["image_digest"] == dock.image_id and r.environment["image_digest"].startswith("sha256:")
 
 
 def test_snippet_call(dock: DockerBackend) -> None:

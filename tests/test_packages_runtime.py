@@ -245,6 +245,6 @@ def test_the_runtime_images_container_settings_equal_the_plain_sandboxs(sympy_lo
         job = Job(source=FACTOR, entrypoint="factor_poly", args={"expr": "x**2 - 1"}, policy="plain",
                   lock=sympy_lock, limits=limits)
         result = backend.run(job)
-        assert (result.status, result.result, result.image_digest) == ("ok", "(x - 1)*(x + 1)", image_id)
+        assert (result.status, result.result, result.environment["image_digest"]) == ("ok", "(x - 1)*(x + 1)", image_id)
     finally:
         backend.close()

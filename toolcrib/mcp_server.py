@@ -523,10 +523,7 @@ class ToolServer:
     def warm_up(self) -> None:
         """Start the backend now so the first call does not pay for it (failures show on the first call)."""
         try:
-            backend = get_backend(self.options.backend)
-            start = getattr(backend, "start", None)
-            if start is not None:
-                start()
+            get_backend(self.options.backend).start()
         except Exception:  # noqa: BLE001 - a call reports an unavailable sandbox itself
             pass
 

@@ -16,12 +16,14 @@ def run_snippet(source: str, entrypoint: str, snippet: str, *, limits: Limits | 
     """Run `snippet` after `source` in a fresh sandbox (snippet mode); with
     `stub_entrypoint`, calls of the entrypoint return an opaque object
     instead of running the tool (contract.Job)."""
-    job = Job(source=source, entrypoint=entrypoint, mode="snippet", snippet=snippet, limits=limits or Limits(),
-              policy="restricted" if backend == "restricted" else "plain", stub_entrypoint=stub_entrypoint)
     try:
         runner = get_backend(backend)
     except Exception as exc:  # noqa: BLE001 - any start-up failure means "cannot run"
         raise SandboxUnavailable(f"the {backend} backend could not start: {exc}") from None
+    # The backend's own default for code that declared nothing (the restricted
+    # policy where it is a layer of the boundary, plain inside a container).
+    job = Job(source=source, entrypoint=entrypoint, mode="snippet", snippet=snippet, limits=limits or Limits(),
+              policy=runner.default_policy("restricted"), stub_entrypoint=stub_entrypoint)
     result = runner.run(job)
     if result.status == "unavailable":
         why = result.error.message if result.error else "no reason given"

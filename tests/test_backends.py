@@ -1,0 +1,148 @@
+"""The backend seam (`sandbox/backends.py`, `contract.Backend`,
+`sandbox/fake.py`): one table of backends by name, injection into a
+`Registry` (as httpx's ``transport=``), and the fake that tests use where the
+sandbox is not what is under test.
+
+The real backends keep the shared contract suite (tests/test_contract.py,
+parametrized over the table's names by the `backend` fixture)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from toolcrib.registry import Registry
+from toolcrib.sandbox import BACKEND_NAMES, backends, get_backend
+from toolcrib.sandbox.contract import ErrorInfo, Job, Result
+from toolcrib.sandbox.fake import FakeBackend
+
+ADD = 'def add(a: int, b: int) -> int:\n    """Add two integers."""\n    return a + b\n'
+ADD_TESTS = [{"args": {"a": 1, "b": 2}, "expected": 3}, {"args": {"a": -1, "b": -2}, "expected": -3}]
+
+
+def test_a_backend_is_added_by_one_line_in_the_table(tmp_path: Path) -> None:
+    """Register a name with a factory: verify and call through `Registry`
+    run on it end to end, and the audit names it."""
+    built: list[FakeBackend] = []
+
+    def factory(**options: object) -> FakeBackend:
+        built.append(FakeBackend(name="echo", environment={"node": "n1"}))
+        return built[-1]
+
+    with backends.registered("echo", factory), Registry(tmp_path / "r.db", actor="tester") as reg:
+        reg.add(ADD, tests=ADD_TESTS)
+        verdict = reg.verify("add", backend="echo")
+        outcome = reg.call("add", {"a": 20, "b": 22}, backend="echo")
+        entry = reg.audit(event="call")[-1]
+    assert (verdict.status, verdict.backend, verdict.passed) == ("verified", "echo", 2)
+    assert (outcome.status, outcome.result) == ("ok", 42)
+    assert entry.details["backend"] == "echo" and entry.details["status"] == "ok"
+    assert len(built) == 1 and [job.args for job in built[0].jobs] == [c["args"] for c in ADD_TESTS] + [{"a": 20, "b": 22}]
+    # The block is over: the table is as it was, and the backend it built is closed.
+    assert "echo" not in backends.FACTORIES and built[0].closed
+    with pytest.raises(ValueError, match="unknown backend 'echo'"):
+        get_backend("echo")
+
+
+def test_an_injected_backend_serves_the_registry_and_stays_its_owners(tmp_path: Path) -> None:
+    fake = FakeBackend(lambda job: job.args["a"] * job.args["b"], name="restricted")
+    with Registry(tmp_path / "r.db", actor="tester", backends={"restricted": fake}) as reg:
+        reg.add(ADD, tests=ADD_TESTS)
+        verdict = reg.verify("add")
+        outcome = reg.call("add", {"a": 6, "b": 7}, allow_unverified=True)
+    # The handler multiplies: the verdict and the call came from the fake, not a zygote.
+    assert (verdict.status, verdict.failed) == ("failed", 2)
+    assert (outcome.status, outcome.result) == ("ok", 42)
+    assert [job.entrypoint for job in fake.jobs] == ["add"] * 3
+    assert not fake.closed  # an instance given in is its owner's to close
+
+
+def test_an_injected_factory_is_built_once_and_closed_with_the_registry(tmp_path: Path) -> None:
+    made: list[FakeBackend] = []
+
+    def factory() -> FakeBackend:
+        made.append(FakeBackend())
+        return made[-1]
+
+    with Registry(tmp_path / "r.db", actor="tester", backends={"restricted": factory}) as reg:
+        reg.add(ADD, tests=ADD_TESTS)
+        reg.verify("add")
+        reg.call("add", {"a": 1, "b": 1})
+    assert len(made) == 1 and made[0].closed
+
+
+def test_the_policy_default_is_the_backends_own(tmp_path: Path) -> None:
+    """`Backend.default_policy` decides, not the backend's name."""
+
+    class Contained(FakeBackend):
+        def default_policy(self, declared: str) -> str:  # type: ignore[override]
+            return "plain"
+
+    fake = Contained(name="restricted")
+    with Registry(tmp_path / "r.db", actor="tester", backends={"restricted": fake}) as reg:
+        reg.add(ADD, tests=ADD_TESTS)
+        reg.call("add", {"a": 1, "b": 1}, allow_unverified=True)
+        reg.call("add", {"a": 1, "b": 1}, allow_unverified=True, policy="restricted")
+    assert [job.policy for job in fake.jobs] == ["plain", "restricted"]
+
+
+def test_a_runtime_is_prepared_through_the_protocol(tmp_path: Path) -> None:
+    """`prepare` is asked of every backend for a version with packages (a
+    no-op where nothing is needed), never looked up with getattr."""
+    from toolcrib.registry.calls import prepare_runtime
+    from toolcrib.registry.errors import SandboxUnavailable
+    from toolcrib.sandbox.contract import Lock, LockedPackage
+    from toolcrib.sandbox.image import RuntimeImageMissing
+
+    class Missing(FakeBackend):
+        def prepare(self, lock: Lock, *, build: bool | None = None, progress: object = None) -> None:
+            raise RuntimeImageMissing("toolcrib-runtime:x", "toolcrib image build --for t@1.0.0")
+
+    lock = Lock(requirements=("six",), packages=(LockedPackage(
+        name="six", version="1.16.0", filename="six-1.16.0-py2.py3-none-any.whl", sha256="0" * 64),))
+    with pytest.raises(SandboxUnavailable, match="toolcrib image build --for t@1.0.0"):
+        prepare_runtime(Missing(), "t@1.0.0", lock, no_build=True, progress=None)
+    prepare_runtime(FakeBackend(), "t@1.0.0", lock, no_build=True, progress=None)
+
+
+def test_the_fake_is_not_a_production_backend() -> None:
+    """Only tests reach it: the CLI's and the server's choices are the table's
+    production names, and the shared table does not know it."""
+    assert "fake" not in BACKEND_NAMES
+    with pytest.raises(ValueError, match="unknown backend 'fake'"):
+        get_backend("fake")
+
+
+def test_the_cli_refuses_the_fake_by_name(tc) -> None:
+    result = tc("call", "add", "--backend", "fake", "--args", "{}")
+    assert result.exit_code == 2
+    assert "'fake' is not one of" in result.output
+
+
+def test_the_fake_keeps_the_contract() -> None:
+    """Every outcome a Result, even when the handler raises or returns what
+    is not JSON; each job recorded."""
+    fake = FakeBackend()
+    ok = fake.run(Job(source=ADD, entrypoint="add", args={"a": 2, "b": 3}))
+    boom = fake.run(Job(source="def f():\n    raise KeyError('k')\n", entrypoint="f"))
+    snippet = fake.run(Job(source=ADD, entrypoint="add", mode="snippet", snippet="ans = add(1, add(2, 3))"))
+    odd = FakeBackend(lambda job: {1, 2}).run(Job(source=ADD, entrypoint="add"))
+    given = Result(status="limit", backend="fake", limit="wall")
+    assert FakeBackend(lambda job: given).run(Job(source=ADD, entrypoint="add")) is given
+    assert (ok.status, ok.result) == ("ok", 5)
+    assert (boom.status, boom.error) == ("error", ErrorInfo(type="KeyError", message="'k'", line=2))
+    assert (snippet.status, snippet.result) == ("ok", 6)
+    assert odd.status == "error" and odd.error is not None and odd.error.type == "TypeError"
+    assert len(fake.jobs) == 3
+
+
+def test_the_environment_map_holds_strings_only() -> None:
+    """What only one backend knows (Docker's image) is an entry of
+    `Result.environment`, never a field of the contract."""
+    assert Result(status="ok", backend="x", environment={"image_digest": "sha256:1"}).to_json()["environment"] == {
+        "image_digest": "sha256:1"
+    }
+    with pytest.raises(ValueError, match="environment"):
+        Result(status="ok", backend="x", environment={"n": 1})  # type: ignore[dict-item]
+    assert "image_digest" not in Result.__dataclass_fields__
