@@ -28,8 +28,10 @@ version with the same lock on the same harness shares it.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.metadata
+import inspect
 import io
 import os
 import re
@@ -40,7 +42,7 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from .contract import Lock
@@ -226,6 +228,35 @@ def build_context(files: dict[str, bytes] | None = None) -> bytes:
     return buf.getvalue()
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _closes_its_own_client(timeout: int) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """For a function that takes ``client=None``: when no client is given,
+    connect, pass that one, and close it (its connection pool to the
+    engine) when the function returns; a caller's client stays open."""
+
+    def wrap(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            bound = signature.bind(*args, **kwargs)
+            if bound.arguments.get("client") is not None:
+                return fn(*args, **kwargs)
+            own = connect(timeout=timeout)
+            bound.arguments["client"] = own
+            try:
+                return fn(*bound.args, **bound.kwargs)
+            finally:
+                own.close()
+
+        return run
+
+    return wrap
+
+
 def connect(timeout: int = 60) -> Any:
     """A docker-py client; raises `ImageBuildError` when no engine answers."""
     try:
@@ -353,6 +384,7 @@ def _build_base(client: Any, progress: Progress) -> str:
     return tag
 
 
+@_closes_its_own_client(timeout=600)
 def build_image(
     client: Any | None = None,
     *,
@@ -367,7 +399,7 @@ def build_image(
     Raises `ImageBuildError`.
     """
     say = progress or (lambda _line: None)
-    client = client or connect(timeout=600)
+    assert client is not None  # given, or connected by the decorator
     # One snapshot of the files: the tag and the context always match.
     files = context_files()
     tag = image_tag(files)
@@ -431,6 +463,7 @@ def _runtime_context(site: Path, lock: Lock, archive: Path) -> None:
         tar.add(site, arcname="site", filter=normal)
 
 
+@_closes_its_own_client(timeout=600)
 def build_runtime_image(
     lock: Lock,
     client: Any | None = None,
@@ -445,7 +478,7 @@ def build_runtime_image(
     returns its status. The site directory is `packages.materialize(lock)`
     unless given. The build has no network. Raises `ImageBuildError`."""
     say = progress or (lambda _line: None)
-    client = client or connect(timeout=600)
+    assert client is not None  # given, or connected by the decorator
     base = base or image_tag()
     if find_image(client, base) is None:
         raise ImageBuildError(f"the sandbox image {base} is missing: run `toolcrib image build --offline` first")
@@ -477,6 +510,7 @@ def build_runtime_image(
     return image_status(client, tag)
 
 
+@_closes_its_own_client(timeout=60)
 def prune_images(client: Any | None = None, keep: str | None = None, *, runtime: bool = False) -> list[str]:
     """Untag sandbox images other than `keep` (default: this install's tag)
     and the runtime images (`build_runtime_image`) built on them; with
@@ -489,7 +523,7 @@ def prune_images(client: Any | None = None, keep: str | None = None, *, runtime:
     """
     import docker.errors
 
-    client = client or connect(timeout=60)
+    assert client is not None  # given, or connected by the decorator
     keep = keep or image_tag()
     removed = []
     # A live backend (another process, an older install) keeps warm
@@ -520,11 +554,16 @@ def image_status(client: Any | None = None, tag: str | None = None) -> dict[str,
     """Engine and image facts as a JSON-able dict (never raises)."""
     tag = tag or image_tag()
     status: dict[str, Any] = {"engine": False, "engine_version": None, "tag": tag, "present": False, "id": None}
-    try:
-        client = client or connect(timeout=10)
-    except ImageBuildError as exc:
-        status["error"] = str(exc)
-        return status
+    if client is None:
+        try:
+            own = connect(timeout=10)
+        except ImageBuildError as exc:
+            status["error"] = str(exc)
+            return status
+        try:
+            return image_status(own, tag)
+        finally:
+            own.close()
     try:
         status["engine"] = True
         status["engine_version"] = client.version().get("Version")
