@@ -7,7 +7,7 @@ import functools
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,8 +24,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLIError",
+    "TableChoice",
     "declared_limits",
     "echo_json",
+    "echo_progress",
+    "echo_result",
     "echo_table",
     "echo_text",
     "json_option",
@@ -73,6 +76,12 @@ def terminal_text(text: object, *, multiline: bool = False) -> str:
 def echo_text(text: object, *, multiline: bool = False, err: bool = False, nl: bool = True) -> None:
     """click.echo of text that may hold what a tool or a client chose."""
     click.echo(terminal_text(text, multiline=multiline), err=err, nl=nl)
+
+
+def echo_progress(line: str) -> None:
+    """A progress line (a build, a resolution, a stage) on stderr: stdout
+    stays the command's result."""
+    echo_text(line, err=True)
 
 
 class CLIError(click.ClickException):
@@ -171,6 +180,24 @@ def open_caller() -> Caller:
     state = click.get_current_context().find_object(State)
     assert state is not None, "the toolcrib group sets the state"
     return state.caller()
+
+
+class TableChoice(click.Choice[str]):
+    """A choice among the keys of a table (comparators, export formats),
+    read when the option is parsed or its help shown: an entry added to the
+    table is a choice, with no second list to keep."""
+
+    def __init__(self, table: Mapping[str, object]) -> None:
+        self._table = table
+        super().__init__(tuple(table))
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._table)
+
+    @choices.setter
+    def choices(self, value: Iterable[str]) -> None:
+        pass  # the table is the list (click's __init__ sets one)
 
 
 def json_option(fn: F) -> F:
@@ -276,6 +303,15 @@ def echo_json(value: Any) -> None:
             click.echo("".join(pending), nl=False)
             pending, size = [], 0
     click.echo("".join(pending))
+
+
+def echo_result(data: Any, json_output: bool, text: str) -> None:
+    """A command's result: `data` as JSON with --json, else `text` (which may
+    hold what an engine or a tool said: shown through `terminal_text`)."""
+    if json_output:
+        echo_json(data)
+    else:
+        echo_text(text, multiline=True)
 
 
 def echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

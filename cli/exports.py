@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..exports import FORMATS, export_definitions
+from ..exports import EXPORTERS, describe_formats, export_definitions
 from ..registry.errors import PolicyRefused
-from .common import echo_json, open_registry
+from .common import TableChoice, echo_json, open_registry
 
 __all__ = ["COMMANDS", "export_schema"]
 
@@ -16,10 +16,10 @@ __all__ = ["COMMANDS", "export_schema"]
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=TableChoice(EXPORTERS),
     default="openai",
     show_default=True,
-    help="openai (Chat Completions tools), openai-responses, anthropic (Messages tools) or mcp (MCP Tool objects).",
+    help=f"{describe_formats()}.",
 )
 def export_schema(refs: tuple[str, ...], fmt: str) -> None:
     """Print ready-to-paste tool definitions of verified versions (always JSON).

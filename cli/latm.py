@@ -23,10 +23,11 @@ from ..latm import (
     use as use_tool,
 )
 from ..registry import Registry
-from ..registry.cases import COMPARATORS
+from ..registry.comparators import TABLE as COMPARATOR_TABLE
+from ..registry.comparators import describe
 from ..registry.errors import NotFound
 from ..sandbox import Limits
-from .common import CLIError, F, declared_limits, echo_json, echo_text, json_option, limit_option, open_registry, parse_limits, read_text_argument
+from .common import CLIError, F, TableChoice, declared_limits, echo_json, echo_text, json_option, limit_option, open_registry, parse_limits, read_text_argument
 from ..sandbox import BACKEND_NAMES
 
 __all__ = ["COMMANDS"]
@@ -68,7 +69,7 @@ def _make(reg: Registry, task_path: str, model: Model, *, name: str | None, demo
           comparator: str = "exact") -> MakeResult:
     return make_tool(reg, load_task(task_path), model, demos=demos, validate=validate, retries=retries, name=name,
                      transcript_path=transcript, backend=backend, limits=limits, progress=_progress,
-                     comparator=comparator)  # type: ignore[arg-type]  # click.Choice checked it
+                     comparator=comparator)
 
 
 def _make_failure(result: MakeResult) -> CLIError:
@@ -89,9 +90,8 @@ def _make_failure(result: MakeResult) -> CLIError:
 @click.option("--validate", default=3, show_default=True, help="Examples after the demos the model writes unit tests for.")
 @click.option("--retries", default=3, show_default=True, help="Repair rounds per stage after a failure.")
 @click.option("--transcript", metavar="FILE", help="Where to keep the transcript. Default: transcripts/ beside the registry.")
-@click.option("--comparator", type=click.Choice(COMPARATORS), default="exact", show_default=True,
-              help="How the stored tests compare an answer with the example's target (compact_text: ignoring all "
-                   "whitespace, e.g. Dyck's '] )' vs '])').")
+@click.option("--comparator", type=TableChoice(COMPARATOR_TABLE), default="exact", show_default=True,
+              help=f"How the stored tests compare an answer with the example's target. {describe()}.")
 @backend_option
 @limit_option
 @json_option

@@ -1,11 +1,9 @@
-"""Test cases: their JSON format, and comparators over parsed JSON values.
+"""Test cases: their JSON format, and comparing a result with a case.
 
 The format is documented for users in docs/tests-format.md. Cases are
-numbered from 1 in messages ("case 3" is the third case).
-
-Comparators only ever see plain JSON values (dict, list, str, int, float,
-bool, None): the sandbox's result arrives as JSON text that the host parses,
-so no method of a sandbox-made object is ever called here.
+numbered from 1 in messages ("case 3" is the third case). The comparators
+themselves are a table in registry/comparators.py; `compare` looks the
+case's up there and words the mismatch.
 """
 
 from __future__ import annotations
@@ -14,24 +12,19 @@ import ast
 import difflib
 import json
 import math
-import unicodedata
-from collections import Counter
 from typing import Any
 
+from .comparators import COMPARATORS, TABLE, Detail, show
 from .errors import TestsFormatError
 from .models import TestCase
 
 __all__ = ["COMPARATORS", "MAX_CASES", "MAX_SNIPPET_BYTES", "compare", "load_tests", "parse_tests"]
 
-COMPARATORS = ("exact", "float", "unordered", "normalized_text", "compact_text")
 MAX_CASES = 1000
 MAX_SNIPPET_BYTES = 64 * 1024
 
 _KEYS = ("name", "args", "snippet", "expected", "comparator", "tolerance")
-_DEFAULT_REL_TOL = 1e-9
-_DEFAULT_ABS_TOL = 1e-12
 _WHY_LIMIT = 300
-_VALUE_LIMIT = 120
 
 
 # -- parsing -------------------------------------------------------------------
@@ -121,12 +114,13 @@ def _parse_case(index: int, raw: Any, seen_names: dict[str, int]) -> TestCase:
     except (TypeError, ValueError, RecursionError) as exc:
         raise TestsFormatError(f"{label}: 'expected' is not plain JSON ({exc})") from None
     comparator = raw.get("comparator", "exact")
-    if comparator not in COMPARATORS:
-        raise TestsFormatError(f"{label}: unknown comparator {comparator!r}; choose from {', '.join(COMPARATORS)}")
+    if not isinstance(comparator, str) or comparator not in TABLE:
+        raise TestsFormatError(f"{label}: unknown comparator {comparator!r}; choose from {', '.join(TABLE)}")
     tolerance = raw.get("tolerance")
     if tolerance is not None:
-        if comparator != "float":
-            raise TestsFormatError(f"{label}: 'tolerance' only applies to comparator 'float'")
+        if not TABLE[comparator].takes_tolerance:
+            takers = " or ".join(repr(name) for name, c in TABLE.items() if c.takes_tolerance)
+            raise TestsFormatError(f"{label}: 'tolerance' only applies to comparator {takers}")
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (
             math.isfinite(tolerance) and tolerance >= 0
         ):
@@ -190,107 +184,8 @@ def load_tests(text: str) -> list[TestCase]:
 # -- comparing ---------------------------------------------------------------------
 
 
-def _show(value: Any) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= _VALUE_LIMIT else text[: _VALUE_LIMIT - 1] + "…"
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "non-JSON"
-
-
-def _numbers_close(a: int | float, b: int | float, tolerance: float | None) -> bool:
-    rel = _DEFAULT_REL_TOL if tolerance is None else tolerance
-    absolute = _DEFAULT_ABS_TOL if tolerance is None else tolerance
-    if a == b:
-        return True
-    try:
-        return math.isclose(a, b, rel_tol=rel, abs_tol=absolute)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-def _difference(expected: Any, actual: Any, path: str, tolerance: float | None, approx: bool) -> tuple[str, str] | None:
-    """None when equal, else (path, detail) of the first difference."""
-    kind_e, kind_a = _kind(expected), _kind(actual)
-    if kind_e != kind_a or kind_e == "non-JSON":
-        return path, f"expected {kind_e} {_show(expected)}, got {kind_a} {_show(actual)}"
-    if kind_e == "number":
-        equal = _numbers_close(expected, actual, tolerance) if approx else expected == actual
-        return None if equal else (path, f"expected {_show(expected)}, got {_show(actual)}")
-    if kind_e == "array":
-        if len(expected) != len(actual):
-            return path, f"expected {len(expected)} items, got {len(actual)}"
-        for i, (e, a) in enumerate(zip(expected, actual)):
-            found = _difference(e, a, f"{path}[{i}]", tolerance, approx)
-            if found:
-                return found
-        return None
-    if kind_e == "object":
-        missing = [k for k in expected if k not in actual]
-        extra = [k for k in actual if k not in expected]
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append("missing keys " + ", ".join(_show(k) for k in missing[:5]))
-            if extra:
-                parts.append("unexpected keys " + ", ".join(_show(k) for k in extra[:5]))
-            return path, "; ".join(parts)
-        for key in expected:
-            found = _difference(expected[key], actual[key], f"{path}[{_show(key)}]", tolerance, approx)
-            if found:
-                return found
-        return None
-    return None if expected == actual else (path, f"expected {_show(expected)}, got {_show(actual)}")
-
-
-def _canonical(value: Any) -> Any:
-    """A hashable key equal for JSON-equal values (1 and 1.0 alike, true never 1)."""
-    if isinstance(value, bool) or value is None:
-        return ("c", value)
-    if isinstance(value, int):
-        return ("n", value)
-    if isinstance(value, float):
-        return ("n", int(value)) if value.is_integer() else ("n", value)
-    if isinstance(value, str):
-        return ("s", value)
-    if isinstance(value, list):
-        return ("l", tuple(_canonical(v) for v in value))
-    if isinstance(value, dict):
-        return ("d", tuple(sorted((str(k), _canonical(v)) for k, v in value.items())))
-    return ("x", id(value))  # never equal to anything else
-
-
-def _normalized_text(value: Any) -> str:
-    if not isinstance(value, str):
-        value = json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
-    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
-    return " ".join(text.split())
-
-
-def _compact_text(value: Any) -> str:
-    # Answers written with separating spaces ("] )", BIG-Bench's Dyck task)
-    # and without ("])") are the same answer.
-    return "".join(_normalized_text(value).split())
-
-
-def _mismatch(case: TestCase, actual: Any, detail: tuple[str, str] | str | None) -> str:
-    message = f"expected {_show(case.expected)}, got {_show(actual)}"
+def _mismatch(expected: Any, actual: Any, detail: Detail) -> str:
+    message = f"expected {show(expected)}, got {show(actual)}"
     if isinstance(detail, tuple) and detail[0]:
         message += f" (at {detail[0]}: {detail[1]})"
     elif isinstance(detail, tuple) and not detail[1].startswith("expected "):
@@ -300,41 +195,12 @@ def _mismatch(case: TestCase, actual: Any, detail: tuple[str, str] | str | None)
     return message if len(message) <= _WHY_LIMIT else message[: _WHY_LIMIT - 1] + "…"
 
 
-def _compare_unordered(case: TestCase, actual: Any) -> tuple[bool, str | None]:
-    expected = case.expected
-    if not isinstance(expected, list):
-        found = _difference(expected, actual, "", None, False)
-        return (True, None) if found is None else (False, _mismatch(case, actual, found))
-    if not isinstance(actual, list):
-        return False, _mismatch(case, actual, f"expected an array, got {_kind(actual)}")
-    want, got = Counter(_canonical(v) for v in expected), Counter(_canonical(v) for v in actual)
-    if want == got:
-        return True, None
-    first = {_canonical(v): v for v in [*expected, *actual]}
-    missing = [first[k] for k in (want - got).elements()]
-    extra = [first[k] for k in (got - want).elements()]
-    parts = []
-    if missing:
-        parts.append(f"missing {_show(missing[:10])}")
-    if extra:
-        parts.append(f"unexpected {_show(extra[:10])}")
-    return False, _mismatch(case, actual, "; ".join(parts))
-
-
 def compare(case: TestCase, actual: Any) -> tuple[bool, str | None]:
-    """Does `actual` (parsed JSON) match the case? Returns (passed, why not)."""
+    """Does `actual` (parsed JSON) match the case, by its comparator (`comparators.TABLE`)?
+    Returns (passed, why not)."""
+    comparator = TABLE[case.comparator]
     try:
-        if case.comparator == "unordered":
-            return _compare_unordered(case, actual)
-        if case.comparator in ("normalized_text", "compact_text"):
-            normal = _normalized_text if case.comparator == "normalized_text" else _compact_text
-            try:
-                same = normal(case.expected) == normal(actual)
-            except (TypeError, ValueError):
-                return False, _mismatch(case, actual, "not JSON text")
-            return (True, None) if same else (False, _mismatch(case, actual, "after text normalization"))
-        approx = case.comparator == "float"
-        found = _difference(case.expected, actual, "", case.tolerance, approx)
-        return (True, None) if found is None else (False, _mismatch(case, actual, found))
+        same, detail = comparator.compare(case.expected, actual, case.tolerance)
     except RecursionError:
         return False, "the result is nested too deeply to compare"
+    return (True, None) if same else (False, _mismatch(case.expected, actual, detail))

@@ -6,11 +6,12 @@ of the matching CLI command.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..sandbox.contract import ErrorInfo, LimitName, Limits, Lock, PolicyName, Status
+from .comparators import TABLE as _COMPARATOR_TABLE
 from .outcome import CallOutcome  # a dataclass: a call builds no pydantic model
 
 __all__ = [
@@ -32,7 +33,17 @@ __all__ = [
 ]
 
 VersionStatus = Literal["unverified", "verified", "failed"]
-Comparator = Literal["exact", "float", "unordered", "normalized_text", "compact_text"]
+
+
+def _known_comparator(name: str) -> str:
+    if name not in _COMPARATOR_TABLE:
+        raise ValueError(f"unknown comparator {name!r}; choose from {', '.join(_COMPARATOR_TABLE)}")
+    return name
+
+
+# The name of a comparator: a key of registry/comparators.py's table (read
+# when a case is validated, so a comparator is added in that table alone).
+Comparator = Annotated[str, AfterValidator(_known_comparator)]
 Bump = Literal["initial", "major", "minor", "patch", "explicit", "existing"]
 
 

@@ -2,7 +2,12 @@
 
 A plain frozen dataclass (a call builds no pydantic model), in a module of
 its own that imports nothing of the registry: models.py re-exports it, and
-calls.py builds it, without an import circle between them."""
+calls.py builds it, without an import circle between them (errors.py
+imports nothing).
+
+A call that never reached a sandbox (refused, bad arguments, not found) has
+the same shape, `refusal`: every door (`call --json`, the MCP server) prints
+that one JSON for it."""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..sandbox.contract import ErrorInfo, LimitName, PolicyName, Result, Status
+from .errors import ArgumentsError, NotFound, PolicyRefused, SandboxUnavailable, ToolcribError
 
-__all__ = ["CallOutcome"]
+__all__ = ["CallOutcome", "refusal", "refusal_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +67,38 @@ class CallOutcome:
             layers=list(result.layers),
             duration_ms=result.duration_ms,
         )
+
+
+def refusal_status(err: ToolcribError) -> str:
+    """The status of a call refused before it ran: "not_found", "refused" (by
+    policy: unverified, yanked), "unavailable" (no sandbox) or "invalid"
+    (bad arguments, reference, limits or anything else the caller gave)."""
+    if isinstance(err, NotFound):
+        return "not_found"
+    if isinstance(err, PolicyRefused):
+        return "refused"
+    if isinstance(err, SandboxUnavailable):
+        return "unavailable"
+    return "invalid"
+
+
+def refusal(tool: str | None, err: ToolcribError) -> dict[str, Any]:
+    """A call refused before it ran, as JSON with `CallOutcome.to_json`'s keys
+    (nothing ran: no result, backend, policy or layers), plus ``fields``
+    (each bad argument and why) for bad arguments. `tool` is the reference
+    the caller gave (None when it gave none)."""
+    data: dict[str, Any] = {
+        "status": refusal_status(err),
+        "result": None,
+        "error": {"type": type(err).__name__, "message": err.message, "line": getattr(err, "line", None)},
+        "limit": None,
+        "stdout": "",
+        "tool": tool,
+        "backend": None,
+        "policy": None,
+        "layers": [],
+        "duration_ms": 0.0,
+    }
+    if isinstance(err, ArgumentsError):
+        data["fields"] = dict(err.fields)
+    return data

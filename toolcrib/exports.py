@@ -7,8 +7,8 @@
     out.definitions  # paste into the request's "tools"
     out.warnings     # why a definition could not be strict
 
-Formats (the shapes are the providers' documented ones; tests/test_exports.py
-checks each):
+Formats, one entry each in `EXPORTERS` (the shapes are the providers'
+documented ones; tests/test_exports.py checks each):
 
 - ``openai`` (Chat Completions ``tools``):
   ``{"type": "function", "function": {"name", "description", "parameters", "strict"}}``
@@ -32,25 +32,26 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only annotations: importing this module (the CLI does) loads no pydantic
     from toolcrib.registry.models import ToolVersion
 
 __all__ = [
+    "EXPORTERS",
     "FORMATS",
     "NAME_PATTERN",
     "Export",
-    "ExportFormat",
+    "Exporter",
+    "describe_formats",
     "export_definitions",
+    "mcp_tool",
     "portable_name",
     "strict_parameters",
 ]
 
-ExportFormat = Literal["openai", "openai-responses", "anthropic", "mcp"]
-FORMATS: tuple[str, ...] = get_args(ExportFormat)
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 # The JSON Schema keywords OpenAI's strict mode (Structured Outputs) accepts;
@@ -165,50 +166,94 @@ def _names(tools: list[ToolVersion]) -> list[str]:
     return names
 
 
-def _definition(tool: ToolVersion, name: str, fmt: str, warnings: list[str]) -> dict[str, Any]:
-    description = _description(tool)
-    parameters = _parameters(tool)
-    if fmt in ("openai", "openai-responses"):
-        strict, reasons = strict_parameters(parameters)
-        if strict is None:
-            warnings.append(f"{tool.ref}: strict mode off: {'; '.join(reasons)}")
-        body = {"name": name, "description": description, "parameters": strict or parameters, "strict": strict is not None}
-        if fmt == "openai":
-            return {"type": "function", "function": body}
-        return {"type": "function", **body}
-    if fmt == "anthropic":
-        return {"name": name, "description": description, "input_schema": parameters}
-    definition: dict[str, Any] = {
-        "name": name,
+def mcp_tool(tool: ToolVersion, name: str | None = None, *, backend: str | None = None) -> dict[str, Any]:
+    """`tool` as an MCP ``Tool`` (JSON, camelCase keys): the one shape both
+    ``--format mcp`` and ``toolcrib serve``'s tools/list give (the server
+    names the backend it runs on in the annotations' title, and adds _meta)."""
+    sandboxed = f"sandboxed, {backend}" if backend else "sandboxed"
+    return {
+        "name": name or tool.name,
         "title": f"{tool.name} {tool.version}",
-        "description": description,
-        "inputSchema": copy.deepcopy(tool.signature.input_schema),  # exactly what `toolcrib serve` lists
+        "description": _description(tool),
+        "inputSchema": copy.deepcopy(tool.signature.input_schema),  # exactly what a client sends is checked against
+        "outputSchema": _mcp_output(tool),
+        # The sandbox has no network and nothing it writes outlives the call,
+        # and a version never changes.
+        "annotations": {
+            "title": f"{tool.name} {tool.version} ({sandboxed})",
+            "readOnlyHint": True,
+            "destructiveHint": False,
+            "idempotentHint": True,
+            "openWorldHint": False,
+        },
     }
-    definition["outputSchema"] = _mcp_output(tool)
-    # As `toolcrib serve` says: the sandbox has no network and nothing it
-    # writes outlives the call, and a version never changes.
-    definition["annotations"] = {
-        "title": f"{tool.name} {tool.version} (sandboxed)",
-        "readOnlyHint": True,
-        "destructiveHint": False,
-        "idempotentHint": True,
-        "openWorldHint": False,
-    }
-    return definition
+
+
+def _openai_body(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]:
+    parameters = _parameters(tool)
+    strict, reasons = strict_parameters(parameters)
+    if strict is None:
+        warnings.append(f"{tool.ref}: strict mode off: {'; '.join(reasons)}")
+    return {"name": name, "description": _description(tool), "parameters": strict or parameters,
+            "strict": strict is not None}
+
+
+def _openai(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]:
+    return {"type": "function", "function": _openai_body(tool, name, warnings)}
+
+
+def _openai_responses(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]:
+    return {"type": "function", **_openai_body(tool, name, warnings)}
+
+
+def _anthropic(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]:
+    return {"name": name, "description": _description(tool), "input_schema": _parameters(tool)}
+
+
+def _mcp(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]:
+    return mcp_tool(tool, name)
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """One export format: ``build(tool, portable name, warnings)`` makes one
+    definition (appending a warning for each compromise made); the
+    description is the format's line in ``export-schema --help``."""
+
+    description: str
+    build: Callable[[ToolVersion, str, list[str]], dict[str, Any]]
+
+
+# Every export format, by the name ``--format`` takes. The first is the default.
+EXPORTERS: dict[str, Exporter] = {
+    "openai": Exporter("Chat Completions tools", _openai),
+    "openai-responses": Exporter("Responses API tools", _openai_responses),
+    "anthropic": Exporter("Messages API tools", _anthropic),
+    "mcp": Exporter("MCP Tool objects, as toolcrib serve lists them", _mcp),
+}
+
+# The names, for a CLI choice (taken when this module is imported).
+FORMATS: tuple[str, ...] = tuple(EXPORTERS)
+
+
+def describe_formats() -> str:
+    """Every format and its description, for help text: "name (what), ..."."""
+    return ", ".join(f"{name} ({exporter.description})" for name, exporter in EXPORTERS.items())
 
 
 def export_definitions(tools: Iterable[ToolVersion], fmt: str) -> Export:
-    """Definitions of `tools` in format `fmt` (one of FORMATS), in order.
+    """Definitions of `tools` in format `fmt` (a name in EXPORTERS), in order.
 
     Raises ValueError for an unknown format. The caller decides which versions
     may be exported (the CLI exports verified, non-yanked versions only).
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
+    exporter = EXPORTERS.get(fmt)
+    if exporter is None:
+        raise ValueError(f"unknown format {fmt!r} (choose {', '.join(EXPORTERS)})")
     chosen = list(tools)
     out = Export()
     for tool, name in zip(chosen, _names(chosen)):
         if name != tool.name:
             out.warnings.append(f"{tool.ref}: exported as {name!r}")
-        out.definitions.append(_definition(tool, name, fmt, out.warnings))
+        out.definitions.append(exporter.build(tool, name, out.warnings))
     return out

@@ -61,10 +61,12 @@ from mcp.server.transport_security import TransportSecurityMiddleware, Transport
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import INVALID_PARAMS
 
+from toolcrib.exports import mcp_tool
 from toolcrib.registry import Registry, ToolcribError
 from toolcrib.registry.admission import admit
-from toolcrib.registry.errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused
+from toolcrib.registry.errors import InvalidInput, NotFound, PolicyRefused
 from toolcrib.registry.models import CallOutcome, ProvenanceInput, ToolVersion
+from toolcrib.registry.outcome import refusal
 from toolcrib.sandbox import get_backend
 from toolcrib.sandbox.contract import Cancel
 
@@ -73,10 +75,6 @@ __all__ = ["ADD_TOOL", "VERIFY_TOOL", "ServeOptions", "ToolServer", "check_bind"
 
 ADD_TOOL = "add_tool"
 VERIFY_TOOL = "verify_tool"
-
-# Every served tool runs in a fresh sandbox with no network and nothing kept:
-# it cannot change or reach anything outside its own call.
-_ANNOTATIONS = {"read_only_hint": True, "destructive_hint": False, "idempotent_hint": True, "open_world_hint": False}
 
 _ADD_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -219,25 +217,9 @@ def _error_result(data: dict[str, Any]) -> types.CallToolResult:
     )
 
 
-def _refusal(tool: str, status: str, err: ToolcribError) -> dict[str, Any]:
-    """A refused or invalid call as JSON, shaped like `call --json`'s outcomes."""
-    data: dict[str, Any] = {
-        "status": status,
-        "tool": tool,
-        "error": {"type": type(err).__name__, "message": err.message},
-    }
-    if isinstance(err, ArgumentsError):
-        data["fields"] = err.fields
-    return data
-
-
-def _output_schema(tool: ToolVersion) -> dict[str, Any]:
-    """The stored output schema under "result" (MCP wants an object at the root)."""
-    inner = dict(tool.signature.output_schema or {})
-    wrapper: dict[str, Any] = {"type": "object", "properties": {"result": inner}, "required": ["result"]}
-    if "$defs" in inner:  # keep "#/$defs/..." references resolvable from the new root
-        wrapper["$defs"] = inner.pop("$defs")
-    return wrapper
+def _refused(tool: str | None, err: ToolcribError) -> types.CallToolResult:
+    """A call refused before it ran: `call --json`'s refusal JSON (`outcome.refusal`)."""
+    return _error_result(refusal(tool, err))
 
 
 class ToolServer:
@@ -322,17 +304,12 @@ class ToolServer:
         return hashlib.sha256(self._salt + session.encode("utf-8", "surrogateescape")).hexdigest()[:_OWNER_HEX]
 
     def _listing(self, tool: ToolVersion) -> types.Tool:
-        description = tool.signature.description or f"{tool.name} (no docstring)"
-        return types.Tool(
-            name=tool.name,
-            title=f"{tool.name} {tool.version}",
-            description=description,
-            input_schema=tool.signature.input_schema,
-            output_schema=_output_schema(tool),
-            annotations=types.ToolAnnotations(title=f"{tool.name} {tool.version} (sandboxed, {self.options.backend})",
-                                              **_ANNOTATIONS),
-            meta={"toolcrib/ref": tool.ref, "toolcrib/sha256": tool.sha256, "toolcrib/backend": self.options.backend},
-        )
+        # The shape `export-schema --format mcp` gives (toolcrib/exports.py),
+        # naming this server's backend, plus what pins the exact version.
+        definition = mcp_tool(tool, backend=self.options.backend)
+        definition["_meta"] = {"toolcrib/ref": tool.ref, "toolcrib/sha256": tool.sha256,
+                               "toolcrib/backend": self.options.backend}
+        return types.Tool.model_validate(definition)
 
     def _management_tools(self) -> list[types.Tool]:
         if not self.options.allow_add:
@@ -398,16 +375,8 @@ class ToolServer:
         try:
             with self.registry.acting_as(actor):
                 outcome = self.registry.call(ref, args, backend=self.options.backend, cancel=cancel)
-        except ArgumentsError as err:
-            return _error_result(_refusal(ref, "invalid", err))
-        except PolicyRefused as err:  # yanked or unverified since it was listed
-            return _error_result(_refusal(ref, "refused", err))
-        except InvalidInput as err:
-            return _error_result(_refusal(ref, "invalid", err))
-        except NotFound as err:  # gone since it was listed
-            return _error_result(_refusal(ref, "not_found", err))
-        except ToolcribError as err:
-            return _error_result(_refusal(ref, "invalid", err))
+        except ToolcribError as err:  # bad arguments; yanked, unverified or gone since it was listed
+            return _refused(ref, err)
         return self._outcome(outcome)
 
     @staticmethod
@@ -426,10 +395,9 @@ class ToolServer:
         a client's tool changes what that client is served and nothing else."""
         source = args.get("source")
         if not isinstance(source, str):
-            return _error_result({"status": "invalid", "tool": None,
-                                  "error": {"type": "InvalidInput", "message": "source must be a string"}})
+            return _refused(None, InvalidInput("source must be a string"))
         if owner is None:
-            return _error_result(_refusal(ADD_TOOL, "refused", PolicyRefused(_NO_SESSION)))
+            return _refused(ADD_TOOL, PolicyRefused(_NO_SESSION))
         try:
             name = self._added_name(owner, source, args)
             with self.registry.acting_as(actor):
@@ -442,7 +410,7 @@ class ToolServer:
                     namespace=namespace_prefix(owner).removesuffix("_"),
                 )
         except ToolcribError as err:
-            return _error_result(_refusal(str(args.get("name") or "?"), "invalid", err))
+            return _refused(str(args.get("name") or "?"), err)
         data = {"tool": added.tool.ref, "created": added.created, "status": added.tool.status,
                 "sha256": added.tool.sha256, "bump": added.bump, "notes": added.notes}
         return types.CallToolResult(content=[types.TextContent(text=json.dumps(data))], structured_content=data)
@@ -471,20 +439,19 @@ class ToolServer:
         without the prefix means the client's own tool of that name)."""
         ref = args.get("ref")
         if not isinstance(ref, str):
-            return _error_result({"status": "invalid", "tool": None,
-                                  "error": {"type": "InvalidInput", "message": "ref must be a string"}})
+            return _refused(None, InvalidInput("ref must be a string"))
         if owner is None:
-            return _error_result(_refusal(ref, "refused", PolicyRefused(_NO_SESSION)))
+            return _refused(ref, PolicyRefused(_NO_SESSION))
         prefix = namespace_prefix(owner)
         own_ref = ref if ref.startswith(prefix) else prefix + ref
         try:
             with self.registry.acting_as(actor):
                 result = self.registry.verify(own_ref, backend=self.options.backend)
         except NotFound:
-            return _error_result(_refusal(ref, "not_found", NotFound(
-                f"{ref!r} is not a tool this client added: verify_tool verifies only those (this session's)")))
+            return _refused(ref, NotFound(
+                f"{ref!r} is not a tool this client added: verify_tool verifies only those (this session's)"))
         except ToolcribError as err:
-            return _error_result(_refusal(ref, "invalid", err))
+            return _refused(ref, err)
         data = result.model_dump(mode="json")
         text = f"{result.tool}: {result.status} ({result.passed}/{result.passed + result.failed} passed)"
         return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=data,
