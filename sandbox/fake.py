@@ -12,8 +12,8 @@ httpx's ``MockTransport`` is for a transport.
 It keeps the `contract.Backend` promise: every run returns a real `Result`
 (never raises for what the job does), and it records each `Job` it saw in
 ``jobs``. A ``handler`` decides the outcome: it returns a `Result` (used as
-is) or any JSON value (an "ok" result), and an exception it raises becomes an
-"error" result of that type.
+is), a `Ran`, or any JSON value (an "ok" result), and an exception it raises
+becomes an "error" result of that type (with the line in the tool's source).
 
 Without a handler, the job's source is run with plain ``exec`` IN THIS
 PROCESS: **no isolation at all**, no limits, the tool sees the host. That is
@@ -35,11 +35,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .contract import Cancel, ErrorInfo, Job, Lock, PolicyName, Result
 
-__all__ = ["FakeBackend", "Handler"]
+__all__ = ["FakeBackend", "Handler", "Ran", "exec_job"]
 
 # What decides a job's outcome: a Result, or the JSON value of an "ok" one.
 Handler = Callable[[Job], Any]
@@ -89,11 +90,14 @@ class FakeBackend:
             return self._result("error", started, error=_error_info(exc))
         if isinstance(outcome, Result):
             return outcome
+        fields: dict[str, Any] = {}
+        if isinstance(outcome, Ran):
+            outcome, fields = outcome.value, {"stdout": outcome.stdout, "calls": outcome.calls}
         try:
             value = json.loads(json.dumps(outcome, allow_nan=False))
         except (TypeError, ValueError) as exc:
-            return self._result("error", started, error=ErrorInfo(type="TypeError", message=str(exc)))
-        return self._result("ok", started, result=value)
+            return self._result("error", started, error=ErrorInfo(type="TypeError", message=str(exc)), **fields)
+        return self._result("ok", started, result=value, **fields)
 
     def _result(self, status: Any, started: float, **fields: Any) -> Result:
         return Result(status=status, backend=self.name, duration_ms=(time.perf_counter() - started) * 1000,
@@ -110,12 +114,23 @@ def _error_info(exc: BaseException) -> ErrorInfo:
     return ErrorInfo(type=type(exc).__name__, message=str(exc), line=line)
 
 
-def exec_job(job: Job) -> Any:
+@dataclass(frozen=True)
+class Ran:
+    """What `exec_job` saw: the value, what the code printed, and (snippet
+    jobs) how many calls of the entrypoint returned."""
+
+    value: Any
+    stdout: str
+    calls: int | None
+
+
+def exec_job(job: Job) -> Ran:
     """Run `job` with plain ``exec`` in this process (NO isolation, no
     limits): the prelude, the source, then the entrypoint with the job's
-    arguments, or the snippet (its ``ans``, else what it printed). What
-    the tool prints is not returned as ``stdout``, ``stub_entrypoint`` and
-    ``arg_forms`` are ignored, no call count is kept: a double, not a sandbox."""
+    arguments, or the snippet (its ``ans``, else what it printed), counting
+    the entrypoint's calls; with ``stub_entrypoint`` the entrypoint returns
+    an opaque object instead of running. ``arg_forms`` are ignored: a double,
+    not a sandbox."""
     namespace: dict[str, Any] = {"__name__": "toolcrib_fake_tool"}
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -123,6 +138,17 @@ def exec_job(job: Job) -> Any:
             exec(compile(job.prelude, "<prelude>", "exec"), namespace)  # noqa: S102 - a test double, documented
         exec(compile(job.source, "<tool>", "exec"), namespace)  # noqa: S102
         if job.mode == "args":
-            return namespace[job.entrypoint](**job.args)
+            return Ran(namespace[job.entrypoint](**job.args), printed.getvalue(), None)
+        calls = 0
+        tool = namespace[job.entrypoint]
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            value = object() if job.stub_entrypoint else tool(*args, **kwargs)
+            calls += 1
+            return value
+
+        namespace[job.entrypoint] = counted
         exec(compile(job.snippet or "", "<snippet>", "exec"), namespace)  # noqa: S102
-    return namespace["ans"] if "ans" in namespace else printed.getvalue()
+    value = namespace["ans"] if "ans" in namespace else printed.getvalue()
+    return Ran(value, printed.getvalue(), calls)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from toolcrib import Registry
     from toolcrib.latm import Task
+    from toolcrib.sandbox.fake import FakeBackend
     from toolcrib.sandbox.restricted import RestrictedBackend
 
 
@@ -100,12 +101,33 @@ def registry_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def reg(registry_path: Path, registry_actor: str) -> Iterator[Registry]:
+def registry_backends() -> dict[str, Any] | None:
+    """What `reg` is given as ``backends=`` (None: the real, shared ones); a
+    module whose point is not the sandbox overrides it with a `FakeBackend`."""
+    return None
+
+
+@pytest.fixture
+def reg(registry_path: Path, registry_actor: str, registry_backends: dict[str, Any] | None) -> Iterator[Registry]:
     """An empty registry in this test's own directory, closed after it."""
     from toolcrib import Registry
 
-    with Registry(registry_path, actor=registry_actor) as registry:
+    with Registry(registry_path, actor=registry_actor, backends=registry_backends) as registry:
         yield registry
+
+
+@pytest.fixture
+def fake_sandbox() -> Iterator[FakeBackend]:
+    """A `FakeBackend` serving the name "restricted" in the table of backends
+    for one test: the CLI, the MCP server in this process and the LATM loop
+    run on it (they take the table's backends; `reg` takes injection). For
+    tests whose point is not the sandbox; the table is restored after."""
+    from toolcrib.sandbox import backends
+    from toolcrib.sandbox.fake import FakeBackend
+
+    fake = FakeBackend(name="restricted")
+    with backends.registered("restricted", fake):
+        yield fake
 
 
 @pytest.fixture

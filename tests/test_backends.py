@@ -8,6 +8,7 @@ parametrized over the table's names by the `backend` fixture)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,29 @@ def test_the_environment_map_holds_strings_only() -> None:
     with pytest.raises(ValueError, match="environment"):
         Result(status="ok", backend="x", environment={"n": 1})  # type: ignore[dict-item]
     assert "image_digest" not in Result.__dataclass_fields__
+
+
+def test_the_cli_runs_on_the_table_entry(tc, fake_sandbox: FakeBackend, tmp_path: Path) -> None:
+    """A door takes the table's backends: with the fake in place of
+    "restricted" for this test (`fake_sandbox`), `add`, `verify` and
+    `call --json` run end to end without a zygote, and the table is
+    restored afterwards (conftest's fixture)."""
+    tool, tests = tmp_path / "add.py", tmp_path / "add.json"
+    tool.write_text(ADD)
+    tests.write_text(json.dumps(ADD_TESTS))
+    assert tc("add", str(tool), "--tests", str(tests)).exit_code == 0
+    assert tc("verify", "add").exit_code == 0
+    called = tc("call", "add", "--args", '{"a": 40, "b": 2}', "--json")
+    assert called.exit_code == 0 and json.loads(called.stdout)["result"] == 42
+    assert [job.args for job in fake_sandbox.jobs][-1] == {"a": 40, "b": 2}
+
+
+def test_the_fake_counts_a_snippets_calls_and_captures_prints() -> None:
+    """What LATM `make` reads of a snippet run (`Result.calls`), as the real
+    backends report it; a stubbed entrypoint does not run the tool."""
+    fake = FakeBackend()
+    ran = fake.run(Job(source=ADD, entrypoint="add", mode="snippet", snippet="print('hi')\nans = add(1, add(2, 3))"))
+    stubbed = fake.run(Job(source="def f():\n    raise KeyError('ran')\n", entrypoint="f", mode="snippet",
+                           snippet="f()\nans = 1", stub_entrypoint=True))
+    assert (ran.status, ran.result, ran.calls, ran.stdout) == ("ok", 6, 2, "hi\n")
+    assert (stubbed.status, stubbed.result, stubbed.calls) == ("ok", 1, 1)

@@ -1,4 +1,8 @@
-"""`dispatch`, the LATM dispatcher: scripted replies, real search, real sandbox."""
+"""`dispatch`, the LATM dispatcher: scripted replies, real search, a real
+registry. The sandbox is not what is under test here (choosing a tool is):
+the tools are made, verified and used on a `FakeBackend` (tests/conftest.py's
+`fake_sandbox`), the registry's and the table's "restricted" for each test;
+tests/test_latm_make.py and test_latm_use.py run the loop in the real one."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import pytest
 from latm_tasks import DAYS, DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
 from toolcrib import Registry
 from toolcrib.latm import Reply, ReplayModel, dispatch, load_task, make
+from toolcrib.sandbox.fake import FakeBackend
 
 SORT_QUESTION = SORT[6]["input"]
 UNRELATED = "What is the capital city of the country north of Mexico?"
@@ -30,13 +35,20 @@ class RecordingModel:
         return Reply(self.replies.pop(0))
 
 
+@pytest.fixture(autouse=True)
+def registry_backends(fake_sandbox: FakeBackend) -> dict[str, FakeBackend]:
+    """`reg`, the CLI and `make`'s snippet runs all on the fake (every test)."""
+    return {"restricted": fake_sandbox}
+
+
 @pytest.fixture
-def reg(reg: Registry, tmp_path: Path) -> Registry:
+def reg(reg: Registry, tmp_path: Path, fake_sandbox: FakeBackend) -> Registry:
     """The shared registry, with a word-sorting and a date-difference tool made."""
     for name, data, replies in (("word_sorting", SORT, [SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]),
                                 ("date_difference", DAYS, DAYS_REPLIES)):
         made = make(reg, load_task(write_json(tmp_path / f"{name}.json", data)), ReplayModel(replies))
         assert made.status == "made", made.error
+    assert fake_sandbox.jobs  # made and verified on the fake, not in a zygote
     return reg
 
 

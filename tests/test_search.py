@@ -1,7 +1,8 @@
 """The dispatcher's search (registry/search.py): the FTS5 index and its
 triggers, any-word ranking with scores, the fit threshold, verified-only, and
-the CLI's "no tool fits" (exit 3). Real SQLite, real restricted sandbox for
-verification."""
+the CLI's "no tool fits" (exit 3). Real SQLite; verification (only the
+verified-only filter depends on it) runs on a `FakeBackend` injected into
+`reg`: the search is under test here, not the sandbox."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from toolcrib.registry.migrations import MIGRATIONS
 from toolcrib.registry.search import FIT_THRESHOLD, SearchHit, query_words, split_identifiers
 from toolcrib.registry.store import open_database, utc_now, write_transaction
 from toolcrib.registry.versions import sha256_text
+from toolcrib.sandbox.fake import FakeBackend
 
 SORT = '''\
 def sort_words(words: list[str]) -> list[str]:
@@ -53,6 +55,12 @@ def mirror(text: str) -> bool:
 MIRROR_TESTS = [
     {"name": "is it a palindrome", "snippet": "question = 'Is racecar a palindrome?'\nans = mirror('racecar')", "expected": True}
 ]
+
+
+@pytest.fixture
+def registry_backends() -> dict[str, FakeBackend]:
+    """`reg` verifies on the fake (plain exec of the module's own tools)."""
+    return {"restricted": FakeBackend(name="restricted")}
 
 
 @pytest.fixture

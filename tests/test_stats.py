@@ -1,6 +1,11 @@
-"""Usage per version from the audit log (registry/stats.py): real calls in the
-restricted sandbox with every outcome, then the numbers in Registry.usage,
-show and list --stats (text and --json)."""
+"""Usage per version from the audit log (registry/stats.py): calls with every
+outcome, then the numbers in Registry.usage, show and list --stats (text and
+--json).
+
+Usage is bookkeeping of the audit log, not the sandbox: the calls run on a
+`FakeBackend` injected into the registry, whose handler gives each outcome
+(the real backends producing them is tests/test_contract.py's and the
+attacks' business). The audit entries are the real ones `Registry.call` writes."""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import pytest
 from toolcrib import PolicyRefused, Registry
 from toolcrib.registry.errors import ArgumentsError
 from toolcrib.registry.stats import _p95
+from toolcrib.sandbox.contract import ErrorInfo, Job, Result
+from toolcrib.sandbox.fake import FakeBackend, exec_job
 
 TOOL = '''\
 def divide(a: int, b: int) -> float:
@@ -33,10 +40,23 @@ def double(x: int) -> int:
 '''
 
 
+def _outcome(job: Job) -> object:
+    """What the sandbox would answer: the spin hits the CPU limit, the class
+    walk is blocked by the policy, the rest runs (plain exec)."""
+    if job.args.get("a") == -1:
+        return Result(status="limit", backend="restricted", limit="cpu", duration_ms=1000.0)
+    if job.args.get("a") == -2:
+        return Result(status="blocked", backend="restricted", duration_ms=1.0,
+                      error=ErrorInfo(type="PolicyViolation", message="access to '__class__' is not allowed"))
+    return exec_job(job)
+
+
 @pytest.fixture(scope="module")
 def module_reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     """Built once for the module (the tests only read it): calls of every outcome."""
-    with Registry(tmp_path_factory.mktemp("stats") / "r.db", actor="tester") as registry:
+    fake = FakeBackend(_outcome, name="restricted")
+    with Registry(tmp_path_factory.mktemp("stats") / "r.db", actor="tester",
+                  backends={"restricted": fake}) as registry:
         registry.add(TOOL, tests=TESTS)
         registry.add(OTHER)  # never verified, never run
         with pytest.raises(PolicyRefused):
@@ -49,6 +69,7 @@ def module_reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
         assert registry.call("divide", {"a": -1, "b": 1}, limits={"cpu": 1}).status == "limit"
         with pytest.raises(ArgumentsError):
             registry.call("divide", {"a": "x", "b": 1})  # invalid arguments
+        assert len(fake.jobs) == 1 + 7  # one test case, seven calls that ran: none in a zygote
         yield registry
 
 
