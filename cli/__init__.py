@@ -5,7 +5,8 @@ Exit codes (the contract scripts rely on; see README "Exit codes"):
 3 not found · 4 refused by policy · 5 a resource limit was hit ·
 6 the sandbox is unavailable · 7 an optional extra is not installed ·
 8 the registry path is unusable (read-only, not a regular file) ·
-70 internal error (a bug: please report it).
+70 internal error (a bug: please report it). The table is
+`cli/exit_codes.py`'s.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from typing import Any
 import click
 
 from ..registry.errors import ToolcribError
+from .exit_codes import INTERNAL_ERROR
 
 __all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
-
-INTERNAL_ERROR = 70
 
 # Every command: its name -> ("module:attribute" under toolcrib.cli, its short
 # help). A command's module is imported only when that command runs (or its

@@ -25,7 +25,7 @@ from ..registry import AddResult, ProvenanceInput, Registry
 from ..registry.cases import load_tests
 from ..registry.errors import InvalidInput, ToolcribError
 from ..sandbox.inside.wire import MAX_FILE_DEPTH, ProtocolError, read_json
-from .common import CLIError, echo_text
+from .common import CLIError, echo_json, echo_text
 
 __all__ = ["Entry", "Outcome", "is_table", "provenance_for", "read_entries", "report", "run_entries"]
 
@@ -233,10 +233,9 @@ def report(outcomes: list[Outcome], json_output: bool) -> int:
     admitted, 2 if any was refused."""
     refused = [o for o in outcomes if o.result is None]
     if json_output:
-        click.echo(json.dumps(
-            {"admitted": len(outcomes) - len(refused), "refused": len(refused), "tools": [o.json() for o in outcomes]},
-            indent=2, ensure_ascii=False,
-        ))
+        echo_json(
+            {"admitted": len(outcomes) - len(refused), "refused": len(refused), "tools": [o.json() for o in outcomes]}
+        )
     else:
         for outcome in outcomes:
             if outcome.result is None:

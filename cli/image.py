@@ -7,32 +7,19 @@ Registered on the main group by `cli/__init__.py` as ``image_group`` and
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
-__all__ = ["SandboxUnavailableError", "doctor_command", "image_group"]
+from ..registry.errors import SandboxUnavailable
+from .common import echo_progress, echo_result, json_option, open_registry
+from .exit_codes import STATUS_EXIT_CODES
 
-_EXIT_UNAVAILABLE = 6
+__all__ = ["doctor_command", "image_group"]
 
-
-class SandboxUnavailableError(click.ClickException):
-    """One-line error: the Docker sandbox (engine or image) cannot be used."""
-
-    exit_code = _EXIT_UNAVAILABLE
-
-
-def _emit(data: dict[str, Any], as_json: bool, text: str) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        click.echo(text)
-
-
-def _progress(line: str) -> None:
-    click.echo(line, err=True)
+# The sandbox (engine or image) cannot be used: a call's "unavailable".
+_EXIT_UNAVAILABLE = STATUS_EXIT_CODES["unavailable"]
 
 
 @click.group("image")
@@ -46,7 +33,7 @@ def image_group() -> None:
 @click.option("requires", "--requires", multiple=True, metavar="SPEC",
               help="Build the runtime image for these requirements (resolved to a lock first). Repeatable.")
 @click.option("for_ref", "--for", metavar="REF", help="Build the runtime image for this version's stored lock.")
-@click.option("json_output", "--json", is_flag=True, help="Output JSON.")
+@json_option
 def build_command(offline: bool, force: bool, requires: tuple[str, ...], for_ref: str | None, json_output: bool) -> None:
     """Build the sandbox image (tagged by a hash of the harness and policy),
     or with --requires/--for a runtime image for packages on top of it.
@@ -67,12 +54,12 @@ def build_command(offline: bool, force: bool, requires: tuple[str, ...], for_ref
     if requires and for_ref:
         raise click.UsageError("give --requires or --for, not both")
     try:
-        status = build_image(offline=offline, force=force and not (requires or for_ref), progress=_progress)
+        status = build_image(offline=offline, force=force and not (requires or for_ref), progress=echo_progress)
         if requires or for_ref:
             status = _build_runtime(requires, for_ref, force)
     except ImageBuildError as exc:
-        raise SandboxUnavailableError(str(exc)) from None
-    _emit(status, json_output, f"{status['tag']} {status.get('id')} (base {status.get('base')}, {status.get('size_mb')} MiB)")
+        raise SandboxUnavailable(str(exc)) from None
+    echo_result(status, json_output, f"{status['tag']} {status.get('id')} (base {status.get('base')}, {status.get('size_mb')} MiB)")
 
 
 def _build_runtime(requires: tuple[str, ...], for_ref: str | None, force: bool) -> dict[str, Any]:
@@ -83,22 +70,20 @@ def _build_runtime(requires: tuple[str, ...], for_ref: str | None, force: bool) 
     from ..sandbox.packages import PackagesError, resolve
 
     if for_ref is not None:
-        from .common import open_registry
-
         tool = open_registry().get(for_ref)
         if tool.lock is None:
             raise InvalidInput(f"{tool.ref} needs no packages: it runs in the sandbox image itself")
         lock = tool.lock
     else:
         try:
-            lock = resolve(list(requires), progress=_progress)
+            lock = resolve(list(requires), progress=echo_progress)
         except PackagesError as exc:
             raise InvalidInput(str(exc)) from None
-    return build_runtime_image(lock, force=force, progress=_progress)
+    return build_runtime_image(lock, force=force, progress=echo_progress)
 
 
 @image_group.command("status")
-@click.option("json_output", "--json", is_flag=True, help="Output JSON.")
+@json_option
 def status_command(json_output: bool) -> None:
     """Show whether the engine answers and the sandbox image is present.
 
@@ -114,21 +99,21 @@ def status_command(json_output: bool) -> None:
     status = image_status()
     if not status["engine"]:
         if json_output:
-            _emit(status, True, "")
+            echo_result(status, True, "")
             sys.exit(_EXIT_UNAVAILABLE)
-        raise SandboxUnavailableError(status.get("error") or "no Docker engine answers")
+        raise SandboxUnavailable(status.get("error") or "no Docker engine answers")
     if status["present"]:
         text = f"{status['tag']} present: {status['id']} (base {status.get('base')}, {status.get('size_mb')} MiB)"
     else:
         text = f"{status['tag']} missing: run `toolcrib image build --offline` (or `toolcrib image build`)"
-    _emit(status, json_output, text)
+    echo_result(status, json_output, text)
     if not status["present"]:
         sys.exit(_EXIT_UNAVAILABLE)
 
 
 @image_group.command("prune")
 @click.option("--runtime", is_flag=True, help="Also remove every runtime image (rebuilt offline when next needed).")
-@click.option("json_output", "--json", is_flag=True, help="Output JSON.")
+@json_option
 def prune_command(runtime: bool, json_output: bool) -> None:
     """Remove sandbox images built for other harness versions, and the
     runtime images built on them (none that a container uses).
@@ -143,8 +128,8 @@ def prune_command(runtime: bool, json_output: bool) -> None:
     try:
         removed = prune_images(runtime=runtime)
     except ImageBuildError as exc:
-        raise SandboxUnavailableError(str(exc)) from None
-    _emit({"removed": removed}, json_output, "\n".join(removed) or "nothing to prune")
+        raise SandboxUnavailable(str(exc)) from None
+    echo_result({"removed": removed}, json_output, "\n".join(removed) or "nothing to prune")
 
 
 def _layer_lines(section: dict[str, Any] | None) -> list[str]:
@@ -166,7 +151,7 @@ def _layer_lines(section: dict[str, Any] | None) -> list[str]:
 
 @click.command("doctor")
 @click.option("--no-probe", is_flag=True, help="Skip running a probe container.")
-@click.option("json_output", "--json", is_flag=True, help="Output JSON.")
+@json_option
 def doctor_command(no_probe: bool, json_output: bool) -> None:
     """Check the sandboxes: engine, image, limits really applied inside a
     container, and the restricted backend with each layer of its jail
@@ -184,6 +169,6 @@ def doctor_command(no_probe: bool, json_output: bool) -> None:
     report = doctor(probe=not no_probe)
     lines = [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in report["checks"]]
     lines.extend(_layer_lines(report.get("restricted")))
-    _emit(report, json_output, "\n".join(lines))
+    echo_result(report, json_output, "\n".join(lines))
     if not report["ok"]:
         sys.exit(_EXIT_UNAVAILABLE)

@@ -27,7 +27,7 @@ from ..registry.comparators import TABLE as COMPARATOR_TABLE
 from ..registry.comparators import describe
 from ..registry.errors import NotFound
 from ..sandbox import Limits
-from .common import CLIError, F, TableChoice, declared_limits, echo_json, echo_text, json_option, limit_option, open_registry, parse_limits, read_text_argument
+from .common import CLIError, F, TableChoice, declared_limits, echo_json, echo_progress, echo_text, json_option, limit_option, open_registry, parse_limits, read_text_argument
 from ..sandbox import BACKEND_NAMES
 
 __all__ = ["COMMANDS"]
@@ -60,15 +60,15 @@ def _model(reg: Registry, model_id: str | None, replay: str | None, *, required:
     return model
 
 
-def _progress(stage: str, attempt: int, message: str) -> None:
-    echo_text(f"{stage}: attempt {attempt}: {message}", err=True)
+def _stage_progress(stage: str, attempt: int, message: str) -> None:
+    echo_progress(f"{stage}: attempt {attempt}: {message}")
 
 
 def _make(reg: Registry, task_path: str, model: Model, *, name: str | None, demos: int, validate: int,
           retries: int, transcript: str | None, backend: str, limits: Limits | None,
           comparator: str = "exact") -> MakeResult:
     return make_tool(reg, load_task(task_path), model, demos=demos, validate=validate, retries=retries, name=name,
-                     transcript_path=transcript, backend=backend, limits=limits, progress=_progress,
+                     transcript_path=transcript, backend=backend, limits=limits, progress=_stage_progress,
                      comparator=comparator)
 
 

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..registry.errors import InvalidInput, exit_code_for_status
+from ..registry.errors import InvalidInput, ToolcribError
+from ..registry.outcome import refusal
 from ..sandbox import BACKEND_NAMES
 from .common import (
     F,
-    CLIError,
     echo_json,
+    echo_progress,
     echo_table,
     echo_text,
     json_option,
@@ -24,6 +25,7 @@ from .common import (
     parse_limits,
     read_text_argument,
 )
+from .exit_codes import exit_code_for_status
 
 if TYPE_CHECKING:
     from ..registry import CallOutcome, Verification
@@ -57,10 +59,6 @@ def no_build_option(fn: F) -> F:
         help="For a version that needs packages on Docker: if its runtime image is missing, exit 6 naming the "
         "command that builds it, instead of building it first (progress on stderr).",
     )(fn)
-
-
-def _progress(line: str) -> None:
-    echo_text(line, err=True)
 
 
 def _print_verification(result: Verification) -> None:
@@ -113,7 +111,7 @@ def verify(
     if ref:
         tool = reg.get(ref)
         result = reg.verify(tool.ref, backend=backend, limits=overrides, policy=policy, no_build=no_build,
-                            progress=_progress)
+                            progress=echo_progress)
         if json_output:
             echo_json(result.model_dump(mode="json"))
         else:
@@ -127,7 +125,7 @@ def verify(
         for pending_ref in bar:
             try:
                 results.append(reg.verify(pending_ref, backend=backend, limits=overrides, policy=policy,
-                                          no_build=no_build, progress=_progress))
+                                          no_build=no_build, progress=echo_progress))
             except InvalidInput as err:  # e.g. a version with no test cases
                 skipped.append(f"{pending_ref}: {err}")
     for line in skipped:
@@ -155,7 +153,7 @@ def _parse_call_args(args_json: str | None, arg_pairs: tuple[str, ...]) -> dict[
         try:
             parsed = read_json(args_json, "--args")
         except (NotJSON, OverBound) as err:
-            raise CLIError(str(err)) from None
+            raise InvalidInput(str(err)) from None
         if not isinstance(parsed, dict):
             raise click.BadParameter("must be a JSON object of argument names to values", param_hint="--args")
         args.update(parsed)
@@ -169,7 +167,7 @@ def _parse_call_args(args_json: str | None, arg_pairs: tuple[str, ...]) -> dict[
         except NotJSON:
             args[key] = raw
         except OverBound as err:
-            raise CLIError(str(err)) from None
+            raise InvalidInput(str(err)) from None
     return args
 
 
@@ -221,7 +219,10 @@ def call(
     Arguments are checked against the tool's input schema before any sandbox
     starts. The exit code follows the outcome: 0 ok, 1 the tool raised,
     4 blocked by the policy, 5 a limit was hit, 6 sandbox unavailable.
-    The audit entry (and --json) lists the isolation layers in force.
+    The audit entry (and --json) lists the isolation layers in force. A call
+    refused before it runs (2 bad arguments, 3 not found, 4 unverified or
+    yanked) prints the same --json keys, its status invalid, not_found or
+    refused, with the one-line error on stderr.
 
     \b
     Examples:
@@ -234,19 +235,27 @@ def call(
     if snippet_path and (args_json is not None or arg_pairs):
         raise click.UsageError("give arguments (--args/--arg) or --snippet, not both")
     snippet = read_text_argument(snippet_path, "snippet") if snippet_path else None
-    args = None if snippet is not None else _parse_call_args(args_json, arg_pairs)
-    outcome = open_caller().call(
-        ref,
-        args,
-        snippet=snippet,
-        backend=backend,
-        limits=parse_limits(limits),
-        policy=policy,
-        allow_unverified=allow_unverified,
-        allow_yanked=allow_yanked,
-        no_build=no_build,
-        progress=_progress,
-    )
+    try:
+        args = None if snippet is not None else _parse_call_args(args_json, arg_pairs)
+        outcome = open_caller().call(
+            ref,
+            args,
+            snippet=snippet,
+            backend=backend,
+            limits=parse_limits(limits),
+            policy=policy,
+            allow_unverified=allow_unverified,
+            allow_yanked=allow_yanked,
+            no_build=no_build,
+            progress=echo_progress,
+        )
+    except ToolcribError as err:
+        if json_output:
+            # A refusal (unverified, yanked, bad arguments, not found) has
+            # the outcome's keys too: the one JSON every door prints for it.
+            # The one-line error and its exit code follow, as without --json.
+            echo_json(refusal(ref, err))
+        raise
     if json_output:
         echo_json(outcome.to_json())
     else:

@@ -21,6 +21,7 @@ from .common import (
     CLIError,
     declared_limits,
     echo_json,
+    echo_progress,
     echo_table,
     echo_text,
     json_option,
@@ -206,7 +207,7 @@ def add(
         allow_missing=allow_missing,
         as_new_version=as_new_version,
         namespace=namespace,
-        progress=_progress,
+        progress=echo_progress,
     )
     if bulk:
         entries = read_entries(paths)
@@ -268,10 +269,6 @@ def add(
     policy_note = f", policy {tool.policy}" if tool.policy != "restricted" else ""
     packages = f", {len(tool.lock.packages)} locked package(s)" if tool.lock else ""
     echo_text(f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s){policy_note}{packages}")
-
-
-def _progress(message: str) -> None:
-    echo_text(message, err=True)
 
 
 def _prelude_option(value: str | None) -> tuple[str | None, str | None]:

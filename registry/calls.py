@@ -65,11 +65,17 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class CallTarget:
-    """What a call needs of a version, read straight from its row."""
+    """What a call needs of a version: the `VersionRow` it was chosen by,
+    and the rest of its row, read once (`store_versions.call_row`).
+
+    ``signature`` is the stored signature's JSON text: parsed once here for
+    the input schema, and the argument check's cache key as it is, so the
+    schema is not serialized again on each call."""
 
     ref: str
     entrypoint: str
     source: str
+    signature: str
     input_schema: dict[str, Any]
     limits: Limits | None
     policy: PolicyName
@@ -79,22 +85,23 @@ class CallTarget:
     yanked: str | None
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection, version_id: int) -> CallTarget:
-        row = call_row(conn, version_id)
+    def load(cls, conn: sqlite3.Connection, chosen: VersionRow) -> CallTarget:
+        row = call_row(conn, chosen.id)
         if row is None:
-            raise NotFound(f"no version with id {version_id}")
-        name, version, entrypoint, source, signature, limits, policy, lock, prelude, status, yanked = row
+            raise NotFound(f"{chosen.ref} not found")
+        entrypoint, source, signature, limits, policy, lock, prelude, status = row
         return cls(
-            ref=f"{name}@{version}",
+            ref=chosen.ref,
             entrypoint=entrypoint,
             source=source,
+            signature=signature,
             input_schema=json.loads(signature)["input_schema"],
             limits=Limits.from_json(json.loads(limits)) if limits else None,
             policy=policy_name(policy),
-            lock=stored_lock(f"{name}@{version}", lock),
+            lock=stored_lock(chosen.ref, lock),
             prelude=prelude,
             status=status,
-            yanked=yanked,
+            yanked=chosen.yanked,
         )
 
     def job(self, limits: Limits, policy: PolicyName, *, args: dict[str, Any] | None, snippet: str | None) -> Job:
@@ -337,7 +344,7 @@ class Caller:
     ) -> CallOutcome:
         """`Registry.call` (its docstring says what each argument does)."""
         row = choose_version(VersionRow.of_name(self.conn, parse_reference(ref).name), ref, allow_yanked=True)
-        tool = CallTarget.load(self.conn, row.id)
+        tool = CallTarget.load(self.conn, row)
         mode = "snippet" if snippet is not None else "args"
         base: dict[str, Any] = {"mode": mode, "backend": backend}
         try:
@@ -393,7 +400,8 @@ class Caller:
             # The stored schema, the one `show`, bundles and `serve` advertise,
             # is the contract (not a schema derived again from the source).
             job_args = (
-                validate_stored_arguments(tool.input_schema, args, function=tool.entrypoint) if mode == "args" else None
+                validate_stored_arguments(tool.input_schema, args, function=tool.entrypoint, stored=tool.signature)
+                if mode == "args" else None
             )
             job = tool.job(limits_used, policy_used, args=job_args, snippet=snippet)
         except InvalidInput as exc:

@@ -2,6 +2,8 @@
 
 Each carries the CLI exit code it maps to, so the CLI has one rule:
 ``sys.exit(err.exit_code)`` after printing ``Error: <message>`` on one line.
+What each code means, and the codes of call outcomes, are the CLI's own
+table (`toolcrib/cli/exit_codes.py`).
 
     ToolcribError                 base; exit 1
     ├── InvalidInput              exit 2: bad source, arguments, reference syntax, files, bundles
@@ -17,7 +19,8 @@ Each carries the CLI exit code it maps to, so the CLI has one rule:
     └── RegistryUnusable          exit 8: the registry path cannot be opened and written (read-only, not a file)
 
 Exit code 1 (the tool raised, a test failed) and 5 (a resource limit) come from
-call and verify *results*, not exceptions; `exit_code_for_status` maps them.
+call and verify *results*, not exceptions; the CLI maps them
+(`cli.exit_codes.exit_code_for_status`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ __all__ = [
     "ArgumentsError",
     "BundleError",
     "ConflictError",
-    "EXIT_CODES",
     "ExtraMissing",
     "InvalidInput",
     "NotFound",
@@ -36,20 +38,7 @@ __all__ = [
     "SandboxUnavailable",
     "TestsFormatError",
     "ToolcribError",
-    "exit_code_for_status",
 ]
-
-EXIT_CODES: dict[int, str] = {
-    0: "success",
-    1: "the tool raised an error, or a test case failed",
-    2: "usage error or bad input",
-    3: "not found",
-    4: "refused by policy (unverified, yanked, rejected by the restricted compiler or a guard)",
-    5: "a resource limit was hit",
-    6: "the sandbox is unavailable (e.g. no Docker engine)",
-    7: "an optional part of toolcrib is not installed (e.g. pip install 'toolcrib[browse]')",
-    8: "the registry cannot be used at that path (read-only file or directory, not a regular file)",
-}
 
 
 class ToolcribError(Exception):
@@ -123,11 +112,3 @@ class RegistryUnusable(ToolcribError):
     SQLite's WAL journal writes beside the file even to read it."""
 
     exit_code = 8
-
-
-_STATUS_EXIT = {"ok": 0, "error": 1, "blocked": 4, "limit": 5, "unavailable": 6}
-
-
-def exit_code_for_status(status: str) -> int:
-    """The exit code for a call `Result.status` (ok 0, error 1, blocked 4, limit 5, unavailable 6)."""
-    return _STATUS_EXIT[status]

@@ -46,17 +46,22 @@ def arg_forms(input_schema: dict[str, Any]) -> dict[str, Literal["dataframe", "n
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _schema_validator(schema_json: str) -> Any:
+def _schema_validator(schema_json: str, key: str | None = None) -> Any:
+    """The validator of the schema in ``schema_json`` (under ``key`` in it
+    when given: a stored signature's "input_schema"), cached by that text."""
     # Imported here: only calls need it, and `toolcrib --help` should not pay for it.
     import jsonschema.validators
 
+    schema = json.loads(schema_json)
+    if key is not None:
+        schema = schema[key]
     base = jsonschema.validators.Draft202012Validator
     # JSON Schema counts 1.0 as an integer; the derived (pydantic, strict)
     # contract never did, so a stored schema is read the same way.
     strict = base.TYPE_CHECKER.redefine(
         "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
     )
-    return jsonschema.validators.extend(base, type_checker=strict)(json.loads(schema_json))
+    return jsonschema.validators.extend(base, type_checker=strict)(schema)
 
 
 # jsonschema's messages quote the offending value whole: a 10 MB argument
@@ -100,7 +105,8 @@ def json_arguments(args: Any, prefix: str) -> tuple[str, dict[str, Any]]:
     return text, plain
 
 
-def validate_stored_arguments(input_schema: dict[str, Any], args: Any, *, function: str) -> dict[str, Any]:
+def validate_stored_arguments(input_schema: dict[str, Any], args: Any, *, function: str,
+                              stored: str | None = None) -> dict[str, Any]:
     """Check JSON call arguments against a version's STORED input schema.
 
     The stored schema is what `show`, bundles and the MCP server advertise, so
@@ -109,10 +115,17 @@ def validate_stored_arguments(input_schema: dict[str, Any], args: Any, *, functi
     `validate_arguments`: the caller's own values come back unchanged, and
     ArgumentsError names each bad field ("missing required argument",
     "unexpected argument", or what the schema wanted).
+
+    ``stored``: the version's stored signature text (whose "input_schema" is
+    `input_schema`), the validator's cache key as it is; without it the
+    schema is serialized to make the key.
     """
     prefix = f"bad arguments for {function}"
     _, plain = json_arguments(args, prefix)
-    validator = _schema_validator(json.dumps(input_schema, sort_keys=True))
+    if stored is not None:
+        validator = _schema_validator(stored, "input_schema")
+    else:
+        validator = _schema_validator(json.dumps(input_schema, sort_keys=True))
     declared = list(input_schema.get("properties", {}))
     problems: dict[str, list[str]] = {}
     for error in validator.iter_errors(plain):

@@ -175,11 +175,11 @@ def verified_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> set[int]:
 
 
 def call_row(conn: sqlite3.Connection, version_id: int) -> tuple[Any, ...] | None:
-    """What a call needs of a version: (name, version, entrypoint, source,
-    signature, limits, policy, lock, prelude, status, yanked)."""
+    """What a call needs of a version beyond the `VersionRow` it was chosen
+    by (name, version and yank state are not read again): (entrypoint,
+    source, signature, limits, policy, lock, prelude, status)."""
     row = conn.execute(
-        "SELECT name, version, entrypoint, source, signature, limits, policy, lock, prelude, status, yanked "
-        "FROM versions WHERE id = ?",
+        "SELECT entrypoint, source, signature, limits, policy, lock, prelude, status FROM versions WHERE id = ?",
         [version_id],
     ).fetchone()
     return None if row is None else tuple(row)

@@ -41,6 +41,7 @@ def test_the_two_commands_are_on_the_first_screen() -> None:
 
 
 def test_the_exit_code_table_is_the_codes_the_code_uses() -> None:
+    from toolcrib.cli.exit_codes import EXIT_CODES, STATUS_EXIT_CODES
     from toolcrib.registry import errors
 
     readme = _readme()
@@ -48,7 +49,8 @@ def test_the_exit_code_table_is_the_codes_the_code_uses() -> None:
     section = section[: section.index("\n## ", 1)]
     documented = {int(code) for code in re.findall(r"^\| (\d+) \|", section, re.M)}
     # 70 (a bug, TOOLCRIB_DEBUG=1) and 130 (interrupted) are the CLI's own.
-    assert documented == set(errors.EXIT_CODES) | {70, 130}
+    assert documented == set(EXIT_CODES) | {70, 130}
+    assert set(STATUS_EXIT_CODES.values()) <= documented
     raised = {cls.exit_code for cls in vars(errors).values()
               if isinstance(cls, type) and issubclass(cls, errors.ToolcribError)}
     assert raised <= documented
