@@ -173,3 +173,22 @@ def test_the_fake_counts_a_snippets_calls_and_captures_prints() -> None:
                            snippet="f()\nans = 1", stub_entrypoint=True))
     assert (ran.status, ran.result, ran.calls, ran.stdout) == ("ok", 6, 2, "hi\n")
     assert (stubbed.status, stubbed.result, stubbed.calls) == ("ok", 1, 1)
+
+
+def test_the_mcp_server_starts_and_calls_its_backend_through_the_protocol(reg: Registry, fake_sandbox: FakeBackend) -> None:
+    """`serve`'s warm-up asks the backend to `start` (no getattr), and its
+    calls run on the table's backend of its name: here the fake, in process."""
+    from toolcrib.mcp_server import ServeOptions, ToolServer
+    from toolcrib.sandbox.contract import Cancel
+
+    reg.add(ADD, tests=ADD_TESTS)
+    assert reg.verify("add").status == "verified"
+    server = ToolServer(ServeOptions(registry=reg.path))
+    try:
+        server.warm_up()
+        served = server._call("client", "add", {"a": 2, "b": 3}, Cancel())  # noqa: SLF001 - the call a client's request runs
+    finally:
+        server.close()
+    assert fake_sandbox.started
+    assert served.structured_content == {"result": 5} and not served.is_error
+    assert fake_sandbox.jobs[-1].args == {"a": 2, "b": 3}
