@@ -198,13 +198,24 @@ def test_cli_call_and_verify_json_carry_layers(tc, tmp_path: Path) -> None:
 def test_docker_default_stays_plain_and_declared_plain_is_plain() -> None:
     # Docker's container is its boundary: a restricted-declared tool keeps
     # running as plain Python there unless the caller asks for the policy.
-    assert job_policy("docker", None, "restricted") == "plain"
-    assert job_policy("docker", None, "plain") == "plain"
-    assert job_policy("docker", "restricted", "plain") == "restricted"
-    assert job_policy("restricted", None, "restricted") == "restricted"
-    assert job_policy("restricted", None, "plain") == "plain"
-    with pytest.raises(InvalidInput):
-        job_policy("restricted", "loose", "plain")
+    # The default is the backend's own (`Backend.default_policy`), asked of
+    # the backend, not inferred from its name. Neither starts anything here
+    # (no zygote; no pool, and no engine needed).
+    from toolcrib.sandbox.docker import DockerBackend
+    from toolcrib.sandbox.restricted import RestrictedBackend
+
+    docker, restricted = DockerBackend(pool_size=0), RestrictedBackend()
+    try:
+        assert job_policy(docker, None, "restricted") == "plain"
+        assert job_policy(docker, None, "plain") == "plain"
+        assert job_policy(docker, "restricted", "plain") == "restricted"
+        assert job_policy(restricted, None, "restricted") == "restricted"
+        assert job_policy(restricted, None, "plain") == "plain"
+        with pytest.raises(InvalidInput):
+            job_policy(restricted, "loose", "plain")
+    finally:
+        docker.close()
+        restricted.close()
 
 
 # -- bundles ----------------------------------------------------------------
