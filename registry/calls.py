@@ -314,13 +314,14 @@ class Caller:
         registry's own (the operator's `toolcrib limits`), read afresh."""
         return self._max_limits if self._max_limits is not None else stored_maxima(self.conn)
 
-    def _backend(self, name: str) -> tuple[Backend | None, SandboxUnavailable | None]:
-        """The backend called `name`, or why it cannot be had (reported as an
-        unavailable result, audited like any call); InvalidInput for an
-        unknown name."""
+    def _backend(self, name: str) -> tuple[Backend | None, InvalidInput | SandboxUnavailable | None]:
+        """The backend called `name`, or why it cannot be had: InvalidInput
+        for an unknown name, SandboxUnavailable if it cannot be built. Raised
+        when the job would run, so that a bad argument is still reported
+        first, and an unbuildable backend is an unavailable result."""
         try:
             return start_backend(name, self.backends), None
-        except SandboxUnavailable as exc:
+        except (InvalidInput, SandboxUnavailable) as exc:
             return None, exc
 
     def _audit(self, tool: str, details: dict[str, Any]) -> None:
@@ -394,7 +395,7 @@ class Caller:
             lowered = granted(tool.limits, maxima)[1]
             # The backend is built (not started: the first run starts it)
             # before the policy is chosen, as its default is its own.
-            runner, unavailable = self._backend(backend)
+            runner, cannot_run = self._backend(backend)
             policy_used = job_policy(runner, policy, tool.policy) if runner is not None else (
                 policy_name(policy) if policy is not None else tool.policy)
             # The stored schema, the one `show`, bundles and `serve` advertise,
@@ -410,8 +411,8 @@ class Caller:
             raise
         try:
             if runner is None:
-                assert unavailable is not None
-                raise unavailable
+                assert cannot_run is not None
+                raise cannot_run
             prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
             result = runner.run(job, cancel)
         except InvalidInput as exc:

@@ -192,3 +192,19 @@ def test_the_mcp_server_starts_and_calls_its_backend_through_the_protocol(reg: R
     assert fake_sandbox.started
     assert served.structured_content == {"result": 5} and not served.is_error
     assert fake_sandbox.jobs[-1].args == {"a": 2, "b": 3}
+
+
+def test_an_unknown_backend_is_reported_after_the_arguments_as_before(reg: Registry) -> None:
+    """Building the backend before choosing the policy moved no error: bad
+    arguments are still reported first, an unknown name is still an audited
+    'invalid' without argument fields, and nothing ran."""
+    from toolcrib.registry.errors import ArgumentsError, InvalidInput
+
+    reg.add(ADD, tests=ADD_TESTS)
+    with pytest.raises(ArgumentsError):
+        reg.call("add", {"a": "x", "b": 1}, backend="nope", allow_unverified=True)
+    with pytest.raises(InvalidInput, match="unknown backend 'nope'"):
+        reg.call("add", {"a": 1, "b": 1}, backend="nope", allow_unverified=True)
+    bad_args, unknown = (e.details for e in reg.audit(event="call"))
+    assert bad_args["status"] == "invalid" and bad_args["fields"]
+    assert unknown["status"] == "invalid" and "fields" not in unknown and "unknown backend" in unknown["reason"]
