@@ -1,4 +1,8 @@
-"""Export bundles and all-or-nothing, digest-checked import."""
+"""Export bundles and all-or-nothing, digest-checked import.
+
+Bundles are the registry's bookkeeping, not the sandbox's: both registries
+verify on an injected `FakeBackend` (plain exec of this module's own tools).
+A bundle's packages meeting the real jail is tests/attacks/test_lock_jail.py's."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import pytest
 
 from toolcrib.registry import BundleError, ProvenanceInput, Registry
 from toolcrib.registry.versions import canonical_json, sha256_text
+from toolcrib.sandbox.fake import FakeBackend
 
 ADD = 'def add(a: int, b: int) -> int:\n    """Add two integers."""\n    return a + b\n'
 ADD2 = 'def add(a: int, b: int, c: int = 0) -> int:\n    """Add up to three integers."""\n    return a + b + c\n'
@@ -20,8 +25,13 @@ TESTS = [{"args": {"a": 1, "b": 2}, "expected": 3}]
 
 
 @pytest.fixture
-def source(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(tmp_path / "src.db", actor="exporter") as reg:
+def fake() -> FakeBackend:
+    return FakeBackend(name="restricted")
+
+
+@pytest.fixture
+def source(tmp_path: Path, fake: FakeBackend) -> Iterator[Registry]:
+    with Registry(tmp_path / "src.db", actor="exporter", backends={"restricted": fake}) as reg:
         reg.add(ADD, tests=TESTS, provenance=ProvenanceInput(generator="gpt-4o", prompt="write add", metadata={"k": "v"}))
         reg.add(ADD2, provenance=ProvenanceInput(parent="add"))
         reg.add(NEG, tests=[{"args": {"x": 1.5}, "expected": -1.5}])
@@ -32,8 +42,8 @@ def source(tmp_path: Path) -> Iterator[Registry]:
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(tmp_path / "dst.db", actor="importer") as reg:
+def target(tmp_path: Path, fake: FakeBackend) -> Iterator[Registry]:
+    with Registry(tmp_path / "dst.db", actor="importer", backends={"restricted": fake}) as reg:
         yield reg
 
 
