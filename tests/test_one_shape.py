@@ -16,6 +16,7 @@ from toolcrib import Registry
 from toolcrib.registry import schema_check
 from toolcrib.registry.calls import Caller
 from toolcrib.registry.store import connect
+from toolcrib.sandbox.contract import Cancel
 
 ROOT = Path(__file__).resolve().parent.parent
 ADD = 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n    return a + b\n'
@@ -62,8 +63,7 @@ def test_the_mcp_server_refuses_with_the_same_json(cli_registry: Path, tc: Any) 
 
     server = ToolServer(ServeOptions(registry=cli_registry))
     try:
-        refused = server._call("mcp:test", "add@1.0.0", {"a": "x", "b": 2}, cancel=__import__(
-            "toolcrib.sandbox.contract", fromlist=["Cancel"]).Cancel())
+        refused = server._call("mcp:test", "add@1.0.0", {"a": "x", "b": 2}, Cancel())
     finally:
         server.close()
     assert refused.is_error
