@@ -155,7 +155,9 @@ def _parse_call_args(args_json: str | None, arg_pairs: tuple[str, ...]) -> dict[
         except (NotJSON, OverBound) as err:
             raise InvalidInput(str(err)) from None
         if not isinstance(parsed, dict):
-            raise click.BadParameter("must be a JSON object of argument names to values", param_hint="--args")
+            # InvalidInput, not a click usage error: bad arguments, whatever
+            # their flaw, are a refusal `call --json` reports as JSON.
+            raise InvalidInput("--args must be a JSON object of argument names to values")
         args.update(parsed)
     for key, raw in parse_key_values(arg_pairs, "--arg").items():
         # A value that parses as JSON is taken as JSON (numbers, lists, true);

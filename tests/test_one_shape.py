@@ -40,6 +40,7 @@ def cli_registry(tmp_path: Path) -> Path:
         (["add", "--args", '{"a": 1.5, "b": 2}'], 2, "invalid", "ArgumentsError"),
         (["add", "--args", '{"a": 1, "b": 2}', "--limit", "cpu=1000"], 2, "invalid", "InvalidInput"),
         (["add", "--args", "[1"], 2, "invalid", "InvalidInput"),
+        (["add", "--args", "[1]"], 2, "invalid", "InvalidInput"),
         (["nope"], 3, "not_found", "NotFound"),
     ],
 )
