@@ -34,9 +34,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from toolcrib.sandbox import Job, Limits
 from toolcrib.sandbox.restricted import RestrictedBackend

@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_set import NO_FIT, TOOLS, BenchTool  # noqa: E402
+from search_set import NO_FIT, TOOLS, BenchTool
+from toolcrib.registry.search import FIT_THRESHOLD
 
-from toolcrib import Registry  # noqa: E402
-from toolcrib.registry.search import FIT_THRESHOLD  # noqa: E402
+from toolcrib import Registry
 
 KINDS = ("question", "paraphrase", "docstring")
 OUT = Path(__file__).resolve().parent / "out"

@@ -118,8 +118,9 @@ def to_sandbox(argv: list[str], env: dict[str, str], reps: int, cwd: Path) -> tu
 def api_calls(db: Path, reps: int) -> tuple[list[float], list[float]]:
     """(warm calls, first calls of a fresh Registry on a cold backend), in this
     process, wall time."""
-    from toolcrib import Registry
     from toolcrib.sandbox import close_backends
+
+    from toolcrib import Registry
 
     warm, first = [], []
     for _ in range(max(3, reps // 4)):
@@ -152,9 +153,10 @@ def main() -> None:
         tmp = Path(tmp_name)
         db = tmp / "bench.db"
         env = {**os.environ, "TOOLCRIB_REGISTRY": str(db), "BENCH_HEAVY": json.dumps(HEAVY)}
+        from toolcrib.sandbox import close_backends
+
         import toolcrib
         from toolcrib import Registry
-        from toolcrib.sandbox import close_backends
 
         measured = subprocess.run(
             [sys.executable, "-c", "import toolcrib; print(toolcrib.__file__)"], cwd=tmp, capture_output=True, text=True, check=True

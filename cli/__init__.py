@@ -193,7 +193,7 @@ def main() -> None:
         close_backends()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
-    except Exception as err:  # noqa: BLE001 - the last line of defence
+    except Exception as err:  # the last line of defence
         if os.environ.get("TOOLCRIB_DEBUG"):
             raise
         from .common import echo_text

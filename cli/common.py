@@ -143,7 +143,13 @@ class State:
         (no file, an older schema to migrate, not a registry) goes through
         `Registry`, which migrates it or says what is wrong."""
         from ..registry.calls import Caller
-        from ..registry.store import SCHEMA_MIGRATIONS, applied_migrations, connect, default_actor, default_registry_path
+        from ..registry.store import (
+            SCHEMA_MIGRATIONS,
+            applied_migrations,
+            connect,
+            default_actor,
+            default_registry_path,
+        )
 
         path = Path(self.registry_path).expanduser() if self.registry_path else default_registry_path()
         if path.is_file():
@@ -320,7 +326,7 @@ def echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     widths = [len(h) for h in headers]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     click.echo(line.format(*headers).rstrip())
     for row in cells:
         click.echo(line.format(*row).rstrip())

@@ -14,21 +14,39 @@ from ..latm import (
     Example,
     MakeResult,
     Model,
-    dispatch as dispatch_question,
     get_model,
     get_setting,
     load_task,
-    make as make_tool,
     set_setting,
+)
+from ..latm import (
+    dispatch as dispatch_question,
+)
+from ..latm import (
+    make as make_tool,
+)
+from ..latm import (
     use as use_tool,
 )
 from ..registry import Registry
 from ..registry.comparators import TABLE as COMPARATOR_TABLE
 from ..registry.comparators import describe
 from ..registry.errors import NotFound
-from ..sandbox import Limits
-from .common import CLIError, F, TableChoice, declared_limits, echo_json, echo_progress, echo_text, json_option, limit_option, open_registry, parse_limits, read_text_argument
-from ..sandbox import BACKEND_NAMES
+from ..sandbox import BACKEND_NAMES, Limits
+from .common import (
+    CLIError,
+    F,
+    TableChoice,
+    declared_limits,
+    echo_json,
+    echo_progress,
+    echo_text,
+    json_option,
+    limit_option,
+    open_registry,
+    parse_limits,
+    read_text_argument,
+)
 
 __all__ = ["COMMANDS"]
 

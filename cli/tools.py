@@ -16,7 +16,6 @@ from ..registry.cases import load_tests
 from ..registry.search import FIT_THRESHOLD, query_words
 from ..registry.versions import sha256_text
 from .bulk import Entry, is_table, provenance_for, read_entries, report, run_entries
-from .exports import export_schema
 from .common import (
     CLIError,
     declared_limits,
@@ -30,6 +29,7 @@ from .common import (
     parse_key_values,
     read_text_argument,
 )
+from .exports import export_schema
 
 if TYPE_CHECKING:
     from ..registry.stats import UsageStats

@@ -17,9 +17,9 @@ from typing import Any
 
 from ..sandbox.contract import Limits, Lock, PolicyName
 from .admission import admit, check_name, find_missing, refuse_missing
+from .bundle import BundleEntry
 from .calls import policy_name
 from .cases import parse_tests
-from .bundle import BundleEntry
 from .errors import BundleError, ConflictError, InvalidInput
 from .models import Bump, Prelude, ProvenanceInput, Signature, TestCase, ToolVersion
 from .preludes import prelude_text

@@ -636,7 +636,7 @@ def _admit_code(
             notes.append(f"stripped {what} at {where}")
         before = origin
 
-        def origin(line: int | None) -> int | None:  # noqa: F811 - lines now refer to the stripped text
+        def origin(line: int | None) -> int | None:  # lines now refer to the stripped text
             return before(kept[line - 1]) if line is not None and 0 < line <= len(kept) else before(line)
 
         tree = _parse(code, origin)

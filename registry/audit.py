@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
@@ -184,8 +184,8 @@ def normalize_since(since: str) -> str:
     except ValueError:
         raise InvalidInput(f"invalid time {since!r}: expected ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _row_entry(row: tuple[Any, ...]) -> AuditEntry:

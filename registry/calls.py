@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..sandbox.backends import Backends
 from ..sandbox.contract import (
     LIMIT_NAMES,
     Backend,
@@ -34,7 +35,6 @@ from ..sandbox.contract import (
     PolicyName,
     Result,
 )
-from ..sandbox.backends import Backends
 from .audit import CAP_BYTES, append_row, cap_value
 from .errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima

@@ -19,6 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..sandbox.backends import Backends, Injected
 from ..sandbox.contract import Cancel, Limits, Lock
+from .adding import (
+    add_details,
+    already_imported,
+    draft,
+    identical,
+    import_details,
+    imported_tool,
+    new_tool,
+    next_number,
+)
 from .admission import check_name
 from .audit import append_entry, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, read_bundle
@@ -32,11 +42,8 @@ from .calls import (
     start_backend,
 )
 from .errors import (
-    AdmissionError,
-    ConflictError,
     InvalidInput,
     NotFound,
-    SandboxUnavailable,
 )
 from .limits import stored_maxima
 from .migrations import apply_migrations
@@ -52,23 +59,14 @@ from .models import (
     ToolVersion,
     Verification,
 )
-from .adding import (
-    add_details,
-    already_imported,
-    draft,
-    identical,
-    import_details,
-    imported_tool,
-    new_tool,
-    next_number,
-)
 from .preludes import every_prelude, load_prelude, save_prelude
 from .provenance import in_toto_statement
 from .records import tool_of, verification_of_row, version_of_row, version_record
-from .verifying import run_cases, store_verification
 from .search import FIT_THRESHOLD, SearchHit, rank
 from .signature import bump_kind
 from .stats import UsageStats, usage
+from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, write_transaction
+from .store_settings import delete_setting, put_setting, read_setting
 from .store_versions import (
     NEWEST,
     NEWEST_OR_YANKED,
@@ -86,8 +84,7 @@ from .store_versions import (
     verified_ids,
     version_rows,
 )
-from .store_settings import delete_setting, put_setting, read_setting
-from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, write_transaction
+from .verifying import run_cases, store_verification
 from .versions import parse_reference
 
 if TYPE_CHECKING:
@@ -182,7 +179,7 @@ class Registry:
         self._databases.close()
         self._backends.close()
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -535,7 +535,7 @@ def _compile(source: str, entrypoint: str) -> _Compiled:
                 kwargs["default"] = value
                 # `x: int = None` is the old implicit Optional: null means "the default".
                 if value is None and not _accepts_none(tp):
-                    tp = Optional[tp]  # noqa: UP007
+                    tp = Optional[tp]  # noqa: UP045 - built at run time from a variable
             else:
                 # Optional, but the real default lives in the tool: the schema shows none.
                 kwargs["default_factory"] = _missing

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from typing import Any
+
 from .store import utc_now
 
 __all__ = ["delete_setting", "put_setting", "read_setting", "settings_with_prefix"]

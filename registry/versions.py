@@ -154,16 +154,16 @@ class SemVer:
         pre: tuple[Any, ...] = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.prerelease)
         return (self.major, self.minor, self.patch, 0 if self.prerelease else 1, pre)
 
-    def __lt__(self, other: "SemVer") -> bool:
+    def __lt__(self, other: SemVer) -> bool:
         return self.key() < other.key()
 
-    def __le__(self, other: "SemVer") -> bool:
+    def __le__(self, other: SemVer) -> bool:
         return self.key() <= other.key()
 
-    def __gt__(self, other: "SemVer") -> bool:
+    def __gt__(self, other: SemVer) -> bool:
         return self.key() > other.key()
 
-    def __ge__(self, other: "SemVer") -> bool:
+    def __ge__(self, other: SemVer) -> bool:
         return self.key() >= other.key()
 
 

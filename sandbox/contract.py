@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
-
 __all__ = [
     "ArgForm",
     "Backend",
@@ -289,11 +288,11 @@ class Limits:
                             minimum=0, inclusive=name == "disk")
             _set(self, name, value)
 
-    def capped(self, maxima: "Limits") -> "Limits":
+    def capped(self, maxima: Limits) -> Limits:
         """These limits, each lowered to at most the matching maximum."""
         return Limits(**{k: min(getattr(self, k), getattr(maxima, k)) for k in LIMIT_NAMES})
 
-    def override(self, **changes: float | int) -> "Limits":
+    def override(self, **changes: float | int) -> Limits:
         """A copy with some fields changed (checked; ValueError names a bad one)."""
         _known_limits(changes)
         return Limits(**{**self.to_json(), **changes})
@@ -303,7 +302,7 @@ class Limits:
         return {name: getattr(self, name) for name in LIMIT_NAMES}
 
     @classmethod
-    def from_json(cls, data: Any) -> "Limits":
+    def from_json(cls, data: Any) -> Limits:
         """Limits from a JSON object; ValueError for anything else."""
         if not isinstance(data, dict):
             raise ValueError(f"limits must be a JSON object, got {type(data).__name__}")
@@ -406,7 +405,7 @@ class Lock:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> "Lock":
+    def from_json(cls, data: Any) -> Lock:
         """A lock from its JSON object (or JSON text); ValueError for anything else."""
         if isinstance(data, (str, bytes)):
             data = json.loads(data)
@@ -515,7 +514,7 @@ class ErrorInfo:
         return {"type": self.type, "message": self.message, "line": self.line}
 
     @classmethod
-    def from_json(cls, data: Any) -> "ErrorInfo":
+    def from_json(cls, data: Any) -> ErrorInfo:
         if isinstance(data, ErrorInfo):
             return data
         if not isinstance(data, dict) or not {"type", "message"} <= set(data) <= {"type", "message", "line"}:

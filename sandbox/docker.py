@@ -114,7 +114,7 @@ def seccomp_profile() -> str:
 
 
 # Backends not closed yet; the interpreter's exit closes them (see `close`).
-_OPEN: "weakref.WeakSet[DockerBackend]" = weakref.WeakSet()
+_OPEN: weakref.WeakSet[DockerBackend] = weakref.WeakSet()
 
 
 @atexit.register
@@ -237,7 +237,7 @@ class _Container:
     response_sock: Any
     sock: socket.socket
     limits: Limits
-    reader: "_Reader"
+    reader: _Reader
     ready: bool = False
     started: float = field(default_factory=time.monotonic)
     uid: int | None = None  # the call uid it runs as, released once it is removed
@@ -349,7 +349,7 @@ class _Reader:
         self.sock.settimeout(remaining)
         try:
             chunk = self.sock.recv(65536)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return "timeout", b""
         except OSError:
             chunk = b""

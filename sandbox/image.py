@@ -33,12 +33,12 @@ import hashlib
 import importlib.metadata
 import inspect
 import io
+import json
 import os
 import re
 import subprocess
 import sys
 import tarfile
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -265,7 +265,7 @@ def connect(timeout: int = 60) -> Any:
         client = docker.from_env(timeout=timeout)
         client.ping()
         return client
-    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+    except Exception as exc:  # any failure means "no engine"
         raise ImageBuildError(f"no Docker engine answers: {_one_line(exc)}") from exc
 
 
@@ -377,7 +377,7 @@ def _build_base(client: Any, progress: Progress) -> str:
                 tag=version,
                 changes=['CMD ["python3"]', f"LABEL toolcrib.base.recipe={version}"],
             )
-        except Exception as exc:  # noqa: BLE001 - engine errors become one line
+        except Exception as exc:  # engine errors become one line
             raise ImageBuildError(f"importing the offline base failed: {_one_line(exc)}") from exc
     if find_image(client, tag) is None:
         raise ImageBuildError(f"the engine did not record {tag} after the import")

@@ -436,7 +436,7 @@ class RestrictedBackend:
             materialize = default_materialize
         try:
             return Path(materialize(lock))
-        except Exception as exc:  # noqa: BLE001 - packages.PackagesError and whatever pip said
+        except Exception as exc:  # packages.PackagesError and whatever pip said
             raise _Unavailable(f"the lock's packages cannot be installed: {' '.join(str(exc).split())[:300]}") from exc
 
     def _over_capacity(self) -> list[_Zygote]:

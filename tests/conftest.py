@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
 from toolcrib.sandbox import BACKEND_NAMES, close_backends
 
 if TYPE_CHECKING:
     from click.testing import Result
+    from toolcrib.sandbox.fake import FakeBackend
+    from toolcrib.sandbox.restricted import RestrictedBackend
 
     from toolcrib import Registry
     from toolcrib.latm import Task
-    from toolcrib.sandbox.fake import FakeBackend
-    from toolcrib.sandbox.restricted import RestrictedBackend
 
 
 def docker_engine_available() -> bool:
@@ -146,7 +145,6 @@ def tc(cli_registry: Path, monkeypatch: pytest.MonkeyPatch) -> CliInvoke:
     `cli_registry`, as actor "tester", exceptions left to propagate (a
     traceback fails the test instead of becoming an exit code)."""
     from click.testing import CliRunner
-
     from toolcrib.cli import cli
 
     monkeypatch.setenv("TOOLCRIB_ACTOR", "tester")
@@ -185,6 +183,7 @@ def fresh_guard_state() -> Iterator[None]:
 def sort_task(tmp_path: Path) -> Task:
     """The LATM word-sorting task (tests/latm_tasks.py), loaded from a file."""
     from latm_tasks import SORT, write_json
+
     from toolcrib.latm import load_task
 
     return load_task(write_json(tmp_path / "word_sorting.json", SORT))

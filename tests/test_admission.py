@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from toolcrib.registry.admission import MAX_SOURCE_BYTES, Admitted, admit, check_name, extract_python
 from toolcrib.registry.errors import AdmissionError, InvalidInput
 
@@ -608,7 +607,6 @@ _HUGE_HEX = "0x" + "f" * 4000  # 16,000 bits: more digits than JSON (or int->str
 )
 def test_bad_source_at_add_is_refused_with_exit_2(tmp_path: Path, source: str, why: str) -> None:
     from click.testing import CliRunner
-
     from toolcrib.cli import cli
 
     path = tmp_path / "tool.py"
@@ -631,7 +629,6 @@ def test_bad_source_at_add_is_refused_with_exit_2(tmp_path: Path, source: str, w
 )
 def test_large_but_harmless_source_is_admitted(tmp_path: Path, source: str) -> None:
     from click.testing import CliRunner
-
     from toolcrib.cli import cli
 
     path = tmp_path / "tool.py"
@@ -642,7 +639,6 @@ def test_large_but_harmless_source_is_admitted(tmp_path: Path, source: str) -> N
 
 def test_a_tests_file_nested_past_what_can_be_stored_is_refused_with_exit_2(tmp_path: Path) -> None:
     from click.testing import CliRunner
-
     from toolcrib.cli import cli
 
     tool = tmp_path / "tool.py"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from toolcrib import Registry
 from toolcrib.cli import cli
 from toolcrib.registry.admission import extract_python, find_missing
 from toolcrib.registry.errors import AdmissionError
+
+from toolcrib import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from toolcrib.registry import InvalidInput, PolicyRefused, Registry
 from toolcrib.registry.audit import GENESIS_HASH, cap_value, entry_hash
 from toolcrib.registry.versions import canonical_json, sha256_text

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from toolcrib.registry import Registry
 from toolcrib.sandbox import BACKEND_NAMES, backends, get_backend
 from toolcrib.sandbox.contract import ErrorInfo, Job, Result
@@ -178,15 +177,16 @@ def test_the_fake_counts_a_snippets_calls_and_captures_prints() -> None:
 def test_the_mcp_server_starts_and_calls_its_backend_through_the_protocol(reg: Registry, fake_sandbox: FakeBackend) -> None:
     """`serve`'s warm-up asks the backend to `start` (no getattr), and its
     calls run on the table's backend of its name: here the fake, in process."""
-    from toolcrib.mcp_server import ServeOptions, ToolServer
     from toolcrib.sandbox.contract import Cancel
+
+    from toolcrib.mcp_server import ServeOptions, ToolServer
 
     reg.add(ADD, tests=ADD_TESTS)
     assert reg.verify("add").status == "verified"
     server = ToolServer(ServeOptions(registry=reg.path))
     try:
         server.warm_up()
-        served = server._call("client", "add", {"a": 2, "b": 3}, Cancel())  # noqa: SLF001 - the call a client's request runs
+        served = server._call("client", "add", {"a": 2, "b": 3}, Cancel())  # the call a client's request runs
     finally:
         server.close()
     assert fake_sandbox.started

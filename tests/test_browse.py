@@ -29,10 +29,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
-from toolcrib import ArgumentsError, Registry
 from toolcrib.cli.browse import DATABASE, QUERIES, datasette_for
 from toolcrib.sandbox import close_backends
+
+from toolcrib import ArgumentsError, Registry
 
 TOOLCRIB = str(Path(sys.executable).parent / "toolcrib")
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-
-from toolcrib import Registry
 from toolcrib.cli import cli
 from toolcrib.registry.errors import ConflictError
+
+from toolcrib import Registry
 
 SORT = '''
 def sort_words(text: str) -> str:

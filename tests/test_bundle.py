@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from toolcrib.registry import BundleError, ProvenanceInput, Registry
 from toolcrib.registry.versions import canonical_json, sha256_text
 from toolcrib.sandbox.fake import FakeBackend

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from toolcrib import Registry
-from toolcrib.registry.calls import CallOutcome, Caller
+from toolcrib.registry.calls import Caller, CallOutcome
 from toolcrib.registry.migrations import apply_migrations, pending_migrations
 from toolcrib.registry.store import SCHEMA_MIGRATIONS, applied_migrations, connect, open_database
+
+from toolcrib import Registry
 
 ADD = 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n    return a + b\n'
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from toolcrib.registry.cases import COMPARATORS, MAX_CASES, compare, load_tests, parse_tests
 from toolcrib.registry.errors import TestsFormatError
 from toolcrib.registry.models import TestCase

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-
 from toolcrib.cli import cli
 
 SORT_TOOL = '''\

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import click
-
 from toolcrib.cli import cli
 from toolcrib.cli.reference import iter_commands
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from toolcrib.sandbox import Backend, Job, Limits, Result, get_backend
 
 QUICK = Limits(cpu=2, wall=10, memory=128, output=64)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from toolcrib.sandbox.contract import ErrorInfo, Job, Limits, Lock, LockedPackage, Result
 
 SHA = "a" * 64

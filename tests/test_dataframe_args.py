@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from toolcrib import Registry
 from toolcrib.registry.errors import ArgumentsError
 from toolcrib.registry.signature import FORM_KEY, arg_forms, derive_signature, validate_stored_arguments
 from toolcrib.sandbox.contract import Job
 from toolcrib.sandbox.restricted import RestrictedBackend
+
+from toolcrib import Registry
 
 SUMMARY = '''
 import numpy as np

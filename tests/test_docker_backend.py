@@ -12,7 +12,6 @@ import threading
 import time
 
 import pytest
-
 from toolcrib.sandbox import Job, Limits, Result
 from toolcrib.sandbox.contract import Backend
 from toolcrib.sandbox.docker import LABEL, LABEL_PID, DockerBackend

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from toolcrib.sandbox.docker import LABEL, LABEL_PID
 
 pytestmark = pytest.mark.docker

@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 import pytest
-
 from attacks.child import call_in_child, run_in_child
 from toolcrib.sandbox import Job
 from toolcrib.sandbox.inside import execute

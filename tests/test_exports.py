@@ -13,9 +13,9 @@ import jsonschema
 import mcp.types
 import pytest
 from click.testing import CliRunner
+from toolcrib.cli import cli
 
 from toolcrib import Registry
-from toolcrib.cli import cli
 from toolcrib.exports import NAME_PATTERN, export_definitions, portable_name, strict_parameters
 
 NAME = {"type": "string", "pattern": NAME_PATTERN.pattern}

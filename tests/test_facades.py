@@ -8,13 +8,11 @@ import types
 from typing import Any
 
 import pytest
-
 from attacks.child import run_in_child
 from toolcrib.sandbox.inside import execute
 from toolcrib.sandbox.inside.facades import FACADES, Facade, guarded_import
 from toolcrib.sandbox.inside.guards import STATE, PolicyViolation, guarded_getattr
 from toolcrib.sandbox.inside.policy import ALLOWED_MODULES
-
 
 # Tool code runs in this process: each test starts and ends with fresh guard state.
 pytestmark = pytest.mark.usefixtures("fresh_guard_state")
@@ -76,7 +74,7 @@ def test_facades_are_read_only() -> None:
 
 def test_unoffered_names_are_refusals_not_attribute_errors() -> None:
     with pytest.raises(PolicyViolation, match='"json.codecs" is not offered'):
-        FACADES["json"].codecs
+        _ = FACADES["json"].codecs
     assert STATE.violation is not None
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from toolcrib import Registry
 from toolcrib.cli import cli
 from toolcrib.sandbox import Job, Limits, Result
 from toolcrib.sandbox.restricted import RestrictedBackend
+
+from toolcrib import Registry
 
 QUICK = Limits(cpu=2, wall=10, memory=64, output=64)
 
@@ -218,8 +218,8 @@ def test_a_plain_tool_exiting_with_the_setup_code_is_no_unavailable_sandbox() ->
     # 111 is what a child exits with when it cannot lock itself down; that
     # happens before it takes a call, so after it, the code is the tool's.
     from toolcrib.sandbox import Job
-    from toolcrib.sandbox.restricted import RestrictedBackend
     from toolcrib.sandbox.inside.zygote import EXIT_SETUP_FAILED
+    from toolcrib.sandbox.restricted import RestrictedBackend
 
     backend = RestrictedBackend()
     try:

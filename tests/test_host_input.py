@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from toolcrib.cli import cli
 from toolcrib.registry import ArgumentsError, InvalidInput, ProvenanceInput, Registry
 from toolcrib.registry.audit import CAP_BYTES
@@ -296,8 +295,9 @@ def test_a_write_refused_by_sqlite_midway_is_the_same_one_line_error(registry: P
     # itself, and reported like the up-front check, not as an internal error.
     import sqlite3
 
-    from toolcrib import RegistryUnusable
     from toolcrib.registry.store import write_transaction
+
+    from toolcrib import RegistryUnusable
 
     conn = sqlite3.connect(f"{registry.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
     try:

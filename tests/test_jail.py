@@ -18,7 +18,6 @@ import textwrap
 from typing import Any
 
 import pytest
-
 from toolcrib.sandbox.inside import jail as jail_module
 from toolcrib.sandbox.inside.jail import Jail, landlock_abi
 

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from latm_tasks import DAYS, DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
-from toolcrib import Registry
-from toolcrib.latm import Reply, ReplayModel, dispatch, load_task, make
 from toolcrib.sandbox.fake import FakeBackend
+
+from toolcrib import Registry
+from toolcrib.latm import ReplayModel, Reply, dispatch, load_task, make
 
 SORT_QUESTION = SORT[6]["input"]
 UNRELATED = "What is the capital city of the country north of Mexico?"
@@ -27,7 +27,7 @@ class RecordingModel:
         self.replies = list(replies)
         self.prompts: list[str] = []
 
-    def start(self) -> "RecordingModel":
+    def start(self) -> RecordingModel:
         return self
 
     def send(self, prompt: str) -> Reply:

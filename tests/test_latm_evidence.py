@@ -10,13 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-
 from latm_tasks import SORT, SORT_FUNCTION, SORT_PROPOSAL, SORT_TESTS, sort_wrap, write_json
+from toolcrib.sandbox import Job
+from toolcrib.sandbox.inside import wire
+
 from toolcrib import Registry
 from toolcrib.latm import MakeResult, ReplayModel, Task, load_task, make
 from toolcrib.latm.runs import run_snippet
-from toolcrib.sandbox import Job
-from toolcrib.sandbox.inside import wire
 
 
 def _question(words: str) -> str:

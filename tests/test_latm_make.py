@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from latm_tasks import DAYS, DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, sort_wrap, write_json
+
 from toolcrib import InvalidInput, Registry
 from toolcrib.latm import ReplayModel, load_task, make, parse_task
 

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from latm_tasks import DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, sort_wrap, write_json
+from toolcrib.registry.admission import MAX_SOURCE_BYTES, admit, extract_python
+
 from toolcrib import AdmissionError, Registry
 from toolcrib.latm import Example, ReplayModel, dispatch, load_task, make, use
 from toolcrib.latm.replies import MAX_REPLY_CHARS, code_blocks, use_cases
-from toolcrib.registry.admission import MAX_SOURCE_BYTES, admit, extract_python
 
 HANG_GUARD_SECONDS = 60  # the linear scanners need well under a second for any of these
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 from toolcrib.sandbox import Job, Limits, run
 
 LIMITS = Limits(cpu=2, wall=5, memory=256, output=256)

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from latm_tasks import SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
+
 from toolcrib import PolicyRefused, Registry
-from toolcrib.latm import Example, Reply, ReplayModel, load_task, make, use
+from toolcrib.latm import Example, ReplayModel, Reply, load_task, make, use
 from toolcrib.latm.answers import with_epilogue
 from toolcrib.latm.runs import run_snippet
 
@@ -54,7 +54,7 @@ class RecordingModel:
         self.replies = list(replies)
         self.prompts: list[str] = []
 
-    def start(self) -> "RecordingModel":
+    def start(self) -> RecordingModel:
         return self
 
     def send(self, prompt: str) -> Reply:

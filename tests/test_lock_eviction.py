@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from toolcrib.sandbox.contract import Job, Limits, Lock, LockedPackage
 from toolcrib.sandbox.restricted import RestrictedBackend
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from toolcrib.registry import Registry
 from toolcrib.registry.versions import content_sha256
 from toolcrib.sandbox.contract import Lock, LockedPackage

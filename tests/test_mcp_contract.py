@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
-from toolcrib import Limits
 from toolcrib.cli import cli
 from toolcrib.registry import ArgumentsError, BundleError, Registry
 from toolcrib.registry.models import Signature
@@ -23,6 +21,8 @@ from toolcrib.registry.signature import validate_stored_arguments
 from toolcrib.registry.versions import canonical_json, content_sha256
 from toolcrib.sandbox import get_backend
 from toolcrib.sandbox.contract import Cancel
+
+from toolcrib import Limits
 
 ECHO = '''
 def echo(x: int) -> int:
@@ -177,7 +177,7 @@ def _holders(backend: str) -> set[int]:
     else:
         from toolcrib.sandbox.docker import LABEL, LABEL_PID
 
-        client = get_backend("docker")._client  # noqa: SLF001 - the backend's own engine connection
+        client = get_backend("docker")._client  # the backend's own engine connection
         ids = [c["Id"] for c in client.api.containers(filters={"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]})]
         candidates = {pid for pid in procs if any(cid in _read(f"/proc/{pid}/cgroup") for cid in ids)}
     return {pid for pid in candidates if procs[pid][1] != "Z" and _rss_kib(pid) > BALLAST_KIB}

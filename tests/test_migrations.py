@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from toolcrib.registry import Registry
 from toolcrib.registry.audit import append_entry
 from toolcrib.registry.migrations import MIGRATIONS, apply_migrations, pending_migrations

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from toolcrib import Registry
 from toolcrib.registry import schema_check
 from toolcrib.registry.calls import Caller
 from toolcrib.registry.store import connect
 from toolcrib.sandbox.contract import Cancel
+
+from toolcrib import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 ADD = 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n    return a + b\n'

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
-from toolcrib import Registry
 from toolcrib.cli import cli
-from toolcrib.exports import EXPORTERS, Exporter, export_definitions
 from toolcrib.registry.cases import compare, parse_tests
 from toolcrib.registry.comparators import TABLE, Comparator, Detail
 from toolcrib.registry.errors import TestsFormatError
+
+from toolcrib import Registry
+from toolcrib.exports import EXPORTERS, Exporter, export_definitions
 
 SHOUT = 'def shout(word: str) -> str:\n    """The word, loud."""\n    return word.upper() + "!"\n'
 

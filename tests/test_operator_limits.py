@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from toolcrib.sandbox.contract import Limits
 
 from toolcrib import Registry
-from toolcrib.sandbox.contract import Limits
 
 # 2 MiB of text: over the default maximum output (1 MiB), under 16 MiB.
 BIG = 'def big() -> str:\n    """Two MiB of text."""\n    return "x" * (2 * 1024 * 1024)\n'

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from toolcrib.sandbox import packages
 from toolcrib.sandbox.contract import Lock, LockedPackage
 from toolcrib.sandbox.packages import PackagesError, check_requirement, materialize, resolve, wheel_imports
@@ -186,9 +185,10 @@ def kind(value: str) -> str:
 
 @pytest.mark.network
 def test_registry_locks_requirements_at_add(cache: Path, tmp_path: Path) -> None:
-    from toolcrib import Registry
     from toolcrib.registry.errors import BundleError, InvalidInput
     from toolcrib.registry.versions import content_sha256
+
+    from toolcrib import Registry
 
     with Registry(tmp_path / "r.db", actor="t") as reg:
         added = reg.add(SIX_TOOL, requires=["six"], tests=[{"args": {"value": "x"}, "expected": "str:x"}]).tool
@@ -224,7 +224,6 @@ def test_registry_locks_requirements_at_add(cache: Path, tmp_path: Path) -> None
 @pytest.mark.network
 def test_cli_add_requires_and_show_lists_the_lock(cache: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
-
     from toolcrib.cli import cli
 
     tool = tmp_path / "kind.py"

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from toolcrib import Registry
 from toolcrib.cli import cli
 from toolcrib.sandbox import packages
 from toolcrib.sandbox.contract import Job, Limits, Lock
 from toolcrib.sandbox.restricted import RestrictedBackend
+
+from toolcrib import Registry
 
 # Every test here resolves `sympy` (or `mpmath`) from the real package index.
 pytestmark = pytest.mark.network
@@ -164,7 +164,6 @@ def test_no_build_is_unavailable_with_the_command_then_the_command_builds_it(
     tmp_path: Path, docker_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import docker
-
     from toolcrib.sandbox import close_backends
     from toolcrib.sandbox.image import runtime_tag
 
@@ -208,7 +207,6 @@ def test_no_build_is_unavailable_with_the_command_then_the_command_builds_it(
 @pytest.mark.docker
 def test_the_runtime_images_container_settings_equal_the_plain_sandboxs(sympy_lock: Lock, docker_image: str) -> None:
     import docker
-
     from toolcrib.sandbox.docker import LABEL_BACKEND, DockerBackend
 
     backend = DockerBackend(pool_size=1)

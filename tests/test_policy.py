@@ -9,11 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from attacks.child import run_in_child
 from toolcrib.sandbox.inside import execute, guards
-from toolcrib.sandbox.inside.guards import STATE, PolicyViolation, guarded_getattr, guarded_hasattr, inplacevar, write_guard
-from toolcrib.sandbox.inside.policy import ALLOWED_BUILTINS, ALLOWED_EXCEPTIONS, ALLOWED_MODULES, POLICY, REFUSED_CONSTRUCTS
+from toolcrib.sandbox.inside.guards import (
+    STATE,
+    PolicyViolation,
+    guarded_getattr,
+    guarded_hasattr,
+    inplacevar,
+    write_guard,
+)
+from toolcrib.sandbox.inside.policy import (
+    ALLOWED_BUILTINS,
+    ALLOWED_EXCEPTIONS,
+    ALLOWED_MODULES,
+    POLICY,
+    REFUSED_CONSTRUCTS,
+)
 from toolcrib.sandbox.inside.toolbuiltins import build_builtins
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "security.md"

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from toolcrib.registry import BundleError, Registry
 from toolcrib.registry.calls import job_policy
 from toolcrib.registry.errors import InvalidInput

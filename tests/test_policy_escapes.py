@@ -14,12 +14,10 @@ import json
 from typing import Any
 
 import pytest
-
 from attacks.child import call_in_child, run_in_child
 from toolcrib.sandbox.inside import execute
 from toolcrib.sandbox.inside.guards import STATE
 from toolcrib.sandbox.inside.results import ResultNotJSON, to_json
-
 
 # Tool code runs in this process: each test starts and ends with fresh guard state.
 pytestmark = pytest.mark.usefixtures("fresh_guard_state")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from toolcrib import Registry
 from toolcrib.cli import cli
 from toolcrib.registry.errors import AdmissionError, BundleError, InvalidInput, NotFound
 from toolcrib.registry.versions import content_sha256
+
+from toolcrib import Registry
 
 # A tool written the way the corpus was: it uses names only its maker's
 # fixed import block defined.

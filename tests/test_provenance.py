@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from toolcrib.registry import InvalidInput, NotFound, ProvenanceInput, Registry
 
 V1 = 'def area(w: float, h: float) -> float:\n    """Area of a rectangle."""\n    return w * h\n'

@@ -25,9 +25,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from toolcrib.sandbox.inside import wire
 
 from toolcrib import Registry
-from toolcrib.sandbox.inside import wire
 
 CAP_KIB = 4096
 CAP = CAP_KIB * 1024
@@ -78,7 +78,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from toolcrib.sandbox.contract import Limits
 
     with Registry(path, actor="setup") as reg:
-        for name, source in TOOLS.items():
+        for source in TOOLS.values():
             reg.add(source, limits=Limits(cpu=30, wall=60, memory=1024, output=CAP_KIB))
     return path
 

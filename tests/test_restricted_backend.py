@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from toolcrib.sandbox import Job, Limits, Result
 from toolcrib.sandbox.contract import Backend
 from toolcrib.sandbox.restricted import RestrictedBackend

@@ -10,13 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-
-from toolcrib import Registry
 from toolcrib.registry.migrations import MIGRATIONS
 from toolcrib.registry.search import FIT_THRESHOLD, SearchHit, query_words, split_identifiers
 from toolcrib.registry.store import open_database, utc_now, write_transaction
 from toolcrib.registry.versions import sha256_text
 from toolcrib.sandbox.fake import FakeBackend
+
+from toolcrib import Registry
 
 SORT = '''\
 def sort_words(words: list[str]) -> list[str]:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from toolcrib.registry.errors import AdmissionError, ArgumentsError
 from toolcrib.registry.models import Signature
 from toolcrib.registry.signature import bump_kind, derive_signature, validate_arguments

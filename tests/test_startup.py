@@ -16,11 +16,11 @@ from pathlib import Path
 
 import click
 import pytest
-
-import toolcrib
 import toolcrib.registry
 import toolcrib.sandbox
 from toolcrib.cli import COMMANDS, cli
+
+import toolcrib
 
 # Each of these costs tens of milliseconds to import, or more.
 HEAVY = ("pydantic", "sqlite_utils", "jsonschema", "docker", "mcp", "llm", "datasette", "uvicorn", "RestrictedPython")
@@ -81,8 +81,9 @@ main()
 
 
 def test_toolcrib_call_imports_only_what_a_call_needs(tmp_path: Path) -> None:
-    from toolcrib import Registry
     from toolcrib.sandbox import close_backends
+
+    from toolcrib import Registry
 
     db = tmp_path / "r.db"
     with Registry(db, actor="t") as reg:

@@ -14,12 +14,12 @@ import statistics
 from pathlib import Path
 
 import pytest
-
-from toolcrib import PolicyRefused, Registry
 from toolcrib.registry.errors import ArgumentsError
 from toolcrib.registry.stats import _p95
 from toolcrib.sandbox.contract import ErrorInfo, Job, Result
 from toolcrib.sandbox.fake import FakeBackend, exec_job
+
+from toolcrib import PolicyRefused, Registry
 
 TOOL = '''\
 def divide(a: int, b: int) -> float:
@@ -107,7 +107,7 @@ def cli_registry(module_reg: Registry) -> Path:
 def test_show_has_usage(tc) -> None:
     text = tc("show", "divide")
     assert text.exit_code == 0
-    line = next(l for l in text.stdout.splitlines() if l.strip().startswith("usage:"))
+    line = next(row for row in text.stdout.splitlines() if row.strip().startswith("usage:"))
     assert "9 call(s): 4 ok, 1 error, 1 blocked, 1 limit, 2 refused" in line and "p95" in line
     data = json.loads(tc("show", "divide", "--json").stdout)
     assert data["usage"]["calls"] == 9 and data["usage"]["limit_hits"] == 1

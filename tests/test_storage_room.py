@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from toolcrib.registry import InvalidInput, Registry
 
 ROOT = Path(__file__).resolve().parent.parent

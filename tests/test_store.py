@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from toolcrib.registry import NotFound, Registry
 from toolcrib.registry.store import default_registry_path, open_database, write_transaction
 

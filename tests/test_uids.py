@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from toolcrib.sandbox.inside import uids, zygote
 from toolcrib.sandbox.contract import Job, Limits
+from toolcrib.sandbox.inside import uids, zygote
 from toolcrib.sandbox.restricted import RestrictedBackend
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="only root allocates call uids")

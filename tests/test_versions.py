@@ -6,7 +6,6 @@ import hashlib
 import json
 
 import pytest
-
 from toolcrib.registry.errors import InvalidInput
 from toolcrib.registry.models import Signature, TestCase
 from toolcrib.registry.versions import (

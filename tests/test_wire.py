@@ -11,7 +11,6 @@ import json
 import signal
 
 import pytest
-
 from toolcrib.sandbox import contract
 from toolcrib.sandbox.inside import results, wire
 

@@ -24,7 +24,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
     from types import ModuleType
 
     from toolcrib.registry import *  # noqa: F403
-    from toolcrib.sandbox import Job, Limits, Result
+    from toolcrib.sandbox import Job as Job
+    from toolcrib.sandbox import Limits as Limits
+    from toolcrib.sandbox import Result as Result
 
 __version__ = "0.1.0"
 

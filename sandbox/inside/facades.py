@@ -14,8 +14,8 @@ Imports only the standard library and its siblings ``policy`` and ``guards``.
 """
 
 from __future__ import annotations
-
 import __future__
+
 import _strptime  # noqa: F401 - loaded now for datetime.strptime (see _LIBRARY_INTERNAL_IMPORTS)
 import bisect
 import collections
@@ -36,7 +36,8 @@ import sys
 import time
 import types
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .guards import is_tool_class, refuse, register_safe_types
 from .policy import ALLOWED_MODULES, ModuleRule
@@ -81,16 +82,16 @@ class _Hint:
     def __init__(self, label: str) -> None:
         self.label = label
 
-    def __getitem__(self, item: Any) -> "_Hint":
+    def __getitem__(self, item: Any) -> _Hint:
         return self
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "_Hint":
+    def __call__(self, *args: Any, **kwargs: Any) -> _Hint:
         return self
 
-    def __or__(self, other: Any) -> "_Hint":
+    def __or__(self, other: Any) -> _Hint:
         return self
 
-    def __ror__(self, other: Any) -> "_Hint":
+    def __ror__(self, other: Any) -> _Hint:
         return self
 
     def __repr__(self) -> str:
@@ -139,7 +140,7 @@ def _total_ordering(cls: Any) -> Any:
 #     objects...) is a refusal.
 # ---------------------------------------------------------------------------
 
-_NAMEDTUPLES: "weakref.WeakSet[type]" = weakref.WeakSet()
+_NAMEDTUPLES: weakref.WeakSet[type] = weakref.WeakSet()
 
 _COPY_SHARED: frozenset[type] = frozenset({
     type(None), bool, int, float, complex, str, bytes, range, slice, type(Ellipsis), type(NotImplemented),
@@ -228,7 +229,7 @@ def _copy_set(x: Any, memo: _Memo | None) -> Any:
     return memo.remember(x, made)
 
 
-def _copy_deque(x: "collections.deque[Any]", memo: _Memo | None) -> "collections.deque[Any]":
+def _copy_deque(x: collections.deque[Any], memo: _Memo | None) -> collections.deque[Any]:
     made: collections.deque[Any] = collections.deque(maxlen=x.maxlen)
     if memo is not None:
         memo.remember(x, made)
@@ -236,7 +237,7 @@ def _copy_deque(x: "collections.deque[Any]", memo: _Memo | None) -> "collections
     return made
 
 
-def _copy_chainmap(x: "collections.ChainMap[Any, Any]", memo: _Memo | None) -> "collections.ChainMap[Any, Any]":
+def _copy_chainmap(x: collections.ChainMap[Any, Any], memo: _Memo | None) -> collections.ChainMap[Any, Any]:
     if memo is None:
         return x.copy()
     made: collections.ChainMap[Any, Any] = memo.remember(x, collections.ChainMap())
@@ -264,7 +265,7 @@ def _rebuilt(x: Any, kind: type, memo: _Memo | None) -> Any:
     """An instance of a tool class (or namedtuple), rebuilt the way `copy`
     does from the class's own `__reduce_ex__`, whose rebuilding callable must
     be the class itself or `copyreg.__newobj__` for that class."""
-    reduced: Any = getattr(kind, "__reduce_ex__")(x, 4)
+    reduced: Any = getattr(kind, "__reduce_ex__")(x, 4)  # noqa: B009 - the type's own slot, untyped for mypy
     if type(reduced) is not tuple or not 2 <= len(reduced) <= 5:
         raise refuse(f"copying {kind.__name__} objects is not allowed in the sandbox")
     func, args, state, list_items, dict_items = reduced + (None,) * (5 - len(reduced))

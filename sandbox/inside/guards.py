@@ -11,6 +11,7 @@ Imports only the standard library, RestrictedPython and its sibling `policy`.
 
 from __future__ import annotations
 
+import _string  # C helper behind str.format; imported here so forked children never import
 import abc
 import collections
 import datetime
@@ -21,10 +22,9 @@ import re
 import string
 import sys
 import weakref
+from collections.abc import Callable
 from types import FrameType, FunctionType
-from typing import Any, Callable
-
-import _string  # C helper behind str.format; imported here so forked children never import
+from typing import Any
 
 from .policy import BLOCKED_ATTRIBUTES, MAX_SEQUENCE_ITEMS, READABLE_DUNDERS, TOOL_FILENAMES
 
@@ -126,7 +126,7 @@ def refuse(what: str) -> PolicyViolation:
 # Classes
 # ---------------------------------------------------------------------------
 
-_TOOL_CLASSES: "weakref.WeakSet[type]" = weakref.WeakSet()
+_TOOL_CLASSES: weakref.WeakSet[type] = weakref.WeakSet()
 # Classes `type(x)` may return and `setattr`/item writes may target. Facades
 # add the classes they offer via `register_safe_types`.
 _SAFE_TYPES: set[type] = {
@@ -323,8 +323,8 @@ def _read_init(obj: Any) -> Any:
         # super().__init__(...): bound to the super object's `self`, which
         # must be writable (a tool object); with a class as its second
         # argument the result is unbound and checked like any class's.
-        target: Any = getattr(obj, "__self__")
-        value = getattr(obj, "__init__")
+        target: Any = getattr(obj, "__self__")  # noqa: B009 - untyped for mypy (a super object)
+        value = getattr(obj, "__init__")  # noqa: B009
         if isinstance(target, type):
             if type(value) is FunctionType and _is_tool_function(value):
                 return value
@@ -333,7 +333,7 @@ def _read_init(obj: Any) -> Any:
             write_guard(target)
         return value
     if isinstance(obj, type):
-        value = getattr(obj, "__init__")
+        value = getattr(obj, "__init__")  # noqa: B009 - read from the instance, untyped for mypy
         if type(value) is FunctionType and _is_tool_function(value):
             return value  # the tool's own __init__ guards its own writes
         return UnboundMethod(obj, value, init=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 
-
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 __all__ = [

@@ -66,7 +66,8 @@ import struct
 import sys
 import time
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "CALL_UID_BASE",

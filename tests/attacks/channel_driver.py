@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     for directory in config["site_dirs"]:
         site.addsitedir(directory)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import channels  # noqa: E402 - loaded by path: this script runs outside the test package
+    import channels  # loaded by path: this script runs outside the test package
     import jailkit
 
     report: dict[str, Any] = {"uid": os.getuid(), "scenarios": {}}

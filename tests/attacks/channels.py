@@ -23,7 +23,6 @@ it by path as another uid.
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
 import errno
 import os
 import threading
@@ -171,7 +170,7 @@ def _job(source: str, wall: float = 15) -> Any:
 
 def _outside() -> dict[str, Any]:
     namespace: dict[str, Any] = {}
-    exec(compile(FUTEX_COMMON, "<futex-outside>", "exec"), namespace)  # noqa: S102 - our own constant
+    exec(compile(FUTEX_COMMON, "<futex-outside>", "exec"), namespace)  # our own constant
     return namespace
 
 

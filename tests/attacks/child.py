@@ -10,7 +10,8 @@ import resource
 import select
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["run_in_child", "call_in_child"]
 

@@ -31,9 +31,8 @@ def main(argv: list[str]) -> int:
         site.addsitedir(directory)
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, here)
-    import jailkit  # noqa: E402 - loaded by path: this script runs outside the test package
+    import jailkit  # loaded by path: this script runs outside the test package
     import probes
-
     from toolcrib.sandbox import Job, Limits
 
     report: dict[str, Any] = {"uid": os.getuid(), "gid": os.getgid(), "probes": {}, "persistence": {}, "attacks": {}}

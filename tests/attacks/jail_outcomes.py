@@ -10,7 +10,8 @@ touching anything outside the process.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["HARMLESS_OK", "OK_IF", "REPLY_FORGERS", "attack_verdict"]
 

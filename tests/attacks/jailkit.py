@@ -65,13 +65,13 @@ class Listener:
         self._thread.start()
 
     @classmethod
-    def tcp(cls) -> "Listener":
+    def tcp(cls) -> Listener:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))  # a free port: no wait on other suites' canaries
         return cls(sock)
 
     @classmethod
-    def unix(cls, address: str | bytes) -> "Listener":
+    def unix(cls, address: str | bytes) -> Listener:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(address)
         if isinstance(address, str):
@@ -86,7 +86,7 @@ class Listener:
         while not self._stop.is_set():
             try:
                 conn, peer = self.sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -140,7 +140,7 @@ class JailCanaries:
     secrets: list[str] = field(default_factory=list)
 
     @classmethod
-    def create(cls, env_name: str, *, jail_uid: int | None = None) -> "JailCanaries":
+    def create(cls, env_name: str, *, jail_uid: int | None = None) -> JailCanaries:
         token = secrets.token_hex(8)
         base = Path(tempfile.mkdtemp(prefix="toolcrib-jail-canary-"))
         base.chmod(0o755)

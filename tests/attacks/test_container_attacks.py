@@ -14,7 +14,6 @@ import threading
 import time
 
 import pytest
-
 from toolcrib.sandbox import Job, Limits, Result
 from toolcrib.sandbox.docker import LABEL, LABEL_PID, DockerBackend
 

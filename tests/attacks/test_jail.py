@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from toolcrib.sandbox import Job, Limits, Result
 
 from .catalogue import CATALOGUE

@@ -39,10 +39,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
-from toolcrib import Registry
 from toolcrib.cli import cli
 from toolcrib.registry.errors import SandboxUnavailable
+
+from toolcrib import Registry
 
 SECRET = "TOPSECRET-" + hashlib.sha256(b"lock-jail").hexdigest()[:24]
 

@@ -13,7 +13,7 @@ writes runs in the sandbox, never on the host. See docs/latm.md.
 
 from .dispatch import Candidate, Dispatch, dispatch
 from .make import MakeResult, StageReport, make
-from .models import Chat, LLMModel, Model, ModelFailed, Reply, ReplayModel, get_model
+from .models import Chat, LLMModel, Model, ModelFailed, ReplayModel, Reply, get_model
 from .settings import MODEL_KEY, get_setting, set_setting
 from .tasks import Example, Task, load_task, parse_task
 from .use import Answer, UseReport, use
