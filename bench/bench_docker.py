@@ -123,11 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"image {status['tag']} ({status.get('base')})")
     print(f"{'measure':45} {'n':>4} {'median':>9} {'p90':>9} {'min':>9} {'max':>9}")
     for name, s in rows.items():
-        print(f"{name:45} {s['n']:>4} {s['median_ms']:>7.1f}ms {s['p90_ms']:>7.1f}ms {s['min_ms']:>7.1f}ms {s['max_ms']:>7.1f}ms")
+        print(
+            f"{name:45} {s['n']:>4} {s['median_ms']:>7.1f}ms {s['p90_ms']:>7.1f}ms {s['min_ms']:>7.1f}ms {s['max_ms']:>7.1f}ms"
+        )
     print(f"sustained throughput: {per_second} calls/s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"image": status["tag"], "base": status.get("base"), "rows": rows, "sustained_calls_per_second": per_second}, indent=2)
+        json.dumps(
+            {
+                "image": status["tag"],
+                "base": status.get("base"),
+                "rows": rows,
+                "sustained_calls_per_second": per_second,
+            },
+            indent=2,
+        )
         + "\n"
     )
     print(f"wrote {args.out}")

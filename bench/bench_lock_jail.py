@@ -119,8 +119,14 @@ def baseline_python(rev: str) -> Path:
 def run_side(python: Path, cache: Path, warm: int, cold: int) -> dict[str, list[float]]:
     env = {**os.environ, "TOOLCRIB_CACHE": str(cache)}
     env.pop("PYTHONPATH", None)
-    done = subprocess.run([str(python), "-c", MEASURE, str(warm), str(cold)], capture_output=True, text=True,
-                          env=env, cwd=str(cache.parent), check=False)
+    done = subprocess.run(
+        [str(python), "-c", MEASURE, str(warm), str(cold)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(cache.parent),
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"{python}: exit {done.returncode}\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -128,9 +134,12 @@ def run_side(python: Path, cache: Path, warm: int, cold: int) -> dict[str, list[
 
 def summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"n": len(ordered), "median_ms": round(statistics.median(ordered), 2),
-            "p90_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))], 2),
-            "min_ms": round(ordered[0], 2)}
+    return {
+        "n": len(ordered),
+        "median_ms": round(statistics.median(ordered), 2),
+        "p90_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))], 2),
+        "min_ms": round(ordered[0], 2),
+    }
 
 
 def main(argv: list[str]) -> None:
@@ -150,10 +159,17 @@ def main(argv: list[str]) -> None:
             got = run_side(python, caches[name], opts.warm, opts.cold)
             for key, values in got.items():
                 samples[name].setdefault(key, []).extend(values)
-    results: dict[str, Any] = {"baseline": opts.baseline, "load_average": os.getloadavg(),
-                               "sides": {name: {key: summary(v) for key, v in s.items()} for name, s in samples.items()}}
-    labels = {"cold_ms": "sympy lock, cold start", "warm_ms": "sympy lock, warm call",
-              "trivial_ms": "trivial restricted call, warm", "floor_ms": "fork floor"}
+    results: dict[str, Any] = {
+        "baseline": opts.baseline,
+        "load_average": os.getloadavg(),
+        "sides": {name: {key: summary(v) for key, v in s.items()} for name, s in samples.items()},
+    }
+    labels = {
+        "cold_ms": "sympy lock, cold start",
+        "warm_ms": "sympy lock, warm call",
+        "trivial_ms": "trivial restricted call, warm",
+        "floor_ms": "fork floor",
+    }
     print(f"{'measure':32} {'baseline median':>16} {'new median':>12} {'change':>8}")
     for key, label in labels.items():
         base = results["sides"]["baseline"][key]["median_ms"]

@@ -51,8 +51,13 @@ TOOLS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "import pandas as pd\n\ndef totals(rows: list) -> dict:\n"
         "    frame = pd.DataFrame(rows)\n"
         "    return {k: float(v) for k, v in frame.groupby('region')['amount'].sum().items()}\n",
-        {"rows": [{"region": "north", "amount": 10}, {"region": "south", "amount": 5},
-                  {"region": "north", "amount": 7.5}]},
+        {
+            "rows": [
+                {"region": "north", "amount": 10},
+                {"region": "south", "amount": 5},
+                {"region": "north", "amount": 7.5},
+            ]
+        },
     ),
 }
 LIMITS = Limits(memory=512)
@@ -178,20 +183,31 @@ def main(argv: list[str]) -> None:
     for name in opts.only or sorted(TOOLS):
         lock = packages.resolve([TOOLS[name][0]])
         job = _job(name, lock)
-        print(f"{name}: lock {lock.digest()[:12]} ({', '.join(f'{p.name}=={p.version}' for p in lock.packages)})",
-              file=sys.stderr)
-        results[name] = {"lock": lock.digest(), "packages": [f"{p.name}=={p.version}" for p in lock.packages],
-                         "zygote": bench_zygote(job, opts.warm, opts.cold),
-                         "docker": bench_docker(job, opts.warm, opts.cold)}
+        print(
+            f"{name}: lock {lock.digest()[:12]} ({', '.join(f'{p.name}=={p.version}' for p in lock.packages)})",
+            file=sys.stderr,
+        )
+        results[name] = {
+            "lock": lock.digest(),
+            "packages": [f"{p.name}=={p.version}" for p in lock.packages],
+            "zygote": bench_zygote(job, opts.warm, opts.cold),
+            "docker": bench_docker(job, opts.warm, opts.cold),
+        }
     print(f"{'tool':8} {'path':8} {'warm median':>12} {'warm p90':>9} {'cold median':>12} {'memory':>40}")
     for name in opts.only or sorted(TOOLS):
         for path in ("zygote", "docker"):
             r = results[name][path]
             mem = r["memory"]
-            memory = (f"zygote RSS {mem['zygote_rss_mib']} / PSS {mem['zygote_pss_mib']} MiB, spare PSS "
-                      f"{mem['spare_pss_mib']} MiB" if path == "zygote" else f"container {mem['container_mib']} MiB")
-            print(f"{name:8} {path:8} {r['warm']['median_ms']:>10.1f}ms {r['warm']['p90_ms']:>7.1f}ms "
-                  f"{r['cold']['median_ms']:>10.1f}ms {memory:>40}")
+            memory = (
+                f"zygote RSS {mem['zygote_rss_mib']} / PSS {mem['zygote_pss_mib']} MiB, spare PSS "
+                f"{mem['spare_pss_mib']} MiB"
+                if path == "zygote"
+                else f"container {mem['container_mib']} MiB"
+            )
+            print(
+                f"{name:8} {path:8} {r['warm']['median_ms']:>10.1f}ms {r['warm']['p90_ms']:>7.1f}ms "
+                f"{r['cold']['median_ms']:>10.1f}ms {memory:>40}"
+            )
     out = Path(__file__).resolve().parent / "out" / "bench_packages.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

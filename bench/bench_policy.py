@@ -20,10 +20,16 @@ JOBS = {
     "trivial": {"source": "def add(a, b):\n    return a + b\n", "entrypoint": "add", "args": {"a": 1, "b": 2}},
     "latm-sort-words": {
         "source": "def sort_words(text):\n    return ' '.join(sorted(text.split(), key=lambda w: w.lower()))\n",
-        "entrypoint": "sort_words", "args": {"text": "pear Apple banana cherry apricot fig"}},
+        "entrypoint": "sort_words",
+        "args": {"text": "pear Apple banana cherry apricot fig"},
+    },
     "imports+class": {"source": execute._WARM_SOURCE, "entrypoint": "run", "args": {"n": 3}},
-    "snippet": {"source": "def sq(x):\n    return x * x\n", "entrypoint": "sq", "mode": "snippet",
-                "snippet": "ans = [sq(n) for n in range(10)]\n"},
+    "snippet": {
+        "source": "def sq(x):\n    return x * x\n",
+        "entrypoint": "sq",
+        "mode": "snippet",
+        "snippet": "ans = [sq(n) for n in range(10)]\n",
+    },
     "blocked": {"source": "def run():\n    return run.__globals__\n", "entrypoint": "run"},
 }
 
@@ -50,8 +56,10 @@ def main() -> None:
                 continue
             samples = sorted(measure(job, restricted, rounds))
             p95 = samples[int(len(samples) * 0.95) - 1]
-            print(f"{name:18s} {'restricted' if restricted else 'plain':10s} "
-                  f"{statistics.median(samples):10.3f} {p95:8.3f}")
+            print(
+                f"{name:18s} {'restricted' if restricted else 'plain':10s} "
+                f"{statistics.median(samples):10.3f} {p95:8.3f}"
+            )
 
 
 if __name__ == "__main__":

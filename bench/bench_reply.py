@@ -58,12 +58,18 @@ CAP = CAP_KIB * 1024
 TOOLS = {
     "text": ('def text(n: int) -> str:\n    """n characters."""\n    return "x" * n\n', CAP - 512),
     "short": ('def short(n: int) -> list:\n    """n two-letter strings."""\n    return ["ab"] * n\n', CAP // 5 - 64),
-    "lists": ('def lists(n: int) -> list:\n    """n empty lists."""\n    return [[] for _ in range(n)]\n',
-              CAP // 3 - 64),
-    "budget": ('def budget(n: int) -> list:\n    """n 45-letter strings."""\n    return ["a" * 45] * n\n',
-               CAP // 48 - 64),
-    "wide": ('def wide(n: int) -> str:\n    """n characters, one an emoji."""\n    return "\\U0001F600" + "x" * n\n',
-             CAP - 512),
+    "lists": (
+        'def lists(n: int) -> list:\n    """n empty lists."""\n    return [[] for _ in range(n)]\n',
+        CAP // 3 - 64,
+    ),
+    "budget": (
+        'def budget(n: int) -> list:\n    """n 45-letter strings."""\n    return ["a" * 45] * n\n',
+        CAP // 48 - 64,
+    ),
+    "wide": (
+        'def wide(n: int) -> str:\n    """n characters, one an emoji."""\n    return "\\U0001F600" + "x" * n\n',
+        CAP - 512,
+    ),
 }
 WARM = 'def warm() -> int:\n    """A trivial call."""\n    return 1\n'
 
@@ -104,8 +110,9 @@ print(json.dumps({"status": out.status, "limit": out.limit, "grown_mib": grown /
 
 
 def _site_packages(python: Path) -> Path:
-    out = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(python), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True, check=True
+    )
     return Path(out.stdout.strip())
 
 
@@ -118,8 +125,9 @@ def baseline_python(commit: str) -> Path:
         return python
     base.mkdir(parents=True, exist_ok=True)
     if not tree.exists():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit], check=True, capture_output=True
+        )
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = _site_packages(python)
     (site / "zz_toolcrib_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -127,7 +135,12 @@ def baseline_python(commit: str) -> Path:
     package.mkdir()
     for item in (tree / "toolcrib").iterdir():
         (package / item.name).symlink_to(item)
-    for name, folder in (("registry", "registry"), ("sandbox", "sandbox"), ("cli", "cli"), ("images", "sandbox-images")):
+    for name, folder in (
+        ("registry", "registry"),
+        ("sandbox", "sandbox"),
+        ("cli", "cli"),
+        ("images", "sandbox-images"),
+    ):
         (package / name).symlink_to(tree / folder)
     script = venv / "bin" / "toolcrib"
     script.write_text(f"#!{python}\nimport sys\nfrom toolcrib.cli import main\nsys.exit(main())\n")
@@ -146,8 +159,12 @@ def _cli(python: Path, registry: Path, *args: str, cwd: str) -> tuple[int, float
     """(exit code, peak RSS MiB, wall seconds) of one `toolcrib call`."""
     script = python.with_name("toolcrib")
     started = time.perf_counter()
-    proc = subprocess.Popen([str(script), "--registry", str(registry), "call", *args, "--allow-unverified",
-                             "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+    proc = subprocess.Popen(
+        [str(script), "--registry", str(registry), "call", *args, "--allow-unverified", "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=cwd,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024, time.perf_counter() - started
 
@@ -183,8 +200,10 @@ def main() -> None:
     for _ in range(opts.rounds):
         for side, python in sides.items():
             rounds[side].append(measure(python, shapes))
-    print(f"16 MiB output limit, restricted backend; medians of {opts.rounds} rounds "
-          f"(baseline {opts.baseline} vs this checkout)")
+    print(
+        f"16 MiB output limit, restricted backend; medians of {opts.rounds} rounds "
+        f"(baseline {opts.baseline} vs this checkout)"
+    )
     header = ("shape", "side", "outcome", "api MiB", "host cpu s", "api wall s", "cli MiB", "cli wall s")
     print("  ".join(f"{h:>11}" for h in header))
     summary: dict[str, Any] = {}
@@ -201,12 +220,12 @@ def main() -> None:
                 "cli_wall_s": _median(rounds[side], shape, "cli", "wall_s"),
             }
             summary.setdefault(shape, {})[side] = row
-            cells = (shape, side, outcome, *(f"{row[k]:.1f}" if "mib" in k else f"{row[k]:.2f}"
-                                            for k in list(row)[1:]))
+            cells = (shape, side, outcome, *(f"{row[k]:.1f}" if "mib" in k else f"{row[k]:.2f}" for k in list(row)[1:]))
             print("  ".join(f"{c:>11}" for c in cells))
     OUT.mkdir(exist_ok=True)
-    (OUT / "bench_reply.json").write_text(json.dumps({"baseline": opts.baseline, "cap_kib": CAP_KIB,
-                                                      "summary": summary, "rounds": rounds}, indent=2))
+    (OUT / "bench_reply.json").write_text(
+        json.dumps({"baseline": opts.baseline, "cap_kib": CAP_KIB, "summary": summary, "rounds": rounds}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -91,7 +91,9 @@ def bench_restricted_warm(n: int, pause: float) -> list[float]:
         backend.start()
         for i in range(20):  # let the spare pool settle
             check_ok(backend.run(Job(source=TRIVIAL, entrypoint="add", args={"a": i, "b": 1})))
-        return timed(n, lambda i: check_ok(backend.run(Job(source=TRIVIAL, entrypoint="add", args={"a": i, "b": 1}))), pause)
+        return timed(
+            n, lambda i: check_ok(backend.run(Job(source=TRIVIAL, entrypoint="add", args={"a": i, "b": 1}))), pause
+        )
     finally:
         backend.close()
 
@@ -116,7 +118,9 @@ def bench_subprocess(n: int) -> list[float]:
     code = TRIVIAL + "import sys\nprint(add(int(sys.argv[1]), 1))\n"
 
     def once(i: int) -> None:
-        out = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(i)], capture_output=True, check=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", code, str(i)], capture_output=True, check=True, text=True
+        )
         if out.stdout.strip() != str(i + 1):
             raise SystemExit(f"subprocess baseline gave {out.stdout!r}")
 
@@ -181,8 +185,9 @@ def bench_brute_force(repeats: int) -> dict[str, Any]:
         for policy in ("plain", "restricted"):
             samples = []
             for _ in range(repeats):
-                result = backend.run(Job(source=CRT_TOOL, entrypoint="solve_crt", args=CRT_ARGS, limits=limits,
-                                         policy=policy))  # type: ignore[arg-type]
+                result = backend.run(
+                    Job(source=CRT_TOOL, entrypoint="solve_crt", args=CRT_ARGS, limits=limits, policy=policy)
+                )  # type: ignore[arg-type]
                 check_ok(result)
                 if result.result != expected:
                     raise SystemExit(f"{policy} gave {result.result}, CPython {expected}")
@@ -292,7 +297,9 @@ def main(argv: list[str]) -> None:
         f"restricted policy {brute['restricted_policy_in_jail']['median_ms']:.0f} ms ({brute['restricted_ratio']}x)"
     )
     for row in throughput:
-        print(f"throughput: {row['jobs']} jobs of a small tool, {row['threads']} thread(s): {row['calls_per_s']:.0f} calls/s ({row['seconds']} s)")
+        print(
+            f"throughput: {row['jobs']} jobs of a small tool, {row['threads']} thread(s): {row['calls_per_s']:.0f} calls/s ({row['seconds']} s)"
+        )
     print(
         f"memory: zygote RSS {memory['zygote_rss_mib']} MiB (PSS {memory['zygote_pss_mib']} MiB); "
         f"each call's process PSS {memory['spare_pss_mib']} MiB ({memory['spares']} spares); "

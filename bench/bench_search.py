@@ -95,8 +95,12 @@ def scale(extra: int) -> dict[str, float]:
                 hits = reg.search(getattr(tool, kind), limit=5)
                 times.append((time.perf_counter() - start) * 1000)
                 first += kind == "docstring" and bool(hits) and hits[0].name == tool.name
-    return {"tools": len(TOOLS) + extra, "median_ms": round(statistics.median(times), 2),
-            "p95_ms": round(sorted(times)[int(0.95 * len(times)) - 1], 2), "docstring_recall@1": round(first / len(TOOLS), 2)}
+    return {
+        "tools": len(TOOLS) + extra,
+        "median_ms": round(statistics.median(times), 2),
+        "p95_ms": round(sorted(times)[int(0.95 * len(times)) - 1], 2),
+        "docstring_recall@1": round(first / len(TOOLS), 2),
+    }
 
 
 def _fits(hits: list[tuple[str, float]], threshold: float) -> bool:
@@ -112,11 +116,17 @@ def report(data: dict[str, object], threshold: float) -> dict[str, object]:
     for kind in KINDS:
         results = found[kind]
         at1 = sum(1 for name, hits in results if _fits(hits, threshold) and hits[0][0] == name)
-        at5 = sum(1 for name, hits in results if _fits(hits, threshold) and name in [n for n, s in hits if s >= threshold])
+        at5 = sum(
+            1 for name, hits in results if _fits(hits, threshold) and name in [n for n, s in hits if s >= threshold]
+        )
         rejected = sum(1 for _, hits in results if not _fits(hits, threshold))
         wrong_nofit += rejected
-        rows[kind] = {"queries": len(results), "recall@1": at1 / len(results), "recall@5": at5 / len(results),
-                      "told_no_fit": rejected}
+        rows[kind] = {
+            "queries": len(results),
+            "recall@1": at1 / len(results),
+            "recall@5": at5 / len(results),
+            "told_no_fit": rejected,
+        }
     said_nofit = sum(1 for hits in nofit if not _fits(hits, threshold))
     # Decisions a dispatcher gets right: a query with a tool has it among the
     # first five hits that fit; a query without one gets "no tool fits".
@@ -135,7 +145,9 @@ def report(data: dict[str, object], threshold: float) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep", action="store_true", help="print recall and no-fit figures for a range of thresholds")
+    parser.add_argument(
+        "--sweep", action="store_true", help="print recall and no-fit figures for a range of thresholds"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--scale", type=int, metavar="N", help="also time queries with N filler tools added")
     args = parser.parse_args()
@@ -143,16 +155,20 @@ def main() -> None:
     times = data["times"]
     assert isinstance(times, list)
     if args.sweep:
-        print("threshold  q@1   q@5   p@1   p@5   d@1   d@5   fits_rejected  nofit_caught  nofit_precision  right_decisions")
+        print(
+            "threshold  q@1   q@5   p@1   p@5   d@1   d@5   fits_rejected  nofit_caught  nofit_precision  right_decisions"
+        )
         for step in range(0, 17):
             t = step * 0.05
             r = report(data, t)
             q, p, d, n = r["question"], r["paraphrase"], r["docstring"], r["no_fit"]
             assert isinstance(q, dict) and isinstance(p, dict) and isinstance(d, dict) and isinstance(n, dict)
             rejected = q["told_no_fit"] + p["told_no_fit"] + d["told_no_fit"]
-            print(f"{t:9.2f}  {q['recall@1']:.2f}  {q['recall@5']:.2f}  {p['recall@1']:.2f}  {p['recall@5']:.2f}  "
-                  f"{d['recall@1']:.2f}  {d['recall@5']:.2f}  {rejected:13d}  {n['answered_no_fit']:4d}/{n['queries']:<7d}  "
-                  f"{n['precision']:15.2f}  {r['right_decisions']}/{r['queries']}")
+            print(
+                f"{t:9.2f}  {q['recall@1']:.2f}  {q['recall@5']:.2f}  {p['recall@1']:.2f}  {p['recall@5']:.2f}  "
+                f"{d['recall@1']:.2f}  {d['recall@5']:.2f}  {rejected:13d}  {n['answered_no_fit']:4d}/{n['queries']:<7d}  "
+                f"{n['precision']:15.2f}  {r['right_decisions']}/{r['queries']}"
+            )
         return
     rows = report(data, FIT_THRESHOLD)
     rows["threshold"] = FIT_THRESHOLD
@@ -173,8 +189,10 @@ def main() -> None:
         print(f"{kind:<12} {r['queries']:7d}  {r['recall@1']:8.2f}  {r['recall@5']:8.2f}  {r['told_no_fit']:d}")
     n = rows["no_fit"]
     assert isinstance(n, dict)
-    print(f"no tool fits: {n['answered_no_fit']}/{n['queries']} no-fit queries answered 'no tool fits'; "
-          f"no-fit precision {n['precision']:.2f}")
+    print(
+        f"no tool fits: {n['answered_no_fit']}/{n['queries']} no-fit queries answered 'no tool fits'; "
+        f"no-fit precision {n['precision']:.2f}"
+    )
     if args.scale:
         print(f"with filler: {rows['scale']}")
     print(f"wrote {OUT / 'bench_search.json'}")

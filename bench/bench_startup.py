@@ -104,7 +104,9 @@ def to_sandbox(argv: list[str], env: dict[str, str], reps: int, cwd: Path) -> tu
     walls, cpus, heavy = [], [], []
     for _ in range(reps):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _TO_SANDBOX, *argv], env=env, cwd=cwd, capture_output=True, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", _TO_SANDBOX, *argv], env=env, cwd=cwd, capture_output=True, check=False
+        )
         try:
             report = json.loads(done.stdout)
         except json.JSONDecodeError:
@@ -145,7 +147,11 @@ def main() -> None:
     reps = parser.parse_args().reps
 
     exe = shutil.which("toolcrib", path=str(Path(sys.executable).parent)) or "toolcrib"
-    results: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    results: dict[str, Any] = {
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
     # Every measured process runs in the temp dir: run from a source checkout,
     # `python -c` would import the checkout's code (toolcrib/__init__.py maps
     # it), not the copy installed beside this interpreter.
@@ -159,7 +165,11 @@ def main() -> None:
         from toolcrib import Registry
 
         measured = subprocess.run(
-            [sys.executable, "-c", "import toolcrib; print(toolcrib.__file__)"], cwd=tmp, capture_output=True, text=True, check=True
+            [sys.executable, "-c", "import toolcrib; print(toolcrib.__file__)"],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         if measured != toolcrib.__file__:
             sys.exit(f"the processes would measure {measured}, this script imported {toolcrib.__file__}")
@@ -186,13 +196,17 @@ def main() -> None:
         rows.append(("API: Registry.call, zygote warm", (warm, []), ""))
         rows.append(("API: new Registry + first call, cold zygote", (first, []), ""))
 
-    print(f"{'measure (fresh process unless API)':<46} {'n':>4} {'median':>9} {'p90':>9} {'min':>9} {'CPU med':>9}  heavy imports")
+    print(
+        f"{'measure (fresh process unless API)':<46} {'n':>4} {'median':>9} {'p90':>9} {'min':>9} {'CPU med':>9}  heavy imports"
+    )
     for label, (walls, cpus), heavy in rows:
         s = stats(walls)
         cpu = round(statistics.median(cpus), 1) if cpus else None
         results[label] = {**s, "cpu_median_ms": cpu, "heavy_imports": heavy}
         cpu_text = f"{cpu:7.1f}ms" if cpu is not None else f"{'':9}"
-        print(f"{label:<46} {s['n']:>4} {s['median_ms']:>7.1f}ms {s['p90_ms']:>7.1f}ms {s['min_ms']:>7.1f}ms {cpu_text}  {heavy}")
+        print(
+            f"{label:<46} {s['n']:>4} {s['median_ms']:>7.1f}ms {s['p90_ms']:>7.1f}ms {s['min_ms']:>7.1f}ms {cpu_text}  {heavy}"
+        )
     try:
         results["load_average"] = os.getloadavg()
     except OSError:

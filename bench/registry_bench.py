@@ -30,8 +30,16 @@ def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         with Registry(Path(tmp) / "bench.db", actor="bench") as reg:
             src = 'def add(a: int, b: int) -> int:\n    """Add."""\n    return a + b + {}\n'
-            _timed("add (new patch version)", n, lambda i: reg.add(src.format(i), tests=[{"args": {"a": 1, "b": 2}, "expected": 3 + i}]))
-            _timed("add (identical, no-op)", n, lambda i: reg.add(src.format(i), tests=[{"args": {"a": 1, "b": 2}, "expected": 3 + i}]))
+            _timed(
+                "add (new patch version)",
+                n,
+                lambda i: reg.add(src.format(i), tests=[{"args": {"a": 1, "b": 2}, "expected": 3 + i}]),
+            )
+            _timed(
+                "add (identical, no-op)",
+                n,
+                lambda i: reg.add(src.format(i), tests=[{"args": {"a": 1, "b": 2}, "expected": 3 + i}]),
+            )
             _timed(f"get NAME ({n} versions)", n, lambda i: reg.get("add"))
             _timed("get NAME@sha256:prefix", n, lambda i: reg.get("add@sha256:" + reg.get("add").sha256[:12]))
             _timed("search", n, lambda i: reg.search("add"))

@@ -45,7 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "($TOOLCRIB_ALLOW_WEAK_JAIL).",
     ),
     "export": ("tools:export", "Export tools as a portable JSON bundle (every version of each NAME)."),
-    "export-schema": ("exports:export_schema", "Print ready-to-paste tool definitions of verified versions (always JSON)."),
+    "export-schema": (
+        "exports:export_schema",
+        "Print ready-to-paste tool definitions of verified versions (always JSON).",
+    ),
     "history": ("tools:history", "Every version of one tool, oldest first."),
     "image": ("image:image_group", "Build and inspect the Docker sandbox image."),
     "import": ("tools:import_", "Import a bundle made by 'toolcrib export'."),
@@ -90,7 +93,9 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """As click's, but a command not loaded yet is listed from the table."""
-        names = [name for name in self.list_commands(ctx) if name in self.lazy_commands or not self.commands[name].hidden]
+        names = [
+            name for name in self.list_commands(ctx) if name in self.lazy_commands or not self.commands[name].hidden
+        ]
         if not names:
             return
         limit = formatter.width - 6 - max(map(len, names))
@@ -140,7 +145,11 @@ class ToolcribGroup(LazyGroup):
     envvar="TOOLCRIB_REGISTRY",
     help="Registry database file. Default: $TOOLCRIB_REGISTRY, else ~/.local/share/toolcrib/registry.db.",
 )
-@click.option("--actor", envvar="TOOLCRIB_ACTOR", help="Who is acting, for provenance and the audit log. Default: $TOOLCRIB_ACTOR, else your user name.")
+@click.option(
+    "--actor",
+    envvar="TOOLCRIB_ACTOR",
+    help="Who is acting, for provenance and the audit log. Default: $TOOLCRIB_ACTOR, else your user name.",
+)
 @click.pass_context
 def cli(ctx: click.Context, registry_path: str | None, actor: str | None) -> None:
     """toolcrib: a registry and sandbox for LLM-written tools.
@@ -198,5 +207,7 @@ def main() -> None:
             raise
         from .common import echo_text
 
-        echo_text(f"Error: internal error: {type(err).__name__}: {err} (set TOOLCRIB_DEBUG=1 for a traceback)", err=True)
+        echo_text(
+            f"Error: internal error: {type(err).__name__}: {err} (set TOOLCRIB_DEBUG=1 for a traceback)", err=True
+        )
         sys.exit(INTERNAL_ERROR)

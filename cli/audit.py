@@ -24,7 +24,9 @@ def _summary(details: dict[str, Any]) -> str:
 @click.option("--limit", "limit", type=click.IntRange(1), help="Only the newest N entries.")
 @json_option
 @click.pass_context
-def audit(ctx: click.Context, tool: str | None, event: str | None, since: str | None, limit: int | None, json_output: bool) -> None:
+def audit(
+    ctx: click.Context, tool: str | None, event: str | None, since: str | None, limit: int | None, json_output: bool
+) -> None:
     """List the audit log: every add, verify, call and lifecycle change.
 
     Entries are hash-chained; 'toolcrib audit verify' checks the chain.

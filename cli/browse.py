@@ -16,7 +16,16 @@ import click
 from ..registry.errors import ExtraMissing, InvalidInput, NotFound
 from ..registry.store_review import REVIEW_QUERIES, make_query_only, table_names
 
-__all__ = ["COMMANDS", "DATABASE", "QUERIES", "browse", "datasette_for", "metadata", "own_names", "refuse_foreign_hosts"]
+__all__ = [
+    "COMMANDS",
+    "DATABASE",
+    "QUERIES",
+    "browse",
+    "datasette_for",
+    "metadata",
+    "own_names",
+    "refuse_foreign_hosts",
+]
 
 # The database's name in Datasette, and so in every URL: /registry/<query>.
 DATABASE = "registry"
@@ -106,8 +115,9 @@ async def _refuse(scope: dict[str, Any], send: Any, status: int, message: str) -
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain; charset=utf-8")]}
+    )
     await send({"type": "http.response.body", "body": message.encode() + b"\n"})
 
 
@@ -130,8 +140,13 @@ def _registry_file() -> Path:
 
 
 @click.command("browse")
-@click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True,
-              help="Port on 127.0.0.1 (0: any free port; the URL is printed).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8001,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: any free port; the URL is printed).",
+)
 @click.option("open_browser", "--open", is_flag=True, help="Open the registry in your web browser.")
 def browse(port: int, open_browser: bool) -> None:
     """Open the registry read-only in Datasette, with canned queries.

@@ -65,10 +65,19 @@ class Outcome:
             return data
         tool = self.result.tool
         data.update(
-            ref=tool.ref, name=tool.name, version=tool.version, sha256=tool.sha256, created=self.result.created,
-            bump=self.result.bump, entrypoint=tool.entrypoint, policy=tool.policy, requires=tool.requires,
-            lock=tool.lock.digest() if tool.lock else None, prelude=tool.prelude is not None,
-            tests=len(tool.tests), notes=self.result.notes,
+            ref=tool.ref,
+            name=tool.name,
+            version=tool.version,
+            sha256=tool.sha256,
+            created=self.result.created,
+            bump=self.result.bump,
+            entrypoint=tool.entrypoint,
+            policy=tool.policy,
+            requires=tool.requires,
+            lock=tool.lock.digest() if tool.lock else None,
+            prelude=tool.prelude is not None,
+            tests=len(tool.tests),
+            notes=self.result.notes,
         )
         return data
 
@@ -113,7 +122,9 @@ def _row_entry(row: dict[str, Any], label: str) -> Entry:
     try:
         unknown = sorted(set(row) - _COLUMNS)
         if unknown:
-            raise InvalidInput(f"unknown column(s) {', '.join(map(repr, unknown))} (known: {', '.join(sorted(_COLUMNS))})")
+            raise InvalidInput(
+                f"unknown column(s) {', '.join(map(repr, unknown))} (known: {', '.join(sorted(_COLUMNS))})"
+            )
         source = row.get("source")
         if not isinstance(source, str) or not source.strip():
             raise InvalidInput("no source (the 'source' column is required)")
@@ -208,8 +219,9 @@ def run_entries(
     """Add each entry on its own (its own transaction: all of a tool or none
     of it), with a progress bar on stderr; a refusal is recorded, not raised."""
     outcomes: list[Outcome] = []
-    with click.progressbar(entries, label="adding", file=sys.stderr, show_pos=True,
-                           item_show_func=lambda e: e.label if e else None) as bar:
+    with click.progressbar(
+        entries, label="adding", file=sys.stderr, show_pos=True, item_show_func=lambda e: e.label if e else None
+    ) as bar:
         for entry in bar:
             if entry.problem is not None:
                 outcomes.append(Outcome(entry, error=entry.problem, exit_code=InvalidInput.exit_code))

@@ -42,7 +42,9 @@ def export_schema(refs: tuple[str, ...], fmt: str) -> None:
     for ref in refs:
         tool = reg.get(ref, allow_yanked=False)
         if tool.status != "verified":
-            raise PolicyRefused(f"{tool.ref} is {tool.status}: only verified versions are exported (run 'toolcrib verify {tool.ref}')")
+            raise PolicyRefused(
+                f"{tool.ref} is {tool.status}: only verified versions are exported (run 'toolcrib verify {tool.ref}')"
+            )
         tools.append(tool)
     out = export_definitions(tools, fmt)
     for warning in out.warnings:

@@ -28,13 +28,22 @@ def image_group() -> None:
 
 
 @image_group.command("build")
-@click.option("--offline", is_flag=True, help="Debootstrap a Debian base from the apt mirror instead of pulling python:3.11-slim.")
+@click.option(
+    "--offline", is_flag=True, help="Debootstrap a Debian base from the apt mirror instead of pulling python:3.11-slim."
+)
 @click.option("--force", is_flag=True, help="Rebuild even if the image for this harness is present.")
-@click.option("requires", "--requires", multiple=True, metavar="SPEC",
-              help="Build the runtime image for these requirements (resolved to a lock first). Repeatable.")
+@click.option(
+    "requires",
+    "--requires",
+    multiple=True,
+    metavar="SPEC",
+    help="Build the runtime image for these requirements (resolved to a lock first). Repeatable.",
+)
 @click.option("for_ref", "--for", metavar="REF", help="Build the runtime image for this version's stored lock.")
 @json_option
-def build_command(offline: bool, force: bool, requires: tuple[str, ...], for_ref: str | None, json_output: bool) -> None:
+def build_command(
+    offline: bool, force: bool, requires: tuple[str, ...], for_ref: str | None, json_output: bool
+) -> None:
     """Build the sandbox image (tagged by a hash of the harness and policy),
     or with --requires/--for a runtime image for packages on top of it.
 
@@ -59,7 +68,11 @@ def build_command(offline: bool, force: bool, requires: tuple[str, ...], for_ref
             status = _build_runtime(requires, for_ref, force)
     except ImageBuildError as exc:
         raise SandboxUnavailable(str(exc)) from None
-    echo_result(status, json_output, f"{status['tag']} {status.get('id')} (base {status.get('base')}, {status.get('size_mb')} MiB)")
+    echo_result(
+        status,
+        json_output,
+        f"{status['tag']} {status.get('id')} (base {status.get('base')}, {status.get('size_mb')} MiB)",
+    )
 
 
 def _build_runtime(requires: tuple[str, ...], for_ref: str | None, force: bool) -> dict[str, Any]:

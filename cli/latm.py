@@ -53,18 +53,25 @@ __all__ = ["COMMANDS"]
 
 def backend_option(fn: F) -> F:
     return click.option(
-        "--backend", type=click.Choice(BACKEND_NAMES), default="restricted", show_default=True,
-        envvar="TOOLCRIB_BACKEND", help="Sandbox backend for every run of model code ($TOOLCRIB_BACKEND).",
+        "--backend",
+        type=click.Choice(BACKEND_NAMES),
+        default="restricted",
+        show_default=True,
+        envvar="TOOLCRIB_BACKEND",
+        help="Sandbox backend for every run of model code ($TOOLCRIB_BACKEND).",
     )(fn)
 
 
 def model_options(fn: F) -> F:
     fn = click.option(
-        "--replay", metavar="FILE",
+        "--replay",
+        metavar="FILE",
         help="A JSON list of reply strings that stand in for the model's replies, in order (offline, reproducible).",
     )(fn)
     return click.option(
-        "--model", "model_id", metavar="ID",
+        "--model",
+        "model_id",
+        metavar="ID",
         help="An llm model id (e.g. gpt-4o; 'llm models' lists them). Default: the registry's, see 'toolcrib model'.",
     )(fn)
 
@@ -82,12 +89,34 @@ def _stage_progress(stage: str, attempt: int, message: str) -> None:
     echo_progress(f"{stage}: attempt {attempt}: {message}")
 
 
-def _make(reg: Registry, task_path: str, model: Model, *, name: str | None, demos: int, validate: int,
-          retries: int, transcript: str | None, backend: str, limits: Limits | None,
-          comparator: str = "exact") -> MakeResult:
-    return make_tool(reg, load_task(task_path), model, demos=demos, validate=validate, retries=retries, name=name,
-                     transcript_path=transcript, backend=backend, limits=limits, progress=_stage_progress,
-                     comparator=comparator)
+def _make(
+    reg: Registry,
+    task_path: str,
+    model: Model,
+    *,
+    name: str | None,
+    demos: int,
+    validate: int,
+    retries: int,
+    transcript: str | None,
+    backend: str,
+    limits: Limits | None,
+    comparator: str = "exact",
+) -> MakeResult:
+    return make_tool(
+        reg,
+        load_task(task_path),
+        model,
+        demos=demos,
+        validate=validate,
+        retries=retries,
+        name=name,
+        transcript_path=transcript,
+        backend=backend,
+        limits=limits,
+        progress=_stage_progress,
+        comparator=comparator,
+    )
 
 
 def _make_failure(result: MakeResult) -> CLIError:
@@ -105,17 +134,37 @@ def _make_failure(result: MakeResult) -> CLIError:
 @model_options
 @click.option("--name", help="Tool name. Default: the function's name.")
 @click.option("--demos", default=3, show_default=True, help="Examples shown to the model as demos (the first ones).")
-@click.option("--validate", default=3, show_default=True, help="Examples after the demos the model writes unit tests for.")
+@click.option(
+    "--validate", default=3, show_default=True, help="Examples after the demos the model writes unit tests for."
+)
 @click.option("--retries", default=3, show_default=True, help="Repair rounds per stage after a failure.")
-@click.option("--transcript", metavar="FILE", help="Where to keep the transcript. Default: transcripts/ beside the registry.")
-@click.option("--comparator", type=TableChoice(COMPARATOR_TABLE), default="exact", show_default=True,
-              help=f"How the stored tests compare an answer with the example's target. {describe()}.")
+@click.option(
+    "--transcript", metavar="FILE", help="Where to keep the transcript. Default: transcripts/ beside the registry."
+)
+@click.option(
+    "--comparator",
+    type=TableChoice(COMPARATOR_TABLE),
+    default="exact",
+    show_default=True,
+    help=f"How the stored tests compare an answer with the example's target. {describe()}.",
+)
 @backend_option
 @limit_option
 @json_option
-def make(task: str, model_id: str | None, replay: str | None, name: str | None, demos: int, validate: int,
-         retries: int, transcript: str | None, comparator: str, backend: str, limits: tuple[str, ...],
-         json_output: bool) -> None:
+def make(
+    task: str,
+    model_id: str | None,
+    replay: str | None,
+    name: str | None,
+    demos: int,
+    validate: int,
+    retries: int,
+    transcript: str | None,
+    comparator: str,
+    backend: str,
+    limits: tuple[str, ...],
+    json_output: bool,
+) -> None:
     """Make a verified tool from a task's examples (the LATM tool maker).
 
     TASK is a JSON list of {"input", "target"} objects, the same under
@@ -137,16 +186,28 @@ def make(task: str, model_id: str | None, replay: str | None, name: str | None, 
     model = _model(reg, model_id, replay, required=True)
     assert model is not None
     declared = declared_limits(limits)
-    result = _make(reg, task, model, name=name, demos=demos, validate=validate, retries=retries,
-                   transcript=transcript, backend=backend, limits=declared,
-                   comparator=comparator)
+    result = _make(
+        reg,
+        task,
+        model,
+        name=name,
+        demos=demos,
+        validate=validate,
+        retries=retries,
+        transcript=transcript,
+        backend=backend,
+        limits=declared,
+        comparator=comparator,
+    )
     if json_output:
         echo_json(result.model_dump(mode="json"))
     if result.status != "made":
         raise _make_failure(result)
     if not json_output:
-        echo_text(f"{result.tool}: verified ({result.tests} tests from the task's examples); "
-                   f"transcript in {result.transcript}")
+        echo_text(
+            f"{result.tool}: verified ({result.tests} tests from the task's examples); "
+            f"transcript in {result.transcript}"
+        )
 
 
 def _questions(question: str | None, questions_path: str | None) -> list[Example]:
@@ -176,8 +237,16 @@ def _answer_line(answer: Answer) -> str:
 @backend_option
 @limit_option
 @json_option
-def use(ref: str, question: str | None, questions_path: str | None, model_id: str | None, replay: str | None,
-        backend: str, limits: tuple[str, ...], json_output: bool) -> None:
+def use(
+    ref: str,
+    question: str | None,
+    questions_path: str | None,
+    model_id: str | None,
+    replay: str | None,
+    backend: str,
+    limits: tuple[str, ...],
+    json_output: bool,
+) -> None:
     """Answer questions with a tool (the LATM tool user).
 
     The model sees the tool's source and use cases and answers each question
@@ -199,8 +268,9 @@ def use(ref: str, question: str | None, questions_path: str | None, model_id: st
     overrides = parse_limits(limits)
     if questions_path is not None:
         with click.progressbar(length=len(examples), label="answering", file=sys.stderr, show_pos=True) as bar:
-            report = use_tool(reg, ref, examples, model, backend=backend, limits=overrides,
-                              on_answer=lambda _: bar.update(1))
+            report = use_tool(
+                reg, ref, examples, model, backend=backend, limits=overrides, on_answer=lambda _: bar.update(1)
+            )
     else:
         report = use_tool(reg, ref, examples, model, backend=backend, limits=overrides)
     if json_output:
@@ -222,8 +292,17 @@ def use(ref: str, question: str | None, questions_path: str | None, model_id: st
 @click.option("--candidates", default=5, show_default=True, help="How many search hits the model chooses from.")
 @backend_option
 @json_option
-def dispatch(question: str, model_id: str | None, replay: str | None, search_only: bool, make_with: str | None,
-             then_use: bool, candidates: int, backend: str, json_output: bool) -> None:
+def dispatch(
+    question: str,
+    model_id: str | None,
+    replay: str | None,
+    search_only: bool,
+    make_with: str | None,
+    then_use: bool,
+    candidates: int,
+    backend: str,
+    json_output: bool,
+) -> None:
     """Pick the tool that fits a question, or say none does (the LATM dispatcher).
 
     Candidates come from 'search' (verified tools); the model picks one by
@@ -248,8 +327,18 @@ def dispatch(question: str, model_id: str | None, replay: str | None, search_onl
     choice = routed.choice
     if choice is None and make_with is not None:
         assert model is not None
-        made = _make(reg, make_with, model, name=None, demos=3, validate=3, retries=3, transcript=None,
-                     backend=backend, limits=None)
+        made = _make(
+            reg,
+            make_with,
+            model,
+            name=None,
+            demos=3,
+            validate=3,
+            retries=3,
+            transcript=None,
+            backend=backend,
+            limits=None,
+        )
         output["made"] = made.model_dump(mode="json")
         if made.status != "made":
             if json_output:

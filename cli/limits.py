@@ -15,11 +15,22 @@ _UNITS = {"cpu": "s", "wall": "s", "memory": "MiB", "output": "KiB", "pids": "",
 
 
 @click.command()
-@click.option("maxima", "--max", multiple=True, metavar="NAME=VALUE",
-              help="Set the registry's maximum for one limit: cpu (s), wall (s), memory (MiB), output (KiB), "
-                   "pids, disk (MiB). Repeatable.")
-@click.option("unset", "--unset", multiple=True, type=click.Choice(LIMIT_NAMES), metavar="NAME",
-              help="Return one maximum to its default. Repeatable.")
+@click.option(
+    "maxima",
+    "--max",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set the registry's maximum for one limit: cpu (s), wall (s), memory (MiB), output (KiB), "
+    "pids, disk (MiB). Repeatable.",
+)
+@click.option(
+    "unset",
+    "--unset",
+    multiple=True,
+    type=click.Choice(LIMIT_NAMES),
+    metavar="NAME",
+    help="Return one maximum to its default. Repeatable.",
+)
 @json_option
 def limits(maxima: tuple[str, ...], unset: tuple[str, ...], json_output: bool) -> None:
     """Show or set the registry's maximum limits (the operator's choice).
@@ -42,7 +53,9 @@ def limits(maxima: tuple[str, ...], unset: tuple[str, ...], json_output: bool) -
     changing = bool(maxima or unset)
     reg = open_registry(create=changing)
     if changing:
-        current = set_maxima(reg.db.conn, actor=reg.actor, changes=parse_limits(maxima, "--max") or {}, unset=list(unset))
+        current = set_maxima(
+            reg.db.conn, actor=reg.actor, changes=parse_limits(maxima, "--max") or {}, unset=list(unset)
+        )
     else:
         current = reg.max_limits
     set_by = operator_maxima(reg.db.conn)
@@ -52,8 +65,15 @@ def limits(maxima: tuple[str, ...], unset: tuple[str, ...], json_output: bool) -
     rows = []
     for name in LIMIT_NAMES:
         who = set_by.get(name)
-        rows.append((name, _UNITS[name], getattr(Limits(), name), getattr(current, name),
-                     f"{who['set_by']} at {who['set_at']}" if who else "default"))
+        rows.append(
+            (
+                name,
+                _UNITS[name],
+                getattr(Limits(), name),
+                getattr(current, name),
+                f"{who['set_by']} at {who['set_at']}" if who else "default",
+            )
+        )
     echo_table(["LIMIT", "UNIT", "DEFAULT", "MAXIMUM", "SET BY"], rows)
 
 

@@ -34,8 +34,13 @@ def prelude_group() -> None:
 @prelude_group.command(name="add")
 @click.argument("name")
 @click.argument("path", metavar="FILE|-")
-@click.option("requires", "--requires", multiple=True, metavar="REQUIREMENT",
-              help="A package the prelude needs (PEP 508); versions using it get it too. Repeatable.")
+@click.option(
+    "requires",
+    "--requires",
+    multiple=True,
+    metavar="REQUIREMENT",
+    help="A package the prelude needs (PEP 508); versions using it get it too. Repeatable.",
+)
 @json_option
 def add_prelude(name: str, path: str, requires: tuple[str, ...], json_output: bool) -> None:
     """Store a prelude under NAME (replacing one of that name). Audited.

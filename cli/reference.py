@@ -49,7 +49,9 @@ def render() -> str:
     for path, command in iter_commands(cli):
         parent = root
         for name in path[:-1]:
-            command_group = parent.command.get_command(parent, name) if isinstance(parent.command, click.Group) else None
+            command_group = (
+                parent.command.get_command(parent, name) if isinstance(parent.command, click.Group) else None
+            )
             assert command_group is not None, name
             parent = click.Context(command_group, info_name=name, parent=parent)
         parts += [f"## toolcrib {' '.join(path)}\n", "```", _help(path, command, parent), "```\n"]

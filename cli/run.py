@@ -71,7 +71,9 @@ def _print_verification(result: Verification) -> None:
             detail = f"limit: {case.limit}"
         elif not case.passed:
             detail = f"expected {json.dumps(case.expected)}, got {json.dumps(case.actual)}"
-        rows.append((case.index + 1, case.name or "", "pass" if case.passed else "FAIL", f"{case.duration_ms:.1f}", detail))
+        rows.append(
+            (case.index + 1, case.name or "", "pass" if case.passed else "FAIL", f"{case.duration_ms:.1f}", detail)
+        )
     echo_table(["#", "NAME", "RESULT", "MS", "DETAIL"], rows)
     total = result.passed + result.failed
     policy = f", {result.policy} policy" if result.policy else ""
@@ -82,13 +84,20 @@ def _print_verification(result: Verification) -> None:
 
 @click.command()
 @click.argument("ref", required=False)
-@click.option("verify_all", "--all", is_flag=True, help="Verify every unverified version, with a progress bar on stderr.")
+@click.option(
+    "verify_all", "--all", is_flag=True, help="Verify every unverified version, with a progress bar on stderr."
+)
 @backend_options
 @no_build_option
 @limit_option
 @json_option
 def verify(
-    ref: str | None, verify_all: bool, backend: str, policy: str | None, no_build: bool, limits: tuple[str, ...],
+    ref: str | None,
+    verify_all: bool,
+    backend: str,
+    policy: str | None,
+    no_build: bool,
+    limits: tuple[str, ...],
     json_output: bool,
 ) -> None:
     """Run a version's test cases, each in a fresh sandbox, and record the verdict.
@@ -110,8 +119,9 @@ def verify(
     reg = open_registry()
     if ref:
         tool = reg.get(ref)
-        result = reg.verify(tool.ref, backend=backend, limits=overrides, policy=policy, no_build=no_build,
-                            progress=echo_progress)
+        result = reg.verify(
+            tool.ref, backend=backend, limits=overrides, policy=policy, no_build=no_build, progress=echo_progress
+        )
         if json_output:
             echo_json(result.model_dump(mode="json"))
         else:
@@ -124,8 +134,16 @@ def verify(
     with click.progressbar(pending, label="verifying", file=sys.stderr, show_pos=True) as bar:
         for pending_ref in bar:
             try:
-                results.append(reg.verify(pending_ref, backend=backend, limits=overrides, policy=policy,
-                                          no_build=no_build, progress=echo_progress))
+                results.append(
+                    reg.verify(
+                        pending_ref,
+                        backend=backend,
+                        limits=overrides,
+                        policy=policy,
+                        no_build=no_build,
+                        progress=echo_progress,
+                    )
+                )
             except InvalidInput as err:  # e.g. a version with no test cases
                 skipped.append(f"{pending_ref}: {err}")
     for line in skipped:
@@ -195,8 +213,19 @@ def _print_outcome(outcome: CallOutcome) -> None:
 @click.command()
 @click.argument("ref")
 @click.option("args_json", "--args", metavar="JSON", help="Arguments as a JSON object.")
-@click.option("arg_pairs", "--arg", multiple=True, metavar="NAME=VALUE", help="One argument; VALUE is JSON if it parses, else a string. Repeatable.")
-@click.option("snippet_path", "--snippet", metavar="FILE|-", help="Python that calls the tool and sets 'ans' (printed output if 'ans' is unset).")
+@click.option(
+    "arg_pairs",
+    "--arg",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="One argument; VALUE is JSON if it parses, else a string. Repeatable.",
+)
+@click.option(
+    "snippet_path",
+    "--snippet",
+    metavar="FILE|-",
+    help="Python that calls the tool and sets 'ans' (printed output if 'ans' is unset).",
+)
 @backend_options
 @no_build_option
 @limit_option

@@ -96,7 +96,9 @@ def init(json_output: bool) -> None:
 @click.option("--version", "version", help="Explicit semver for this version instead of the automatic bump.")
 @click.option("--generator", help="What wrote the tool: a model id, a pipeline, 'human'.")
 @click.option("--prompt", "prompt_path", metavar="FILE", help="The prompt that produced the tool (stored, hashed).")
-@click.option("--transcript", "transcript_path", metavar="FILE", help="The full tool-maker transcript (stored, hashed).")
+@click.option(
+    "--transcript", "transcript_path", metavar="FILE", help="The full tool-maker transcript (stored, hashed)."
+)
 @click.option("--parent", help="Reference of the version this one derives from.")
 @click.option("metas", "--meta", multiple=True, metavar="KEY=VALUE", help="Free provenance metadata. Repeatable.")
 @limit_option
@@ -109,20 +111,45 @@ def init(json_output: bool) -> None:
     "Calls and verification use it unless given --policy. Default: plain with --requires, else restricted.",
 )
 @click.option(
-    "requires", "--requires", multiple=True, metavar="REQUIREMENT",
+    "requires",
+    "--requires",
+    multiple=True,
+    metavar="REQUIREMENT",
     help="A package the tool needs, e.g. 'sympy>=1.12' (PEP 508, no URLs). Resolved once, now, to exact "
     "wheels and hashes (the lock, stored with the version). Repeatable.",
 )
 @click.option(
-    "--prelude", "prelude", metavar="FILE|NAME",
+    "--prelude",
+    "prelude",
+    metavar="FILE|NAME",
     help="Code run before the tool in its namespace (a library's shared import block): a file, or a "
     "prelude stored with 'toolcrib prelude add'. Stored with the version and hashed.",
 )
-@click.option("--allow-missing", is_flag=True, help="Register a tool whose imports or names nothing provides, with a warning, instead of refusing it.")
-@click.option("--as-new-version", is_flag=True, help="Let an unrelated tool (other signature and body) become a new major version of an existing name.")
-@click.option("--namespace", metavar="PREFIX", help="Register each tool as PREFIX_name, so a library's names do not collide with others'.")
-@click.option("--strip-top-level", is_flag=True, help="Remove stray top-level statements (e.g. 'example usage') instead of refusing them.")
-@click.option("--markdown/--no-markdown", default=None, help="Treat the input as an LLM's Markdown reply (default: detect, and .md files).")
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="Register a tool whose imports or names nothing provides, with a warning, instead of refusing it.",
+)
+@click.option(
+    "--as-new-version",
+    is_flag=True,
+    help="Let an unrelated tool (other signature and body) become a new major version of an existing name.",
+)
+@click.option(
+    "--namespace",
+    metavar="PREFIX",
+    help="Register each tool as PREFIX_name, so a library's names do not collide with others'.",
+)
+@click.option(
+    "--strip-top-level",
+    is_flag=True,
+    help="Remove stray top-level statements (e.g. 'example usage') instead of refusing them.",
+)
+@click.option(
+    "--markdown/--no-markdown",
+    default=None,
+    help="Treat the input as an LLM's Markdown reply (default: detect, and .md files).",
+)
 @json_option
 def add(
     sources: tuple[str, ...],
@@ -176,10 +203,21 @@ def add(
     paths = list(sources) or ["-"]
     bulk = len(paths) > 1 or any(p != "-" and (Path(p).is_dir() or is_table(p)) for p in paths)
     if bulk:
-        given = [flag for flag, value in (("--name", name), ("--entrypoint", entrypoint), ("--tests", tests_path),
-                                          ("--version", version), ("--parent", parent)) if value]
+        given = [
+            flag
+            for flag, value in (
+                ("--name", name),
+                ("--entrypoint", entrypoint),
+                ("--tests", tests_path),
+                ("--version", version),
+                ("--parent", parent),
+            )
+            if value
+        ]
         if given:
-            raise click.UsageError(f"{', '.join(given)} name(s) one tool: give a single FILE (a table has columns for them)")
+            raise click.UsageError(
+                f"{', '.join(given)} name(s) one tool: give a single FILE (a table has columns for them)"
+            )
         if "-" in paths:
             raise click.UsageError("'-' (stdin) is one tool: give it alone")
     elif paths[0] == "-" and sys.stdin is not None and sys.stdin.isatty():
@@ -214,9 +252,14 @@ def add(
 
         def add_one(entry: Entry) -> AddResult:
             return reg.add(
-                entry.source, name=entry.name, entrypoint=entry.entrypoint, tests=entry.tests,
-                provenance=provenance_for(entry, provenance), requires=[*requires, *entry.requires],
-                markdown=markdown if markdown is not None else entry.markdown, **shared,
+                entry.source,
+                name=entry.name,
+                entrypoint=entry.entrypoint,
+                tests=entry.tests,
+                provenance=provenance_for(entry, provenance),
+                requires=[*requires, *entry.requires],
+                markdown=markdown if markdown is not None else entry.markdown,
+                **shared,
             )
 
         code = report(run_entries(reg, entries, add_one), json_output)
@@ -268,7 +311,9 @@ def add(
     verb = "Added" if outcome.created else "Already registered:"
     policy_note = f", policy {tool.policy}" if tool.policy != "restricted" else ""
     packages = f", {len(tool.lock.packages)} locked package(s)" if tool.lock else ""
-    echo_text(f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s){policy_note}{packages}")
+    echo_text(
+        f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s){policy_note}{packages}"
+    )
 
 
 def _prelude_option(value: str | None) -> tuple[str | None, str | None]:
@@ -303,7 +348,12 @@ def _usage_line(stats: UsageStats) -> str:
 
 @click.command(name="list")
 @click.option("include_yanked", "--all", is_flag=True, help="Include tools whose every version is yanked.")
-@click.option("with_stats", "--stats", is_flag=True, help="Add each version's usage from the audit log: calls, outcomes, median and p95 duration, last use.")
+@click.option(
+    "with_stats",
+    "--stats",
+    is_flag=True,
+    help="Add each version's usage from the audit log: calls, outcomes, median and p95 duration, last use.",
+)
 @json_option
 def list_(include_yanked: bool, with_stats: bool, json_output: bool) -> None:
     """List the newest version of every tool.
@@ -324,10 +374,35 @@ def list_(include_yanked: bool, with_stats: bool, json_output: bool) -> None:
         echo_json([{**_tool_json(t, full=False), "usage": stats[t.ref].model_dump(mode="json")} for t in tools])
         return
     echo_table(
-        ["NAME", "VERSION", "STATUS", "CALLS", "OK", "ERROR", "BLOCKED", "LIMIT", "REFUSED", "P50_MS", "P95_MS", "LAST_USED"],
         [
-            (t.name, t.version, t.status, u.calls, u.successes, u.errors, u.blocked, u.limit_hits, u.refused,
-             _ms(u.median_ms), _ms(u.p95_ms), u.last_used or "-")
+            "NAME",
+            "VERSION",
+            "STATUS",
+            "CALLS",
+            "OK",
+            "ERROR",
+            "BLOCKED",
+            "LIMIT",
+            "REFUSED",
+            "P50_MS",
+            "P95_MS",
+            "LAST_USED",
+        ],
+        [
+            (
+                t.name,
+                t.version,
+                t.status,
+                u.calls,
+                u.successes,
+                u.errors,
+                u.blocked,
+                u.limit_hits,
+                u.refused,
+                _ms(u.median_ms),
+                _ms(u.p95_ms),
+                u.last_used or "-",
+            )
             for t in tools
             for u in [stats[t.ref]]
         ],
@@ -336,7 +411,9 @@ def list_(include_yanked: bool, with_stats: bool, json_output: bool) -> None:
 
 @click.command()
 @click.argument("query")
-@click.option("--limit", "limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="At most this many results.")
+@click.option(
+    "--limit", "limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="At most this many results."
+)
 @click.option("--verified-only", is_flag=True, help="Only versions that passed their tests (what an agent may call).")
 @click.option(
     "--min-score",
@@ -373,7 +450,9 @@ def search(query: str, limit: int, verified_only: bool, min_score: float | None,
         )
     if not hits:
         threshold = FIT_THRESHOLD if min_score is None else min_score
-        raise CLIError.with_exit_code(f"no tool fits {query!r} (no {'verified ' if verified_only else ''}tool scores {threshold} or more)", 3)
+        raise CLIError.with_exit_code(
+            f"no tool fits {query!r} (no {'verified ' if verified_only else ''}tool scores {threshold} or more)", 3
+        )
 
 
 def _note_clamped(declared: Limits | None, maxima: Limits) -> None:
@@ -382,8 +461,11 @@ def _note_clamped(declared: Limits | None, maxima: Limits) -> None:
 
     gets, lowered = granted(declared, maxima)
     for name, asked in lowered.items():
-        echo_text(f"note: {name}={asked} is over this registry's maximum: calls get {name}={getattr(gets, name)} "
-                  "(the operator's choice, 'toolcrib limits')", err=True)
+        echo_text(
+            f"note: {name}={asked} is over this registry's maximum: calls get {name}={getattr(gets, name)} "
+            "(the operator's choice, 'toolcrib limits')",
+            err=True,
+        )
 
 
 def _granted_json(declared: Limits | None, maxima: Limits) -> dict[str, Any]:
@@ -407,9 +489,11 @@ def _echo_limits(declared: Limits | None, maxima: Limits) -> None:
 
 
 def _describe_param(name: str, schema: dict[str, Any], required: bool) -> str:
-    kind = schema.get("type") or ("any" if not schema else "/".join(
-        s.get("type", "?") for s in schema.get("anyOf", []) if isinstance(s, dict)
-    ) or "any")
+    kind = schema.get("type") or (
+        "any"
+        if not schema
+        else "/".join(s.get("type", "?") for s in schema.get("anyOf", []) if isinstance(s, dict)) or "any"
+    )
     default = f" = {json.dumps(schema['default'])}" if "default" in schema else ""
     return f"{name}: {kind}{'' if required else ' (optional)'}{default}"
 
@@ -448,7 +532,9 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
     required = set(sig.input_schema.get("required", []))
     echo_text(f"{tool.ref}  [{tool.status}{', ' + _flags(tool) if _flags(tool) else ''}]")
     echo_text(f"  sha256:     {tool.sha256}")
-    echo_text(f"  entrypoint: {tool.entrypoint}({', '.join(_describe_param(n, s, n in required) for n, s in props.items())})")
+    echo_text(
+        f"  entrypoint: {tool.entrypoint}({', '.join(_describe_param(n, s, n in required) for n, s in props.items())})"
+    )
     if sig.output_schema:
         echo_text(f"  returns:    {json.dumps(sig.output_schema, sort_keys=True)}")
     if sig.untyped:
@@ -598,7 +684,9 @@ def provenance(ref: str, json_output: bool) -> None:
 
 @click.command()
 @click.argument("refs", nargs=-1)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the bundle to FILE instead of stdout.")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the bundle to FILE instead of stdout."
+)
 def export(refs: tuple[str, ...], output: str | None) -> None:
     """Export tools as a portable JSON bundle (every version of each NAME).
 

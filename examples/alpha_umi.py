@@ -123,8 +123,11 @@ def run_episode(reg: Registry, question: str, model: Model, *, max_steps: int = 
             step.observation = {"status": "invalid", "error": f"no tool named {chosen.group(1)!r} was offered"}
             continue
         tool, ref = by_name[chosen.group(1)]
-        reply = model("caller", f"Sub-goal: {chosen.group(2).strip()}\nTool: {json.dumps(tool)}\n"
-                                f'Reply with {{"name": ..., "arguments": {{...}}}} only.')
+        reply = model(
+            "caller",
+            f"Sub-goal: {chosen.group(2).strip()}\nTool: {json.dumps(tool)}\n"
+            f'Reply with {{"name": ..., "arguments": {{...}}}} only.',
+        )
         try:
             step.call = _check_call(reply, tool)
         except ValueError as exc:
@@ -135,8 +138,12 @@ def run_episode(reg: Registry, question: str, model: Model, *, max_steps: int = 
         except ToolcribError as exc:  # refused by policy, or arguments the registry refuses
             step.observation = {"status": "refused", "error": exc.message}
             continue
-        step.observation = {k: v for k, v in outcome.to_json().items() if k in {"status", "result", "error", "limit", "tool"}}
-    notes = "\n".join(f"- {s.plan} -> {json.dumps(s.observation, sort_keys=True)}" for s in steps) or "- no tool was used"
+        step.observation = {
+            k: v for k, v in outcome.to_json().items() if k in {"status", "result", "error", "limit", "tool"}
+        }
+    notes = (
+        "\n".join(f"- {s.plan} -> {json.dumps(s.observation, sort_keys=True)}" for s in steps) or "- no tool was used"
+    )
     answer = model("summarizer", f"Request: {question}\nWhat the tools said:\n{notes}\nAnswer the request.")
     return Episode(question=question, candidates=[h.ref for h in hits], steps=steps, answer=answer.strip())
 
@@ -144,18 +151,27 @@ def run_episode(reg: Registry, question: str, model: Model, *, max_steps: int = 
 def main() -> None:
     examples = Path(__file__).resolve().parent
     with tempfile.TemporaryDirectory() as tmp, Registry(Path(tmp) / "tools.db", actor="alpha-umi") as reg:
-        reg.add((examples / "days_between.py").read_text(),
-                tests=json.loads((examples / "days_between.tests.json").read_text()))
+        reg.add(
+            (examples / "days_between.py").read_text(),
+            tests=json.loads((examples / "days_between.tests.json").read_text()),
+        )
         reg.verify("days_between")
-        model = ScriptedModel({
-            "planner": ["CALL days_between: count the days from 2024-02-28 to 2024-03-01",
-                        "CALL days_between: the same, with ISO dates as strings", "FINISH"],
-            # The first call passes numbers for dates: the exported schema catches it
-            # before anything runs, and the planner sees why.
-            "caller": ['{"name": "days_between", "arguments": {"start": 20240228, "end": 20240301}}',
-                       '{"name": "days_between", "arguments": {"start": "2024-02-28", "end": "2024-03-01"}}'],
-            "summarizer": ["2024 is a leap year: there are 2 days from 28 February to 1 March."],
-        })
+        model = ScriptedModel(
+            {
+                "planner": [
+                    "CALL days_between: count the days from 2024-02-28 to 2024-03-01",
+                    "CALL days_between: the same, with ISO dates as strings",
+                    "FINISH",
+                ],
+                # The first call passes numbers for dates: the exported schema catches it
+                # before anything runs, and the planner sees why.
+                "caller": [
+                    '{"name": "days_between", "arguments": {"start": 20240228, "end": 20240301}}',
+                    '{"name": "days_between", "arguments": {"start": "2024-02-28", "end": "2024-03-01"}}',
+                ],
+                "summarizer": ["2024 is a leap year: there are 2 days from 28 February to 1 March."],
+            }
+        )
         episode = run_episode(reg, "How many days are there from 2024-02-28 to 2024-03-01?", model)
         print(f"request:    {episode.question}")
         print(f"candidates: {', '.join(episode.candidates)}")

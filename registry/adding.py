@@ -31,8 +31,18 @@ from .store import utc_now
 from .store_versions import VersionRow
 from .versions import DEFAULT_POLICY, content_sha256, next_version, parse_version, sha256_text
 
-__all__ = ["Draft", "add_details", "already_imported", "draft", "identical", "import_details", "imported_tool",
-           "new_tool", "next_number", "unrelated"]
+__all__ = [
+    "Draft",
+    "add_details",
+    "already_imported",
+    "draft",
+    "identical",
+    "import_details",
+    "imported_tool",
+    "new_tool",
+    "next_number",
+    "unrelated",
+]
 
 # How alike two entrypoint bodies must be (difflib ratio of their normalized
 # text) for a new major version of a name to count as the same tool changing.
@@ -110,10 +120,23 @@ def draft(
             "stand-ins cover no packages): drop --policy restricted"
         )
     sha256 = content_sha256(admitted.source, admitted.entrypoint, signature, cases, declared, lock, prelude)
-    return Draft(name=tool_name, source=admitted.source, entrypoint=admitted.entrypoint, signature=signature,
-                 tests=cases, wanted=wanted, lock=lock, prelude=prelude, prelude_name=prelude_name,
-                 missing=list(missing), policy=declared, sha256=sha256, given=provenance or ProvenanceInput(),
-                 limits=limits, notes=notes)
+    return Draft(
+        name=tool_name,
+        source=admitted.source,
+        entrypoint=admitted.entrypoint,
+        signature=signature,
+        tests=cases,
+        wanted=wanted,
+        lock=lock,
+        prelude=prelude,
+        prelude_name=prelude_name,
+        missing=list(missing),
+        policy=declared,
+        sha256=sha256,
+        given=provenance or ProvenanceInput(),
+        limits=limits,
+        notes=notes,
+    )
 
 
 def identical(rows: builtins.list[VersionRow], d: Draft) -> ToolVersion | None:

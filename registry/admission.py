@@ -65,13 +65,41 @@ _FENCE_CHARS = "`~"
 # Builtins that only build values: calling them with constant arguments at
 # the top level is a constant, not "example usage".
 _PURE_BUILTINS = frozenset(
-    {"set", "frozenset", "tuple", "list", "dict", "range", "str", "int", "float", "bool", "sorted",
-     "enumerate", "zip", "reversed", "len", "chr", "ord", "min", "max", "abs", "object"}
+    {
+        "set",
+        "frozenset",
+        "tuple",
+        "list",
+        "dict",
+        "range",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "sorted",
+        "enumerate",
+        "zip",
+        "reversed",
+        "len",
+        "chr",
+        "ord",
+        "min",
+        "max",
+        "abs",
+        "object",
+    }
 )
 # Dotted constructors allowed at the top level, by (module, attribute).
 _PURE_DOTTED = frozenset(
-    {("re", "compile"), ("typing", "TypeVar"), ("typing", "NewType"), ("collections", "namedtuple"),
-     ("string", "Template"), ("decimal", "Decimal"), ("fractions", "Fraction")}
+    {
+        ("re", "compile"),
+        ("typing", "TypeVar"),
+        ("typing", "NewType"),
+        ("collections", "namedtuple"),
+        ("string", "Template"),
+        ("decimal", "Decimal"),
+        ("fractions", "Fraction"),
+    }
 )
 
 
@@ -95,9 +123,7 @@ class _Block:
 def check_name(name: str) -> str:
     """Return `name` if it is a valid tool name, else raise InvalidInput saying why."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise InvalidInput(
-            f"invalid tool name {name!r}: use 1 to 64 characters from letters, digits, '_' and '-'"
-        )
+        raise InvalidInput(f"invalid tool name {name!r}: use 1 to 64 characters from letters, digits, '_' and '-'")
     return name
 
 
@@ -164,7 +190,7 @@ def _fenced_blocks(text: str) -> list[tuple[str, str, int, int]]:
         while j < len(lines) and not _closes(lines[j], fence):
             line = lines[j]
             # Strip the fence's own indentation (fences inside list items).
-            body.append(line[len(indent):] if line.startswith(indent) else line.lstrip(" \t"))
+            body.append(line[len(indent) :] if line.startswith(indent) else line.lstrip(" \t"))
             j += 1
         blocks.append((info, "\n".join(body), i + 2, min(j + 1, len(lines))))
         i = j + 1
@@ -172,11 +198,7 @@ def _fenced_blocks(text: str) -> list[tuple[str, str, int, int]]:
 
 
 def _top_level_definitions(tree: ast.Module) -> set[str]:
-    return {
-        node.name
-        for node in tree.body
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-    }
+    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
 
 
 def _extract_blocks(text: str) -> tuple[list[_Block], list[str]]:
@@ -209,7 +231,7 @@ def _extract_blocks(text: str) -> tuple[list[_Block], list[str]]:
         candidates.append((_Block(code, first, index), defined))
     used: list[_Block] = []
     for position, (block, defined) in enumerate(candidates):
-        later = set().union(*(d for _, d in candidates[position + 1:]))
+        later = set().union(*(d for _, d in candidates[position + 1 :]))
         if defined <= later:
             notes.append(
                 f"skipped code block {block.index}: every definition in it ({', '.join(sorted(defined))}) "
@@ -219,9 +241,13 @@ def _extract_blocks(text: str) -> tuple[list[_Block], list[str]]:
         used.append(block)
     if not used:
         raise AdmissionError("no Python code block defining a function was found in the Markdown text")
-    notes.insert(0, "used code block" + ("s " if len(used) > 1 else " ")
-                 + ", ".join(f"{b.index} (from line {b.first_line})" for b in used)
-                 + " of the Markdown reply")
+    notes.insert(
+        0,
+        "used code block"
+        + ("s " if len(used) > 1 else " ")
+        + ", ".join(f"{b.index} (from line {b.first_line})" for b in used)
+        + " of the Markdown reply",
+    )
     return used, notes
 
 
@@ -278,7 +304,9 @@ class _ConstantChecker:
         self.definitions = _top_level_definitions(tree)
         # Every name the module binds itself: `set = ...` shadows the builtin.
         self.user_names = self.definitions | {
-            name for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom))
+            name
+            for node in tree.body
+            if not isinstance(node, (ast.Import, ast.ImportFrom))
             for name in _bound_names(node)
         }
 
@@ -511,7 +539,11 @@ def _choose_entrypoint(tree: ast.Module, public: list[str], wanted: str | None) 
         raise AdmissionError("no public top-level function to use as the entrypoint" + hint)
     used_elsewhere: set[str] = set()
     for node in tree.body:
-        own = set(_bound_names(node)) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else set()
+        own = (
+            set(_bound_names(node))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            else set()
+        )
         used_elsewhere |= _referenced_names(node) - own
     roots = [name for name in public if name not in used_elsewhere]
     if len(roots) == 1:
@@ -655,9 +687,7 @@ def _admit_code(
     except AdmissionError as exc:
         raise AdmissionError(exc.message.removeprefix(f"line {exc.line}: "), origin(exc.line)) from None
     if signature.untyped:
-        notes.append(
-            f"parameters without a type annotation accept any JSON value: {', '.join(signature.untyped)}"
-        )
+        notes.append(f"parameters without a type annotation accept any JSON value: {', '.join(signature.untyped)}")
     return Admitted(source=code, entrypoint=chosen, public_functions=public, notes=notes)
 
 
@@ -727,6 +757,9 @@ def refuse_missing(found: list[Missing]) -> None:
     first = found[0]
     shown = "; ".join(m.describe() for m in found[:3])
     more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
-    hint = ("declare it with --requires (or requires=[...])" if first.kind == "import"
-            else "import it, define it, or add a prelude that does (--prelude)")
+    hint = (
+        "declare it with --requires (or requires=[...])"
+        if first.kind == "import"
+        else "import it, define it, or add a prelude that does (--prelude)"
+    )
     raise AdmissionError(f"{shown}{more}: {hint}, or pass --allow-missing to register it anyway")

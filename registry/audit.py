@@ -92,7 +92,9 @@ def cap_text(text: str, limit: int = CAP_BYTES) -> str:
 
 
 def _is_marker(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("$truncated") is True and set(value) == {"$truncated", "bytes", "prefix"}
+    return (
+        isinstance(value, dict) and value.get("$truncated") is True and set(value) == {"$truncated", "bytes", "prefix"}
+    )
 
 
 def bounded_details(details: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +184,9 @@ def normalize_since(since: str) -> str:
     try:
         moment = datetime.fromisoformat(since.strip())
     except ValueError:
-        raise InvalidInput(f"invalid time {since!r}: expected ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z") from None
+        raise InvalidInput(
+            f"invalid time {since!r}: expected ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -193,7 +197,14 @@ def _row_entry(row: tuple[Any, ...]) -> AuditEntry:
 
     seq, at, actor, event, tool, details, prev, digest = row
     return AuditEntry(
-        seq=seq, at=at, actor=actor, event=event, tool=tool, details=json.loads(details), prev_hash=prev, entry_hash=digest
+        seq=seq,
+        at=at,
+        actor=actor,
+        event=event,
+        tool=tool,
+        details=json.loads(details),
+        prev_hash=prev,
+        entry_hash=digest,
     )
 
 

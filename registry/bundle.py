@@ -105,8 +105,12 @@ def read_bundle(bundle: Any) -> list[BundleEntry]:
     seen: set[tuple[str, str]] = set()
     for index, raw in enumerate(tools):
         label = f"tools[{index}]"
-        if (isinstance(raw, dict) and isinstance(raw.get("name"), str) and isinstance(raw.get("version"), str)
-                and len(raw["name"]) + len(raw["version"]) <= 200):  # a label never quotes a megabyte
+        if (
+            isinstance(raw, dict)
+            and isinstance(raw.get("name"), str)
+            and isinstance(raw.get("version"), str)
+            and len(raw["name"]) + len(raw["version"]) <= 200
+        ):  # a label never quotes a megabyte
             label += f" ({raw['name']}@{raw['version']})"
         entries.append(_check_entry(raw, label))
         key = (entries[-1].name, entries[-1].version)

@@ -63,6 +63,7 @@ __all__ = [
     "start_backend",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class CallTarget:
     """What a call needs of a version: the `VersionRow` it was chosen by,
@@ -122,16 +123,39 @@ class _Runnable(Protocol):
     def prelude(self) -> str | None: ...
 
 
-def sandbox_job(tool: _Runnable, input_schema: dict[str, Any], limits: Limits, policy: PolicyName, *,
-                args: dict[str, Any] | None, snippet: str | None) -> Job:
+def sandbox_job(
+    tool: _Runnable,
+    input_schema: dict[str, Any],
+    limits: Limits,
+    policy: PolicyName,
+    *,
+    args: dict[str, Any] | None,
+    snippet: str | None,
+) -> Job:
     """The sandbox job for one call or test case of `tool`: a snippet if there
     is one, else arguments (with the forms `input_schema` gives them)."""
     if snippet is not None:
-        return Job(source=tool.source, entrypoint=tool.entrypoint, mode="snippet", snippet=snippet,
-                   limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude)
-    return Job(source=tool.source, entrypoint=tool.entrypoint, mode="args", args=args or {},
-               limits=limits, policy=policy, lock=tool.lock, prelude=tool.prelude,
-               arg_forms=arg_forms(input_schema))
+        return Job(
+            source=tool.source,
+            entrypoint=tool.entrypoint,
+            mode="snippet",
+            snippet=snippet,
+            limits=limits,
+            policy=policy,
+            lock=tool.lock,
+            prelude=tool.prelude,
+        )
+    return Job(
+        source=tool.source,
+        entrypoint=tool.entrypoint,
+        mode="args",
+        args=args or {},
+        limits=limits,
+        policy=policy,
+        lock=tool.lock,
+        prelude=tool.prelude,
+        arg_forms=arg_forms(input_schema),
+    )
 
 
 def choose_version(rows: list[VersionRow], ref: str, *, allow_yanked: bool = True) -> VersionRow:
@@ -275,8 +299,9 @@ def start_backend(name: str, backends: Backends | None = None) -> Backend:
         raise SandboxUnavailable(f"the {name} backend could not start: {exc}") from None
 
 
-def prepare_runtime(runner: Backend, ref: str, lock: Lock | None, *, no_build: bool,
-                    progress: Callable[[str], None] | None) -> None:
+def prepare_runtime(
+    runner: Backend, ref: str, lock: Lock | None, *, no_build: bool, progress: Callable[[str], None] | None
+) -> None:
     """A version with packages: have the runtime its backend runs it in
     (`Backend.prepare`: Docker builds the lock's image now unless
     ``no_build``; elsewhere a no-op). Raises SandboxUnavailable naming the
@@ -300,8 +325,14 @@ class Caller:
     `store.connect`, or a sqlite-utils Database's ``.conn``), auditing each
     call as `actor`."""
 
-    def __init__(self, conn: sqlite3.Connection, *, actor: str, max_limits: Limits | None = None,
-                 backends: Backends | None = None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        actor: str,
+        max_limits: Limits | None = None,
+        backends: Backends | None = None,
+    ) -> None:
         self.conn = conn
         self.actor = actor
         self._max_limits = max_limits
@@ -396,13 +427,17 @@ class Caller:
             # The backend is built (not started: the first run starts it)
             # before the policy is chosen, as its default is its own.
             runner, cannot_run = self._backend(backend)
-            policy_used = job_policy(runner, policy, tool.policy) if runner is not None else (
-                policy_name(policy) if policy is not None else tool.policy)
+            policy_used = (
+                job_policy(runner, policy, tool.policy)
+                if runner is not None
+                else (policy_name(policy) if policy is not None else tool.policy)
+            )
             # The stored schema, the one `show`, bundles and `serve` advertise,
             # is the contract (not a schema derived again from the source).
             job_args = (
                 validate_stored_arguments(tool.input_schema, args, function=tool.entrypoint, stored=tool.signature)
-                if mode == "args" else None
+                if mode == "args"
+                else None
             )
             job = tool.job(limits_used, policy_used, args=job_args, snippet=snippet)
         except InvalidInput as exc:
@@ -420,14 +455,19 @@ class Caller:
             raise
         except SandboxUnavailable as exc:
             # Same shape as a backend that started but could not run the job.
-            result = Result(status="unavailable", backend=backend,
-                            error=ErrorInfo(type="SandboxUnavailable", message=exc.message))
+            result = Result(
+                status="unavailable", backend=backend, error=ErrorInfo(type="SandboxUnavailable", message=exc.message)
+            )
         cancelled = cancel is not None and cancel.cancelled
         if cancelled:
             # Whatever the killed sandbox reported, the truth is that the caller stopped it.
-            result = Result(status="error", backend=result.backend, duration_ms=result.duration_ms,
-                            layers=result.layers,
-                            error=ErrorInfo(type="Cancelled", message="the caller cancelled the call"))
+            result = Result(
+                status="error",
+                backend=result.backend,
+                duration_ms=result.duration_ms,
+                layers=result.layers,
+                error=ErrorInfo(type="Cancelled", message="the caller cancelled the call"),
+            )
         self._audit(
             tool.ref,
             {
@@ -439,12 +479,16 @@ class Caller:
                 "duration_ms": round(result.duration_ms, 3),
                 "result": audited_result(result.result),
                 "layers": list(result.layers),
-                **({"limits_lowered": {k: [v, getattr(limits_used, k)] for k, v in lowered.items()}}
-                   if lowered else {}),
+                **(
+                    {"limits_lowered": {k: [v, getattr(limits_used, k)] for k, v in lowered.items()}} if lowered else {}
+                ),
                 # A runtime image (a version with packages, on Docker): which one.
                 # (Backwards compatible key: the Docker backend's environment["image_digest"].)
-                **({"image_digest": result.environment["image_digest"]}
-                   if tool.lock and result.environment.get("image_digest") else {}),
+                **(
+                    {"image_digest": result.environment["image_digest"]}
+                    if tool.lock and result.environment.get("image_digest")
+                    else {}
+                ),
             },
         )
         return CallOutcome.from_result(result, tool=tool.ref, policy=policy_used)

@@ -75,9 +75,7 @@ def _parse_case(index: int, raw: Any, seen_names: dict[str, int]) -> TestCase:
         if key not in _KEYS:
             close = difflib.get_close_matches(str(key), _KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TestsFormatError(
-                f"{label}: unknown key {key!r}{hint}; allowed keys: {', '.join(_KEYS)}"
-            )
+            raise TestsFormatError(f"{label}: unknown key {key!r}{hint}; allowed keys: {', '.join(_KEYS)}")
     if name is not None:
         if name in seen_names:
             raise TestsFormatError(f"{label}: the name is already used by case {seen_names[name]}")
@@ -121,8 +119,10 @@ def _parse_case(index: int, raw: Any, seen_names: dict[str, int]) -> TestCase:
         if not TABLE[comparator].takes_tolerance:
             takers = " or ".join(repr(name) for name, c in TABLE.items() if c.takes_tolerance)
             raise TestsFormatError(f"{label}: 'tolerance' only applies to comparator {takers}")
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (
-            math.isfinite(tolerance) and tolerance >= 0
+        if (
+            isinstance(tolerance, bool)
+            or not isinstance(tolerance, (int, float))
+            or not (math.isfinite(tolerance) and tolerance >= 0)
         ):
             raise TestsFormatError(f"{label}: 'tolerance' must be a finite number >= 0")
         tolerance = float(tolerance)

@@ -206,8 +206,9 @@ TABLE: dict[str, Comparator] = {
     "normalized_text": Comparator(
         "the same text after Unicode NFKC, case folding and collapsing whitespace", _text(_normalized_text)
     ),
-    "compact_text": Comparator("the same text ignoring all whitespace (e.g. Dyck's '] )' vs '])')",
-                               _text(_compact_text)),
+    "compact_text": Comparator(
+        "the same text ignoring all whitespace (e.g. Dyck's '] )' vs '])')", _text(_compact_text)
+    ),
 }
 
 # The names, for a CLI choice (taken when this module is imported).

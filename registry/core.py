@@ -246,10 +246,25 @@ class Registry:
         unused for this name (ConflictError otherwise, even if that version was
         yanked); it need not be the highest, so a fix can be back-ported.
         """
-        d = draft(source, name=name, entrypoint=entrypoint, tests=tests, version=version, provenance=provenance,
-                  limits=limits, policy=policy, strip_top_level=strip_top_level, markdown=markdown,
-                  requires=requires, prelude=prelude, prelude_name=prelude_name, allow_missing=allow_missing,
-                  namespace=namespace, prelude_of=self.get_prelude, lock_of=lambda wants: self._lock(wants, progress))
+        d = draft(
+            source,
+            name=name,
+            entrypoint=entrypoint,
+            tests=tests,
+            version=version,
+            provenance=provenance,
+            limits=limits,
+            policy=policy,
+            strip_top_level=strip_top_level,
+            markdown=markdown,
+            requires=requires,
+            prelude=prelude,
+            prelude_name=prelude_name,
+            allow_missing=allow_missing,
+            namespace=namespace,
+            prelude_of=self.get_prelude,
+            lock_of=lambda wants: self._lock(wants, progress),
+        )
         with write_transaction(self.db):
             rows = self._rows(d.name)
             existing = identical(rows, d)
@@ -381,9 +396,7 @@ class Registry:
                 newest = verified_ids(self.db.conn, newest)
             ranked = [s for s in rank(self.db, query, newest) if s.score >= threshold][:limit]
             tools = self._by_ids(s.id for s in ranked)
-        return [
-            SearchHit(**dict(tools[s.id]), score=s.score, bm25=s.bm25, matched=list(s.matched)) for s in ranked
-        ]
+        return [SearchHit(**dict(tools[s.id]), score=s.score, bm25=s.bm25, matched=list(s.matched)) for s in ranked]
 
     def diff(self, old_ref: str, new_ref: str) -> ToolDiff:
         """Unified diffs of source and signature JSON, and the semver bump the change implies."""
@@ -488,8 +501,9 @@ class Registry:
         prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
         verification = run_cases(tool, runner, backend=backend, limits=limits_used, policy=policy_used, on_case=on_case)
         with write_transaction(self.db):
-            store_verification(self.db, actor=self.actor, version_id=row.id, verification=verification,
-                               limits=limits_used)
+            store_verification(
+                self.db, actor=self.actor, version_id=row.id, verification=verification, limits=limits_used
+            )
         return verification
 
     def call(
@@ -521,8 +535,16 @@ class Registry:
         it) instead of building it first, with ``progress`` lines.
         """
         return Caller(self.db.conn, actor=self.actor, max_limits=self.max_limits, backends=self._backends).call(
-            ref, args, snippet=snippet, backend=backend, limits=limits, policy=policy,
-            allow_unverified=allow_unverified, allow_yanked=allow_yanked, cancel=cancel, no_build=no_build,
+            ref,
+            args,
+            snippet=snippet,
+            backend=backend,
+            limits=limits,
+            policy=policy,
+            allow_unverified=allow_unverified,
+            allow_yanked=allow_yanked,
+            cancel=cancel,
+            no_build=no_build,
             progress=progress,
         )
 

@@ -47,7 +47,7 @@ def stored_maxima(conn: sqlite3.Connection) -> Limits:
     A stored value that is not a valid limit (edited by hand) is ignored."""
     maxima = DEFAULT_MAX_LIMITS
     for key, value, _by, _at in settings_with_prefix(conn, KEY_PREFIX):
-        name = str(key)[len(KEY_PREFIX):]
+        name = str(key)[len(KEY_PREFIX) :]
         try:
             maxima = maxima.override(**{name: _number(value)})
         except ValueError:
@@ -57,8 +57,10 @@ def stored_maxima(conn: sqlite3.Connection) -> Limits:
 
 def operator_maxima(conn: sqlite3.Connection) -> dict[str, Any]:
     """Each limit the operator set, with who set it and when."""
-    return {key[len(KEY_PREFIX):]: {"value": _number(value), "set_by": by, "set_at": at}
-            for key, value, by, at in settings_with_prefix(conn, KEY_PREFIX)}
+    return {
+        key[len(KEY_PREFIX) :]: {"value": _number(value), "set_by": by, "set_at": at}
+        for key, value, by, at in settings_with_prefix(conn, KEY_PREFIX)
+    }
 
 
 def _number(text: Any) -> float | int:
@@ -66,8 +68,13 @@ def _number(text: Any) -> float | int:
     return int(value) if value.is_integer() else value
 
 
-def set_maxima(conn: sqlite3.Connection, *, actor: str, changes: Mapping[str, float] | None = None,
-               unset: tuple[str, ...] | list[str] = ()) -> Limits:
+def set_maxima(
+    conn: sqlite3.Connection,
+    *,
+    actor: str,
+    changes: Mapping[str, float] | None = None,
+    unset: tuple[str, ...] | list[str] = (),
+) -> Limits:
     """Set some maxima (``changes``) and return others to their defaults
     (``unset``), in one transaction with one audit entry per setting
     (event ``setting``, as `toolcrib model` writes). Returns the new maxima.
@@ -91,8 +98,12 @@ def set_maxima(conn: sqlite3.Connection, *, actor: str, changes: Mapping[str, fl
         for name in unset:
             key = KEY_PREFIX + name
             delete_setting(conn, key)
-            append_row(conn, actor=actor, event="setting",
-                       details={"key": key, "value": None, "default": getattr(DEFAULT_MAX_LIMITS, name)})
+            append_row(
+                conn,
+                actor=actor,
+                event="setting",
+                details={"key": key, "value": None, "default": getattr(DEFAULT_MAX_LIMITS, name)},
+            )
     return stored_maxima(conn)
 
 

@@ -150,8 +150,7 @@ def m004_search_ranking(db: sqlite_utils.Database) -> None:
     versions.disable_fts()  # m002's index and its triggers: nothing reads them any more
     db.execute("ALTER TABLE versions ADD COLUMN search_terms TEXT")
     db.execute(
-        "CREATE VIRTUAL TABLE search_index USING fts5 (name, about, params, examples, "
-        "tokenize = 'porter unicode61')"
+        "CREATE VIRTUAL TABLE search_index USING fts5 (name, about, params, examples, tokenize = 'porter unicode61')"
     )
     fields = (
         "coalesce(json_extract(new.search_terms, '$.name'), new.name || ' ' || new.entrypoint), "
@@ -161,7 +160,9 @@ def m004_search_ranking(db: sqlite_utils.Database) -> None:
     )
     insert = f"INSERT INTO search_index (rowid, name, about, params, examples) VALUES (new.id, {fields});"
     db.execute(f"CREATE TRIGGER search_index_ai AFTER INSERT ON versions BEGIN {insert} END")
-    db.execute("CREATE TRIGGER search_index_ad AFTER DELETE ON versions BEGIN DELETE FROM search_index WHERE rowid = old.id; END")
+    db.execute(
+        "CREATE TRIGGER search_index_ad AFTER DELETE ON versions BEGIN DELETE FROM search_index WHERE rowid = old.id; END"
+    )
     # Only the indexed columns: status, yank and deprecation updates leave the index alone.
     db.execute(
         "CREATE TRIGGER search_index_au AFTER UPDATE OF name, entrypoint, description, signature, tests, "

@@ -172,7 +172,9 @@ class Verification(_Model):
     sha256: str
     status: Literal["verified", "failed"]
     backend: str
-    policy: PolicyName | None = Field(None, description="the policy the cases ran under (None: recorded before policies)")
+    policy: PolicyName | None = Field(
+        None, description="the policy the cases ran under (None: recorded before policies)"
+    )
     layers: list[str] = Field(
         default_factory=list,
         description="isolation layers in force for every case of the run (those the backend reported for all of them)",

@@ -61,14 +61,24 @@ def save_prelude(db: sqlite_utils.Database, *, actor: str, name: str, text: str,
     except PackagesError as exc:
         raise InvalidInput(f"requirements: {exc}") from None
     now = utc_now()
-    record = {"name": name, "text": body, "sha256": sha256_text(body), "requires": canonical_json(wants),
-              "updated_by": actor, "updated_at": now}
+    record = {
+        "name": name,
+        "text": body,
+        "sha256": sha256_text(body),
+        "requires": canonical_json(wants),
+        "updated_by": actor,
+        "updated_at": now,
+    }
     with write_transaction(db):
         upsert_prelude(db, record)
-        append_entry(db, actor=actor, event="prelude", tool=None,
-                     details={"name": name, "sha256": record["sha256"], "requires": wants})
-    return Prelude(name=name, text=body, sha256=str(record["sha256"]), requires=wants,
-                   updated_by=actor, updated_at=now)
+        append_entry(
+            db,
+            actor=actor,
+            event="prelude",
+            tool=None,
+            details={"name": name, "sha256": record["sha256"], "requires": wants},
+        )
+    return Prelude(name=name, text=body, sha256=str(record["sha256"]), requires=wants, updated_by=actor, updated_at=now)
 
 
 def load_prelude(db: sqlite_utils.Database, name: str) -> Prelude:
@@ -76,8 +86,9 @@ def load_prelude(db: sqlite_utils.Database, name: str) -> Prelude:
     row = prelude_row(db.conn, name)
     if row is None:
         raise NotFound(f"no prelude named {name!r}")
-    return Prelude(name=row[0], text=row[1], sha256=row[2], requires=json.loads(row[3]),
-                   updated_by=row[4], updated_at=row[5])
+    return Prelude(
+        name=row[0], text=row[1], sha256=row[2], requires=json.loads(row[3]), updated_by=row[4], updated_at=row[5]
+    )
 
 
 def every_prelude(db: sqlite_utils.Database) -> list[Prelude]:

@@ -72,7 +72,11 @@ def in_toto_statement(tool: ToolVersion) -> dict[str, Any]:
     if tool.lock is not None:
         # The exact wheels the version runs with, each by its file's digest.
         dependencies += [
-            {"name": pkg.filename, "uri": f"pkg:pypi/{pkg.name.lower()}@{pkg.version}", "digest": {"sha256": pkg.sha256}}
+            {
+                "name": pkg.filename,
+                "uri": f"pkg:pypi/{pkg.name.lower()}@{pkg.version}",
+                "digest": {"sha256": pkg.sha256},
+            }
             for pkg in tool.lock.packages
         ]
     if tool.prelude is not None:

@@ -17,7 +17,9 @@ def module_statements(body: list[ast.stmt]) -> list[ast.stmt]:
     for node in body:
         out.append(node)
         if isinstance(node, ast.Try):
-            out += module_statements(node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body])
+            out += module_statements(
+                node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body]
+            )
         elif isinstance(node, ast.If):
             out += module_statements(node.body + node.orelse)
     return out
@@ -40,8 +42,21 @@ def imported_names(tree: ast.Module) -> dict[str, str]:
 # -- what a module needs from outside -------------------------------------------
 
 # Names every module has without binding them.
-_MODULE_NAMES = frozenset({"__name__", "__file__", "__doc__", "__builtins__", "__spec__", "__loader__",
-                           "__package__", "__annotations__", "__dict__", "__path__", "__cached__"})
+_MODULE_NAMES = frozenset(
+    {
+        "__name__",
+        "__file__",
+        "__doc__",
+        "__builtins__",
+        "__spec__",
+        "__loader__",
+        "__package__",
+        "__annotations__",
+        "__dict__",
+        "__path__",
+        "__cached__",
+    }
+)
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
 
 
@@ -152,8 +167,12 @@ def function_body(source: str, name: str) -> str:
     for node in ast.parse(source).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 body = body[1:]
             return "\n".join(ast.unparse(stmt) for stmt in body)
     return ""

@@ -44,7 +44,6 @@ def arg_forms(input_schema: dict[str, Any]) -> dict[str, Literal["dataframe", "n
     return forms
 
 
-
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _schema_validator(schema_json: str, key: str | None = None) -> Any:
     """The validator of the schema in ``schema_json`` (under ``key`` in it
@@ -105,8 +104,9 @@ def json_arguments(args: Any, prefix: str) -> tuple[str, dict[str, Any]]:
     return text, plain
 
 
-def validate_stored_arguments(input_schema: dict[str, Any], args: Any, *, function: str,
-                              stored: str | None = None) -> dict[str, Any]:
+def validate_stored_arguments(
+    input_schema: dict[str, Any], args: Any, *, function: str, stored: str | None = None
+) -> dict[str, Any]:
     """Check JSON call arguments against a version's STORED input schema.
 
     The stored schema is what `show`, bundles and the MCP server advertise, so
@@ -143,12 +143,12 @@ def validate_stored_arguments(input_schema: dict[str, Any], args: Any, *, functi
             problems.setdefault(field, []).append(_schema_problem(error))
     if problems:
         ordered = [n for n in declared if n in problems] + sorted(set(problems) - set(declared))
-        fields = {_short(name, 100): _short(" or ".join(list(dict.fromkeys(problems[name]))[:3]))
-                  for name in ordered[:_MAX_FIELDS]}
+        fields = {
+            _short(name, 100): _short(" or ".join(list(dict.fromkeys(problems[name]))[:3]))
+            for name in ordered[:_MAX_FIELDS]
+        }
         detail = "; ".join(f"{name}: {why}" for name, why in fields.items())
         if len(ordered) > _MAX_FIELDS:
             detail += f"; and {len(ordered) - _MAX_FIELDS} more"
         raise ArgumentsError(f"{prefix}: {detail}", fields)
     return plain
-
-

@@ -62,22 +62,60 @@ _SCALARS: dict[str, Any] = {
     "builtins.None": type(None),
 }
 _LISTS = {
-    "builtins.list", "typing.List", "typing.Sequence", "typing.MutableSequence", "typing.Iterable",
-    "typing.Collection", "collections.abc.Sequence", "collections.abc.MutableSequence",
-    "collections.abc.Iterable", "collections.abc.Collection",
+    "builtins.list",
+    "typing.List",
+    "typing.Sequence",
+    "typing.MutableSequence",
+    "typing.Iterable",
+    "typing.Collection",
+    "collections.abc.Sequence",
+    "collections.abc.MutableSequence",
+    "collections.abc.Iterable",
+    "collections.abc.Collection",
 }
-_SETS = {"builtins.set", "builtins.frozenset", "typing.Set", "typing.FrozenSet", "typing.AbstractSet",
-         "collections.abc.Set", "collections.abc.MutableSet", "typing.MutableSet"}
-_DICTS = {"builtins.dict", "typing.Dict", "typing.Mapping", "typing.MutableMapping",
-          "collections.abc.Mapping", "collections.abc.MutableMapping"}
+_SETS = {
+    "builtins.set",
+    "builtins.frozenset",
+    "typing.Set",
+    "typing.FrozenSet",
+    "typing.AbstractSet",
+    "collections.abc.Set",
+    "collections.abc.MutableSet",
+    "typing.MutableSet",
+}
+_DICTS = {
+    "builtins.dict",
+    "typing.Dict",
+    "typing.Mapping",
+    "typing.MutableMapping",
+    "collections.abc.Mapping",
+    "collections.abc.MutableMapping",
+}
 _TUPLES = {"builtins.tuple", "typing.Tuple"}
 # Annotations whose JSON form the sandbox converts (see `_FRAME`, `_ARRAY`).
 _FRAMES = {"pandas.DataFrame", "pandas.core.frame.DataFrame"}
 _ARRAYS = {"numpy.ndarray", "numpy.typing.NDArray", "numpy.typing.ArrayLike"}
 _BUILTIN_NAMES = {"int", "float", "str", "bool", "object", "list", "set", "frozenset", "dict", "tuple"}
-_TYPING_NAMES = {"Any", "List", "Dict", "Tuple", "Set", "FrozenSet", "Optional", "Union", "Literal", "Sequence",
-                 "Iterable", "Mapping", "MutableMapping", "MutableSequence", "Collection", "Annotated",
-                 "AbstractSet", "MutableSet"}
+_TYPING_NAMES = {
+    "Any",
+    "List",
+    "Dict",
+    "Tuple",
+    "Set",
+    "FrozenSet",
+    "Optional",
+    "Union",
+    "Literal",
+    "Sequence",
+    "Iterable",
+    "Mapping",
+    "MutableMapping",
+    "MutableSequence",
+    "Collection",
+    "Annotated",
+    "AbstractSet",
+    "MutableSet",
+}
 
 
 # -- reading annotations -------------------------------------------------------
@@ -90,9 +128,14 @@ class _TypeReader:
         self.imports = imported_names(tree)
         self.user_names = {
             n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-        } | {name.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
-             for target in (n.targets if isinstance(n, ast.Assign) else [n.target])
-             for name in ast.walk(target) if isinstance(name, ast.Name)}
+        } | {
+            name.id
+            for n in tree.body
+            if isinstance(n, (ast.Assign, ast.AnnAssign))
+            for target in (n.targets if isinstance(n, ast.Assign) else [n.target])
+            for name in ast.walk(target)
+            if isinstance(name, ast.Name)
+        }
         # Module-level type aliases (`Interval = tuple[str, str]`) are read
         # through; the depth limit stops alias cycles.
         self.aliases: dict[str, ast.expr] = {}
@@ -274,15 +317,20 @@ def _is_cell(value: Any) -> bool:
 def _check_frame(value: Any) -> Any:
     if isinstance(value, list):
         if not all(isinstance(row, dict) and all(_is_cell(v) for v in row.values()) for row in value):
-            raise ValueError("a DataFrame is an array of records (objects of scalars) or {\"columns\": [...], \"data\": [[...]]}")
+            raise ValueError(
+                'a DataFrame is an array of records (objects of scalars) or {"columns": [...], "data": [[...]]}'
+            )
         return value
     if isinstance(value, dict) and set(value) == {"columns", "data"}:
         columns, data = value["columns"], value["data"]
-        if (isinstance(columns, list) and all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in columns)
-                and isinstance(data, list)
-                and all(isinstance(row, list) and all(_is_cell(v) for v in row) for row in data)):
+        if (
+            isinstance(columns, list)
+            and all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in columns)
+            and isinstance(data, list)
+            and all(isinstance(row, list) and all(_is_cell(v) for v in row) for row in data)
+        ):
             return value
-    raise ValueError("a DataFrame is an array of records (objects of scalars) or {\"columns\": [...], \"data\": [[...]]}")
+    raise ValueError('a DataFrame is an array of records (objects of scalars) or {"columns": [...], "data": [[...]]}')
 
 
 def _check_array(value: Any, depth: int = 0) -> Any:
@@ -321,11 +369,15 @@ def _unique_list(item: Any) -> Any:
 
 # -- docstrings ----------------------------------------------------------------
 
-_GOOGLE_ARGS = re.compile(r"^(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments|Kwargs|Other Parameters):\s*$")
+_GOOGLE_ARGS = re.compile(
+    r"^(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments|Kwargs|Other Parameters):\s*$"
+)
 _GOOGLE_RETURNS = re.compile(r"^(Returns|Return|Yields):\s*$")
 _GOOGLE_ENTRY = re.compile(r"^\*{0,2}(?P<name>\w+)\s*(\([^)]*\))?\s*:\s*(?P<desc>.*)$")
 _NUMPY_ENTRY = re.compile(r"^\*{0,2}(?P<names>\w+(\s*,\s*\*{0,2}\w+)*)\s*(:.*)?$")
-_SPHINX_PARAM = re.compile(r"^:(param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?\*{0,2}(?P<name>\w+)\s*:\s*(?P<desc>.*)$")
+_SPHINX_PARAM = re.compile(
+    r"^:(param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?\*{0,2}(?P<name>\w+)\s*:\s*(?P<desc>.*)$"
+)
 _SPHINX_RETURNS = re.compile(r"^:(returns?)\s*:\s*(?P<desc>.*)$")
 
 
@@ -411,7 +463,12 @@ def _parse_docstring(doc: str | None) -> tuple[dict[str, str], str | None]:
             target.append(found["desc"])
             base = _indent(line)
             i += 1
-            while i < len(lines) and lines[i].strip() and _indent(lines[i]) > base and not lines[i].strip().startswith(":"):
+            while (
+                i < len(lines)
+                and lines[i].strip()
+                and _indent(lines[i]) > base
+                and not lines[i].strip().startswith(":")
+            ):
                 target.append(lines[i].strip())
                 i += 1
             continue

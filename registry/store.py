@@ -50,7 +50,12 @@ BUSY_TIMEOUT_S = 10.0
 # from one that needs migrating without importing sqlite-utils; migrations.py
 # refuses to load if the two lists differ.
 SCHEMA_MIGRATIONS: tuple[str, ...] = (
-    "m001_core", "m002_search_index", "m003_version_policy", "m004_search_ranking", "m005_latm", "m006_packages",
+    "m001_core",
+    "m002_search_index",
+    "m003_version_policy",
+    "m004_search_ranking",
+    "m005_latm",
+    "m006_packages",
 )
 
 
@@ -168,17 +173,28 @@ def _check_usable(path: Path, *, create: bool) -> None:
         kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
         raise RegistryUnusable(f"registry {path} cannot be used: it is {kind}")
     if not os.access(path, os.W_OK):
-        raise RegistryUnusable(f"registry {path} is read-only: toolcrib needs to write it (even to read: "
-                               "SQLite's WAL journal); copy it somewhere writable")
+        raise RegistryUnusable(
+            f"registry {path} is read-only: toolcrib needs to write it (even to read: "
+            "SQLite's WAL journal); copy it somewhere writable"
+        )
     if not os.access(path.parent, os.W_OK):
-        raise RegistryUnusable(f"registry {path} is in a read-only directory: toolcrib writes its WAL journal "
-                               "beside it (even to read); copy it somewhere writable")
+        raise RegistryUnusable(
+            f"registry {path} is in a read-only directory: toolcrib writes its WAL journal "
+            "beside it (even to read); copy it somewhere writable"
+        )
 
 
 # SQLite's answers that mean "this file, at this path, cannot be written (or
 # opened) here", as opposed to a bug or a busy lock: refused as unusable.
-_UNUSABLE_CODES = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM", "SQLITE_FULL",
-                   "SQLITE_NOTADB", "SQLITE_AUTH")
+_UNUSABLE_CODES = (
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+    "SQLITE_IOERR",
+    "SQLITE_PERM",
+    "SQLITE_FULL",
+    "SQLITE_NOTADB",
+    "SQLITE_AUTH",
+)
 
 
 def is_unusable(exc: BaseException) -> bool:

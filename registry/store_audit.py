@@ -9,7 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
-    "AUDIT_COLUMNS", "audit_count", "audit_head", "audit_rows", "call_rows", "insert_audit_row", "select_audit_rows",
+    "AUDIT_COLUMNS",
+    "audit_count",
+    "audit_head",
+    "audit_rows",
+    "call_rows",
+    "insert_audit_row",
+    "select_audit_rows",
 ]
 
 AUDIT_COLUMNS = "seq, at, actor, event, tool, details, prev_hash, entry_hash"
@@ -26,8 +32,14 @@ def insert_audit_row(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     conn.execute(f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(row))
 
 
-def select_audit_rows(conn: sqlite3.Connection, *, tool: str | None = None, event: str | None = None,
-                      since: str | None = None, limit: int | None = None) -> list[tuple[Any, ...]]:
+def select_audit_rows(
+    conn: sqlite3.Connection,
+    *,
+    tool: str | None = None,
+    event: str | None = None,
+    since: str | None = None,
+    limit: int | None = None,
+) -> list[tuple[Any, ...]]:
     """Rows matching every given filter, oldest first; `limit` keeps the newest N.
     `tool` is a name (every version) or name@version (that one); `since` is
     in the log's UTC text form (string order is time order)."""

@@ -23,10 +23,29 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 __all__ = [
-    "NEWEST", "NEWEST_OR_YANKED", "SERVABLE", "VERSION_COLUMNS", "NewestRule", "VersionRow",
-    "call_row", "full_row", "full_rows", "insert_verification", "insert_version", "latest_verification",
-    "name_exists", "newest_per_name", "pending_rows", "prelude_names", "prelude_row", "set_status", "set_version_flag",
-    "tool_names", "upsert_prelude", "verified_ids", "version_rows",
+    "NEWEST",
+    "NEWEST_OR_YANKED",
+    "SERVABLE",
+    "VERSION_COLUMNS",
+    "NewestRule",
+    "VersionRow",
+    "call_row",
+    "full_row",
+    "full_rows",
+    "insert_verification",
+    "insert_version",
+    "latest_verification",
+    "name_exists",
+    "newest_per_name",
+    "pending_rows",
+    "prelude_names",
+    "prelude_row",
+    "set_status",
+    "set_version_flag",
+    "tool_names",
+    "upsert_prelude",
+    "verified_ids",
+    "version_rows",
 ]
 
 VERSION_COLUMNS = (

@@ -30,8 +30,15 @@ __all__ = ["evidence", "run_cases", "store_verification", "unavailable_message"]
 _EVIDENCE_CAP = 4096
 
 
-def run_cases(tool: ToolVersion, runner: Backend, *, backend: str, limits: Limits, policy: PolicyName,
-              on_case: Callable[[int, int], None] | None) -> Verification:
+def run_cases(
+    tool: ToolVersion,
+    runner: Backend,
+    *,
+    backend: str,
+    limits: Limits,
+    policy: PolicyName,
+    on_case: Callable[[int, int], None] | None,
+) -> Verification:
     """Every test case of `tool`, each in its own sandbox: the verdict and
     its evidence. The layers recorded are those in force for *every* case
     (the intersection, in the first case's order). SandboxUnavailable if
@@ -93,8 +100,9 @@ def evidence(index: int, case: TestCase, result: Result) -> CaseEvidence:
     )
 
 
-def store_verification(db: sqlite_utils.Database, *, actor: str, version_id: int, verification: Verification,
-                       limits: Limits) -> None:
+def store_verification(
+    db: sqlite_utils.Database, *, actor: str, version_id: int, verification: Verification, limits: Limits
+) -> None:
     """The evidence, the version's new status and the ``verify`` audit entry
     (inside the caller's write transaction)."""
     insert_verification(

@@ -49,6 +49,8 @@ TEST_FIELDS_V1: tuple[str, ...] = ("name", "args", "snippet", "expected", "compa
 
 def _fields(dumped: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {name: dumped.get(name) for name in names}
+
+
 # The policy a version gets when it declares none. The canonical form names a
 # version's policy only when it differs, so every version stored before
 # policies could be declared keeps its content hash.
@@ -130,7 +132,9 @@ def stored_lock(ref: str, text: str | None) -> Lock | None:
     try:
         return Lock.from_json(text)
     except ValueError as exc:
-        raise InvalidInput(f"{ref}: its stored lock is refused: {exc} (add the tool again with its requirements)") from None
+        raise InvalidInput(
+            f"{ref}: its stored lock is refused: {exc} (add the tool again with its requirements)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -239,8 +243,6 @@ def parse_reference(ref: str) -> Reference:
     prefix = match.group("prefix")
     if prefix is not None:
         if not MIN_SHA_PREFIX <= len(prefix) <= 64:
-            raise InvalidInput(
-                f"invalid reference {ref!r}: a sha256 prefix needs {MIN_SHA_PREFIX} to 64 hex digits"
-            )
+            raise InvalidInput(f"invalid reference {ref!r}: a sha256 prefix needs {MIN_SHA_PREFIX} to 64 hex digits")
         prefix = prefix.lower()
     return Reference(match.group("name"), match.group("version"), prefix)

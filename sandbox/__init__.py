@@ -43,7 +43,9 @@ from .backends import BACKEND_NAMES, close_shared, shared
 
 # The contract (stdlib dataclasses, cheap) is still imported on first use
 # (PEP 562): a CLI command that only needs BACKEND_NAMES for its --help loads nothing more.
-_CONTRACT_NAMES = frozenset({"LIMIT_NAMES", "Backend", "CallMode", "ErrorInfo", "Job", "LimitName", "Limits", "Result", "Status"})
+_CONTRACT_NAMES = frozenset(
+    {"LIMIT_NAMES", "Backend", "CallMode", "ErrorInfo", "Job", "LimitName", "Limits", "Result", "Status"}
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -214,8 +214,10 @@ def wheel_name_version(filename: str) -> tuple[str, str]:
     starts with ".")."""
     problem = _wheel_filename_problem(filename)
     if problem:
-        raise ValueError(f"locked package filename must be a plain wheel file name "
-                         f"(name-version-python-abi-platform.whl), {problem}: {_shown(filename)}")
+        raise ValueError(
+            f"locked package filename must be a plain wheel file name "
+            f"(name-version-python-abi-platform.whl), {problem}: {_shown(filename)}"
+        )
     fields = filename[: -len(".whl")].split("-")
     return fields[0], fields[1]
 
@@ -284,8 +286,14 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name in LIMIT_NAMES:
-            value = _number("limit", name, getattr(self, name), integer=name not in ("cpu", "wall"),
-                            minimum=0, inclusive=name == "disk")
+            value = _number(
+                "limit",
+                name,
+                getattr(self, name),
+                integer=name not in ("cpu", "wall"),
+                minimum=0,
+                inclusive=name == "disk",
+            )
             _set(self, name, value)
 
     def capped(self, maxima: Limits) -> Limits:
@@ -328,16 +336,21 @@ class LockedPackage:
         if len(self.name) > _MAX_NAME or not _DIST_NAME.fullmatch(self.name):
             raise ValueError(f"locked package name must be a PEP 508 distribution name, got {_shown(self.name)}")
         if canonical_version(self.version) != self.version:
-            raise ValueError(f"locked package version must be a PEP 440 version in its normalized form, "
-                             f"got {_shown(self.version)}")
+            raise ValueError(
+                f"locked package version must be a PEP 440 version in its normalized form, got {_shown(self.version)}"
+            )
         if not _SHA256.fullmatch(self.sha256):
             raise ValueError(f"locked package sha256 must be 64 lowercase hex digits, got {_shown(self.sha256)}")
         file_name, file_version = wheel_name_version(self.filename)
         # The wheel spec escapes "-" in both fields as "_"; compare normalized forms.
-        if (normalized_name(file_name) != normalized_name(self.name)
-                or canonical_version(file_version.replace("_", "-")) != self.version):
-            raise ValueError(f"locked package filename {_shown(self.filename)} is not a wheel of "
-                             f"{_shown(self.name)} {_shown(self.version)}")
+        if (
+            normalized_name(file_name) != normalized_name(self.name)
+            or canonical_version(file_version.replace("_", "-")) != self.version
+        ):
+            raise ValueError(
+                f"locked package filename {_shown(self.filename)} is not a wheel of "
+                f"{_shown(self.name)} {_shown(self.version)}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "filename": self.filename, "sha256": self.sha256}
@@ -368,8 +381,10 @@ class Lock:
             if isinstance(package, dict):
                 keys = set(package)
                 if keys != {"name", "version", "filename", "sha256"}:
-                    raise ValueError(f"lock.packages: a package has the fields name, version, filename and sha256, "
-                                     f"not {', '.join(sorted(keys))}")
+                    raise ValueError(
+                        f"lock.packages: a package has the fields name, version, filename and sha256, "
+                        f"not {', '.join(sorted(keys))}"
+                    )
                 package = LockedPackage(**package)
             elif not isinstance(package, LockedPackage):
                 raise ValueError(f"lock.packages: not a package: {type(package).__name__}")
@@ -554,8 +569,11 @@ class Result:
             _set(self, "error", ErrorInfo.from_json(self.error))
         _choice("result", "limit", self.limit, frozenset(LIMIT_NAMES), optional=True)
         _text("result", "stdout", self.stdout)
-        _set(self, "duration_ms", _number("result", "duration_ms", self.duration_ms, integer=False, minimum=0,
-                                          inclusive=True))
+        _set(
+            self,
+            "duration_ms",
+            _number("result", "duration_ms", self.duration_ms, integer=False, minimum=0, inclusive=True),
+        )
         _set(self, "environment", _environment(self.environment))
         _set(self, "layers", _strings("result", "layers", self.layers))
         if self.calls is not None:
@@ -647,8 +665,9 @@ class Backend(Protocol):
         connection); raises RuntimeError if the backend cannot run."""
         ...
 
-    def prepare(self, lock: Lock, *, build: bool | None = None,
-                progress: Callable[[str], None] | None = None) -> object:
+    def prepare(
+        self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None
+    ) -> object:
         """Have the runtime a version with packages (`lock`) needs, built now
         if ``build`` allows; a no-op where a backend needs nothing ahead of
         the call. Raises `image.RuntimeImageMissing` or

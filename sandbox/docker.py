@@ -385,7 +385,9 @@ class _Reader:
             del self.raw[: 8 + size]
 
 
-def run_once(client: Any, image: str, limits: Limits, command: list[str], *, timeout: float = 30.0) -> tuple[int, bytes]:
+def run_once(
+    client: Any, image: str, limits: Limits, command: list[str], *, timeout: float = 30.0
+) -> tuple[int, bytes]:
     """Run `command` in one locked-down container (the same settings as a
     call) and return (exit code, stdout). Used by `doctor`'s probe."""
     api = client.api
@@ -426,8 +428,13 @@ class DockerBackend:
     name = "docker"
 
     def __init__(
-        self, pool_size: int = 2, image: str | None = None, max_pools: int = 4, fillers: int = 2,
-        build_runtime: bool = True, progress: Callable[[str], None] | None = None,
+        self,
+        pool_size: int = 2,
+        image: str | None = None,
+        max_pools: int = 4,
+        fillers: int = 2,
+        build_runtime: bool = True,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.pool_size = max(0, int(pool_size))
         self.max_pools = max(1, int(max_pools))
@@ -447,10 +454,16 @@ class DockerBackend:
         self.reaped = 0
         self._has_reaped = False
         self._pool: WarmPool[_Container] = WarmPool(
-            self.pool_size, self.max_pools, max(1, int(fillers)),
+            self.pool_size,
+            self.max_pools,
+            max(1, int(fillers)),
             spawn=lambda image, limits: _spawn(self._client.api, image, limits, owner=self._owner),
-            dispose=self._dispose, usable=lambda: self._unavailable is None, refused=_is_refusal,
-            lost=self._lost_engine, start_timeout=_START_TIMEOUT, join_seconds=_CLOSE_JOIN_SECONDS,
+            dispose=self._dispose,
+            usable=lambda: self._unavailable is None,
+            refused=_is_refusal,
+            lost=self._lost_engine,
+            start_timeout=_START_TIMEOUT,
+            join_seconds=_CLOSE_JOIN_SECONDS,
         )
         _OPEN.add(self)
         self._connect()
@@ -506,7 +519,9 @@ class DockerBackend:
             self._unavailable = f"cannot inspect the sandbox image: {' '.join(str(exc).split())[:200]}"
             return False
         if info is None:
-            self._unavailable = f"the sandbox image {tag} is missing: run `toolcrib image build --offline` (or `toolcrib image build`)"
+            self._unavailable = (
+                f"the sandbox image {tag} is missing: run `toolcrib image build --offline` (or `toolcrib image build`)"
+            )
             return False
         self._image, self._image_id = tag, info.get("Id")
         self._unavailable = None
@@ -520,7 +535,7 @@ class DockerBackend:
     # -- what callers ask (contract.Backend) ----------------------------
 
     def default_policy(self, declared: PolicyName) -> PolicyName:
-        """"plain": the container is the boundary; a caller may still ask
+        """ "plain": the container is the boundary; a caller may still ask
         for "restricted" as defence in depth."""
         return "plain"
 
@@ -629,7 +644,12 @@ class DockerBackend:
                     raise
                 # The engine refused these limits (e.g. below its minimum memory).
                 return self._result(
-                    "error", 0.0, error=ErrorInfo(type="SandboxError", message=f"the engine refused the container: {' '.join(str(exc).split())[:300]}")
+                    "error",
+                    0.0,
+                    error=ErrorInfo(
+                        type="SandboxError",
+                        message=f"the engine refused the container: {' '.join(str(exc).split())[:300]}",
+                    ),
                 )
             try:
                 # On demand: the job goes out once the harness is ready, so
@@ -653,8 +673,9 @@ class DockerBackend:
         finally:
             self._pool.discard(container)
 
-    def prepare(self, lock: Lock, *, build: bool | None = None,
-                progress: Callable[[str], None] | None = None) -> tuple[str, str]:
+    def prepare(
+        self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None
+    ) -> tuple[str, str]:
         """The runtime image for `lock` as (tag, image id), built now if it
         is missing and ``build`` (default: ``build_runtime``) allows.
         Raises `image.RuntimeImageMissing` (naming the command that builds
@@ -686,11 +707,19 @@ class DockerBackend:
         self._pool.discard(container)
         if oom:
             return self._result("limit", 0.0, limit="memory")
-        return self._result("error", 0.0, error=ErrorInfo(type="SandboxError", message="the sandbox container did not start"))
+        return self._result(
+            "error", 0.0, error=ErrorInfo(type="SandboxError", message="the sandbox container did not start")
+        )
 
     def _collect(
-        self, container: _Container, limits: Limits, sent: float, cancel: Cancel | None = None,
-        *, restricted: bool = False, key: str = "",
+        self,
+        container: _Container,
+        limits: Limits,
+        sent: float,
+        cancel: Cancel | None = None,
+        *,
+        restricted: bool = False,
+        key: str = "",
     ) -> Result:
         deadline = time.monotonic() + limits.wall + GRACE_SECONDS
         container.reader.cap = limits.output * 1024 + _REPLY_SLACK
@@ -761,8 +790,14 @@ class DockerBackend:
         )
 
     def _outcome(
-        self, facts: dict[str, Any], raw: bytes | None, limits: Limits, elapsed: float,
-        *, restricted: bool, problem: str | None = None,
+        self,
+        facts: dict[str, Any],
+        raw: bytes | None,
+        limits: Limits,
+        elapsed: float,
+        *,
+        restricted: bool,
+        problem: str | None = None,
     ) -> Result:
         """The call's Result from the harness's facts and the child's reply,
         both through the wire (`wire.classify`): the child's words alone
@@ -801,4 +836,3 @@ def _is_refusal(exc: BaseException) -> bool:
     from docker.errors import APIError, ImageNotFound
 
     return isinstance(exc, APIError) and not isinstance(exc, ImageNotFound) and exc.is_client_error()
-

@@ -191,10 +191,18 @@ class WarmPool(Generic[C]):
     (`lost`)."""
 
     def __init__(
-        self, size: int, max_pools: int, fillers: int, *,
-        spawn: Callable[[str, Limits], C], dispose: Callable[[C], None], usable: Callable[[], bool],
-        refused: Callable[[BaseException], bool], lost: Callable[[BaseException], None],
-        start_timeout: float, join_seconds: float,
+        self,
+        size: int,
+        max_pools: int,
+        fillers: int,
+        *,
+        spawn: Callable[[str, Limits], C],
+        dispose: Callable[[C], None],
+        usable: Callable[[], bool],
+        refused: Callable[[BaseException], bool],
+        lost: Callable[[BaseException], None],
+        start_timeout: float,
+        join_seconds: float,
     ) -> None:
         self.size = size
         self.max_pools = max_pools

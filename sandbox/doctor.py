@@ -72,18 +72,27 @@ def _probe_checks(client: Any, tag: str) -> list[dict[str, Any]]:
     checks = [
         _check("probe container", code == 0, f"ran {tag} and exited {code}"),
         # The image's own nobody, or (as root) a machine-wide call uid of its own (uids.py).
-        _check("non-root user", p["uid"] == 65534 or uids.BASE <= p["uid"] < uids.BASE + uids.BLOCKS * uids.BLOCK_SIZE,
-               f"uid {p['uid']}"),
+        _check(
+            "non-root user",
+            p["uid"] == 65534 or uids.BASE <= p["uid"] < uids.BASE + uids.BLOCKS * uids.BLOCK_SIZE,
+            f"uid {p['uid']}",
+        ),
         _check("no-new-privileges", p["no_new_privs"], "NoNewPrivs in /proc/self/status"),
         _check("capabilities dropped", p["cap_eff_zero"], "CapEff is 0"),
-        _check("seccomp filter active", p["seccomp_filter"], "Seccomp: 2 (toolcrib's profile: the engine's default, futexes private only) in /proc/self/status"),
+        _check(
+            "seccomp filter active",
+            p["seccomp_filter"],
+            "Seccomp: 2 (toolcrib's profile: the engine's default, futexes private only) in /proc/self/status",
+        ),
         _check("read-only root", p["root_read_only"], "writing /etc fails"),
         _check(
             "tmpfs /tmp noexec,nosuid,nodev",
             all(f in tmp for f in ("noexec", "nosuid", "nodev")),
             ",".join(tmp) or "no /tmp mount",
         ),
-        _check("memory limit", bool(p["memory_limit"]) and p["memory_limit"][0] == mem, f"{p['memory_limit']} (want {mem})"),
+        _check(
+            "memory limit", bool(p["memory_limit"]) and p["memory_limit"][0] == mem, f"{p['memory_limit']} (want {mem})"
+        ),
         _check(
             "no swap beyond memory",
             p["memsw_limit"] is None or p["memsw_limit"][0] in (mem, "0"),
@@ -95,7 +104,12 @@ def _probe_checks(client: Any, tag: str) -> list[dict[str, Any]]:
         _check("file size rlimit", p["rlimit_fsize"][0] == limits.disk * 2**20, f"RLIMIT_FSIZE {p['rlimit_fsize']}"),
         _check("no network", p["interfaces"] == ["lo"], f"interfaces {p['interfaces']}"),
         _check("no Docker socket", not p["docker_sock"], "no docker.sock inside"),
-        _check("empty environment", set(p["env"]) <= {"PATH", "HOSTNAME", "HOME", "LANG", "LC_CTYPE", "GPG_KEY", "PYTHON_VERSION", "PYTHON_SHA256"}, f"{p['env']}"),
+        _check(
+            "empty environment",
+            set(p["env"])
+            <= {"PATH", "HOSTNAME", "HOME", "LANG", "LC_CTYPE", "GPG_KEY", "PYTHON_VERSION", "PYTHON_SHA256"},
+            f"{p['env']}",
+        ),
     ]
     return checks
 
@@ -140,7 +154,9 @@ def _restricted_checks() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         call_layers=list(result.layers),
     )
     why = f" ({result.error.message})" if result.error is not None else ""
-    detail = f"trivial call: {result.status}{why}; layers in force for it: {', '.join(result.layers) or 'none reported'}"
+    detail = (
+        f"trivial call: {result.status}{why}; layers in force for it: {', '.join(result.layers) or 'none reported'}"
+    )
     checks = [_check("restricted backend", result.status == "ok" and result.result == 42, detail)]
     if not layers:
         return checks, section
@@ -184,15 +200,21 @@ def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = 
                 "security_options": security,
                 "kernel": info.get("KernelVersion"),
             }
-            checks.append(_check("engine reachable", True, f"Docker {version.get('Version')} (API {version.get('ApiVersion')})"))
-            checks.append(_check("seccomp", any("seccomp" in s for s in security), ", ".join(security) or "none reported"))
+            checks.append(
+                _check("engine reachable", True, f"Docker {version.get('Version')} (API {version.get('ApiVersion')})")
+            )
+            checks.append(
+                _check("seccomp", any("seccomp" in s for s in security), ", ".join(security) or "none reported")
+            )
             status = image_status(client)
             report["image"] = status
             checks.append(
                 _check(
                     "image present",
                     status["present"],
-                    f"{status['tag']} {status.get('id')}" if status["present"] else f"{status['tag']} missing: run `toolcrib image build --offline`",
+                    f"{status['tag']} {status.get('id')}"
+                    if status["present"]
+                    else f"{status['tag']} missing: run `toolcrib image build --offline`",
                 )
             )
             if probe and status["present"]:

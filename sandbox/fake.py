@@ -50,8 +50,9 @@ class FakeBackend:
     """A backend that runs jobs by `handler` (default: `exec_job`, in this
     process, without isolation) and records them in ``jobs``."""
 
-    def __init__(self, handler: Handler | None = None, *, name: str = "fake",
-                 environment: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, handler: Handler | None = None, *, name: str = "fake", environment: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.handler: Handler = handler or exec_job
         self.environment = dict(environment or {})
@@ -68,8 +69,7 @@ class FakeBackend:
     def start(self) -> None:
         self.started = True
 
-    def prepare(self, lock: Lock, *, build: bool | None = None,
-                progress: Callable[[str], None] | None = None) -> None:
+    def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
         """Nothing to prepare: a fake has no runtimes."""
         return None
 
@@ -100,8 +100,13 @@ class FakeBackend:
         return self._result("ok", started, result=value, **fields)
 
     def _result(self, status: Any, started: float, **fields: Any) -> Result:
-        return Result(status=status, backend=self.name, duration_ms=(time.perf_counter() - started) * 1000,
-                      environment=dict(self.environment), **fields)
+        return Result(
+            status=status,
+            backend=self.name,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            environment=dict(self.environment),
+            **fields,
+        )
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:

@@ -298,8 +298,16 @@ def materialize(lock: Lock, *, progress: Progress | None = None) -> Path:
         # or a find-links location; --no-index: nothing is fetched.
         _pip(
             [
-                "--isolated", "install", "--no-index", "--no-deps", "--require-hashes",
-                "--no-warn-script-location", "--target", str(target), "-r", str(reqs),
+                "--isolated",
+                "install",
+                "--no-index",
+                "--no-deps",
+                "--require-hashes",
+                "--no-warn-script-location",
+                "--target",
+                str(target),
+                "-r",
+                str(reqs),
             ],
             what=f"cannot install lock {lock.digest()[:12]}",
         )
@@ -383,8 +391,14 @@ def check_wheel(path: Path, pkg: LockedPackage) -> list[str]:
 def _check_member(label: str, info: zipfile.ZipInfo) -> None:
     name = info.filename
     parts = name.removesuffix("/").split("/")
-    if (name.startswith("/") or "\\" in name or "\0" in name or ".." in parts or "" in parts
-            or (len(name) > 1 and name[1] == ":")):
+    if (
+        name.startswith("/")
+        or "\\" in name
+        or "\0" in name
+        or ".." in parts
+        or "" in parts
+        or (len(name) > 1 and name[1] == ":")
+    ):
         raise PackagesError(f"{label}: member {name[:120]!r} is not a plain relative path")
     if stat.S_ISLNK(info.external_attr >> 16):
         raise PackagesError(f"{label}: member {name[:120]!r} is a symbolic link")
@@ -414,7 +428,7 @@ def _names_package(stem: str, pkg: LockedPackage) -> bool:
         return False
     for index, char in enumerate(stem):
         if char == "-" and normalized_name(stem[:index]) == normalized_name(pkg.name):
-            if canonical_version(stem[index + 1:].replace("_", "-")) == pkg.version:
+            if canonical_version(stem[index + 1 :].replace("_", "-")) == pkg.version:
                 return True
     return False
 
@@ -465,8 +479,11 @@ def _check_site_imports(lock: Lock, site: Path) -> None:
     """A site directory built earlier still provides every import the lock
     names (a directory, a module or an extension module of that name)."""
     for name in lock.imports:
-        if not ((site / name).is_dir() or (site / f"{name}.py").is_file()
-                or any(p.suffix in (".so", ".pyd") for p in site.glob(f"{name}.*"))):
+        if not (
+            (site / name).is_dir()
+            or (site / f"{name}.py").is_file()
+            or any(p.suffix in (".so", ".pyd") for p in site.glob(f"{name}.*"))
+        ):
             raise PackagesError(f"lock imports {name!r}, which its site directory does not provide")
 
 

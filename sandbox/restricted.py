@@ -80,7 +80,11 @@ class _Zygote:
     """One running zygote process and its control socket."""
 
     def __init__(
-        self, python: str, start_timeout: float, spares: int, extra: tuple[str, ...] = (),
+        self,
+        python: str,
+        start_timeout: float,
+        spares: int,
+        extra: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
     ) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -157,9 +161,14 @@ class _Zygote:
 def _layers_in_force(facts: dict[str, Any]) -> tuple[str, ...]:
     """What every child of this zygote has, from the start-up probe (a real
     child that went through the lock-down and the jail)."""
-    layers = ["empty_env", "process_group" if facts.get("own_group") else "", "rlimits",
-              "no_new_privs" if facts.get("no_new_privs") else "", "uid" if facts.get("uid_switched") else "",
-              "netns" if facts.get("netns") else ""]
+    layers = [
+        "empty_env",
+        "process_group" if facts.get("own_group") else "",
+        "rlimits",
+        "no_new_privs" if facts.get("no_new_privs") else "",
+        "uid" if facts.get("uid_switched") else "",
+        "netns" if facts.get("netns") else "",
+    ]
     checks = facts.get("jail_checks") or {}
     jail = [layer for layer in facts.get("jail") or () if layer in JAIL_LAYERS]
     if facts.get("empty_root"):
@@ -201,24 +210,39 @@ def _layer_report(facts: dict[str, Any]) -> list[dict[str, Any]]:
     landlock = facts.get("landlock") or {}
     details = {
         "landlock": f"ABI {landlock.get('abi')}: every filesystem right, TCP bind/connect, abstract sockets "
-                    "and signals scoped" if landlock else "",
+        "and signals scoped"
+        if landlock
+        else "",
         "seccomp": f"allowlist of {facts.get('seccomp_allowed')} system calls, and "
-                   f"{facts.get('seccomp_conditional')} more only with given arguments; EPERM for the rest",
+        f"{facts.get('seccomp_conditional')} more only with given arguments; EPERM for the rest",
         "empty_root": "no Landlock here: the root is an empty, read-only tmpfs in a private mount namespace"
-                      if facts.get("empty_root") else "not needed: Landlock is in force" if "landlock" in in_force
-                      else str(facts.get("empty_root_error") or ""),
-        "netns": f"own network namespace ({facts.get('netns_via')}), only lo, down" if facts.get("netns")
-                 else str(facts.get("netns_error") or ""),
-        "uid": f"unprivileged uid per call slot (e.g. {facts.get('uid')})" if facts.get("uid_switched")
-               else "toolcrib is not root: the child keeps the caller's uid",
+        if facts.get("empty_root")
+        else "not needed: Landlock is in force"
+        if "landlock" in in_force
+        else str(facts.get("empty_root_error") or ""),
+        "netns": f"own network namespace ({facts.get('netns_via')}), only lo, down"
+        if facts.get("netns")
+        else str(facts.get("netns_error") or ""),
+        "uid": f"unprivileged uid per call slot (e.g. {facts.get('uid')})"
+        if facts.get("uid_switched")
+        else "toolcrib is not root: the child keeps the caller's uid",
         "no_new_privs": "no set-uid or file capability can add privileges",
         "rlimits": "CPU, address space, file size, descriptors, no new processes; soft = hard",
         "process_group": "own session and process group, killed as a whole",
         "empty_env": "the zygote starts with an empty environment",
     }
     report = []
-    for layer in ("landlock", "empty_root", "seccomp", "netns", "uid", "no_new_privs", "rlimits", "process_group",
-                  "empty_env"):
+    for layer in (
+        "landlock",
+        "empty_root",
+        "seccomp",
+        "netns",
+        "uid",
+        "no_new_privs",
+        "rlimits",
+        "process_group",
+        "empty_env",
+    ):
         on = layer in in_force
         detail = details[layer] if on or layer not in missing else missing[layer]
         report.append({"layer": layer, "in_force": on, "required": layer in JAIL_LAYERS, "detail": detail})
@@ -413,8 +437,9 @@ class RestrictedBackend:
             site = self._site_dir(lock)
             extra = (f"--preload={','.join(lock.imports)}",) if lock.imports else ()
             try:
-                zygote = _Zygote(self.python, self.lock_start_timeout, self.spares, (*extra, f"--site={site}"),
-                                 THREAD_ENV)
+                zygote = _Zygote(
+                    self.python, self.lock_start_timeout, self.spares, (*extra, f"--site={site}"), THREAD_ENV
+                )
             except _Unavailable as exc:
                 # The packages run (at import) inside the zygote's jail; what
                 # they did wrong there is the lock's error, in their words.
@@ -446,8 +471,9 @@ class RestrictedBackend:
         call. While every one is busy the cap is exceeded; `trim` (the idle
         thread) brings it back once calls end."""
         evicted = []
-        idle = sorted((d for d, z in self._lock_zygotes.items() if not z.busy),
-                      key=lambda d: self._lock_zygotes[d].last_used)
+        idle = sorted(
+            (d for d, z in self._lock_zygotes.items() if not z.busy), key=lambda d: self._lock_zygotes[d].last_used
+        )
         while len(self._lock_zygotes) > _MAX_LOCK_ZYGOTES and idle:
             evicted.append(self._lock_zygotes.pop(idle.pop(0)))
         return evicted
@@ -502,8 +528,7 @@ class RestrictedBackend:
         the full OS jail; see `allow_plain`)."""
         return declared
 
-    def prepare(self, lock: Lock, *, build: bool | None = None,
-                progress: Callable[[str], None] | None = None) -> None:
+    def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
         """Nothing ahead of the call: the lock's zygote materializes its site
         directory on the first call that needs it (`_lock_zygote`)."""
         return None
@@ -584,16 +609,20 @@ class RestrictedBackend:
         """Why this job must not run on this zygote (fail closed), if so."""
         missing = "; ".join(f"{layer}: {why}" for layer, why in (zygote.missing if zygote else {}).items())
         if job.lock is not None and job.policy != "plain":
-            return ("a version that needs packages runs under the plain policy only: the restricted policy's "
-                    "module stand-ins cannot offer third-party packages (use --policy plain)")
+            return (
+                "a version that needs packages runs under the plain policy only: the restricted policy's "
+                "module stand-ins cannot offer third-party packages (use --policy plain)"
+            )
         if job.policy == "plain":
             if not self.allow_plain:
                 return "the plain policy is switched off on this backend (allow_plain=False)"
             if missing:
                 return f"the plain policy needs the whole jail, and this machine lacks part of it ({missing})"
         elif missing and not self.allow_weak:
-            return (f"the jail is incomplete on this machine ({missing}); "
-                    f"set {WEAK_JAIL_ENV}=1 to run restricted-policy calls with weaker isolation")
+            return (
+                f"the jail is incomplete on this machine ({missing}); "
+                f"set {WEAK_JAIL_ENV}=1 to run restricted-policy calls with weaker isolation"
+            )
         return None
 
     def _run(self, job: Job, cancel: Cancel | None = None) -> dict[str, Any]:
@@ -625,7 +654,12 @@ class RestrictedBackend:
         return _unavailable("the zygote died twice in a row")
 
     def _attempt(
-        self, job: Job, zygote: _Zygote, header: bytes, payload: bytes, cancel: Cancel | None,
+        self,
+        job: Job,
+        zygote: _Zygote,
+        header: bytes,
+        payload: bytes,
+        cancel: Cancel | None,
     ) -> dict[str, Any] | None:
         """One attempt on a zygote the caller holds busy; None when the
         zygote turned out dead before the call reached it (the caller
@@ -640,7 +674,13 @@ class RestrictedBackend:
             try:
                 zygote.control.sendmsg(
                     [header],
-                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [call_far.fileno(), status_far.fileno()]))],
+                    [
+                        (
+                            socket.SOL_SOCKET,
+                            socket.SCM_RIGHTS,
+                            array.array("i", [call_far.fileno(), status_far.fileno()]),
+                        )
+                    ],
                 )
             finally:
                 call_far.close()
@@ -667,8 +707,14 @@ class RestrictedBackend:
             status.close()
 
     def _converse(
-        self, call: socket.socket, status: socket.socket, payload: bytes, limits: Limits, zygote: _Zygote,
-        *, restricted: bool = True,
+        self,
+        call: socket.socket,
+        status: socket.socket,
+        payload: bytes,
+        limits: Limits,
+        zygote: _Zygote,
+        *,
+        restricted: bool = True,
     ) -> dict[str, Any]:
         """Send the job, read the reply and, when the reply alone does not
         settle the outcome (`wire.needs_facts`), the zygote's trailer; the

@@ -24,8 +24,15 @@ def _sort_question(words: str) -> str:
 
 
 _WORD_LISTS = [
-    "pear apple", "fig date kiwi", "oven ant", "zebra yak xylophone", "moth lark heron", "cedar birch ash",
-    "tulip rose", "violet lily iris", "quartz opal",
+    "pear apple",
+    "fig date kiwi",
+    "oven ant",
+    "zebra yak xylophone",
+    "moth lark heron",
+    "cedar birch ash",
+    "tulip rose",
+    "violet lily iris",
+    "quartz opal",
 ]
 SORT = [{"input": _sort_question(w), "target": " ".join(sorted(w.split()))} for w in _WORD_LISTS]
 
@@ -35,16 +42,16 @@ SORT_FUNCTION = '''def sort_words(question):
     return sorted(words)
 '''
 
-SORT_PROPOSAL = f'''Here is a generic function:
+SORT_PROPOSAL = f"""Here is a generic function:
 
 ```python
 {SORT_FUNCTION}
 # Example usage:
 print(" ".join(sort_words("Sort the following words alphabetically: List: pear apple")))
 ```
-'''
+"""
 
-SORT_TESTS = '''```python
+SORT_TESTS = """```python
 # Test 1
 ret = sort_words("Sort the following words alphabetically: List: zebra yak xylophone")
 ans = " ".join(ret)
@@ -60,17 +67,25 @@ ret = sort_words("Sort the following words alphabetically: List: cedar birch ash
 ans = " ".join(ret)
 assert ans == "ash birch cedar"
 ```
-'''
+"""
 
 
-def sort_wrap(function: str = SORT_FUNCTION, answers: tuple[str, str, str] = ("xylophone yak zebra", "heron lark moth", "ash birch cedar")) -> str:
+def sort_wrap(
+    function: str = SORT_FUNCTION,
+    answers: tuple[str, str, str] = ("xylophone yak zebra", "heron lark moth", "ash birch cedar"),
+) -> str:
     cases = []
     for words, answer in zip(("zebra yak xylophone", "moth lark heron", "cedar birch ash"), answers):
         cases.append(
             f"Question: {_sort_question(words)}\nAnswer: {answer}\n\nSolution:\n```python\n"
-            f"ret = sort_words(\"{_sort_question(words)}\")\nans = \" \".join(ret)\n```\n"
+            f'ret = sort_words("{_sort_question(words)}")\nans = " ".join(ret)\n```\n'
         )
-    return "Here is a function to solve a class of problems:\n\n```python\n" + function + "```\n\nUse cases:\n\n" + "\n".join(cases)
+    return (
+        "Here is a function to solve a class of problems:\n\n```python\n"
+        + function
+        + "```\n\nUse cases:\n\n"
+        + "\n".join(cases)
+    )
 
 
 SORT_WRAP = sort_wrap()
@@ -81,8 +96,12 @@ def _days_question(a: date, b: date) -> str:
 
 
 _DATE_PAIRS = [
-    (date(2023, 1, 1), date(2023, 2, 1)), (date(2020, 2, 1), date(2020, 3, 1)), (date(2021, 12, 25), date(2022, 1, 1)),
-    (date(2019, 3, 1), date(2019, 3, 31)), (date(2024, 2, 28), date(2024, 3, 1)), (date(2000, 1, 1), date(2000, 12, 31)),
+    (date(2023, 1, 1), date(2023, 2, 1)),
+    (date(2020, 2, 1), date(2020, 3, 1)),
+    (date(2021, 12, 25), date(2022, 1, 1)),
+    (date(2019, 3, 1), date(2019, 3, 31)),
+    (date(2024, 2, 28), date(2024, 3, 1)),
+    (date(2000, 1, 1), date(2000, 12, 31)),
     (date(2022, 7, 4), date(2022, 7, 14)),
 ]
 DAYS = [{"input": _days_question(a, b), "target": (b - a).days} for a, b in _DATE_PAIRS]
@@ -103,7 +122,9 @@ def _days_solution(question: str) -> str:
 DAYS_REPLIES = [
     f"```python\n{_DAYS_FUNCTION}\nprint(days_between('2023-01-01', '2023-02-01'))\n```",
     "```python\n" + "".join(_days_solution(e["input"]) + f"assert ans == {e['target']}\n" for e in DAYS[3:6]) + "```",
-    "Here is a function to solve a class of problems:\n```python\n" + _DAYS_FUNCTION + "```\n\nUse cases:\n\n"
+    "Here is a function to solve a class of problems:\n```python\n"
+    + _DAYS_FUNCTION
+    + "```\n\nUse cases:\n\n"
     + "\n".join(f"Question: {e['input']}\nSolution:\n```python\n{_days_solution(e['input'])}```\n" for e in DAYS[3:6]),
 ]
 

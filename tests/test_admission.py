@@ -19,7 +19,7 @@ def src(text: str) -> str:
 # A reply in the style of a tool maker's final "wrap" message: the tool, then
 # use cases whose solution blocks call it.
 LATM_REPLY = src(
-    '''
+    """
     Here is a function to solve a class of problems:
 
     ```python
@@ -49,7 +49,7 @@ LATM_REPLY = src(
     ret = most_common_letter("Mississippi")
     ans = ret
     ```
-    '''
+    """
 )
 
 
@@ -264,7 +264,7 @@ def test_main_guard_is_always_stripped_and_never_needed():
 def test_admission_never_executes_the_tool(tmp_path: Path):
     marker = tmp_path / "ran"
     text = src(
-        f'''
+        f"""
         def _touch(fn):
             open({str(marker)!r}, "w").close()
             return fn
@@ -275,7 +275,7 @@ def test_admission_never_executes_the_tool(tmp_path: Path):
 
         class Boom:
             open({str(marker)!r}, "w").close()
-        '''
+        """
     )
     admitted = admit(text, entrypoint="tool")
     assert admitted.entrypoint == "tool"
@@ -489,7 +489,9 @@ def test_second_block_line_mapping_and_star_args_line():
 
 
 def test_tilde_fences_indented_fences_and_unclosed_fences():
-    reply = "1. The tool:\n\n   ~~~python\n   def f(x):\n       return x\n   ~~~\n\n```python\ndef g(y):\n    return f(y)\n"
+    reply = (
+        "1. The tool:\n\n   ~~~python\n   def f(x):\n       return x\n   ~~~\n\n```python\ndef g(y):\n    return f(y)\n"
+    )
     admitted = admit(reply)
     assert admitted.source == "def f(x):\n    return x\n\n\ndef g(y):\n    return f(y)\n"
     assert admitted.entrypoint == "g"
@@ -541,7 +543,9 @@ _idents = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
 @settings(max_examples=60, deadline=None)
 @given(
     names=st.lists(_idents, min_size=1, max_size=4, unique=True),
-    strays=st.lists(st.sampled_from(["print({f}(1))", "tmp_{f} = {f}(2)", "for _ in range(2):\n    {f}(3)"]), max_size=4),
+    strays=st.lists(
+        st.sampled_from(["print({f}(1))", "tmp_{f} = {f}(2)", "for _ in range(2):\n    {f}(3)"]), max_size=4
+    ),
 )
 def test_stripping_is_idempotent_and_leaves_only_the_definitions(names: list[str], strays: list[str]):
     definitions = "\n\n".join(f"def {n}(v):\n    return v" for n in names) + "\n"
@@ -555,9 +559,24 @@ def test_stripping_is_idempotent_and_leaves_only_the_definitions(names: list[str
 
 
 _fragments = st.sampled_from(
-    ["def f(x):\n    return x\n", "```python\n", "```\n", "print(1)\n", "X = [1, 2]\n", "import re\n", "class K:\n    pass\n",
-     "async def g():\n    pass\n", "if __name__ == '__main__':\n    f(1)\n", "def h(*a):\n    pass\n", "~~~\n", "text\n", "  ", "\r\n",
-     "def f(a, /):\n    return a\n", "x = f(\n"]
+    [
+        "def f(x):\n    return x\n",
+        "```python\n",
+        "```\n",
+        "print(1)\n",
+        "X = [1, 2]\n",
+        "import re\n",
+        "class K:\n    pass\n",
+        "async def g():\n    pass\n",
+        "if __name__ == '__main__':\n    f(1)\n",
+        "def h(*a):\n    pass\n",
+        "~~~\n",
+        "text\n",
+        "  ",
+        "\r\n",
+        "def f(a, /):\n    return a\n",
+        "x = f(\n",
+    ]
 )
 
 
@@ -601,9 +620,19 @@ _HUGE_HEX = "0x" + "f" * 4000  # 16,000 bits: more digits than JSON (or int->str
         ("def f(x: int = 1) -> int:\n    return " + "x." * 50_000 + "real\n", "nested too deeply"),
         ("def f(x: int = " + "lambda: " * 3000 + "1) -> int:\n    return 1\n", "nested too deeply"),
     ],
-    ids=["hex-default", "hex-in-list-default", "hex-in-tuple-default", "decimal-default", "literal-annotation",
-         "literal-return", "string-annotation", "deep-list-default", "deep-unary-default", "deep-attribute-chain",
-         "deep-lambda-default"],
+    ids=[
+        "hex-default",
+        "hex-in-list-default",
+        "hex-in-tuple-default",
+        "decimal-default",
+        "literal-annotation",
+        "literal-return",
+        "string-annotation",
+        "deep-list-default",
+        "deep-unary-default",
+        "deep-attribute-chain",
+        "deep-lambda-default",
+    ],
 )
 def test_bad_source_at_add_is_refused_with_exit_2(tmp_path: Path, source: str, why: str) -> None:
     from click.testing import CliRunner

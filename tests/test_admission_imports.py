@@ -121,10 +121,12 @@ def test_the_prelude_binds_names_and_is_checked_itself() -> None:
     tool = "def f(x: float) -> float:\n    return sqrt(x) * pi\n"
     assert _names(tool, prelude="from math import sqrt, pi\n") == []
     assert _names(tool, prelude="import pandas as pd\nfrom math import sqrt\n") == [
-        ("import", "pandas", 1), ("name", "pi", 2),
+        ("import", "pandas", 1),
+        ("name", "pi", 2),
     ]
     assert [m.where for m in find_missing(tool, prelude="import pandas as pd\nfrom math import sqrt\n")] == [
-        "prelude", "tool",
+        "prelude",
+        "tool",
     ]
 
 
@@ -149,8 +151,12 @@ def _tool_sources() -> list[tuple[str, str]]:
             found.append((path.name, extract_python(text)[0] if path.suffix == ".md" else text))
     tree = ast.parse((ROOT / "tests" / "test_latm_style.py").read_text())
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str) \
-                and "def " in node.value.value:
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+            and "def " in node.value.value
+        ):
             found.append((f"test_latm_style.{node.targets[0].id}", node.value.value))  # type: ignore[attr-defined]
     return found
 

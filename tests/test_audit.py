@@ -159,8 +159,15 @@ def test_deleted_middle_entry_is_caught(reg: Registry) -> None:
 
 
 def test_forged_appended_entry_is_caught(reg: Registry) -> None:
-    forged = {"seq": 6, "at": "2030-01-01T00:00:00.000000Z", "actor": "mallory", "event": "add",
-              "tool": "evil@1.0.0", "details": {}, "prev_hash": "f" * 64}
+    forged = {
+        "seq": 6,
+        "at": "2030-01-01T00:00:00.000000Z",
+        "actor": "mallory",
+        "event": "add",
+        "tool": "evil@1.0.0",
+        "details": {},
+        "prev_hash": "f" * 64,
+    }
     conn = _raw(reg)
     conn.execute(
         "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -190,8 +197,9 @@ def test_an_entry_with_lone_surrogates_is_written_and_verifies(reg: Registry) ->
     from toolcrib.registry.store import write_transaction
 
     with write_transaction(reg.db):
-        entry = append_entry(reg.db, actor="alice", event="call", tool="add@1.0.1",
-                             details={"result": "x\ud800", "k\udfff": ["\udc80"]})
+        entry = append_entry(
+            reg.db, actor="alice", event="call", tool="add@1.0.1", details={"result": "x\ud800", "k\udfff": ["\udc80"]}
+        )
     assert entry.details == {"result": "x\ufffd", "k\ufffd": ["\ufffd"]}
     stored = reg.audit(event="call")[-1]
     assert stored.details == entry.details and stored.entry_hash == entry.entry_hash

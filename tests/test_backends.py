@@ -38,7 +38,9 @@ def test_a_backend_is_added_by_one_line_in_the_table(tmp_path: Path) -> None:
     assert (verdict.status, verdict.backend, verdict.passed) == ("verified", "echo", 2)
     assert (outcome.status, outcome.result) == ("ok", 42)
     assert entry.details["backend"] == "echo" and entry.details["status"] == "ok"
-    assert len(built) == 1 and [job.args for job in built[0].jobs] == [c["args"] for c in ADD_TESTS] + [{"a": 20, "b": 22}]
+    assert len(built) == 1 and [job.args for job in built[0].jobs] == [c["args"] for c in ADD_TESTS] + [
+        {"a": 20, "b": 22}
+    ]
     # The block is over: the table is as it was, and the backend it built is closed.
     assert "echo" not in backends.FACTORIES and built[0].closed
     with pytest.raises(ValueError, match="unknown backend 'echo'"):
@@ -99,8 +101,12 @@ def test_a_runtime_is_prepared_through_the_protocol(tmp_path: Path) -> None:
         def prepare(self, lock: Lock, *, build: bool | None = None, progress: object = None) -> None:
             raise RuntimeImageMissing("toolcrib-runtime:x", "toolcrib image build --for t@1.0.0")
 
-    lock = Lock(requirements=("six",), packages=(LockedPackage(
-        name="six", version="1.16.0", filename="six-1.16.0-py2.py3-none-any.whl", sha256="0" * 64),))
+    lock = Lock(
+        requirements=("six",),
+        packages=(
+            LockedPackage(name="six", version="1.16.0", filename="six-1.16.0-py2.py3-none-any.whl", sha256="0" * 64),
+        ),
+    )
     with pytest.raises(SandboxUnavailable, match="toolcrib image build --for t@1.0.0"):
         prepare_runtime(Missing(), "t@1.0.0", lock, no_build=True, progress=None)
     prepare_runtime(FakeBackend(), "t@1.0.0", lock, no_build=True, progress=None)
@@ -168,13 +174,22 @@ def test_the_fake_counts_a_snippets_calls_and_captures_prints() -> None:
     backends report it; a stubbed entrypoint does not run the tool."""
     fake = FakeBackend()
     ran = fake.run(Job(source=ADD, entrypoint="add", mode="snippet", snippet="print('hi')\nans = add(1, add(2, 3))"))
-    stubbed = fake.run(Job(source="def f():\n    raise KeyError('ran')\n", entrypoint="f", mode="snippet",
-                           snippet="f()\nans = 1", stub_entrypoint=True))
+    stubbed = fake.run(
+        Job(
+            source="def f():\n    raise KeyError('ran')\n",
+            entrypoint="f",
+            mode="snippet",
+            snippet="f()\nans = 1",
+            stub_entrypoint=True,
+        )
+    )
     assert (ran.status, ran.result, ran.calls, ran.stdout) == ("ok", 6, 2, "hi\n")
     assert (stubbed.status, stubbed.result, stubbed.calls) == ("ok", 1, 1)
 
 
-def test_the_mcp_server_starts_and_calls_its_backend_through_the_protocol(reg: Registry, fake_sandbox: FakeBackend) -> None:
+def test_the_mcp_server_starts_and_calls_its_backend_through_the_protocol(
+    reg: Registry, fake_sandbox: FakeBackend
+) -> None:
     """`serve`'s warm-up asks the backend to `start` (no getattr), and its
     calls run on the table's backend of its name: here the fake, in process."""
     from toolcrib.sandbox.contract import Cancel

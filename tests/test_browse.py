@@ -80,8 +80,9 @@ class Server:
 @pytest.fixture()
 def server(registry: Path) -> Iterator[Server]:
     env = {**os.environ, "TOOLCRIB_REGISTRY": str(registry)}
-    proc = subprocess.Popen([TOOLCRIB, "browse", "--port", "0"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            text=True)
+    proc = subprocess.Popen(
+        [TOOLCRIB, "browse", "--port", "0"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
     assert proc.stderr is not None
     # The URL is printed once the port is bound (connections wait in its backlog).
     line: list[str] = []
@@ -146,13 +147,30 @@ def _in_browser(browser: str, url: str) -> str:
     """The DOM of `url` as a headless Chromium renders it."""
     with tempfile.TemporaryDirectory() as profile:
         done = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
-             "--disable-domain-reliability", "--disable-client-side-phishing-detection", "--metrics-recording-only",
-             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-             "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
-             f"--user-data-dir={profile}", "--dump-dom", url],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-domain-reliability",
+                "--disable-client-side-phishing-detection",
+                "--metrics-recording-only",
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+                "--proxy-server=127.0.0.1:9",
+                "--proxy-bypass-list=127.0.0.1",
+                f"--user-data-dir={profile}",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -189,7 +207,11 @@ def test_canned_queries_in_a_real_browser(server: Server, browser: str) -> None:
 
     per_tool = {r["tool"]: r for r in _rows(browser, f"{server.url}/calls_per_tool")}
     assert set(per_tool) == {"add@1.0.0", "halve@1.0.0"}
-    assert (per_tool["add@1.0.0"]["calls"], per_tool["add@1.0.0"]["ok"], per_tool["add@1.0.0"]["refused"]) == ("3", "2", "1")
+    assert (per_tool["add@1.0.0"]["calls"], per_tool["add@1.0.0"]["ok"], per_tool["add@1.0.0"]["refused"]) == (
+        "3",
+        "2",
+        "1",
+    )
     assert (per_tool["halve@1.0.0"]["calls"], per_tool["halve@1.0.0"]["error"]) == ("1", "1")
 
 
@@ -212,12 +234,18 @@ def test_browsing_is_read_only_and_on_loopback(registry: Path, server: Server) -
     before = _digest(registry)
     port = int(server.url.split(":")[2].split("/")[0])
     # Only 127.0.0.1 listens on the port (/proc/net/tcp: local address in hex, state 0A = LISTEN).
-    listening = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-                 if line.split()[3] == "0A" and line.split()[1].endswith(f":{port:04X}")]
+    listening = [
+        line.split()[1]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if line.split()[3] == "0A" and line.split()[1].endswith(f":{port:04X}")
+    ]
     assert listening == [f"0100007F:{port:04X}"]
     assert Path("/proc/net/tcp6").read_text().count(f":{port:04X} ") == 0
-    for sql in ("UPDATE versions SET status = 'verified'", "DELETE FROM audit",
-                "INSERT INTO settings VALUES ('k', 'v', 'x', 'y')"):
+    for sql in (
+        "UPDATE versions SET status = 'verified'",
+        "DELETE FROM audit",
+        "INSERT INTO settings VALUES ('k', 'v', 'x', 'y')",
+    ):
         query = urllib.parse.urlencode({"sql": sql, "_shape": "array"})
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get_json(f"{server.url}.json?{query}")
@@ -259,17 +287,30 @@ def test_sigterm_stops_it_as_sigterm(server: Server) -> None:
 
 def test_without_datasette_one_line_and_exit_7(registry: Path) -> None:
     # As if the extra were not installed: the import system finds no datasette.
-    code = ("import sys; sys.modules['datasette'] = None; sys.argv = ['toolcrib', 'browse']; "
-            "from toolcrib.cli import main; main()")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "TOOLCRIB_REGISTRY": str(registry)}, timeout=120, check=False)
+    code = (
+        "import sys; sys.modules['datasette'] = None; sys.argv = ['toolcrib', 'browse']; "
+        "from toolcrib.cli import main; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TOOLCRIB_REGISTRY": str(registry)},
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 7, done.stderr
     assert done.stderr == "Error: toolcrib browse needs Datasette: pip install 'toolcrib[browse]'\n"
 
 
 def test_no_registry_is_not_found(tmp_path: Path) -> None:
-    done = subprocess.run([TOOLCRIB, "--registry", str(tmp_path / "nope.db"), "browse"], capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [TOOLCRIB, "--registry", str(tmp_path / "nope.db"), "browse"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 3, done.stderr
     assert done.stderr.startswith("Error: no registry at ") and done.stderr.count("\n") == 1
 
@@ -277,15 +318,21 @@ def test_no_registry_is_not_found(tmp_path: Path) -> None:
 def test_not_a_registry_is_bad_input(tmp_path: Path) -> None:
     other = tmp_path / "other.db"
     other.write_bytes(b"this is not SQLite at all, not even close" * 10)
-    done = subprocess.run([TOOLCRIB, "--registry", str(other), "browse"], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [TOOLCRIB, "--registry", str(other), "browse"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 2, done.stderr
     assert "is not a toolcrib registry" in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_a_taken_port_is_one_line(registry: Path, server: Server) -> None:
     port = server.url.split(":")[2].split("/")[0]
-    done = subprocess.run([TOOLCRIB, "--registry", str(registry), "browse", "--port", port], capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [TOOLCRIB, "--registry", str(registry), "browse", "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}") and done.stderr.count("\n") == 1

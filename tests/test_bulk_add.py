@@ -84,9 +84,7 @@ def test_a_directory_with_a_collision_and_a_missing_import(tmp_path: Path) -> No
 
 
 def test_text_report_and_progress_on_stderr(tmp_path: Path) -> None:
-    done = CliRunner().invoke(
-        cli, ["--registry", str(tmp_path / "r.db"), "add", str(_library(tmp_path))]
-    )
+    done = CliRunner().invoke(cli, ["--registry", str(tmp_path / "r.db"), "add", str(_library(tmp_path))])
     assert done.exit_code == 2
     lines = done.stdout.splitlines()
     assert len(lines) == 4
@@ -107,8 +105,9 @@ def test_allow_missing_namespace_and_as_new_version(tmp_path: Path) -> None:
     warned = {Path(t["source"]).name: t["notes"] for t in report["tools"]}
     assert any("numpy" in n for n in warned["b_mean.py"])
     # Again: everything is already there.
-    again = json.loads(_run(tmp_path, str(lib), "--namespace", "corpus", "--allow-missing", "--as-new-version",
-                            "--json").stdout)
+    again = json.loads(
+        _run(tmp_path, str(lib), "--namespace", "corpus", "--allow-missing", "--as-new-version", "--json").stdout
+    )
     assert [t["created"] for t in again["tools"]] == [False] * 4
 
 
@@ -133,8 +132,12 @@ def test_several_files(tmp_path: Path) -> None:
 @pytest.mark.network
 def test_a_jsonl_table(tmp_path: Path) -> None:
     rows = [
-        {"source": SORT, "name": "words", "tests": [{"args": {"text": "b a"}, "expected": "a b"}],
-         "metadata": {"task": "sorting", "id": 7}},
+        {
+            "source": SORT,
+            "name": "words",
+            "tests": [{"args": {"text": "b a"}, "expected": "a b"}],
+            "metadata": {"task": "sorting", "id": 7},
+        },
         {"source": USES_PI},
         {"source": "import six\n\ndef py3() -> bool:\n    return bool(six.PY3)\n", "requires": ["six"]},
     ]
@@ -158,8 +161,14 @@ def test_a_csv_table(tmp_path: Path) -> None:
     with table.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, ["name", "source", "tests", "metadata"])
         writer.writeheader()
-        writer.writerow({"name": "csv_sort", "source": SORT, "tests": '[{"args": {"text": "c b"}, "expected": "b c"}]',
-                         "metadata": '{"origin": "csv"}'})
+        writer.writerow(
+            {
+                "name": "csv_sort",
+                "source": SORT,
+                "tests": '[{"args": {"text": "c b"}, "expected": "b c"}]',
+                "metadata": '{"origin": "csv"}',
+            }
+        )
         writer.writerow({"name": "csv_area", "source": USES_PI, "tests": "", "metadata": ""})
         writer.writerow({"name": "bad_tests", "source": SORT, "tests": "[{", "metadata": ""})
     done = _run(tmp_path, str(table), "--json")
@@ -206,7 +215,10 @@ def test_a_prelude_library_registers_as_it_is_and_verifies(tmp_path: Path, monke
     # Without the prelude, the tools' names are undefined: refused.
     bare = runner.invoke(cli, [*base, "add", str(lib), "--json"])
     assert bare.exit_code == 2 and json.loads(bare.stdout)["refused"] == 2
-    assert runner.invoke(cli, [*base, "prelude", "add", "mathlib", str(header), "--requires", "sympy>=1.12"]).exit_code == 0
+    assert (
+        runner.invoke(cli, [*base, "prelude", "add", "mathlib", str(header), "--requires", "sympy>=1.12"]).exit_code
+        == 0
+    )
     done = runner.invoke(cli, [*base, "add", str(lib), "--prelude", "mathlib", "--namespace", "mathlib", "--json"])
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)

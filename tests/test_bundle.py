@@ -31,7 +31,9 @@ def fake() -> FakeBackend:
 @pytest.fixture
 def source(tmp_path: Path, fake: FakeBackend) -> Iterator[Registry]:
     with Registry(tmp_path / "src.db", actor="exporter", backends={"restricted": fake}) as reg:
-        reg.add(ADD, tests=TESTS, provenance=ProvenanceInput(generator="gpt-4o", prompt="write add", metadata={"k": "v"}))
+        reg.add(
+            ADD, tests=TESTS, provenance=ProvenanceInput(generator="gpt-4o", prompt="write add", metadata={"k": "v"})
+        )
         reg.add(ADD2, provenance=ProvenanceInput(parent="add"))
         reg.add(NEG, tests=[{"args": {"x": 1.5}, "expected": -1.5}])
         reg.verify("add@1.0.0")
@@ -54,10 +56,27 @@ def test_export_shape(source: Registry) -> None:
     bundle = source.export()
     assert bundle["format"] == "toolcrib.bundle/v1"
     assert bundle["exported_at"].endswith("Z")
-    assert [(t["name"], t["version"]) for t in bundle["tools"]] == [("add", "1.0.0"), ("add", "1.1.0"), ("neg", "1.0.0")]
+    assert [(t["name"], t["version"]) for t in bundle["tools"]] == [
+        ("add", "1.0.0"),
+        ("add", "1.1.0"),
+        ("neg", "1.0.0"),
+    ]
     first = bundle["tools"][0]
-    assert set(first) == {"name", "version", "sha256", "entrypoint", "source", "signature", "tests", "limits",
-                          "policy", "provenance", "deprecated", "yanked", "created_at"}
+    assert set(first) == {
+        "name",
+        "version",
+        "sha256",
+        "entrypoint",
+        "source",
+        "signature",
+        "tests",
+        "limits",
+        "policy",
+        "provenance",
+        "deprecated",
+        "yanked",
+        "created_at",
+    }
     assert first["policy"] == "restricted"
     assert first["provenance"]["prompt"] == "write add"
     assert first["deprecated"] == "use 1.1.0"
@@ -84,8 +103,11 @@ def test_round_trip(source: Registry, target: Registry) -> None:
     assert source.get("add@1.0.0").status == "verified"
     assert target.get("add").version == "1.1.0"
     imports = target.audit(event="import")
-    assert [(e.tool, e.actor) for e in imports] == [("add@1.0.0", "importer"), ("add@1.1.0", "importer"),
-                                                    ("neg@1.0.0", "importer")]
+    assert [(e.tool, e.actor) for e in imports] == [
+        ("add@1.0.0", "importer"),
+        ("add@1.1.0", "importer"),
+        ("neg@1.0.0", "importer"),
+    ]
     assert target.audit_verify().ok
     # A second import finds everything present and writes nothing.
     again = target.import_bundle(_roundtrip(source.export()))
@@ -122,8 +144,9 @@ def test_tampered_source_refuses_everything(source: Registry, target: Registry) 
         (("surprise",), 1, r"tools\[0\].*surprise"),
     ],
 )
-def test_tampered_entries_are_refused(source: Registry, target: Registry, path: tuple[Any, ...], value: Any,
-                                      match: str) -> None:
+def test_tampered_entries_are_refused(
+    source: Registry, target: Registry, path: tuple[Any, ...], value: Any, match: str
+) -> None:
     bundle = _roundtrip(source.export())
     node = bundle["tools"][0]
     for key in path[:-1]:

@@ -33,8 +33,9 @@ def db(tmp_path: Path) -> Path:
 def _cli(db: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
     from toolcrib.cli import cli
 
-    done = CliRunner().invoke(cli, ["--registry", str(db), "--actor", "cli-user", *args], input=stdin,
-                              catch_exceptions=False)
+    done = CliRunner().invoke(
+        cli, ["--registry", str(db), "--actor", "cli-user", *args], input=stdin, catch_exceptions=False
+    )
     return done.exit_code, done.stdout, done.stderr
 
 
@@ -103,7 +104,9 @@ def test_the_cli_and_the_api_report_a_failed_call_alike(db: Path, how: dict, cod
     with Registry(db, actor="api-user") as reg:
         api_json = reg.call("risky", **how).to_json()
     assert cli_json["status"] == api_json["status"] == status
-    assert {k: v for k, v in cli_json.items() if k not in MEASURED} == {k: v for k, v in api_json.items() if k not in MEASURED}
+    assert {k: v for k, v in cli_json.items() if k not in MEASURED} == {
+        k: v for k, v in api_json.items() if k not in MEASURED
+    }
 
 
 def test_refusals_and_bad_arguments_are_the_same_errors_and_audited(db: Path) -> None:

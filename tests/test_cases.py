@@ -52,8 +52,10 @@ def test_parse_accepts_test_case_objects_and_normalizes_tuples():
     ("cases", "message"),
     [
         ([{"args": {}}], "case 1: missing 'expected'"),
-        ([{"args": {}, "expected": 1}, {"name": "empty", "expected": 1}],
-         "case 2 (name 'empty'): needs exactly one of 'args' or 'snippet'"),
+        (
+            [{"args": {}, "expected": 1}, {"name": "empty", "expected": 1}],
+            "case 2 (name 'empty'): needs exactly one of 'args' or 'snippet'",
+        ),
         ([{"args": {}, "snippet": "ans = 1", "expected": 1}], "case 1: needs exactly one of 'args' or 'snippet'"),
         ([{"args": {}, "expect": 1}], "case 1: unknown key 'expect' (did you mean 'expected'?)"),
         ([{"args": {}, "expected": 1, "comparater": "float"}], "unknown key 'comparater' (did you mean 'comparator'?)"),
@@ -68,8 +70,10 @@ def test_parse_accepts_test_case_objects_and_normalizes_tuples():
         ([{"args": {}, "expected": 1, "comparator": "float", "tolerance": -1}], "finite number >= 0"),
         ([{"args": {}, "expected": 1, "comparator": "float", "tolerance": True}], "finite number >= 0"),
         ([{"args": {}, "expected": 1, "name": ""}], "'name' must be a non-empty string"),
-        ([{"args": {}, "expected": 1, "name": "a"}, {"args": {}, "expected": 2, "name": "a"}],
-         "case 2 (name 'a'): the name is already used by case 1"),
+        (
+            [{"args": {}, "expected": 1, "name": "a"}, {"args": {}, "expected": 2, "name": "a"}],
+            "case 2 (name 'a'): the name is already used by case 1",
+        ),
         (["not an object"], "case 1: must be a JSON object, not str"),
         ({"cases": [], "extra": 1}, "unexpected keys: extra"),
         ("text", "tests must be a list of cases, not str"),
@@ -84,7 +88,13 @@ def test_format_errors_name_the_case_and_field(cases: Any, message: str):
 
 
 def test_snippet_assigning_ans_in_any_form_is_accepted():
-    for snippet in ["ans = 1", "ans: int = 1", "for ans in [1]:\n    pass", "x, ans = 1, 2", "with f() as ans:\n    pass"]:
+    for snippet in [
+        "ans = 1",
+        "ans: int = 1",
+        "for ans in [1]:\n    pass",
+        "x, ans = 1, 2",
+        "with f() as ans:\n    pass",
+    ]:
         assert parse_tests([{"snippet": snippet, "expected": 1}])[0].snippet == snippet
 
 
@@ -143,7 +153,9 @@ def test_exact(expected: Any, actual: Any, passed: bool):
 def test_exact_why_not_messages():
     assert compare(case([1, 2]), [2, 1]) == (False, "expected [1, 2], got [2, 1] (at [0]: expected 1, got 2)")
     ok, why = compare(case({"a": {"b": [1, "x"]}}), {"a": {"b": [1, "y"]}})
-    assert why == 'expected {"a": {"b": [1, "x"]}}, got {"a": {"b": [1, "y"]}} (at ["a"]["b"][1]: expected "x", got "y")'
+    assert (
+        why == 'expected {"a": {"b": [1, "x"]}}, got {"a": {"b": [1, "y"]}} (at ["a"]["b"][1]: expected "x", got "y")'
+    )
     ok, why = compare(case({"a": 1}), {"b": 1})
     assert why.endswith('(missing keys "a"; unexpected keys "b")')
     ok, why = compare(case(1), True)
@@ -286,8 +298,19 @@ def test_float_within_tolerance_passes(x: float, tolerance: float):
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=st.one_of(json_values, st.lists(st.dictionaries(st.sampled_from(
-    ["args", "snippet", "expected", "comparator", "tolerance", "name", "extra"]), json_values, max_size=4), max_size=3)))
+@given(
+    data=st.one_of(
+        json_values,
+        st.lists(
+            st.dictionaries(
+                st.sampled_from(["args", "snippet", "expected", "comparator", "tolerance", "name", "extra"]),
+                json_values,
+                max_size=4,
+            ),
+            max_size=3,
+        ),
+    )
+)
 def test_parse_tests_either_parses_or_raises_a_format_error(data: Any):
     try:
         cases = parse_tests(data)

@@ -64,8 +64,17 @@ def write(tmp_path: Path, name: str, content: str | list | dict) -> str:
 
 @pytest.fixture
 def sort_tool(tc, tmp_path: Path) -> dict:
-    result = tc("add", write(tmp_path, "sort.py", SORT_TOOL), "--tests", write(tmp_path, "sort.json", SORT_TESTS),
-                "--generator", "gpt-4", "--meta", "task=word_sorting", "--json")
+    result = tc(
+        "add",
+        write(tmp_path, "sort.py", SORT_TOOL),
+        "--tests",
+        write(tmp_path, "sort.json", SORT_TESTS),
+        "--generator",
+        "gpt-4",
+        "--meta",
+        "task=word_sorting",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -122,7 +131,9 @@ def test_add_reports_the_new_version(sort_tool: dict) -> None:
 
 
 def test_add_identical_content_returns_existing(tc, tmp_path: Path, sort_tool: dict) -> None:
-    result = tc("add", write(tmp_path, "again.py", SORT_TOOL), "--tests", write(tmp_path, "t.json", SORT_TESTS), "--json")
+    result = tc(
+        "add", write(tmp_path, "again.py", SORT_TOOL), "--tests", write(tmp_path, "t.json", SORT_TESTS), "--json"
+    )
     data = json.loads(result.stdout)
     assert result.exit_code == 0
     assert data["created"] is False
@@ -172,7 +183,9 @@ def test_add_usage_errors(tc, tmp_path: Path) -> None:
     assert tc("add", str(tmp_path / "missing.py")).exit_code == 2
     assert tc("add", write(tmp_path, "ok.py", SORT_TOOL), "--name", "bad name!").exit_code == 2
     assert tc("add", write(tmp_path, "ok2.py", SORT_TOOL), "--meta", "novalue").exit_code == 2
-    bad_tests = tc("add", write(tmp_path, "ok3.py", SORT_TOOL), "--tests", write(tmp_path, "bad.json", [{"expected": 1}]))
+    bad_tests = tc(
+        "add", write(tmp_path, "ok3.py", SORT_TOOL), "--tests", write(tmp_path, "bad.json", [{"expected": 1}])
+    )
     assert bad_tests.exit_code == 2
     assert "case" in one_line_error(bad_tests)
     not_json = tc("add", write(tmp_path, "ok4.py", SORT_TOOL), "--tests", write(tmp_path, "bad2.json", "[{"))
@@ -266,7 +279,12 @@ def test_verify_failing_case_exits_1(tc, tmp_path: Path) -> None:
 
 
 def test_verify_all_and_usage(tc, tmp_path: Path, sort_tool: dict) -> None:
-    tc("add", write(tmp_path, "d.py", RAISING_TOOL), "--tests", write(tmp_path, "d.json", [{"args": {"a": 1, "b": 2}, "expected": 0.5}]))
+    tc(
+        "add",
+        write(tmp_path, "d.py", RAISING_TOOL),
+        "--tests",
+        write(tmp_path, "d.json", [{"args": {"a": 1, "b": 2}, "expected": 0.5}]),
+    )
     tc("add", write(tmp_path, "n.py", SPIN_TOOL))  # no tests: skipped, not failed
     result = tc("verify", "--all", "--json")
     assert result.exit_code == 0, result.output
@@ -330,7 +348,9 @@ def test_call_outcome_exit_codes(tc, tmp_path: Path) -> None:
     data = json.loads(raised.stdout)
     assert data["status"] == "error" and data["error"]["type"] == "ZeroDivisionError"
     tc("add", write(tmp_path, "s.py", SPIN_TOOL))
-    limited = tc("call", "spin", "--args", '{"n": 1}', "--allow-unverified", "--limit", "wall=1", "--limit", "cpu=0.5", "--json")
+    limited = tc(
+        "call", "spin", "--args", '{"n": 1}', "--allow-unverified", "--limit", "wall=1", "--limit", "cpu=0.5", "--json"
+    )
     assert limited.exit_code == 5
     assert json.loads(limited.stdout)["limit"] in {"cpu", "wall"}
     tc("add", write(tmp_path, "e.py", ESCAPING_TOOL))
@@ -473,8 +493,21 @@ def test_docker_unavailable_exits_6(tmp_path: Path) -> None:
     path = write(tmp_path, "s.py", SORT_TOOL)
     subprocess.run([toolcrib_script(), "add", path], check=True, capture_output=True, env=env, timeout=60)
     proc = subprocess.run(
-        [toolcrib_script(), "call", "sort_words", "--args", '{"words": []}', "--allow-unverified", "--backend", "docker", "--json"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            toolcrib_script(),
+            "call",
+            "sort_words",
+            "--args",
+            '{"words": []}',
+            "--allow-unverified",
+            "--backend",
+            "docker",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 6, proc.stderr
     assert json.loads(proc.stdout)["status"] == "unavailable"
@@ -483,7 +516,21 @@ def test_docker_unavailable_exits_6(tmp_path: Path) -> None:
 def test_every_read_command_has_json() -> None:
     from toolcrib.cli.reference import iter_commands
 
-    read_commands = {"list", "search", "show", "history", "diff", "audit", "audit verify", "provenance", "verify", "call", "add", "init", "import"}
+    read_commands = {
+        "list",
+        "search",
+        "show",
+        "history",
+        "diff",
+        "audit",
+        "audit verify",
+        "provenance",
+        "verify",
+        "call",
+        "add",
+        "init",
+        "import",
+    }
     for path, command in iter_commands(cli):
         if " ".join(path) in read_commands:
             assert any("--json" in p.opts for p in command.params), f"{' '.join(path)} lacks --json"

@@ -42,8 +42,12 @@ ROUNDS = 15
 def test_concurrent_writers(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"  # not created yet: the workers race to create it too
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(w), str(ROUNDS)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(path), str(w), str(ROUNDS)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for w in range(1, WORKERS + 1)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -112,7 +116,8 @@ def test_kill_9_mid_write_leaves_a_consistent_registry(tmp_path: Path) -> None:
     for round_no, threshold in enumerate((5, 40, 90)):
         proc = subprocess.Popen(
             [sys.executable, "-c", KILLED_WRITER, str(path), str(tmp_path / f"scratch{round_no}.db"), str(start)],
-            stderr=subprocess.PIPE, text=True,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.monotonic() + 300
         while _audit_count(path) < threshold:

@@ -50,7 +50,12 @@ def test_args_mode_returns_the_value(backend: str) -> None:
 
 def test_args_mode_passes_json_arguments_intact(backend: str) -> None:
     args = {"text": "ünïcode ✓", "items": [1, 2.5, None, True], "nested": {"k": ["v"]}}
-    r = run(backend, "def echo(text, items, nested):\n    return {'text': text, 'items': items, 'nested': nested}\n", "echo", args=args)
+    r = run(
+        backend,
+        "def echo(text, items, nested):\n    return {'text': text, 'items': items, 'nested': nested}\n",
+        "echo",
+        args=args,
+    )
     assert r.status == "ok", r
     assert r.result == args
 
@@ -68,7 +73,13 @@ def test_snippet_mode_returns_ans(backend: str) -> None:
 
 
 def test_snippet_mode_without_ans_returns_printed_output(backend: str) -> None:
-    r = run(backend, "def greet(name):\n    return 'hello ' + name\n", "greet", mode="snippet", snippet="print(greet('bob'))")
+    r = run(
+        backend,
+        "def greet(name):\n    return 'hello ' + name\n",
+        "greet",
+        mode="snippet",
+        snippet="print(greet('bob'))",
+    )
     assert r.status == "ok", r
     assert r.result == "hello bob\n"
     assert r.stdout == "hello bob\n"
@@ -98,7 +109,11 @@ def test_a_result_that_is_not_json_is_an_error(backend: str) -> None:
 
 
 def test_tool_exception_is_an_error_with_type_and_message(backend: str) -> None:
-    r = run(backend, "def f(x):\n    if x < 0:\n        raise ValueError('x must not be negative: ' + str(x))\n    return x\n", args={"x": -3})
+    r = run(
+        backend,
+        "def f(x):\n    if x < 0:\n        raise ValueError('x must not be negative: ' + str(x))\n    return x\n",
+        args={"x": -3},
+    )
     assert r.status == "error", r
     assert r.result is None
     assert r.error is not None
@@ -114,14 +129,18 @@ def test_wrong_arguments_are_an_error(backend: str) -> None:
 
 def test_wall_limit(backend: str) -> None:
     # A busy loop under a generous CPU limit: only the wall clock can stop it.
-    r = run(backend, "def f():\n    n = 0\n    while True:\n        n += 1\n", limits=Limits(cpu=30, wall=1, memory=128))
+    r = run(
+        backend, "def f():\n    n = 0\n    while True:\n        n += 1\n", limits=Limits(cpu=30, wall=1, memory=128)
+    )
     assert r.status == "limit", r
     assert r.limit == "wall"
     assert r.result is None
 
 
 def test_cpu_limit(backend: str) -> None:
-    r = run(backend, "def f():\n    n = 0\n    while True:\n        n += 1\n", limits=Limits(cpu=1, wall=20, memory=128))
+    r = run(
+        backend, "def f():\n    n = 0\n    while True:\n        n += 1\n", limits=Limits(cpu=1, wall=20, memory=128)
+    )
     assert r.status == "limit", r
     assert r.limit == "cpu"
 
@@ -153,7 +172,11 @@ def test_output_limit_on_the_result(backend: str) -> None:
 
 
 def test_output_limit_on_prints(backend: str) -> None:
-    r = run(backend, "def f():\n    for i in range(5000):\n        print('y' * 100)\n    return 1\n", limits=Limits(output=64))
+    r = run(
+        backend,
+        "def f():\n    for i in range(5000):\n        print('y' * 100)\n    return 1\n",
+        limits=Limits(output=64),
+    )
     assert r.status == "limit", r
     assert r.limit == "output"
 
@@ -177,7 +200,17 @@ def test_reply_shape_is_the_same_on_every_backend(backend: str) -> None:
     for r in results:
         dumped = r.to_json()
         # No backend-specific key: what only one backend knows goes in "environment" (strings).
-        assert set(dumped) == {"status", "result", "error", "limit", "stdout", "backend", "duration_ms", "environment", "layers"}
+        assert set(dumped) == {
+            "status",
+            "result",
+            "error",
+            "limit",
+            "stdout",
+            "backend",
+            "duration_ms",
+            "environment",
+            "layers",
+        }
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in dumped["environment"].items())
         assert dumped["backend"] == backend
         assert isinstance(dumped["stdout"], str)

@@ -19,8 +19,15 @@ def test_limits_take_whole_numbers_and_positive_values() -> None:
     assert Limits(memory=512.0).memory == 512 and isinstance(Limits(memory=512.0).memory, int)
     assert Limits(cpu=3).cpu == 3.0 and isinstance(Limits(cpu=3).cpu, float)
     assert Limits(disk=0).disk == 0  # 0: no writes
-    for bad in ({"cpu": 0}, {"wall": -1}, {"memory": 1.5}, {"pids": True}, {"output": "8"},
-                {"cpu": float("inf")}, {"cpu": float("nan")}):
+    for bad in (
+        {"cpu": 0},
+        {"wall": -1},
+        {"memory": 1.5},
+        {"pids": True},
+        {"output": "8"},
+        {"cpu": float("inf")},
+        {"cpu": float("nan")},
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Limits(**bad)  # type: ignore[arg-type]
 
@@ -42,9 +49,18 @@ def test_contract_values_are_frozen() -> None:
 
 
 def test_a_lock_round_trips_through_json_and_checks_its_hashes() -> None:
-    lock = Lock(requirements=["six"], packages=[{"name": "six", "version": "1.16.0",  # type: ignore[arg-type]
-                                                 "filename": "six-1.16.0-py2.py3-none-any.whl", "sha256": SHA}],
-                imports=["six"])
+    lock = Lock(
+        requirements=["six"],
+        packages=[
+            {
+                "name": "six",
+                "version": "1.16.0",  # type: ignore[arg-type]
+                "filename": "six-1.16.0-py2.py3-none-any.whl",
+                "sha256": SHA,
+            }
+        ],
+        imports=["six"],
+    )
     assert isinstance(lock.requirements, tuple) and isinstance(lock.packages[0], LockedPackage)
     assert Lock.from_json(json.dumps(lock.to_json())) == lock
     assert Lock.from_json(lock.to_json()).digest() == lock.digest()
@@ -75,15 +91,24 @@ def test_a_result_checks_what_the_host_builds_it_from() -> None:
     assert result.error == ErrorInfo(type="KeyError", message="'k'", line=3)
     assert result.to_json()["error"] == {"type": "KeyError", "message": "'k'", "line": 3}
     assert Result(status="ok", backend="docker", layers=["netns"]).layers == ("netns",)
-    for bad in ({"status": "fine"}, {"limit": "gpu"}, {"stdout": b"x"}, {"duration_ms": -1},
-                {"error": {"type": 1, "message": "m"}}, {"error": {"type": "T", "message": "m", "line": "2"}},
-                {"error": {"type": "T", "message": "m", "extra": 1}}, {"layers": "netns"}):
+    for bad in (
+        {"status": "fine"},
+        {"limit": "gpu"},
+        {"stdout": b"x"},
+        {"duration_ms": -1},
+        {"error": {"type": 1, "message": "m"}},
+        {"error": {"type": "T", "message": "m", "line": "2"}},
+        {"error": {"type": "T", "message": "m", "extra": 1}},
+        {"layers": "netns"},
+    ):
         with pytest.raises(ValueError):
             Result(**{"status": "error", "backend": "restricted", **bad})  # type: ignore[arg-type]
 
 
 def test_the_sandbox_layer_loads_no_pydantic_and_no_jsonschema() -> None:
-    code = ("import sys, toolcrib.sandbox.contract, toolcrib.sandbox.restricted, toolcrib.sandbox.inside.wire;"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'jsonschema', 'sqlite_utils'}))")
+    code = (
+        "import sys, toolcrib.sandbox.contract, toolcrib.sandbox.restricted, toolcrib.sandbox.inside.wire;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'jsonschema', 'sqlite_utils'}))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -52,17 +52,24 @@ def test_frame_and_array_parameters_get_their_json_forms() -> None:
     out = derive_signature(SUMMARY, "summarize").output_schema
     assert out is not None and out["type"] == "array" and out["items"]["type"] == "object"
     # The spellings a tool maker uses.
-    for header, annotation in (("from pandas import DataFrame", "DataFrame"), ("import pandas", "pandas.DataFrame"),
-                               ("import numpy.typing as npt", "npt.NDArray"),
-                               ("import numpy.typing as npt\nimport numpy as np", "npt.NDArray[np.float64]")):
+    for header, annotation in (
+        ("from pandas import DataFrame", "DataFrame"),
+        ("import pandas", "pandas.DataFrame"),
+        ("import numpy.typing as npt", "npt.NDArray"),
+        ("import numpy.typing as npt\nimport numpy as np", "npt.NDArray[np.float64]"),
+    ):
         source = f"{header}\n\ndef f(x: {annotation}) -> int:\n    return 1\n"
         assert arg_forms(_schema(source, "f")) == {"x": "dataframe" if "DataFrame" in annotation else "ndarray"}
 
 
 @pytest.mark.parametrize(
     "value",
-    [RECORDS, [], {"columns": ["region", "amount"], "data": [["north", 1], ["south", None]]},
-     {"columns": [0, 1], "data": []}],
+    [
+        RECORDS,
+        [],
+        {"columns": ["region", "amount"], "data": [["north", 1], ["south", None]]},
+        {"columns": [0, 1], "data": []},
+    ],
 )
 def test_both_frame_forms_are_accepted(value: Any) -> None:
     assert validate_stored_arguments(_schema(), {"sales": value}, function="summarize") == {"sales": value}
@@ -87,17 +94,25 @@ def test_bad_frames_and_arrays_are_refused_before_any_sandbox(args: dict[str, An
 
 @pytest.mark.network
 def test_a_dataframe_tool_is_called_with_json_records(reg: Registry) -> None:
-    tests = [{"args": {"sales": RECORDS}, "expected": [{"region": "north", "amount": 17.5},
-                                                      {"region": "south", "amount": 5.0}]}]
+    tests = [
+        {
+            "args": {"sales": RECORDS},
+            "expected": [{"region": "north", "amount": 17.5}, {"region": "south", "amount": 5.0}],
+        }
+    ]
     tool = reg.add(SUMMARY, tests=tests, requires=["pandas"]).tool
     verdict = reg.verify(tool.ref)
     assert (verdict.status, verdict.passed) == ("verified", 1), verdict.cases
     # Records, the columns form, and an ndarray argument.
     assert reg.call(tool.ref, {"sales": RECORDS}).result == [
-        {"region": "north", "amount": 17.5}, {"region": "south", "amount": 5.0}]
+        {"region": "north", "amount": 17.5},
+        {"region": "south", "amount": 5.0},
+    ]
     columns = {"columns": ["region", "amount"], "data": [["east", 2], ["west", 3], ["east", 4]]}
     assert reg.call(tool.ref, {"sales": columns}).result == [
-        {"region": "east", "amount": 6}, {"region": "west", "amount": 3}]
+        {"region": "east", "amount": 6},
+        {"region": "west", "amount": 3},
+    ]
     weighted = reg.call(tool.ref, {"sales": RECORDS, "weights": [1, 10, 2]})
     assert weighted.result == [{"region": "south", "amount": 50}, {"region": "north", "amount": 25.0}]
     bad = reg.call(tool.ref, {"sales": RECORDS, "weights": [1, 2]})
@@ -106,7 +121,7 @@ def test_a_dataframe_tool_is_called_with_json_records(reg: Registry) -> None:
 
 @pytest.mark.network
 def test_library_values_come_back_as_json(reg: Registry) -> None:
-    source = '''
+    source = """
 import numpy as np
 import pandas as pd
 
@@ -123,14 +138,16 @@ def shapes(n: int) -> dict:
         "count": np.int64(n),
         "flag": np.bool_(True),
     }
-'''
+"""
     tool = reg.add(source, requires=["pandas"]).tool
     outcome = reg.call(tool.ref, {"n": 3}, allow_unverified=True)
     assert outcome.status == "ok", outcome.error
     assert outcome.result == {
-        "frame": [{"k": "a", "v": 1.5, "when": "2024-01-02T00:00:00"},
-                  {"k": "b", "v": None, "when": None},
-                  {"k": "a", "v": 2.0, "when": "2024-03-04T00:00:00"}],
+        "frame": [
+            {"k": "a", "v": 1.5, "when": "2024-01-02T00:00:00"},
+            {"k": "b", "v": None, "when": None},
+            {"k": "a", "v": 2.0, "when": "2024-03-04T00:00:00"},
+        ],
         "series": [1.5, None, 2.0],
         "by_key": {"a": 3.5, "b": 0.0},
         "array": [[0, 1], [2, 3]],
@@ -158,12 +175,16 @@ def clash() -> pd.DataFrame:
 def test_a_frame_argument_without_pandas_in_the_sandbox_is_a_clear_error() -> None:
     backend = RestrictedBackend()
     try:
-        job = Job(source="def f(df):\n    return len(df)\n", entrypoint="f", args={"df": RECORDS}, policy="plain",
-                  arg_forms={"df": "dataframe"})
+        job = Job(
+            source="def f(df):\n    return len(df)\n",
+            entrypoint="f",
+            args={"df": RECORDS},
+            policy="plain",
+            arg_forms={"df": "dataframe"},
+        )
         result = backend.run(job)
     finally:
         backend.close()
     assert result.status == "error" and result.error is not None
     assert result.error.type == "ArgumentFormError"
     assert "pandas is not available in the sandbox" in result.error.message
-

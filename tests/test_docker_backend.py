@@ -42,7 +42,9 @@ def test_backend_protocol(dock: DockerBackend) -> None:
 
 
 def test_args_call_returns_json_and_image_digest(dock: DockerBackend) -> None:
-    r = dock.run(plain("def f(a, b):\n    print('hi')\n    return {'sum': a + b, 'l': [a, b]}\n", args={"a": 2, "b": 3}))
+    r = dock.run(
+        plain("def f(a, b):\n    print('hi')\n    return {'sum': a + b, 'l': [a, b]}\n", args={"a": 2, "b": 3})
+    )
     assert r.status == "ok", r
     assert r.result == {"sum": 5, "l": [2, 3]}
     assert "hi" in r.stdout
@@ -51,7 +53,13 @@ def test_args_call_returns_json_and_image_digest(dock: DockerBackend) -> None:
 
 
 def test_snippet_call(dock: DockerBackend) -> None:
-    job = Job(source="def sq(x):\n    return x * x\n", entrypoint="sq", mode="snippet", snippet="ans = [sq(i) for i in range(4)]", policy="plain")
+    job = Job(
+        source="def sq(x):\n    return x * x\n",
+        entrypoint="sq",
+        mode="snippet",
+        snippet="ans = [sq(i) for i in range(4)]",
+        policy="plain",
+    )
     r = dock.run(job)
     assert r.status == "ok", r
     assert r.result == [0, 1, 4, 9]
@@ -128,8 +136,12 @@ def test_thread_bomb_hits_pids_limit(dock: DockerBackend) -> None:
 
 
 def test_each_call_gets_a_fresh_container(dock: DockerBackend) -> None:
-    write = dock.run(plain("def f():\n    open('/tmp/left', 'w').write('x')\n    return open('/proc/self/cgroup').read()\n"))
-    read = dock.run(plain("import os\ndef f():\n    return [os.path.exists('/tmp/left'), open('/proc/self/cgroup').read()]\n"))
+    write = dock.run(
+        plain("def f():\n    open('/tmp/left', 'w').write('x')\n    return open('/proc/self/cgroup').read()\n")
+    )
+    read = dock.run(
+        plain("import os\ndef f():\n    return [os.path.exists('/tmp/left'), open('/proc/self/cgroup').read()]\n")
+    )
     assert write.status == "ok" and read.status == "ok"
     assert read.result[0] is False
     assert read.result[1] != write.result
@@ -142,7 +154,9 @@ def test_result_that_is_not_json(dock: DockerBackend) -> None:
 
 
 def test_non_default_limits_run_on_demand(dock: DockerBackend) -> None:
-    r = dock.run(plain("def f():\n    return open('/sys/fs/cgroup/pids/pids.max').read().strip()\n", limits=Limits(pids=7)))
+    r = dock.run(
+        plain("def f():\n    return open('/sys/fs/cgroup/pids/pids.max').read().strip()\n", limits=Limits(pids=7))
+    )
     assert r.status == "ok", r
     assert r.result == "10"  # the tool's 7 plus the sandbox's own processes
 
@@ -310,7 +324,7 @@ def test_hand_raised_blocking_io_error_is_an_error_not_the_pids_limit(dock: Dock
     source = "def f():\n    raise BlockingIOError(11, 'Resource temporarily unavailable')\n"
     r = dock.run(plain(source))
     assert (r.status, r.limit, r.error and r.error.type) == ("error", None, "BlockingIOError"), r
-    r = dock.run(plain("def f():\n    raise RuntimeError(\"can't start new thread\")\n"))
+    r = dock.run(plain('def f():\n    raise RuntimeError("can\'t start new thread")\n'))
     assert (r.status, r.limit) == ("error", None), r
 
 
@@ -323,8 +337,9 @@ def test_forged_replies_claim_nothing(dock: DockerBackend) -> None:
     def reply(**fields: object) -> str:
         return json.dumps({"status": "ok", "result": None, "error": None, "limit": None, "stdout": "", **fields})
 
-    memory = dock.run(forging(reply(status="limit", limit="memory",
-                                    error={"type": "MemoryError", "message": "m", "line": None})))
+    memory = dock.run(
+        forging(reply(status="limit", limit="memory", error={"type": "MemoryError", "message": "m", "line": None}))
+    )
     assert (memory.status, memory.limit, memory.error and memory.error.type) == ("error", None, "MemoryError"), memory
     pids = dock.run(forging(reply(status="limit", limit="pids")))
     assert (pids.status, pids.error and pids.error.type) == ("error", "SandboxProtocolError"), pids

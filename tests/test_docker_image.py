@@ -83,7 +83,15 @@ def test_doctor_reports_every_check_ok(docker_image: str) -> None:
     failed = [c for c in report["checks"] if not c["ok"]]
     assert failed == []
     names = {c["name"] for c in report["checks"]}
-    assert {"engine reachable", "image present", "memory limit", "pids limit", "no-new-privileges", "read-only root", "no network"} <= names
+    assert {
+        "engine reachable",
+        "image present",
+        "memory limit",
+        "pids limit",
+        "no-new-privileges",
+        "read-only root",
+        "no network",
+    } <= names
     assert report["ok"] is True
 
 

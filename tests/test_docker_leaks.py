@@ -36,9 +36,7 @@ def _left_by(pid: int) -> list[str]:
 def _toolcrib(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TOOLCRIB_REGISTRY": str(tmp_path / "registry.db"), "TOOLCRIB_BACKEND": "docker"}
     env.pop("TOOLCRIB_DEBUG", None)
-    return subprocess.run(
-        [*_CLI, *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([*_CLI, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def _popen_toolcrib(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -141,7 +139,6 @@ def test_closing_one_backend_leaves_another_backends_pool_alone(docker_image: st
         assert (r.status, r.result) == ("ok", 5)
     finally:
         keep.close()
-
 
 
 def test_a_terminated_cli_call_leaves_no_container(tmp_path: Path, docker_image: str) -> None:

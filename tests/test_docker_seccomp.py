@@ -52,8 +52,12 @@ def test_it_is_the_engines_default_otherwise() -> None:
     profile = _profile()
     assert profile["defaultAction"] == "SCMP_ACT_ERRNO" and profile["defaultErrnoRet"] == 1
     assert any("Apache License" in line for line in profile["comment"])
-    allowed = {name for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args")
-               and not rule.get("includes") for name in rule["names"]}
+    allowed = {
+        name
+        for rule in profile["syscalls"]
+        if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args") and not rule.get("includes")
+        for name in rule["names"]
+    }
     # A few the default allows for any container, and a few it never does.
     assert {"read", "write", "mmap", "set_robust_list", "exit_group"} <= allowed
     assert not {"ptrace", "mount", "bpf", "kexec_load", "open_by_handle_at"} & allowed
@@ -81,7 +85,7 @@ def test_the_profile_ships_with_the_package() -> None:
 # for capabilities are left out, those for this architecture or an older
 # kernel kept. Then a Python child tries the futex operations and a
 # pthread_join.
-FUTEX_CHILD = r'''
+FUTEX_CHILD = r"""
 import ctypes, json, os, sys
 
 _FUTEX = {"x86_64": 202, "aarch64": 98}[os.uname().machine]
@@ -164,15 +168,20 @@ thread = ctypes.c_ulong()
 assert libc.pthread_create(ctypes.byref(thread), None, SLEEP, None) == 0
 out["join"] = libc.pthread_join(thread, None)
 print(json.dumps(out))
-'''
+"""
 
 
 def test_the_futex_rules_do_what_they_say() -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-I", "-c", FUTEX_CHILD, json.dumps(_profile())], capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", FUTEX_CHILD, json.dumps(_profile())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
     # Shared waits: EAGAIN (never woken); shared wakes: EINVAL (wake no one).

@@ -76,12 +76,19 @@ class Served:
     """A `toolcrib` server subprocess and the host:port it announced on stderr."""
 
     def __init__(self, args: list[str], pattern: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen([TOOLCRIB, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            [TOOLCRIB, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
         assert self.proc.stderr is not None
         first: list[str] = []
-        reader = threading.Thread(target=lambda: first.append(self.proc.stderr.readline() if self.proc.stderr else ""),
-                                  daemon=True)
+        reader = threading.Thread(
+            target=lambda: first.append(self.proc.stderr.readline() if self.proc.stderr else ""), daemon=True
+        )
         reader.start()
         reader.join(timeout=120)
         match = re.search(pattern, first[0] if first else "")
@@ -91,8 +98,9 @@ class Served:
         self.host, self.port = match.group("host"), int(match.group("port"))
         self.err: list[str] = []
         # Never block on a full pipe; keep what it says.
-        self._drain = threading.Thread(target=lambda: self.err.append(self.proc.stderr.read() if self.proc.stderr else ""),
-                                       daemon=True)
+        self._drain = threading.Thread(
+            target=lambda: self.err.append(self.proc.stderr.read() if self.proc.stderr else ""), daemon=True
+        )
         self._drain.start()
 
     @property
@@ -149,13 +157,20 @@ def _raw(server: Served, method: str, path: str, headers: dict[str, str], body: 
 
 
 def _mcp_headers(server: Served, **extra: str) -> dict[str, str]:
-    return {"Host": server.netloc, "Content-Type": "application/json",
-            "Accept": "application/json, text/event-stream", **extra}
+    return {
+        "Host": server.netloc,
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        **extra,
+    }
 
 
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-              "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                         "clientInfo": {"name": "raw", "version": "1"}}}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+}
 
 
 def _session(server: Served, **extra: str) -> str:
@@ -197,9 +212,14 @@ async def mcp_session(server: Served, token: str | None = None) -> AsyncIterator
 
 def _serve_once(registry: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run serve expecting a refusal; a server that starts instead is stopped and shows as a failure."""
-    proc = subprocess.Popen([TOOLCRIB, "--registry", str(registry), "serve", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TOOLCRIB_SERVE_TOKEN": ""})
+    proc = subprocess.Popen(
+        [TOOLCRIB, "--registry", str(registry), "serve", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TOOLCRIB_SERVE_TOKEN": ""},
+    )
     assert proc.stderr is not None
     first = proc.stderr.readline()
     if "listening on http" in first:
@@ -281,8 +301,11 @@ def test_allow_host_and_allow_origin_extend_the_list(serving: Any, registry: Pat
 def browsing(registry: Path) -> Iterator[Served]:
     with Registry(registry, actor="setup") as reg:
         assert reg.call("double", {"x": 21}).status == "ok"
-    server = Served(["browse", "--port", "0"], r" at http://(?P<host>[0-9.]+):(?P<port>\d+)/",
-                    env={"TOOLCRIB_REGISTRY": str(registry)})
+    server = Served(
+        ["browse", "--port", "0"],
+        r" at http://(?P<host>[0-9.]+):(?P<port>\d+)/",
+        env={"TOOLCRIB_REGISTRY": str(registry)},
+    )
     yield server
     server.stop()
 
@@ -290,11 +313,14 @@ def browsing(registry: Path) -> Iterator[Served]:
 AUDIT_PAGE = "/registry/tool_audit_log.json?tool=double"
 
 
-@pytest.mark.parametrize("forged", [
-    {"Host": "evil.example:{port}"},
-    {"Host": "evil.example"},
-    {"Host": "127.0.0.1:{port}", "Origin": EVIL_ORIGIN},
-])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"Host": "evil.example:{port}"},
+        {"Host": "evil.example"},
+        {"Host": "127.0.0.1:{port}", "Origin": EVIL_ORIGIN},
+    ],
+)
 def test_browse_refuses_a_foreign_host(browsing: Served, forged: dict[str, str]) -> None:
     headers = {k: v.format(port=browsing.port) for k, v in forged.items()}
     response = _raw(browsing, "GET", AUDIT_PAGE, headers)
@@ -355,8 +381,10 @@ def test_a_new_version_of_an_existing_tool_is_refused(serving: Any, registry: Pa
 
     async def body() -> None:
         async with mcp_session(server) as a, mcp_session(server) as b:
-            for args in ({"source": DOUBLE_PATCHED, "tests": [{"args": {"x": 1}, "expected": 3}]},
-                         {"source": DOUBLE_PATCHED, "name": "double", "tests": [{"args": {"x": 1}, "expected": 3}]}):
+            for args in (
+                {"source": DOUBLE_PATCHED, "tests": [{"args": {"x": 1}, "expected": 3}]},
+                {"source": DOUBLE_PATCHED, "name": "double", "tests": [{"args": {"x": 1}, "expected": 3}]},
+            ):
                 refused = await a.call_tool("add_tool", args)
                 assert refused.is_error
                 assert "double" in refused.structured_content["error"]["message"]
@@ -376,7 +404,9 @@ def test_a_new_version_of_an_existing_tool_is_refused(serving: Any, registry: Pa
 @asynccontextmanager
 async def stdio(registry: Path) -> AsyncIterator[ClientSession]:
     env = {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
-    params = StdioServerParameters(command=TOOLCRIB, args=["--registry", str(registry), "serve", "--allow-add"], env=env)
+    params = StdioServerParameters(
+        command=TOOLCRIB, args=["--registry", str(registry), "serve", "--allow-add"], env=env
+    )
     with open(os.devnull, "w") as quiet:
         async with stdio_client(params, errlog=quiet) as (read, write):
             async with ClientSession(read, write, client_info=CLIENT) as session:

@@ -32,8 +32,9 @@ def reply_of(source: str, *, restricted: bool = True, **job: Any) -> dict[str, A
 
 @pytest.mark.parametrize("restricted", [True, False])
 def test_args_mode_calls_the_entrypoint_with_keyword_args(restricted: bool) -> None:
-    reply = reply_of("def add(a, b=1):\n    return {'sum': a + b}\n", restricted=restricted,
-                     entrypoint="add", args={"a": 2, "b": 5})
+    reply = reply_of(
+        "def add(a, b=1):\n    return {'sum': a + b}\n", restricted=restricted, entrypoint="add", args={"a": 2, "b": 5}
+    )
     assert reply == {"status": "ok", "result": {"sum": 7}, "error": None, "limit": None, "stdout": ""}
 
 
@@ -45,30 +46,39 @@ def test_job_wire_format_is_accepted() -> None:
 
 @pytest.mark.parametrize("restricted", [True, False])
 def test_snippet_mode_sets_ans(restricted: bool) -> None:
-    reply = reply_of("def square(n):\n    return n * n\nans = 'tool-level ans is not the answer'\n",
-                     restricted=restricted, mode="snippet",
-                     snippet="nums = [2, 3]\nans = [square(n) for n in nums]\n")
+    reply = reply_of(
+        "def square(n):\n    return n * n\nans = 'tool-level ans is not the answer'\n",
+        restricted=restricted,
+        mode="snippet",
+        snippet="nums = [2, 3]\nans = [square(n) for n in nums]\n",
+    )
     assert reply["status"] == "ok" and reply["result"] == [4, 9]
 
 
 @pytest.mark.parametrize("restricted", [True, False])
 def test_snippet_without_ans_answers_with_stdout(restricted: bool) -> None:
-    reply = reply_of("def square(n):\n    return n * n\n", restricted=restricted, mode="snippet",
-                     snippet="print(square(4))\nprint('done')\n")
+    reply = reply_of(
+        "def square(n):\n    return n * n\n",
+        restricted=restricted,
+        mode="snippet",
+        snippet="print(square(4))\nprint('done')\n",
+    )
     assert reply["status"] == "ok" and reply["result"] == "16\ndone\n" and reply["stdout"] == "16\ndone\n"
 
 
 def test_snippet_is_under_the_same_policy() -> None:
-    reply = run_in_child({"source": "def f():\n    return 1\n", "mode": "snippet",
-                          "snippet": "x = 1\nans = f.__globals__\n"})
+    reply = run_in_child(
+        {"source": "def f():\n    return 1\n", "mode": "snippet", "snippet": "x = 1\nans = f.__globals__\n"}
+    )
     assert reply["status"] == "blocked"
     assert reply["error"]["message"].startswith('line 2: attribute name "__globals__"')
 
 
 @pytest.mark.parametrize("restricted", [True, False])
 def test_tool_errors_carry_type_message_and_tool_line(restricted: bool) -> None:
-    reply = reply_of("def helper(d):\n    return d['missing']\n\ndef run():\n    return helper({})\n",
-                     restricted=restricted)
+    reply = reply_of(
+        "def helper(d):\n    return d['missing']\n\ndef run():\n    return helper({})\n", restricted=restricted
+    )
     assert reply["status"] == "error"
     assert reply["error"] == {"type": "KeyError", "message": "'missing'", "line": 2}
 
@@ -88,7 +98,9 @@ def test_missing_entrypoint_is_an_error() -> None:
 def test_exception_text_never_runs_tool_methods() -> None:
     # A tool-defined __str__ (or an argument's __repr__) that would hang is
     # not called: the message comes from the plain arguments or a placeholder.
-    reply = run_in_child({"source": '''
+    reply = run_in_child(
+        {
+            "source": """
 class Stuck(Exception):
     def __str__(self):
         while True:
@@ -101,10 +113,18 @@ def run(which="str"):
     if which == "str":
         raise Stuck("plain text")
     raise ValueError(Arg())
-'''}, timeout=5)
+"""
+        },
+        timeout=5,
+    )
     assert reply["status"] == "error" and reply["error"] == {"type": "Stuck", "message": "plain text", "line": 12}
-    reply = run_in_child({"source": "class Arg(object):\n    def __repr__(self):\n        while True:\n"
-                                    "            pass\ndef run():\n    raise ValueError(Arg())\n"}, timeout=5)
+    reply = run_in_child(
+        {
+            "source": "class Arg(object):\n    def __repr__(self):\n        while True:\n"
+            "            pass\ndef run():\n    raise ValueError(Arg())\n"
+        },
+        timeout=5,
+    )
     assert reply["error"]["message"] == "<ValueError with non-text arguments>"
 
 
@@ -123,45 +143,58 @@ def test_recursion_is_an_error() -> None:
 
 @pytest.mark.parametrize("restricted", [True, False])
 def test_print_flood_is_an_output_limit(restricted: bool) -> None:
-    reply = run_in_child({"source": "def run():\n    while True:\n        print('flood')\n",
-                          "limits": {"output": 4}}, restricted=restricted)
+    reply = run_in_child(
+        {"source": "def run():\n    while True:\n        print('flood')\n", "limits": {"output": 4}},
+        restricted=restricted,
+    )
     assert reply["status"] == "limit" and reply["limit"] == "output"
     assert len(reply["stdout"]) <= 4096
 
 
 def test_large_result_is_an_output_limit_and_the_reply_fits_the_cap() -> None:
-    for source in ("def run():\n    return 'y' * 9000\n", "def run():\n    return list(range(5000))\n",
-                   "def run():\n    print('p' * 3000)\n    return 'r' * 3000\n"):
+    for source in (
+        "def run():\n    return 'y' * 9000\n",
+        "def run():\n    return list(range(5000))\n",
+        "def run():\n    print('p' * 3000)\n    return 'r' * 3000\n",
+    ):
         data = run_job({"source": source, "entrypoint": "run", "limits": {"output": 4}})
         assert len(data) <= 4 * 1024
         reply = json.loads(data)
         assert reply["status"] == "limit" and reply["limit"] == "output", source
 
 
-@pytest.mark.parametrize("job", [
-    {},
-    {"source": None, "entrypoint": "run"},
-    {"source": "def run():\n    return 1\n", "entrypoint": 5},
-    {"source": "def run():\n    return 1\n", "entrypoint": "run", "mode": "weird"},
-    {"source": "def run():\n    return 1\n", "entrypoint": "run", "mode": "snippet", "snippet": None},
-    {"source": "def run(a):\n    return a\n", "entrypoint": "run", "args": {"b": 1}},
-    {"source": "x = 1\x00\n", "entrypoint": "run"},
-])
+@pytest.mark.parametrize(
+    "job",
+    [
+        {},
+        {"source": None, "entrypoint": "run"},
+        {"source": "def run():\n    return 1\n", "entrypoint": 5},
+        {"source": "def run():\n    return 1\n", "entrypoint": "run", "mode": "weird"},
+        {"source": "def run():\n    return 1\n", "entrypoint": "run", "mode": "snippet", "snippet": None},
+        {"source": "def run(a):\n    return a\n", "entrypoint": "run", "args": {"b": 1}},
+        {"source": "x = 1\x00\n", "entrypoint": "run"},
+    ],
+)
 def test_malformed_jobs_get_an_answer_not_an_exception(job: dict) -> None:
     reply = json.loads(run_job(job))
     assert set(reply) == REPLY_KEYS and reply["status"] in ("error", "blocked")
 
 
 def test_unreadable_output_limit_falls_back_to_the_default_cap() -> None:
-    reply = json.loads(run_job({"source": "def run():\n    return 'z' * 5000\n", "entrypoint": "run",
-                                "limits": {"output": "lots"}}))
+    reply = json.loads(
+        run_job({"source": "def run():\n    return 'z' * 5000\n", "entrypoint": "run", "limits": {"output": "lots"}})
+    )
     assert reply["status"] == "ok" and reply["result"] == "z" * 5000
 
 
 def test_plain_mode_has_real_python() -> None:
-    reply = run_in_child({"source": "import os, sys\ndef run():\n    print('plain')\n"
-                                    "    return [os.getpid() > 0, type(sys.maxsize).__name__]\n"},
-                         restricted=False)
+    reply = run_in_child(
+        {
+            "source": "import os, sys\ndef run():\n    print('plain')\n"
+            "    return [os.getpid() > 0, type(sys.maxsize).__name__]\n"
+        },
+        restricted=False,
+    )
     assert reply == {"status": "ok", "result": [True, "int"], "error": None, "limit": None, "stdout": "plain\n"}
 
 
@@ -187,12 +220,30 @@ def test_warm_leaves_nothing_to_import_at_call_time() -> None:
 
 def test_to_json_converts_by_exact_type() -> None:
     Point = collections.namedtuple("Point", "x y")
-    value = {"t": (1, 2), "s": {3, 1, 2}, "f": frozenset({"b", "a"}), "n": None, "b": True, "fl": 1.5,
-             "c": collections.Counter("aab"), "d": collections.deque([1, 2]), "p": Point(1, 2),
-             "mixed": {1, "a", (1, 2)}}
-    assert to_json(value, 1 << 20) == {"t": [1, 2], "s": [1, 2, 3], "f": ["a", "b"], "n": None, "b": True,
-                                       "fl": 1.5, "c": {"a": 2, "b": 1}, "d": [1, 2], "p": [1, 2],
-                                       "mixed": sorted([1, "a", [1, 2]], key=json.dumps)}
+    value = {
+        "t": (1, 2),
+        "s": {3, 1, 2},
+        "f": frozenset({"b", "a"}),
+        "n": None,
+        "b": True,
+        "fl": 1.5,
+        "c": collections.Counter("aab"),
+        "d": collections.deque([1, 2]),
+        "p": Point(1, 2),
+        "mixed": {1, "a", (1, 2)},
+    }
+    assert to_json(value, 1 << 20) == {
+        "t": [1, 2],
+        "s": [1, 2, 3],
+        "f": ["a", "b"],
+        "n": None,
+        "b": True,
+        "fl": 1.5,
+        "c": {"a": 2, "b": 1},
+        "d": [1, 2],
+        "p": [1, 2],
+        "mixed": sorted([1, "a", [1, 2]], key=json.dumps),
+    }
 
 
 def test_to_json_reads_builtin_subclasses_without_their_methods() -> None:
@@ -218,10 +269,19 @@ def test_to_json_reads_builtin_subclasses_without_their_methods() -> None:
     assert type(out[0]["k"]) is int
 
 
-@pytest.mark.parametrize("value,fragment", [
-    (math.nan, "float nan"), (math.inf, "float inf"), ({1: "a"}, "dict key of type int"), (object(), "object"),
-    (b"bytes", "bytes"), (1 << 20000, "int too large"), (len, "builtin_function_or_method"),
-], ids=["nan", "inf", "int-key", "object", "bytes", "huge-int", "builtin"])
+@pytest.mark.parametrize(
+    "value,fragment",
+    [
+        (math.nan, "float nan"),
+        (math.inf, "float inf"),
+        ({1: "a"}, "dict key of type int"),
+        (object(), "object"),
+        (b"bytes", "bytes"),
+        (1 << 20000, "int too large"),
+        (len, "builtin_function_or_method"),
+    ],
+    ids=["nan", "inf", "int-key", "object", "bytes", "huge-int", "builtin"],
+)
 def test_to_json_refuses_what_is_not_json(value: Any, fragment: str) -> None:
     with pytest.raises(ResultNotJSON, match=fragment):
         to_json(value, 1 << 20)
@@ -252,7 +312,9 @@ def test_to_json_budget() -> None:
 
 
 def test_user_objects_in_results_are_errors_not_calls() -> None:
-    reply = run_in_child({"source": '''
+    reply = run_in_child(
+        {
+            "source": """
 class Sneaky(object):
     def __eq__(self, other):
         while True:
@@ -262,6 +324,9 @@ class Sneaky(object):
             pass
 def run():
     return {"ok": [1, Sneaky()]}
-'''}, timeout=5)
+"""
+        },
+        timeout=5,
+    )
     assert reply["status"] == "error"
     assert reply["error"] == {"type": "ResultNotJSON", "message": "result is not JSON: Sneaky", "line": None}

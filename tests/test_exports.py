@@ -34,8 +34,12 @@ OPENAI_CHAT = {
             "type": "object",
             "required": ["name"],
             "additionalProperties": False,
-            "properties": {"name": NAME, "description": {"type": "string"}, "parameters": OBJECT_SCHEMA,
-                           "strict": {"type": "boolean"}},
+            "properties": {
+                "name": NAME,
+                "description": {"type": "string"},
+                "parameters": OBJECT_SCHEMA,
+                "strict": {"type": "boolean"},
+            },
         },
     },
 }
@@ -46,8 +50,13 @@ OPENAI_RESPONSES = {
     "type": "object",
     "required": ["type", "name", "parameters", "strict"],
     "additionalProperties": False,
-    "properties": {"type": {"const": "function"}, "name": NAME, "description": {"type": "string"},
-                   "parameters": OBJECT_SCHEMA, "strict": {"type": "boolean"}},
+    "properties": {
+        "type": {"const": "function"},
+        "name": NAME,
+        "description": {"type": "string"},
+        "parameters": OBJECT_SCHEMA,
+        "strict": {"type": "boolean"},
+    },
 }
 
 # Anthropic Messages API, `tools[]`: a client tool is {name (^[a-zA-Z0-9_-]{1,64}$),
@@ -179,15 +188,29 @@ def test_openai_strict_where_the_schema_allows_it(tc) -> None:
 
 def test_strict_parameters_reasons() -> None:
     ok, reasons = strict_parameters({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]})
-    assert ok == {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": False}
+    assert ok == {
+        "type": "object",
+        "properties": {"a": {"type": "string"}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
     assert reasons == []
     none, reasons = strict_parameters(
-        {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}},
-         "required": ["a"], "additionalProperties": False}
+        {
+            "type": "object",
+            "properties": {"a": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}},
+            "required": ["a"],
+            "additionalProperties": False,
+        }
     )
     assert none is None and reasons == ["a uses 'uniqueItems', which strict mode does not support"]
-    none, reasons = strict_parameters({"type": "object", "properties": {"m": {"type": "object", "additionalProperties": {"type": "integer"}}},
-                                       "required": ["m"]})
+    none, reasons = strict_parameters(
+        {
+            "type": "object",
+            "properties": {"m": {"type": "object", "additionalProperties": {"type": "integer"}}},
+            "required": ["m"],
+        }
+    )
     assert none is None and any("open-ended" in r for r in reasons)
 
 
@@ -237,7 +260,9 @@ def test_mcp_export_is_what_serve_lists(module_reg: Registry) -> None:
         listed = {tool.name: tool for tool in server.listings()}
     finally:
         server.close()
-    exported = export_definitions([module_reg.get("count_words"), module_reg.get("total"), module_reg.get("sort_words@1.0.0")], "mcp")
+    exported = export_definitions(
+        [module_reg.get("count_words"), module_reg.get("total"), module_reg.get("sort_words@1.0.0")], "mcp"
+    )
     assert set(listed) == {"count_words", "total", "sort_words"}
     for definition in exported.definitions:
         served = listed[definition["name"]].model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -45,8 +45,9 @@ def test_guarded_walk_from_facades_reaches_no_module_frame_or_code() -> None:
     levels deep from every facade member: no module, frame, code object or
     function globals may turn up."""
     bad = (types.ModuleType, types.FrameType, types.CodeType, types.TracebackType)
-    frontier: list[tuple[str, Any]] = [(f"{m}.{n}", v) for m, f in FACADES.items() for n, v in vars(f).items()
-                                       if not n.startswith("_")]
+    frontier: list[tuple[str, Any]] = [
+        (f"{m}.{n}", v) for m, f in FACADES.items() for n, v in vars(f).items() if not n.startswith("_")
+    ]
     for _depth in range(2):
         nxt: list[tuple[str, Any]] = []
         for path, obj in frontier:
@@ -78,15 +79,18 @@ def test_unoffered_names_are_refusals_not_attribute_errors() -> None:
     assert STATE.violation is not None
 
 
-@pytest.mark.parametrize("name,fromlist,level,match", [
-    ("os", (), 0, 'import of "os" is not allowed'),
-    ("collections.abc", (), 0, 'import of "collections.abc"'),
-    ("json", ("JSONEncoder",), 0, 'offers no "JSONEncoder"'),
-    ("string", ("Formatter",), 0, 'offers no "Formatter"'),
-    ("operator", ("attrgetter",), 0, 'import of "operator"'),
-    ("", ("execute",), 1, "relative import is not allowed"),
-    ("importlib", (), 0, 'import of "importlib"'),
-])
+@pytest.mark.parametrize(
+    "name,fromlist,level,match",
+    [
+        ("os", (), 0, 'import of "os" is not allowed'),
+        ("collections.abc", (), 0, 'import of "collections.abc"'),
+        ("json", ("JSONEncoder",), 0, 'offers no "JSONEncoder"'),
+        ("string", ("Formatter",), 0, 'offers no "Formatter"'),
+        ("operator", ("attrgetter",), 0, 'import of "operator"'),
+        ("", ("execute",), 1, "relative import is not allowed"),
+        ("importlib", (), 0, 'import of "importlib"'),
+    ],
+)
 def test_import_refusals(name: str, fromlist: tuple, level: int, match: str) -> None:
     with pytest.raises(PolicyViolation, match=match):
         guarded_import(name, None, None, fromlist, level)
@@ -98,7 +102,7 @@ def test_import_returns_facades_never_modules() -> None:
 
 
 def test_math_itertools_functools_heapq_bisect() -> None:
-    assert ok('''
+    assert ok("""
 import math, itertools, functools, heapq, bisect
 from functools import lru_cache, partial, reduce, cmp_to_key
 @lru_cache(maxsize=None)
@@ -116,12 +120,28 @@ def run():
             reduce(lambda a, b: a * b, [1, 2, 3, 4]), partial(pow, 2)(8), fib(40),
             sorted([3, 1, 2], key=cmp_to_key(lambda a, b: b - a)), first, xs, bisect.bisect_left(xs, 4),
             heapq.nlargest(2, [4, 9, 1])]
-''') == [6, 4, 3.142, 10, [["a", "b"], ["a", "c"]], [1, 3, 6], [5, 6, 7], ["a", "b"], 24, 256, 102334155,
-         [3, 2, 1], 1, [1, 3, 4, 5], 2, [9, 4]]
+""") == [
+        6,
+        4,
+        3.142,
+        10,
+        [["a", "b"], ["a", "c"]],
+        [1, 3, 6],
+        [5, 6, 7],
+        ["a", "b"],
+        24,
+        256,
+        102334155,
+        [3, 2, 1],
+        1,
+        [1, 3, 4, 5],
+        2,
+        [9, 4],
+    ]
 
 
 def test_collections_and_namedtuple() -> None:
-    assert ok('''
+    assert ok("""
 from collections import Counter, defaultdict, OrderedDict, deque, namedtuple, ChainMap
 Point = namedtuple("Point", "x y")
 def run():
@@ -135,11 +155,11 @@ def run():
     p = Point(1, y=2)
     return [c.most_common(2), dict(d), list(q), list(od), p, p.x + p.y, type(p) is Point,
             ChainMap({"a": 1}, {"b": 2})["b"], q]
-''') == [[["i", 4], ["s", 4]], {"a": [1]}, [2, 0, 1], ["b", "a"], [1, 2], 3, True, 2, [2, 0, 1]]
+""") == [[["i", 4], ["s", 4]], {"a": [1]}, [2, 0, 1], ["b", "a"], [1, 2], 3, True, 2, [2, 0, 1]]
 
 
 def test_fractions_decimal_statistics() -> None:
-    assert ok('''
+    assert ok("""
 from fractions import Fraction
 from decimal import Decimal, getcontext, localcontext, ROUND_HALF_UP
 import statistics
@@ -153,26 +173,29 @@ def run():
             str(short), str(Decimal("2.675").quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
             statistics.mean([1, 2, 3, 4]), statistics.median([3, 1, 2]), statistics.mode("aab"),
             round(statistics.stdev([1, 2, 3, 4]), 4)]
-''') == ["1", "1/2", "0.333333", "0.33", "2.68", 2.5, 2, "a", 1.291]
+""") == ["1", "1/2", "0.333333", "0.33", "2.68", 2.5, 2, "a", 1.291]
 
 
 def test_decimal_context_is_reset_between_calls() -> None:
-    assert ok("from decimal import getcontext\ndef run():\n    getcontext().prec = 3\n"
-              "    return getcontext().prec\n") == 3
+    assert (
+        ok("from decimal import getcontext\ndef run():\n    getcontext().prec = 3\n    return getcontext().prec\n") == 3
+    )
     assert ok("from decimal import getcontext\ndef run():\n    return getcontext().prec\n") == 28
 
 
 def test_random_is_an_instance_reseeded_per_call() -> None:
     source = "import random\ndef run():\n    return [random.random() for _ in range(3)]\n"
     assert ok(source) != ok(source)
-    seeded = "import random\ndef run():\n    random.seed(7)\n    x = random.randint(1, 100)\n" \
-             "    random.seed(7)\n    return [x, random.randint(1, 100), random.choice('abc') in 'abc']\n"
+    seeded = (
+        "import random\ndef run():\n    random.seed(7)\n    x = random.randint(1, 100)\n"
+        "    random.seed(7)\n    return [x, random.randint(1, 100), random.choice('abc') in 'abc']\n"
+    )
     first, second, member = ok(seeded)
     assert first == second and member is True
 
 
 def test_string_re_json_datetime_copy() -> None:
-    assert ok('''
+    assert ok("""
 import string, re, json, datetime, copy
 def run():
     m = re.search(r"(?P<word>[a-z]+)(\\d+)", "xx abc123")
@@ -187,13 +210,28 @@ def run():
             json.loads('{"k": [1, 2.5, null]}'), json.dumps({"b": 1, "a": 2}, sort_keys=True),
             day.isoformat(), stamp.hour, (datetime.datetime(2024, 1, 2) - datetime.datetime(2024, 1, 1)).days,
             datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc).isoformat(), nested, clone]
-''') == ["abc", "Hello World", "abc", ["abc", "123"], "(?P<word>[a-z]+)(\\d+)", "a-c", ["a", "b", "c"],
-         "a\\.b", {"k": [1, 2.5, None]}, '{"a": 2, "b": 1}', "2024-02-29", 10, 1,
-         "2024-01-01T00:00:00+00:00", {"a": [1, 2]}, {"a": [1, 2, 3]}]
+""") == [
+        "abc",
+        "Hello World",
+        "abc",
+        ["abc", "123"],
+        "(?P<word>[a-z]+)(\\d+)",
+        "a-c",
+        ["a", "b", "c"],
+        "a\\.b",
+        {"k": [1, 2.5, None]},
+        '{"a": 2, "b": 1}',
+        "2024-02-29",
+        10,
+        1,
+        "2024-01-01T00:00:00+00:00",
+        {"a": [1, 2]},
+        {"a": [1, 2, 3]},
+    ]
 
 
 def test_typing_names_are_inert_annotations() -> None:
-    assert ok('''
+    assert ok("""
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union, TypeVar, cast
 import typing
 T = TypeVar("T")
@@ -202,7 +240,7 @@ def pick(xs: List[T], key: Optional[Callable[[T], Any]] = None) -> Dict[str, Uni
 def run() -> Tuple[int, ...]:
     hint: typing.Optional[int] = cast(int, 3)
     return [pick([1, 2]), hint, int | None is not None]
-''') == [{"n": 2}, 3, True]
+""") == [{"n": 2}, 3, True]
 
 
 def test_dangerous_facade_paths_are_refused() -> None:
@@ -226,7 +264,7 @@ def test_dangerous_facade_paths_are_refused() -> None:
 def test_datetime_formatting_works_through_the_time_facade() -> None:
     # datetime's C code imports `time` through the tool's own __import__ for
     # strftime and timetuple; real LATM output (a meeting scheduler) needs it.
-    source = '''
+    source = """
 from datetime import datetime, timedelta
 import time
 def run():
@@ -234,13 +272,17 @@ def run():
     end = start + timedelta(minutes=90)
     stamp = time.strftime("%Y", time.gmtime(0))
     return [start.strftime("%H:%M"), end.strftime("%H:%M"), end.timetuple().tm_hour, stamp, time.time() > 0]
-'''
-    reply = json.loads(execute.run_job({"source": source, "entrypoint": "run", "mode": "args", "args": {}, "limits": {"output": 64}}))
+"""
+    reply = json.loads(
+        execute.run_job({"source": source, "entrypoint": "run", "mode": "args", "args": {}, "limits": {"output": 64}})
+    )
     assert reply["status"] == "ok", reply
     assert reply["result"] == ["09:30", "11:00", 11, "1970", True]
 
 
 def test_time_facade_offers_only_its_names() -> None:
     source = "import time\ndef run():\n    return time.tzset\n"
-    reply = json.loads(execute.run_job({"source": source, "entrypoint": "run", "mode": "args", "args": {}, "limits": {"output": 64}}))
+    reply = json.loads(
+        execute.run_job({"source": source, "entrypoint": "run", "mode": "args", "args": {}, "limits": {"output": 64}})
+    )
     assert reply["status"] == "blocked", reply

@@ -223,8 +223,9 @@ def test_a_plain_tool_exiting_with_the_setup_code_is_no_unavailable_sandbox() ->
 
     backend = RestrictedBackend()
     try:
-        result = backend.run(Job(source=f"import os\ndef f():\n    os._exit({EXIT_SETUP_FAILED})\n", entrypoint="f",
-                                 policy="plain"))
+        result = backend.run(
+            Job(source=f"import os\ndef f():\n    os._exit({EXIT_SETUP_FAILED})\n", entrypoint="f", policy="plain")
+        )
     finally:
         backend.close()
     assert result.status == "error", result

@@ -56,8 +56,9 @@ RAW_CONTROLS = ("\x1b", "\x07", "\r", "\x9b", "\u202e")
 
 
 def run(*args: str, registry: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TOOLCRIB, "--registry", str(registry), *args], input=stdin, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [*TOOLCRIB, "--registry", str(registry), *args], input=stdin, capture_output=True, text=True, timeout=300
+    )
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
@@ -85,8 +86,7 @@ def test_an_overflowing_number_in_a_forged_reply_is_refused(number: str) -> None
     raw = ('{"status":"ok","result":[' + number + '],"error":null,"limit":null,"stdout":""}').encode()
     with pytest.raises(wire.ProtocolError, match="not a finite"):
         wire.parse_reply(raw, cap=1 << 20)
-    got = wire.classify(None, {"exit": 0}, restricted=True, limits={"cpu": 1, "memory": 64},
-                        problem="forged")
+    got = wire.classify(None, {"exit": 0}, restricted=True, limits={"cpu": 1, "memory": 64}, problem="forged")
     assert got["status"] == "error"
 
 
@@ -95,7 +95,7 @@ def test_an_integer_past_the_digit_limit_in_a_reply_is_refused_before_int_sees_i
     with pytest.raises(wire.OverBound, match="integer with 5000 digits"):
         wire.parse_reply(raw, cap=1 << 20)
     # The limit itself is still a number the host can print.
-    ok = ('{"status":"ok","result":-' + "9" * wire.MAX_INT_DIGITS + ',"error":null,"limit":null,"stdout":""}')
+    ok = '{"status":"ok","result":-' + "9" * wire.MAX_INT_DIGITS + ',"error":null,"limit":null,"stdout":""}'
     assert str(wire.parse_reply(ok.encode(), cap=1 << 20)["result"]).startswith("-999")
 
 
@@ -191,14 +191,18 @@ def test_tests_task_and_question_files_past_a_bound_are_exit_2(registry: Path, t
         one_line_error(used, 2, task.name)
     lines = tmp_path / "lines.jsonl"
     lines.write_text('{"input": "q", "target": 1}\n\n{"input": "r", "target": ' + HUGE_INT + "}\n")
-    one_line_error(run("make", str(lines), "--replay", str(replay), registry=registry), 2,
-                   "lines.jsonl: line 3: integer with 5000 digits")
+    one_line_error(
+        run("make", str(lines), "--replay", str(replay), registry=registry),
+        2,
+        "lines.jsonl: line 3: integer with 5000 digits",
+    )
     tests = tmp_path / "add.tests.json"
     tests.write_text('[{"args": {"a": 1, "b": 2}, "expected": ' + HUGE_INT + "}]")
     source = tmp_path / "add.py"
     source.write_text(ADD.replace("a + b", "b + a"))
-    one_line_error(run("add", str(source), "--tests", str(tests), registry=registry), 2,
-                   "the tests file: integer with 5000 digits")
+    one_line_error(
+        run("add", str(source), "--tests", str(tests), registry=registry), 2, "the tests file: integer with 5000 digits"
+    )
 
 
 def test_an_endless_input_file_is_read_only_up_to_the_bound(registry: Path, tmp_path: Path) -> None:
@@ -209,10 +213,17 @@ def test_an_endless_input_file_is_read_only_up_to_the_bound(registry: Path, tmp_
 
     replay = tmp_path / "replay.json"
     replay.write_text('["no reply needed"]')
-    for args, needle in [(["import", "/dev/zero"], "bundle file is larger than"),
-                         (["make", "/dev/zero", "--replay", str(replay)], "task file /dev/zero is larger than")]:
-        done = subprocess.run([*TOOLCRIB, "--registry", str(registry), *args], capture_output=True, text=True,
-                              timeout=300, preexec_fn=small_memory)
+    for args, needle in [
+        (["import", "/dev/zero"], "bundle file is larger than"),
+        (["make", "/dev/zero", "--replay", str(replay)], "task file /dev/zero is larger than"),
+    ]:
+        done = subprocess.run(
+            [*TOOLCRIB, "--registry", str(registry), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=small_memory,
+        )
         one_line_error(done, 2, needle)
 
 
@@ -254,8 +265,9 @@ def _unusable_paths(tmp_path: Path) -> list[Path]:
     return [directory, Path("/dev/null"), Path("/proc/self/status"), Path("/proc/no-such-dir/r.db")]
 
 
-@pytest.mark.parametrize("command", [["init"], ["list"], ["audit"], ["show", "add"], ["call", "add"],
-                                     ["search", "add"], ["history", "add"]])
+@pytest.mark.parametrize(
+    "command", [["init"], ["list"], ["audit"], ["show", "add"], ["call", "add"], ["search", "add"], ["history", "add"]]
+)
 def test_an_unusable_registry_path_is_exit_8_for_every_command(tmp_path: Path, command: list[str]) -> None:
     for path in _unusable_paths(tmp_path):
         done = run(*command, registry=path)
@@ -272,13 +284,15 @@ def test_a_registry_on_a_read_only_file_system_is_exit_8(registry: Path, tmp_pat
     mount = tmp_path / "ro"
     mount.mkdir()
     shutil.copy(registry, mount / "r.db")
-    script = (
-        f"mount --bind {mount} {mount} && mount -o remount,bind,ro {mount} && "
-        + " ; ".join(
-            f"{' '.join(TOOLCRIB[:2])} '{TOOLCRIB[2]}' --registry {mount}/{name} {cmd} ; echo rc=$?"
-            for name, cmd in [("r.db", "list"), ("r.db", "audit"), ("r.db", "call add --arg a=1 --arg b=2 "
-                              "--allow-unverified"), ("r.db", "yank add@1.0.0 -r why"), ("new.db", "init")]
-        )
+    script = f"mount --bind {mount} {mount} && mount -o remount,bind,ro {mount} && " + " ; ".join(
+        f"{' '.join(TOOLCRIB[:2])} '{TOOLCRIB[2]}' --registry {mount}/{name} {cmd} ; echo rc=$?"
+        for name, cmd in [
+            ("r.db", "list"),
+            ("r.db", "audit"),
+            ("r.db", "call add --arg a=1 --arg b=2 --allow-unverified"),
+            ("r.db", "yank add@1.0.0 -r why"),
+            ("new.db", "init"),
+        ]
     )
     probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
     if probe.returncode != 0:
@@ -316,8 +330,9 @@ def _entry_bytes(registry: Path) -> int:
     import sqlite3
 
     with sqlite3.connect(registry) as conn:
-        return int(conn.execute("SELECT length(CAST(details AS BLOB)) FROM audit ORDER BY seq DESC LIMIT 1")
-                   .fetchone()[0])
+        return int(
+            conn.execute("SELECT length(CAST(details AS BLOB)) FROM audit ORDER BY seq DESC LIMIT 1").fetchone()[0]
+        )
 
 
 def _fields_within_cap(details: dict) -> bool:
@@ -331,11 +346,14 @@ def _fields_within_cap(details: dict) -> bool:
     return True
 
 
-@pytest.mark.parametrize("args", [
-    {"a": "x" * 10_000_000, "b": 1},  # wrong type: the field error quotes the value
-    {"a": 1, "b": 2, "x" * 10_000_000: 1},  # an unexpected argument's name
-    {"a": 1, "b": 2, **{f"extra{i}": i for i in range(20_000)}},  # many field errors
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"a": "x" * 10_000_000, "b": 1},  # wrong type: the field error quotes the value
+        {"a": 1, "b": 2, "x" * 10_000_000: 1},  # an unexpected argument's name
+        {"a": 1, "b": 2, **{f"extra{i}": i for i in range(20_000)}},  # many field errors
+    ],
+)
 def test_an_invalid_call_with_a_10_mb_argument_writes_a_small_entry(registry: Path, args: dict) -> None:
     with Registry(registry, actor="tester") as reg:
         with pytest.raises(ArgumentsError) as info:
@@ -372,16 +390,19 @@ def _cli(registry: Path, *args: str, actor: str = "client" + EVIL) -> tuple[int,
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.mark.parametrize("command", [
-    ["call", "shout", "--arg", "text=hi", "--allow-unverified"],
-    ["call", "shout", "--arg", "text=1", "--allow-unverified", "--arg", "x" + EVIL + "=1"],  # invalid: the error
-    ["show", "shout"],
-    ["list"],
-    ["list", "--stats"],
-    ["search", "shout loudly"],
-    ["history", "shout"],
-    ["audit"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["call", "shout", "--arg", "text=hi", "--allow-unverified"],
+        ["call", "shout", "--arg", "text=1", "--allow-unverified", "--arg", "x" + EVIL + "=1"],  # invalid: the error
+        ["show", "shout"],
+        ["list"],
+        ["list", "--stats"],
+        ["search", "shout loudly"],
+        ["history", "shout"],
+        ["audit"],
+    ],
+)
 def test_no_control_character_reaches_a_terminal_raw(evil_registry: Path, command: list[str]) -> None:
     # A call first, so that `audit` and `list --stats` have a client's entry to show.
     _cli(evil_registry, "call", "shout", "--arg", "text=" + EVIL, "--allow-unverified")
@@ -421,8 +442,7 @@ def test_an_mcp_client_name_reaches_the_audit_table_escaped(tmp_path: Path) -> N
         assert reg.verify("add").status == "verified"
     client = types.Implementation(name="agent" + EVIL, version="1" + EVIL)
     env = {"TOOLCRIB_ACTOR": "operator", **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
-    params = StdioServerParameters(command=TOOLCRIB[0], args=[*TOOLCRIB[1:], "--registry", str(path), "serve"],
-                                   env=env)
+    params = StdioServerParameters(command=TOOLCRIB[0], args=[*TOOLCRIB[1:], "--registry", str(path), "serve"], env=env)
 
     async def body() -> None:
         with open(os.devnull, "w") as quiet:

@@ -25,13 +25,44 @@ pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="syscall 
 
 # x86_64 numbers, for raw syscalls the standard library has no wrapper for.
 NR = {
-    "openat": 257, "socket": 41, "socketpair": 53, "clone": 56, "fork": 57, "execve": 59, "kill": 62,
-    "tgkill": 234, "ptrace": 101, "unshare": 272, "mount": 165, "bpf": 321, "io_uring_setup": 425,
-    "keyctl": 250, "userfaultfd": 323, "perf_event_open": 298, "memfd_create": 319, "pipe2": 293,
-    "shmget": 29, "msgget": 68, "chmod": 90, "chown": 92, "newfstatat": 262, "access": 21, "readlink": 89,
-    "setxattr": 188, "process_vm_readv": 310, "pidfd_open": 434, "setns": 308, "chdir": 80,
-    "mknod": 133, "rename": 82, "prctl": 157, "personality": 135, "add_key": 248,
-    "getpid": 39, "clone3": 435, "prlimit64": 302,
+    "openat": 257,
+    "socket": 41,
+    "socketpair": 53,
+    "clone": 56,
+    "fork": 57,
+    "execve": 59,
+    "kill": 62,
+    "tgkill": 234,
+    "ptrace": 101,
+    "unshare": 272,
+    "mount": 165,
+    "bpf": 321,
+    "io_uring_setup": 425,
+    "keyctl": 250,
+    "userfaultfd": 323,
+    "perf_event_open": 298,
+    "memfd_create": 319,
+    "pipe2": 293,
+    "shmget": 29,
+    "msgget": 68,
+    "chmod": 90,
+    "chown": 92,
+    "newfstatat": 262,
+    "access": 21,
+    "readlink": 89,
+    "setxattr": 188,
+    "process_vm_readv": 310,
+    "pidfd_open": 434,
+    "setns": 308,
+    "chdir": 80,
+    "mknod": 133,
+    "rename": 82,
+    "prctl": 157,
+    "personality": 135,
+    "add_key": 248,
+    "getpid": 39,
+    "clone3": 435,
+    "prlimit64": 302,
 }
 
 
@@ -211,8 +242,7 @@ print(json.dumps(out))
 
 def _run_without(hide: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "TOOLCRIB_ALLOW_WEAK_JAIL"}
-    proc = subprocess.run([sys.executable, "-c", _WITHOUT, hide], capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT, hide], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
@@ -307,8 +337,9 @@ def test_the_sandbox_has_a_host_name_of_its_own() -> None:
 
     backend = RestrictedBackend()
     try:
-        result = backend.run(Job(source="import os\ndef f():\n    return os.uname().nodename\n", entrypoint="f",
-                                 policy="plain"))
+        result = backend.run(
+            Job(source="import os\ndef f():\n    return os.uname().nodename\n", entrypoint="f", policy="plain")
+        )
     finally:
         backend.close()
     assert (result.status, result.result) == ("ok", jail_module.SANDBOX_HOSTNAME), result

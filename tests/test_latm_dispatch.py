@@ -44,8 +44,10 @@ def registry_backends(fake_sandbox: FakeBackend) -> dict[str, FakeBackend]:
 @pytest.fixture
 def reg(reg: Registry, tmp_path: Path, fake_sandbox: FakeBackend) -> Registry:
     """The shared registry, with a word-sorting and a date-difference tool made."""
-    for name, data, replies in (("word_sorting", SORT, [SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]),
-                                ("date_difference", DAYS, DAYS_REPLIES)):
+    for name, data, replies in (
+        ("word_sorting", SORT, [SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]),
+        ("date_difference", DAYS, DAYS_REPLIES),
+    ):
         made = make(reg, load_task(write_json(tmp_path / f"{name}.json", data)), ReplayModel(replies))
         assert made.status == "made", made.error
     assert fake_sandbox.jobs  # made and verified on the fake, not in a zygote
@@ -90,10 +92,13 @@ def cli_registry(reg: Registry) -> Path:
 
 
 def test_cli_dispatch_to_a_tool_and_then_use_it(tc, tmp_path: Path):
-    replies = write_json(tmp_path / "r.json", [
-        "Task: word_sorting",
-        f'```python\nans = " ".join(sort_words("{SORT_QUESTION}"))\n```',
-    ])
+    replies = write_json(
+        tmp_path / "r.json",
+        [
+            "Task: word_sorting",
+            f'```python\nans = " ".join(sort_words("{SORT_QUESTION}"))\n```',
+        ],
+    )
     result = tc("dispatch", SORT_QUESTION, "--replay", replies, "--then-use")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["sort_words@1.0.0", "rose tulip"]
@@ -110,19 +115,33 @@ def test_cli_dispatch_none_fits_exits_3(tc, tmp_path: Path):
 
 
 def test_cli_dispatch_makes_a_tool_when_none_fits(tc, tmp_path: Path):
-    questions = [{"input": f"Reverse the letters of {w}", "target": w[::-1]} for w in
-                 ("stressed", "drawer", "parts", "lever", "reward", "stop", "gateman")]
+    questions = [
+        {"input": f"Reverse the letters of {w}", "target": w[::-1]}
+        for w in ("stressed", "drawer", "parts", "lever", "reward", "stop", "gateman")
+    ]
     task = write_json(tmp_path / "reversal.json", questions)
-    function = 'def reverse_letters(question):\n    return question.split()[-1][::-1]\n'
-    wrap = "```python\n" + function + "```\n\nUse cases:\n\n" + "\n".join(
-        f"Question: {q['input']}\nSolution:\n```python\nans = reverse_letters(\"{q['input']}\")\n```\n" for q in questions[3:6])
-    replies = write_json(tmp_path / "r.json", [
-        "Task: unknown",
-        f"```python\n{function}\nprint(reverse_letters('Reverse the letters of stressed'))\n```",
-        "```python\n" + "".join(f"ans = reverse_letters(\"{q['input']}\")\nassert ans == \"{q['target']}\"\n" for q in questions[3:6]) + "```",
-        wrap,
-        '```python\nans = reverse_letters("Reverse the letters of the word gateman")\n```',
-    ])
+    function = "def reverse_letters(question):\n    return question.split()[-1][::-1]\n"
+    wrap = (
+        "```python\n"
+        + function
+        + "```\n\nUse cases:\n\n"
+        + "\n".join(
+            f'Question: {q["input"]}\nSolution:\n```python\nans = reverse_letters("{q["input"]}")\n```\n'
+            for q in questions[3:6]
+        )
+    )
+    replies = write_json(
+        tmp_path / "r.json",
+        [
+            "Task: unknown",
+            f"```python\n{function}\nprint(reverse_letters('Reverse the letters of stressed'))\n```",
+            "```python\n"
+            + "".join(f'ans = reverse_letters("{q["input"]}")\nassert ans == "{q["target"]}"\n' for q in questions[3:6])
+            + "```",
+            wrap,
+            '```python\nans = reverse_letters("Reverse the letters of the word gateman")\n```',
+        ],
+    )
     # "word" is in the sorting tool's questions, so the model is asked (and says unknown).
     question = "Reverse the letters of the word gateman"
     result = tc("dispatch", question, "--replay", replies, "--make-with", task, "--then-use", "--json")

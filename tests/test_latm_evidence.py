@@ -27,12 +27,13 @@ VALIDATION = [(e["input"], e["target"]) for e in SORT[3:6]]
 
 
 def _proposal(function: str) -> str:
-    return f"```python\n{function}\nprint(sort_words(\"{_question('pear apple')}\"))\n```\n"
+    return f'```python\n{function}\nprint(sort_words("{_question("pear apple")}"))\n```\n'
 
 
 def _wrap(function: str, solutions: list[str]) -> str:
-    cases = "\n".join(f"Question: {q}\nSolution:\n```python\n{s.rstrip()}\n```\n"
-                      for (q, _), s in zip(VALIDATION, solutions))
+    cases = "\n".join(
+        f"Question: {q}\nSolution:\n```python\n{s.rstrip()}\n```\n" for (q, _), s in zip(VALIDATION, solutions)
+    )
     return f"Here is a function to solve a class of problems:\n\n```python\n{function}```\n\nUse cases:\n\n{cases}"
 
 
@@ -60,8 +61,7 @@ def sort_words(question):
 '''
 
 # The same entrypoint; the helper it calls now lets a chosen word through.
-BACKDOORED_HELPER = HELPER_FUNCTION.replace("    return word.isalpha()",
-                                            '    return word.isalpha() or word == "$(id)"')
+BACKDOORED_HELPER = HELPER_FUNCTION.replace("    return word.isalpha()", '    return word.isalpha() or word == "$(id)"')
 
 
 def test_a_wrap_cannot_swap_a_helper_named_test_star(reg: Registry, sort_task: Task) -> None:
@@ -79,11 +79,11 @@ def test_the_helper_unchanged_is_made_and_stored(reg: Registry, sort_task: Task)
 
 
 COMMENTED = SORT_FUNCTION.replace("    return sorted(words)\n", "    return sorted(words)  # as verified\n")
-DEAD_TEST = '''
+DEAD_TEST = """
 
 def test_sort_words():
     assert sort_words("List: b a") == ["a", "b"]
-'''
+"""
 
 
 def test_the_stored_source_is_the_verified_text_byte_for_byte(reg: Registry, sort_task: Task) -> None:
@@ -120,7 +120,7 @@ LITERAL = [f'ans = "{t}"' for _, t in VALIDATION]
 
 
 def test_known_answers_written_into_ans_verify_no_tool(reg: Registry, sort_task: Task) -> None:
-    tests = _tests([f"{line}\nassert ans == \"{t}\"" for line, (_, t) in zip(LITERAL, VALIDATION)])
+    tests = _tests([f'{line}\nassert ans == "{t}"' for line, (_, t) in zip(LITERAL, VALIDATION)])
     model = ReplayModel([_proposal(WRONG), tests, _wrap(WRONG, LITERAL)])
     result = make(reg, sort_task, model, retries=0)
     _failed_at(result, "verify", "the tests write an answer given in the questions into `ans`")
@@ -128,7 +128,7 @@ def test_known_answers_written_into_ans_verify_no_tool(reg: Registry, sort_task:
 
 
 def test_answers_computed_without_the_tool_verify_no_tool(reg: Registry, sort_task: Task) -> None:
-    tests = _tests([f"{line}\nassert ans == \"{t}\"" for line, (_, t) in zip(COMPUTED, VALIDATION)])
+    tests = _tests([f'{line}\nassert ans == "{t}"' for line, (_, t) in zip(COMPUTED, VALIDATION)])
     model = ReplayModel([_proposal(WRONG), tests, _wrap(WRONG, COMPUTED)])
     result = make(reg, sort_task, model, retries=0)
     _failed_at(result, "verify", "the tests never called sort_words")
@@ -139,7 +139,7 @@ IGNORED = [f'ret = sort_words("{q}")\n{line}' for (q, _), line in zip(VALIDATION
 
 
 def test_tests_that_call_the_tool_and_ignore_it_verify_no_tool(reg: Registry, sort_task: Task) -> None:
-    tests = _tests([f"{line}\nassert ans == \"{t}\"" for line, (_, t) in zip(IGNORED, VALIDATION)])
+    tests = _tests([f'{line}\nassert ans == "{t}"' for line, (_, t) in zip(IGNORED, VALIDATION)])
     model = ReplayModel([_proposal(WRONG), tests, _wrap(WRONG, IGNORED)])
     result = make(reg, sort_task, model, retries=0)
     _failed_at(result, "verify", "the tests pass without using what sort_words returns")
@@ -155,42 +155,63 @@ FORGED_CASES = {
     "never calls the tool": (COMPUTED, "use case 1 never called sort_words"),
     "calls the tool, then writes ans = target": (
         [f'ret = sort_words("{q}")\n{line}' for (q, _), line in zip(VALIDATION, LITERAL)],
-        "use case 1 writes the answer into `ans` as a literal"),
+        "use case 1 writes the answer into `ans` as a literal",
+    ),
     "the target through another name": (
         [f'known = "{t}"\nret = sort_words("{q}")\nans = known' for q, t in VALIDATION],
-        "use case 1 writes the answer into `ans` as a literal"),
+        "use case 1 writes the answer into `ans` as a literal",
+    ),
     "the target spelled in two halves": (
         [f'ret = sort_words("{q}")\nans = "{t[:3]}" + f"{t[3:]}"' for q, t in VALIDATION],
-        "use case 1 writes the answer into `ans` as a literal"),
+        "use case 1 writes the answer into `ans` as a literal",
+    ),
     "calls the tool, then computes the answer itself": (
-        IGNORED, "use case 1 gives the answer without using what sort_words returns"),
+        IGNORED,
+        "use case 1 gives the answer without using what sort_words returns",
+    ),
     "uses the value only where an error is caught": (
-        [f'ret = sort_words("{q}")\ntry:\n    ans = " ".join(ret)\nexcept Exception:\n    {line}'
-         for (q, _), line in zip(VALIDATION, COMPUTED)],
-        "use case 1 gives the answer without using what sort_words returns"),
+        [
+            f'ret = sort_words("{q}")\ntry:\n    ans = " ".join(ret)\nexcept Exception:\n    {line}'
+            for (q, _), line in zip(VALIDATION, COMPUTED)
+        ],
+        "use case 1 gives the answer without using what sort_words returns",
+    ),
     "a call that raised, caught": (
-        [f'try:\n    sort_words(None)\nexcept Exception:\n    pass\n{line}' for line in COMPUTED],
-        "use case 1 never called sort_words"),
+        [f"try:\n    sort_words(None)\nexcept Exception:\n    pass\n{line}" for line in COMPUTED],
+        "use case 1 never called sort_words",
+    ),
     "its own sort_words": (
-        ['sort_words = lambda question: sorted(question.split("List:")[1].split())\n'
-         f'ans = " ".join(sort_words("{q}"))' for q, _ in VALIDATION],
-        "use case 1 binds or changes the tool's own name(s) sort_words"),
+        [
+            'sort_words = lambda question: sorted(question.split("List:")[1].split())\n'
+            f'ans = " ".join(sort_words("{q}"))'
+            for q, _ in VALIDATION
+        ],
+        "use case 1 binds or changes the tool's own name(s) sort_words",
+    ),
     "its own sort_words, through a loop": (
-        [f'for sort_words in [sorted]:\n    ans = " ".join(sort_words("{q.split("List: ")[1]}".split()))'
-         for q, _ in VALIDATION],
-        "use case 1 binds or changes the tool's own name(s) sort_words"),
+        [
+            f'for sort_words in [sorted]:\n    ans = " ".join(sort_words("{q.split("List: ")[1]}".split()))'
+            for q, _ in VALIDATION
+        ],
+        "use case 1 binds or changes the tool's own name(s) sort_words",
+    ),
     # A def in a use case's block is taken into the wrapped module by admission,
     # which then is not the verified module.
     "its own sort_words, defined": (
-        ['def sort_words(question):\n    return sorted(question.split("List:")[1].split())\n'
-         f'ans = " ".join(sort_words("{q}"))' for q, _ in VALIDATION],
-        "not the code that was verified"),
+        [
+            'def sort_words(question):\n    return sorted(question.split("List:")[1].split())\n'
+            f'ans = " ".join(sort_words("{q}"))'
+            for q, _ in VALIDATION
+        ],
+        "not the code that was verified",
+    ),
 }
 
 
 @pytest.mark.parametrize("solutions, message", FORGED_CASES.values(), ids=FORGED_CASES.keys())
-def test_a_use_case_that_is_no_evidence_does_not_count(reg: Registry, sort_task: Task,
-                                                       solutions: list[str], message: str) -> None:
+def test_a_use_case_that_is_no_evidence_does_not_count(
+    reg: Registry, sort_task: Task, solutions: list[str], message: str
+) -> None:
     result = _made_with_wrap(reg, sort_task, solutions)
     _failed_at(result, "wrap", message)
     assert reg.list() == []
@@ -204,17 +225,16 @@ def test_a_use_case_rebinding_a_helper_the_tool_uses_does_not_count(reg: Registr
     _failed_at(result, "wrap", "use case 1 binds or changes the tool's own name(s) test_word")
 
 
-TABLE_FUNCTION = '''IGNORED = set()
+TABLE_FUNCTION = """IGNORED = set()
 
 
 def sort_words(question):
     return sorted(w for w in question.split("List:")[1].split() if w not in IGNORED)
-'''
+"""
 
 
 @pytest.mark.parametrize("change", ['IGNORED.add("$(id)")', 'IGNORED |= {"x"}', "IGNORED.clear()"])
-def test_a_use_case_changing_the_tools_own_objects_does_not_count(reg: Registry, sort_task: Task,
-                                                                 change: str) -> None:
+def test_a_use_case_changing_the_tools_own_objects_does_not_count(reg: Registry, sort_task: Task, change: str) -> None:
     solutions = [f'{change}\nret = sort_words("{q}")\nans = " ".join(ret)' for q, _ in VALIDATION]
     model = ReplayModel([_proposal(TABLE_FUNCTION), SORT_TESTS, _wrap(TABLE_FUNCTION, solutions)])
     result = make(reg, sort_task, model, retries=0)
@@ -225,7 +245,8 @@ LEGITIMATE = {
     "the paper's shape": [f'ret = sort_words("{q}")\nans = " ".join(ret)' for q, _ in VALIDATION],
     "numbered answers, an import the tool does not have": [
         f'import re\nquestion = "{q}"\nans1 = sort_words(re.sub(r"\\s+", " ", question))\nans2 = " ".join(ans1)'
-        for q, _ in VALIDATION],
+        for q, _ in VALIDATION
+    ],
 }
 
 
@@ -239,8 +260,10 @@ def test_a_legitimate_wrap_still_verifies(reg: Registry, sort_task: Task, soluti
 
 
 OPTIONS = [
-    {"input": f"Which number is largest?\nOptions:\n(A) {a}\n(B) {b}\n(C) {c}",
-     "target": "(" + "ABC"[[a, b, c].index(max(a, b, c))] + ")"}
+    {
+        "input": f"Which number is largest?\nOptions:\n(A) {a}\n(B) {b}\n(C) {c}",
+        "target": "(" + "ABC"[[a, b, c].index(max(a, b, c))] + ")",
+    }
     for a, b, c in [(1, 5, 3), (9, 2, 4), (3, 4, 8), (7, 1, 2), (2, 6, 5), (4, 3, 9)]
 ]
 LARGEST = '''def largest_option(question):
@@ -254,11 +277,17 @@ def test_an_option_table_in_a_use_case_is_not_a_copy(reg: Registry, tmp_path: Pa
     # Indexing into the list of labels is how such a case turns `ret` into an option.
     task = load_task(write_json(tmp_path / "largest.json", OPTIONS))
     proposal = f"```python\n{LARGEST}\nprint(largest_option({OPTIONS[0]['input']!r}))\n```"
-    tests = _tests([f'ans = ["(A)", "(B)", "(C)"][largest_option({e["input"]!r})]\nassert ans == {e["target"]!r}'
-                    for e in OPTIONS[3:6]])
-    cases = "\n".join(f"Question: {e['input']}\nSolution:\n```python\n"
-                      f"ret = largest_option({e['input']!r})\nans = [\"(A)\", \"(B)\", \"(C)\"][ret]\n```\n"
-                      for e in OPTIONS[3:6])
+    tests = _tests(
+        [
+            f'ans = ["(A)", "(B)", "(C)"][largest_option({e["input"]!r})]\nassert ans == {e["target"]!r}'
+            for e in OPTIONS[3:6]
+        ]
+    )
+    cases = "\n".join(
+        f"Question: {e['input']}\nSolution:\n```python\n"
+        f'ret = largest_option({e["input"]!r})\nans = ["(A)", "(B)", "(C)"][ret]\n```\n'
+        for e in OPTIONS[3:6]
+    )
     wrap = f"Here is a function:\n```python\n{LARGEST}```\n\nUse cases:\n\n{cases}"
     result = make(reg, task, ReplayModel([proposal, tests, wrap]), retries=0)
     assert result.status == "made", result.error
@@ -270,13 +299,16 @@ def test_an_option_table_in_a_use_case_is_not_a_copy(reg: Registry, tmp_path: Pa
 TOOL = "def double(x):\n    return 2 * x\n"
 
 
-@pytest.mark.parametrize("snippet, calls", [
-    ("ans = double(double(1))", 2),
-    ("ans = 4", 0),
-    ("def double(x):\n    return 4\nans = double(1)", 0),  # its own function, not the tool's
-    ("try:\n    double()\nexcept TypeError:\n    pass\nans = 4", 0),  # a call that raised
-    ("f = double\nans = [f(i) for i in range(3)]", 3),
-])
+@pytest.mark.parametrize(
+    "snippet, calls",
+    [
+        ("ans = double(double(1))", 2),
+        ("ans = 4", 0),
+        ("def double(x):\n    return 4\nans = double(1)", 0),  # its own function, not the tool's
+        ("try:\n    double()\nexcept TypeError:\n    pass\nans = 4", 0),  # a call that raised
+        ("f = double\nans = [f(i) for i in range(3)]", 3),
+    ],
+)
 def test_the_sandbox_reports_the_calls_of_the_entrypoint(snippet: str, calls: int, backend: str) -> None:
     # Docker runs the plain policy here, as `make --backend docker` does (docs/latm.md: what a count is worth there).
     result = run_snippet(TOOL, "double", snippet, backend=backend)
@@ -287,11 +319,24 @@ def test_the_sandbox_reports_the_calls_of_the_entrypoint(snippet: str, calls: in
 PAIR = "def pair(x):\n    return [x, x]\n"
 
 
-@pytest.mark.parametrize("snippet", [
-    "ans = pair(1) + [1]", "ans = str(pair(1))", "ans = 'yes' if pair(1) else 'no'", "ans = pair(1) == [1, 1]",
-    "ans = [x for x in pair(1)]", "ans = pair(1)", "ans = pair(1)[0]", "print(pair(1))", "ans = f'{pair(1)}'",
-    "ans = len(pair(1))", "ans = 1 in pair(1)", "ans = sorted(pair(1))", "ans = {'k': pair(1)}",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "ans = pair(1) + [1]",
+        "ans = str(pair(1))",
+        "ans = 'yes' if pair(1) else 'no'",
+        "ans = pair(1) == [1, 1]",
+        "ans = [x for x in pair(1)]",
+        "ans = pair(1)",
+        "ans = pair(1)[0]",
+        "print(pair(1))",
+        "ans = f'{pair(1)}'",
+        "ans = len(pair(1))",
+        "ans = 1 in pair(1)",
+        "ans = sorted(pair(1))",
+        "ans = {'k': pair(1)}",
+    ],
+)
 def test_a_stubbed_entrypoint_returns_nothing_a_snippet_can_use(snippet: str, backend: str) -> None:
     assert run_snippet(PAIR, "pair", snippet, backend=backend).status == "ok"
     stubbed = run_snippet(PAIR, "pair", snippet, stub_entrypoint=True, backend=backend)
@@ -308,13 +353,16 @@ def test_only_a_snippet_job_stubs_its_entrypoint() -> None:
     assert "stub_entrypoint" not in Job(source=TOOL, entrypoint="double", mode="snippet", snippet="ans = 1").wire()
 
 
-@pytest.mark.parametrize("snippet", [
-    "ans = double.__closure__",
-    "ans = getattr(double, '__closure__')",
-    "ans = double.__wrapped__",
-    "import gc\nans = gc.get_referents(double)",
-    "import inspect\nans = inspect.getclosurevars(double)",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "ans = double.__closure__",
+        "ans = getattr(double, '__closure__')",
+        "ans = double.__wrapped__",
+        "import gc\nans = gc.get_referents(double)",
+        "import inspect\nans = inspect.getclosurevars(double)",
+    ],
+)
 def test_restricted_code_cannot_reach_the_count(snippet: str) -> None:
     result = run_snippet(TOOL, "double", snippet)
     assert result.status in ("blocked", "error"), result

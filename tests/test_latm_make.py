@@ -24,7 +24,10 @@ def test_a_tool_is_made_verified_with_the_tasks_targets_and_its_transcript(reg: 
     result = make(reg, sort_task, model)
     assert result.status == "made", result.error
     assert [(s.stage, s.attempts, s.passed) for s in result.stages] == [
-        ("propose", 1, True), ("verify", 1, True), ("wrap", 1, True)]
+        ("propose", 1, True),
+        ("verify", 1, True),
+        ("wrap", 1, True),
+    ]
     tool = reg.get(result.tool)
     assert tool.ref == "sort_words@1.0.0" and tool.status == "verified"
     # One snippet test per validation example, expecting the example's own target.
@@ -41,8 +44,10 @@ def test_a_tool_is_made_verified_with_the_tasks_targets_and_its_transcript(reg: 
     # The whole transcript is the provenance, and is kept in a file too.
     transcript = json.loads(prov.prompt)
     assert [m["stage"] for m in transcript["messages"] if m["role"] == "assistant"] == ["propose", "verify", "wrap"]
-    assert "Question: Sort the following words alphabetically: List: pear apple\nAnswer: apple pear" in (
-        transcript["messages"][0]["content"])
+    assert (
+        "Question: Sort the following words alphabetically: List: pear apple\nAnswer: apple pear"
+        in (transcript["messages"][0]["content"])
+    )
     assert json.loads(Path(result.transcript).read_text())["messages"] == transcript["messages"]
     assert [e.event for e in reg.audit(tool="sort_words")] == ["add", "verify"]
 
@@ -91,9 +96,14 @@ def test_a_test_fixed_to_match_a_wrong_function_is_caught(reg: Registry, sort_ta
     bad = 'def sort_words(question):\n    words = question.split("List:")[1].split()\n    return sorted(words, reverse=True)\n'
     proposal = SORT_PROPOSAL.replace("    return sorted(words)\n", "    return sorted(words, reverse=True)\n")
     proposal = proposal.replace('    """Sort the words listed after \'List:\' alphabetically."""\n', "")
-    tests = "```python\n" + "".join(
-        f'ans = " ".join(sort_words("{e["input"]}"))\nassert ans == "{" ".join(sorted(e["input"].split(": ")[2].split(), reverse=True))}"\n'
-        for e in SORT[3:6]) + "```"
+    tests = (
+        "```python\n"
+        + "".join(
+            f'ans = " ".join(sort_words("{e["input"]}"))\nassert ans == "{" ".join(sorted(e["input"].split(": ")[2].split(), reverse=True))}"\n'
+            for e in SORT[3:6]
+        )
+        + "```"
+    )
     model = ReplayModel([proposal, tests, sort_wrap(function=bad)])
     result = make(reg, sort_task, model, retries=0)
     assert result.status == "failed" and result.failed_stage == "wrap"
@@ -110,23 +120,34 @@ def test_a_wrap_whose_code_differs_from_the_verified_code_is_refused(reg: Regist
     assert reg.list() == []
 
 
-SORT_FUNCTION_CHANGED = 'def sort_words(question):\n    return sorted(question.split())\n'
+SORT_FUNCTION_CHANGED = "def sort_words(question):\n    return sorted(question.split())\n"
 
 
 def test_a_wrap_that_only_changes_comments_and_layout_is_the_same_code(reg: Registry, sort_task):
-    relaid = ('# the tool\ndef sort_words(question):\n    """Sort the words listed after \'List:\' alphabetically."""\n'
-              '    words = question.split(\'List:\')[1].split()  # after the label\n\n    return sorted(words)\n')
+    relaid = (
+        '# the tool\ndef sort_words(question):\n    """Sort the words listed after \'List:\' alphabetically."""\n'
+        "    words = question.split('List:')[1].split()  # after the label\n\n    return sorted(words)\n"
+    )
     result = make(reg, sort_task, ReplayModel([SORT_PROPOSAL, SORT_TESTS, sort_wrap(function=relaid)]))
     assert result.status == "made", result.error
 
 
 def test_numbers_and_a_function_fixed_in_the_test_reply(reg: Registry, tmp_path: Path):
     task = load_task(write_json(tmp_path / "days.json", DAYS))
-    buggy = DAYS_REPLIES[0].replace("return (date.fromisoformat(second) - date.fromisoformat(first)).days",
-                                    "return (date.fromisoformat(second) - date.fromisoformat(first)).days + 1")
+    buggy = DAYS_REPLIES[0].replace(
+        "return (date.fromisoformat(second) - date.fromisoformat(first)).days",
+        "return (date.fromisoformat(second) - date.fromisoformat(first)).days + 1",
+    )
     # The tests fail against the buggy function; the reply that fixes them brings the fixed function.
     fixed_function = DAYS_REPLIES[0].split("```python\n")[1].split("\nprint(")[0]
-    model = ReplayModel([buggy, DAYS_REPLIES[1], fixed_function.join(["```python\n", "\n"]) + DAYS_REPLIES[1].removeprefix("```python\n"), DAYS_REPLIES[2]])
+    model = ReplayModel(
+        [
+            buggy,
+            DAYS_REPLIES[1],
+            fixed_function.join(["```python\n", "\n"]) + DAYS_REPLIES[1].removeprefix("```python\n"),
+            DAYS_REPLIES[2],
+        ]
+    )
     result = make(reg, task, model)
     assert result.status == "made", result.error
     assert result.stages[1].attempts == 2
@@ -139,8 +160,10 @@ def test_the_replay_running_out_fails_the_stage_and_keeps_the_transcript(reg: Re
     broken = SORT_PROPOSAL.replace('split("List:")[1]', 'split("Words:")[1]')
     result = make(reg, sort_task, ReplayModel([broken]), transcript_path=tmp_path / "t.json")
     assert result.status == "failed" and result.failed_stage == "propose"
-    assert result.error == ("the replay has no reply left (all 1 were used); "
-                            "the last problem was: IndexError: list index out of range at line 3")
+    assert result.error == (
+        "the replay has no reply left (all 1 were used); "
+        "the last problem was: IndexError: list index out of range at line 3"
+    )
     assert Path(result.transcript) == tmp_path / "t.json"
     assert len(json.loads((tmp_path / "t.json").read_text())["messages"]) == 4  # prompt, reply, note, prompt
 
@@ -181,7 +204,9 @@ def test_cli_make_json(tc, tmp_path: Path):
 
 def test_cli_make_failure_names_the_stage_the_error_and_the_transcript(tc, tmp_path: Path):
     task = write_json(tmp_path / "word_sorting.json", SORT)
-    replies = write_json(tmp_path / "replies.json", [SORT_PROPOSAL, SORT_TESTS, sort_wrap(function=SORT_FUNCTION_CHANGED)])
+    replies = write_json(
+        tmp_path / "replies.json", [SORT_PROPOSAL, SORT_TESTS, sort_wrap(function=SORT_FUNCTION_CHANGED)]
+    )
     result = tc("make", task, "--replay", replies, "--retries", "0", "--transcript", str(tmp_path / "kept.json"))
     assert result.exit_code == 1
     line = result.stderr.strip().splitlines()[-1]
@@ -206,13 +231,17 @@ def test_a_reworded_question_still_finds_its_example(reg: Registry, tmp_path: Pa
     # Models reflow questions: a line break becomes a space, a full stop appears.
     data = [dict(e, input=e["input"].replace(": List: ", ":\nList: ")) for e in SORT]
     task = load_task(write_json(tmp_path / "word_sorting.json", data))
-    wrap = SORT_WRAP.replace("alphabetically: List: zebra yak xylophone\n", "alphabetically: List: zebra yak xylophone.\n")
+    wrap = SORT_WRAP.replace(
+        "alphabetically: List: zebra yak xylophone\n", "alphabetically: List: zebra yak xylophone.\n"
+    )
     result = make(reg, task, ReplayModel([SORT_PROPOSAL, SORT_TESTS, wrap]))
     assert result.status == "made", result.error
     assert [t.expected for t in reg.get(result.tool).tests] == [e["target"] for e in SORT[3:6]]
 
 
-def test_cli_make_with_a_real_model_id_but_no_key_stops_before_any_request(tc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_cli_make_with_a_real_model_id_but_no_key_stops_before_any_request(
+    tc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     # llm's key store is an empty directory and no key variable is set: nothing is sent anywhere.
     monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -224,7 +253,9 @@ def test_cli_make_with_a_real_model_id_but_no_key_stops_before_any_request(tc, t
     assert unknown.exit_code == 2 and "unknown model 'no-such-model-xyz'" in unknown.stderr
 
 
-def test_an_llm_model_holds_one_conversation_per_make(reg: Registry, sort_task, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+def test_an_llm_model_holds_one_conversation_per_make(
+    reg: Registry, sort_task, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
     # An `llm` plugin whose one model replies from a script, offline, and
     # notes how many earlier turns of the conversation it was given.
     import llm

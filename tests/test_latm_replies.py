@@ -24,8 +24,9 @@ HANG_GUARD_SECONDS = 60  # the linear scanners need well under a second for any 
 
 # The pattern `code_blocks` used before (quadratic on unclosed fences), kept
 # here only to show the scanner reads well-formed replies the same way.
-_OLD_BLOCK = re.compile(r"^[ \t]*```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)^[ \t]*```[ \t]*$",
-                        re.DOTALL | re.MULTILINE | re.IGNORECASE)
+_OLD_BLOCK = re.compile(
+    r"^[ \t]*```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)^[ \t]*```[ \t]*$", re.DOTALL | re.MULTILINE | re.IGNORECASE
+)
 
 
 class Hung(Exception):
@@ -76,9 +77,16 @@ def test_many_closed_blocks_are_all_found_in_one_pass(hang_guard: None) -> None:
 
 
 def test_well_formed_replies_parse_as_before() -> None:
-    replies = [SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, sort_wrap(answers=("a", "b", "c")), *DAYS_REPLIES,
-               "Intro\n  ```py\n  def f():\n      return 1\n  ```\nand\n```PYTHON\nf()\n```\n",
-               "```python\n```\n```python\nx = 2\n```", "```python3 \nx = 3\n```   \n"]
+    replies = [
+        SORT_PROPOSAL,
+        SORT_TESTS,
+        SORT_WRAP,
+        sort_wrap(answers=("a", "b", "c")),
+        *DAYS_REPLIES,
+        "Intro\n  ```py\n  def f():\n      return 1\n  ```\nand\n```PYTHON\nf()\n```\n",
+        "```python\n```\n```python\nx = 2\n```",
+        "```python3 \nx = 3\n```   \n",
+    ]
     for reply in replies:
         assert code_blocks(reply) == _old_blocks(reply), reply
 
@@ -109,8 +117,10 @@ def test_admission_reads_pathological_markdown_in_linear_time(text: str, hang_gu
 
 
 def test_admission_still_reads_fences_as_before() -> None:
-    reply = ("Here:\n\n````python\ndef f(x):\n    return x\n````\n\n~~~py\ndef g():\n    return f(1)\n~~~\n"
-             "```text\nnot code\n```\n")
+    reply = (
+        "Here:\n\n````python\ndef f(x):\n    return x\n````\n\n~~~py\ndef g():\n    return f(1)\n~~~\n"
+        "```text\nnot code\n```\n"
+    )
     code, notes = extract_python(reply, markdown=True)
     assert code == "def f(x):\n    return x\n\n\ndef g():\n    return f(1)\n"
     assert "skipped code block 3 (lines 12-14): tagged 'text', not Python" in notes
@@ -130,8 +140,10 @@ def test_make_refuses_a_reply_over_the_cap_and_says_so(reg: Registry, tmp_path: 
     result = make(reg, task, ReplayModel([huge, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]))
     assert result.status == "made", result.error
     problem = result.stages[0].errors[0]
-    assert problem == (f"the reply is {len(huge)} characters; model replies are capped at {MAX_REPLY_CHARS} "
-                       "(toolcrib.latm.replies.MAX_REPLY_CHARS) and this one was not read")
+    assert problem == (
+        f"the reply is {len(huge)} characters; model replies are capped at {MAX_REPLY_CHARS} "
+        "(toolcrib.latm.replies.MAX_REPLY_CHARS) and this one was not read"
+    )
     # The transcript (stored as provenance) keeps a bounded part of it.
     prompt = reg.get(result.tool).provenance.prompt
     assert len(prompt) < 2 * MAX_REPLY_CHARS + 100_000
@@ -139,8 +151,11 @@ def test_make_refuses_a_reply_over_the_cap_and_says_so(reg: Registry, tmp_path: 
 
 
 def test_use_does_not_read_a_reply_over_the_cap(reg: Registry, tmp_path: Path, hang_guard: None) -> None:
-    made = make(reg, load_task(write_json(tmp_path / "word_sorting.json", SORT)),
-                ReplayModel([SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]))
+    made = make(
+        reg,
+        load_task(write_json(tmp_path / "word_sorting.json", SORT)),
+        ReplayModel([SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]),
+    )
     assert made.tool is not None
     # A valid block first, then padding: over the cap, it is not read at all.
     reply = f'```python\nans = sort_words("{SORT[6]["input"]}")\n```\n' + "```python\n" * (MAX_REPLY_CHARS // 10)
@@ -151,8 +166,11 @@ def test_use_does_not_read_a_reply_over_the_cap(reg: Registry, tmp_path: Path, h
 
 
 def test_dispatch_does_not_read_a_reply_over_the_cap(reg: Registry, tmp_path: Path, hang_guard: None) -> None:
-    made = make(reg, load_task(write_json(tmp_path / "word_sorting.json", SORT)),
-                ReplayModel([SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]))
+    made = make(
+        reg,
+        load_task(write_json(tmp_path / "word_sorting.json", SORT)),
+        ReplayModel([SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]),
+    )
     assert made.status == "made", made.error
     # It names the task first, then runs on: over the cap, nothing of it is read.
     reply = "Task: word_sorting\n" + "Task:" + " " * MAX_REPLY_CHARS

@@ -93,7 +93,7 @@ def track_swaps(holdings, swaps):
     return {"final": dict(table.holdings), "swaps": table.swaps}
 '''
 
-STATS_TOOL = '''
+STATS_TOOL = """
 import math
 import re
 from collections import Counter, defaultdict
@@ -150,7 +150,7 @@ def numbers_in(text):
 
 def numbers_safe(text):
     return numbers_from(text)
-'''
+"""
 
 
 def _call(source: str, entrypoint: str, backend: str, **args: object):
@@ -207,15 +207,15 @@ def test_tracking_shuffled_objects(backend: str) -> None:
 
 
 def test_snippet_passes_a_lambda_to_the_tool(backend: str) -> None:
-    tool = '''
+    tool = """
 def apply_to_all(func, items):
     return [func(x) for x in items]
-'''
-    snippet = '''
+"""
+    snippet = """
 question = "square each of 3, 4, 5"
 numbers = [int(tok.strip(",")) for tok in question.split()[2:] if tok.strip(",").isdigit()]
 ans = apply_to_all(lambda n: n * n, numbers)
-'''
+"""
     result = run(Job(source=tool, entrypoint="apply_to_all", mode="snippet", snippet=snippet, limits=LIMITS), backend)
     assert result.status == "ok", result
     assert result.result == [9, 16, 25]
@@ -223,8 +223,9 @@ ans = apply_to_all(lambda n: n * n, numbers)
 
 def test_snippet_without_ans_returns_printed_text(backend: str) -> None:
     tool = "def double(x):\n    return 2 * x\n"
-    result = run(Job(source=tool, entrypoint="double", mode="snippet", snippet="print(double(21))", limits=LIMITS),
-                 backend)
+    result = run(
+        Job(source=tool, entrypoint="double", mode="snippet", snippet="print(double(21))", limits=LIMITS), backend
+    )
     assert result.status == "ok", result
     assert result.result == "42\n"
 
@@ -234,10 +235,17 @@ def test_tool_with_helpers_imports_and_a_class(backend: str) -> None:
     result = _call(STATS_TOOL, "analyse", backend, text=text)
     assert result.status == "ok", result
     assert result.result == {
-        "n": 3, "median": 9.0, "max": 12.0, "top": "apples",
+        "n": 3,
+        "median": 9.0,
+        "max": 12.0,
+        "top": "apples",
         "by_len": {"3": ["and"], "5": ["again", "pears"], "6": ["apples"]},
-        "gcd": 3, "third": "1/2", "smallest": [3.0, 9.0], "fib": 832040,
-        "label": "nums:   3", "json": {"k": [1, 2]},
+        "gcd": 3,
+        "third": "1/2",
+        "smallest": [3.0, 9.0],
+        "fib": 832040,
+        "label": "nums:   3",
+        "json": {"k": [1, 2]},
     }
 
 

@@ -16,8 +16,11 @@ from toolcrib.latm.runs import run_snippet
 
 @pytest.fixture
 def sort_tool(reg: Registry, tmp_path: Path) -> str:
-    made = make(reg, load_task(write_json(tmp_path / "word_sorting.json", SORT)),
-                ReplayModel([SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]))
+    made = make(
+        reg,
+        load_task(write_json(tmp_path / "word_sorting.json", SORT)),
+        ReplayModel([SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]),
+    )
     assert made.status == "made" and made.tool is not None
     return made.tool
 
@@ -28,12 +31,14 @@ def _call(question: str) -> str:
 
 def test_a_batch_is_answered_in_the_sandbox_and_scored(reg: Registry, sort_tool: str):
     questions = [Example(e["input"], e["target"], True) for e in SORT[6:9]] + [Example("Sort: List: b a")]
-    model = ReplayModel([
-        _call(SORT[6]["input"]),                                   # right
-        '```python\nans = "lily iris violet"\n```',                 # wrong
-        "```python\nans = sort_words(None)\n```",                   # raises in the sandbox
-        "I would sort them.",                                      # no code at all
-    ])
+    model = ReplayModel(
+        [
+            _call(SORT[6]["input"]),  # right
+            '```python\nans = "lily iris violet"\n```',  # wrong
+            "```python\nans = sort_words(None)\n```",  # raises in the sandbox
+            "I would sort them.",  # no code at all
+        ]
+    )
     report = use(reg, sort_tool, questions, model)
     assert [a.status for a in report.answers] == ["ok", "ok", "error", "no_code"]
     assert [a.correct for a in report.answers] == [True, False, False, None]
@@ -173,15 +178,25 @@ def test_a_tool_added_by_hand_shows_its_snippet_tests_as_use_cases(reg: Registry
 def test_answers_are_scored_with_the_comparator_the_tool_was_made_with(reg: Registry, tmp_path: Path):
     # Targets written with spaces between brackets, answers without (BIG-Bench's Dyck task).
     task = [{"input": f"Complete: {'[ ' * n}", "target": " ".join("]" * n)} for n in range(1, 9)]
-    proposal = ("```python\ndef close_all(text):\n    return ']' * text.count('[')\n\n"
-                "for q in ['Complete: [ ', 'Complete: [ [ ', 'Complete: [ [ [ ']:\n    print(close_all(q))\n```")
-    tests = ("```python\n" + "\n".join(
-        f"assert close_all('Complete: {'[ ' * n}') == '{']' * n}'" for n in (4, 5, 6)) + "\n```")
-    wrap = ("Use the tool below.\n```python\ndef close_all(text):\n    return ']' * text.count('[')\n```\n"
-            + "".join(f"Question: Complete: {'[ ' * n}\nSolution:\n```python\nans = close_all('Complete: {'[ ' * n}')\n```\n"
-                      for n in (4, 5, 6)))
-    made = make(reg, load_task(write_json(tmp_path / "dyck.json", task)), ReplayModel([proposal, tests, wrap]),
-                comparator="compact_text")
+    proposal = (
+        "```python\ndef close_all(text):\n    return ']' * text.count('[')\n\n"
+        "for q in ['Complete: [ ', 'Complete: [ [ ', 'Complete: [ [ [ ']:\n    print(close_all(q))\n```"
+    )
+    tests = (
+        "```python\n"
+        + "\n".join(f"assert close_all('Complete: {'[ ' * n}') == '{']' * n}'" for n in (4, 5, 6))
+        + "\n```"
+    )
+    wrap = "Use the tool below.\n```python\ndef close_all(text):\n    return ']' * text.count('[')\n```\n" + "".join(
+        f"Question: Complete: {'[ ' * n}\nSolution:\n```python\nans = close_all('Complete: {'[ ' * n}')\n```\n"
+        for n in (4, 5, 6)
+    )
+    made = make(
+        reg,
+        load_task(write_json(tmp_path / "dyck.json", task)),
+        ReplayModel([proposal, tests, wrap]),
+        comparator="compact_text",
+    )
     assert made.status == "made", made
     question = task[7]
     model = ReplayModel([f"```python\nans = close_all({question['input']!r})\n```"])

@@ -19,8 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 # folder -> the packages (as toolcrib.* names, or third-party top-level names)
 # its modules must never import.
 FORBIDDEN = {
-    "sandbox": {"toolcrib.registry", "toolcrib.cli", "toolcrib.latm", "toolcrib.mcp_server", "toolcrib.exports",
-                "click", "sqlite_utils", "pydantic", "jsonschema"},
+    "sandbox": {
+        "toolcrib.registry",
+        "toolcrib.cli",
+        "toolcrib.latm",
+        "toolcrib.mcp_server",
+        "toolcrib.exports",
+        "click",
+        "sqlite_utils",
+        "pydantic",
+        "jsonschema",
+    },
     "registry": {"toolcrib.cli", "toolcrib.latm", "toolcrib.mcp_server", "click"},
 }
 # What each folder is called once installed (pyproject's package-dir).
@@ -96,8 +105,21 @@ def test_the_inside_holds_what_runs_in_the_jail_or_the_container() -> None:
     # The zygote loads its siblings from its own folder, and the image build
     # starts from harness and execute: all of these must stay in one folder.
     names = {path.stem for path in _inside_modules()}
-    assert {"zygote", "jail", "wire", "harness", "execute", "policy", "transform", "guards", "toolbuiltins",
-            "facades", "results", "preload", "uids"} <= names
+    assert {
+        "zygote",
+        "jail",
+        "wire",
+        "harness",
+        "execute",
+        "policy",
+        "transform",
+        "guards",
+        "toolbuiltins",
+        "facades",
+        "results",
+        "preload",
+        "uids",
+    } <= names
     assert not (INSIDE.parent / "zygote.py").exists() and not (INSIDE.parent / "execute.py").exists()
 
 

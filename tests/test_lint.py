@@ -14,12 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
-@pytest.mark.parametrize("args", [("check", "--no-cache", "."), ("format", "--no-cache", "--check", ".")],
-                         ids=["check", "format"])
+@pytest.mark.parametrize(
+    "args", [("check", "--no-cache", "."), ("format", "--no-cache", "--check", ".")], ids=["check", "format"]
+)
 def test_ruff(args: tuple[str, ...]) -> None:
     done = _ruff(*args)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]

@@ -27,14 +27,26 @@ QUICK = "def run(seconds: float) -> str:\n    return 'done'\n"
 
 def _lock(index: int) -> Lock:
     name = f"demo-evict-{index}"
-    return Lock(requirements=(name,), imports=(),
-                packages=(LockedPackage(name=name, version="1.0", filename=f"demo_evict_{index}-1.0-py3-none-any.whl",
-                                        sha256=f"{index:064x}"),))
+    return Lock(
+        requirements=(name,),
+        imports=(),
+        packages=(
+            LockedPackage(
+                name=name, version="1.0", filename=f"demo_evict_{index}-1.0-py3-none-any.whl", sha256=f"{index:064x}"
+            ),
+        ),
+    )
 
 
 def _job(lock: Lock, source: str = QUICK, seconds: float = 0.0) -> Job:
-    return Job(source=source, entrypoint="run", args={"seconds": seconds}, policy="plain", lock=lock,
-               limits=Limits(cpu=2, wall=60, memory=256, output=16))
+    return Job(
+        source=source,
+        entrypoint="run",
+        args={"seconds": seconds},
+        policy="plain",
+        lock=lock,
+        limits=Limits(cpu=2, wall=60, memory=256, output=16),
+    )
 
 
 @pytest.fixture()

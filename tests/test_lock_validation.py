@@ -56,7 +56,9 @@ def build_wheel(
     dist = f"{name}-{version}.dist-info"
     members = dict(files)
     members[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n".encode()
-    members[f"{dist}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: toolcrib-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    members[f"{dist}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: toolcrib-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     if entry_points is not None:
         members[f"{dist}/entry_points.txt"] = entry_points.encode()
     record = io.StringIO()
@@ -113,7 +115,11 @@ FORGED: list[tuple[str, dict[str, Any], str]] = [
     ("NUL", _with_package(filename="six-1.16.0-py2.py3-none-any.whl\0"), r"filename .*not a path"),
     ("hidden", _with_package(filename=".six-1.16.0-py2.py3-none-any.whl"), r"filename .*not a path"),
     ("not a wheel", _with_package(filename="six-1.16.0.tar.gz"), r"filename .*\.whl"),
-    ("other name", _with_package(filename="evil-1.16.0-py3-none-any.whl"), r"filename 'evil-.*' is not a wheel of 'six'"),
+    (
+        "other name",
+        _with_package(filename="evil-1.16.0-py3-none-any.whl"),
+        r"filename 'evil-.*' is not a wheel of 'six'",
+    ),
     ("other version", _with_package(filename="six-1.17.0-py3-none-any.whl"), r"is not a wheel of 'six' '1.16.0'"),
     ("short hash", _with_package(sha256="abc"), r"sha256 must be 64 lowercase hex digits, got 'abc'"),
     ("empty hash", _with_package(sha256=""), r"sha256 must be 64"),
@@ -122,16 +128,27 @@ FORGED: list[tuple[str, dict[str, Any], str]] = [
     ("builtin module", {**GOOD_LOCK, "imports": ["_thread"]}, r"imports: '_thread' is a standard-library"),
     ("dotted import", {**GOOD_LOCK, "imports": ["six.moves"]}, r"imports: not a top-level module name"),
     ("keyword import", {**GOOD_LOCK, "imports": ["import"]}, r"imports: not a top-level module name"),
-    ("non-canonical version", _with_package(version="1.16.0-RC1", filename="six-1.16.0rc1-py3-none-any.whl"),
-     r"version must be a PEP 440 version in its normalized form, got '1.16.0-RC1'"),
+    (
+        "non-canonical version",
+        _with_package(version="1.16.0-RC1", filename="six-1.16.0rc1-py3-none-any.whl"),
+        r"version must be a PEP 440 version in its normalized form, got '1.16.0-RC1'",
+    ),
     ("leading v", _with_package(version="v1.16.0", filename="six-1.16.0-py3-none-any.whl"), r"normalized form"),
     ("version with an option", _with_package(version="1.16.0 --index-url=http://x"), r"version must be a PEP 440"),
     ("absurd version", _with_package(version="1" * 5000), r"version must be a PEP 440 .*'…$"),
     ("word version", _with_package(version="latest"), r"version must be a PEP 440"),
     ("name with an option", _with_package(name="--index-url=http://x"), r"name must be a PEP 508 distribution name"),
     ("name with a marker", _with_package(name="six; os_name"), r"name must be a PEP 508"),
-    ("requirement option", {**GOOD_LOCK, "requirements": ["--index-url=http://x"]}, r"requirements: not a plain PEP 508"),
-    ("requirement url", {**GOOD_LOCK, "requirements": ["six @ https://example.com/six.whl"]}, r"requirements: not a plain"),
+    (
+        "requirement option",
+        {**GOOD_LOCK, "requirements": ["--index-url=http://x"]},
+        r"requirements: not a plain PEP 508",
+    ),
+    (
+        "requirement url",
+        {**GOOD_LOCK, "requirements": ["six @ https://example.com/six.whl"]},
+        r"requirements: not a plain",
+    ),
     ("twice", {**GOOD_LOCK, "packages": [GOOD_PACKAGE, {**GOOD_PACKAGE, "name": "Six"}]}, r"'Six' is locked twice"),
     ("python tag", {**GOOD_LOCK, "python": "../cp311"}, r"python must be a CPython tag"),
 ]
@@ -142,12 +159,18 @@ def test_the_good_lock_is_accepted() -> None:
     lock = Lock.from_json(GOOD_LOCK)
     assert lock.to_json() == GOOD_LOCK
     # Names compare in their normalized form; METADATA's spelling is kept.
-    LockedPackage(name="MarkupSafe", version="2.1.3", sha256=SHA,
-                  filename="MarkupSafe-2.1.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
-    LockedPackage(name="zope.interface", version="6.0", filename="zope.interface-6.0-cp311-cp311-linux_x86_64.whl",
-                  sha256=SHA)
-    LockedPackage(name="typing-extensions", version="4.9.0", filename="typing_extensions-4.9.0-py3-none-any.whl",
-                  sha256=SHA)
+    LockedPackage(
+        name="MarkupSafe",
+        version="2.1.3",
+        sha256=SHA,
+        filename="MarkupSafe-2.1.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    )
+    LockedPackage(
+        name="zope.interface", version="6.0", filename="zope.interface-6.0-cp311-cp311-linux_x86_64.whl", sha256=SHA
+    )
+    LockedPackage(
+        name="typing-extensions", version="4.9.0", filename="typing_extensions-4.9.0-py3-none-any.whl", sha256=SHA
+    )
     LockedPackage(name="pkg", version="1.0.post1", filename="pkg-1.0.post1-1build-py3-none-any.whl", sha256=SHA)
 
 
@@ -185,8 +208,12 @@ def _forge_bundle(bundle: dict[str, Any], lock: dict[str, Any]) -> dict[str, Any
     entry = forged["tools"][0]
     entry["lock"], entry["policy"] = lock, "plain"
     entry["sha256"] = content_sha256(
-        entry["source"], entry["entrypoint"], Signature.model_validate(entry["signature"]),
-        [TestCase.model_validate(t) for t in entry["tests"]], "plain", _RawLock(lock),  # type: ignore[arg-type]
+        entry["source"],
+        entry["entrypoint"],
+        Signature.model_validate(entry["signature"]),
+        [TestCase.model_validate(t) for t in entry["tests"]],
+        "plain",
+        _RawLock(lock),  # type: ignore[arg-type]
     )
     return forged
 
@@ -229,9 +256,9 @@ def test_a_well_formed_lock_imports(plain_bundle: dict[str, Any], target: Path, 
 
 
 @pytest.mark.parametrize(("case", "forged", "message"), FORGED, ids=[f[0] for f in FORGED])
-def test_a_forged_lock_in_a_bundle_is_refused_by_import(case: str, forged: dict[str, Any], message: str,
-                                                        plain_bundle: dict[str, Any], target: Path,
-                                                        tmp_path: Path) -> None:
+def test_a_forged_lock_in_a_bundle_is_refused_by_import(
+    case: str, forged: dict[str, Any], message: str, plain_bundle: dict[str, Any], target: Path, tmp_path: Path
+) -> None:
     before = _counts(target)
     done = _import(target, _forge_bundle(plain_bundle, forged), tmp_path)
     assert done.exit_code == 2, done.output
@@ -244,10 +271,7 @@ def test_a_forged_lock_in_a_bundle_is_refused_by_import(case: str, forged: dict[
 # -- through `toolcrib add --requires`, from a local index ---------------------------
 
 USES_FAKE = (
-    "import {module}\n\n"
-    "def bump(x: int) -> int:\n"
-    '    """Add the package\'s value."""\n'
-    "    return x + {module}.VALUE\n"
+    'import {module}\n\ndef bump(x: int) -> int:\n    """Add the package\'s value."""\n    return x + {module}.VALUE\n'
 )
 
 
@@ -270,13 +294,18 @@ def test_add_locks_a_local_wheel(index: Path, cache: Path, target: Path, tmp_pat
     assert [p.filename for p in lock.packages] == ["tcgood-1.0-py3-none-any.whl"]
 
 
-def test_a_wheel_shipping_a_stdlib_module_does_not_put_it_in_the_lock(index: Path, cache: Path, target: Path,
-                                                                      tmp_path: Path) -> None:
+def test_a_wheel_shipping_a_stdlib_module_does_not_put_it_in_the_lock(
+    index: Path, cache: Path, target: Path, tmp_path: Path
+) -> None:
     """A wheel may ship `subprocess.py` (it shadows nothing: the site comes
     after the standard library); the lock never names it, so no zygote is
     asked to import a standard-library module on the lock's behalf."""
-    build_wheel(index, "tcshadow", "1.0", {"tcshadow/__init__.py": b"VALUE = 1\n", "subprocess.py": b"X = 1\n",
-                                           "os/__init__.py": b""})
+    build_wheel(
+        index,
+        "tcshadow",
+        "1.0",
+        {"tcshadow/__init__.py": b"VALUE = 1\n", "subprocess.py": b"X = 1\n", "os/__init__.py": b""},
+    )
     done = _add(target, tmp_path, "tcshadow", "tcshadow")
     assert done.exit_code == 0, done.output
     with Registry(target, actor="t") as reg:
@@ -284,19 +313,34 @@ def test_a_wheel_shipping_a_stdlib_module_does_not_put_it_in_the_lock(index: Pat
     assert lock is not None and lock.imports == ("tcshadow",)
 
 
-@pytest.mark.parametrize(("case", "wheel", "message"), [
-    ("content not its RECORD", {"tamper": {"tcbad/__init__.py": b"VALUE = 2\n"}},
-     r"tcbad-1.0-py3-none-any.whl: member 'tcbad/__init__.py' does not match the hash RECORD gives for it"),
-    ("member not in RECORD", {"unrecorded": {"tcbad/extra.py": b"import os\n"}},
-     r"member 'tcbad/extra.py' is not listed in RECORD"),
-    ("parent-directory member", {"files": {"../escape.py": b"X = 1\n"}},
-     r"member '../escape.py' is not a plain relative path"),
-    ("absolute member", {"files": {"/tmp/escape.py": b"X = 1\n"}},
-     r"member '/tmp/escape.py' is not a plain relative path"),
-])
-def test_add_refuses_a_wheel_that_is_not_what_its_record_says(case: str, wheel: dict[str, Any], message: str,
-                                                              index: Path, cache: Path, target: Path,
-                                                              tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("case", "wheel", "message"),
+    [
+        (
+            "content not its RECORD",
+            {"tamper": {"tcbad/__init__.py": b"VALUE = 2\n"}},
+            r"tcbad-1.0-py3-none-any.whl: member 'tcbad/__init__.py' does not match the hash RECORD gives for it",
+        ),
+        (
+            "member not in RECORD",
+            {"unrecorded": {"tcbad/extra.py": b"import os\n"}},
+            r"member 'tcbad/extra.py' is not listed in RECORD",
+        ),
+        (
+            "parent-directory member",
+            {"files": {"../escape.py": b"X = 1\n"}},
+            r"member '../escape.py' is not a plain relative path",
+        ),
+        (
+            "absolute member",
+            {"files": {"/tmp/escape.py": b"X = 1\n"}},
+            r"member '/tmp/escape.py' is not a plain relative path",
+        ),
+    ],
+)
+def test_add_refuses_a_wheel_that_is_not_what_its_record_says(
+    case: str, wheel: dict[str, Any], message: str, index: Path, cache: Path, target: Path, tmp_path: Path
+) -> None:
     files = {"tcbad/__init__.py": b"VALUE = 1\n", **wheel.pop("files", {})}
     build_wheel(index, "tcbad", "1.0", files, **wheel)
     before = _counts(target)
@@ -314,8 +358,9 @@ def test_add_refuses_a_wheel_that_is_not_what_its_record_says(case: str, wheel: 
 def _lock_of(wheel: Path, name: str, version: str, imports: tuple[str, ...], cache: Path) -> Lock:
     (cache / "wheels").mkdir(parents=True, exist_ok=True)
     os.replace(wheel, cache / "wheels" / wheel.name)
-    return Lock(requirements=(name,), packages=(_locked(cache / "wheels" / wheel.name, name, version),),
-                imports=imports)
+    return Lock(
+        requirements=(name,), packages=(_locked(cache / "wheels" / wheel.name, name, version),), imports=imports
+    )
 
 
 def test_materialize_refuses_an_import_no_wheel_provides(cache: Path, tmp_path: Path) -> None:
@@ -326,15 +371,23 @@ def test_materialize_refuses_an_import_no_wheel_provides(cache: Path, tmp_path: 
     assert not (cache / "sites").exists() or not any((cache / "sites").iterdir())
 
 
-@pytest.mark.parametrize(("case", "wheel", "message"), [
-    ("content not its RECORD", {"tamper": {"tcbad/__init__.py": b"VALUE = 2\n"}}, r"does not match the hash RECORD"),
-    ("RECORD size", {"tamper": {"tcbad/__init__.py": b"VALUE = 1 \n"}}, r"does not match the hash RECORD"),
-    ("member not in RECORD", {"unrecorded": {"tcbad/extra.pth": b"import os\n"}}, r"is not listed in RECORD"),
-    ("parent-directory member", {"files": {"tcbad/../../escape.py": b"X = 1\n"}}, r"is not a plain relative path"),
-    ("second dist-info", {"unrecorded": {"other-1.0.dist-info/RECORD": b""}}, r"exactly one \.dist-info"),
-])
-def test_materialize_checks_each_wheel_against_its_record(case: str, wheel: dict[str, Any], message: str,
-                                                          cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("case", "wheel", "message"),
+    [
+        (
+            "content not its RECORD",
+            {"tamper": {"tcbad/__init__.py": b"VALUE = 2\n"}},
+            r"does not match the hash RECORD",
+        ),
+        ("RECORD size", {"tamper": {"tcbad/__init__.py": b"VALUE = 1 \n"}}, r"does not match the hash RECORD"),
+        ("member not in RECORD", {"unrecorded": {"tcbad/extra.pth": b"import os\n"}}, r"is not listed in RECORD"),
+        ("parent-directory member", {"files": {"tcbad/../../escape.py": b"X = 1\n"}}, r"is not a plain relative path"),
+        ("second dist-info", {"unrecorded": {"other-1.0.dist-info/RECORD": b""}}, r"exactly one \.dist-info"),
+    ],
+)
+def test_materialize_checks_each_wheel_against_its_record(
+    case: str, wheel: dict[str, Any], message: str, cache: Path, tmp_path: Path
+) -> None:
     files = {"tcbad/__init__.py": b"VALUE = 1\n", **wheel.pop("files", {})}
     built = build_wheel(tmp_path / "w", "tcbad", "1.0", files, **wheel)
     lock = _lock_of(built, "tcbad", "1.0", ("tcbad",), cache)
@@ -349,7 +402,9 @@ def test_the_site_is_read_only_without_pth_files_or_scripts(cache: Path, tmp_pat
     zygote adds with sys.path (-I -S): both are removed, and no later process
     can change what was installed."""
     wheel = build_wheel(
-        tmp_path / "w", "tcgood", "1.0",
+        tmp_path / "w",
+        "tcgood",
+        "1.0",
         {"tcgood/__init__.py": b"VALUE = 1\n", "tcgood-hook.pth": b"import os; os.system('touch /tmp/pwned')\n"},
         entry_points="[console_scripts]\ntcgood = tcgood:main\n",
     )
@@ -420,4 +475,5 @@ def test_add_stores_the_normalized_version(index: Path, cache: Path, target: Pat
     with Registry(target, actor="t") as reg:
         lock = reg.get("bump").lock
     assert lock is not None and [(p.version, p.filename) for p in lock.packages] == [
-        ("1.0rc1", "tcrc-1.0rc1-py3-none-any.whl")]
+        ("1.0rc1", "tcrc-1.0rc1-py3-none-any.whl")
+    ]

@@ -62,8 +62,16 @@ def test_call_validates_against_the_stored_schema_not_the_source(tmp_path: Path)
         assert reg.verify("echo").status == "verified"
         assert reg.call("echo", {"x": 2}).result == 2
         # The stored schema now says x is a string: what `show` prints is what `call` enforces.
-        _store_schema(reg, "echo", {"type": "object", "properties": {"x": {"type": "string"}},
-                                    "required": ["x"], "additionalProperties": False})
+        _store_schema(
+            reg,
+            "echo",
+            {
+                "type": "object",
+                "properties": {"x": {"type": "string"}},
+                "required": ["x"],
+                "additionalProperties": False,
+            },
+        )
         assert reg.call("echo", {"x": "a"}).result == "a"
         with pytest.raises(ArgumentsError) as info:
             reg.call("echo", {"x": 2})
@@ -120,8 +128,10 @@ def test_import_refuses_a_stored_schema_the_source_does_not_derive(tmp_path: Pat
         with pytest.raises(BundleError) as info:
             dst.import_bundle(bundle)
         message = str(info.value)
-        assert message.startswith("tools[0] (echo@1.0.0): the stored input schema differs from the one its source derives")
-        assert ".properties.x.type: stored \"string\", derived \"integer\"" in message
+        assert message.startswith(
+            "tools[0] (echo@1.0.0): the stored input schema differs from the one its source derives"
+        )
+        assert '.properties.x.type: stored "string", derived "integer"' in message
         assert dst.list() == []  # nothing imported
         assert [r.created for r in dst.import_bundle(good)] == [True]
 
@@ -189,8 +199,9 @@ def test_cancel_kills_the_sandboxed_process(tmp_path: Path, backend: str) -> Non
         cancel = Cancel()
         outcome: list[Any] = []
         caller = threading.Thread(
-            target=lambda: outcome.append(reg.call("hold", {"n": -1}, backend=backend, allow_unverified=True,
-                                                   cancel=cancel))
+            target=lambda: outcome.append(
+                reg.call("hold", {"n": -1}, backend=backend, allow_unverified=True, cancel=cancel)
+            )
         )
         caller.start()
         deadline = time.monotonic() + 120

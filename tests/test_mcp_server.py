@@ -125,8 +125,9 @@ async def stdio_session(registry: Path, *extra: str, notes: Notes | None = None)
     params = StdioServerParameters(command=TOOLCRIB, args=_serve_args(registry, *extra), env=env)
     with open(os.devnull, "w") as quiet:
         async with stdio_client(params, errlog=quiet) as (read, write):
-            async with ClientSession(read, write, client_info=CLIENT,
-                                     message_handler=notes.handle if notes else None) as session:
+            async with ClientSession(
+                read, write, client_info=CLIENT, message_handler=notes.handle if notes else None
+            ) as session:
                 await session.initialize()
                 yield session
 
@@ -135,8 +136,13 @@ class HttpServer:
     """`toolcrib serve --http 0` in a subprocess; the URL it announced on stderr."""
 
     def __init__(self, registry: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen([TOOLCRIB, *_serve_args(registry, "--http", "0", *extra)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [TOOLCRIB, *_serve_args(registry, "--http", "0", *extra)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()
         match = re.search(r"listening on (http://127\.0\.0\.1:\d+/mcp)", line)
@@ -168,8 +174,9 @@ async def http_session(url: str, notes: Notes | None = None, token: str | None =
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(DEADLINE, read=300)) as client:
         async with streamable_http_client(url, http_client=client) as (read, write):
-            async with ClientSession(read, write, client_info=CLIENT,
-                                     message_handler=notes.handle if notes else None) as session:
+            async with ClientSession(
+                read, write, client_info=CLIENT, message_handler=notes.handle if notes else None
+            ) as session:
                 await session.initialize()
                 yield session
 
@@ -202,14 +209,20 @@ def test_lists_verified_tools_with_their_stored_schemas(connect: Opener, registr
             stored = reg.get("double")
         double = listed["double"]
         assert double.input_schema == stored.signature.input_schema
-        assert double.output_schema == {"type": "object", "properties": {"result": stored.signature.output_schema},
-                                        "required": ["result"]}
+        assert double.output_schema == {
+            "type": "object",
+            "properties": {"result": stored.signature.output_schema},
+            "required": ["result"],
+        }
         assert double.description == stored.signature.description
         assert double.annotations is not None
         assert double.annotations.read_only_hint is True and double.annotations.open_world_hint is False
         assert "sandboxed" in (double.annotations.title or "")
-        assert double.meta == {"toolcrib/ref": "double@1.0.0", "toolcrib/sha256": stored.sha256,
-                               "toolcrib/backend": "restricted"}
+        assert double.meta == {
+            "toolcrib/ref": "double@1.0.0",
+            "toolcrib/sha256": stored.sha256,
+            "toolcrib/backend": "restricted",
+        }
 
     _run(body)
 
@@ -251,8 +264,11 @@ def test_outcomes_carry_the_same_json_as_call_json(registry: Path, tmp_path: Pat
         return dict(result.structured_content)
 
     served = anyio.run(body)
-    cli = subprocess.run([TOOLCRIB, "--registry", str(registry), "call", "boom", "--args", '{"x": -1}', "--json"],
-                         capture_output=True, text=True)
+    cli = subprocess.run(
+        [TOOLCRIB, "--registry", str(registry), "call", "boom", "--args", '{"x": -1}', "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 1, cli.stderr
     printed = json.loads(cli.stdout)
     for changes in (served, printed):
@@ -463,8 +479,9 @@ def test_allow_add_registers_then_serves_only_once_verified(tmp_path: Path) -> N
         async with stdio_session(path, "--allow-add", notes=notes) as session:
             names = {t.name for t in (await session.list_tools()).tools}
             assert names == {"add_tool", "verify_tool"}
-            added = await session.call_tool("add_tool", {"source": source,
-                                                          "tests": [{"args": {"x": 2}, "expected": 6}]})
+            added = await session.call_tool(
+                "add_tool", {"source": source, "tests": [{"args": {"x": 2}, "expected": 6}]}
+            )
             assert not added.is_error, added.structured_content
             ref = added.structured_content["tool"]
             assert re.fullmatch(r"mcp-[0-9a-f]{12}_triple@1\.0\.0", ref), ref
@@ -513,9 +530,14 @@ def test_without_allow_add_there_is_no_add_tool(registry: Path) -> None:
     ],
 )
 def test_non_loopback_bind_is_refused_without_flag_and_token(registry: Path, args: list[str], message: str) -> None:
-    result = subprocess.run([TOOLCRIB, "--registry", str(registry), "serve", *args],
-                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=DEADLINE,
-                            env={**os.environ, "TOOLCRIB_SERVE_TOKEN": ""})
+    result = subprocess.run(
+        [TOOLCRIB, "--registry", str(registry), "serve", *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=DEADLINE,
+        env={**os.environ, "TOOLCRIB_SERVE_TOKEN": ""},
+    )
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -523,8 +545,13 @@ def test_non_loopback_bind_is_refused_without_flag_and_token(registry: Path, arg
 
 
 def test_a_missing_registry_is_an_error_not_a_new_one(tmp_path: Path) -> None:
-    result = subprocess.run([TOOLCRIB, "--registry", str(tmp_path / "none.db"), "serve"],
-                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=DEADLINE)
+    result = subprocess.run(
+        [TOOLCRIB, "--registry", str(tmp_path / "none.db"), "serve"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=DEADLINE,
+    )
     assert result.returncode == 3
     assert "no registry at" in result.stderr and not (tmp_path / "none.db").exists()
 
@@ -533,8 +560,12 @@ def test_http_token_is_required_when_set(registry: Path) -> None:
     # On loopback a token is optional; once given, every request must carry it.
     server = HttpServer(registry, "--token", "s3cret")
     try:
-        refused = httpx2.post(server.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                              headers={"Accept": "application/json, text/event-stream"}, timeout=DEADLINE)
+        refused = httpx2.post(
+            server.url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            headers={"Accept": "application/json, text/event-stream"},
+            timeout=DEADLINE,
+        )
         assert refused.status_code == 401
 
         async def body() -> None:

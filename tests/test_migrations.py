@@ -121,17 +121,33 @@ def test_m003_gives_old_versions_the_default_policy_and_old_evidence_no_layers(t
     with write_transaction(db):
         db["versions"].insert(
             {
-                "name": "slugify", "version": "1.0.0", "sha256": "ab" * 32, "entrypoint": "slugify",
-                "source": SOURCE, "tests": "[]", "limits": None, "status": "verified",
+                "name": "slugify",
+                "version": "1.0.0",
+                "sha256": "ab" * 32,
+                "entrypoint": "slugify",
+                "source": SOURCE,
+                "tests": "[]",
+                "limits": None,
+                "status": "verified",
                 "signature": '{"description":null,"input_schema":{"type":"object"},"output_schema":null,"untyped":[]}',
-                "created_at": now, "registered_by": "old", "registered_at": now,
-                "source_sha256": sha256_text(SOURCE), "metadata": "{}",
+                "created_at": now,
+                "registered_by": "old",
+                "registered_at": now,
+                "source_sha256": sha256_text(SOURCE),
+                "metadata": "{}",
             }
         )
         db["verifications"].insert(
             {
-                "version_id": 1, "sha256": "ab" * 32, "status": "verified", "backend": "restricted",
-                "passed": 0, "failed": 0, "cases": "[]", "limits": "{}", "verified_at": now,
+                "version_id": 1,
+                "sha256": "ab" * 32,
+                "status": "verified",
+                "backend": "restricted",
+                "passed": 0,
+                "failed": 0,
+                "cases": "[]",
+                "limits": "{}",
+                "verified_at": now,
             }
         )
     db.close()

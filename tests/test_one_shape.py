@@ -80,8 +80,11 @@ def test_the_exit_code_table_is_the_clis() -> None:
 
     assert not hasattr(errors, "EXIT_CODES") and not hasattr(errors, "exit_code_for_status")
     assert [exit_code_for_status(s) for s in ("ok", "error", "blocked", "limit", "unavailable")] == [0, 1, 4, 5, 6]
-    assert {cls.exit_code for cls in vars(errors).values()
-            if isinstance(cls, type) and issubclass(cls, errors.ToolcribError)} <= set(EXIT_CODES)
+    assert {
+        cls.exit_code
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.ToolcribError)
+    } <= set(EXIT_CODES)
 
 
 def _cli_modules() -> dict[str, ast.Module]:
@@ -101,11 +104,18 @@ def test_the_cli_has_one_set_of_helpers() -> None:
                 copies.append(f"{name}: def {node.name}")
             if isinstance(node, ast.ClassDef) and any("ClickException" in ast.unparse(b) for b in node.bases):
                 copies.append(f"{name}: class {node.name}")
-            if (isinstance(node, ast.Call) and ast.unparse(node.func) == "click.option"
-                    and any(isinstance(a, ast.Constant) and a.value == "--json" for a in node.args)):
+            if (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) == "click.option"
+                and any(isinstance(a, ast.Constant) and a.value == "--json" for a in node.args)
+            ):
                 copies.append(f"{name}: its own --json option")
-            if isinstance(node, ast.Call) and ast.unparse(node.func) == "json.dumps" and any(
-                    k.arg == "indent" for k in node.keywords) and name != "tools.py":  # tools.py writes a bundle file
+            if (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) == "json.dumps"
+                and any(k.arg == "indent" for k in node.keywords)
+                and name != "tools.py"
+            ):  # tools.py writes a bundle file
                 copies.append(f"{name}: its own JSON printer")
     assert copies == []
 

@@ -49,7 +49,9 @@ def test_a_comparator_is_one_table_entry(alnum: str, reg: Registry) -> None:
 
 
 def test_the_comparator_table_is_the_list_everywhere(alnum: str) -> None:
-    with pytest.raises(TestsFormatError, match="choose from exact, float, unordered, normalized_text, compact_text, alnum"):
+    with pytest.raises(
+        TestsFormatError, match="choose from exact, float, unordered, normalized_text, compact_text, alnum"
+    ):
         parse_tests([{"args": {}, "expected": 1, "comparator": "nearly"}])
     make_help = " ".join(CliRunner().invoke(cli, ["make", "--help"]).stdout.split())
     assert "compact_text|alnum]" in make_help
@@ -75,7 +77,11 @@ def test_an_unregistered_comparator_is_refused_again() -> None:
 
 
 def _plain(tool: Any, name: str, warnings: list[str]) -> dict[str, Any]:
-    return {"tool": name, "doc": tool.signature.description, "params": sorted(tool.signature.input_schema["properties"])}
+    return {
+        "tool": name,
+        "doc": tool.signature.description,
+        "params": sorted(tool.signature.input_schema["properties"]),
+    }
 
 
 def test_an_export_format_is_one_table_entry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

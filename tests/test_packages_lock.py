@@ -37,8 +37,15 @@ def _use_cache(shared: Path, cache: Path) -> None:
 
 def _import_in(site: Path, module: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); import {module}; print({module}.__file__)"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(site)!r}); import {module}; print({module}.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -60,8 +67,9 @@ def test_resolve_locks_exact_wheels_with_hashes(six_lock: tuple[Lock, Path]) -> 
 
 
 @pytest.mark.network
-def test_materialize_is_cached_and_offline(six_lock: tuple[Lock, Path], cache: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_materialize_is_cached_and_offline(
+    six_lock: tuple[Lock, Path], cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lock, shared = six_lock
     _use_cache(shared, cache)
     # Every wheel is in the cache: the install needs no index at all.
@@ -107,8 +115,9 @@ def test_a_tampered_wheel_is_refused(six_lock: tuple[Lock, Path], cache: Path) -
 
 
 @pytest.mark.network
-def test_pip_refuses_bytes_that_differ_from_the_locked_hash(six_lock: tuple[Lock, Path], cache: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pip_refuses_bytes_that_differ_from_the_locked_hash(
+    six_lock: tuple[Lock, Path], cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Even past the cache check, the install itself runs with --require-hashes:
     a lock naming a hash the file does not have installs nothing."""
     lock, shared = six_lock
@@ -132,23 +141,40 @@ def test_resolve_failure_is_one_line(cache: Path) -> None:
     assert "toolcrib-no-such-package-xyz" in str(info.value)
 
 
-@pytest.mark.parametrize("bad", ["--index-url=http://x", "pkg @ https://example.com/p.whl", "./local", "", "a b", "-e ."])
+@pytest.mark.parametrize(
+    "bad", ["--index-url=http://x", "pkg @ https://example.com/p.whl", "./local", "", "a b", "-e ."]
+)
 def test_requirements_are_names_not_urls_or_options(bad: str) -> None:
     with pytest.raises(PackagesError, match="not a requirement"):
         check_requirement(bad)
 
 
-@pytest.mark.parametrize("good", ["sympy>=1.12", "pandas", "numpy==1.26.*", "requests[socks]>=2,<3",
-                                  "six; python_version >= '3'", "Foo.Bar_baz~=1.0"])
+@pytest.mark.parametrize(
+    "good",
+    [
+        "sympy>=1.12",
+        "pandas",
+        "numpy==1.26.*",
+        "requests[socks]>=2,<3",
+        "six; python_version >= '3'",
+        "Foo.Bar_baz~=1.0",
+    ],
+)
 def test_plain_requirements_pass(good: str) -> None:
     assert check_requirement(f"  {good} ") == good
 
 
 def test_wheel_imports_from_members() -> None:
     members = [
-        "pkg/__init__.py", "pkg/sub/mod.py", "single.py", "_ext.cpython-311-x86_64-linux-gnu.so",
-        "pkg-1.0.dist-info/RECORD", "pkg-1.0.data/scripts/tool", "__pycache__/single.cpython-311.pyc",
-        "nsonly/inner/thing.py", "README.txt",
+        "pkg/__init__.py",
+        "pkg/sub/mod.py",
+        "single.py",
+        "_ext.cpython-311-x86_64-linux-gnu.so",
+        "pkg-1.0.dist-info/RECORD",
+        "pkg-1.0.data/scripts/tool",
+        "__pycache__/single.cpython-311.pyc",
+        "nsonly/inner/thing.py",
+        "README.txt",
     ]
     assert wheel_imports(members) == ["_ext", "nsonly", "pkg", "single"]
 
@@ -196,7 +222,9 @@ def test_registry_locks_requirements_at_add(cache: Path, tmp_path: Path) -> None
         assert lock is not None and lock.requirements == ("six",) and "six" in lock.imports
         assert added.requires == ["six"] and added.policy == "plain"
         # The lock is part of the content hash.
-        assert added.sha256 == content_sha256(added.source, added.entrypoint, added.signature, added.tests, "plain", lock)
+        assert added.sha256 == content_sha256(
+            added.source, added.entrypoint, added.signature, added.tests, "plain", lock
+        )
         assert added.sha256 != content_sha256(added.source, added.entrypoint, added.signature, added.tests, "plain")
         stored = reg.get("kind")
         assert stored.lock == lock
@@ -205,7 +233,9 @@ def test_registry_locks_requirements_at_add(cache: Path, tmp_path: Path) -> None
         deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
         assert {d["digest"]["sha256"] for d in deps} == {p.sha256 for p in lock.packages}
         # The same requirements again: the same lock, the same version.
-        assert reg.add(SIX_TOOL, requires=["six"], tests=[{"args": {"value": "x"}, "expected": "str:x"}]).created is False
+        assert (
+            reg.add(SIX_TOOL, requires=["six"], tests=[{"args": {"value": "x"}, "expected": "str:x"}]).created is False
+        )
         with pytest.raises(InvalidInput, match="plain policy"):
             reg.add(SIX_TOOL, requires=["six"], policy="restricted", name="kind_r")
         with pytest.raises(InvalidInput, match="requirements: not a requirement"):

@@ -85,7 +85,7 @@ def test_one_zygote_per_lock_inside_the_same_jail(sympy_lock: Lock) -> None:
         assert plain.error.type == "ModuleNotFoundError" and "not available in the sandbox" in plain.error.message
         # Inside the lock's zygote the jail holds as it does for any child:
         # no file, no socket, no process, and nothing not loaded before.
-        probe = '''
+        probe = """
 import os, socket
 def probe() -> dict:
     out = {}
@@ -99,11 +99,15 @@ def probe() -> dict:
         except Exception as exc:
             out[name] = type(exc).__name__
     return out
-'''
+"""
         result = backend.run(Job(source=probe, entrypoint="probe", policy="plain", lock=sympy_lock))
         assert result.status == "ok", result.error
-        assert result.result == {"open": "PermissionError", "socket": "PermissionError",
-                                 "fork": "PermissionError", "import": "ModuleNotFoundError"}
+        assert result.result == {
+            "open": "PermissionError",
+            "socket": "PermissionError",
+            "fork": "PermissionError",
+            "import": "ModuleNotFoundError",
+        }
         assert {"landlock", "seccomp"} <= set(result.layers)
         # Idle: stopped (and started again by the next call).
         pid = zygotes[sympy_lock.digest()]
@@ -172,8 +176,10 @@ def test_no_build_is_unavailable_with_the_command_then_the_command_builds_it(
     (tmp_path / "pi.py").write_text(source)
     (tmp_path / "pi.tests.json").write_text('[{"args": {"n": 5}, "expected": "3.1416"}]')
     runner = CliRunner()
-    added = runner.invoke(cli, ["add", str(tmp_path / "pi.py"), "--tests", str(tmp_path / "pi.tests.json"),
-                                "--requires", "mpmath", "--json"])
+    added = runner.invoke(
+        cli,
+        ["add", str(tmp_path / "pi.py"), "--tests", str(tmp_path / "pi.tests.json"), "--requires", "mpmath", "--json"],
+    )
     assert added.exit_code == 0, added.output
     reg = Registry(tmp_path / "cli.db")
     tool = reg.get("digits_of_pi")
@@ -190,8 +196,9 @@ def test_no_build_is_unavailable_with_the_command_then_the_command_builds_it(
     assert missing.exit_code == 6, missing.output
     assert f"run `toolcrib image build --for {tool.ref}`" in missing.output
     assert tag in missing.output
-    called = runner.invoke(cli, ["call", tool.ref, "--arg", "n=5", "--backend", "docker", "--no-build",
-                                 "--allow-unverified"])
+    called = runner.invoke(
+        cli, ["call", tool.ref, "--arg", "n=5", "--backend", "docker", "--no-build", "--allow-unverified"]
+    )
     assert called.exit_code == 6, called.output
     assert f"toolcrib image build --for {tool.ref}" in called.output
     built = runner.invoke(cli, ["image", "build", "--for", tool.ref, "--json"])
@@ -232,16 +239,31 @@ def test_the_runtime_images_container_settings_equal_the_plain_sandboxs(sympy_lo
         users = {plain["Config"]["User"], runtime["Config"]["User"]}
         assert len(users) == 2 or users == {"65534:65534"}, users
         assert not any(user.startswith("0:") or user == "0" for user in users), users
-        for key in ("WorkingDir", "Hostname", "NetworkDisabled", "Cmd", "Entrypoint", "OpenStdin", "StdinOnce",
-                    "Tty", "Volumes"):
+        for key in (
+            "WorkingDir",
+            "Hostname",
+            "NetworkDisabled",
+            "Cmd",
+            "Entrypoint",
+            "OpenStdin",
+            "StdinOnce",
+            "Tty",
+            "Volumes",
+        ):
             assert runtime["Config"].get(key) == plain["Config"].get(key), key
         # The one difference: the image's thread caps for numerical libraries.
         extra = set(runtime["Config"]["Env"]) - set(plain["Config"]["Env"])
         assert extra == {"OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1"}
         assert set(plain["Config"]["Env"]) <= set(runtime["Config"]["Env"])
         # And a call in it runs the tool with its packages.
-        job = Job(source=FACTOR, entrypoint="factor_poly", args={"expr": "x**2 - 1"}, policy="plain",
-                  lock=sympy_lock, limits=limits)
+        job = Job(
+            source=FACTOR,
+            entrypoint="factor_poly",
+            args={"expr": "x**2 - 1"},
+            policy="plain",
+            lock=sympy_lock,
+            limits=limits,
+        )
         result = backend.run(job)
         assert (result.status, result.result, result.environment["image_digest"]) == ("ok", "(x - 1)*(x + 1)", image_id)
     finally:

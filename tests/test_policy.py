@@ -62,9 +62,23 @@ def test_policy_structure_is_complete() -> None:
     assert all(why.strip() for why in ALLOWED_BUILTINS.values())
     assert all(rule.why.strip() and rule.names for rule in ALLOWED_MODULES.values())
     assert all(why.strip() for why in REFUSED_CONSTRUCTS.values())
-    assert set(ALLOWED_MODULES) >= {"math", "itertools", "functools", "collections", "heapq", "bisect",
-                                    "fractions", "decimal", "statistics", "random", "string", "re", "json",
-                                    "datetime", "typing"}
+    assert set(ALLOWED_MODULES) >= {
+        "math",
+        "itertools",
+        "functools",
+        "collections",
+        "heapq",
+        "bisect",
+        "fractions",
+        "decimal",
+        "statistics",
+        "random",
+        "string",
+        "re",
+        "json",
+        "datetime",
+        "typing",
+    }
 
 
 def test_builtins_table_matches_the_data() -> None:
@@ -74,13 +88,46 @@ def test_builtins_table_matches_the_data() -> None:
             assert name in table, name
     for name in ALLOWED_EXCEPTIONS:
         assert isinstance(table[name], type) and issubclass(table[name], BaseException)
-    for withheld in ("open", "eval", "exec", "compile", "globals", "locals", "vars", "dir", "input",
-                     "breakpoint", "memoryview", "help", "exit", "quit"):
+    for withheld in (
+        "open",
+        "eval",
+        "exec",
+        "compile",
+        "globals",
+        "locals",
+        "vars",
+        "dir",
+        "input",
+        "breakpoint",
+        "memoryview",
+        "help",
+        "exit",
+        "quit",
+    ):
         assert withheld not in table, withheld
     # The guarded versions, never the real ones.
     import builtins
-    for guarded in ("getattr", "hasattr", "setattr", "delattr", "type", "sorted", "zip", "map", "filter",
-                    "enumerate", "reversed", "min", "max", "sum", "any", "all", "iter", "issubclass"):
+
+    for guarded in (
+        "getattr",
+        "hasattr",
+        "setattr",
+        "delattr",
+        "type",
+        "sorted",
+        "zip",
+        "map",
+        "filter",
+        "enumerate",
+        "reversed",
+        "min",
+        "max",
+        "sum",
+        "any",
+        "all",
+        "iter",
+        "issubclass",
+    ):
         assert table[guarded] is not getattr(builtins, guarded), guarded
 
 
@@ -101,8 +148,7 @@ def test_doc_names_every_allowed_builtin_module_and_member() -> None:
     named = set(re.findall(r"`([^`\s]+)`", text))
     missing = [b for b in ALLOWED_BUILTINS if b not in named]
     missing += [m for m in ALLOWED_MODULES if m not in named]
-    missing += [f"{m}.{n}" for m, rule in ALLOWED_MODULES.items() for n in rule.names
-                if m != "math" and n not in named]
+    missing += [f"{m}.{n}" for m, rule in ALLOWED_MODULES.items() for n in rule.names if m != "math" and n not in named]
     assert not missing, f"docs/security.md does not name: {missing}"
     assert "sandbox-restricted.md" in text and "sandbox-docker.md" in text
 
@@ -115,8 +161,11 @@ def test_doc_reasons_about_every_facade_and_callback_taking_builtin() -> None:
     assert all(len(row.split("|")) == 5 and row.split("|")[3].strip() for row in rows), "three filled cells a row"
     named = set(re.findall(r"`([^`\s(]+)", " ".join(row.split("|")[1] for row in rows)))
     missing = [m for m in ALLOWED_MODULES if not any(n == m or n.startswith(m + ".") for n in named)]
-    missing += [b for b in ("sorted", "min", "max", "map", "filter", "iter", "print", "getattr", "type", "super")
-                if b not in named]
+    missing += [
+        b
+        for b in ("sorted", "min", "max", "map", "filter", "iter", "print", "getattr", "type", "super")
+        if b not in named
+    ]
     assert not missing, f"no callback row for: {missing}"
 
 
@@ -206,7 +255,7 @@ def test_write_guard_refuses_everything_else(target: Any) -> None:
 
 
 def test_setattr_and_delattr_only_on_tool_objects() -> None:
-    assert ok('''
+    assert ok("""
 class Box(object):
     pass
 def run():
@@ -215,7 +264,7 @@ def run():
     b.colour = "red"
     delattr(b, "colour")
     return [b.size, hasattr(b, "colour")]
-''') == [3, False]
+""") == [3, False]
     assert "cannot modify" in blocked('import math\ndef run():\n    setattr(math, "pi", 3)\n')
     assert "names starting with" in blocked('class B(object):\n    pass\ndef run():\n    setattr(B(), "_x", 1)\n')
 
@@ -223,10 +272,23 @@ def run():
 # ---------------------------------------------------------------- inplacevar
 
 
-@pytest.mark.parametrize("op,x,y,expected", [
-    ("+=", 5, 2, 7), ("-=", 5, 2, 3), ("*=", 5, 2, 10), ("/=", 5, 2, 2.5), ("//=", 5, 2, 2), ("%=", 5, 2, 1),
-    ("**=", 5, 2, 25), ("<<=", 5, 2, 20), (">>=", 5, 2, 1), ("&=", 5, 3, 1), ("^=", 5, 3, 6), ("|=", 5, 3, 7),
-])
+@pytest.mark.parametrize(
+    "op,x,y,expected",
+    [
+        ("+=", 5, 2, 7),
+        ("-=", 5, 2, 3),
+        ("*=", 5, 2, 10),
+        ("/=", 5, 2, 2.5),
+        ("//=", 5, 2, 2),
+        ("%=", 5, 2, 1),
+        ("**=", 5, 2, 25),
+        ("<<=", 5, 2, 20),
+        (">>=", 5, 2, 1),
+        ("&=", 5, 3, 1),
+        ("^=", 5, 3, 6),
+        ("|=", 5, 3, 7),
+    ],
+)
 def test_inplacevar_operators(op: str, x: int, y: int, expected: Any) -> None:
     assert inplacevar(op, x, y) == expected
 
@@ -235,13 +297,13 @@ def test_inplacevar_mutates_lists_in_place_and_guards_size() -> None:
     items = [1]
     assert inplacevar("+=", items, [2]) is items and items == [1, 2]
     with pytest.raises(MemoryError):
-        inplacevar("*=", "ab", 10 ** 9)
+        inplacevar("*=", "ab", 10**9)
     with pytest.raises(PolicyViolation):
         inplacevar("=", 1, 2)
 
 
 def test_augmented_assignment_of_attributes_and_items() -> None:
-    assert ok('''
+    assert ok("""
 from collections import Counter
 class Tally(object):
     total = 0
@@ -257,7 +319,7 @@ def run():
     grid = [[0, 0], [0, 0]]
     grid[1][0] -= 4
     return [t.count, Tally.total, dict(counts), grid]
-''') == [2, 1, {"a": 2, "b": 1, "c": 1}, [[0, 0], [-4, 0]]]
+""") == [2, 1, {"a": 2, "b": 1, "c": 1}, [[0, 0], [-4, 0]]]
 
 
 def test_augmented_assignment_keeps_the_guards() -> None:
@@ -270,7 +332,7 @@ def test_augmented_assignment_keeps_the_guards() -> None:
 
 
 def test_iteration_builtins() -> None:
-    assert ok('''
+    assert ok("""
 def gen():
     yield 3
     yield 1
@@ -284,12 +346,34 @@ def run():
         any(x > 2 for x in gen()), all(gen()), list(iter([1, 2].pop, 1)), next(iter(gen())),
         tuple(gen()), sorted(set(gen())), dict([("a", 1)], b=2), len(frozenset("aab")), list(range(2, 8, 3)),
     ]
-''') == [[1, 2, 3], ["c", "b", "A"], [["a", 3], ["b", 1]], [[1, "x"], [2, "y"]], [11, 22], [1, 2], [2, 1, 3],
-         ["j", "k"], 1, 1, 9, 2, 16, True, True, [2], 3, [3, 1, 2], [1, 2, 3], {"a": 1, "b": 2}, 2, [2, 5]]
+""") == [
+        [1, 2, 3],
+        ["c", "b", "A"],
+        [["a", 3], ["b", 1]],
+        [[1, "x"], [2, "y"]],
+        [11, 22],
+        [1, 2],
+        [2, 1, 3],
+        ["j", "k"],
+        1,
+        1,
+        9,
+        2,
+        16,
+        True,
+        True,
+        [2],
+        3,
+        [3, 1, 2],
+        [1, 2, 3],
+        {"a": 1, "b": 2},
+        2,
+        [2, 5],
+    ]
 
 
 def test_zip_strict_and_number_builtins() -> None:
-    assert ok('''
+    assert ok("""
 def run():
     out = [abs(-2), round(2.567, 2), divmod(7, 2), pow(2, 10), pow(3, 2, 5), chr(65), ord("a"), hex(255),
            bin(5), oct(8), int("12"), float("1.5"), str(3), bool(0), repr("x"), ascii("é"), format(3.14159, ".2f"),
@@ -299,19 +383,44 @@ def run():
     except ValueError:
         out.append("strict")
     return out
-''') == [2, 2.57, [3, 1], 1024, 4, "A", 97, "0xff", "0b101", "0o10", 12, 1.5, "3", False, "'x'", "'\\xe9'",
-         "3.14", True, True, True, True, "strict"]
+""") == [
+        2,
+        2.57,
+        [3, 1],
+        1024,
+        4,
+        "A",
+        97,
+        "0xff",
+        "0b101",
+        "0o10",
+        12,
+        1.5,
+        "3",
+        False,
+        "'x'",
+        "'\\xe9'",
+        "3.14",
+        True,
+        True,
+        True,
+        True,
+        "strict",
+    ]
 
 
 def test_type_one_argument_only_and_only_for_safe_classes() -> None:
-    assert ok('''
+    assert (
+        ok("""
 from collections import Counter
 class Node(object):
     pass
 def run():
     return [type(1) is int, type("s") == str, type([]) is list, type(Node()) is Node,
             type(Counter()) is Counter, type(ValueError()) is ValueError]
-''') == [True] * 6
+""")
+        == [True] * 6
+    )
     assert "type() of" in blocked("def run():\n    return type(run)\n")
     assert "three arguments" in blocked("def run():\n    return type('X', (), {})\n")
     # type() with no argument (say, as a defaultdict factory) is an ordinary TypeError
@@ -320,7 +429,7 @@ def run():
 
 
 def test_classes_subclassing_builtins_and_exceptions() -> None:
-    assert ok('''
+    assert ok("""
 class Registry(dict):
     def register(self, key, value):
         self[key] = value
@@ -344,20 +453,22 @@ def run():
         caught = str(exc)
     s = Stack().push(1).push(2)
     return [Registry().register("a", 1), caught, len(s), repr(s), isinstance(s, Stack)]
-''') == [{"a": 1}, "bad", 2, "Stack(2)", True]
+""") == [{"a": 1}, "bad", 2, "Stack(2)", True]
 
 
 def test_class_creation_refusals() -> None:
     assert "metaclass" in blocked("class M(object, metaclass=type):\n    pass\ndef run():\n    return 1\n")
-    assert "custom metaclass" in blocked("from fractions import Fraction\nclass F(Fraction):\n    pass\n"
-                                         "def run():\n    return 1\n")
+    assert "custom metaclass" in blocked(
+        "from fractions import Fraction\nclass F(Fraction):\n    pass\ndef run():\n    return 1\n"
+    )
     for hook in ("__getattr__", "__getattribute__", "__reduce__", "__init_subclass__", "__del__", "__new__"):
-        assert hook in blocked(f"class A(object):\n    def {hook}(self, *a):\n        return 1\n"
-                               "def run():\n    return 1\n")
+        assert hook in blocked(
+            f"class A(object):\n    def {hook}(self, *a):\n        return 1\ndef run():\n    return 1\n"
+        )
 
 
 def test_print_is_collected_and_printed_is_per_function() -> None:
-    reply = call('''
+    reply = call("""
 def helper():
     print("inner", 1, sep="-")
     return printed
@@ -365,7 +476,7 @@ def run():
     text = helper()
     print("outer", end="")
     return text
-''')
+""")
     assert reply["status"] == "ok"
     assert reply["result"] == "inner-1\n"
     assert reply["stdout"] == "inner-1\nouter"
@@ -377,14 +488,21 @@ def test_print_to_a_file_is_refused() -> None:
 
 
 def test_star_args_calls_go_through_apply() -> None:
-    assert ok("def f(a, b, c=0):\n    return a + b + c\ndef run():\n    args = [1, 2]\n    kw = {'c': 3}\n"
-              "    return f(*args, **kw)\n") == 6
+    assert (
+        ok(
+            "def f(a, b, c=0):\n    return a + b + c\ndef run():\n    args = [1, 2]\n    kw = {'c': 3}\n"
+            "    return f(*args, **kw)\n"
+        )
+        == 6
+    )
 
 
 def test_unpacking_is_guarded_but_works() -> None:
-    assert ok("def run():\n    (a, (b, c)), d = (1, (2, 3)), 4\n    out = []\n"
-              "    for x, (y, z) in [(1, (2, 3))]:\n        out.append(x + y + z)\n"
-              "    return [a, b, c, d, out]\n") == [1, 2, 3, 4, [6]]
+    assert ok(
+        "def run():\n    (a, (b, c)), d = (1, (2, 3)), 4\n    out = []\n"
+        "    for x, (y, z) in [(1, (2, 3))]:\n        out.append(x + y + z)\n"
+        "    return [a, b, c, d, out]\n"
+    ) == [1, 2, 3, 4, [6]]
 
 
 # ---------------------------------------------------------------- compile-time rules
@@ -395,28 +513,31 @@ def test_refusals_name_the_construct_and_the_line() -> None:
     assert msg == 'line 3: attribute name "__class__" is not allowed (names starting with "_" are private)'
     msg = blocked("def run():\n    import os\n")
     assert msg.startswith('line 2: import of "os" is not allowed (allowed: math, ')
-    assert blocked("def run():\n    return open('/etc/passwd')\n") == \
-        'line 2: builtin "open" is not available in the sandbox'
+    assert (
+        blocked("def run():\n    return open('/etc/passwd')\n")
+        == 'line 2: builtin "open" is not available in the sandbox'
+    )
     assert blocked("async def run():\n    return 1\n").startswith("line 1: async def is not allowed")
     assert blocked("def run(x=1):\n    match x:\n        case 1:\n            return 1\n").startswith(
-        "line 2: match is not allowed")
+        "line 2: match is not allowed"
+    )
     assert blocked("from os import *\ndef run():\n    return 1\n").startswith('line 1: "from ... import *"')
 
 
 def test_refusals_are_sticky_even_when_caught() -> None:
-    msg = blocked('''
+    msg = blocked("""
 def run():
     try:
         getattr(run, "__globals__")
     except BaseException:
         pass
     return "got away"
-''')
+""")
     assert msg.startswith("line 4:") and "__globals__" in msg
 
 
 def test_annotations_dunder_name_and_main_guard_compile() -> None:
-    assert ok('''
+    assert ok("""
 from typing import Dict, List
 counts: Dict[str, int] = {}
 pending: List[int]
@@ -426,7 +547,7 @@ def run() -> List[str]:
     return [__name__, str(total)]
 if __name__ == "__main__":
     print("not run in the sandbox")
-''') == ["tool", "1"]
+""") == ["tool", "1"]
     assert "__name__" in blocked("__name__ = 'x'\ndef run():\n    return 1\n")
 
 
@@ -441,7 +562,7 @@ def test_deeply_nested_source_is_refused_not_crashed() -> None:
 
 
 def test_name_qualname_and_init_are_readable_where_harmless() -> None:
-    assert ok('''
+    assert ok("""
 class Base(object):
     def __init__(self, tag):
         self.tag = tag
@@ -462,7 +583,7 @@ def run():
     except ValueError as exc:
         message = str(exc)
     return [repr(Child()), repr(Other()), run.__name__, Child.__qualname__, message]
-''') == ["Child(kid)", "Other(other)", "run", "Child", "oops: x"]
+""") == ["Child(kid)", "Other(other)", "run", "Child", "oops: x"]
 
 
 def test_readable_dunders_stay_narrow() -> None:
@@ -480,7 +601,7 @@ def test_readable_dunders_stay_narrow() -> None:
 
 
 def test_single_underscore_helper_names_work() -> None:
-    source = '''
+    source = """
 _CACHE = {}
 def _position(index, count):
     return index - 1 if index > 0 else count + index
@@ -488,7 +609,7 @@ def run(n):
     _CACHE["last"] = _position(n, 5)
     _total = sum(_CACHE.values())
     return [_total, [_x * 2 for _x in range(2)]]
-'''
+"""
     assert ok(source, n=-1) == [4, [0, 2]]
 
 
@@ -513,7 +634,7 @@ def test_future_import_still_compiles() -> None:
 
 
 def test_unpacking_plain_and_custom_sequences() -> None:
-    source = '''
+    source = """
 class Pair:
     def __init__(self, a, b):
         self.a = a
@@ -537,7 +658,7 @@ def run():
     (e, f), g = [1, 2], 3
     out.append([a, b, c, d, e, f, g])
     return out
-'''
+"""
     assert ok(source) == [4, 6, 30, 6, [2, 3], -1, [9, 10, 11, 12, 1, 2, 3]]
 
 

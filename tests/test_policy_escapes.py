@@ -45,7 +45,7 @@ def blocked(source: str, phrase: str) -> str:
 
 # The escape as reported: a dict subclass as deepcopy's memo answers the
 # lookups for the arguments of `getattr` that copy calls for `str.join`.
-MEMO_ESCAPE = '''
+MEMO_ESCAPE = """
 import copy, json
 class Memo(dict):
     def get(self, key, default=None):
@@ -60,38 +60,51 @@ def run():
     memo.step = 0
     found = copy.deepcopy(str.join, memo)
     return str(found["__builtins__"]["open"])
-'''
+"""
 
 
 def test_deepcopy_memo_escape_is_refused() -> None:
     blocked(MEMO_ESCAPE, "memo argument is not offered")
 
 
-@pytest.mark.parametrize("code, phrase", [
-    # the memo by keyword, and through functools.partial
-    ("import copy\ndef run():\n    return copy.deepcopy([1], memo={})\n", "memo argument"),
-    ("import copy, functools\ndef run():\n    return functools.partial(copy.deepcopy, memo={})([1])\n",
-     "memo argument"),
-    # no memo, but a library method descriptor: copy would call getattr from __reduce_ex__
-    ("import copy\ndef run():\n    return str(copy.deepcopy(str.join))\n", "copying method_descriptor"),
-    ("import copy\ndef run():\n    return str(copy.copy(dict.get))\n", "copying method_descriptor"),
-    # the same, held inside data and inside a tool object
-    ("import copy\ndef run():\n    return str(copy.deepcopy({'f': [str.join]}))\n", "copying method_descriptor"),
-    ("import copy\nclass Box(object):\n    def __init__(self):\n        self.f = str.join\n"
-     "def run():\n    return str(copy.deepcopy(Box()).f)\n", "copying method_descriptor"),
-    # library objects that are not data: partials, iterators, exceptions the library made
-    ("import copy, functools\ndef run():\n    return str(copy.deepcopy(functools.partial(max, 1)))\n",
-     "copying partial objects"),
-    ("import copy\ndef run():\n    return str(copy.copy(iter([1, 2])))\n", "copying list_iterator"),
-    ("import copy\ndef run():\n    try:\n        {}['k']\n    except KeyError as e:\n"
-     "        return str(copy.deepcopy(e))\n", "copying KeyError"),
-])
+@pytest.mark.parametrize(
+    "code, phrase",
+    [
+        # the memo by keyword, and through functools.partial
+        ("import copy\ndef run():\n    return copy.deepcopy([1], memo={})\n", "memo argument"),
+        (
+            "import copy, functools\ndef run():\n    return functools.partial(copy.deepcopy, memo={})([1])\n",
+            "memo argument",
+        ),
+        # no memo, but a library method descriptor: copy would call getattr from __reduce_ex__
+        ("import copy\ndef run():\n    return str(copy.deepcopy(str.join))\n", "copying method_descriptor"),
+        ("import copy\ndef run():\n    return str(copy.copy(dict.get))\n", "copying method_descriptor"),
+        # the same, held inside data and inside a tool object
+        ("import copy\ndef run():\n    return str(copy.deepcopy({'f': [str.join]}))\n", "copying method_descriptor"),
+        (
+            "import copy\nclass Box(object):\n    def __init__(self):\n        self.f = str.join\n"
+            "def run():\n    return str(copy.deepcopy(Box()).f)\n",
+            "copying method_descriptor",
+        ),
+        # library objects that are not data: partials, iterators, exceptions the library made
+        (
+            "import copy, functools\ndef run():\n    return str(copy.deepcopy(functools.partial(max, 1)))\n",
+            "copying partial objects",
+        ),
+        ("import copy\ndef run():\n    return str(copy.copy(iter([1, 2])))\n", "copying list_iterator"),
+        (
+            "import copy\ndef run():\n    try:\n        {}['k']\n    except KeyError as e:\n"
+            "        return str(copy.deepcopy(e))\n",
+            "copying KeyError",
+        ),
+    ],
+)
 def test_copy_refuses_memo_and_what_the_tool_did_not_build(code: str, phrase: str) -> None:
     blocked(code, phrase)
 
 
 def test_copy_still_copies_data_and_tool_objects() -> None:
-    assert ok('''
+    assert ok("""
 import copy, collections
 class Point(object):
     def __init__(self, x, tags):
@@ -133,8 +146,35 @@ def run():
         pair.a is not None, dq.maxlen, list(dq), dd["new"], list(copy.deepcopy(od)), dict(cm),
         counter["a"], copy.deepcopy(len) is len, copy.deepcopy(Point) is Point, copy.deepcopy(3.5),
     ]
-''') == [True, True, True, True, True, "Point", ["x"], ["x", "y"], "Bag", "n", [1], [1, 2], "Stack",
-         [[1], [2]], "Oops", "boom", "Pair", True, 3, [[1]], [], ["b", "a"], {"a": 1, "b": 2}, 2, True, True, 3.5]
+""") == [
+        True,
+        True,
+        True,
+        True,
+        True,
+        "Point",
+        ["x"],
+        ["x", "y"],
+        "Bag",
+        "n",
+        [1],
+        [1, 2],
+        "Stack",
+        [[1], [2]],
+        "Oops",
+        "boom",
+        "Pair",
+        True,
+        3,
+        [[1]],
+        [],
+        ["b", "a"],
+        {"a": 1, "b": 2},
+        2,
+        True,
+        True,
+        3.5,
+    ]
 
 
 # ---------------------------------------------------------------- control exceptions
@@ -142,39 +182,50 @@ def run():
 FLOOD = "print('x' * 5000)"
 
 
-@pytest.mark.parametrize("swallow", [
-    f"    try:\n        {FLOOD}\n    except:\n        pass\n",
-    f"    try:\n        {FLOOD}\n    except BaseException:\n        pass\n",
-    f"    try:\n        {FLOOD}\n    except (ValueError, BaseException):\n        pass\n",
-    f"    for _ in range(1):\n        try:\n            {FLOOD}\n        finally:\n            break\n",
-    f"    with Quiet():\n        {FLOOD}\n",
-])
+@pytest.mark.parametrize(
+    "swallow",
+    [
+        f"    try:\n        {FLOOD}\n    except:\n        pass\n",
+        f"    try:\n        {FLOOD}\n    except BaseException:\n        pass\n",
+        f"    try:\n        {FLOOD}\n    except (ValueError, BaseException):\n        pass\n",
+        f"    for _ in range(1):\n        try:\n            {FLOOD}\n        finally:\n            break\n",
+        f"    with Quiet():\n        {FLOOD}\n",
+    ],
+)
 def test_output_overflow_caught_by_the_tool_is_still_an_output_limit(swallow: str) -> None:
-    source = ("class Quiet(object):\n    def __enter__(self):\n        return self\n"
-              "    def __exit__(self, *exc):\n        return True\n"
-              "def run():\n" + swallow + "    return 'got away'\n")
+    source = (
+        "class Quiet(object):\n    def __enter__(self):\n        return self\n"
+        "    def __exit__(self, *exc):\n        return True\n"
+        "def run():\n" + swallow + "    return 'got away'\n"
+    )
     reply = hostile(source, limits={"output": 4})
     assert (reply["status"], reply["limit"]) == ("limit", "output"), reply
 
 
 def test_a_refusal_swallowed_by_finally_return_is_still_blocked() -> None:
-    blocked("def run():\n    try:\n        getattr(run, '__globals__')\n    finally:\n        return 'fine'\n",
-            "__globals__")
+    blocked(
+        "def run():\n    try:\n        getattr(run, '__globals__')\n    finally:\n        return 'fine'\n",
+        "__globals__",
+    )
 
 
 def test_bare_except_still_catches_ordinary_errors() -> None:
     assert ok("def run():\n    try:\n        1 / 0\n    except:\n        return 'caught'\n") == "caught"
-    assert ok("class E(BaseException):\n    pass\ndef run():\n    try:\n        raise E('x')\n"
-              "    except BaseException as exc:\n        return [str(exc), isinstance(exc, Exception)]\n") == \
-        ["x", True]
+    assert ok(
+        "class E(BaseException):\n    pass\ndef run():\n    try:\n        raise E('x')\n"
+        "    except BaseException as exc:\n        return [str(exc), isinstance(exc, Exception)]\n"
+    ) == ["x", True]
 
 
 def test_raise_memory_error_is_not_a_memory_limit() -> None:
     reply = hostile("def run():\n    raise MemoryError('fake')\n")
     assert reply["status"] == "error" and reply["error"]["type"] == "NameError", reply
     # Nor can the class be taken from a real one and raised later.
-    blocked("def run():\n    try:\n        [0] * (10 ** 18)\n    except Exception as exc:\n"
-            "        raise type(exc)('fake')\n", "type() of a")
+    blocked(
+        "def run():\n    try:\n        [0] * (10 ** 18)\n    except Exception as exc:\n"
+        "        raise type(exc)('fake')\n",
+        "type() of a",
+    )
     # A real allocation failure still is one.
     reply = hostile("def run():\n    return [0] * (10 ** 18)\n")
     assert (reply["status"], reply["limit"]) == ("limit", "memory"), reply
@@ -193,35 +244,55 @@ def test_a_tool_raised_name_error_is_not_a_refusal() -> None:
 # ---------------------------------------------------------------- unbound library methods
 
 
-@pytest.mark.parametrize("code, phrase", [
-    ("import collections, json\ndef run():\n    collections.ChainMap.__init__(json.dumps, {})\n"
-     "    return 1\n", "ChainMap.__init__() needs a ChainMap object"),
-    ("import re, json\ndef run():\n    re.error.__init__(json.dumps, 'm')\n    return 1\n",
-     "error.__init__() needs a error object"),
-    ("import re, json\ndef run():\n    getattr(re.error, '__init__')(json.loads, 'm')\n    return 1\n",
-     "needs a error object"),
-    # an instance of the right class, but one the library made: not the tool's to re-initialise
-    ("import json\ndef run():\n    try:\n        json.loads('[')\n    except json.JSONDecodeError as e:\n"
-     "        json.JSONDecodeError.__init__(e, 'm', 'doc', 0)\n    return 1\n", "cannot modify JSONDecodeError"),
-    # C slot wrappers too (object.__init__ accepts anything)
-    ("import json\ndef run():\n    object.__init__(json.dumps)\n    return 1\n", "cannot modify function objects"),
-    # other methods of Python library classes, read from the class
-    ("import collections\nclass Fake(object):\n    pass\ndef run():\n    f = Fake()\n    f.maps = [{}]\n"
-     "    return str(collections.ChainMap.new_child(f))\n", "ChainMap.new_child() needs a ChainMap"),
-    # ... or reached with no class to check against
-    ("import collections\ndef run():\n    return str(collections.ChainMap.parents.fget)\n", "ChainMap.parents"),
-    ("import collections, functools\ndef run():\n    return str(functools.lru_cache(collections.ChainMap).new_child)\n",
-     "ChainMap.new_child"),
-    # a library class's ABC registry is library state too
-    ("import fractions\nclass Fake(object):\n    pass\ndef run():\n    fractions.Fraction.register(Fake)\n"
-     "    return isinstance(Fake(), fractions.Fraction)\n", '"Fraction.register" is not allowed'),
-])
+@pytest.mark.parametrize(
+    "code, phrase",
+    [
+        (
+            "import collections, json\ndef run():\n    collections.ChainMap.__init__(json.dumps, {})\n    return 1\n",
+            "ChainMap.__init__() needs a ChainMap object",
+        ),
+        (
+            "import re, json\ndef run():\n    re.error.__init__(json.dumps, 'm')\n    return 1\n",
+            "error.__init__() needs a error object",
+        ),
+        (
+            "import re, json\ndef run():\n    getattr(re.error, '__init__')(json.loads, 'm')\n    return 1\n",
+            "needs a error object",
+        ),
+        # an instance of the right class, but one the library made: not the tool's to re-initialise
+        (
+            "import json\ndef run():\n    try:\n        json.loads('[')\n    except json.JSONDecodeError as e:\n"
+            "        json.JSONDecodeError.__init__(e, 'm', 'doc', 0)\n    return 1\n",
+            "cannot modify JSONDecodeError",
+        ),
+        # C slot wrappers too (object.__init__ accepts anything)
+        ("import json\ndef run():\n    object.__init__(json.dumps)\n    return 1\n", "cannot modify function objects"),
+        # other methods of Python library classes, read from the class
+        (
+            "import collections\nclass Fake(object):\n    pass\ndef run():\n    f = Fake()\n    f.maps = [{}]\n"
+            "    return str(collections.ChainMap.new_child(f))\n",
+            "ChainMap.new_child() needs a ChainMap",
+        ),
+        # ... or reached with no class to check against
+        ("import collections\ndef run():\n    return str(collections.ChainMap.parents.fget)\n", "ChainMap.parents"),
+        (
+            "import collections, functools\ndef run():\n    return str(functools.lru_cache(collections.ChainMap).new_child)\n",
+            "ChainMap.new_child",
+        ),
+        # a library class's ABC registry is library state too
+        (
+            "import fractions\nclass Fake(object):\n    pass\ndef run():\n    fractions.Fraction.register(Fake)\n"
+            "    return isinstance(Fake(), fractions.Fraction)\n",
+            '"Fraction.register" is not allowed',
+        ),
+    ],
+)
 def test_unbound_library_methods_are_checked(code: str, phrase: str) -> None:
     blocked(code, phrase)
 
 
 def test_base_init_and_unbound_methods_still_work() -> None:
-    assert ok('''
+    assert ok("""
 import collections, fractions, re
 class Tally(collections.Counter):
     def __init__(self, text):
@@ -248,15 +319,18 @@ def run():
     return [dict(tally), str(Oops("x")), str(Sub()), Plain().ok, d, str(half), upper,
             RegexProblem("bad").pos, Tally.most_common(tally, 1),
             collections.ChainMap.__init__.__name__]
-''') == [{"a": 2, "b": 1, "c": 1}, "oops: x", "oops: sub", True, {"k": 1}, "1/3", "X", 1, [["a", 2]],
-         "__init__"]
+""") == [{"a": 2, "b": 1, "c": 1}, "oops: x", "oops: sub", True, {"k": 1}, "1/3", "X", 1, [["a", 2]], "__init__"]
 
 
 def test_attribute_error_obj_is_refused() -> None:
-    blocked("def run():\n    try:\n        (1).missing\n    except AttributeError as e:\n        return str(e.obj)\n",
-            'attribute "obj" of AttributeError')
-    assert ok("def run():\n    try:\n        (1).missing\n    except AttributeError as e:\n"
-              "        return e.name\n") == "missing"
+    blocked(
+        "def run():\n    try:\n        (1).missing\n    except AttributeError as e:\n        return str(e.obj)\n",
+        'attribute "obj" of AttributeError',
+    )
+    assert (
+        ok("def run():\n    try:\n        (1).missing\n    except AttributeError as e:\n        return e.name\n")
+        == "missing"
+    )
 
 
 # ---------------------------------------------------------------- finalisers after the check
@@ -264,7 +338,7 @@ def test_attribute_error_obj_is_refused() -> None:
 # A generator in a garbage cycle whose `finally` is refused, made just
 # before returning a result big enough that converting it triggers the
 # collector (which, before the fix, ran the `finally` after the check).
-FINALISER = '''
+FINALISER = """
 def gen(box):
     try:
         yield 1
@@ -278,7 +352,7 @@ def run():
     box.append(g)   # box -> g -> frame -> box: only the collector frees it
     g = box = None
     return result
-'''
+"""
 
 
 def _reply_and_record() -> bytes:
@@ -315,7 +389,7 @@ def test_a_str_subclass_key_equal_to_another_key_is_an_error_not_a_loss() -> Non
         to_json(value, 1 << 20)
     with pytest.raises(ResultNotJSON, match="two dict keys"):
         to_json(collections.OrderedDict([(Twin("k"), 2), ("k", 1)]), 1 << 20)
-    reply = hostile('''
+    reply = hostile("""
 class Twin(str):
     def __hash__(self):
         return 1
@@ -323,5 +397,5 @@ class Twin(str):
         return self is other
 def run():
     return {"k": 1, Twin("k"): 2}
-''')
+""")
     assert reply["status"] == "error" and reply["error"]["type"] == "ResultNotJSON", reply

@@ -45,7 +45,9 @@ def test_the_prelude_runs_before_the_tool(reg: Registry, backend: str) -> None:
     assert (verdict.status, verdict.passed) == ("verified", 1), verdict.cases
     assert reg.call("hypotenuse", {"a": 5, "b": 12}, backend=backend).result == 13.0
     # A snippet sees the prelude's names too.
-    assert reg.call("hypotenuse", snippet="ans = sqrt(hypotenuse(3, 4))", backend=backend).result == pytest.approx(5 ** 0.5)
+    assert reg.call("hypotenuse", snippet="ans = sqrt(hypotenuse(3, 4))", backend=backend).result == pytest.approx(
+        5**0.5
+    )
 
 
 def test_the_prelude_runs_under_the_same_policy(reg: Registry) -> None:
@@ -125,8 +127,9 @@ def test_cli_prelude_commands_and_add_by_name(tmp_path: Path) -> None:
 
 
 @pytest.mark.network
-def test_a_stored_preludes_requirements_come_with_it(reg: Registry, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stored_preludes_requirements_come_with_it(
+    reg: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TOOLCRIB_CACHE", str(tmp_path / "cache"))
     reg.set_prelude("sixlib", "import six\n", requires=["six"])
     tool = "def py3() -> bool:\n    return bool(six.PY3)\n"

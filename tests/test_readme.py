@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Python API"):]
+    section = readme[readme.index("## Python API") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     (tmp_path / "examples").mkdir()
     (tmp_path / "examples" / "word_sorting.py").write_text((ROOT / "examples" / "word_sorting.py").read_text())
@@ -45,14 +45,17 @@ def test_the_exit_code_table_is_the_codes_the_code_uses() -> None:
     from toolcrib.registry import errors
 
     readme = _readme()
-    section = readme[readme.index("## Exit codes"):]
+    section = readme[readme.index("## Exit codes") :]
     section = section[: section.index("\n## ", 1)]
     documented = {int(code) for code in re.findall(r"^\| (\d+) \|", section, re.M)}
     # 70 (a bug, TOOLCRIB_DEBUG=1) and 130 (interrupted) are the CLI's own.
     assert documented == set(EXIT_CODES) | {70, 130}
     assert set(STATUS_EXIT_CODES.values()) <= documented
-    raised = {cls.exit_code for cls in vars(errors).values()
-              if isinstance(cls, type) and issubclass(cls, errors.ToolcribError)}
+    raised = {
+        cls.exit_code
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.ToolcribError)
+    }
     assert raised <= documented
 
 
@@ -64,7 +67,9 @@ def _local_targets(doc: Path) -> list[str]:
     return [t for t in _LINK.findall(doc.read_text()) if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
 
 
-@pytest.mark.parametrize("doc", ["README.md", "CONTRIBUTING.md", "CHANGELOG.md", "bench/README.md", "docs/trials.md", "docs/guide.md"])
+@pytest.mark.parametrize(
+    "doc", ["README.md", "CONTRIBUTING.md", "CHANGELOG.md", "bench/README.md", "docs/trials.md", "docs/guide.md"]
+)
 def test_links_stay_inside_the_repository_and_resolve(doc: str) -> None:
     path = ROOT / doc
     for target in _local_targets(path):

@@ -347,7 +347,7 @@ def test_large_arguments_and_results_are_capped_in_the_audit(reg: Registry) -> N
     assert len(details["result"]["prefix"]) == 2048
 
 
-UNAVAILABLE = '''
+UNAVAILABLE = """
 import json, sys
 from toolcrib.registry import Registry, SandboxUnavailable
 with Registry(sys.argv[1]) as reg:
@@ -361,7 +361,7 @@ with Registry(sys.argv[1]) as reg:
                       "audit": [e.details.get("status") for e in reg.audit(event="call")],
                       "verifications": reg.db.execute("SELECT count(*) FROM verifications").fetchone()[0],
                       "version_status": reg.get("add").status}))
-'''
+"""
 
 
 def test_unreachable_docker_engine(reg: Registry, tmp_path: Path) -> None:
@@ -373,8 +373,9 @@ def test_unreachable_docker_engine(reg: Registry, tmp_path: Path) -> None:
     reg.add(ADD, tests=ADD_TESTS)
     # A fresh process, so the shared backend is built against the dead socket.
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
-    proc = subprocess.run([sys.executable, "-c", UNAVAILABLE, str(reg.path)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", UNAVAILABLE, str(reg.path)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["status"] == "unavailable" and data["error"]

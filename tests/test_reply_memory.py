@@ -52,7 +52,13 @@ TOOLS = {
     "warm": 'def warm() -> int:\n    """A trivial call."""\n    return 1\n',
 }
 # n for each tool: a reply just under the cap in bytes.
-SIZES = {"strings": CAP // 48 - 64, "lists": CAP // 3 - 64, "dicts": CAP // 16 - 64, "text": CAP - 512, "wide": CAP - 512}
+SIZES = {
+    "strings": CAP // 48 - 64,
+    "lists": CAP // 3 - 64,
+    "dicts": CAP // 16 - 64,
+    "text": CAP - 512,
+    "wide": CAP - 512,
+}
 
 HOST = textwrap.dedent(
     """
@@ -84,8 +90,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _host_call(registry: Path, name: str, backend: str = "restricted") -> dict[str, object]:
-    done = subprocess.run([sys.executable, "-c", HOST, str(registry), name, str(SIZES[name]), str(CAP_KIB), backend],
-                          capture_output=True, text=True, timeout=600, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", HOST, str(registry), name, str(SIZES[name]), str(CAP_KIB), backend],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -111,7 +122,8 @@ def test_the_docker_backend_holds_the_same_bound(registry: Path, name: str, dock
     assert (got["status"], got["limit"]) in (("ok", None), ("limit", "output")), got
     assert isinstance(got["grown_kib"], int)
     assert got["grown_kib"] <= MULTIPLE * CAP_KIB + SLACK_KIB, (
-        f"{name} on Docker: the host grew by {got['grown_kib'] / 1024:.0f} MiB for one call")
+        f"{name} on Docker: the host grew by {got['grown_kib'] / 1024:.0f} MiB for one call"
+    )
 
 
 def test_a_reply_within_the_value_budget_is_the_tools_answer(registry: Path) -> None:
@@ -134,8 +146,9 @@ def test_the_cli_stays_within_the_same_multiple(registry: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def peak_kib(*args: str) -> int:
-        proc = subprocess.Popen([*cli, *args, "--allow-unverified", "--json"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(
+            [*cli, *args, "--allow-unverified", "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         # Reaped here (for its rusage): tell Popen, or it warns "still running".
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -167,15 +180,22 @@ def test_the_value_budget_is_counted_outside_strings() -> None:
 def test_a_reply_in_raw_utf8_is_refused() -> None:
     # The sandbox escapes every non-ASCII character; raw UTF-8 is a forgery
     # (one 4-byte character would widen the whole decoded reply to UCS-4).
-    raw = '{"status":"ok","result":"\U0001f600' .encode() + b"x" * 1000 + b'","error":null,"limit":null,"stdout":""}'
+    raw = '{"status":"ok","result":"\U0001f600'.encode() + b"x" * 1000 + b'","error":null,"limit":null,"stdout":""}'
     with pytest.raises(wire.ProtocolError, match="ASCII"):
         wire.parse_reply(raw, cap=1 << 20)
 
 
-@pytest.mark.parametrize("value", [
-    "short", ["a", {"é": 1}], "\U0001F600" + "x" * 5000, ["\x7f\u20ac\\u" * 900, {"k": '"\n' * 2000}],
-    {"b": "é" * 3000, "a": [1, 2.5, None, True]}, "\\u00e9" * 1000,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "short",
+        ["a", {"é": 1}],
+        "\U0001f600" + "x" * 5000,
+        ["\x7f\u20ac\\u" * 900, {"k": '"\n' * 2000}],
+        {"b": "é" * 3000, "a": [1, 2.5, None, True]},
+        "\\u00e9" * 1000,
+    ],
+)
 def test_the_audited_result_is_the_capped_value_without_the_wide_text(value: object) -> None:
     from toolcrib.registry.audit import cap_value
     from toolcrib.registry.calls import audited_result

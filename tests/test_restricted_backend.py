@@ -406,8 +406,9 @@ def test_a_refused_request_that_used_no_memory_is_the_tools_memory_error(rb: Res
     r = rb.run(plain("def f():\n    return len(bytearray(300 * 2 ** 20))\n", limits=Limits(memory=64)))
     assert (r.status, r.limit, r.error and r.error.type) == ("error", None, "MemoryError"), r
     # Under the policy the in-sandbox guard's record is trusted.
-    guarded = rb.run(Job(source="def f():\n    return len('x' * (300 * 2 ** 20))\n", entrypoint="f",
-                         limits=Limits(memory=64)))
+    guarded = rb.run(
+        Job(source="def f():\n    return len('x' * (300 * 2 ** 20))\n", entrypoint="f", limits=Limits(memory=64))
+    )
     assert (guarded.status, guarded.limit) == ("limit", "memory"), guarded
 
 
@@ -470,7 +471,9 @@ def test_no_file_can_be_written_anywhere(rb: RestrictedBackend) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o777)
         target = Path(tmp) / "planted.bin"
-        source = f"def f():\n    with open({str(target)!r}, 'wb') as fh:\n        fh.write(b'x')\n    return 'written'\n"
+        source = (
+            f"def f():\n    with open({str(target)!r}, 'wb') as fh:\n        fh.write(b'x')\n    return 'written'\n"
+        )
         r = rb.run(plain(source, limits=Limits(disk=1)))
         assert (r.status, r.error and r.error.type) == ("error", "PermissionError"), r
         assert not target.exists()
@@ -479,7 +482,9 @@ def test_no_file_can_be_written_anywhere(rb: RestrictedBackend) -> None:
 def test_the_host_is_untouched_by_limits(rb: RestrictedBackend) -> None:
     import resource
 
-    before = {kind: resource.getrlimit(kind) for kind in (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_NPROC)}
+    before = {
+        kind: resource.getrlimit(kind) for kind in (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_NPROC)
+    }
     rb.run(plain("def f():\n    return len(bytearray(300 * 2 ** 20))\n", limits=Limits(memory=32)))
     after = {kind: resource.getrlimit(kind) for kind in before}
     assert before == after
@@ -596,7 +601,9 @@ def test_unavailable_when_the_zygote_cannot_start(tmp_path: Path) -> None:
 def test_close_leaves_no_processes_behind() -> None:
     backend = RestrictedBackend(allow_plain=True)
     zygote = backend.info()["zygote_pid"]
-    slow = threading.Thread(target=backend.run, args=(plain("import time\ndef f():\n    time.sleep(30)\n", limits=Limits(wall=60)),))
+    slow = threading.Thread(
+        target=backend.run, args=(plain("import time\ndef f():\n    time.sleep(30)\n", limits=Limits(wall=60)),)
+    )
     slow.start()
     # Wait until the call's child and the spares exist.
     end = time.monotonic() + 10

@@ -53,7 +53,11 @@ def mirror(text: str) -> bool:
     return text == text[::-1]
 '''
 MIRROR_TESTS = [
-    {"name": "is it a palindrome", "snippet": "question = 'Is racecar a palindrome?'\nans = mirror('racecar')", "expected": True}
+    {
+        "name": "is it a palindrome",
+        "snippet": "question = 'Is racecar a palindrome?'\nans = mirror('racecar')",
+        "expected": True,
+    }
 ]
 
 
@@ -145,16 +149,32 @@ def test_the_index_follows_the_versions_table(tmp_path: Path) -> None:
         now = utc_now()
         with write_transaction(reg.db):
             reg.db["versions"].insert(
-                {"name": "raw_tool", "version": "1.0.0", "sha256": "cd" * 32, "entrypoint": "raw_tool",
-                 "source": "def raw_tool():\n    return 1\n",
-                 "signature": json.dumps({"input_schema": {"type": "object", "properties": {"zebra_count": {}}},
-                                          "description": "Count zebras."}),
-                 "tests": "[]", "description": "Count zebras.", "created_at": now, "registered_by": "raw",
-                 "registered_at": now, "source_sha256": sha256_text("x"), "metadata": "{}"}
+                {
+                    "name": "raw_tool",
+                    "version": "1.0.0",
+                    "sha256": "cd" * 32,
+                    "entrypoint": "raw_tool",
+                    "source": "def raw_tool():\n    return 1\n",
+                    "signature": json.dumps(
+                        {
+                            "input_schema": {"type": "object", "properties": {"zebra_count": {}}},
+                            "description": "Count zebras.",
+                        }
+                    ),
+                    "tests": "[]",
+                    "description": "Count zebras.",
+                    "created_at": now,
+                    "registered_by": "raw",
+                    "registered_at": now,
+                    "source_sha256": sha256_text("x"),
+                    "metadata": "{}",
+                }
             )
         assert refs(reg.search("zebras"))[0] == "raw_tool@1.0.0"
         with write_transaction(reg.db):
-            reg.db.execute("UPDATE versions SET description = 'Count giraffes.', search_terms = NULL WHERE name = 'raw_tool'")
+            reg.db.execute(
+                "UPDATE versions SET description = 'Count giraffes.', search_terms = NULL WHERE name = 'raw_tool'"
+            )
         assert refs(reg.search("giraffes"))[0] == "raw_tool@1.0.0"
         with write_transaction(reg.db):
             reg.db.execute("DELETE FROM versions WHERE name = 'raw_tool'")
@@ -168,11 +188,26 @@ def test_m004_indexes_versions_stored_before_it(tmp_path: Path) -> None:
     now = utc_now()
     with write_transaction(db):
         db["versions"].insert(
-            {"name": "meanSquaredError", "version": "1.0.0", "sha256": "ab" * 32, "entrypoint": "meanSquaredError",
-             "source": MSE, "signature": json.dumps({"input_schema": {"type": "object", "properties": {}},
-                                                     "description": "Average of the squared differences."}),
-             "tests": "[]", "description": "Average of the squared differences.", "created_at": now,
-             "registered_by": "old", "registered_at": now, "source_sha256": sha256_text(MSE), "metadata": "{}"}
+            {
+                "name": "meanSquaredError",
+                "version": "1.0.0",
+                "sha256": "ab" * 32,
+                "entrypoint": "meanSquaredError",
+                "source": MSE,
+                "signature": json.dumps(
+                    {
+                        "input_schema": {"type": "object", "properties": {}},
+                        "description": "Average of the squared differences.",
+                    }
+                ),
+                "tests": "[]",
+                "description": "Average of the squared differences.",
+                "created_at": now,
+                "registered_by": "old",
+                "registered_at": now,
+                "source_sha256": sha256_text(MSE),
+                "metadata": "{}",
+            }
         )
     db.close()
     with Registry(path) as reg:

@@ -70,7 +70,10 @@ def test_input_schema_of_a_documented_function():
     assert words["type"] == "array" and words["items"] == {"type": "string"}
     assert words["description"] == "the words to sort, one string each."
     assert schema["properties"]["reverse"] == {
-        "default": False, "description": "newest first.", "title": "Reverse", "type": "boolean"
+        "default": False,
+        "description": "newest first.",
+        "title": "Reverse",
+        "type": "boolean",
     }
     limit = schema["properties"]["limit"]
     assert limit["anyOf"] == [{"type": "integer"}, {"type": "null"}] and limit["default"] is None
@@ -95,18 +98,31 @@ def test_input_schema_of_a_documented_function():
         ("Iterable[float]", "from collections.abc import Iterable", {"type": "array", "items": {"type": "number"}}),
         ("collections.abc.Sequence[int]", "import collections.abc", {"type": "array", "items": {"type": "integer"}}),
         ("set[int]", "", {"type": "array", "items": {"type": "integer"}, "uniqueItems": True}),
-        ("FrozenSet[str]", "from typing import FrozenSet", {"type": "array", "items": {"type": "string"}, "uniqueItems": True}),
+        (
+            "FrozenSet[str]",
+            "from typing import FrozenSet",
+            {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+        ),
         ("dict[str, int]", "", {"type": "object", "additionalProperties": {"type": "integer"}}),
-        ("Mapping[str, list[str]]", "from typing import Mapping",
-         {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}),
+        (
+            "Mapping[str, list[str]]",
+            "from typing import Mapping",
+            {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        ),
         ("dict", "", {"type": "object", "additionalProperties": True}),
-        ("tuple[int, str]", "", {"type": "array", "maxItems": 2, "minItems": 2,
-                                 "prefixItems": [{"type": "integer"}, {"type": "string"}]}),
+        (
+            "tuple[int, str]",
+            "",
+            {"type": "array", "maxItems": 2, "minItems": 2, "prefixItems": [{"type": "integer"}, {"type": "string"}]},
+        ),
         ("Tuple[int, ...]", "from typing import Tuple", {"type": "array", "items": {"type": "integer"}}),
         ("Optional[str]", "from typing import Optional", {"anyOf": [{"type": "string"}, {"type": "null"}]}),
         ("int | str", "", {"anyOf": [{"type": "integer"}, {"type": "string"}]}),
-        ("Union[int, list[int]]", "from typing import Union",
-         {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]}),
+        (
+            "Union[int, list[int]]",
+            "from typing import Union",
+            {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]},
+        ),
         ("Literal['a', 'b']", "from typing import Literal", {"enum": ["a", "b"], "type": "string"}),
         ("Literal[1, -2]", "from typing_extensions import Literal", {"enum": [1, -2], "type": "integer"}),
         ("Any", "from typing import Any", {}),
@@ -140,7 +156,12 @@ def test_type_aliases_are_read_through():
     header = "from typing import Dict, List, Tuple\nInterval = Tuple[str, str]\nSchedule = List[Interval]\nLoop = Loop\nN = 3\nByKey = Dict[int, str]"
     assert without_title(prop("Schedule", header)) == {
         "type": "array",
-        "items": {"type": "array", "maxItems": 2, "minItems": 2, "prefixItems": [{"type": "string"}, {"type": "string"}]},
+        "items": {
+            "type": "array",
+            "maxItems": 2,
+            "minItems": 2,
+            "prefixItems": [{"type": "string"}, {"type": "string"}],
+        },
     }
     assert without_title(prop("'Interval'", header))["prefixItems"] == [{"type": "string"}, {"type": "string"}]
     assert "'Loop' is not checked" in prop("Loop", header)["description"]
@@ -158,7 +179,19 @@ def test_sets_are_arrays_of_unique_items():
     assert 'items should be unique ("a" repeats)' in info.value.fields["tags"]
 
 
-@pytest.mark.parametrize("annotation", ["Union[()]", "Literal[()]", "Annotated[()]", "list[()]", "Optional[int, str]", "dict[str]", "int[str]", "Literal[1.5]"])
+@pytest.mark.parametrize(
+    "annotation",
+    [
+        "Union[()]",
+        "Literal[()]",
+        "Annotated[()]",
+        "list[()]",
+        "Optional[int, str]",
+        "dict[str]",
+        "int[str]",
+        "Literal[1.5]",
+    ],
+)
 def test_malformed_generics_are_unknown_not_errors(annotation: str):
     schema = prop(annotation, "from typing import Annotated, Literal, Optional, Union")
     assert "is not checked" in schema["description"]
@@ -370,8 +403,22 @@ def test_tuples_from_python_callers_become_lists():
 # -- determinism -------------------------------------------------------------------
 
 _types = st.sampled_from(
-    ["int", "str", "float", "bool", "list[int]", "dict[str, float]", "tuple[int, str]", "set[str]",
-     "Optional[int]", "Literal['x', 'y']", "int | None", "Any", "Foo", None]
+    [
+        "int",
+        "str",
+        "float",
+        "bool",
+        "list[int]",
+        "dict[str, float]",
+        "tuple[int, str]",
+        "set[str]",
+        "Optional[int]",
+        "Literal['x', 'y']",
+        "int | None",
+        "Any",
+        "Foo",
+        None,
+    ]
 )
 _defaults = st.one_of(st.none(), st.sampled_from(["1", "'s'", "None", "[1, 2]", "(1,)", "{'k': 2}", "len"]))
 
@@ -445,7 +492,10 @@ BASE = "def f(a: int, b: str = 'x') -> int:\n    '''Doc.'''\n    return a\n"
     ("new", "kind"),
     [
         (BASE, "patch"),
-        ("def f(a: int, b: str = 'x') -> int:\n    '''Other docs.\n\n    Args:\n        a: the a\n    '''\n    return a + 1\n", "patch"),
+        (
+            "def f(a: int, b: str = 'x') -> int:\n    '''Other docs.\n\n    Args:\n        a: the a\n    '''\n    return a + 1\n",
+            "patch",
+        ),
         ("def g(a: int, b: str = 'x') -> int:\n    return a\n", "patch"),
         ("def f(a: int, b: str = 'x', c: bool = False) -> int:\n    return a\n", "minor"),
         ("def f(a: int, b: str = 'x', *, c: float = 1.0, d=None) -> int:\n    return a\n", "minor"),

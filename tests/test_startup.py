@@ -30,8 +30,13 @@ _LOADED = 'print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & set(
 
 def _loaded_after(code: str, *argv: str, env: dict[str, str] | None = None) -> list[str]:
     """The heavy top-level packages a fresh interpreter has imported after `code`."""
-    done = subprocess.run([sys.executable, "-c", f"import json, sys\n{code}\n{_LOADED}", *argv],
-                          capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", f"import json, sys\n{code}\n{_LOADED}", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
     return loaded
@@ -87,12 +92,19 @@ def test_toolcrib_call_imports_only_what_a_call_needs(tmp_path: Path) -> None:
 
     db = tmp_path / "r.db"
     with Registry(db, actor="t") as reg:
-        reg.add('def add(a: int, b: int) -> int:\n    """Add."""\n    return a + b\n',
-                tests=[{"args": {"a": 1, "b": 2}, "expected": 3}])
+        reg.add(
+            'def add(a: int, b: int) -> int:\n    """Add."""\n    return a + b\n',
+            tests=[{"args": {"a": 1, "b": 2}, "expected": 3}],
+        )
         reg.verify("add")
     close_backends()
-    done = subprocess.run([sys.executable, "-c", "import json, sys\n" + _UP_TO_THE_SANDBOX, "call", "add", "--args", '{"a": 1, "b": 2}'],
-                          capture_output=True, text=True, env={**os.environ, "TOOLCRIB_REGISTRY": str(db)}, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", "import json, sys\n" + _UP_TO_THE_SANDBOX, "call", "add", "--args", '{"a": 1, "b": 2}'],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TOOLCRIB_REGISTRY": str(db)},
+        check=False,
+    )
     assert done.returncode == 0 and done.stdout, done.stderr[-2000:]
     loaded = json.loads(done.stdout)
     # The call path (toolcrib.registry.calls) reads the file with sqlite3 and
@@ -130,8 +142,9 @@ def test_every_command_is_registered_with_its_own_short_help() -> None:
 def test_help_is_the_page_click_renders_once_every_command_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "80")  # the same width in both processes
     env = {**os.environ}
-    fresh = subprocess.run([str(Path(sys.executable).parent / "toolcrib"), "--help"], capture_output=True, text=True,
-                           env=env, check=True).stdout
+    fresh = subprocess.run(
+        [str(Path(sys.executable).parent / "toolcrib"), "--help"], capture_output=True, text=True, env=env, check=True
+    ).stdout
     for name in COMMANDS:
         assert f"\n  {name} " in fresh, name
     ctx = click.Context(cli, info_name="toolcrib", **cli.context_settings)

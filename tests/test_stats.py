@@ -46,8 +46,12 @@ def _outcome(job: Job) -> object:
     if job.args.get("a") == -1:
         return Result(status="limit", backend="restricted", limit="cpu", duration_ms=1000.0)
     if job.args.get("a") == -2:
-        return Result(status="blocked", backend="restricted", duration_ms=1.0,
-                      error=ErrorInfo(type="PolicyViolation", message="access to '__class__' is not allowed"))
+        return Result(
+            status="blocked",
+            backend="restricted",
+            duration_ms=1.0,
+            error=ErrorInfo(type="PolicyViolation", message="access to '__class__' is not allowed"),
+        )
     return exec_job(job)
 
 
@@ -55,8 +59,7 @@ def _outcome(job: Job) -> object:
 def module_reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     """Built once for the module (the tests only read it): calls of every outcome."""
     fake = FakeBackend(_outcome, name="restricted")
-    with Registry(tmp_path_factory.mktemp("stats") / "r.db", actor="tester",
-                  backends={"restricted": fake}) as registry:
+    with Registry(tmp_path_factory.mktemp("stats") / "r.db", actor="tester", backends={"restricted": fake}) as registry:
         registry.add(TOOL, tests=TESTS)
         registry.add(OTHER)  # never verified, never run
         with pytest.raises(PolicyRefused):
@@ -75,7 +78,14 @@ def module_reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 
 def test_counts_durations_and_last_use(module_reg: Registry) -> None:
     stats = module_reg.usage(["divide"])["divide@1.0.0"]
-    assert (stats.calls, stats.successes, stats.errors, stats.blocked, stats.limit_hits, stats.refused) == (9, 4, 1, 1, 1, 2)
+    assert (stats.calls, stats.successes, stats.errors, stats.blocked, stats.limit_hits, stats.refused) == (
+        9,
+        4,
+        1,
+        1,
+        1,
+        2,
+    )
     assert stats.unavailable == 0
     entries = [e for e in module_reg.audit(tool="divide@1.0.0", event="call")]
     ran = [e.details["duration_ms"] for e in entries if e.details["status"] in ("ok", "error", "blocked", "limit")]

@@ -32,8 +32,22 @@ STORE = re.compile(r"^registry/(store(_\w+)?|migrations)\.py$")
 SQL_TEXT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA|WITH|ALTER|DROP|REPLACE)\b")
 # sqlite-utils writes a table without any SQL text: db.table("x").insert(...),
 # db["x"].upsert(...). Any call of these on a table is storage.
-TABLE_WRITES = {"insert", "insert_all", "upsert", "upsert_all", "update", "delete", "delete_where", "lookup",
-                "create", "transform", "add_column", "create_index", "enable_fts", "drop"}
+TABLE_WRITES = {
+    "insert",
+    "insert_all",
+    "upsert",
+    "upsert_all",
+    "update",
+    "delete",
+    "delete_where",
+    "lookup",
+    "create",
+    "transform",
+    "add_column",
+    "create_index",
+    "enable_fts",
+    "drop",
+}
 # Running SQL at all: whatever the statement is (even one built elsewhere).
 RUNS_SQL = {"execute", "executemany", "executescript", "query", "rows_where"}
 
@@ -49,7 +63,7 @@ def _is_table(node: ast.expr) -> bool:
     """`db.table("x")` or `db["x"]`: a sqlite-utils table."""
     if isinstance(node, ast.Subscript):
         return True
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "table")
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "table"
 
 
 def storage_outside_the_store(source: str, name: str) -> list[str]:
@@ -85,26 +99,32 @@ def test_every_sql_statement_lives_in_the_store() -> None:
     assert bad == []
 
 
-@pytest.mark.parametrize("snippet", [
-    'db.execute("SELECT 1")',
-    'x = f"UPDATE versions SET {c} = ?"',
-    'x = ("SELECT a "\n     "FROM b")',
-    'db.table("versions").insert({})',
-    'db["settings"].upsert({}, pk="key")',
-    'conn.execute(sql)',
-    'q = "  WITH t AS (SELECT 1) SELECT * FROM t"',
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        'db.execute("SELECT 1")',
+        'x = f"UPDATE versions SET {c} = ?"',
+        'x = ("SELECT a "\n     "FROM b")',
+        'db.table("versions").insert({})',
+        'db["settings"].upsert({}, pk="key")',
+        "conn.execute(sql)",
+        'q = "  WITH t AS (SELECT 1) SELECT * FROM t"',
+    ],
+)
 def test_the_check_sees_each_kind_of_storage(snippet: str) -> None:
     assert storage_outside_the_store(snippet, "m.py") != []
 
 
-@pytest.mark.parametrize("snippet", [
-    '"""Select the newest version; update the index."""',
-    '# SELECT * FROM versions',
-    'items.update({"a": 1})',
-    'parser.query',
-    'x = "Selected"',
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        '"""Select the newest version; update the index."""',
+        "# SELECT * FROM versions",
+        'items.update({"a": 1})',
+        "parser.query",
+        'x = "Selected"',
+    ],
+)
 def test_the_check_leaves_prose_and_dicts_alone(snippet: str) -> None:
     assert storage_outside_the_store(snippet, "m.py") == []
 
@@ -165,7 +185,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         state[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                found.append(path[path.index(nxt):] + [node, nxt] if nxt in path else [node, nxt])
+                found.append(path[path.index(nxt) :] + [node, nxt] if nxt in path else [node, nxt])
             elif nxt not in state:
                 visit(nxt, path + [node])
         state[node] = 2

@@ -18,10 +18,19 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
-def _toolcrib(args: list[str], tmpdir: Path, registry: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _toolcrib(
+    args: list[str], tmpdir: Path, registry: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TMPDIR": str(tmpdir), "TOOLCRIB_REGISTRY": str(registry)}
-    return subprocess.run([str(Path(sys.executable).parent / "toolcrib"), *args], capture_output=True, text=True, env=env,
-                          input=stdin, timeout=300, cwd=tmpdir.parent)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "toolcrib"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=300,
+        cwd=tmpdir.parent,
+    )
 
 
 @pytest.fixture()
@@ -36,8 +45,16 @@ def test_no_command_leaves_anything_in_the_temp_dir(sandboxed_tmp: Path, tmp_pat
     bundle = tmp_path / "bundle.json"
     steps: list[tuple[list[str], int | tuple[int, ...]]] = [
         (["init"], 0),
-        (["add", str(EXAMPLES / "word_sorting.py"), "--tests", str(EXAMPLES / "word_sorting.tests.json"),
-          "--strip-top-level"], 0),
+        (
+            [
+                "add",
+                str(EXAMPLES / "word_sorting.py"),
+                "--tests",
+                str(EXAMPLES / "word_sorting.tests.json"),
+                "--strip-top-level",
+            ],
+            0,
+        ),
         (["verify", "sort_words"], 0),
         (["call", "sort_words", "--args", json.dumps({"words": ["b", "a"]})], 0),
         (["call", "sort_words", "--snippet", "-", "--json"], 0),
@@ -54,8 +71,11 @@ def test_no_command_leaves_anything_in_the_temp_dir(sandboxed_tmp: Path, tmp_pat
     for args, expected in steps:
         stdin = "ans = sort_words(['z', 'y'])\n" if "--snippet" in args else None
         done = _toolcrib(args, sandboxed_tmp, registry, stdin)
-        assert done.returncode in (expected if isinstance(expected, tuple) else (expected,)), \
-            (args, done.returncode, done.stderr[-1000:])
+        assert done.returncode in (expected if isinstance(expected, tuple) else (expected,)), (
+            args,
+            done.returncode,
+            done.stderr[-1000:],
+        )
         left = sorted(p.name for p in sandboxed_tmp.iterdir())
         assert left == [], f"toolcrib {' '.join(args)} left {left} in the temp dir"
     shutil.rmtree(sandboxed_tmp)

@@ -42,10 +42,15 @@ def test_mypy_passes_on_the_installed_layout(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _lay_out_package(site)
     command = [
-        sys.executable, "-m", "mypy",
-        "--config-file", str(ROOT / "pyproject.toml"),
-        "--cache-dir", str(tmp_path / "mypy-cache"),
-        "-p", "toolcrib",
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(ROOT / "pyproject.toml"),
+        "--cache-dir",
+        str(tmp_path / "mypy-cache"),
+        "-p",
+        "toolcrib",
     ]
     done = subprocess.run(command, cwd=site, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"mypy exited {done.returncode}:\n{done.stdout}{done.stderr}"

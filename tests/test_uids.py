@@ -24,12 +24,12 @@ from toolcrib.sandbox.restricted import RestrictedBackend
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="only root allocates call uids")
 
 # Holds the call (its child) open until the test has looked at the processes.
-WAIT = '''
+WAIT = """
 def wait(seconds: float) -> int:
     import time
     time.sleep(seconds)
     return 1
-'''
+"""
 
 
 def _children(pid: int, but: int | None = None) -> dict[int, int]:
@@ -68,8 +68,9 @@ def test_the_zygote_and_the_allocator_agree_on_the_numbers() -> None:
     assert uids.BASE + uids.BLOCKS * uids.BLOCK_SIZE <= 2**32 - 1
 
 
-def test_blocks_are_exclusive_and_released_with_their_descriptor(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocks_are_exclusive_and_released_with_their_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(uids.BLOCK_DIR_ENV, str(tmp_path / "blocks"))
     first, second = uids.claim(), uids.claim()
     assert first.index != second.index and first.base != second.base
@@ -110,8 +111,7 @@ def test_two_zygotes_with_calls_in_flight_share_no_uid() -> None:
         zygotes = [backend._current() for backend in backends]
         blocks = [z.facts["uid_block"] for z in zygotes]
         assert blocks[0] != blocks[1]
-        job = Job(source=WAIT, entrypoint="wait", args={"seconds": 3.0}, policy="plain",
-                  limits=Limits(wall=20, cpu=5))
+        job = Job(source=WAIT, entrypoint="wait", args={"seconds": 3.0}, policy="plain", limits=Limits(wall=20, cpu=5))
         results: list[object] = []
         threads = [threading.Thread(target=lambda b=b: results.append(b.run(job))) for b in backends for _ in range(2)]
         for thread in threads:
@@ -153,11 +153,11 @@ def test_a_stopped_zygote_releases_its_block() -> None:
     assert running.proc.pid not in _lock_holders(lock_file)
 
 
-WHO = '''
+WHO = """
 def who() -> int:
     import os
     return os.getuid()
-'''
+"""
 
 
 @root_only

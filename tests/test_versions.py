@@ -101,8 +101,19 @@ def test_parse_version_refuses(text: str) -> None:
 
 
 def test_semver_precedence() -> None:
-    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1",
-               "1.0.0", "1.0.1", "1.2.0", "1.10.0", "2.0.0"]
+    ordered = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.0.1",
+        "1.2.0",
+        "1.10.0",
+        "2.0.0",
+    ]
     parsed = [parse_version(v) for v in ordered]
     assert sorted(reversed(parsed), key=SemVer.key) == parsed
     assert parse_version("1.10.0") > parse_version("1.9.9")
@@ -137,8 +148,19 @@ def test_parse_reference_forms() -> None:
 
 
 @pytest.mark.parametrize(
-    "ref", ["", "a b", "tool@", "tool@1.2", "tool@sha256:abc", "tool@sha256:xyz1234", "x" * 65, "tool@latest",
-            "tool@sha256:" + "a" * 65, "@1.0.0"]
+    "ref",
+    [
+        "",
+        "a b",
+        "tool@",
+        "tool@1.2",
+        "tool@sha256:abc",
+        "tool@sha256:xyz1234",
+        "x" * 65,
+        "tool@latest",
+        "tool@sha256:" + "a" * 65,
+        "@1.0.0",
+    ],
 )
 def test_parse_reference_refuses(ref: str) -> None:
     with pytest.raises(InvalidInput, match="reference"):
@@ -208,8 +230,9 @@ def test_a_field_added_to_a_model_later_does_not_change_any_hash() -> None:
     case = TestCase(args={}, expected=1)
     later_signature = LaterSignature(**signature.model_dump())
     later_case = LaterTestCase(**case.model_dump())
-    assert content_sha256("def f():\n    return 1\n", "f", signature, [case]) == \
-        content_sha256("def f():\n    return 1\n", "f", later_signature, [later_case])
+    assert content_sha256("def f():\n    return 1\n", "f", signature, [case]) == content_sha256(
+        "def f():\n    return 1\n", "f", later_signature, [later_case]
+    )
 
 
 def test_the_hashed_fields_are_fields_of_the_models() -> None:

@@ -31,7 +31,9 @@ wheel_only = pytest.mark.skipif(not IN_WHEEL_PASS, reason="only in tests/run.sh'
 
 
 def test_the_checkout_mapping_is_pyprojects() -> None:
-    package_dir: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    package_dir: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
+    ]
     # Packages whose folder is not where the import name puts it.
     moved = {name: folder for name, folder in package_dir.items() if folder != name.replace(".", "/")}
     assert toolcrib._CHECKOUT_PACKAGES == moved
@@ -81,8 +83,15 @@ CHECKOUT_FILES = {
 
 def _where(code: str, cwd: Path, *flags: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, *flags, "-c", f"import json\n{code}"], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", f"import json\n{code}"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     found: dict[str, str] = json.loads(done.stdout)
     return found
@@ -152,5 +161,7 @@ def test_the_wheel_carries_what_the_image_build_copies() -> None:
 def test_the_console_script_works_from_any_directory(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "toolcrib"
     for cwd in (tmp_path, ROOT, Path("/")):
-        done = subprocess.run([str(script), "--version"], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            [str(script), "--version"], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+        )
         assert done.returncode == 0 and "0.1.0" in done.stdout, (cwd, done.stderr)

@@ -49,8 +49,13 @@ def test_constants_match_the_modules_the_wire_cannot_import() -> None:
 
 def test_a_real_reply_parses_to_plain_data() -> None:
     got = parse(reply(result={"a": [1, 2.5, None, True, "x"]}, stdout="hi\n"))
-    assert got == {"status": "ok", "result": {"a": [1, 2.5, None, True, "x"]}, "error": None, "limit": None,
-                   "stdout": "hi\n"}
+    assert got == {
+        "status": "ok",
+        "result": {"a": [1, 2.5, None, True, "x"]},
+        "error": None,
+        "limit": None,
+        "stdout": "hi\n",
+    }
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
@@ -103,8 +108,7 @@ def test_size_is_checked_against_the_output_cap() -> None:
 
 
 def test_lone_surrogates_become_replacement_characters() -> None:
-    raw = reply(result={"k\ud800": ["\udfff", "ok \U0001f600"]}, stdout="p\ud83d",
-                status="ok")
+    raw = reply(result={"k\ud800": ["\udfff", "ok \U0001f600"]}, stdout="p\ud83d", status="ok")
     got = parse(raw)
     assert got["result"] == {"k\ufffd": ["\ufffd", "ok \U0001f600"]}
     assert got["stdout"] == "p\ufffd"
@@ -228,8 +232,10 @@ def test_disk_signal_without_any_disk_written_is_a_crash() -> None:
 
 
 def test_a_hand_raised_blocking_io_error_is_not_the_pids_limit() -> None:
-    raised = reply(status="error", error={"type": "BlockingIOError",
-                                          "message": "[Errno 11] Resource temporarily unavailable", "line": 3})
+    raised = reply(
+        status="error",
+        error={"type": "BlockingIOError", "message": "[Errno 11] Resource temporarily unavailable", "line": 3},
+    )
     got = outcome(raised, NORMAL, restricted=False)
     assert (got["status"], got["error"]["type"]) == ("error", "BlockingIOError")
     counted = dict(NORMAL, pids_max=2)
@@ -309,9 +315,15 @@ def test_the_job_message_carries_length_job_and_key() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [b"not json", b'{"facts": {}}', b'{"key": "K", "facts": {}, "reply_bytes": -1}',
-     b'{"key": "K", "facts": [], "reply_bytes": 1}', b"[" * 1000,
-     b'{"key": "K", "facts": {}, "reply_bytes": 1, "x": 2}', b'{"key": 5, "facts": {}, "reply_bytes": 1}'],
+    [
+        b"not json",
+        b'{"facts": {}}',
+        b'{"key": "K", "facts": {}, "reply_bytes": -1}',
+        b'{"key": "K", "facts": [], "reply_bytes": 1}',
+        b"[" * 1000,
+        b'{"key": "K", "facts": {}, "reply_bytes": 1, "x": 2}',
+        b'{"key": 5, "facts": {}, "reply_bytes": 1}',
+    ],
 )
 def test_bad_frame_headers_are_protocol_errors(header: bytes) -> None:
     with pytest.raises(wire.ProtocolError):

@@ -108,7 +108,9 @@ class _CheckoutFinder:
     def __init__(self, root: str) -> None:
         self.root = root
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
         folder = _CHECKOUT_PACKAGES.get(fullname)
         if folder is None:
             return None
@@ -122,7 +124,9 @@ class _CheckoutFinder:
 def _map_checkout() -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # Installed, this file's parent is site-packages: no pyproject.toml there.
-    if not os.path.isfile(os.path.join(root, "pyproject.toml")) or not os.path.isfile(os.path.join(root, "registry", "__init__.py")):
+    if not os.path.isfile(os.path.join(root, "pyproject.toml")) or not os.path.isfile(
+        os.path.join(root, "registry", "__init__.py")
+    ):
         return
     if not any(isinstance(finder, _CheckoutFinder) for finder in sys.meta_path):
         # Last: an editable install's own finder, equivalent, stays first.

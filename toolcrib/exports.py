@@ -58,10 +58,28 @@ NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 # anything else in a schema turns strict mode off for that tool.
 _STRICT_KEYWORDS = frozenset(
     {
-        "type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf",
-        "$ref", "$defs", "definitions", "description", "title",
-        "pattern", "format", "multipleOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-        "minItems", "maxItems",
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "anyOf",
+        "$ref",
+        "$defs",
+        "definitions",
+        "description",
+        "title",
+        "pattern",
+        "format",
+        "multipleOf",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minItems",
+        "maxItems",
     }
 )
 
@@ -100,7 +118,9 @@ def strict_parameters(schema: dict[str, Any]) -> tuple[dict[str, Any] | None, li
         for key in node:
             if key not in _STRICT_KEYWORDS:
                 if key == "default":
-                    reasons.append(f"{where or 'parameters'} has a default (strict mode makes every parameter required)")
+                    reasons.append(
+                        f"{where or 'parameters'} has a default (strict mode makes every parameter required)"
+                    )
                 else:
                     reasons.append(f"{where or 'parameters'} uses {key!r}, which strict mode does not support")
         if node.get("type") == "object" or "properties" in node:
@@ -110,8 +130,11 @@ def strict_parameters(schema: dict[str, Any]) -> tuple[dict[str, Any] | None, li
                 reasons.append(f"{where or 'parameters'} is an object with open-ended keys")
             missing = sorted(set(props) - set(node.get("required") or []))
             if missing:
-                reasons.append(f"optional parameter(s) {', '.join(missing)}" if not where
-                               else f"{where} has optional key(s) {', '.join(missing)}")
+                reasons.append(
+                    f"optional parameter(s) {', '.join(missing)}"
+                    if not where
+                    else f"{where} has optional key(s) {', '.join(missing)}"
+                )
             node["additionalProperties"] = False
             for name, sub in props.items():
                 walk(sub, f"{where}.{name}" if where else str(name))
@@ -194,8 +217,12 @@ def _openai_body(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str,
     strict, reasons = strict_parameters(parameters)
     if strict is None:
         warnings.append(f"{tool.ref}: strict mode off: {'; '.join(reasons)}")
-    return {"name": name, "description": _description(tool), "parameters": strict or parameters,
-            "strict": strict is not None}
+    return {
+        "name": name,
+        "description": _description(tool),
+        "parameters": strict or parameters,
+        "strict": strict is not None,
+    }
 
 
 def _openai(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]:

@@ -70,8 +70,18 @@ from toolcrib.registry.outcome import refusal
 from toolcrib.sandbox import get_backend
 from toolcrib.sandbox.contract import Cancel
 
-__all__ = ["ADD_TOOL", "VERIFY_TOOL", "ServeOptions", "ToolServer", "check_bind", "header_allow_list", "is_local_name",
-           "namespace_prefix", "run_http", "run_stdio"]
+__all__ = [
+    "ADD_TOOL",
+    "VERIFY_TOOL",
+    "ServeOptions",
+    "ToolServer",
+    "check_bind",
+    "header_allow_list",
+    "is_local_name",
+    "namespace_prefix",
+    "run_http",
+    "run_stdio",
+]
 
 ADD_TOOL = "add_tool"
 VERIFY_TOOL = "verify_tool"
@@ -79,10 +89,17 @@ VERIFY_TOOL = "verify_tool"
 _ADD_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "source": {"type": "string", "description": "Python source defining the tool (a Markdown reply with a ```python block is accepted)."},
+        "source": {
+            "type": "string",
+            "description": "Python source defining the tool (a Markdown reply with a ```python block is accepted).",
+        },
         "name": {"type": "string", "description": "Tool name (default: the entrypoint's name)."},
         "entrypoint": {"type": "string", "description": "The function to call (default: chosen from the source)."},
-        "tests": {"type": "array", "items": {"type": "object"}, "description": "Test cases, e.g. {\"args\": {...}, \"expected\": ...} (docs/tests-format.md)."},
+        "tests": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": 'Test cases, e.g. {"args": {...}, "expected": ...} (docs/tests-format.md).',
+        },
         "prompt": {"type": "string", "description": "The prompt the tool was made from, kept in its provenance."},
     },
     "required": ["source"],
@@ -101,8 +118,10 @@ _VERIFY_SCHEMA: dict[str, Any] = {
 # are served only to that client.
 _OWNER_HEX = 12
 _ADDED_NAME = re.compile(rf"mcp-[0-9a-f]{{{_OWNER_HEX}}}_")
-_NO_SESSION = ("add_tool and verify_tool need a client session (stdio, or streamable HTTP with an Mcp-Session-Id), "
-               "so that what this client adds is served to it alone")
+_NO_SESSION = (
+    "add_tool and verify_tool need a client session (stdio, or streamable HTTP with an Mcp-Session-Id), "
+    "so that what this client adds is served to it alone"
+)
 
 
 def namespace_prefix(owner: str) -> str:
@@ -129,10 +148,14 @@ def check_bind(host: str, *, allow_remote: bool, token: str | None) -> None:
     if is_local_name(host):
         return
     if not _is_loopback(host) and not allow_remote:
-        raise InvalidInput(f"refusing to listen on {host}, which is not a loopback address: pass --allow-remote (and --token) to serve other machines")
+        raise InvalidInput(
+            f"refusing to listen on {host}, which is not a loopback address: pass --allow-remote (and --token) to serve other machines"
+        )
     if not token:
-        raise InvalidInput(f"listening on {host} needs a bearer token (only 127.0.0.1, ::1 and localhost are served "
-                           f"without one): pass --token (or set TOOLCRIB_SERVE_TOKEN)")
+        raise InvalidInput(
+            f"listening on {host} needs a bearer token (only 127.0.0.1, ::1 and localhost are served "
+            f"without one): pass --token (or set TOOLCRIB_SERVE_TOKEN)"
+        )
 
 
 def is_local_name(host: str) -> bool:
@@ -165,8 +188,9 @@ def _netloc(host: str, port: int) -> str:
     return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
 
 
-def header_allow_list(host: str, port: int, *, extra_hosts: tuple[str, ...] = (),
-                      extra_origins: tuple[str, ...] = ()) -> TransportSecuritySettings:
+def header_allow_list(
+    host: str, port: int, *, extra_hosts: tuple[str, ...] = (), extra_origins: tuple[str, ...] = ()
+) -> TransportSecuritySettings:
     """The Host and Origin values a server bound to HOST:PORT accepts.
 
     DNS rebinding (the MCP specification's transport security guidance): a
@@ -270,7 +294,7 @@ class ToolServer:
             if _ADDED_NAME.match(name):
                 if not every_owner and (mine is None or not name.startswith(mine)):
                     continue  # another client's addition: never served to this one
-                plain = name[len(namespace_prefix("0" * _OWNER_HEX)):]
+                plain = name[len(namespace_prefix("0" * _OWNER_HEX)) :]
             if self.options.tools and not any(fnmatch.fnmatchcase(plain, g) for g in self.options.tools):
                 continue
             if self.options.allow_add and name in (ADD_TOOL, VERIFY_TOOL):
@@ -280,7 +304,9 @@ class ToolServer:
 
     def listings(self, owner: str | None = None) -> list[types.Tool]:
         """What tools/list returns for the registry's tools, to the client owning ``owner``."""
-        return [self._listing(self.registry.get(f"{name}@{version}")) for name, version, _sha in self.served_refs(owner)]
+        return [
+            self._listing(self.registry.get(f"{name}@{version}")) for name, version, _sha in self.served_refs(owner)
+        ]
 
     def _owner(self, ctx: ServerRequestContext[Any, Any]) -> str | None:
         """The namespace of the client making this request, from an identity
@@ -307,8 +333,11 @@ class ToolServer:
         # The shape `export-schema --format mcp` gives (toolcrib/exports.py),
         # naming this server's backend, plus what pins the exact version.
         definition = mcp_tool(tool, backend=self.options.backend)
-        definition["_meta"] = {"toolcrib/ref": tool.ref, "toolcrib/sha256": tool.sha256,
-                               "toolcrib/backend": self.options.backend}
+        definition["_meta"] = {
+            "toolcrib/ref": tool.ref,
+            "toolcrib/sha256": tool.sha256,
+            "toolcrib/backend": self.options.backend,
+        }
         return types.Tool.model_validate(definition)
 
     def _management_tools(self) -> list[types.Tool]:
@@ -316,15 +345,23 @@ class ToolServer:
             return []
         writes = types.ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
         return [
-            types.Tool(name=ADD_TOOL, title="Add a tool to the registry",
-                       description="Register a new tool in this client's own namespace (stored as mcp-<id>_NAME and "
-                                   "served to this client alone, once verify_tool passes). A tool name that exists "
-                                   "already is refused: choose a new one. Returns its reference.",
-                       input_schema=_ADD_SCHEMA, annotations=writes),
-            types.Tool(name=VERIFY_TOOL, title="Verify a registered tool",
-                       description="Run the tests of a version this client added (NAME, NAME@VERSION or the "
-                                   "mcp-<id>_NAME reference) in the sandbox; one that passes is served to this client.",
-                       input_schema=_VERIFY_SCHEMA, annotations=writes),
+            types.Tool(
+                name=ADD_TOOL,
+                title="Add a tool to the registry",
+                description="Register a new tool in this client's own namespace (stored as mcp-<id>_NAME and "
+                "served to this client alone, once verify_tool passes). A tool name that exists "
+                "already is refused: choose a new one. Returns its reference.",
+                input_schema=_ADD_SCHEMA,
+                annotations=writes,
+            ),
+            types.Tool(
+                name=VERIFY_TOOL,
+                title="Verify a registered tool",
+                description="Run the tests of a version this client added (NAME, NAME@VERSION or the "
+                "mcp-<id>_NAME reference) in the sandbox; one that passes is served to this client.",
+                input_schema=_VERIFY_SCHEMA,
+                annotations=writes,
+            ),
         ]
 
     # -- MCP handlers ------------------------------------------------------------
@@ -361,7 +398,9 @@ class ToolServer:
         cancel = Cancel()
         return await self._in_thread(partial(self._call, actor, ref, args, cancel), cancel)
 
-    async def _in_thread(self, work: Callable[[], types.CallToolResult], cancel: Cancel | None = None) -> types.CallToolResult:
+    async def _in_thread(
+        self, work: Callable[[], types.CallToolResult], cancel: Cancel | None = None
+    ) -> types.CallToolResult:
         try:
             # Abandoned on cancellation: the thread still finishes (and audits)
             # once the Cancel below has killed its sandbox.
@@ -411,8 +450,14 @@ class ToolServer:
                 )
         except ToolcribError as err:
             return _refused(str(args.get("name") or "?"), err)
-        data = {"tool": added.tool.ref, "created": added.created, "status": added.tool.status,
-                "sha256": added.tool.sha256, "bump": added.bump, "notes": added.notes}
+        data = {
+            "tool": added.tool.ref,
+            "created": added.created,
+            "status": added.tool.status,
+            "sha256": added.tool.sha256,
+            "bump": added.bump,
+            "notes": added.notes,
+        }
         return types.CallToolResult(content=[types.TextContent(text=json.dumps(data))], structured_content=data)
 
     def _added_name(self, owner: str, source: str, args: dict[str, Any]) -> str:
@@ -448,14 +493,17 @@ class ToolServer:
             with self.registry.acting_as(actor):
                 result = self.registry.verify(own_ref, backend=self.options.backend)
         except NotFound:
-            return _refused(ref, NotFound(
-                f"{ref!r} is not a tool this client added: verify_tool verifies only those (this session's)"))
+            return _refused(
+                ref,
+                NotFound(f"{ref!r} is not a tool this client added: verify_tool verifies only those (this session's)"),
+            )
         except ToolcribError as err:
             return _refused(ref, err)
         data = result.model_dump(mode="json")
         text = f"{result.tool}: {result.status} ({result.passed}/{result.passed + result.failed} passed)"
-        return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=data,
-                                    is_error=result.status != "verified")
+        return types.CallToolResult(
+            content=[types.TextContent(text=text)], structured_content=data, is_error=result.status != "verified"
+        )
 
     # -- following the registry ----------------------------------------------------
 
@@ -511,7 +559,9 @@ async def run_stdio(server: ToolServer) -> None:
         tg.cancel_scope.cancel()
 
 
-_ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+_ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
 
 
 def _check_headers(app: _ASGIApp, settings: TransportSecuritySettings) -> _ASGIApp:
@@ -526,8 +576,9 @@ def _check_headers(app: _ASGIApp, settings: TransportSecuritySettings) -> _ASGIA
     # operator's terminal, once per request. The refusal is the answer.
     logging.getLogger(TransportSecurityMiddleware.__module__).setLevel(logging.ERROR)
 
-    async def guarded(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
-                      send: Callable[[Any], Awaitable[None]]) -> None:
+    async def guarded(
+        scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+    ) -> None:
         if scope["type"] in ("http", "websocket"):
             from starlette.requests import Request
 
@@ -547,13 +598,19 @@ def _require_token(app: _ASGIApp, token: str) -> _ASGIApp:
     """Refuse any HTTP request without ``Authorization: Bearer <token>`` (401)."""
     expected = f"Bearer {token}".encode()
 
-    async def guarded(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
-                      send: Callable[[Any], Awaitable[None]]) -> None:
+    async def guarded(
+        scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+    ) -> None:
         if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, expected):
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                    }
+                )
                 await send({"type": "http.response.body", "body": b'{"error": "a valid bearer token is required"}'})
                 return
         await app(scope, receive, send)
@@ -561,9 +618,16 @@ def _require_token(app: _ASGIApp, token: str) -> _ASGIApp:
     return guarded
 
 
-async def run_http(server: ToolServer, host: str, port: int, token: str | None,
-                   announce: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True), *,
-                   allow_hosts: tuple[str, ...] = (), allow_origins: tuple[str, ...] = ()) -> None:
+async def run_http(
+    server: ToolServer,
+    host: str,
+    port: int,
+    token: str | None,
+    announce: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    *,
+    allow_hosts: tuple[str, ...] = (),
+    allow_origins: tuple[str, ...] = (),
+) -> None:
     """Serve streamable HTTP at http://HOST:PORT/mcp until interrupted.
 
     The socket is bound here (port 0 picks a free one) and its real address

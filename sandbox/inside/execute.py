@@ -52,11 +52,19 @@ _OFFERED_NAMES = frozenset(ALLOWED_BUILTINS) | frozenset(ALLOWED_EXCEPTIONS) | f
 # one is refused at compile time (blocked). At run time (a name the tool also
 # binds somewhere) it is an ordinary NameError: `blocked` comes only from the
 # compiler or the guards' record, never from an exception the tool can raise.
-_WITHHELD_BUILTINS = (frozenset(n for n in dir(builtins) if not n.startswith("_")) - _OFFERED_NAMES
-                      - frozenset(ABSENT_BUILTINS))
+_WITHHELD_BUILTINS = (
+    frozenset(n for n in dir(builtins) if not n.startswith("_")) - _OFFERED_NAMES - frozenset(ABSENT_BUILTINS)
+)
 
-def _reply(status: str, result: Any = None, error: dict[str, Any] | None = None,
-           limit: str | None = None, stdout: str = "", calls: int | None = None) -> dict[str, Any]:
+
+def _reply(
+    status: str,
+    result: Any = None,
+    error: dict[str, Any] | None = None,
+    limit: str | None = None,
+    stdout: str = "",
+    calls: int | None = None,
+) -> dict[str, Any]:
     reply = {"status": status, "result": result, "error": error, "limit": limit, "stdout": stdout}
     if calls is not None:  # snippet jobs only: how many calls of the entrypoint returned
         reply["calls"] = calls
@@ -81,8 +89,13 @@ _MEMORY_REPLY = _encode(_reply("limit", error=_error("MemoryError", "the tool ra
 # ---------------------------------------------------------------------------
 
 _FRIENDLY_NODES = {
-    "AsyncFunctionDef": "async def", "Await": "await", "AsyncFor": "async for", "AsyncWith": "async with",
-    "TryStar": "try/except*", "Nonlocal": "nonlocal", "Match": "match",
+    "AsyncFunctionDef": "async def",
+    "Await": "await",
+    "AsyncFor": "async for",
+    "AsyncWith": "async with",
+    "TryStar": "try/except*",
+    "Nonlocal": "nonlocal",
+    "Match": "match",
 }
 
 
@@ -134,8 +147,12 @@ def _bound_names(tree: ast.AST) -> set[str]:
 def _withheld_builtin_use(tree: ast.AST, known: set[str]) -> tuple[str, int | None] | None:
     bound = _bound_names(tree) | known
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in _WITHHELD_BUILTINS \
-                and node.id not in bound:
+        if (
+            isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load)
+            and node.id in _WITHHELD_BUILTINS
+            and node.id not in bound
+        ):
             return f'line {node.lineno}: builtin "{node.id}" is not available in the sandbox', node.lineno
     return None
 
@@ -267,8 +284,11 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
             entrypoint = job.get("entrypoint")
             func = ns.get(entrypoint) if type(entrypoint) is str else None
             if func is None or not callable(func):
-                return _reply("error", error=_error("NameError", f"the tool defines no function {entrypoint!r}"),
-                              stdout=STATE.stdout())
+                return _reply(
+                    "error",
+                    error=_error("NameError", f"the tool defines no function {entrypoint!r}"),
+                    stdout=STATE.stdout(),
+                )
             args = job.get("args") or {}
             if job.get("arg_forms"):
                 args = _with_forms(args, job["arg_forms"])
@@ -353,8 +373,10 @@ def _with_forms(args: dict[str, Any], forms: dict[str, Any]) -> dict[str, Any]:
         library = "pandas" if form == "dataframe" else "numpy"
         module = sys.modules.get(library)
         if module is None:
-            raise ArgumentFormError(f"argument {name!r} is a {form}, but {library} is not available in the sandbox "
-                                    f"(add the version with --requires {library})")
+            raise ArgumentFormError(
+                f"argument {name!r} is a {form}, but {library} is not available in the sandbox "
+                f"(add the version with --requires {library})"
+            )
         if form == "ndarray":
             out[name] = module.asarray(value)
         elif isinstance(value, dict):
@@ -375,14 +397,20 @@ def _tool_finished() -> None:
 
 
 def _violation_reply() -> dict[str, Any]:
-    return _reply("blocked", error=_error("PolicyViolation", STATE.violation or "refused by the policy",
-                                          STATE.violation_line), stdout=STATE.stdout())
+    return _reply(
+        "blocked",
+        error=_error("PolicyViolation", STATE.violation or "refused by the policy", STATE.violation_line),
+        stdout=STATE.stdout(),
+    )
 
 
 def _output_reply(cap: int) -> dict[str, Any]:
-    return _reply("limit", limit="output",
-                  error=_error("OutputLimit", f"the reply exceeds the output limit of {cap // 1024} KiB"),
-                  stdout=STATE.stdout()[:_LIMIT_STDOUT_CHARS])
+    return _reply(
+        "limit",
+        limit="output",
+        error=_error("OutputLimit", f"the reply exceeds the output limit of {cap // 1024} KiB"),
+        stdout=STATE.stdout()[:_LIMIT_STDOUT_CHARS],
+    )
 
 
 def _run(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
@@ -414,8 +442,9 @@ def _exception_reply(exc: BaseException, cap: int) -> dict[str, Any]:
         return _reply("limit", limit="memory", error=_error("MemoryError", "the tool ran out of memory"))
     if isinstance(exc, ResultNotJSON):
         return _reply("error", error=_error("ResultNotJSON", str(exc)), stdout=STATE.stdout())
-    return _reply("error", error=_error(type(exc).__name__, _exception_message(exc), _tool_line(exc)),
-                  stdout=STATE.stdout())
+    return _reply(
+        "error", error=_error(type(exc).__name__, _exception_message(exc), _tool_line(exc)), stdout=STATE.stdout()
+    )
 
 
 def _decided(reply: dict[str, Any], cap: int) -> dict[str, Any]:
@@ -480,7 +509,7 @@ def run_job(job: dict[str, Any], *, restricted: bool = True) -> bytes:
             gc.enable()
 
 
-_WARM_SOURCE = '''
+_WARM_SOURCE = """
 import math, itertools, functools, collections, heapq, bisect, fractions, decimal
 import statistics, random, string, re, json, datetime, typing, copy
 from typing import List, Optional
@@ -506,7 +535,7 @@ def run(n: int = 3) -> Optional[List[int]]:
     for i, (a, b) in enumerate(zip("ab", "cd")):
         x += [i]
     return [c["a"], str(d), t.year, m.group(1), s, len(p), x, y, z, str(q), copy.deepcopy({1: 2})[1], {1, 2}]
-'''
+"""
 
 
 def warm() -> None:
@@ -516,8 +545,18 @@ def warm() -> None:
         codecs.lookup(encoding)
     datetime.datetime.strptime("2020-01-02", "%Y-%m-%d")
     for restricted in (True, False):
-        run_job({"source": _WARM_SOURCE, "entrypoint": "run", "mode": "args", "args": {"n": 3},
-                 "limits": {"output": 64}}, restricted=restricted)
-        run_job({"source": _WARM_SOURCE, "entrypoint": "run", "mode": "snippet", "snippet": "ans = run(2)",
-                 "limits": {"output": 64}}, restricted=restricted)
+        run_job(
+            {"source": _WARM_SOURCE, "entrypoint": "run", "mode": "args", "args": {"n": 3}, "limits": {"output": 64}},
+            restricted=restricted,
+        )
+        run_job(
+            {
+                "source": _WARM_SOURCE,
+                "entrypoint": "run",
+                "mode": "snippet",
+                "snippet": "ans = run(2)",
+                "limits": {"output": 64},
+            },
+            restricted=restricted,
+        )
     STATE.reset(1024 * 1024)

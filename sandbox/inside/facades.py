@@ -142,12 +142,34 @@ def _total_ordering(cls: Any) -> Any:
 
 _NAMEDTUPLES: weakref.WeakSet[type] = weakref.WeakSet()
 
-_COPY_SHARED: frozenset[type] = frozenset({
-    type(None), bool, int, float, complex, str, bytes, range, slice, type(Ellipsis), type(NotImplemented),
-    fractions.Fraction, decimal.Decimal, datetime.date, datetime.datetime, datetime.time, datetime.timedelta,
-    datetime.timezone, type(re.compile("")), type(re.match("", "")), time.struct_time,
-    types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-})
+_COPY_SHARED: frozenset[type] = frozenset(
+    {
+        type(None),
+        bool,
+        int,
+        float,
+        complex,
+        str,
+        bytes,
+        range,
+        slice,
+        type(Ellipsis),
+        type(NotImplemented),
+        fractions.Fraction,
+        decimal.Decimal,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+        datetime.timezone,
+        type(re.compile("")),
+        type(re.match("", "")),
+        time.struct_time,
+        types.FunctionType,
+        types.BuiltinFunctionType,
+        types.MethodType,
+    }
+)
 _NO_ITEM = object()
 
 
@@ -183,8 +205,10 @@ def _copied(x: Any, memo: _Memo | None) -> Any:
         return container(x, memo)
     if is_tool_class(kind) or kind in _NAMEDTUPLES:
         return _rebuilt(x, kind, memo)
-    raise refuse(f"copying {kind.__name__} objects is not allowed in the sandbox "
-                 "(only data and objects of the tool's own classes are copied)")
+    raise refuse(
+        f"copying {kind.__name__} objects is not allowed in the sandbox "
+        "(only data and objects of the tool's own classes are copied)"
+    )
 
 
 def _each(items: Any, memo: _Memo | None) -> Any:
@@ -270,8 +294,9 @@ def _rebuilt(x: Any, kind: type, memo: _Memo | None) -> Any:
         raise refuse(f"copying {kind.__name__} objects is not allowed in the sandbox")
     func, args, state, list_items, dict_items = reduced + (None,) * (5 - len(reduced))
     if not (func is kind or (func in _NEWOBJ and type(args) is tuple and args and args[0] is kind)):
-        raise refuse(f"copying {kind.__name__} objects is not allowed in the sandbox "
-                     "(its class does not rebuild itself)")
+        raise refuse(
+            f"copying {kind.__name__} objects is not allowed in the sandbox (its class does not rebuild itself)"
+        )
     if memo is not None:
         args = tuple(_copied(arg, memo) for arg in args)
     made = func(*args)
@@ -333,10 +358,23 @@ _SPECIAL: dict[str, dict[str, Any]] = {
 }
 
 _REAL_MODULES: dict[str, Any] = {
-    "math": math, "itertools": itertools, "functools": functools, "collections": collections,
-    "heapq": heapq, "bisect": bisect, "fractions": fractions, "decimal": decimal,
-    "statistics": statistics, "random": random, "string": string, "re": re, "json": json,
-    "datetime": datetime, "time": time, "typing": None, "copy": None,
+    "math": math,
+    "itertools": itertools,
+    "functools": functools,
+    "collections": collections,
+    "heapq": heapq,
+    "bisect": bisect,
+    "fractions": fractions,
+    "decimal": decimal,
+    "statistics": statistics,
+    "random": random,
+    "string": string,
+    "re": re,
+    "json": json,
+    "datetime": datetime,
+    "time": time,
+    "typing": None,
+    "copy": None,
 }
 
 # `from __future__ import annotations` executes a real import at run time.
@@ -381,7 +419,7 @@ def guarded_import(name: Any, globals: Any = None, locals: Any = None, fromlist:
     if type(name) is not str:
         raise refuse("import needs a plain module name")
     if level != 0:
-        raise refuse(f'relative import{" of " + repr(name) if name else ""} is not allowed')
+        raise refuse(f"relative import{' of ' + repr(name) if name else ''} is not allowed")
     facade = FACADES.get(name)
     if facade is None and name in _LIBRARY_INTERNAL_IMPORTS:
         return sys.modules[name]
@@ -398,4 +436,3 @@ def reset_for_call() -> None:
     """Give each call fresh process-wide library state."""
     _RNG.seed()
     decimal.setcontext(decimal.Context())
-

@@ -130,8 +130,21 @@ _TOOL_CLASSES: weakref.WeakSet[type] = weakref.WeakSet()
 # Classes `type(x)` may return and `setattr`/item writes may target. Facades
 # add the classes they offer via `register_safe_types`.
 _SAFE_TYPES: set[type] = {
-    bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset, range, slice,
-    type(None), object,
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    list,
+    tuple,
+    dict,
+    set,
+    frozenset,
+    range,
+    slice,
+    type(None),
+    object,
 }
 _WRITABLE_TYPES: set[type] = {dict, list, set}
 
@@ -308,8 +321,10 @@ class UnboundMethod:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not args or not isinstance(args[0], self._owner):
-            raise refuse(f"{self._label()}() needs a {self._owner.__name__} object as its first argument "
-                         "(library methods are not applied to other objects)")
+            raise refuse(
+                f"{self._label()}() needs a {self._owner.__name__} object as its first argument "
+                "(library methods are not applied to other objects)"
+            )
         if self._init:
             write_guard(args[0])
         return self._func(*args, **kwargs)
@@ -357,8 +372,7 @@ def _read_dunder(obj: Any, name: str, default: Any) -> Any:
 
 def guarded_hasattr(obj: Any, name: Any) -> bool:
     """``hasattr`` that answers False for names the policy refuses."""
-    if type(name) is not str or (name.startswith("_") and name not in READABLE_DUNDERS) \
-            or name in BLOCKED_ATTRIBUTES:
+    if type(name) is not str or (name.startswith("_") and name not in READABLE_DUNDERS) or name in BLOCKED_ATTRIBUTES:
         return False
     try:
         guarded_getattr(obj, name)
@@ -395,9 +409,18 @@ def guarded_iter(obj: Any) -> Any:
 
 
 _INPLACE_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
-    ">>=": operator.irshift, "&=": operator.iand, "^=": operator.ixor, "|=": operator.ior,
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
+    "&=": operator.iand,
+    "^=": operator.ixor,
+    "|=": operator.ior,
     "@=": operator.imatmul,
 }
 
@@ -451,19 +474,45 @@ def _bound_formatter(obj: Any, name: str) -> Callable[..., str]:
     if isinstance(obj, type):  # str.format(template, ...): unbound use
         return safe_format if name == "format" else safe_format_map
     if name == "format":
+
         def format(*args: Any, **kwargs: Any) -> str:
             return safe_format(obj, *args, **kwargs)
+
         return format
 
     def format_map(mapping: Any) -> str:
         return safe_format_map(obj, mapping)
+
     return format_map
 
 
 # The decimal context and library classes the facades offer are registered
 # by facades.py; these are always safe to name with type().
-register_safe_types((fractions.Fraction, decimal.Decimal, datetime.date, datetime.datetime, datetime.time,
-                     datetime.timedelta, datetime.timezone, collections.deque, collections.Counter,
-                     collections.OrderedDict, collections.defaultdict, _PATTERN_TYPE, _MATCH_TYPE))
-register_safe_types((collections.deque, collections.Counter, collections.OrderedDict, collections.defaultdict,
-                     collections.ChainMap, decimal.Context), writable=True)
+register_safe_types(
+    (
+        fractions.Fraction,
+        decimal.Decimal,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+        datetime.timezone,
+        collections.deque,
+        collections.Counter,
+        collections.OrderedDict,
+        collections.defaultdict,
+        _PATTERN_TYPE,
+        _MATCH_TYPE,
+    )
+)
+register_safe_types(
+    (
+        collections.deque,
+        collections.Counter,
+        collections.OrderedDict,
+        collections.defaultdict,
+        collections.ChainMap,
+        decimal.Context,
+    ),
+    writable=True,
+)

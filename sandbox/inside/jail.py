@@ -115,8 +115,9 @@ class _RulesetAttr(ctypes.Structure):
 
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version; 0 if Landlock is missing or off."""
-    abi = _libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
-                        ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION))
+    abi = _libc.syscall(
+        _SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION)
+    )
     return int(abi) if abi > 0 else 0
 
 
@@ -129,12 +130,15 @@ def _rights(table: dict[int, int], abi: int) -> int:
 
 
 def _landlock_attr(abi: int) -> tuple[_RulesetAttr, int, dict[str, Any]]:
-    attr = _RulesetAttr(_rights(_FS_RIGHTS_BY_ABI, abi), _rights(_NET_RIGHTS_BY_ABI, abi),
-                        _rights(_SCOPES_BY_ABI, abi))
+    attr = _RulesetAttr(_rights(_FS_RIGHTS_BY_ABI, abi), _rights(_NET_RIGHTS_BY_ABI, abi), _rights(_SCOPES_BY_ABI, abi))
     # The struct grew with the ABI; the kernel wants the size it knows.
     size = 8 if abi < 4 else 16 if abi < 6 else 24
-    facts = {"abi": abi, "fs_rights": attr.handled_access_fs, "net_rights": attr.handled_access_net,
-             "scopes": attr.scoped}
+    facts = {
+        "abi": abi,
+        "fs_rights": attr.handled_access_fs,
+        "net_rights": attr.handled_access_net,
+        "scopes": attr.scoped,
+    }
     return attr, size, facts
 
 
@@ -162,8 +166,16 @@ def _enter_landlock(abi: int, rules: tuple[tuple[int, int], ...] = ()) -> None:
     try:
         for parent_fd, rights in rules:
             rule = _PathBeneath(rights, parent_fd)
-            if _libc.syscall(_SYS_LANDLOCK_ADD_RULE, ctypes.c_int(fd), ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH),
-                             ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
+            if (
+                _libc.syscall(
+                    _SYS_LANDLOCK_ADD_RULE,
+                    ctypes.c_int(fd),
+                    ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH),
+                    ctypes.byref(rule),
+                    ctypes.c_uint32(0),
+                )
+                != 0
+            ):
                 raise JailError(f"landlock_add_rule: {_errno_text()}")
         # Without a rule every handled right is denied everywhere.
         if _libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
@@ -179,24 +191,72 @@ def _enter_landlock(abi: int, rules: tuple[tuple[int, int], ...] = ()) -> None:
 # an architecture lacks (aarch64 has no `open` or `poll`) is skipped.
 SECCOMP_ALLOWED: tuple[str, ...] = (
     # I/O on descriptors already open: the call socket, /dev/null.
-    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "lseek", "close",
-    "fstat", "dup", "dup2", "dup3",
-    "recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown", "getsockname",
-    "poll", "ppoll", "select", "pselect6",
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "preadv",
+    "pwritev",
+    "lseek",
+    "close",
+    "fstat",
+    "dup",
+    "dup2",
+    "dup3",
+    "recvfrom",
+    "recvmsg",
+    "sendto",
+    "sendmsg",
+    "shutdown",
+    "getsockname",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
     # Memory.
-    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
+    "brk",
+    "mmap",
+    "munmap",
+    "mremap",
+    "mprotect",
+    "madvise",
     # Scheduling, time. (futex: private operations only, below; not
     # set_robust_list, futex_waitv or the futex2 calls.)
-    "rseq", "sched_yield",
-    "nanosleep", "gettimeofday", "time",
+    "rseq",
+    "sched_yield",
+    "nanosleep",
+    "gettimeofday",
+    "time",
     # Who am I (read only).
-    "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
-    "getgroups", "getpgrp", "uname", "getcwd",
+    "getpid",
+    "gettid",
+    "getppid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getresuid",
+    "getresgid",
+    "getgroups",
+    "getpgrp",
+    "uname",
+    "getcwd",
     # Resources of this process (prlimit64 only on itself, below).
-    "getrlimit", "getrusage", "times",
+    "getrlimit",
+    "getrusage",
+    "times",
     # Signals of this process: handlers, masks, return from a handler.
-    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigpending",
-    "getrandom", "restart_syscall", "exit", "exit_group",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sigaltstack",
+    "rt_sigpending",
+    "getrandom",
+    "restart_syscall",
+    "exit",
+    "exit_group",
 )
 
 # ioctl only to switch a socket's blocking mode (socket.settimeout) or its
@@ -230,8 +290,12 @@ def _scmp_errno(code: int) -> int:
 
 
 class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64)]
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
 
 
 # An argument condition: (argument index, datum) for equality, or (argument
@@ -253,8 +317,13 @@ class _Filter:
             raise JailError(f"{_LIBSECCOMP} not found ({exc}); install libseccomp2") from None
         lib.seccomp_init.restype = ctypes.c_void_p
         lib.seccomp_init.argtypes = [ctypes.c_uint32]
-        lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                               ctypes.POINTER(_ArgCmp)]
+        lib.seccomp_rule_add_array.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.POINTER(_ArgCmp),
+        ]
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
         lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
@@ -364,29 +433,96 @@ class _Seccomp(_Filter):
 # child, and the Landlock and seccomp calls its children make; nothing here.
 ZYGOTE_SECCOMP_DENIED: tuple[str, ...] = (
     # No network: the zygote only ever needs socketpair.
-    "socket", "connect", "bind", "listen", "accept", "accept4",
+    "socket",
+    "connect",
+    "bind",
+    "listen",
+    "accept",
+    "accept4",
     # No other program, no other process's memory or descriptors.
-    "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
+    "execve",
+    "execveat",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "kcmp",
     "process_madvise",
     # No mounts or namespaces (the zygote's own were made before).
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "move_mount", "open_tree", "fsopen",
-    "fsmount", "fspick", "mount_setattr", "open_by_handle_at", "name_to_handle_at", "fanotify_init",
-    "sethostname", "setdomainname",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "fanotify_init",
+    "sethostname",
+    "setdomainname",
     # Channels to other processes that no path names, so Landlock does not
     # see them: SysV IPC and POSIX message queues (their namespace is the
     # host's), watches on files others use, the kernel log.
-    "shmget", "shmat", "shmdt", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop",
-    "semtimedop", "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify",
-    "mq_getsetattr", "inotify_init", "inotify_init1", "inotify_add_watch", "syslog", "migrate_pages",
+    "shmget",
+    "shmat",
+    "shmdt",
+    "shmctl",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semctl",
+    "mq_open",
+    "mq_unlink",
+    "mq_timedsend",
+    "mq_timedreceive",
+    "mq_notify",
+    "mq_getsetattr",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_add_watch",
+    "syslog",
+    "migrate_pages",
     "move_pages",
     # Kernel attack surface a Python process never needs.
-    "uselib", "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "io_uring_setup", "io_uring_enter",
-    "io_uring_register", "userfaultfd", "kexec_load", "kexec_file_load", "init_module", "finit_module",
-    "delete_module", "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "vhangup",
+    "uselib",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "userfaultfd",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "quotactl",
+    "quotactl_fd",
+    "vhangup",
     # Shared futexes are keyed by file and offset: two processes that map
     # the same file (libc's text) could rendezvous on it. Only private
     # futexes (below), none of the newer futex calls.
-    "futex_waitv", "futex_wake", "futex_wait", "futex_requeue",
+    "futex_waitv",
+    "futex_wake",
+    "futex_wait",
+    "futex_requeue",
 )
 # A shared futex operation's answer in the zygote (the private flag clear,
 # the command in the low 7 bits): a wait gets EAGAIN and a wake EINVAL, which
@@ -398,8 +534,16 @@ _FUTEX_COMMANDS = 14  # FUTEX_WAIT (0) .. FUTEX_LOCK_PI2 (13)
 # clone flags that make namespaces (unshare is refused outright; clone3's
 # flags are in memory, where seccomp cannot look: it is ENOSYS, and glibc
 # falls back to clone).
-_CLONE_NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000,
-                          0x00000080)
+_CLONE_NAMESPACE_FLAGS = (
+    0x00020000,
+    0x02000000,
+    0x04000000,
+    0x08000000,
+    0x10000000,
+    0x20000000,
+    0x40000000,
+    0x00000080,
+)
 
 
 class _ZygoteSeccomp(_Filter):
@@ -703,8 +847,9 @@ class ZygoteJail:
         self.reachable: dict[str, str] = {}  # directory -> /proc/self/fd/<n>
         self._rules: list[tuple[int, int]] = []
         self._files: list[int] = []  # descriptors only the rules need
-        for path, rights in [(p, FS_EXECUTE | FS_READ_FILE) for p in readable] + \
-                [(p, FS_READ_FILE | FS_WRITE_FILE) for p in writable]:
+        for path, rights in [(p, FS_EXECUTE | FS_READ_FILE) for p in readable] + [
+            (p, FS_READ_FILE | FS_WRITE_FILE) for p in writable
+        ]:
             self._add(path, rights)
         self._seccomp: _ZygoteSeccomp | None = None
         try:

@@ -114,13 +114,35 @@ ALLOWED_BUILTINS: dict[str, str] = {
 # Not BaseException (it would catch the sandbox's own control exceptions:
 # see EXCEPTION_ALIASES) and not MemoryError (see ABSENT_BUILTINS).
 ALLOWED_EXCEPTIONS: tuple[str, ...] = (
-    "ArithmeticError", "AssertionError", "AttributeError", "EOFError",
-    "Exception", "FloatingPointError", "GeneratorExit", "ImportError", "IndexError",
-    "KeyError", "LookupError", "NameError", "NotImplementedError",
-    "OverflowError", "RecursionError", "RuntimeError", "StopIteration", "TypeError",
-    "UnboundLocalError", "UnicodeDecodeError", "UnicodeEncodeError", "UnicodeError",
-    "ValueError", "ZeroDivisionError", "ModuleNotFoundError",
-    "Warning", "UserWarning", "DeprecationWarning", "RuntimeWarning",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "EOFError",
+    "Exception",
+    "FloatingPointError",
+    "GeneratorExit",
+    "ImportError",
+    "IndexError",
+    "KeyError",
+    "LookupError",
+    "NameError",
+    "NotImplementedError",
+    "OverflowError",
+    "RecursionError",
+    "RuntimeError",
+    "StopIteration",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "UnicodeError",
+    "ValueError",
+    "ZeroDivisionError",
+    "ModuleNotFoundError",
+    "Warning",
+    "UserWarning",
+    "DeprecationWarning",
+    "RuntimeWarning",
 )
 
 # Builtin names bound to another class in the sandbox. `except BaseException`
@@ -160,9 +182,27 @@ ALLOWED_MODULES: dict[str, ModuleRule] = {
     "math": ModuleRule("pure numeric functions and constants (a C module with no module-walk attributes)", _MATH_NAMES),
     "itertools": ModuleRule(
         "combinatorics and lazy iteration; every function only iterates what it is given",
-        ("accumulate", "chain", "combinations", "combinations_with_replacement", "compress", "count",
-         "cycle", "dropwhile", "filterfalse", "groupby", "islice", "pairwise", "permutations",
-         "product", "repeat", "starmap", "takewhile", "tee", "zip_longest"),
+        (
+            "accumulate",
+            "chain",
+            "combinations",
+            "combinations_with_replacement",
+            "compress",
+            "count",
+            "cycle",
+            "dropwhile",
+            "filterfalse",
+            "groupby",
+            "islice",
+            "pairwise",
+            "permutations",
+            "product",
+            "repeat",
+            "starmap",
+            "takewhile",
+            "tee",
+            "zip_longest",
+        ),
     ),
     "functools": ModuleRule(
         "reduce/partial/caching; partial only ever wraps callables the tool already holds, "
@@ -184,14 +224,41 @@ ALLOWED_MODULES: dict[str, ModuleRule] = {
     "fractions": ModuleRule("exact rational arithmetic", ("Fraction",)),
     "decimal": ModuleRule(
         "decimal arithmetic; the context is reset for every call",
-        ("Context", "Decimal", "DivisionByZero", "InvalidOperation", "ROUND_CEILING", "ROUND_DOWN",
-         "ROUND_FLOOR", "ROUND_HALF_DOWN", "ROUND_HALF_EVEN", "ROUND_HALF_UP", "ROUND_UP",
-         "getcontext", "localcontext"),
+        (
+            "Context",
+            "Decimal",
+            "DivisionByZero",
+            "InvalidOperation",
+            "ROUND_CEILING",
+            "ROUND_DOWN",
+            "ROUND_FLOOR",
+            "ROUND_HALF_DOWN",
+            "ROUND_HALF_EVEN",
+            "ROUND_HALF_UP",
+            "ROUND_UP",
+            "getcontext",
+            "localcontext",
+        ),
     ),
     "statistics": ModuleRule(
         "descriptive statistics over numbers",
-        ("StatisticsError", "fmean", "geometric_mean", "harmonic_mean", "mean", "median", "median_high",
-         "median_low", "mode", "multimode", "pstdev", "pvariance", "quantiles", "stdev", "variance"),
+        (
+            "StatisticsError",
+            "fmean",
+            "geometric_mean",
+            "harmonic_mean",
+            "mean",
+            "median",
+            "median_high",
+            "median_low",
+            "mode",
+            "multimode",
+            "pstdev",
+            "pvariance",
+            "quantiles",
+            "stdev",
+            "variance",
+        ),
     ),
     "random": ModuleRule(
         "bound methods of a fresh Random() instance reseeded per call, never the module",
@@ -199,13 +266,44 @@ ALLOWED_MODULES: dict[str, ModuleRule] = {
     ),
     "string": ModuleRule(
         "character-class constants and capwords; Formatter and Template are not offered",
-        ("ascii_letters", "ascii_lowercase", "ascii_uppercase", "capwords", "digits", "hexdigits",
-         "octdigits", "printable", "punctuation", "whitespace"),
+        (
+            "ascii_letters",
+            "ascii_lowercase",
+            "ascii_uppercase",
+            "capwords",
+            "digits",
+            "hexdigits",
+            "octdigits",
+            "printable",
+            "punctuation",
+            "whitespace",
+        ),
     ),
     "re": ModuleRule(
         "regular expressions; pattern.scanner is refused, the module object never reachable",
-        ("A", "ASCII", "DOTALL", "I", "IGNORECASE", "M", "MULTILINE", "S", "VERBOSE", "X", "compile",
-         "error", "escape", "findall", "finditer", "fullmatch", "match", "search", "split", "sub", "subn"),
+        (
+            "A",
+            "ASCII",
+            "DOTALL",
+            "I",
+            "IGNORECASE",
+            "M",
+            "MULTILINE",
+            "S",
+            "VERBOSE",
+            "X",
+            "compile",
+            "error",
+            "escape",
+            "findall",
+            "finditer",
+            "fullmatch",
+            "match",
+            "search",
+            "split",
+            "sub",
+            "subn",
+        ),
     ),
     "json": ModuleRule(
         "loads/dumps only: no encoder/decoder classes and no json.codecs",
@@ -218,14 +316,45 @@ ALLOWED_MODULES: dict[str, ModuleRule] = {
     "time": ModuleRule(
         "clock readings and time formatting; also what datetime's C code imports for strftime "
         "and timetuple, through the tool's own __import__ (sleep is bounded by the wall limit)",
-        ("asctime", "ctime", "gmtime", "localtime", "mktime", "monotonic", "perf_counter", "process_time",
-         "sleep", "strftime", "strptime", "struct_time", "time"),
+        (
+            "asctime",
+            "ctime",
+            "gmtime",
+            "localtime",
+            "mktime",
+            "monotonic",
+            "perf_counter",
+            "process_time",
+            "sleep",
+            "strftime",
+            "strptime",
+            "struct_time",
+            "time",
+        ),
     ),
     "typing": ModuleRule(
         "annotation names only: inert placeholders, usable as List[int] or Optional[str]",
-        ("Any", "Callable", "DefaultDict", "Deque", "Dict", "FrozenSet", "Generator", "Iterable",
-         "Iterator", "List", "Literal", "Mapping", "Optional", "Sequence", "Set", "Tuple", "TypeVar",
-         "Union", "cast"),
+        (
+            "Any",
+            "Callable",
+            "DefaultDict",
+            "Deque",
+            "Dict",
+            "FrozenSet",
+            "Generator",
+            "Iterable",
+            "Iterator",
+            "List",
+            "Literal",
+            "Mapping",
+            "Optional",
+            "Sequence",
+            "Set",
+            "Tuple",
+            "TypeVar",
+            "Union",
+            "cast",
+        ),
     ),
     "copy": ModuleRule(
         "the sandbox's own copier: no memo argument; data, immutable values and the tool's own objects only",
@@ -240,8 +369,7 @@ REFUSED_CONSTRUCTS: dict[str, str] = {
     "RestrictedPython's print collector and temporaries; binding them would replace a guard",
     "frame, code and generator attributes": "gi_frame, f_back, tb_frame, cr_frame, ag_frame, f_globals... "
     "walk up to the host's frames and builtins",
-    "import of a module not in the allowlist": "os, sys, subprocess, socket, importlib, ... "
-    "and any relative import",
+    "import of a module not in the allowlist": "os, sys, subprocess, socket, importlib, ... and any relative import",
     "from x import *": "could bind names over the guard hooks",
     "exec, eval, compile, open, input, globals, locals, vars, dir, breakpoint, __import__": "new code, "
     "I/O and namespace access; not builtins in the sandbox",
@@ -270,20 +398,66 @@ REFUSED_CONSTRUCTS: dict[str, str] = {
 # host never calls them. Hooks that change attribute lookup, class creation or
 # pickling (__getattr__, __getattribute__, __init_subclass__, __set_name__,
 # __class_getitem__, __reduce__, __del__, __new__...) stay refused.
-EXTRA_MAGIC_METHODS: frozenset[str] = frozenset({
-    "__repr__", "__str__", "__hash__", "__len__", "__bool__", "__iter__", "__next__",
-    "__getitem__", "__setitem__", "__delitem__", "__call__", "__enter__", "__exit__", "__missing__",
-    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__floordiv__",
-    "__mod__", "__neg__", "__abs__", "__iadd__", "__isub__",
-})
+EXTRA_MAGIC_METHODS: frozenset[str] = frozenset(
+    {
+        "__repr__",
+        "__str__",
+        "__hash__",
+        "__len__",
+        "__bool__",
+        "__iter__",
+        "__next__",
+        "__getitem__",
+        "__setitem__",
+        "__delitem__",
+        "__call__",
+        "__enter__",
+        "__exit__",
+        "__missing__",
+        "__add__",
+        "__radd__",
+        "__sub__",
+        "__rsub__",
+        "__mul__",
+        "__rmul__",
+        "__truediv__",
+        "__floordiv__",
+        "__mod__",
+        "__neg__",
+        "__abs__",
+        "__iadd__",
+        "__isub__",
+    }
+)
 
 # Attributes that are public by name but lead to frames, code or generator
 # internals (RestrictedPython's list), plus a few more of the same kind.
-BLOCKED_ATTRIBUTES: frozenset[str] = frozenset(INSPECT_ATTRIBUTES) | frozenset({
-    "tb_frame", "tb_next", "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await",
-    "cr_origin", "ag_frame", "ag_code", "ag_await", "f_back", "f_globals", "f_locals", "f_builtins",
-    "f_code", "f_trace", "co_code", "mro", "func_globals", "func_code",
-})
+BLOCKED_ATTRIBUTES: frozenset[str] = frozenset(INSPECT_ATTRIBUTES) | frozenset(
+    {
+        "tb_frame",
+        "tb_next",
+        "gi_frame",
+        "gi_code",
+        "gi_yieldfrom",
+        "cr_frame",
+        "cr_code",
+        "cr_await",
+        "cr_origin",
+        "ag_frame",
+        "ag_code",
+        "ag_await",
+        "f_back",
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "f_code",
+        "f_trace",
+        "co_code",
+        "mro",
+        "func_globals",
+        "func_code",
+    }
+)
 
 # Dunder attributes a tool may *read* (checked at run time): class and
 # function names, which must be plain str, for messages and reprs; and
@@ -305,6 +479,7 @@ def is_helper_name(name: str) -> bool:
     """True for a plain single-underscore name a tool may bind and read."""
     return _HELPER_NAME.fullmatch(name) is not None and _COMPILER_NAMES.fullmatch(name) is None
 
+
 TOOL_FILENAMES: tuple[str, ...] = ("<tool>", "<snippet>", "<prelude>")
 
 # Largest sequence `x *= n` may build; the memory limit is the real bound,
@@ -315,8 +490,16 @@ MAX_SEQUENCE_ITEMS = 50_000_000
 class Policy:
     """The whole restricted policy in one structure."""
 
-    __slots__ = ("builtins", "exceptions", "exception_aliases", "absent", "modules", "refused", "magic_methods",
-                 "blocked_attributes")
+    __slots__ = (
+        "builtins",
+        "exceptions",
+        "exception_aliases",
+        "absent",
+        "modules",
+        "refused",
+        "magic_methods",
+        "blocked_attributes",
+    )
 
     def __init__(
         self,

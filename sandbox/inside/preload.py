@@ -32,6 +32,7 @@ class PreloadError(Exception):
     that reaches for a file, the network or a process at import time ends
     here, with its own message."""
 
+
 # Numerical libraries start a pool of threads at import (OpenBLAS, OpenMP,
 # MKL). A jailed child can start no thread at all, and one per call is all a
 # sandboxed tool needs: the process that imports them gets these.
@@ -100,8 +101,11 @@ def _import_submodules(names: list[str], deadline: float) -> tuple[int, int]:
     returns (imported, failed). Whatever a submodule prints or warns at
     import is dropped; any failure only means that submodule stays out."""
     imported = failed = 0
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            warnings.catch_warnings():
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")
         for name in names:
             path = getattr(importlib.import_module(name), "__path__", None)

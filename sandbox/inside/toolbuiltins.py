@@ -40,8 +40,9 @@ class _Printer:
     def __init__(self, _getattr_: Any = None) -> None:
         self.parts: list[str] = []
 
-    def _call_print(self, *objects: Any, sep: str | None = " ", end: str | None = "\n",
-                    file: Any = None, flush: bool = False) -> None:
+    def _call_print(
+        self, *objects: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
+    ) -> None:
         if file is not None:
             raise TypeError("print(file=...) is not available in the sandbox")
         if sep is not None and not isinstance(sep, str):
@@ -100,6 +101,7 @@ def _extreme(fn: Callable[..., Any]) -> Callable[..., Any]:
         if len(args) == 1:
             return fn(guarded_iter(args[0]), **kwargs)
         return fn(*args, **kwargs)
+
     pick.__name__ = pick.__qualname__ = fn.__name__
     return pick
 

@@ -16,7 +16,6 @@ from .policy import EXTRA_MAGIC_METHODS, READABLE_DUNDERS, is_helper_name
 __all__ = ["ToolTransformer"]
 
 
-
 class ToolTransformer(RestrictingNodeTransformer):
     """RestrictedPython's transformer with the additions generated tools
     need: single-underscore helper names (`policy.is_helper_name`), more magic methods in tool classes (EXTRA_MAGIC_METHODS), reads of
@@ -93,8 +92,7 @@ class ToolTransformer(RestrictingNodeTransformer):
             t = _write_(a); k = i;  t[k] = _inplacevar_("+=", _getitem_(t, k), c)
         """
         target = node.target
-        if isinstance(target, ast.Name) or (
-                isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Slice)):
+        if isinstance(target, ast.Name) or (isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Slice)):
             return super().visit_AugAssign(node)
         if not isinstance(target, (ast.Attribute, ast.Subscript)):
             return super().visit_AugAssign(node)
@@ -104,8 +102,9 @@ class ToolTransformer(RestrictingNodeTransformer):
         # The write guard runs first: the target must be writable before
         # anything is read or computed, as for a plain `a.b = c`.
         obj_name = self.gen_tmp_name()
-        statements: list[ast.stmt] = [ast.Assign(targets=[ast.Name(obj_name, ast.Store())],
-                                                 value=_call("_write_", self.visit(target.value)))]
+        statements: list[ast.stmt] = [
+            ast.Assign(targets=[ast.Name(obj_name, ast.Store())], value=_call("_write_", self.visit(target.value)))
+        ]
         value = self.visit(node.value)
         if isinstance(target, ast.Attribute):
             # Run the ordinary attribute-name checks (private names, frames).
@@ -116,14 +115,14 @@ class ToolTransformer(RestrictingNodeTransformer):
             if not isinstance(read, ast.Call):
                 return node
             read.args[0] = ast.Name(obj_name, ast.Load())
-            store: ast.expr = ast.Attribute(value=ast.Name(obj_name, ast.Load()), attr=target.attr,
-                                            ctx=ast.Store())
+            store: ast.expr = ast.Attribute(value=ast.Name(obj_name, ast.Load()), attr=target.attr, ctx=ast.Store())
         else:
             key_name = self.gen_tmp_name()
             statements.append(ast.Assign(targets=[ast.Name(key_name, ast.Store())], value=self.visit(target.slice)))
             read = _call("_getitem_", ast.Name(obj_name, ast.Load()), ast.Name(key_name, ast.Load()))
-            store = ast.Subscript(value=ast.Name(obj_name, ast.Load()), slice=ast.Name(key_name, ast.Load()),
-                                  ctx=ast.Store())
+            store = ast.Subscript(
+                value=ast.Name(obj_name, ast.Load()), slice=ast.Name(key_name, ast.Load()), ctx=ast.Store()
+            )
         statements.append(ast.Assign(targets=[store], value=_call("_inplacevar_", ast.Constant(op), read, value)))
         for statement in statements:
             ast.copy_location(statement, node)
@@ -136,7 +135,17 @@ def _call(name: str, *args: ast.expr) -> ast.Call:
 
 
 _AUG_OPS: dict[type, str] = {
-    ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/=", ast.Mod: "%=", ast.Pow: "**=",
-    ast.LShift: "<<=", ast.RShift: ">>=", ast.BitOr: "|=", ast.BitXor: "^=", ast.BitAnd: "&=",
-    ast.FloorDiv: "//=", ast.MatMult: "@=",
+    ast.Add: "+=",
+    ast.Sub: "-=",
+    ast.Mult: "*=",
+    ast.Div: "/=",
+    ast.Mod: "%=",
+    ast.Pow: "**=",
+    ast.LShift: "<<=",
+    ast.RShift: ">>=",
+    ast.BitOr: "|=",
+    ast.BitXor: "^=",
+    ast.BitAnd: "&=",
+    ast.FloorDiv: "//=",
+    ast.MatMult: "@=",
 }

@@ -90,8 +90,7 @@ def claim(start: int = 0) -> Block:
     dir_fd = _open_dir(block_dir())
     try:
         for index in range(start, BLOCKS):
-            fd = os.open(f"{index}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600,
-                         dir_fd=dir_fd)
+            fd = os.open(f"{index}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

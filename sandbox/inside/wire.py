@@ -206,7 +206,7 @@ def _outside_strings(unescaped: bytes) -> Iterator[bytes]:
     a reply of short strings."""
     inside = 0  # 1 while the chunk starts inside a string
     for start in range(0, len(unescaped), _PIECE):
-        parts = unescaped[start:start + _PIECE].split(b'"')
+        parts = unescaped[start : start + _PIECE].split(b'"')
         yield b"".join(parts[inside::2])
         inside ^= (len(parts) - 1) & 1
 
@@ -432,8 +432,10 @@ def parse_reply(raw: bytes, *, cap: int) -> dict[str, Any]:
     if len(raw) > cap:
         raise OverCap(f"the reply is {len(raw)} bytes, over the output limit of {cap}")
     if value_count_over(raw, max_values(cap)):
-        raise OverCap(f"the reply holds more than {max_values(cap)} JSON values, over the output limit of "
-                      f"{cap} bytes (one value per {VALUE_BYTES} bytes, a string counting as two)")
+        raise OverCap(
+            f"the reply holds more than {max_values(cap)} JSON values, over the output limit of "
+            f"{cap} bytes (one value per {VALUE_BYTES} bytes, a string counting as two)"
+        )
     if not raw.isascii():
         # The sandbox writes its reply as ASCII JSON (ensure_ascii): raw UTF-8
         # is a forgery, and would let one 4-byte character widen a whole
@@ -525,8 +527,9 @@ def _disk_used(facts: Mapping[str, Any], disk_mib: float) -> bool:
 # --------------------------------------------------------------------------- outcomes
 
 
-def _fields(status: str, *, result: Any = None, error: dict[str, Any] | None = None,
-            limit: str | None = None, stdout: str = "") -> dict[str, Any]:
+def _fields(
+    status: str, *, result: Any = None, error: dict[str, Any] | None = None, limit: str | None = None, stdout: str = ""
+) -> dict[str, Any]:
     return {"status": status, "result": result, "error": error, "limit": limit, "stdout": stdout}
 
 
@@ -601,12 +604,22 @@ def classify(
         if killed in ("wall", "output"):
             return _limit(str(killed))
         if killed is not None:
-            return _fields("unavailable", error={"type": "SandboxUnavailable", "line": None,
-                                                  "message": f"the sandbox was stopped during the call ({killed})"})
+            return _fields(
+                "unavailable",
+                error={
+                    "type": "SandboxUnavailable",
+                    "line": None,
+                    "message": f"the sandbox was stopped during the call ({killed})",
+                },
+            )
         if facts.get("error") is not None:
             return _error("SandboxError", str(facts["error"]))
-        if (not restricted and reply is not None and reply["status"] in ("limit", "blocked")
-                and (facts.get("signal") is not None or facts.get("exit") != 0)):
+        if (
+            not restricted
+            and reply is not None
+            and reply["status"] in ("limit", "blocked")
+            and (facts.get("signal") is not None or facts.get("exit") != 0)
+        ):
             reply = None  # a claim, and the process did not end the way the sandbox ends it after replying
     elif needs_facts(reply, restricted=restricted):
         raise ValueError("this outcome needs the exit facts")
@@ -634,8 +647,11 @@ def classify(
     if limit == "memory" and not restricted:
         assert facts is not None
         if not memory_used(facts, float(limits["memory"])):
-            return _error("MemoryError", "the tool raised MemoryError, but its process never used its memory "
-                          "allowance (not the memory limit)", stdout)
+            return _error(
+                "MemoryError",
+                "the tool raised MemoryError, but its process never used its memory allowance (not the memory limit)",
+                stdout,
+            )
     return _fields("limit", limit=limit, error=error, stdout=stdout)
 
 
@@ -653,8 +669,12 @@ def frame(facts: Mapping[str, Any], reply: bytes | None, key: str) -> bytes:
     The key is the one the host sent with the job; the harness parent holds
     it and the child (which runs the tool) never did, so a frame the tool
     forged (on a descriptor it reached through /proc) carries no valid key."""
-    header = json.dumps({"key": key, "facts": dict(facts), "reply_bytes": None if reply is None else len(reply)},
-                        ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    header = json.dumps(
+        {"key": key, "facts": dict(facts), "reply_bytes": None if reply is None else len(reply)},
+        ensure_ascii=True,
+        allow_nan=False,
+        separators=(",", ":"),
+    )
     return header.encode("ascii") + b"\n" + (reply if reply is not None else b"") + b"\n"
 
 
@@ -674,8 +694,9 @@ def parse_frame_header(line: bytes, key: str) -> tuple[dict[str, Any], int | Non
     obj = _loads(line, "frame header", "ascii")
     if not isinstance(obj, dict) or set(obj) != {"key", "facts", "reply_bytes"}:
         raise ProtocolError("the frame header is not a header object")
-    if not isinstance(obj["key"], str) or not hmac.compare_digest(obj["key"].encode("ascii", "replace"),
-                                                                   key.encode("ascii")):
+    if not isinstance(obj["key"], str) or not hmac.compare_digest(
+        obj["key"].encode("ascii", "replace"), key.encode("ascii")
+    ):
         raise ProtocolError("the frame does not carry this call's key (not written by the harness)")
     size = obj["reply_bytes"]
     if size is not None and (not _is_int(size) or size < 0):

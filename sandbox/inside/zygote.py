@@ -107,7 +107,16 @@ RunJob = Callable[..., bytes]  # execute.run_job(job, *, restricted) -> reply by
 # inspect, 6 ms), cmath (2 ms), csv, difflib, base64, hashlib, urllib.parse;
 # see docs/sandbox-restricted.md.
 PLAIN_PRELOAD: tuple[str, ...] = (
-    "array", "binascii", "calendar", "enum", "fcntl", "io", "numbers", "operator", "struct", "textwrap",
+    "array",
+    "binascii",
+    "calendar",
+    "enum",
+    "fcntl",
+    "io",
+    "numbers",
+    "operator",
+    "struct",
+    "textwrap",
     "unicodedata",
 )
 
@@ -337,7 +346,13 @@ def _parse_header(data: bytes) -> dict[str, Any]:
         "output": int(raw["output"]),
         "restricted": bool(raw["restricted"]),
     }
-    if not (header["cpu"] > 0 and header["wall"] > 0 and header["memory"] > 0 and header["disk"] >= 0 and header["output"] > 0):
+    if not (
+        header["cpu"] > 0
+        and header["wall"] > 0
+        and header["memory"] > 0
+        and header["disk"] >= 0
+        and header["output"] > 0
+    ):
         raise ValueError("limits out of range")
     return header
 
@@ -708,7 +723,7 @@ def _through_fds(reachable: dict[str, str]) -> None:
     def under(path: str) -> str | None:
         for prefix in prefixes:
             if path == prefix or path.startswith(prefix + "/"):
-                return reachable[prefix] + path[len(prefix):]
+                return reachable[prefix] + path[len(prefix) :]
         return None
 
     def through(path: str) -> str:
@@ -802,14 +817,18 @@ def _check_nothing_shared(views: tuple[int, int]) -> None:
         os.close(fd)
     threads = next((line.split()[1] for line in status.splitlines() if line.startswith("Threads:")), "1")
     if threads != "1":
-        raise _PackagesRefused(f"the lock's packages left {threads} threads running in the zygote after import "
-                               "(a thread could share memory between calls)")
+        raise _PackagesRefused(
+            f"the lock's packages left {threads} threads running in the zygote after import "
+            "(a thread could share memory between calls)"
+        )
     for line in maps.splitlines():
         fields = line.split(maxsplit=5)
         if len(fields) >= 2 and "w" in fields[1] and fields[1].endswith("s"):
             where = fields[5].strip() if len(fields) == 6 else "anonymous"
-            raise _PackagesRefused(f"the lock's packages left a writable shared mapping in the zygote ({where[:80]!r}): "
-                                   "every call of the lock would share it")
+            raise _PackagesRefused(
+                f"the lock's packages left a writable shared mapping in the zygote ({where[:80]!r}): "
+                "every call of the lock would share it"
+            )
 
 
 def _import_packages(site: str, names: list[str], stage: Any, facts: dict[str, Any]) -> dict[str, Any]:
@@ -855,8 +874,14 @@ def main(argv: list[str]) -> int:
         run_job, jail_module = _load_run_job()
         # Opened now: without Landlock the root is about to become empty.
         devnull = os.open(os.devnull, os.O_WRONLY)
-        readable = (*stdlib, *paths, os.path.dirname(ZYGOTE_PATH), *([site] if site else []),
-                    *jail_module.LIBRARY_DIRS, *_mapped_files())
+        readable = (
+            *stdlib,
+            *paths,
+            os.path.dirname(ZYGOTE_PATH),
+            *([site] if site else []),
+            *jail_module.LIBRARY_DIRS,
+            *_mapped_files(),
+        )
         stage = jail_module.ZygoteJail(readable)
         # Before the namespaces and the empty root: /proc is not there afterwards.
         views = _open_self_views() if site else None

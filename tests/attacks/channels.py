@@ -31,7 +31,7 @@ from typing import Any
 
 # The tool-side helpers; the outside process (this one) runs the very same
 # code, so both sides compute the same word of the same file.
-FUTEX_COMMON = r'''
+FUTEX_COMMON = r"""
 import ctypes, os, time
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -81,29 +81,37 @@ def _wake_until(addr, seconds):
             return {"woke": 0, "errno": last}
         time.sleep(0.005)
     return {"woke": 0, "errno": last}
-'''
+"""
 
 # Hang guards only: a refused call answers at once, a channel at the first
 # overlap. The receiver waits longer than the sender tries.
 _RECEIVE_SECONDS = 8
 _SEND_SECONDS = 6
 
-FUTEX_RECEIVER = FUTEX_COMMON + f'''
+FUTEX_RECEIVER = (
+    FUTEX_COMMON
+    + f"""
 def run():
     return _wait(_text_page(), {_RECEIVE_SECONDS})
-'''
+"""
+)
 
-FUTEX_SENDER = FUTEX_COMMON + f'''
+FUTEX_SENDER = (
+    FUTEX_COMMON
+    + f"""
 def run():
     return _wake_until(_text_page(), {_SEND_SECONDS})
-'''
+"""
+)
 
 # A robust list whose pending entry is a zero word of libc's text: at exit
 # the kernel wakes that word, shared. Both ways in: registering a new head,
 # and rewriting the head glibc registered for this thread at fork (found in
 # the thread's own struct pthread: list.next pointing at itself, then
 # futex_offset, then list_op_pending 0).
-ROBUST_SENDER = FUTEX_COMMON + r'''
+ROBUST_SENDER = (
+    FUTEX_COMMON
+    + r"""
 def _own_head():
     _libc.pthread_self.restype = ctypes.c_void_p
     base = _libc.pthread_self()
@@ -129,11 +137,12 @@ def run():
         words = (ctypes.c_long * 3).from_address(own)
         words[2] = target - words[1]  # the kernel wakes list_op_pending + futex_offset
     return {"set_robust_list_errno": registered, "rewrote_own_head": own is not None, "pid": os.getpid()}
-'''
+"""
+)
 
 _FLAGS = os.O_APPEND | os.O_NONBLOCK
 
-STDIO_SETTER = f'''
+STDIO_SETTER = f"""
 import fcntl, time
 
 def run():
@@ -143,9 +152,9 @@ def run():
         seen.append(fcntl.fcntl(fd, fcntl.F_GETFL))
     time.sleep(2)  # held while the receiver looks
     return seen
-'''
+"""
 
-STDIO_READER = f'''
+STDIO_READER = f"""
 import fcntl, time
 
 def run():
@@ -158,14 +167,15 @@ def run():
             break
         time.sleep(0.01)
     return sorted(seen)
-'''
+"""
 
 
 def _job(source: str, wall: float = 15) -> Any:
     from toolcrib.sandbox import Job, Limits
 
-    return Job(source=source, entrypoint="run", policy="plain",
-               limits=Limits(cpu=wall, wall=wall, memory=256, output=64))
+    return Job(
+        source=source, entrypoint="run", policy="plain", limits=Limits(cpu=wall, wall=wall, memory=256, output=64)
+    )
 
 
 def _outside() -> dict[str, Any]:
@@ -298,7 +308,7 @@ def stdio_flags(backend: Any) -> dict[str, Any]:
 
 # A thread joined with pthread_join, which waits on the thread's tid without
 # the private flag: under the Docker profile it must still work.
-THREAD_JOIN = r'''
+THREAD_JOIN = r"""
 import ctypes
 
 def run():
@@ -308,7 +318,7 @@ def run():
     if libc.pthread_create(ctypes.byref(thread), None, work, None) != 0:
         return "no thread"
     return libc.pthread_join(thread, None)
-'''
+"""
 
 
 def thread_join(backend: Any) -> dict[str, Any]:

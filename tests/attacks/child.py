@@ -38,7 +38,7 @@ def call_in_child(func: Callable[[], bytes], *, timeout: float = 10.0, memory_mi
             data = func()
             view = memoryview(data)
             while view:
-                view = view[os.write(write_fd, view):]
+                view = view[os.write(write_fd, view) :]
         except BaseException:  # noqa: BLE001 - report by exit code only
             code = 3
         finally:

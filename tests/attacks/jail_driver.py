@@ -37,8 +37,13 @@ def main(argv: list[str]) -> int:
 
     report: dict[str, Any] = {"uid": os.getuid(), "gid": os.getgid(), "probes": {}, "persistence": {}, "attacks": {}}
     canaries = jailkit.JailCanaries.create("TOOLCRIB_JAIL_USER_CANARY", jail_uid=os.getuid())
-    session = jailkit.JailSession(canaries, jailkit.make_backend(spares=2, python=config["python"]), 2,
-                                  owner_uid=os.getuid(), exempt={os.getpid()})
+    session = jailkit.JailSession(
+        canaries,
+        jailkit.make_backend(spares=2, python=config["python"]),
+        2,
+        owner_uid=os.getuid(),
+        exempt={os.getpid()},
+    )
     limits = Limits(cpu=2, wall=5, memory=256, output=64)
 
     def job(body: str) -> Any:
@@ -47,9 +52,14 @@ def main(argv: list[str]) -> int:
     try:
         report["start_problems"] = session.start()
         report["info"] = session.backend.info()
-        result, problems = session.call(Job(
-            source="def run():\n    return [run.__name__, (1).__class__.__name__]\n", entrypoint="run",
-            policy="plain", limits=limits))
+        result, problems = session.call(
+            Job(
+                source="def run():\n    return [run.__name__, (1).__class__.__name__]\n",
+                entrypoint="run",
+                policy="plain",
+                limits=limits,
+            )
+        )
         report["sanity"] = {"reply": result.to_json(), "problems": problems}
         wanted = set(config["probes"])
         for probe in probes.PROBES:
@@ -57,13 +67,18 @@ def main(argv: list[str]) -> int:
                 continue
             result, problems = session.call(job(probe.code))
             reply = result.to_json()
-            report["probes"][probe.id] = {"verdict": probes.judge(probe, reply), "problems": problems,
-                                          "reply": reply}
+            report["probes"][probe.id] = {"verdict": probes.judge(probe, reply), "problems": problems, "reply": reply}
         for attack in config.get("attacks", []):
             code = canaries.render(attack["code"])
             if attack["mode"] == "snippet":
-                attack_job = Job(source=config["helper_tool"], entrypoint="apply", mode="snippet", snippet=code,
-                                 limits=limits, policy="plain")
+                attack_job = Job(
+                    source=config["helper_tool"],
+                    entrypoint="apply",
+                    mode="snippet",
+                    snippet=code,
+                    limits=limits,
+                    policy="plain",
+                )
             else:
                 attack_job = Job(source=code, entrypoint="run", limits=limits, policy="plain")
             result, problems = session.call(attack_job)
@@ -73,8 +88,13 @@ def main(argv: list[str]) -> int:
                 continue
             mark = "mark-" + secrets.token_hex(12)
             wrote, problems = session.call(job(pair.write.replace("@MARK@", mark)))
-            entry: dict[str, Any] = {"write": wrote.to_json(), "problems": list(problems), "seen": False,
-                                     "write_refused": pair.write_refused, "reads_ok": True}
+            entry: dict[str, Any] = {
+                "write": wrote.to_json(),
+                "problems": list(problems),
+                "seen": False,
+                "write_refused": pair.write_refused,
+                "reads_ok": True,
+            }
             for _ in range(2):
                 read, problems = session.call(job(pair.read.replace("@MARK@", mark)))
                 entry["problems"] += problems

@@ -168,12 +168,24 @@ class JailCanaries:
         # that leaked the host environment would be caught.
         os.environ[env_name] = env_secret
         canaries = cls(
-            base=base, secret_path=secret_path, secret_bytes=secret_path.read_bytes(),
-            secret_mode=info.st_mode, secret_mtime_ns=info.st_mtime_ns, hidden_name=hidden_name,
-            watch_dir=watch_dir, dropbox=dropbox, victim_bytes=victim.read_bytes(),
-            env_name=env_name, env_value=env_secret, tcp=Listener.tcp(), unix_path=unix_path,
-            unix=Listener.unix(unix_path), abstract_name=abstract_name,
-            abstract=Listener.unix(b"\0" + abstract_name.encode()), token=token, jail_uid=jail_uid,
+            base=base,
+            secret_path=secret_path,
+            secret_bytes=secret_path.read_bytes(),
+            secret_mode=info.st_mode,
+            secret_mtime_ns=info.st_mtime_ns,
+            hidden_name=hidden_name,
+            watch_dir=watch_dir,
+            dropbox=dropbox,
+            victim_bytes=victim.read_bytes(),
+            env_name=env_name,
+            env_value=env_secret,
+            tcp=Listener.tcp(),
+            unix_path=unix_path,
+            unix=Listener.unix(unix_path),
+            abstract_name=abstract_name,
+            abstract=Listener.unix(b"\0" + abstract_name.encode()),
+            token=token,
+            jail_uid=jail_uid,
             secrets=[file_secret, env_secret, hidden_name],
         )
         canaries.tmp_before = canaries._shared_dirs()
@@ -296,8 +308,9 @@ def _in_another_pid_namespace(pid: int) -> bool:
         return False
 
 
-def _strays(zygote: int, spares: int, owner_uid: int | None, exempt: set[int],
-            previous: set[int] | None) -> tuple[list[str], set[int]]:
+def _strays(
+    zygote: int, spares: int, owner_uid: int | None, exempt: set[int], previous: set[int] | None
+) -> tuple[list[str], set[int]]:
     table = processes()
     children = {pid for pid, (ppid, _uid) in table.items() if ppid == zygote}
     found: list[str] = []
@@ -306,8 +319,7 @@ def _strays(zygote: int, spares: int, owner_uid: int | None, exempt: set[int],
             continue
         if ppid in children:
             found.append(f"pid {pid} (uid {uid}) is a child of the call process {ppid}")
-        elif is_call_uid(uid) and not _is_zygote(ppid) and not _is_zygote(pid) \
-                and not _in_another_pid_namespace(pid):
+        elif is_call_uid(uid) and not _is_zygote(ppid) and not _is_zygote(pid) and not _in_another_pid_namespace(pid):
             found.append(f"pid {pid} runs as call uid {uid} outside any zygote (parent {ppid})")
         elif owner_uid is not None and uid == owner_uid:
             found.append(f"pid {pid} runs as the jailed user {uid} (parent {ppid})")
@@ -315,13 +327,22 @@ def _strays(zygote: int, spares: int, owner_uid: int | None, exempt: set[int],
     # replaced the call's child is among them: until then the call's child
     # may still be exiting and would pass for a spare.
     if len(children) != spares or (previous is not None and not children - previous):
-        found.append(f"the zygote has {len(children)} children, not its {spares} waiting spares "
-                     f"(before the call: {sorted(previous or ())}, now: {sorted(children)})")
+        found.append(
+            f"the zygote has {len(children)} children, not its {spares} waiting spares "
+            f"(before the call: {sorted(previous or ())}, now: {sorted(children)})"
+        )
     return found, children
 
 
-def settle(zygote: int, spares: int, *, owner_uid: int | None = None, exempt: set[int] | None = None,
-           previous: set[int] | None = None, within: float = 10.0) -> tuple[list[str], set[int]]:
+def settle(
+    zygote: int,
+    spares: int,
+    *,
+    owner_uid: int | None = None,
+    exempt: set[int] | None = None,
+    previous: set[int] | None = None,
+    within: float = 10.0,
+) -> tuple[list[str], set[int]]:
     """Wait until no process outlives the last call: the zygote's children
     are exactly its waiting spares (``previous``: the spares before the
     call, one of which took it and was replaced), no call-uid process lives
@@ -371,8 +392,7 @@ class JailSession:
         return found
 
     def _settle(self, previous: set[int] | None = None) -> tuple[list[str], set[int]]:
-        return settle(self.zygote, self.spares_target, owner_uid=self.owner_uid, exempt=self.exempt,
-                      previous=previous)
+        return settle(self.zygote, self.spares_target, owner_uid=self.owner_uid, exempt=self.exempt, previous=previous)
 
     def call(self, job: Any) -> tuple[Any, list[str]]:
         before = set(self.spares)

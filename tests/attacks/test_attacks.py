@@ -64,10 +64,12 @@ class Canaries:
     secrets: list[str] = field(default_factory=list)
 
     def render(self, code: str) -> str:
-        return (code.replace("@SECRET_PATH@", str(self.secret_path))
-                .replace("@SECRET_ENV@", SECRET_ENV)
-                .replace("@CANARY_PORT@", str(self.listener.port))
-                .replace("@WATCH_DIR@", str(self.watch_dir)))
+        return (
+            code.replace("@SECRET_PATH@", str(self.secret_path))
+            .replace("@SECRET_ENV@", SECRET_ENV)
+            .replace("@CANARY_PORT@", str(self.listener.port))
+            .replace("@WATCH_DIR@", str(self.watch_dir))
+        )
 
     def check(self, result_json: str) -> None:
         for secret in self.secrets:
@@ -94,8 +96,9 @@ def canaries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Canaries]:
     close_backends()
     listener = _Listener()
     try:
-        yield Canaries(secret_path, secret_path.read_bytes(), env_secret, watch_dir, listener,
-                       secrets=[file_secret, env_secret])
+        yield Canaries(
+            secret_path, secret_path.read_bytes(), env_secret, watch_dir, listener, secrets=[file_secret, env_secret]
+        )
     finally:
         listener.close()
         os.environ.pop(SECRET_ENV, None)
@@ -108,8 +111,9 @@ def _job(attack: Attack, canaries: Canaries) -> Job:
     limits = Limits(cpu=2, wall=5, memory=256, output=256).override(**attack.limits)
     code = canaries.render(attack.code)
     if attack.mode == "snippet":
-        return Job(source=HELPER_TOOL, entrypoint="apply", mode="snippet", snippet=code, limits=limits,
-                   policy=attack.policy)
+        return Job(
+            source=HELPER_TOOL, entrypoint="apply", mode="snippet", snippet=code, limits=limits, policy=attack.policy
+        )
     return Job(source=code, entrypoint="run", limits=limits, policy=attack.policy)
 
 

@@ -108,7 +108,7 @@ def test_threads_still_join_in_a_container(dock: Any) -> None:
 
 # --------------------------------------------------------------------------- the child's own 0-2, both ways
 
-OWN_STDIO = r'''
+OWN_STDIO = r"""
 import fcntl, json, os, stat, sys
 from toolcrib.sandbox.inside.zygote import _own_stdio
 
@@ -128,20 +128,24 @@ try:
 except BrokenPipeError:
     out["write"] = "EPIPE"
 os.write(before, json.dumps(out).encode())
-'''
+"""
 
 
-@pytest.mark.parametrize("devnull, how, kind, write", [
-    ("/dev/null", "devnull", "chr", "ok"),
-    # No /dev/null (the empty root where there is no Landlock): fresh pipes.
-    ("/nonexistent/null", "pipes", "fifo", "EPIPE"),
-])
+@pytest.mark.parametrize(
+    "devnull, how, kind, write",
+    [
+        ("/dev/null", "devnull", "chr", "ok"),
+        # No /dev/null (the empty root where there is no Landlock): fresh pipes.
+        ("/nonexistent/null", "pipes", "fifo", "EPIPE"),
+    ],
+)
 def test_a_child_gets_descriptions_of_its_own(devnull: str, how: str, kind: str, write: str) -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", OWN_STDIO, devnull], capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", OWN_STDIO, devnull], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
     assert out["how"] == how and out["kinds"] == [kind] * 3, out

@@ -120,7 +120,9 @@ def test_no_setuid_binaries_and_no_new_privileges(dock: DockerBackend) -> None:
     assert all(line.split()[1] == "0000000000000000" for line in r.result["caps"])
 
 
-def test_host_environment_secret_is_invisible(dock: DockerBackend, docker_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_host_environment_secret_is_invisible(
+    dock: DockerBackend, docker_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TOOLCRIB_TEST_SECRET", SECRET)
     # A backend started after the secret is in the environment.
     fresh = DockerBackend(pool_size=0, image=docker_image)
@@ -217,7 +219,9 @@ def test_tmpfs_fill_and_inode_exhaustion_then_clean(dock: DockerBackend) -> None
         """,
         disk=2,
     )
-    assert (fill.status, fill.limit) == ("limit", "disk") or (fill.status == "error" and "No space" in fill.error.message)
+    assert (fill.status, fill.limit) == ("limit", "disk") or (
+        fill.status == "error" and "No space" in fill.error.message
+    )
     after = attack(dock, "import os\ndef attack():\n    return os.listdir('/tmp')\n", disk=2)
     assert after.ok and after.result == []
 
@@ -448,11 +452,18 @@ def test_harness_killed_by_tool_still_ends_cleanly(dock: DockerBackend) -> None:
     client = dock._client
 
     def ours() -> set[str]:
-        return {c["Id"] for c in client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]})}
+        return {
+            c["Id"]
+            for c in client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]})
+        }
 
     assert dock.warm()
     before = ours()
-    r = attack(dock, "import os, signal\ndef attack():\n    os.kill(os.getppid(), signal.SIGKILL)\n    import time; time.sleep(30)\n", wall=10)
+    r = attack(
+        dock,
+        "import os, signal\ndef attack():\n    os.kill(os.getppid(), signal.SIGKILL)\n    import time; time.sleep(30)\n",
+        wall=10,
+    )
     assert r.status in ("error", "limit"), r
     nxt = attack(dock, "def attack():\n    return 'clean'\n")
     assert nxt.ok and nxt.result == "clean"

@@ -43,10 +43,15 @@ SPARES = 2
 SECRET_ENV = "TOOLCRIB_JAIL_CANARY"
 ALL_ATTACKS = ATTACKS + CATALOGUE
 
+
 class Jail(JailSession):
     def plain(self, code: str, limits: Limits | None = None) -> Job:
-        return Job(source=self.canaries.render(code), entrypoint="run", policy="plain",
-                   limits=limits or Limits(cpu=2, wall=5, memory=256, output=64))
+        return Job(
+            source=self.canaries.render(code),
+            entrypoint="run",
+            policy="plain",
+            limits=limits or Limits(cpu=2, wall=5, memory=256, output=64),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +73,7 @@ def _attack_job(attack: Attack, jail: Jail) -> Job:
     limits = Limits(cpu=1, wall=3, memory=256, output=256).override(**attack.limits)
     code = jail.canaries.render(attack.code)
     if attack.mode == "snippet":
-        return Job(source=HELPER_TOOL, entrypoint="apply", mode="snippet", snippet=code, limits=limits,
-                   policy="plain")
+        return Job(source=HELPER_TOOL, entrypoint="apply", mode="snippet", snippet=code, limits=limits, policy="plain")
     return Job(source=code, entrypoint="run", limits=limits, policy="plain")
 
 
@@ -119,8 +123,12 @@ KNOWN_OPEN: dict[str, str] = {}
 
 
 def _probe_params() -> list[Any]:
-    return [pytest.param(p, id=p.id, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_OPEN[p.id])]
-                         if p.id in KNOWN_OPEN else []) for p in PROBES]
+    return [
+        pytest.param(
+            p, id=p.id, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_OPEN[p.id])] if p.id in KNOWN_OPEN else []
+        )
+        for p in PROBES
+    ]
 
 
 @pytest.mark.parametrize("probe", _probe_params())
@@ -140,14 +148,17 @@ def test_nothing_written_by_one_call_is_seen_by_the_next(pair: Persist, jail: Ja
     wrote, problems = jail.call(jail.plain(source(pair.write.replace("@MARK@", mark))))
     assert not problems, f"{pair.id} (write): {problems}; {wrote!r}"
     if pair.write_refused:
-        assert wrote.status == "ok" and isinstance(wrote.result, dict) and "denied" in wrote.result, \
+        assert wrote.status == "ok" and isinstance(wrote.result, dict) and "denied" in wrote.result, (
             f"{pair.id}: the write was not refused inside the child: {wrote!r}"
+        )
     # A later call, and a call after that (the first may be a spare forked
     # before the write; the second is forked after it).
     for _ in range(2):
         read, problems = jail.call(jail.plain(source(pair.read.replace("@MARK@", mark))))
         assert not problems, f"{pair.id} (read): {problems}; {read!r}"
-        assert mark not in json.dumps(read.to_json(), ensure_ascii=False), f"{pair.id}: the next call saw it: {read!r} (write: {wrote!r})"
+        assert mark not in json.dumps(read.to_json(), ensure_ascii=False), (
+            f"{pair.id}: the next call saw it: {read!r} (write: {wrote!r})"
+        )
         assert read.status == "ok", read
 
 
@@ -162,7 +173,7 @@ def test_a_call_cannot_reach_a_concurrent_call(jail: Jail) -> None:
     thread.start()
     try:
         time.sleep(0.3)
-        attacker = source('''
+        attacker = source("""
 buf = ctypes.create_string_buffer(4096)
 me = os.getpid()
 reached = []
@@ -181,7 +192,7 @@ for pid in range(max(2, me - 40), me + 40):
     if "done" in _raw(101, 16, pid, 0, 0):
         reached.append(("ptrace", pid))
 return {"done": reached} if reached else {"denied": "EPERM"}
-''')
+""")
         result = jail.backend.run(jail.plain(attacker))
     finally:
         thread.join(timeout=30)
@@ -257,13 +268,31 @@ def test_probes_catch_a_process_without_the_jail(jail: Jail) -> None:
     # space limit): each one gets through, and the judge says so. This is
     # what a missing layer would look like in the tests above.
     by_id = {p.id: p for p in PROBES}
-    tried = [i for i in ("open-etc-passwd", "listdir-root", "stat-secret", "socket-inet", "socketpair",
-                         "proc-self-maps", "statx-secret") if i in by_id]  # raw-syscall probes: x86_64 only
+    tried = [
+        i
+        for i in (
+            "open-etc-passwd",
+            "listdir-root",
+            "stat-secret",
+            "socket-inet",
+            "socketpair",
+            "proc-self-maps",
+            "statx-secret",
+        )
+        if i in by_id
+    ]  # raw-syscall probes: x86_64 only
     through = []
     for probe_id in tried:
         probe = by_id[probe_id]
-        reply = run_in_child({"source": jail.canaries.render(source(probe.code)), "entrypoint": "run",
-                              "policy": "plain", "limits": {"output": 64}}, restricted=False)
+        reply = run_in_child(
+            {
+                "source": jail.canaries.render(source(probe.code)),
+                "entrypoint": "run",
+                "policy": "plain",
+                "limits": {"output": 64},
+            },
+            restricted=False,
+        )
         reply.setdefault("backend", "none")
         if judge(probe, reply) is not None:
             through.append(probe_id)

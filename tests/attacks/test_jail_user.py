@@ -57,7 +57,11 @@ def _free_uid() -> int:
 def _as_user(uid: int, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv],
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd="/", capture_output=True, text=True, **kwargs,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        **kwargs,
     )
 
 
@@ -65,10 +69,16 @@ def _interpreter(uid: int, site_dir: str) -> str:
     """An interpreter of this Python version that the user can execute
     (ours may live under root's home) and that finds toolcrib."""
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    candidates = [sys.executable, os.path.realpath(sys.executable), f"/usr/bin/python{version}",
-                  f"/usr/local/bin/python{version}"]
-    check = ("import site, sys; site.addsitedir(sys.argv[1]); import toolcrib.sandbox.restricted; "
-             f"sys.exit(0 if '%d.%d' % sys.version_info[:2] == '{version}' else 3)")
+    candidates = [
+        sys.executable,
+        os.path.realpath(sys.executable),
+        f"/usr/bin/python{version}",
+        f"/usr/local/bin/python{version}",
+    ]
+    check = (
+        "import site, sys; site.addsitedir(sys.argv[1]); import toolcrib.sandbox.restricted; "
+        f"sys.exit(0 if '%d.%d' % sys.version_info[:2] == '{version}' else 3)"
+    )
     for candidate in dict.fromkeys(candidates):
         if not os.path.exists(candidate):
             continue
@@ -92,9 +102,14 @@ def report() -> Iterator[dict[str, Any]]:
     if readable.returncode != 0:
         pytest.skip(f"this checkout or its venv is not readable by another user ({DRIVER}, {site_dir})")
     python = _interpreter(uid, site_dir)
-    config = {"site_dirs": [site_dir], "python": python, "probes": [p.id for p in USER_PROBES],
-              "persistence": [p.id for p in USER_PERSISTENCE], "helper_tool": HELPER_TOOL,
-              "attacks": [{"id": a.id, "code": a.code, "mode": a.mode} for a in USER_ATTACKS]}
+    config = {
+        "site_dirs": [site_dir],
+        "python": python,
+        "probes": [p.id for p in USER_PROBES],
+        "persistence": [p.id for p in USER_PERSISTENCE],
+        "helper_tool": HELPER_TOOL,
+        "attacks": [{"id": a.id, "code": a.code, "mode": a.mode} for a in USER_ATTACKS],
+    }
     done = _as_user(uid, [python, DRIVER, json.dumps(config)], timeout=300)
     left = _leftovers(uid)
     end = time.monotonic() + 5

@@ -46,16 +46,16 @@ from toolcrib import Registry
 
 SECRET = "TOPSECRET-" + hashlib.sha256(b"lock-jail").hexdigest()[:24]
 
-EVIL_INIT = '''
+EVIL_INIT = """
 import socket
 data = open({secret!r}).read()                      # a root-only (or the user's own 0600) file
 with socket.create_connection(("127.0.0.1", {port})) as s:
     s.sendall(data.encode())
 with open({drop!r}, "w") as fh:
     fh.write(data)
-'''
+"""
 
-QUIET_INIT = '''
+QUIET_INIT = """
 import ctypes, os, socket
 REPORT = {{}}
 
@@ -96,7 +96,7 @@ _try("drop", lambda: _write({drop!r}))
 _try("own_dir", lambda: _write(os.path.join(os.path.dirname(__file__), "planted.py")))
 _try("shared_futex", _shared_futex)
 _try("exec", lambda: os.execv("/bin/true", ["true"]))
-'''
+"""
 
 EVIL_TOOL = '''
 import evilpkg
@@ -205,8 +205,9 @@ class Canaries:
         self.listener = Listener()
 
     def init(self, template: str) -> str:
-        return template.format(secret=str(self.secret), public=str(self.public), drop=str(self.drop),
-                               port=self.listener.port)
+        return template.format(
+            secret=str(self.secret), public=str(self.public), drop=str(self.drop), port=self.listener.port
+        )
 
     def problems(self, *texts: str) -> list[str]:
         found = []
@@ -255,8 +256,7 @@ def _names_the_package_error(message: str) -> None:
 # --------------------------------------------------------------------------- as root (or whoever runs the suite)
 
 
-def test_a_packages_import_time_code_runs_only_inside_the_jail(tmp_path: Path, index: Path,
-                                                                canaries: Canaries) -> None:
+def test_a_packages_import_time_code_runs_only_inside_the_jail(tmp_path: Path, index: Path, canaries: Canaries) -> None:
     with Registry(tmp_path / "r.db", actor="tester") as reg:
         tool = reg.add(EVIL_TOOL, requires=["evilpkg"], tests=[{"args": {"text": "a"}, "expected": "A"}]).tool
         assert tool.lock is not None and "evilpkg" in tool.lock.imports
@@ -265,8 +265,9 @@ def test_a_packages_import_time_code_runs_only_inside_the_jail(tmp_path: Path, i
         with pytest.raises(SandboxUnavailable) as refused:
             reg.verify(tool.ref)
         cases = str(refused.value)
-        assert "lock " + tool.lock.digest()[:12] + ": importing 'evilpkg' failed in the jail: PermissionError" \
-            in cases, cases
+        assert (
+            "lock " + tool.lock.digest()[:12] + ": importing 'evilpkg' failed in the jail: PermissionError" in cases
+        ), cases
         outcome = reg.call(tool.ref, {"text": "a"}, allow_unverified=True)
         assert outcome.status == "unavailable", outcome
         assert outcome.error is not None
@@ -274,8 +275,9 @@ def test_a_packages_import_time_code_runs_only_inside_the_jail(tmp_path: Path, i
         assert canaries.problems(json.dumps(outcome.to_json(), default=str), cases, _audit_text(reg)) == []
 
 
-def test_cli_and_an_imported_bundle_report_the_packages_own_error(tmp_path: Path, index: Path,
-                                                                   canaries: Canaries) -> None:
+def test_cli_and_an_imported_bundle_report_the_packages_own_error(
+    tmp_path: Path, index: Path, canaries: Canaries
+) -> None:
     source = tmp_path / "shout.py"
     source.write_text(EVIL_TOOL)
     tests = tmp_path / "tests.json"
@@ -295,8 +297,9 @@ def test_cli_and_an_imported_bundle_report_the_packages_own_error(tmp_path: Path
         verified = runner.invoke(cli, [*registry, "verify", "shout"])
         assert verified.exit_code != 0
         assert "importing 'evilpkg' failed in the jail: PermissionError" in verified.output, verified.output
-        called = runner.invoke(cli, [*registry, "call", "shout", "--args", '{"text": "a"}', "--allow-unverified",
-                                     "--json"])
+        called = runner.invoke(
+            cli, [*registry, "call", "shout", "--args", '{"text": "a"}', "--allow-unverified", "--json"]
+        )
         assert called.exit_code == 6, called.output  # unavailable
         _names_the_package_error(json.loads(called.stdout)["error"]["message"])
         audit = runner.invoke(cli, [*registry, "audit", "--json"])
@@ -304,8 +307,9 @@ def test_cli_and_an_imported_bundle_report_the_packages_own_error(tmp_path: Path
     assert canaries.problems(*outputs) == []
 
 
-def test_a_package_that_swallows_its_errors_works_and_touches_nothing(tmp_path: Path, index: Path,
-                                                                      canaries: Canaries) -> None:
+def test_a_package_that_swallows_its_errors_works_and_touches_nothing(
+    tmp_path: Path, index: Path, canaries: Canaries
+) -> None:
     with Registry(tmp_path / "r.db", actor="tester") as reg:
         tool = reg.add(QUIET_TOOL, requires=["quietpkg"]).tool
         outcome = reg.call(tool.ref, {}, allow_unverified=True)
@@ -362,14 +366,34 @@ def test_as_an_ordinary_user_too() -> None:
         site_dir = sysconfig.get_paths()["purelib"]  # toolcrib and RestrictedPython, as test_jail_user finds them
         python = _interpreter(uid, site_dir)
         jobs = [("evilpkg", EVIL_TOOL, "shout", {"text": "a"}), ("quietpkg", QUIET_TOOL, "what_happened", {})]
-        script = "import site, sys; site.addsitedir(sys.argv[1]); sys.argv[1:2] = []; " \
-                 f"exec(compile({_USER_DRIVER!r}, 'driver', 'exec'))"
+        script = (
+            "import site, sys; site.addsitedir(sys.argv[1]); sys.argv[1:2] = []; "
+            f"exec(compile({_USER_DRIVER!r}, 'driver', 'exec'))"
+        )
         done = subprocess.run(
-            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", python, "-c", script, site_dir,
-             json.dumps(jobs)],
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), "TOOLCRIB_CACHE": str(home / "cache"),
-                 "PIP_FIND_LINKS": str(wheels), "PIP_NO_INDEX": "1"},
-            cwd="/", capture_output=True, text=True, timeout=300,
+            [
+                "setpriv",
+                f"--reuid={uid}",
+                f"--regid={uid}",
+                "--clear-groups",
+                python,
+                "-c",
+                script,
+                site_dir,
+                json.dumps(jobs),
+            ],
+            env={
+                "PATH": "/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "HOME": str(home),
+                "TOOLCRIB_CACHE": str(home / "cache"),
+                "PIP_FIND_LINKS": str(wheels),
+                "PIP_NO_INDEX": "1",
+            },
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         out: dict[str, Any] = json.loads(done.stdout)
@@ -423,8 +447,7 @@ def test_the_zygote_stage_filter_refuses_the_classes_it_names() -> None:
         return os.waitpid(pid, 0)[1], data
 
     def raw(number: int, *args: int) -> int:
-        return 0 if libc.syscall(ctypes.c_long(number), *[ctypes.c_long(a) for a in args]) != -1 \
-            else ctypes.get_errno()
+        return 0 if libc.syscall(ctypes.c_long(number), *[ctypes.c_long(a) for a in args]) != -1 else ctypes.get_errno()
 
     word = ctypes.c_int(0)
     address = ctypes.addressof(word)
@@ -494,8 +517,12 @@ def test_without_landlock_a_lock_imports_nothing(index: Path, canaries: Canaries
 
     lock = packages.resolve(["quietpkg"])
     packages.materialize(lock)
-    done = subprocess.run([sys.executable, "-c", _WITHOUT_LANDLOCK, json.dumps(lock.to_json()), QUIET_TOOL],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_LANDLOCK, json.dumps(lock.to_json()), QUIET_TOOL],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["status"] == "unavailable", result
@@ -508,17 +535,17 @@ def test_without_landlock_a_lock_imports_nothing(index: Path, canaries: Canaries
 
 # --------------------------------------------------------------------------- what the packages leave behind
 
-SHARED_INIT = '''
+SHARED_INIT = """
 import mmap
 # MAP_SHARED | MAP_ANONYMOUS: one page every child forked afterwards would share.
 MAILBOX = mmap.mmap(-1, 4096)
-'''
+"""
 
-THREAD_INIT = '''
+THREAD_INIT = """
 import threading, time
 # A thread in the zygote could make such a page later, after any check.
 threading.Thread(target=lambda: time.sleep(3600), daemon=True).start()
-'''
+"""
 
 MAILBOX_TOOL = '''
 import {name}
@@ -530,12 +557,16 @@ def post(text: str) -> str:
 '''
 
 
-@pytest.mark.parametrize("name,init,why", [
-    ("sharepkg", SHARED_INIT, "left a writable shared mapping in the zygote"),
-    ("threadpkg", THREAD_INIT, "left 2 threads running in the zygote"),
-])
+@pytest.mark.parametrize(
+    "name,init,why",
+    [
+        ("sharepkg", SHARED_INIT, "left a writable shared mapping in the zygote"),
+        ("threadpkg", THREAD_INIT, "left 2 threads running in the zygote"),
+    ],
+)
 def test_a_package_that_leaves_shared_state_in_the_zygote_is_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, init: str, why: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, init: str, why: str
+) -> None:
     """Every call of a lock is forked from one zygote: a page a package
     mapped shared there (or a thread that could map one) would be a channel
     between calls that no layer of the child's jail sees."""

@@ -30,7 +30,7 @@ from .replies import answer_variable
 
 __all__ = ["EPILOGUE_MARK", "options", "read_answer", "with_epilogue"]
 
-EPILOGUE_MARK = "# toolcrib: read `ans` as the task's answer (docs/latm.md, \"Answers\")"
+EPILOGUE_MARK = '# toolcrib: read `ans` as the task\'s answer (docs/latm.md, "Answers")'
 
 _OPTION = re.compile(r"^[ \t]*(\([A-Z]\))[ \t]+(.+?)[ \t]*$", re.MULTILINE)
 
@@ -76,5 +76,7 @@ def with_epilogue(snippet: str, question: str, *, as_text: bool) -> str:
     """The snippet followed by the epilogue that reads its answer."""
     variable = answer_variable(snippet)
     alias = f"ans = {variable}\n" if variable not in (None, "ans") else ""
-    epilogue = _EPILOGUE.format(mark=EPILOGUE_MARK, alias=alias, read_answer=_READ_ANSWER, options=options(question), as_text=as_text)
+    epilogue = _EPILOGUE.format(
+        mark=EPILOGUE_MARK, alias=alias, read_answer=_READ_ANSWER, options=options(question), as_text=as_text
+    )
     return snippet.rstrip() + "\n" + epilogue

@@ -65,8 +65,9 @@ def dispatch(reg: Registry, question: str, model: Model | None, *, limit: int = 
     if model is None:
         hits = reg.search(question, limit=limit, verified_only=True)
         candidates = [_candidate(h) for h in hits]
-        return Dispatch(question=question, by="search", candidates=candidates,
-                        choice=candidates[0].tool if candidates else None)
+        return Dispatch(
+            question=question, by="search", candidates=candidates, choice=candidates[0].tool if candidates else None
+        )
     # The model judges the fit, so any word in common makes a candidate.
     hits = reg.search(question, limit=limit, verified_only=True, min_score=0)
     candidates = [_candidate(h) for h in hits]
@@ -75,7 +76,14 @@ def dispatch(reg: Registry, question: str, model: Model | None, *, limit: int = 
     prompt = dispatch_prompt([(c.task, c.example) for c in candidates], question)
     reply = model.start().send(prompt).text
     if len(reply) > MAX_REPLY_CHARS:  # not read: a reply over the cap names no task
-        return Dispatch(question=question, by="model", model=model.model_id, candidates=candidates,
-                        reply=for_record(reply))
-    return Dispatch(question=question, by="model", model=model.model_id, candidates=candidates,
-                    choice=_parse_choice(reply, candidates), reply=reply)
+        return Dispatch(
+            question=question, by="model", model=model.model_id, candidates=candidates, reply=for_record(reply)
+        )
+    return Dispatch(
+        question=question,
+        by="model",
+        model=model.model_id,
+        candidates=candidates,
+        choice=_parse_choice(reply, candidates),
+        reply=reply,
+    )

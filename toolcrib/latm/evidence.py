@@ -169,9 +169,26 @@ def rebound_names(snippet: str, module: str) -> list[str] | None:
 
 
 # Methods that change a list, dict or set in place.
-_MUTATORS = frozenset({"append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse", "update",
-                       "setdefault", "popitem", "add", "discard", "difference_update", "intersection_update",
-                       "symmetric_difference_update"})
+_MUTATORS = frozenset(
+    {
+        "append",
+        "extend",
+        "insert",
+        "remove",
+        "pop",
+        "clear",
+        "sort",
+        "reverse",
+        "update",
+        "setdefault",
+        "popitem",
+        "add",
+        "discard",
+        "difference_update",
+        "intersection_update",
+        "symmetric_difference_update",
+    }
+)
 
 
 def _base_name(node: ast.expr) -> str | None:
@@ -273,8 +290,12 @@ def _bindings(tree: ast.AST) -> list[_Binding]:
                     found.append((_stored_names(item.optional_vars), [item.context_expr], sure))
         elif isinstance(node, _DEFS):
             found.append(({node.name}, [node], sure))
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
-                and isinstance(node.value.func, ast.Attribute) and isinstance(node.value.func.value, ast.Name):
+        elif (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute)
+            and isinstance(node.value.func.value, ast.Name)
+        ):
             # ``parts.append("...")``: a method call may fill a container that becomes the answer.
             found.append(({node.value.func.value.id}, [node.value], sure))
     return found
@@ -323,8 +344,9 @@ def _constant_text(node: ast.AST) -> str | None:
         left, right = _constant_text(node.left), _constant_text(node.right)
         return left + right if left is not None and right is not None else None
     if isinstance(node, ast.JoinedStr):
-        parts = [_constant_text(v) if not isinstance(v, ast.FormattedValue) else _constant_text(v.value)
-                 for v in node.values]
+        parts = [
+            _constant_text(v) if not isinstance(v, ast.FormattedValue) else _constant_text(v.value) for v in node.values
+        ]
         return "".join(p for p in parts if p is not None) if all(p is not None for p in parts) else None
     return None
 

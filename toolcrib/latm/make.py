@@ -100,9 +100,20 @@ class _Wrapped:
 
 
 class _Maker:
-    def __init__(self, reg: Registry, task: Task, model: Model, *, demos: int, validate: int, retries: int,
-                 backend: str, limits: Limits | None, progress: Progress | None,
-                 comparator: Comparator = "exact") -> None:
+    def __init__(
+        self,
+        reg: Registry,
+        task: Task,
+        model: Model,
+        *,
+        demos: int,
+        validate: int,
+        retries: int,
+        backend: str,
+        limits: Limits | None,
+        progress: Progress | None,
+        comparator: Comparator = "exact",
+    ) -> None:
         self.reg, self.task, self.model, self.demos, self.validate = reg, task, model, demos, validate
         self.comparator: Comparator = comparator
         self.retries, self.backend, self.limits = retries, backend, limits
@@ -193,24 +204,28 @@ class _Maker:
             # The tests run against the module; their own copies of its
             # definitions would shadow the functions the sandbox observes.
             tests = without_definitions(code, defined_names(source))
-        examples = self.task.examples[self.demos: self.demos + self.validate]
+        examples = self.task.examples[self.demos : self.demos + self.validate]
         result = self._run(source, tests)  # first: a syntax error is reported as the sandbox reads it
         if any(self._copies(tests, answer_names(tests), e) for e in examples):
-            raise _StageFailed(f"the tests write an answer given in the questions into `ans`; "
-                               f"compute `ans` by calling {self.entrypoint}")
+            raise _StageFailed(
+                f"the tests write an answer given in the questions into `ans`; "
+                f"compute `ans` by calling {self.entrypoint}"
+            )
         if not result.calls:
             raise _StageFailed(f"the tests never called {self.entrypoint}: each test must call it to get `ans`")
         if self._stubbed(source, tests).status == "ok":
-            raise _StageFailed(f"the tests pass without using what {self.entrypoint} returns: "
-                               f"compute each `ans` from its return value")
+            raise _StageFailed(
+                f"the tests pass without using what {self.entrypoint} returns: compute each `ans` from its return value"
+            )
         self.source = source
 
     def _stubbed(self, source: str, snippet: str) -> Result:
         """The snippet run once more with the entrypoint stubbed (contract.Job):
         its calls return an object every use of which raises. Code that still
         succeeds, or still answers right, never needed what the tool returned."""
-        return run_snippet(source, self.entrypoint, snippet, limits=self.limits, backend=self.backend,
-                           stub_entrypoint=True)
+        return run_snippet(
+            source, self.entrypoint, snippet, limits=self.limits, backend=self.backend, stub_entrypoint=True
+        )
 
     def _copies(self, snippet: str, names: list[str], example: Example) -> bool:
         """Does the snippet spell out the example's target as a literal (read
@@ -266,23 +281,31 @@ class _Maker:
             index, example = found
             seen.add(index)
             snippet = with_epilogue(case.solution, example.input, as_text=isinstance(example.target, str))
-            test = TestCase(name=f"example {index + 1}: {_shorten(example.input)}", snippet=snippet,
-                            expected=example.target, comparator=self.comparator)
+            test = TestCase(
+                name=f"example {index + 1}: {_shorten(example.input)}",
+                snippet=snippet,
+                expected=example.target,
+                comparator=self.comparator,
+            )
             # Against the verified module: that text, and nothing re-derived, is what is stored.
             result = run_snippet(self.source, self.entrypoint, snippet, limits=self.limits, backend=self.backend)
             if result.status != "ok":
                 raise _StageFailed(f"use case {number} failed: {describe_failure(result)}")
             self._check_case(number, case.solution, example)
             if not result.calls:
-                raise _StageFailed(f"use case {number} never called {self.entrypoint}: "
-                                   f"its `ans` must come from calling {self.entrypoint}")
+                raise _StageFailed(
+                    f"use case {number} never called {self.entrypoint}: "
+                    f"its `ans` must come from calling {self.entrypoint}"
+                )
             passed, why = compare(test, result.result)
             if not passed:
                 raise _StageFailed(f"use case {number} gives a wrong answer: {why}")
             stubbed = self._stubbed(self.source, snippet)
             if stubbed.status == "ok" and compare(test, stubbed.result)[0]:
-                raise _StageFailed(f"use case {number} gives the answer without using what {self.entrypoint} "
-                                   f"returns: its `ans` must come from the return value")
+                raise _StageFailed(
+                    f"use case {number} gives the answer without using what {self.entrypoint} "
+                    f"returns: its `ans` must come from the return value"
+                )
             tests.append(test.model_dump(exclude_defaults=True) | {"expected": example.target})
         if len(tests) < self.validate:
             raise _StageFailed(
@@ -296,11 +319,15 @@ class _Maker:
         if rebound is None:
             raise _StageFailed(f"use case {number} cannot be read as Python")
         if rebound:
-            raise _StageFailed(f"use case {number} binds or changes the tool's own name(s) {', '.join(rebound)}: "
-                               f"call {self.entrypoint}, do not redefine or change it or what it uses")
+            raise _StageFailed(
+                f"use case {number} binds or changes the tool's own name(s) {', '.join(rebound)}: "
+                f"call {self.entrypoint}, do not redefine or change it or what it uses"
+            )
         if self._copies(solution, answer_names(solution), example):
-            raise _StageFailed(f"use case {number} writes the answer into `ans` as a literal: "
-                               f"`ans` must come from calling {self.entrypoint}")
+            raise _StageFailed(
+                f"use case {number} writes the answer into `ans` as a literal: "
+                f"`ans` must come from calling {self.entrypoint}"
+            )
 
 
 def _readable(text: str) -> str:
@@ -349,15 +376,31 @@ def make(
         raise InvalidInput(f"{task.name}: examples {', '.join(map(str, missing))} have no 'target'")
     if limits is not None:  # model code never runs with more than the registry allows
         limits = limits.capped(reg.max_limits)
-    maker = _Maker(reg, task, model, demos=demos, validate=validate, retries=retries, backend=backend, limits=limits, progress=progress,
-                   comparator=comparator)
+    maker = _Maker(
+        reg,
+        task,
+        model,
+        demos=demos,
+        validate=validate,
+        retries=retries,
+        backend=backend,
+        limits=limits,
+        progress=progress,
+        comparator=comparator,
+    )
     path = Path(transcript_path) if transcript_path is not None else default_transcript_path(reg.path, task.name)
     examples = task.examples
-    result = MakeResult(status="failed", task=task.name, task_sha256=task.sha256, model=model.model_id,
-                        stages=maker.stages, transcript=str(path))
+    result = MakeResult(
+        status="failed",
+        task=task.name,
+        task_sha256=task.sha256,
+        model=model.model_id,
+        stages=maker.stages,
+        transcript=str(path),
+    )
     try:
         maker.stage("propose", propose_prompt(examples[:demos]), maker.check_proposal)
-        maker.stage("verify", verify_prompt(examples[demos: demos + validate]), maker.check_tests)
+        maker.stage("verify", verify_prompt(examples[demos : demos + validate]), maker.check_tests)
         wrapped: _Wrapped = maker.stage("wrap", wrap_prompt(), maker.check_wrap)
     except _StageFailed as failure:
         result.failed_stage = maker.stages[-1].stage
@@ -370,8 +413,9 @@ def make(
         "latm.task": task.name,
         "latm.task_sha256": task.sha256,
         "latm.model": model.model_id,
-        USE_CASES_KEY: json.dumps([{"question": c.question, "solution": c.solution} for c in wrapped.cases],
-                                  ensure_ascii=False),
+        USE_CASES_KEY: json.dumps(
+            [{"question": c.question, "solution": c.solution} for c in wrapped.cases], ensure_ascii=False
+        ),
         "latm.stages": json.dumps([s.model_dump() for s in maker.stages], ensure_ascii=False),
     }
     added = reg.add(

@@ -55,9 +55,14 @@ def verify_prompt(validation: Sequence[Example]) -> str:
 
 
 def fix_prompt(stage: str, problem: str) -> str:
-    what = "the function and the tests" if stage == "verify" else (
-        "the wrapped tool: keep the function exactly as it was verified, correct the use cases"
-        if stage == "wrap" else "the function"
+    what = (
+        "the function and the tests"
+        if stage == "verify"
+        else (
+            "the wrapped tool: keep the function exactly as it was verified, correct the use cases"
+            if stage == "wrap"
+            else "the function"
+        )
     )
     return (
         f"That did not work: {problem}. Fix {what} and reply again in the same format, "

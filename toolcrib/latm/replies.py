@@ -78,7 +78,7 @@ def _opening_tag(line: str) -> str | None:
     stripped = line.strip(" \t")
     if not stripped.startswith(_FENCE) or stripped.startswith(_FENCE + "`"):
         return None
-    return stripped[len(_FENCE):].strip(" \t").lower()
+    return stripped[len(_FENCE) :].strip(" \t").lower()
 
 
 def _closes(line: str) -> bool:
@@ -104,7 +104,7 @@ def _fenced(reply: str) -> list[tuple[str, str]]:
         close = next((j for j in range(i + 1, len(lines)) if _closes(lines[j])), None)
         if close is None:
             break
-        found.append((tag.split()[0] if tag else "", "\n".join(lines[i + 1: close])))
+        found.append((tag.split()[0] if tag else "", "\n".join(lines[i + 1 : close])))
         i = close + 1
     return found
 
@@ -137,8 +137,8 @@ def use_cases(reply: str) -> list[UseCase]:
         marker = _SOLUTION.search(chunk)
         if marker is None:
             continue
-        blocks = code_blocks(chunk[marker.end():])
-        if not blocks or "```" not in chunk[marker.end():]:
+        blocks = code_blocks(chunk[marker.end() :])
+        if not blocks or "```" not in chunk[marker.end() :]:
             continue
         question = _ANSWER_LINE.sub("", chunk[: marker.start()]).strip()
         if question:

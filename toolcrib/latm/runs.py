@@ -11,8 +11,15 @@ __all__ = ["describe_failure", "run_snippet"]
 _MESSAGE_CAP = 600
 
 
-def run_snippet(source: str, entrypoint: str, snippet: str, *, limits: Limits | None = None,
-                backend: str = "restricted", stub_entrypoint: bool = False) -> Result:
+def run_snippet(
+    source: str,
+    entrypoint: str,
+    snippet: str,
+    *,
+    limits: Limits | None = None,
+    backend: str = "restricted",
+    stub_entrypoint: bool = False,
+) -> Result:
     """Run `snippet` after `source` in a fresh sandbox (snippet mode); with
     `stub_entrypoint`, calls of the entrypoint return an opaque object
     instead of running the tool (contract.Job)."""
@@ -22,8 +29,15 @@ def run_snippet(source: str, entrypoint: str, snippet: str, *, limits: Limits | 
         raise SandboxUnavailable(f"the {backend} backend could not start: {exc}") from None
     # The backend's own default for code that declared nothing (the restricted
     # policy where it is a layer of the boundary, plain inside a container).
-    job = Job(source=source, entrypoint=entrypoint, mode="snippet", snippet=snippet, limits=limits or Limits(),
-              policy=runner.default_policy("restricted"), stub_entrypoint=stub_entrypoint)
+    job = Job(
+        source=source,
+        entrypoint=entrypoint,
+        mode="snippet",
+        snippet=snippet,
+        limits=limits or Limits(),
+        policy=runner.default_policy("restricted"),
+        stub_entrypoint=stub_entrypoint,
+    )
     result = runner.run(job)
     if result.status == "unavailable":
         why = result.error.message if result.error else "no reason given"

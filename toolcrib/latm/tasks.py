@@ -42,7 +42,7 @@ def _examples(data: Any, origin: str) -> list[Example]:
             raise InvalidInput(f"{origin}: an object must hold the examples under 'examples'")
         data = data["examples"]
     if not isinstance(data, list):
-        raise InvalidInput(f"{origin}: expected a list of {{\"input\", \"target\"}} objects")
+        raise InvalidInput(f'{origin}: expected a list of {{"input", "target"}} objects')
     examples: list[Example] = []
     for number, item in enumerate(data, start=1):
         if not isinstance(item, dict) or not isinstance(item.get("input"), str) or not item["input"].strip():

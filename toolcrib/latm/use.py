@@ -113,16 +113,23 @@ def use(
         target = example.target if example.has_target else None
         blocks, unread = _blocks(reply.text)
         if not blocks:
-            answer = Answer(question=example.input, status="no_code", target=target,
-                            correct=False if example.has_target else None,
-                            error=unread or "the reply has no ```python block")
+            answer = Answer(
+                question=example.input,
+                status="no_code",
+                target=target,
+                correct=False if example.has_target else None,
+                error=unread or "the reply has no ```python block",
+            )
         else:
             snippet = blocks[0]
             as_text = example.has_target and isinstance(example.target, str)
-            outcome = reg.call(tool.ref, snippet=with_epilogue(snippet, example.input, as_text=as_text),
-                               backend=backend, limits=limits)
+            outcome = reg.call(
+                tool.ref, snippet=with_epilogue(snippet, example.input, as_text=as_text), backend=backend, limits=limits
+            )
             if outcome.status == "unavailable":  # nothing can run: stop the batch (exit 6), as `call` would
-                raise SandboxUnavailable(outcome.error.message if outcome.error else f"the {backend} backend is unavailable")
+                raise SandboxUnavailable(
+                    outcome.error.message if outcome.error else f"the {backend} backend is unavailable"
+                )
             correct: bool | None = None
             if example.has_target:
                 probe = TestCase(snippet="ans = 0", expected=target, comparator=comparator)
@@ -132,13 +139,27 @@ def use(
                 error = f"hit the {outcome.limit} limit"
             elif outcome.error is not None:
                 error = f"{outcome.error.type}: {outcome.error.message}"
-            answer = Answer(question=example.input, snippet=snippet, status=outcome.status,
-                            answer=outcome.result if outcome.status == "ok" else None, target=target,
-                            correct=correct, error=error, duration_ms=round(outcome.duration_ms, 3))
+            answer = Answer(
+                question=example.input,
+                snippet=snippet,
+                status=outcome.status,
+                answer=outcome.result if outcome.status == "ok" else None,
+                target=target,
+                correct=correct,
+                error=error,
+                duration_ms=round(outcome.duration_ms, 3),
+            )
         answers.append(answer)
         if on_answer is not None:
             on_answer(answer)
     scored = [a for a in answers if a.correct is not None]
     right = sum(1 for a in scored if a.correct)
-    return UseReport(tool=tool.ref, model=model.model_id, answers=answers, scored=len(scored), correct=right,
-                     accuracy=round(right / len(scored), 4) if scored else None, tokens=tokens)
+    return UseReport(
+        tool=tool.ref,
+        model=model.model_id,
+        answers=answers,
+        scored=len(scored),
+        correct=right,
+        accuracy=round(right / len(scored), 4) if scored else None,
+        tokens=tokens,
+    )
