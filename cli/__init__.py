@@ -28,7 +28,7 @@ __all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
 # help). A command's module is imported only when that command runs (or its
 # own --help is asked for): `toolcrib --help` lists them all from this table,
 # without pydantic, sqlite-utils, docker, mcp or llm (bench/bench_startup.py).
-# A new command is one line here; tests/test_startup.py checks that every
+# A new command is one line here; tests/cli/test_startup.py checks that every
 # module's COMMANDS are listed and that each short help is the command's own.
 COMMANDS: dict[str, tuple[str, str]] = {
     "add": ("tools:add", "Register a tool version from a .py file, stdin, or a Markdown reply."),

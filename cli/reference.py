@@ -15,7 +15,7 @@ HEADER = """\
 # CLI reference
 
 Generated from the commands' own `--help` by `python -m toolcrib.cli.reference > docs/cli.md`;
-`tests/test_cli_docs.py` fails when this file is out of date.
+`tests/cli/test_cli_docs.py` fails when this file is out of date.
 
 Every read command takes `--json`. Errors are one line on stderr, `Error: ...`,
 with the exit codes in the [README](../README.md#exit-codes).

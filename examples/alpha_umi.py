@@ -19,7 +19,7 @@ Here it is a scripted one, so the example runs with no network:
 
     .venv/bin/python examples/alpha_umi.py
 
-tests/test_alpha_umi_example.py runs the loop with scripted replies, including
+tests/doors/test_alpha_umi_example.py runs the loop with scripted replies, including
 a caller that gets the arguments wrong and a tool that raises.
 """
 

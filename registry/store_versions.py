@@ -6,7 +6,7 @@ for "the newest version of a name" (`NewestRule`, kept as data: `NEWEST`,
 `NEWEST_OR_YANKED`, `SERVABLE`), used by `Registry.list`/`search`, the MCP
 server's listing (`Registry.servable`) and, through `choose_version`, every
 call. Plain sqlite3 at module level: the call path imports this module and
-must load neither sqlite-utils nor pydantic (tests/test_startup.py); the two
+must load neither sqlite-utils nor pydantic (tests/cli/test_startup.py); the two
 writes that go through sqlite-utils take its Database from the caller.
 """
 

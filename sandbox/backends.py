@@ -2,7 +2,7 @@
 
 Adding a backend is one module in `sandbox/` (a class that keeps the
 `contract.Backend` promise) and one line in `FACTORIES`; the shared contract
-suite (tests/test_contract.py) then runs against it, as the `backend` fixture
+suite (tests/sandbox/test_contract.py) then runs against it, as the `backend` fixture
 takes its names from this table. Nothing else asks a backend's name: callers
 ask the backend itself (`default_policy`, `prepare`, `start`, `health`).
 

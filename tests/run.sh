@@ -24,10 +24,10 @@ if ! bash .ci/docker-engine.sh; then
   echo "tests/run.sh: no Docker engine; the Docker tests will be skipped" >&2
 fi
 
-# tests/test_browse.py reads `toolcrib browse` in a real headless browser.
+# tests/cli/test_browse.py reads `toolcrib browse` in a real headless browser.
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "tests/run.sh: installing chromium (Debian's package) for tests/test_browse.py" >&2
+    echo "tests/run.sh: installing chromium (Debian's package) for tests/cli/test_browse.py" >&2
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
       if [ -n "${CI:-}" ]; then
         echo "tests/run.sh: chromium could not be installed, and CI is set: failing" >&2

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
 __version__ = "0.1.0"
 
 # The registry's public names, listed here (not read from toolcrib.registry)
-# so that building __all__ imports nothing; tests/test_startup.py checks the
+# so that building __all__ imports nothing; tests/cli/test_startup.py checks the
 # two lists agree.
 _REGISTRY_NAMES = [
     "AddResult",

@@ -8,7 +8,7 @@
     out.warnings     # why a definition could not be strict
 
 Formats, one entry each in `EXPORTERS` (the shapes are the providers'
-documented ones; tests/test_exports.py checks each):
+documented ones; tests/doors/test_exports.py checks each):
 
 - ``openai`` (Chat Completions ``tools``):
   ``{"type": "function", "function": {"name", "description", "parameters", "strict"}}``

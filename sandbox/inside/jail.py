@@ -42,7 +42,7 @@ loads only the standard library and RestrictedPython. ``landlockpy`` imports
 library: syscall tables, architecture checks, the BPF itself), loaded here
 by its stable soname through a few ctypes declarations; Landlock is three
 system calls with a versioned struct, declared below from
-``linux/landlock.h``. ``tests/test_jail.py`` checks both against the kernel.
+``linux/landlock.h``. ``tests/sandbox/test_jail.py`` checks both against the kernel.
 
 Imports only the standard library.
 """

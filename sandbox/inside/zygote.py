@@ -86,7 +86,7 @@ ZYGOTE_PATH: str = os.path.abspath(__file__)
 # so two concurrent tools cannot signal or ptrace each other, and
 # RLIMIT_NPROC (counted per uid) sees exactly one process. The zygote claims
 # a block of CALL_UID_SLOTS uids machine-wide (`uids.py`, which owns these
-# numbers; tests/test_uids.py checks they agree) and maps its user
+# numbers; tests/sandbox/test_uids.py checks they agree) and maps its user
 # namespace's 0..CALL_UID_SLOTS-1 onto it: itself 0, each child its slot.
 CALL_UID_BASE: int = 2_000_000_000
 CALL_UID_SLOTS: int = 4096

@@ -317,7 +317,7 @@ def test_call_arguments_snippets_and_outcomes(reg: Registry) -> None:
     assert (out.status, out.error.type) == ("error", "ZeroDivisionError")
     assert reg.audit(event="call")[-1].details["error_type"] == "ZeroDivisionError"
     # "plain" is a policy the restricted backend may honour (in its jail):
-    # tests/test_policy_declared.py. An unknown one is bad input on both.
+    # tests/sandbox/test_policy_declared.py. An unknown one is bad input on both.
     with pytest.raises(InvalidInput, match="policy"):
         reg.call("add", {"a": 1, "b": 2}, policy="loose")
     with pytest.raises(InvalidInput, match="policy"):

@@ -3,7 +3,7 @@
 `Registry` (as httpx's ``transport=``), and the fake that tests use where the
 sandbox is not what is under test.
 
-The real backends keep the shared contract suite (tests/test_contract.py,
+The real backends keep the shared contract suite (tests/sandbox/test_contract.py,
 parametrized over the table's names by the `backend` fixture)."""
 
 from __future__ import annotations

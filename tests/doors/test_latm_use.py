@@ -164,8 +164,8 @@ def test_cli_default_model_setting(tc, cli_tool: str):
 
 
 def test_a_tool_added_by_hand_shows_its_snippet_tests_as_use_cases(reg: Registry):
-    source = (Path(__file__).resolve().parent.parent / "examples" / "word_sorting.py").read_text()
-    tests = json.loads((Path(__file__).resolve().parent.parent / "examples" / "word_sorting.tests.json").read_text())
+    source = (Path(__file__).resolve().parents[2] / "examples" / "word_sorting.py").read_text()
+    tests = json.loads((Path(__file__).resolve().parents[2] / "examples" / "word_sorting.tests.json").read_text())
     tool = reg.add(source, tests=tests, strip_top_level=True).tool
     assert reg.verify(tool.ref).status == "verified"
     model = RecordingModel(["```python\nans = ' '.join(sort_words('fig ant'.split()))\n```"])

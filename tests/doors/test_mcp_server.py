@@ -468,7 +468,7 @@ def test_tool_filter_serves_only_matching_names(registry: Path) -> None:
 
 def test_allow_add_registers_then_serves_only_once_verified(tmp_path: Path) -> None:
     """An added tool lives in the client's own namespace (``mcp-<id>_NAME``,
-    tests/test_doors.py shows no other client sees it)."""
+    tests/doors/test_doors.py shows no other client sees it)."""
     path = tmp_path / "agent.db"
     Registry(path, actor="setup").close()
     source = LATE.replace("late", "triple").replace("x + 1", "3 * x")

@@ -14,7 +14,7 @@ from typing import Any
 from toolcrib.sandbox.contract import Limits
 from toolcrib.sandbox.docker import SECCOMP_PROFILE_PATH, host_config_options, seccomp_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_FUTEX_CALLS = {"futex_waitv", "futex_wait", "futex_wake", "futex_requeue"}
 
 

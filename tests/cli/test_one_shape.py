@@ -18,7 +18,7 @@ from toolcrib.sandbox.contract import Cancel
 
 from toolcrib import Registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ADD = 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n    return a + b\n'
 OUTCOME_KEYS = {"status", "result", "error", "limit", "stdout", "tool", "backend", "policy", "layers", "duration_ms"}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from toolcrib.registry import InvalidInput, Registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Every folder of the installed package (pyproject's package-dir).
 FOLDERS = ("registry", "sandbox", "cli", "toolcrib")
 

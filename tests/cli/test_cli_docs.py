@@ -11,7 +11,7 @@ import click
 from toolcrib.cli import cli
 from toolcrib.cli.reference import iter_commands
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cli_reference_is_current() -> None:

@@ -2,7 +2,7 @@
 registry. The sandbox is not what is under test here (choosing a tool is):
 the tools are made, verified and used on a `FakeBackend` (tests/conftest.py's
 `fake_sandbox`), the registry's and the table's "restricted" for each test;
-tests/test_latm_make.py and test_latm_use.py run the loop in the real one."""
+tests/doors/test_latm_make.py and test_latm_use.py run the loop in the real one."""
 
 from __future__ import annotations
 

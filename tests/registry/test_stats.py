@@ -4,7 +4,7 @@ outcome, then the numbers in Registry.usage, show and list --stats (text and
 
 Usage is bookkeeping of the audit log, not the sandbox: the calls run on a
 `FakeBackend` injected into the registry, whose handler gives each outcome
-(the real backends producing them is tests/test_contract.py's and the
+(the real backends producing them is tests/sandbox/test_contract.py's and the
 attacks' business). The audit entries are the real ones `Registry.call` writes."""
 
 from __future__ import annotations

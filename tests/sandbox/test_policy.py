@@ -28,7 +28,7 @@ from toolcrib.sandbox.inside.policy import (
 )
 from toolcrib.sandbox.inside.toolbuiltins import build_builtins
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "security.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
 def call(source: str, entrypoint: str = "run", **args: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from toolcrib.registry.errors import AdmissionError
 
 from toolcrib import Registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _names(source: str, **kw: object) -> list[tuple[str, str, int | None]]:
@@ -143,13 +143,13 @@ def test_future_annotations_are_not_evaluated() -> None:
 
 
 def _tool_sources() -> list[tuple[str, str]]:
-    """The examples and the LATM-style tools of tests/test_latm_style.py."""
+    """The examples and the LATM-style tools of tests/doors/test_latm_style.py."""
     found = []
     for path in sorted((ROOT / "examples").glob("*.py")) + sorted((ROOT / "examples").glob("*.md")):
         text = path.read_text()
         if "def " in text and path.name != "alpha_umi.py":  # alpha_umi.py is a program, not a tool
             found.append((path.name, extract_python(text)[0] if path.suffix == ".md" else text))
-    tree = ast.parse((ROOT / "tests" / "test_latm_style.py").read_text())
+    tree = ast.parse((ROOT / "tests" / "doors" / "test_latm_style.py").read_text())
     for node in tree.body:
         if (
             isinstance(node, ast.Assign)
