@@ -3,10 +3,10 @@ checkout, alternating round by round, in one run.
 
     .venv/bin/python bench/side_by_side.py bench_startup.py [--baseline b9526f4] [--rounds 2] [-- ARGS...]
 
-The baseline is installed from a git worktree into its own venv under
-bench/out/ (built once, not timed; `bench_lock_jail.baseline_python`), and
-runs *its own copy* of the script (module paths move between revisions);
-this checkout runs its script with this interpreter. Each run's output is
+Each side (the baseline, and ``--new``, default HEAD) is installed from a
+git worktree into its own venv under bench/out/ (built once, not timed;
+`bench_lock_jail.baseline_python`), never editable, and runs *its own copy*
+of the script (module paths move between revisions). Each run's output is
 printed and kept in bench/out/side_by_side/<script>-<side>-<round>.txt.
 Alternating the sides puts drift in the machine's load on both.
 """
@@ -26,12 +26,21 @@ def main(argv: list[str]) -> None:
     parser.add_argument("script", help="a script in bench/, e.g. bench_startup.py")
     parser.add_argument("--baseline", default="b9526f4")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("args", nargs="*", help="passed to the script (after --)")
-    opts = parser.parse_args(argv)
-    base_python = baseline_python(opts.baseline)
+    parser.add_argument(
+        "--new",
+        default="HEAD",
+        help="the revision to compare (default HEAD: committed work), installed the same way as the baseline",
+    )
+    opts, args = parser.parse_known_args(argv)
+    args = [a for a in args if a != "--"]  # the rest goes to the script
+    new = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", opts.new], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # Both sides installed from a worktree, not editable: an editable
+    # install's import finder alone costs a fresh process some milliseconds.
     sides = {
-        opts.baseline: (base_python, OUT / f"baseline-{opts.baseline}" / "tree" / "bench" / opts.script),
-        "new": (Path(sys.executable), ROOT / "bench" / opts.script),
+        rev: (baseline_python(rev), OUT / f"baseline-{rev}" / "tree" / "bench" / opts.script)
+        for rev in (opts.baseline, new)
     }
     out_dir = OUT / "side_by_side"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -41,7 +50,7 @@ def main(argv: list[str]) -> None:
             # From the script's own folder: each side imports its installed
             # toolcrib, never a checkout's folders.
             done = subprocess.run(
-                [str(python), str(script), *opts.args],
+                [str(python), str(script), *args],
                 capture_output=True,
                 text=True,
                 cwd=str(script.parent),
