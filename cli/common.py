@@ -162,7 +162,7 @@ class State:
                 return Caller(conn, actor=self.actor or default_actor())
             conn.close()
         reg = self.open(create=False)
-        return Caller(reg.db.conn, actor=reg.actor, max_limits=reg.max_limits)
+        return reg.caller()
 
     def close(self) -> None:
         for reg in self._registries:

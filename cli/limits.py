@@ -48,17 +48,15 @@ def limits(maxima: tuple[str, ...], unset: tuple[str, ...], json_output: bool) -
         toolcrib limits --max output=4096 --max wall=300
         toolcrib limits --unset output --json
     """
-    from ..registry.limits import DEFAULT_MAX_LIMITS, operator_maxima, set_maxima
+    from ..registry.limits import DEFAULT_MAX_LIMITS
 
     changing = bool(maxima or unset)
     reg = open_registry(create=changing)
     if changing:
-        current = set_maxima(
-            reg.db.conn, actor=reg.actor, changes=parse_limits(maxima, "--max") or {}, unset=list(unset)
-        )
+        current = reg.set_maxima(parse_limits(maxima, "--max") or {}, unset=unset)
     else:
         current = reg.max_limits
-    set_by = operator_maxima(reg.db.conn)
+    set_by = reg.operator_maxima()
     if json_output:
         echo_json(_as_json(current, DEFAULT_MAX_LIMITS, set_by))
         return

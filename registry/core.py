@@ -9,8 +9,6 @@ transaction; only their results are written afterwards.
 from __future__ import annotations
 
 import builtins
-import difflib
-import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,23 +27,23 @@ from .adding import (
     new_tool,
     next_number,
 )
-from .admission import check_name
 from .audit import append_entry, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, read_bundle
 from .calls import (
     DEFAULT_MAX_LIMITS,
     Caller,
-    choose_version,
     job_limits,
     job_policy,
     prepare_runtime,
     start_backend,
 )
+from .diffing import tool_diff
 from .errors import (
     InvalidInput,
-    NotFound,
 )
-from .limits import stored_maxima
+from .finding import find
+from .flagging import flag_version
+from .limits import operator_maxima, set_maxima, stored_maxima
 from .migrations import apply_migrations
 from .models import (
     AddResult,
@@ -61,31 +59,24 @@ from .models import (
 )
 from .preludes import every_prelude, load_prelude, save_prelude
 from .provenance import in_toto_statement
-from .records import tool_of, verification_of_row, version_of_row, version_record
-from .search import FIT_THRESHOLD, SearchHit, rank
-from .signature import bump_kind
+from .reading import exported_tools, newest_tools, resolve, resolved_refs
+from .reading import history as tool_history
+from .records import tool_of, verification_of_row, version_record
+from .search import SearchHit
 from .stats import UsageStats, usage
 from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, write_transaction
 from .store_settings import delete_setting, put_setting, read_setting
 from .store_versions import (
-    NEWEST,
-    NEWEST_OR_YANKED,
     SERVABLE,
     VersionRow,
-    full_row,
-    full_rows,
     insert_version,
     latest_verification,
     name_exists,
     newest_per_name,
     pending_rows,
-    set_version_flag,
-    tool_names,
-    verified_ids,
     version_rows,
 )
 from .verifying import run_cases, store_verification
-from .versions import parse_reference
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -190,7 +181,7 @@ class Registry:
         return version_rows(self.db.conn, name)
 
     def _resolve(self, ref: str, *, allow_yanked: bool = True) -> VersionRow:
-        return choose_version(self._rows(parse_reference(ref).name), ref, allow_yanked=allow_yanked)
+        return resolve(self.db.conn, ref, allow_yanked=allow_yanked)
 
     # -- writing -----------------------------------------------------------
     def add(
@@ -316,42 +307,23 @@ class Registry:
         insert_version(self.db, version_record(tool))
         append_entry(self.db, actor=self.actor, event=event, tool=tool.ref, details=details)
 
-    def _set_flag(self, ref: str, column: str, event: str, text: str) -> ToolVersion:
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInput(f"{event} needs a non-empty {'message' if column == 'deprecated' else 'reason'}")
+    def _flag(self, ref: str, column: str, event: str, text: str) -> ToolVersion:
         with write_transaction(self.db):
-            row = self._resolve(ref, allow_yanked=True)
-            set_version_flag(self.db.conn, row.id, column, text)
-            append_entry(self.db, actor=self.actor, event=event, tool=row.ref, details={column: text})
-            fresh = full_row(self.db.conn, row.id)
-        assert fresh is not None  # read inside the transaction that just updated it
-        return version_of_row(fresh)
+            return flag_version(self.db, actor=self.actor, ref=ref, column=column, event=event, text=text)
 
     def deprecate(self, ref: str, message: str) -> ToolVersion:
         """Mark a version deprecated (still callable); the message is shown to users."""
-        return self._set_flag(ref, "deprecated", "deprecate", message)
+        return self._flag(ref, "deprecated", "deprecate", message)
 
     def yank(self, ref: str, reason: str) -> ToolVersion:
         """Yank a version: NAME no longer resolves to it and pinned calls are refused
         unless allow_yanked. Its version number stays taken."""
-        return self._set_flag(ref, "yanked", "yank", reason)
+        return self._flag(ref, "yanked", "yank", reason)
 
     # -- reading -----------------------------------------------------------
     def get(self, ref: str, *, allow_yanked: bool = True) -> ToolVersion:
         """Resolve NAME (newest non-yanked version), NAME@1.2.0 or NAME@sha256:<prefix>."""
         return tool_of(self._resolve(ref, allow_yanked=allow_yanked))
-
-    def _newest_ids(self, *, include_yanked: bool = False) -> dict[str, int]:
-        """name -> id of the version NAME resolves to (or, with include_yanked, the
-        newest yanked one for tools with nothing else)."""
-        rule = NEWEST_OR_YANKED if include_yanked else NEWEST
-        return {name: vid for name, (vid, _v, _sha) in newest_per_name(self.db.conn, rule).items()}
-
-    def _by_ids(self, ids: Iterable[int]) -> dict[int, ToolVersion]:
-        ids = list(ids)
-        if not ids:
-            return {}
-        return {vid: version_of_row(row) for vid, row in full_rows(self.db.conn, ids).items()}
 
     def list(self, *, include_yanked: bool = False) -> list[ToolVersion]:
         """The newest version of every tool.
@@ -359,17 +331,11 @@ class Registry:
         That is the version NAME resolves to; tools whose every version is
         yanked appear (with their highest version) only with include_yanked."""
         with read_snapshot(self.db):
-            newest = self._newest_ids(include_yanked=include_yanked)
-            tools = self._by_ids(newest.values())
-        return [tools[newest[name]] for name in sorted(newest)]
+            return newest_tools(self.db.conn, include_yanked=include_yanked)
 
     def history(self, name: str) -> builtins.list[ToolVersion]:
         """Every version of one tool, oldest first (semver precedence)."""
-        check_name(name)
-        rows = self._rows(name)
-        if not rows:
-            raise NotFound(f"no tool named {name!r}")
-        return [tool_of(r) for r in rows]
+        return tool_history(self.db.conn, name)
 
     def search(
         self,
@@ -387,33 +353,12 @@ class Registry:
         below ``min_score`` (default FIT_THRESHOLD) are left out, so an empty
         list means "no tool fits"; ``min_score=0`` keeps every hit.
         ``verified_only`` keeps only versions that passed their tests."""
-        threshold = FIT_THRESHOLD if min_score is None else min_score
-        if limit <= 0:
-            return []
         with read_snapshot(self.db):
-            newest = set(self._newest_ids().values())
-            if verified_only and newest:
-                newest = verified_ids(self.db.conn, newest)
-            ranked = [s for s in rank(self.db, query, newest) if s.score >= threshold][:limit]
-            tools = self._by_ids(s.id for s in ranked)
-        return [SearchHit(**dict(tools[s.id]), score=s.score, bm25=s.bm25, matched=list(s.matched)) for s in ranked]
+            return find(self.db, query, limit=limit, verified_only=verified_only, min_score=min_score)
 
     def diff(self, old_ref: str, new_ref: str) -> ToolDiff:
         """Unified diffs of source and signature JSON, and the semver bump the change implies."""
-        old, new = self.get(old_ref), self.get(new_ref)
-        source_diff = "".join(
-            difflib.unified_diff(
-                old.source.splitlines(keepends=True), new.source.splitlines(keepends=True), old.ref, new.ref
-            )
-        )
-
-        def schema_lines(tool: ToolVersion) -> builtins.list[str]:
-            text = json.dumps(tool.signature.model_dump(mode="json"), indent=2, sort_keys=True, ensure_ascii=False)
-            return [line + "\n" for line in text.splitlines()]
-
-        schema_diff = "".join(difflib.unified_diff(schema_lines(old), schema_lines(new), old.ref, new.ref))
-        bump = "none" if old.sha256 == new.sha256 else bump_kind(old.signature, new.signature)
-        return ToolDiff(old=old.ref, new=new.ref, source_diff=source_diff, schema_diff=schema_diff, bump=bump)
+        return tool_diff(self.get(old_ref), self.get(new_ref))
 
     def provenance(self, ref: str) -> dict[str, Any]:
         """An in-toto Statement (v1) with a SLSA-style predicate for that version."""
@@ -424,8 +369,7 @@ class Registry:
         the audit log. ``refs`` are resolved like `get` (NAME is its newest
         version); None means every version ever called."""
         with read_snapshot(self.db):
-            resolved = None if refs is None else [self._resolve(r).ref for r in refs]
-            return usage(self.db, resolved)
+            return usage(self.db, resolved_refs(self.db.conn, refs))
 
     def verification(self, ref: str) -> Verification | None:
         """The newest stored verification evidence of that version, if any."""
@@ -465,6 +409,16 @@ class Registry:
             else:
                 put_setting(self.db.conn, key, value, actor=self.actor)
             append_entry(self.db, actor=self.actor, event="setting", details={"key": key, "value": value})
+
+    def operator_maxima(self) -> dict[str, Any]:
+        """Each limit maximum the operator set, with who set it and when."""
+        return operator_maxima(self.db.conn)
+
+    def set_maxima(self, changes: Mapping[str, float] | None = None, *, unset: Iterable[str] = ()) -> Limits:
+        """Set some maxima and return others (``unset``) to their defaults, in
+        one transaction with a ``setting`` audit entry each; the new maxima
+        (`limits.set_maxima`; `toolcrib limits`)."""
+        return set_maxima(self.db.conn, actor=self.actor, changes=changes, unset=builtins.list(unset))
 
     # -- running -----------------------------------------------------------
     def verify(
@@ -534,7 +488,7 @@ class Registry:
         image is missing is "unavailable" (naming the command that builds
         it) instead of building it first, with ``progress`` lines.
         """
-        return Caller(self.db.conn, actor=self.actor, max_limits=self.max_limits, backends=self._backends).call(
+        return self.caller().call(
             ref,
             args,
             snippet=snippet,
@@ -547,6 +501,13 @@ class Registry:
             no_build=no_build,
             progress=progress,
         )
+
+    def caller(self) -> Caller:
+        """The running module (`registry/calls.py`) on this thread's
+        connection, as this registry's actor, maxima and backends: what
+        `call` forwards to, and how a door runs calls without reaching for
+        the connection itself."""
+        return Caller(self.db.conn, actor=self.actor, max_limits=self.max_limits, backends=self._backends)
 
     # -- audit -------------------------------------------------------------
     def audit(
@@ -574,15 +535,7 @@ class Registry:
         Each reference picks a tool by name (a version or digest in it just has
         to exist); every version of that tool goes in, yanked ones included."""
         with read_snapshot(self.db):
-            if refs is None:
-                names = tool_names(self.db.conn)
-            else:
-                names = []
-                for ref in refs:
-                    name = self._resolve(ref, allow_yanked=True).name
-                    if name not in names:
-                        names.append(name)
-            return build_bundle([tool for name in names for tool in self.history(name)])
+            return build_bundle(exported_tools(self.db.conn, refs))
 
     def import_bundle(self, bundle: dict[str, Any]) -> builtins.list[AddResult]:
         """Import a bundle, checking every digest; all-or-nothing.

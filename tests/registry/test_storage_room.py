@@ -129,6 +129,44 @@ def test_the_check_leaves_prose_and_dicts_alone(snippet: str) -> None:
     assert storage_outside_the_store(snippet, "m.py") == []
 
 
+# -- no door holds the registry's connection -------------------------------------
+
+# The doors (cli/, toolcrib/: the MCP server, LATM, exports) ask `Registry`
+# (or a `Caller` it or the store hands them); reading `reg.db` or `x.conn`
+# would let a door run its own statements on the connection, past the
+# facade's transactions and audit entries.
+DOORS = ("cli", "toolcrib")
+CONNECTION_ATTRIBUTES = {"db", "conn"}
+
+
+def connection_reads(source: str, name: str) -> list[str]:
+    """Where `source` reads an attribute named `db` or `conn` of anything."""
+    return sorted(
+        f"{name}:{node.lineno}: .{node.attr}"
+        for node in ast.walk(ast.parse(source, name))
+        if isinstance(node, ast.Attribute) and node.attr in CONNECTION_ATTRIBUTES
+    )
+
+
+def test_no_door_reads_the_registrys_connection() -> None:
+    bad = []
+    for folder in DOORS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            name = path.relative_to(ROOT).as_posix()
+            bad += connection_reads(path.read_text(encoding="utf-8"), name)
+    assert bad == []
+
+
+@pytest.mark.parametrize("snippet", ["reg.db.conn", "Caller(reg.db, actor=a)", "state.reg.conn.close()"])
+def test_the_connection_check_sees_each_reach(snippet: str) -> None:
+    assert connection_reads(snippet, "m.py") != []
+
+
+@pytest.mark.parametrize("snippet", ["conn = connect(path)", "conn.close()", "reg.dbname", '"reg.db.conn"'])
+def test_the_connection_check_leaves_names_and_text_alone(snippet: str) -> None:
+    assert connection_reads(snippet, "m.py") == []
+
+
 # -- no import circle in registry/ ---------------------------------------------
 
 
