@@ -503,13 +503,14 @@ class DockerBackend:
         try:
             import docker
 
-            from .image import find_image, image_tag
+            from .image import check_engine_socket, find_image, image_tag
 
             if self._client is None:
+                check_engine_socket()  # docker-py would leak the socket of a failed connect
                 self._client = docker.from_env(timeout=60, max_pool_size=32)
             self._client.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
-            self._client = None
+            self._drop_client()
             self._unavailable = f"no Docker engine answers ({' '.join(str(exc).split())[:200]})"
             return False
         try:
@@ -526,6 +527,17 @@ class DockerBackend:
         self._image, self._image_id = tag, info.get("Id")
         self._unavailable = None
         return True
+
+    def _drop_client(self) -> None:
+        """Close the client (its connection pool to the engine) and forget
+        it: the next attempt connects afresh, and no socket is left to the
+        garbage collector."""
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a broken client is best effort
+                pass
 
     def _lost_engine(self, exc: BaseException) -> None:
         self._runtime.clear()  # looked up again once the engine answers
@@ -822,12 +834,18 @@ class DockerBackend:
         if not self._pool.close():
             return
         _OPEN.discard(self)
-        if self._client is not None:
-            sweep(self._client.api, self._owner, _SWEEP_SECONDS)
+        # The pool's threads are stopped (or past their join bound): nothing
+        # else uses the client once the sweep is done, so its connection pool
+        # is closed here, even when the sweep fails.
+        client = self._client
+        if client is not None:
             try:
-                self._client.close()
-            except Exception:  # noqa: BLE001
-                pass
+                sweep(client.api, self._owner, _SWEEP_SECONDS)
+            finally:
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
 
 
 def _is_refusal(exc: BaseException) -> bool:

@@ -172,6 +172,44 @@ def _restricted_checks() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return checks, section
 
 
+def _engine_checks(client: Any, report: dict[str, Any], *, probe: bool) -> None:
+    """The engine's version and security options, the image, and (with
+    `probe`) the limits read back from inside a container; appended to
+    ``report["checks"]``, never raised."""
+    checks: list[dict[str, Any]] = report["checks"]
+    try:
+        version = client.version()
+        info = client.info()
+        security = [str(s) for s in info.get("SecurityOptions") or []]
+        report["engine"] = {
+            "version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "cgroup_version": info.get("CgroupVersion"),
+            "cgroup_driver": info.get("CgroupDriver"),
+            "security_options": security,
+            "kernel": info.get("KernelVersion"),
+        }
+        checks.append(
+            _check("engine reachable", True, f"Docker {version.get('Version')} (API {version.get('ApiVersion')})")
+        )
+        checks.append(_check("seccomp", any("seccomp" in s for s in security), ", ".join(security) or "none reported"))
+        status = image_status(client)
+        report["image"] = status
+        checks.append(
+            _check(
+                "image present",
+                status["present"],
+                f"{status['tag']} {status.get('id')}"
+                if status["present"]
+                else f"{status['tag']} missing: run `toolcrib image build --offline`",
+            )
+        )
+        if probe and status["present"]:
+            checks.extend(_probe_checks(client, status["tag"]))
+    except Exception as exc:  # noqa: BLE001 - a check reports, never raises
+        checks.append(_check("engine checks", False, _one_line(exc)))
+
+
 def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = True) -> dict[str, Any]:
     """Health report: engine, image, and the container limits really applied.
 
@@ -183,44 +221,18 @@ def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = 
     """
     checks: list[dict[str, Any]] = []
     report: dict[str, Any] = {"checks": checks}
-    try:
-        client = client or connect(timeout=10)
-    except ImageBuildError as exc:
-        checks.append(_check("engine reachable", False, str(exc)))
+    if client is not None:
+        _engine_checks(client, report, probe=probe)  # the caller's client stays open
     else:
         try:
-            version = client.version()
-            info = client.info()
-            security = [str(s) for s in info.get("SecurityOptions") or []]
-            report["engine"] = {
-                "version": version.get("Version"),
-                "api_version": version.get("ApiVersion"),
-                "cgroup_version": info.get("CgroupVersion"),
-                "cgroup_driver": info.get("CgroupDriver"),
-                "security_options": security,
-                "kernel": info.get("KernelVersion"),
-            }
-            checks.append(
-                _check("engine reachable", True, f"Docker {version.get('Version')} (API {version.get('ApiVersion')})")
-            )
-            checks.append(
-                _check("seccomp", any("seccomp" in s for s in security), ", ".join(security) or "none reported")
-            )
-            status = image_status(client)
-            report["image"] = status
-            checks.append(
-                _check(
-                    "image present",
-                    status["present"],
-                    f"{status['tag']} {status.get('id')}"
-                    if status["present"]
-                    else f"{status['tag']} missing: run `toolcrib image build --offline`",
-                )
-            )
-            if probe and status["present"]:
-                checks.extend(_probe_checks(client, status["tag"]))
-        except Exception as exc:  # noqa: BLE001 - a check reports, never raises
-            checks.append(_check("engine checks", False, _one_line(exc)))
+            own = connect(timeout=10)
+        except ImageBuildError as exc:
+            checks.append(_check("engine reachable", False, str(exc)))
+        else:
+            try:
+                _engine_checks(own, report, probe=probe)
+            finally:
+                own.close()  # connected here, so closed here: no socket left to the collector
     if restricted:
         restricted_checks, report["restricted"] = _restricted_checks()
         checks.extend(restricted_checks)

@@ -36,6 +36,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tarfile
@@ -257,15 +258,36 @@ def _closes_its_own_client(timeout: int) -> Callable[[Callable[_P, _R]], Callabl
     return wrap
 
 
+def check_engine_socket(timeout: float = 10.0) -> None:
+    """Raise OSError unless the engine's Unix socket (``DOCKER_HOST``, else
+    docker-py's default) accepts a connection; other hosts pass unchecked.
+
+    docker-py's Unix connection does not close its socket when the connect
+    fails, so asking it about a missing engine leaves a socket to the
+    collector (a ResourceWarning). Checked here first, on a socket closed
+    either way, docker-py is only asked once an engine listens."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        probe.connect(host.removeprefix("unix://"))
+
+
 def connect(timeout: int = 60) -> Any:
     """A docker-py client; raises `ImageBuildError` when no engine answers."""
     try:
         import docker
 
+        check_engine_socket(timeout)
         client = docker.from_env(timeout=timeout)
+    except Exception as exc:  # any failure means "no engine"
+        raise ImageBuildError(f"no Docker engine answers: {_one_line(exc)}") from exc
+    try:
         client.ping()
         return client
     except Exception as exc:  # any failure means "no engine"
+        client.close()  # its connection pool: nobody else will close it
         raise ImageBuildError(f"no Docker engine answers: {_one_line(exc)}") from exc
 
 

@@ -37,11 +37,15 @@ def docker_engine_available() -> bool:
         import docker
 
         client = docker.from_env(timeout=5)
+    except Exception:  # noqa: BLE001 - any failure means "no engine"
+        return False
+    try:
         client.ping()
-        client.close()
         return True
     except Exception:  # noqa: BLE001 - any failure means "no engine"
         return False
+    finally:
+        client.close()
 
 
 def require_docker() -> None:
@@ -76,6 +80,19 @@ def docker_image() -> str:
     from toolcrib.sandbox.image import build_image
 
     return build_image(offline=True)["tag"]
+
+
+@pytest.fixture
+def docker_client(docker_image: str) -> Iterator[Any]:
+    """A docker-py client of the test's own, closed when the test ends (its
+    connection pool would otherwise be left to the collector: a ResourceWarning)."""
+    from toolcrib.sandbox.image import connect
+
+    client = connect(timeout=60)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

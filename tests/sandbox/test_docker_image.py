@@ -9,6 +9,7 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -67,8 +68,8 @@ def test_build_is_cached_by_hash(docker_image: str) -> None:
 
 
 @pytest.mark.docker
-def test_image_runs_as_nobody_with_harness_command(docker_image: str) -> None:
-    client = image.connect()
+def test_image_runs_as_nobody_with_harness_command(docker_image: str, docker_client: Any) -> None:
+    client = docker_client
     info = image.find_image(client, docker_image)
     assert info is not None
     config = info["Config"]
@@ -126,8 +127,8 @@ def test_cli_without_engine_exits_6(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.docker
-def test_prune_removes_other_harness_tags_only(docker_image: str) -> None:
-    client = image.connect()
+def test_prune_removes_other_harness_tags_only(docker_image: str, docker_client: Any) -> None:
+    client = docker_client
     stale = f"{image.IMAGE_REPOSITORY}:0000000000000000"
     client.api.tag(docker_image, image.IMAGE_REPOSITORY, "0000000000000000")
     assert image.find_image(client, stale) is not None
@@ -201,10 +202,10 @@ def test_doctor_text_marks_missing_layers_and_a_backend_without_a_report() -> No
 
 @pytest.mark.network
 @pytest.mark.docker
-def test_prune_keeps_current_runtime_images_unless_asked(docker_image: str) -> None:
+def test_prune_keeps_current_runtime_images_unless_asked(docker_image: str, docker_client: Any) -> None:
     from toolcrib.sandbox import packages
 
-    client = image.connect()
+    client = docker_client
     lock = packages.resolve(["six"])  # small and pure Python: a quick runtime image
     tag = image.runtime_tag(lock, docker_image)
     image.build_runtime_image(lock, client, base=docker_image)

@@ -12,6 +12,7 @@ Real wheels from the package index this machine reaches (pip, through
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -139,9 +140,9 @@ def test_an_idle_lock_zygote_stops_by_itself(sympy_lock: Lock) -> None:
 
 
 @pytest.mark.docker
-def test_a_sympy_tool_is_verified_and_called_in_its_runtime_image(reg: Registry, docker_image: str) -> None:
-    import docker
-
+def test_a_sympy_tool_is_verified_and_called_in_its_runtime_image(
+    reg: Registry, docker_image: str, docker_client: Any
+) -> None:
     tool = reg.add(FACTOR, tests=FACTOR_TESTS, requires=["sympy"]).tool
     assert tool.lock is not None
     progress: list[str] = []
@@ -150,7 +151,7 @@ def test_a_sympy_tool_is_verified_and_called_in_its_runtime_image(reg: Registry,
     from toolcrib.sandbox.image import runtime_tag
 
     tag = runtime_tag(tool.lock, docker_image)
-    image = docker.from_env().images.get(tag)
+    image = docker_client.images.get(tag)
     # The evidence names the runtime image, not the plain sandbox image.
     assert verdict.image_digest == image.id
     assert image.labels["toolcrib.runtime.lock"] == tool.lock.digest()
@@ -165,7 +166,7 @@ def test_a_sympy_tool_is_verified_and_called_in_its_runtime_image(reg: Registry,
 
 @pytest.mark.docker
 def test_no_build_is_unavailable_with_the_command_then_the_command_builds_it(
-    tmp_path: Path, docker_image: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, docker_image: str, monkeypatch: pytest.MonkeyPatch, docker_client: Any
 ) -> None:
     import docker
     from toolcrib.sandbox import close_backends
@@ -186,7 +187,7 @@ def test_no_build_is_unavailable_with_the_command_then_the_command_builds_it(
     reg.close()
     assert tool.lock is not None
     tag = runtime_tag(tool.lock, docker_image)
-    client = docker.from_env()
+    client = docker_client
     try:
         client.images.remove(tag, force=True)
     except docker.errors.ImageNotFound:
@@ -212,8 +213,9 @@ def test_no_build_is_unavailable_with_the_command_then_the_command_builds_it(
 
 
 @pytest.mark.docker
-def test_the_runtime_images_container_settings_equal_the_plain_sandboxs(sympy_lock: Lock, docker_image: str) -> None:
-    import docker
+def test_the_runtime_images_container_settings_equal_the_plain_sandboxs(
+    sympy_lock: Lock, docker_image: str, docker_client: Any
+) -> None:
     from toolcrib.sandbox.docker import LABEL_BACKEND, DockerBackend
 
     backend = DockerBackend(pool_size=1)
@@ -221,7 +223,7 @@ def test_the_runtime_images_container_settings_equal_the_plain_sandboxs(sympy_lo
         tag, image_id = backend.prepare(sympy_lock)
         limits = Limits(memory=300, pids=20, disk=4)
         assert backend.warm(limits) and backend.warm(limits, image=tag)
-        api = docker.from_env().api
+        api = docker_client.api
         found = api.containers(all=True, filters={"label": f"{LABEL_BACKEND}={backend._owner}"})
         configs = {}
         for info in found:
