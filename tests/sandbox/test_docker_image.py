@@ -3,11 +3,14 @@ doctor and their CLI commands."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
 import shutil
 import tarfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +127,40 @@ def test_cli_without_engine_exits_6(monkeypatch: pytest.MonkeyPatch) -> None:
     assert doctor.exit_code == 6
     report = json.loads(doctor.stdout)
     assert report["ok"] is False and report["checks"][0]["name"] == "engine reachable"
+
+
+def _resource_warnings(action: Callable[[], object]) -> list[str]:
+    """The ResourceWarnings raised while `action` runs and its garbage is
+    collected (a socket nobody closed warns when the collector frees it)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        action()
+        gc.collect()
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_no_engine_leaves_no_socket_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-py leaks the socket of a failed Unix connect: asking it about a
+    missing engine must not be how toolcrib finds the engine missing."""
+    from toolcrib.sandbox.docker import DockerBackend
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+    def connect_fails() -> None:
+        with pytest.raises(image.ImageBuildError):
+            image.connect(timeout=5)
+
+    assert _resource_warnings(connect_fails) == []
+    assert _resource_warnings(lambda: doctor(probe=False, restricted=False)) == []
+    assert _resource_warnings(lambda: image.image_status()) == []
+
+    def backend_without_engine() -> None:
+        backend = DockerBackend(pool_size=0)
+        assert backend.unavailable_reason is not None and "no Docker engine answers" in backend.unavailable_reason
+        backend.close()
+        backend.close()  # twice is fine
+
+    assert _resource_warnings(backend_without_engine) == []
 
 
 @pytest.mark.docker
