@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..sandbox.backends import Backends, Injected
-from ..sandbox.contract import Cancel, Limits, Lock
+from ..sandbox.contract import Backend, Cancel, Limits, Lock
 from .adding import (
     add_details,
     already_imported,
@@ -501,6 +501,12 @@ class Registry:
             no_build=no_build,
             progress=progress,
         )
+
+    def backend(self, name: str = "restricted") -> Backend:
+        """The backend called `name` as this registry's calls get it (an
+        injected one first, then the table's shared one): how a door warms
+        the sandbox up without reaching past the registry into it."""
+        return start_backend(name, self._backends)
 
     def caller(self) -> Caller:
         """The running module (`registry/calls.py`) on this thread's

@@ -44,7 +44,7 @@ import secrets
 import socket
 import sys
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -67,7 +67,7 @@ from toolcrib.registry.admission import admit
 from toolcrib.registry.errors import InvalidInput, NotFound, PolicyRefused
 from toolcrib.registry.models import CallOutcome, ProvenanceInput, ToolVersion
 from toolcrib.registry.outcome import refusal
-from toolcrib.sandbox import get_backend
+from toolcrib.sandbox.backends import Injected
 from toolcrib.sandbox.contract import Cancel
 
 __all__ = [
@@ -249,12 +249,13 @@ def _refused(tool: str | None, err: ToolcribError) -> types.CallToolResult:
 class ToolServer:
     """The MCP server over one registry (serve it with `run_stdio` or `run_http`)."""
 
-    def __init__(self, options: ServeOptions) -> None:
+    def __init__(self, options: ServeOptions, *, backends: Mapping[str, Injected] | None = None) -> None:
         self.options = options
         # One Registry for every client and thread: each call runs under
         # `acting_as(client)`, so any number of client names costs nothing.
         # Opened up front so a wrong path fails before serving (NotFound, exit 3).
-        self.registry = Registry(options.registry, actor="mcp:serve", create=False)
+        # ``backends`` is the registry's injection seam (tests serve a FakeBackend).
+        self.registry = Registry(options.registry, actor="mcp:serve", create=False, backends=backends)
         # Client namespaces (`_owner`): stdio's one client, and the salt that
         # turns an HTTP session id into a namespace without storing it.
         self._stdio_owner = secrets.token_hex(_OWNER_HEX // 2)
@@ -538,7 +539,7 @@ class ToolServer:
     def warm_up(self) -> None:
         """Start the backend now so the first call does not pay for it (failures show on the first call)."""
         try:
-            get_backend(self.options.backend).start()
+            self.registry.backend(self.options.backend).start()
         except Exception:  # noqa: BLE001 - a call reports an unavailable sandbox itself
             pass
 
