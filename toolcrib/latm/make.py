@@ -41,7 +41,7 @@ from ..registry.admission import Admitted, admit
 from ..registry.cases import compare
 from ..registry.errors import InvalidInput, SandboxUnavailable, ToolcribError
 from ..registry.models import Comparator, TestCase
-from ..sandbox import Limits, Result
+from ..sandbox import Backend, Limits, Result
 from .answers import options, read_answer, with_epilogue
 from .evidence import copies_answer, defined_names, module_key, rebound_names, tool_module, without_definitions
 from .models import Model
@@ -128,6 +128,11 @@ class _Maker:
         if self.progress is not None:
             self.progress(stage, attempt, message)
 
+    def runner(self) -> Backend:
+        """The registry's backend (an injected one first, then the table's):
+        the runs of make's stages and its final verification share one seam."""
+        return self.reg.backend(self.backend)
+
     def stage(self, stage: Stage, prompt: str, check: Callable[[str], Any]) -> Any:
         """Ask, check the reply, send what went wrong back; up to 1 + retries attempts."""
         report = StageReport(stage=stage, attempts=0, passed=False)
@@ -168,7 +173,9 @@ class _Maker:
             raise _StageFailed(f"the code was not accepted: {exc.message}") from None
 
     def _run(self, source: str, snippet: str) -> Result:
-        result = run_snippet(source, self.entrypoint, snippet, limits=self.limits, backend=self.backend)
+        result = run_snippet(
+            source, self.entrypoint, snippet, limits=self.limits, backend=self.backend, runner=self.runner()
+        )
         if result.status != "ok":
             raise _StageFailed(describe_failure(result))
         return result
@@ -224,7 +231,13 @@ class _Maker:
         its calls return an object every use of which raises. Code that still
         succeeds, or still answers right, never needed what the tool returned."""
         return run_snippet(
-            source, self.entrypoint, snippet, limits=self.limits, backend=self.backend, stub_entrypoint=True
+            source,
+            self.entrypoint,
+            snippet,
+            limits=self.limits,
+            backend=self.backend,
+            stub_entrypoint=True,
+            runner=self.runner(),
         )
 
     def _copies(self, snippet: str, names: list[str], example: Example) -> bool:
@@ -288,7 +301,9 @@ class _Maker:
                 comparator=self.comparator,
             )
             # Against the verified module: that text, and nothing re-derived, is what is stored.
-            result = run_snippet(self.source, self.entrypoint, snippet, limits=self.limits, backend=self.backend)
+            result = run_snippet(
+                self.source, self.entrypoint, snippet, limits=self.limits, backend=self.backend, runner=self.runner()
+            )
             if result.status != "ok":
                 raise _StageFailed(f"use case {number} failed: {describe_failure(result)}")
             self._check_case(number, case.solution, example)

@@ -4,7 +4,7 @@ what went wrong in one paragraph the model can act on."""
 from __future__ import annotations
 
 from ..registry.errors import SandboxUnavailable
-from ..sandbox import Job, Limits, Result, get_backend
+from ..sandbox import Backend, Job, Limits, Result, get_backend
 
 __all__ = ["describe_failure", "run_snippet"]
 
@@ -19,14 +19,18 @@ def run_snippet(
     limits: Limits | None = None,
     backend: str = "restricted",
     stub_entrypoint: bool = False,
+    runner: Backend | None = None,
 ) -> Result:
     """Run `snippet` after `source` in a fresh sandbox (snippet mode); with
     `stub_entrypoint`, calls of the entrypoint return an opaque object
-    instead of running the tool (contract.Job)."""
-    try:
-        runner = get_backend(backend)
-    except Exception as exc:  # noqa: BLE001 - any start-up failure means "cannot run"
-        raise SandboxUnavailable(f"the {backend} backend could not start: {exc}") from None
+    instead of running the tool (contract.Job). `runner` is the backend to
+    use (`make` passes its registry's, so an injected one serves make's runs
+    and its verification alike); by default, the table's shared `backend`."""
+    if runner is None:
+        try:
+            runner = get_backend(backend)
+        except Exception as exc:  # noqa: BLE001 - any start-up failure means "cannot run"
+            raise SandboxUnavailable(f"the {backend} backend could not start: {exc}") from None
     # The backend's own default for code that declared nothing (the restricted
     # policy where it is a layer of the boundary, plain inside a container).
     job = Job(
