@@ -249,6 +249,7 @@ def test_browsing_is_read_only_and_on_loopback(registry: Path, server: Server) -
         query = urllib.parse.urlencode({"sql": sql, "_shape": "array"})
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get_json(f"{server.url}.json?{query}")
+        refused.value.close()  # an HTTPError holds the response and its socket until closed
         assert refused.value.code == 400
     rows = _get_json(f"{server.url}/calls_per_tool.json?_shape=array")
     assert isinstance(rows, list) and len(rows) == 2
