@@ -20,13 +20,13 @@ from .admission import admit, check_name, find_missing, refuse_missing
 from .bundle import BundleEntry
 from .calls import policy_name
 from .cases import parse_tests
-from .errors import BundleError, ConflictError, InvalidInput
+from .errors import ArgumentsError, BundleError, ConflictError, InvalidInput, TestsFormatError
 from .models import Bump, Prelude, ProvenanceInput, Signature, TestCase, ToolVersion
 from .preludes import prelude_text
 from .provenance import build_provenance
 from .pyast import function_body
 from .records import tool_of
-from .signature import bump_kind, derive_signature
+from .signature import bump_kind, derive_signature, validate_arguments
 from .store import utc_now
 from .store_versions import VersionRow
 from .versions import DEFAULT_POLICY, content_sha256, next_version, parse_version, sha256_text
@@ -70,6 +70,21 @@ class Draft:
     notes: list[str]
 
 
+def _check_case_arguments(source: str, entrypoint: str, cases: builtins.list[TestCase]) -> None:
+    """Each case's arguments fit the signature, or the add is refused naming
+    the case and the field (a case that cannot be called would only fail at
+    verify, after the version is stored)."""
+    for index, case in enumerate(cases, start=1):
+        if case.args is None:
+            continue
+        try:
+            validate_arguments(source, entrypoint, case.args)
+        except ArgumentsError as exc:
+            label = f"case {index}" + (f" (name {case.name!r})" if case.name else "")
+            detail = "; ".join(f"{name}: {why}" for name, why in exc.fields.items()) or exc.message
+            raise TestsFormatError(f"{label}: 'args' do not fit the signature of {entrypoint}: {detail}") from None
+
+
 def draft(
     source: str,
     *,
@@ -99,6 +114,7 @@ def draft(
     signature = derive_signature(admitted.source, admitted.entrypoint)
     raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
     cases = parse_tests(raw_tests)
+    _check_case_arguments(admitted.source, admitted.entrypoint, cases)
     wanted = str(parse_version(version)) if version is not None else None
     wants = [] if requires is None else ([requires] if isinstance(requires, str) else list(requires))
     if prelude_name is not None:

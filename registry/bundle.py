@@ -142,6 +142,12 @@ def _check_signature(entry: BundleEntry, label: str) -> None:
     `show` and `serve` advertise and what `call` validates against, so a
     doctored one would promise a contract the tool does not have."""
     derived = derive_signature(entry.source, entry.entrypoint)
+    if (entry.signature.input_schema, entry.signature.output_schema) != (derived.input_schema, derived.output_schema):
+        # A bundle written before docstring types were read holds that older
+        # (equally honest) derivation; it is still the one its source gives.
+        legacy = derive_signature(entry.source, entry.entrypoint, legacy_docstrings=True)
+        if (entry.signature.input_schema, entry.signature.output_schema) == (legacy.input_schema, legacy.output_schema):
+            return
     for part in ("input_schema", "output_schema"):
         stored_part, derived_part = getattr(entry.signature, part), getattr(derived, part)
         if stored_part != derived_part:

@@ -57,7 +57,7 @@ def version_of_row(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
         sha256=sha256,
         entrypoint=entrypoint,
         source=source,
-        signature=Signature.model_validate(json.loads(signature)),
+        signature=_in_declared_order(Signature.model_validate(json.loads(signature)), source, entrypoint),
         tests=[TestCase.model_validate(t) for t in json.loads(tests)],
         limits=Limits.from_json(json.loads(limits)) if limits else None,
         policy=policy,
@@ -81,6 +81,19 @@ def version_of_row(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
     )
 
 
+def _in_declared_order(signature: Signature, source: str, entrypoint: str) -> Signature:
+    """A stored signature with its parameters in declaration order. Versions
+    stored before the order was kept have theirs sorted by name: then (and
+    only then: a new version's order is kept as stored) the order is read
+    again from the source's AST."""
+    props = signature.input_schema.get("properties")
+    if not isinstance(props, dict) or len(props) < 2 or list(props) != sorted(props):
+        return signature
+    from .signature import declared_order  # pydantic is loaded already (Signature)
+
+    return signature.model_copy(update={"input_schema": declared_order(signature.input_schema, source, entrypoint)})
+
+
 def version_record(tool: ToolVersion) -> dict[str, Any]:
     prov = tool.provenance
     return {
@@ -89,7 +102,11 @@ def version_record(tool: ToolVersion) -> dict[str, Any]:
         "sha256": tool.sha256,
         "entrypoint": tool.entrypoint,
         "source": tool.source,
-        "signature": canonical_json(tool.signature.model_dump(mode="json")),
+        # Not canonical_json: the parameters keep their declaration order
+        # (presentation; the content hash is over the sorted form).
+        "signature": json.dumps(
+            tool.signature.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ),
         "tests": canonical_json([t.model_dump(mode="json") for t in tool.tests]),
         "limits": canonical_json(tool.limits.to_json()) if tool.limits else None,
         "policy": tool.policy,

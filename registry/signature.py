@@ -39,6 +39,7 @@ from pydantic import (
     create_model,
 )
 
+from .docstrings import annotation_text, parse_docstring
 from .errors import AdmissionError, ArgumentsError
 from .models import Signature
 from .pyast import imported_names
@@ -46,7 +47,19 @@ from .pyast import imported_names
 # Re-exported: they live where a call can import them without pydantic.
 from .schema_check import FORM_KEY, arg_forms, json_arguments, validate_stored_arguments
 
-__all__ = ["FORM_KEY", "arg_forms", "bump_kind", "derive_signature", "validate_arguments", "validate_stored_arguments"]
+__all__ = [
+    "DOCSTRING_KEY",
+    "FORM_KEY",
+    "arg_forms",
+    "bump_kind",
+    "declared_order",
+    "derive_signature",
+    "validate_arguments",
+    "validate_stored_arguments",
+]
+
+# The mark on a parameter whose type was read from the docstring (it had no annotation).
+DOCSTRING_KEY = "x-toolcrib-from-docstring"
 
 _MAX_ANNOTATION_DEPTH = 12
 _CACHE_SIZE = 256
@@ -489,7 +502,7 @@ class _Compiled:
     function: str
 
 
-_cache: OrderedDict[tuple[str, str], _Compiled] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, bool], _Compiled] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -544,7 +557,27 @@ def _accepts_none(tp: Any) -> bool:
     return True
 
 
-def _compile(source: str, entrypoint: str) -> _Compiled:
+def _docstring_type(reader: _TypeReader, written: str | None) -> Any:
+    """The type a docstring wrote for an unannotated parameter, or None when
+    it wrote none the reader knows (an unknown name is no evidence)."""
+    text = annotation_text(written)
+    if text is None:
+        return None
+    try:
+        node = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    notes, reader.notes = reader.notes, []
+    try:
+        tp = reader.read(node)
+    except AdmissionError:
+        tp = None
+    unknown = any("is not checked" in note for note in reader.notes)
+    reader.notes = notes
+    return None if unknown or tp is Any or tp is None else tp
+
+
+def _compile(source: str, entrypoint: str, legacy_docstrings: bool = False) -> _Compiled:
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
@@ -566,6 +599,12 @@ def _compile(source: str, entrypoint: str) -> _Compiled:
         )
     doc = ast.get_docstring(fn, clean=True)
     param_docs, returns_doc = _parse_docstring(doc)
+    doc_types: dict[str, str | None] = {}
+    if not legacy_docstrings:
+        # Google, CRAFT-style, numpydoc and reST: descriptions, and the types written there.
+        read = parse_docstring(doc)
+        param_docs = {**param_docs, **{n: p.description for n, p in read.params.items() if p.description}}
+        doc_types = {n: p.type for n, p in read.params.items()}
     reader = _TypeReader(tree)
     defaults: list[ast.expr | None] = [None] * (len(spec.args) - len(spec.defaults)) + list(spec.defaults)
     params = list(zip(spec.args, defaults)) + list(zip(spec.kwonlyargs, spec.kw_defaults))
@@ -575,12 +614,19 @@ def _compile(source: str, entrypoint: str) -> _Compiled:
     for index, (arg, default) in enumerate(params):
         names.append(arg.arg)
         reader.notes = []
+        from_doc = False
         if arg.annotation is None:
             untyped.append(arg.arg)
             tp: Any = Any
+            if arg.arg in doc_types:
+                found = _docstring_type(reader, doc_types[arg.arg])
+                if found is not None:
+                    tp, from_doc = found, True
         else:
             tp = reader.read(arg.annotation)
         kwargs: dict[str, Any] = {"alias": arg.arg, "title": arg.arg.replace("_", " ").strip().title() or arg.arg}
+        if from_doc:
+            kwargs["json_schema_extra"] = {DOCSTRING_KEY: True}
         if default is not None:
             try:
                 ok, value = _json_default(ast.literal_eval(default))
@@ -630,9 +676,15 @@ def _compile(source: str, entrypoint: str) -> _Compiled:
         description = " ".join(filter(None, [returns_doc, *dict.fromkeys(reader.notes)]))
         if description:
             output_schema["description"] = description
-    # A JSON round trip makes the schema plain data (no tuples) and fixes key order.
+    # A JSON round trip makes the schema plain data (no tuples) and fixes key
+    # order; the parameters then go back in the order the maker declared them
+    # (presentation only: the content hash is over canonical, sorted JSON).
+    plain_input = json.loads(json.dumps(input_schema, sort_keys=True))
+    props = plain_input.get("properties")
+    if isinstance(props, dict):
+        plain_input["properties"] = {n: props[n] for n in names if n in props}
     signature = Signature(
-        input_schema=json.loads(json.dumps(input_schema, sort_keys=True)),
+        input_schema=plain_input,
         output_schema=json.loads(json.dumps(output_schema, sort_keys=True)) if output_schema is not None else None,
         untyped=untyped,
         description=doc,
@@ -644,14 +696,14 @@ def _missing() -> None:
     return None
 
 
-def _compiled(source: str, entrypoint: str) -> _Compiled:
-    key = (hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest(), entrypoint)
+def _compiled(source: str, entrypoint: str, legacy_docstrings: bool = False) -> _Compiled:
+    key = (hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest(), entrypoint, legacy_docstrings)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    compiled = _compile(source, entrypoint)
+    compiled = _compile(source, entrypoint, legacy_docstrings)
     with _cache_lock:
         _cache[key] = compiled
         while len(_cache) > _CACHE_SIZE:
@@ -659,17 +711,37 @@ def _compiled(source: str, entrypoint: str) -> _Compiled:
     return compiled
 
 
-def derive_signature(source: str, entrypoint: str) -> Signature:
-    """The entrypoint's input (and, if annotated, output) JSON Schema.
+def derive_signature(source: str, entrypoint: str, *, legacy_docstrings: bool = False) -> Signature:
+    """The entrypoint's input (and, if annotated, output) JSON Schema, its
+    parameters in declaration order.
 
     Raises AdmissionError when the entrypoint is missing, not a plain def, or
     takes ``*args`` or positional-only parameters (tools are called with
     named JSON arguments). Same source and entrypoint give the same schema.
+    ``legacy_docstrings``: the schema as toolcrib derived it before docstring
+    types and the CRAFT/numpydoc/reST readings (what older bundles hold).
     """
     try:
-        return _compiled(source, entrypoint).signature.model_copy(deep=True)
+        return _compiled(source, entrypoint, legacy_docstrings).signature.model_copy(deep=True)
     except (RecursionError, MemoryError):
         raise AdmissionError("the entrypoint's annotations are nested too deeply") from None
+
+
+def declared_order(input_schema: dict[str, Any], source: str, entrypoint: str) -> dict[str, Any]:
+    """`input_schema` (a stored one, perhaps written with sorted keys) with
+    its properties in the entrypoint's declaration order, read from the
+    source's AST (no types are read). Unchanged if the source cannot be read."""
+    props = input_schema.get("properties")
+    if not isinstance(props, dict):
+        return input_schema
+    try:
+        fn = _find_function(ast.parse(source), entrypoint)
+    except (AdmissionError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return input_schema
+    names = [a.arg for a in [*fn.args.args, *fn.args.kwonlyargs]]
+    ordered = {n: props[n] for n in names if n in props}
+    ordered.update({n: v for n, v in props.items() if n not in ordered})
+    return {**input_schema, "properties": ordered}
 
 
 # -- validating calls --------------------------------------------------------------

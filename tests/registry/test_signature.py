@@ -65,7 +65,7 @@ def test_input_schema_of_a_documented_function():
     assert schema["description"] == "Sort words alphabetically."
     assert schema["additionalProperties"] is False
     assert schema["required"] == ["words"]
-    assert list(schema["properties"]) == sorted(schema["properties"])  # sorted keys: stable JSON
+    assert list(schema["properties"]) == ["words", "reverse", "limit"]  # declaration order (issue 17)
     words = schema["properties"]["words"]
     assert words["type"] == "array" and words["items"] == {"type": "string"}
     assert words["description"] == "the words to sort, one string each."
@@ -285,7 +285,7 @@ def test_no_docstring_means_no_description():
 def test_parameter_names_that_clash_with_pydantic_are_kept():
     source = "def f(model_config: int, json: str, _private: bool, schema=None):\n    return 1\n"
     schema = derive_signature(source, "f").input_schema
-    assert list(schema["properties"]) == ["_private", "json", "model_config", "schema"]
+    assert list(schema["properties"]) == ["model_config", "json", "_private", "schema"]
     args = {"model_config": 1, "json": "x", "_private": True}
     assert validate_arguments(source, "f", args) == args
     with pytest.raises(ArgumentsError) as info:

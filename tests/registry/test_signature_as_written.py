@@ -1,0 +1,184 @@
+"""Signatures keep what the maker wrote (issue 17): parameters in declaration
+order everywhere (the content hash unchanged), types and descriptions read
+from Google, CRAFT-style, numpydoc and reST docstrings for unannotated
+parameters (flagged), and test cases checked against the signature at add."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from toolcrib.registry.errors import TestsFormatError
+from toolcrib.registry.signature import DOCSTRING_KEY, derive_signature
+from toolcrib.registry.versions import content_sha256
+
+from toolcrib import Registry
+
+ORDERED = '''\
+def f(zeta: int, alpha: str = "a", *, mid: float = 1.0) -> int:
+    """Do f.
+
+    Args:
+        zeta: the z
+        alpha: the a
+        mid: the m
+    """
+    return zeta
+'''
+
+STYLES = {
+    "google": '''\
+def total(prices, tax=0.0):
+    """Add up prices with tax.
+
+    Args:
+        prices (list of float): the prices
+        tax (float, optional): the tax rate
+    """
+    return sum(prices) * (1 + tax)
+''',
+    "craft": '''\
+def total(prices, tax=0.0):
+    """
+    Add up prices with tax.
+
+    Parameters:
+    prices (list of float): the prices
+    tax (float): the tax rate
+
+    Returns:
+    float: the total
+    """
+    return sum(prices) * (1 + tax)
+''',
+    "numpydoc": '''\
+def total(prices, tax=0.0):
+    """Add up prices with tax.
+
+    Parameters
+    ----------
+    prices : list of float
+        the prices
+    tax : float, optional
+        the tax rate
+    """
+    return sum(prices) * (1 + tax)
+''',
+    "rest": '''\
+def total(prices, tax=0.0):
+    """Add up prices with tax.
+
+    :param prices: the prices
+    :type prices: list of float
+    :param float tax: the tax rate
+    """
+    return sum(prices) * (1 + tax)
+''',
+}
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_docstring_types_and_descriptions_for_unannotated_parameters(style: str) -> None:
+    sig = derive_signature(STYLES[style], "total")
+    props = sig.input_schema["properties"]
+    assert props["prices"]["type"] == "array" and props["prices"]["items"] == {"type": "number"}
+    assert props["tax"]["type"] == "number"
+    assert props["prices"]["description"] == "the prices" and props["tax"]["description"] == "the tax rate"
+    # Flagged: the type is the docstring's word, not an annotation's.
+    assert props["prices"][DOCSTRING_KEY] is True and props["tax"][DOCSTRING_KEY] is True
+    assert sig.untyped == ["prices", "tax"]
+    # The legacy derivation (what older bundles hold) read no types.
+    legacy = derive_signature(STYLES[style], "total", legacy_docstrings=True).input_schema["properties"]
+    assert "type" not in legacy["prices"] and DOCSTRING_KEY not in legacy["prices"]
+
+
+def test_an_annotation_wins_and_an_unknown_docstring_type_is_no_evidence() -> None:
+    source = '''\
+def f(a: int, b, c):
+    """F.
+
+    Args:
+        a (str): annotated as int
+        b (ImagePatch): a class the reader does not know
+        c (int or None): either
+    """
+    return a
+'''
+    props = derive_signature(source, "f").input_schema["properties"]
+    assert props["a"]["type"] == "integer" and DOCSTRING_KEY not in props["a"]
+    assert "type" not in props["b"] and DOCSTRING_KEY not in props["b"]
+    assert props["c"]["anyOf"] == [{"type": "integer"}, {"type": "null"}] and props["c"][DOCSTRING_KEY] is True
+
+
+def test_a_docstring_type_is_held_at_call(reg: Registry) -> None:
+    reg.add(STYLES["craft"], tests=[{"args": {"prices": [1, 2]}, "expected": 3}])
+    reg.verify("total")
+    assert reg.call("total", {"prices": [1.5, 2]}).result == 3.5
+    from toolcrib.registry.errors import ArgumentsError
+
+    with pytest.raises(ArgumentsError, match="prices"):
+        reg.call("total", {"prices": "1,2"})
+
+
+def test_declaration_order_in_the_schema_and_the_stored_version(reg: Registry) -> None:
+    sig = derive_signature(ORDERED, "f")
+    assert list(sig.input_schema["properties"]) == ["zeta", "alpha", "mid"]
+    # The hash is the one the sorted form always had: order is presentation.
+    sorted_sig = sig.model_copy(
+        update={
+            "input_schema": {**sig.input_schema, "properties": dict(sorted(sig.input_schema["properties"].items()))}
+        }
+    )
+    assert content_sha256(ORDERED, "f", sig, []) == content_sha256(ORDERED, "f", sorted_sig, [])
+    added = reg.add(ORDERED)
+    assert list(reg.get("f").signature.input_schema["properties"]) == ["zeta", "alpha", "mid"]
+    assert reg.get("f").sha256 == added.tool.sha256
+    assert reg.add(ORDERED).created is False  # the same content: the same version
+
+
+def test_a_version_stored_sorted_reads_in_declaration_order(reg: Registry, registry_path: Path) -> None:
+    reg.add(ORDERED)
+    reg.close()
+    # A version stored before the order was kept: its signature text sorted by key.
+    conn = sqlite3.connect(registry_path)
+    (text,) = conn.execute("SELECT signature FROM versions").fetchone()
+    conn.execute("UPDATE versions SET signature = ? WHERE 1", [json.dumps(json.loads(text), sort_keys=True)])
+    conn.commit()
+    conn.close()
+    with Registry(registry_path) as again:
+        assert list(again.get("f").signature.input_schema["properties"]) == ["zeta", "alpha", "mid"]
+
+
+def test_show_lists_parameters_in_declaration_order(tc) -> None:
+    result = tc("add", "-", input=ORDERED)
+    assert result.exit_code == 0, result.output
+    shown = tc("show", "f", "--json")
+    props = json.loads(shown.stdout)["signature"]["input_schema"]["properties"]
+    assert list(props) == ["zeta", "alpha", "mid"]
+    text = tc("show", "f").stdout
+    assert text.index("zeta") < text.index("alpha") < text.index("mid")
+
+
+def test_test_cases_are_checked_against_the_signature_at_add(reg: Registry) -> None:
+    with pytest.raises(TestsFormatError) as caught:
+        reg.add(
+            ORDERED, tests=[{"args": {"zeta": 1}, "expected": 1}, {"name": "bad", "args": {"zeta": "x"}, "expected": 1}]
+        )
+    message = str(caught.value)
+    assert "case 2 (name 'bad')" in message and "zeta" in message and "\n" not in message
+    with pytest.raises(TestsFormatError, match=r"case 1: .*omega: unexpected argument"):
+        reg.add(ORDERED, tests=[{"args": {"zeta": 1, "omega": 2}, "expected": 1}])
+    assert reg.list() == []  # nothing half-written
+
+
+def test_a_mismatched_case_is_refused_by_the_cli_with_exit_2(tc, tmp_path: Path) -> None:
+    tool = tmp_path / "f.py"
+    tool.write_text(ORDERED)
+    cases = tmp_path / "f.tests.json"
+    cases.write_text(json.dumps([{"args": {"zeta": "one"}, "expected": 1}]))
+    result = tc("add", str(tool), "--tests", str(cases))
+    assert result.exit_code == 2
+    assert "case 1" in result.stderr and "zeta" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
