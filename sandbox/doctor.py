@@ -210,31 +210,85 @@ def _engine_checks(client: Any, report: dict[str, Any], *, probe: bool) -> None:
         checks.append(_check("engine checks", False, _one_line(exc)))
 
 
-def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = True) -> dict[str, Any]:
-    """Health report: engine, image, and the container limits really applied.
-
-    ``{"ok": bool, "checks": [{"name", "ok", "detail"}...], "engine": {...},
-    "image": {...}, "restricted": {"layers": [{"layer", "in_force",
-    "required", "detail"}...], "weak_allowed": bool, ...}}``. `probe` runs one
-    tiny locked-down container to read back the limits from inside; never
-    raises.
-    """
-    checks: list[dict[str, Any]] = []
-    report: dict[str, Any] = {"checks": checks}
+def _docker_section(client: Any | None, probe: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The Docker backend: the engine's report, the image and (with `probe`)
+    the limits read back inside a container. Its facts go at the report's
+    top level (``engine``, ``image``), as they always have."""
+    report: dict[str, Any] = {"checks": []}
     if client is not None:
         _engine_checks(client, report, probe=probe)  # the caller's client stays open
     else:
         try:
             own = connect(timeout=10)
         except ImageBuildError as exc:
-            checks.append(_check("engine reachable", False, str(exc)))
+            report["checks"].append(_check("engine reachable", False, str(exc)))
         else:
             try:
                 _engine_checks(own, report, probe=probe)
             finally:
                 own.close()  # connected here, so closed here: no socket left to the collector
-    if restricted:
-        restricted_checks, report["restricted"] = _restricted_checks()
-        checks.extend(restricted_checks)
+    checks = report.pop("checks")
+    return checks, report
+
+
+def _generic_section(name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Any other backend of the table, through the `contract.Backend`
+    promise alone: its `health()` and one trivial call. A new backend shows
+    in `doctor` without a line here; a section of its own (in `SECTIONS`)
+    can say more."""
+    section: dict[str, Any] = {}
+    try:
+        from . import get_backend
+        from .contract import Job
+
+        backend = get_backend(name)
+        info = backend.health()
+        section.update(info)
+        if not info.get("available"):
+            return [_check(f"{name} backend", False, str(info.get("error") or "unavailable"))], {name: section}
+        result = backend.run(Job(source="def f():\n    return 42\n", entrypoint="f"))
+    except Exception as exc:  # noqa: BLE001 - a check reports, never raises
+        return [_check(f"{name} backend", False, _one_line(exc))], {name: section}
+    section["layers"] = _layers(info)
+    section["call_layers"] = list(result.layers)
+    why = f" ({result.error.message})" if result.error is not None else ""
+    detail = f"trivial call: {result.status}{why}; layers reported: {', '.join(result.layers) or 'none'}"
+    return [_check(f"{name} backend", result.status == "ok" and result.result == 42, detail)], {name: section}
+
+
+def _sections(client: Any | None, probe: bool, restricted: bool) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """One section per backend of the table (`backends.FACTORIES`: a
+    registered one too), Docker first: the backends with checks of their own,
+    then every other one through `_generic_section`."""
+    from .backends import FACTORIES
+
+    sections = []
+    for name in sorted(FACTORIES, key=lambda n: (n != "docker", n != "restricted", n)):
+        if name == "docker":
+            sections.append(_docker_section(client, probe))
+        elif name == "restricted":
+            if restricted:
+                checks, section = _restricted_checks()
+                sections.append((checks, {"restricted": section}))
+        else:
+            sections.append(_generic_section(name))
+    return sections
+
+
+def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = True) -> dict[str, Any]:
+    """Health report: a section per backend of the table.
+
+    ``{"ok": bool, "checks": [{"name", "ok", "detail"}...], "engine": {...},
+    "image": {...}, "restricted": {"layers": [{"layer", "in_force",
+    "required", "detail"}...], "weak_allowed": bool, ...}, <other backend>:
+    {...}}``. `probe` runs one tiny locked-down container to read back the
+    limits from inside; ``restricted=False`` leaves out the restricted
+    backend (it starts a zygote); never raises.
+    """
+    checks: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"checks": checks}
+    for section_checks, facts in _sections(client, probe, restricted):
+        checks.extend(section_checks)
+        report.update(facts)
     report["ok"] = all(c["ok"] for c in checks)
     return report

@@ -223,3 +223,24 @@ def test_an_unknown_backend_is_reported_after_the_arguments_as_before(reg: Regis
     bad_args, unknown = (e.details for e in reg.audit(event="call"))
     assert bad_args["status"] == "invalid" and bad_args["fields"]
     assert unknown["status"] == "invalid" and "fields" not in unknown and "unknown backend" in unknown["reason"]
+
+
+def test_doctor_checks_a_new_backend_through_the_protocol_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend added to the table shows in `doctor` with no line of its
+    own there: its `health()` and one trivial call; a broken one fails the
+    report. (No engine: the Docker section fails quickly and apart.)"""
+    from toolcrib.sandbox.doctor import doctor
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    good = FakeBackend(name="echo", environment={"node": "n1"})
+    gone = FakeBackend(lambda job: Result(status="unavailable", backend="gone", error=ErrorInfo("Down", "no node")))
+    gone.health = lambda: {"backend": "gone", "available": True}  # type: ignore[method-assign]
+    with backends.registered("echo", good), backends.registered("gone", gone):
+        report = doctor(probe=False, restricted=False)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["echo backend"]["ok"] is True and "trivial call: ok" in checks["echo backend"]["detail"]
+    assert report["echo"]["available"] is True and report["echo"]["backend"] == "echo"
+    assert [job.entrypoint for job in good.jobs] == ["f"]
+    assert checks["gone backend"]["ok"] is False and "unavailable (no node)" in checks["gone backend"]["detail"]
+    assert report["checks"][0]["name"] == "engine reachable"  # Docker's section first, as before
+    assert report["ok"] is False
