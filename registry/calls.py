@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..sandbox.backends import Backends
+from ..sandbox.backends import ExtraMissing as BackendExtraMissing
 from ..sandbox.contract import (
     LIMIT_NAMES,
     Backend,
@@ -36,7 +37,7 @@ from ..sandbox.contract import (
     Result,
 )
 from .audit import CAP_BYTES, append_row, cap_value
-from .errors import ArgumentsError, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
+from .errors import ArgumentsError, ExtraMissing, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
 from .outcome import CallOutcome
 from .schema_check import arg_forms, validate_stored_arguments
@@ -295,6 +296,8 @@ def start_backend(name: str, backends: Backends | None = None) -> Backend:
         return (backends or _DEFAULT_BACKENDS).get(name)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+    except BackendExtraMissing as exc:  # its optional part is not installed: exit 7, naming the pip command
+        raise ExtraMissing(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any start-up failure means "cannot run"
         raise SandboxUnavailable(f"the {name} backend could not start: {exc}") from None
 

@@ -17,7 +17,7 @@ from .errors import ArgumentsError
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError as JsonSchemaError
 
-__all__ = ["FORM_KEY", "arg_forms", "json_arguments", "validate_stored_arguments"]
+__all__ = ["FORM_KEY", "arg_forms", "drop_default_nulls", "json_arguments", "validate_stored_arguments"]
 
 # The mark a derived input schema carries on a DataFrame or ndarray parameter.
 FORM_KEY = "x-toolcrib-form"
@@ -42,6 +42,43 @@ def arg_forms(input_schema: dict[str, Any]) -> dict[str, Literal["dataframe", "n
                 forms[name] = form
                 break
     return forms
+
+
+def _takes_null(prop: Any) -> bool:
+    """Whether a stored property schema admits JSON null (no type: any value)."""
+    if not isinstance(prop, dict):
+        return prop is True
+    if "const" in prop:
+        return prop["const"] is None
+    if "enum" in prop:
+        return isinstance(prop["enum"], list) and None in prop["enum"]
+    branches = prop.get("anyOf") or prop.get("oneOf")
+    if isinstance(branches, list):
+        return any(_takes_null(b) for b in branches)
+    if "type" in prop:
+        kind = prop["type"]
+        return kind == "null" or (isinstance(kind, list) and "null" in kind)
+    return "$ref" not in prop and "allOf" not in prop
+
+
+def drop_default_nulls(input_schema: dict[str, Any], args: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`args` without the nulls given for optional parameters whose type
+    takes no null, and their names: such a null means "the tool's default"
+    (how OpenAI's strict mode says "not given": every parameter is sent,
+    optional ones nullable; docs/formats.md). A null the parameter's own
+    type admits is the caller's value and stays."""
+    properties = input_schema.get("properties")
+    if not isinstance(properties, dict) or not any(v is None for v in args.values()):
+        return args, []
+    required = set(input_schema.get("required") or [])
+    dropped = [
+        name
+        for name, value in args.items()
+        if value is None and name in properties and name not in required and not _takes_null(properties[name])
+    ]
+    if not dropped:
+        return args, []
+    return {k: v for k, v in args.items() if k not in dropped}, dropped
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -38,6 +38,7 @@ __all__ = [
     "FACTORIES",
     "BackendFactory",
     "Backends",
+    "ExtraMissing",
     "Injected",
     "close_shared",
     "register",
@@ -47,6 +48,13 @@ __all__ = [
 ]
 
 BackendFactory = Callable[..., "Backend"]
+
+
+class ExtraMissing(RuntimeError):
+    """A backend's optional part is not installed (``ray``, ``wasmtime``):
+    raised by its factory or its `start`, with the pip command in the
+    message; the registry turns it into its `ExtraMissing` (exit 7)."""
+
 # What a registry may be given per name: a backend, or a factory of one.
 Injected = Union["Backend", BackendFactory]
 

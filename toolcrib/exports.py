@@ -13,16 +13,22 @@ documented ones; tests/doors/test_exports.py checks each):
 - ``openai`` (Chat Completions ``tools``):
   ``{"type": "function", "function": {"name", "description", "parameters", "strict"}}``
 - ``openai-responses`` (Responses API ``tools``):
-  ``{"type": "function", "name", "description", "parameters", "strict"}``
-- ``anthropic`` (Messages API ``tools``): ``{"name", "description", "input_schema"}``
+  ``{"type": "function", "name", "description", "parameters", "strict", "output_schema"?}``
+- ``anthropic`` (Messages API ``tools``):
+  ``{"name", "description", "input_schema", "input_examples"?, "strict"}``
 - ``mcp`` (a Model Context Protocol ``Tool``):
   ``{"name", "title", "description", "inputSchema", "outputSchema", "annotations"}``
 
 Names must match ``^[a-zA-Z0-9_-]{1,64}$`` everywhere; toolcrib names already
 do, and two versions of one tool exported together get their version as a
-suffix. OpenAI strict mode is on only where the schema can honour it (every
-property required, no open-ended objects, only supported keywords); a warning
-says why where it is off. MCP's ``outputSchema`` must describe an object, so
+suffix. Strict mode (OpenAI's and Anthropic's) is on only where the schema
+meets that provider's documented rules (toolcrib/provider_schemas.py); a
+warning says why where it is off. For OpenAI an optional parameter is sent
+required and nullable, and a null for it means "the tool's default" (the
+registry drops it before the call). Descriptions are the docstring without
+its parameter section (each parameter's schema has its own description);
+Anthropic's ``input_examples`` are the version's own test arguments.
+MCP's ``outputSchema`` must describe an object, so
 it is the tool's return value under ``"result"``: what ``toolcrib serve``
 advertises and returns as ``structuredContent``.
 """
@@ -31,10 +37,22 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from toolcrib.provider_schemas import (
+    ANTHROPIC_MAX_OPTIONAL,
+    ANTHROPIC_MAX_STRICT_TOOLS,
+    ANTHROPIC_MAX_UNIONS,
+    anthropic_budget,
+    anthropic_strict,
+    openai_strict,
+    provider_schema,
+)
+from toolcrib.registry.docstrings import without_parameter_sections
 
 if TYPE_CHECKING:  # only annotations: importing this module (the CLI does) loads no pydantic
     from toolcrib.registry.models import ToolVersion
@@ -53,36 +71,8 @@ __all__ = [
 ]
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-
-# The JSON Schema keywords OpenAI's strict mode (Structured Outputs) accepts;
-# anything else in a schema turns strict mode off for that tool.
-_STRICT_KEYWORDS = frozenset(
-    {
-        "type",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "enum",
-        "const",
-        "anyOf",
-        "$ref",
-        "$defs",
-        "definitions",
-        "description",
-        "title",
-        "pattern",
-        "format",
-        "multipleOf",
-        "minimum",
-        "maximum",
-        "exclusiveMinimum",
-        "exclusiveMaximum",
-        "minItems",
-        "maxItems",
-    }
-)
-
+_MAX_EXAMPLES = 5
+_MAX_EXAMPLE_CHARS = 2000
 
 @dataclass
 class Export:
@@ -103,60 +93,17 @@ def portable_name(name: str) -> str:
 
 
 def strict_parameters(schema: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
-    """The schema for OpenAI strict mode (every object closed with
-    ``additionalProperties: false``), or None and the reasons it cannot be."""
-    reasons: list[str] = []
-    strict = copy.deepcopy(schema)
-
-    def walk(node: Any, where: str) -> None:
-        if isinstance(node, list):
-            for i, item in enumerate(node):
-                walk(item, f"{where}[{i}]")
-            return
-        if not isinstance(node, dict):
-            return
-        for key in node:
-            if key not in _STRICT_KEYWORDS:
-                if key == "default":
-                    reasons.append(
-                        f"{where or 'parameters'} has a default (strict mode makes every parameter required)"
-                    )
-                else:
-                    reasons.append(f"{where or 'parameters'} uses {key!r}, which strict mode does not support")
-        if node.get("type") == "object" or "properties" in node:
-            props = node.get("properties") or {}
-            extra = node.get("additionalProperties", False)
-            if extra is not False:
-                reasons.append(f"{where or 'parameters'} is an object with open-ended keys")
-            missing = sorted(set(props) - set(node.get("required") or []))
-            if missing:
-                reasons.append(
-                    f"optional parameter(s) {', '.join(missing)}"
-                    if not where
-                    else f"{where} has optional key(s) {', '.join(missing)}"
-                )
-            node["additionalProperties"] = False
-            for name, sub in props.items():
-                walk(sub, f"{where}.{name}" if where else str(name))
-        for key in ("items", "anyOf", "$defs", "definitions"):
-            if key in node:
-                sub = node[key]
-                if key in ("$defs", "definitions") and isinstance(sub, dict):
-                    for name, value in sub.items():
-                        walk(value, f"{where}#{name}")
-                else:
-                    walk(sub, f"{where}.{key}" if where else key)
-
-    walk(strict, "")
-    if strict.get("type") != "object":
-        reasons.append("the parameters are not an object")
-    # The same reason found on several paths is said once.
-    unique = list(dict.fromkeys(reasons))
-    return (None, unique) if unique else (strict, [])
+    """The schema for OpenAI strict mode, or None and the reasons it cannot
+    be (`provider_schemas.openai_strict`: objects closed, every property
+    required, optional parameters nullable)."""
+    strict, reasons, _notes = openai_strict(schema)
+    return strict, reasons
 
 
 def _description(tool: ToolVersion) -> str:
-    text = (tool.signature.description or "").strip()
+    # The docstring without its Args/Parameters section: each parameter's
+    # schema carries its own description already.
+    text = without_parameter_sections(tool.signature.description)
     return text or f"{tool.name} (no docstring)"
 
 
@@ -214,13 +161,15 @@ def mcp_tool(tool: ToolVersion, name: str | None = None, *, backend: str | None 
 
 def _openai_body(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]:
     parameters = _parameters(tool)
-    strict, reasons = strict_parameters(parameters)
+    strict, reasons, notes = openai_strict(parameters)
     if strict is None:
         warnings.append(f"{tool.ref}: strict mode off: {'; '.join(reasons)}")
+    else:
+        warnings.extend(f"{tool.ref}: {note}" for note in notes)
     return {
         "name": name,
         "description": _description(tool),
-        "parameters": strict or parameters,
+        "parameters": strict or provider_schema(parameters),
         "strict": strict is not None,
     }
 
@@ -230,11 +179,68 @@ def _openai(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]
 
 
 def _openai_responses(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]:
-    return {"type": "function", **_openai_body(tool, name, warnings)}
+    body: dict[str, Any] = {"type": "function", **_openai_body(tool, name, warnings)}
+    if tool.signature.output_schema is not None:
+        # What the function's output (the tool's result, as JSON) holds.
+        body["output_schema"] = provider_schema(tool.signature.output_schema)
+    return body
+
+
+def _input_examples(tool: ToolVersion, schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """Arguments of the version's own test cases (those that call it), as
+    Anthropic's ``input_examples``: at most `_MAX_EXAMPLES`, each small, each
+    naming only parameters the schema has."""
+    props = schema.get("properties") or {}
+    required = set(schema.get("required") or [])
+    examples: list[dict[str, Any]] = []
+    for case in tool.tests:
+        args = case.args
+        if args is None or not set(args) <= set(props) or not required <= set(args):
+            continue
+        if args in examples or len(json.dumps(args)) > _MAX_EXAMPLE_CHARS:
+            continue
+        examples.append(copy.deepcopy(args))
+        if len(examples) == _MAX_EXAMPLES:
+            break
+    return examples
 
 
 def _anthropic(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]:
-    return {"name": name, "description": _description(tool), "input_schema": _parameters(tool)}
+    parameters = _parameters(tool)
+    strict, reasons = anthropic_strict(parameters)
+    if strict is None:
+        warnings.append(f"{tool.ref}: strict tool use off: {'; '.join(reasons)}")
+    schema = strict or provider_schema(parameters)
+    out: dict[str, Any] = {"name": name, "description": _description(tool), "input_schema": schema}
+    examples = _input_examples(tool, schema)
+    if examples:
+        out["input_examples"] = examples
+    out["strict"] = strict is not None
+    return out
+
+
+def _anthropic_request(definitions: list[dict[str, Any]], warnings: list[str]) -> None:
+    """Anthropic caps strict tools per request (their number, and their
+    optional and union-typed parameters together): past a cap, a tool is
+    sent without strict, in order, with a warning."""
+    tools = optional = unions = 0
+    for definition in definitions:
+        if not definition.get("strict"):
+            continue
+        more_optional, more_unions = anthropic_budget(definition["input_schema"])
+        if (
+            tools + 1 > ANTHROPIC_MAX_STRICT_TOOLS
+            or optional + more_optional > ANTHROPIC_MAX_OPTIONAL
+            or unions + more_unions > ANTHROPIC_MAX_UNIONS
+        ):
+            definition["strict"] = False
+            warnings.append(
+                f"{definition['name']}: strict tool use off: a request takes at most {ANTHROPIC_MAX_STRICT_TOOLS} "
+                f"strict tools, {ANTHROPIC_MAX_OPTIONAL} optional and {ANTHROPIC_MAX_UNIONS} union-typed "
+                "parameters among them"
+            )
+            continue
+        tools, optional, unions = tools + 1, optional + more_optional, unions + more_unions
 
 
 def _mcp(tool: ToolVersion, name: str, warnings: list[str]) -> dict[str, Any]:
@@ -249,13 +255,15 @@ class Exporter:
 
     description: str
     build: Callable[[ToolVersion, str, list[str]], dict[str, Any]]
+    # Rules over a whole request's definitions (run after every build), if the provider has any.
+    request: Callable[[list[dict[str, Any]], list[str]], None] | None = None
 
 
 # Every export format, by the name ``--format`` takes. The first is the default.
 EXPORTERS: dict[str, Exporter] = {
     "openai": Exporter("Chat Completions tools", _openai),
     "openai-responses": Exporter("Responses API tools", _openai_responses),
-    "anthropic": Exporter("Messages API tools", _anthropic),
+    "anthropic": Exporter("Messages API tools", _anthropic, _anthropic_request),
     "mcp": Exporter("MCP Tool objects, as toolcrib serve lists them", _mcp),
 }
 
@@ -283,4 +291,6 @@ def export_definitions(tools: Iterable[ToolVersion], fmt: str) -> Export:
         if name != tool.name:
             out.warnings.append(f"{tool.ref}: exported as {name!r}")
         out.definitions.append(exporter.build(tool, name, out.warnings))
+    if exporter.request is not None:
+        exporter.request(out.definitions, out.warnings)
     return out

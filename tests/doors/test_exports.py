@@ -45,7 +45,7 @@ OPENAI_CHAT = {
 }
 
 # OpenAI Responses API, `tools[]`: the function tool is flat:
-# {"type": "function", name, description?, parameters, strict}.
+# {"type": "function", name, description?, parameters, strict, output_schema?}.
 OPENAI_RESPONSES = {
     "type": "object",
     "required": ["type", "name", "parameters", "strict"],
@@ -56,16 +56,24 @@ OPENAI_RESPONSES = {
         "description": {"type": "string"},
         "parameters": OBJECT_SCHEMA,
         "strict": {"type": "boolean"},
+        "output_schema": {"type": "object"},
     },
 }
 
 # Anthropic Messages API, `tools[]`: a client tool is {name (^[a-zA-Z0-9_-]{1,64}$),
-# description?, input_schema (JSON Schema, type "object")}.
+# description?, input_schema (JSON Schema, type "object"), input_examples?
+# (objects), strict? (boolean)}.
 ANTHROPIC = {
     "type": "object",
     "required": ["name", "input_schema"],
     "additionalProperties": False,
-    "properties": {"name": NAME, "description": {"type": "string"}, "input_schema": OBJECT_SCHEMA},
+    "properties": {
+        "name": NAME,
+        "description": {"type": "string"},
+        "input_schema": OBJECT_SCHEMA,
+        "input_examples": {"type": "array", "items": {"type": "object"}},
+        "strict": {"type": "boolean"},
+    },
 }
 
 SHAPES = {"openai": OPENAI_CHAT, "openai-responses": OPENAI_RESPONSES, "anthropic": ANTHROPIC}
@@ -153,7 +161,10 @@ def test_each_format_has_the_documented_shape(tc, module_reg: Registry, fmt: str
         # The tool's own test arguments are valid against what is advertised.
         stored = module_reg.get(tool)
         for case in stored.tests:
-            jsonschema.validate(case.args, params)
+            # Under OpenAI strict mode every parameter is sent; null means "the default".
+            strict = (definition.get("function") or definition).get("strict") and fmt.startswith("openai")
+            sent = {name: case.args.get(name) for name in params["properties"]} if strict else case.args
+            jsonschema.validate(sent, params)
         assert (definition.get("function") or definition)["description"].startswith(
             stored.signature.description.split(".")[0]
         )
@@ -164,7 +175,10 @@ def test_openai_strict_where_the_schema_allows_it(tc) -> None:
     by_name = {d["function"]["name"]: d["function"] for d in json.loads(result.stdout)}
     assert by_name["sort_words"]["strict"] is True
     assert by_name["total"]["strict"] is True
-    assert by_name["count_words"]["strict"] is False
+    # An optional parameter no longer turns strict off: it is sent required and nullable.
+    assert by_name["count_words"]["strict"] is True
+    lower = by_name["count_words"]["parameters"]["properties"]["lower"]
+    assert lower["type"] == ["boolean", "null"] and "null: the default, true" in lower["description"]
 
     def closed(node: Any) -> bool:
         if isinstance(node, dict):
@@ -177,13 +191,23 @@ def test_openai_strict_where_the_schema_allows_it(tc) -> None:
             return all(closed(v) for v in node)
         return True
 
-    assert closed(by_name["sort_words"]["parameters"]) and closed(by_name["total"]["parameters"])
-    # The warning names the tool and says why, on stderr; stdout stays pure JSON.
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "count_words@1.0.0" in warnings[0] and "lower" in warnings[0]
-    assert "default" in warnings[0]
+    assert all(closed(by_name[n]["parameters"]) for n in ("sort_words", "total", "count_words"))
+    assert "warning" not in result.stderr
     anthropic = tc("export-schema", "count_words", "--format", "anthropic")
     assert anthropic.exit_code == 0 and "warning" not in anthropic.stderr
+
+
+def test_a_warning_says_why_strict_is_off(tmp_path: Path) -> None:
+    from toolcrib.sandbox.fake import FakeBackend
+
+    with Registry(tmp_path / "r.db", backends={"restricted": FakeBackend()}) as registry:
+        tool = registry.add("def tally(counts: dict[str, int]) -> int:\n    return sum(counts.values())\n").tool
+        out = export_definitions([tool], "openai")
+        assert out.definitions[0]["function"]["strict"] is False
+        assert out.warnings == ["tally@1.0.0: strict mode off: counts is an object with open-ended keys"]
+        anthropic = export_definitions([tool], "anthropic")
+        assert anthropic.definitions[0]["strict"] is False
+        assert anthropic.warnings == ["tally@1.0.0: strict tool use off: counts is an object with open-ended keys"]
 
 
 def test_strict_parameters_reasons() -> None:
@@ -203,7 +227,9 @@ def test_strict_parameters_reasons() -> None:
             "additionalProperties": False,
         }
     )
-    assert none is None and reasons == ["a uses 'uniqueItems', which strict mode does not support"]
+    # A constraint strict mode lacks is said in the description (the registry still checks it).
+    assert none is not None and reasons == []
+    assert none["properties"]["a"]["description"] == "(items must be unique)"
     none, reasons = strict_parameters(
         {
             "type": "object",
