@@ -72,20 +72,30 @@ def _print_tools(tools: list[ToolVersion], json_output: bool) -> None:
 
 
 @click.command()
+@click.option(
+    "--review",
+    type=click.Choice(["none", "models", "all"]),
+    help="Which versions need a reviewer's approval before they are called or served: none, those made by a "
+    "model (make, MCP, a model as generator), or all. A new registry: models; one made before review: none. "
+    "Given for an existing registry, changes it (audited).",
+)
 @json_option
-def init(json_output: bool) -> None:
+def init(review: str | None, json_output: bool) -> None:
     """Create the registry database (or migrate an existing one).
 
     \b
     Examples:
         toolcrib init
+        toolcrib init --review all
         toolcrib --registry ./tools.db init --json
     """
     reg = open_registry(create=True)
+    if review is not None:
+        reg.set_review(review)
     if json_output:
-        echo_json({"registry": str(reg.path)})
+        echo_json({"registry": str(reg.path), "review": reg.review_mode()})
     else:
-        click.echo(f"Registry ready at {reg.path}")
+        click.echo(f"Registry ready at {reg.path} (review: {reg.review_mode()})")
 
 
 @click.command()

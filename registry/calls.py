@@ -40,6 +40,7 @@ from .audit import CAP_BYTES, append_row, cap_value
 from .errors import ArgumentsError, ExtraMissing, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
 from .outcome import CallOutcome
+from .review import gate
 from .schema_check import arg_forms, validate_stored_arguments
 from .store import write_transaction
 from .store_versions import NEWEST, VersionRow, call_row
@@ -419,6 +420,8 @@ class Caller:
                     f"{tool.ref} is {tool.status}: run 'toolcrib verify {tool.ref}' first, "
                     "or pass --allow-unverified (allow_unverified=True) to call it anyway"
                 )
+            # Human review (registry/review.py): no flag lets an unapproved version run.
+            gate(self.conn, row.id, tool.ref)
         except PolicyRefused as exc:
             self._audit(tool.ref, {**base, "status": "refused", "reason": exc.message})
             raise

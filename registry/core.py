@@ -62,9 +62,12 @@ from .provenance import in_toto_statement
 from .reading import exported_tools, newest_tools, resolve, resolved_refs
 from .reading import history as tool_history
 from .records import tool_of, verification_of_row, version_record
+from . import review
+from .attest import ReviewKey, load_signer
 from .search import SearchHit
 from .stats import UsageStats, usage
 from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, write_transaction
+from .store_review import reports_for
 from .store_settings import delete_setting, put_setting, read_setting
 from .store_versions import (
     SERVABLE,
@@ -380,8 +383,9 @@ class Registry:
     def servable(self) -> builtins.list[tuple[str, str, str]]:
         """(name, version, sha256) of what a door serves, by name: per name, the
         highest version that is verified, not yanked and not deprecated
-        (`store_versions.SERVABLE`)."""
-        newest = newest_per_name(self.db.conn, SERVABLE)
+        (`store_versions.SERVABLE`) and that review lets run."""
+        # Human review: only what may be called (registry/review.py).
+        newest = newest_per_name(self.db.conn, SERVABLE, only=review.callable_ids(self.db.conn))
         return [(name, version, sha256) for name, (_id, version, sha256) in sorted(newest.items())]
 
     def pending(self) -> builtins.list[ToolVersion]:
@@ -393,6 +397,69 @@ class Registry:
     def has_tool(self, name: str) -> bool:
         """Whether any version (yanked included) of `name` exists."""
         return name_exists(self.db.conn, name)
+
+    # -- human review (registry/review.py, registry/attest.py) ---------------
+    def review_mode(self) -> str:
+        """Which versions need approval: none, models or all."""
+        return review.review_mode(self.db.conn)
+
+    def set_review(self, mode: str) -> bool:
+        """Change which versions need approval (audited); False if unchanged."""
+        with write_transaction(self.db):
+            return review.set_mode(self.db.conn, mode, actor=self.actor)
+
+    def review_queue(self) -> builtins.list[review.QueueItem]:
+        """Versions waiting for a reviewer, oldest first, each with why."""
+        with read_snapshot(self.db):
+            return review.queue(self.db.conn)
+
+    def decisions(self, ref: str) -> builtins.list[review.Decision]:
+        """Every review decision on one version, oldest first."""
+        return review.decisions(self.db.conn, self._resolve(ref))
+
+    def _decide(self, ref: str, decision: str, note: str | None, key: str | Path | None) -> review.Decision:
+        signer = None if key is None else load_signer(Path(key).expanduser(), name=self.actor)
+        with write_transaction(self.db):
+            row = self._resolve(ref)
+            status = tool_of(row).status
+            return review.decide(
+                self.db.conn, row, decision=decision, actor=self.actor, note=note, signer=signer, status=status
+            )
+
+    def approve(self, ref: str, *, key: str | Path, note: str | None = None) -> review.Decision:
+        """Approve a queued, verified version, signed by `key` (an Ed25519
+        private key file the registry trusts). PolicyRefused otherwise."""
+        return self._decide(ref, "approved", note, key)
+
+    def reject(self, ref: str, reason: str, *, key: str | Path | None = None) -> review.Decision:
+        """Reject a queued version with a reason (signed when `key` is given)."""
+        return self._decide(ref, "rejected", reason, key)
+
+    def trust_key(self, key: ReviewKey) -> bool:
+        """Trust a reviewer's public key (audited); False if trusted already."""
+        with write_transaction(self.db):
+            return review.trust(self.db.conn, key, actor=self.actor)
+
+    def untrust_key(self, keyid: str) -> None:
+        """Stop trusting a key (audited): the approvals it signed stop counting."""
+        with write_transaction(self.db):
+            review.untrust(self.db.conn, keyid, actor=self.actor)
+
+    def reviewer_keys(self) -> builtins.list[ReviewKey]:
+        """The reviewer keys this registry trusts."""
+        return review.trusted_keys(self.db.conn)
+
+    def verify_attestations(self, ref: str) -> builtins.list[tuple[review.Decision, str | None]]:
+        """Each decision on a version, with None when its envelope verifies
+        against a trusted key, else why not."""
+        with read_snapshot(self.db):
+            return review.check_attestations(self.db.conn, self._resolve(ref))
+
+    def review_reports(self, ref: str) -> dict[str, builtins.list[dict[str, Any]]]:
+        """Reports of the other verification steps about a version, when the
+        registry has them (fuzzing, mutation: issue 19)."""
+        row = self._resolve(ref)
+        return reports_for(self.db.conn, row.id, row.sha256)
 
     # -- settings ----------------------------------------------------------
     def setting(self, key: str) -> str | None:

@@ -13,7 +13,8 @@ table (`toolcrib/cli/exit_codes.py`).
     │   ├── BundleError           an export bundle is malformed or its digests do not match
     │   └── ConflictError         e.g. an explicit --version that is already taken
     ├── NotFound                  exit 3: no such tool, version or reference
-    ├── PolicyRefused             exit 4: unverified or yanked version refused by policy
+    ├── PolicyRefused             exit 4: unverified, yanked or unapproved version refused by policy
+    ├── VerificationFailed        exit 1: a signature, statement, checkpoint or proof does not verify
     ├── SandboxUnavailable        exit 6: the backend could not run anything
     ├── ExtraMissing              exit 7: an optional part is not installed (e.g. toolcrib[browse])
     └── RegistryUnusable          exit 8: the registry path cannot be opened and written (read-only, not a file)
@@ -38,6 +39,7 @@ __all__ = [
     "SandboxUnavailable",
     "TestsFormatError",
     "ToolcribError",
+    "VerificationFailed",
 ]
 
 
@@ -92,6 +94,15 @@ class NotFound(ToolcribError):
 
 class PolicyRefused(ToolcribError):
     exit_code = 4
+
+
+class VerificationFailed(ToolcribError):
+    """Something offered as proof was read but does not hold: a forged or
+    unknown-key signature, a statement about another digest, a checkpoint of
+    another log, a tampered proof (issue 18). Exit 1; unreadable input is
+    InvalidInput (exit 2)."""
+
+    exit_code = 1
 
 
 class SandboxUnavailable(ToolcribError):

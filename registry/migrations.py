@@ -15,7 +15,7 @@ import sqlite_utils
 from sqlite_utils.db import Table
 
 from .search import index_terms
-from .store import SCHEMA_MIGRATIONS, write_transaction
+from .store import SCHEMA_MIGRATIONS, utc_now, write_transaction
 
 __all__ = ["MIGRATIONS", "apply_migrations", "pending_migrations"]
 
@@ -198,6 +198,42 @@ def m006_packages(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE TABLE preludes (name TEXT PRIMARY KEY, text TEXT NOT NULL, sha256 TEXT NOT NULL, "
         "requires TEXT NOT NULL DEFAULT '[]', updated_by TEXT NOT NULL, updated_at TEXT NOT NULL)"
+    )
+
+
+@MIGRATIONS()
+def m007_review(db: sqlite_utils.Database) -> None:
+    """Human review (issue 18): each reviewer's decision on a version
+    (approved or rejected, with the DSSE envelope that signs it), the
+    reviewer keys the registry trusts, and the ``review`` setting (which
+    versions need approval before they are called or served). A new registry
+    (an empty audit log) starts at "models"; an existing one at "none", so an
+    upgrade never makes a tool that was callable refuse."""
+    db.execute(
+        """
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            version_id INTEGER NOT NULL REFERENCES versions (id),
+            sha256 TEXT NOT NULL,
+            decision TEXT NOT NULL CHECK (decision IN ('approved', 'rejected')),
+            reviewer TEXT NOT NULL,
+            note TEXT,
+            keyid TEXT,
+            envelope TEXT,
+            origin TEXT NOT NULL DEFAULT 'local' CHECK (origin IN ('local', 'import')),
+            decided_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX reviews_version ON reviews (version_id)")
+    db.execute(
+        "CREATE TABLE reviewer_keys (keyid TEXT PRIMARY KEY, name TEXT NOT NULL, public TEXT NOT NULL, "
+        "added_by TEXT NOT NULL, added_at TEXT NOT NULL)"
+    )
+    fresh = db.execute("SELECT count(*) FROM audit").fetchone()[0] == 0
+    db.execute(
+        "INSERT INTO settings (key, value, updated_by, updated_at) VALUES ('review', ?, 'migration', ?)",
+        ["models" if fresh else "none", utc_now()],
     )
 
 

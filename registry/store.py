@@ -56,6 +56,7 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     "m004_search_ranking",
     "m005_latm",
     "m006_packages",
+    "m007_review",
 )
 
 

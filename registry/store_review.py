@@ -1,13 +1,29 @@
-"""The store's read-only review queries: what `toolcrib browse` (Datasette,
-docs/browse.md) offers as canned queries, and the two statements it runs on
-its own connections. Kept with the rest of the SQL so a schema change meets
-every statement that reads the tables."""
+"""The store's review tables and queries: what `toolcrib browse` (Datasette,
+docs/browse.md) offers as canned queries and the two statements it runs on
+its own connections; and the human review of issue 18 (migration
+m007_review): reviewers' decisions, trusted reviewer keys, what the call
+path reads to know whether a version may run. Kept with the rest of the SQL
+so a schema change meets every statement that reads the tables."""
 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
-__all__ = ["REVIEW_QUERIES", "make_query_only", "table_names"]
+__all__ = [
+    "REVIEW_QUERIES",
+    "delete_key",
+    "insert_key",
+    "insert_review",
+    "key_rows",
+    "make_query_only",
+    "maker_rows",
+    "reports_for",
+    "review_rows",
+    "review_state",
+    "standing_decisions",
+    "table_names",
+]
 
 _CALL_STATUS = "json_extract(details, '$.status')"
 
@@ -78,3 +94,117 @@ def make_query_only(conn: sqlite3.Connection) -> None:
 def table_names(conn: sqlite3.Connection) -> set[str]:
     """The tables of the file behind `conn`."""
     return {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+# -- human review (issue 18) ---------------------------------------------------
+
+# A version's standing decision: its newest rejection or trusted approval (an
+# approval whose key the registry no longer trusts does not count).
+_STANDING = (
+    "SELECT decision FROM reviews r WHERE r.version_id = {vid} AND (r.decision = 'rejected' OR "
+    "r.keyid IN (SELECT keyid FROM reviewer_keys)) ORDER BY r.id DESC LIMIT 1"
+)
+
+
+def review_state(conn: sqlite3.Connection, version_id: int) -> tuple[Any, ...] | None:
+    """What the call path needs to apply the review rule to one version, in
+    one read: (review setting, generator, registered_by, the metadata's
+    latm.task, standing decision). None if the schema predates review."""
+    try:
+        row = conn.execute(
+            "SELECT (SELECT value FROM settings WHERE key = 'review'), v.generator, v.registered_by, "
+            "json_extract(v.metadata, '$.\"latm.task\"'), (" + _STANDING.format(vid="v.id") + ") "
+            "FROM versions v WHERE v.id = ?",
+            [version_id],
+        ).fetchone()
+    except sqlite3.OperationalError:  # no reviews table: a file from before m007
+        return None
+    return None if row is None else tuple(row)
+
+
+def maker_rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """(id, name, version, sha256, status, yanked, deprecated, created_at,
+    generator, registered_by, latm.task, standing decision) of every version."""
+    rows = conn.execute(
+        "SELECT v.id, v.name, v.version, v.sha256, v.status, v.yanked, v.deprecated, v.created_at, "
+        "v.generator, v.registered_by, json_extract(v.metadata, '$.\"latm.task\"'), ("
+        + _STANDING.format(vid="v.id")
+        + ") FROM versions v ORDER BY v.created_at, v.id"
+    )
+    return [tuple(r) for r in rows.fetchall()]
+
+
+def standing_decisions(conn: sqlite3.Connection) -> dict[int, str]:
+    """version id -> its standing decision, for every version that has one."""
+    rows = conn.execute("SELECT DISTINCT version_id FROM reviews").fetchall()
+    out: dict[int, str] = {}
+    for (vid,) in rows:
+        found = conn.execute(_STANDING.format(vid="?"), [vid]).fetchone()
+        if found is not None:
+            out[int(vid)] = str(found[0])
+    return out
+
+
+REVIEW_COLUMNS = "id, version_id, sha256, decision, reviewer, note, keyid, envelope, origin, decided_at"
+
+
+def review_rows(conn: sqlite3.Connection, version_id: int) -> list[tuple[Any, ...]]:
+    """Every decision on one version, oldest first (REVIEW_COLUMNS order)."""
+    rows = conn.execute(f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE version_id = ? ORDER BY id", [version_id])
+    return [tuple(r) for r in rows.fetchall()]
+
+
+def insert_review(conn: sqlite3.Connection, record: dict[str, Any]) -> int:
+    """One decision. Inside the caller's write transaction; its new id."""
+    names = [c.strip() for c in REVIEW_COLUMNS.split(",")][1:]
+    cursor = conn.execute(
+        f"INSERT INTO reviews ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+        [record.get(n) for n in names],
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def key_rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """(keyid, name, public, added_by, added_at) of every trusted reviewer key."""
+    return [tuple(r) for r in conn.execute("SELECT keyid, name, public, added_by, added_at FROM reviewer_keys")]
+
+
+def insert_key(conn: sqlite3.Connection, *, keyid: str, name: str, public: str, actor: str, at: str) -> bool:
+    """Trust one key; False if it was trusted already. Inside a write transaction."""
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO reviewer_keys (keyid, name, public, added_by, added_at) VALUES (?, ?, ?, ?, ?)",
+        [keyid, name, public, actor, at],
+    )
+    return cursor.rowcount == 1
+
+
+def delete_key(conn: sqlite3.Connection, keyid: str) -> bool:
+    """Stop trusting one key; False if it was not trusted. Inside a write transaction."""
+    return conn.execute("DELETE FROM reviewer_keys WHERE keyid = ?", [keyid]).rowcount == 1
+
+
+def reports_for(conn: sqlite3.Connection, version_id: int, sha256: str) -> dict[str, list[dict[str, Any]]]:
+    """Reports another verification step keeps about a version (issue 19:
+    fuzzing, mutation, differences from the previous version), when the file
+    has such tables: table -> its rows about this version, as dicts. Tolerant
+    by design: any table whose name says fuzz, mutation, report, check or
+    finding and that has a version_id or sha256 column (issue 19's ``checks``
+    and ``findings``); none at all is an empty answer."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for table in sorted(table_names(conn)):
+        lowered = table.lower()
+        if not any(word in lowered for word in ("fuzz", "mutation", "report", "strength", "check", "finding")):
+            continue
+        if lowered.endswith(("_fts", "_data", "_idx", "_docsize", "_config", "_content")):
+            continue
+        columns = [str(r[1]) for r in conn.execute(f'PRAGMA table_info("{table}")')]
+        if "version_id" in columns:
+            where, value = "version_id = ?", version_id
+        elif "sha256" in columns:
+            where, value = "sha256 = ?", sha256
+        else:
+            continue
+        rows = conn.execute(f'SELECT * FROM "{table}" WHERE {where} LIMIT 50', [value]).fetchall()
+        if rows:
+            out[table] = [dict(zip(columns, row, strict=False)) for row in rows]
+    return out

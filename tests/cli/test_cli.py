@@ -64,6 +64,9 @@ def write(tmp_path: Path, name: str, content: str | list | dict) -> str:
 
 @pytest.fixture
 def sort_tool(tc, tmp_path: Path) -> dict:
+    # A model-made tool ("--generator gpt-4"): these tests are about the call
+    # path, so the registry needs no review (tests/cli/test_review_cli.py has those).
+    assert tc("init", "--review", "none").exit_code == 0
     result = tc(
         "add",
         write(tmp_path, "sort.py", SORT_TOOL),

@@ -381,6 +381,7 @@ def test_reasons_and_actors_of_any_length_are_capped(registry: Path) -> None:
 def evil_registry(tmp_path: Path) -> Path:
     path = tmp_path / "evil.db"
     with Registry(path, actor="maker" + EVIL) as reg:
+        reg.set_review("none")  # a model-made tool called unverified: terminals, not review, are the point
         reg.add(EVIL_TOOL, provenance=ProvenanceInput(generator="gen" + EVIL, parent=None))
     return path
 

@@ -32,6 +32,7 @@ import pytest
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from reviewing import approve_waiting
 
 from toolcrib import Registry
 
@@ -358,6 +359,10 @@ def test_an_added_tool_is_served_only_to_the_client_that_added_it(serving: Any, 
             assert name != "triple" and name.endswith("_triple"), ref
             verified = await a.call_tool("verify_tool", {"ref": ref})
             assert verified.structured_content["status"] == "verified", verified.structured_content
+            # Made over MCP: it waits for a reviewer (a new registry's review is "models").
+            assert name not in _names(await a.list_tools())
+            with Registry(registry, actor="reviewer") as reg:
+                assert approve_waiting(reg, registry.parent) == [ref]
             assert name in _names(await a.list_tools())
             assert (await a.call_tool(name, {"x": 5})).structured_content == {"result": 15}
             # B says it is the same client, and still sees none of it.
@@ -387,8 +392,8 @@ def test_a_new_version_of_an_existing_tool_is_refused(serving: Any, registry: Pa
             ):
                 refused = await a.call_tool("add_tool", args)
                 assert refused.is_error
-                assert "double" in refused.structured_content["error"]["message"]
-                assert "existing tool" in refused.structured_content["error"]["message"]
+                assert "double" in refused.meta["toolcrib/outcome"]["error"]["message"]
+                assert "existing tool" in refused.meta["toolcrib/outcome"]["error"]["message"]
             # verify_tool cannot touch a shared tool either.
             assert (await a.call_tool("verify_tool", {"ref": "double"})).is_error
             for client in (a, b):
@@ -422,6 +427,8 @@ def test_stdio_servers_on_one_registry_keep_additions_apart(registry: Path) -> N
             added = await a.call_tool("add_tool", {"source": TRIPLE, "tests": [{"args": {"x": 2}, "expected": 6}]})
             verified = await a.call_tool("verify_tool", {"ref": added.structured_content["tool"]})
             assert verified.structured_content["status"] == "verified"
+            with Registry(registry, actor="reviewer") as reg:
+                assert approve_waiting(reg, registry.parent) == [added.structured_content["tool"]]
             assert added.structured_content["tool"].split("@")[0] in _names(await a.list_tools())
         async with stdio(registry) as b:
             assert _names(await b.list_tools()) == {"double", "add_tool", "verify_tool"}
@@ -438,7 +445,7 @@ def test_a_client_without_a_session_cannot_add(serving: Any, registry: Path) -> 
         async with Client(f"http://{server.netloc}/mcp", client_info=CLIENT) as client:
             assert client.protocol_version == "2026-07-28"
             refused = await client.call_tool("add_tool", {"source": TRIPLE})
-            assert refused.is_error and "session" in refused.structured_content["error"]["message"]
+            assert refused.is_error and "session" in refused.meta["toolcrib/outcome"]["error"]["message"]
             assert (await client.call_tool("double", {"x": 2})).structured_content == {"result": 4}
 
     anyio.run(body)

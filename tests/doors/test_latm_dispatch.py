@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from latm_tasks import DAYS, DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
+from reviewing import approve_waiting
 from toolcrib.sandbox.fake import FakeBackend
 
 from toolcrib import Registry
@@ -51,6 +52,7 @@ def reg(reg: Registry, tmp_path: Path, fake_sandbox: FakeBackend) -> Registry:
         made = make(reg, load_task(write_json(tmp_path / f"{name}.json", data)), ReplayModel(replies))
         assert made.status == "made", made.error
     assert fake_sandbox.jobs  # made and verified on the fake, not in a zygote
+    assert len(approve_waiting(reg, tmp_path)) == 2  # made by a model: a reviewer approves them
     return reg
 
 
@@ -144,6 +146,9 @@ def test_cli_dispatch_makes_a_tool_when_none_fits(tc, tmp_path: Path):
     )
     # "word" is in the sorting tool's questions, so the model is asked (and says unknown).
     question = "Reverse the letters of the word gateman"
+    # Made and used in one go: only where the operator chose no review (under
+    # "models" the made tool waits for a reviewer: tests/registry/test_review.py).
+    assert tc("init", "--review", "none").exit_code == 0
     result = tc("dispatch", question, "--replay", replies, "--make-with", task, "--then-use", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from latm_tasks import SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
+from reviewing import approve_waiting
 
 from toolcrib import PolicyRefused, Registry
 from toolcrib.latm import Example, ReplayModel, Reply, load_task, make, use
@@ -22,6 +23,7 @@ def sort_tool(reg: Registry, tmp_path: Path) -> str:
         ReplayModel([SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]),
     )
     assert made.status == "made" and made.tool is not None
+    assert approve_waiting(reg, tmp_path) == [made.tool]  # made by a model: a reviewer approves it first
     return made.tool
 
 
@@ -110,10 +112,11 @@ def cli_registry(registry_path: Path) -> Path:
 
 
 @pytest.fixture
-def cli_tool(tc, tmp_path: Path) -> str:
+def cli_tool(tc, reg: Registry, tmp_path: Path) -> str:
     task = write_json(tmp_path / "word_sorting.json", SORT)
     made = tc("make", task, "--replay", write_json(tmp_path / "make.json", [SORT_PROPOSAL, SORT_TESTS, SORT_WRAP]))
     assert made.exit_code == 0, made.output
+    assert approve_waiting(reg, tmp_path) == ["sort_words@1.0.0"]
     return "sort_words"
 
 
@@ -198,6 +201,7 @@ def test_answers_are_scored_with_the_comparator_the_tool_was_made_with(reg: Regi
         comparator="compact_text",
     )
     assert made.status == "made", made
+    assert approve_waiting(reg, tmp_path) == [made.tool]
     question = task[7]
     model = ReplayModel([f"```python\nans = close_all({question['input']!r})\n```"])
     report = use(reg, made.tool, [Example(question["input"], question["target"], True)], model)

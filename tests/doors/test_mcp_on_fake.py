@@ -151,7 +151,8 @@ def test_an_unverified_or_unknown_tool_is_not_callable(served: Path, fake: FakeB
 
 def test_allow_add_adds_in_the_clients_namespace_and_verifies_on_the_backend(tmp_path: Path, fake: FakeBackend) -> None:
     path = tmp_path / "agent.db"
-    Registry(path, actor="setup").close()
+    with Registry(path, actor="setup") as setup:
+        setup.set_review("none")  # the injected backend is the point here; review: test_mcp_server
     triple = DOUBLE.replace("double", "triple").replace("2 * x", "3 * x")
     fake.handler = lambda job: 3 * job.args["x"]
 

@@ -29,6 +29,7 @@ import pytest
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from reviewing import approve_waiting
 
 from toolcrib import Limits, Registry
 
@@ -495,6 +496,13 @@ def test_allow_add_registers_then_serves_only_once_verified(tmp_path: Path) -> N
             assert bad.is_error and bad.structured_content["error"]["type"] == "AdmissionError"
             verified = await session.call_tool("verify_tool", {"ref": "triple"})  # its own triple
             assert not verified.is_error and verified.structured_content["status"] == "verified"
+            # Verified, yet made over MCP: it waits for a reviewer and is not served.
+            assert name not in {t.name for t in (await session.list_tools()).tools}
+            with pytest.raises(MCPError, match="unknown tool"):
+                await session.call_tool(name, {"x": 1})
+            with Registry(path, actor="reviewer") as reg:
+                assert [i.ref for i in reg.review_queue()] == [ref]
+                assert approve_waiting(reg, tmp_path) == [ref]
             with anyio.fail_after(DEADLINE):
                 await notes.list_changed.wait()
             assert name in {t.name for t in (await session.list_tools()).tools}
@@ -505,7 +513,7 @@ def test_allow_add_registers_then_serves_only_once_verified(tmp_path: Path) -> N
         tool = reg.get(added_name[0])
         assert tool.provenance.generator == "pytest-agent/7.1"
         assert tool.provenance.registered_by == "mcp:pytest-agent/7.1"
-        assert [e.event for e in reg.audit(tool=added_name[0])][:2] == ["add", "verify"]
+        assert [e.event for e in reg.audit(tool=added_name[0])][:3] == ["add", "verify", "review"]
 
 
 def test_without_allow_add_there_is_no_add_tool(registry: Path) -> None:
