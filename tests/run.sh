@@ -16,6 +16,20 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
+# tests/doors/test_mcp_clients.py drives the official TypeScript MCP SDK's
+# client: node and npm (Debian's), then the SDK at its locked version.
+if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "tests/run.sh: installing nodejs and npm (Debian's) for tests/doors/test_mcp_clients.py" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null || true
+fi
+if ! (cd tests/doors/ts_client && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+  if [ -n "${CI:-}" ]; then
+    echo "tests/run.sh: the TypeScript MCP SDK could not be installed (npm ci), and CI is set: failing" >&2
+    exit 1
+  fi
+  echo "tests/run.sh: no TypeScript MCP SDK (npm ci in tests/doors/ts_client failed); test_mcp_clients.py will fail" >&2
+fi
+
 if ! bash .ci/docker-engine.sh; then
   if [ -n "${CI:-}" ]; then
     echo "tests/run.sh: no Docker engine, and CI is set: failing" >&2

@@ -13,9 +13,17 @@ functions. What a client sees:
   (calls run concurrently; the Registry keeps one SQLite connection per
   thread), audited with the client's ``clientInfo`` as the actor. Every
   outcome that is the tool's (raised, blocked, limit, bad arguments, refused)
-  is an ``isError`` result whose ``structuredContent`` is the JSON
-  ``toolcrib call --json`` prints; only an unknown tool name is a protocol
-  error. A client's cancellation kills the sandboxed process (`Cancel`).
+  is an ``isError`` result whose text is a headline plus the JSON ``toolcrib
+  call --json`` prints, the same JSON under ``_meta["toolcrib/outcome"]``,
+  and no ``structuredContent`` (clients such as the TypeScript SDK validate
+  any structured content against the outputSchema, which describes only a
+  success); only an unknown tool name is a protocol error. A client's
+  cancellation kills the sandboxed process (`Cancel`).
+- Pinned calls: ``NAME@VERSION`` (or ``NAME@sha256:PREFIX``) as the tool name,
+  or the listing's ``_meta["toolcrib/sha256"]`` sent back in the call's
+  ``_meta``, calls exactly that version of a served name (a deprecated one
+  too); a yanked, unverified or unknown version is an ``isError`` refusal
+  (`pinned_ref`).
 - ``notifications/tools/list_changed``: a watcher polls the versions table and
   tells every connected client when the served set changes (a version verified,
   yanked or deprecated while the server runs); 2026-era clients get the same
@@ -72,6 +80,8 @@ from toolcrib.sandbox.contract import Cancel
 
 __all__ = [
     "ADD_TOOL",
+    "OUTCOME_META",
+    "SHA256_META",
     "VERIFY_TOOL",
     "ServeOptions",
     "ToolServer",
@@ -79,12 +89,18 @@ __all__ = [
     "header_allow_list",
     "is_local_name",
     "namespace_prefix",
+    "pinned_ref",
     "run_http",
     "run_stdio",
 ]
 
 ADD_TOOL = "add_tool"
 VERIFY_TOOL = "verify_tool"
+# _meta keys (MCP: an optional "label/" prefix, then a name). A failed call's
+# `call --json` object; the listing's content hash, which a call may send back
+# to pin that exact version.
+OUTCOME_META = "toolcrib/outcome"
+SHA256_META = "toolcrib/sha256"
 
 _ADD_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -234,11 +250,56 @@ def _error_result(data: dict[str, Any]) -> types.CallToolResult:
         headline = f"{data.get('tool')} hit the {data.get('limit')} limit"
     else:
         headline = f"{data.get('status')}: {error.get('type')}: {error.get('message')}"
+    # No structuredContent: the outputSchema describes a success ({"result": ...}),
+    # and clients that validate it (the TypeScript SDK) would reject this one.
     return types.CallToolResult(
         content=[types.TextContent(text=f"Error: {headline}\n{json.dumps(data, ensure_ascii=False)}")],
-        structured_content=data,
+        meta={OUTCOME_META: data},
         is_error=True,
     )
+
+
+_PIN = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+-]{0,63}|sha256:[0-9a-f]{4,64}")
+_SHA256 = re.compile(r"[0-9a-f]{4,64}")
+
+
+def pinned_ref(tool_name: str, meta: Any) -> tuple[str, str | None]:
+    """(the served name, the pinned reference or None) of a tools/call.
+
+    A client pins a version the way the registry names one: ``NAME@VERSION``
+    or ``NAME@sha256:PREFIX`` as the tool name; or in the request's ``_meta``,
+    the ``toolcrib/sha256`` its listing carried, or fastmcp's
+    ``{"fastmcp": {"version": "1.2.0"}}`` (what ``Client.call_tool(...,
+    version=)`` sends; exact versions only). MCP itself has no settled tool
+    versioning (SEP-1575 proposes semver constraints, SEP-1766 content
+    digests in ``_meta``). Pinned two ways at once, both must say the same.
+    InvalidInput for a malformed or contradictory pin."""
+    name, at, version = tool_name.partition("@")
+    shown = repr(tool_name[:100])
+    pins: list[str] = []
+    if at:
+        if not _PIN.fullmatch(version):
+            raise InvalidInput(f"cannot pin {shown}: use NAME@VERSION or NAME@sha256:PREFIX (hex)")
+        pins.append(version)
+    meta = meta if isinstance(meta, dict) else {}
+    sha = meta.get(SHA256_META)
+    if sha is not None:
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            raise InvalidInput(
+                f"_meta {SHA256_META!r} must be a lowercase hex sha256 (or a prefix of 4 digits or more)"
+            )
+        pins.append(f"sha256:{sha}")
+    fastmcp = meta.get("fastmcp")
+    wanted = fastmcp.get("version") if isinstance(fastmcp, dict) else None
+    if isinstance(wanted, dict) and set(wanted) == {"eq"}:
+        wanted = wanted["eq"]
+    if wanted is not None:
+        if not isinstance(wanted, str) or not _PIN.fullmatch(wanted) or wanted.startswith("sha256:"):
+            raise InvalidInput("_meta fastmcp.version must be one exact version such as 1.2.0 (no ranges)")
+        pins.append(wanted)
+    if len(set(pins)) > 1:
+        raise InvalidInput(f"{shown} is pinned more than one way, to different versions ({', '.join(pins)}): pin one")
+    return name, f"{name}@{pins[0]}" if pins else None
 
 
 def _refused(tool: str | None, err: ToolcribError) -> types.CallToolResult:
@@ -334,6 +395,10 @@ class ToolServer:
         # The shape `export-schema --format mcp` gives (toolcrib/exports.py),
         # naming this server's backend, plus what pins the exact version.
         definition = mcp_tool(tool, backend=self.options.backend)
+        # The result is always wrapped as {"result": value}; fastmcp's Client
+        # unwraps it to the plain value only when the schema carries fastmcp's
+        # own marker (fastmcp/client/mixins/tools.py, as fastmcp servers send it).
+        definition["outputSchema"]["x-fastmcp-wrap-result"] = True
         definition["_meta"] = {
             "toolcrib/ref": tool.ref,
             "toolcrib/sha256": tool.sha256,
@@ -392,12 +457,15 @@ class ToolServer:
         if self.options.allow_add and params.name == VERIFY_TOOL:
             return await self._in_thread(partial(self._verify, actor, owner, args))
         served = {name: v for name, v, _ in await anyio.to_thread.run_sync(self.served_refs, owner)}
-        version = served.get(params.name)
+        try:
+            name, pin = pinned_ref(params.name, params.meta)
+        except InvalidInput as err:
+            return _refused(params.name, err)
+        version = served.get(name)
         if version is None:
-            raise MCPError(INVALID_PARAMS, f"unknown tool {params.name!r} (not served: see tools/list)")
-        ref = f"{params.name}@{version}"
+            raise MCPError(INVALID_PARAMS, f"unknown tool {name!r} (not served: see tools/list)")
         cancel = Cancel()
-        return await self._in_thread(partial(self._call, actor, ref, args, cancel), cancel)
+        return await self._in_thread(partial(self._call, actor, pin or f"{name}@{version}", args, cancel), cancel)
 
     async def _in_thread(
         self, work: Callable[[], types.CallToolResult], cancel: Cancel | None = None
@@ -415,7 +483,11 @@ class ToolServer:
         try:
             with self.registry.acting_as(actor):
                 outcome = self.registry.call(ref, args, backend=self.options.backend, cancel=cancel)
-        except ToolcribError as err:  # bad arguments; yanked, unverified or gone since it was listed
+        except PolicyRefused as err:  # a pinned version yanked or unverified, or one gone since it was listed
+            # The registry's advice (--allow-yanked, --allow-unverified) is not a client's to take.
+            reason = str(err).split("; pass --allow-")[0].split(": run 'toolcrib verify")[0]
+            return _refused(ref, PolicyRefused(f"{reason}: not callable over MCP (see tools/list)"))
+        except ToolcribError as err:  # bad arguments; an unknown pinned version
             return _refused(ref, err)
         return self._outcome(outcome)
 
@@ -427,6 +499,9 @@ class ToolServer:
         return types.CallToolResult(
             content=[types.TextContent(text=_text(outcome.result))],
             structured_content={"result": outcome.result},
+            # What a fastmcp server says of a wrapped result: fastmcp's Client
+            # unwraps it even for a pinned NAME@VERSION it never saw listed.
+            meta={"fastmcp": {"wrap_result": True}},
         )
 
     def _add(self, actor: str, owner: str | None, args: dict[str, Any]) -> types.CallToolResult:

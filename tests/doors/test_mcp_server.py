@@ -214,6 +214,7 @@ def test_lists_verified_tools_with_their_stored_schemas(connect: Opener, registr
             "type": "object",
             "properties": {"result": stored.signature.output_schema},
             "required": ["result"],
+            "x-fastmcp-wrap-result": True,
         }
         assert double.description == stored.signature.description
         assert double.annotations is not None
@@ -241,28 +242,39 @@ def test_calls_succeed_fail_hit_limits_and_refuse_bad_arguments(connect: Opener,
         assert ok.structured_content == {"result": 42}
         assert isinstance(ok.content[0], types.TextContent) and ok.content[0].text == "42"
 
-        assert failed.is_error
-        data = failed.structured_content
+        # Errors carry no structuredContent (the outputSchema describes a
+        # success): the call --json object is in the text and in _meta.
+        assert failed.is_error and failed.structured_content is None
+        data = _outcome(failed)
         assert data["status"] == "error" and data["error"]["type"] == "ValueError" and data["tool"] == "boom@1.0.0"
         assert isinstance(failed.content[0], types.TextContent)
         assert "ValueError: negative" in failed.content[0].text
 
         assert limited.is_error
-        assert limited.structured_content["status"] == "limit" and limited.structured_content["limit"] == "cpu"
+        assert _outcome(limited)["status"] == "limit" and _outcome(limited)["limit"] == "cpu"
 
         assert bad.is_error
-        assert bad.structured_content["status"] == "invalid"
-        assert bad.structured_content["fields"] == {"x": "'21' is not of type 'integer'", "y": "unexpected argument"}
+        assert _outcome(bad)["status"] == "invalid"
+        assert _outcome(bad)["fields"] == {"x": "'21' is not of type 'integer'", "y": "unexpected argument"}
 
     _run(body)
+
+
+def _outcome(result: types.CallToolResult) -> dict[str, Any]:
+    """A failed call's `call --json` object: in _meta, and the same after the text's headline."""
+    assert result.is_error and result.meta is not None
+    data = result.meta["toolcrib/outcome"]
+    text = result.content[0]
+    assert isinstance(text, types.TextContent)
+    assert json.loads(text.text[text.text.index("{") :]) == data
+    return dict(data)
 
 
 def test_outcomes_carry_the_same_json_as_call_json(registry: Path, tmp_path: Path) -> None:
     async def body() -> dict[str, Any]:
         async with stdio_session(registry) as session:
             result = await session.call_tool("boom", {"x": -1})
-        assert result.structured_content is not None
-        return dict(result.structured_content)
+        return _outcome(result)
 
     served = anyio.run(body)
     cli = subprocess.run(
@@ -493,7 +505,7 @@ def test_allow_add_registers_then_serves_only_once_verified(tmp_path: Path) -> N
             with pytest.raises(MCPError, match="unknown tool"):
                 await session.call_tool(name, {"x": 1})
             bad = await session.call_tool("add_tool", {"source": "def broken(:\n"})
-            assert bad.is_error and bad.structured_content["error"]["type"] == "AdmissionError"
+            assert bad.is_error and _outcome(bad)["error"]["type"] == "AdmissionError"
             verified = await session.call_tool("verify_tool", {"ref": "triple"})  # its own triple
             assert not verified.is_error and verified.structured_content["status"] == "verified"
             # Verified, yet made over MCP: it waits for a reviewer and is not served.
