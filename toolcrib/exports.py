@@ -74,6 +74,7 @@ NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_EXAMPLES = 5
 _MAX_EXAMPLE_CHARS = 2000
 
+
 @dataclass
 class Export:
     """Definitions ready to paste, and a warning for each compromise made."""
