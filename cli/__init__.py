@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("audit:audit", "List the audit log: every add, verify, call and lifecycle change."),
     "browse": ("browse:browse", "Open the registry read-only in Datasette, with canned queries."),
     "call": ("run:call", "Call a tool in a sandbox and print its result."),
+    "case": ("checks:case_group", "Turn what a check found into test cases."),
+    "checks": ("checks:checks", "Show or set the checks 'toolcrib verify' runs by default (audited)."),
     "deprecate": ("tools:deprecate", "Mark a version deprecated (it still runs; callers are told)."),
     "diff": ("tools:diff", "Show how two versions differ: source, signature, and the semver bump."),
     "dispatch": ("latm:dispatch", "Pick the tool that fits a question, or say none does (the LATM dispatcher)."),

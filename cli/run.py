@@ -11,6 +11,7 @@ import click
 from ..registry.errors import InvalidInput, ToolcribError
 from ..registry.outcome import refusal
 from ..sandbox import BACKEND_NAMES
+from .checks import fuzz_count, print_check, seed_option
 from .common import (
     F,
     echo_json,
@@ -89,6 +90,7 @@ def _print_verification(result: Verification) -> None:
 )
 @backend_options
 @no_build_option
+@seed_option
 @limit_option
 @json_option
 def verify(
@@ -98,6 +100,9 @@ def verify(
     policy: str | None,
     no_build: bool,
     limits: tuple[str, ...],
+    fuzz_n: int | None,
+    seed: int,
+    budget: float | None,
     json_output: bool,
 ) -> None:
     """Run a version's test cases, each in a fresh sandbox, and record the verdict.
@@ -106,12 +111,19 @@ def verify(
     1 when any failed ('failed'). Evidence for each case is stored, with the
     policy and the isolation layers in force for every case.
 
+    --fuzz N also runs N argument sets generated from the input schema
+    (seeded, bounded by --budget) and stores what they show: undocumented
+    exceptions, limits hit on small inputs, results the return type forbids,
+    two answers to one input (docs/verification.md). A version with no test
+    cases is then only fuzzed (exit 1 if anything was found).
+
     \b
     Examples:
         toolcrib verify sort_words
         toolcrib verify sort_words@1.0.0 --backend docker --json
         toolcrib verify factor_poly --backend docker --no-build
         toolcrib verify --all
+        toolcrib verify mean --fuzz 100 --seed 7
     """
     if bool(ref) == verify_all:
         raise click.UsageError("give a REF or --all (not both)")
@@ -119,13 +131,41 @@ def verify(
     reg = open_registry()
     if ref:
         tool = reg.get(ref)
-        result = reg.verify(
-            tool.ref, backend=backend, limits=overrides, policy=policy, no_build=no_build, progress=echo_progress
-        )
+        fuzz_n = fuzz_count(reg, fuzz_n)
+        result = None
+        if tool.tests or not fuzz_n:
+            result = reg.verify(
+                tool.ref, backend=backend, limits=overrides, policy=policy, no_build=no_build, progress=echo_progress
+            )
+        checked = None
+        if fuzz_n:
+            checked = reg.fuzz(
+                tool.ref,
+                fuzz_n,
+                seed=seed,
+                budget=budget,
+                backend=backend,
+                limits=overrides,
+                policy=policy,
+                no_build=no_build,
+                progress=echo_progress,
+            )
         if json_output:
-            echo_json(result.model_dump(mode="json"))
+            data: dict[str, Any] = (
+                result.model_dump(mode="json") if result is not None else {"tool": tool.ref, "status": None}
+            )
+            if checked is not None:
+                data["fuzz"] = checked.model_dump(mode="json")
+            echo_json(data)
         else:
-            _print_verification(result)
+            if result is not None:
+                _print_verification(result)
+            else:
+                echo_text(f"{tool.ref}: no test cases, fuzzed only")
+            if checked is not None:
+                print_check(checked)
+        if result is None:
+            sys.exit(1 if checked is not None and checked.findings else 0)
         sys.exit(0 if result.status == "verified" else 1)
 
     pending = [version.ref for version in reg.pending()]

@@ -16,6 +16,7 @@ from ..registry.cases import load_tests
 from ..registry.search import FIT_THRESHOLD, query_words
 from ..registry.versions import sha256_text
 from .bulk import Entry, is_table, provenance_for, read_entries, report, run_entries
+from .checks import echo_check_line
 from .common import (
     CLIError,
     declared_limits,
@@ -535,6 +536,7 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
         data["granted_limits"] = _granted_json(tool.limits, reg.max_limits)
         data["verification"] = evidence.model_dump(mode="json") if evidence else None
         data["usage"] = stats.model_dump(mode="json")
+        data["checks"] = [run.model_dump(mode="json") for run in reg.checks(tool.ref)]
         echo_json(data)
         return
     sig = tool.signature
@@ -587,6 +589,8 @@ def show(ref: str, source_only: bool, json_output: bool) -> None:
         if evidence.layers:
             echo_text(f"  isolation:  {', '.join(evidence.layers)}")
     echo_text(f"  usage:      {_usage_line(stats)}")
+    for run in reg.checks(tool.ref):
+        echo_check_line(run)
 
 
 @click.command()

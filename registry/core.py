@@ -37,6 +37,8 @@ from .calls import (
     prepare_runtime,
     start_backend,
 )
+from .checking import draft_finding, fuzz_version, stored_finding, version_checks
+from .checks import CheckRun, Finding
 from .diffing import tool_diff
 from .errors import (
     InvalidInput,
@@ -581,6 +583,60 @@ class Registry:
         `call` forwards to, and how a door runs calls without reaching for
         the connection itself."""
         return Caller(self.db.conn, actor=self.actor, max_limits=self.max_limits, backends=self._backends)
+
+    # -- checks beyond the tests (issue 19, registry/checking.py) -------------
+    def fuzz(
+        self,
+        ref: str,
+        n: int,
+        *,
+        seed: int = 0,
+        budget: float | None = None,
+        backend: str = "restricted",
+        limits: dict[str, float] | None = None,
+        policy: str | None = None,
+        no_build: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> CheckRun:
+        """Run `n` argument sets generated from the version's input schema
+        (seeded: the same `seed`, the same inputs) in the sandbox, with the
+        limits and policy `verify` uses; store and return what they show
+        (docs/verification.md). Bounded by ``budget`` seconds (None: 60). ExtraMissing
+        without the ``fuzz`` extra."""
+        return fuzz_version(
+            self.db,
+            actor=self.actor,
+            backends=self._backends,
+            max_limits=self.max_limits,
+            ref=ref,
+            n=n,
+            seed=seed,
+            budget=budget,
+            backend=backend,
+            limits=limits,
+            policy=policy,
+            no_build=no_build,
+            progress=progress,
+        )
+
+    def checks(self, ref: str) -> builtins.list[CheckRun]:
+        """The newest run of each check of a version (fuzz, predecessor,
+        mutants), with its findings: what `show` and a reviewer read."""
+        return version_checks(self.db, ref)
+
+    def finding(self, finding_id: int) -> tuple[Finding, str]:
+        """A stored finding and the reference of its version; NotFound if none."""
+        return stored_finding(self.db, finding_id)
+
+    def draft_case(
+        self, finding_id: int, *, expected: Any = None, has_expected: bool = False
+    ) -> tuple[dict[str, Any], str]:
+        """The test case a finding becomes, for a tests file: its input as
+        ``args``; ``expected`` only when a person gives one (otherwise the
+        case has none, and `add` refuses it until one is written). Audited."""
+        return draft_finding(
+            self.db, actor=self.actor, finding_id=finding_id, expected=expected, has_expected=has_expected
+        )
 
     # -- audit -------------------------------------------------------------
     def audit(

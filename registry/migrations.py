@@ -237,6 +237,48 @@ def m007_review(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m008_checks(db: sqlite_utils.Database) -> None:
+    """Checks beyond a version's own tests (issue 19): each run of one
+    (``fuzz``: inputs generated from the input schema; ``predecessor``: the
+    same inputs through the version it replaces; ``mutants``: the tests
+    against changed copies of the code), with its settings and summary, and
+    what each run found (a finding can become a drafted test case)."""
+    db.execute(
+        """
+        CREATE TABLE checks (
+            id INTEGER PRIMARY KEY,
+            version_id INTEGER NOT NULL REFERENCES versions (id),
+            sha256 TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('fuzz', 'predecessor', 'mutants')),
+            settings TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            policy TEXT,
+            ran_by TEXT NOT NULL,
+            ran_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX checks_version ON checks (version_id, kind)")
+    db.execute(
+        """
+        CREATE TABLE findings (
+            id INTEGER PRIMARY KEY,
+            check_id INTEGER NOT NULL REFERENCES checks (id),
+            version_id INTEGER NOT NULL REFERENCES versions (id),
+            kind TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            input TEXT,
+            detail TEXT NOT NULL,
+            drafted_by TEXT,
+            drafted_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX findings_check ON findings (check_id)")
+
+
 def pending_migrations(db: sqlite_utils.Database) -> list[str]:
     """Names of the migrations this database has not applied yet (read-only)."""
     return [m.name for m in MIGRATIONS.pending(db)]

@@ -57,6 +57,7 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     "m005_latm",
     "m006_packages",
     "m007_review",
+    "m008_checks",
 )
 
 

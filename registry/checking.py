@@ -1,0 +1,129 @@
+"""Running the checks beyond a version's own tests and storing what they
+find (issue 19): what `Registry.fuzz`, `Registry.checks`,
+`Registry.finding` and `Registry.draft_case` do, on the registry's
+connection, actor, maxima and backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..sandbox.backends import Backends
+from ..sandbox.contract import Limits
+from .calls import job_limits, job_policy, prepare_runtime, start_backend
+from .checks import CheckRun, Finding, draft_case, finding_by_id, latest_checks, record_draft, store_check
+from .errors import ArgumentsError
+from .fuzzing import DEFAULT_BUDGET, DEFAULT_SEED, fuzz
+from .reading import resolve
+from .records import tool_of, version_of_row
+from .schema_check import validate_stored_arguments
+from .store import read_snapshot, write_transaction
+from .store_versions import full_row
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from .models import ToolVersion
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "FUZZ_SETTING",
+    "default_fuzz",
+    "draft_finding",
+    "fuzz_version",
+    "stored_finding",
+    "version_checks",
+]
+
+# The registry setting that makes every `toolcrib verify` fuzz (N inputs).
+FUZZ_SETTING = "verify.fuzz"
+
+
+def default_fuzz(value: str | None) -> int | None:
+    """The registry's default N for fuzzing from its setting's text
+    (``verify.fuzz``, `Registry.setting`): None when unset or unreadable."""
+    try:
+        n = int(value) if value is not None else 0
+    except ValueError:
+        return None
+    return n if n > 0 else None
+
+
+def valid_arguments(tool: ToolVersion) -> Callable[[dict[str, Any]], bool]:
+    """Whether generated arguments pass the registry's own check of a call's
+    (the stored schema, integers strict): only those are run."""
+
+    def valid(args: dict[str, Any]) -> bool:
+        try:
+            validate_stored_arguments(tool.signature.input_schema, args, function=tool.entrypoint)
+        except ArgumentsError:
+            return False
+        return True
+
+    return valid
+
+
+def fuzz_version(
+    db: sqlite_utils.Database,
+    *,
+    actor: str,
+    backends: Backends,
+    max_limits: Limits,
+    ref: str,
+    n: int,
+    seed: int = DEFAULT_SEED,
+    budget: float | None = None,
+    backend: str = "restricted",
+    limits: dict[str, float] | None = None,
+    policy: str | None = None,
+    no_build: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> CheckRun:
+    """Fuzz one version with the limits and policy its verification uses;
+    the run and its findings, stored (with a ``check`` audit entry)."""
+    row = resolve(db.conn, ref, allow_yanked=True)
+    tool = tool_of(row)
+    limits_used = job_limits(tool.limits, max_limits, limits)
+    runner = start_backend(backend, backends)
+    policy_used = job_policy(runner, policy, tool.policy)
+    prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
+    run = fuzz(
+        tool,
+        runner,
+        backend=backend,
+        limits=limits_used,
+        policy=policy_used,
+        n=n,
+        seed=seed,
+        budget=DEFAULT_BUDGET if budget is None else budget,
+        valid=valid_arguments(tool),
+    )
+    with write_transaction(db):
+        return store_check(db, actor=actor, version_id=row.id, run=run)
+
+
+def version_checks(db: sqlite_utils.Database, ref: str) -> list[CheckRun]:
+    """The newest run of each check of a version, with its findings."""
+    with read_snapshot(db):
+        row = resolve(db.conn, ref, allow_yanked=True)
+        return latest_checks(db.conn, row.ref, row.id)
+
+
+def stored_finding(db: sqlite_utils.Database, finding_id: int) -> tuple[Finding, str]:
+    """A stored finding and the reference of its version."""
+    with read_snapshot(db):
+        found, version_id = finding_by_id(db.conn, finding_id)
+        row = full_row(db.conn, version_id)
+    return found, version_of_row(row).ref if row is not None else "?"
+
+
+def draft_finding(
+    db: sqlite_utils.Database, *, actor: str, finding_id: int, expected: Any = None, has_expected: bool = False
+) -> tuple[dict[str, Any], str]:
+    """The test case a finding becomes (its expected value only if a person
+    gave one) and the version's reference; the finding is marked drafted, audited."""
+    found, ref = stored_finding(db, finding_id)
+    case = draft_case(found, expected=expected, has_expected=has_expected)
+    with write_transaction(db):
+        record_draft(db, actor=actor, finding=found, tool=ref)
+    return case, ref
