@@ -30,7 +30,7 @@ from .errors import InvalidInput, VerificationFailed
 from .versions import canonical_json
 
 if TYPE_CHECKING:
-    from securesystemslib.signer import CryptoSigner, SSlibKey
+    from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]  # re-exported without __all__
 
 __all__ = [
     "MAX_ENVELOPE_BYTES",
@@ -67,7 +67,7 @@ class ReviewKey:
     public: str
 
     def sslib(self) -> SSlibKey:
-        from securesystemslib.signer import SSlibKey
+        from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]  # re-exported without __all__
 
         return SSlibKey(self.keyid, "ed25519", "ed25519", {"public": self.public})
 
@@ -94,7 +94,7 @@ def _ssh_string(data: bytes) -> bytes:
 
 def _key_of(public_raw: bytes, name: str) -> ReviewKey:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from securesystemslib.signer import SSlibKey
+    from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]  # re-exported without __all__
 
     try:
         sslib = SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(public_raw))
@@ -132,7 +132,7 @@ def load_signer(path: Path, *, name: str) -> tuple[CryptoSigner, ReviewKey]:
     encrypted) and its public key. InvalidInput for anything else."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from securesystemslib.signer import CryptoSigner
+    from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]  # re-exported without __all__
 
     try:
         with open(path, "rb") as handle:

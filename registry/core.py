@@ -437,6 +437,10 @@ class Registry:
         """Reject a queued version with a reason (signed when `key` is given)."""
         return self._decide(ref, "rejected", reason, key)
 
+    def task_rejection(self, task: str) -> review.Decision | None:
+        """The newest rejection of a version `make` made for `task`, if any."""
+        return review.task_rejection(self.db.conn, task)
+
     def trust_key(self, key: ReviewKey) -> bool:
         """Trust a reviewer's public key (audited); False if trusted already."""
         with write_transaction(self.db):
@@ -664,7 +668,14 @@ class Registry:
         Each reference picks a tool by name (a version or digest in it just has
         to exist); every version of that tool goes in, yanked ones included."""
         with read_snapshot(self.db):
-            return build_bundle(exported_tools(self.db.conn, refs))
+            bundle = build_bundle(exported_tools(self.db.conn, refs))
+            # Signed review decisions travel with their versions (issue 18).
+            carried = review.exported_attestations(
+                self.db.conn, {f"{t['name']}@{t['version']}" for t in bundle["tools"]}
+            )
+            if carried:
+                bundle["attestations"] = carried
+            return bundle
 
     def import_bundle(self, bundle: dict[str, Any]) -> builtins.list[AddResult]:
         """Import a bundle, checking every digest; all-or-nothing.
@@ -680,6 +691,8 @@ class Registry:
         with write_transaction(self.db):
             for entry in entries:
                 results.append(self._import_entry(entry, exported_at))
+            # Approvals count only when signed by a key this registry trusts.
+            review.import_attestations(self.db.conn, bundle.get("attestations"), actor=self.actor)
         return results
 
     def _import_entry(self, entry: BundleEntry, exported_at: Any) -> AddResult:

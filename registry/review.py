@@ -35,12 +35,13 @@ from .store_review import (
     review_rows,
     review_state,
 )
+from .store_review import task_rejection as find_task_rejection
 from .store_settings import put_setting, read_setting
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from securesystemslib.signer import CryptoSigner
+    from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]  # re-exported without __all__
 
     from .store_versions import VersionRow
 
@@ -331,6 +332,26 @@ def decide(
     )
 
 
+def task_rejection(conn: sqlite3.Connection, task: str) -> Decision | None:
+    """The newest rejection of a version made for `task` by `toolcrib make`,
+    which the next `make` for that task answers."""
+    found = find_task_rejection(conn, task)
+    if found is None:
+        return None
+    rid, ref, reviewer, note, at = found
+    return Decision(
+        id=rid,
+        ref=ref,
+        sha256="",
+        decision="rejected",
+        reviewer=reviewer,
+        note=note,
+        keyid=None,
+        decided_at=at,
+        origin="local",
+    )
+
+
 def check_attestations(conn: sqlite3.Connection, row: VersionRow) -> list[tuple[Decision, str | None]]:
     """Each decision on a version with None if its envelope verifies against
     a trusted key, else why not (one line)."""
@@ -346,6 +367,52 @@ def check_attestations(conn: sqlite3.Connection, row: VersionRow) -> list[tuple[
             out.append((d, exc.message))
             continue
         out.append((d, None if verified.decision == d.decision else "the signed decision differs from the stored one"))
+    return out
+
+
+MAX_IMPORTED = 10_000
+
+
+def exported_attestations(conn: sqlite3.Connection, refs: set[str]) -> list[dict[str, Any]]:
+    """The signed decisions on the versions `refs` names, as a bundle carries
+    them: ``{"ref", "sha256", "envelope"}`` each (unsigned ones stay home)."""
+    out = []
+    for vid, name, version, *_rest in maker_rows(conn):
+        ref = f"{name}@{version}"
+        if ref not in refs:
+            continue
+        for _rid, _vid, sha256, _d, _r, _n, _k, envelope, _o, _at in review_rows(conn, vid):
+            if envelope:
+                out.append({"ref": ref, "sha256": sha256, "envelope": json.loads(envelope)})
+    return out
+
+
+def import_attestations(conn: sqlite3.Connection, carried: Any, *, actor: str) -> list[tuple[str, str | None]]:
+    """Each carried decision whose version this registry holds (by sha256):
+    kept when its envelope verifies against a key this registry trusts,
+    else dropped with an audited ``review-dropped`` entry naming why.
+    (ref, None) for kept, (ref, why) for dropped. Inside a write transaction."""
+    from .store_versions import VersionRow
+
+    if carried is None:
+        return []
+    if not isinstance(carried, list) or len(carried) > MAX_IMPORTED:
+        raise InvalidInput(f"bundle 'attestations' must be a list of at most {MAX_IMPORTED} entries")
+    out: list[tuple[str, str | None]] = []
+    for index, item in enumerate(carried):
+        if not isinstance(item, dict) or not isinstance(item.get("ref"), str) or "@" not in item["ref"]:
+            raise InvalidInput(f"attestations[{index}]: expected an object with ref, sha256 and envelope")
+        name, _, version = item["ref"].partition("@")
+        row = next((r for r in VersionRow.of_name(conn, name) if r.version == version), None)
+        if row is None:
+            continue  # the bundle did not bring that version: nothing to attach it to
+        if any(d.envelope == item.get("envelope") for d in decisions(conn, row)):
+            out.append((row.ref, None))
+            continue
+        why = import_attestation(conn, row, item.get("envelope"), actor=actor)
+        if why is not None:
+            append_row(conn, actor=actor, event="review-dropped", tool=row.ref, details={"reason": why})
+        out.append((row.ref, why))
     return out
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "review_rows",
     "review_state",
     "standing_decisions",
+    "task_rejection",
     "table_names",
 ]
 
@@ -208,3 +209,16 @@ def reports_for(conn: sqlite3.Connection, version_id: int, sha256: str) -> dict[
         if rows:
             out[table] = [dict(zip(columns, row, strict=False)) for row in rows]
     return out
+
+
+def task_rejection(conn: sqlite3.Connection, task: str) -> tuple[Any, ...] | None:
+    """(id, name@version, reviewer, note, decided_at) of the newest rejection
+    of a version `toolcrib make` made for `task` (metadata latm.task), if any."""
+    row = conn.execute(
+        "SELECT r.id, v.name || '@' || v.version, r.reviewer, r.note, r.decided_at FROM reviews r "
+        "JOIN versions v ON v.id = r.version_id "
+        "WHERE r.decision = 'rejected' AND json_extract(v.metadata, '$.\"latm.task\"') = ? "
+        "ORDER BY r.id DESC LIMIT 1",
+        [task],
+    ).fetchone()
+    return None if row is None else tuple(row)

@@ -45,7 +45,7 @@ from ..sandbox import Backend, Limits, Result
 from .answers import options, read_answer, with_epilogue
 from .evidence import copies_answer, defined_names, module_key, rebound_names, tool_module, without_definitions
 from .models import Model
-from .prompts import fix_prompt, propose_prompt, verify_prompt, wrap_prompt
+from .prompts import fix_prompt, propose_prompt, rejected_prompt, verify_prompt, wrap_prompt
 from .replies import ReplyTooLong, UseCase, answer_names, check_reply, code_blocks, defines, use_cases, whitespace_free
 from .runs import describe_failure, run_snippet
 from .tasks import Example, Task
@@ -413,8 +413,13 @@ def make(
         stages=maker.stages,
         transcript=str(path),
     )
+    # A reviewer rejected the last tool made for this task: the reason comes first.
+    rejection = reg.task_rejection(task.name)
+    first = propose_prompt(examples[:demos])
+    if rejection is not None:
+        first = rejected_prompt(rejection.ref, rejection.reviewer, rejection.note or "") + first
     try:
-        maker.stage("propose", propose_prompt(examples[:demos]), maker.check_proposal)
+        maker.stage("propose", first, maker.check_proposal)
         maker.stage("verify", verify_prompt(examples[demos : demos + validate]), maker.check_tests)
         wrapped: _Wrapped = maker.stage("wrap", wrap_prompt(), maker.check_wrap)
     except _StageFailed as failure:
@@ -433,6 +438,8 @@ def make(
         ),
         "latm.stages": json.dumps([s.model_dump() for s in maker.stages], ensure_ascii=False),
     }
+    if rejection is not None:  # which review decision this version answers
+        metadata["latm.answers_rejection"] = f"{rejection.ref} review {rejection.id} by {rejection.reviewer}"
     added = reg.add(
         maker.source,  # the verified module itself, byte for byte
         name=name,

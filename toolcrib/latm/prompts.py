@@ -70,6 +70,16 @@ def fix_prompt(stage: str, problem: str) -> str:
     )
 
 
+def rejected_prompt(ref: str, reviewer: str, reason: str) -> str:
+    """What the model is told first when a reviewer rejected the previous
+    tool made for this task: the reviewer's own words (issue 18)."""
+    return (
+        f"A human reviewer rejected the previous tool made for this task ({ref}). "
+        f"The reviewer ({reviewer}) wrote: {reason}\n"
+        "Write the new function so that it answers this objection.\n\n"
+    )
+
+
 def wrap_prompt() -> str:
     steps = _CODE_FORMAT.format(ret="parse the question into the function's arguments, call the function")
     return (

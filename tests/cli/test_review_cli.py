@@ -1,0 +1,150 @@
+"""The reviewer's path on the command line (issue 18): init --review, key
+generate/trust, review (queue and one version), approve, reject, attest
+verify, and their refusals with the documented exit codes. Real keys made in
+the test; the sandbox is a FakeBackend (review is bookkeeping)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from toolcrib.sandbox.fake import FakeBackend
+
+V1 = "def double(x: int) -> int:\n    return 2 * x\n"
+V2 = "def double(x: int) -> int:\n    return x + x\n"
+TESTS = [{"args": {"x": 2}, "expected": 4}]
+
+
+@pytest.fixture(autouse=True)
+def _fake(fake_sandbox: FakeBackend) -> None:
+    pass
+
+
+@pytest.fixture
+def key(tc, tmp_path: Path) -> Path:
+    path = tmp_path / "keys" / "alice_ed25519"
+    assert tc("init").exit_code == 0
+    made = tc("key", "generate", "--out", str(path), "--json")
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["trusted"] is True
+    return path
+
+
+def _add(tc, tmp_path: Path, source: str, generator: str = "gpt-4o") -> str:
+    src = tmp_path / "double.py"
+    src.write_text(source)
+    tests = tmp_path / "double.tests.json"
+    tests.write_text(json.dumps(TESTS))
+    added = tc("add", str(src), "--tests", str(tests), "--generator", generator, "--json")
+    assert added.exit_code == 0, added.output
+    ref = json.loads(added.stdout)["ref"]
+    assert tc("verify", ref).exit_code == 0
+    return str(ref)
+
+
+def test_the_reviewers_path(tc, tmp_path: Path, key: Path) -> None:
+    init = tc("init", "--json")
+    assert json.loads(init.stdout)["review"] == "models"
+    ref = _add(tc, tmp_path, V1)
+    refused = tc("call", ref, "--args", '{"x": 1}')
+    assert refused.exit_code == 4 and f"toolcrib approve {ref}" in refused.stderr
+    queue = json.loads(tc("review", "--json").stdout)
+    assert [i["ref"] for i in queue["queue"]] == [ref] and "gpt-4o" in queue["queue"][0]["why"]
+    shown = tc("review", ref)
+    assert shown.exit_code == 0
+    assert "1 | def double(x: int) -> int:" in shown.stdout and "approve: toolcrib approve" in shown.stdout
+    approved = tc("approve", ref, "--key", str(key), "--note", "fine", "--json")
+    assert approved.exit_code == 0, approved.output
+    assert json.loads(approved.stdout)["decision"] == "approved"
+    assert tc("call", ref, "--args", '{"x": 4}').stdout.strip() == "8"
+    checked = tc("attest", "verify", ref)
+    assert checked.exit_code == 0 and "verified" in checked.stdout
+    # The next version waits; review shows the diff against the served one.
+    ref2 = _add(tc, tmp_path, V2)
+    doc = json.loads(tc("review", ref2, "--json").stdout)
+    assert doc["replaces"] == ref and "+    return x + x" in doc["diff"]["source"]
+    assert doc["evidence"]["status"] == "verified" and doc["waiting"] is True
+    assert tc("call", "double", "--args", '{"x": 1}').exit_code == 4  # NAME is the newest: not approved
+    assert tc("call", ref, "--args", '{"x": 1}').exit_code == 0  # the approved one still runs, pinned
+    rejected = tc("reject", ref2, "--reason", "same thing, more code", "--key", str(key))
+    assert rejected.exit_code == 0, rejected.output
+    assert "rejected" in tc("call", ref2, "--args", '{"x": 1}').stderr
+    events = [e["event"] for e in json.loads(tc("audit", "--json").stdout)]
+    assert events.count("review") == 2 and "key-trust" in events
+
+
+def test_init_review_changes_an_existing_registry(tc) -> None:
+    assert tc("init").exit_code == 0
+    assert "review: all" in tc("init", "--review", "all").stdout
+    entry = json.loads(tc("audit", "--event", "setting", "--json").stdout)[-1]
+    assert entry["details"] == {"key": "review", "value": "all", "was": "models"}
+    assert tc("init", "--review", "sometimes").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "words"),
+    [
+        ("unverified", 4, "verify"),
+        ("yanked", 4, "yanked"),
+        ("not queued", 4, "not in the review queue"),
+        ("no key", 2, "key generate"),
+        ("untrusted key", 4, "not trusted"),
+        ("garbage key", 2, "not an OpenSSH or PEM private key"),
+    ],
+)
+def test_approve_refusals(tc, tmp_path: Path, key: Path, case: str, code: int, words: str) -> None:
+    use = key
+    if case == "unverified":
+        (tmp_path / "u.py").write_text(V1)
+        ref = json.loads(tc("add", str(tmp_path / "u.py"), "--generator", "m", "--json").stdout)["ref"]
+    else:
+        ref = _add(tc, tmp_path, V1, generator="human" if case == "not queued" else "m")
+    if case == "yanked":
+        tc("yank", ref, "--reason", "bad")
+    elif case == "no key":
+        use = tmp_path / "missing"
+    elif case == "untrusted key":
+        use = tmp_path / "other"
+        assert tc("key", "generate", "--out", str(use), "--no-trust").exit_code == 0
+    elif case == "garbage key":
+        use = tmp_path / "garbage"
+        use.write_bytes(b"\x00not a key\n")
+    result = tc("approve", ref, "--key", str(use))
+    assert result.exit_code == code, result.output
+    [line] = [x for x in result.stderr.splitlines() if x.strip()]
+    assert words in line and "Traceback" not in result.stderr
+
+
+def test_a_forged_or_altered_envelope_fails_attest_verify(tc, tmp_path: Path, key: Path, cli_registry: Path) -> None:
+    ref = _add(tc, tmp_path, V1)
+    assert tc("approve", ref, "--key", str(key)).exit_code == 0
+    db = sqlite3.connect(cli_registry)
+    (envelope,) = db.execute("SELECT envelope FROM reviews").fetchone()
+    forged = json.loads(envelope)
+    statement = json.loads(base64.b64decode(forged["payload"]))
+    statement["predicate"]["note"] = "approved by someone else"
+    forged["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    db.execute("UPDATE reviews SET envelope = ?", [json.dumps(forged)])
+    db.commit()
+    result = tc("attest", "verify", ref)
+    assert result.exit_code == 1 and "signature does not verify" in result.stderr
+    db.execute("UPDATE reviews SET envelope = ?", ['{"payload": 1}'])
+    db.commit()
+    db.close()
+    result = tc("attest", "verify", ref)
+    assert result.exit_code == 1 and "not a DSSE envelope" in result.stderr
+
+
+def test_key_trust_reads_an_openssh_public_key(tc, tmp_path: Path) -> None:
+    out = tmp_path / "bob"
+    assert tc("key", "generate", "--out", str(out), "--no-trust").exit_code == 0
+    assert tc("init").exit_code == 0
+    trusted = tc("key", "trust", str(out) + ".pub", "--json")
+    assert trusted.exit_code == 0 and json.loads(trusted.stdout)["added"] is True
+    listed = json.loads(tc("key", "list", "--json").stdout)
+    assert listed[0]["public"].startswith("ssh-ed25519 ")
+    assert tc("key", "trust", "ssh-ed25519 AAAA garbage").exit_code == 2
+    assert tc("key", "generate", "--out", str(out)).exit_code == 2  # never overwritten
