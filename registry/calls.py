@@ -41,9 +41,10 @@ from .errors import ArgumentsError, ExtraMissing, InvalidInput, NotFound, Policy
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
 from .outcome import CallOutcome
 from .review import gate
-from .schema_check import arg_forms, validate_stored_arguments
+from .schema_check import arg_forms, drop_default_nulls, validate_stored_arguments
 from .store import write_transaction
 from .store_versions import NEWEST, VersionRow, call_row
+from .suggest import no_tool_named
 from .versions import canonical_json, parse_reference, sha256_text, stored_lock
 
 # The default: the table's shared backends (the CLI's and the MCP server's).
@@ -160,13 +161,16 @@ def sandbox_job(
     )
 
 
-def choose_version(rows: list[VersionRow], ref: str, *, allow_yanked: bool = True) -> VersionRow:
+def choose_version(
+    rows: list[VersionRow], ref: str, *, allow_yanked: bool = True, conn: sqlite3.Connection | None = None
+) -> VersionRow:
     """The row `ref` names among `rows` (one name's versions, oldest first;
     `store_versions.version_rows`): `name@1.2.0`,
-    `name@sha256:PREFIX`, or `name` alone for its newest version (the `NEWEST` rule: not yanked)."""
+    `name@sha256:PREFIX`, or `name` alone for its newest version (the `NEWEST` rule: not yanked).
+    With `conn`, a name no version has is NotFound naming the close ones ("did you mean")."""
     parsed = parse_reference(ref)
     if not rows:
-        raise NotFound(f"no tool named {parsed.name!r}")
+        raise no_tool_named(conn, parsed.name)
     if parsed.version is not None:
         found = [r for r in rows if r.version == parsed.version]
         if not found:
@@ -379,7 +383,9 @@ class Caller:
         progress: Callable[[str], None] | None = None,
     ) -> CallOutcome:
         """`Registry.call` (its docstring says what each argument does)."""
-        row = choose_version(VersionRow.of_name(self.conn, parse_reference(ref).name), ref, allow_yanked=True)
+        row = choose_version(
+            VersionRow.of_name(self.conn, parse_reference(ref).name), ref, allow_yanked=True, conn=self.conn
+        )
         tool = CallTarget.load(self.conn, row)
         mode = "snippet" if snippet is not None else "args"
         base: dict[str, Any] = {"mode": mode, "backend": backend}
@@ -398,6 +404,10 @@ class Caller:
                 args = {} if args is None else args
                 if not isinstance(args, dict):
                     raise InvalidInput("arguments must be a JSON object")
+                # A null for an optional parameter that takes none: "the default".
+                args, dropped = drop_default_nulls(tool.input_schema, args)
+                if dropped:
+                    base["nulls_dropped"] = dropped
                 try:
                     base["args_sha256"] = sha256_text(canonical_json(args))
                 except (TypeError, ValueError):

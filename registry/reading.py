@@ -13,10 +13,10 @@ from collections.abc import Iterable
 
 from .admission import check_name
 from .calls import choose_version
-from .errors import NotFound
 from .models import ToolVersion
 from .records import tool_of, version_of_row
 from .store_versions import NEWEST, NEWEST_OR_YANKED, VersionRow, full_rows, newest_per_name, tool_names, version_rows
+from .suggest import no_tool_named
 from .versions import parse_reference
 
 __all__ = ["exported_tools", "history", "newest_ids", "newest_tools", "resolve", "resolved_refs", "tools_by_ids"]
@@ -24,7 +24,7 @@ __all__ = ["exported_tools", "history", "newest_ids", "newest_tools", "resolve",
 
 def resolve(conn: sqlite3.Connection, ref: str, *, allow_yanked: bool = True) -> VersionRow:
     """The row NAME, NAME@VERSION or NAME@sha256:<prefix> resolves to."""
-    return choose_version(version_rows(conn, parse_reference(ref).name), ref, allow_yanked=allow_yanked)
+    return choose_version(version_rows(conn, parse_reference(ref).name), ref, allow_yanked=allow_yanked, conn=conn)
 
 
 def resolved_refs(conn: sqlite3.Connection, refs: Iterable[str] | None) -> list[str] | None:
@@ -59,7 +59,7 @@ def history(conn: sqlite3.Connection, name: str) -> list[ToolVersion]:
     check_name(name)
     rows = version_rows(conn, name)
     if not rows:
-        raise NotFound(f"no tool named {name!r}")
+        raise no_tool_named(conn, name)
     return [tool_of(r) for r in rows]
 
 
