@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from ..registry.errors import ToolcribError
+from ..registry.errors import InvalidInput, ToolcribError
 from .exit_codes import INTERNAL_ERROR
 
 __all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
@@ -119,15 +119,30 @@ class LazyGroup(click.Group):
 
 
 class ToolcribGroup(LazyGroup):
-    """Maps toolcrib's own exceptions to one-line errors and exit codes."""
+    """Maps toolcrib's own exceptions to one-line errors and exit codes (with
+    the refusal JSON on stdout first, for a ``--json`` command), and takes
+    the global options after the subcommand too (cli/argv.py)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from .argv import hoist_global_options
+
+        args = hoist_global_options(list(args))
+        ctx.meta["toolcrib.argv"] = list(args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .argv import json_failure
+
         try:
             return super().invoke(ctx)
         except ToolcribError as err:
             from .common import CLIError
 
+            json_failure(self, ctx, ctx.meta.get("toolcrib.argv", []), err)
             raise CLIError.from_error(err) from None
+        except click.UsageError as err:
+            json_failure(self, ctx, ctx.meta.get("toolcrib.argv", []), InvalidInput(err.format_message()))
+            raise
         except Exception as err:
             # pydantic is imported only by the commands that need it: if it
             # is not loaded, this cannot be one of its errors.
@@ -138,7 +153,9 @@ class ToolcribGroup(LazyGroup):
 
             first = err.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "input"
-            raise CLIError(f"{where}: {first.get('msg', 'invalid')}") from None
+            message = f"{where}: {first.get('msg', 'invalid')}"
+            json_failure(self, ctx, ctx.meta.get("toolcrib.argv", []), InvalidInput(message))
+            raise CLIError(message) from None
 
 
 @click.group(cls=ToolcribGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

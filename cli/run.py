@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..registry.errors import InvalidInput, ToolcribError
-from ..registry.outcome import refusal
+from ..registry.errors import ArgumentsError, InvalidInput
 from ..sandbox import BACKEND_NAMES
 from .checks import fuzz_count, print_check, seed_option
 from .common import (
@@ -200,7 +199,11 @@ def verify(
     sys.exit(1 if any(r.status != "verified" for r in results) else 0)
 
 
-def _parse_call_args(args_json: str | None, arg_pairs: tuple[str, ...]) -> dict[str, Any]:
+def _parse_call_args(
+    args_json: str | None, arg_pairs: tuple[str, ...], as_strings: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The call's arguments; `as_strings` gets each --arg value that was not
+    JSON and so was taken as a string (NAME -> the text)."""
     # The sandbox's bounded reader (size, depth, integer digits, finite
     # numbers): arguments over a bound are exit 2 here, before any registry
     # or sandbox is touched.
@@ -226,9 +229,28 @@ def _parse_call_args(args_json: str | None, arg_pairs: tuple[str, ...]) -> dict[
             args[key] = read_json(raw, f"--arg {key}")
         except NotJSON:
             args[key] = raw
+            if as_strings is not None:
+                as_strings[key] = raw
         except OverBound as err:
             raise InvalidInput(str(err)) from None
     return args
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _said_as_string(err: ArgumentsError, as_strings: dict[str, str]) -> ArgumentsError:
+    """`err`, saying which of its bad fields came from an --arg value that
+    was not JSON and so was taken as a string (where that is the mistake:
+    ``--arg n=1O`` or ``--arg words=[a, b]``)."""
+    taken = [name for name in err.fields if name in as_strings]
+    if not taken:
+        return err
+    said = "; ".join(
+        f"--arg {name}={_clip(as_strings[name])} is not JSON, so it was taken as a string" for name in taken
+    )
+    return ArgumentsError(f"{err.message} ({said})", dict(err.fields))
 
 
 def _print_outcome(outcome: CallOutcome) -> None:
@@ -306,8 +328,12 @@ def call(
     if snippet_path and (args_json is not None or arg_pairs):
         raise click.UsageError("give arguments (--args/--arg) or --snippet, not both")
     snippet = read_text_argument(snippet_path, "snippet") if snippet_path else None
+    # A refusal (unverified, yanked, bad arguments, not found) raises: the
+    # group prints the one refusal JSON for a --json command (cli/argv.py),
+    # then the one-line error and its exit code.
+    as_strings: dict[str, str] = {}
+    args = None if snippet is not None else _parse_call_args(args_json, arg_pairs, as_strings)
     try:
-        args = None if snippet is not None else _parse_call_args(args_json, arg_pairs)
         outcome = open_caller().call(
             ref,
             args,
@@ -320,13 +346,8 @@ def call(
             no_build=no_build,
             progress=echo_progress,
         )
-    except ToolcribError as err:
-        if json_output:
-            # A refusal (unverified, yanked, bad arguments, not found) has
-            # the outcome's keys too: the one JSON every door prints for it.
-            # The one-line error and its exit code follow, as without --json.
-            echo_json(refusal(ref, err))
-        raise
+    except ArgumentsError as err:
+        raise _said_as_string(err, as_strings) from None
     if json_output:
         echo_json(outcome.to_json())
     else:

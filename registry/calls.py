@@ -246,6 +246,20 @@ def audited_result(value: Any) -> Any:
     return {"$truncated": True, "bytes": size, "prefix": head[:CAP_BYTES].decode("utf-8", "ignore")}
 
 
+# A failed call's error message as the audit keeps it: at most this many characters.
+MAX_AUDITED_MESSAGE = 500
+
+
+def _capped_message(message: str) -> str:
+    """An error message for the audit: at most `MAX_AUDITED_MESSAGE`
+    characters, saying how long it was when cut. (Stored as JSON, its
+    control characters are escaped; every door shows it through its own
+    terminal escaping.)"""
+    if len(message) <= MAX_AUDITED_MESSAGE:
+        return message
+    return f"{message[: MAX_AUDITED_MESSAGE - 40]}... ({len(message)} characters)"
+
+
 def policy_name(policy: object) -> PolicyName:
     """A policy name as given by a caller; InvalidInput for anything else."""
     if policy == "restricted":
@@ -492,6 +506,8 @@ class Caller:
                 "status": "cancelled" if cancelled else result.status,
                 "limit": result.limit,
                 "error_type": result.error.type if result.error else None,
+                # What the tool (or the sandbox) said, capped: the audit is not a log of outputs.
+                "error_message": _capped_message(result.error.message) if result.error else None,
                 "duration_ms": round(result.duration_ms, 3),
                 "result": audited_result(result.result),
                 "layers": list(result.layers),
