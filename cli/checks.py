@@ -18,7 +18,17 @@ if TYPE_CHECKING:
     from ..registry import Registry
     from ..registry.checks import CheckRun
 
-__all__ = ["COMMANDS", "case_group", "checks", "echo_check_line", "fuzz_count", "print_check", "seed_option"]
+__all__ = [
+    "COMMANDS",
+    "case_group",
+    "checks",
+    "compare_after_add",
+    "echo_check_line",
+    "flag_line",
+    "fuzz_count",
+    "print_check",
+    "seed_option",
+]
 
 MAX_FUZZ_OPTION = 10_000
 
@@ -67,9 +77,18 @@ def print_check(run: CheckRun) -> None:
             f"fuzz: {summary.get('ran', 0)} of {summary.get('generated', 0)} generated inputs ran "
             f"(seed {run.settings.get('seed')}, {summary.get('duration_ms', 0) / 1000:.1f} s)"
         )
+    elif run.kind == "predecessor":
+        head = (
+            f"predecessor: {summary.get('compared', 0)} input(s) through {summary.get('predecessor')} and "
+            f"{run.tool} ({summary.get('tests_compared', 0)} of its test case(s), {summary.get('generated', 0)} "
+            f"generated), {summary.get('differing', 0)} answered differently"
+        )
     else:
         head = f"{run.kind}:"
     echo_text(head)
+    flag = flag_line(run) if run.kind == "predecessor" else None
+    if flag and summary.get("flagged"):
+        echo_text(f"  {flag}")
     if summary.get("error"):
         echo_text(f"  could not fuzz: {summary['error']}")
     if summary.get("note"):
@@ -227,6 +246,10 @@ def echo_check_line(run: CheckRun) -> None:
         state = f"{len(run.findings)} finding(s)"
     if run.kind == "fuzz":
         what = f"{summary.get('ran', 0)} inputs, seed {run.settings.get('seed')}"
+    elif run.kind == "predecessor":
+        what = f"against {summary.get('predecessor')}, {summary.get('compared', 0)} inputs"
+        if summary.get("flagged"):
+            state += ", FLAGGED: a patch that changes answers on its predecessor's tests"
     else:
         what = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, (int, float, str)) and k != "error")
     echo_text(f"  {run.kind + ':':11} {state} ({what}) at {run.ran_at}")
@@ -238,3 +261,31 @@ def echo_check_line(run: CheckRun) -> None:
 
 
 COMMANDS = [case_group, checks]
+
+
+def compare_after_add(reg: Registry, ref: str, bump: str) -> tuple[CheckRun | None, str | None]:
+    """After `add` created a patch (or an explicitly numbered) version: its
+    predecessor's tests through both (`Registry.compare`), so add's report
+    can flag a patch that changes answers. (None, why) when it could not run;
+    (None, None) when there is nothing to compare."""
+    if bump not in ("patch", "explicit"):
+        return None, None
+    from ..registry.errors import ToolcribError
+
+    try:
+        return reg.compare(ref), None
+    except ToolcribError as err:
+        return None, f"could not compare with the previous version: {err}"
+
+
+def flag_line(run: CheckRun) -> str | None:
+    """The warning a predecessor check gives, if any."""
+    s = run.summary
+    if s.get("flagged"):
+        return (
+            f"FLAGGED: this patch release changes answers on {s.get('tests_changed')} of "
+            f"{s.get('tests_compared')} test case(s) of {s.get('predecessor')}"
+        )
+    if s.get("differing"):
+        return f"{s.get('differing')} input(s) answered differently than {s.get('predecessor')}"
+    return None

@@ -114,7 +114,9 @@ def verify(
     (seeded, bounded by --budget) and stores what they show: undocumented
     exceptions, limits hit on small inputs, results the return type forbids,
     two answers to one input (docs/verification.md). A version with no test
-    cases is then only fuzzed (exit 1 if anything was found).
+    cases is then only fuzzed (exit 1 if anything was found). A version that
+    replaces another runs the predecessor's tests (and the generated inputs)
+    through both and reports every input they answer differently.
 
     \b
     Examples:
@@ -149,12 +151,19 @@ def verify(
                 no_build=no_build,
                 progress=echo_progress,
             )
+        compared = None
+        if result is not None:
+            compared = reg.compare(
+                tool.ref, n=fuzz_n or 0, seed=seed, budget=budget, backend=backend, limits=overrides, policy=policy
+            )
         if json_output:
             data: dict[str, Any] = (
                 result.model_dump(mode="json") if result is not None else {"tool": tool.ref, "status": None}
             )
             if checked is not None:
                 data["fuzz"] = checked.model_dump(mode="json")
+            if compared is not None:
+                data["predecessor"] = compared.model_dump(mode="json")
             echo_json(data)
         else:
             if result is not None:
@@ -163,6 +172,8 @@ def verify(
                 echo_text(f"{tool.ref}: no test cases, fuzzed only")
             if checked is not None:
                 print_check(checked)
+            if compared is not None:
+                print_check(compared)
         if result is None:
             sys.exit(1 if checked is not None and checked.findings else 0)
         sys.exit(0 if result.status == "verified" else 1)

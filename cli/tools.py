@@ -16,7 +16,7 @@ from ..registry.cases import load_tests
 from ..registry.search import FIT_THRESHOLD, query_words
 from ..registry.versions import sha256_text
 from .bulk import Entry, is_table, provenance_for, read_entries, report, run_entries
-from .checks import echo_check_line
+from .checks import compare_after_add, echo_check_line, flag_line
 from .common import (
     CLIError,
     declared_limits,
@@ -294,9 +294,11 @@ def add(
         **shared,
     )
     tool = outcome.tool
+    compared, why_not = compare_after_add(reg, tool.ref, outcome.bump) if outcome.created else (None, None)
     if json_output:
         echo_json(
             {
+                "predecessor_check": compared.summary if compared is not None else why_not,
                 "name": tool.name,
                 "version": tool.version,
                 "ref": tool.ref,
@@ -325,6 +327,9 @@ def add(
     echo_text(
         f"{verb} {tool.ref} (sha256:{tool.sha256[:12]}) {tool.status}, {len(tool.tests)} test(s){policy_note}{packages}"
     )
+    line = flag_line(compared) if compared is not None else why_not
+    if line:
+        echo_text(f"warning: {line}", err=True)
 
 
 def _prelude_option(value: str | None) -> tuple[str | None, str | None]:
@@ -629,11 +634,21 @@ def diff(old_ref: str, new_ref: str, json_output: bool) -> None:
         toolcrib diff sort_words@1.0.0 sort_words@1.1.0
         toolcrib diff sort_words@1.0.0 sort_words --json
     """
-    result = open_registry().diff(old_ref, new_ref)
+    reg = open_registry()
+    result = reg.diff(old_ref, new_ref)
+    # What the predecessor check found, when it compared exactly these two versions.
+    compared = next(
+        (r for r in reg.checks(result.new) if r.kind == "predecessor" and r.summary.get("predecessor") == result.old),
+        None,
+    )
     if json_output:
-        echo_json(result.model_dump(mode="json"))
+        data = result.model_dump(mode="json")
+        data["predecessor_check"] = compared.model_dump(mode="json") if compared is not None else None
+        echo_json(data)
         return
     echo_text(f"{result.old} -> {result.new}: {result.bump}")
+    if compared is not None:
+        echo_text(f"answers: {flag_line(compared) or 'the same on every compared input'}")
     if result.schema_diff:
         click.echo("\n# signature")
         echo_text(result.schema_diff.rstrip("\n"), multiline=True)

@@ -14,11 +14,12 @@ from .calls import job_limits, job_policy, prepare_runtime, start_backend
 from .checks import CheckRun, Finding, draft_case, finding_by_id, latest_checks, record_draft, store_check
 from .errors import ArgumentsError
 from .fuzzing import DEFAULT_BUDGET, DEFAULT_SEED, fuzz
+from .predecessor import compare_versions, predecessor_row
 from .reading import resolve
 from .records import tool_of, version_of_row
 from .schema_check import validate_stored_arguments
 from .store import read_snapshot, write_transaction
-from .store_versions import full_row
+from .store_versions import full_row, version_rows
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BUDGET",
     "FUZZ_SETTING",
+    "compare_version",
     "default_fuzz",
     "draft_finding",
     "fuzz_version",
@@ -127,3 +129,43 @@ def draft_finding(
     with write_transaction(db):
         record_draft(db, actor=actor, finding=found, tool=ref)
     return case, ref
+
+
+def compare_version(
+    db: sqlite_utils.Database,
+    *,
+    actor: str,
+    backends: Backends,
+    max_limits: Limits,
+    ref: str,
+    n: int = 0,
+    seed: int = DEFAULT_SEED,
+    budget: float | None = None,
+    backend: str = "restricted",
+    limits: dict[str, float] | None = None,
+    policy: str | None = None,
+) -> CheckRun | None:
+    """Run the predecessor's tests (and `n` generated inputs) through a
+    version and the one it replaces; the run, stored, or None when the
+    version replaces none."""
+    with read_snapshot(db):
+        row = resolve(db.conn, ref, allow_yanked=True)
+        previous = predecessor_row(version_rows(db.conn, row.name), row)
+        if previous is None:
+            return None
+        new, old = tool_of(row), tool_of(previous)
+    runner = start_backend(backend, backends)
+    run = compare_versions(
+        new,
+        old,
+        runner,
+        backend=backend,
+        limits=(job_limits(new.limits, max_limits, limits), job_limits(old.limits, max_limits, limits)),
+        policy=(job_policy(runner, policy, new.policy), job_policy(runner, policy, old.policy)),
+        n=n,
+        seed=seed,
+        budget=DEFAULT_BUDGET if budget is None else budget,
+        valid=(valid_arguments(new), valid_arguments(old)),
+    )
+    with write_transaction(db):
+        return store_check(db, actor=actor, version_id=row.id, run=run)

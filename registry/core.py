@@ -37,7 +37,7 @@ from .calls import (
     prepare_runtime,
     start_backend,
 )
-from .checking import draft_finding, fuzz_version, stored_finding, version_checks
+from .checking import compare_version, draft_finding, fuzz_version, stored_finding, version_checks
 from .checks import CheckRun, Finding
 from .diffing import tool_diff
 from .errors import (
@@ -621,6 +621,37 @@ class Registry:
             policy=policy,
             no_build=no_build,
             progress=progress,
+        )
+
+    def compare(
+        self,
+        ref: str,
+        *,
+        n: int = 0,
+        seed: int = 0,
+        budget: float | None = None,
+        backend: str = "restricted",
+        limits: dict[str, float] | None = None,
+        policy: str | None = None,
+    ) -> CheckRun | None:
+        """Run the predecessor's test cases (and `n` generated inputs)
+        through this version and the one it replaces (the highest lower
+        version, not yanked), each in the sandbox; store and return every
+        input where they answer differently. A patch release that changes
+        an answer on the predecessor's own tests is ``summary["flagged"]``.
+        None when the version replaces none."""
+        return compare_version(
+            self.db,
+            actor=self.actor,
+            backends=self._backends,
+            max_limits=self.max_limits,
+            ref=ref,
+            n=n,
+            seed=seed,
+            budget=budget,
+            backend=backend,
+            limits=limits,
+            policy=policy,
         )
 
     def checks(self, ref: str) -> builtins.list[CheckRun]:

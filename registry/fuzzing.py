@@ -39,12 +39,14 @@ __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_SEED",
     "MAX_FUZZ",
+    "NoInputs",
     "SMALL_INPUT_BYTES",
     "Verdict",
     "classify",
     "documented_exceptions",
     "fuzz",
     "generate_inputs",
+    "hypothesis_modules",
     "output_validator",
 ]
 
@@ -65,7 +67,7 @@ _SHOW_CAP = 200
 _VALUE_CAP = 2048
 
 
-def _hypothesis() -> tuple[Any, Any]:
+def hypothesis_modules() -> tuple[Any, Any]:
     """(hypothesis, hypothesis_jsonschema), or ExtraMissing naming the extra."""
     try:
         import hypothesis
@@ -256,7 +258,7 @@ def classify(
 # -- generating -------------------------------------------------------------------------
 
 
-class _NoInputs(Exception):
+class NoInputs(Exception):
     """The schema gives no argument set (the reason is the message)."""
 
 
@@ -275,11 +277,11 @@ def _settings(hypothesis: Any, n: int, phases: list[Any]) -> Any:
 
 
 def _strategy(schema: dict[str, Any]) -> Any:
-    hypothesis, hj = _hypothesis()
+    hypothesis, hj = hypothesis_modules()
     try:
         return hj.from_schema(schema)
     except Exception as exc:  # noqa: BLE001 - whatever the generator says of the schema, reported
-        raise _NoInputs(f"no generator for the input schema: {type(exc).__name__}: {str(exc)[:_SHOW_CAP]}") from None
+        raise NoInputs(f"no generator for the input schema: {type(exc).__name__}: {str(exc)[:_SHOW_CAP]}") from None
 
 
 def generate_inputs(
@@ -287,8 +289,8 @@ def generate_inputs(
 ) -> list[dict[str, Any]]:
     """Up to `n` distinct argument sets drawn from `schema` with `seed`
     (the same ones each time), each passing `valid` (the registry's own
-    check of call arguments). _NoInputs naming the reason when there are none."""
-    hypothesis, _ = _hypothesis()
+    check of call arguments). NoInputs naming the reason when there are none."""
+    hypothesis, _ = hypothesis_modules()
     strategy = _strategy(schema)
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -314,13 +316,13 @@ def generate_inputs(
         draw()
     except Exception as exc:  # noqa: BLE001 - Unsatisfiable, a generator's own error: reported, never raised
         if not out:
-            raise _NoInputs(
+            raise NoInputs(
                 f"the input schema cannot be satisfied by the generator: {type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:_SHOW_CAP] if str(exc) else 'no example found'}"
             ) from None
     if not out:
         why = f"{rejected[0]} generated argument sets were all refused by the schema" if rejected[0] else "none"
-        raise _NoInputs(f"no argument set could be generated from the input schema ({why})")
+        raise NoInputs(f"no argument set could be generated from the input schema ({why})")
     return out
 
 
@@ -355,7 +357,7 @@ class _Fuzz:
     def shrink(self, target: tuple[str, ...], first: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The smallest input the seeded search reaches that still shows
         `target` (else `first`), and how many new sandboxed calls it took."""
-        hypothesis, _ = _hypothesis()
+        hypothesis, _ = hypothesis_modules()
         strategy = _strategy(self.tool.signature.input_schema)
         hits: list[dict[str, Any]] = []
         calls = [0]
@@ -410,7 +412,7 @@ def fuzz(
         raise InvalidInput(f"--fuzz must be a whole number from 1 to {MAX_FUZZ}")
     if not (isinstance(budget, (int, float)) and budget > 0):
         raise InvalidInput("--budget must be a positive number of seconds")
-    _hypothesis()
+    hypothesis_modules()
     started = time.monotonic()
     deadline = started + float(budget)
     state = _Fuzz(
@@ -444,7 +446,7 @@ def fuzz(
 
     try:
         inputs = generate_inputs(tool.signature.input_schema, n, seed, valid=valid, deadline=deadline)
-    except _NoInputs as exc:
+    except NoInputs as exc:
         summary["error"] = str(exc)
         return done([], time.monotonic() >= deadline)
     summary["generated"] = len(inputs)
