@@ -181,6 +181,10 @@ def cli(ctx: click.Context, registry_path: str | None, actor: str | None) -> Non
     Register a tool with its tests and provenance, verify it in a sandbox,
     then call it; every step lands in a tamper-evident audit log.
 
+    --registry and --actor may also follow the command. A --json command
+    that fails prints the refusal JSON (status, error, tool, ...) on stdout
+    before its one-line error.
+
     \b
     Examples:
         toolcrib init
