@@ -713,7 +713,11 @@ async def run_http(
     import uvicorn
 
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY on an accepted
+    # socket only when its protocol says TCP (base_events._set_nodelay), and an
+    # accepted socket inherits the listener's. Without it Nagle's algorithm held
+    # each response's last small write for the client's delayed ACK: ~40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
@@ -733,7 +737,10 @@ async def run_http(
     await anyio.to_thread.run_sync(server.warm_up)
     shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
     announce(f"toolcrib serve: listening on http://{shown}:{bound_port}/mcp")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.watch)
-        await web.serve(sockets=[sock])
-        tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.watch)
+            await web.serve(sockets=[sock])
+            tg.cancel_scope.cancel()
+    finally:
+        sock.close()  # uvicorn leaves a socket it was handed open

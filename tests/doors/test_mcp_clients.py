@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -43,11 +42,11 @@ from toolcrib import Registry
 
 HERE = Path(__file__).parent
 SERVE = str(HERE / "serve_on_fake.py")
-TS_CLIENT = HERE / "ts_client"
 TOKEN = "t0ken-for-tests"
 DEADLINE = 120.0  # seconds; a hang guard only
 
 sys.path.insert(0, str(HERE))
+import ts_sdk  # noqa: E402
 from serve_on_fake import fake_backends  # noqa: E402
 
 DOUBLE_1 = '''
@@ -162,26 +161,6 @@ def _check_error(index: int, text: str, meta: dict[str, Any] | None, expected: s
 # -- the TypeScript SDK ---------------------------------------------------------------------
 
 
-def _ts_client(job: dict[str, Any]) -> dict[str, Any]:
-    node = shutil.which("node")
-    assert node, "node is not installed (tests/run.sh installs it)"
-    assert (TS_CLIENT / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir(), (
-        "the TypeScript SDK is not installed: run `npm ci` in tests/doors/ts_client (tests/run.sh does)"
-    )
-    done = subprocess.run(
-        [node, str(TS_CLIENT / "client.mjs")],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        cwd=TS_CLIENT,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert "failure" not in report, report["failure"]
-    return report
-
-
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_the_typescript_sdk_reads_every_outcome(
     registry: dict[str, Any], transport: str, request: pytest.FixtureRequest
@@ -193,7 +172,7 @@ def test_the_typescript_sdk_reads_every_outcome(
     else:
         server: HttpServer = request.getfixturevalue("http_server")
         job.update(transport="http", url=server.url, token=TOKEN)
-    report = _ts_client(job)
+    report = ts_sdk.run(job)
     assert sorted(report["tools"]) == ["boom", "burn", "double"]
     for index, ((name, _args, _meta, expected), got) in enumerate(zip(calls, report["results"], strict=True)):
         # Never a thrown error (the SDK's -32602 "Structured content does not match").
@@ -211,17 +190,7 @@ def test_the_typescript_sdk_reads_every_outcome(
 
 
 def test_the_typescript_sdk_is_refused_without_the_token(http_server: HttpServer) -> None:
-    node = shutil.which("node")
-    assert node
-    done = subprocess.run(
-        [node, str(TS_CLIENT / "client.mjs")],
-        input=json.dumps({"transport": "http", "url": http_server.url}),
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        cwd=TS_CLIENT,
-    )
-    report = json.loads(done.stdout)
+    report = ts_sdk.run({"transport": "http", "url": http_server.url}, allow_failure=True)
     assert "a valid bearer token is required" in report["failure"], report
 
 

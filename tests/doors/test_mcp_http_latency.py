@@ -1,0 +1,178 @@
+"""`toolcrib serve --http` answers without a fixed stall: every accepted
+connection has TCP_NODELAY, and a ping costs about what it costs a bare
+server built on the same SDK.
+
+The listening socket used to be made with protocol 0; asyncio sets
+TCP_NODELAY on an accepted socket only when its protocol is IPPROTO_TCP, so
+Nagle's algorithm held each response's last write until the client's
+delayed ACK. The TypeScript SDK's client (node's fetch) waited ~40 ms per
+request for it; the Python SDK's client happens not to.
+
+First the socket option itself on the server's side of a live connection
+(toolcrib's server in this process), which does not depend on speed; then
+the TypeScript client's pings to toolcrib's server and to a bare one, each
+in its own process, alternating in one run: their upper quartiles' ratio, with a
+wide margin (the issue asks for a ratio measured in the same run).
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from anyio.from_thread import start_blocking_portal
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from toolcrib.sandbox.fake import FakeBackend
+
+from toolcrib import Registry
+from toolcrib.mcp_server import ServeOptions, ToolServer, run_http
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import ts_sdk  # noqa: E402
+
+DOUBLE = '''
+def double(x: int) -> int:
+    """Double x."""
+    return 2 * x
+'''
+TOKEN = "tok"
+PINGS = 25  # per server and round
+ROUNDS = 3
+# With the stall toolcrib's upper-quartile ping was ~12x a bare server's (45 ms
+# against 4 on a loaded 2-core machine); without it, under 2x.
+MAX_RATIO = 3.0
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    path = tmp_path / "r.db"
+    fake = FakeBackend(lambda job: 2 * job.args["x"], name="restricted")
+    with Registry(path, actor="setup", backends={"restricted": fake}) as reg:
+        reg.add(DOUBLE, tests=[{"args": {"x": 2}, "expected": 4}])
+        reg.verify("double")
+    return path
+
+
+def _server_sockets(port: int) -> list[Any]:
+    """The server's side of every open connection to `port` in this process (asyncio transports' sockets)."""
+    found = []
+    for obj in gc.get_objects():
+        if type(obj).__name__ == "_SelectorSocketTransport":
+            sock = obj.get_extra_info("socket")
+            try:
+                if sock is not None and sock.getsockname()[1] == port and sock.getpeername():
+                    found.append(sock)
+            except OSError:
+                continue
+    return found
+
+
+def test_every_accepted_connection_has_tcp_nodelay(registry: Path) -> None:
+    fake = FakeBackend(lambda job: 2 * job.args["x"], name="restricted")
+    server = ToolServer(ServeOptions(registry=registry), backends={"restricted": fake})
+    announced: list[str] = []
+    ready = threading.Event()
+
+    def announce(line: str) -> None:
+        announced.append(line.rsplit(" ", 1)[-1])
+        ready.set()
+
+    async def body(url: str) -> list[int]:
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(
+                httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+            )
+            read, write = await stack.enter_async_context(streamable_http_client(url, http_client=client))
+            session = await stack.enter_async_context(ClientSession(read, write))
+            await session.initialize()
+            await session.send_ping()
+            port = int(url.split(":")[2].split("/")[0])
+            return [s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in _server_sockets(port)]
+
+    try:
+        with start_blocking_portal() as portal:
+            running = portal.start_task_soon(run_http, server, "127.0.0.1", 0, TOKEN, announce)
+            try:
+                assert ready.wait(60), "toolcrib's HTTP server did not start"
+                options = anyio.run(body, announced[0])
+            finally:
+                running.cancel()
+    finally:
+        server.close()
+    # The client's connections as the server accepted them: each one with TCP_NODELAY.
+    assert options and all(options), options
+
+
+class Process:
+    """A server script in a subprocess; the URL it announces on stderr."""
+
+    def __init__(self, *argv: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        seen = []
+        while not (
+            match := re.search(r"listening on (http://127\.0\.0\.1:\d+/mcp)", line := self.proc.stderr.readline())
+        ):
+            seen.append(line)
+            assert line and len(seen) < 100, "".join(seen)  # the SDK may log a few lines first
+        self.url = match.group(1)
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def servers(registry: Path) -> Iterator[tuple[str, str]]:
+    ours = Process(str(HERE / "serve_on_fake.py"), str(registry), "--http", TOKEN)
+    try:
+        bare = Process(str(HERE / "bare_mcp_server.py"))
+        try:
+            yield ours.url, bare.url
+        finally:
+            bare.stop()
+    finally:
+        ours.stop()
+
+
+def test_a_ping_costs_about_what_it_costs_a_bare_server(servers: tuple[str, str]) -> None:
+    ours, bare = servers
+    mine: list[float] = []
+    base: list[float] = []
+    for _ in range(ROUNDS):
+        mine += ts_sdk.run({"transport": "http", "url": ours, "token": TOKEN, "pings": PINGS})["pings_ms"]
+        base += ts_sdk.run({"transport": "http", "url": bare, "pings": PINGS})["pings_ms"]
+    # The stall hits about every other ping (bimodal: ~5 or ~45 ms), so the
+    # upper quartile shows it where a median may fall either side.
+    ours_q3, bare_q3 = (statistics.quantiles(took, n=4)[2] for took in (mine, base))
+    assert ours_q3 / bare_q3 < MAX_RATIO, (
+        f"from the TypeScript SDK's client, 3 pings in 4 took up to {ours_q3:.1f} ms on toolcrib's server, "
+        f"{bare_q3:.1f} ms on a bare one (x{ours_q3 / bare_q3:.1f})"
+    )
