@@ -30,6 +30,7 @@ from .errors import InvalidInput, VerificationFailed
 from .versions import canonical_json
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]  # re-exported without __all__
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ReviewKey",
     "Verified",
     "generate_key",
+    "load_private_key",
     "load_signer",
     "parse_envelope",
     "public_key",
@@ -131,8 +133,18 @@ def load_signer(path: Path, *, name: str) -> tuple[CryptoSigner, ReviewKey]:
     """The signer of a private key file (OpenSSH or PEM, Ed25519, not
     encrypted) and its public key. InvalidInput for anything else."""
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]  # re-exported without __all__
+
+    private = load_private_key(path)
+    raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    key = _key_of(raw, name)
+    return CryptoSigner(private, key.sslib()), key
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a file (OpenSSH or PEM, not encrypted)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     try:
         with open(path, "rb") as handle:
@@ -156,9 +168,7 @@ def load_signer(path: Path, *, name: str) -> tuple[CryptoSigner, ReviewKey]:
         raise InvalidInput(f"{path} is not a readable private key ({type(exc).__name__})") from None
     if not isinstance(private, Ed25519PrivateKey):
         raise InvalidInput(f"{path} is not an Ed25519 key (only Ed25519 reviewer keys are supported)")
-    raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    key = _key_of(raw, name)
-    return CryptoSigner(private, key.sslib()), key
+    return private
 
 
 def public_key(text: str, *, name: str | None = None) -> ReviewKey:

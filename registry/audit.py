@@ -4,6 +4,8 @@ Every entry commits to the one before it: ``entry_hash = sha256(prev_hash +
 canonical_json(entry without entry_hash))``, starting from 64 zeros. Appends
 happen inside the caller's ``BEGIN IMMEDIATE`` transaction, so seq and
 prev_hash are read and written under the write lock and the chain cannot fork.
+The entries are also the leaves of an RFC 6962 Merkle tree (registry/audit_tree.py),
+appended in the same transaction, for signed checkpoints and proofs.
 Format: docs/formats.md.
 """
 
@@ -14,6 +16,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .audit_tree import append_leaf, entry_leaf
 from .errors import InvalidInput
 from .store import utc_now
 from .store_audit import audit_count, audit_head, audit_rows, insert_audit_row, select_audit_rows
@@ -38,6 +41,7 @@ __all__ = [
     "list_entries",
     "normalize_since",
     "verify_chain",
+    "verify_chain_rows",
 ]
 
 GENESIS_HASH = "0" * 64
@@ -172,8 +176,11 @@ def append_row(
         "details": json.loads(details_text),
         "prev_hash": prev,
     }
-    entry["entry_hash"] = entry_hash(entry)
+    body_json = canonical_json(entry)
+    entry["entry_hash"] = sha256_text(prev + body_json)  # = entry_hash(entry), the body encoded once
     insert_audit_row(conn, (seq, entry["at"], actor, event, tool, details_text, prev, entry["entry_hash"]))
+    # The Merkle tree over the log (registry/audit_tree.py): leaf seq-1 is the same body.
+    append_leaf(conn, seq - 1, entry_leaf(body_json))
     return entry
 
 
@@ -235,12 +242,20 @@ def verify_chain(db: sqlite_utils.Database) -> AuditReport:
     cannot be seen from inside the log: compare the head hash with a copy kept
     elsewhere for that (docs/formats.md).
     """
+    return verify_chain_rows(db.conn)
+
+
+def verify_chain_rows(conn: sqlite3.Connection, *, limit: int | None = None) -> AuditReport:
+    """`verify_chain` on a plain connection, over the first `limit` entries
+    when given (what a checkpoint of that size commits to)."""
     from .models import AuditReport
 
     expected_seq = 1
     prev = GENESIS_HASH
-    count = audit_count(db.conn)
-    for row in audit_rows(db.conn):
+    count = audit_count(conn)
+    for row in audit_rows(conn):
+        if limit is not None and expected_seq > limit:
+            break
         seq, at, actor, event, tool, details_text, prev_hash, stored = row
         if seq != expected_seq:
             return AuditReport(

@@ -65,7 +65,8 @@ from .reading import exported_tools, newest_tools, resolve, resolved_refs
 from .reading import history as tool_history
 from .records import tool_of, verification_of_row, version_record
 from . import review
-from .attest import ReviewKey, load_signer
+from . import transparency
+from .attest import ReviewKey, load_private_key, load_signer
 from .search import SearchHit
 from .stats import UsageStats, usage
 from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, write_transaction
@@ -691,6 +692,28 @@ class Registry:
         """Recompute the hash chain; the first bad seq and what is wrong, if any."""
         with read_snapshot(self.db):
             return verify_chain(self.db)
+
+    def audit_checkpoint(self, key: str | Path) -> str:
+        """The signed checkpoint (C2SP signed note) of the whole audit log,
+        signed with the Ed25519 private key file `key` (registry/transparency.py)."""
+        private = load_private_key(Path(key).expanduser())
+        with read_snapshot(self.db):
+            return transparency.checkpoint(self.db.conn, private)
+
+    def audit_prove(self, seq: int) -> dict[str, Any]:
+        """An RFC 9162 inclusion proof of entry `seq` in today's log (JSON-ready)."""
+        with read_snapshot(self.db):
+            return transparency.prove_entry(self.db.conn, seq)
+
+    def audit_prove_since(self, checkpoint: str) -> dict[str, Any]:
+        """An RFC 9162 consistency proof that today's log extends `checkpoint`."""
+        with read_snapshot(self.db):
+            return transparency.prove_since(self.db.conn, checkpoint)
+
+    def audit_verify_checkpoint(self, checkpoint: str, verifiers: builtins.list[str] | None = None) -> str:
+        """Check a checkpoint against the log (VerificationFailed naming what fails)."""
+        with read_snapshot(self.db):
+            return transparency.verify_checkpoint(self.db.conn, checkpoint, verifiers)
 
     # -- bundles -------------------------------------------------------------
     def export(self, refs: Iterable[str] | None = None) -> dict[str, Any]:

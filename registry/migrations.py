@@ -9,13 +9,16 @@ and every `Registry` open applies the pending ones.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 
 import sqlite_utils
 from sqlite_utils.db import Table
 
+from .audit_tree import backfill
 from .search import index_terms
 from .store import SCHEMA_MIGRATIONS, utc_now, write_transaction
+from .store_audit import audit_rows
 
 __all__ = ["MIGRATIONS", "apply_migrations", "pending_migrations"]
 
@@ -277,6 +280,32 @@ def m008_checks(db: sqlite_utils.Database) -> None:
         """
     )
     db.execute("CREATE INDEX findings_check ON findings (check_id)")
+
+
+@MIGRATIONS()
+def m010_audit_tree(db: sqlite_utils.Database) -> None:
+    """The audit log as a verifiable log (issue 18): the hash of every perfect
+    subtree of an RFC 6962 Merkle tree over the entries (registry/audit_tree.py),
+    built here over an existing log (the entries themselves are not touched:
+    the chain stays as it was) and appended with each entry from now on; and
+    the log's origin, the name its signed checkpoints carry."""
+    db.execute(
+        "CREATE TABLE audit_tree (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
+        "PRIMARY KEY (level, idx)) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_tree_no_update BEFORE UPDATE ON audit_tree "
+        "BEGIN SELECT RAISE(ABORT, 'the audit tree is append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_tree_no_delete BEFORE DELETE ON audit_tree "
+        "BEGIN SELECT RAISE(ABORT, 'the audit tree is append-only'); END"
+    )
+    backfill(db.conn, audit_rows(db.conn))
+    db.execute(
+        "INSERT INTO settings (key, value, updated_by, updated_at) VALUES ('audit.origin', ?, 'migration', ?)",
+        [f"toolcrib.local/audit/{secrets.token_hex(8)}", utc_now()],
+    )
 
 
 def pending_migrations(db: sqlite_utils.Database) -> list[str]:

@@ -58,6 +58,7 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     "m006_packages",
     "m007_review",
     "m008_checks",
+    "m010_audit_tree",
 )
 
 

@@ -13,9 +13,13 @@ __all__ = [
     "audit_count",
     "audit_head",
     "audit_rows",
+    "audit_row",
     "call_rows",
     "insert_audit_row",
+    "insert_tree_nodes",
     "select_audit_rows",
+    "tree_node",
+    "tree_size",
 ]
 
 AUDIT_COLUMNS = "seq, at, actor, event, tool, details, prev_hash, entry_hash"
@@ -88,3 +92,30 @@ def call_rows(conn: sqlite3.Connection, tools: list[str] | None) -> Iterator[tup
         sql += f" AND tool IN ({', '.join('?' for _ in tools)})"
         params = list(tools)
     yield from conn.execute(sql + " ORDER BY seq", params)
+
+
+def audit_row(conn: sqlite3.Connection, seq: int) -> tuple[Any, ...] | None:
+    """One entry's row (AUDIT_COLUMNS order), None if there is none."""
+    row = conn.execute(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE seq = ?", [seq]).fetchone()
+    return None if row is None else tuple(row)
+
+
+# -- the Merkle tree over the log (migration m010_audit_tree, registry/audit_tree.py) --
+
+
+def insert_tree_nodes(conn: sqlite3.Connection, nodes: list[tuple[int, int, bytes]]) -> None:
+    """(level, index, hash) of perfect subtrees, new ones only. Inside the
+    caller's write transaction (the append's own)."""
+    conn.executemany("INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?)", nodes)
+
+
+def tree_node(conn: sqlite3.Connection, level: int, index: int) -> bytes | None:
+    """The hash of one perfect subtree, None if the tree has no such node."""
+    row = conn.execute("SELECT hash FROM audit_tree WHERE level = ? AND idx = ?", [level, index]).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def tree_size(conn: sqlite3.Connection) -> int:
+    """How many leaves the tree holds (its last leaf's index + 1)."""
+    row = conn.execute("SELECT max(idx) FROM audit_tree WHERE level = 0").fetchone()
+    return 0 if row is None or row[0] is None else int(row[0]) + 1

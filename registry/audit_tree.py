@@ -1,0 +1,191 @@
+"""The audit log as a verifiable log (issue 18): an RFC 6962/9162 Merkle tree
+over its entries, kept beside the hash chain without changing a byte of it.
+
+Leaf i (0-based) is entry seq i+1; its bytes are the UTF-8 canonical JSON of
+the entry's seven hashed fields (seq, at, actor, event, tool, details,
+prev_hash): exactly what the chain's ``entry_hash`` covers after the previous
+hash. The store keeps the hash of every perfect subtree (table
+``audit_tree``: level, index, hash), written as each entry is appended in its
+own transaction: one leaf and, on average, one interior node, reading one
+stored node on average. A root or a proof reads O(log n) nodes
+(registry/merkle.py). Migration m010_audit_tree builds the tree over the
+entries an existing registry already has.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import InvalidInput, NotFound
+from .merkle import (
+    CountingReader,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    root_of,
+    subtree_hash,
+)
+from .store_audit import audit_count, audit_row, audit_rows, insert_tree_nodes, tree_node, tree_size
+from .versions import canonical_json
+
+__all__ = [
+    "append_leaf",
+    "backfill",
+    "entry_leaf",
+    "prove_consistency",
+    "prove_inclusion",
+    "recomputed_root",
+    "row_leaf",
+    "stored_root",
+]
+
+
+def entry_leaf(body_json: str) -> bytes:
+    """The leaf hash of an entry whose seven hashed fields are `body_json`."""
+    return leaf_hash(body_json.encode("utf-8"))
+
+
+def row_leaf(row: tuple[Any, ...]) -> bytes:
+    """The leaf hash of a stored row (AUDIT_COLUMNS order)."""
+    seq, at, actor, event, tool, details, prev_hash, _hash = row
+    body = {
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "event": event,
+        "tool": tool,
+        "details": json.loads(details),
+        "prev_hash": prev_hash,
+    }
+    return entry_leaf(canonical_json(body))
+
+
+def append_leaf(conn: sqlite3.Connection, index: int, leaf: bytes) -> None:
+    """Add leaf `index` (= the tree's size) and the perfect subtrees it
+    completes. Inside the append's write transaction. A file whose schema
+    predates the tree (m010_audit_tree not applied yet) gets none: that
+    migration builds the tree over every entry there is."""
+    try:
+        _append(conn, index, leaf)
+    except sqlite3.OperationalError as exc:
+        if "no such table: audit_tree" not in str(exc):
+            raise
+
+
+def _append(conn: sqlite3.Connection, index: int, leaf: bytes) -> None:
+    nodes = [(0, index, leaf)]
+    level, i, current = 0, index, leaf
+    while i & 1:
+        left = tree_node(conn, level, i - 1)
+        if left is None:  # pragma: no cover - a tree the migration did not build
+            raise RuntimeError(f"audit tree node ({level}, {i - 1}) is missing")
+        current = node_hash(left, current)
+        level, i = level + 1, i >> 1
+        nodes.append((level, i, current))
+    insert_tree_nodes(conn, nodes)
+
+
+def backfill(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
+    """Build the tree over `rows` (every entry, in seq order) with the
+    frontier held in memory: no reads, a batch of writes. Returns the size."""
+    frontier: list[tuple[int, bytes]] = []  # (level, hash) of the right edge's perfect subtrees
+    batch: list[tuple[int, int, bytes]] = []
+    size = 0
+    for row in rows:
+        leaf = row_leaf(row)
+        batch.append((0, size, leaf))
+        level, i, current = 0, size, leaf
+        while i & 1:
+            _level, left = frontier.pop()
+            current = node_hash(left, current)
+            level, i = level + 1, i >> 1
+            batch.append((level, i, current))
+        frontier.append((level, current))
+        size += 1
+        if len(batch) >= 10_000:
+            insert_tree_nodes(conn, batch)
+            batch = []
+    insert_tree_nodes(conn, batch)
+    return size
+
+
+def _reader(conn: sqlite3.Connection) -> CountingReader:
+    def read(level: int, index: int) -> bytes:
+        found = tree_node(conn, level, index)
+        if found is None:
+            raise InvalidInput(f"the audit tree has no node ({level}, {index}): run 'toolcrib audit verify'")
+        return found
+
+    return CountingReader(read)
+
+
+def stored_root(conn: sqlite3.Connection, size: int | None = None) -> tuple[int, bytes]:
+    """(size, root hash) of the tree as stored, at `size` (default: all of it)."""
+    have = tree_size(conn)
+    size = have if size is None else size
+    if not 0 <= size <= have:
+        raise NotFound(f"the audit log has {have} entries, not {size}")
+    return size, subtree_hash(_reader(conn), 0, size)
+
+
+def recomputed_root(conn: sqlite3.Connection, size: int) -> bytes:
+    """The root over the first `size` entries, recomputed from the entries
+    themselves (not the stored tree): what a checkpoint is checked against."""
+    leaves = []
+    for row in audit_rows(conn):
+        if len(leaves) == size:
+            break
+        leaves.append(row_leaf(row))
+    if len(leaves) != size:
+        raise NotFound(f"the audit log has {len(leaves)} entries, fewer than {size}")
+    return root_of(leaves)
+
+
+def prove_inclusion(conn: sqlite3.Connection, seq: int, size: int | None = None) -> dict[str, Any]:
+    """Entry `seq` is in the tree of `size` (default: the whole log): its leaf
+    hash and audit path, and how many stored nodes were read."""
+    have = tree_size(conn)
+    size = have if size is None else size
+    if not 1 <= seq <= size <= have:
+        raise NotFound(f"no entry {seq} in an audit log of {size} entries")
+    row = audit_row(conn, seq)
+    if row is None:
+        raise NotFound(f"no audit entry {seq}")
+    reader = _reader(conn)
+    proof = inclusion_proof(reader, seq - 1, size)
+    root = subtree_hash(reader, 0, size)
+    return {
+        "seq": seq,
+        "index": seq - 1,
+        "tree_size": size,
+        "leaf_hash": row_leaf(row),
+        "hashes": proof,
+        "root_hash": root,
+        "reads": reader.reads,
+    }
+
+
+def prove_consistency(conn: sqlite3.Connection, old: int, new: int | None = None) -> dict[str, Any]:
+    """The tree of `new` entries (default: all) extends the tree of `old`."""
+    have = tree_size(conn)
+    new = have if new is None else new
+    if not 0 <= old <= new <= have:
+        raise NotFound(f"the audit log has {have} entries: no proof from {old} to {new}")
+    reader = _reader(conn)
+    proof = consistency_proof(reader, old, new)
+    return {
+        "old_size": old,
+        "new_size": new,
+        "old_root": subtree_hash(reader, 0, old),
+        "new_root": subtree_hash(reader, 0, new),
+        "hashes": proof,
+        "reads": reader.reads,
+    }
+
+
+def entries(conn: sqlite3.Connection) -> int:
+    return audit_count(conn)
