@@ -45,9 +45,40 @@ def metadata(path: Path) -> dict[str, Any]:
             DATABASE: {
                 "description": "Tool versions, verification evidence and the hash-chained audit log.",
                 "queries": QUERIES,
+                # The migrations' bookkeeping is no reading matter (and, hidden,
+                # it no longer prefills the SQL box: hidden tables sort last).
+                "tables": {"_sqlite_migrations": {"hidden": True}},
             }
         },
     }
+
+
+# Columns shown as code (monospace, lines kept, wide enough to read) and as
+# JSON (indented, wrapped): the versions' source, the audit's details.
+_CODE_COLUMNS = frozenset({"source", "prelude", "snippet"})
+_JSON_COLUMNS = frozenset({"details", "signature", "tests", "lock", "limits", "evidence", "metadata"})
+_CODE_STYLE = "font-family: monospace; white-space: pre; min-width: 60ch; margin: 0; overflow-x: auto"
+_JSON_STYLE = "font-family: monospace; white-space: pre-wrap; overflow-wrap: anywhere; min-width: 40ch; margin: 0"
+
+
+def _render_cell(value: Any, column: str, database: str) -> Any:
+    """Datasette's render_cell hook: code and JSON columns of the registry
+    shown readable (escaped: a tool's source is the tool author's text)."""
+    if database != DATABASE or not isinstance(value, str):
+        return None
+    from markupsafe import Markup, escape
+
+    if column in _CODE_COLUMNS:
+        return Markup(f'<pre class="toolcrib-code" style="{_CODE_STYLE}">{escape(value)}</pre>')
+    if column in _JSON_COLUMNS and value[:1] in "{[":
+        import json
+
+        try:
+            shown = json.dumps(json.loads(value), indent=2, ensure_ascii=False)
+        except ValueError:
+            return None
+        return Markup(f'<pre class="toolcrib-json" style="{_JSON_STYLE}">{escape(shown)}</pre>')
+    return None
 
 
 def _query_only(conn: sqlite3.Connection, database: str, datasette: Any) -> None:
@@ -70,8 +101,13 @@ def datasette_for(path: Path) -> Any:
         # Datasette's plugins are modules (it lists them by __name__).
         plugin = ModuleType(_PLUGIN, _query_only.__doc__)
         plugin.prepare_connection = hookimpl(_query_only)  # type: ignore[attr-defined]
+        plugin.render_cell = hookimpl(_render_cell)  # type: ignore[attr-defined]
         pm.register(plugin, name=_PLUGIN)
     ds = Datasette(metadata=metadata(path))
+    # Datasette adds an empty in-memory database when started without files:
+    # the index shows the registry alone.
+    if "_memory" in ds.databases:
+        ds.remove_database("_memory")
     ds.add_database(Database(ds, path=str(path), is_mutable=True), name=DATABASE)
     return ds
 

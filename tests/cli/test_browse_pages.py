@@ -1,0 +1,81 @@
+"""`toolcrib browse`'s pages read well (issue 17): the index shows the
+registry alone (no empty `_memory` database), the SQL box is not prefilled
+with the migrations' bookkeeping, a version's source is shown as code
+(monospace, its lines kept) and the audit's details as indented JSON, both
+escaped. Through Datasette's own client on the app `browse` serves (no
+server, no browser); the tools run on the FakeBackend."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+
+import pytest
+from toolcrib.cli.browse import DATABASE, datasette_for
+from toolcrib.sandbox.fake import FakeBackend
+
+from toolcrib import Registry
+
+SOURCE = '''\
+def tag(text: str) -> str:
+    """Wrap text in a tag."""
+    marker = "<script>alert(1)</script>"
+    return "<b>" + text + "</b>" if marker else text
+'''
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    path = tmp_path_factory.mktemp("browse-pages") / "r.db"
+    with Registry(path, actor="tester", backends={"restricted": FakeBackend()}) as registry:
+        registry.set_review("none")
+        registry.add(SOURCE, tests=[{"args": {"text": "a"}, "expected": "<b>a</b>"}])
+        assert registry.verify("tag").status == "verified"
+        assert registry.call("tag", {"text": "x"}).status == "ok"
+    ds = datasette_for(path)
+
+    async def fetch() -> dict[str, str]:
+        out = {}
+        for name, url in {
+            "index": "/",
+            "database": f"/{DATABASE}",
+            "versions": f"/{DATABASE}/versions",
+            "audit": f"/{DATABASE}/audit",
+        }.items():
+            response = await ds.client.get(url)
+            assert response.status_code == 200, url
+            out[name] = response.text
+        return out
+
+    return asyncio.run(fetch())
+
+
+def test_the_index_shows_the_registry_alone(pages: dict[str, str]) -> None:
+    assert "_memory" not in pages["index"]
+    assert f'href="/{DATABASE}"' in pages["index"]
+
+
+def test_the_sql_box_is_not_prefilled_with_the_migrations_table(pages: dict[str, str]) -> None:
+    prefilled = re.search(r'<textarea id="sql-editor" name="sql">([^<]*)</textarea>', pages["database"])
+    assert prefilled is not None
+    assert "_sqlite_migrations" not in prefilled.group(1)
+    assert "_sqlite_migrations" not in pages["database"]  # hidden from the table list too
+
+
+def test_a_versions_source_is_shown_as_code_and_escaped(pages: dict[str, str]) -> None:
+    code = re.search(r'<pre class="toolcrib-code" style="([^"]*)">(.*?)</pre>', pages["versions"], re.S)
+    assert code is not None
+    assert "monospace" in code.group(1) and "white-space: pre" in code.group(1)
+    assert html.unescape(code.group(2)) == SOURCE  # every line, as written
+    assert "<script>alert(1)</script>" not in pages["versions"]  # escaped, never markup
+
+
+def test_the_audit_details_are_indented_json(pages: dict[str, str]) -> None:
+    shown = re.findall(r'<pre class="toolcrib-json" style="[^"]*">(.*?)</pre>', pages["audit"], re.S)
+    assert shown
+    details = [json.loads(html.unescape(block)) for block in shown]
+    calls = [d for d in details if d.get("mode") == "args"]
+    assert calls and calls[-1]["arguments"] == {"text": "x"}
+    assert any("\n  " in html.unescape(block) for block in shown)  # indented, not one long line
