@@ -14,10 +14,10 @@ __all__ = ["EXIT_CODES", "INTERNAL_ERROR", "STATUS_EXIT_CODES", "exit_code_for_s
 
 EXIT_CODES: dict[int, str] = {
     0: "success",
-    1: "the tool raised an error, or a test case failed",
+    1: "the tool raised an error, a test case failed, or a signature, checkpoint or proof did not verify",
     2: "usage error or bad input",
     3: "not found",
-    4: "refused by policy (unverified, yanked, rejected by the restricted compiler or a guard)",
+    4: "refused by policy (unverified, yanked, unapproved or rejected by review, refused by the restricted compiler or a guard)",
     5: "a resource limit was hit",
     6: "the sandbox is unavailable (e.g. no Docker engine)",
     7: "an optional part of toolcrib is not installed (e.g. pip install 'toolcrib[browse]')",

@@ -39,6 +39,15 @@ tc list
 tc verify --all
 tc show sort_words
 
+# Models wrote most of these: a person reviews and approves them (with a signed statement) before they run.
+tc review
+key="$(dirname "$TOOLCRIB_REGISTRY")/reviewer_ed25519"
+[ -f "$key" ] || tc key generate --out "$key"
+for tool in sort_words complete_dyck find_number track_swaps; do
+  tc approve "$tool" --key "$key" --note "demo: read the source, tests and evidence"
+done
+tc attest verify sort_words
+
 tc call sort_words --args '{"words": ["pear", "Apple", "fig"]}'
 tc call complete_dyck --arg sequence='< [ ( ['
 tc call find_number --args '{"congruences": [[3, 2], [5, 3], [7, 2]]}' --json
@@ -54,6 +63,11 @@ expect 5 call find_number --args '{"congruences": [[2, 0], [2, 1]], "upper": 100
 
 tc audit --limit 8
 tc audit verify
+checkpoint="$(dirname "$TOOLCRIB_REGISTRY")/audit.checkpoint"
+printf '\n$ toolcrib audit checkpoint --key %s > %s\n' "$key" "$checkpoint"
+.venv/bin/toolcrib audit checkpoint --key "$key" > "$checkpoint"
+cat "$checkpoint"
+tc audit verify --checkpoint "$checkpoint"
 tc provenance sort_words
 echo
 if [ -n "${demo_dir:-}" ]; then
