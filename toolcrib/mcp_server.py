@@ -670,28 +670,64 @@ def _check_headers(app: _ASGIApp, settings: TransportSecuritySettings) -> _ASGIA
     return guarded
 
 
+# OAuth discovery and the endpoints an OAuth client falls back to when
+# discovery finds nothing (the MCP authorization spec's legacy defaults).
+_OAUTH_PATHS = re.compile(
+    r"/\.well-known/(oauth-protected-resource|oauth-authorization-server|openid-configuration)(/.*)?"
+    r"|/(authorize|token|register)"
+)
+_NOT_OAUTH = (
+    b'{"error": "not_found", "error_description": "toolcrib serve takes a static bearer token, not OAuth: '
+    b'send the header Authorization: Bearer <the --token value>"}'
+)
+
+
 def _require_token(app: _ASGIApp, token: str) -> _ASGIApp:
-    """Refuse any HTTP request without ``Authorization: Bearer <token>`` (401)."""
+    """Refuse any HTTP request without ``Authorization: Bearer <token>`` (401).
+
+    The token is a static secret, not OAuth (MCP's authorization spec is
+    optional, and toolcrib has no authorization server to name), so the 401
+    is RFC 6750's plain challenge, ``Bearer realm="toolcrib"``, with no
+    ``resource_metadata``; a wrong token adds ``error="invalid_token"`` and a
+    description. An OAuth-capable client (the MCP Inspector, any TypeScript
+    SDK client given an auth provider) still probes discovery after a 401:
+    the discovery documents and the fallback endpoints answer 404 saying
+    so, without the token (they reveal nothing), so its attempt ends there
+    with that message instead of registering a client and opening a
+    browser. Configure the client with the header instead (docs/mcp.md)."""
     expected = f"Bearer {token}".encode()
 
     async def guarded(
         scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
     ) -> None:
         if scope["type"] == "http":
+            if _OAUTH_PATHS.fullmatch(scope.get("path") or ""):
+                await _answer(send, 404, [], _NOT_OAUTH)
+                return
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, expected):
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": b'{"error": "a valid bearer token is required"}'})
+                challenge = b'Bearer realm="toolcrib"'
+                if given:
+                    challenge += b', error="invalid_token", error_description="this is not the server\'s --token"'
+                body = b'{"error": "a valid bearer token is required (Authorization: Bearer <the --token value>)"}'
+                await _answer(send, 401, [(b"www-authenticate", challenge)], body)
                 return
         await app(scope, receive, send)
 
     return guarded
+
+
+async def _answer(
+    send: Callable[[Any], Awaitable[None]], status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def run_http(
