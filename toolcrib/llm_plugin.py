@@ -128,7 +128,7 @@ def _signature(input_schema: dict[str, Any], output_schema: dict[str, Any] | Non
     for name, prop in (input_schema.get("properties") or {}).items():
         if not name.isidentifier():
             continue
-        default = inspect.Parameter.empty
+        default: Any = inspect.Parameter.empty
         if name not in required:
             default = prop.get("default") if isinstance(prop, dict) else None
         parameters.append(
