@@ -71,9 +71,16 @@ def _docker(**options: Any) -> Backend:
     return DockerBackend(**options)
 
 
+def _wasm(**options: Any) -> Backend:
+    from .wasm import WasmBackend
+
+    return WasmBackend(**options)
+
+
 FACTORIES: dict[str, BackendFactory] = {
     "restricted": _restricted,
     "docker": _docker,
+    "wasm": _wasm,
 }
 
 # The production names, fixed at import: what the CLI and `toolcrib serve`

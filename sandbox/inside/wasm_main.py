@@ -1,0 +1,75 @@
+"""Inside the WebAssembly guest (CPython for WASI, `sandbox/wasm.py`): read
+one job from stdin, run it with `execute.run_job` (the same code as in the
+restricted backend's jail and the Docker container), write the reply to
+stdout, exit.
+
+The host starts every instance with this folder readable at
+``/opt/toolcrib/tcbox`` and runs ``from tcbox import wasm_main; wasm_main.main()``.
+The guest has no other way out: no file but the read-only standard
+library (and a lock's read-only site folder), no socket, process or thread.
+stdout is the reply and nothing else under the restricted policy (the tool
+cannot reach ``sys`` or ``os``); under plain the tool owns the interpreter,
+and whatever it writes there is its own answer, which the host checks as
+it checks every reply (`wire.parse_reply`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+__all__ = ["MAX_JOB_BYTES", "SITE", "main"]
+
+MAX_JOB_BYTES = 32 * 1024 * 1024
+# Where the host grants a lock's site folder, read-only.
+SITE = "/opt/toolcrib/site"
+PRELOAD = "/opt/toolcrib/preload.json"
+
+
+def _read_job() -> dict:
+    data = sys.stdin.buffer.read(MAX_JOB_BYTES + 1)
+    if len(data) > MAX_JOB_BYTES:
+        raise ValueError("job too large")
+    job = json.loads(data)
+    if not isinstance(job, dict):
+        raise ValueError("job is not an object")
+    return job
+
+
+def _load_packages() -> None:
+    """A lock's site folder on the path, its packages imported (as the lock
+    zygote and the Docker runtime image do); a package that fails to import
+    here fails the same way in the tool, where the error reaches the caller."""
+    if not os.path.isdir(SITE):
+        return
+    sys.path.append(SITE)
+    try:
+        with open(PRELOAD, encoding="utf-8") as fh:
+            names = json.load(fh).get("imports") or []
+        from . import preload
+
+        preload.preload([str(name) for name in names])
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass
+
+
+def _write(data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view) :]
+
+
+def main() -> None:
+    """Serve exactly one job from stdin; the reply goes to stdout."""
+    from . import execute
+
+    _load_packages()
+    try:
+        job = _read_job()
+    except Exception as exc:  # noqa: BLE001 - report, never a traceback on stdout
+        sys.stderr.write(f"bad job: {type(exc).__name__}: {exc}"[:500])
+        sys.exit(2)
+    reply = execute.run_job(job, restricted=job.get("policy") != "plain")
+    sys.stdout.flush()
+    _write(reply)

@@ -1,0 +1,915 @@
+"""The WebAssembly backend: every call in a fresh instance of CPython for
+WASI (`wasm_guest.GUEST`) on wasmtime, with the same `Job` -> `Result`
+contract, policies, limits and reply checks as the other backends. See
+docs/sandbox-wasm.md and docs/security.md ("The wasm walls").
+
+The host is this module, on wasmtime-py's own API; the guest is data,
+checked against the digests pinned in `wasm_guest.py` before it is used.
+
+- **Nothing granted** but the read-only standard library zip (at
+  ``/usr/local/lib``), and at ``/opt/toolcrib`` a read-only folder holding
+  the in-jail harness (``sandbox/inside`` as ``tcbox``) and RestrictedPython,
+  plus, for a lock, its read-only site folder. No writable folder, one
+  environment variable, no host function but WASI's (the guest's one custom
+  import, ``host::call``, always answers "no host").
+- **The job in through stdin, the reply out through stdout**, a stream the
+  host caps (the reply may be at most the output limit; more is the
+  ``output`` limit, measured here).
+- **Limits** map onto wasmtime: cpu and wall onto an epoch deadline (a
+  ticker thread advances the engine's epoch every `TICK` seconds; at every
+  tick the store's callback, on the thread running the guest, compares
+  that thread's CPU time and the wall clock with the limits and traps the
+  guest past either); memory onto the store's limit (the module's own
+  initial memory plus the allowance, as the restricted backend adds the
+  allowance to the zygote's baseline); output onto the capped stream.
+  WASI's ``poll_oneoff`` is replaced by one that waits in ticks, so a
+  ``time.sleep`` in the tool ends at the wall limit too.
+- **Fresh per call**: a new store and instance of the compiled module; no
+  state survives a call but the compiled code.
+
+The compiled module is made once per machine, guest and wasmtime version by
+`install` (``toolcrib wasm install``) and deserialised from the user's cache
+(`cache_dir`) in milliseconds afterwards. Imports only the standard library
+at import time: wasmtime is imported when the backend is built, so
+``toolcrib doctor`` and the CLI work without the extra.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .contract import Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result, normalized_name
+from .inside import wire
+from .wasm_guest import BUILT_IN, GUEST
+
+__all__ = [
+    "CACHE_ENV",
+    "EXTRA_HINT",
+    "INSTALL_HINT",
+    "TICK",
+    "WasmBackend",
+    "WasmExtraMissing",
+    "WasmNotInstalled",
+    "cache_dir",
+    "install",
+    "lock_problem",
+    "status",
+]
+
+EXTRA_HINT = "pip install 'toolcrib[wasm]'"
+INSTALL_HINT = "toolcrib wasm install"
+CACHE_ENV = "TOOLCRIB_WASM_CACHE"
+# How often the engine's epoch advances while a call runs: the resolution of
+# the cpu and wall limits (and of a cancel).
+TICK = 0.01
+_MIB = 1024 * 1024
+_OUTPUT_SLACK = 64 * 1024  # read past the cap, so "over" is measured, not guessed
+_STDERR_TAIL = 2000
+_GUEST_ROOT = "/opt/toolcrib"
+_GUEST_SITE = "/opt/toolcrib/site"
+_ARGV0 = "python"
+_DRIVER = "import sys; sys.path.append('/opt/toolcrib'); from tcbox import wasm_main; wasm_main.main()"
+# What CPython needs and nothing else: no HOME, no PATH, nothing of the host's.
+_ENV = (("PYTHONDONTWRITEBYTECODE", "1"),)
+_HASH_CHUNK = 1 << 20
+
+# WASI preview 1 (wasi_snapshot_preview1) numbers the poll_oneoff shadow uses.
+_ERRNO_INVAL = 28
+_ERRNO_FAULT = 21
+_EVENT_CLOCK, _EVENT_FD_READ, _EVENT_FD_WRITE = 0, 1, 2
+_SUBSCRIPTION = struct.Struct("<QB7xIxxxxQQH6x")  # userdata, tag, clock id, timeout, precision, flags
+_SUBSCRIPTION_FD = struct.Struct("<QB7xI")  # userdata, tag, fd
+_EVENT = struct.Struct("<QHB5xQH6x")  # userdata, error, type, nbytes, flags
+_ABSTIME = 1
+
+
+class WasmExtraMissing(ImportError):
+    """wasmtime or the guest's distribution is not installed (or not the
+    pinned version): the message names the pip command."""
+
+
+class WasmNotInstalled(RuntimeError):
+    """The guest is there but not compiled yet, or its files do not match
+    their pinned digests: the message names what to run."""
+
+
+# -- where things are --------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """``$TOOLCRIB_WASM_CACHE``, else the user's cache folder: the compiled
+    module (about 290 MB), the guest's standard library and the harness
+    folder. Not ``$TOOLCRIB_CACHE`` (the wheel cache, which tests point
+    elsewhere): the compile takes a minute and is made once per machine."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "toolcrib" / "wasm"
+
+
+def _wasmtime_version() -> str | None:
+    try:
+        return importlib.metadata.version("wasmtime")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _guest_dist() -> importlib.metadata.Distribution:
+    """The guest's distribution, found by its metadata (nothing imported)."""
+    if _wasmtime_version() is None or importlib.util.find_spec("wasmtime") is None:
+        raise WasmExtraMissing(f"the wasm backend needs wasmtime: {EXTRA_HINT}")
+    try:
+        dist = importlib.metadata.distribution(GUEST.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise WasmExtraMissing(f"the wasm backend needs its guest, {GUEST.distribution}: {EXTRA_HINT}") from None
+    if dist.version != GUEST.version:
+        raise WasmExtraMissing(
+            f"the wasm backend needs {GUEST.distribution} {GUEST.version}, "
+            f"and {dist.version} is installed: {EXTRA_HINT}"
+        )
+    return dist
+
+
+def _guest_file(dist: importlib.metadata.Distribution, relative: str) -> Path:
+    return Path(str(dist.locate_file(relative)))
+
+
+def _module_cache(cache: Path) -> Path:
+    machine = platform.machine().lower() or "unknown"
+    return cache / f"python-{GUEST.module_sha256[:16]}-wasmtime-{_wasmtime_version()}-{sys.platform}-{machine}.cwasm"
+
+
+def _stdlib_dir(cache: Path) -> Path:
+    return cache / f"stdlib-{GUEST.stdlib_sha256[:16]}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _verified(cache: Path, path: Path, expected: str) -> bool:
+    """Whether `path` has the digest `expected`: hashed once, then
+    remembered by size, mtime and inode in the cache's stamp file."""
+    stamps_path = cache / "verified.json"
+    try:
+        stamps = json.loads(stamps_path.read_text(encoding="utf-8"))
+        if not isinstance(stamps, dict):
+            stamps = {}
+    except (OSError, ValueError):
+        stamps = {}
+    key = str(path)
+    try:
+        now = _stat_key(path)
+    except OSError:
+        return False
+    if stamps.get(key) == [*now, expected]:
+        return True
+    if _sha256(path) != expected:
+        return False
+    stamps[key] = [*now, expected]
+    with contextlib.suppress(OSError):
+        _write_atomic(stamps_path, json.dumps(stamps, sort_keys=True).encode())
+    return True
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "posix":
+        st = path.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            # Deserialising a module runs its machine code: the cache must be
+            # as trusted as the user's own home.
+            raise WasmNotInstalled(f"the wasm cache {path} must be yours and not writable by others")
+
+
+def _check_guest(cache: Path) -> tuple[Path, Path]:
+    """The guest's module and stdlib zip, each checked against its pin."""
+    dist = _guest_dist()
+    module, stdlib = _guest_file(dist, GUEST.module), _guest_file(dist, GUEST.stdlib)
+    for path, expected in ((module, GUEST.module_sha256), (stdlib, GUEST.stdlib_sha256)):
+        if not path.is_file():
+            raise WasmNotInstalled(f"the guest file {path} is missing: reinstall with {EXTRA_HINT}")
+        if not _verified(cache, path, expected):
+            raise WasmNotInstalled(
+                f"the guest file {path.name} does not match its pinned sha256 {expected[:16]}…: "
+                f"reinstall with {EXTRA_HINT}"
+            )
+    return module, stdlib
+
+
+def _harness_files() -> list[tuple[str, Path]]:
+    """(guest-relative path, host path) of what the guest imports from
+    toolcrib: the in-jail package as ``tcbox`` and RestrictedPython."""
+    inside = Path(__file__).resolve().parent / "inside"
+    files = [(f"tcbox/{p.name}", p) for p in sorted(inside.glob("*.py"))]
+    spec = importlib.util.find_spec("RestrictedPython")
+    if spec is None or not spec.submodule_search_locations:
+        raise WasmNotInstalled("RestrictedPython is not installed")
+    rp = Path(next(iter(spec.submodule_search_locations)))
+    files += [(f"RestrictedPython/{p.relative_to(rp).as_posix()}", p) for p in sorted(rp.rglob("*.py"))]
+    return files
+
+
+def _harness_dir(cache: Path) -> Path:
+    """The folder granted read-only at /opt/toolcrib: a copy of the
+    harness, named by the digest of its files (made when missing)."""
+    files = _harness_files()
+    digest = hashlib.sha256()
+    contents = []
+    for relative, path in files:
+        data = path.read_bytes()
+        contents.append((relative, data))
+        digest.update(relative.encode() + b"\0" + hashlib.sha256(data).digest())
+    target = cache / f"harness-{digest.hexdigest()[:16]}"
+    if target.is_dir():
+        return target
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".harness-"))
+    try:
+        for relative, data in contents:
+            out = tmp / relative
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.is_dir():
+            raise
+    return target
+
+
+def _place_stdlib(cache: Path, stdlib: Path) -> Path:
+    """The folder granted at /usr/local/lib, holding the stdlib zip under
+    the name the guest looks for (a hard link where the file system allows)."""
+    target = _stdlib_dir(cache)
+    zip_path = target / GUEST.stdlib_guest_name
+    if zip_path.is_file() and _verified(cache, zip_path, GUEST.stdlib_sha256):
+        return target
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".stdlib-"))
+    try:
+        try:
+            os.link(stdlib, tmp / GUEST.stdlib_guest_name)
+        except OSError:
+            shutil.copyfile(stdlib, tmp / GUEST.stdlib_guest_name)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not _verified(cache, zip_path, GUEST.stdlib_sha256):
+        raise WasmNotInstalled(f"the guest's standard library in {target} does not match its pinned sha256")
+    return target
+
+
+def _engine(wt: Any) -> Any:
+    # The one configuration, for compiling and deserialising alike (a
+    # serialised module only loads into an engine configured the same way).
+    config = wt.Config()
+    config.epoch_interruption = True
+    return wt.Engine(config)
+
+
+# -- install and status -------------------------------------------------------------
+
+
+def install(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Verify the guest and compile it into the cache, once: idempotent
+    (a second run only re-checks). Fetches nothing from the network.
+    Raises WasmExtraMissing or WasmNotInstalled (one-line messages)."""
+    say = progress or (lambda _text: None)
+    cache = cache_dir()
+    _private_dir(cache)
+    say(f"checking the guest ({GUEST.distribution} {GUEST.version}) against its pinned sha256")
+    module, stdlib = _check_guest(cache)
+    _place_stdlib(cache, stdlib)
+    _harness_dir(cache)
+    target = _module_cache(cache)
+    compiled = False
+    seconds = 0.0
+    if not target.is_file():
+        import wasmtime as wt
+
+        say(f"compiling the guest for this machine (once; about a minute) into {target}")
+        started = time.monotonic()
+        done = threading.Event()
+
+        def ticker() -> None:
+            while not done.wait(5.0):
+                say(f"  compiling… {time.monotonic() - started:.0f} s")
+
+        thread = threading.Thread(target=ticker, name="toolcrib-wasm-compile-progress", daemon=True)
+        thread.start()
+        try:
+            compiled_module = wt.Module.from_file(_engine(wt), str(module))
+            data = compiled_module.serialize()
+        finally:
+            done.set()
+            thread.join()
+        _write_atomic(target, bytes(data))
+        del data, compiled_module
+        seconds = time.monotonic() - started
+        compiled = True
+        say(f"compiled in {seconds:.0f} s")
+    return {
+        "cache": str(cache),
+        "module": str(target),
+        "compiled": compiled,
+        "compile_seconds": round(seconds, 1),
+        "guest": f"{GUEST.distribution} {GUEST.version}",
+        "guest_sha256": GUEST.module_sha256,
+        "wasmtime": _wasmtime_version(),
+    }
+
+
+def status() -> dict[str, Any]:
+    """What `toolcrib doctor` shows of the wasm backend, without starting it
+    and without hashing the guest: whether the extra is installed, the guest
+    and its pinned digest, the cache and whether the module is compiled."""
+    cache = cache_dir()
+    facts: dict[str, Any] = {
+        "backend": "wasm",
+        "guest": f"{GUEST.distribution} {GUEST.version} (CPython {GUEST.python}, pre-initialised)",
+        "guest_sha256": GUEST.module_sha256,
+        "wasmtime": _wasmtime_version(),
+        "cache": str(cache),
+    }
+    try:
+        _guest_dist()
+    except WasmExtraMissing as exc:
+        return facts | {"available": False, "installed": False, "compiled": False, "error": str(exc)}
+    target = _module_cache(cache)
+    compiled = target.is_file()
+    facts |= {"installed": True, "compiled": compiled, "module": str(target)}
+    if compiled:
+        facts["module_mib"] = round(target.stat().st_size / _MIB, 1)
+        facts["available"] = True
+    else:
+        facts["available"] = False
+        facts["error"] = f"the guest is not compiled yet: run `{INSTALL_HINT}`"
+    return facts
+
+
+# -- packages ----------------------------------------------------------------------
+
+
+def lock_problem(lock: Lock) -> str | None:
+    """Why the wasm backend cannot run this lock (None when it can): a
+    pure-Python wheel runs from the lock's own files; a package the guest
+    has compiled in runs from the guest at exactly its version; anything
+    else (a compiled wheel for another platform) cannot run in the guest."""
+    for package in lock.packages:
+        built_in = BUILT_IN.get(normalized_name(package.name))
+        if built_in is not None:
+            if built_in != package.version:
+                return (
+                    f"the wasm guest has {package.name} {built_in} built in, which it imports before any "
+                    f"other version: lock {package.name}=={built_in}, or use the restricted or docker backend "
+                    f"for {package.version}"
+                )
+            continue
+        tags = package.filename[: -len(".whl")].split("-")[-3:]
+        if tags[1] != "none" or tags[2] != "any":
+            return (
+                f"{package.filename} is compiled for {tags[2]}, which the wasm guest cannot load "
+                "(only pure-Python wheels and the guest's built-in packages run there): "
+                "use the restricted or docker backend"
+            )
+    return None
+
+
+# -- the runtime: engine, compiled module, epoch ticker -------------------------------
+
+
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint8)
+)
+_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+class _Runtime:
+    """One engine, the compiled module, and the thread that advances the
+    engine's epoch while at least one call runs (it sleeps otherwise)."""
+
+    def __init__(self, cache: Path) -> None:
+        import wasmtime as wt
+        from wasmtime import _ffi as ffi
+
+        self.wt = wt
+        self.ffi = ffi
+        _private_dir(cache)
+        self.module_path = _module_cache(cache)
+        if not self.module_path.is_file():
+            raise WasmNotInstalled(f"the wasm guest is not compiled on this machine: run `{INSTALL_HINT}`")
+        if os.name == "posix":
+            st = self.module_path.stat()
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                raise WasmNotInstalled(
+                    f"the compiled guest {self.module_path} must be yours and not writable by others"
+                )
+        _, stdlib = _check_guest(cache)
+        self.stdlib_dir = _place_stdlib(cache, stdlib)
+        self.harness_dir = _harness_dir(cache)
+        self.engine = _engine(wt)
+        started = time.perf_counter()
+        self.module = wt.Module.deserialize_file(self.engine, str(self.module_path))
+        self.load_ms = (time.perf_counter() - started) * 1000
+        memory = next(e for e in self.module.exports if e.name == "memory")
+        self.baseline_bytes = int(memory.type.limits.min) * 65536
+        self.host_type = next(i.type for i in self.module.imports if i.module == "host")
+        self.poll_type = next(i.type for i in self.module.imports if i.name == "poll_oneoff")
+        self._set_callback = _callback_setter(ffi)
+        self._set_stdout, self._set_stderr = _output_setters(ffi)
+        self._active = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    # The ticker: the engine's epoch advances every TICK while calls run.
+    @contextlib.contextmanager
+    def ticking(self) -> Iterator[None]:
+        with self._cond:
+            if self._closed:
+                raise WasmNotInstalled("the wasm backend is closed")
+            self._active += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._tick, name="toolcrib-wasm-epoch", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+
+    def _tick(self) -> None:
+        while True:
+            with self._cond:
+                while self._active == 0 and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+            time.sleep(TICK)
+            self.engine.increment_epoch()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+
+def _callback_setter(ffi: Any) -> Any:
+    """wasmtime_store_epoch_deadline_callback, bound with our own prototype
+    (wasmtime-py has no Python wrapper for it)."""
+    prototype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, _CALLBACK, ctypes.c_void_p, _FINALIZER)
+    return prototype(("wasmtime_store_epoch_deadline_callback", ffi.dll))
+
+
+_NO_FINALIZER = _FINALIZER(lambda _data: None)
+
+# The guest's stdout and stderr: one module-level write trampoline (never
+# freed, so no callback of ours can be released while wasmtime's own threads
+# still hold it) that hands each write to the stream registered under the
+# key wasmtime passes back. wasmtime-py's `stdout_custom` would register a
+# Python finalizer per stream, which wasmtime may run on one of its threads
+# after the call, even while this interpreter shuts down.
+_WRITE = ctypes.CFUNCTYPE(ctypes.c_ssize_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte), ctypes.c_size_t)
+_streams: dict[int, Callable[[bytes], int]] = {}
+_stream_keys = iter(range(1, 1 << 62))
+_streams_lock = threading.Lock()
+
+
+def _write_trampoline(key: int | None, data: Any, size: int) -> int:
+    stream = _streams.get(key or 0)
+    if stream is None:
+        return size  # a write after the call ended: dropped
+    try:
+        return stream(ctypes.string_at(data, size))
+    except Exception:  # noqa: BLE001 - a host bug must not unwind into wasmtime
+        return size
+
+
+_WRITE_TRAMPOLINE = _WRITE(_write_trampoline)
+
+
+def _output_setters(ffi: Any) -> tuple[Any, Any]:
+    prototype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, _WRITE, ctypes.c_void_p, ctypes.c_void_p)
+    return (
+        prototype(("wasi_config_set_stdout_custom", ffi.dll)),
+        prototype(("wasi_config_set_stderr_custom", ffi.dll)),
+    )
+
+
+@contextlib.contextmanager
+def _registered_streams(*streams: Callable[[bytes], int]) -> Iterator[list[int]]:
+    with _streams_lock:
+        keys = [next(_stream_keys) for _ in streams]
+        _streams.update(zip(keys, streams, strict=True))
+    try:
+        yield keys
+    finally:
+        with _streams_lock:
+            for key in keys:
+                _streams.pop(key, None)
+
+
+class _Call:
+    """One call's state, shared by the thread running the guest (the epoch
+    callback, the output streams, the poll shadow) and a canceller."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.cap = limits.output * 1024
+        self.stdout = bytearray()
+        self.stdout_over = False
+        self.stderr = bytearray()
+        self.killed: str | None = None
+        self.started = time.monotonic()
+        self.cpu_started = time.thread_time()
+        self.cpu = 0.0
+        self.grown_kib = 0
+
+    def on_stdout(self, data: bytes) -> int:
+        if len(self.stdout) + len(data) > self.cap + _OUTPUT_SLACK:
+            self.stdout_over = True
+            self.killed = self.killed or "output"
+        else:
+            self.stdout += data
+        return len(data)
+
+    def on_stderr(self, data: bytes) -> int:
+        self.stderr = (self.stderr + data)[-_STDERR_TAIL:]
+        return len(data)
+
+    def check(self) -> str | None:
+        """Called on the guest's thread: the reason to stop it now, if any."""
+        if self.killed is None:
+            self.cpu = time.thread_time() - self.cpu_started
+            if self.cpu >= self.limits.cpu:
+                self.killed = "cpu"
+            elif time.monotonic() - self.started >= self.limits.wall:
+                self.killed = "wall"
+        return self.killed
+
+    def kill(self, reason: str) -> None:
+        self.killed = self.killed or reason
+
+
+_runtimes_lock = threading.Lock()
+
+
+class WasmBackend:
+    """CPython for WASI on wasmtime, a fresh instance per call. Thread-safe:
+    calls from several threads run concurrently, each on its caller's thread."""
+
+    name = "wasm"
+
+    def __init__(self) -> None:
+        _guest_dist()  # WasmExtraMissing (an ImportError) at once, naming the extra
+        self._runtime: _Runtime | None = None
+        self._lock = threading.Lock()
+        self._error: str | None = None
+        atexit.register(self.close)
+
+    # -- the contract's questions ------------------------------------------------
+
+    def default_policy(self, declared: PolicyName) -> PolicyName:
+        """The declared policy: RestrictedPython runs inside the guest as a
+        second wall when the tool declared it."""
+        return declared
+
+    def _get_runtime(self) -> _Runtime:
+        with self._lock:
+            if self._runtime is None:
+                try:
+                    self._runtime = _Runtime(cache_dir())
+                except (WasmNotInstalled, WasmExtraMissing, OSError) as exc:
+                    raise RuntimeError(str(exc)) from None
+                except Exception as exc:  # noqa: BLE001 - wasmtime's own errors: "cannot run"
+                    raise RuntimeError(
+                        f"the compiled wasm guest cannot be loaded ({exc}): run `{INSTALL_HINT}`"
+                    ) from None
+            return self._runtime
+
+    def start(self) -> None:
+        """Load the compiled guest now; RuntimeError naming the command to
+        run when it is not installed."""
+        self._get_runtime()
+
+    def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
+        """Nothing is built ahead of the call; a lock the guest cannot run
+        is refused (RuntimeError with the one-line reason)."""
+        problem = lock_problem(lock)
+        if problem is not None:
+            raise RuntimeError(problem)
+
+    def health(self) -> dict[str, Any]:
+        facts = status()
+        if not facts.get("available"):
+            return facts
+        try:
+            runtime = self._get_runtime()
+        except RuntimeError as exc:
+            return facts | {"available": False, "error": str(exc)}
+        return facts | {
+            "available": True,
+            "module_load_ms": round(runtime.load_ms, 1),
+            "baseline_memory_mib": runtime.baseline_bytes // _MIB,
+            "layers": list(self._layers()),
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            runtime.close()
+
+    def _layers(self) -> tuple[str, ...]:
+        return ("wasm", "wasi_no_preopens_but_read_only", "epoch_deadline", "store_memory_limit")
+
+    def _environment(self) -> dict[str, str]:
+        return {
+            "guest": f"{GUEST.distribution} {GUEST.version}",
+            "guest_sha256": GUEST.module_sha256,
+            "wasmtime": str(_wasmtime_version()),
+        }
+
+    # -- running -------------------------------------------------------------------
+
+    def run(self, job: Job, cancel: Cancel | None = None) -> Result:
+        """Run one job in a fresh instance; every outcome is a Result."""
+        started = time.perf_counter()
+        try:
+            fields = self._run(job, cancel)
+        except (TypeError, ValueError) as exc:
+            fields = {"status": "error", "error": ErrorInfo("InvalidJob", f"the job cannot be sent as JSON: {exc}")}
+        except (RuntimeError, OSError) as exc:
+            fields = {"status": "unavailable", "error": ErrorInfo("SandboxUnavailable", str(exc))}
+        return Result(
+            backend=self.name,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            environment=self._environment(),
+            **fields,
+        )
+
+    def _run(self, job: Job, cancel: Cancel | None) -> dict[str, Any]:
+        if job.lock is not None and job.policy != "plain":
+            raise RuntimeError(
+                "a version that needs packages runs under the plain policy only: the restricted policy's "
+                "module stand-ins cannot offer third-party packages (use --policy plain)"
+            )
+        site: Path | None = None
+        if job.lock is not None:
+            problem = lock_problem(job.lock)
+            if problem is not None:
+                raise RuntimeError(problem)
+            from .packages import PackagesError, materialize
+
+            try:
+                site = materialize(job.lock)
+            except PackagesError as exc:
+                raise RuntimeError(f"the packages of this version cannot be installed: {exc}") from None
+        payload = json.dumps(job.wire(), separators=(",", ":")).encode()
+        runtime = self._get_runtime()
+        call = _Call(job.limits)
+        forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None
+        try:
+            exit_code, trap = _instance(runtime, call, payload, site)
+        finally:
+            if forget is not None:
+                forget()
+        fields = _outcome(call, exit_code, trap, job)
+        fields["layers"] = self._layers()
+        return fields
+
+
+def _outcome(call: _Call, exit_code: int | None, trap: tuple[str, int] | None, job: Job) -> dict[str, Any]:
+    """The Result's fields from what the host saw: its own kills first,
+    then a trap, then the reply through the wire's checks."""
+    restricted = job.policy != "plain"
+    limits = job.limits.to_json()
+    if call.killed in ("cpu", "wall", "output"):
+        return {"status": "limit", "limit": call.killed}
+    if call.stdout_over or len(call.stdout) > call.cap:
+        return {"status": "limit", "limit": "output"}
+    facts_in: dict[str, Any] = {
+        "exit": exit_code,
+        "signal": None,
+        "killed": call.killed,
+        "cpu": round(call.cpu, 4),
+        "disk_used_kib": 0,
+    }
+    grown_kib = 0
+    if trap is not None:
+        name, grown_kib = trap
+        if name == "STACK_OVERFLOW" or grown_kib >= 0.5 * job.limits.memory * 1024:
+            # The guest's stack or heap ran out where no MemoryError could be
+            # raised (a C recursion, an allocation that aborts).
+            return {"status": "limit", "limit": "memory"}
+        return {
+            "status": "error",
+            "error": ErrorInfo("SandboxCrash", f"the guest trapped ({name.lower().replace('_', ' ')})"),
+        }
+    facts = wire.check_facts(facts_in | {"maxrss_kib": call.grown_kib, "baseline_rss_kib": 0})
+    reply: dict[str, Any] | None = None
+    problem: str | None = None
+    raw = bytes(call.stdout)
+    if raw:
+        try:
+            reply = wire.parse_reply(raw, cap=call.cap)
+        except wire.OverCap:
+            return {"status": "limit", "limit": "output"}
+        except wire.ProtocolError as exc:
+            problem = f"the guest wrote a bad reply: {exc}"
+    elif exit_code not in (0, None):
+        tail = wire.safe_text(call.stderr.decode("utf-8", "replace")).strip().splitlines()
+        problem = f"the guest exited with code {exit_code} without a reply" + (f": {tail[-1][:300]}" if tail else "")
+    fields = wire.classify(reply, facts, restricted=restricted, limits=limits, problem=problem)
+    error = fields.pop("error", None)
+    if error is not None:
+        fields["error"] = ErrorInfo.from_json(error)
+    return fields
+
+
+def _poll_shadow(runtime: _Runtime, call: _Call, origin_ns: int) -> Callable[..., int]:
+    """WASI's poll_oneoff, replaced: clock subscriptions are waited out in
+    ticks, so the wall limit and a cancel end a sleeping guest; file
+    subscriptions (the guest has only files) are ready at once."""
+    wt = runtime.wt
+
+    def poll(caller: Any, in_ptr: int, out_ptr: int, count: int, count_ptr: int) -> int:
+        memory = caller.get("memory")
+        if memory is None or count <= 0 or count > 4096:
+            return _ERRNO_INVAL
+        try:
+            raw = memory.read(caller, in_ptr, in_ptr + _SUBSCRIPTION.size * count)
+        except (IndexError, wt.WasmtimeError):
+            return _ERRNO_FAULT
+        if len(raw) != _SUBSCRIPTION.size * count:
+            return _ERRNO_FAULT
+        ready: list[bytes] = []
+        clocks: list[tuple[float, int]] = []
+        now_real, now_mono = time.time_ns(), time.perf_counter_ns() - origin_ns
+        for i in range(count):
+            chunk = bytes(raw[i * _SUBSCRIPTION.size : (i + 1) * _SUBSCRIPTION.size])
+            userdata, tag, clock_id, timeout, _precision, flags = _SUBSCRIPTION.unpack(chunk)
+            if tag == _EVENT_CLOCK:
+                if flags & _ABSTIME:
+                    timeout = max(0, timeout - (now_real if clock_id == 0 else now_mono))
+                clocks.append((time.monotonic() + timeout / 1e9, userdata))
+            elif tag in (_EVENT_FD_READ, _EVENT_FD_WRITE):
+                ready.append(_EVENT.pack(userdata, 0, tag, 0, 0))
+            else:
+                return _ERRNO_INVAL
+        if not ready and clocks:
+            until = min(when for when, _ in clocks)
+            while call.check() is None:
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(left, TICK))
+            now = time.monotonic()
+            ready = [_EVENT.pack(userdata, 0, _EVENT_CLOCK, 0, 0) for when, userdata in clocks if when <= now]
+            if not ready:  # stopped early: the next epoch check traps the guest
+                ready = [_EVENT.pack(clocks[0][1], 0, _EVENT_CLOCK, 0, 0)]
+        try:
+            memory.write(caller, b"".join(ready), out_ptr)
+            memory.write(caller, struct.pack("<I", len(ready)), count_ptr)
+        except (IndexError, wt.WasmtimeError):
+            return _ERRNO_FAULT
+        return 0
+
+    return poll
+
+
+def _no_host(*_args: Any) -> int:
+    return -1  # the guest's one custom import: there is no host to call
+
+
+def _instance(runtime: _Runtime, call: _Call, payload: bytes, site: Path | None) -> tuple[int | None, Any]:
+    """Run one fresh instance; returns (exit code or None, (trap name,
+    memory grown in KiB) or None). Sets ``call.grown_kib``."""
+    wt, ffi = runtime.wt, runtime.ffi
+    store = wt.Store(runtime.engine)
+    store.set_limits(memory_size=runtime.baseline_bytes + call.limits.memory * _MIB)
+
+    def on_epoch(_context: Any, _data: Any, delta: Any, kind: Any) -> int:
+        reason = call.check()
+        if reason is not None:
+            error = ffi.wasmtime_error_new(f"toolcrib: {reason} limit".encode())
+            return ctypes.cast(error, ctypes.c_void_p).value or 0
+        delta[0] = 1
+        kind[0] = 0  # continue
+        return 0
+
+    # Called only while the guest runs, on its thread: alive until we return.
+    callback = _CALLBACK(on_epoch)
+    runtime._set_callback(ctypes.cast(store.ptr(), ctypes.c_void_p), callback, None, _NO_FINALIZER)
+    store.set_epoch_deadline(1)
+
+    wasi = wt.WasiConfig()
+    wasi.argv = [_ARGV0, "-c", _DRIVER]
+    wasi.env = [list(pair) for pair in _ENV]
+    wasi.preopen_dir(str(runtime.stdlib_dir), GUEST.stdlib_guest_dir, False)
+    wasi.preopen_dir(str(runtime.harness_dir), _GUEST_ROOT, False)
+    if site is not None:
+        wasi.preopen_dir(str(site), _GUEST_SITE, False)
+    fd, stdin_path = tempfile.mkstemp(prefix="toolcrib-wasm-job-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        wasi.stdin_file = stdin_path  # opened now: the file can go at once (POSIX)
+        with contextlib.suppress(OSError):
+            os.unlink(stdin_path)
+        with _registered_streams(call.on_stdout, call.on_stderr) as (out_key, err_key):
+            config = ctypes.cast(wasi.ptr(), ctypes.c_void_p)
+            runtime._set_stdout(config, _WRITE_TRAMPOLINE, out_key, None)
+            runtime._set_stderr(config, _WRITE_TRAMPOLINE, err_key, None)
+            store.set_wasi(wasi)
+            return _drive(runtime, store, call)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(stdin_path)
+        del callback
+
+
+def _drive(runtime: _Runtime, store: Any, call: _Call) -> tuple[int | None, Any]:
+    """Instantiate the module in `store` and run the guest to its end."""
+    wt = runtime.wt
+    linker = wt.Linker(runtime.engine)
+    linker.allow_shadowing = True
+    linker.define_wasi()
+    linker.define_func("host", "call", runtime.host_type, _no_host)
+    origin_ns = time.perf_counter_ns()
+    poll = _poll_shadow(runtime, call, origin_ns)
+    linker.define_func("wasi_snapshot_preview1", "poll_oneoff", runtime.poll_type, poll, True)
+    exit_code: int | None = None
+    trap: str | None = None
+    memory = None
+    with runtime.ticking():
+        call.started, call.cpu_started = time.monotonic(), time.thread_time()
+        try:
+            instance = linker.instantiate(store, runtime.module)
+            exports = instance.exports(store)
+            memory = exports["memory"]
+            result = exports["run"](store)
+            exit_code = int(result) if isinstance(result, int) else 0
+        except wt.ExitTrap as exc:
+            exit_code = exc.code
+        except wt.Trap as exc:
+            code = exc.trap_code
+            trap = code.name if code is not None else "UNKNOWN"
+        except wt.WasmtimeError as exc:
+            if call.killed is None:
+                trap = f"ERROR: {str(exc).splitlines()[0][:200]}"
+        call.cpu = time.thread_time() - call.cpu_started
+    grown = 0
+    if memory is not None:
+        with contextlib.suppress(Exception):
+            grown = max(0, memory.data_len(store) - runtime.baseline_bytes)
+    call.grown_kib = grown // 1024
+    return exit_code, ((trap, call.grown_kib) if trap is not None else None)

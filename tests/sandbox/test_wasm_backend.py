@@ -1,0 +1,290 @@
+"""The wasm backend (sandbox/wasm.py) beyond the shared contract suite
+(tests/sandbox/test_contract.py runs that against "wasm" too): a fresh
+instance per call, nothing granted, the limits as wasmtime enforces them
+with the host unharmed, the guest pinned, and the packages it can run."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from toolcrib.sandbox import Job, Limits, get_backend, wasm
+from toolcrib.sandbox.contract import Cancel, Lock, LockedPackage
+from toolcrib.sandbox.wasm_guest import BUILT_IN, GUEST
+
+
+@pytest.fixture(autouse=True)
+def wasm_ready() -> None:
+    """Installed and compiled (`toolcrib wasm install`, which tests/run.sh
+    runs): skipped without it, except in CI, where that fails."""
+    facts = wasm.status()
+    if facts.get("available"):
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but the wasm backend is not ready: {facts.get('error')}")
+    pytest.skip(f"the wasm backend is not ready: {facts.get('error')}")
+
+
+QUICK = Limits(cpu=2, wall=10, memory=128, output=64)
+
+
+def call(source: str, *, policy: str = "plain", limits: Limits = QUICK, entrypoint: str = "f", **fields):
+    return get_backend("wasm").run(Job(source=source, entrypoint=entrypoint, policy=policy, limits=limits, **fields))
+
+
+def still_answers() -> None:
+    """The host is unharmed: the same backend answers the next call."""
+    r = call("def f(a):\n    return a + 1\n", args={"a": 41}, policy="restricted")
+    assert (r.status, r.result) == ("ok", 42), r
+
+
+# -- a fresh interpreter for every call ------------------------------------------------
+
+SENDER = """
+import builtins, textwrap, sys, os, random
+def f():
+    builtins.planted = "from the sender"
+    textwrap.dedent = lambda text: "poisoned"
+    sys.modules["planted_module"] = sys
+    sys.path.insert(0, "/nowhere")
+    random.seed(1234)
+    CACHE.append("sender")
+    try:
+        open("/tmp/planted", "w").write("x")
+    except OSError:
+        pass
+    return "sent"
+CACHE = []
+"""
+
+RECEIVER = """
+import builtins, textwrap, sys, os, random
+def f():
+    return {
+        "builtin": hasattr(builtins, "planted"),
+        "module_global": textwrap.dedent("  a"),
+        "module": "planted_module" in sys.modules,
+        "path": "/nowhere" in sys.path,
+        "file": os.path.exists("/tmp/planted"),
+        "random": random.random() == __import__("random").Random(1234).random(),
+        "cache": CACHE,
+    }
+CACHE = []
+"""
+
+
+def test_a_sender_call_and_a_receiver_call_find_no_state_of_each_other() -> None:
+    sent = call(SENDER)
+    assert (sent.status, sent.result) == ("ok", "sent"), sent
+    received = call(RECEIVER)
+    assert received.status == "ok", received
+    assert received.result == {
+        "builtin": False,
+        "module_global": "a",
+        "module": False,
+        "path": False,
+        "file": False,
+        "random": False,
+        "cache": [],
+    }
+
+
+# -- nothing granted -----------------------------------------------------------------
+
+
+def test_the_guest_sees_no_host_files_no_environment_and_cannot_write() -> None:
+    r = call(
+        "import os\n"
+        "def f():\n"
+        "    out = {'env': dict(os.environ)}\n"
+        "    for path in ('/', '/etc', '/proc/self', '/root', os.getcwd() if hasattr(os, 'getcwd') else '/'):\n"
+        "        try:\n"
+        "            out[path] = os.listdir(path)\n"
+        "        except OSError as exc:\n"
+        "            out[path] = type(exc).__name__\n"
+        "    try:\n"
+        "        open('/opt/toolcrib/tcbox/planted.py', 'w')\n"
+        "        out['write'] = 'written'\n"
+        "    except OSError as exc:\n"
+        "        out['write'] = type(exc).__name__\n"
+        "    return out\n"
+    )
+    assert r.status == "ok", r
+    assert r.result["env"] == {"PYTHONDONTWRITEBYTECODE": "1"}
+    for path in ("/", "/etc", "/proc/self", "/root"):
+        assert r.result[path] in ("FileNotFoundError", "PermissionError"), r.result
+    assert r.result["write"] in ("PermissionError", "OSError", "FileNotFoundError"), r.result
+
+
+def test_no_socket_process_or_thread_exists_in_the_guest() -> None:
+    r = call(
+        "def f():\n"
+        "    out = []\n"
+        '    for attempt in (\'__import__("socket").create_connection(("127.0.0.1", 9))\',\n'
+        '                    \'__import__("subprocess").run(["id"])\',\n'
+        "                    '__import__(\"os\").fork()',\n"
+        "                    '__import__(\"threading\").Thread(target=print).start()'):\n"
+        "        try:\n"
+        "            eval(attempt)\n"
+        "            out.append('ran')\n"
+        "        except BaseException as exc:\n"
+        "            out.append(type(exc).__name__)\n"
+        "    return out\n"
+    )
+    assert r.status == "ok", r
+    assert "ran" not in r.result, r.result
+
+
+# -- limits end as `limit`, the host unharmed -------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["restricted", "plain"])
+def test_a_loop_inside_c_ends_at_the_cpu_limit(policy: str) -> None:
+    r = call("def f():\n    return sum(range(10 ** 12))\n", policy=policy, limits=Limits(cpu=1, wall=30))
+    assert (r.status, r.limit) == ("limit", "cpu"), r
+    still_answers()
+
+
+@pytest.mark.parametrize("policy", ["restricted", "plain"])
+def test_a_memory_bomb_ends_at_the_memory_limit(policy: str) -> None:
+    source = "def f():\n    chunks = []\n    while True:\n        chunks.append('y' * (1 << 20))\n"
+    r = call(source, policy=policy, limits=Limits(cpu=10, wall=20, memory=64))
+    assert (r.status, r.limit) == ("limit", "memory"), r
+    still_answers()
+
+
+def test_an_output_flood_on_the_real_stdout_ends_at_the_output_limit() -> None:
+    # Plain Python can write to the guest's stdout itself, past the
+    # harness's capped buffer: the host's stream cap ends it.
+    r = call("import os\ndef f():\n    while True:\n        os.write(1, b'y' * 65536)\n", limits=QUICK)
+    assert (r.status, r.limit) == ("limit", "output"), r
+    still_answers()
+
+
+def test_a_print_flood_ends_at_the_output_limit() -> None:
+    r = call("def f():\n    while True:\n        print('y' * 1000)\n", policy="restricted")
+    assert (r.status, r.limit) == ("limit", "output"), r
+
+
+def test_deep_recursion_in_c_traps_the_guest_and_ends_as_a_limit() -> None:
+    # A C recursion (repr of a list nested 100 000 deep) exhausts the wasm
+    # stack: wasmtime traps the guest; the host reports the limit.
+    r = call("def f():\n    x = []\n    for _ in range(100000):\n        x = [x]\n    return len(repr(x))\n")
+    assert (r.status, r.limit) == ("limit", "memory"), r
+    still_answers()
+
+
+def test_deep_recursion_in_python_is_the_tools_recursion_error() -> None:
+    r = call("def f(n=0):\n    return f(n + 1)\n", policy="restricted")
+    assert (r.status, r.error and r.error.type) == ("error", "RecursionError"), r
+
+
+def test_a_sleep_ends_at_the_wall_limit() -> None:
+    # WASI's poll_oneoff is the host's own: a sleeping guest still meets the wall clock.
+    started = time.monotonic()
+    r = call("import time\ndef f():\n    time.sleep(60)\n", limits=Limits(cpu=5, wall=1))
+    assert (r.status, r.limit) == ("limit", "wall"), r
+    assert time.monotonic() - started < 30  # a hang guard, not a timing claim
+
+
+def test_a_short_sleep_returns() -> None:
+    r = call("import time\ndef f():\n    time.sleep(0.05)\n    return 'slept'\n")
+    assert (r.status, r.result) == ("ok", "slept"), r
+
+
+def test_a_cancelled_call_ends_unavailable() -> None:
+    cancel = Cancel()
+    timer = threading.Timer(0.5, cancel.cancel)
+    timer.start()
+    try:
+        r = get_backend("wasm").run(
+            Job(source="def f():\n    while True:\n        pass\n", entrypoint="f", limits=Limits(cpu=30, wall=30)),
+            cancel,
+        )
+    finally:
+        timer.cancel()
+    assert r.status == "unavailable" and r.error is not None and "cancelled" in r.error.message, r
+    still_answers()
+
+
+def test_calls_from_several_threads_run_at_once() -> None:
+    results: list = [None] * 4
+
+    def one(i: int) -> None:
+        results[i] = call("def f(i):\n    return i * i\n", args={"i": i}, policy="restricted")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [(r.status, r.result) for r in results] == [("ok", i * i) for i in range(4)]
+
+
+def test_the_result_says_which_guest_ran_it() -> None:
+    r = call("def f():\n    return 1\n")
+    assert r.environment["guest_sha256"] == GUEST.module_sha256
+    assert "wasm" in r.layers
+
+
+# -- the guest is pinned ---------------------------------------------------------------
+
+
+def test_a_guest_file_that_does_not_match_its_pin_is_refused(tmp_path: Path) -> None:
+    forged = tmp_path / "python-snapshot.wasm"
+    forged.write_bytes(b"\0asm not the pinned guest")
+    assert not wasm._verified(tmp_path, forged, GUEST.module_sha256)
+    # ...and the stamp of a good check does not outlive a change of the file.
+    good = tmp_path / "good"
+    good.write_bytes(b"data")
+    import hashlib
+
+    digest = hashlib.sha256(b"data").hexdigest()
+    assert wasm._verified(tmp_path, good, digest)
+    good.write_bytes(b"dat2")
+    assert not wasm._verified(tmp_path, good, digest)
+
+
+def test_install_is_idempotent() -> None:
+    again = wasm.install()
+    assert again["compiled"] is False
+    assert again["guest_sha256"] == GUEST.module_sha256
+
+
+# -- packages ----------------------------------------------------------------------------
+
+
+def _lock(*packages: tuple[str, str, str]) -> Lock:
+    return Lock(
+        requirements=[name for name, _, _ in packages],
+        packages=[LockedPackage(name=n, version=v, filename=f, sha256="0" * 64) for n, v, f in packages],
+    )
+
+
+def test_a_pure_python_lock_can_run() -> None:
+    assert wasm.lock_problem(_lock(("humanize", "4.9.0", "humanize-4.9.0-py3-none-any.whl"))) is None
+
+
+def test_a_built_in_compiled_package_at_its_version_can_run() -> None:
+    numpy = BUILT_IN["numpy"]
+    lock = _lock(("numpy", numpy, f"numpy-{numpy}-cp311-cp311-manylinux_2_17_x86_64.whl"))
+    assert wasm.lock_problem(lock) is None
+
+
+def test_a_compiled_package_the_guest_lacks_is_refused_naming_the_backends_that_can() -> None:
+    lock = _lock(("ujson", "5.10.0", "ujson-5.10.0-cp311-cp311-manylinux_2_17_x86_64.whl"))
+    problem = wasm.lock_problem(lock)
+    assert problem is not None and "restricted or docker backend" in problem and "\n" not in problem
+    other_numpy = _lock(("numpy", "1.26.4", "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl"))
+    problem = wasm.lock_problem(other_numpy)
+    assert problem is not None and BUILT_IN["numpy"] in problem
+
+
+def test_a_built_in_package_runs_in_the_guest() -> None:
+    r = call(
+        "import sympy\ndef f():\n    return str(sympy.factor(sympy.Symbol('x') ** 2 - 1))\n", limits=Limits(wall=30)
+    )
+    assert (r.status, r.result) == ("ok", "(x - 1)*(x + 1)"), r
