@@ -411,6 +411,11 @@ class Registry:
         with write_transaction(self.db):
             return review.set_mode(self.db.conn, mode, actor=self.actor)
 
+    def review_allows(self, ref: str) -> bool:
+        """Whether review lets this version be called (a door lists only those)."""
+        row = self._resolve(ref)
+        return review.allows(self.db.conn, row.id, row.ref)
+
     def review_queue(self) -> builtins.list[review.QueueItem]:
         """Versions waiting for a reviewer, oldest first, each with why."""
         with read_snapshot(self.db):

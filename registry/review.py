@@ -169,6 +169,15 @@ def gate(conn: sqlite3.Connection, version_id: int, ref: str) -> None:
     )
 
 
+def allows(conn: sqlite3.Connection, version_id: int, ref: str) -> bool:
+    """Whether the review rule lets this version be called (`gate` without raising)."""
+    try:
+        gate(conn, version_id, ref)
+    except PolicyRefused:
+        return False
+    return True
+
+
 def callable_ids(conn: sqlite3.Connection) -> set[int] | None:
     """Ids of the versions the review rule lets run; None when the rule
     holds nothing back (review ``none``)."""

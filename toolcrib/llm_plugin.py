@@ -178,8 +178,8 @@ def register_tools(register: Any) -> None:
     from toolcrib.exports import portable_name
 
     for version in registry.list():
-        if version.status != "verified" or version.yanked:
-            continue
+        if version.status != "verified" or version.yanked or not registry.review_allows(version.ref):
+            continue  # an unapproved version (human review, issue 18) is not offered either
         register(_tool(registry, version, portable_name(version.name)))
 
 
