@@ -61,9 +61,9 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return [*head, *moved, name, *kept] if moved else args
 
 
-def _positional(command: click.Command | None, rest: list[str]) -> str | None:
-    """The first positional argument in `rest` (a REF, mostly), skipping
-    the values of the command's options."""
+def _positional(command: click.Command | None, rest: list[str]) -> tuple[str | None, int]:
+    """The first positional argument in `rest` (a REF, mostly) and where it
+    is, skipping the values of the command's options."""
     takes_value: set[str] = set()
     if command is not None:
         for param in command.params:
@@ -73,11 +73,31 @@ def _positional(command: click.Command | None, rest: list[str]) -> str | None:
     while i < len(rest):
         arg = rest[i]
         if arg == "--":
-            return rest[i + 1] if i + 1 < len(rest) else None
+            return (rest[i + 1], i + 1) if i + 1 < len(rest) else (None, i)
         if arg.startswith("-"):
             i += 2 if arg in takes_value else 1
             continue
-        return arg
+        return arg, i
+    return None, len(rest)
+
+
+def _reference(group: click.Group, ctx: click.Context, name: str, rest: list[str]) -> str | None:
+    """The REF a command line names: the first positional argument of the
+    (innermost) command, through nested groups (``audit verify``, ``key
+    trust``)."""
+    try:
+        command = group.get_command(ctx, name)
+    except click.ClickException:
+        return None
+    for _depth in range(4):
+        found, index = _positional(command, rest)
+        if not isinstance(command, click.Group) or found is None:
+            return found
+        try:
+            command = command.get_command(ctx, found)
+        except click.ClickException:
+            return None
+        rest = rest[index + 1 :]
     return None
 
 
@@ -95,8 +115,4 @@ def json_failure(group: click.Group, ctx: click.Context, args: list[str], err: A
     from ..registry.outcome import refusal
     from .common import echo_json
 
-    try:
-        command = group.get_command(ctx, args[start])
-    except click.ClickException:
-        command = None
-    echo_json(refusal(_positional(command, rest), err))
+    echo_json(refusal(_reference(group, ctx, args[start], rest), err))

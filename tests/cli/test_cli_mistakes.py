@@ -56,6 +56,7 @@ def _one_json(stdout: str) -> dict:
         (["call", "sort_words", "--json", "--args", '{"words": 1}'], "invalid", 2, "sort_words"),
         (["show", "sort_wrds", "--json"], "not_found", 3, "sort_wrds"),
         (["verify", "nope", "--json"], "not_found", 3, "nope"),
+        (["audit", "verify", "--json", "--bogus"], "invalid", 2, None),  # a command of a group: no REF
     ],
 )
 def test_every_json_failure_prints_the_refusal_json(tc, args: list[str], status: str, code: int, tool) -> None:
