@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import CLIError, echo_json, echo_text, json_option, open_registry, read_text_argument
+from .common import CLIError, echo_json, echo_progress, echo_text, json_option, open_registry, read_text_argument
 
 if TYPE_CHECKING:
-    from ..registry import Registry
+    from collections.abc import Callable
+
+    from ..registry import Registry, Verification
     from ..registry.checks import CheckRun
 
 __all__ = [
@@ -28,12 +30,21 @@ __all__ = [
     "fuzz_count",
     "print_check",
     "seed_option",
+    "verify_one",
 ]
 
 MAX_FUZZ_OPTION = 10_000
+# Inputs fuzzed when the registry requires no findings and no N is set.
+REQUIRED_FUZZ = 50
 
 
 def seed_option(fn: Any) -> Any:
+    fn = click.option(
+        "--mutants",
+        is_flag=True,
+        help="Also mutation-test: run the tests against small changes to the code and report the score "
+        "(killed of those that ran) and the surviving changes as diffs.",
+    )(fn)
     fn = click.option(
         "--budget",
         type=click.FloatRange(min=0.1, max=24 * 3600),
@@ -83,6 +94,13 @@ def print_check(run: CheckRun) -> None:
             f"{run.tool} ({summary.get('tests_compared', 0)} of its test case(s), {summary.get('generated', 0)} "
             f"generated), {summary.get('differing', 0)} answered differently"
         )
+    elif run.kind == "mutants":
+        score = summary.get("score")
+        head = (
+            f"mutants: score {score if score is not None else '-'} ({summary.get('killed', 0)} killed, "
+            f"{summary.get('survived', 0)} survived of {summary.get('mutants', 0)} mutant(s), "
+            f"{summary.get('tests', 0)} test case(s), {summary.get('duration_ms', 0) / 1000:.1f} s)"
+        )
     else:
         head = f"{run.kind}:"
     echo_text(head)
@@ -103,10 +121,13 @@ def print_check(run: CheckRun) -> None:
         return
     for finding in run.findings:
         echo_text(f"  finding {finding.id}: {finding.kind}: {finding.summary}")
+        if finding.detail.get("diff"):
+            echo_text("    " + str(finding.detail["diff"]).rstrip("\n").replace("\n", "\n    "), multiline=True)
         if finding.input is not None:
             shrunk = " (shrunk)" if finding.detail.get("shrunk") else ""
             echo_text(f"    input{shrunk}: {json.dumps(finding.input, ensure_ascii=False)[:500]}")
-    echo_text("  make a finding a test case: toolcrib case add-from-finding ID --tests FILE")
+    if any(f.input is not None for f in run.findings):
+        echo_text("  make a finding a test case: toolcrib case add-from-finding ID --tests FILE")
 
 
 # -- case add-from-finding -----------------------------------------------------------------------
@@ -216,25 +237,65 @@ def add_from_finding(finding_id: int, tests_path: str | None, expected_json: str
     metavar="N",
     help="Every 'toolcrib verify' also fuzzes with N generated inputs (0: no longer).",
 )
+@click.option(
+    "--min-mutation-score",
+    "min_score",
+    metavar="X|off",
+    default=None,
+    help="A version counts as verified only with a mutation score of at least X (0 to 1; verify then "
+    "always mutation-tests); 'off' removes the requirement.",
+)
+@click.option(
+    "--require-no-findings/--allow-findings",
+    "no_findings",
+    default=None,
+    help=f"A version counts as verified only if fuzzing ran and found nothing (verify then always fuzzes, "
+    f"{REQUIRED_FUZZ} inputs unless --fuzz sets N).",
+)
 @json_option
-def checks(fuzz_n: int | None, json_output: bool) -> None:
+def checks(fuzz_n: int | None, min_score: str | None, no_findings: bool | None, json_output: bool) -> None:
     """Show or set the checks 'toolcrib verify' runs by default (audited).
 
     \b
     Examples:
         toolcrib checks
         toolcrib checks --fuzz 50
+        toolcrib checks --min-mutation-score 0.8 --require-no-findings
     """
-    from ..registry.checking import FUZZ_SETTING, default_fuzz
+    from ..registry.checking import (
+        FUZZ_SETTING,
+        MIN_SCORE_SETTING,
+        NO_FINDINGS_SETTING,
+        default_fuzz,
+        requirements,
+    )
 
-    reg = open_registry(create=fuzz_n is not None)
+    score_text: str | None = None
+    if min_score is not None and min_score != "off":
+        try:
+            score = float(min_score)
+        except ValueError:
+            score = -1.0
+        if not 0 <= score <= 1:
+            raise click.BadParameter("a number from 0 to 1, or 'off'", param_hint="--min-mutation-score")
+        score_text = str(score)
+    changing = fuzz_n is not None or min_score is not None or no_findings is not None
+    reg = open_registry(create=changing)
     if fuzz_n is not None:
         reg.set_setting(FUZZ_SETTING, str(fuzz_n) if fuzz_n > 0 else None)
-    current = {"fuzz": default_fuzz(reg.setting(FUZZ_SETTING))}
+    if min_score is not None:
+        reg.set_setting(MIN_SCORE_SETTING, score_text)
+    if no_findings is not None:
+        reg.set_setting(NO_FINDINGS_SETTING, "true" if no_findings else None)
+    current = {"fuzz": default_fuzz(reg.setting(FUZZ_SETTING)), **requirements(reg.setting)}
     if json_output:
         echo_json(current)
     else:
-        echo_text(f"fuzz: {current['fuzz'] or 'off'}")
+        echo_text(f"fuzz:               {current['fuzz'] or 'off'}")
+        echo_text(
+            f"min mutation score: {current['min_mutation_score'] if current['min_mutation_score'] is not None else 'off'}"
+        )
+        echo_text(f"require no findings: {'yes' if current['require_no_findings'] else 'no'}")
 
 
 def echo_check_line(run: CheckRun) -> None:
@@ -246,6 +307,8 @@ def echo_check_line(run: CheckRun) -> None:
         state = f"{len(run.findings)} finding(s)"
     if run.kind == "fuzz":
         what = f"{summary.get('ran', 0)} inputs, seed {run.settings.get('seed')}"
+    elif run.kind == "mutants":
+        what = f"score {summary.get('score')}, {summary.get('killed', 0)} of {summary.get('mutants', 0)} killed"
     elif run.kind == "predecessor":
         what = f"against {summary.get('predecessor')}, {summary.get('compared', 0)} inputs"
         if summary.get("flagged"):
@@ -289,3 +352,70 @@ def flag_line(run: CheckRun) -> str | None:
     if s.get("differing"):
         return f"{s.get('differing')} input(s) answered differently than {s.get('predecessor')}"
     return None
+
+
+def verify_one(
+    reg: Registry,
+    ref: str,
+    *,
+    backend: str,
+    policy: str | None,
+    no_build: bool,
+    overrides: dict[str, float] | None,
+    fuzz_n: int | None,
+    seed: int,
+    budget: float | None,
+    mutants: bool,
+    json_output: bool,
+    print_verification: Callable[[Verification], None],
+) -> int:
+    """`toolcrib verify REF` with its checks: the tests, then fuzzing,
+    mutants and the predecessor comparison as asked or as the registry
+    requires (`toolcrib checks`); prints the report and returns the exit code."""
+    from ..registry.checking import requirements
+
+    reqs = requirements(reg.setting)
+    tool = reg.get(ref)
+    n = fuzz_count(reg, fuzz_n)
+    if n is None and reqs["require_no_findings"] and fuzz_n is None:
+        n = REQUIRED_FUZZ
+    progress = echo_progress
+    result = None
+    if tool.tests or not n:
+        result = reg.verify(
+            tool.ref, backend=backend, limits=overrides, policy=policy, no_build=no_build, progress=progress
+        )
+    fuzzed = mutated = compared = None
+    common: dict[str, Any] = dict(budget=budget, backend=backend, limits=overrides, policy=policy)
+    if n:
+        fuzzed = reg.fuzz(tool.ref, n, seed=seed, no_build=no_build, progress=progress, **common)
+    if result is not None and (mutants or reqs["min_mutation_score"] is not None):
+        mutated = reg.mutants(tool.ref, no_build=no_build, progress=progress, **common)
+    if result is not None:
+        compared = reg.compare(tool.ref, n=n or 0, seed=seed, **common)
+    reasons: list[str] = []
+    if result is not None and result.status == "verified":
+        reasons = reg.enforce_requirements(tool.ref, fuzzed=fuzzed, mutated=mutated)
+    runs = [r for r in (fuzzed, mutated, compared) if r is not None]
+    if json_output:
+        data: dict[str, Any] = result.model_dump(mode="json") if result is not None else {"tool": tool.ref}
+        if result is None:
+            data["status"] = None
+        for run in runs:
+            data[run.kind] = run.model_dump(mode="json")
+        if reasons:
+            data["status"] = "failed"
+            data["requirements"] = reasons
+        echo_json(data)
+    else:
+        if result is not None:
+            print_verification(result)
+        else:
+            echo_text(f"{tool.ref}: no test cases, fuzzed only")
+        for run in runs:
+            print_check(run)
+        for reason in reasons:
+            echo_text(f"not verified: {reason}")
+    if result is None:
+        return 1 if fuzzed is not None and fuzzed.findings else 0
+    return 0 if result.status == "verified" and not reasons else 1

@@ -10,7 +10,7 @@ import click
 
 from ..registry.errors import ArgumentsError, InvalidInput
 from ..sandbox import BACKEND_NAMES
-from .checks import fuzz_count, print_check, seed_option
+from .checks import seed_option, verify_one
 from .common import (
     F,
     echo_json,
@@ -102,6 +102,7 @@ def verify(
     fuzz_n: int | None,
     seed: int,
     budget: float | None,
+    mutants: bool,
     json_output: bool,
 ) -> None:
     """Run a version's test cases, each in a fresh sandbox, and record the verdict.
@@ -116,7 +117,11 @@ def verify(
     two answers to one input (docs/verification.md). A version with no test
     cases is then only fuzzed (exit 1 if anything was found). A version that
     replaces another runs the predecessor's tests (and the generated inputs)
-    through both and reports every input they answer differently.
+    through both and reports every input they answer differently. --mutants
+    runs the tests against small changes to the code and reports the
+    mutation score with the surviving changes. The registry can require a
+    minimum score or no fuzz findings (toolcrib checks): a version that
+    misses it is 'failed' (exit 1).
 
     \b
     Examples:
@@ -131,52 +136,22 @@ def verify(
     overrides = parse_limits(limits)
     reg = open_registry()
     if ref:
-        tool = reg.get(ref)
-        fuzz_n = fuzz_count(reg, fuzz_n)
-        result = None
-        if tool.tests or not fuzz_n:
-            result = reg.verify(
-                tool.ref, backend=backend, limits=overrides, policy=policy, no_build=no_build, progress=echo_progress
-            )
-        checked = None
-        if fuzz_n:
-            checked = reg.fuzz(
-                tool.ref,
-                fuzz_n,
-                seed=seed,
-                budget=budget,
+        sys.exit(
+            verify_one(
+                reg,
+                ref,
                 backend=backend,
-                limits=overrides,
                 policy=policy,
                 no_build=no_build,
-                progress=echo_progress,
+                overrides=overrides,
+                fuzz_n=fuzz_n,
+                seed=seed,
+                budget=budget,
+                mutants=mutants,
+                json_output=json_output,
+                print_verification=_print_verification,
             )
-        compared = None
-        if result is not None:
-            compared = reg.compare(
-                tool.ref, n=fuzz_n or 0, seed=seed, budget=budget, backend=backend, limits=overrides, policy=policy
-            )
-        if json_output:
-            data: dict[str, Any] = (
-                result.model_dump(mode="json") if result is not None else {"tool": tool.ref, "status": None}
-            )
-            if checked is not None:
-                data["fuzz"] = checked.model_dump(mode="json")
-            if compared is not None:
-                data["predecessor"] = compared.model_dump(mode="json")
-            echo_json(data)
-        else:
-            if result is not None:
-                _print_verification(result)
-            else:
-                echo_text(f"{tool.ref}: no test cases, fuzzed only")
-            if checked is not None:
-                print_check(checked)
-            if compared is not None:
-                print_check(compared)
-        if result is None:
-            sys.exit(1 if checked is not None and checked.findings else 0)
-        sys.exit(0 if result.status == "verified" else 1)
+        )
 
     pending = [version.ref for version in reg.pending()]
     results: list[Verification] = []

@@ -10,16 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from ..sandbox.backends import Backends
 from ..sandbox.contract import Limits
+from .audit import append_entry
 from .calls import job_limits, job_policy, prepare_runtime, start_backend
 from .checks import CheckRun, Finding, draft_case, finding_by_id, latest_checks, record_draft, store_check
 from .errors import ArgumentsError
 from .fuzzing import DEFAULT_BUDGET, DEFAULT_SEED, fuzz
+from .mutants import mutation_check
 from .predecessor import compare_versions, predecessor_row
 from .reading import resolve
 from .records import tool_of, version_of_row
 from .schema_check import validate_stored_arguments
 from .store import read_snapshot, write_transaction
-from .store_versions import full_row, version_rows
+from .store_versions import full_row, set_status, version_rows
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -29,11 +31,17 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BUDGET",
     "FUZZ_SETTING",
+    "MIN_SCORE_SETTING",
+    "NO_FINDINGS_SETTING",
     "compare_version",
     "default_fuzz",
     "draft_finding",
+    "enforce",
     "fuzz_version",
+    "mutate_version",
+    "requirements",
     "stored_finding",
+    "unmet",
     "version_checks",
 ]
 
@@ -169,3 +177,92 @@ def compare_version(
     )
     with write_transaction(db):
         return store_check(db, actor=actor, version_id=row.id, run=run)
+
+
+def mutate_version(
+    db: sqlite_utils.Database,
+    *,
+    actor: str,
+    backends: Backends,
+    max_limits: Limits,
+    ref: str,
+    budget: float | None = None,
+    backend: str = "restricted",
+    limits: dict[str, float] | None = None,
+    policy: str | None = None,
+    no_build: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> CheckRun:
+    """Mutation-test one version against its stored tests, with the limits
+    and policy its verification uses; the run (score, surviving mutants), stored."""
+    row = resolve(db.conn, ref, allow_yanked=True)
+    tool = tool_of(row)
+    limits_used = job_limits(tool.limits, max_limits, limits)
+    runner = start_backend(backend, backends)
+    policy_used = job_policy(runner, policy, tool.policy)
+    prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
+    run = mutation_check(
+        tool,
+        runner,
+        backend=backend,
+        limits=limits_used,
+        policy=policy_used,
+        budget=DEFAULT_BUDGET if budget is None else budget,
+    )
+    with write_transaction(db):
+        return store_check(db, actor=actor, version_id=row.id, run=run)
+
+
+# What a version needs, beyond its tests, to count as verified (settings).
+MIN_SCORE_SETTING = "verify.min_mutation_score"
+NO_FINDINGS_SETTING = "verify.require_no_findings"
+
+
+def requirements(setting: Callable[[str], str | None]) -> dict[str, Any]:
+    """The registry's requirements read through `setting` (`Registry.setting`):
+    a minimum mutation score (0..1, or None) and whether fuzzing must find nothing."""
+    try:
+        score = float(setting(MIN_SCORE_SETTING) or "")
+    except ValueError:
+        score = None
+    return {
+        "min_mutation_score": score if score is not None and 0 <= score <= 1 else None,
+        "require_no_findings": (setting(NO_FINDINGS_SETTING) or "").lower() in ("1", "true", "yes"),
+    }
+
+
+def unmet(reqs: dict[str, Any], fuzzed: CheckRun | None, mutated: CheckRun | None) -> list[str]:
+    """Why these check runs do not meet the requirements (empty: they do)."""
+    reasons = []
+    minimum = reqs.get("min_mutation_score")
+    if minimum is not None:
+        score = mutated.summary.get("score") if mutated is not None else None
+        if score is None:
+            why = mutated.summary.get("error") if mutated is not None else None
+            reasons.append(
+                f"a mutation score of at least {minimum} is required and none was measured ({why or 'not run'})"
+            )
+        elif score < minimum:
+            reasons.append(f"mutation score {score} is below the required {minimum}")
+    if reqs.get("require_no_findings"):
+        if fuzzed is None or fuzzed.summary.get("error") or not fuzzed.summary.get("ran"):
+            reasons.append("fuzzing must run and find nothing, and it did not run")
+        elif fuzzed.findings:
+            reasons.append(f"fuzzing must find nothing, and it found {len(fuzzed.findings)} finding(s)")
+    return reasons
+
+
+def enforce(db: sqlite_utils.Database, *, actor: str, ref: str, reasons: list[str]) -> bool:
+    """A verified version that misses the requirements becomes 'failed',
+    with a ``verify`` audit entry giving the reasons; whether it changed."""
+    if not reasons:
+        return False
+    with write_transaction(db):
+        row = resolve(db.conn, ref, allow_yanked=True)
+        if tool_of(row).status != "verified":
+            return False
+        set_status(db.conn, row.id, "failed")
+        append_entry(
+            db, actor=actor, event="verify", tool=row.ref, details={"status": "failed", "requirements": reasons}
+        )
+    return True

@@ -37,7 +37,17 @@ from .calls import (
     prepare_runtime,
     start_backend,
 )
-from .checking import compare_version, draft_finding, fuzz_version, stored_finding, version_checks
+from .checking import (
+    compare_version,
+    draft_finding,
+    enforce,
+    fuzz_version,
+    mutate_version,
+    requirements,
+    stored_finding,
+    unmet,
+    version_checks,
+)
 from .checks import CheckRun, Finding
 from .diffing import tool_diff
 from .errors import (
@@ -659,6 +669,47 @@ class Registry:
             limits=limits,
             policy=policy,
         )
+
+    def mutants(
+        self,
+        ref: str,
+        *,
+        budget: float | None = None,
+        backend: str = "restricted",
+        limits: dict[str, float] | None = None,
+        policy: str | None = None,
+        no_build: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> CheckRun:
+        """Mutation testing: small changes to the tool's code (operators,
+        constants and boundaries, a removed statement, a swapped return),
+        each run against the stored tests in the sandbox; store and return
+        the score (killed of those that ran) and the surviving mutants as
+        diffs (registry/mutants.py). Bounded by ``budget`` seconds (None: 60)."""
+        return mutate_version(
+            self.db,
+            actor=self.actor,
+            backends=self._backends,
+            max_limits=self.max_limits,
+            ref=ref,
+            budget=budget,
+            backend=backend,
+            limits=limits,
+            policy=policy,
+            no_build=no_build,
+            progress=progress,
+        )
+
+    def enforce_requirements(
+        self, ref: str, *, fuzzed: CheckRun | None, mutated: CheckRun | None
+    ) -> builtins.list[str]:
+        """Hold a version to the registry's requirements beyond its tests
+        (`toolcrib checks`: a minimum mutation score, no fuzz findings)
+        given the check runs just made: the reasons it misses them (a
+        verified version then becomes 'failed', audited), else []."""
+        reasons = unmet(requirements(self.setting), fuzzed, mutated)
+        enforce(self.db, actor=self.actor, ref=ref, reasons=reasons)
+        return reasons
 
     def checks(self, ref: str) -> builtins.list[CheckRun]:
         """The newest run of each check of a version (fuzz, predecessor,
