@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from .common import echo_json, echo_table, json_option, open_registry
+from .common import echo_json, json_option, open_registry
+from .streaming import echo_json_array, echo_table_stream
 
 __all__ = ["COMMANDS"]
 
@@ -30,6 +31,7 @@ def audit(
     """List the audit log: every add, verify, call and lifecycle change.
 
     Entries are hash-chained; 'toolcrib audit verify' checks the chain.
+    Written as they are read (--since finds its entries by an index on time).
 
     \b
     Examples:
@@ -39,13 +41,14 @@ def audit(
     """
     if ctx.invoked_subcommand is not None:
         return
-    entries = open_registry().audit(tool=tool, event=event, since=since, limit=limit)
+    # Written as it is read: a log of a million entries is never held whole.
+    entries = open_registry().iter_audit(tool=tool, event=event, since=since, limit=limit)
     if json_output:
-        echo_json([e.model_dump(mode="json") for e in entries])
+        echo_json_array(e.model_dump(mode="json") for e in entries)
         return
-    echo_table(
+    echo_table_stream(
         ["SEQ", "AT", "ACTOR", "EVENT", "TOOL", "DETAILS"],
-        [(e.seq, e.at, e.actor, e.event, e.tool, _summary(e.details)) for e in entries],
+        ((e.seq, e.at, e.actor, e.event, e.tool, _summary(e.details)) for e in entries),
     )
 
 

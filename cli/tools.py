@@ -3,8 +3,10 @@ search, show, history, diff, deprecate, yank, provenance, export, import."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +33,10 @@ from .common import (
     read_text_argument,
 )
 from .exports import export_schema
+from .streaming import echo_json_array, echo_table_stream, write_json_object
 
 if TYPE_CHECKING:
+    from ..registry import Registry
     from ..registry.stats import UsageStats
     from ..sandbox.contract import Limits
 
@@ -62,13 +66,14 @@ def _tool_json(tool: ToolVersion, *, full: bool = True) -> dict[str, Any]:
     return data
 
 
-def _print_tools(tools: list[ToolVersion], json_output: bool) -> None:
+def _print_tools(tools: Iterable[ToolVersion], json_output: bool) -> None:
+    """Tools as a table or a JSON array, written as they come."""
     if json_output:
-        echo_json([_tool_json(t, full=False) for t in tools])
+        echo_json_array(_tool_json(t, full=False) for t in tools)
         return
-    echo_table(
+    echo_table_stream(
         ["NAME", "VERSION", "STATUS", "FLAGS", "DESCRIPTION"],
-        [(t.name, t.version, t.status, _flags(t), _summary(t)) for t in tools],
+        ((t.name, t.version, t.status, _flags(t), _summary(t)) for t in tools),
     )
 
 
@@ -370,26 +375,52 @@ def _usage_line(stats: UsageStats) -> str:
     is_flag=True,
     help="Add each version's usage from the audit log: calls, outcomes, median and p95 duration, last use.",
 )
+@click.option("--limit", "limit", type=click.IntRange(0), help="At most N tools (a page).")
+@click.option("--offset", "offset", type=click.IntRange(0), default=0, help="Skip the first N tools.")
+@click.option(
+    "--after", "after", metavar="NAME", help="Only tools whose name sorts after NAME (a cursor: the last of a page)."
+)
+@click.option(
+    "--status", "status", type=click.Choice(["verified", "unverified", "failed"]), help="Only tools with this status."
+)
+@click.option("--name", "name_glob", metavar="GLOB", help="Only names matching GLOB (*, ?, [...]; case-sensitive).")
 @json_option
-def list_(include_yanked: bool, with_stats: bool, json_output: bool) -> None:
+def list_(
+    include_yanked: bool,
+    with_stats: bool,
+    limit: int | None,
+    offset: int,
+    after: str | None,
+    status: str | None,
+    name_glob: str | None,
+    json_output: bool,
+) -> None:
     """List the newest version of every tool.
+
+    Written as it is read, by name, in constant memory (--json: one JSON
+    array). Page with --limit and --offset, or --limit and --after with the
+    last name of the previous page.
 
     \b
     Examples:
         toolcrib list
         toolcrib list --stats
         toolcrib list --json --stats
+        toolcrib list --status verified --name 'sort_*' --limit 50
+        toolcrib list --limit 50 --after sort_words
     """
     reg = open_registry()
-    tools = reg.list(include_yanked=include_yanked)
+    tools = reg.iter_list(
+        include_yanked=include_yanked, status=status, name_glob=name_glob, after=after, limit=limit, offset=offset
+    )
     if not with_stats:
         _print_tools(tools, json_output)
         return
-    stats = reg.usage(t.ref for t in tools)
+    with_usage = _with_usage(reg, tools)
     if json_output:
-        echo_json([{**_tool_json(t, full=False), "usage": stats[t.ref].model_dump(mode="json")} for t in tools])
+        echo_json_array({**_tool_json(t, full=False), "usage": u.model_dump(mode="json")} for t, u in with_usage)
         return
-    echo_table(
+    echo_table_stream(
         [
             "NAME",
             "VERSION",
@@ -404,7 +435,7 @@ def list_(include_yanked: bool, with_stats: bool, json_output: bool) -> None:
             "P95_MS",
             "LAST_USED",
         ],
-        [
+        (
             (
                 t.name,
                 t.version,
@@ -419,10 +450,19 @@ def list_(include_yanked: bool, with_stats: bool, json_output: bool) -> None:
                 _ms(u.p95_ms),
                 u.last_used or "-",
             )
-            for t in tools
-            for u in [stats[t.ref]]
-        ],
+            for t, u in with_usage
+        ),
     )
+
+
+def _with_usage(reg: Registry, tools: Iterable[ToolVersion]) -> Iterator[tuple[ToolVersion, UsageStats]]:
+    """Each tool with its usage, read a page at a time (usage is kept as calls
+    are audited: one indexed read per page)."""
+    it = iter(tools)
+    while page := list(itertools.islice(it, 200)):
+        stats = reg.usage(t.ref for t in page)
+        for tool in page:
+            yield tool, stats[tool.ref]
 
 
 @click.command()
@@ -726,15 +766,20 @@ def export(refs: tuple[str, ...], output: str | None) -> None:
         toolcrib export > all-tools.json
         toolcrib export sort_words complete_dyck -o two-tools.json
     """
-    bundle = open_registry().export(list(refs) or None)
-    text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
+    # Written as it is read (one version at a time), never built whole.
+    head, entries = open_registry().iter_export(list(refs) or None)
     if output:
         tmp = Path(output).with_name(Path(output).name + ".partial")
-        tmp.write_text(text, encoding="utf-8")
+        try:
+            with tmp.open("w", encoding="utf-8") as out:
+                count = write_json_object(out.write, head, "tools", entries)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         tmp.replace(output)  # never leave a half-written bundle behind
-        click.echo(f"Exported {len(bundle.get('tools', []))} version(s) to {output}", err=True)
+        click.echo(f"Exported {count} version(s) to {output}", err=True)
     else:
-        click.echo(text, nl=False)
+        write_json_object(lambda text: click.echo(text, nl=False), head, "tools", entries)
 
 
 @click.command(name="import")

@@ -24,7 +24,7 @@ from .signature import derive_signature
 from .store import utc_now
 from .versions import content_sha256, parse_version, sha256_text
 
-__all__ = ["BUNDLE_FORMAT", "BundleEntry", "build_bundle", "read_bundle"]
+__all__ = ["BUNDLE_FORMAT", "BundleEntry", "build_bundle", "bundle_entry", "bundle_header", "read_bundle"]
 
 BUNDLE_FORMAT = "toolcrib.bundle/v1"
 
@@ -80,7 +80,17 @@ def _entry(tool: ToolVersion) -> dict[str, Any]:
 
 def build_bundle(tools: Iterable[ToolVersion]) -> dict[str, Any]:
     """The bundle for these versions (in the order given)."""
-    return {"format": BUNDLE_FORMAT, "exported_at": utc_now(), "tools": [_entry(t) for t in tools]}
+    return {**bundle_header(), "tools": [_entry(t) for t in tools]}
+
+
+def bundle_header() -> dict[str, Any]:
+    """A bundle's fields before its ``tools`` (a streamed export writes them first)."""
+    return {"format": BUNDLE_FORMAT, "exported_at": utc_now()}
+
+
+def bundle_entry(tool: ToolVersion) -> dict[str, Any]:
+    """One version as a bundle's ``tools`` holds it."""
+    return _entry(tool)
 
 
 def read_bundle(bundle: Any) -> list[BundleEntry]:

@@ -28,7 +28,7 @@ from .adding import (
     next_number,
 )
 from .audit import append_entry, list_entries, verify_chain
-from .bundle import BundleEntry, build_bundle, read_bundle
+from .bundle import BundleEntry, build_bundle, bundle_header, read_bundle
 from .calls import (
     DEFAULT_MAX_LIMITS,
     Caller,
@@ -56,6 +56,7 @@ from .errors import (
 from .finding import find
 from .flagging import flag_version
 from .limits import operator_maxima, set_maxima, stored_maxima
+from .listing import iter_audit, iter_bundle_entries, iter_newest
 from .migrations import apply_migrations
 from .models import (
     AddResult,
@@ -348,6 +349,31 @@ class Registry:
         yanked appear (with their highest version) only with include_yanked."""
         with read_snapshot(self.db):
             return newest_tools(self.db.conn, include_yanked=include_yanked)
+
+    def iter_list(
+        self,
+        *,
+        include_yanked: bool = False,
+        status: str | None = None,
+        name_glob: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[ToolVersion]:
+        """`list`, streamed (one version read at a time, in one read snapshot)
+        and paged: only names matching `name_glob` (GLOB: ``*``, ``?``,
+        ``[...]``), whose version has `status`, after the name `after` (a
+        cursor: the last name of the previous page); `offset` skipped, at
+        most `limit`."""
+        return iter_newest(
+            self.db,
+            include_yanked=include_yanked,
+            status=status,
+            name_glob=name_glob,
+            after=after,
+            limit=limit,
+            offset=offset,
+        )
 
     def history(self, name: str) -> builtins.list[ToolVersion]:
         """Every version of one tool, oldest first (semver precedence)."""
@@ -744,6 +770,17 @@ class Registry:
         `limit` keeps the newest N of the matches."""
         return list_entries(self.db, tool=tool, event=event, since=since, limit=limit)
 
+    def iter_audit(
+        self,
+        *,
+        tool: str | None = None,
+        event: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[AuditEntry]:
+        """`audit`, streamed: the same entries, one read at a time."""
+        return iter_audit(self.db, tool=tool, event=event, since=since, limit=limit)
+
     def audit_verify(self) -> AuditReport:
         """Recompute the hash chain; the first bad seq and what is wrong, if any."""
         with read_snapshot(self.db):
@@ -786,6 +823,11 @@ class Registry:
             if carried:
                 bundle["attestations"] = carried
             return bundle
+
+    def iter_export(self, refs: Iterable[str] | None = None) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+        """`export` streamed: the bundle's header fields and its ``tools``
+        entries, one version at a time (in one read snapshot), in the same order."""
+        return bundle_header(), iter_bundle_entries(self.db, refs)
 
     def import_bundle(self, bundle: dict[str, Any]) -> builtins.list[AddResult]:
         """Import a bundle, checking every digest; all-or-nothing.

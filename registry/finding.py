@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from .reading import newest_ids, tools_by_ids
-from .search import FIT_THRESHOLD, SearchHit, rank
-from .store_versions import verified_ids
+from .reading import tools_by_ids
+from .search import CANDIDATE_POOL, FIT_THRESHOLD, SearchHit, rank
 
 __all__ = ["find"]
 
@@ -22,9 +21,7 @@ def find(
     threshold = FIT_THRESHOLD if min_score is None else min_score
     if limit <= 0:
         return []
-    newest = set(newest_ids(db.conn).values())
-    if verified_only and newest:
-        newest = verified_ids(db.conn, newest)
-    ranked = [s for s in rank(db, query, newest) if s.score >= threshold][:limit]
+    pool = max(CANDIDATE_POOL, limit)
+    ranked = [s for s in rank(db, query, verified_only=verified_only, pool=pool) if s.score >= threshold][:limit]
     tools = tools_by_ids(db.conn, (s.id for s in ranked))
     return [SearchHit(**dict(tools[s.id]), score=s.score, bm25=s.bm25, matched=list(s.matched)) for s in ranked]

@@ -19,6 +19,8 @@ from .audit_tree import backfill
 from .search import index_terms
 from .store import SCHEMA_MIGRATIONS, utc_now, write_transaction
 from .store_audit import audit_rows
+from .store_newest import NEWEST_TRIGGERS, SEARCH_PRUNE, SEARCH_TRIGGERS, backfill_sort_keys, rebuild_newest
+from .store_usage import USAGE_BACKFILL, USAGE_TRIGGERS
 
 __all__ = ["MIGRATIONS", "apply_migrations", "pending_migrations"]
 
@@ -306,6 +308,39 @@ def m010_audit_tree(db: sqlite_utils.Database) -> None:
         "INSERT INTO settings (key, value, updated_by, updated_at) VALUES ('audit.origin', ?, 'migration', ?)",
         [f"toolcrib.local/audit/{secrets.token_hex(8)}", utc_now()],
     )
+
+
+@MIGRATIONS()
+def m011_scale(db: sqlite_utils.Database) -> None:
+    """Reading that stays fast at 100,000 versions and 1,000,000 audit
+    entries (issue 21):
+
+    - ``versions.sort_key`` (semver precedence as text) and the ``newest``
+      table, one row per name, kept by triggers (registry/store_newest.py):
+      search and listings read it instead of every version; the search
+      index holds only those versions (the live ones), kept by triggers on
+      ``newest``;
+    - ``usage_counts`` and ``usage_durations``, kept by a trigger on the
+      audit table (registry/store_usage.py): `show` reads a version's usage
+      without reading the log;
+    - an index on the audit log's time, for ``audit --since``."""
+    db.execute("ALTER TABLE versions ADD COLUMN sort_key TEXT")
+    db.execute("CREATE TABLE newest (name TEXT PRIMARY KEY, id INTEGER NOT NULL, live INTEGER NOT NULL)")
+    db.execute("CREATE INDEX newest_id ON newest (id)")
+    db.execute("CREATE INDEX newest_live ON newest (live)")
+    backfill_sort_keys(db.conn)
+    rebuild_newest(db.conn)
+    for statement in (*NEWEST_TRIGGERS, *SEARCH_PRUNE, *SEARCH_TRIGGERS):
+        db.execute(statement)
+    db.execute(
+        "CREATE TABLE usage_counts (tool TEXT NOT NULL, status TEXT NOT NULL, calls INTEGER NOT NULL, "
+        "last_at TEXT NOT NULL, PRIMARY KEY (tool, status))"
+    )
+    db.execute("CREATE TABLE usage_durations (tool TEXT NOT NULL, ms REAL NOT NULL)")
+    db.execute("CREATE INDEX usage_durations_tool_ms ON usage_durations (tool, ms)")
+    for statement in (*USAGE_BACKFILL, *USAGE_TRIGGERS):
+        db.execute(statement)
+    db.execute("CREATE INDEX audit_at ON audit (at)")
 
 
 def pending_migrations(db: sqlite_utils.Database) -> list[str]:

@@ -15,7 +15,8 @@ from .admission import check_name
 from .calls import choose_version
 from .models import ToolVersion
 from .records import tool_of, version_of_row
-from .store_versions import NEWEST, NEWEST_OR_YANKED, VersionRow, full_rows, newest_per_name, tool_names, version_rows
+from .store_newest import newest_id_rows
+from .store_versions import VersionRow, full_rows, tool_names, version_rows
 from .suggest import no_tool_named
 from .versions import parse_reference
 
@@ -35,8 +36,7 @@ def resolved_refs(conn: sqlite3.Connection, refs: Iterable[str] | None) -> list[
 def newest_ids(conn: sqlite3.Connection, *, include_yanked: bool = False) -> dict[str, int]:
     """name -> id of the version NAME resolves to (or, with include_yanked, the
     newest yanked one for tools with nothing else)."""
-    rule = NEWEST_OR_YANKED if include_yanked else NEWEST
-    return {name: vid for name, (vid, _v, _sha) in newest_per_name(conn, rule).items()}
+    return dict(newest_id_rows(conn, include_yanked=include_yanked))
 
 
 def tools_by_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, ToolVersion]:

@@ -9,7 +9,10 @@ was made for). Identifiers are split into words when a version is indexed
 ``versions.search_terms`` column; plain SQL triggers copy that column into the
 index, so any connection that writes a version keeps the index right.
 
-A query is matched on ANY of its words and ranked by two numbers:
+A query is matched on its words, among the version each name resolves to
+(the index holds only those, migration m011); FTS5 ranks the matches by its
+bm25 and the best ``CANDIDATE_POOL`` are ranked by two numbers (see `rank`
+for which words retrieve them):
 
 - ``score`` in [0, 1]: how much of the query the tool covers, each query word
   weighted by how rare it is among the tools (idf), so "sort" in a registry of
@@ -37,9 +40,10 @@ import sqlite_utils
 from pydantic import Field
 
 from .models import ToolVersion
-from .store_search import bm25_scores, ids_matching
+from .store_search import candidate_count, ids_matching, newest_matching_count, top_by_bm25
 
 __all__ = [
+    "CANDIDATE_POOL",
     "FIELD_WEIGHTS",
     "FIT_THRESHOLD",
     "SearchHit",
@@ -61,6 +65,13 @@ FIT_THRESHOLD = 0.10
 # bm25 weights of the index fields, in column order (name, about, params, examples):
 # a word in the name says more about what a tool does than one in a test snippet.
 FIELD_WEIGHTS = (4.0, 2.0, 1.0, 1.0)
+
+# How many of FTS5's best bm25 matches are scored in Python (coverage, then
+# bm25): a version covering more of the query nearly always has the higher
+# bm25 too (bm25 sums over the words matched, each weighted by its idf), so
+# the best-covering versions are among these; what it saves is scoring every
+# match of a common word in a registry of 100,000 versions.
+CANDIDATE_POOL = 500
 
 # Query words that say nothing about which tool is meant. Kept short on
 # purpose: the idf weight already discounts words every tool has.
@@ -191,30 +202,41 @@ class ScoredId:
     matched: tuple[str, ...]
 
 
-def rank(db: sqlite_utils.Database, query: str, candidates: set[int]) -> list[ScoredId]:
-    """Every candidate version matching any word of `query`, best first.
+def rank(db: sqlite_utils.Database, query: str, *, verified_only: bool, pool: int = CANDIDATE_POOL) -> list[ScoredId]:
+    """The versions names resolve to (verified ones with `verified_only`)
+    that match words of `query`, best first.
 
-    Order: score (coverage), then bm25, then id. Ids not in `candidates` (old,
-    yanked or unverified versions the caller left out) never appear and do
-    not count towards the words' idf.
+    FTS5 ranks the matches by its bm25 and only the best `pool` of them are
+    scored here, so the work in Python does not grow with the registry. The
+    words that retrieve them are those found in at most half of the tools
+    (every word when none is): bm25 gives a word in more than half of the
+    documents no weight, so leaving it out changes no bm25, and a version
+    matching nothing else covers too little of the query to fit. Order:
+    score (coverage), then bm25, then id. Old, yanked or unverified
+    versions never appear and do not count towards the words' idf.
     """
     words = query_words(query)
-    if not words or not candidates:
+    if not words:
         return []
-    rows_of: dict[str, set[int]] = {}
-    for word in words:
-        # One quoted alphanumeric term: no FTS5 syntax can get in.
-        rows_of[word] = ids_matching(db.conn, word) & set(candidates)
-    total = len(candidates)
+    total = candidate_count(db.conn, verified_only=verified_only)
+    if not total:
+        return []
+    # Each word's documents: its posting list (fast in FTS5), read once.
+    rows_of = {word: ids_matching(db.conn, word) for word in words}
+    if verified_only:
+        counts = {w: newest_matching_count(db.conn, w, verified_only=True) for w in words}
+    else:
+        counts = {w: len(rows) for w, rows in rows_of.items()}
+    telling = [w for w in words if 0 < counts[w] <= total / 2] or words
+    top = top_by_bm25(db.conn, telling, FIELD_WEIGHTS, limit=pool, verified_only=verified_only)
     # A word no tool has weighs as much as the rarest word a tool has: an
     # unknown word makes a tool fit less, never more.
-    weight = {w: math.log(1.0 + total / max(len(rows), 1)) for w, rows in rows_of.items()}
+    weight = {w: math.log(1.0 + total / max(counts[w], 1)) for w in words}
     all_weight = sum(weight.values())
-    bm25_of = {vid: -value for vid, value in bm25_scores(db.conn, words, FIELD_WEIGHTS).items() if vid in candidates}
     scored: list[ScoredId] = []
-    for vid, relevance in bm25_of.items():
+    for vid, value in top:
         matched = tuple(w for w in words if vid in rows_of[w])
         score = sum(weight[w] for w in matched) / all_weight
-        scored.append(ScoredId(id=vid, score=round(score, 4), bm25=round(relevance, 4), matched=matched))
+        scored.append(ScoredId(id=vid, score=round(score, 4), bm25=round(-value, 4), matched=matched))
     scored.sort(key=lambda s: (-s.score, -s.bm25, s.id))
     return scored

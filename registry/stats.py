@@ -1,27 +1,26 @@
-"""Usage per version, read from the audit log's "call" entries.
+"""Usage per version, from the audit log's "call" entries.
 
-Nothing new is stored: every call (run, refused or invalid) is already an
-audit entry with its status and, for calls that ran, their duration. So the
-numbers cannot drift from the log, and they cover calls made before this
-module existed.
+Every call (run, refused or invalid) is an audit entry with its status and,
+for calls that ran, their duration. Since migration m011 a trigger on the
+audit table counts each one as it is appended (registry/store_usage.py:
+calls per version and status, and each duration in an index), and the
+migration counted the entries written before; so the numbers follow the log
+exactly, and `show` of a version called a million times reads a few index
+entries instead of the log.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import statistics
+import sqlite3
 from collections.abc import Iterable
 
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict, Field
 
-from .store_audit import call_rows
+from .store_usage import duration_at_rank, duration_count, status_counts
 
 __all__ = ["UsageStats", "usage"]
-
-# Statuses of calls that reached the sandbox (and so have a duration).
-_RAN = ("ok", "error", "blocked", "limit")
 
 
 class UsageStats(BaseModel):
@@ -42,9 +41,21 @@ class UsageStats(BaseModel):
     last_used: str | None = Field(None, description="time of the newest call entry, UTC")
 
 
+def _median(conn: sqlite3.Connection, tool: str, n: int) -> float:
+    """statistics.median of the n durations, read at their ranks."""
+    middle = duration_at_rank(conn, tool, n // 2)
+    if n % 2:
+        return middle
+    return (duration_at_rank(conn, tool, n // 2 - 1) + middle) / 2
+
+
+def _p95_rank(n: int) -> int:
+    """The 0-based rank of the 95th percentile (nearest rank) of n values."""
+    return max(math.ceil(0.95 * n) - 1, 0)
+
+
 def _p95(durations: list[float]) -> float:
-    ordered = sorted(durations)
-    return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
+    return sorted(durations)[_p95_rank(len(durations))]
 
 
 def usage(db: sqlite_utils.Database, refs: Iterable[str] | None = None) -> dict[str, UsageStats]:
@@ -53,21 +64,16 @@ def usage(db: sqlite_utils.Database, refs: Iterable[str] | None = None) -> dict[
     wanted = None if refs is None else list(dict.fromkeys(refs))
     if wanted is not None and not wanted:
         return {}
+    conn = db.conn
     counts: dict[str, dict[str, int]] = {}
-    durations: dict[str, list[float]] = {}
     last: dict[str, str] = {}
-    for tool, at, details in call_rows(db.conn, wanted):
-        info = json.loads(details)
-        status = info.get("status")
-        seen = counts.setdefault(tool, {})
-        seen[status] = seen.get(status, 0) + 1
-        if status in _RAN and isinstance(info.get("duration_ms"), (int, float)):
-            durations.setdefault(tool, []).append(float(info["duration_ms"]))
-        last[tool] = at
+    for tool, status, calls, last_at in status_counts(conn, wanted):
+        counts.setdefault(tool, {})[status] = calls
+        last[tool] = max(last.get(tool, last_at), last_at)
     out: dict[str, UsageStats] = {}
     for tool in wanted if wanted is not None else sorted(counts):
         seen = counts.get(tool, {})
-        took = durations.get(tool, [])
+        ran = duration_count(conn, tool) if seen else 0
         out[tool] = UsageStats(
             tool=tool,
             calls=sum(seen.values()),
@@ -77,8 +83,8 @@ def usage(db: sqlite_utils.Database, refs: Iterable[str] | None = None) -> dict[
             limit_hits=seen.get("limit", 0),
             refused=seen.get("refused", 0) + seen.get("invalid", 0),
             unavailable=seen.get("unavailable", 0),
-            median_ms=round(statistics.median(took), 3) if took else None,
-            p95_ms=round(_p95(took), 3) if took else None,
+            median_ms=round(_median(conn, tool, ran), 3) if ran else None,
+            p95_ms=round(duration_at_rank(conn, tool, _p95_rank(ran)), 3) if ran else None,
             last_used=last.get(tool),
         )
     return out

@@ -59,6 +59,7 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     "m007_review",
     "m008_checks",
     "m010_audit_tree",
+    "m011_scale",
 )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .store_newest import version_sort_key
 from .versions import SemVer, parse_version
 
 if TYPE_CHECKING:
@@ -235,8 +236,10 @@ def set_status(conn: sqlite3.Connection, version_id: int, status: str) -> None:
 
 
 def insert_version(db: sqlite_utils.Database, record: dict[str, Any]) -> None:
-    """A new version (sqlite-utils: the record's keys are its columns)."""
-    db.table("versions").insert(record)
+    """A new version (sqlite-utils: the record's keys are its columns), with
+    its precedence as text (`store_newest.version_sort_key`, which the
+    ``newest`` table's triggers order by)."""
+    db.table("versions").insert({**record, "sort_key": version_sort_key(str(record["version"]))})
 
 
 def insert_verification(db: sqlite_utils.Database, record: dict[str, Any]) -> None:

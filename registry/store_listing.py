@@ -1,0 +1,115 @@
+"""The store's streaming reads (issue 21): one page of the versions names
+resolve to (the ``newest`` table joined with ``versions``), every version in
+name order, and the audit log's rows, each as a cursor read row by row, so
+a listing of 100,000 tools or an export of everything is written as it is
+read, in constant memory. What a row means is registry/listing.py's."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .store_audit import AUDIT_COLUMNS
+from .store_versions import VERSION_COLUMNS
+
+__all__ = ["SINCE_INDEX_THRESHOLD", "audit_stream", "newest_page", "versions_of_names", "versions_stream"]
+
+_V_COLUMNS = ", ".join(f"v.{c.strip()}" for c in VERSION_COLUMNS.split(","))
+
+
+def newest_page(
+    conn: sqlite3.Connection,
+    *,
+    include_yanked: bool = False,
+    status: str | None = None,
+    name_glob: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Iterator[tuple[Any, ...]]:
+    """Whole rows (VERSION_COLUMNS order) of the version each name resolves
+    to, by name: only names matching `name_glob` (SQLite GLOB: ``*``, ``?``,
+    ``[...]``, case-sensitive), whose version has `status`, after the name
+    `after` (a cursor); `offset` rows skipped, at most `limit`."""
+    where: list[str] = []
+    params: list[Any] = []
+    if not include_yanked:
+        where.append("n.live = 1")
+    if status is not None:
+        where.append("v.status = ?")
+        params.append(status)
+    if name_glob is not None:
+        where.append("n.name GLOB ?")
+        params.append(name_glob)
+    if after is not None:
+        where.append("n.name > ?")
+        params.append(after)
+    sql = f"SELECT {_V_COLUMNS} FROM newest n JOIN versions v ON v.id = n.id"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY n.name LIMIT ? OFFSET ?"
+    params += [-1 if limit is None else limit, offset]
+    yield from conn.execute(sql, params)
+
+
+def versions_stream(conn: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
+    """Whole rows of every version, by name (a name's versions together, in
+    stored precedence order; the caller sorts each name's few exactly)."""
+    yield from conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions ORDER BY name, sort_key, id")
+
+
+def versions_of_names(conn: sqlite3.Connection, names: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """Whole rows of every version of each name, name by name in the order given."""
+    for name in names:
+        yield from conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE name = ? ORDER BY sort_key, id", [name])
+
+
+# Below this many entries at or after `since`, `audit --since` reads them
+# through the time index and keeps the newest; at or above it, it walks the
+# log back from its end (a limit is then reached long before the start).
+SINCE_INDEX_THRESHOLD = 5000
+
+
+def audit_stream(
+    conn: sqlite3.Connection,
+    *,
+    tool: str | None = None,
+    event: str | None = None,
+    since: str | None = None,
+    limit: int | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """Rows (AUDIT_COLUMNS order) matching every given filter, oldest first,
+    streamed; `limit` keeps the newest N (held: at most N rows). `tool` is
+    a name (every version) or name@version; `since` in the log's UTC text
+    form (string order is time order)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if tool is not None:
+        if "@" in tool:
+            where.append("tool = ?")
+            params.append(tool)
+        else:
+            # substr rather than LIKE: '_' is common in tool names and a LIKE wildcard.
+            where.append("(tool = ? OR substr(tool, 1, ?) = ?)")
+            params += [tool, len(tool) + 1, tool + "@"]
+    if event is not None:
+        where.append("event = ?")
+        params.append(event)
+    if since is not None:
+        few = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM audit WHERE at >= ? LIMIT ?)", [since, SINCE_INDEX_THRESHOLD]
+        ).fetchone()[0]
+        # Few entries since then: the index on time finds them. Many: reading
+        # by seq (back from the end, for a limit) needs no sort and stops
+        # sooner (unary + keeps the planner off the index).
+        where.append("at >= ?" if few < SINCE_INDEX_THRESHOLD else "+at >= ?")
+        params.append(since)
+    sql = f"SELECT {AUDIT_COLUMNS} FROM audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if limit is None:
+        yield from conn.execute(sql + " ORDER BY seq", params)
+        return
+    newest = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit]).fetchall()
+    yield from reversed(newest)
