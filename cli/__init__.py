@@ -71,6 +71,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("tools:show", "Show one version: signature, tests, provenance, verification, usage."),
     "use": ("latm:use", "Answer questions with a tool (the LATM tool user)."),
     "verify": ("run:verify", "Run a version's test cases, each in a fresh sandbox, and record the verdict."),
+    "wasm": ("wasm:wasm_group", "Install and inspect the WebAssembly backend's guest."),
     "yank": ("tools:yank", "Yank a version: never chosen by NAME, refused when pinned unless --allow-yanked."),
 }
 

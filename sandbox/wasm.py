@@ -55,6 +55,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .backends import ExtraMissing
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result, normalized_name
 from .inside import wire
 from .wasm_guest import BUILT_IN, GUEST
@@ -100,9 +101,10 @@ _EVENT = struct.Struct("<QHB5xQH6x")  # userdata, error, type, nbytes, flags
 _ABSTIME = 1
 
 
-class WasmExtraMissing(ImportError):
+class WasmExtraMissing(ExtraMissing):
     """wasmtime or the guest's distribution is not installed (or not the
-    pinned version): the message names the pip command."""
+    pinned version): the message names the pip command (the registry's
+    exit 7)."""
 
 
 class WasmNotInstalled(RuntimeError):
@@ -609,7 +611,7 @@ class WasmBackend:
     name = "wasm"
 
     def __init__(self) -> None:
-        _guest_dist()  # WasmExtraMissing (an ImportError) at once, naming the extra
+        _guest_dist()  # WasmExtraMissing at once, naming the extra
         self._runtime: _Runtime | None = None
         self._lock = threading.Lock()
         self._error: str | None = None
@@ -669,7 +671,7 @@ class WasmBackend:
             runtime.close()
 
     def _layers(self) -> tuple[str, ...]:
-        return ("wasm", "wasi_no_preopens_but_read_only", "epoch_deadline", "store_memory_limit")
+        return ("wasm", "wasi_read_only_grants", "epoch_deadline", "store_memory_limit")
 
     def _environment(self) -> dict[str, str]:
         return {

@@ -15,6 +15,9 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# The wasm backend's guest, checked and compiled once per machine into the user's cache
+# (about a minute the first time, a no-op after; the wheel pass below reuses it).
+.venv/bin/toolcrib wasm install
 
 # tests/doors/test_mcp_clients.py drives the official TypeScript MCP SDK's
 # client: node and npm (Debian's), then the SDK at its locked version.

