@@ -102,6 +102,8 @@ def _make(
     backend: str,
     limits: Limits | None,
     comparator: str = "exact",
+    holdout: int = 0,
+    min_accuracy: float | None = None,
 ) -> MakeResult:
     return make_tool(
         reg,
@@ -116,10 +118,14 @@ def _make(
         limits=limits,
         progress=_stage_progress,
         comparator=comparator,
+        holdout=holdout,
+        min_accuracy=min_accuracy,
     )
 
 
 def _make_failure(result: MakeResult) -> CLIError:
+    if result.failed_stage == "holdout":
+        return CLIError.with_exit_code(f"make failed: {result.error}; transcript kept in {result.transcript}", 1)
     attempts = next((s.attempts for s in result.stages if s.stage == result.failed_stage), 0)
     where = f" ({result.tool} is stored, status {result.verification})" if result.tool else ""
     return CLIError.with_exit_code(
@@ -148,6 +154,22 @@ def _make_failure(result: MakeResult) -> CLIError:
     show_default=True,
     help=f"How the stored tests compare an answer with the example's target. {describe()}.",
 )
+@click.option(
+    "--holdout",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="K",
+    help="Hold out the K examples after the validation ones: the finished tool answers them in the sandbox "
+    "(as 'use' would) and the accuracy goes into the provenance and --json.",
+)
+@click.option(
+    "--min-accuracy",
+    type=click.FloatRange(min=0, max=1),
+    default=None,
+    metavar="X",
+    help="With --holdout: below this held-out accuracy (0 to 1) the make fails and nothing is registered.",
+)
 @backend_option
 @limit_option
 @json_option
@@ -161,6 +183,8 @@ def make(
     retries: int,
     transcript: str | None,
     comparator: str,
+    holdout: int,
+    min_accuracy: float | None,
     backend: str,
     limits: tuple[str, ...],
     json_output: bool,
@@ -175,12 +199,15 @@ def make(
     registered with the task's examples as tests (their own targets as
     expected values), the transcript as provenance, then verified.
     Progress goes to stderr. Exit 1 when a stage fails (the message names
-    the stage, the last error and the transcript file).
+    the stage, the last error and the transcript file). --holdout K checks
+    the finished tool on K examples the model never saw; with
+    --min-accuracy, a tool below it is a failed make (exit 1).
 
     \b
     Examples:
         toolcrib make word_sorting.json --model gpt-4o
         toolcrib make word_sorting.json --replay replies.json --json
+        toolcrib make word_sorting.json --model gpt-4o --holdout 3 --min-accuracy 0.66
     """
     reg = open_registry(create=True)
     model = _model(reg, model_id, replay, required=True)
@@ -198,6 +225,8 @@ def make(
         backend=backend,
         limits=declared,
         comparator=comparator,
+        holdout=holdout,
+        min_accuracy=min_accuracy,
     )
     if json_output:
         echo_json(result.model_dump(mode="json"))
@@ -208,6 +237,9 @@ def make(
             f"{result.tool}: verified ({result.tests} tests from the task's examples); "
             f"transcript in {result.transcript}"
         )
+        if result.holdout is not None:
+            h = result.holdout
+            echo_text(f"held-out accuracy: {h.accuracy} ({h.correct} of {h.examples} examples it never saw)")
 
 
 def _questions(question: str | None, questions_path: str | None) -> list[Example]:

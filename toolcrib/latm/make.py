@@ -44,6 +44,7 @@ from ..registry.models import Comparator, TestCase
 from ..sandbox import Backend, Limits, Result
 from .answers import options, read_answer, with_epilogue
 from .evidence import copies_answer, defined_names, module_key, rebound_names, tool_module, without_definitions
+from .holdout import HoldoutReport, held_out, run_holdout
 from .models import Model
 from .prompts import fix_prompt, propose_prompt, rejected_prompt, verify_prompt, wrap_prompt
 from .replies import ReplyTooLong, UseCase, answer_names, check_reply, code_blocks, defines, use_cases, whitespace_free
@@ -53,7 +54,7 @@ from .transcript import Transcript, default_transcript_path
 
 __all__ = ["MakeResult", "StageReport", "USE_CASES_KEY", "make"]
 
-Stage = Literal["propose", "verify", "wrap"]
+Stage = Literal["propose", "verify", "wrap", "holdout"]
 Progress = Callable[[str, int, str], None]
 
 USE_CASES_KEY = "latm.use_cases"
@@ -85,6 +86,7 @@ class MakeResult(BaseModel):
     tests: int = 0
     tokens: dict[str, int] | None = Field(None, description="tokens in and out, when the model reports them")
     transcript: str = Field(description="file holding every prompt and reply of this run")
+    holdout: HoldoutReport | None = Field(None, description="accuracy on the held-out examples (--holdout K)")
 
 
 class _StageFailed(Exception):
@@ -372,6 +374,8 @@ def make(
     limits: Limits | None = None,
     progress: Progress | None = None,
     comparator: Comparator = "exact",
+    holdout: int = 0,
+    min_accuracy: float | None = None,
 ) -> MakeResult:
     """Make a verified tool from a task's examples (see the module docstring).
 
@@ -379,6 +383,11 @@ def make(
     the last error); the transcript is written to `transcript_path` (default:
     beside the registry, in transcripts/) either way. Raises InvalidInput for a
     task with too few examples or no targets, SandboxUnavailable if nothing can run.
+
+    ``holdout``: the K examples after the validation ones are held out,
+    answered with the finished tool as the tool user would (holdout.py); the
+    accuracy is in the provenance and the result, and below ``min_accuracy``
+    the make fails with nothing registered.
     """
     if demos < 1 or validate < 1 or retries < 0:
         raise InvalidInput("--demos and --validate must be at least 1, --retries at least 0")
@@ -389,6 +398,9 @@ def make(
     missing = [i + 1 for i, e in enumerate(task.examples[: demos + validate]) if not e.has_target]
     if missing:
         raise InvalidInput(f"{task.name}: examples {', '.join(map(str, missing))} have no 'target'")
+    held = held_out(task, demos=demos, validate=validate, k=holdout)
+    if min_accuracy is not None and not (0 <= min_accuracy <= 1 and holdout > 0):
+        raise InvalidInput("--min-accuracy is a number from 0 to 1, and needs --holdout K")
     if limits is not None:  # model code never runs with more than the registry allows
         limits = limits.capped(reg.max_limits)
     maker = _Maker(
@@ -429,6 +441,32 @@ def make(
     except SandboxUnavailable:
         maker.transcript.save(path)
         raise
+    if held:
+        try:
+            result.holdout = run_holdout(
+                held,
+                model=model,
+                transcript=maker.transcript,
+                source=maker.source,
+                entrypoint=maker.entrypoint,
+                cases=wrapped.cases,
+                comparator=maker.comparator,
+                limits=limits,
+                backend=backend,
+                runner=maker.runner(),
+                min_accuracy=min_accuracy,
+                progress=progress,
+            )
+        except SandboxUnavailable:
+            maker.transcript.save(path)
+            raise
+        if min_accuracy is not None and result.holdout.accuracy < min_accuracy:
+            result.failed_stage = "holdout"
+            result.error = (
+                f"held-out accuracy {result.holdout.accuracy} ({result.holdout.correct} of "
+                f"{result.holdout.examples}) is below --min-accuracy {min_accuracy}: nothing was registered"
+            )
+            return _finish(result, maker, path)
     metadata = {
         "latm.task": task.name,
         "latm.task_sha256": task.sha256,
@@ -438,6 +476,16 @@ def make(
         ),
         "latm.stages": json.dumps([s.model_dump() for s in maker.stages], ensure_ascii=False),
     }
+    if result.holdout is not None:
+        report = result.holdout
+        metadata["latm.holdout"] = json.dumps(
+            {
+                "examples": report.examples,
+                "correct": report.correct,
+                "accuracy": report.accuracy,
+                "min_accuracy": min_accuracy,
+            }
+        )
     if rejection is not None:  # which review decision this version answers
         metadata["latm.answers_rejection"] = f"{rejection.ref} review {rejection.id} by {rejection.reviewer}"
     added = reg.add(
