@@ -521,6 +521,8 @@ class Caller:
                     if tool.lock and result.environment.get("image_digest")
                     else {}
                 ),
+                # Where it ran, as the backend reported it (the Ray node and actor).
+                **({"environment": dict(result.environment)} if result.environment else {}),
             },
         )
         return CallOutcome.from_result(result, tool=tool.ref, policy=policy_used)

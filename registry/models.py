@@ -165,6 +165,9 @@ class CaseEvidence(_Model):
     error: ErrorInfo | None = None
     limit: LimitName | None = None
     duration_ms: float
+    # What the backend reported of where the case ran (`Result.environment`:
+    # the Ray node and actor, Docker's image); empty where it reports nothing.
+    environment: dict[str, str] = Field(default_factory=dict)
 
 
 class Verification(_Model):

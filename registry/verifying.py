@@ -97,6 +97,7 @@ def evidence(index: int, case: TestCase, result: Result) -> CaseEvidence:
         error=error,
         limit=result.limit,
         duration_ms=result.duration_ms,
+        environment=dict(result.environment),
     )
 
 

@@ -55,6 +55,7 @@ class ExtraMissing(RuntimeError):
     raised by its factory or its `start`, with the pip command in the
     message; the registry turns it into its `ExtraMissing` (exit 7)."""
 
+
 # What a registry may be given per name: a backend, or a factory of one.
 Injected = Union["Backend", BackendFactory]
 
@@ -71,6 +72,12 @@ def _docker(**options: Any) -> Backend:
     return DockerBackend(**options)
 
 
+def _ray(**options: Any) -> Backend:
+    from .ray_backend import RayBackend
+
+    return RayBackend(**options)
+
+
 def _wasm(**options: Any) -> Backend:
     from .wasm import WasmBackend
 
@@ -80,6 +87,7 @@ def _wasm(**options: Any) -> Backend:
 FACTORIES: dict[str, BackendFactory] = {
     "restricted": _restricted,
     "docker": _docker,
+    "ray": _ray,
     "wasm": _wasm,
 }
 

@@ -60,7 +60,7 @@ def require_docker() -> None:
 # Every real backend of the table (`sandbox/backends.py`): a backend added
 # there runs the shared contract suite with no other change (those that need
 # an engine carry its marker here).
-_NEEDS = {"docker": pytest.mark.docker}
+_NEEDS = {"docker": pytest.mark.docker, "ray": pytest.mark.ray}
 
 
 @pytest.fixture(params=[pytest.param(name, marks=[_NEEDS[name]] if name in _NEEDS else []) for name in BACKEND_NAMES])
@@ -69,7 +69,64 @@ def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "docker":
         require_docker()
         request.getfixturevalue("docker_image")
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
     return request.param
+
+
+def require_ray() -> None:
+    """Skip (or, under CI, fail) without what the Ray cluster needs: the ray
+    extra, and root for the private network namespace it runs in."""
+    missing = []
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        missing.append("the ray extra (pip install 'toolcrib[ray]')")
+    if os.geteuid() != 0:
+        missing.append("root (the cluster runs in a private network namespace)")
+    if not missing:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but the Ray tests lack {' and '.join(missing)}: they must run for real in CI")
+    pytest.skip(f"no {' and '.join(missing)}")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A two-node Ray cluster (head and one worker node, one CPU each) in
+    this process's private network namespace (tests/raycluster.py); the
+    `ray` backend of the table connects to it (one actor per node)."""
+    require_ray()
+    from raycluster import RayCluster, enter_private_network
+    from toolcrib.sandbox import backends
+    from toolcrib.sandbox.ray_backend import ACTORS_ENV, ADDRESS_ENV
+
+    enter_private_network()
+    factory = backends.FACTORIES["ray"]
+    cluster = RayCluster()
+    saved = {name: os.environ.get(name) for name in (ADDRESS_ENV, ACTORS_ENV)}
+    try:
+        cluster.start_head()
+        cluster.connect()
+        cluster.add_node("worker")
+        cluster.wait_for_nodes(2)
+        os.environ[ADDRESS_ENV] = cluster.address
+        os.environ[ACTORS_ENV] = "1"
+        yield cluster
+    finally:
+        backends.register("ray", factory)  # closes the shared ray backend (its actors)
+        cluster.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The `ray` tests run last: their cluster moves this process into a
+    private network namespace, where nothing but loopback is reachable."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,142 @@
+"""What runs on every node of a Ray cluster for the `ray` backend: one
+`SandboxActor` owns a `RestrictedBackend` (the same jailed zygotes, lock
+zygotes included) and turns `Job`s into `Result`s there.
+
+An actor refuses to start unless every layer of its node's jail is in force
+(what `toolcrib doctor` checks), whatever ``TOOLCRIB_ALLOW_WEAK_JAIL`` says:
+a node that cannot jail takes no work. Its children are the restricted
+backend's, each in a network namespace of its own, so a tool reaches neither
+Ray's ports nor any other address.
+
+This module does not import Ray: `ray_backend.py` wraps the class with
+``ray.remote`` on the driver, and Ray imports this module by name on the
+node, so the node needs toolcrib installed (the same version as the driver:
+`describe` reports it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from .contract import Cancel, Job, Lock, Result
+
+__all__ = ["JailIncomplete", "SandboxActor"]
+
+
+class JailIncomplete(RuntimeError):
+    """This node's jail lacks a required layer: the actor does not start."""
+
+
+def _runtime() -> tuple[str, str, str]:
+    """(node id, node address, actor id) from Ray's runtime context."""
+    # Typed as Any: Ray's own annotations are partial (mypy --strict).
+    ray: Any = importlib.import_module("ray")
+    context = ray.get_runtime_context()
+    node_id = context.get_node_id()
+    address = ""
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            address = str(node.get("NodeManagerAddress") or "")
+    return node_id, address, context.get_actor_id() or ""
+
+
+class SandboxActor:
+    """One sandbox on one node: a restricted backend whose jail is whole.
+    Ray runs two of its methods at once at most (``max_concurrency=2``): a
+    `run` and the `cancel` or `describe` that may come while it runs."""
+
+    def __init__(self, version: str) -> None:
+        from .restricted import RestrictedBackend
+
+        # Never weak: a node without the full jail takes no work at all.
+        self.backend = RestrictedBackend(allow_weak=False)
+        info = self.backend.info()
+        layers = info.get("layers") or []
+        missing = [str(entry.get("layer")) for entry in layers if entry.get("required") and not entry.get("in_force")]
+        self.node_id, self.address, self.actor_id = _runtime()
+        if not info.get("available") or missing:
+            self.backend.close()
+            why = f"missing {', '.join(missing)}" if missing else str(info.get("error") or "unavailable")
+            raise JailIncomplete(f"node {self.node_id[:12]} ({self.address}): the jail is not whole: {why}")
+        self.layers = tuple(str(entry["layer"]) for entry in layers if entry.get("in_force"))
+        self.driver_version = version
+        self._cancels: dict[str, Cancel] = {}
+        self._guard = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        """Where this actor runs and what its jail holds (for `health`)."""
+        from .. import __version__
+
+        return {
+            "node": self.node_id,
+            "address": self.address,
+            "actor": self.actor_id,
+            "pid": os.getpid(),
+            "layers": list(self.layers),
+            "toolcrib": __version__,
+            "driver_toolcrib": self.driver_version,
+            "in_flight": sorted(self._cancels),
+        }
+
+    def prepare(self, lock: Lock, wheels: dict[str, bytes]) -> None:
+        """Put the lock's wheels (sent by the driver through Ray's object
+        store) in this node's wheel cache, each checked against the lock's
+        sha256 before it is written; the lock zygote then installs them
+        offline and checks each against its RECORD, as on the driver."""
+        from .packages import wheel_cache
+
+        cache = wheel_cache()
+        cache.mkdir(parents=True, exist_ok=True)
+        wanted = {pkg.filename: pkg.sha256 for pkg in lock.packages}
+        for filename, data in wheels.items():
+            digest = wanted.get(filename)
+            if digest is None or Path(filename).name != filename:
+                raise ValueError(f"wheel {filename!r} is not in the lock")
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise ValueError(f"wheel {filename} does not match the lock's sha256")
+            target = cache / filename
+            if not target.exists():
+                partial = target.with_name(f".{filename}.{os.getpid()}.part")
+                partial.write_bytes(data)
+                partial.replace(target)
+
+    def run(self, key: str, job: Job) -> Result:
+        """Run one job in a fresh jailed child of this node's zygote."""
+        cancel = Cancel()
+        with self._guard:
+            self._cancels[key] = cancel
+        try:
+            result = self.backend.run(job, cancel)
+        finally:
+            with self._guard:
+                self._cancels.pop(key, None)
+        where = {"ray_node": self.node_id, "ray_node_address": self.address, "ray_actor": self.actor_id}
+        return Result(
+            status=result.status,
+            backend="ray",
+            result=result.result,
+            error=result.error,
+            limit=result.limit,
+            stdout=result.stdout,
+            duration_ms=result.duration_ms,
+            environment={**result.environment, **where},
+            layers=result.layers,
+            calls=result.calls,
+        )
+
+    def cancel(self, key: str) -> bool:
+        """Cancel the job `key` if it is running here (kills its process)."""
+        with self._guard:
+            cancel = self._cancels.get(key)
+        if cancel is None:
+            return False
+        cancel.cancel()
+        return True
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,357 @@
+"""The `ray` backend: the restricted backend's jailed sandboxes on the nodes
+of a Ray cluster (docs/sandbox-ray.md).
+
+The registry stays where it is (the driver: the single writer of the audit
+log); each node runs `SandboxActor`s (`ray_actor.py`) that own the same
+jailed zygotes as the restricted backend and refuse to start without the
+whole jail. A call takes an idle actor (waiting for one is the
+backpressure), runs there, and comes back as a `Result` rebuilt through the
+contract's checks, naming the node and actor in its ``environment``.
+
+Faults: an actor or node lost mid-call is retried once on another actor (a
+run has no effect outside its jail, and the audit entry is written once, by
+the caller, after the result); a second loss ends the call ``unavailable``
+naming the node. A cluster that cannot be reached makes `start` raise (the
+registry's SandboxUnavailable, exit 6, with the address).
+
+Where the cluster is: ``address`` (or ``$TOOLCRIB_RAY_ADDRESS``; else Ray's
+own resolution, ``$RAY_ADDRESS`` or a cluster started on this machine), or a
+local cluster started for this process when ``start_local`` (or
+``$TOOLCRIB_RAY_START_LOCAL=1``). Actors per node: ``actors_per_node`` (or
+``$TOOLCRIB_RAY_ACTORS_PER_NODE``; default the node's CPUs).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .backends import ExtraMissing
+from .contract import Cancel, ErrorInfo, Job, Lock, PolicyName, Result
+
+__all__ = ["ADDRESS_ENV", "ACTORS_ENV", "START_LOCAL_ENV", "RayBackend"]
+
+ADDRESS_ENV = "TOOLCRIB_RAY_ADDRESS"
+ACTORS_ENV = "TOOLCRIB_RAY_ACTORS_PER_NODE"
+START_LOCAL_ENV = "TOOLCRIB_RAY_START_LOCAL"
+NAMESPACE = "toolcrib"
+# How long `run` waits for an idle actor before answering unavailable (the
+# cluster is saturated or gone), and how often it looks at `cancel`.
+ACQUIRE_TIMEOUT_S = 600.0
+_POLL_S = 0.05
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ExtraMissing("the ray backend needs Ray: pip install 'toolcrib[ray]'") from None
+    return ray
+
+
+def _lost_errors(ray: Any) -> tuple[type[BaseException], ...]:
+    """Ray's errors for an actor, a worker or a node that went away."""
+    exc = ray.exceptions
+    names = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "NodeDiedError", "WorkerCrashedError")
+    return tuple(getattr(exc, name) for name in names if hasattr(exc, name)) + (exc.ObjectLostError,)
+
+
+class _Actor:
+    """A handle on one `SandboxActor` and where it runs."""
+
+    def __init__(self, handle: Any, node: str, address: str) -> None:
+        self.handle = handle
+        self.node = node
+        self.address = address
+
+
+class RayBackend:
+    """Jobs run by `SandboxActor`s on a Ray cluster's nodes."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        actors_per_node: int | None = None,
+        start_local: bool | None = None,
+        retries: int = 1,
+    ) -> None:
+        self.address = address or os.environ.get(ADDRESS_ENV) or None
+        env_actors = os.environ.get(ACTORS_ENV)
+        self.actors_per_node = actors_per_node or (int(env_actors) if env_actors else None)
+        self.start_local = os.environ.get(START_LOCAL_ENV) == "1" if start_local is None else start_local
+        self.retries = retries
+        self._lock = threading.Lock()
+        self._started = False
+        self._owns_cluster = False
+        self._actors: list[_Actor] = []
+        self._idle: queue.Queue[_Actor] = queue.Queue()
+        self._refused: dict[str, str] = {}  # node id -> why its actors did not start
+        self._keys = itertools.count()
+        self._error: str | None = None
+
+    # -- the contract ---------------------------------------------------------
+
+    def default_policy(self, declared: PolicyName) -> PolicyName:
+        """As the restricted backend: the declared policy (it is a layer there)."""
+        return declared
+
+    def start(self) -> None:
+        """Connect to the cluster and start the actors on every node whose
+        jail is whole. Raises RuntimeError naming the address when the
+        cluster cannot be reached or no node can take work."""
+        with self._lock:
+            if self._started:
+                return
+            ray = _ray()
+            self._connect(ray)
+            self._spawn(ray)
+            self._started = True
+
+    def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
+        """Send the lock's wheels from this machine's cache to every actor
+        through Ray's object store (each node checks them against the lock's
+        hashes and installs them offline on the first call)."""
+        from .packages import materialize, wheel_cache
+
+        self.start()
+        ray = _ray()
+        materialize(lock, progress=progress)  # the driver's cache holds each wheel, checked
+        cache = wheel_cache()
+        wheels = ray.put({pkg.filename: (cache / pkg.filename).read_bytes() for pkg in lock.packages})
+        if progress is not None:
+            progress(f"sending the lock's {len(lock.packages)} wheel(s) to {len(self._actors)} Ray actor(s)")
+        ray.get([actor.handle.prepare.remote(lock, wheels) for actor in self._actors])
+
+    def run(self, job: Job, cancel: Cancel | None = None) -> Result:
+        try:
+            self.start()
+        except Exception as exc:  # noqa: BLE001 - every outcome is a Result
+            return _unavailable(str(exc))
+        ray = _ray()
+        lost: list[str] = []
+        for _attempt in range(self.retries + 1):
+            actor = self._acquire(cancel)
+            if actor is None:
+                if cancel is not None and cancel.cancelled:
+                    return Result(
+                        status="error", backend=self.name, error=ErrorInfo("Cancelled", "the call was cancelled")
+                    )
+                return _unavailable(f"no Ray actor became free within {ACQUIRE_TIMEOUT_S:.0f} s")
+            try:
+                result = self._run_on(ray, actor, job, cancel)
+            except _lost_errors(ray) as exc:
+                lost.append(f"node {actor.node[:12]} ({actor.address}): {type(exc).__name__}")
+                self._replace(ray, actor)
+                continue
+            self._idle.put(actor)
+            return result
+        return _unavailable("the call's Ray actor was lost, and again on retry: " + "; ".join(lost))
+
+    def health(self) -> dict[str, Any]:
+        try:
+            self.start()
+        except Exception as exc:  # noqa: BLE001 - a health report never raises
+            return {"backend": self.name, "available": False, "error": str(exc), "address": self.address}
+        ray = _ray()
+        described = ray.get([actor.handle.describe.remote() for actor in self._actors], timeout=60)
+        layers = sorted(set.intersection(*(set(d["layers"]) for d in described))) if described else []
+        return {
+            "backend": self.name,
+            "available": bool(described),
+            "address": self.address or "auto",
+            "nodes": sorted({d["node"] for d in described}),
+            "actors": described,
+            "refused_nodes": dict(self._refused),
+            # Every actor's jail is whole (they refuse to start otherwise);
+            # these are the layers in force on all of them.
+            "layers": [
+                {"layer": name, "in_force": True, "required": True, "detail": "on every node"} for name in layers
+            ],
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            actors, self._actors = self._actors, []
+            self._idle = queue.Queue()
+            started, self._started = self._started, False
+        if not started:
+            return
+        ray = _ray()
+        for actor in actors:
+            try:
+                ray.kill(actor.handle, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if self._owns_cluster:
+            ray.shutdown()
+
+    # -- the cluster ------------------------------------------------------------
+
+    def _connect(self, ray: Any) -> None:
+        if ray.is_initialized():
+            return
+        where = self.address or ("a new local cluster" if self.start_local else "auto")
+        if self.address:
+            _check_reachable(self.address)
+        try:
+            if self.start_local and not self.address:
+                ray.init(namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+                self._owns_cluster = True
+            else:
+                ray.init(
+                    address=self.address or "auto", namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False
+                )
+        except Exception as exc:  # noqa: BLE001 - Ray's reasons are many; the address is what the operator needs
+            raise RuntimeError(f"cannot reach the Ray cluster at {where}: {' '.join(str(exc).split())[:300]}") from None
+
+    def _spawn(self, ray: Any) -> None:
+        """Start the actors, node by node, pinned to their node; a node whose
+        actors refuse (their jail is not whole) is recorded and left out."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from .. import __version__
+        from .ray_actor import SandboxActor
+
+        remote = ray.remote(SandboxActor)
+        pending: list[tuple[Any, str, str]] = []
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            cpus = int(node.get("Resources", {}).get("CPU", 1) or 1)
+            for _ in range(self.actors_per_node or max(1, cpus)):
+                handle = remote.options(
+                    num_cpus=0,
+                    max_concurrency=2,  # one run, plus a cancel or describe while it runs
+                    max_restarts=0,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+                ).remote(__version__)
+                pending.append((handle, node["NodeID"], str(node.get("NodeManagerAddress") or "")))
+        for handle, node_id, address in pending:
+            try:
+                ray.get(handle.describe.remote(), timeout=120)
+            except Exception as exc:  # noqa: BLE001 - the node takes no work; say why
+                self._refused[node_id] = _actor_failure(exc)
+                continue
+            actor = _Actor(handle, node_id, address)
+            self._actors.append(actor)
+            self._idle.put(actor)
+        if not self._actors:
+            why = "; ".join(f"{node[:12]}: {reason}" for node, reason in self._refused.items()) or "no live node"
+            raise RuntimeError(f"no node of the Ray cluster at {self.address or 'auto'} can take work ({why})")
+
+    def _acquire(self, cancel: Cancel | None) -> _Actor | None:
+        deadline = time.monotonic() + ACQUIRE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if cancel is not None and cancel.cancelled:
+                return None
+            try:
+                return self._idle.get(timeout=_POLL_S)
+            except queue.Empty:
+                if not self._actors:
+                    return None
+        return None
+
+    def _run_on(self, ray: Any, actor: _Actor, job: Job, cancel: Cancel | None) -> Result:
+        key = f"{os.getpid()}-{next(self._keys)}"
+        ref = actor.handle.run.remote(key, job)
+        unhook = cancel.on_cancel(lambda: actor.handle.cancel.remote(key)) if cancel is not None else (lambda: None)
+        try:
+            reply = ray.get(ref)
+        finally:
+            unhook()
+        return _checked(reply)
+
+    def _replace(self, ray: Any, lost: _Actor) -> None:
+        """Forget a lost actor; start a new one on a node that is still alive
+        (its old node if it came back), so capacity returns."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from .. import __version__
+        from .ray_actor import SandboxActor
+
+        with self._lock:
+            if lost in self._actors:
+                self._actors.remove(lost)
+        alive = [n for n in ray.nodes() if n.get("Alive") and n["NodeID"] not in self._refused]
+        if not alive:
+            return
+        node = next((n for n in alive if n["NodeID"] == lost.node), alive[0])
+        handle = (
+            ray.remote(SandboxActor)
+            .options(
+                num_cpus=0,
+                max_concurrency=2,
+                max_restarts=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+            )
+            .remote(__version__)
+        )
+        try:
+            ray.get(handle.describe.remote(), timeout=120)
+        except Exception:  # noqa: BLE001 - that node cannot take it now; the others carry on
+            return
+        actor = _Actor(handle, node["NodeID"], str(node.get("NodeManagerAddress") or ""))
+        with self._lock:
+            self._actors.append(actor)
+        self._idle.put(actor)
+
+    # -- for tests and operators ----------------------------------------------------
+
+    def actors(self) -> list[tuple[Any, str]]:
+        """(handle, node id) of every live actor."""
+        with self._lock:
+            return [(actor.handle, actor.node) for actor in self._actors]
+
+
+def _checked(reply: Any) -> Result:
+    """The actor's `Result`, rebuilt through the contract's checks (it
+    crossed a process and a network; its fields are checked again here)."""
+    if not isinstance(reply, Result):
+        return _unavailable(f"the Ray actor answered a {type(reply).__name__}, not a Result")
+    data = reply.to_json()
+    return Result(
+        status=data["status"],
+        backend="ray",
+        result=data["result"],
+        error=data["error"],
+        limit=data["limit"],
+        stdout=data["stdout"],
+        duration_ms=data["duration_ms"],
+        environment=data["environment"],
+        layers=tuple(data["layers"]),
+        calls=reply.calls,
+    )
+
+
+def _check_reachable(address: str) -> None:
+    """One TCP connect to the cluster's head before handing the address to
+    Ray, whose own client retries an unreachable head for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+def _unavailable(message: str) -> Result:
+    return Result(status="unavailable", backend="ray", error=ErrorInfo("SandboxUnavailable", message))
+
+
+def _actor_failure(exc: BaseException) -> str:
+    """The reason an actor gave for not starting, one line (Ray wraps it)."""
+    text = " ".join(str(exc).split())
+    marker = "the jail is not whole:"
+    if marker in text:
+        return marker + text.split(marker, 1)[1][:300]
+    return text[:300]

@@ -1,0 +1,264 @@
+"""The `ray` backend on a real two-node Ray cluster (tests/raycluster.py: a
+head and a worker node in this process's private network namespace).
+
+The shared contract suite (tests/sandbox/test_contract.py) and the attack
+corpus (tests/attacks/test_attacks.py) run against `ray` through the
+`backend` fixture; this module covers what only a cluster has: where a call
+ran, a lock's wheels shipped to the nodes, lost actors and nodes, a node
+whose jail is not whole, and a cluster that cannot be reached. Nothing here
+waits on the machine's speed: a call is "in flight" when its actor says so,
+and the loops that must be interrupted never end by themselves before their
+CPU limit.
+
+The tests that stop a node come last in this module (in file order): the
+cluster they leave has its worker node replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_lock_validation import build_wheel
+from toolcrib.sandbox.contract import Job, Limits
+from toolcrib.sandbox.ray_backend import RayBackend
+
+from toolcrib import Registry
+
+pytestmark = pytest.mark.ray
+
+TOOLCRIB = str(Path(sys.executable).with_name("toolcrib"))
+DEADLINE = 180.0  # seconds: hang guards only
+
+ADD = 'def add(a: int, b: int) -> int:\n    """Add two integers."""\n    return a + b\n'
+ADD_TESTS = [{"args": {"a": 1, "b": 2}, "expected": 3}, {"args": {"a": 2, "b": 2}, "expected": 4}]
+# Never returns: only the CPU limit ends it (2 s of CPU, whatever the machine's speed).
+SPIN = 'def spin(n: int) -> int:\n    """Count forever."""\n    while True:\n        n += 1\n'
+SHOUT = 'import tcshout\n\ndef shout(text: str) -> str:\n    """Upper-case text."""\n    return tcshout.shout(text)\n'
+
+
+@pytest.fixture
+def cluster(ray_cluster: Any) -> Any:
+    return ray_cluster
+
+
+@pytest.fixture
+def ray_backend(cluster: Any) -> Any:
+    """A backend of the test's own (one actor per node), closed after it."""
+    backend = RayBackend(cluster.address, actors_per_node=1)
+    backend.start()
+    yield backend
+    backend.close()
+
+
+def _in_flight(backend: RayBackend, exclude: set[str] = frozenset()) -> tuple[Any, dict[str, Any]]:
+    """The actor (and its description) running a call, once one is."""
+    import ray
+
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        for handle, _node in backend.actors():
+            try:
+                info = ray.get(handle.describe.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - an actor being replaced
+                continue
+            if info["in_flight"] and info["actor"] not in exclude:
+                return handle, info
+        time.sleep(0.05)
+    raise AssertionError("no call came in flight")
+
+
+def _call_in_thread(reg: Registry, ref: str, args: dict[str, Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: out.append(
+            reg.call(ref, args, backend="ray", limits={"cpu": 2, "wall": 60}, allow_unverified=True)
+        )
+    )
+    thread.start()
+    return thread, out
+
+
+def test_a_call_records_the_node_and_actor_in_the_audit_and_the_evidence(cluster: Any, tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db", actor="tester") as reg:
+        reg.add(ADD, tests=ADD_TESTS)
+        verdict = reg.verify("add", backend="ray")
+        outcome = reg.call("add", {"a": 20, "b": 22}, backend="ray")
+        entry = reg.audit(event="call")[-1]
+    assert (verdict.status, verdict.backend) == ("verified", "ray")
+    nodes = set(cluster_nodes())
+    for case in verdict.cases:
+        assert case.environment["ray_node"] in nodes and case.environment["ray_actor"]
+    # The jail's layers held on the node, and the evidence says so.
+    assert {"landlock", "seccomp", "netns"} <= set(verdict.layers)
+    assert (outcome.status, outcome.result) == ("ok", 42)
+    assert entry.details["backend"] == "ray" and entry.details["environment"]["ray_node"] in nodes
+    assert {"landlock", "seccomp", "netns"} <= set(entry.details["layers"])
+
+
+def cluster_nodes() -> list[str]:
+    import ray
+
+    return [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+
+
+def test_calls_go_round_the_actors_of_both_nodes(ray_backend: RayBackend) -> None:
+    job = Job(source="def f():\n    return 1\n", entrypoint="f")
+    # Idle actors queue in order: consecutive calls take them in turn.
+    nodes = [ray_backend.run(job).environment["ray_node"] for _ in range(4)]
+    assert len(set(nodes)) == 2 and nodes[0] == nodes[2] and nodes[1] == nodes[3], nodes
+
+
+def test_a_tool_cannot_reach_rays_own_ports(ray_backend: RayBackend, cluster: Any) -> None:
+    port = int(cluster.address.rsplit(":", 1)[1])
+    probe = (
+        "import socket\n"
+        "def f():\n"
+        "    s = socket.socket()\n"
+        "    s.settimeout(5)\n"
+        f"    s.connect(('127.0.0.1', {port}))\n"
+        "    return 'connected'\n"
+    )
+    result = ray_backend.run(Job(source=probe, entrypoint="f", policy="plain"))
+    assert result.status == "error" and result.result is None, result
+    assert result.error is not None and result.error.type in ("PermissionError", "ConnectionRefusedError", "OSError")
+
+
+def test_a_locks_wheels_reach_the_nodes_from_the_drivers_cache(
+    cluster: Any, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = tmp_path / "index"
+    build_wheel(index, "tcshout", "1.0", {"tcshout/__init__.py": b"def shout(text):\n    return text.upper()\n"})
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with Registry(tmp_path / "r.db", actor="tester") as reg:
+        tool = reg.add(SHOUT, requires=["tcshout"], tests=[{"args": {"text": "a"}, "expected": "A"}]).tool
+        assert tool.lock is not None
+        verdict = reg.verify(tool.ref, backend="ray")
+        outcomes = [reg.call(tool.ref, {"text": "hi"}, backend="ray") for _ in range(2)]
+    assert verdict.status == "verified", verdict
+    assert [(o.status, o.result) for o in outcomes] == [("ok", "HI"), ("ok", "HI")]
+    # Each node installed the lock from the wheels the driver sent: its own
+    # cache holds them (the nodes never reached an index).
+    for label in ("head", "worker"):
+        wheels = sorted(p.name for p in (cluster.temp / f"cache-{label}" / "wheels").glob("*.whl"))
+        assert wheels == ["tcshout-1.0-py3-none-any.whl"], (label, wheels)
+
+
+def test_a_lost_actors_call_is_run_again_on_another_and_audited_once(cluster: Any, tmp_path: Path) -> None:
+    import ray
+
+    backend = RayBackend(cluster.address, actors_per_node=1)
+    with Registry(tmp_path / "r.db", actor="tester", backends={"ray": backend}) as reg:
+        reg.add(SPIN, tests=[{"args": {"n": 1}, "expected": 1}])
+        thread, out = _call_in_thread(reg, "spin", {"n": 0})
+        handle, first = _in_flight(backend)
+        ray.kill(handle, no_restart=True)
+        thread.join(DEADLINE)
+        calls = reg.audit(event="call", tool="spin")
+        actors_after = len(backend.actors())
+    backend.close()
+    (outcome,) = out
+    # Run again to its end on another actor: its CPU limit, not a lost call.
+    assert outcome.status == "limit" and outcome.limit == "cpu", outcome
+    assert len(calls) == 1 and calls[0].details["status"] == "limit"
+    assert calls[0].details["environment"]["ray_actor"] != first["actor"]
+    assert actors_after == 2  # the lost actor was replaced
+
+
+def test_a_call_lost_twice_is_unavailable_naming_the_node(cluster: Any, tmp_path: Path) -> None:
+    import ray
+
+    backend = RayBackend(cluster.address, actors_per_node=1)
+    with Registry(tmp_path / "r.db", actor="tester", backends={"ray": backend}) as reg:
+        reg.add(SPIN, tests=[{"args": {"n": 1}, "expected": 1}])
+        thread, out = _call_in_thread(reg, "spin", {"n": 0})
+        handle, first = _in_flight(backend)
+        ray.kill(handle, no_restart=True)
+        again, second = _in_flight(backend, exclude={first["actor"]})
+        ray.kill(again, no_restart=True)
+        thread.join(DEADLINE)
+        calls = reg.audit(event="call", tool="spin")
+    backend.close()
+    (outcome,) = out
+    assert outcome.status == "unavailable", outcome
+    assert outcome.error is not None and f"node {second['node'][:12]}" in outcome.error.message
+    assert len(calls) == 1 and calls[0].details["status"] == "unavailable"
+
+
+def test_an_unreachable_cluster_is_exit_6_naming_its_address(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    with Registry(db, actor="tester") as reg:
+        reg.add(ADD, tests=ADD_TESTS)
+    env = {**os.environ, "TOOLCRIB_RAY_ADDRESS": "127.0.0.1:9", "TOOLCRIB_REGISTRY": str(db)}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(
+        [TOOLCRIB, "call", "add", "--arg", "a=1", "--arg", "b=2", "--backend", "ray", "--allow-unverified", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=DEADLINE,
+    )
+    assert done.returncode == 6, (done.stdout, done.stderr)
+    assert "127.0.0.1:9" in json.loads(done.stdout)["error"]["message"]
+    assert "Traceback" not in done.stderr
+
+
+# -- the tests below change the cluster's nodes ------------------------------------------
+
+
+def test_a_stopped_nodes_call_moves_to_the_other_node(cluster: Any, tmp_path: Path) -> None:
+    backend = RayBackend(cluster.address, actors_per_node=1)
+    with Registry(tmp_path / "r.db", actor="tester", backends={"ray": backend}) as reg:
+        reg.add(SPIN, tests=[{"args": {"n": 1}, "expected": 1}])
+        backend.start()
+        worker = next(node for _handle, node in backend.actors() if node != head_node(cluster))
+        # Take calls until the next one goes to the worker node's actor.
+        while backend._idle.queue[0].node != worker:
+            assert backend.run(Job(source="def f():\n    return 1\n", entrypoint="f")).status == "ok"
+        thread, out = _call_in_thread(reg, "spin", {"n": 0})
+        _handle, running = _in_flight(backend)
+        assert running["node"] == worker
+        cluster.stop_node("worker")
+        thread.join(DEADLINE)
+        calls = reg.audit(event="call", tool="spin")
+    backend.close()
+    (outcome,) = out
+    assert outcome.status == "limit", outcome
+    assert len(calls) == 1 and calls[0].details["environment"]["ray_node"] == head_node(cluster)
+    cluster.wait_for_dead(worker)
+    cluster.add_node("worker-2")  # the next tests have two nodes again
+    cluster.wait_for_nodes(2)
+
+
+def head_node(cluster: Any) -> str:
+    """The head node's id (Ray gives it an internal resource of its own)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    head = [n for n in nodes if n.get("Resources", {}).get("node:__internal_head__")]
+    return head[0]["NodeID"]
+
+
+def test_a_node_without_the_whole_jail_takes_no_work(cluster: Any) -> None:
+    before = set(cluster_nodes())
+    cluster.add_node("nojail", without_landlock=True)
+    (nojail,) = set(cluster.wait_for_nodes(len(before) + 1)) - before
+    backend = RayBackend(cluster.address, actors_per_node=1)
+    try:
+        health = backend.health()
+        job = Job(source="def f():\n    return 1\n", entrypoint="f", limits=Limits())
+        ran_on = {backend.run(job).environment["ray_node"] for _ in range(6)}
+    finally:
+        backend.close()
+        cluster.stop_node("nojail")
+    assert nojail in health["refused_nodes"] and "landlock" in health["refused_nodes"][nojail]
+    assert nojail not in health["nodes"] and len(health["nodes"]) == 2
+    assert nojail not in ran_on and len(ran_on) == 2
