@@ -56,9 +56,10 @@ def _read_small(path: str, what: str, limit: int) -> str:
     """A checkpoint or proof file (or - for stdin), bounded; exit 2 if unreadable."""
     from .common import CLIError
 
+    data: bytes
     try:
         if path == "-":
-            data = click.get_binary_stream("stdin").read(limit + 1)
+            data = sys.stdin.buffer.read(limit + 1)
         else:
             with open(path, "rb") as handle:
                 data = handle.read(limit + 1)

@@ -79,7 +79,7 @@ def _document(reg: Registry, ref: str) -> dict[str, Any]:
         "lock": None if tool.lock is None else [f"{p.name}=={p.version}" for p in tool.lock.packages],
         "prelude": tool.prelude,
         "policy": tool.policy,
-        "limits": None if tool.limits is None else tool.limits.model_dump(mode="json"),
+        "limits": None if tool.limits is None else tool.limits.to_json(),
         "maker": {
             "generator": prov.generator,
             "registered_by": prov.registered_by,

@@ -180,7 +180,7 @@ def append_row(
     entry["entry_hash"] = sha256_text(prev + body_json)  # = entry_hash(entry), the body encoded once
     insert_audit_row(conn, (seq, entry["at"], actor, event, tool, details_text, prev, entry["entry_hash"]))
     # The Merkle tree over the log (registry/audit_tree.py): leaf seq-1 is the same body.
-    append_leaf(conn, seq - 1, entry_leaf(body_json))
+    append_leaf(conn, seq - 1, entry_leaf(body_json), prev_hash=prev, entry_hash=entry["entry_hash"])
     return entry
 
 

@@ -4,10 +4,11 @@ over its entries, kept beside the hash chain without changing a byte of it.
 Leaf i (0-based) is entry seq i+1; its bytes are the UTF-8 canonical JSON of
 the entry's seven hashed fields (seq, at, actor, event, tool, details,
 prev_hash): exactly what the chain's ``entry_hash`` covers after the previous
-hash. The store keeps the hash of every perfect subtree (table
-``audit_tree``: level, index, hash), written as each entry is appended in its
-own transaction: one leaf and, on average, one interior node, reading one
-stored node on average. A root or a proof reads O(log n) nodes
+hash. The store keeps the hash of every perfect subtree of two leaves or more
+(table ``audit_tree``: level >= 1, index, hash), written as each entry is
+appended in its own transaction: on average one node, and no read while the
+right edge is cached (`append_leaf`). A leaf is recomputed from its entry
+when a proof needs one. A root or a proof reads O(log n) nodes
 (registry/merkle.py). Migration m010_audit_tree builds the tree over the
 entries an existing registry already has.
 """
@@ -29,7 +30,7 @@ from .merkle import (
     root_of,
     subtree_hash,
 )
-from .store_audit import audit_count, audit_row, audit_rows, insert_tree_nodes, tree_node, tree_size
+from .store_audit import audit_count, audit_head, audit_row, audit_rows, insert_tree_nodes, tree_node
 from .versions import canonical_json
 
 __all__ = [
@@ -64,29 +65,62 @@ def row_leaf(row: tuple[Any, ...]) -> bytes:
     return entry_leaf(canonical_json(body))
 
 
-def append_leaf(conn: sqlite3.Connection, index: int, leaf: bytes) -> None:
-    """Add leaf `index` (= the tree's size) and the perfect subtrees it
-    completes. Inside the append's write transaction. A file whose schema
-    predates the tree (m010_audit_tree not applied yet) gets none: that
-    migration builds the tree over every entry there is."""
+# The right edge of the tree (the perfect subtrees of the log's binary
+# decomposition, (level, hash), largest first) after the entry whose
+# entry_hash is the key. The chain's hash commits to every entry, so a frontier
+# found under the head's hash is that log's, whichever connection or process
+# wrote it; a miss (another writer appended, a transaction rolled back) reads
+# the frontier from the store instead. A few logs at most.
+_FRONTIERS: dict[str, list[tuple[int, bytes]]] = {}
+_FRONTIERS_KEPT = 16
+
+
+def append_leaf(conn: sqlite3.Connection, index: int, leaf: bytes, *, prev_hash: str, entry_hash: str) -> None:
+    """Add leaf `index` (= the tree's size) and store the interior nodes it
+    completes. Inside the append's write transaction. Leaves are not stored
+    (a leaf is its entry's hash, recomputed from the entry when a proof needs
+    it), so an append writes on average one node and, with the frontier
+    cached, reads none. A file whose schema predates the tree
+    (m010_audit_tree not applied yet) gets none: that migration builds the
+    tree over every entry there is."""
     try:
-        _append(conn, index, leaf)
+        frontier = _FRONTIERS.pop(prev_hash, None)
+        if frontier is None:
+            frontier = _frontier(conn, index)
+        nodes = _push(frontier, index, leaf)
+        if nodes:
+            insert_tree_nodes(conn, nodes)
     except sqlite3.OperationalError as exc:
         if "no such table: audit_tree" not in str(exc):
             raise
+        return
+    if len(_FRONTIERS) >= _FRONTIERS_KEPT:
+        _FRONTIERS.clear()
+    _FRONTIERS[entry_hash] = frontier
 
 
-def _append(conn: sqlite3.Connection, index: int, leaf: bytes) -> None:
-    nodes = [(0, index, leaf)]
+def _push(frontier: list[tuple[int, bytes]], index: int, leaf: bytes) -> list[tuple[int, int, bytes]]:
+    """Add leaf `index` to the right edge; the interior nodes (level >= 1) it completes."""
+    nodes = []
     level, i, current = 0, index, leaf
     while i & 1:
-        left = tree_node(conn, level, i - 1)
-        if left is None:  # pragma: no cover - a tree the migration did not build
-            raise RuntimeError(f"audit tree node ({level}, {i - 1}) is missing")
+        _level, left = frontier.pop()
         current = node_hash(left, current)
         level, i = level + 1, i >> 1
         nodes.append((level, i, current))
-    insert_tree_nodes(conn, nodes)
+    frontier.append((level, current))
+    return nodes
+
+
+def _frontier(conn: sqlite3.Connection, size: int) -> list[tuple[int, bytes]]:
+    """The right edge of the tree of `size` leaves, read from the store (O(log n))."""
+    node = _reader(conn)
+    out, start = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            out.append((level, node(level, start >> level)))
+            start += 1 << level
+    return out
 
 
 def backfill(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
@@ -96,15 +130,7 @@ def backfill(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
     batch: list[tuple[int, int, bytes]] = []
     size = 0
     for row in rows:
-        leaf = row_leaf(row)
-        batch.append((0, size, leaf))
-        level, i, current = 0, size, leaf
-        while i & 1:
-            _level, left = frontier.pop()
-            current = node_hash(left, current)
-            level, i = level + 1, i >> 1
-            batch.append((level, i, current))
-        frontier.append((level, current))
+        batch += _push(frontier, size, row_leaf(row))
         size += 1
         if len(batch) >= 10_000:
             insert_tree_nodes(conn, batch)
@@ -113,8 +139,19 @@ def backfill(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
     return size
 
 
+def tree_size(conn: sqlite3.Connection) -> int:
+    """How many leaves the tree has: one per entry (the newest seq)."""
+    head = audit_head(conn)
+    return 0 if head is None else head[0]
+
+
 def _reader(conn: sqlite3.Connection) -> CountingReader:
     def read(level: int, index: int) -> bytes:
+        if level == 0:  # a leaf: its entry's hash, from the entry itself
+            row = audit_row(conn, index + 1)
+            if row is None:
+                raise InvalidInput(f"the audit log has no entry {index + 1}")
+            return row_leaf(row)
         found = tree_node(conn, level, index)
         if found is None:
             raise InvalidInput(f"the audit tree has no node ({level}, {index}): run 'toolcrib audit verify'")
@@ -135,7 +172,7 @@ def stored_root(conn: sqlite3.Connection, size: int | None = None) -> tuple[int,
 def recomputed_root(conn: sqlite3.Connection, size: int) -> bytes:
     """The root over the first `size` entries, recomputed from the entries
     themselves (not the stored tree): what a checkpoint is checked against."""
-    leaves = []
+    leaves: list[bytes] = []
     for row in audit_rows(conn):
         if len(leaves) == size:
             break

@@ -114,7 +114,7 @@ def sign_checkpoint(origin: str, size: int, root: bytes, private: Ed25519Private
 
 def verifier_key(text: str) -> NoteKey:
     """A verifier key ``name+hash+base64(0x01||key)``; InvalidInput otherwise."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # the name holds no '+'; the base64 key may
     if len(parts) != 3:
         raise InvalidInput("not a verifier key: expected NAME+HASH+KEY")
     name, key_hash, encoded = parts

@@ -75,8 +75,7 @@ from .provenance import in_toto_statement
 from .reading import exported_tools, newest_tools, resolve, resolved_refs
 from .reading import history as tool_history
 from .records import tool_of, verification_of_row, version_record
-from . import review
-from . import transparency
+from . import review, transparency
 from .attest import ReviewKey, load_private_key, load_signer
 from .search import SearchHit
 from .stats import UsageStats, usage

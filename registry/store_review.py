@@ -199,6 +199,7 @@ def reports_for(conn: sqlite3.Connection, version_id: int, sha256: str) -> dict[
         if lowered.endswith(("_fts", "_data", "_idx", "_docsize", "_config", "_content")):
             continue
         columns = [str(r[1]) for r in conn.execute(f'PRAGMA table_info("{table}")')]
+        value: object
         if "version_id" in columns:
             where, value = "version_id = ?", version_id
         elif "sha256" in columns:

@@ -230,3 +230,32 @@ def test_tampered_proofs_are_refused(
     assert result.exit_code == code, result.output
     lines = [x for x in result.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and words in lines[0]
+
+
+def test_verifier_keys_round_trip_whatever_their_base64_holds() -> None:
+    """A key's base64 may hold '+': the text splits at the first two only."""
+    from toolcrib.registry.checkpoint import NoteKey, verifier_key
+
+    for byte in range(256):
+        key = NoteKey("toolcrib.local/audit/0123456789abcdef", bytes([byte]) * 32)
+        assert verifier_key(key.text) == key
+
+
+def test_the_tree_stays_right_across_writers_and_a_rolled_back_append(tmp_path: Path) -> None:
+    """The right edge an append caches is keyed by the log's head hash: a
+    second writer's appends and a rolled-back append make it miss, never lie."""
+    from toolcrib.registry.audit import append_row
+    from toolcrib.registry.store import write_transaction
+
+    path = tmp_path / "r.db"
+    with Registry(path, actor="a") as a, Registry(path, actor="b") as b:
+        for i in range(23):
+            (a if i % 3 else b).set_setting("k", f"v{i}")
+            if i == 11:
+                conn = a.db.conn
+                with pytest.raises(RuntimeError), write_transaction(conn):
+                    append_row(conn, actor="a", event="setting", details={"doomed": True})
+                    raise RuntimeError("rolled back")
+        proof = a.audit_prove(5)
+    size, root = _root_from_entries(path)
+    assert proof["tree_size"] == size == 24 and base64.b64decode(proof["root_hash"]) == root
