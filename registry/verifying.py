@@ -8,6 +8,7 @@ it (`cases.compare`), and store the evidence with the verdict.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from .calls import sandbox_job
 from .cases import compare
 from .errors import SandboxUnavailable
 from .models import CaseEvidence, TestCase, ToolVersion, Verification
+from .parallel import run_jobs
 from .store import utc_now
 from .store_versions import insert_verification, set_status
 from .versions import canonical_json
@@ -39,7 +41,7 @@ def run_cases(
     policy: PolicyName,
     on_case: Callable[[int, int], None] | None,
 ) -> Verification:
-    """Every test case of `tool`, each in its own sandbox: the verdict and
+    """Every test case of `tool`, each in its own sandbox (several at once): the verdict and
     its evidence. The layers recorded are those in force for *every* case
     (the intersection, in the first case's order). SandboxUnavailable if
     any case finds the sandbox unavailable (nothing is stored then)."""
@@ -47,17 +49,31 @@ def run_cases(
     digest: str | None = None
     layers: list[str] | None = None
     total = len(tool.tests)
-    for index, case in enumerate(tool.tests):
-        job = sandbox_job(tool, tool.signature.input_schema, limits, policy, args=case.args, snippet=case.snippet)
-        result = runner.run(job)
-        if result.status == "unavailable":
-            raise SandboxUnavailable(unavailable_message(backend, result))
-        # The evidence's image_digest column: the Docker backend's environment map names it.
-        digest = result.environment.get("image_digest") or digest
-        layers = list(result.layers) if layers is None else [x for x in layers if x in result.layers]
-        cases.append(evidence(index, case, result))
+    jobs = [
+        sandbox_job(tool, tool.signature.input_schema, limits, policy, args=case.args, snippet=case.snippet)
+        for case in tool.tests
+    ]
+    # Each case still runs in its own fresh jailed child; several at once,
+    # on the backend's spare children (parallel.run_jobs), results in order.
+    finished = [0]
+    counting = threading.Lock()
+
+    def done(_index: int, _result: Result) -> None:
         if on_case is not None:
-            on_case(index + 1, total)
+            with counting:
+                finished[0] += 1
+                on_case(finished[0], total)
+
+    results = run_jobs(runner, jobs, on_done=done)
+    for result in results:
+        if result is not None and result.status == "unavailable":
+            raise SandboxUnavailable(unavailable_message(backend, result))
+    for index, (case, ran) in enumerate(zip(tool.tests, results, strict=True)):
+        assert ran is not None  # no deadline: every job ran
+        # The evidence's image_digest column: the Docker backend's environment map names it.
+        digest = ran.environment.get("image_digest") or digest
+        layers = list(ran.layers) if layers is None else [x for x in layers if x in ran.layers]
+        cases.append(evidence(index, case, ran))
     passed = sum(1 for e in cases if e.passed)
     return Verification(
         tool=tool.ref,
