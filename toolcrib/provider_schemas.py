@@ -208,6 +208,22 @@ def _nullable(node: dict[str, Any]) -> dict[str, Any]:
     return wrapped
 
 
+def _same_typed_tuple(node: dict[str, Any]) -> None:
+    """A tuple whose positions all have one schema (``tuple[str, str]``) as
+    an array of that schema with its exact length: the same values, in the
+    keywords strict modes know. A tuple of mixed positions stays as it is
+    (strict mode cannot say which position takes what)."""
+    prefix = node.get("prefixItems")
+    if not isinstance(prefix, list) or not prefix or node.get("items") not in (None, False):
+        return
+    first = json.dumps(prefix[0], sort_keys=True)
+    if any(json.dumps(p, sort_keys=True) != first for p in prefix[1:]):
+        return
+    node.pop("prefixItems")
+    node["items"] = copy.deepcopy(prefix[0])
+    node["minItems"] = node["maxItems"] = len(prefix)
+
+
 class _Walk:
     """One pass over a provider copy of a schema, closing objects and moving
     what the provider's strict mode does not take into descriptions."""
@@ -228,6 +244,7 @@ class _Walk:
             return
         self.depth = max(self.depth, depth)
         label = where or "parameters"
+        _same_typed_tuple(node)
         for key in [k for k in node if k in _STRUCTURAL]:
             self.reasons.append(f"{label} uses {key!r}, which strict mode cannot express")
         if self.provider == "openai" and "$ref" in node and len(node) > 1:
@@ -274,7 +291,7 @@ class _Walk:
                     self.reasons.append(f"{label} is an array of any JSON values, which strict mode cannot express")
                 else:
                     self.walk(node[key], f"{label}[]", depth + 1)
-        if kind == "array" and "items" not in node:
+        if kind == "array" and "items" not in node and "prefixItems" not in node:
             self.reasons.append(f"{label} is an array of any JSON values, which strict mode cannot express")
         for key in ("anyOf", "allOf"):
             for index, sub in enumerate(node.get(key) or []):
