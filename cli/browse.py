@@ -190,8 +190,11 @@ def browse(port: int, open_browser: bool) -> None:
     Serves on 127.0.0.1 only, until interrupted (Ctrl-C), and answers only
     requests addressed to 127.0.0.1, localhost or [::1] on its port (a
     foreign Host or Origin header is refused: DNS rebinding). Canned queries:
-    unverified versions, recent failures, calls per tool, and the audit log
-    of one tool (/registry/tool_audit_log?tool=NAME). Needs the optional
+    unverified versions, recent failures, calls per tool, the audit log of
+    one tool (/registry/tool_audit_log?tool=NAME), and the review view: the
+    review queue and one version for review (?ref=NAME@VERSION: source,
+    previous source, evidence, maker, transcript, decisions; decisions
+    themselves stay on the CLI and API). Needs the optional
     extra: pip install 'toolcrib[browse]' (exit 7 without it).
 
     \b

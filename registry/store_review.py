@@ -75,6 +75,45 @@ REVIEW_QUERIES: dict[str, dict[str, str]] = {
             "GROUP BY tool ORDER BY calls DESC, tool"
         ),
     },
+    "review_queue": {
+        "title": "Review queue",
+        "description": "Versions waiting for a reviewer under the registry's review setting (none, models, all), "
+        "oldest first, with why; decide with 'toolcrib approve' or 'toolcrib reject' (browse only reads).",
+        "sql": (
+            "WITH mode AS (SELECT coalesce((SELECT value FROM settings WHERE key = 'review'), 'none') AS m),\n"
+            "made AS (SELECT v.*, CASE\n"
+            "  WHEN (SELECT m FROM mode) = 'all' THEN 'review is all'\n"
+            "  WHEN (SELECT m FROM mode) != 'models' THEN NULL\n"
+            "  WHEN json_extract(v.metadata, '$.\"latm.task\"') IS NOT NULL THEN 'made by toolcrib make'\n"
+            "  WHEN v.registered_by LIKE 'mcp:%' THEN 'added over MCP by ' || substr(v.registered_by, 5)\n"
+            "  WHEN v.generator IS NOT NULL AND lower(trim(v.generator)) NOT IN ('', 'human')\n"
+            "    THEN 'generator ' || v.generator || ' taken as a model'\n"
+            "  END AS why FROM versions v)\n"
+            "SELECT name || '@' || version AS ref, status, created_at, why, registered_by, generator\n"
+            "FROM made WHERE why IS NOT NULL AND yanked IS NULL\n"
+            "  AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.version_id = made.id)\n"
+            "ORDER BY created_at, id"
+        ),
+    },
+    "version_review": {
+        "title": "One version for review",
+        "description": "What a reviewer reads about NAME@VERSION: its source, the source of the version before it, "
+        "the newest verification evidence, the maker and transcript, and every decision so far.",
+        "sql": (
+            "SELECT v.name || '@' || v.version AS ref, v.status, v.sha256, v.source,\n"
+            "  (SELECT p.version || char(10) || p.source FROM versions p WHERE p.name = v.name AND p.id < v.id\n"
+            "   ORDER BY p.id DESC LIMIT 1) AS previous_source,\n"
+            "  (SELECT e.status || ' ' || e.passed || '/' || (e.passed + e.failed) || ' on ' || e.backend\n"
+            "     || char(10) || e.cases FROM verifications e WHERE e.version_id = v.id\n"
+            "   ORDER BY e.id DESC LIMIT 1) AS evidence,\n"
+            "  v.generator, v.registered_by, v.prompt AS transcript,\n"
+            "  (SELECT group_concat(r.decided_at || ' ' || r.decision || ' by ' || r.reviewer\n"
+            "     || coalesce(': ' || r.note, '') || CASE WHEN r.keyid IS NULL THEN ' (unsigned)'\n"
+            "     ELSE ' (signed ' || substr(r.keyid, 1, 16) || ')' END, char(10))\n"
+            "   FROM reviews r WHERE r.version_id = v.id) AS decisions\n"
+            "FROM versions v WHERE v.name || '@' || v.version = :ref"
+        ),
+    },
     "tool_audit_log": {
         "title": "Audit log of one tool",
         "description": "Every audit entry of one tool, oldest first: give its NAME (all versions) or NAME@VERSION.",
