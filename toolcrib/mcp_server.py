@@ -456,16 +456,12 @@ class ToolServer:
             return await self._in_thread(partial(self._add, actor, owner, args))
         if self.options.allow_add and params.name == VERIFY_TOOL:
             return await self._in_thread(partial(self._verify, actor, owner, args))
-        served = {name: v for name, v, _ in await anyio.to_thread.run_sync(self.served_refs, owner)}
         try:
             name, pin = pinned_ref(params.name, params.meta)
         except InvalidInput as err:
             return _refused(params.name, err)
-        version = served.get(name)
-        if version is None:
-            raise MCPError(INVALID_PARAMS, f"unknown tool {name!r} (not served: see tools/list)")
         cancel = Cancel()
-        return await self._in_thread(partial(self._call, actor, pin or f"{name}@{version}", args, cancel), cancel)
+        return await self._in_thread(partial(self._call_served, actor, owner, name, pin, args, cancel), cancel)
 
     async def _in_thread(
         self, work: Callable[[], types.CallToolResult], cancel: Cancel | None = None
@@ -478,6 +474,15 @@ class ToolServer:
             if cancel is not None:
                 cancel.cancel()
             raise
+
+    def _call_served(
+        self, actor: str, owner: str | None, name: str, pin: str | None, args: dict[str, Any], cancel: Cancel
+    ) -> types.CallToolResult:
+        # In the call's own worker thread: one hop off the event loop per call, not two.
+        version = {served: v for served, v, _ in self.served_refs(owner)}.get(name)
+        if version is None:
+            raise MCPError(INVALID_PARAMS, f"unknown tool {name!r} (not served: see tools/list)")
+        return self._call(actor, pin or f"{name}@{version}", args, cancel)
 
     def _call(self, actor: str, ref: str, args: dict[str, Any], cancel: Cancel) -> types.CallToolResult:
         try:

@@ -216,7 +216,9 @@ def test_lists_verified_tools_with_their_stored_schemas(connect: Opener, registr
             "required": ["result"],
             "x-fastmcp-wrap-result": True,
         }
-        assert double.description == stored.signature.description
+        # The docstring without its Args section: the parameter's own schema describes it.
+        assert stored.signature.description.startswith("Double a number.\n\nArgs:")
+        assert double.description == "Double a number."
         assert double.annotations is not None
         assert double.annotations.read_only_hint is True and double.annotations.open_world_hint is False
         assert "sandboxed" in (double.annotations.title or "")
