@@ -156,10 +156,14 @@ def _implementation(registry: Registry, ref: str) -> Any:
 
 def _tool(registry: Registry, version: ToolVersion, name: str) -> llm.Tool:
     from toolcrib.exports import export_definitions
+    from toolcrib.provider_schemas import provider_schema
 
-    # The MCP form: the stored input schema, in declaration order, exactly what a call is held to.
+    # The MCP form's description; the stored input schema (in declaration
+    # order, what a call is held to) without titles and toolcrib's x- marks,
+    # as every provider export sends it.
     definition = export_definitions([version], "mcp").definitions[0]
-    schema = {k: v for k, v in definition["inputSchema"].items() if k != "title"}
+    schema = provider_schema(definition["inputSchema"])
+    schema.pop("description", None)
     implementation = _implementation(registry, version.ref)
     implementation.__signature__ = _signature(schema, version.signature.output_schema)
     implementation.__name__ = name

@@ -93,6 +93,7 @@ def test_tools_list_shows_verified_tools_with_their_parameters(llm_env: Path) ->
     arguments = tools["sort_words"]["arguments"]
     assert list(arguments["properties"]) == ["words", "reverse"]
     assert arguments["required"] == ["words"]
+    assert '"title"' not in json.dumps(arguments) and "x-toolcrib" not in json.dumps(arguments)
     assert tools["sort_words"]["description"] == "Sort words alphabetically."
     text = run_llm("tools", "list").output
     assert "sort_words(*, words: list, reverse: bool = False) -> list" in text
