@@ -93,6 +93,7 @@ from .store_versions import (
     version_rows,
 )
 from .verifying import run_cases, store_verification
+from .versions import parse_reference
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -826,7 +827,15 @@ class Registry:
     def iter_export(self, refs: Iterable[str] | None = None) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
         """`export` streamed: the bundle's header fields and its ``tools``
         entries, one version at a time (in one read snapshot), in the same order."""
-        return bundle_header(), iter_bundle_entries(self.db, refs)
+        head = bundle_header()
+        # Signed review decisions travel with their versions (issue 18), in the
+        # header: every version of each named tool, as the entries are.
+        refs = None if refs is None else builtins.list(refs)
+        names = None if refs is None else {parse_reference(r).name for r in refs}
+        carried = review.exported_attestations(self.db.conn, names=names)
+        if carried:
+            head["attestations"] = carried
+        return head, iter_bundle_entries(self.db, refs)
 
     def import_bundle(self, bundle: dict[str, Any]) -> builtins.list[AddResult]:
         """Import a bundle, checking every digest; all-or-nothing.

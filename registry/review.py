@@ -382,13 +382,16 @@ def check_attestations(conn: sqlite3.Connection, row: VersionRow) -> list[tuple[
 MAX_IMPORTED = 10_000
 
 
-def exported_attestations(conn: sqlite3.Connection, refs: set[str]) -> list[dict[str, Any]]:
-    """The signed decisions on the versions `refs` names, as a bundle carries
-    them: ``{"ref", "sha256", "envelope"}`` each (unsigned ones stay home)."""
+def exported_attestations(
+    conn: sqlite3.Connection, refs: set[str] | None = None, *, names: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """The signed decisions on the versions `refs` names (or every version of
+    `names`; neither: every version), as a bundle carries them: ``{"ref",
+    "sha256", "envelope"}`` each (unsigned ones stay home)."""
     out = []
     for vid, name, version, *_rest in maker_rows(conn):
         ref = f"{name}@{version}"
-        if ref not in refs:
+        if (refs is not None and ref not in refs) or (names is not None and name not in names):
             continue
         for _rid, _vid, sha256, _d, _r, _n, _k, envelope, _o, _at in review_rows(conn, vid):
             if envelope:

@@ -9,6 +9,7 @@ import base64
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from toolcrib.sandbox.fake import FakeBackend
@@ -148,3 +149,29 @@ def test_key_trust_reads_an_openssh_public_key(tc, tmp_path: Path) -> None:
     assert listed[0]["public"].startswith("ssh-ed25519 ")
     assert tc("key", "trust", "ssh-ed25519 AAAA garbage").exit_code == 2
     assert tc("key", "generate", "--out", str(out)).exit_code == 2  # never overwritten
+
+
+def test_export_and_import_carry_signed_decisions(tc, tmp_path: Path, key: Path) -> None:
+    """Through the CLI (the streamed export): the approval travels in the
+    bundle and counts where the key is trusted, and only there."""
+    from click.testing import CliRunner
+    from toolcrib.cli import cli
+
+    ref = _add(tc, tmp_path, V1)
+    assert tc("approve", ref, "--key", str(key)).exit_code == 0
+    bundle = tmp_path / "bundle.json"
+    assert tc("export", "double", "-o", str(bundle)).exit_code == 0
+    carried = json.loads(bundle.read_text())["attestations"]
+    assert [a["ref"] for a in carried] == [ref]
+
+    def other(name: str, *args: str) -> Any:
+        return CliRunner().invoke(cli, ["--registry", str(tmp_path / name), *args], catch_exceptions=False)
+
+    for name, trusted in (("trusting.db", True), ("stranger.db", False)):
+        assert other(name, "init").exit_code == 0
+        if trusted:
+            assert other(name, "key", "trust", str(key) + ".pub").exit_code == 0
+        assert other(name, "import", str(bundle)).exit_code == 0
+        assert other(name, "verify", ref).exit_code == 0
+        called = other(name, "call", ref, "--args", '{"x": 2}')
+        assert called.exit_code == (0 if trusted else 4), called.output
