@@ -22,7 +22,7 @@ from .calls import policy_name
 from .cases import parse_tests
 from .errors import ArgumentsError, BundleError, ConflictError, InvalidInput, TestsFormatError
 from .models import Bump, Prelude, ProvenanceInput, Signature, TestCase, ToolVersion
-from .preludes import prelude_text
+from .preludes import prelude_text, refuse_restricted_prelude
 from .provenance import build_provenance
 from .pyast import function_body
 from .records import tool_of
@@ -44,8 +44,11 @@ __all__ = [
     "unrelated",
 ]
 
+# The longest tool name (versions._NAME).
+MAX_NAME_CHARS = 64
+
 # How alike two entrypoint bodies must be (difflib ratio of their normalized
-# text) for a new major version of a name to count as the same tool changing.
+# text) for a new version of a name (any bump) to count as the same tool changing.
 _RELATED_BODY = 0.5
 
 
@@ -110,7 +113,7 @@ def draft(
     notes = list(admitted.notes)
     tool_name = check_name(name if name is not None else admitted.entrypoint)
     if namespace is not None:
-        tool_name = check_name(f"{check_name(namespace)}_{tool_name}")
+        tool_name = _namespaced(check_name(namespace), tool_name)
     signature = derive_signature(admitted.source, admitted.entrypoint)
     raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
     cases = parse_tests(raw_tests)
@@ -135,6 +138,8 @@ def draft(
             "a version with requirements runs under the plain policy (the restricted policy's module "
             "stand-ins cover no packages): drop --policy restricted"
         )
+    if prelude is not None and declared == "restricted":
+        refuse_restricted_prelude(prelude)
     sha256 = content_sha256(admitted.source, admitted.entrypoint, signature, cases, declared, lock, prelude)
     return Draft(
         name=tool_name,
@@ -169,6 +174,20 @@ def identical(rows: builtins.list[VersionRow], d: Draft) -> ToolVersion | None:
     return existing
 
 
+def _namespaced(namespace: str, name: str) -> str:
+    """NAMESPACE_name, refused naming both parts when it is past the 64
+    characters a name may have (each part alone is valid)."""
+    full = f"{namespace}_{name}"
+    if len(full) > MAX_NAME_CHARS:
+        room = MAX_NAME_CHARS - 1 - len(name)
+        shorter = f"a namespace of at most {room} characters" if room > 0 else "a shorter --name"
+        raise InvalidInput(
+            f"namespace {namespace!r} makes the name {name!r} {len(full)} characters long "
+            f"({len(namespace)} + 1 + {len(name)}), past the {MAX_NAME_CHARS} a name may have: use {shorter}"
+        )
+    return check_name(full)
+
+
 def next_number(rows: builtins.list[VersionRow], d: Draft, *, as_new_version: bool) -> tuple[str, Bump]:
     """The new version's number and the kind of bump it is."""
     if d.wanted is not None:
@@ -182,11 +201,14 @@ def next_number(rows: builtins.list[VersionRow], d: Draft, *, as_new_version: bo
     newest = rows[-1]
     bump = bump_kind(tool_of(newest).signature, d.signature)
     new_version = str(next_version(newest.semver, bump))
-    if bump == "major" and not as_new_version and unrelated(tool_of(newest), d.source, d.entrypoint):
+    # The same check whatever the bump: two unrelated tools that happen to
+    # share a function name and signature are not a patch of each other.
+    if not as_new_version and unrelated(tool_of(newest), d.source, d.entrypoint):
+        what = "another signature and another body" if bump == "major" else "the same signature but another body"
         raise ConflictError(
-            f"{d.name} already names an unrelated tool ({newest.ref}: another signature and another "
-            f"body): register this one under another name (--name, --namespace), or pass "
-            f"--as-new-version (as_new_version=True) to make it {d.name}@{new_version}"
+            f"{d.name} already names an unrelated tool ({newest.ref}: {what}): register this one under "
+            f"another name (--name, --namespace), or pass --as-new-version (as_new_version=True) to make "
+            f"it {d.name}@{new_version}"
         )
     return new_version, bump
 

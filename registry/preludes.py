@@ -21,7 +21,7 @@ from .versions import canonical_json, sha256_text
 if TYPE_CHECKING:
     import sqlite_utils
 
-__all__ = ["every_prelude", "load_prelude", "prelude_text", "save_prelude"]
+__all__ = ["every_prelude", "load_prelude", "prelude_text", "refuse_restricted_prelude", "save_prelude"]
 
 
 def prelude_text(text: str | None) -> str | None:
@@ -47,6 +47,19 @@ def prelude_text(text: str | None) -> str | None:
     except (ValueError, RecursionError, MemoryError):
         raise AdmissionError("the prelude cannot be parsed") from None
     return body.rstrip() + "\n"
+
+
+def refuse_restricted_prelude(text: str) -> None:
+    """Refuse, at add, a prelude the restricted policy would refuse on every
+    call: a star import (RestrictedPython binds no names it cannot see). The
+    error names the prelude's own line, not the tool's."""
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+            module = "." * node.level + (node.module or "")
+            raise AdmissionError(
+                f"the prelude's line {node.lineno}: 'from {module} import *' is refused under the restricted "
+                "policy (every call would be blocked): import the names the tool uses, or declare the plain policy"
+            )
 
 
 def save_prelude(db: sqlite_utils.Database, *, actor: str, name: str, text: str, requires: Iterable[str]) -> Prelude:

@@ -94,6 +94,8 @@ _REPLY_SLACK = 16 * 1024
 # The harness's first line (harness.READY): written once it is warm.
 _READY = b"toolcrib-harness-ready"
 _START_TIMEOUT = 60.0
+# Containers started for one call before it is unavailable (see DockerBackend._run).
+_START_ATTEMPTS = 2
 # Bounds on `close`: a filler inside a create/start call is waited for this
 # long; the final sweep keeps removing this process's containers this long.
 _CLOSE_JOIN_SECONDS = 30.0
@@ -452,6 +454,7 @@ class DockerBackend:
         self._owner = uuid.uuid4().hex
         self._pid = os.getpid()
         self.reaped = 0
+        self.start_retries = 0  # containers started again because one never became ready
         self._has_reaped = False
         self._pool: WarmPool[_Container] = WarmPool(
             self.pool_size,
@@ -648,7 +651,12 @@ class DockerBackend:
                 # The warm container died while waiting (engine restart...).
                 self._pool.discard(container)
                 container = None
-        if container is None:
+        # A container that never says it is ready has run nothing of the
+        # job (it goes out only after the ready line): starting another once
+        # is safe. Twice not started is the engine's failure: unavailable.
+        attempt = 0
+        while container is None:
+            attempt += 1
             try:
                 container = _spawn(self._client.api, image, limits, owner=self._owner)
             except Exception as exc:
@@ -667,7 +675,17 @@ class DockerBackend:
                 # On demand: the job goes out once the harness is ready, so
                 # start-up is never on the tool's clock (here or inside).
                 if not container.wait_ready(time.monotonic() + _START_TIMEOUT):
-                    return self._not_started(container)
+                    reason, oom = self._start_failure(container)
+                    self._pool.discard(container)
+                    if oom:
+                        return self._result("limit", 0.0, limit="memory")
+                    if attempt < _START_ATTEMPTS:
+                        self.start_retries += 1
+                        container = None
+                        continue
+                    return self._unavailable_result(
+                        f"the sandbox container did not start ({reason}; tried {attempt} times)", started
+                    )
                 container.sock.settimeout(_START_TIMEOUT)
                 container.sock.sendall(payload)
             except OSError:
@@ -714,14 +732,32 @@ class DockerBackend:
             self._runtime[digest] = (tag, str(info.get("Id")))
         return self._runtime[digest]
 
-    def _not_started(self, container: _Container) -> Result:
-        oom = self._oom_killed(container)
-        self._pool.discard(container)
-        if oom:
-            return self._result("limit", 0.0, limit="memory")
-        return self._result(
-            "error", 0.0, error=ErrorInfo(type="SandboxError", message="the sandbox container did not start")
-        )
+    def _start_failure(self, container: _Container) -> tuple[str, bool]:
+        """Why a container never became ready, in the engine's words where it
+        has any (its state's error, exit code, last lines of stderr), and
+        whether it was killed for memory."""
+        api = self._client.api
+        try:
+            state = api.inspect_container(container.id).get("State") or {}
+        except Exception:  # noqa: BLE001 - auto-removed already
+            return "it exited and the engine removed it before its harness was ready", False
+        if state.get("OOMKilled"):
+            return "killed for memory", True
+        parts: list[str] = []
+        if state.get("Error"):
+            parts.append(f"the engine said: {' '.join(str(state['Error']).split())[:300]}")
+        if state.get("Running"):
+            parts.append(f"its harness did not answer within {_START_TIMEOUT:.0f} s")
+        elif state.get("ExitCode") is not None:
+            parts.append(f"it exited with code {state['ExitCode']} (engine state: {state.get('Status')})")
+        try:
+            said = api.logs(container.id, stdout=False, stderr=True, tail=3)
+            text = " ".join(said.decode("utf-8", "replace").split()) if isinstance(said, bytes) else ""
+        except Exception:  # noqa: BLE001 - gone meanwhile
+            text = ""
+        if text:
+            parts.append(f"stderr: {text[-300:]}")
+        return "; ".join(parts) or "the engine gave no reason", False
 
     def _collect(
         self,

@@ -31,8 +31,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from RestrictedPython.compile import compile_restricted_exec
-
 from .facades import guarded_import, reset_for_call
 from .guards import STATE, OutputLimit
 from .policy import ABSENT_BUILTINS, ALLOWED_BUILTINS, ALLOWED_EXCEPTIONS, EXCEPTION_ALIASES, TOOL_FILENAMES
@@ -182,24 +180,33 @@ def _compile(source: Any, filename: str, restricted: bool, known: set[str]) -> t
         raise _Refused(_reply("error", error=_error("SyntaxError", str(exc)))) from None
     bound = _bound_names(tree)
     if not restricted:
-        return compile(tree, filename, "exec"), bound
+        # dont_inherit: this module's own `from __future__ import annotations`
+        # must not reach the tool, whose annotations Python evaluates at def time.
+        return compile(tree, filename, "exec", dont_inherit=True), bound
     withheld = _withheld_builtin_use(tree, known)
     if withheld is not None:
         raise _blocked(*withheld)
+    # RestrictedPython's own compile_restricted_exec is this, but compiles in
+    # a module that has `from __future__ import annotations`, which the tool
+    # would inherit (annotations never evaluated, `def f(x: Image)` running
+    # where Python raises NameError); so the transform runs here and the
+    # compile inherits nothing.
+    errors: list[str] = []
     try:
-        compiled = compile_restricted_exec(tree, filename, policy=ToolTransformer)
+        ToolTransformer(errors, [], {}).visit(tree)
+        code = None if errors else compile(tree, filename, "exec", dont_inherit=True)
     except (RecursionError, MemoryError):
         # Hostile nesting can exhaust the recursive transformer itself.
         raise _blocked(f"{filename} source is too deeply nested to compile", None) from None
-    if compiled.errors:
-        message, line = _rewrite_refusal(compiled.errors[0])
-        more = len(compiled.errors) - 1
+    if errors:
+        message, line = _rewrite_refusal(errors[0])
+        more = len(errors) - 1
         if more:
             message += f" (and {more} more refusal{'s' if more > 1 else ''})"
         raise _blocked(message, line)
-    if compiled.code is None:
+    if code is None:
         raise _blocked(f"{filename} could not be compiled under the policy", None)
-    return compiled.code, bound
+    return code, bound
 
 
 # ---------------------------------------------------------------------------
