@@ -236,6 +236,8 @@ def _generic_section(name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     promise alone: its `health()` and one trivial call. A new backend shows
     in `doctor` without a line here; a section of its own (in `SECTIONS`)
     can say more."""
+    from .backends import ExtraMissing
+
     section: dict[str, Any] = {}
     try:
         from . import get_backend
@@ -244,9 +246,20 @@ def _generic_section(name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         backend = get_backend(name)
         info = backend.health()
         section.update(info)
+        if info.get("configured") is False:
+            # An optional backend nobody set up (no cluster named, say) is
+            # reported, not failed: doctor checks what is in use.
+            return [_check(f"{name} backend", True, f"not in use: {info.get('error') or 'not configured'}")], {
+                name: section
+            }
         if not info.get("available"):
             return [_check(f"{name} backend", False, str(info.get("error") or "unavailable"))], {name: section}
         result = backend.run(Job(source="def f():\n    return 42\n", entrypoint="f"))
+    except ExtraMissing as exc:
+        # An optional backend whose extra is not installed (wasm): reported
+        # with the pip command, not failed.
+        section.update({"backend": name, "available": False, "installed": False, "error": _one_line(exc)})
+        return [_check(f"{name} backend", True, f"not installed: {_one_line(exc)}")], {name: section}
     except Exception as exc:  # noqa: BLE001 - a check reports, never raises
         return [_check(f"{name} backend", False, _one_line(exc))], {name: section}
     section["layers"] = _layers(info)

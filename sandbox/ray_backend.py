@@ -23,6 +23,7 @@ local cluster started for this process when ``start_local`` (or
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import queue
@@ -157,7 +158,19 @@ class RayBackend:
             return result
         return _unavailable("the call's Ray actor was lost, and again on retry: " + "; ".join(lost))
 
+    def configured(self) -> bool:
+        """Whether a cluster was named (an address, Ray's own ``RAY_ADDRESS``,
+        or a local one asked for): `doctor` checks the backend only then."""
+        return bool(self.address or os.environ.get("RAY_ADDRESS") or self.start_local)
+
     def health(self) -> dict[str, Any]:
+        if not self.started and not self.configured():
+            return {
+                "backend": self.name,
+                "available": False,
+                "configured": False,
+                "error": f"no Ray cluster named (set ${ADDRESS_ENV}, or ${START_LOCAL_ENV}=1 for a local one)",
+            }
         try:
             self.start()
         except Exception as exc:  # noqa: BLE001 - a health report never raises
@@ -195,6 +208,21 @@ class RayBackend:
         if self._owns_cluster:
             ray.shutdown()
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def spares(self) -> int:
+        """How many calls can run at once: one per live actor (read by the
+        registry's `parallel.workers_for` to keep them all busy). Connects
+        first: whoever asks is about to run jobs here."""
+        try:
+            self.start()
+        except Exception:  # noqa: BLE001 - the run itself reports why
+            return 0
+        return len(self._actors)
+
     # -- the cluster ------------------------------------------------------------
 
     def _connect(self, ray: Any) -> None:
@@ -202,6 +230,7 @@ class RayBackend:
             return
         where = self.address or ("a new local cluster" if self.start_local else "auto")
         if self.address:
+            _check_authenticated(self.address)
             _check_reachable(self.address)
         try:
             if self.start_local and not self.address:
@@ -333,12 +362,32 @@ def _checked(reply: Any) -> Result:
     )
 
 
+def _host(address: str) -> str:
+    return address.removeprefix("ray://").rpartition(":")[0].strip("[]")
+
+
+def _check_authenticated(address: str) -> None:
+    """A cluster beyond loopback only with Ray's token authentication on
+    (``RAY_AUTH_MODE=token`` and the cluster's token, Ray 2.52+): without
+    it, anyone who reaches the head can run code on every node."""
+    host = _host(address)
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and os.environ.get("RAY_AUTH_MODE") != "token":
+        raise RuntimeError(
+            f"refusing the Ray cluster at {address} without token authentication: set RAY_AUTH_MODE=token "
+            "and the cluster's token (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH), see docs/sandbox-ray.md"
+        )
+
+
 def _check_reachable(address: str) -> None:
     """One TCP connect to the cluster's head before handing the address to
     Ray, whose own client retries an unreachable head for minutes."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    port = address.rpartition(":")[2]
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+        with socket.create_connection((_host(address), int(port)), timeout=CONNECT_TIMEOUT_S):
             pass
     except (OSError, ValueError) as exc:
         raise RuntimeError(f"cannot reach the Ray cluster at {address}: {exc}") from None

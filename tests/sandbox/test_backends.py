@@ -244,3 +244,36 @@ def test_doctor_checks_a_new_backend_through_the_protocol_alone(monkeypatch: pyt
     assert checks["gone backend"]["ok"] is False and "unavailable (no node)" in checks["gone backend"]["detail"]
     assert report["checks"][0]["name"] == "engine reachable"  # Docker's section first, as before
     assert report["ok"] is False
+
+
+def test_doctor_reports_a_ray_backend_nobody_set_up_without_failing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No cluster named: `doctor` says the ray backend is not in use, and does
+    not try to reach a cluster (nor fail the report for it)."""
+    from toolcrib.sandbox.doctor import doctor
+
+    for name in ("TOOLCRIB_RAY_ADDRESS", "RAY_ADDRESS", "TOOLCRIB_RAY_START_LOCAL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    # A ray backend of this test's own, built under this environment (the table is restored after).
+    with backends.registered("ray", _ray_factory):
+        report = doctor(probe=False, restricted=False)
+    check = next(c for c in report["checks"] if c["name"] == "ray backend")
+    assert check["ok"] is True and check["detail"].startswith("not in use: no Ray cluster named"), check
+    assert report["ray"]["configured"] is False
+
+
+def _ray_factory(**options: object) -> object:
+    from toolcrib.sandbox.ray_backend import RayBackend
+
+    return RayBackend(**options)  # type: ignore[arg-type]
+
+
+def test_a_ray_cluster_beyond_loopback_needs_token_authentication(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused before any packet is sent: Ray without its token lets anyone
+    who reaches the head run code on every node."""
+    from toolcrib.sandbox.ray_backend import RayBackend
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    result = RayBackend("192.0.2.1:6379").run(Job(source="def f():\n    return 1\n", entrypoint="f"))
+    assert result.status == "unavailable" and result.error is not None
+    assert "without token authentication" in result.error.message and "192.0.2.1:6379" in result.error.message

@@ -211,6 +211,15 @@ def test_an_unreachable_cluster_is_exit_6_naming_its_address(tmp_path: Path) -> 
     assert "Traceback" not in done.stderr
 
 
+def test_doctor_checks_the_cluster_named_for_it(cluster: Any) -> None:
+    from toolcrib.sandbox.doctor import doctor
+
+    report = doctor(probe=False, restricted=False)
+    check = next(c for c in report["checks"] if c["name"] == "ray backend")
+    assert check["ok"] is True and "trivial call: ok" in check["detail"], check
+    assert len(report["ray"]["nodes"]) == 2 and {"landlock", "seccomp"} <= {e["layer"] for e in report["ray"]["layers"]}
+
+
 # -- the tests below change the cluster's nodes ------------------------------------------
 
 
