@@ -1,7 +1,7 @@
 """Run one of the benchmark scripts for a baseline revision and for this
 checkout, alternating round by round, in one run.
 
-    .venv/bin/python bench/side_by_side.py bench_startup.py [--baseline b9526f4] [--rounds 2] [-- ARGS...]
+    .venv/bin/python bench/side_by_side.py bench_startup.py [--baseline b9526f4] [--rounds 2] [--same-script] [-- ARGS...]
 
 Each side (the baseline, and ``--new``, default HEAD) is installed from a
 git worktree into its own venv under bench/out/ (built once, not timed;
@@ -31,6 +31,12 @@ def main(argv: list[str]) -> None:
         default="HEAD",
         help="the revision to compare (default HEAD: committed work), installed the same way as the baseline",
     )
+    parser.add_argument(
+        "--same-script",
+        action="store_true",
+        help="run the new side's copy of the script on both sides (a script newer than the baseline, "
+        "written to measure either: bench_scale.py)",
+    )
     opts, args = parser.parse_known_args(argv)
     args = [a for a in args if a != "--"]  # the rest goes to the script
     new = subprocess.run(
@@ -42,6 +48,9 @@ def main(argv: list[str]) -> None:
         rev: (baseline_python(rev), OUT / f"baseline-{rev}" / "tree" / "bench" / opts.script)
         for rev in (opts.baseline, new)
     }
+    if opts.same_script:
+        script = sides[new][1]
+        sides = {rev: (python, script) for rev, (python, _) in sides.items()}
     out_dir = OUT / "side_by_side"
     out_dir.mkdir(parents=True, exist_ok=True)
     for round_no in range(1, opts.rounds + 1):
