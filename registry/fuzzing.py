@@ -276,9 +276,29 @@ def _settings(hypothesis: Any, n: int, phases: list[Any]) -> Any:
     )
 
 
+# A tool's input schema is almost always a plain object of named
+# parameters; its strategy is built once per parameter (hypothesis-jsonschema
+# would canonicalise each parameter's schema again on every draw).
+_PLAIN_OBJECT_KEYS = {"type", "properties", "required", "additionalProperties", "title", "description", "$defs"}
+
+
 def _strategy(schema: dict[str, Any]) -> Any:
     hypothesis, hj = hypothesis_modules()
     try:
+        properties = schema.get("properties")
+        if (
+            schema.get("type") == "object"
+            and schema.get("additionalProperties") is False
+            and isinstance(properties, dict)
+            and set(schema) <= _PLAIN_OBJECT_KEYS
+        ):
+            required = set(schema.get("required") or [])
+            defs = {"$defs": schema["$defs"]} if "$defs" in schema else {}
+            parts = {name: hj.from_schema({**prop, **defs}) for name, prop in properties.items()}
+            return hypothesis.strategies.fixed_dictionaries(
+                {name: part for name, part in parts.items() if name in required},
+                optional={name: part for name, part in parts.items() if name not in required},
+            )
         return hj.from_schema(schema)
     except Exception as exc:  # noqa: BLE001 - whatever the generator says of the schema, reported
         raise NoInputs(f"no generator for the input schema: {type(exc).__name__}: {str(exc)[:_SHOW_CAP]}") from None
