@@ -1,0 +1,196 @@
+"""The `ray` backend beside the restricted backend, in one run.
+
+On a real two-node Ray cluster on this machine (a head and a worker node,
+one CPU each, one actor per node unless said), inside a private network
+namespace (the script re-runs itself under ``unshare --net``; root only):
+
+- per-call overhead: a trivial call, warm, back to back, direct (the
+  restricted backend in this process) and through Ray (one actor);
+- throughput on the same two cores: direct with 2 threads, Ray with 1 actor
+  and with 2 actors (as many threads as actors);
+- verifying 1,000 one-case tools, one after the other as ``verify --all``
+  does, direct and through Ray;
+- the single writer: calls per second that one registry file records (the
+  call's bookkeeping and audit append, on a FakeBackend that answers at
+  once) from 1, 4 and 8 writer processes: where the registry would saturate.
+
+A script, not a test. Goals (issue 20, not assertions): overhead at most
+1.5 ms over direct; Ray throughput at least 90 % of direct on the same cores.
+
+Run: sudo .venv/bin/python bench/bench_ray.py [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+# The test suite's two-node cluster (tests/raycluster.py): one way to start it.
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+TRIVIAL = "def f(x: int) -> int:\n    return x + 1\n"
+
+
+def _median_ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1000, 3)
+
+
+def per_call(backend: Any, n: int) -> dict[str, float]:
+    from toolcrib.sandbox.contract import Job
+
+    job = Job(source=TRIVIAL, entrypoint="f", args={"x": 1})
+    for _ in range(20):
+        backend.run(job)
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        result = backend.run(job)
+        samples.append(time.perf_counter() - start)
+        assert result.status == "ok", result
+    ordered = sorted(samples)
+    return {"median_ms": _median_ms(samples), "p90_ms": round(ordered[int(len(ordered) * 0.9)] * 1000, 3)}
+
+
+def throughput(backend: Any, threads: int, calls: int) -> float:
+    from toolcrib.sandbox.contract import Job
+
+    job = Job(source=TRIVIAL, entrypoint="f", args={"x": 1})
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(lambda _i: backend.run(job), range(calls)))
+    elapsed = time.perf_counter() - start
+    assert all(r.status == "ok" for r in results)
+    return round(calls / elapsed, 1)
+
+
+def verify_all(db: Path, backend: str, tools: int) -> float:
+    """Seconds to verify `tools` one-case tools one after the other."""
+    from toolcrib import Registry
+
+    with Registry(db, actor="bench") as reg:
+        if not reg.list():
+            for i in range(tools):
+                reg.add(TRIVIAL.replace("def f", f"def f{i}"), tests=[{"args": {"x": i}, "expected": i + 1}])
+        refs = [t.ref for t in reg.list()]
+        start = time.perf_counter()
+        for ref in refs:
+            assert reg.verify(ref, backend=backend).status == "verified"
+        return round(time.perf_counter() - start, 2)
+
+
+def _writer(path: str, seconds: float, queue: Any) -> None:
+    from toolcrib.sandbox.fake import FakeBackend
+
+    from toolcrib import Registry
+
+    fake = FakeBackend(lambda job: job.args["x"] + 1, name="restricted")
+    with Registry(path, actor="bench", backends={"restricted": fake}) as reg:
+        count = 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            reg.call("f", {"x": count}, allow_unverified=True)
+            count += 1
+    queue.put(count)
+
+
+def registry_writes(writers: int, seconds: float) -> float:
+    """Calls per second recorded by one registry file from `writers` processes."""
+    from toolcrib import Registry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "w.db")
+        with Registry(path, actor="bench") as reg:
+            reg.add(TRIVIAL, tests=[{"args": {"x": 1}, "expected": 2}])
+        queue: Any = multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=_writer, args=(path, seconds, queue)) for _ in range(writers)]
+        for p in procs:
+            p.start()
+        total = sum(queue.get() for _ in procs)
+        for p in procs:
+            p.join()
+        with Registry(path, create=False) as reg:
+            assert len(reg.audit(event="call", limit=None)) == total
+        return round(total / seconds, 1)
+
+
+def inner(quick: bool) -> None:
+    from raycluster import RayCluster
+    from toolcrib.sandbox.ray_backend import RayBackend
+    from toolcrib.sandbox.restricted import RestrictedBackend
+
+    n, calls, tools, seconds = (100, 200, 100, 2.0) if quick else (300, 600, 1000, 5.0)
+    cluster = RayCluster()
+    rows: list[tuple[str, Any, Any, str]] = []
+    try:
+        cluster.start_head()
+        cluster.connect()
+        cluster.add_node("worker")
+        cluster.wait_for_nodes(2)
+        direct = RestrictedBackend()
+        one = RayBackend(cluster.address, actors_per_node=1)
+        one.start()
+        # Calls one at a time: whichever actor takes it, one round trip each.
+        d, r = per_call(direct, n), per_call(one, n)
+        rows.append(("trivial call, warm, median", f"{d['median_ms']} ms", f"{r['median_ms']} ms", "one at a time"))
+        rows.append(("trivial call, warm, p90", f"{d['p90_ms']} ms", f"{r['p90_ms']} ms", "one at a time"))
+        rows.append(("throughput, 1 thread", throughput(direct, 1, calls), throughput(one, 1, calls), "calls/s"))
+        one.close()
+        two = RayBackend(cluster.address, actors_per_node=1)
+        two.start()
+        rows.append(
+            ("throughput, 2 actors / 2 threads", throughput(direct, 2, calls), throughput(two, 2, calls), "calls/s")
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "v.db"
+            seconds_direct = verify_all(db, "restricted", tools)
+            # The same versions again, on Ray (a new registry holding the same tools).
+            db2 = Path(tmp) / "v2.db"
+            import toolcrib.sandbox.backends as table
+
+            with table.registered("ray", two):
+                seconds_ray = verify_all(db2, "ray", tools)
+        rows.append((f"verify {tools} one-case tools, one by one", f"{seconds_direct} s", f"{seconds_ray} s", ""))
+        two.close()
+        direct.close()
+    finally:
+        cluster.stop()
+    writes = {w: registry_writes(w, seconds) for w in (1, 4, 8)}
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "rows": [{"measure": m, "direct": a, "ray": b, "note": c} for m, a, b, c in rows],
+        "registry_calls_per_s_by_writers": writes,
+    }
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bench_ray.json").write_text(json.dumps(report, indent=2))
+    print(f"{'measure':45} {'direct':>14} {'ray':>14}  note")
+    for m, a, b, c in rows:
+        print(f"{m:45} {a!s:>14} {b!s:>14}  {c}")
+    print("registry: calls recorded per second, by writer processes:", writes)
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    if os.environ.get("BENCH_RAY_NETNS") == "1":
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        inner(quick)
+        return
+    if os.geteuid() != 0:
+        sys.exit("bench_ray.py needs root: the cluster runs in a private network namespace")
+    env = {**os.environ, "BENCH_RAY_NETNS": "1"}
+    sys.exit(subprocess.run(["unshare", "--net", sys.executable, __file__, *sys.argv[1:]], env=env).returncode)
+
+
+if __name__ == "__main__":
+    main()
