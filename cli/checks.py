@@ -197,6 +197,11 @@ def add_from_finding(finding_id: int, tests_path: str | None, expected_json: str
     (or with --expected), in FILE or on standard output, and the finding is
     marked drafted (audited). Add the tool again with the tests file to
     store the case with a new version.
+
+    \b
+    Examples:
+        toolcrib case add-from-finding 3 --tests mean.tests.json
+        toolcrib case add-from-finding 3 --expected '"empty"'
     """
     expected: Any = None
     if expected_json is not None:
