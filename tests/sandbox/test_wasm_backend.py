@@ -288,3 +288,61 @@ def test_a_built_in_package_runs_in_the_guest() -> None:
         "import sympy\ndef f():\n    return str(sympy.factor(sympy.Symbol('x') ** 2 - 1))\n", limits=Limits(wall=30)
     )
     assert (r.status, r.result) == ("ok", "(x - 1)*(x + 1)"), r
+
+
+# -- the second wall: the wasmtime host in the jail (Linux) ------------------------------
+
+
+def test_the_wasmtime_host_runs_in_its_own_jail_on_linux() -> None:
+    backend = get_backend("wasm")
+    if not backend.jailed:
+        pytest.skip("the host jail needs Linux with Landlock")
+    seen: dict[str, str] = {}
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not seen:
+            for pid in list(backend._jailed_hosts().running):
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    if "Seccomp:\t2" not in status:
+                        continue  # not in the jail yet
+                    seen["status"] = status
+                    seen["net"] = os.readlink(f"/proc/{pid}/ns/net")
+                except OSError:
+                    continue
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    r = call("def f():\n    while True:\n        pass\n", limits=Limits(cpu=3, wall=3))
+    watcher.join()
+    assert (r.status, r.limit) in {("limit", "cpu"), ("limit", "wall")}, r
+    assert seen, "no jailed host was seen running the call"
+    assert "NoNewPrivs:\t1" in seen["status"]
+    assert seen["net"] != os.readlink("/proc/self/ns/net")
+    assert {"netns", "no_new_privs", "host_landlock", "host_seccomp"} <= set(r.layers), r.layers
+
+
+def test_the_in_process_host_keeps_the_same_contract() -> None:
+    # Where the jail cannot be built (macOS, Windows), the host runs in the
+    # caller's process: the same outcomes.
+    backend = wasm.WasmBackend(jail=False)
+    try:
+        cases = [
+            ("def f():\n    return [1, 'a']\n", "restricted", QUICK, ("ok", None)),
+            ("def f():\n    return sum(range(10 ** 12))\n", "plain", Limits(cpu=1, wall=20), ("limit", "cpu")),
+            ("def f():\n    while True:\n        print('y' * 1000)\n", "restricted", QUICK, ("limit", "output")),
+            (
+                "def f():\n    c = []\n    while True:\n        c.append('y' * (1 << 20))\n",
+                "plain",
+                Limits(memory=64),
+                ("limit", "memory"),
+            ),
+        ]
+        for source, policy, limits, expected in cases:
+            r = backend.run(Job(source=source, entrypoint="f", policy=policy, limits=limits))
+            assert (r.status, r.limit) == expected, r
+            assert "host_seccomp" not in r.layers
+    finally:
+        backend.close()

@@ -1,0 +1,391 @@
+"""The wasm backend's second wall on Linux: the wasmtime host itself runs in
+a jailed child process, one per call, so a bug in wasmtime (or in the
+host's own code around it) still meets the kernel.
+
+A fork server (`main`, started by `JailedHosts`) imports wasmtime and loads
+the compiled guest once; for every call it forks a child, so a call pays
+neither for the import nor for the load. The child, single-threaded after
+the fork, enters a fresh network namespace, reads its one job, opens
+everything the call needs (the guest's read-only grants, the job as the
+guest's stdin), then enters the jail: ``no_new_privs``; rlimits (no
+file may be written, no core, few descriptors, a CPU backstop);
+`jail.ZygoteJail`: Landlock that allows only reading the interpreter's,
+wasmtime's and toolcrib's files, the libraries, the wasm cache and the
+call's site folder (writing only /dev/null), TCP bind/connect handled with
+no rule, signals and abstract sockets scoped; and its seccomp filter
+(no socket, exec, ptrace, namespace, mount, SysV IPC, bpf, io_uring, shared
+futex...). Only then does the guest run. The child writes the call's fields
+as one JSON line on its own socket and exits; the host kills it at the wall
+limit plus a grace if it has not. The fork server itself runs no guest.
+
+What the parent reads from the child is checked like any reply (bounded,
+JSON, `Result`'s own checks): the child ran the guest, so it is not trusted
+more than the guest's reply under plain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .contract import Cancel, ErrorInfo, Job
+
+__all__ = ["JailedHosts", "jail_available", "main"]
+
+READY = b"toolcrib-wasm-host-ready\n"
+_GRACE = 5.0
+_START_TIMEOUT = 60.0
+_MAX_REQUEST = 64 * 1024 * 1024
+_SLACK = 256 * 1024
+_SERVER = "import sys; from toolcrib.sandbox.wasm_jailed import main; main(int(sys.argv[1]))"
+
+
+def jail_available() -> bool:
+    """Whether this machine can build the jail (Linux with Landlock)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    from .inside.jail import landlock_abi
+
+    return landlock_abi() > 0
+
+
+# -- the fork server and its children -------------------------------------------------
+
+
+def _readable(site: str | None, cache: Path) -> tuple[str, ...]:
+    import wasmtime
+
+    from .inside import jail
+
+    here = Path(__file__).resolve().parent
+    paths = {
+        sys.prefix,
+        sys.base_prefix,
+        str(Path(wasmtime.__file__).resolve().parent),
+        str(here.parent),
+        str(cache),
+        *(p for p in sys.path if p and os.path.isdir(p)),
+        *jail.LIBRARY_DIRS,
+    }
+    if site:
+        paths.add(site)
+    return tuple(sorted(paths))
+
+
+def _limit(which: int, value: int) -> None:
+    try:
+        resource.setrlimit(which, (value, value))
+    except (ValueError, OSError):
+        pass
+
+
+def _recv_line(sock: socket.socket, cap: int) -> bytes:
+    buf = bytearray()
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk or len(buf) > cap:
+            raise ValueError("no request")
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = sock.recv(min(1 << 20, size - len(buf)))
+        if not chunk:
+            raise ValueError("the request was cut short")
+        buf += chunk
+    return bytes(buf)
+
+
+def _answer(sock: socket.socket, fields: dict[str, Any]) -> None:
+    error = fields.get("error")
+    if isinstance(error, ErrorInfo):
+        fields["error"] = error.to_json()
+    fields["layers"] = list(fields.get("layers") or ())
+    sock.sendall(json.dumps(fields, ensure_ascii=True).encode() + b"\n")
+
+
+def _serve_call(runtime: Any, sock: socket.socket) -> None:
+    """In the forked child: one call, in the jail (see the module's docstring)."""
+    from . import wasm
+    from .inside import jail
+
+    sock.sendall(b"%d\n" % os.getpid())
+    netns = jail.new_network_namespace()  # single-threaded here: a user namespace needs it
+    try:
+        size = int(_recv_line(sock, 32))
+        if not 0 < size <= _MAX_REQUEST:
+            raise ValueError("request too large")
+        request = json.loads(_recv_exact(sock, size))
+        job = Job(**request["job"])
+        site = request.get("site")
+    except Exception as exc:  # noqa: BLE001 - a bad request is the host's bug: report it
+        _answer(sock, {"status": "error", "error": ErrorInfo("SandboxProtocolError", f"bad request: {exc}"[:500])})
+        return
+    layers = ["wasm", "wasi_read_only_grants", "epoch_deadline", "store_memory_limit"]
+    if netns.get("netns"):
+        layers.append("netns")
+    stage = jail.ZygoteJail(_readable(site, wasm.cache_dir()))
+
+    def enter() -> None:
+        jail._libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+        layers.append("no_new_privs")
+        _limit(resource.RLIMIT_FSIZE, 0)
+        _limit(resource.RLIMIT_CORE, 0)
+        _limit(resource.RLIMIT_NOFILE, 256)
+        _limit(resource.RLIMIT_CPU, int(job.limits.cpu) + 1 + int(_GRACE))
+        layers.extend(f"host_{name}" for name in stage.enter())
+
+    call = wasm._Call(job.limits)
+    payload = json.dumps(request["job"], separators=(",", ":")).encode()
+    exit_code, trap = wasm._instance(runtime, call, payload, Path(site) if site else None, before_run=enter)
+    fields = wasm._outcome(call, exit_code, trap, job)
+    fields["layers"] = tuple(layers)
+    if stage.errors:
+        fields["environment"] = {"host_jail_errors": json.dumps(stage.errors, sort_keys=True)[:500]}
+    _answer(sock, fields)
+
+
+def main(control_fd: int) -> None:
+    """The fork server: load the guest once, then fork a child per call
+    handed over on the control socket (one descriptor per message)."""
+    from . import wasm
+
+    try:
+        runtime = wasm._Runtime(wasm.cache_dir())
+    except Exception as exc:  # noqa: BLE001 - the host reports it as unavailable
+        sys.stdout.buffer.write(json.dumps({"error": str(exc)[:500]}).encode() + b"\n")
+        sys.stdout.buffer.flush()
+        return
+    control = socket.socket(fileno=control_fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    sys.stdout.buffer.write(READY)
+    sys.stdout.buffer.flush()
+    while True:
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(control, 16, 1)
+        except OSError:
+            return
+        if not fds:
+            return  # the host hung up
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                control.close()
+                with socket.socket(fileno=fds[0]) as sock:
+                    _serve_call(runtime, sock)
+            except BaseException:  # noqa: BLE001 - the host sees the socket close
+                code = 70
+            finally:
+                os._exit(code)
+        os.close(fds[0])
+
+
+# -- the host side -------------------------------------------------------------------
+
+
+def _read_line(sock: socket.socket, deadline: float, cap: int) -> bytes | None:
+    """One line from `sock`, at most `cap` bytes, by `deadline` (None if not)."""
+    buf = bytearray()
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or len(buf) > cap:
+            return None
+        ready, _, _ = select.select([sock], [], [], min(left, 0.5))
+        if not ready:
+            continue
+        try:
+            chunk = sock.recv(1 << 16)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf[: buf.index(b"\n") + 1])
+
+
+class JailedHosts:
+    """The fork server, started on first use (and again if it dies), and
+    one jailed child of it per call."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self._lock = threading.Lock()
+        self._server: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        # The pids of the children running a call now (tests, doctor).
+        self.running: set[int] = set()
+
+    def _start(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with theirs:
+            server = subprocess.Popen(
+                [sys.executable, "-I", "-c", _SERVER, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=self.env,
+                pass_fds=[theirs.fileno()],
+                start_new_session=True,
+            )
+        assert server.stdout is not None
+        deadline = time.monotonic() + _START_TIMEOUT
+        line = b""
+        fd = server.stdout.fileno()
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                line += chunk
+        if line != READY:
+            _stop(server)
+            ours.close()
+            try:
+                said = str(json.loads(line or b"{}").get("error") or "")
+            except ValueError:
+                said = ""
+            raise RuntimeError(said or "the wasm host did not start")
+        return server, ours
+
+    def start(self) -> None:
+        self._connect()
+
+    def _connect(self) -> socket.socket:
+        with self._lock:
+            if self._server is None or self._server.poll() is not None or self._control is None:
+                if self._server is not None:
+                    _stop(self._server)
+                if self._control is not None:
+                    self._control.close()
+                self._server, self._control = None, None
+                self._server, self._control = self._start()
+            return self._control
+
+    def _hand_over(self, far: socket.socket) -> None:
+        for _attempt in range(2):
+            control = self._connect()
+            try:
+                with self._lock:
+                    socket.send_fds(control, [b"c"], [far.fileno()])
+                return
+            except OSError:
+                with self._lock:
+                    if self._control is control:
+                        self._control = None  # dead: started again on the next try
+        raise RuntimeError("the wasm fork server does not answer")
+
+    def run(self, job: Job, site: Path | None, cancel: Cancel | None) -> dict[str, Any]:
+        request = json.dumps({"job": job.wire(), "site": str(site) if site else None}).encode()
+        near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid: int | None = None
+        killed: list[bool] = []
+
+        def stop() -> None:
+            killed.append(True)
+            if pid is not None:
+                _kill(pid)
+            try:
+                near.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        forget = cancel.on_cancel(stop) if cancel is not None else None
+        try:
+            with far:
+                self._hand_over(far)
+            line = _read_line(near, time.monotonic() + _START_TIMEOUT, 32)
+            if line is None:
+                return _unavailable("the wasm host did not take the call")
+            pid = int(line)
+            self.running.add(pid)
+            if killed:
+                _kill(pid)
+            try:
+                near.sendall(b"%d\n" % len(request) + request)
+            except OSError:
+                pass
+            cap = job.limits.output * 1024 * 2 + _SLACK
+            answer = _read_line(near, time.monotonic() + job.limits.wall + _GRACE, cap)
+            if killed:
+                return _unavailable("the sandbox was stopped during the call (cancelled)")
+            if answer is None:
+                _kill(pid)
+                return _unavailable("the wasm host stopped answering (killed)")
+            return _fields(answer)
+        finally:
+            if forget is not None:
+                forget()
+            if pid is not None:
+                self.running.discard(pid)
+                _kill(pid)
+            near.close()
+
+    def close(self) -> None:
+        with self._lock:
+            server, self._server = self._server, None
+            control, self._control = self._control, None
+        if control is not None:
+            control.close()
+        if server is not None:
+            _stop(server)
+
+
+def _unavailable(message: str) -> dict[str, Any]:
+    return {"status": "unavailable", "error": ErrorInfo("SandboxUnavailable", message)}
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(server.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if server.stdout is not None:
+        server.stdout.close()
+    try:
+        server.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+_FIELDS = {"status", "result", "error", "limit", "stdout", "calls", "layers", "environment"}
+
+
+def _fields(line: bytes) -> dict[str, Any]:
+    """The child's answer as `Result` fields; anything off is an error."""
+    try:
+        fields = json.loads(line)
+        if not isinstance(fields, dict) or not set(fields) <= _FIELDS:
+            raise ValueError("not the fields of a result")
+        if fields.get("error") is not None:
+            fields["error"] = ErrorInfo.from_json(fields["error"])
+        if not isinstance(fields.get("layers", []), list):
+            raise ValueError("layers")
+        fields["layers"] = tuple(str(x) for x in fields.get("layers", []))
+        return fields
+    except (ValueError, TypeError) as exc:
+        return {
+            "status": "error",
+            "error": ErrorInfo("SandboxProtocolError", f"the wasm host wrote a bad answer: {exc}"),
+        }
