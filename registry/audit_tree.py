@@ -4,11 +4,12 @@ over its entries, kept beside the hash chain without changing a byte of it.
 Leaf i (0-based) is entry seq i+1; its bytes are the UTF-8 canonical JSON of
 the entry's seven hashed fields (seq, at, actor, event, tool, details,
 prev_hash): exactly what the chain's ``entry_hash`` covers after the previous
-hash. The store keeps the hash of every perfect subtree of two leaves or more
-(table ``audit_tree``: level >= 1, index, hash), written as each entry is
-appended in its own transaction: on average one node, and no read while the
-right edge is cached (`append_leaf`). A leaf is recomputed from its entry
-when a proof needs one. A root or a proof reads O(log n) nodes
+hash. The store keeps the hash of every perfect subtree of 2**MIN_STORED
+leaves or more (table ``audit_tree``: level, index, hash), written as each
+entry is appended in its own transaction: one node per 2**(MIN_STORED-1)
+appends on average, and no read while the right edge is cached
+(`append_leaf`). A smaller subtree (a leaf, 2, 4 or 8 leaves) is recomputed
+from its entries when a proof needs it. A root or a proof reads O(log n) nodes
 (registry/merkle.py). Migration m010_audit_tree builds the tree over the
 entries an existing registry already has.
 """
@@ -72,6 +73,10 @@ def row_leaf(row: tuple[Any, ...]) -> bytes:
 # wrote it; a miss (another writer appended, a transaction rolled back) reads
 # the frontier from the store instead. A few logs at most.
 _FRONTIERS: dict[str, list[tuple[int, bytes]]] = {}
+# Subtrees of 2, 4 and 8 leaves... below this level are not stored (an
+# append would otherwise write a node on average; now one in 2**(MIN_STORED-1)),
+# and are recomputed from their leaves when a proof needs one.
+MIN_STORED = 4
 _FRONTIERS_KEPT = 16
 
 
@@ -100,14 +105,15 @@ def append_leaf(conn: sqlite3.Connection, index: int, leaf: bytes, *, prev_hash:
 
 
 def _push(frontier: list[tuple[int, bytes]], index: int, leaf: bytes) -> list[tuple[int, int, bytes]]:
-    """Add leaf `index` to the right edge; the interior nodes (level >= 1) it completes."""
+    """Add leaf `index` to the right edge; the nodes it completes that are stored (level >= MIN_STORED)."""
     nodes = []
     level, i, current = 0, index, leaf
     while i & 1:
         _level, left = frontier.pop()
         current = node_hash(left, current)
         level, i = level + 1, i >> 1
-        nodes.append((level, i, current))
+        if level >= MIN_STORED:
+            nodes.append((level, i, current))
     frontier.append((level, current))
     return nodes
 
@@ -152,12 +158,16 @@ def _reader(conn: sqlite3.Connection) -> CountingReader:
             if row is None:
                 raise InvalidInput(f"the audit log has no entry {index + 1}")
             return row_leaf(row)
+        if level < MIN_STORED:  # not stored: from its two halves (at most 2**MIN_STORED - 1 leaves)
+            reader.reads -= 1  # computed, not read: only the leaves under it count
+            return node_hash(reader(level - 1, 2 * index), reader(level - 1, 2 * index + 1))
         found = tree_node(conn, level, index)
         if found is None:
             raise InvalidInput(f"the audit tree has no node ({level}, {index}): run 'toolcrib audit verify'")
         return found
 
-    return CountingReader(read)
+    reader = CountingReader(read)
+    return reader
 
 
 def stored_root(conn: sqlite3.Connection, size: int | None = None) -> tuple[int, bytes]:
