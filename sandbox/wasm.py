@@ -686,11 +686,11 @@ class WasmBackend:
         self._jailed_hosts().start()
 
     def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
-        """Nothing is built ahead of the call; a lock the guest cannot run
-        is refused (RuntimeError with the one-line reason)."""
-        problem = lock_problem(lock)
-        if problem is not None:
-            raise RuntimeError(problem)
+        """Nothing is built ahead of the call: the lock's site folder is
+        made on the first call that needs it. A lock the guest cannot run
+        (`lock_problem`) is refused by the call itself, as ``unavailable``
+        with the one-line reason naming the backends that can run it."""
+        return None
 
     def health(self) -> dict[str, Any]:
         facts = status()

@@ -346,3 +346,75 @@ def test_the_in_process_host_keeps_the_same_contract() -> None:
             assert "host_seccomp" not in r.layers
     finally:
         backend.close()
+
+
+def _pure_wheel(dest: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
+    """A pure-Python wheel with a correct RECORD (what `packages.materialize` checks)."""
+    import base64
+    import csv
+    import hashlib
+    import io
+    import zipfile
+
+    def digest(data: bytes) -> str:
+        return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+    info = f"{name}-{version}.dist-info"
+    members = dict(files)
+    members[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n".encode()
+    members[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: toolcrib-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
+    record = io.StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    for path, data in members.items():
+        writer.writerow([path, digest(data), str(len(data))])
+    writer.writerow([f"{info}/RECORD", "", ""])
+    members[f"{info}/RECORD"] = record.getvalue().encode()
+    dest.mkdir(parents=True, exist_ok=True)
+    wheel = dest / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as whl:
+        for path, data in members.items():
+            whl.writestr(path, data)
+    return wheel
+
+
+def test_a_pure_python_lock_runs_from_its_own_read_only_files(cache: Path) -> None:
+    import hashlib
+
+    from toolcrib.sandbox.packages import wheel_cache
+
+    init = b"def greet(name):\n    return 'hello ' + name\n"
+    wheel = _pure_wheel(wheel_cache(), "tcwasmdemo", "1.0", {"tcwasmdemo/__init__.py": init})
+    lock = Lock(
+        requirements=["tcwasmdemo==1.0"],
+        packages=[
+            LockedPackage(
+                name="tcwasmdemo",
+                version="1.0",
+                filename=wheel.name,
+                sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+            )
+        ],
+        imports=["tcwasmdemo"],
+    )
+    source = (
+        "import tcwasmdemo\n"
+        "def f():\n"
+        "    try:\n"
+        "        open(tcwasmdemo.__file__, 'a')\n"
+        "        wrote = True\n"
+        "    except OSError:\n"
+        "        wrote = False\n"
+        "    return [tcwasmdemo.greet('wasm'), tcwasmdemo.__file__, wrote]\n"
+    )
+    r = call(source, lock=lock)
+    assert r.status == "ok", r
+    assert r.result == ["hello wasm", "/opt/toolcrib/site/tcwasmdemo/__init__.py", False]
+
+
+def test_a_lock_the_guest_cannot_run_is_refused_at_the_call_naming_the_backends_that_can() -> None:
+    lock = _lock(("ujson", "5.10.0", "ujson-5.10.0-cp311-cp311-manylinux_2_17_x86_64.whl"))
+    r = call("import ujson\ndef f():\n    return 1\n", lock=lock)
+    assert r.status == "unavailable" and r.error is not None, r
+    assert "restricted or docker backend" in r.error.message and "\n" not in r.error.message
