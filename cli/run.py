@@ -153,24 +153,41 @@ def verify(
             )
         )
 
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     pending = [version.ref for version in reg.pending()]
     results: list[Verification] = []
     skipped: list[str] = []
-    with click.progressbar(pending, label="verifying", file=sys.stderr, show_pos=True) as bar:
-        for pending_ref in bar:
+
+    def one(pending_ref: str) -> Verification | str:
+        try:
+            return reg.verify(
+                pending_ref, backend=backend, limits=overrides, policy=policy, no_build=no_build, progress=echo_progress
+            )
+        except InvalidInput as err:  # e.g. a version with no test cases
+            return f"{pending_ref}: {err}"
+
+    # Several versions at once where the backend has room (a Ray cluster's
+    # actors, the restricted backend's spare children): the report keeps the
+    # order of the pending list, the bar counts each as it finishes.
+    workers = reg.parallelism(backend) if len(pending) > 1 else 1
+    with click.progressbar(length=len(pending), label="verifying", file=sys.stderr, show_pos=True) as bar:
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="toolcrib-verify") as pool:
+            futures = [pool.submit(one, pending_ref) for pending_ref in pending]
             try:
-                results.append(
-                    reg.verify(
-                        pending_ref,
-                        backend=backend,
-                        limits=overrides,
-                        policy=policy,
-                        no_build=no_build,
-                        progress=echo_progress,
-                    )
-                )
-            except InvalidInput as err:  # e.g. a version with no test cases
-                skipped.append(f"{pending_ref}: {err}")
+                for future in as_completed(futures):
+                    future.result()  # a sandbox that cannot run stops the whole run, as before
+                    bar.update(1)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            for future in futures:
+                outcome = future.result()
+                if isinstance(outcome, str):
+                    skipped.append(outcome)
+                else:
+                    results.append(outcome)
     for line in skipped:
         echo_text(f"skipped {line}", err=True)
     if json_output:

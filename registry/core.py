@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..sandbox.backends import Backends, Injected
 from ..sandbox.contract import Backend, Cancel, Limits, Lock
+from . import review, transparency
 from .adding import (
     add_details,
     already_imported,
@@ -27,6 +28,7 @@ from .adding import (
     new_tool,
     next_number,
 )
+from .attest import ReviewKey, load_private_key, load_signer
 from .audit import append_entry, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, bundle_header, read_bundle
 from .calls import (
@@ -70,13 +72,12 @@ from .models import (
     ToolVersion,
     Verification,
 )
+from .parallel import workers_for
 from .preludes import every_prelude, load_prelude, save_prelude
 from .provenance import in_toto_statement
 from .reading import exported_tools, newest_tools, resolve, resolved_refs
 from .reading import history as tool_history
 from .records import tool_of, verification_of_row, version_record
-from . import review, transparency
-from .attest import ReviewKey, load_private_key, load_signer
 from .search import SearchHit
 from .stats import UsageStats, usage
 from .store import PerThreadDatabase, default_actor, default_registry_path, read_snapshot, write_transaction
@@ -622,6 +623,12 @@ class Registry:
         injected one first, then the table's shared one): how a door warms
         the sandbox up without reaching past the registry into it."""
         return start_backend(name, self._backends)
+
+    def parallelism(self, backend: str = "restricted") -> int:
+        """How many calls (or verifications) to keep in flight on `backend`:
+        one per spare sandbox it keeps ready, capped by this machine's cores
+        unless its calls run elsewhere (a Ray cluster's actors)."""
+        return workers_for(self.backend(backend))
 
     def caller(self) -> Caller:
         """The running module (`registry/calls.py`) on this thread's

@@ -27,6 +27,10 @@ def workers_for(runner: Backend) -> int:
     spares = getattr(runner, "spares", 0)
     if not isinstance(spares, int) or isinstance(spares, bool) or spares < 2:
         return 1
+    # A backend whose calls run on other machines (Ray's actors on their
+    # nodes) is bound by its own capacity, not this machine's cores.
+    if getattr(runner, "runs_elsewhere", False) is True:
+        return spares
     return max(1, min(spares, os.cpu_count() or 1))
 
 

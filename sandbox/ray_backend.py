@@ -77,6 +77,9 @@ class RayBackend:
     """Jobs run by `SandboxActor`s on a Ray cluster's nodes."""
 
     name = "ray"
+    # Calls run on the cluster's nodes: how many at once is the actors'
+    # count (`spares`), not this machine's cores (registry/parallel.py).
+    runs_elsewhere = True
 
     def __init__(
         self,

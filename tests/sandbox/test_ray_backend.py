@@ -220,6 +220,45 @@ def test_doctor_checks_the_cluster_named_for_it(cluster: Any) -> None:
     assert len(report["ray"]["nodes"]) == 2 and {"landlock", "seccomp"} <= {e["layer"] for e in report["ray"]["layers"]}
 
 
+def test_verify_all_keeps_every_actor_busy_and_reports_in_order(cluster: Any, tmp_path: Path) -> None:
+    """`verify --all` on ray verifies as many versions at once as there are
+    actors: both are seen running a case at the same moment (each case
+    spins to its CPU limit, so the moment lasts), and the report keeps the
+    pending list's order."""
+    import ray
+    from click.testing import CliRunner
+    from toolcrib.cli import cli
+    from toolcrib.sandbox import get_backend
+
+    db = tmp_path / "r.db"
+    names = [f"spin{i}" for i in range(4)]
+    with Registry(db, actor="tester") as reg:
+        for name in names:
+            reg.add(SPIN.replace("def spin", f"def {name}"), tests=[{"args": {"n": 1}, "expected": 1}])
+    shared = get_backend("ray")
+    shared.start()
+    out: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: out.append(
+            CliRunner().invoke(cli, ["--registry", str(db), "verify", "--all", "--backend", "ray", "--json"])
+        )
+    )
+    runner.start()
+    both_busy = False
+    deadline = time.monotonic() + DEADLINE
+    while runner.is_alive() and not both_busy and time.monotonic() < deadline:
+        busy = [ray.get(h.describe.remote(), timeout=30)["in_flight"] for h, _node in shared.actors()]
+        both_busy = len(busy) == 2 and all(busy)
+        time.sleep(0.05)
+    runner.join(DEADLINE)
+    (result,) = out
+    assert both_busy, "never saw both actors running a case at once"
+    assert result.exit_code == 1, result.output  # every case hit its CPU limit
+    report = json.loads(result.stdout)
+    assert [r["tool"] for r in report["results"]] == [f"{name}@1.0.0" for name in names]
+    assert all(r["cases"][0]["status"] == "limit" for r in report["results"])
+
+
 # -- the tests below change the cluster's nodes ------------------------------------------
 
 
