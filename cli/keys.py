@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .common import CLIError, echo_json, echo_table, echo_text, json_option, open_registry
 
+if TYPE_CHECKING:
+    from ..registry.attest import ReviewKey
+
 __all__ = ["COMMANDS"]
+
+
+def _expires_option(fn: Any) -> Any:
+    return click.option(
+        "--expires",
+        metavar="WHEN",
+        help="ISO date or time (UTC if no zone) from which the key's approvals no longer count.",
+    )(fn)
+
+
+def _expiring(made: ReviewKey, expires: str | None) -> ReviewKey:
+    from ..registry.audit import normalize_since
+
+    return made if expires is None else dataclasses.replace(made, expires=normalize_since(expires))
 
 
 @click.group()
@@ -26,8 +45,9 @@ def key() -> None:
 )
 @click.option("--name", help="The key's name (default: the acting reviewer, --actor).")
 @click.option("--no-trust", is_flag=True, help="Only make the key; do not trust it in this registry.")
+@_expires_option
 @json_option
-def key_generate(out: str | None, name: str | None, no_trust: bool, json_output: bool) -> None:
+def key_generate(out: str | None, name: str | None, no_trust: bool, expires: str | None, json_output: bool) -> None:
     """Make an Ed25519 reviewer key and trust it in this registry.
 
     The private key is written in OpenSSH format (mode 0600, never
@@ -46,7 +66,7 @@ def key_generate(out: str | None, name: str | None, no_trust: bool, json_output:
     path = Path(out).expanduser() if out else default_key_path()
     reg = None if no_trust else open_registry()
     made = generate_key(path, name=name or (reg.actor if reg is not None else "reviewer"))
-    trusted = reg.trust_key(made) if reg is not None else False
+    trusted = reg.trust_key(_expiring(made, expires)) if reg is not None else False
     if json_output:
         echo_json({"path": str(path), "public": made.openssh, "keyid": made.keyid, "trusted": trusted})
         return
@@ -58,16 +78,20 @@ def key_generate(out: str | None, name: str | None, no_trust: bool, json_output:
 @key.command(name="trust")
 @click.argument("public")
 @click.option("--name", help="A name for the key (default: the comment of its .pub line).")
+@_expires_option
 @json_option
-def key_trust(public: str, name: str | None, json_output: bool) -> None:
+def key_trust(public: str, name: str | None, expires: str | None, json_output: bool) -> None:
     """Trust a reviewer's public key: a .pub file, or its 'ssh-ed25519 AAAA...' line.
 
     Approvals count only when signed by a trusted key (audited: key-trust).
+    Trusting a trusted key again with --expires changes its expiry: an
+    approval it signed at or after that time stops counting (a key known to
+    be compromised since then).
 
     \b
     Examples:
         toolcrib key trust alice_ed25519.pub
-        toolcrib key trust ~/.ssh/id_ed25519.pub --name alice
+        toolcrib key trust ~/.ssh/id_ed25519.pub --name alice --expires 2027-06-30
     """
     from ..registry.attest import MAX_KEY_BYTES, public_key
 
@@ -79,7 +103,7 @@ def key_trust(public: str, name: str | None, json_output: bool) -> None:
                 text = handle.read(MAX_KEY_BYTES + 1)
         except OSError as exc:
             raise CLIError(f"cannot read {candidate}: {exc.strerror}") from None
-    made = public_key(text, name=name)
+    made = _expiring(public_key(text, name=name), expires)
     added = open_registry().trust_key(made)
     if json_output:
         echo_json({"keyid": made.keyid, "name": made.name, "added": added})
@@ -98,9 +122,9 @@ def key_list(json_output: bool) -> None:
     """
     keys = open_registry().reviewer_keys()
     if json_output:
-        echo_json([{"keyid": k.keyid, "name": k.name, "public": k.openssh} for k in keys])
+        echo_json([{"keyid": k.keyid, "name": k.name, "public": k.openssh, "expires": k.expires} for k in keys])
         return
-    echo_table(["KEYID", "NAME"], [(k.keyid, k.name) for k in keys])
+    echo_table(["KEYID", "NAME", "EXPIRES"], [(k.keyid, k.name, k.expires or "") for k in keys])
 
 
 @key.command(name="untrust")

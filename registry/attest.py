@@ -67,6 +67,7 @@ class ReviewKey:
     keyid: str
     name: str
     public: str
+    expires: str | None = None  # UTC text; a statement made at or after it does not verify
 
     def sslib(self) -> SSlibKey:
         from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]  # re-exported without __all__
@@ -298,4 +299,12 @@ def verify_envelope(envelope: Any, trusted: list[ReviewKey], *, sha256: str) -> 
     decision = predicate.get("decision") if isinstance(predicate, dict) else None
     if decision not in DECISIONS:
         raise VerificationFailed("the statement's predicate has no decision (approved or rejected)")
-    return Verified(statement=statement, keyid=next(iter(accepted)), decision=str(decision), subject_sha256=sha256)
+    keyid = next(iter(accepted))
+    key = next(k for k in trusted if k.keyid == keyid)
+    if key.expires is not None:
+        made = predicate.get("reviewedAt") if isinstance(predicate, dict) else None
+        if not isinstance(made, str) or made >= key.expires:
+            raise VerificationFailed(
+                f"signed by key {keyid[:16]} at {str(made)[:40]}, after it expired ({key.expires})"
+            )
+    return Verified(statement=statement, keyid=keyid, decision=str(decision), subject_sha256=sha256)

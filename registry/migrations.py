@@ -343,6 +343,14 @@ def m011_scale(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX audit_at ON audit (at)")
 
 
+@MIGRATIONS()
+def m012_reviewer_key_expiry(db: sqlite_utils.Database) -> None:
+    """A trusted reviewer key may expire (issue 18): an approval it signed at
+    or after ``expires`` (UTC text, as the audit log writes time) does not
+    count, and verifying its envelope fails naming the expiry."""
+    db.execute("ALTER TABLE reviewer_keys ADD COLUMN expires TEXT")
+
+
 def pending_migrations(db: sqlite_utils.Database) -> list[str]:
     """Names of the migrations this database has not applied yet (read-only)."""
     return [m.name for m in MIGRATIONS.pending(db)]

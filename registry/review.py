@@ -219,16 +219,18 @@ def queue(conn: sqlite3.Connection) -> list[QueueItem]:
 
 
 def trusted_keys(conn: sqlite3.Connection) -> list[ReviewKey]:
-    return [ReviewKey(keyid=k, name=n, public=p) for k, n, p, _by, _at in key_rows(conn)]
+    return [ReviewKey(keyid=k, name=n, public=p, expires=e) for k, n, p, _by, _at, e in key_rows(conn)]
 
 
 def trust(conn: sqlite3.Connection, key: ReviewKey, *, actor: str) -> bool:
-    """Trust a reviewer key (audited ``key-trust``); False if trusted already."""
-    added = insert_key(conn, keyid=key.keyid, name=key.name, public=key.public, actor=actor, at=utc_now())
+    """Trust a reviewer key, or change its expiry (audited ``key-trust``);
+    False if it was trusted already as it is."""
+    added = insert_key(
+        conn, keyid=key.keyid, name=key.name, public=key.public, actor=actor, at=utc_now(), expires=key.expires
+    )
     if added:
-        append_row(
-            conn, actor=actor, event="key-trust", details={"keyid": key.keyid, "name": key.name, "public": key.public}
-        )
+        details = {"keyid": key.keyid, "name": key.name, "public": key.public, "expires": key.expires}
+        append_row(conn, actor=actor, event="key-trust", details=details)
     return added
 
 
@@ -300,6 +302,10 @@ def decide(
             f"key {signer[1].keyid[:16]} is not trusted by this registry: 'toolcrib key trust' its .pub first"
         )
     at = utc_now()
+    if signer is not None:
+        expires = next(k.expires for k in trusted_keys(conn) if k.keyid == signer[1].keyid)
+        if expires is not None and at >= expires:
+            raise PolicyRefused(f"key {signer[1].keyid[:16]} expired at {expires}: trust a current key")
     envelope = None
     keyid = None
     if signer is not None:

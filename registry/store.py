@@ -60,6 +60,7 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     "m008_checks",
     "m010_audit_tree",
     "m011_scale",
+    "m012_reviewer_key_expiry",
 )
 
 

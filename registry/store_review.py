@@ -139,10 +139,12 @@ def table_names(conn: sqlite3.Connection) -> set[str]:
 # -- human review (issue 18) ---------------------------------------------------
 
 # A version's standing decision: its newest rejection or trusted approval (an
-# approval whose key the registry no longer trusts does not count).
+# approval whose key the registry no longer trusts, or signed at or after the
+# key's expiry, does not count).
 _STANDING = (
     "SELECT decision FROM reviews r WHERE r.version_id = {vid} AND (r.decision = 'rejected' OR "
-    "r.keyid IN (SELECT keyid FROM reviewer_keys)) ORDER BY r.id DESC LIMIT 1"
+    "r.keyid IN (SELECT k.keyid FROM reviewer_keys k WHERE k.expires IS NULL OR r.decided_at < k.expires)) "
+    "ORDER BY r.id DESC LIMIT 1"
 )
 
 
@@ -205,17 +207,28 @@ def insert_review(conn: sqlite3.Connection, record: dict[str, Any]) -> int:
 
 
 def key_rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-    """(keyid, name, public, added_by, added_at) of every trusted reviewer key."""
-    return [tuple(r) for r in conn.execute("SELECT keyid, name, public, added_by, added_at FROM reviewer_keys")]
+    """(keyid, name, public, added_by, added_at, expires) of every trusted reviewer key."""
+    return [
+        tuple(r) for r in conn.execute("SELECT keyid, name, public, added_by, added_at, expires FROM reviewer_keys")
+    ]
 
 
-def insert_key(conn: sqlite3.Connection, *, keyid: str, name: str, public: str, actor: str, at: str) -> bool:
-    """Trust one key; False if it was trusted already. Inside a write transaction."""
-    cursor = conn.execute(
-        "INSERT OR IGNORE INTO reviewer_keys (keyid, name, public, added_by, added_at) VALUES (?, ?, ?, ?, ?)",
-        [keyid, name, public, actor, at],
+def insert_key(
+    conn: sqlite3.Connection, *, keyid: str, name: str, public: str, actor: str, at: str, expires: str | None = None
+) -> bool:
+    """Trust one key, or change a trusted key's expiry; False if nothing
+    changed. Inside a write transaction."""
+    found = conn.execute("SELECT expires FROM reviewer_keys WHERE keyid = ?", [keyid]).fetchone()
+    if found is not None:
+        if found[0] == expires:
+            return False
+        conn.execute("UPDATE reviewer_keys SET expires = ? WHERE keyid = ?", [expires, keyid])
+        return True
+    conn.execute(
+        "INSERT INTO reviewer_keys (keyid, name, public, added_by, added_at, expires) VALUES (?, ?, ?, ?, ?, ?)",
+        [keyid, name, public, actor, at, expires],
     )
-    return cursor.rowcount == 1
+    return True
 
 
 def delete_key(conn: sqlite3.Connection, keyid: str) -> bool:

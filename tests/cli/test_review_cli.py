@@ -175,3 +175,15 @@ def test_export_and_import_carry_signed_decisions(tc, tmp_path: Path, key: Path)
         assert other(name, "verify", ref).exit_code == 0
         called = other(name, "call", ref, "--args", '{"x": 2}')
         assert called.exit_code == (0 if trusted else 4), called.output
+
+
+def test_attest_verify_fails_for_a_key_expired_before_it_signed(tc, tmp_path: Path, key: Path) -> None:
+    ref = _add(tc, tmp_path, V1)
+    assert tc("approve", ref, "--key", str(key)).exit_code == 0
+    assert tc("attest", "verify", ref).exit_code == 0
+    assert tc("key", "trust", str(key) + ".pub", "--expires", "2001-02-03").exit_code == 0
+    listed = json.loads(tc("key", "list", "--json").stdout)
+    assert listed[0]["expires"] == "2001-02-03T00:00:00.000000Z"
+    result = tc("attest", "verify", ref)
+    assert result.exit_code == 1 and "after it expired (2001-02-03" in result.stderr
+    assert tc("key", "trust", str(key) + ".pub", "--expires", "not a date").exit_code == 2

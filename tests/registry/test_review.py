@@ -195,3 +195,26 @@ def test_call_refusal_reads_no_table_a_pre_review_file_lacks(tmp_path: Path) -> 
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE versions (id INTEGER PRIMARY KEY)")
     assert gate(conn, 1, "t@1.0.0") is None
+
+
+def test_an_expired_key_signs_nothing_that_counts(reg: Registry, key: Path) -> None:
+    """A key's expiry: an approval it signed at or after it stops counting and
+    fails verification naming the expiry; a new approval with it is refused."""
+    import dataclasses
+
+    from toolcrib.registry.attest import public_key
+
+    ref = _made_by_model(reg)
+    reg.approve(ref, key=key)
+    assert reg.call(ref, {"x": 1}).result == 2
+    trusted = public_key((key.parent / (key.name + ".pub")).read_text())
+    # Compromised since 2000: everything it signed is withdrawn (audited as key-trust).
+    assert reg.trust_key(dataclasses.replace(trusted, expires="2000-01-01T00:00:00.000000Z")) is True
+    assert reg.audit(event="key-trust")[-1].details["expires"] == "2000-01-01T00:00:00.000000Z"
+    with pytest.raises(PolicyRefused, match="awaits review"):
+        reg.call(ref, {"x": 1})
+    [(_, problem)] = reg.verify_attestations(ref)
+    assert problem is not None and "after it expired (2000-01-01" in problem
+    second = _made_by_model(reg, SOURCE.replace("2 * x", "x * 2"))
+    with pytest.raises(PolicyRefused, match="expired"):
+        reg.approve(second, key=key)
