@@ -115,17 +115,37 @@ def _numbered(text: str) -> str:
     return "\n".join(f"{i:>{width}} | {line}" for i, line in enumerate(lines, 1))
 
 
-def _text(doc: dict[str, Any]) -> str:
+def _highlighted(source: str) -> str | None:
+    """`source` (already made terminal-safe) with ANSI colours, when Pygments
+    is installed (it is optional); None otherwise."""
+    try:
+        from pygments import highlight
+        from pygments.formatters import TerminalFormatter
+        from pygments.lexers import PythonLexer
+    except ImportError:
+        return None
+    return str(highlight(source, PythonLexer(), TerminalFormatter())).rstrip("\n")
+
+
+def _text(doc: dict[str, Any], *, colour: bool = False) -> str:
+    """The review page as text. Everything a tool, model or client wrote is
+    made terminal-safe here, piece by piece (`terminal_text`), so that only
+    the highlighting's own colour codes reach the terminal."""
     out: list[str] = []
 
-    def section(title: str, body: str | None) -> None:
-        out.append(f"== {title}")
-        out.append(body if body else "(none)")
+    def section(title: str, body: str | None, *, safe: bool = False) -> None:
+        out.append(terminal_text(f"== {title}"))
+        out.append((body if safe else terminal_text(body, multiline=True)) if body else "(none)")
         out.append("")
 
     state = f"waiting for review: {doc['why']}" if doc["waiting"] else "not in the review queue"
     section(doc["ref"], f"sha256 {doc['sha256']}\nstatus {doc['status']} · review {doc['review']} · {state}")
-    section("source", _numbered(doc["source"]))
+    source = terminal_text(doc["source"], multiline=True)
+    coloured = _highlighted(source) if colour else None
+    if coloured is not None and len(coloured.splitlines()) == len(source.splitlines()):
+        section("source", _numbered(coloured), safe=True)
+    else:
+        section("source", _numbered(doc["source"]))
     if doc["diff"] is not None:
         section(
             f"diff against {doc['replaces']} (bump {doc['diff']['bump']})", doc["diff"]["source"] or "(same source)"
@@ -173,8 +193,8 @@ def _text(doc: dict[str, Any]) -> str:
     )
     section("transcript", doc["transcript"])
     if doc["waiting"]:
-        out.append(f"approve: toolcrib approve {doc['ref']} --note TEXT")
-        out.append(f"reject:  toolcrib reject {doc['ref']} --reason TEXT")
+        out.append(terminal_text(f"approve: toolcrib approve {doc['ref']} --note TEXT"))
+        out.append(terminal_text(f"reject:  toolcrib reject {doc['ref']} --reason TEXT"))
     return "\n".join(out)
 
 
@@ -210,11 +230,10 @@ def review(ref: str | None, json_output: bool) -> None:
     if json_output:
         echo_json(doc)
         return
-    text = terminal_text(_text(doc), multiline=True)
-    if sys.stdout.isatty():
-        click.echo_via_pager(text)
+    if sys.stdout.isatty():  # highlighted and paged on a terminal
+        click.echo_via_pager(_text(doc, colour=True))
     else:
-        click.echo(text)
+        click.echo(_text(doc))
 
 
 def _decided(decision: Any, json_output: bool) -> None:

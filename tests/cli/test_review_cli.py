@@ -187,3 +187,20 @@ def test_attest_verify_fails_for_a_key_expired_before_it_signed(tc, tmp_path: Pa
     result = tc("attest", "verify", ref)
     assert result.exit_code == 1 and "after it expired (2001-02-03" in result.stderr
     assert tc("key", "trust", str(key) + ".pub", "--expires", "not a date").exit_code == 2
+
+
+def test_the_review_page_is_terminal_safe_and_highlighted_only_by_us(tc, tmp_path: Path, key: Path) -> None:
+    """What a model wrote cannot drive the reviewer's terminal: its control
+    characters are escaped; on a terminal the only escape codes are the
+    highlighting's own (Pygments, when installed)."""
+    from toolcrib.cli.review import _text
+
+    hostile = 'def double(x: int) -> int:\n    """Twice \x1b[2J\x1b[31mx."""\n    return 2 * x\n'
+    ref = _add(tc, tmp_path, hostile)
+    plain = tc("review", ref)
+    assert plain.exit_code == 0 and "\x1b" not in plain.stdout and "\\x1b[2J" in plain.stdout
+    doc = json.loads(tc("review", ref, "--json").stdout)
+    coloured = _text(doc, colour=True)
+    assert "\\x1b[2J" in coloured and "\x1b[2J" not in coloured
+    pytest.importorskip("pygments")
+    assert "\x1b[" in coloured  # the highlighting's colours
