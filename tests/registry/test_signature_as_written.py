@@ -182,3 +182,14 @@ def test_a_mismatched_case_is_refused_by_the_cli_with_exit_2(tc, tmp_path: Path)
     assert result.exit_code == 2
     assert "case 1" in result.stderr and "zeta" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_every_export_lists_parameters_in_declaration_order(reg: Registry) -> None:
+    from toolcrib.exports import EXPORTERS, export_definitions
+
+    tool = reg.add(ORDERED).tool
+    for fmt in EXPORTERS:
+        definition = export_definitions([tool], fmt).definitions[0]
+        body = definition.get("function") or definition
+        schema = body.get("parameters") or body.get("input_schema") or body.get("inputSchema")
+        assert list(schema["properties"]) == ["zeta", "alpha", "mid"], fmt
