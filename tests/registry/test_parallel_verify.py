@@ -61,3 +61,14 @@ def test_a_deadline_leaves_the_jobs_not_started_unrun() -> None:
     jobs = [Job(source="def f(a):\n    return a\n", entrypoint="f", args={"a": i}) for i in range(3)]
     assert run_jobs(fake, jobs, deadline=0.0) == [None, None, None]
     assert fake.jobs == []
+
+
+def test_workers_follow_the_spares_and_the_cores() -> None:
+    class Many(FakeBackend):
+        spares = 64
+
+    class Cluster(Many):
+        runs_elsewhere = True
+
+    assert 1 <= workers_for(Many()) <= 64  # capped by this machine's cores
+    assert workers_for(Cluster()) == 64  # a cluster's actors are not this machine's cores
