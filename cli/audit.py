@@ -14,7 +14,8 @@ __all__ = ["COMMANDS"]
 
 
 def _summary(details: dict[str, Any]) -> str:
-    keys = ("status", "limit", "backend", "verdict", "reason", "message", "duration_ms")
+    # What went wrong first: a table cell is capped (cli/common.py).
+    keys = ("status", "limit", "error_type", "error_message", "reason", "message", "verdict", "backend", "duration_ms")
     return " ".join(f"{k}={details[k]}" for k in keys if details.get(k) not in (None, ""))
 
 

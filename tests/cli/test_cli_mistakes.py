@@ -116,3 +116,6 @@ def test_the_audit_keeps_a_failed_calls_message_capped(tc, cli_registry: Path) -
     assert calls[-2]["error_type"] == "ValueError" and calls[-2]["error_message"] == "xxxxx"
     capped = calls[-1]["error_message"]
     assert len(capped) <= 500 and capped.endswith("(5000 characters)")
+    # `toolcrib audit` shows it (one line, escaped, capped like every cell).
+    shown = [line for line in tc("audit", "--tool", "loud", "--event", "call").stdout.splitlines() if "loud" in line]
+    assert "error_type=ValueError error_message=xxxxx" in shown[-2]
