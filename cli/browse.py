@@ -53,10 +53,14 @@ def metadata(path: Path) -> dict[str, Any]:
     }
 
 
-# Columns shown as code (monospace, lines kept, wide enough to read) and as
-# JSON (indented, wrapped): the versions' source, the audit's details.
-_CODE_COLUMNS = frozenset({"source", "prelude", "snippet"})
-_JSON_COLUMNS = frozenset({"details", "signature", "tests", "lock", "limits", "evidence", "metadata"})
+# Columns shown as code (monospace, lines kept, wide enough to read), as
+# text (lines kept, wrapped: a transcript) and as JSON (indented, wrapped):
+# the versions' source, the audit's details.
+_CODE_COLUMNS = frozenset({"source", "prelude", "snippet", "previous_source", "evidence"})
+_TEXT_COLUMNS = frozenset({"transcript", "prompt"})
+_JSON_COLUMNS = frozenset(
+    {"details", "signature", "tests", "lock", "limits", "cases", "metadata", "expected", "actual"}
+)
 _CODE_STYLE = "font-family: monospace; white-space: pre; min-width: 60ch; margin: 0; overflow-x: auto"
 _JSON_STYLE = "font-family: monospace; white-space: pre-wrap; overflow-wrap: anywhere; min-width: 40ch; margin: 0"
 
@@ -70,6 +74,8 @@ def _render_cell(value: Any, column: str, database: str) -> Any:
 
     if column in _CODE_COLUMNS:
         return Markup(f'<pre class="toolcrib-code" style="{_CODE_STYLE}">{escape(value)}</pre>')
+    if column in _TEXT_COLUMNS:
+        return Markup(f'<pre class="toolcrib-text" style="{_JSON_STYLE}">{escape(value)}</pre>')
     if column in _JSON_COLUMNS and value[:1] in "{[":
         import json
 

@@ -123,6 +123,34 @@ REVIEW_QUERIES: dict[str, dict[str, str]] = {
             "ORDER BY seq"
         ),
     },
+    "case_evidence": {
+        "title": "Evidence, case by case",
+        "description": "Each test case of the newest verification of NAME@VERSION: passed or not, "
+        "what was expected and what the sandbox answered, the error or limit, how long it ran.",
+        "sql": (
+            "WITH chosen AS (SELECT e.* FROM verifications e JOIN versions v ON v.id = e.version_id\n"
+            "  WHERE v.name || '@' || v.version = :ref ORDER BY e.id DESC LIMIT 1)\n"
+            "SELECT json_extract(c.value, '$.index') + 1 AS case_number, json_extract(c.value, '$.name') AS name,\n"
+            "  CASE json_extract(c.value, '$.passed') WHEN 1 THEN 'pass' ELSE 'FAIL' END AS result,\n"
+            "  json_extract(c.value, '$.status') AS status,\n"
+            "  json_extract(c.value, '$.expected') AS expected, json_extract(c.value, '$.actual') AS actual,\n"
+            "  coalesce(json_extract(c.value, '$.error.type') || ': ' || json_extract(c.value, '$.error.message'),\n"
+            "           json_extract(c.value, '$.limit')) AS error,\n"
+            "  round(json_extract(c.value, '$.duration_ms'), 1) AS ms,\n"
+            "  chosen.backend, chosen.verified_at\n"
+            "FROM chosen, json_each(chosen.cases) AS c ORDER BY c.key"
+        ),
+    },
+    "transcript": {
+        "title": "Transcript of a version",
+        "description": "The prompt or transcript NAME@VERSION was made from, as its maker gave it "
+        "(with its sha256), and the generator.",
+        "sql": (
+            "SELECT name || '@' || version AS ref, generator, registered_by, registered_at,\n"
+            "  prompt_sha256, prompt AS transcript\n"
+            "FROM versions WHERE name || '@' || version = :ref"
+        ),
+    },
 }
 
 

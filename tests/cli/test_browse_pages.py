@@ -14,6 +14,7 @@ import re
 
 import pytest
 from toolcrib.cli.browse import DATABASE, datasette_for
+from toolcrib.registry.models import ProvenanceInput
 from toolcrib.sandbox.fake import FakeBackend
 
 from toolcrib import Registry
@@ -25,15 +26,24 @@ def tag(text: str) -> str:
     return "<b>" + text + "</b>" if marker else text
 '''
 
+TRANSCRIPT = "user: wrap text in a bold tag\nassistant: <b>here</b> is the tool\n"
+
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     path = tmp_path_factory.mktemp("browse-pages") / "r.db"
     with Registry(path, actor="tester", backends={"restricted": FakeBackend()}) as registry:
         registry.set_review("none")
-        registry.add(SOURCE, tests=[{"args": {"text": "a"}, "expected": "<b>a</b>"}])
-        assert registry.verify("tag").status == "verified"
-        assert registry.call("tag", {"text": "x"}).status == "ok"
+        registry.add(
+            SOURCE,
+            tests=[
+                {"name": "wraps", "args": {"text": "a"}, "expected": "<b>a</b>"},
+                {"name": "wrong on purpose", "args": {"text": "b"}, "expected": "b"},
+            ],
+            provenance=ProvenanceInput(generator="human", prompt=TRANSCRIPT),
+        )
+        assert registry.verify("tag").status == "failed"  # one case fails: evidence of both kinds
+        assert registry.call("tag", {"text": "x"}, allow_unverified=True).status == "ok"
     ds = datasette_for(path)
 
     async def fetch() -> dict[str, str]:
@@ -43,6 +53,8 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "database": f"/{DATABASE}",
             "versions": f"/{DATABASE}/versions",
             "audit": f"/{DATABASE}/audit",
+            "cases": f"/{DATABASE}/case_evidence?ref=tag@1.0.0",
+            "transcript": f"/{DATABASE}/transcript?ref=tag@1.0.0",
         }.items():
             response = await ds.client.get(url)
             assert response.status_code == 200, url
@@ -79,3 +91,20 @@ def test_the_audit_details_are_indented_json(pages: dict[str, str]) -> None:
     calls = [d for d in details if d.get("mode") == "args"]
     assert calls and calls[-1]["arguments"] == {"text": "x"}
     assert any("\n  " in html.unescape(block) for block in shown)  # indented, not one long line
+
+
+def _cells(page: str, column: str) -> list[str]:
+    return [html.unescape(c).strip() for c in re.findall(rf'<td class="col-{column}[^"]*">(.*?)</td>', page, re.S)]
+
+
+def test_evidence_case_by_case(pages: dict[str, str]) -> None:
+    assert _cells(pages["cases"], "name") == ["wraps", "wrong on purpose"]
+    assert _cells(pages["cases"], "result") == ["pass", "FAIL"]
+    actual = _cells(pages["cases"], "actual")
+    assert "&lt;b&gt;b&lt;/b&gt;" in pages["cases"] and len(actual) == 2  # the answer, escaped
+
+
+def test_the_transcript_on_a_page_of_its_own(pages: dict[str, str]) -> None:
+    shown = re.search(r'<pre class="toolcrib-text" style="[^"]*">(.*?)</pre>', pages["transcript"], re.S)
+    assert shown is not None and html.unescape(shown.group(1)) == TRANSCRIPT
+    assert "<b>here</b>" not in pages["transcript"]
