@@ -259,6 +259,50 @@ def test_verify_all_keeps_every_actor_busy_and_reports_in_order(cluster: Any, tm
     assert all(r["cases"][0]["status"] == "limit" for r in report["results"])
 
 
+def test_use_runs_the_answers_on_every_actor_and_reports_them_in_order(cluster: Any, tmp_path: Path) -> None:
+    """LATM's tool user on ray: each answer's sandboxed run starts as soon as
+    its reply is in, several at once (both actors seen busy at one moment:
+    each snippet spins to its CPU limit), answers in the questions' order."""
+    import ray
+    from toolcrib.sandbox import get_backend
+
+    from toolcrib.latm import Example, ReplayModel, use
+
+    with Registry(tmp_path / "r.db", actor="tester") as reg:
+        reg.add("def count(n: int) -> int:\n    return n\n", tests=[{"args": {"n": 1}, "expected": 1}])
+        assert reg.verify("count").status == "verified"
+        questions = [Example(f"question {i}") for i in range(4)]
+        spin = "```python\nn = count(0)\nwhile True:\n    n += 1\n```"
+        shared = get_backend("ray")
+        shared.start()
+        out: list[Any] = []
+        seen: list[str] = []
+        worker = threading.Thread(
+            target=lambda: out.append(
+                use(
+                    reg,
+                    "count",
+                    questions,
+                    ReplayModel([spin] * 4),
+                    backend="ray",
+                    on_answer=lambda a: seen.append(a.question),
+                )
+            )
+        )
+        worker.start()
+        both_busy = False
+        deadline = time.monotonic() + DEADLINE
+        while worker.is_alive() and not both_busy and time.monotonic() < deadline:
+            busy = [ray.get(h.describe.remote(), timeout=30)["in_flight"] for h, _node in shared.actors()]
+            both_busy = len(busy) == 2 and all(busy)
+            time.sleep(0.05)
+        worker.join(DEADLINE)
+    (report,) = out
+    assert both_busy, "never saw both actors running an answer at once"
+    assert [a.question for a in report.answers] == [q.input for q in questions] == seen
+    assert all(a.status == "limit" for a in report.answers), report.answers
+
+
 # -- the tests below change the cluster's nodes ------------------------------------------
 
 

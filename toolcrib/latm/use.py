@@ -6,6 +6,7 @@ toolcrib runs that snippet against the stored version through
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -104,54 +105,86 @@ def use(
     comparator = kinds.pop() if len(kinds) == 1 else "exact"
     answers: list[Answer] = []
     tokens: dict[str, int] | None = {"input": 0, "output": 0}
-    for example in questions:
-        reply = model.start().send(use_prompt(wrapped, example.input))
-        if tokens is not None and reply.input_tokens is not None and reply.output_tokens is not None:
-            tokens = {"input": tokens["input"] + reply.input_tokens, "output": tokens["output"] + reply.output_tokens}
-        else:
-            tokens = None
-        target = example.target if example.has_target else None
-        blocks, unread = _blocks(reply.text)
-        if not blocks:
-            answer = Answer(
-                question=example.input,
-                status="no_code",
-                target=target,
-                correct=False if example.has_target else None,
-                error=unread or "the reply has no ```python block",
+
+    def run_one(example: Example, snippet: str, target: Any) -> Answer:
+        as_text = example.has_target and isinstance(example.target, str)
+        outcome = reg.call(
+            tool.ref, snippet=with_epilogue(snippet, example.input, as_text=as_text), backend=backend, limits=limits
+        )
+        if outcome.status == "unavailable":  # nothing can run: stop the batch (exit 6), as `call` would
+            raise SandboxUnavailable(
+                outcome.error.message if outcome.error else f"the {backend} backend is unavailable"
             )
-        else:
-            snippet = blocks[0]
-            as_text = example.has_target and isinstance(example.target, str)
-            outcome = reg.call(
-                tool.ref, snippet=with_epilogue(snippet, example.input, as_text=as_text), backend=backend, limits=limits
-            )
-            if outcome.status == "unavailable":  # nothing can run: stop the batch (exit 6), as `call` would
-                raise SandboxUnavailable(
-                    outcome.error.message if outcome.error else f"the {backend} backend is unavailable"
-                )
-            correct: bool | None = None
-            if example.has_target:
-                probe = TestCase(snippet="ans = 0", expected=target, comparator=comparator)
-                correct = outcome.status == "ok" and compare(probe, outcome.result)[0]
-            error = None
-            if outcome.status == "limit":
-                error = f"hit the {outcome.limit} limit"
-            elif outcome.error is not None:
-                error = f"{outcome.error.type}: {outcome.error.message}"
-            answer = Answer(
-                question=example.input,
-                snippet=snippet,
-                status=outcome.status,
-                answer=outcome.result if outcome.status == "ok" else None,
-                target=target,
-                correct=correct,
-                error=error,
-                duration_ms=round(outcome.duration_ms, 3),
-            )
-        answers.append(answer)
-        if on_answer is not None:
-            on_answer(answer)
+        correct: bool | None = None
+        if example.has_target:
+            probe = TestCase(snippet="ans = 0", expected=target, comparator=comparator)
+            correct = outcome.status == "ok" and compare(probe, outcome.result)[0]
+        error = None
+        if outcome.status == "limit":
+            error = f"hit the {outcome.limit} limit"
+        elif outcome.error is not None:
+            error = f"{outcome.error.type}: {outcome.error.message}"
+        return Answer(
+            question=example.input,
+            snippet=snippet,
+            status=outcome.status,
+            answer=outcome.result if outcome.status == "ok" else None,
+            target=target,
+            correct=correct,
+            error=error,
+            duration_ms=round(outcome.duration_ms, 3),
+        )
+
+    # The model is asked question by question, in order; each answer's
+    # sandboxed run starts as soon as its reply is in, several at once where
+    # the backend has room (a Ray cluster's actors, the restricted backend's
+    # spares), and answers are reported in the questions' order.
+    pending: list[Future[Answer] | Answer] = []
+
+    def report_ready(wait: bool) -> None:
+        while len(answers) < len(pending):
+            item = pending[len(answers)]
+            if isinstance(item, Future):
+                if not wait and not item.done():
+                    return
+                item = item.result()  # a sandbox that cannot run stops the batch here
+            answers.append(item)
+            if on_answer is not None:
+                on_answer(item)
+
+    workers = reg.parallelism(backend) if len(questions) > 1 else 1
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="toolcrib-use") as pool:
+        try:
+            for example in questions:
+                reply = model.start().send(use_prompt(wrapped, example.input))
+                if tokens is not None and reply.input_tokens is not None and reply.output_tokens is not None:
+                    tokens = {
+                        "input": tokens["input"] + reply.input_tokens,
+                        "output": tokens["output"] + reply.output_tokens,
+                    }
+                else:
+                    tokens = None
+                target = example.target if example.has_target else None
+                blocks, unread = _blocks(reply.text)
+                if not blocks:
+                    pending.append(
+                        Answer(
+                            question=example.input,
+                            status="no_code",
+                            target=target,
+                            correct=False if example.has_target else None,
+                            error=unread or "the reply has no ```python block",
+                        )
+                    )
+                else:
+                    pending.append(pool.submit(run_one, example, blocks[0], target))
+                report_ready(wait=False)
+            report_ready(wait=True)
+        except BaseException:
+            for item in pending:
+                if isinstance(item, Future):
+                    item.cancel()
+            raise
     scored = [a for a in answers if a.correct is not None]
     right = sum(1 for a in scored if a.correct)
     return UseReport(
