@@ -1,0 +1,274 @@
+"""A warm trivial MCP call: `toolcrib serve` side by side with a bare FastMCP
+server exposing the same function, in one run (issue 17).
+
+Measured, per transport (stdio; streamable HTTP on 127.0.0.1, with a token
+for toolcrib):
+
+- toolcrib: ``toolcrib --registry R serve`` (the real CLI, the restricted
+  backend: a jailed process per call), calling ``double(x)``;
+- bare: a fastmcp ``FastMCP`` server (this script, ``--serve-bare``) with the
+  same function, run in-process by the server (no sandbox);
+- toolcrib's own API call, in this process: ``Registry.call("double", ...)``
+  with the zygote warm (what the server pays per call before MCP);
+
+from the official Python SDK's ``ClientSession`` (one session per server,
+all open at once, measured call by call in rotating order so that the load
+of a shared machine falls on every side alike), and from the official
+TypeScript SDK's client (one process per side and round, rounds rotating)
+(tests/doors/ts_client/client.mjs; skipped if node or its install is missing).
+The load average at the end is recorded with the results.
+Reported: medians and p90, and the issue's goals as differences: stdio
+within 1.5 ms of (bare stdio + API call), HTTP within 1 ms of stdio.
+
+Run: .venv/bin/python bench/bench_mcp.py [--calls N] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "out"
+ROOT = Path(__file__).resolve().parents[1]
+TS_CLIENT = ROOT / "tests" / "doors" / "ts_client"
+TOOLCRIB = str(Path(sys.executable).with_name("toolcrib"))
+TOKEN = "bench-token"
+DOUBLE = '''
+def double(x: int) -> int:
+    """Double a number."""
+    return 2 * x
+'''
+
+
+# -- the bare server ------------------------------------------------------------------------
+
+
+def serve_bare(transport: str) -> None:
+    """A FastMCP server with double(); HTTP on port 0, its URL printed on stderr."""
+    import anyio
+    import uvicorn
+    from fastmcp import FastMCP
+
+    bare = FastMCP("bare")
+
+    @bare.tool
+    def double(x: int) -> int:
+        """Double a number."""
+        return 2 * x
+
+    if transport == "stdio":
+        anyio.run(lambda: bare.run_stdio_async(show_banner=False, log_level="WARNING"))
+        return
+
+    async def main() -> None:
+        web = uvicorn.Server(uvicorn.Config(bare.http_app(path="/mcp"), host="127.0.0.1", port=0, log_level="warning"))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(web.serve)
+            while not web.started:
+                await anyio.sleep(0.01)
+            port = web.servers[0].sockets[0].getsockname()[1]
+            print(f"bare: listening on http://127.0.0.1:{port}/mcp", file=sys.stderr, flush=True)
+
+    anyio.run(main)
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+
+class Http:
+    """A server process that announces its URL on stderr."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        assert self.proc.stderr is not None
+        while not (match := re.search(r"listening on (http://\S+/mcp)", line := self.proc.stderr.readline())):
+            if not line:
+                raise SystemExit(f"{argv[0]} did not start")
+        self.url = match.group(1)
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def summary(took: list[float]) -> dict[str, float]:
+    ms = sorted(t * 1000 for t in took)
+    return {"median_ms": statistics.median(ms), "p90_ms": ms[int(0.9 * (len(ms) - 1))], "n": len(ms)}
+
+
+async def python_client(registry: Path, calls: int, rounds: int) -> dict[str, list[float]]:
+    import httpx2
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from toolcrib import Registry
+
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "HOME")}
+    servers = {
+        "toolcrib http": Http([TOOLCRIB, "--registry", str(registry), "serve", "--http", "0", "--token", TOKEN]),
+        "bare http": Http([sys.executable, __file__, "--serve-bare", "http"]),
+    }
+    took: dict[str, list[float]] = {
+        k: [] for k in ("toolcrib stdio", "bare stdio", "toolcrib http", "bare http", "api")
+    }
+    try:
+        async with AsyncExitStack() as stack:
+            quiet = stack.enter_context(open(os.devnull, "w"))
+            sessions: dict[str, Any] = {}
+            for name, command, args in (
+                ("toolcrib stdio", TOOLCRIB, ["--registry", str(registry), "serve"]),
+                ("bare stdio", sys.executable, [__file__, "--serve-bare", "stdio"]),
+            ):
+                params = StdioServerParameters(command=command, args=args, env=env)
+                read, write = await stack.enter_async_context(stdio_client(params, errlog=quiet))
+                sessions[name] = await stack.enter_async_context(ClientSession(read, write))
+            for name, server in servers.items():
+                headers = {"Authorization": f"Bearer {TOKEN}"} if name.startswith("toolcrib") else {}
+                client = await stack.enter_async_context(httpx2.AsyncClient(headers=headers, timeout=60))
+                read, write = await stack.enter_async_context(streamable_http_client(server.url, http_client=client))
+                sessions[name] = await stack.enter_async_context(ClientSession(read, write))
+            for session in sessions.values():
+                await session.initialize()
+                await session.list_tools()
+                for _ in range(20):  # warm: zygote, imports, connections
+                    result = await session.call_tool("double", {"x": 21})
+                    assert not result.is_error and result.structured_content == {"result": 42}, result
+            registry_api = stack.enter_context(Registry(registry, actor="bench", create=False))
+            for _ in range(20):
+                registry_api.call("double", {"x": 21})
+            # Interleaved call by call (the order rotating), so that the
+            # machine's load, which varies from second to second on a shared
+            # VM, falls on every side alike.
+            sides = [*sessions, "api"]
+            for turn in range(rounds * calls):
+                for name in sides[turn % len(sides) :] + sides[: turn % len(sides)]:
+                    started = time.perf_counter()
+                    if name == "api":
+                        registry_api.call("double", {"x": 21})
+                    else:
+                        await sessions[name].call_tool("double", {"x": 21})
+                    took[name].append(time.perf_counter() - started)
+    finally:
+        for server in servers.values():
+            server.stop()
+    return took
+
+
+def ts_client(registry: Path, calls: int, rounds: int) -> dict[str, list[float]] | None:
+    node = shutil.which("node")
+    if not node or not (TS_CLIENT / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
+        return None
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "HOME")}
+    servers = {
+        "toolcrib http": Http([TOOLCRIB, "--registry", str(registry), "serve", "--http", "0", "--token", TOKEN]),
+        "bare http": Http([sys.executable, __file__, "--serve-bare", "http"]),
+    }
+    warm = 20
+    took: dict[str, list[float]] = {k: [] for k in ("toolcrib stdio", "bare stdio", "toolcrib http", "bare http")}
+    jobs = {
+        "toolcrib stdio": {"transport": "stdio", "command": TOOLCRIB, "args": ["--registry", str(registry), "serve"]},
+        "bare stdio": {"transport": "stdio", "command": sys.executable, "args": [__file__, "--serve-bare", "stdio"]},
+        "toolcrib http": {"transport": "http", "url": servers["toolcrib http"].url, "token": TOKEN},
+        "bare http": {"transport": "http", "url": servers["bare http"].url},
+    }
+    try:
+        for turn in range(rounds):
+            order = list(jobs.items())
+            for name, job in order[turn % len(order) :] + order[: turn % len(order)]:
+                job = {**job, "env": env, "repeat": {"name": "double", "arguments": {"x": 21}, "times": warm + calls}}
+                done = subprocess.run(
+                    [node, str(TS_CLIENT / "client.mjs")],
+                    input=json.dumps(job),
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    cwd=TS_CLIENT,
+                )
+                report = json.loads(done.stdout)
+                if "failure" in report:
+                    raise SystemExit(f"TypeScript client, {name}: {report['failure']}")
+                took[name] += [ms / 1000 for ms in report["calls_ms"][warm:]]
+    finally:
+        for server in servers.values():
+            server.stop()
+    return took
+
+
+def goals(table: dict[str, dict[str, float]], api: float | None) -> dict[str, float]:
+    out = {}
+    if api is not None:
+        out["stdio - (bare stdio + api) ms"] = (
+            table["toolcrib stdio"]["median_ms"] - table["bare stdio"]["median_ms"] - api
+        )
+    out["http - stdio ms"] = table["toolcrib http"]["median_ms"] - table["toolcrib stdio"]["median_ms"]
+    out["toolcrib / bare, stdio"] = table["toolcrib stdio"]["median_ms"] / table["bare stdio"]["median_ms"]
+    out["toolcrib / bare, http"] = table["toolcrib http"]["median_ms"] / table["bare http"]["median_ms"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=50, help="calls per side and round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--serve-bare", choices=["stdio", "http"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return
+
+    import anyio
+
+    from toolcrib import Registry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = Path(tmp) / "bench.db"
+        with Registry(registry, actor="bench") as reg:
+            reg.add(DOUBLE, tests=[{"args": {"x": 2}, "expected": 4}])
+            assert reg.verify("double").status == "verified"
+        python = anyio.run(python_client, registry, args.calls, args.rounds)
+        ts = ts_client(registry, args.calls, args.rounds)
+
+    results: dict[str, Any] = {
+        "machine": platform.platform(),
+        "load_average": os.getloadavg(),
+        "calls": args.calls,
+        "rounds": args.rounds,
+    }
+    python_table = {name: summary(took) for name, took in python.items()}
+    api = python_table["api"]["median_ms"]
+    results["python_sdk"] = {"table": python_table, "goals": goals(python_table, api)}
+    if ts is not None:
+        ts_table = {name: summary(took) for name, took in ts.items()}
+        results["typescript_sdk"] = {"table": ts_table, "goals": goals(ts_table, api)}
+    for client in ("python_sdk", "typescript_sdk"):
+        if client not in results:
+            print(f"\n{client}: skipped (node or tests/doors/ts_client/node_modules missing)")
+            continue
+        print(f"\n{client}: warm call of double(x), ms")
+        print(f"{'side':<16} {'median':>8} {'p90':>8} {'n':>5}")
+        for name, row in results[client]["table"].items():
+            print(f"{name:<16} {row['median_ms']:8.2f} {row['p90_ms']:8.2f} {row['n']:5d}")
+        for goal, value in results[client]["goals"].items():
+            print(f"  {goal}: {value:.2f}")
+    OUT.mkdir(exist_ok=True)
+    (OUT / "mcp.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
