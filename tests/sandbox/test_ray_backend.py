@@ -303,6 +303,47 @@ def test_use_runs_the_answers_on_every_actor_and_reports_them_in_order(cluster: 
     assert all(a.status == "limit" for a in report.answers), report.answers
 
 
+def test_the_mcp_server_serves_calls_on_the_cluster(cluster: Any, tmp_path: Path) -> None:
+    """`toolcrib serve --backend ray`'s server, with the SDK's own client in
+    this process: concurrent calls run on both nodes, each audited with the
+    client and the node."""
+    import anyio
+    import mcp_types as types
+    from mcp import Client
+
+    from toolcrib.mcp_server import ServeOptions, ToolServer
+
+    db = tmp_path / "r.db"
+    with Registry(db, actor="tester") as reg:
+        reg.add(ADD, tests=ADD_TESTS)
+        assert reg.verify("add").status == "verified"
+    server = ToolServer(ServeOptions(registry=db, backend="ray"))
+    server.warm_up()
+
+    async def body() -> list[Any]:
+        async with Client(server.server, client_info=types.Implementation(name="ray-agent", version="1")) as client:
+            results: list[Any] = [None] * 4
+
+            async def one(i: int) -> None:
+                results[i] = await client.call_tool("add", {"a": i, "b": 1})
+
+            async with anyio.create_task_group() as group:
+                for i in range(4):
+                    group.start_soon(one, i)
+            return results
+
+    try:
+        results = anyio.run(body)
+    finally:
+        server.close()
+    assert [r.structured_content for r in results] == [{"result": i + 1} for i in range(4)]
+    with Registry(db, create=False) as reg:
+        calls = reg.audit(event="call", tool="add")
+    assert len(calls) == 4 and {c.actor for c in calls} == {"mcp:ray-agent/1"}
+    assert {c.details["environment"]["ray_node"] for c in calls} <= set(cluster_nodes())
+    assert all(c.details["backend"] == "ray" for c in calls)
+
+
 # -- the tests below change the cluster's nodes ------------------------------------------
 
 
