@@ -119,9 +119,9 @@ def _highlighted(source: str) -> str | None:
     """`source` (already made terminal-safe) with ANSI colours, when Pygments
     is installed (it is optional); None otherwise."""
     try:
-        from pygments import highlight
-        from pygments.formatters import TerminalFormatter
-        from pygments.lexers import PythonLexer
+        from pygments import highlight  # type: ignore[import-untyped,import-not-found,unused-ignore]  # optional
+        from pygments.formatters import TerminalFormatter  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        from pygments.lexers import PythonLexer  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         return None
     return str(highlight(source, PythonLexer(), TerminalFormatter())).rstrip("\n")
