@@ -38,7 +38,7 @@ def main() -> None:
             if not tests.exists():
                 continue
             added = subprocess.run(
-                [*toolcrib, "add", str(source), "--tests", str(tests), "--json"],
+                [*toolcrib, "add", str(source), "--tests", str(tests), "--strip-top-level", "--json"],
                 capture_output=True,
                 text=True,
                 env=env,
@@ -83,6 +83,7 @@ def main() -> None:
                     "tests": data.get("passed", 0) + data.get("failed", 0),
                     "status": data.get("status"),
                     "fuzz_ran": fuzz.get("summary", {}).get("ran"),
+                    "fuzz_generated": fuzz.get("summary", {}).get("generated"),
                     "fuzz_error": fuzz.get("summary", {}).get("error"),
                     "findings": kinds,
                     "examples": [

@@ -282,8 +282,27 @@ def _settings(hypothesis: Any, n: int, phases: list[Any]) -> Any:
 _PLAIN_OBJECT_KEYS = {"type", "properties", "required", "additionalProperties", "title", "description", "$defs"}
 
 
+def _draft7(schema: Any) -> Any:
+    """`schema` in the dialect hypothesis-jsonschema reads: draft 2020-12's
+    ``prefixItems`` (a tuple: what pydantic writes for ``tuple[int, int]``)
+    becomes draft 7's ``items`` list, its ``items`` then ``additionalItems``.
+    Without this every tuple is drawn as any array and nearly every draw is
+    refused by the stored schema."""
+    if isinstance(schema, list):
+        return [_draft7(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _draft7(value) for key, value in schema.items()}
+    if isinstance(out.get("prefixItems"), list):
+        rest = out.pop("items", None)
+        out["items"] = out.pop("prefixItems")
+        out["additionalItems"] = rest if rest is not None else True
+    return out
+
+
 def _strategy(schema: dict[str, Any]) -> Any:
     hypothesis, hj = hypothesis_modules()
+    schema = _draft7(schema)
     try:
         properties = schema.get("properties")
         if (

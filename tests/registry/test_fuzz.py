@@ -270,3 +270,20 @@ def test_without_the_fuzz_extra_the_exit_code_is_7(reg: Registry, tc: Any, monke
     out = tc("verify", "buckets", "--fuzz", "5")
     assert out.exit_code == 7 and "pip install 'toolcrib[fuzz]'" in out.output
     assert reg.checks("buckets") == []
+
+
+def test_tuples_are_generated_as_tuples(reg: Registry) -> None:
+    # pydantic writes tuple[int, int] as draft 2020-12's prefixItems, which
+    # hypothesis-jsonschema does not read: without the translation nearly
+    # every draw was an array of anything, refused by the stored schema.
+    source = (
+        "def remainders(pairs: list[tuple[int, int]]) -> list[int]:\n"
+        '    """n % d for each (n, d)."""\n'
+        "    return [n % d for n, d in pairs]\n"
+    )
+    reg.add(source, tests=[{"args": {"pairs": [[7, 3]]}, "expected": [1]}])
+    run = reg.fuzz("remainders", 20, seed=1)
+    assert run.summary["generated"] == 20
+    crash = _finding(run, "exception")
+    assert crash.detail["error"]["type"] == "ZeroDivisionError"
+    assert crash.input == {"pairs": [[0, 0]]}
