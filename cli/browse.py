@@ -95,6 +95,50 @@ def _query_only(conn: sqlite3.Connection, database: str, datasette: Any) -> None
         make_query_only(conn)
 
 
+DIFF_PATH = "/-/toolcrib/diff"
+_DIFF_STYLE = {"+": "background: #e6ffec", "-": "background: #ffebe9", "@": "color: #6a737d"}
+
+
+def _diff_page(ref: str, found: Any) -> tuple[int, str]:
+    """(status, HTML) of the diff between a version and its predecessor, escaped."""
+    import difflib
+
+    from markupsafe import escape
+
+    current, before = found
+    if current is None:
+        return 404, f"<p>No version {escape(ref)} (give NAME@VERSION).</p>"
+    if before is None:
+        body = f"<p>{escape(current[0])} is the first version of its tool: nothing to compare.</p>"
+        return 200, body
+    lines = difflib.unified_diff(
+        before[1].splitlines(keepends=True), current[1].splitlines(keepends=True), before[0], current[0]
+    )
+    shown = "".join(f'<span style="{_DIFF_STYLE.get(line[:1], "")}">{escape(line)}</span>' for line in lines) or escape(
+        "(the same source)"
+    )
+    title = f"{escape(before[0])} → {escape(current[0])}"
+    return 200, f'<h1>{title}</h1><pre class="toolcrib-diff" style="{_CODE_STYLE}">{shown}</pre>'
+
+
+async def _diff_view(request: Any, datasette: Any) -> Any:
+    """Datasette route: /-/toolcrib/diff?ref=NAME@VERSION."""
+    from datasette.utils.asgi import Response
+
+    from ..registry.store_review import version_and_predecessor
+
+    ref = request.args.get("ref") or ""
+    database = datasette.get_database(DATABASE)
+    found = await database.execute_fn(lambda conn: version_and_predecessor(conn, ref))
+    status, body = _diff_page(ref, found)
+    page = f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>diff</title></head><body>{body}</body></html>'
+    return Response.html(page, status=status)
+
+
+def _routes() -> list[tuple[str, Any]]:
+    return [(rf"^{DIFF_PATH}$", _diff_view)]
+
+
 def datasette_for(path: Path) -> Any:
     """A Datasette instance serving the registry at `path` read-only, as
     DATABASE, with the canned queries (not started)."""
@@ -108,6 +152,7 @@ def datasette_for(path: Path) -> Any:
         plugin = ModuleType(_PLUGIN, _query_only.__doc__)
         plugin.prepare_connection = hookimpl(_query_only)  # type: ignore[attr-defined]
         plugin.render_cell = hookimpl(_render_cell)  # type: ignore[attr-defined]
+        plugin.register_routes = hookimpl(_routes)  # type: ignore[attr-defined]
         pm.register(plugin, name=_PLUGIN)
     ds = Datasette(metadata=metadata(path))
     # Datasette adds an empty in-memory database when started without files:

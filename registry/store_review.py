@@ -24,6 +24,7 @@ __all__ = [
     "standing_decisions",
     "task_rejection",
     "table_names",
+    "version_and_predecessor",
 ]
 
 _CALL_STATUS = "json_extract(details, '$.status')"
@@ -152,6 +153,24 @@ REVIEW_QUERIES: dict[str, dict[str, str]] = {
         ),
     },
 }
+
+
+def version_and_predecessor(
+    conn: sqlite3.Connection, ref: str
+) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+    """(ref, source) of the version NAME@VERSION names and of the one of its
+    name stored before it (None where there is none): what browse's diff
+    page compares."""
+    row = conn.execute(
+        "SELECT id, name, name || '@' || version, source FROM versions WHERE name || '@' || version = ?", [ref]
+    ).fetchone()
+    if row is None:
+        return None, None
+    before = conn.execute(
+        "SELECT name || '@' || version, source FROM versions WHERE name = ? AND id < ? ORDER BY id DESC LIMIT 1",
+        [row[1], row[0]],
+    ).fetchone()
+    return (str(row[2]), str(row[3])), ((str(before[0]), str(before[1])) if before else None)
 
 
 def make_query_only(conn: sqlite3.Connection) -> None:

@@ -13,7 +13,7 @@ import json
 import re
 
 import pytest
-from toolcrib.cli.browse import DATABASE, datasette_for
+from toolcrib.cli.browse import DATABASE, DIFF_PATH, datasette_for
 from toolcrib.registry.models import ProvenanceInput
 from toolcrib.sandbox.fake import FakeBackend
 
@@ -43,6 +43,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             provenance=ProvenanceInput(generator="human", prompt=TRANSCRIPT),
         )
         assert registry.verify("tag").status == "failed"  # one case fails: evidence of both kinds
+        registry.add(SOURCE.replace("<b>", "<i>").replace("</b>", "</i>"), as_new_version=True)
         assert registry.call("tag", {"text": "x"}, allow_unverified=True).status == "ok"
     ds = datasette_for(path)
 
@@ -55,10 +56,15 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "audit": f"/{DATABASE}/audit",
             "cases": f"/{DATABASE}/case_evidence?ref=tag@1.0.0",
             "transcript": f"/{DATABASE}/transcript?ref=tag@1.0.0",
+            "diff": f"{DIFF_PATH}?ref=tag@1.0.1",
+            "first": f"{DIFF_PATH}?ref=tag@1.0.0",
         }.items():
             response = await ds.client.get(url)
             assert response.status_code == 200, url
             out[name] = response.text
+        missing = await ds.client.get(f"{DIFF_PATH}?ref=nope@1.0.0")
+        assert missing.status_code == 404
+        out["missing"] = missing.text
         return out
 
     return asyncio.run(fetch())
@@ -108,3 +114,14 @@ def test_the_transcript_on_a_page_of_its_own(pages: dict[str, str]) -> None:
     shown = re.search(r'<pre class="toolcrib-text" style="[^"]*">(.*?)</pre>', pages["transcript"], re.S)
     assert shown is not None and html.unescape(shown.group(1)) == TRANSCRIPT
     assert "<b>here</b>" not in pages["transcript"]
+
+
+def test_the_diff_between_a_version_and_its_predecessor(pages: dict[str, str]) -> None:
+    shown = re.search(r'<pre class="toolcrib-diff" style="[^"]*">(.*?)</pre>', pages["diff"], re.S)
+    assert shown is not None
+    text = html.unescape(re.sub(r"</?span[^>]*>", "", shown.group(1)))
+    assert "--- tag@1.0.0" in text and "+++ tag@1.0.1" in text
+    assert '-    return "<b>" + text + "</b>" if marker else text' in text
+    assert '+    return "<i>" + text + "</i>" if marker else text' in text
+    assert "<script>" not in pages["diff"]  # the sources' text, escaped
+    assert "first version" in pages["first"] and "nope@1.0.0" in html.unescape(pages["missing"])
