@@ -691,7 +691,8 @@ class DockerBackend:
             except OSError:
                 pass  # it died at once; _collect reads EOF and asks the engine why
             except BaseException:
-                self._pool.discard(container)
+                if container is not None:
+                    self._pool.discard(container)
                 raise
         sent = time.perf_counter()
         try:

@@ -295,6 +295,22 @@ def _sections(client: Any | None, probe: bool, restricted: bool) -> list[tuple[l
     return sections
 
 
+def _service_check() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The warm sandbox service (sandbox/service.py): in use or not, running
+    or not; a socket or directory that is not this user's own fails."""
+    from . import service
+
+    info = service.status()
+    if "error" in info:
+        return _check("sandbox service", False, info["error"]), info
+    use = "in use" if info["enabled"] else f"not in use ({service.SERVICE_ENV}=1 shares warm zygotes between commands)"
+    if info["running"]:
+        state = f"running (pid {info.get('pid')}, {info.get('calls')} call(s)) at {info['socket']}"
+    else:
+        state = f"not running (started on first use at {info['socket']})"
+    return _check("sandbox service", True, f"{use}; {state}"), info
+
+
 def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = True) -> dict[str, Any]:
     """Health report: a section per backend of the table.
 
@@ -310,5 +326,7 @@ def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = 
     for section_checks, facts in _sections(client, probe, restricted):
         checks.extend(section_checks)
         report.update(facts)
+    service_check, report["service"] = _service_check()
+    checks.append(service_check)
     report["ok"] = all(c["ok"] for c in checks)
     return report
