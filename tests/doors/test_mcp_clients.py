@@ -281,3 +281,53 @@ def test_fastmcp_gets_plain_values_and_tool_errors(
             assert value == OK_VALUES[index] and type(value) is int
         else:
             assert expected in value and value.startswith("Error: ")
+
+
+# -- the real command, the real sandbox ----------------------------------------------------------
+
+TOOLCRIB = str(Path(sys.executable).with_name("toolcrib"))
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_the_typescript_sdk_reads_toolcrib_serve_on_the_real_sandbox(transport: str, tmp_path: Path) -> None:
+    """`toolcrib serve` itself (the CLI, the restricted backend): a result and a raise."""
+    path = tmp_path / "real.db"
+    with Registry(path, actor="setup") as reg:
+        reg.add(DOUBLE_2, tests=[{"args": {"x": 2}, "expected": 4}])
+        reg.add(BOOM, tests=[{"args": {"x": 1}, "expected": 1}])
+        for name in ("double", "boom"):
+            assert reg.verify(name).status == "verified"
+    calls = [
+        {"name": "double", "arguments": {"x": 21}},
+        {"name": "boom", "arguments": {"x": -1}},
+        {"name": "double", "arguments": {"x": "21"}},
+    ]
+    server = None
+    try:
+        if transport == "stdio":
+            job = {"transport": "stdio", "command": TOOLCRIB, "args": ["--registry", str(path), "serve"], "env": _env()}
+        else:
+            server = subprocess.Popen(
+                [TOOLCRIB, "--registry", str(path), "serve", "--http", "0", "--token", TOKEN],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert server.stderr is not None
+            match = re.search(r"listening on (http://127\.0\.0\.1:\d+/mcp)", server.stderr.readline())
+            assert match
+            job = {"transport": "http", "url": match.group(1), "token": TOKEN}
+        report = ts_sdk.run({**job, "calls": calls})
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+            assert server.stderr is not None
+            server.stderr.close()
+    ok, raised, bad = (got["result"] for got in report["results"])
+    assert ok["structuredContent"] == {"result": 42} and not ok.get("isError")
+    assert raised["isError"] and "structuredContent" not in raised
+    assert "ValueError: negative" in raised["content"][0]["text"]
+    assert raised["_meta"]["toolcrib/outcome"]["backend"] == "restricted"
+    assert bad["isError"] and bad["_meta"]["toolcrib/outcome"]["status"] == "invalid"
