@@ -204,3 +204,49 @@ def test_the_review_page_is_terminal_safe_and_highlighted_only_by_us(tc, tmp_pat
     assert "\\x1b[2J" in coloured and "\x1b[2J" not in coloured
     pytest.importorskip("pygments")
     assert "\x1b[" in coloured  # the highlighting's colours
+
+
+# A throwaway key made for this test by `ssh-keygen -t ed25519 -N "" -C alice@laptop`
+# (OpenSSH's own format, written by OpenSSH rather than by toolcrib): not a credential.
+SSH_KEYGEN_PRIVATE = """-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACCNT2+F/Aolj9OoKUQbwRztrdVFiHg9kQrB3gn+Q/h/NAAAAJBWOXpaVjl6
+WgAAAAtzc2gtZWQyNTUxOQAAACCNT2+F/Aolj9OoKUQbwRztrdVFiHg9kQrB3gn+Q/h/NA
+AAAEAz/Ky/3YYqPcwsWPe4DCcM0+n2eE23PPFQ+BSiEaUQSY1Pb4X8CiWP06gpRBvBHO2t
+1UWIeD2RCsHeCf5D+H80AAAADGFsaWNlQGxhcHRvcAE=
+-----END OPENSSH PRIVATE KEY-----
+"""
+SSH_KEYGEN_PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII1Pb4X8CiWP06gpRBvBHO2t1UWIeD2RCsHeCf5D+H80 alice@laptop\n"
+
+
+def test_an_existing_openssh_key_approves(tc, tmp_path: Path) -> None:
+    private = tmp_path / "id_ed25519"
+    private.write_text(SSH_KEYGEN_PRIVATE)
+    (tmp_path / "id_ed25519.pub").write_text(SSH_KEYGEN_PUBLIC)
+    assert tc("init").exit_code == 0
+    trusted = tc("key", "trust", str(tmp_path / "id_ed25519.pub"), "--json")
+    assert trusted.exit_code == 0 and json.loads(trusted.stdout)["name"] == "alice@laptop"
+    ref = _add(tc, tmp_path, V1)
+    approved = tc("approve", ref, "--key", str(private), "--json")
+    assert approved.exit_code == 0, approved.output
+    assert json.loads(approved.stdout)["keyid"] == json.loads(trusted.stdout)["keyid"]
+    assert tc("attest", "verify", ref).exit_code == 0
+
+
+def test_review_shows_the_checks_beside_verification(tc, tmp_path: Path, cli_registry: Path) -> None:
+    """The hook for issue 19's reports: rows of its `checks` table about the
+    version appear in `review REF` (and none is an empty answer)."""
+    ref = _add(tc, tmp_path, V1)
+    assert json.loads(tc("review", ref, "--json").stdout)["reports"] == {}
+    db = sqlite3.connect(cli_registry)
+    (vid, sha) = db.execute("SELECT id, sha256 FROM versions").fetchone()
+    db.execute(
+        "INSERT INTO checks (version_id, sha256, kind, settings, summary, backend, policy, ran_by, ran_at) "
+        "VALUES (?, ?, 'fuzz', '{}', '{\"inputs\": 100, \"findings\": 0}', 'restricted', NULL, 't', 'now')",
+        [vid, sha],
+    )
+    db.commit()
+    db.close()
+    doc = json.loads(tc("review", ref, "--json").stdout)
+    assert [row["kind"] for row in doc["reports"]["checks"]] == ["fuzz"]
+    assert "== report: checks" in tc("review", ref).stdout
