@@ -295,19 +295,64 @@ def attest() -> None:
     """Check the signed review decisions of a version."""
 
 
-@attest.command(name="verify")
+@attest.command(name="evidence")
 @click.argument("ref")
-@json_option
-def attest_verify(ref: str, json_output: bool) -> None:
-    """Check every decision's DSSE envelope on a version against the trusted keys.
+@_key_option
+def attest_evidence(ref: str, key_path: str | None) -> None:
+    """Print a version's verification evidence as a signed in-toto Test Result statement.
 
-    Offline: the statement must be about the version's sha256 and signed by a
-    key this registry trusts. Exit 1 naming the first one that does not verify.
+    A DSSE envelope (JSON) of an in-toto Statement about the version's
+    sha256 with the Test Result predicate (v0.1): PASSED or FAILED, each
+    test case by name, and how it ran. Check it with 'toolcrib attest verify
+    REF --envelope FILE' here or wherever the key is trusted.
 
     \b
     Example:
-        toolcrib attest verify sort_words@1.1.0
+        toolcrib attest evidence sort_words@1.1.0 > sort_words.evidence.json
     """
+    path = Path(key_path).expanduser() if key_path else default_key_path()
+    if not path.exists():
+        raise CLIError(f"no key at {path}: make one with 'toolcrib key generate' or pass --key FILE")
+    echo_json(open_registry().attest_evidence(ref, key=path))
+
+
+@attest.command(name="verify")
+@click.argument("ref")
+@click.option(
+    "--envelope",
+    "envelope_path",
+    metavar="FILE",
+    help="Check this DSSE envelope (a decision or 'attest evidence') instead of the stored ones.",
+)
+@json_option
+def attest_verify(ref: str, envelope_path: str | None, json_output: bool) -> None:
+    """Check every decision's DSSE envelope on a version against the trusted keys.
+
+    Offline: the statement must be about the version's sha256 and signed by a
+    key this registry trusts. Exit 1 naming the first one that does not verify;
+    exit 2 for an envelope that is not one.
+
+    \b
+    Examples:
+        toolcrib attest verify sort_words@1.1.0
+        toolcrib attest verify sort_words@1.1.0 --envelope sort_words.evidence.json
+    """
+    if envelope_path is not None:
+        from ..registry.attest import MAX_ENVELOPE_BYTES
+        from .common import read_text_argument
+
+        text = read_text_argument(envelope_path, "envelope")
+        if len(text) > MAX_ENVELOPE_BYTES:
+            raise CLIError(f"envelope {envelope_path} is larger than {MAX_ENVELOPE_BYTES} bytes")
+        verified = open_registry().verify_envelope(ref, text)
+        predicate = verified.statement.get("predicateType")
+        if json_output:
+            echo_json(
+                {"verified": True, "keyid": verified.keyid, "predicateType": predicate, "result": verified.decision}
+            )
+        else:
+            echo_text(f"{ref}: {verified.decision} ({predicate}), signed by key {verified.keyid[:16]}: verified")
+        return
     checked = open_registry().verify_attestations(ref)
     if json_output:
         echo_json([{**d.as_json(), "verified": problem is None, "problem": problem} for d, problem in checked])

@@ -39,6 +39,7 @@ __all__ = [
     "PAYLOAD_TYPE",
     "REVIEW_PREDICATE",
     "STATEMENT_TYPE",
+    "TEST_RESULT_PREDICATE",
     "ReviewKey",
     "Verified",
     "generate_key",
@@ -48,11 +49,13 @@ __all__ = [
     "public_key",
     "review_statement",
     "sign_statement",
+    "evidence_statement",
     "verify_envelope",
 ]
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 REVIEW_PREDICATE = "https://toolcrib.dev/human-review/v1"
+TEST_RESULT_PREDICATE = "https://in-toto.io/attestation/test-result/v0.1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 MAX_ENVELOPE_BYTES = 64 * 1024
 MAX_KEY_BYTES = 16 * 1024
@@ -249,9 +252,61 @@ def parse_envelope(value: Any) -> dict[str, Any]:
     return value
 
 
-def verify_envelope(envelope: Any, trusted: list[ReviewKey], *, sha256: str) -> Verified:
+def evidence_statement(*, ref: str, sha256: str, verification: dict[str, Any], signed_at: str) -> dict[str, Any]:
+    """The stored verification evidence of a version as an in-toto Statement
+    with in-toto's Test Result predicate (v0.1): the verdict, each case by
+    name as passed or failed, and how it ran (backend, policy, isolation
+    layers, when) as the configuration's annotations."""
+    cases = verification.get("cases") or []
+
+    def label(case: dict[str, Any]) -> str:
+        return str(case.get("name") or f"case {case.get('index')}")
+
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": ref, "digest": {"sha256": sha256}}],
+        "predicateType": TEST_RESULT_PREDICATE,
+        "predicate": {
+            "result": "PASSED" if verification.get("status") == "verified" else "FAILED",
+            "configuration": [
+                {
+                    "name": "toolcrib verify",
+                    "annotations": {
+                        "backend": verification.get("backend"),
+                        "policy": verification.get("policy"),
+                        "layers": verification.get("layers"),
+                        "verifiedAt": verification.get("verified_at"),
+                        "signedAt": signed_at,
+                    },
+                }
+            ],
+            "passedTests": [label(c) for c in cases if c.get("passed")],
+            "warnedTests": [],
+            "failedTests": [label(c) for c in cases if not c.get("passed")],
+        },
+    }
+
+
+def _made_at(statement: dict[str, Any]) -> Any:
+    """When a statement says it was signed (for a key's expiry)."""
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, dict):
+        return None
+    if statement.get("predicateType") == TEST_RESULT_PREDICATE:
+        configuration = predicate.get("configuration")
+        first = configuration[0] if isinstance(configuration, list) and configuration else None
+        annotations = first.get("annotations") if isinstance(first, dict) else None
+        return annotations.get("signedAt") if isinstance(annotations, dict) else None
+    return predicate.get("reviewedAt")
+
+
+def verify_envelope(
+    envelope: Any, trusted: list[ReviewKey], *, sha256: str, predicate_types: tuple[str, ...] = (REVIEW_PREDICATE,)
+) -> Verified:
     """Check one envelope: signed by one of `trusted`, an in-toto Statement
-    with the human-review predicate, about the content `sha256`.
+    with one of `predicate_types` (the human-review predicate; in-toto's Test
+    Result too where asked), about the content `sha256`. `Verified.decision`
+    is the review's decision, or the test result (PASSED, WARNED, FAILED).
     VerificationFailed (naming what did not match) or InvalidInput."""
     from securesystemslib.dsse import Envelope
     from securesystemslib.exceptions import VerificationError
@@ -280,8 +335,8 @@ def verify_envelope(envelope: Any, trusted: list[ReviewKey], *, sha256: str) -> 
         raise VerificationFailed("the signed payload is not JSON") from None
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise VerificationFailed("the signed payload is not an in-toto Statement v1")
-    if statement.get("predicateType") != REVIEW_PREDICATE:
-        raise VerificationFailed(f"the statement's predicateType is not {REVIEW_PREDICATE}")
+    if statement.get("predicateType") not in predicate_types:
+        raise VerificationFailed(f"the statement's predicateType is not {' or '.join(predicate_types)}")
     subjects = statement.get("subject")
     digests = (
         [
@@ -296,13 +351,18 @@ def verify_envelope(envelope: Any, trusted: list[ReviewKey], *, sha256: str) -> 
         shown = ", ".join(str(d)[:12] for d in digests) or "none"
         raise VerificationFailed(f"the statement is about another digest ({shown}), not sha256:{sha256[:12]}")
     predicate = statement.get("predicate")
-    decision = predicate.get("decision") if isinstance(predicate, dict) else None
-    if decision not in DECISIONS:
-        raise VerificationFailed("the statement's predicate has no decision (approved or rejected)")
+    if statement["predicateType"] == TEST_RESULT_PREDICATE:
+        decision = predicate.get("result") if isinstance(predicate, dict) else None
+        if decision not in ("PASSED", "WARNED", "FAILED"):
+            raise VerificationFailed("the statement's test result is not PASSED, WARNED or FAILED")
+    else:
+        decision = predicate.get("decision") if isinstance(predicate, dict) else None
+        if decision not in DECISIONS:
+            raise VerificationFailed("the statement's predicate has no decision (approved or rejected)")
     keyid = next(iter(accepted))
     key = next(k for k in trusted if k.keyid == keyid)
     if key.expires is not None:
-        made = predicate.get("reviewedAt") if isinstance(predicate, dict) else None
+        made = _made_at(statement)
         if not isinstance(made, str) or made >= key.expires:
             raise VerificationFailed(
                 f"signed by key {keyid[:16]} at {str(made)[:40]}, after it expired ({key.expires})"

@@ -28,7 +28,7 @@ from .adding import (
     new_tool,
     next_number,
 )
-from .attest import ReviewKey, load_private_key, load_signer
+from .attest import ReviewKey, Verified, load_private_key, load_signer
 from .audit import append_entry, list_entries, verify_chain
 from .bundle import BundleEntry, build_bundle, bundle_header, read_bundle
 from .calls import (
@@ -503,6 +503,19 @@ class Registry:
         against a trusted key, else why not."""
         with read_snapshot(self.db):
             return review.check_attestations(self.db.conn, self._resolve(ref))
+
+    def attest_evidence(self, ref: str, *, key: str | Path) -> dict[str, Any]:
+        """The version's newest verification evidence as an in-toto Test
+        Result statement in a DSSE envelope signed by `key`."""
+        signer = load_signer(Path(key).expanduser(), name=self.actor)
+        with read_snapshot(self.db):
+            return review.sign_evidence(self.db.conn, self._resolve(ref), signer)
+
+    def verify_envelope(self, ref: str, envelope: Any) -> Verified:
+        """Check a DSSE envelope (a review decision or signed evidence) against
+        the trusted keys and the version's sha256; VerificationFailed otherwise."""
+        with read_snapshot(self.db):
+            return review.verify_any(self.db.conn, self._resolve(ref), envelope)
 
     def review_reports(self, ref: str) -> dict[str, builtins.list[dict[str, Any]]]:
         """Reports of the other verification steps about a version, when the

@@ -22,7 +22,16 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .attest import ReviewKey, review_statement, sign_statement, verify_envelope
+from .attest import (
+    REVIEW_PREDICATE,
+    TEST_RESULT_PREDICATE,
+    ReviewKey,
+    Verified,
+    evidence_statement,
+    review_statement,
+    sign_statement,
+    verify_envelope,
+)
 from .audit import append_row
 from .errors import InvalidInput, NotFound, PolicyRefused, VerificationFailed
 from .store import utc_now
@@ -364,6 +373,28 @@ def task_rejection(conn: sqlite3.Connection, task: str) -> Decision | None:
         keyid=None,
         decided_at=at,
         origin="local",
+    )
+
+
+def sign_evidence(conn: sqlite3.Connection, row: VersionRow, signer: tuple[CryptoSigner, ReviewKey]) -> dict[str, Any]:
+    """The newest verification evidence of a version as a signed in-toto Test
+    Result statement (a DSSE envelope); InvalidInput if it was never verified."""
+    from .records import verification_of_row
+    from .store_versions import latest_verification
+
+    found = latest_verification(conn, row.id)
+    if found is None:
+        raise InvalidInput(f"{row.ref} has no verification evidence: run 'toolcrib verify {row.ref}' first")
+    evidence = verification_of_row(row.ref, found).model_dump(mode="json")
+    statement = evidence_statement(ref=row.ref, sha256=row.sha256, verification=evidence, signed_at=utc_now())
+    return sign_statement(statement, signer[0])
+
+
+def verify_any(conn: sqlite3.Connection, row: VersionRow, envelope: Any) -> Verified:
+    """An envelope given by hand (a review decision or signed test evidence)
+    checked against the trusted keys and this version's digest."""
+    return verify_envelope(
+        envelope, trusted_keys(conn), sha256=row.sha256, predicate_types=(REVIEW_PREDICATE, TEST_RESULT_PREDICATE)
     )
 
 

@@ -250,3 +250,34 @@ def test_review_shows_the_checks_beside_verification(tc, tmp_path: Path, cli_reg
     doc = json.loads(tc("review", ref, "--json").stdout)
     assert [row["kind"] for row in doc["reports"]["checks"]] == ["fuzz"]
     assert "== report: checks" in tc("review", ref).stdout
+
+
+def test_signed_test_evidence_verifies_and_its_forgeries_do_not(tc, tmp_path: Path, key: Path) -> None:
+    """Verification evidence as an in-toto Test Result statement (v0.1) in a
+    DSSE envelope: it verifies for its version, and not for another version,
+    with an altered result, or as something that is not an envelope."""
+    ref = _add(tc, tmp_path, V1)
+    made = tc("attest", "evidence", ref, "--key", str(key))
+    assert made.exit_code == 0, made.output
+    envelope = json.loads(made.stdout)
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement["predicateType"] == "https://in-toto.io/attestation/test-result/v0.1"
+    assert statement["predicate"]["result"] == "PASSED" and statement["predicate"]["failedTests"] == []
+    path = tmp_path / "evidence.json"
+    path.write_text(made.stdout)
+    ok = tc("attest", "verify", ref, "--envelope", str(path))
+    assert ok.exit_code == 0 and "PASSED" in ok.stdout
+    other = _add(tc, tmp_path, V2)
+    wrong = tc("attest", "verify", other, "--envelope", str(path))
+    assert wrong.exit_code == 1 and "another digest" in wrong.stderr
+    statement["predicate"]["result"] = "FAILED"
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    path.write_text(json.dumps(envelope))
+    forged = tc("attest", "verify", ref, "--envelope", str(path))
+    assert forged.exit_code == 1 and "does not verify" in forged.stderr
+    path.write_text("[1, 2]")
+    assert tc("attest", "verify", ref, "--envelope", str(path)).exit_code == 2
+    unverified = tmp_path / "u.py"
+    unverified.write_text(V1.replace("double", "triple"))
+    plain = json.loads(tc("add", str(unverified), "--json").stdout)["ref"]
+    assert tc("attest", "evidence", plain, "--key", str(key)).exit_code == 2
