@@ -121,6 +121,9 @@ def _mcp_output(tool: ToolVersion) -> dict[str, Any]:
     # (structuredContent is {"result": value} for every tool, objects included).
     inner = copy.deepcopy(tool.signature.output_schema or {})
     wrapper: dict[str, Any] = {"type": "object", "properties": {"result": inner}, "required": ["result"]}
+    # fastmcp's Client unwraps {"result": value} to the plain value only when
+    # the schema carries fastmcp's own marker (fastmcp/client/mixins/tools.py).
+    wrapper["x-fastmcp-wrap-result"] = True
     if "$defs" in inner:  # keep "#/$defs/..." references resolvable from the new root
         wrapper["$defs"] = inner.pop("$defs")
     return wrapper

@@ -395,10 +395,6 @@ class ToolServer:
         # The shape `export-schema --format mcp` gives (toolcrib/exports.py),
         # naming this server's backend, plus what pins the exact version.
         definition = mcp_tool(tool, backend=self.options.backend)
-        # The result is always wrapped as {"result": value}; fastmcp's Client
-        # unwraps it to the plain value only when the schema carries fastmcp's
-        # own marker (fastmcp/client/mixins/tools.py, as fastmcp servers send it).
-        definition["outputSchema"]["x-fastmcp-wrap-result"] = True
         definition["_meta"] = {
             "toolcrib/ref": tool.ref,
             "toolcrib/sha256": tool.sha256,
