@@ -70,9 +70,8 @@ def key_generate(out: str | None, name: str | None, no_trust: bool, expires: str
     if json_output:
         echo_json({"path": str(path), "public": made.openssh, "keyid": made.keyid, "trusted": trusted})
         return
-    echo_text(f"private key: {path}\npublic key:  {path}.pub\nkey id:      {made.keyid}", multiline=True)
-    if trusted:
-        echo_text("trusted by this registry")
+    state = "trusted by this registry" if trusted else "not trusted here"
+    echo_text(f"Key {made.keyid[:16]} written to {path} (public: {path}.pub), {state}")
 
 
 @key.command(name="trust")
