@@ -34,8 +34,6 @@ __all__ = [
 ]
 
 MAX_FUZZ_OPTION = 10_000
-# Inputs fuzzed when the registry requires no findings and no N is set.
-REQUIRED_FUZZ = 50
 
 
 def seed_option(fn: Any) -> Any:
@@ -254,8 +252,8 @@ def add_from_finding(finding_id: int, tests_path: str | None, expected_json: str
     "--require-no-findings/--allow-findings",
     "no_findings",
     default=None,
-    help=f"A version counts as verified only if fuzzing ran and found nothing (verify then always fuzzes, "
-    f"{REQUIRED_FUZZ} inputs unless --fuzz sets N).",
+    help="A version counts as verified only if fuzzing ran and found nothing (verify then always fuzzes, "
+    "50 inputs unless --fuzz sets N).",
 )
 @json_option
 def checks(fuzz_n: int | None, min_score: str | None, no_findings: bool | None, json_output: bool) -> None:
@@ -377,7 +375,7 @@ def verify_one(
     """`toolcrib verify REF` with its checks: the tests, then fuzzing,
     mutants and the predecessor comparison as asked or as the registry
     requires (`toolcrib checks`); prints the report and returns the exit code."""
-    from ..registry.checking import requirements
+    from ..registry.checking import REQUIRED_FUZZ, requirements
 
     reqs = requirements(reg.setting)
     tool = reg.get(ref)
@@ -387,8 +385,15 @@ def verify_one(
     progress = echo_progress
     result = None
     if tool.tests or not n:
+        # The registry's requirements are held here, with the checks asked for (each run once).
         result = reg.verify(
-            tool.ref, backend=backend, limits=overrides, policy=policy, no_build=no_build, progress=progress
+            tool.ref,
+            backend=backend,
+            limits=overrides,
+            policy=policy,
+            no_build=no_build,
+            progress=progress,
+            requirements=False,
         )
     fuzzed = mutated = compared = None
     common: dict[str, Any] = dict(budget=budget, backend=backend, limits=overrides, policy=policy)

@@ -21,6 +21,7 @@ from .reading import resolve
 from .records import tool_of, version_of_row
 from .schema_check import validate_stored_arguments
 from .store import read_snapshot, write_transaction
+from .store_settings import read_setting
 from .store_versions import full_row, set_status, version_rows
 
 if TYPE_CHECKING:
@@ -33,10 +34,12 @@ __all__ = [
     "FUZZ_SETTING",
     "MIN_SCORE_SETTING",
     "NO_FINDINGS_SETTING",
+    "REQUIRED_FUZZ",
     "compare_version",
     "default_fuzz",
     "draft_finding",
     "enforce",
+    "enforce_required_checks",
     "fuzz_version",
     "mutate_version",
     "requirements",
@@ -266,3 +269,42 @@ def enforce(db: sqlite_utils.Database, *, actor: str, ref: str, reasons: list[st
             db, actor=actor, event="verify", tool=row.ref, details={"status": "failed", "requirements": reasons}
         )
     return True
+
+
+# Inputs fuzzed when the registry requires no findings and sets no N.
+REQUIRED_FUZZ = 50
+
+
+def enforce_required_checks(
+    db: sqlite_utils.Database,
+    *,
+    actor: str,
+    backends: Backends,
+    max_limits: Limits,
+    ref: str,
+    backend: str = "restricted",
+    limits: dict[str, float] | None = None,
+    policy: str | None = None,
+    no_build: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[str]:
+    """After a verification that passed: run the checks the registry
+    requires (`toolcrib checks`: mutation testing for a minimum score,
+    fuzzing for no findings), store them, and hold the version to them
+    (`enforce`); the reasons it misses them, [] when it meets them or
+    nothing is required."""
+    reqs = requirements(lambda key: read_setting(db.conn, key))
+    if reqs["min_mutation_score"] is None and not reqs["require_no_findings"]:
+        return []
+    common: dict[str, Any] = dict(
+        actor=actor, backends=backends, max_limits=max_limits, ref=ref, backend=backend, limits=limits, policy=policy
+    )
+    mutated = fuzzed = None
+    if reqs["min_mutation_score"] is not None:
+        mutated = mutate_version(db, no_build=no_build, progress=progress, **common)
+    if reqs["require_no_findings"]:
+        n = default_fuzz(read_setting(db.conn, FUZZ_SETTING)) or REQUIRED_FUZZ
+        fuzzed = fuzz_version(db, n=n, no_build=no_build, progress=progress, **common)
+    reasons = unmet(reqs, fuzzed, mutated)
+    enforce(db, actor=actor, ref=ref, reasons=reasons)
+    return reasons

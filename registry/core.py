@@ -43,6 +43,7 @@ from .checking import (
     compare_version,
     draft_finding,
     enforce,
+    enforce_required_checks,
     fuzz_version,
     mutate_version,
     requirements,
@@ -560,6 +561,7 @@ class Registry:
         on_case: Callable[[int, int], None] | None = None,
         no_build: bool = False,
         progress: Callable[[str], None] | None = None,
+        requirements: bool = True,
     ) -> Verification:
         """Run every test case (each in its own fresh sandbox), store evidence and verdict.
 
@@ -573,6 +575,10 @@ class Registry:
         If any case finds the sandbox unavailable, SandboxUnavailable is
         raised and nothing is stored. ``no_build``/``progress``: as for `call`
         (a version with packages on Docker needs its runtime image).
+        ``requirements``: when the tests pass, also run the checks the
+        registry requires (`toolcrib checks`: a minimum mutation score, no
+        fuzz findings) and return "failed" when the version misses them
+        (registry/checking.py); False leaves that to the caller.
         """
         row = self._resolve(ref, allow_yanked=True)
         tool = tool_of(row)
@@ -587,6 +593,21 @@ class Registry:
             store_verification(
                 self.db, actor=self.actor, version_id=row.id, verification=verification, limits=limits_used
             )
+        if requirements and verification.status == "verified":
+            reasons = enforce_required_checks(
+                self.db,
+                actor=self.actor,
+                backends=self._backends,
+                max_limits=self.max_limits,
+                ref=tool.ref,
+                backend=backend,
+                limits=limits,
+                policy=policy,
+                no_build=no_build,
+                progress=progress,
+            )
+            if reasons:
+                verification = verification.model_copy(update={"status": "failed"})
         return verification
 
     def call(

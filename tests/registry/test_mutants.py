@@ -164,3 +164,22 @@ def test_requiring_no_findings_fails_a_version_fuzzing_breaks(reg: Registry, tc:
     assert any(f["input"] == {"amount": 0} for f in failed["fuzz"]["findings"])
     assert tc("verify", "fee").exit_code == 0
     assert json.loads(tc("checks", "--allow-findings", "--json").output)["require_no_findings"] is False
+
+
+def test_every_door_that_verifies_is_held_to_the_requirements(reg: Registry, tc: Any) -> None:
+    from toolcrib.registry.checking import MIN_SCORE_SETTING
+
+    reg.add(CLAMP, tests=CLAMP_TESTS)
+    reg.add(FEE, tests=FEE_TESTS)
+    reg.set_setting(MIN_SCORE_SETTING, "0.8")
+    # The Python API (what serve --allow-add and make call): the checks run, the verdict follows.
+    ver = reg.verify("clamp")
+    assert ver.status == "failed" and ver.passed == 1 and ver.failed == 0  # its tests passed; the score did not
+    assert reg.get("clamp").status == "failed"
+    assert [r.kind for r in reg.checks("clamp")] == ["mutants"]
+    assert reg.verify("fee").status == "verified"
+    # verify --all too.
+    reg.add(CLAMP.replace("Clamp x", "Clamp the value x"), tests=CLAMP_TESTS)  # a new, unverified version
+    out = tc("verify", "--all", "--json")
+    assert out.exit_code == 1
+    assert [r["status"] for r in json.loads(out.stdout)["results"]] == ["failed"]
