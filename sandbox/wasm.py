@@ -457,8 +457,10 @@ class _Runtime:
         started = time.perf_counter()
         self.module = wt.Module.deserialize_file(self.engine, str(self.module_path))
         self.load_ms = (time.perf_counter() - started) * 1000
-        memory = next(e for e in self.module.exports if e.name == "memory")
-        self.baseline_bytes = int(memory.type.limits.min) * 65536
+        memory = next(e.type for e in self.module.exports if e.name == "memory")
+        if not isinstance(memory, wt.MemoryType):
+            raise WasmNotInstalled("the compiled guest exports no memory")
+        self.baseline_bytes = int(memory.limits.min) * 65536
         self.host_type = next(i.type for i in self.module.imports if i.module == "host")
         self.poll_type = next(i.type for i in self.module.imports if i.name == "poll_oneoff")
         self._set_callback = _callback_setter(ffi)
@@ -720,7 +722,7 @@ class WasmBackend:
             hosts.close()
 
     def _layers(self) -> tuple[str, ...]:
-        layers = ("wasm", "wasi_read_only_grants", "epoch_deadline", "store_memory_limit")
+        layers: tuple[str, ...] = ("wasm", "wasi_read_only_grants", "epoch_deadline", "store_memory_limit")
         if self.jailed:
             layers += ("netns", "no_new_privs", "host_landlock", "host_seccomp")
         return layers
@@ -770,7 +772,8 @@ class WasmBackend:
                 raise RuntimeError(f"the packages of this version cannot be installed: {exc}") from None
         payload = json.dumps(job.wire(), separators=(",", ":")).encode()
         if self.jailed:
-            return self._jailed_hosts().run(job, site, cancel)
+            fields: dict[str, Any] = self._jailed_hosts().run(job, site, cancel)
+            return fields
         runtime = self._get_runtime()
         call = _Call(job.limits)
         forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None

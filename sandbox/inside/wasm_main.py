@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
 __all__ = ["MAX_JOB_BYTES", "SITE", "main"]
 
@@ -27,7 +28,7 @@ SITE = "/opt/toolcrib/site"
 PRELOAD = "/opt/toolcrib/preload.json"
 
 
-def _read_job() -> dict:
+def _read_job() -> dict[str, Any]:
     data = sys.stdin.buffer.read(MAX_JOB_BYTES + 1)
     if len(data) > MAX_JOB_BYTES:
         raise ValueError("job too large")

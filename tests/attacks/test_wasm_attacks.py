@@ -76,7 +76,9 @@ def test_attack_without_the_policy_meets_the_wasm_walls(attack: Attack, canaries
     # Plain Python owns the guest's interpreter: whatever it answers, the
     # canaries (a host file, a host variable, a loopback listener, a
     # watched folder) stay out of its reach.
-    result = run(_job(dataclasses.replace(attack, policy="plain"), canaries), "wasm")
+    # Short limits: a resource attack ends sooner, and containment does not depend on them.
+    limits = {**attack.limits, "cpu": min(attack.limits.get("cpu", 1), 1), "wall": min(attack.limits.get("wall", 2), 2)}
+    result = run(_job(dataclasses.replace(attack, policy="plain", limits=limits), canaries), "wasm")
     assert result.status != "unavailable", f"{attack.id}: {result!r}"
     canaries.check(json.dumps(result.to_json(), ensure_ascii=False))
 

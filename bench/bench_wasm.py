@@ -1,0 +1,198 @@
+"""The wasm backend beside the restricted backend, in one run (issue 23).
+
+Measured on the same tools, each backend in this process:
+
+- trivial call through the API: back-to-back calls of a one-line tool
+  (median, p90), on restricted, wasm with the host jailed (the Linux
+  default: a forked child per call) and wasm with the host in this process
+  (what macOS and Windows get);
+- fresh calls per second on all cores: a stdlib tool (json, re, datetime),
+  from as many threads as the machine has cores;
+- a sympy tool: on restricted from a lock of the cached wheels (plain
+  policy, a lock zygote with sympy imported: warm calls); on wasm from the
+  guest's built-in sympy (every call a fresh instance that imports it);
+- CPU-bound slowdown against native: the same pure-Python loop as plain
+  CPython in this process, under the plain policy on each backend (the
+  trivial call's median subtracted);
+- cold start: a new backend and its first call; and the compiled module's
+  load time (deserialisation). The first-use compile is measured by
+  ``--compile`` (into a temporary cache: about a minute of all cores).
+
+A script, not a test: prints a table, writes JSON to bench/out/. Goals from
+the issue (not assertions): a trivial call <= 10 ms from a pool, >= 25 fresh
+stdlib calls/s on 2 cores, a sympy warm call <= 50 ms.
+
+Run: .venv/bin/python bench/bench_wasm.py [--quick] [--compile]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from toolcrib.sandbox import packages, wasm
+from toolcrib.sandbox.contract import Job, Limits, Lock, LockedPackage
+from toolcrib.sandbox.restricted import RestrictedBackend
+
+TRIVIAL = "def f():\n    return 1\n"
+STDLIB = (
+    "import json, re, datetime\n"
+    "def f(text):\n"
+    "    words = re.findall(r'[a-z]+', text.lower())\n"
+    "    return json.dumps({'n': len(words), 'd': datetime.date(2020, 1, 2).isoformat()})\n"
+)
+SYMPY = "import sympy\ndef f(expr):\n    return str(sympy.factor(sympy.sympify(expr)))\n"
+LOOP = "def f(n):\n    total = 0\n    for i in range(n):\n        total += i * i % 7\n    return total\n"
+LOOP_N = 3_000_000
+
+
+def _loop(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def _timed(backend: Any, job: Job, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        result = backend.run(job)
+        times.append((time.perf_counter() - started) * 1000)
+        assert result.status == "ok", result
+    return times
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    return {
+        "median_ms": round(statistics.median(ordered), 1),
+        "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 1),
+        "n": len(ordered),
+    }
+
+
+def _per_second(backend: Any, job: Job, calls: int, threads: int) -> float:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(lambda _i: backend.run(job), range(calls)))
+    assert all(r.status == "ok" for r in results), [r for r in results if r.status != "ok"][:1]
+    return round(calls / (time.perf_counter() - started), 1)
+
+
+def _sympy_lock() -> Lock | None:
+    """sympy and mpmath from the wheel cache, if both are there (no network)."""
+    cache = packages.wheel_cache()
+    wanted = {"sympy": "sympy-1.14.0-py3-none-any.whl", "mpmath": "mpmath-1.3.0-py3-none-any.whl"}
+    locked = []
+    for name, filename in wanted.items():
+        path = cache / filename
+        if not path.is_file():
+            return None
+        version = filename.split("-")[1]
+        locked.append(LockedPackage(name, version, filename, hashlib.sha256(path.read_bytes()).hexdigest()))
+    return Lock(requirements=["sympy==1.14.0"], packages=locked, imports=["sympy"])
+
+
+def _cold(make: Any, job: Job) -> float:
+    started = time.perf_counter()
+    backend = make()
+    try:
+        result = backend.run(job)
+        assert result.status == "ok", result
+    finally:
+        backend.close()
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _compile_seconds() -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ[wasm.CACHE_ENV] = tmp
+        os.chmod(tmp, 0o700)
+        try:
+            done = wasm.install()
+        finally:
+            os.environ.pop(wasm.CACHE_ENV, None)
+    return float(done["compile_seconds"])
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    n = 10 if quick else 40
+    calls = 20 if quick else 100
+    cores = os.cpu_count() or 2
+    out: dict[str, Any] = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cores": cores,
+        "wasmtime": wasm.status().get("wasmtime"),
+    }
+    makers = {
+        "restricted": lambda: RestrictedBackend(),
+        "wasm (host jailed)": lambda: wasm.WasmBackend(jail=True),
+        "wasm (host in process)": lambda: wasm.WasmBackend(jail=False),
+    }
+    trivial = Job(source=TRIVIAL, entrypoint="f", limits=Limits(cpu=5, wall=30))
+    stdlib = Job(source=STDLIB, entrypoint="f", args={"text": "The quick brown fox " * 20}, limits=Limits(wall=30))
+    loop = Job(source=LOOP, entrypoint="f", args={"n": LOOP_N}, policy="plain", limits=Limits(cpu=60, wall=120))
+    started = time.perf_counter()
+    _loop(LOOP_N)
+    native_ms = (time.perf_counter() - started) * 1000
+    out["native_loop_ms"] = round(native_ms, 1)
+    lock = _sympy_lock()
+    for label, make in makers.items():
+        row: dict[str, Any] = {"cold_first_call_ms": _cold(make, trivial)}
+        backend = make()
+        try:
+            backend.run(trivial)  # warm up (zygote, fork server, module load)
+            row["trivial"] = _summary(_timed(backend, trivial, n))
+            row["stdlib_calls_per_s"] = _per_second(backend, stdlib, calls, cores)
+            loop_ms = statistics.median(_timed(backend, loop, 3))
+            row["loop_ms"] = round(loop_ms, 1)
+            row["cpu_slowdown_vs_native"] = round((loop_ms - row["trivial"]["median_ms"]) / native_ms, 2)
+            if label == "restricted":
+                if lock is not None:
+                    job = Job(
+                        source=SYMPY,
+                        entrypoint="f",
+                        args={"expr": "x**2-1"},
+                        policy="plain",
+                        lock=lock,
+                        limits=Limits(cpu=30, wall=60, memory=512),
+                    )
+                    backend.run(job)
+                    row["sympy_call"] = _summary(_timed(backend, job, max(5, n // 4)))
+            else:
+                job = Job(
+                    source=SYMPY,
+                    entrypoint="f",
+                    args={"expr": "x**2-1"},
+                    policy="plain",
+                    limits=Limits(cpu=30, wall=60, memory=512),
+                )
+                row["sympy_call"] = _summary(_timed(backend, job, 5))
+        finally:
+            backend.close()
+        out[label] = row
+    runtime = wasm._Runtime(wasm.cache_dir())
+    out["module_load_ms"] = round(runtime.load_ms, 1)
+    runtime.close()
+    if "--compile" in sys.argv:
+        out["compile_seconds"] = _compile_seconds()
+    print(json.dumps(out, indent=2))
+    target = Path(__file__).with_name("out")
+    target.mkdir(exist_ok=True)
+    (target / "bench_wasm.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
