@@ -142,6 +142,18 @@ REVIEW_QUERIES: dict[str, dict[str, str]] = {
             "FROM chosen, json_each(chosen.cases) AS c ORDER BY c.key"
         ),
     },
+    "check_findings": {
+        "title": "Findings of the checks",
+        "description": "What fuzzing, the predecessor comparison and mutation testing found (docs/verification.md), "
+        "newest first: the version, the check, the kind, the input that shows it, whether it was drafted into "
+        "a test case.",
+        "sql": (
+            "SELECT f.id AS finding, v.name || '@' || v.version AS ref, c.kind AS check_kind, f.kind, f.summary,\n"
+            "  f.input, f.drafted_by, c.ran_at\n"
+            "FROM findings f JOIN checks c ON c.id = f.check_id JOIN versions v ON v.id = f.version_id\n"
+            "ORDER BY f.id DESC LIMIT 500"
+        ),
+    },
     "transcript": {
         "title": "Transcript of a version",
         "description": "The prompt or transcript NAME@VERSION was made from, as its maker gave it "

@@ -287,3 +287,20 @@ def test_tuples_are_generated_as_tuples(reg: Registry) -> None:
     crash = _finding(run, "exception")
     assert crash.detail["error"]["type"] == "ZeroDivisionError"
     assert crash.input == {"pairs": [[0, 0]]}
+
+
+def test_browse_offers_the_findings(reg: Registry) -> None:
+    import sqlite3
+
+    from toolcrib.registry.store_review import REVIEW_QUERIES
+
+    reg.add(BUCKETS, tests=BUCKETS_TESTS)
+    run = reg.fuzz("buckets", 20, seed=3)
+    conn = sqlite3.connect(f"file:{reg.path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(REVIEW_QUERIES["check_findings"]["sql"]).fetchall()
+    finally:
+        conn.close()
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        (f.id, "buckets@1.0.0", "fuzz", f.kind) for f in reversed(run.findings)
+    ]
