@@ -166,6 +166,8 @@ def compare_version(
             return None
         new, old = tool_of(row), tool_of(previous)
     runner = start_backend(backend, backends)
+    for tool in (new, old):  # a version with packages needs its runtime (built if missing)
+        prepare_runtime(runner, tool.ref, tool.lock, no_build=False, progress=None)
     run = compare_versions(
         new,
         old,
