@@ -426,7 +426,7 @@ class Registry:
         highest version that is verified, not yanked and not deprecated
         (`store_versions.SERVABLE`) and that review lets run."""
         # Human review: only what may be called (registry/review.py).
-        newest = newest_per_name(self.db.conn, SERVABLE, only=review.callable_ids(self.db.conn))
+        newest = newest_per_name(self.db.conn, SERVABLE, skip=review.held_back_ids(self.db.conn))
         return [(name, version, sha256) for name, (_id, version, sha256) in sorted(newest.items())]
 
     def pending(self) -> builtins.list[ToolVersion]:

@@ -37,6 +37,7 @@ from .errors import InvalidInput, NotFound, PolicyRefused, VerificationFailed
 from .store import utc_now
 from .store_review import (
     delete_key,
+    held_back_rows,
     insert_key,
     insert_review,
     key_rows,
@@ -71,6 +72,7 @@ __all__ = [
 ]
 
 MODES = ("none", "models", "all")
+_BLANK = " \t\n\r\x0b\x0c"  # what SQLite's trim in store_review.held_back_rows strips too
 MAX_NOTE = 4096
 
 
@@ -152,11 +154,11 @@ def needs_review(mode: str, generator: str | None, registered_by: str | None, ta
         return "review is 'all': every version needs approval"
     if mode != "models":
         return None
-    if task:
+    if task is not None and task != "":
         return f"made by 'toolcrib make' (task {task})"
-    if registered_by and registered_by.startswith("mcp:"):
+    if registered_by is not None and registered_by.startswith("mcp:"):
         return f"added over MCP by {registered_by.removeprefix('mcp:')}"
-    if generator is not None and generator.strip().lower() not in ("", "human"):
+    if generator is not None and generator.strip(_BLANK).lower() not in ("", "human"):
         return f"its generator {generator!r} is taken as a model"
     return None
 
@@ -187,17 +189,15 @@ def allows(conn: sqlite3.Connection, version_id: int, ref: str) -> bool:
     return True
 
 
-def callable_ids(conn: sqlite3.Connection) -> set[int] | None:
-    """Ids of the versions the review rule lets run; None when the rule
-    holds nothing back (review ``none``)."""
+def held_back_ids(conn: sqlite3.Connection) -> set[int]:
+    """Ids of the versions the review rule keeps from running (those that
+    need approval and have none): one SQL pass (`store_review.held_back_rows`,
+    the rule of `needs_review` in SQL), so a door's listing every second
+    stays cheap at any size. Empty under review ``none``."""
     mode = review_mode(conn)
     if mode == "none":
-        return None
-    allowed = set()
-    for vid, *_rest, generator, registered_by, task, standing in maker_rows(conn):
-        if standing == "approved" or needs_review(mode, generator, registered_by, task) is None:
-            allowed.add(int(vid))
-    return allowed
+        return set()
+    return held_back_rows(conn, every=mode == "all")
 
 
 def queue(conn: sqlite3.Connection) -> list[QueueItem]:

@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "REVIEW_QUERIES",
     "delete_key",
+    "held_back_rows",
     "insert_key",
     "insert_review",
     "key_rows",
@@ -334,3 +335,19 @@ def task_rejection(conn: sqlite3.Connection, task: str) -> tuple[Any, ...] | Non
         [task],
     ).fetchone()
     return None if row is None else tuple(row)
+
+
+def held_back_rows(conn: sqlite3.Connection, *, every: bool) -> set[int]:
+    """Ids of the versions that need approval (every one, or those made by a
+    model: registry/review.py `needs_review`, the same rule) and whose
+    standing decision is not an approval."""
+    made_by_model = (
+        "(coalesce(json_extract(v.metadata, '$.\"latm.task\"'), '') != '' "
+        "OR substr(v.registered_by, 1, 4) = 'mcp:' "
+        "OR (v.generator IS NOT NULL AND lower(trim(v.generator, ' ' || char(9, 10, 13, 11, 12))) NOT IN ('', 'human')))"
+    )
+    rows = conn.execute(
+        f"SELECT v.id FROM versions v WHERE {'1' if every else made_by_model} "
+        "AND coalesce((" + _STANDING.format(vid="v.id") + "), '') != 'approved'"
+    )
+    return {int(r[0]) for r in rows}

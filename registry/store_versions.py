@@ -142,10 +142,10 @@ SERVABLE = NewestRule(verified_only=True, skip_deprecated=True)
 
 
 def newest_per_name(
-    conn: sqlite3.Connection, rule: NewestRule, *, only: set[int] | None = None
+    conn: sqlite3.Connection, rule: NewestRule, *, skip: set[int] | None = None
 ) -> dict[str, tuple[int, str, str]]:
     """name -> (id, version, sha256) of its newest version under `rule`,
-    among the ids in `only` when given (what human review lets run)."""
+    leaving out the ids in `skip` (what human review holds back)."""
     best: dict[str, tuple[tuple[Any, ...], int, str, str]] = {}
     # Most tools share a few version strings ("1.0.0"): parse each once
     # (this runs on every list, search and listing, over every version).
@@ -154,7 +154,7 @@ def newest_per_name(
     for vid, name, version, sha256, yanked, status, deprecated in rows:
         if not rule.admits(yanked=yanked, status=status, deprecated=deprecated):
             continue
-        if only is not None and vid not in only:
+        if skip and vid in skip:
             continue
         if version not in keys:
             keys[version] = parse_version(version).key()

@@ -218,3 +218,40 @@ def test_an_expired_key_signs_nothing_that_counts(reg: Registry, key: Path) -> N
     second = _made_by_model(reg, SOURCE.replace("2 * x", "x * 2"))
     with pytest.raises(PolicyRefused, match="expired"):
         reg.approve(second, key=key)
+
+
+@pytest.mark.parametrize("mode", ["models", "all"])
+def test_the_sql_rule_holds_back_exactly_what_the_call_gate_refuses(reg: Registry, key: Path, mode: str) -> None:
+    """servable() leaves out store_review.held_back_rows (SQL); a call asks
+    review.gate (Python): the two must be one rule, edge cases included."""
+    from toolcrib.registry import review
+
+    made: list[str] = []
+    variants: list[tuple[str | None, dict[str, str], str]] = [
+        ("human", {}, "tester"),
+        (" HUMAN\t", {}, "tester"),
+        ("", {}, "tester"),
+        (None, {}, "tester"),
+        ("gpt-4o", {}, "tester"),
+        (None, {"latm.task": ""}, "tester"),
+        (None, {"latm.task": "sorting"}, "tester"),
+        (None, {}, "mcp:agent/1"),
+        (None, {}, "MCP:agent/1"),
+    ]
+    for i, (generator, metadata, actor) in enumerate(variants):
+        source = SOURCE.replace("double", f"double_{i}")
+        with reg.acting_as(actor):
+            ref = reg.add(
+                source, tests=TESTS, provenance=ProvenanceInput(generator=generator, metadata=metadata)
+            ).tool.ref
+        reg.verify(ref)
+        made.append(ref)
+    reg.set_review(mode)
+    reg.approve(made[4], key=key)  # one approved: it runs whatever the rule
+    conn = reg.db.conn
+    held = review.held_back_ids(conn)
+    for ref in made:
+        row = reg._resolve(ref)
+        assert (row.id in held) == (not review.allows(conn, row.id, ref)), (mode, ref)
+    expected = set(made) if mode == "all" else {made[i] for i in (6, 7)}
+    assert {r for r in made if not review.allows(conn, reg._resolve(r).id, r)} == expected - {made[4]}
