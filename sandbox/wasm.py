@@ -895,17 +895,18 @@ def _instance(
     call: _Call,
     payload: bytes,
     site: Path | None,
-    before_run: Callable[[], None] | None = None,
     *,
     argv: list[str] | None = None,
     writable: bool = False,
     harness: Path | None = None,
+    stdin_path: str | None = None,
 ) -> tuple[int | None, Any]:
     """Run one fresh instance; returns (exit code or None, (trap name,
-    memory grown in KiB) or None). Sets ``call.grown_kib``. ``before_run``
-    is called once every file the call needs is open (the guest's grants,
-    its stdin) and before the guest starts: where the jailed host enters
-    its jail (`wasm_jailed.py`)."""
+    memory grown in KiB) or None). Sets ``call.grown_kib``. The guest's
+    stdin is `payload` (through a private file, unlinked once open), or the
+    file at ``stdin_path`` (the jailed host's: its host made and removes it,
+    because the jail, entered before wasmtime starts any thread, lets the
+    child only read)."""
     wt, ffi = runtime.wt, runtime.ffi
     store = wt.Store(runtime.engine)
     store.set_limits(memory_size=runtime.baseline_bytes + call.limits.memory * _MIB)
@@ -931,24 +932,26 @@ def _instance(
     wasi.preopen_dir(str(harness or runtime.harness_dir), _GUEST_ROOT, writable)
     if site is not None:
         wasi.preopen_dir(str(site), _GUEST_SITE, False)
-    fd, stdin_path = tempfile.mkstemp(prefix="toolcrib-wasm-job-")
-    try:
+    own_file = stdin_path is None
+    if stdin_path is None:
+        fd, stdin_path = tempfile.mkstemp(prefix="toolcrib-wasm-job-")
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
-        wasi.stdin_file = stdin_path  # opened now: the file can go at once (POSIX)
-        with contextlib.suppress(OSError):
-            os.unlink(stdin_path)
+    try:
+        wasi.stdin_file = stdin_path  # opened now: our own file can go at once (POSIX)
+        if own_file:
+            with contextlib.suppress(OSError):
+                os.unlink(stdin_path)
         with _registered_streams(call.on_stdout, call.on_stderr) as (out_key, err_key):
             config = ctypes.cast(wasi.ptr(), ctypes.c_void_p)
             runtime._set_stdout(config, _WRITE_TRAMPOLINE, out_key, None)
             runtime._set_stderr(config, _WRITE_TRAMPOLINE, err_key, None)
             store.set_wasi(wasi)
-            if before_run is not None:
-                before_run()
             return _drive(runtime, store, call)
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(stdin_path)
+        if own_file:
+            with contextlib.suppress(OSError):
+                os.unlink(stdin_path)
         del callback
 
 

@@ -25,6 +25,7 @@ more than the guest's reply under plain.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -33,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -149,8 +151,11 @@ def _serve_call(runtime: Any, sock: socket.socket) -> None:
         layers.extend(f"host_{name}" for name in stage.enter())
 
     call = wasm._Call(job.limits)
-    payload = json.dumps(request["job"], separators=(",", ":")).encode()
-    exit_code, trap = wasm._instance(runtime, call, payload, Path(site) if site else None, before_run=enter)
+    # The jail first, before wasmtime makes a store or opens a file: the
+    # threads it starts for WASI's I/O are then made inside it (a thread
+    # inherits Landlock and seccomp; one made before would be outside).
+    enter()
+    exit_code, trap = wasm._instance(runtime, call, b"", Path(site) if site else None, stdin_path=str(request["stdin"]))
     fields = wasm._outcome(call, exit_code, trap, job)
     fields["layers"] = tuple(layers)
     if stage.errors:
@@ -290,7 +295,22 @@ class JailedHosts:
         raise RuntimeError("the wasm fork server does not answer")
 
     def run(self, job: Job, site: Path | None, cancel: Cancel | None) -> dict[str, Any]:
-        request = json.dumps({"job": job.wire(), "site": str(site) if site else None}).encode()
+        # The job, as the guest's stdin, in a private file the jailed child
+        # may read (the wasm cache is among its readable folders) and that
+        # this side removes after the call (the child can remove nothing).
+        jobs = Path(self.env["TOOLCRIB_WASM_CACHE"]) / "jobs"
+        jobs.mkdir(mode=0o700, exist_ok=True)
+        fd, stdin_path = tempfile.mkstemp(dir=jobs, prefix="job-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(json.dumps(job.wire(), separators=(",", ":")).encode())
+            return self._run(job, site, cancel, stdin_path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(stdin_path)
+
+    def _run(self, job: Job, site: Path | None, cancel: Cancel | None, stdin_path: str) -> dict[str, Any]:
+        request = json.dumps({"job": job.wire(), "site": str(site) if site else None, "stdin": stdin_path}).encode()
         near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid: int | None = None
         killed: list[bool] = []

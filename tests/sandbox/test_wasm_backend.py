@@ -309,6 +309,10 @@ def test_the_wasmtime_host_runs_in_its_own_jail_on_linux() -> None:
                         continue  # not in the jail yet
                     seen["status"] = status
                     seen["net"] = os.readlink(f"/proc/{pid}/ns/net")
+                    # Every thread of the host (wasmtime's own included) is under the filter.
+                    seen["threads"] = "\n".join(
+                        (task / "status").read_text() for task in Path(f"/proc/{pid}/task").iterdir()
+                    )
                 except OSError:
                     continue
             time.sleep(0.02)
@@ -320,6 +324,8 @@ def test_the_wasmtime_host_runs_in_its_own_jail_on_linux() -> None:
     assert (r.status, r.limit) in {("limit", "cpu"), ("limit", "wall")}, r
     assert seen, "no jailed host was seen running the call"
     assert "NoNewPrivs:\t1" in seen["status"]
+    threads = seen["threads"].count("Name:")
+    assert seen["threads"].count("Seccomp:\t2") == threads and seen["threads"].count("NoNewPrivs:\t1") == threads
     assert seen["net"] != os.readlink("/proc/self/ns/net")
     assert {"netns", "no_new_privs", "host_landlock", "host_seccomp"} <= set(r.layers), r.layers
 
