@@ -5,16 +5,20 @@ host's own code around it) still meets the kernel.
 A fork server (`main`, started by `JailedHosts`) imports wasmtime and loads
 the compiled guest once; for every call it forks a child, so a call pays
 neither for the import nor for the load. The child, single-threaded after
-the fork, enters a fresh network namespace, reads its one job, opens
-everything the call needs (the guest's read-only grants, the job as the
-guest's stdin), then enters the jail: ``no_new_privs``; rlimits (no
+the fork, enters a fresh network namespace, reads its one job, then
+enters the jail before wasmtime makes a store, opens a file or starts a
+thread (a thread inherits Landlock and seccomp only from the thread that
+makes it, and wasmtime starts I/O threads for WASI): ``no_new_privs``; rlimits (no
 file may be written, no core, few descriptors, a CPU backstop);
 `jail.ZygoteJail`: Landlock that allows only reading the interpreter's,
 wasmtime's and toolcrib's files, the libraries, the wasm cache and the
 call's site folder (writing only /dev/null), TCP bind/connect handled with
 no rule, signals and abstract sockets scoped; and its seccomp filter
 (no socket, exec, ptrace, namespace, mount, SysV IPC, bpf, io_uring, shared
-futex...). Only then does the guest run. The child writes the call's fields
+futex...). Under it, the child opens the guest's read-only grants and
+its stdin (the job, in a private file the host writes under the wasm
+cache's ``jobs/`` and removes after the call), and runs the guest. The
+child writes the call's fields
 as one JSON line on its own socket and exits; the host kills it at the wall
 limit plus a grace if it has not. The fork server itself runs no guest.
 
