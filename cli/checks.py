@@ -376,6 +376,7 @@ def verify_one(
     mutants and the predecessor comparison as asked or as the registry
     requires (`toolcrib checks`); prints the report and returns the exit code."""
     from ..registry.checking import REQUIRED_FUZZ, requirements
+    from ..registry.errors import ToolcribError
 
     reqs = requirements(reg.setting)
     tool = reg.get(ref)
@@ -397,10 +398,18 @@ def verify_one(
         )
     fuzzed = mutated = compared = None
     common: dict[str, Any] = dict(budget=budget, backend=backend, limits=overrides, policy=policy)
-    if n:
-        fuzzed = reg.fuzz(tool.ref, n, seed=seed, no_build=no_build, progress=progress, **common)
-    if result is not None and (mutants or reqs["min_mutation_score"] is not None):
-        mutated = reg.mutants(tool.ref, no_build=no_build, progress=progress, **common)
+    try:
+        if n:
+            fuzzed = reg.fuzz(tool.ref, n, seed=seed, no_build=no_build, progress=progress, **common)
+        if result is not None and (mutants or reqs["min_mutation_score"] is not None):
+            mutated = reg.mutants(tool.ref, no_build=no_build, progress=progress, **common)
+    except ToolcribError:
+        # Fail closed: a check the registry requires that cannot run (no
+        # fuzz extra, no sandbox) leaves the version unverified.
+        required = reqs["require_no_findings"] or reqs["min_mutation_score"] is not None
+        if result is not None and result.status == "verified" and required:
+            reg.enforce_requirements(tool.ref, fuzzed=fuzzed, mutated=mutated)
+        raise
     if result is not None:
         compared = reg.compare(tool.ref, n=n or 0, seed=seed, **common)
     reasons: list[str] = []

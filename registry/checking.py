@@ -13,7 +13,7 @@ from ..sandbox.contract import Limits
 from .audit import append_entry
 from .calls import job_limits, job_policy, prepare_runtime, start_backend
 from .checks import CheckRun, Finding, draft_case, finding_by_id, latest_checks, record_draft, store_check
-from .errors import ArgumentsError
+from .errors import ArgumentsError, ToolcribError
 from .fuzzing import DEFAULT_BUDGET, DEFAULT_SEED, fuzz
 from .mutants import mutation_check
 from .predecessor import compare_versions, predecessor_row
@@ -302,11 +302,17 @@ def enforce_required_checks(
         actor=actor, backends=backends, max_limits=max_limits, ref=ref, backend=backend, limits=limits, policy=policy
     )
     mutated = fuzzed = None
-    if reqs["min_mutation_score"] is not None:
-        mutated = mutate_version(db, no_build=no_build, progress=progress, **common)
-    if reqs["require_no_findings"]:
-        n = default_fuzz(read_setting(db.conn, FUZZ_SETTING)) or REQUIRED_FUZZ
-        fuzzed = fuzz_version(db, n=n, no_build=no_build, progress=progress, **common)
+    try:
+        if reqs["min_mutation_score"] is not None:
+            mutated = mutate_version(db, no_build=no_build, progress=progress, **common)
+        if reqs["require_no_findings"]:
+            n = default_fuzz(read_setting(db.conn, FUZZ_SETTING)) or REQUIRED_FUZZ
+            fuzzed = fuzz_version(db, n=n, no_build=no_build, progress=progress, **common)
+    except ToolcribError as exc:
+        # Fail closed: a required check that cannot run (no fuzz extra, no
+        # sandbox) leaves the version unverified, then the error goes on.
+        enforce(db, actor=actor, ref=ref, reasons=[f"a required check could not run: {exc}"])
+        raise
     reasons = unmet(reqs, fuzzed, mutated)
     enforce(db, actor=actor, ref=ref, reasons=reasons)
     return reasons

@@ -183,3 +183,24 @@ def test_every_door_that_verifies_is_held_to_the_requirements(reg: Registry, tc:
     out = tc("verify", "--all", "--json")
     assert out.exit_code == 1
     assert [r["status"] for r in json.loads(out.stdout)["results"]] == ["failed"]
+
+
+def test_a_required_check_that_cannot_run_leaves_the_version_unverified(
+    reg: Registry, tc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from toolcrib.registry import ExtraMissing
+    from toolcrib.registry.checking import NO_FINDINGS_SETTING
+
+    reg.add(FEE, tests=FEE_TESTS)
+    reg.add(FEE, name="fee_cli", tests=FEE_TESTS)
+    reg.set_setting(NO_FINDINGS_SETTING, "true")
+    monkeypatch.setitem(sys.modules, "hypothesis_jsonschema", None)  # the fuzz extra is not installed
+    with pytest.raises(ExtraMissing):
+        reg.verify("fee")
+    assert reg.get("fee").status == "failed"  # fail closed, not verified on tests alone
+    assert "a required check could not run" in reg.audit(event="verify")[-1].details["requirements"][0]
+    out = tc("verify", "fee_cli")
+    assert out.exit_code == 7
+    assert reg.get("fee_cli").status == "failed"
