@@ -85,11 +85,19 @@ _OUTPUT_SLACK = 64 * 1024  # read past the cap, so "over" is measured, not guess
 _STDERR_TAIL = 2000
 _GUEST_ROOT = "/opt/toolcrib"
 _GUEST_SITE = "/opt/toolcrib/site"
+_GUEST_JOB_DIR = "/job"
+_JOB_FILE = "job.json"
 _ARGV0 = "python"
 _DRIVER = "import sys; sys.path.append('/opt/toolcrib'); from tcbox import wasm_main; wasm_main.main()"
 # What CPython needs and nothing else: no HOME, no PATH, nothing of the host's.
 _ENV = (("PYTHONDONTWRITEBYTECODE", "1"),)
 _HASH_CHUNK = 1 << 20
+# A pre-warmed instance's own warm-up (the harness imported) may take this
+# long; its memory may grow by this much before its job's limits apply.
+_WARM_SECONDS = 120.0
+_WARM_MEMORY = 256 * 1024 * 1024
+# Pre-warmed single-use instances kept ready per backend (in process).
+_POOL_SIZE = 2
 
 # WASI preview 1 (wasi_snapshot_preview1) numbers the poll_oneoff shadow uses.
 _ERRNO_INVAL = 28
@@ -583,7 +591,7 @@ class _Call:
     """One call's state, shared by the thread running the guest (the epoch
     callback, the output streams, the poll shadow) and a canceller."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, *, armed: bool = True) -> None:
         self.limits = limits
         self.cap = limits.output * 1024
         self.stdout = bytearray()
@@ -594,6 +602,26 @@ class _Call:
         self.cpu_started = time.thread_time()
         self.cpu = 0.0
         self.grown_kib = 0
+        # A pre-warmed instance (`_Warm`) is not armed until its job is
+        # delivered: until then its limits do not run (its warm-up is ours).
+        self.armed = armed
+        self.delivered = threading.Event()
+        self.waiting = threading.Event()  # the guest waits for its job (warm)
+        self.baseline_bytes: int | None = None
+
+    def deliver(self, limits: Limits) -> None:
+        """The job is in the guest's stdin: its limits apply from now."""
+        self.limits = limits
+        self.cap = limits.output * 1024
+        self.delivered.set()
+
+    def arm(self, store: Any, memory_bytes: int) -> None:
+        """On the guest's thread, as its wait for the job ends: the clocks
+        start and the memory allowance counts from the memory it has now."""
+        self.baseline_bytes = memory_bytes
+        store.set_limits(memory_size=memory_bytes + self.limits.memory * _MIB)
+        self.started, self.cpu_started = time.monotonic(), time.thread_time()
+        self.armed = True
 
     def on_stdout(self, data: bytes) -> int:
         if len(self.stdout) + len(data) > self.cap + _OUTPUT_SLACK:
@@ -609,6 +637,10 @@ class _Call:
 
     def check(self) -> str | None:
         """Called on the guest's thread: the reason to stop it now, if any."""
+        if self.killed is None and not self.armed:
+            if time.monotonic() - self.started > _WARM_SECONDS:
+                self.killed = "warm-up"
+            return self.killed
         if self.killed is None:
             self.cpu = time.thread_time() - self.cpu_started
             if self.cpu >= self.limits.cpu:
@@ -644,6 +676,7 @@ class WasmBackend:
             jail = jail_available()
         self.jailed = bool(jail)
         self._hosts: Any = None
+        self._pool: _Pool | None = None
         atexit.register(self.close)
 
     def _jailed_hosts(self) -> Any:
@@ -674,6 +707,12 @@ class WasmBackend:
                         f"the compiled wasm guest cannot be loaded ({exc}): run `{INSTALL_HINT}`"
                     ) from None
             return self._runtime
+
+    def _warm_pool(self, runtime: _Runtime) -> _Pool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = _Pool(runtime)
+            return self._pool
 
     def start(self) -> None:
         """Load the compiled guest now (in the jailed mode: check it is
@@ -716,6 +755,9 @@ class WasmBackend:
         with self._lock:
             runtime, self._runtime = self._runtime, None
             hosts, self._hosts = self._hosts, None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
         if runtime is not None:
             runtime.close()
         if hosts is not None:
@@ -775,16 +817,107 @@ class WasmBackend:
             fields: dict[str, Any] = self._jailed_hosts().run(job, site, cancel)
             return fields
         runtime = self._get_runtime()
-        call = _Call(job.limits)
-        forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None
-        try:
-            exit_code, trap = _instance(runtime, call, payload, site)
-        finally:
-            if forget is not None:
-                forget()
+        if site is None:
+            warm = self._warm_pool(runtime).take()
+            call = warm.call
+            forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None
+            try:
+                exit_code, trap = warm.serve(payload, job.limits)
+            finally:
+                if forget is not None:
+                    forget()
+        else:
+            call = _Call(job.limits)
+            forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None
+            try:
+                exit_code, trap = _instance(runtime, call, payload, site)
+            finally:
+                if forget is not None:
+                    forget()
         fields = _outcome(call, exit_code, trap, job)
         fields["layers"] = self._layers()
         return fields
+
+
+class _Warm:
+    """One pre-warmed, single-use instance: a fresh instance on a thread of
+    its own that has imported the harness and waits for its job (the
+    guest's first wait, `_poll_shadow`). The job arrives as job.json in a
+    private folder granted read-only at /job. Serves one call, then is gone."""
+
+    def __init__(self, runtime: _Runtime, job_dir: Path | None = None, site: Path | None = None) -> None:
+        self.runtime = runtime
+        self.site = site
+        self.call = _Call(Limits(), armed=False)
+        self.own_dir = job_dir is None
+        self.job_dir = Path(tempfile.mkdtemp(prefix="toolcrib-wasm-job-")) if job_dir is None else job_dir
+        self.done: tuple[int | None, Any] | None = None
+        self.thread = threading.Thread(target=self._run, name="toolcrib-wasm-warm", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.done = _instance(self.runtime, self.call, b"", self.site, stdin_path=os.devnull, job_dir=self.job_dir)
+        except Exception as exc:  # noqa: BLE001 - reported as the call's error
+            self.done = (None, (f"ERROR: {type(exc).__name__}: {exc}"[:200], 0))
+        finally:
+            self.call.waiting.set()  # never leave a taker waiting
+
+    def serve(self, payload: bytes | None, limits: Limits, grace: float = 5.0) -> tuple[int | None, Any]:
+        """Deliver the job (written to job.json unless the caller did:
+        `payload` None), wait for the end; (exit code, trap)."""
+        try:
+            if payload is not None:
+                _write_atomic(self.job_dir / _JOB_FILE, payload)
+            self.call.deliver(limits)
+            self.thread.join(limits.wall + grace)
+            if self.thread.is_alive():  # stuck in a host call past the grace: stop at the next tick
+                self.call.kill("wall")
+                self.thread.join(grace)
+            return self.done if self.done is not None else (None, ("ERROR: the guest did not end", 0))
+        finally:
+            self._clean()
+
+    def _clean(self) -> None:
+        if self.own_dir:
+            shutil.rmtree(self.job_dir, ignore_errors=True)
+
+    def discard(self) -> None:
+        self.call.kill("closed")
+        self.call.delivered.set()
+        self._clean()
+
+
+class _Pool:
+    """Pre-warmed single-use instances, refilled in the background."""
+
+    def __init__(self, runtime: _Runtime, size: int = _POOL_SIZE) -> None:
+        self.runtime = runtime
+        self.size = size
+        self._ready: list[_Warm] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.refill()
+
+    def refill(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            while len(self._ready) < self.size:
+                self._ready.append(_Warm(self.runtime))
+
+    def take(self) -> _Warm:
+        with self._lock:
+            warm = self._ready.pop(0) if self._ready else None
+        threading.Thread(target=self.refill, name="toolcrib-wasm-refill", daemon=True).start()
+        return warm if warm is not None else _Warm(self.runtime)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            ready, self._ready = self._ready, []
+        for warm in ready:
+            warm.discard()
 
 
 def _outcome(call: _Call, exit_code: int | None, trap: tuple[str, int] | None, job: Job) -> dict[str, Any]:
@@ -835,16 +968,25 @@ def _outcome(call: _Call, exit_code: int | None, trap: tuple[str, int] | None, j
     return fields
 
 
-def _poll_shadow(runtime: _Runtime, call: _Call, origin_ns: int) -> Callable[..., int]:
+def _poll_shadow(runtime: _Runtime, call: _Call, origin_ns: int, store: Any) -> Callable[..., int]:
     """WASI's poll_oneoff, replaced: clock subscriptions are waited out in
     ticks, so the wall limit and a cancel end a sleeping guest; file
-    subscriptions (the guest has only files) are ready at once."""
+    subscriptions (the guest has only files) are ready at once. In a
+    pre-warmed instance, the guest's first wait (the harness's, once it is
+    imported: `wasm_main`) lasts until the job is delivered, and arms the
+    call there, on the guest's own thread."""
     wt = runtime.wt
 
     def poll(caller: Any, in_ptr: int, out_ptr: int, count: int, count_ptr: int) -> int:
         memory = caller.get("memory")
         if memory is None or count <= 0 or count > 4096:
             return _ERRNO_INVAL
+        if not call.armed:
+            call.waiting.set()
+            while not call.delivered.wait(0.05):
+                if call.check() is not None:
+                    return _ERRNO_INVAL  # the next epoch check traps the guest
+            call.arm(store, memory.data_len(caller))
         try:
             raw = memory.read(caller, in_ptr, in_ptr + _SUBSCRIPTION.size * count)
         except (IndexError, wt.WasmtimeError):
@@ -900,6 +1042,7 @@ def _instance(
     writable: bool = False,
     harness: Path | None = None,
     stdin_path: str | None = None,
+    job_dir: Path | None = None,
 ) -> tuple[int | None, Any]:
     """Run one fresh instance; returns (exit code or None, (trap name,
     memory grown in KiB) or None). Sets ``call.grown_kib``. The guest's
@@ -932,6 +1075,10 @@ def _instance(
     wasi.preopen_dir(str(harness or runtime.harness_dir), _GUEST_ROOT, writable)
     if site is not None:
         wasi.preopen_dir(str(site), _GUEST_SITE, False)
+    if job_dir is not None:
+        # A pre-warmed instance's job arrives later, as job.json in this
+        # read-only folder (wasm_main reads it once its wait ends).
+        wasi.preopen_dir(str(job_dir), _GUEST_JOB_DIR, False)
     own_file = stdin_path is None
     if stdin_path is None:
         fd, stdin_path = tempfile.mkstemp(prefix="toolcrib-wasm-job-")
@@ -963,13 +1110,15 @@ def _drive(runtime: _Runtime, store: Any, call: _Call) -> tuple[int | None, Any]
     linker.define_wasi()
     linker.define_func("host", "call", runtime.host_type, _no_host)
     origin_ns = time.perf_counter_ns()
-    poll = _poll_shadow(runtime, call, origin_ns)
+    poll = _poll_shadow(runtime, call, origin_ns, store)
     linker.define_func("wasi_snapshot_preview1", "poll_oneoff", runtime.poll_type, poll, True)
     exit_code: int | None = None
     trap: str | None = None
     memory = None
     with runtime.ticking():
         call.started, call.cpu_started = time.monotonic(), time.thread_time()
+        if not call.armed:
+            store.set_limits(memory_size=runtime.baseline_bytes + _WARM_MEMORY)
         try:
             instance = linker.instantiate(store, runtime.module)
             exports = instance.exports(store)
@@ -988,6 +1137,7 @@ def _drive(runtime: _Runtime, store: Any, call: _Call) -> tuple[int | None, Any]
     grown = 0
     if memory is not None:
         with contextlib.suppress(Exception):
-            grown = max(0, memory.data_len(store) - runtime.baseline_bytes)
+            base = call.baseline_bytes if call.baseline_bytes is not None else runtime.baseline_bytes
+            grown = max(0, memory.data_len(store) - base)
     call.grown_kib = grown // 1024
     return exit_code, ((trap, call.grown_kib) if trap is not None else None)

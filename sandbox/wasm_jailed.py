@@ -34,6 +34,7 @@ import json
 import os
 import resource
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,6 +54,7 @@ _GRACE = 5.0
 _START_TIMEOUT = 60.0
 _MAX_REQUEST = 64 * 1024 * 1024
 _SLACK = 256 * 1024
+_SPARES = 2  # children warmed up ahead (fresh single-use instances, the harness imported)
 _SERVER = "import sys; from toolcrib.sandbox.wasm_jailed import main; main(int(sys.argv[1]))"
 
 
@@ -124,43 +126,51 @@ def _answer(sock: socket.socket, fields: dict[str, Any]) -> None:
 
 
 def _serve_call(runtime: Any, sock: socket.socket) -> None:
-    """In the forked child: one call, in the jail (see the module's docstring)."""
+    """In the forked child: one call, in the jail (see the module's
+    docstring). The host names the call's site folder and job folder first;
+    the child enters the jail and warms a fresh instance (the harness
+    imported), which then waits for the job: a spare child waits there
+    before any call takes it."""
     from . import wasm
     from .inside import jail
 
     sock.sendall(b"%d\n" % os.getpid())
     netns = jail.new_network_namespace()  # single-threaded here: a user namespace needs it
     try:
-        size = int(_recv_line(sock, 32))
-        if not 0 < size <= _MAX_REQUEST:
-            raise ValueError("request too large")
-        request = json.loads(_recv_exact(sock, size))
-        job = Job(**request["job"])
-        site = request.get("site")
-    except Exception as exc:  # noqa: BLE001 - a bad request is the host's bug: report it
-        _answer(sock, {"status": "error", "error": ErrorInfo("SandboxProtocolError", f"bad request: {exc}"[:500])})
+        header = json.loads(_recv_line(sock, 64 * 1024))
+        site, job_dir = header.get("site"), Path(str(header["job_dir"]))
+    except Exception as exc:  # noqa: BLE001 - a bad header is the host's bug: report it
+        _answer(sock, {"status": "error", "error": ErrorInfo("SandboxProtocolError", f"bad header: {exc}"[:500])})
         return
     layers = ["wasm", "wasi_read_only_grants", "epoch_deadline", "store_memory_limit"]
     if netns.get("netns"):
         layers.append("netns")
     stage = jail.ZygoteJail(_readable(site, wasm.cache_dir()))
-
-    def enter() -> None:
-        jail._libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-        layers.append("no_new_privs")
-        _limit(resource.RLIMIT_FSIZE, 0)
-        _limit(resource.RLIMIT_CORE, 0)
-        _limit(resource.RLIMIT_NOFILE, 256)
-        _limit(resource.RLIMIT_CPU, int(job.limits.cpu) + 1 + int(_GRACE))
-        layers.extend(f"host_{name}" for name in stage.enter())
-
-    call = wasm._Call(job.limits)
     # The jail first, before wasmtime makes a store or opens a file: the
     # threads it starts for WASI's I/O are then made inside it (a thread
     # inherits Landlock and seccomp; one made before would be outside).
-    enter()
-    exit_code, trap = wasm._instance(runtime, call, b"", Path(site) if site else None, stdin_path=str(request["stdin"]))
-    fields = wasm._outcome(call, exit_code, trap, job)
+    jail._libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+    layers.append("no_new_privs")
+    _limit(resource.RLIMIT_FSIZE, 0)
+    _limit(resource.RLIMIT_CORE, 0)
+    _limit(resource.RLIMIT_NOFILE, 256)
+    layers.extend(f"host_{name}" for name in stage.enter())
+    warm = wasm._Warm(runtime, job_dir=job_dir, site=Path(site) if site else None)
+    try:
+        size = int(_recv_line(sock, 32))
+        if not 0 < size <= _MAX_REQUEST:
+            raise ValueError("request too large")
+        request = json.loads(_recv_exact(sock, size))
+        job = Job(**request["job"])
+    except Exception as exc:  # noqa: BLE001 - a bad request is the host's bug: report it
+        warm.discard()
+        _answer(sock, {"status": "error", "error": ErrorInfo("SandboxProtocolError", f"bad request: {exc}"[:500])})
+        return
+    # A CPU backstop under the epoch deadline: the warm-up's own time plus the call's.
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    _limit(resource.RLIMIT_CPU, int(used.ru_utime + used.ru_stime + job.limits.cpu) + 1 + int(_GRACE))
+    exit_code, trap = warm.serve(None, job.limits)
+    fields = wasm._outcome(warm.call, exit_code, trap, job)
     fields["layers"] = tuple(layers)
     if stage.errors:
         fields["environment"] = {"host_jail_errors": json.dumps(stage.errors, sort_keys=True)[:500]}
@@ -237,6 +247,9 @@ class JailedHosts:
         self._control: socket.socket | None = None
         # The pids of the children running a call now (tests, doctor).
         self.running: set[int] = set()
+        self._spares: list[_Pending] = []  # children warmed up, waiting for a call
+        self._warming = 0
+        self._closed = False
 
     def _start(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -273,6 +286,8 @@ class JailedHosts:
 
     def start(self) -> None:
         self._connect()
+        self._refill()
+        _sweep(Path(self.env["TOOLCRIB_WASM_CACHE"]) / "jobs")
 
     def _connect(self) -> socket.socket:
         with self._lock:
@@ -298,75 +313,133 @@ class JailedHosts:
                         self._control = None  # dead: started again on the next try
         raise RuntimeError("the wasm fork server does not answer")
 
-    def run(self, job: Job, site: Path | None, cancel: Cancel | None) -> dict[str, Any]:
-        # The job, as the guest's stdin, in a private file the jailed child
-        # may read (the wasm cache is among its readable folders) and that
-        # this side removes after the call (the child can remove nothing).
+    def _prepare(self, site: Path | None) -> _Pending:
+        """A child forked for one call, told its folders, warming up."""
         jobs = Path(self.env["TOOLCRIB_WASM_CACHE"]) / "jobs"
         jobs.mkdir(mode=0o700, exist_ok=True)
-        fd, stdin_path = tempfile.mkstemp(dir=jobs, prefix="job-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(json.dumps(job.wire(), separators=(",", ":")).encode())
-            return self._run(job, site, cancel, stdin_path)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(stdin_path)
-
-    def _run(self, job: Job, site: Path | None, cancel: Cancel | None, stdin_path: str) -> dict[str, Any]:
-        request = json.dumps({"job": job.wire(), "site": str(site) if site else None, "stdin": stdin_path}).encode()
+        job_dir = Path(tempfile.mkdtemp(dir=jobs, prefix="job-"))
         near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid: int | None = None
-        killed: list[bool] = []
-
-        def stop() -> None:
-            killed.append(True)
-            if pid is not None:
-                _kill(pid)
-            try:
-                near.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-        forget = cancel.on_cancel(stop) if cancel is not None else None
+        pending = _Pending(near, job_dir)
         try:
             with far:
                 self._hand_over(far)
             line = _read_line(near, time.monotonic() + _START_TIMEOUT, 32)
             if line is None:
-                return _unavailable("the wasm host did not take the call")
-            pid = int(line)
-            self.running.add(pid)
-            if killed:
-                _kill(pid)
+                raise RuntimeError("the wasm host did not take the call")
+            pending.pid = int(line)
+            header = {"site": str(site) if site else None, "job_dir": str(job_dir)}
+            near.sendall(json.dumps(header).encode() + b"\n")
+        except (OSError, ValueError, RuntimeError):
+            pending.close()
+            raise
+        return pending
+
+    def _refill(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed or len(self._spares) + self._warming >= _SPARES:
+                    return
+                self._warming += 1
             try:
-                near.sendall(b"%d\n" % len(request) + request)
+                spare = self._prepare(None)
+            except (OSError, ValueError, RuntimeError):
+                return
+            finally:
+                with self._lock:
+                    self._warming -= 1
+            with self._lock:
+                if not self._closed:
+                    self._spares.append(spare)
+                    continue
+            spare.close()
+            return
+
+    def _take(self, site: Path | None) -> _Pending:
+        spare = None
+        if site is None:
+            with self._lock:
+                spare = self._spares.pop(0) if self._spares else None
+            threading.Thread(target=self._refill, name="toolcrib-wasm-spare", daemon=True).start()
+        return spare if spare is not None else self._prepare(site)
+
+    def run(self, job: Job, site: Path | None, cancel: Cancel | None) -> dict[str, Any]:
+        request = json.dumps({"job": job.wire()}).encode()
+        try:
+            pending = self._take(site)
+        except (OSError, ValueError) as exc:
+            return _unavailable(f"the wasm host did not take the call: {exc}")
+        killed: list[bool] = []
+
+        def stop() -> None:
+            killed.append(True)
+            pending.stop()
+
+        forget = cancel.on_cancel(stop) if cancel is not None else None
+        self.running.add(pending.pid or 0)
+        try:
+            # The job, in the folder the child's guest reads it from (this
+            # side writes it: the jailed child can write nothing).
+            (pending.job_dir / "job.json").write_bytes(json.dumps(job.wire(), separators=(",", ":")).encode())
+            try:
+                pending.near.sendall(b"%d\n" % len(request) + request)
             except OSError:
                 pass
             cap = job.limits.output * 1024 * 2 + _SLACK
-            answer = _read_line(near, time.monotonic() + job.limits.wall + _GRACE, cap)
+            answer = _read_line(pending.near, time.monotonic() + job.limits.wall + _GRACE, cap)
             if killed:
                 return _unavailable("the sandbox was stopped during the call (cancelled)")
             if answer is None:
-                _kill(pid)
                 return _unavailable("the wasm host stopped answering (killed)")
             return _fields(answer)
         finally:
             if forget is not None:
                 forget()
-            if pid is not None:
-                self.running.discard(pid)
-                _kill(pid)
-            near.close()
+            self.running.discard(pending.pid or 0)
+            pending.close()
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             server, self._server = self._server, None
             control, self._control = self._control, None
+            spares, self._spares = self._spares, []
+        for spare in spares:
+            spare.close()
         if control is not None:
             control.close()
         if server is not None:
             _stop(server)
+
+
+class _Pending:
+    """One forked child, its socket and its job folder (which this side
+    made and removes)."""
+
+    def __init__(self, near: socket.socket, job_dir: Path) -> None:
+        self.near = near
+        self.job_dir = job_dir
+        self.pid: int | None = None
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            _kill(self.pid)
+        with contextlib.suppress(OSError):
+            self.near.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        if self.pid is not None:
+            _kill(self.pid)
+        self.near.close()
+        shutil.rmtree(self.job_dir, ignore_errors=True)
+
+
+def _sweep(jobs: Path, older: float = 86400.0) -> None:
+    """Job folders a process that ended abruptly left behind (a day old)."""
+    now = time.time()
+    for folder in jobs.glob("job-*"):
+        with contextlib.suppress(OSError):
+            if now - folder.stat().st_mtime > older:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _unavailable(message: str) -> dict[str, Any]:
