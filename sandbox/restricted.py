@@ -345,6 +345,15 @@ class RestrictedBackend:
     each waiting for exactly one call (a call still forks one on the spot if
     none is ready).
 
+    ``zygotes``: a call that comes while the zygote is busy goes to
+    another one, up to this many (default 1), each started on first need
+    and jailed the same way; one zygote forks every child, so calls side
+    by side (a verification's cases) are bounded by its fork-and-jail
+    rate, not by the host. Each zygote numbers its children's uids inside
+    its own user namespace (their host uids come from its own block), so
+    two calls in two zygotes may both see uid 1 inside. Lock zygotes are
+    one per lock, as before.
+
     A job with a ``lock`` (a version that needs packages) runs under the
     ``plain`` policy only (the restricted policy's module facades cannot
     offer third-party packages) in a zygote of its own: one per lock
@@ -369,6 +378,7 @@ class RestrictedBackend:
         lock_idle: float = LOCK_IDLE_SECONDS,
         materialize: Materialize | None = None,
         lock_start_timeout: float = 120.0,
+        zygotes: int | None = None,
     ) -> None:
         self.allow_plain = allow_plain
         self.allow_weak = os.environ.get(WEAK_JAIL_ENV, "") == "1" if allow_weak is None else allow_weak
@@ -381,6 +391,12 @@ class RestrictedBackend:
         self._materialize = materialize
         self._lock = threading.Lock()
         self._zygote: _Zygote | None = None
+        # Calls that come while the zygote is busy go to another one (at
+        # most `zygotes` in all), started on first need: one zygote forks
+        # every child, and its fork-and-jail rate, not the host, is what
+        # bounds calls run side by side.
+        self.zygotes = max(1, zygotes if zygotes is not None else 1)
+        self._others: list[_Zygote | None] = [None] * (self.zygotes - 1)
         # Lock digest -> its zygote; one start per digest at a time.
         self._lock_zygotes: dict[str, _Zygote] = {}
         self._lock_starting: dict[str, threading.Lock] = {}
@@ -401,8 +417,26 @@ class RestrictedBackend:
                     zygote.stop()
                 self._zygote = None
                 zygote = self._zygote = _Zygote(self.python, self.start_timeout, self.spares)
+            if zygote.busy:
+                zygote = self._least_busy(zygote)
             zygote.busy += 1
             return zygote
+
+    def _least_busy(self, first: _Zygote) -> _Zygote:
+        """The first zygote or another one less busy, started if needed
+        (caller holds the lock)."""
+        best = first
+        for index, other in enumerate(self._others):
+            if other is None or not other.alive():
+                if other is not None:
+                    other.stop()
+                self._others[index] = None
+                other = self._others[index] = _Zygote(self.python, self.start_timeout, self.spares)
+            if other.busy < best.busy:
+                best = other
+            if not best.busy:
+                break
+        return best
 
     def _release(self, zygote: _Zygote) -> None:
         with self._lock:
@@ -413,6 +447,7 @@ class RestrictedBackend:
         with self._lock:
             if self._zygote is zygote:
                 self._zygote = None
+            self._others = [None if other is zygote else other for other in self._others]
             for digest, running in list(self._lock_zygotes.items()):
                 if running is zygote:
                     del self._lock_zygotes[digest]
@@ -542,7 +577,7 @@ class RestrictedBackend:
 
         Raises RuntimeError if it cannot start."""
         try:
-            self._current()
+            self._release(self._current())
         except _Unavailable as exc:
             raise RuntimeError(str(exc)) from exc
 
@@ -554,6 +589,7 @@ class RestrictedBackend:
             zygote = self._current()
         except _Unavailable as exc:
             return {"backend": self.name, "available": False, "error": str(exc)}
+        self._release(zygote)  # asked about, not called: not busy
         facts = zygote.facts
         return {
             "backend": self.name,
@@ -584,9 +620,10 @@ class RestrictedBackend:
         """Stop the zygote (and any child still running). A later `run` starts a new one."""
         with self._lock:
             zygote, self._zygote = self._zygote, None
+            others, self._others = [z for z in self._others if z is not None], [None] * (self.zygotes - 1)
             lock_zygotes, self._lock_zygotes = list(self._lock_zygotes.values()), {}
         self._idle_stop.set()
-        for running in ([zygote] if zygote is not None else []) + lock_zygotes:
+        for running in ([zygote] if zygote is not None else []) + others + lock_zygotes:
             running.stop()
 
     # -- running -----------------------------------------------------------
