@@ -7,7 +7,8 @@ Three measures, each on the real restricted backend (every case, input or
 mutant run in its own fresh jailed child), the backend warmed up first:
 
 - ``verify``: one tool with ``--cases`` test cases verified, as isolated
-  calls per second (goal: 600 on a 2-core machine);
+  calls per second (goal: 600 on a 2-core machine), on the shared backend
+  and on one with two zygotes (``RestrictedBackend(zygotes=2)``);
 - ``fuzz``: ``verify --fuzz 100`` of a trivial tool, seconds (goal: under 1 s),
   warm (Hypothesis already imported) and the first run of the process;
 - ``mutants``: mutation testing of a 30-line tool with 5 tests, seconds
@@ -76,6 +77,30 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 4)
 
 
+def _two_zygotes(cases: int, reps: int) -> float | None:
+    """The same verification on a restricted backend with two zygotes
+    (`RestrictedBackend(zygotes=2)`); None where the revision has no such option."""
+    from toolcrib.sandbox.restricted import RestrictedBackend
+
+    try:
+        backend = RestrictedBackend(zygotes=2)  # type: ignore[call-arg]
+    except TypeError:
+        return None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            with Registry(Path(tmp) / "two.db", actor="bench", backends={"restricted": backend}) as reg:
+                reg.add(ADD, tests=[{"args": {"a": i, "b": 1}, "expected": i + 1} for i in range(cases)])
+                reg.verify("add")
+                rates = []
+                for _ in range(reps):
+                    started = time.perf_counter()
+                    reg.verify("add")
+                    rates.append(cases / (time.perf_counter() - started))
+                return _median(rates)
+    finally:
+        backend.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
@@ -94,7 +119,10 @@ def main() -> None:
             rates.append(opts.cases / (time.perf_counter() - started))
             assert ver.status == "verified", ver
         out["verify_calls_per_s"] = _median(rates)
-
+    out["verify_calls_per_s_2_zygotes"] = _two_zygotes(opts.cases, opts.reps)
+    with tempfile.TemporaryDirectory() as tmp, Registry(Path(tmp) / "bench.db", actor="bench") as reg:
+        reg.add(ADD, tests=[{"args": {"a": i, "b": 1}, "expected": i + 1} for i in range(opts.cases)])
+        reg.verify("add")
         fuzz = getattr(reg, "fuzz", None)
         if fuzz is None:
             out["fuzz_first_s"] = out["fuzz_warm_s"] = None
