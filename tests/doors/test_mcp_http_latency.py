@@ -176,3 +176,27 @@ def test_a_ping_costs_about_what_it_costs_a_bare_server(servers: tuple[str, str]
         f"from the TypeScript SDK's client, 3 pings in 4 took up to {ours_q3:.1f} ms on toolcrib's server, "
         f"{bare_q3:.1f} ms on a bare one (x{ours_q3 / bare_q3:.1f})"
     )
+
+
+def test_each_answer_is_one_json_body(registry: Path) -> None:
+    """A POST's answer is a plain JSON body (one write), not an SSE stream of
+    several small writes each waking the client (bench/README.md: about half
+    the time of a warm call from the TypeScript client)."""
+    ours = Process(str(HERE / "serve_on_fake.py"), str(registry), "--http", TOKEN)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream"}
+    try:
+        with httpx2.Client(headers=headers, timeout=60) as http:
+            hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+            opened = http.post(ours.url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
+            session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-06-18"}
+            http.post(ours.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+            call = {"name": "double", "arguments": {"x": 21}}
+            answer = http.post(
+                ours.url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}, headers=session
+            )
+    finally:
+        ours.stop()
+    for response in (opened, answer):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/json"), response.headers
+    assert answer.json()["result"]["structuredContent"] == {"result": 42}
