@@ -33,7 +33,7 @@ import anyio
 import httpx2
 import pytest
 from anyio.from_thread import start_blocking_portal
-from mcp import ClientSession
+from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from toolcrib.sandbox.fake import FakeBackend
 
@@ -200,3 +200,35 @@ def test_each_answer_is_one_json_body(registry: Path) -> None:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/json"), response.headers
     assert answer.json()["result"]["structuredContent"] == {"result": 42}
+
+
+LATE = '''
+def late(x: int) -> int:
+    """Verified while the server runs."""
+    return x
+'''
+
+
+def test_a_2026_client_still_hears_of_changes_over_http(registry: Path) -> None:
+    """With JSON answers, what must stream still does: a 2026-07-28 client's
+    subscriptions/listen over HTTP gets the list change."""
+    fake = FakeBackend(lambda job: job.args["x"], name="restricted")
+    with Registry(registry, actor="setup", backends={"restricted": fake}) as reg:
+        reg.add(LATE, tests=[{"args": {"x": 2}, "expected": 2}])
+    ours = Process(str(HERE / "serve_on_fake.py"), str(registry), "--http")
+
+    async def body() -> list[str]:
+        async with Client(ours.url) as client:
+            assert client.protocol_version == "2026-07-28"
+            async with client.listen(tools_list_changed=True) as subscription:
+                with Registry(registry, actor="setup", backends={"restricted": fake}) as reg:
+                    await anyio.to_thread.run_sync(lambda: reg.verify("late"))
+                with anyio.fail_after(60):
+                    async for _event in subscription:
+                        break
+            return sorted(t.name for t in (await client.list_tools()).tools)
+
+    try:
+        assert anyio.run(body) == ["double", "late"]
+    finally:
+        ours.stop()
