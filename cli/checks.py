@@ -221,7 +221,7 @@ def add_from_finding(finding_id: int, tests_path: str | None, expected_json: str
         echo_json({"finding": finding_id, "tool": ref, "case": case, "tests": tests_path})
         return
     if tests_path is None:
-        click.echo(json.dumps(case, indent=2, ensure_ascii=False))
+        echo_json(case)
     else:
         echo_text(f"case {case['name']!r} for {ref} appended to {tests_path}")
     if expected_json is None:
