@@ -176,20 +176,41 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _descendants(roots: set[int], procs: dict[int, tuple[int, str]]) -> set[int]:
+    found: set[int] = set()
+    frontier = set(roots)
+    while frontier:
+        frontier = {pid for pid, (parent, _) in procs.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def _holders(backend: str) -> set[int]:
     """Live processes of this test's sandboxes that hold hold()'s ballast:
-    children of our zygote (restricted), or processes inside containers this
-    process started (docker)."""
+    processes inside containers this process started (docker), children of
+    our zygote (restricted), descendants of the Ray actors (ray), else
+    descendants of this process (the wasm host's children)."""
     procs = _procs()
-    if backend == "restricted":
-        zygote = get_backend("restricted").info()["zygote_pid"]
-        candidates = {pid for pid, (parent, _) in procs.items() if parent == zygote}
-    else:
+    if backend == "docker":
         from toolcrib.sandbox.docker import LABEL, LABEL_PID
 
         client = get_backend("docker")._client  # the backend's own engine connection
         ids = [c["Id"] for c in client.api.containers(filters={"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]})]
         candidates = {pid for pid in procs if any(cid in _read(f"/proc/{pid}/cgroup") for cid in ids)}
+    elif backend == "restricted":
+        zygote = get_backend("restricted").info()["zygote_pid"]
+        candidates = {pid for pid, (parent, _) in procs.items() if parent == zygote}
+    elif backend == "ray":
+        # The actors' own descendants (their zygotes' children): the cluster's
+        # processes, also this process's descendants, hold far more than the ballast.
+        import ray
+
+        ray_backend: Any = get_backend("ray")
+        candidates = _descendants(
+            {ray.get(h.describe.remote(), timeout=60)["pid"] for h, _node in ray_backend.actors()}, procs
+        )
+    else:
+        candidates = _descendants({os.getpid()}, procs)
     return {pid for pid in candidates if procs[pid][1] != "Z" and _rss_kib(pid) > BALLAST_KIB}
 
 
