@@ -44,6 +44,7 @@ from .store_review import (
     maker_rows,
     review_rows,
     review_state,
+    signed_decision_rows,
 )
 from .store_review import task_rejection as find_task_rejection
 from .store_settings import put_setting, read_setting
@@ -426,13 +427,13 @@ def exported_attestations(
     `names`; neither: every version), as a bundle carries them: ``{"ref",
     "sha256", "envelope"}`` each (unsigned ones stay home)."""
     out = []
-    for vid, name, version, *_rest in maker_rows(conn):
+    # Only the signed decisions are read (not every version): an export
+    # streams its versions and must not hold them all for this (issue 21).
+    for name, version, sha256, envelope in signed_decision_rows(conn):
         ref = f"{name}@{version}"
         if (refs is not None and ref not in refs) or (names is not None and name not in names):
             continue
-        for _rid, _vid, sha256, _d, _r, _n, _k, envelope, _o, _at in review_rows(conn, vid):
-            if envelope:
-                out.append({"ref": ref, "sha256": sha256, "envelope": json.loads(envelope)})
+        out.append({"ref": ref, "sha256": sha256, "envelope": json.loads(envelope)})
     return out
 
 

@@ -55,8 +55,13 @@ def newest_page(
 
 def versions_stream(conn: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
     """Whole rows of every version, by name (a name's versions together, in
-    stored precedence order; the caller sorts each name's few exactly)."""
-    yield from conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions ORDER BY name, sort_key, id")
+    stored precedence order; the caller sorts each name's few exactly).
+    Name by name through the newest table (every name has its row there)
+    and the (name, version) index: no sort of the whole table, whose rows
+    SQLite would otherwise hold to order them."""
+    names = conn.execute("SELECT name FROM newest ORDER BY name")
+    for (name,) in names:
+        yield from conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE name = ? ORDER BY sort_key, id", [name])
 
 
 def versions_of_names(conn: sqlite3.Connection, names: Sequence[str]) -> Iterator[tuple[Any, ...]]:
