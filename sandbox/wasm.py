@@ -25,7 +25,9 @@ checked against the digests pinned in `wasm_guest.py` before it is used.
   WASI's ``poll_oneoff`` is replaced by one that waits in ticks, so a
   ``time.sleep`` in the tool ends at the wall limit too.
 - **Fresh per call**: a new store and instance of the compiled module; no
-  state survives a call but the compiled code.
+  state survives a call but the compiled code. Instances are pre-warmed and
+  single-use (`_Warm`, `_Pool`): the harness is imported before a call takes
+  one, and the call's limits are armed when its job is delivered.
 
 The compiled module is made once per machine, guest and wasmtime version by
 `install` (``toolcrib wasm install``) and deserialised from the user's cache

@@ -73,6 +73,9 @@ def main() -> None:
     from . import execute
 
     _load_packages()
+    # Everything a job needs imported and built, one job of each kind run
+    # (what the restricted backend's zygote does before it forks children).
+    execute.warm()
     # Warm now: the host holds this first wait until the job is in stdin
     # (a pre-warmed instance; a fresh one is answered at once).
     import time
@@ -86,3 +89,5 @@ def main() -> None:
     reply = execute.run_job(job, restricted=job.get("policy") != "plain")
     sys.stdout.flush()
     _write(reply)
+    # The instance is dropped: no interpreter shutdown to pay for.
+    os._exit(0)
