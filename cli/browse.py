@@ -79,8 +79,10 @@ def _render_cell(value: Any, column: str, database: str) -> Any:
     if column in _JSON_COLUMNS and value[:1] in "{[":
         import json
 
+        from .common import pretty_json
+
         try:
-            shown = json.dumps(json.loads(value), indent=2, ensure_ascii=False)
+            shown = pretty_json(json.loads(value))
         except ValueError:
             return None
         return Markup(f'<pre class="toolcrib-json" style="{_JSON_STYLE}">{escape(shown)}</pre>')

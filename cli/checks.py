@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import CLIError, echo_json, echo_progress, echo_text, json_option, open_registry, read_text_argument
+from .common import (
+    CLIError,
+    echo_json,
+    echo_progress,
+    echo_text,
+    json_option,
+    open_registry,
+    pretty_json,
+    read_text_argument,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -150,7 +159,7 @@ def _append_case(path: Path, case: dict[str, Any]) -> None:
     if any(isinstance(c, dict) and c.get("name") == case["name"] for c in cases):
         raise CLIError(f"{path} already has a case named {case['name']!r}")
     cases.append(case)
-    body = json.dumps(data if isinstance(data, dict) else cases, indent=2, ensure_ascii=False) + "\n"
+    body = pretty_json(data if isinstance(data, dict) else cases) + "\n"
     directory = path.resolve().parent
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".toolcrib-tests-")

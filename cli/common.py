@@ -290,6 +290,12 @@ def read_text_argument(path: str, what: str) -> str:
         raise CLIError(f"cannot read {what} file {path}: {err.strerror}") from None
 
 
+def pretty_json(value: Any) -> str:
+    """`value` as JSON indented for a person (a page, a file, a section of a
+    report); `echo_json` writes the same to stdout without holding it whole."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
 def echo_json(value: Any) -> None:
     """`value` as indented JSON on stdout, written as it is encoded: a call's
     result at the output cap is never held again as one text (Python's

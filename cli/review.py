@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import CLIError, echo_json, echo_table, echo_text, json_option, open_registry, terminal_text
+from .common import CLIError, echo_json, echo_table, echo_text, json_option, open_registry, pretty_json, terminal_text
 
 if TYPE_CHECKING:
     from ..registry import Registry, ToolVersion
@@ -154,7 +154,7 @@ def _text(doc: dict[str, Any], *, colour: bool = False) -> str:
             section("signature diff", doc["diff"]["signature"])
     else:
         section("diff", "(no earlier version: nothing is replaced)")
-    section("signature as a client sees it", json.dumps(doc["signature"], indent=2, ensure_ascii=False))
+    section("signature as a client sees it", pretty_json(doc["signature"]))
     evidence = doc["evidence"]
     cases = {c["index"]: c for c in evidence["cases"]} if evidence else {}
     lines = []

@@ -87,13 +87,15 @@ class CallTarget:
     prelude: str | None
     status: str
     yanked: str | None
+    # Who made it, for the review rule: (generator, registered_by, latm.task).
+    maker: tuple[str | None, str | None, str | None] = (None, None, None)
 
     @classmethod
     def load(cls, conn: sqlite3.Connection, chosen: VersionRow) -> CallTarget:
         row = call_row(conn, chosen.id)
         if row is None:
             raise NotFound(f"{chosen.ref} not found")
-        entrypoint, source, signature, limits, policy, lock, prelude, status = row
+        entrypoint, source, signature, limits, policy, lock, prelude, status, *maker = row
         return cls(
             ref=chosen.ref,
             entrypoint=entrypoint,
@@ -106,6 +108,7 @@ class CallTarget:
             prelude=prelude,
             status=status,
             yanked=chosen.yanked,
+            maker=(maker[0], maker[1], maker[2]),
         )
 
     def job(self, limits: Limits, policy: PolicyName, *, args: dict[str, Any] | None, snippet: str | None) -> Job:
@@ -445,7 +448,7 @@ class Caller:
                     "or pass --allow-unverified (allow_unverified=True) to call it anyway"
                 )
             # Human review (registry/review.py): no flag lets an unapproved version run.
-            gate(self.conn, row.id, tool.ref)
+            gate(self.conn, row.id, tool.ref, maker=tool.maker)
         except PolicyRefused as exc:
             self._audit(tool.ref, {**base, "status": "refused", "reason": exc.message})
             raise

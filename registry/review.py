@@ -43,6 +43,7 @@ from .store_review import (
     key_rows,
     maker_rows,
     review_rows,
+    review_standing,
     review_state,
     signed_decision_rows,
 )
@@ -164,13 +165,28 @@ def needs_review(mode: str, generator: str | None, registered_by: str | None, ta
     return None
 
 
-def gate(conn: sqlite3.Connection, version_id: int, ref: str) -> None:
+def gate(
+    conn: sqlite3.Connection,
+    version_id: int,
+    ref: str,
+    *,
+    maker: tuple[str | None, str | None, str | None] | None = None,
+) -> None:
     """PolicyRefused (exit 4, naming the command that approves it) if the
-    review rule keeps this version from being called; None if it may run."""
-    state = review_state(conn, version_id)
-    if state is None:
-        return
-    mode, generator, registered_by, task, standing = state
+    review rule keeps this version from being called; None if it may run.
+    ``maker`` (generator, registered_by, latm.task), when the caller read the
+    version row already (the call path), spares reading it again."""
+    if maker is not None:
+        standing_row = review_standing(conn, version_id)
+        if standing_row is None:
+            return
+        mode, standing = standing_row
+        generator, registered_by, task = maker
+    else:
+        state = review_state(conn, version_id)
+        if state is None:
+            return
+        mode, generator, registered_by, task, standing = state
     why = needs_review(mode if mode in MODES else "none", generator, registered_by, task)
     if why is None or standing == "approved":
         return

@@ -226,6 +226,20 @@ def review_state(conn: sqlite3.Connection, version_id: int) -> tuple[Any, ...] |
     return None if row is None else tuple(row)
 
 
+def review_standing(conn: sqlite3.Connection, version_id: int) -> tuple[Any, Any] | None:
+    """(review setting, standing decision) of one version, reading nothing of
+    the version row itself (the call path read it already). None if the
+    schema predates review."""
+    try:
+        row = conn.execute(
+            "SELECT (SELECT value FROM settings WHERE key = 'review'), (" + _STANDING.format(vid="?") + ")",
+            [version_id],
+        ).fetchone()
+    except sqlite3.OperationalError:  # no reviews table: a file from before m007
+        return None
+    return None if row is None else (row[0], row[1])
+
+
 def maker_rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     """(id, name, version, sha256, status, yanked, deprecated, created_at,
     generator, registered_by, latm.task, standing decision) of every version."""

@@ -202,9 +202,11 @@ def verified_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> set[int]:
 def call_row(conn: sqlite3.Connection, version_id: int) -> tuple[Any, ...] | None:
     """What a call needs of a version beyond the `VersionRow` it was chosen
     by (name, version and yank state are not read again): (entrypoint,
-    source, signature, limits, policy, lock, prelude, status)."""
+    source, signature, limits, policy, lock, prelude, status, and who made it
+    for the review rule: generator, registered_by, the metadata's latm.task)."""
     row = conn.execute(
-        "SELECT entrypoint, source, signature, limits, policy, lock, prelude, status FROM versions WHERE id = ?",
+        "SELECT entrypoint, source, signature, limits, policy, lock, prelude, status, "
+        "generator, registered_by, json_extract(metadata, '$.\"latm.task\"') FROM versions WHERE id = ?",
         [version_id],
     ).fetchone()
     return None if row is None else tuple(row)
