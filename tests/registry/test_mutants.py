@@ -107,7 +107,10 @@ def test_the_engine_reports_a_tool_it_cannot_parse(reg: Registry) -> None:
 
 
 def test_a_small_budget_stops_the_run_and_says_so(reg: Registry) -> None:
-    reg.add(FEE, tests=FEE_TESTS)
+    # Every run of a test sleeps a quarter of a second (wall time, whatever
+    # the machine's speed), so a 0.2 s budget always runs out with mutants left.
+    slow = FEE.replace('"""\n    if amount <= 10:', '"""\n    time.sleep(0.25)\n    if amount <= 10:')
+    reg.add("import time\n" + slow, tests=FEE_TESTS, policy="plain")
     run = reg.mutants("fee", budget=0.2)
     assert run.summary["budget_exhausted"] is True
     assert run.summary["not_run"] > 0
