@@ -88,6 +88,8 @@ _STDERR_TAIL = 2000
 _GUEST_ROOT = "/opt/toolcrib"
 _GUEST_SITE = "/opt/toolcrib/site"
 _GUEST_JOB_DIR = "/job"
+# The timeout of the harness's wait for its job: select.select([], [], [], 0.271828).
+_WAIT_FOR_JOB_NS = 271_828_000
 _JOB_FILE = "job.json"
 _ARGV0 = "python"
 _DRIVER = "import sys; sys.path.append('/opt/toolcrib'); from tcbox import wasm_main; wasm_main.main()"
@@ -679,6 +681,7 @@ class WasmBackend:
         self.jailed = bool(jail)
         self._hosts: Any = None
         self._pool: _Pool | None = None
+        self._lock_pools: dict[str, _Pool] = {}
         atexit.register(self.close)
 
     def _jailed_hosts(self) -> Any:
@@ -710,11 +713,19 @@ class WasmBackend:
                     ) from None
             return self._runtime
 
-    def _warm_pool(self, runtime: _Runtime) -> _Pool:
+    def _warm_pool(self, runtime: _Runtime, lock: Lock | None = None, site: Path | None = None) -> _Pool:
+        """The pool for jobs without packages, or the one for this lock
+        (one instance warmed ahead: a lock's imports cost memory)."""
         with self._lock:
-            if self._pool is None:
-                self._pool = _Pool(runtime)
-            return self._pool
+            if lock is None or site is None:
+                if self._pool is None:
+                    self._pool = _Pool(runtime)
+                return self._pool
+            pool = self._lock_pools.get(lock.digest())
+            if pool is None:
+                pool = _Pool(runtime, size=1, site=site, imports=tuple(lock.imports))
+                self._lock_pools[lock.digest()] = pool
+            return pool
 
     def start(self) -> None:
         """Load the compiled guest now (in the jailed mode: check it is
@@ -757,9 +768,11 @@ class WasmBackend:
         with self._lock:
             runtime, self._runtime = self._runtime, None
             hosts, self._hosts = self._hosts, None
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+            pools = [self._pool, *self._lock_pools.values()]
+            self._pool, self._lock_pools = None, {}
+        for pool in pools:
+            if pool is not None:
+                pool.close()
         if runtime is not None:
             runtime.close()
         if hosts is not None:
@@ -819,23 +832,14 @@ class WasmBackend:
             fields: dict[str, Any] = self._jailed_hosts().run(job, site, cancel)
             return fields
         runtime = self._get_runtime()
-        if site is None:
-            warm = self._warm_pool(runtime).take()
-            call = warm.call
-            forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None
-            try:
-                exit_code, trap = warm.serve(payload, job.limits)
-            finally:
-                if forget is not None:
-                    forget()
-        else:
-            call = _Call(job.limits)
-            forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None
-            try:
-                exit_code, trap = _instance(runtime, call, payload, site)
-            finally:
-                if forget is not None:
-                    forget()
+        warm = self._warm_pool(runtime, job.lock, site).take()
+        call = warm.call
+        forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None
+        try:
+            exit_code, trap = warm.serve(payload, job.limits)
+        finally:
+            if forget is not None:
+                forget()
         fields = _outcome(call, exit_code, trap, job)
         fields["layers"] = self._layers()
         return fields
@@ -847,12 +851,21 @@ class _Warm:
     guest's first wait, `_poll_shadow`). The job arrives as job.json in a
     private folder granted read-only at /job. Serves one call, then is gone."""
 
-    def __init__(self, runtime: _Runtime, job_dir: Path | None = None, site: Path | None = None) -> None:
+    def __init__(
+        self,
+        runtime: _Runtime,
+        job_dir: Path | None = None,
+        site: Path | None = None,
+        imports: tuple[str, ...] = (),
+    ) -> None:
         self.runtime = runtime
         self.site = site
         self.call = _Call(Limits(), armed=False)
         self.own_dir = job_dir is None
         self.job_dir = Path(tempfile.mkdtemp(prefix="toolcrib-wasm-job-")) if job_dir is None else job_dir
+        if imports and self.own_dir:
+            # What the instance imports while it warms up (a lock's imports).
+            (self.job_dir / "preload.json").write_text(json.dumps({"imports": list(imports)}))
         self.done: tuple[int | None, Any] | None = None
         self.thread = threading.Thread(target=self._run, name="toolcrib-wasm-warm", daemon=True)
         self.thread.start()
@@ -891,11 +904,17 @@ class _Warm:
 
 
 class _Pool:
-    """Pre-warmed single-use instances, refilled in the background."""
+    """Pre-warmed single-use instances, refilled in the background: for
+    jobs without packages, or for one lock (its site granted, its imports
+    imported during the warm-up)."""
 
-    def __init__(self, runtime: _Runtime, size: int = _POOL_SIZE) -> None:
+    def __init__(
+        self, runtime: _Runtime, size: int = _POOL_SIZE, site: Path | None = None, imports: tuple[str, ...] = ()
+    ) -> None:
         self.runtime = runtime
         self.size = size
+        self.site = site
+        self.imports = imports
         self._ready: list[_Warm] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -906,13 +925,13 @@ class _Pool:
             if self._closed:
                 return
             while len(self._ready) < self.size:
-                self._ready.append(_Warm(self.runtime))
+                self._ready.append(_Warm(self.runtime, site=self.site, imports=self.imports))
 
     def take(self) -> _Warm:
         with self._lock:
             warm = self._ready.pop(0) if self._ready else None
         threading.Thread(target=self.refill, name="toolcrib-wasm-refill", daemon=True).start()
-        return warm if warm is not None else _Warm(self.runtime)
+        return warm if warm is not None else _Warm(self.runtime, site=self.site, imports=self.imports)
 
     def close(self) -> None:
         with self._lock:
@@ -983,12 +1002,23 @@ def _poll_shadow(runtime: _Runtime, call: _Call, origin_ns: int, store: Any) -> 
         memory = caller.get("memory")
         if memory is None or count <= 0 or count > 4096:
             return _ERRNO_INVAL
-        if not call.armed:
-            call.waiting.set()
-            while not call.delivered.wait(0.05):
-                if call.check() is not None:
-                    return _ERRNO_INVAL  # the next epoch check traps the guest
-            call.arm(store, memory.data_len(caller))
+        if not call.armed and count == 1:
+            head = _SUBSCRIPTION.unpack(bytes(memory.read(caller, in_ptr, in_ptr + _SUBSCRIPTION.size)))
+            if head[1] == _EVENT_CLOCK and not head[5] & _ABSTIME and head[3] == _WAIT_FOR_JOB_NS:
+                # The harness's own wait for its job (`wasm_main`), told
+                # from any other wait (a package's import may sleep) by its
+                # exact timeout.
+                call.waiting.set()
+                while not call.delivered.wait(0.05):
+                    if call.check() is not None:
+                        return _ERRNO_INVAL  # the next epoch check traps the guest
+                call.arm(store, memory.data_len(caller))
+                try:  # the wait ends at once: its job is there
+                    memory.write(caller, _EVENT.pack(head[0], 0, _EVENT_CLOCK, 0, 0), out_ptr)
+                    memory.write(caller, struct.pack("<I", 1), count_ptr)
+                except (IndexError, wt.WasmtimeError):
+                    return _ERRNO_FAULT
+                return 0
         try:
             raw = memory.read(caller, in_ptr, in_ptr + _SUBSCRIPTION.size * count)
         except (IndexError, wt.WasmtimeError):

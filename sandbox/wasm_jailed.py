@@ -139,6 +139,7 @@ def _serve_call(runtime: Any, sock: socket.socket) -> None:
     try:
         header = json.loads(_recv_line(sock, 64 * 1024))
         site, job_dir = header.get("site"), Path(str(header["job_dir"]))
+        imports = tuple(str(name) for name in header.get("imports") or ())
     except Exception as exc:  # noqa: BLE001 - a bad header is the host's bug: report it
         _answer(sock, {"status": "error", "error": ErrorInfo("SandboxProtocolError", f"bad header: {exc}"[:500])})
         return
@@ -155,7 +156,7 @@ def _serve_call(runtime: Any, sock: socket.socket) -> None:
     _limit(resource.RLIMIT_CORE, 0)
     _limit(resource.RLIMIT_NOFILE, 256)
     layers.extend(f"host_{name}" for name in stage.enter())
-    warm = wasm._Warm(runtime, job_dir=job_dir, site=Path(site) if site else None)
+    warm = wasm._Warm(runtime, job_dir=job_dir, site=Path(site) if site else None, imports=imports)
     try:
         size = int(_recv_line(sock, 32))
         if not 0 < size <= _MAX_REQUEST:
@@ -247,8 +248,9 @@ class JailedHosts:
         self._control: socket.socket | None = None
         # The pids of the children running a call now (tests, doctor).
         self.running: set[int] = set()
-        self._spares: list[_Pending] = []  # children warmed up, waiting for a call
-        self._warming = 0
+        # Children warmed up, waiting for a call: by site folder ("" for none).
+        self._spares: dict[str, list[_Pending]] = {}
+        self._warming: dict[str, int] = {}
         self._closed = False
 
     def _start(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
@@ -313,11 +315,13 @@ class JailedHosts:
                         self._control = None  # dead: started again on the next try
         raise RuntimeError("the wasm fork server does not answer")
 
-    def _prepare(self, site: Path | None) -> _Pending:
+    def _prepare(self, site: Path | None, imports: tuple[str, ...] = ()) -> _Pending:
         """A child forked for one call, told its folders, warming up."""
         jobs = Path(self.env["TOOLCRIB_WASM_CACHE"]) / "jobs"
         jobs.mkdir(mode=0o700, exist_ok=True)
         job_dir = Path(tempfile.mkdtemp(dir=jobs, prefix="job-"))
+        if imports:
+            (job_dir / "preload.json").write_text(json.dumps({"imports": list(imports)}))
         near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pending = _Pending(near, job_dir)
         try:
@@ -334,38 +338,40 @@ class JailedHosts:
             raise
         return pending
 
-    def _refill(self) -> None:
+    def _refill(self, site: Path | None = None, imports: tuple[str, ...] = ()) -> None:
+        """Spares for jobs without packages (`_SPARES`), or one for a lock."""
+        key, want = str(site or ""), (_SPARES if site is None else 1)
         while True:
             with self._lock:
-                if self._closed or len(self._spares) + self._warming >= _SPARES:
+                spares = self._spares.setdefault(key, [])
+                if self._closed or len(spares) + self._warming.get(key, 0) >= want:
                     return
-                self._warming += 1
+                self._warming[key] = self._warming.get(key, 0) + 1
             try:
-                spare = self._prepare(None)
+                spare = self._prepare(site, imports)
             except (OSError, ValueError, RuntimeError):
                 return
             finally:
                 with self._lock:
-                    self._warming -= 1
+                    self._warming[key] -= 1
             with self._lock:
                 if not self._closed:
-                    self._spares.append(spare)
+                    self._spares.setdefault(key, []).append(spare)
                     continue
             spare.close()
             return
 
-    def _take(self, site: Path | None) -> _Pending:
-        spare = None
-        if site is None:
-            with self._lock:
-                spare = self._spares.pop(0) if self._spares else None
-            threading.Thread(target=self._refill, name="toolcrib-wasm-spare", daemon=True).start()
-        return spare if spare is not None else self._prepare(site)
+    def _take(self, site: Path | None, imports: tuple[str, ...] = ()) -> _Pending:
+        with self._lock:
+            spares = self._spares.get(str(site or "")) or []
+            spare = spares.pop(0) if spares else None
+        threading.Thread(target=self._refill, args=(site, imports), name="toolcrib-wasm-spare", daemon=True).start()
+        return spare if spare is not None else self._prepare(site, imports)
 
     def run(self, job: Job, site: Path | None, cancel: Cancel | None) -> dict[str, Any]:
         request = json.dumps({"job": job.wire()}).encode()
         try:
-            pending = self._take(site)
+            pending = self._take(site, tuple(job.lock.imports) if job.lock is not None else ())
         except (OSError, ValueError) as exc:
             return _unavailable(f"the wasm host did not take the call: {exc}")
         killed: list[bool] = []
@@ -402,7 +408,7 @@ class JailedHosts:
             self._closed = True
             server, self._server = self._server, None
             control, self._control = self._control, None
-            spares, self._spares = self._spares, []
+            spares, self._spares = [p for ps in self._spares.values() for p in ps], {}
         for spare in spares:
             spare.close()
         if control is not None:

@@ -25,8 +25,12 @@ __all__ = ["MAX_JOB_BYTES", "SITE", "main"]
 MAX_JOB_BYTES = 32 * 1024 * 1024
 # Where the host grants a lock's site folder, read-only.
 SITE = "/opt/toolcrib/site"
-PRELOAD = "/opt/toolcrib/preload.json"
+# A pre-warmed instance's own folder: what to import ahead (a lock's
+# imports), then its job.
+PRELOAD = "/job/preload.json"
 JOB_FILE = "/job/job.json"
+# The host tells this wait from any other by its exact timeout (wasm.py's _WAIT_FOR_JOB_NS).
+WAIT_FOR_JOB = 0.271828
 
 
 def _read_job() -> dict[str, Any]:
@@ -49,9 +53,8 @@ def _load_packages() -> None:
     """A lock's site folder on the path, its packages imported (as the lock
     zygote and the Docker runtime image do); a package that fails to import
     here fails the same way in the tool, where the error reaches the caller."""
-    if not os.path.isdir(SITE):
-        return
-    sys.path.append(SITE)
+    if os.path.isdir(SITE):
+        sys.path.append(SITE)
     try:
         with open(PRELOAD, encoding="utf-8") as fh:
             names = json.load(fh).get("imports") or []
@@ -78,9 +81,9 @@ def main() -> None:
     execute.warm()
     # Warm now: the host holds this first wait until the job is in stdin
     # (a pre-warmed instance; a fresh one is answered at once).
-    import time
+    import select
 
-    time.sleep(1e-6)
+    select.select([], [], [], WAIT_FOR_JOB)
     try:
         job = _read_job()
     except Exception as exc:  # noqa: BLE001 - report, never a traceback on stdout

@@ -405,6 +405,8 @@ def test_a_pure_python_lock_runs_from_its_own_read_only_files(cache: Path) -> No
         imports=["tcwasmdemo"],
     )
     source = (
+        "import sys\n"
+        "PRELOADED = 'tcwasmdemo' in sys.modules\n"
         "import tcwasmdemo\n"
         "def f():\n"
         "    try:\n"
@@ -412,11 +414,12 @@ def test_a_pure_python_lock_runs_from_its_own_read_only_files(cache: Path) -> No
         "        wrote = True\n"
         "    except OSError:\n"
         "        wrote = False\n"
-        "    return [tcwasmdemo.greet('wasm'), tcwasmdemo.__file__, wrote]\n"
+        "    return [tcwasmdemo.greet('wasm'), tcwasmdemo.__file__, wrote, PRELOADED]\n"
     )
     r = call(source, lock=lock)
     assert r.status == "ok", r
-    assert r.result == ["hello wasm", "/opt/toolcrib/site/tcwasmdemo/__init__.py", False]
+    # Imported before the call (the lock's imports, while its instance warmed up).
+    assert r.result == ["hello wasm", "/opt/toolcrib/site/tcwasmdemo/__init__.py", False, True]
 
 
 def test_a_lock_the_guest_cannot_run_is_refused_at_the_call_naming_the_backends_that_can() -> None:
