@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .check_options import MAX_FUZZ_OPTION, seed_option
 from .common import (
     CLIError,
     echo_json,
@@ -41,40 +42,6 @@ __all__ = [
     "seed_option",
     "verify_one",
 ]
-
-MAX_FUZZ_OPTION = 10_000
-
-
-def seed_option(fn: Any) -> Any:
-    fn = click.option(
-        "--mutants",
-        is_flag=True,
-        help="Also mutation-test: run the tests against small changes to the code and report the score "
-        "(killed of those that ran) and the surviving changes as diffs.",
-    )(fn)
-    fn = click.option(
-        "--budget",
-        type=click.FloatRange(min=0.1, max=24 * 3600),
-        default=None,
-        metavar="SECONDS",
-        help="Time budget of the checks (generating, running, shrinking). Default: 60.",
-    )(fn)
-    fn = click.option(
-        "--seed",
-        type=click.IntRange(min=0, max=2**32 - 1),
-        default=0,
-        show_default=True,
-        help="Seed of the generated inputs: the same seed, the same inputs.",
-    )(fn)
-    return click.option(
-        "--fuzz",
-        "fuzz_n",
-        type=click.IntRange(min=0, max=MAX_FUZZ_OPTION),
-        default=None,
-        metavar="N",
-        help="Also run N argument sets generated from the input schema (needs toolcrib[fuzz]); "
-        "default: the registry's setting (toolcrib checks --fuzz N), else none.",
-    )(fn)
 
 
 def fuzz_count(reg: Registry, given: int | None) -> int | None:

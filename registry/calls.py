@@ -40,7 +40,7 @@ from .audit import CAP_BYTES, append_row, cap_value
 from .errors import ArgumentsError, ExtraMissing, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
 from .outcome import CallOutcome
-from .review import gate
+from .review_rule import gate
 from .schema_check import arg_forms, drop_default_nulls, validate_stored_arguments
 from .store import write_transaction
 from .store_versions import NEWEST, VersionRow, call_row

@@ -34,6 +34,7 @@ from .attest import (
 )
 from .audit import append_row
 from .errors import InvalidInput, NotFound, PolicyRefused, VerificationFailed
+from .review_rule import MODES, allows, gate, needs_review
 from .store import utc_now
 from .store_review import (
     delete_key,
@@ -43,8 +44,6 @@ from .store_review import (
     key_rows,
     maker_rows,
     review_rows,
-    review_standing,
-    review_state,
     signed_decision_rows,
 )
 from .store_review import task_rejection as find_task_rejection
@@ -59,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODES",
+    "allows",
     "Decision",
     "QueueItem",
     "decide",
@@ -73,8 +73,6 @@ __all__ = [
     "untrust",
 ]
 
-MODES = ("none", "models", "all")
-_BLANK = " \t\n\r\x0b\x0c"  # what SQLite's trim in store_review.held_back_rows strips too
 MAX_NOTE = 4096
 
 
@@ -147,62 +145,6 @@ def set_mode(conn: sqlite3.Connection, mode: str, *, actor: str) -> bool:
     before = review_mode(conn)
     put_setting(conn, "review", mode, actor=actor)
     append_row(conn, actor=actor, event="setting", details={"key": "review", "value": mode, "was": before})
-    return True
-
-
-def needs_review(mode: str, generator: str | None, registered_by: str | None, task: str | None) -> str | None:
-    """Why a version with these facts needs approval under `mode`, or None."""
-    if mode == "all":
-        return "review is 'all': every version needs approval"
-    if mode != "models":
-        return None
-    if task is not None and task != "":
-        return f"made by 'toolcrib make' (task {task})"
-    if registered_by is not None and registered_by.startswith("mcp:"):
-        return f"added over MCP by {registered_by.removeprefix('mcp:')}"
-    if generator is not None and generator.strip(_BLANK).lower() not in ("", "human"):
-        return f"its generator {generator!r} is taken as a model"
-    return None
-
-
-def gate(
-    conn: sqlite3.Connection,
-    version_id: int,
-    ref: str,
-    *,
-    maker: tuple[str | None, str | None, str | None] | None = None,
-) -> None:
-    """PolicyRefused (exit 4, naming the command that approves it) if the
-    review rule keeps this version from being called; None if it may run.
-    ``maker`` (generator, registered_by, latm.task), when the caller read the
-    version row already (the call path), spares reading it again."""
-    if maker is not None:
-        standing_row = review_standing(conn, version_id)
-        if standing_row is None:
-            return
-        mode, standing = standing_row
-        generator, registered_by, task = maker
-    else:
-        state = review_state(conn, version_id)
-        if state is None:
-            return
-        mode, generator, registered_by, task, standing = state
-    why = needs_review(mode if mode in MODES else "none", generator, registered_by, task)
-    if why is None or standing == "approved":
-        return
-    if standing == "rejected":
-        raise PolicyRefused(f"{ref} was rejected by its reviewer (toolcrib review {ref} shows why)")
-    raise PolicyRefused(
-        f"{ref} awaits review ({why}): a reviewer runs 'toolcrib review {ref}' and 'toolcrib approve {ref}'"
-    )
-
-
-def allows(conn: sqlite3.Connection, version_id: int, ref: str) -> bool:
-    """Whether the review rule lets this version be called (`gate` without raising)."""
-    try:
-        gate(conn, version_id, ref)
-    except PolicyRefused:
-        return False
     return True
 
 

@@ -3,7 +3,6 @@ not-found errors every door shows."""
 
 from __future__ import annotations
 
-import difflib
 import sqlite3
 
 from .errors import NotFound
@@ -14,6 +13,8 @@ __all__ = ["close_names", "no_tool_named"]
 
 def close_names(name: str, names: list[str], n: int = 3) -> list[str]:
     """Up to `n` of `names` close to `name`, closest first."""
+    import difflib  # only when a name was not found: kept off the call's import path
+
     return difflib.get_close_matches(name, names, n=n, cutoff=0.6)
 
 
