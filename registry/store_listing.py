@@ -101,16 +101,20 @@ def audit_stream(
     if event is not None:
         where.append("event = ?")
         params.append(event)
+    source = "audit"
     if since is not None:
         few = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM audit WHERE at >= ? LIMIT ?)", [since, SINCE_INDEX_THRESHOLD]
         ).fetchone()[0]
-        # Few entries since then: the index on time finds them. Many: reading
-        # by seq (back from the end, for a limit) needs no sort and stops
-        # sooner (unary + keeps the planner off the index).
-        where.append("at >= ?" if few < SINCE_INDEX_THRESHOLD else "+at >= ?")
+        # Few entries since then: the index on time finds them (SQLite's
+        # planner, with no statistics, would rather walk the whole log by
+        # seq to skip a sort). Many: reading by seq (back from the end, for a
+        # limit) needs no sort and stops sooner.
+        if few < SINCE_INDEX_THRESHOLD:
+            source = "audit INDEXED BY audit_at"
+        where.append("at >= ?")
         params.append(since)
-    sql = f"SELECT {AUDIT_COLUMNS} FROM audit"
+    sql = f"SELECT {AUDIT_COLUMNS} FROM {source}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     if limit is None:

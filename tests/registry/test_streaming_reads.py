@@ -140,10 +140,16 @@ def test_audit_streams_and_since_reads_the_time_index(reg: Registry, monkeypatch
         assert [e.seq for e in reg.iter_audit(since=since, limit=20, tool="tool_00001")] == [
             e.seq for e in every if e.seq in set(expected) and e.tool == "tool_00001@1.0.0"
         ][-20:]
-    plan = " ".join(
-        str(r) for r in reg.db.conn.execute("EXPLAIN QUERY PLAN SELECT seq FROM audit WHERE at >= ?", [since])
-    )
-    assert "audit_at" in plan
+    # The statement `audit --since` runs when few entries match reads the time index.
+    statements: list[str] = []
+    reg.db.conn.set_trace_callback(statements.append)
+    try:
+        list(reg.iter_audit(since="2026-01-01T00:00:49", limit=20))
+    finally:
+        reg.db.conn.set_trace_callback(None)
+    query = next(s for s in statements if s.startswith("SELECT seq"))
+    plan = " ".join(str(r) for r in reg.db.conn.execute("EXPLAIN QUERY PLAN " + query))
+    assert "USING INDEX audit_at" in plan, plan
     small = _peak(lambda: _sink(e.model_dump(mode="json") for e in reg.iter_audit(limit=300)))
     whole = _peak(lambda: _sink(e.model_dump(mode="json") for e in reg.iter_audit()))
     assert whole < 3 * small, (whole, small)
