@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hidden_syscalls import hiding
+
 __all__ = ["RayCluster", "enter_private_network", "in_private_network"]
 
 _CLONE_NEWNET = 0x40000000
@@ -61,20 +63,13 @@ def _ray_bin() -> str:
 # that node (raylet, workers, the restricted backend's zygote) inherits an
 # outer seccomp filter under which Landlock's system calls answer ENOSYS, as
 # on an older kernel (tests/sandbox/test_jail.py's way of hiding a layer).
-_WITHOUT_LANDLOCK = """
-import ctypes, os, sys
-lib = ctypes.CDLL("libseccomp.so.2")
-lib.seccomp_init.restype = ctypes.c_void_p
-lib.seccomp_init.argtypes = [ctypes.c_uint32]
-lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
-lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-lib.seccomp_load.argtypes = [ctypes.c_void_p]
-ctx = lib.seccomp_init(0x7FFF0000)
-for name in ("landlock_create_ruleset", "landlock_restrict_self"):
-    assert lib.seccomp_rule_add_array(ctx, 0x50000 | 38, lib.seccomp_syscall_resolve_name(name.encode()), 0, None) == 0
-assert lib.seccomp_load(ctx) == 0
+_WITHOUT_LANDLOCK = (
+    hiding(["landlock_create_ruleset", "landlock_restrict_self"])
+    + """
+import os, sys
 os.execv(sys.argv[1], sys.argv[1:])
 """
+)
 
 
 class RayCluster:

@@ -39,6 +39,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hidden_syscalls import hiding
 from toolcrib.cli import cli
 from toolcrib.registry.errors import SandboxUnavailable
 
@@ -488,19 +489,10 @@ def test_the_zygote_stage_filter_refuses_the_classes_it_names() -> None:
 
 # Runs a lock's call under an outer seccomp filter that hides Landlock (its
 # system calls answer ENOSYS): how an older kernel looks to the zygote.
-_WITHOUT_LANDLOCK = r"""
-import ctypes, json, sys
-lib = ctypes.CDLL("libseccomp.so.2")
-lib.seccomp_init.restype = ctypes.c_void_p
-lib.seccomp_init.argtypes = [ctypes.c_uint32]
-lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
-lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-lib.seccomp_load.argtypes = [ctypes.c_void_p]
-ctx = lib.seccomp_init(0x7FFF0000)
-for name in ("landlock_create_ruleset", "landlock_restrict_self"):
-    assert lib.seccomp_rule_add_array(ctx, 0x50000 | 38, lib.seccomp_syscall_resolve_name(name.encode()), 0, None) == 0
-assert lib.seccomp_load(ctx) == 0
-
+_WITHOUT_LANDLOCK = (
+    hiding(["landlock_create_ruleset", "landlock_restrict_self"])
+    + r"""
+import json, sys
 from toolcrib.sandbox.contract import Job, Lock
 from toolcrib.sandbox.restricted import RestrictedBackend
 backend = RestrictedBackend()
@@ -510,6 +502,7 @@ try:
 finally:
     backend.close()
 """
+)
 
 
 def test_without_landlock_a_lock_imports_nothing(index: Path, canaries: Canaries) -> None:

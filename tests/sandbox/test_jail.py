@@ -18,6 +18,7 @@ import textwrap
 from typing import Any
 
 import pytest
+from hidden_syscalls import hiding
 from toolcrib.sandbox.inside import jail as jail_module
 from toolcrib.sandbox.inside.jail import Jail, landlock_abi
 
@@ -200,27 +201,13 @@ def test_the_allowlist_names_only_real_system_calls() -> None:
 # Runs the backend under an outer seccomp filter (allow everything, but the
 # named system calls answer ENOSYS): the way an older kernel or a container
 # without Landlock/seccomp looks to the jail.
+_HIDDEN = {
+    "landlock": (["landlock_create_ruleset", "landlock_restrict_self"], False),
+    "seccomp": (["seccomp"], True),  # and the old way in: prctl(PR_SET_SECCOMP)
+    "landlock+mount": (["landlock_create_ruleset", "landlock_restrict_self", "mount"], False),
+}
 _WITHOUT = """
-import ctypes, json, os, sys
-lib = ctypes.CDLL("libseccomp.so.2")
-lib.seccomp_init.restype = ctypes.c_void_p
-lib.seccomp_init.argtypes = [ctypes.c_uint32]
-lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
-lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-lib.seccomp_load.argtypes = [ctypes.c_void_p]
-ctx = lib.seccomp_init(0x7FFF0000)
-class Cmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
-hide = sys.argv[1]
-names = {"landlock": ["landlock_create_ruleset", "landlock_restrict_self"], "seccomp": ["seccomp"],
-         "landlock+mount": ["landlock_create_ruleset", "landlock_restrict_self", "mount"]}[hide]
-for name in names:
-    assert lib.seccomp_rule_add_array(ctx, 0x50000 | 38, lib.seccomp_syscall_resolve_name(name.encode()), 0, None) == 0
-if hide == "seccomp":  # and the old way in: prctl(PR_SET_SECCOMP)
-    cmp = (Cmp * 1)(Cmp(0, 4, 22, 0))
-    assert lib.seccomp_rule_add_array(ctx, 0x50000 | 22, lib.seccomp_syscall_resolve_name(b"prctl"), 1, cmp) == 0
-assert lib.seccomp_load(ctx) == 0
-
+import json
 from toolcrib.sandbox import Job
 from toolcrib.sandbox.restricted import RestrictedBackend
 SNOOP = "import os\\ndef f():\\n    try:\\n        return os.listdir('/')\\n    except OSError as exc:\\n        return exc.errno\\n"
@@ -242,7 +229,9 @@ print(json.dumps(out))
 
 def _run_without(hide: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "TOOLCRIB_ALLOW_WEAK_JAIL"}
-    proc = subprocess.run([sys.executable, "-c", _WITHOUT, hide], capture_output=True, text=True, env=env, timeout=120)
+    names, prctl = _HIDDEN[hide]
+    script = hiding(names, prctl_set_seccomp=prctl) + _WITHOUT
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
