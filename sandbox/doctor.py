@@ -238,8 +238,6 @@ def _generic_section(name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     can say more."""
     from .backends import ExtraMissing
 
-    from .backends import ExtraMissing
-
     section: dict[str, Any] = {}
     try:
         from . import get_backend
@@ -257,11 +255,6 @@ def _generic_section(name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         if not info.get("available"):
             return [_check(f"{name} backend", False, str(info.get("error") or "unavailable"))], {name: section}
         result = backend.run(Job(source="def f():\n    return 42\n", entrypoint="f"))
-    except ExtraMissing as exc:
-        # An optional backend whose extra is not installed (wasm): reported
-        # with the pip command, not failed.
-        section.update({"backend": name, "available": False, "installed": False, "error": _one_line(exc)})
-        return [_check(f"{name} backend", True, f"not installed: {_one_line(exc)}")], {name: section}
     except ExtraMissing as exc:
         # An optional backend whose extra is not installed (wasm): reported
         # with the pip command, not failed.
