@@ -28,12 +28,14 @@ import csv
 import email.parser
 import hashlib
 import io
+import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -42,6 +44,7 @@ from pathlib import Path
 from .contract import Lock, LockedPackage, canonical_version, is_requirement, lock_import_problem, normalized_name
 
 __all__ = [
+    "LOCK_TTL_ENV",
     "PackagesError",
     "cache_root",
     "check_requirement",
@@ -195,14 +198,82 @@ def _lock_imports(members: Sequence[str]) -> list[str]:
     return [name for name in wheel_imports(members) if not lock_import_problem(name)]
 
 
+# How long a resolution is reused for the same requirement set (seconds):
+# $TOOLCRIB_LOCK_TTL, default a day; 0 resolves every time.
+LOCK_TTL_ENV = "TOOLCRIB_LOCK_TTL"
+_DEFAULT_LOCK_TTL = 86400.0
+_MAX_CACHED_LOCK_BYTES = 1 << 20
+
+
+def _lock_ttl() -> float:
+    try:
+        return max(0.0, float(os.environ.get(LOCK_TTL_ENV, _DEFAULT_LOCK_TTL)))
+    except ValueError:
+        return _DEFAULT_LOCK_TTL
+
+
+def _resolution_path(wanted: Sequence[str], python: str) -> Path:
+    key = hashlib.sha256("\n".join([python, *wanted]).encode()).hexdigest()
+    return cache_root() / "resolutions" / f"{key}.json"
+
+
+def _cached_resolution(wanted: Sequence[str], python: str) -> Lock | None:
+    """The lock this requirement set resolved to within the TTL, for this
+    interpreter; None when there is none, it is stale, or it does not read
+    back as the same lock (the file is parsed like any input)."""
+    ttl = _lock_ttl()
+    path = _resolution_path(wanted, python)
+    if not ttl:
+        return None
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_CACHED_LOCK_BYTES:
+            return None
+        if time.time() - info.st_mtime > ttl:
+            return None
+        lock = Lock.from_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if list(lock.requirements) != list(wanted) or lock.python != python:
+        return None
+    return lock
+
+
+def _remember_resolution(lock: Lock) -> None:
+    path = _resolution_path(lock.requirements, lock.python)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.partial")
+        tmp.write_text(json.dumps(lock.to_json(), sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache: resolving again next time is the cost
+
+
 def resolve(requirements: Sequence[str], *, progress: Progress | None = None) -> Lock:
     """Resolve requirements to exact wheels for this interpreter with pip
     (``pip download --only-binary=:all:`` from the index the machine reaches),
     keep the wheels in the cache and return the lock: every wheel's name,
-    version, filename and sha256, and the import names they provide."""
+    version, filename and sha256, and the import names they provide.
+
+    The same requirement set resolved within ``$TOOLCRIB_LOCK_TTL`` seconds
+    (default a day; 0: never) gives the same lock without pip (a bulk `add`
+    of a library resolves its shared requirements once, in any process);
+    its wheels are fetched by exact hash if the cache lost them."""
     wanted = sorted({check_requirement(r) for r in requirements})
     if not wanted:
         raise PackagesError("no requirements to resolve")
+    python = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    known = _cached_resolution(wanted, python)
+    if known is not None:
+        _say(progress, f"{', '.join(wanted)}: resolved before, reusing its lock ({len(known.packages)} wheel(s))")
+        return known
+    lock = _resolve(wanted, python, progress)
+    _remember_resolution(lock)
+    return lock
+
+
+def _resolve(wanted: Sequence[str], python: str, progress: Progress | None) -> Lock:
     cache = wheel_cache()
     _say(progress, f"resolving {', '.join(wanted)}")
     # A fresh directory holds exactly the resolved set (pip download saves
@@ -230,7 +301,6 @@ def resolve(requirements: Sequence[str], *, progress: Progress | None = None) ->
         raise PackagesError(f"pip resolved {', '.join(wanted)} to no wheels")
     packages.sort(key=lambda p: (p.name.lower(), p.filename))
     _say(progress, f"locked {len(packages)} wheel(s): " + ", ".join(f"{p.name}=={p.version}" for p in packages))
-    python = f"cp{sys.version_info.major}{sys.version_info.minor}"
     try:
         return Lock(requirements=tuple(wanted), packages=tuple(packages), imports=tuple(sorted(imports)), python=python)
     except ValueError as exc:
