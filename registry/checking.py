@@ -1,15 +1,17 @@
 """Running the checks beyond a version's own tests and storing what they
-find (issue 19): what `Registry.fuzz`, `Registry.checks`,
-`Registry.finding` and `Registry.draft_case` do, on the registry's
-connection, actor, maxima and backends."""
+find (issue 19): what `Registry.fuzz`, `Registry.mutants`,
+`Registry.compare` (a `Checker`, on the registry's connection, actor,
+maxima and backends), `Registry.checks`, `Registry.finding` and
+`Registry.draft_case` do."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from ..sandbox.backends import Backends
-from ..sandbox.contract import Limits
+from ..sandbox.contract import Backend, Limits
 from .audit import append_entry
 from .calls import job_limits, job_policy, prepare_runtime, start_backend
 from .checks import CheckRun, Finding, draft_case, finding_by_id, latest_checks, record_draft, store_check
@@ -35,13 +37,14 @@ __all__ = [
     "MIN_SCORE_SETTING",
     "NO_FINDINGS_SETTING",
     "REQUIRED_FUZZ",
-    "compare_version",
+    "BuildOptions",
+    "CheckOptions",
+    "Checker",
+    "CompareOptions",
+    "FuzzOptions",
     "default_fuzz",
     "draft_finding",
     "enforce",
-    "enforce_required_checks",
-    "fuzz_version",
-    "mutate_version",
     "requirements",
     "stored_finding",
     "unmet",
@@ -76,45 +79,6 @@ def valid_arguments(tool: ToolVersion) -> Callable[[dict[str, Any]], bool]:
     return valid
 
 
-def fuzz_version(
-    db: sqlite_utils.Database,
-    *,
-    actor: str,
-    backends: Backends,
-    max_limits: Limits,
-    ref: str,
-    n: int,
-    seed: int = DEFAULT_SEED,
-    budget: float | None = None,
-    backend: str = "restricted",
-    limits: dict[str, float] | None = None,
-    policy: str | None = None,
-    no_build: bool = False,
-    progress: Callable[[str], None] | None = None,
-) -> CheckRun:
-    """Fuzz one version with the limits and policy its verification uses;
-    the run and its findings, stored (with a ``check`` audit entry)."""
-    row = resolve(db.conn, ref, allow_yanked=True)
-    tool = tool_of(row)
-    limits_used = job_limits(tool.limits, max_limits, limits)
-    runner = start_backend(backend, backends)
-    policy_used = job_policy(runner, policy, tool.policy)
-    prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
-    run = fuzz(
-        tool,
-        runner,
-        backend=backend,
-        limits=limits_used,
-        policy=policy_used,
-        n=n,
-        seed=seed,
-        budget=DEFAULT_BUDGET if budget is None else budget,
-        valid=valid_arguments(tool),
-    )
-    with write_transaction(db):
-        return store_check(db, actor=actor, version_id=row.id, run=run)
-
-
 def version_checks(db: sqlite_utils.Database, ref: str) -> list[CheckRun]:
     """The newest run of each check of a version, with its findings."""
     with read_snapshot(db):
@@ -140,82 +104,6 @@ def draft_finding(
     with write_transaction(db):
         record_draft(db, actor=actor, finding=found, tool=ref)
     return case, ref
-
-
-def compare_version(
-    db: sqlite_utils.Database,
-    *,
-    actor: str,
-    backends: Backends,
-    max_limits: Limits,
-    ref: str,
-    n: int = 0,
-    seed: int = DEFAULT_SEED,
-    budget: float | None = None,
-    backend: str = "restricted",
-    limits: dict[str, float] | None = None,
-    policy: str | None = None,
-) -> CheckRun | None:
-    """Run the predecessor's tests (and `n` generated inputs) through a
-    version and the one it replaces; the run, stored, or None when the
-    version replaces none."""
-    with read_snapshot(db):
-        row = resolve(db.conn, ref, allow_yanked=True)
-        previous = predecessor_row(version_rows(db.conn, row.name), row)
-        if previous is None:
-            return None
-        new, old = tool_of(row), tool_of(previous)
-    runner = start_backend(backend, backends)
-    for tool in (new, old):  # a version with packages needs its runtime (built if missing)
-        prepare_runtime(runner, tool.ref, tool.lock, no_build=False, progress=None)
-    run = compare_versions(
-        new,
-        old,
-        runner,
-        backend=backend,
-        limits=(job_limits(new.limits, max_limits, limits), job_limits(old.limits, max_limits, limits)),
-        policy=(job_policy(runner, policy, new.policy), job_policy(runner, policy, old.policy)),
-        n=n,
-        seed=seed,
-        budget=DEFAULT_BUDGET if budget is None else budget,
-        valid=(valid_arguments(new), valid_arguments(old)),
-    )
-    with write_transaction(db):
-        return store_check(db, actor=actor, version_id=row.id, run=run)
-
-
-def mutate_version(
-    db: sqlite_utils.Database,
-    *,
-    actor: str,
-    backends: Backends,
-    max_limits: Limits,
-    ref: str,
-    budget: float | None = None,
-    backend: str = "restricted",
-    limits: dict[str, float] | None = None,
-    policy: str | None = None,
-    no_build: bool = False,
-    progress: Callable[[str], None] | None = None,
-) -> CheckRun:
-    """Mutation-test one version against its stored tests, with the limits
-    and policy its verification uses; the run (score, surviving mutants), stored."""
-    row = resolve(db.conn, ref, allow_yanked=True)
-    tool = tool_of(row)
-    limits_used = job_limits(tool.limits, max_limits, limits)
-    runner = start_backend(backend, backends)
-    policy_used = job_policy(runner, policy, tool.policy)
-    prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
-    run = mutation_check(
-        tool,
-        runner,
-        backend=backend,
-        limits=limits_used,
-        policy=policy_used,
-        budget=DEFAULT_BUDGET if budget is None else budget,
-    )
-    with write_transaction(db):
-        return store_check(db, actor=actor, version_id=row.id, run=run)
 
 
 # What a version needs, beyond its tests, to count as verified (settings).
@@ -277,42 +165,155 @@ def enforce(db: sqlite_utils.Database, *, actor: str, ref: str, reasons: list[st
 REQUIRED_FUZZ = 50
 
 
-def enforce_required_checks(
-    db: sqlite_utils.Database,
-    *,
-    actor: str,
-    backends: Backends,
-    max_limits: Limits,
-    ref: str,
-    backend: str = "restricted",
-    limits: dict[str, float] | None = None,
-    policy: str | None = None,
-    no_build: bool = False,
-    progress: Callable[[str], None] | None = None,
-) -> list[str]:
-    """After a verification that passed: run the checks the registry
-    requires (`toolcrib checks`: mutation testing for a minimum score,
-    fuzzing for no findings), store them, and hold the version to them
-    (`enforce`); the reasons it misses them, [] when it meets them or
-    nothing is required."""
-    reqs = requirements(lambda key: read_setting(db.conn, key))
-    if reqs["min_mutation_score"] is None and not reqs["require_no_findings"]:
-        return []
-    common: dict[str, Any] = dict(
-        actor=actor, backends=backends, max_limits=max_limits, ref=ref, backend=backend, limits=limits, policy=policy
-    )
-    mutated = fuzzed = None
-    try:
-        if reqs["min_mutation_score"] is not None:
-            mutated = mutate_version(db, no_build=no_build, progress=progress, **common)
-        if reqs["require_no_findings"]:
-            n = default_fuzz(read_setting(db.conn, FUZZ_SETTING)) or REQUIRED_FUZZ
-            fuzzed = fuzz_version(db, n=n, no_build=no_build, progress=progress, **common)
-    except ToolcribError as exc:
-        # Fail closed: a required check that cannot run (no fuzz extra, no
-        # sandbox) leaves the version unverified, then the error goes on.
-        enforce(db, actor=actor, ref=ref, reasons=[f"a required check could not run: {exc}"])
-        raise
-    reasons = unmet(reqs, fuzzed, mutated)
-    enforce(db, actor=actor, ref=ref, reasons=reasons)
-    return reasons
+class CheckOptions(TypedDict, total=False):
+    """How a check runs (defaults: `Checker._run`): its budget in seconds
+    (None: DEFAULT_BUDGET), the backend's name, limit overrides (within the
+    maxima) and the policy (None: the one verification uses)."""
+
+    budget: float | None
+    backend: str
+    limits: dict[str, float] | None
+    policy: str | None
+
+
+class BuildOptions(CheckOptions, total=False):
+    """`CheckOptions`, and as for `call`: whether a version's missing
+    runtime (its packages) may not be built, and who hears how it goes."""
+
+    no_build: bool
+    progress: Callable[[str], None] | None
+
+
+class FuzzOptions(BuildOptions, total=False):
+    """`BuildOptions` and the seed of the generated inputs."""
+
+    seed: int
+
+
+class CompareOptions(CheckOptions, total=False):
+    """`CheckOptions`, how many inputs to generate besides the
+    predecessor's tests (0: none) and their seed."""
+
+    n: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Checker:
+    """Runs the checks beyond a version's tests on the registry behind
+    `db` with these maxima and backends, storing each run as `actor`
+    (what `Registry.fuzz`, `mutants`, `compare` and `verify` call)."""
+
+    db: sqlite_utils.Database
+    actor: str
+    backends: Backends
+    max_limits: Limits
+
+    def _store(self, version_id: int, run: CheckRun) -> CheckRun:
+        with write_transaction(self.db):
+            return store_check(self.db, actor=self.actor, version_id=version_id, run=run)
+
+    def _run(
+        self,
+        ref: str,
+        check: Callable[..., CheckRun],
+        *,
+        budget: float | None = None,
+        backend: str = "restricted",
+        limits: dict[str, float] | None = None,
+        policy: str | None = None,
+        no_build: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> CheckRun:
+        """``check(tool, runner, backend=, limits=, policy=, budget=)`` on
+        one version, with the limits and policy its verification uses; the
+        run, stored (with a ``check`` audit entry)."""
+        row = resolve(self.db.conn, ref, allow_yanked=True)
+        tool = tool_of(row)
+        limits_used = job_limits(tool.limits, self.max_limits, limits)
+        runner = start_backend(backend, self.backends)
+        policy_used = job_policy(runner, policy, tool.policy)
+        prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
+        budget_used = DEFAULT_BUDGET if budget is None else budget
+        run = check(tool, runner, backend=backend, limits=limits_used, policy=policy_used, budget=budget_used)
+        return self._store(row.id, run)
+
+    def fuzz(self, ref: str, n: int, *, seed: int = DEFAULT_SEED, **options: Unpack[BuildOptions]) -> CheckRun:
+        """Fuzz one version with `n` inputs (see `_run`); the run and its findings, stored."""
+
+        def check(tool: ToolVersion, runner: Backend, **job: Any) -> CheckRun:
+            return fuzz(tool, runner, n=n, seed=seed, valid=valid_arguments(tool), **job)
+
+        return self._run(ref, check, **options)
+
+    def mutants(self, ref: str, **options: Unpack[BuildOptions]) -> CheckRun:
+        """Mutation-test one version against its stored tests (see `_run`);
+        the run (score, surviving mutants), stored."""
+        return self._run(ref, mutation_check, **options)
+
+    def compare(
+        self,
+        ref: str,
+        *,
+        n: int = 0,
+        seed: int = DEFAULT_SEED,
+        budget: float | None = None,
+        backend: str = "restricted",
+        limits: dict[str, float] | None = None,
+        policy: str | None = None,
+    ) -> CheckRun | None:
+        """Run the predecessor's tests (and `n` generated inputs) through a
+        version and the one it replaces; the run, stored, or None when the
+        version replaces none."""
+        with read_snapshot(self.db):
+            row = resolve(self.db.conn, ref, allow_yanked=True)
+            previous = predecessor_row(version_rows(self.db.conn, row.name), row)
+            if previous is None:
+                return None
+            new, old = tool_of(row), tool_of(previous)
+        runner = start_backend(backend, self.backends)
+        for tool in (new, old):  # a version with packages needs its runtime (built if missing)
+            prepare_runtime(runner, tool.ref, tool.lock, no_build=False, progress=None)
+        run = compare_versions(
+            new,
+            old,
+            runner,
+            backend=backend,
+            limits=(job_limits(new.limits, self.max_limits, limits), job_limits(old.limits, self.max_limits, limits)),
+            policy=(job_policy(runner, policy, new.policy), job_policy(runner, policy, old.policy)),
+            n=n,
+            seed=seed,
+            budget=DEFAULT_BUDGET if budget is None else budget,
+            valid=(valid_arguments(new), valid_arguments(old)),
+        )
+        return self._store(row.id, run)
+
+    def hold(self, ref: str, reqs: dict[str, Any], fuzzed: CheckRun | None, mutated: CheckRun | None) -> list[str]:
+        """Hold a version to the requirements `reqs` given these check runs
+        (`unmet`, then `enforce`): the reasons it misses them, [] when none."""
+        reasons = unmet(reqs, fuzzed, mutated)
+        enforce(self.db, actor=self.actor, ref=ref, reasons=reasons)
+        return reasons
+
+    def enforce_required(self, ref: str, **options: Unpack[BuildOptions]) -> list[str]:
+        """After a verification that passed: run the checks the registry
+        requires (`toolcrib checks`: mutation testing for a minimum score,
+        fuzzing for no findings), store them, and hold the version to them
+        (`hold`); the reasons it misses them, [] when it meets them or
+        nothing is required."""
+        reqs = requirements(lambda key: read_setting(self.db.conn, key))
+        if reqs["min_mutation_score"] is None and not reqs["require_no_findings"]:
+            return []
+        mutated = fuzzed = None
+        try:
+            if reqs["min_mutation_score"] is not None:
+                mutated = self.mutants(ref, **options)
+            if reqs["require_no_findings"]:
+                n = default_fuzz(read_setting(self.db.conn, FUZZ_SETTING)) or REQUIRED_FUZZ
+                fuzzed = self.fuzz(ref, n, **options)
+        except ToolcribError as exc:
+            # Fail closed: a required check that cannot run (no fuzz extra, no
+            # sandbox) leaves the version unverified, then the error goes on.
+            enforce(self.db, actor=self.actor, ref=ref, reasons=[f"a required check could not run: {exc}"])
+            raise
+        return self.hold(ref, reqs, fuzzed, mutated)

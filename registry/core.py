@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from ..sandbox.backends import Backends, Injected
 from ..sandbox.contract import Backend, Cancel, Limits, Lock
@@ -39,18 +39,7 @@ from .calls import (
     prepare_runtime,
     start_backend,
 )
-from .checking import (
-    compare_version,
-    draft_finding,
-    enforce,
-    enforce_required_checks,
-    fuzz_version,
-    mutate_version,
-    requirements,
-    stored_finding,
-    unmet,
-    version_checks,
-)
+from .checking import Checker, draft_finding, requirements, stored_finding, version_checks
 from .checks import CheckRun, Finding
 from .diffing import tool_diff
 from .errors import (
@@ -99,6 +88,8 @@ from .versions import parse_reference
 
 if TYPE_CHECKING:
     import sqlite_utils
+
+    from .checking import BuildOptions, CompareOptions, FuzzOptions
 
 __all__ = ["DEFAULT_MAX_LIMITS", "Registry", "default_registry_path"]
 
@@ -594,17 +585,8 @@ class Registry:
                 self.db, actor=self.actor, version_id=row.id, verification=verification, limits=limits_used
             )
         if requirements and verification.status == "verified":
-            reasons = enforce_required_checks(
-                self.db,
-                actor=self.actor,
-                backends=self._backends,
-                max_limits=self.max_limits,
-                ref=tool.ref,
-                backend=backend,
-                limits=limits,
-                policy=policy,
-                no_build=no_build,
-                progress=progress,
+            reasons = self._checker().enforce_required(
+                tool.ref, backend=backend, limits=limits, policy=policy, no_build=no_build, progress=progress
             )
             if reasons:
                 verification = verification.model_copy(update={"status": "failed"})
@@ -672,100 +654,36 @@ class Registry:
         return Caller(self.db.conn, actor=self.actor, max_limits=self.max_limits, backends=self._backends)
 
     # -- checks beyond the tests (issue 19, registry/checking.py) -------------
-    def fuzz(
-        self,
-        ref: str,
-        n: int,
-        *,
-        seed: int = 0,
-        budget: float | None = None,
-        backend: str = "restricted",
-        limits: dict[str, float] | None = None,
-        policy: str | None = None,
-        no_build: bool = False,
-        progress: Callable[[str], None] | None = None,
-    ) -> CheckRun:
+    def _checker(self) -> Checker:
+        return Checker(self.db, actor=self.actor, backends=self._backends, max_limits=self.max_limits)
+
+    def fuzz(self, ref: str, n: int, **options: Unpack[FuzzOptions]) -> CheckRun:
         """Run `n` argument sets generated from the version's input schema
-        (seeded: the same `seed`, the same inputs) in the sandbox, with the
+        (seeded: the same ``seed``, default 0, the same inputs) in the sandbox, with the
         limits and policy `verify` uses; store and return what they show
         (docs/verification.md). Bounded by ``budget`` seconds (None: 60). ExtraMissing
-        without the ``fuzz`` extra."""
-        return fuzz_version(
-            self.db,
-            actor=self.actor,
-            backends=self._backends,
-            max_limits=self.max_limits,
-            ref=ref,
-            n=n,
-            seed=seed,
-            budget=budget,
-            backend=backend,
-            limits=limits,
-            policy=policy,
-            no_build=no_build,
-            progress=progress,
-        )
+        without the ``fuzz`` extra. ``backend``, ``limits``, ``policy``,
+        ``no_build`` and ``progress``: as for `verify` (checking.FuzzOptions)."""
+        return self._checker().fuzz(ref, n, **options)
 
-    def compare(
-        self,
-        ref: str,
-        *,
-        n: int = 0,
-        seed: int = 0,
-        budget: float | None = None,
-        backend: str = "restricted",
-        limits: dict[str, float] | None = None,
-        policy: str | None = None,
-    ) -> CheckRun | None:
-        """Run the predecessor's test cases (and `n` generated inputs)
-        through this version and the one it replaces (the highest lower
+    def compare(self, ref: str, **options: Unpack[CompareOptions]) -> CheckRun | None:
+        """Run the predecessor's test cases (and ``n`` generated inputs, default 0,
+        from ``seed``) through this version and the one it replaces (the highest lower
         version, not yanked), each in the sandbox; store and return every
         input where they answer differently. A patch release that changes
         an answer on the predecessor's own tests is ``summary["flagged"]``.
-        None when the version replaces none."""
-        return compare_version(
-            self.db,
-            actor=self.actor,
-            backends=self._backends,
-            max_limits=self.max_limits,
-            ref=ref,
-            n=n,
-            seed=seed,
-            budget=budget,
-            backend=backend,
-            limits=limits,
-            policy=policy,
-        )
+        None when the version replaces none. ``budget``, ``backend``,
+        ``limits``, ``policy``: as for `fuzz` (checking.CompareOptions)."""
+        return self._checker().compare(ref, **options)
 
-    def mutants(
-        self,
-        ref: str,
-        *,
-        budget: float | None = None,
-        backend: str = "restricted",
-        limits: dict[str, float] | None = None,
-        policy: str | None = None,
-        no_build: bool = False,
-        progress: Callable[[str], None] | None = None,
-    ) -> CheckRun:
+    def mutants(self, ref: str, **options: Unpack[BuildOptions]) -> CheckRun:
         """Mutation testing: small changes to the tool's code (operators,
         constants and boundaries, a removed statement, a swapped return),
         each run against the stored tests in the sandbox; store and return
         the score (killed of those that ran) and the surviving mutants as
-        diffs (registry/mutants.py). Bounded by ``budget`` seconds (None: 60)."""
-        return mutate_version(
-            self.db,
-            actor=self.actor,
-            backends=self._backends,
-            max_limits=self.max_limits,
-            ref=ref,
-            budget=budget,
-            backend=backend,
-            limits=limits,
-            policy=policy,
-            no_build=no_build,
-            progress=progress,
-        )
+        diffs (registry/mutants.py). Bounded by ``budget`` seconds (None: 60).
+        The other options as for `fuzz` (checking.BuildOptions)."""
+        return self._checker().mutants(ref, **options)
 
     def enforce_requirements(
         self, ref: str, *, fuzzed: CheckRun | None, mutated: CheckRun | None
@@ -774,9 +692,7 @@ class Registry:
         (`toolcrib checks`: a minimum mutation score, no fuzz findings)
         given the check runs just made: the reasons it misses them (a
         verified version then becomes 'failed', audited), else []."""
-        reasons = unmet(requirements(self.setting), fuzzed, mutated)
-        enforce(self.db, actor=self.actor, ref=ref, reasons=reasons)
-        return reasons
+        return self._checker().hold(ref, requirements(self.setting), fuzzed, mutated)
 
     def checks(self, ref: str) -> builtins.list[CheckRun]:
         """The newest run of each check of a version (fuzz, predecessor,
