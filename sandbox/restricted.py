@@ -564,8 +564,35 @@ class RestrictedBackend:
         return declared
 
     def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
-        """Nothing ahead of the call: the lock's zygote materializes its site
-        directory on the first call that needs it (`_lock_zygote`)."""
+        """With ``progress`` (the CLI's stderr): install the lock's wheels if
+        they are not yet (once per lock) and start its zygote now, saying
+        so, so that the first call of a tool with packages is not silent for
+        the half minute its imports take. Without it, nothing: the first
+        call does the same (`_lock_zygote`). A failure is left to the call,
+        which reports it as unavailable."""
+        if progress is None:
+            return None
+        with self._lock:
+            running = self._lock_zygotes.get(lock.digest())
+            if running is not None and running.alive():
+                return None
+        if self._materialize is None:
+            from .packages import PackagesError, materialize, site_dir
+
+            if not site_dir(lock).exists():
+                progress(f"installing the {len(lock.packages)} locked wheel(s) (once per lock)")
+                try:
+                    materialize(lock, progress=progress)
+                except PackagesError:
+                    return None
+        imports = ", ".join(lock.imports) or "its packages"
+        progress(f"starting the sandbox for this lock: importing {imports} once (later calls reuse it)")
+        try:
+            zygote = self._lock_zygote(lock)
+        except _Unavailable:
+            return None
+        self._release(zygote)
+        progress("the lock's sandbox is ready")
         return None
 
     def health(self) -> dict[str, Any]:

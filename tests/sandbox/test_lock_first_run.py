@@ -1,9 +1,12 @@
-"""Resolving requirements at `add` is cached by requirement set (issue 21):
-the same set resolved within $TOOLCRIB_LOCK_TTL gives the same lock without
-pip, in any process; another set, another interpreter tag, a stale or
-unreadable cache entry, or a TTL of 0 resolves again. Real pip, offline: a
-wheel made here, served from a local --find-links directory; "no pip" is
-shown by taking that directory away (pip would then fail)."""
+"""The first run of a tool with packages says what it does, and does it once
+(issue 21). Resolving requirements at `add` is cached by requirement set: the
+same set resolved within $TOOLCRIB_LOCK_TTL gives the same lock without pip,
+in any process; another set, a stale or unreadable cache entry, or a TTL of
+0 resolves again. The first call installs the lock and starts its zygote
+saying so (`Backend.prepare` with progress, which `call` passes its stderr),
+then runs in that zygote. Real pip, offline: wheels made here, served from a
+local --find-links directory ("no pip" is shown by taking it away); the real
+restricted backend."""
 
 from __future__ import annotations
 
@@ -94,3 +97,25 @@ def test_ttl_zero_stale_and_unreadable_entries_resolve_again(
     entry.write_text('{"requirements": ["tinytc"], "packages": "not a list"}')
     with pytest.raises(PackagesError):
         resolve(["tinytc"])
+
+
+def test_the_first_call_installs_and_starts_the_lock_saying_so(offline_index: Path) -> None:
+    from toolcrib.sandbox import Job
+    from toolcrib.sandbox.restricted import RestrictedBackend
+
+    lock = resolve(["tinytc"])
+    said: list[str] = []
+    backend = RestrictedBackend()
+    try:
+        backend.prepare(lock, progress=said.append)
+        assert said[0] == "installing the 1 locked wheel(s) (once per lock)"
+        assert "starting the sandbox for this lock: importing tinytc once (later calls reuse it)" in said
+        assert said[-1] == "the lock's sandbox is ready"
+        said.clear()
+        backend.prepare(lock, progress=said.append)
+        assert said == []  # running already: nothing to say
+        source = "import tinytc\n\n\ndef value() -> int:\n    return tinytc.VALUE\n"
+        result = backend.run(Job(source=source, entrypoint="value", policy="plain", lock=lock))
+        assert (result.status, result.result) == ("ok", 1), result.error
+    finally:
+        backend.close()
