@@ -12,6 +12,7 @@ never does (a person writes it).
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,10 +37,14 @@ if TYPE_CHECKING:
 
     import sqlite_utils
 
+    from .models import ToolVersion
+
 __all__ = [
     "CheckKind",
     "CheckRun",
     "Finding",
+    "StartedRun",
+    "check_budget",
     "check_runs",
     "draft_case",
     "finding_by_id",
@@ -93,6 +98,46 @@ class CheckRun(_Model):
     ran_by: str | None = None
     ran_at: str | None = None
     findings: list[Finding] = Field(default_factory=list)
+
+
+def check_budget(budget: float) -> float:
+    """A check's budget in seconds; InvalidInput unless it is a positive number."""
+    if not (isinstance(budget, (int, float)) and budget > 0):
+        raise InvalidInput("--budget must be a positive number of seconds")
+    return float(budget)
+
+
+class StartedRun:
+    """A check of one version, started now with a budget of seconds: when
+    the budget runs out (`deadline`), and once done, its run (`finish`)."""
+
+    def __init__(
+        self,
+        tool: ToolVersion,
+        kind: CheckKind,
+        *,
+        budget: float,
+        settings: dict[str, Any],
+        backend: str,
+        policy: str | None,
+    ) -> None:
+        self.tool, self.kind, self.settings, self.backend, self.policy = tool, kind, settings, backend, policy
+        self.started = time.monotonic()
+        self.deadline = self.started + float(budget)
+
+    def finish(self, summary: dict[str, Any], findings: list[Finding]) -> CheckRun:
+        """The run with its `summary` (and how long it took, ``duration_ms``) and `findings`."""
+        summary["duration_ms"] = round((time.monotonic() - self.started) * 1000, 1)
+        return CheckRun(
+            tool=self.tool.ref,
+            sha256=self.tool.sha256,
+            kind=self.kind,
+            settings=self.settings,
+            summary=summary,
+            backend=self.backend,
+            policy=self.policy,
+            findings=findings,
+        )
 
 
 def store_check(db: sqlite_utils.Database, *, actor: str, version_id: int, run: CheckRun) -> CheckRun:

@@ -29,7 +29,7 @@ from typing import Any
 from ..sandbox.contract import Backend, Limits, PolicyName, Result
 from .audit import cap_value
 from .calls import sandbox_job
-from .checks import CheckRun, Finding
+from .checks import CheckRun, Finding, StartedRun, check_budget
 from .errors import ExtraMissing, InvalidInput, SandboxUnavailable
 from .models import ToolVersion
 from .parallel import run_jobs
@@ -449,11 +449,12 @@ def fuzz(
     the run and its findings, not yet stored."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_FUZZ:
         raise InvalidInput(f"--fuzz must be a whole number from 1 to {MAX_FUZZ}")
-    if not (isinstance(budget, (int, float)) and budget > 0):
-        raise InvalidInput("--budget must be a positive number of seconds")
+    seconds = check_budget(budget)
     hypothesis_modules()
-    started = time.monotonic()
-    deadline = started + float(budget)
+    run = StartedRun(
+        tool, "fuzz", budget=seconds, settings={"n": n, "seed": seed, "budget": seconds}, backend=backend, policy=policy
+    )
+    deadline = run.deadline
     state = _Fuzz(
         tool=tool,
         runner=runner,
@@ -465,23 +466,12 @@ def fuzz(
         documented=documented_exceptions(tool),
         validator=output_validator(tool),
     )
-    settings = {"n": n, "seed": seed, "budget": float(budget)}
     summary: dict[str, Any] = {"generated": 0, "ran": 0, "documented": state.documented, "error": None}
 
     def done(findings: list[Finding], exhausted: bool) -> CheckRun:
         summary["budget_exhausted"] = exhausted
         summary["findings"] = len(findings)
-        summary["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
-        return CheckRun(
-            tool=tool.ref,
-            sha256=tool.sha256,
-            kind="fuzz",
-            settings=settings,
-            summary=summary,
-            backend=backend,
-            policy=policy,
-            findings=findings,
-        )
+        return run.finish(summary, findings)
 
     try:
         inputs = generate_inputs(tool.signature.input_schema, n, seed, valid=valid, deadline=deadline)

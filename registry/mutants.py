@@ -28,7 +28,7 @@ from typing import Any
 
 from ..sandbox.contract import Backend, Limits, PolicyName
 from .calls import sandbox_job
-from .checks import CheckRun, Finding
+from .checks import CheckRun, Finding, StartedRun, check_budget
 from .errors import InvalidInput, SandboxUnavailable
 from .models import ToolVersion
 from .parallel import workers_for
@@ -284,32 +284,24 @@ def mutation_check(
     stored. A tool that cannot be parsed is a run with an error, not an exception."""
     if not tool.tests:
         raise InvalidInput(f"{tool.ref} has no test cases: mutation testing measures how well they pin it down")
-    if not (isinstance(budget, (int, float)) and budget > 0):
-        raise InvalidInput("--budget must be a positive number of seconds")
-    started = time.monotonic()
-    deadline = started + float(budget)
+    seconds = check_budget(budget)
+    run = StartedRun(
+        tool,
+        "mutants",
+        budget=seconds,
+        settings={"budget": seconds, "max_mutants": limit},
+        backend=backend,
+        policy=policy,
+    )
+    deadline = run.deadline
     summary: dict[str, Any] = {"error": None}
-    settings = {"budget": float(budget), "max_mutants": limit}
-
-    def done(findings: list[Finding]) -> CheckRun:
-        summary["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
-        return CheckRun(
-            tool=tool.ref,
-            sha256=tool.sha256,
-            kind="mutants",
-            settings=settings,
-            summary=summary,
-            backend=backend,
-            policy=policy,
-            findings=findings,
-        )
 
     try:
         # Mutants of the tool's own code only (a prelude is shared, not the tool's).
         mutants, sites = make_mutants(tool.source, limit=limit)
     except InvalidInput as exc:
         summary.update({"mutants": 0, "killed": 0, "survived": 0, "not_run": 0, "score": None, "error": str(exc)})
-        return done([])
+        return run.finish(summary, [])
 
     def run_one(mutant: Mutant) -> str:
         """'killed', 'survived' or 'not_run' (the budget ran out first)."""
@@ -359,4 +351,4 @@ def mutation_check(
         for m, outcome in zip(mutants, outcomes, strict=True)
         if outcome == "survived"
     ][:MAX_LISTED]
-    return done(findings)
+    return run.finish(summary, findings)

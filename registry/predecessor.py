@@ -12,14 +12,13 @@ promises the same answers.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from ..sandbox.contract import Backend, Limits, PolicyName, Result
 from .audit import cap_value
 from .calls import sandbox_job
-from .checks import CheckRun, Finding
+from .checks import CheckRun, Finding, StartedRun
 from .comparators import TABLE
 from .errors import SandboxUnavailable
 from .fuzzing import DEFAULT_BUDGET, DEFAULT_SEED, NoInputs, generate_inputs, hypothesis_modules
@@ -90,8 +89,15 @@ def compare_versions(
     """`old`'s test cases (and `n` generated inputs, when n > 0) through
     both versions; the run and its findings, not yet stored. ``limits``,
     ``policy`` and ``valid`` are (new's, old's)."""
-    started = time.monotonic()
-    deadline = started + float(budget)
+    run = StartedRun(
+        new,
+        "predecessor",
+        budget=budget,
+        settings={"n": n, "seed": seed, "budget": float(budget), "predecessor": old.ref},
+        backend=backend,
+        policy=policy[0],
+    )
+    deadline = run.deadline
     kind = release_kind(old.version, new.version)
     summary: dict[str, Any] = {"predecessor": old.ref, "release": kind, "error": None}
 
@@ -167,19 +173,9 @@ def compare_versions(
             "differing": differing,
             "flagged": kind == "patch" and tests_changed > 0,
             "budget_exhausted": compared < len(inputs),
-            "duration_ms": round((time.monotonic() - started) * 1000, 1),
         }
     )
-    return CheckRun(
-        tool=new.ref,
-        sha256=new.sha256,
-        kind="predecessor",
-        settings={"n": n, "seed": seed, "budget": float(budget), "predecessor": old.ref},
-        summary=summary,
-        backend=backend,
-        policy=policy[0],
-        findings=findings,
-    )
+    return run.finish(summary, findings)
 
 
 def _show(value: Any) -> str:
