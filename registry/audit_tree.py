@@ -41,6 +41,7 @@ __all__ = [
     "prove_consistency",
     "prove_inclusion",
     "recomputed_root",
+    "row_body",
     "row_leaf",
     "stored_root",
 ]
@@ -51,10 +52,11 @@ def entry_leaf(body_json: str) -> bytes:
     return leaf_hash(body_json.encode("utf-8"))
 
 
-def row_leaf(row: tuple[Any, ...]) -> bytes:
-    """The leaf hash of a stored row (AUDIT_COLUMNS order)."""
+def row_body(row: tuple[Any, ...]) -> dict[str, Any]:
+    """The seven hashed fields of a stored row (AUDIT_COLUMNS order): the entry
+    as its leaf and the chain's hash cover it."""
     seq, at, actor, event, tool, details, prev_hash, _hash = row
-    body = {
+    return {
         "seq": seq,
         "at": at,
         "actor": actor,
@@ -63,7 +65,11 @@ def row_leaf(row: tuple[Any, ...]) -> bytes:
         "details": json.loads(details),
         "prev_hash": prev_hash,
     }
-    return entry_leaf(canonical_json(body))
+
+
+def row_leaf(row: tuple[Any, ...]) -> bytes:
+    """The leaf hash of a stored row (AUDIT_COLUMNS order)."""
+    return entry_leaf(canonical_json(row_body(row)))
 
 
 # The right edge of the tree (the perfect subtrees of the log's binary

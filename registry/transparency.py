@@ -11,12 +11,11 @@ included, is caught by anyone who kept a checkpoint from before it.
 from __future__ import annotations
 
 import base64
-import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from .audit import verify_chain_rows
-from .audit_tree import prove_consistency, prove_inclusion, recomputed_root, stored_root
+from .audit_tree import prove_consistency, prove_inclusion, recomputed_root, row_body, stored_root
 from .checkpoint import Checkpoint, NoteKey, parse_checkpoint, sign_checkpoint, verifier_key
 from .errors import InvalidInput, VerificationFailed
 from .review import trusted_keys
@@ -60,21 +59,12 @@ def prove_entry(conn: sqlite3.Connection, seq: int) -> dict[str, Any]:
     found = prove_inclusion(conn, seq)
     row = audit_row(conn, seq)
     assert row is not None
-    _seq, at, actor, event, tool, details, prev_hash, _hash = row
     return {
         "type": "inclusion",
         "origin": log_origin(conn),
         "seq": seq,
         "tree_size": found["tree_size"],
-        "entry": {
-            "seq": seq,
-            "at": at,
-            "actor": actor,
-            "event": event,
-            "tool": tool,
-            "details": json.loads(details),
-            "prev_hash": prev_hash,
-        },
+        "entry": row_body(row),
         "leaf_hash": _b64(found["leaf_hash"]),
         "hashes": [_b64(h) for h in found["hashes"]],
         "root_hash": _b64(found["root_hash"]),
