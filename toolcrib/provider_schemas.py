@@ -43,12 +43,10 @@ _SCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
 _SCHEMA_ONE = ("items", "additionalProperties", "not", "contains", "if", "then", "else", "propertyNames")
 
 _OPENAI_FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"})
-_ANTHROPIC_FORMATS = frozenset(
-    {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"}
-)
+_ANTHROPIC_FORMATS = _OPENAI_FORMATS | {"uri"}
 
-# What each strict mode accepts, keyword by keyword.
-_OPENAI_KEYWORDS = frozenset(
+# What each strict mode accepts, keyword by keyword: what both do, and each one's own.
+_BOTH_KEYWORDS = frozenset(
     {
         "type",
         "description",
@@ -64,37 +62,20 @@ _OPENAI_KEYWORDS = frozenset(
         "definitions",
         "pattern",
         "format",
-        "multipleOf",
-        "minimum",
-        "maximum",
-        "exclusiveMinimum",
-        "exclusiveMaximum",
         "minItems",
-        "maxItems",
     }
 )
+_OPENAI_KEYWORDS = _BOTH_KEYWORDS | {
+    "multipleOf",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "maxItems",
+}
 # ("default" is documented as supported, but the anthropic SDK's own
 # transform_schema says it in the description instead; so does this.)
-_ANTHROPIC_KEYWORDS = frozenset(
-    {
-        "type",
-        "description",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "enum",
-        "const",
-        "anyOf",
-        "allOf",
-        "$ref",
-        "$defs",
-        "definitions",
-        "pattern",
-        "format",
-        "minItems",
-    }
-)
+_ANTHROPIC_KEYWORDS = _BOTH_KEYWORDS | {"allOf"}
 # Keywords that change what a value may be in a way no description can carry
 # to a constrained decoder: with one of these, strict mode is off.
 _STRUCTURAL = frozenset(
