@@ -8,8 +8,9 @@ and of a `sympy` tool (its lock resolved at add through pip's cache). Without
 the service every process starts its own zygote (the sympy tool's imports
 sympy first); with it (TOOLCRIB_SANDBOX_SERVICE=1,
 a service directory of this run's own) the first call starts the service and
-is left out, the rest find it warm. Prints medians and p90s, writes JSON to
-bench/out/bench_service.json. Asserts nothing.
+is left out, the rest find it warm. Then `--loops` concurrent loops of the
+trivial call for `--seconds`, each way: calls per second. Prints medians and
+p90s, writes JSON to bench/out/bench_service.json. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -57,6 +58,27 @@ def _calls(env: dict[str, str], n: int, tool: str = "double") -> list[float]:
     return times
 
 
+def _throughput(env: dict[str, str], loops: int, seconds: float) -> float:
+    """Calls per second from `loops` concurrent loops of `toolcrib call`."""
+    import threading
+
+    done = [0] * loops
+    deadline = time.monotonic() + seconds
+
+    def loop(index: int) -> None:
+        while time.monotonic() < deadline:
+            _calls(env, 1)
+            done[index] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(loops)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return round(sum(done) / (time.monotonic() - started), 2)
+
+
 def _summary(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
     return {
@@ -69,6 +91,8 @@ def _summary(times: list[float]) -> dict[str, float]:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=15)
+    parser.add_argument("--loops", type=int, default=4, help="concurrent CLI loops for the throughput rows")
+    parser.add_argument("--seconds", type=float, default=15.0, help="how long the loops run")
     opts = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         registry = Path(tmp) / "r.db"
@@ -88,12 +112,18 @@ def main(argv: list[str]) -> None:
                 "sympy_service_first_call": _summary(_calls(served, 1, "factor_poly")),
                 "sympy_service_warm": _summary(_calls(served, opts.calls, "factor_poly")),
             }
+            loops = {
+                "without_service": _throughput(base, opts.loops, opts.seconds),
+                "service_warm": _throughput(served, opts.loops, opts.seconds),
+            }
         finally:
             stop(service_dir)
     OUT.mkdir(exist_ok=True)
-    (OUT / "bench_service.json").write_text(json.dumps(results, indent=2))
+    (OUT / "bench_service.json").write_text(json.dumps({**results, "loops_calls_per_s": loops}, indent=2))
     for label, numbers in results.items():
         print(f"{label:<26} median {numbers['median_ms']:8.1f} ms   p90 {numbers['p90_ms']:8.1f} ms   n={numbers['n']}")
+    for label, rate in loops.items():
+        print(f"{opts.loops} concurrent loops, {label:<16} {rate:6.2f} calls/s")
 
 
 if __name__ == "__main__":
