@@ -348,7 +348,10 @@ def test_add_refuses_a_wheel_that_is_not_what_its_record_says(
     assert done.exit_code == 2, done.output
     last = done.stderr.splitlines()[-1]
     assert last.startswith("Error: requirements: ") and __import__("re").search(message, last), done.stderr
-    assert done.stdout == "" and "Traceback" not in done.output
+    # stdout: only the refusal JSON every failing --json command prints (issue 17), naming the same error.
+    refusal = json.loads(done.stdout)
+    assert refusal["status"] == "invalid" and __import__("re").search(message, refusal["error"]["message"]), refusal
+    assert "Traceback" not in done.output
     assert _counts(target) == before
 
 
