@@ -16,11 +16,9 @@ at /register and failed with an empty message.)
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from toolcrib import Registry
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+from mcp_servers import ServerProcess  # noqa: E402
 from serve_on_fake import fake_backends  # noqa: E402
 
 TOKEN = "s3cret-token"
@@ -47,24 +46,11 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with Registry(path, actor="setup", backends=fake_backends()) as reg:
         reg.add(DOUBLE, tests=[{"args": {"x": 2}, "expected": 4}])
         reg.verify("double")
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "serve_on_fake.py"), str(path), "--http", TOKEN],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"listening on (http://127\.0\.0\.1:\d+/mcp)", line)
-    assert match, line
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    server = ServerProcess([sys.executable, str(HERE / "serve_on_fake.py"), str(path), "--http", TOKEN])
     try:
-        yield match.group(1)
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(30)
-        proc.stderr.close()
+        server.stop()
 
 
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}

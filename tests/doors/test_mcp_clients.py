@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -47,6 +44,7 @@ DEADLINE = 120.0  # seconds; a hang guard only
 
 sys.path.insert(0, str(HERE))
 import ts_sdk  # noqa: E402
+from mcp_servers import ServerProcess  # noqa: E402
 from serve_on_fake import fake_backends  # noqa: E402
 
 DOUBLE_1 = '''
@@ -93,34 +91,11 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "HOME", "LANG")}
 
 
-class HttpServer:
+class HttpServer(ServerProcess):
     """serve_on_fake.py over HTTP with a token, in a subprocess; its URL."""
 
     def __init__(self, registry: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, SERVE, str(registry), "--http", TOKEN],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_env(),
-        )
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+/mcp)", line)
-        assert match, line
-        self.url = match.group(1)
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        super().__init__([sys.executable, SERVE, str(registry), "--http", TOKEN], env=_env())
 
 
 @pytest.fixture(scope="module")
@@ -307,24 +282,12 @@ def test_the_typescript_sdk_reads_toolcrib_serve_on_the_real_sandbox(transport: 
         if transport == "stdio":
             job = {"transport": "stdio", "command": TOOLCRIB, "args": ["--registry", str(path), "serve"], "env": _env()}
         else:
-            server = subprocess.Popen(
-                [TOOLCRIB, "--registry", str(path), "serve", "--http", "0", "--token", TOKEN],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            assert server.stderr is not None
-            match = re.search(r"listening on (http://127\.0\.0\.1:\d+/mcp)", server.stderr.readline())
-            assert match
-            job = {"transport": "http", "url": match.group(1), "token": TOKEN}
+            server = ServerProcess([TOOLCRIB, "--registry", str(path), "serve", "--http", "0", "--token", TOKEN])
+            job = {"transport": "http", "url": server.url, "token": TOKEN}
         report = ts_sdk.run({**job, "calls": calls})
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(30)
-            assert server.stderr is not None
-            server.stderr.close()
+            server.stop()
     ok, raised, bad = (got["result"] for got in report["results"])
     assert ok["structuredContent"] == {"result": 42} and not ok.get("isError")
     assert raised["isError"] and "structuredContent" not in raised

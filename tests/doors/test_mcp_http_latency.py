@@ -18,10 +18,8 @@ wide margin (the issue asks for a ratio measured in the same run).
 from __future__ import annotations
 
 import gc
-import re
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -41,8 +39,10 @@ from toolcrib import Registry
 from toolcrib.mcp_server import ServeOptions, ToolServer, run_http
 
 HERE = Path(__file__).parent
+SERVE = str(HERE / "serve_on_fake.py")
 sys.path.insert(0, str(HERE))
 import ts_sdk  # noqa: E402
+from mcp_servers import ServerProcess  # noqa: E402
 
 DOUBLE = '''
 def double(x: int) -> int:
@@ -117,43 +117,11 @@ def test_every_accepted_connection_has_tcp_nodelay(registry: Path) -> None:
     assert options and all(options), options
 
 
-class Process:
-    """A server script in a subprocess; the URL it announces on stderr."""
-
-    def __init__(self, *argv: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, *argv],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        seen = []
-        while not (
-            match := re.search(r"listening on (http://127\.0\.0\.1:\d+/mcp)", line := self.proc.stderr.readline())
-        ):
-            seen.append(line)
-            assert line and len(seen) < 100, "".join(seen)  # the SDK may log a few lines first
-        self.url = match.group(1)
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-
-
 @pytest.fixture
 def servers(registry: Path) -> Iterator[tuple[str, str]]:
-    ours = Process(str(HERE / "serve_on_fake.py"), str(registry), "--http", TOKEN)
+    ours = ServerProcess([sys.executable, SERVE, str(registry), "--http", TOKEN])
     try:
-        bare = Process(str(HERE / "bare_mcp_server.py"))
+        bare = ServerProcess([sys.executable, str(HERE / "bare_mcp_server.py")])
         try:
             yield ours.url, bare.url
         finally:
@@ -182,7 +150,7 @@ def test_each_answer_is_one_json_body(registry: Path) -> None:
     """A POST's answer is a plain JSON body (one write), not an SSE stream of
     several small writes each waking the client (bench/README.md: about half
     the time of a warm call from the TypeScript client)."""
-    ours = Process(str(HERE / "serve_on_fake.py"), str(registry), "--http", TOKEN)
+    ours = ServerProcess([sys.executable, SERVE, str(registry), "--http", TOKEN])
     headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream"}
     try:
         with httpx2.Client(headers=headers, timeout=60) as http:
@@ -215,7 +183,7 @@ def test_a_2026_client_still_hears_of_changes_over_http(registry: Path) -> None:
     fake = FakeBackend(lambda job: job.args["x"], name="restricted")
     with Registry(registry, actor="setup", backends={"restricted": fake}) as reg:
         reg.add(LATE, tests=[{"args": {"x": 2}, "expected": 2}])
-    ours = Process(str(HERE / "serve_on_fake.py"), str(registry), "--http")
+    ours = ServerProcess([sys.executable, SERVE, str(registry), "--http"])
 
     async def body() -> list[str]:
         async with Client(ours.url) as client:

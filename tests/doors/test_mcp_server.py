@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -29,6 +28,7 @@ import pytest
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_servers import ServerProcess
 from reviewing import approve_waiting
 
 from toolcrib import Limits, Registry
@@ -133,34 +133,11 @@ async def stdio_session(registry: Path, *extra: str, notes: Notes | None = None)
                 yield session
 
 
-class HttpServer:
+class HttpServer(ServerProcess):
     """`toolcrib serve --http 0` in a subprocess; the URL it announced on stderr."""
 
     def __init__(self, registry: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [TOOLCRIB, *_serve_args(registry, "--http", "0", *extra)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+/mcp)", line)
-        assert match, line
-        self.url = match.group(1)
-        # Keep draining stderr so the server never blocks on a full pipe.
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()  # the drain reads to the end first (a ResourceWarning otherwise)
+        super().__init__([TOOLCRIB, *_serve_args(registry, "--http", "0", *extra)])
 
 
 @pytest.fixture(scope="module")

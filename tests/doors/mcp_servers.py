@@ -1,0 +1,49 @@
+"""An MCP server over HTTP in a subprocess, for the door tests: started,
+the URL it announces on stderr, stopped (test_mcp_server, test_mcp_clients,
+test_mcp_http_latency, test_mcp_auth)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+
+ANNOUNCED = re.compile(r"listening on (http://127\.0\.0\.1:\d+/mcp)")
+
+
+class ServerProcess:
+    """`argv` in a subprocess; `url`, the one it announced on stderr
+    (``listening on http://127.0.0.1:PORT/mcp``; the few lines an SDK may
+    log first are passed over). `stop` ends it."""
+
+    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stderr is not None
+        seen: list[str] = []
+        try:
+            while not (match := ANNOUNCED.search(line := self.proc.stderr.readline())):
+                seen.append(line)
+                assert line and len(seen) < 100, "".join(seen)
+        except BaseException:
+            self.stop()
+            raise
+        self.url = match.group(1)
+        # Keep draining stderr so the server never blocks on a full pipe.
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()  # the drain reads to the end first (a ResourceWarning otherwise)
