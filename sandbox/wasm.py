@@ -72,6 +72,7 @@ __all__ = [
     "WasmNotInstalled",
     "cache_dir",
     "install",
+    "jail_available",
     "lock_problem",
     "status",
 ]
@@ -657,6 +658,16 @@ class _Call:
         self.killed = self.killed or reason
 
 
+def jail_available() -> bool:
+    """Whether the wasmtime host can run in the jail here (Linux with
+    Landlock). Nothing Linux-only is imported elsewhere (macOS, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    from .inside.jail import landlock_abi
+
+    return landlock_abi() > 0
+
+
 _runtimes_lock = threading.Lock()
 
 
@@ -675,8 +686,6 @@ class WasmBackend:
         self._lock = threading.Lock()
         self._error: str | None = None
         if jail is None:
-            from .wasm_jailed import jail_available
-
             jail = jail_available()
         self.jailed = bool(jail)
         self._hosts: Any = None

@@ -47,7 +47,7 @@ from typing import Any
 
 from .contract import Cancel, ErrorInfo, Job
 
-__all__ = ["JailedHosts", "jail_available", "main"]
+__all__ = ["JailedHosts", "main"]
 
 READY = b"toolcrib-wasm-host-ready\n"
 _GRACE = 5.0
@@ -56,15 +56,6 @@ _MAX_REQUEST = 64 * 1024 * 1024
 _SLACK = 256 * 1024
 _SPARES = 2  # children warmed up ahead (fresh single-use instances, the harness imported)
 _SERVER = "import sys; from toolcrib.sandbox.wasm_jailed import main; main(int(sys.argv[1]))"
-
-
-def jail_available() -> bool:
-    """Whether this machine can build the jail (Linux with Landlock)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    from .inside.jail import landlock_abi
-
-    return landlock_abi() > 0
 
 
 # -- the fork server and its children -------------------------------------------------

@@ -427,3 +427,29 @@ def test_a_lock_the_guest_cannot_run_is_refused_at_the_call_naming_the_backends_
     r = call("import ujson\ndef f():\n    return 1\n", lock=lock)
     assert r.status == "unavailable" and r.error is not None, r
     assert "restricted or docker backend" in r.error.message and "\n" not in r.error.message
+
+
+def test_the_wasm_backend_needs_nothing_linux_only(tmp_path: Path) -> None:
+    # As on macOS or Windows: the modules only Linux (or Unix) has are
+    # missing; the backend still imports, builds its host in process and runs
+    # (jail_available() answers False off Linux before importing anything).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('resource', 'fcntl', 'termios', 'pwd', 'grp'):\n"
+        "    sys.modules[name] = None\n"
+        "from toolcrib.sandbox import wasm\n"
+        "from toolcrib.sandbox.contract import Job\n"
+        "real, sys.platform = sys.platform, 'darwin'\n"
+        "assert wasm.jail_available() is False\n"
+        "sys.platform = real\n"
+        "backend = wasm.WasmBackend(jail=False)\n"
+        "result = backend.run(Job(source='def f():\\n    return 6 * 7\\n', entrypoint='f'))\n"
+        "backend.close()\n"
+        "print(backend.jailed, result.status, result.result)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "ok", "42"], done
