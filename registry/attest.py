@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput, VerificationFailed
-from .versions import canonical_json
+from .versions import canonical_json, parse_json_text
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -233,12 +233,12 @@ def parse_envelope(value: Any) -> dict[str, Any]:
     """An envelope from JSON text or a dict, shape-checked; InvalidInput if it
     is not one (exit 2: unreadable)."""
     if isinstance(value, str):
-        if len(value.encode("utf-8", "surrogatepass")) > MAX_ENVELOPE_BYTES:
-            raise InvalidInput(f"envelope larger than {MAX_ENVELOPE_BYTES} bytes")
-        try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):
-            raise InvalidInput("envelope is not JSON") from None
+        value = parse_json_text(
+            value,
+            MAX_ENVELOPE_BYTES,
+            too_large=f"envelope larger than {MAX_ENVELOPE_BYTES} bytes",
+            not_json="envelope is not JSON",
+        )
     if (
         not isinstance(value, dict)
         or not isinstance(value.get("payload"), str)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -198,14 +197,14 @@ def check_proof(checkpoint: Checkpoint, proof_text: str) -> str:
     tree, or a consistency proof that a later tree extends it. A line saying
     what holds; VerificationFailed naming what does not."""
     from .audit_tree import entry_leaf
-    from .versions import canonical_json
+    from .versions import canonical_json, parse_json_text
 
-    if len(proof_text.encode("utf-8", "surrogatepass")) > MAX_PROOF_BYTES:
-        raise InvalidInput(f"not a proof: larger than {MAX_PROOF_BYTES} bytes")
-    try:
-        proof = json.loads(proof_text)
-    except (ValueError, RecursionError):
-        raise InvalidInput("not a proof: not JSON") from None
+    proof = parse_json_text(
+        proof_text,
+        MAX_PROOF_BYTES,
+        too_large=f"not a proof: larger than {MAX_PROOF_BYTES} bytes",
+        not_json="not a proof: not JSON",
+    )
     if not isinstance(proof, dict) or proof.get("type") not in ("inclusion", "consistency"):
         raise InvalidInput("not a proof: expected a JSON object of type inclusion or consistency")
     if proof.get("origin") != checkpoint.origin:

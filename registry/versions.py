@@ -30,6 +30,7 @@ __all__ = [
     "canonical_json",
     "content_sha256",
     "next_version",
+    "parse_json_text",
     "parse_reference",
     "parse_version",
     "sha256_text",
@@ -69,6 +70,18 @@ def canonical_json(value: Any) -> str:
     """The one JSON text of a value: sorted keys, no insignificant whitespace,
     UTF-8 characters kept as they are, NaN/Infinity refused."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def parse_json_text(text: str, limit: int, *, too_large: str, not_json: str) -> Any:
+    """`text` (from outside: a file, an argument) read as JSON, bounded:
+    InvalidInput(too_large) beyond `limit` bytes of UTF-8, InvalidInput(not_json)
+    if it is not JSON or nests too deep to read."""
+    if len(text.encode("utf-8", "surrogatepass")) > limit:
+        raise InvalidInput(too_large)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidInput(not_json) from None
 
 
 def sha256_text(text: str) -> str:
