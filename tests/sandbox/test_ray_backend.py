@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,38 +221,44 @@ def test_doctor_checks_the_cluster_named_for_it(cluster: Any) -> None:
     assert len(report["ray"]["nodes"]) == 2 and {"landlock", "seccomp"} <= {e["layer"] for e in report["ray"]["layers"]}
 
 
+def _both_actors_busy_during(work: Callable[[], Any]) -> tuple[Any, bool]:
+    """What `work` returns, run on a thread, and whether both of the shared
+    ray backend's actors were seen running a job at one moment meanwhile."""
+    import ray
+    from toolcrib.sandbox import get_backend
+
+    shared = get_backend("ray")
+    shared.start()
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.append(work()))
+    worker.start()
+    both_busy = False
+    deadline = time.monotonic() + DEADLINE
+    while worker.is_alive() and not both_busy and time.monotonic() < deadline:
+        busy = [ray.get(h.describe.remote(), timeout=30)["in_flight"] for h, _node in shared.actors()]
+        both_busy = len(busy) == 2 and all(busy)
+        time.sleep(0.05)
+    worker.join(DEADLINE)
+    (result,) = out
+    return result, both_busy
+
+
 def test_verify_all_keeps_every_actor_busy_and_reports_in_order(cluster: Any, tmp_path: Path) -> None:
     """`verify --all` on ray verifies as many versions at once as there are
     actors: both are seen running a case at the same moment (each case
     spins to its CPU limit, so the moment lasts), and the report keeps the
     pending list's order."""
-    import ray
     from click.testing import CliRunner
     from toolcrib.cli import cli
-    from toolcrib.sandbox import get_backend
 
     db = tmp_path / "r.db"
     names = [f"spin{i}" for i in range(4)]
     with Registry(db, actor="tester") as reg:
         for name in names:
             reg.add(SPIN.replace("def spin", f"def {name}"), tests=[{"args": {"n": 1}, "expected": 1}])
-    shared = get_backend("ray")
-    shared.start()
-    out: list[Any] = []
-    runner = threading.Thread(
-        target=lambda: out.append(
-            CliRunner().invoke(cli, ["--registry", str(db), "verify", "--all", "--backend", "ray", "--json"])
-        )
+    result, both_busy = _both_actors_busy_during(
+        lambda: CliRunner().invoke(cli, ["--registry", str(db), "verify", "--all", "--backend", "ray", "--json"])
     )
-    runner.start()
-    both_busy = False
-    deadline = time.monotonic() + DEADLINE
-    while runner.is_alive() and not both_busy and time.monotonic() < deadline:
-        busy = [ray.get(h.describe.remote(), timeout=30)["in_flight"] for h, _node in shared.actors()]
-        both_busy = len(busy) == 2 and all(busy)
-        time.sleep(0.05)
-    runner.join(DEADLINE)
-    (result,) = out
     assert both_busy, "never saw both actors running a case at once"
     assert result.exit_code == 1, result.output  # every case hit its CPU limit
     report = json.loads(result.stdout)
@@ -263,9 +270,6 @@ def test_use_runs_the_answers_on_every_actor_and_reports_them_in_order(cluster: 
     """LATM's tool user on ray: each answer's sandboxed run starts as soon as
     its reply is in, several at once (both actors seen busy at one moment:
     each snippet spins to its CPU limit), answers in the questions' order."""
-    import ray
-    from toolcrib.sandbox import get_backend
-
     from toolcrib.latm import Example, ReplayModel, use
 
     with Registry(tmp_path / "r.db", actor="tester") as reg:
@@ -273,31 +277,17 @@ def test_use_runs_the_answers_on_every_actor_and_reports_them_in_order(cluster: 
         assert reg.verify("count").status == "verified"
         questions = [Example(f"question {i}") for i in range(4)]
         spin = "```python\nn = count(0)\nwhile True:\n    n += 1\n```"
-        shared = get_backend("ray")
-        shared.start()
-        out: list[Any] = []
         seen: list[str] = []
-        worker = threading.Thread(
-            target=lambda: out.append(
-                use(
-                    reg,
-                    "count",
-                    questions,
-                    ReplayModel([spin] * 4),
-                    backend="ray",
-                    on_answer=lambda a: seen.append(a.question),
-                )
+        report, both_busy = _both_actors_busy_during(
+            lambda: use(
+                reg,
+                "count",
+                questions,
+                ReplayModel([spin] * 4),
+                backend="ray",
+                on_answer=lambda a: seen.append(a.question),
             )
         )
-        worker.start()
-        both_busy = False
-        deadline = time.monotonic() + DEADLINE
-        while worker.is_alive() and not both_busy and time.monotonic() < deadline:
-            busy = [ray.get(h.describe.remote(), timeout=30)["in_flight"] for h, _node in shared.actors()]
-            both_busy = len(busy) == 2 and all(busy)
-            time.sleep(0.05)
-        worker.join(DEADLINE)
-    (report,) = out
     assert both_busy, "never saw both actors running an answer at once"
     assert [a.question for a in report.answers] == [q.input for q in questions] == seen
     assert all(a.status == "limit" for a in report.answers), report.answers
