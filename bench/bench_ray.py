@@ -150,7 +150,7 @@ def inner(quick: bool) -> None:
         two = RayBackend(cluster.address, actors_per_node=1)
         two.start()
         rows.append(
-            ("throughput, 2 actors / 2 threads", throughput(direct, 2, calls), throughput(two, 2, calls), "calls/s")
+            ("throughput, 2 actors / 4 threads", throughput(direct, 4, calls), throughput(two, 4, calls), "calls/s")
         )
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "v.db"

@@ -44,7 +44,6 @@ from .review_rule import gate
 from .schema_check import arg_forms, drop_default_nulls, validate_stored_arguments
 from .store import write_transaction
 from .store_versions import NEWEST, VersionRow, call_row
-from .suggest import no_tool_named
 from .versions import canonical_json, parse_reference, sha256_text, stored_lock
 
 # The default: the table's shared backends (the CLI's and the MCP server's).
@@ -173,6 +172,8 @@ def choose_version(
     With `conn`, a name no version has is NotFound naming the close ones ("did you mean")."""
     parsed = parse_reference(ref)
     if not rows:
+        from .suggest import no_tool_named  # only on a miss: difflib and the names stay off the call path
+
         raise no_tool_named(conn, parsed.name)
     if parsed.version is not None:
         found = [r for r in rows if r.version == parsed.version]

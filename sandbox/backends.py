@@ -25,6 +25,7 @@ call path does) costs nothing but the standard library.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -60,10 +61,15 @@ class ExtraMissing(RuntimeError):
 Injected = Union["Backend", BackendFactory]
 
 
-def _restricted(**options: Any) -> Backend:
-    from . import service
+# Set to 1, this user's warm sandbox service runs the restricted backend's
+# calls (sandbox/service.py, imported only then: the call path stays short).
+SERVICE_ENV = "TOOLCRIB_SANDBOX_SERVICE"
 
-    if service.enabled():  # TOOLCRIB_SANDBOX_SERVICE=1: this user's warm service runs the calls
+
+def _restricted(**options: Any) -> Backend:
+    if os.environ.get(SERVICE_ENV, "") == "1":
+        from . import service
+
         return service.ServiceBackend(**options)
     from .restricted import RestrictedBackend
 

@@ -88,12 +88,16 @@ class RayBackend:
         actors_per_node: int | None = None,
         start_local: bool | None = None,
         retries: int = 1,
+        slots: int = 2,
     ) -> None:
         self.address = address or os.environ.get(ADDRESS_ENV) or None
         env_actors = os.environ.get(ACTORS_ENV)
         self.actors_per_node = actors_per_node or (int(env_actors) if env_actors else None)
         self.start_local = os.environ.get(START_LOCAL_ENV) == "1" if start_local is None else start_local
         self.retries = retries
+        # Calls one actor runs at once: as many as its zygote keeps spare
+        # children ready (2), so a call's round trip overlaps another's run.
+        self.slots = max(1, slots)
         self._lock = threading.Lock()
         self._started = False
         self._owns_cluster = False
@@ -224,7 +228,7 @@ class RayBackend:
             self.start()
         except Exception:  # noqa: BLE001 - the run itself reports why
             return 0
-        return len(self._actors)
+        return len(self._actors) * self.slots
 
     # -- the cluster ------------------------------------------------------------
 
@@ -263,7 +267,7 @@ class RayBackend:
             for _ in range(self.actors_per_node or max(1, cpus)):
                 handle = remote.options(
                     num_cpus=0,
-                    max_concurrency=2,  # one run, plus a cancel or describe while it runs
+                    max_concurrency=self.slots + 1,  # its runs, plus a cancel or describe while they run
                     max_restarts=0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
                 ).remote(__version__)
@@ -274,9 +278,12 @@ class RayBackend:
             except Exception as exc:  # noqa: BLE001 - the node takes no work; say why
                 self._refused[node_id] = _actor_failure(exc)
                 continue
-            actor = _Actor(handle, node_id, address)
-            self._actors.append(actor)
-            self._idle.put(actor)
+            self._actors.append(_Actor(handle, node_id, address))
+        # Slots queue round-robin (every actor once, then again), so calls
+        # one after another spread over the actors and nodes.
+        for _slot in range(self.slots):
+            for actor in self._actors:
+                self._idle.put(actor)
         if not self._actors:
             why = "; ".join(f"{node[:12]}: {reason}" for node, reason in self._refused.items()) or "no live node"
             raise RuntimeError(f"no node of the Ray cluster at {self.address or 'auto'} can take work ({why})")
@@ -287,10 +294,14 @@ class RayBackend:
             if cancel is not None and cancel.cancelled:
                 return None
             try:
-                return self._idle.get(timeout=_POLL_S)
+                actor = self._idle.get(timeout=_POLL_S)
             except queue.Empty:
                 if not self._actors:
                     return None
+                continue
+            if actor in self._actors:
+                return actor
+            # a slot of an actor lost since: dropped, never handed out
         return None
 
     def _run_on(self, ray: Any, actor: _Actor, job: Job, cancel: Cancel | None) -> Result:
@@ -322,7 +333,7 @@ class RayBackend:
             ray.remote(SandboxActor)
             .options(
                 num_cpus=0,
-                max_concurrency=2,
+                max_concurrency=self.slots + 1,
                 max_restarts=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
             )
@@ -335,7 +346,8 @@ class RayBackend:
         actor = _Actor(handle, node["NodeID"], str(node.get("NodeManagerAddress") or ""))
         with self._lock:
             self._actors.append(actor)
-        self._idle.put(actor)
+        for _slot in range(self.slots):
+            self._idle.put(actor)
 
     # -- for tests and operators ----------------------------------------------------
 

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .backends import SERVICE_ENV  # named where the table reads it without importing this module
 from .contract import Backend, Cancel, ErrorInfo, Job, Lock, PolicyName, Result
 
 __all__ = [
@@ -61,7 +62,7 @@ __all__ = [
     "status",
 ]
 
-SERVICE_ENV = "TOOLCRIB_SANDBOX_SERVICE"
+
 DIR_ENV = "TOOLCRIB_SERVICE_DIR"
 IDLE_ENV = "TOOLCRIB_SERVICE_IDLE"
 DEFAULT_IDLE_S = 600.0

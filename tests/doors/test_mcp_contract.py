@@ -206,9 +206,13 @@ def _holders(backend: str) -> set[int]:
         import ray
 
         ray_backend: Any = get_backend("ray")
-        candidates = _descendants(
-            {ray.get(h.describe.remote(), timeout=60)["pid"] for h, _node in ray_backend.actors()}, procs
-        )
+        pids = set()
+        for handle, _node in ray_backend.actors():
+            try:
+                pids.add(ray.get(handle.describe.remote(), timeout=60)["pid"])
+            except ray.exceptions.RayError:  # an actor lost with its node: it holds nothing
+                continue
+        candidates = _descendants(pids, procs)
     else:
         candidates = _descendants({os.getpid()}, procs)
     return {pid for pid in candidates if procs[pid][1] != "Z" and _rss_kib(pid) > BALLAST_KIB}

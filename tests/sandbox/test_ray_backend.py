@@ -359,6 +359,10 @@ def test_a_stopped_nodes_call_moves_to_the_other_node(cluster: Any, tmp_path: Pa
     cluster.wait_for_dead(worker)
     cluster.add_node("worker-2")  # the next tests have two nodes again
     cluster.wait_for_nodes(2)
+    # and a shared ray backend whose actors all live (its worker-node actor went with the node)
+    from toolcrib.sandbox import backends
+
+    backends.register("ray", backends.FACTORIES["ray"])
 
 
 def head_node(cluster: Any) -> str:
