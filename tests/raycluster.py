@@ -72,6 +72,24 @@ os.execv(sys.argv[1], sys.argv[1:])
 )
 
 
+def _descendants(root: int) -> set[int]:
+    """Every live process below `root` (by parent pid, from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 class RayCluster:
     """A head node and worker nodes on 127.0.0.1, in this process's private
     network namespace (`enter_private_network` first)."""
@@ -157,10 +175,25 @@ class RayCluster:
             time.sleep(0.25)
 
     def stop_node(self, label: str) -> None:
-        """Stop one node: its `ray start` and everything it started."""
+        """Stop one node: its `ray start` and every process under it, at
+        once. (Killing the process group is not enough: the raylet starts
+        its workers in sessions of their own, and an actor that outlived its
+        raylet for a moment could still answer a call.)"""
         proc = self.nodes.pop(label, None)
         if proc is None:
             return
+        tree = _descendants(proc.pid) | {proc.pid}
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGSTOP)  # nothing of the node runs on while the rest is found and killed
+            except ProcessLookupError:
+                pass
+        tree |= _descendants(proc.pid)
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
