@@ -18,6 +18,8 @@ __all__ = [
     "insert_audit_row",
     "insert_tree_nodes",
     "select_audit_rows",
+    "SINCE_INDEX_THRESHOLD",
+    "audit_stream",
     "tree_node",
 ]
 
@@ -43,9 +45,28 @@ def select_audit_rows(
     since: str | None = None,
     limit: int | None = None,
 ) -> list[tuple[Any, ...]]:
-    """Rows matching every given filter, oldest first; `limit` keeps the newest N.
-    `tool` is a name (every version) or name@version (that one); `since` is
-    in the log's UTC text form (string order is time order)."""
+    """`audit_stream`'s rows, held in a list."""
+    return [tuple(row) for row in audit_stream(conn, tool=tool, event=event, since=since, limit=limit)]
+
+
+# Below this many entries at or after `since`, `audit --since` reads them
+# through the time index and keeps the newest; at or above it, it walks the
+# log back from its end (a limit is then reached long before the start).
+SINCE_INDEX_THRESHOLD = 5000
+
+
+def audit_stream(
+    conn: sqlite3.Connection,
+    *,
+    tool: str | None = None,
+    event: str | None = None,
+    since: str | None = None,
+    limit: int | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """Rows (AUDIT_COLUMNS order) matching every given filter, oldest first,
+    streamed; `limit` keeps the newest N (held: at most N rows). `tool` is
+    a name (every version) or name@version; `since` in the log's UTC text
+    form (string order is time order)."""
     where: list[str] = []
     params: list[Any] = []
     if tool is not None:
@@ -59,18 +80,27 @@ def select_audit_rows(
     if event is not None:
         where.append("event = ?")
         params.append(event)
+    source = "audit"
     if since is not None:
+        few = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM audit WHERE at >= ? LIMIT ?)", [since, SINCE_INDEX_THRESHOLD]
+        ).fetchone()[0]
+        # Few entries since then: the index on time finds them (SQLite's
+        # planner, with no statistics, would rather walk the whole log by
+        # seq to skip a sort). Many: reading by seq (back from the end, for a
+        # limit) needs no sort and stops sooner.
+        if few < SINCE_INDEX_THRESHOLD:
+            source = "audit INDEXED BY audit_at"
         where.append("at >= ?")
         params.append(since)
-    sql = f"SELECT {AUDIT_COLUMNS} FROM audit"
+    sql = f"SELECT {AUDIT_COLUMNS} FROM {source}"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY seq DESC"
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
-    rows = conn.execute(sql, params).fetchall()
-    return [tuple(row) for row in reversed(rows)]
+    if limit is None:
+        yield from conn.execute(sql + " ORDER BY seq", params)
+        return
+    newest = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit]).fetchall()
+    yield from reversed(newest)
 
 
 def audit_count(conn: sqlite3.Connection) -> int:

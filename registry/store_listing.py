@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .store_audit import AUDIT_COLUMNS
+from .store_audit import SINCE_INDEX_THRESHOLD, audit_stream
 from .store_versions import VERSION_COLUMNS
 
 __all__ = ["SINCE_INDEX_THRESHOLD", "audit_stream", "newest_page", "versions_of_names", "versions_stream"]
@@ -68,57 +68,3 @@ def versions_of_names(conn: sqlite3.Connection, names: Sequence[str]) -> Iterato
     """Whole rows of every version of each name, name by name in the order given."""
     for name in names:
         yield from conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE name = ? ORDER BY sort_key, id", [name])
-
-
-# Below this many entries at or after `since`, `audit --since` reads them
-# through the time index and keeps the newest; at or above it, it walks the
-# log back from its end (a limit is then reached long before the start).
-SINCE_INDEX_THRESHOLD = 5000
-
-
-def audit_stream(
-    conn: sqlite3.Connection,
-    *,
-    tool: str | None = None,
-    event: str | None = None,
-    since: str | None = None,
-    limit: int | None = None,
-) -> Iterator[tuple[Any, ...]]:
-    """Rows (AUDIT_COLUMNS order) matching every given filter, oldest first,
-    streamed; `limit` keeps the newest N (held: at most N rows). `tool` is
-    a name (every version) or name@version; `since` in the log's UTC text
-    form (string order is time order)."""
-    where: list[str] = []
-    params: list[Any] = []
-    if tool is not None:
-        if "@" in tool:
-            where.append("tool = ?")
-            params.append(tool)
-        else:
-            # substr rather than LIKE: '_' is common in tool names and a LIKE wildcard.
-            where.append("(tool = ? OR substr(tool, 1, ?) = ?)")
-            params += [tool, len(tool) + 1, tool + "@"]
-    if event is not None:
-        where.append("event = ?")
-        params.append(event)
-    source = "audit"
-    if since is not None:
-        few = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM audit WHERE at >= ? LIMIT ?)", [since, SINCE_INDEX_THRESHOLD]
-        ).fetchone()[0]
-        # Few entries since then: the index on time finds them (SQLite's
-        # planner, with no statistics, would rather walk the whole log by
-        # seq to skip a sort). Many: reading by seq (back from the end, for a
-        # limit) needs no sort and stops sooner.
-        if few < SINCE_INDEX_THRESHOLD:
-            source = "audit INDEXED BY audit_at"
-        where.append("at >= ?")
-        params.append(since)
-    sql = f"SELECT {AUDIT_COLUMNS} FROM {source}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    if limit is None:
-        yield from conn.execute(sql + " ORDER BY seq", params)
-        return
-    newest = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit]).fetchall()
-    yield from reversed(newest)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from toolcrib.cli.streaming import write_json_array, write_json_object
-from toolcrib.registry import InvalidInput, store_listing
+from toolcrib.registry import InvalidInput, store_audit
 from toolcrib.registry.store import write_transaction
 
 from toolcrib import Registry
@@ -134,7 +134,7 @@ def test_audit_streams_and_since_reads_the_time_index(reg: Registry, monkeypatch
     expected = [e.seq for e in every if e.at >= "2026-01-01T00:00:30.000000Z"]
     assert 0 < len(expected) < len(every)
     for threshold in (1, 10**9):  # walking back by seq, and reading through the index
-        monkeypatch.setattr(store_listing, "SINCE_INDEX_THRESHOLD", threshold)
+        monkeypatch.setattr(store_audit, "SINCE_INDEX_THRESHOLD", threshold)
         assert [e.seq for e in reg.iter_audit(since=since)] == expected
         assert [e.seq for e in reg.iter_audit(since=since, limit=20)] == expected[-20:]
         assert [e.seq for e in reg.iter_audit(since=since, limit=20, tool="tool_00001")] == [
