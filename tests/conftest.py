@@ -129,6 +129,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("ray") is not None)
 
 
+@pytest.fixture
+def wasm_ready() -> None:
+    """The wasm backend installed and compiled (`toolcrib wasm install`, which
+    tests/run.sh runs): skipped without it, except in CI, where it fails."""
+    from toolcrib.sandbox.wasm import status
+
+    facts = status()
+    if facts.get("available"):
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but the wasm backend is not ready: {facts.get('error')}")
+    pytest.skip(f"the wasm backend is not ready: {facts.get('error')}")
+
+
 @pytest.fixture(scope="session")
 def docker_image() -> str:
     """The sandbox image tag for this checkout, built offline once if missing

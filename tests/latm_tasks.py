@@ -7,6 +7,8 @@ import json
 from datetime import date
 from pathlib import Path
 
+from toolcrib.latm import Reply
+
 __all__ = [
     "DAYS",
     "DAYS_REPLIES",
@@ -132,3 +134,24 @@ DAYS_REPLIES = [
 def write_json(path: Path, data: object) -> str:
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
     return str(path)
+
+
+class RecordingModel:
+    """A scripted model that also keeps the prompts it was sent (and, with
+    ``tokens``, reports token counts as a real model does)."""
+
+    model_id = "recording"
+
+    def __init__(self, replies: list[str], *, tokens: bool = False) -> None:
+        self.replies = list(replies)
+        self.prompts: list[str] = []
+        self.tokens = tokens
+
+    def start(self) -> RecordingModel:
+        return self
+
+    def send(self, prompt: str) -> Reply:
+        self.prompts.append(prompt)
+        if self.tokens:
+            return Reply(self.replies.pop(0), input_tokens=len(prompt), output_tokens=7)
+        return Reply(self.replies.pop(0))

@@ -5,8 +5,6 @@ and off, with the answers of a 32-bit CPython 3.15 guest)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 # The canaries of test_attacks.py, for test_wasm_attacks.py too.
@@ -28,17 +26,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-
-
-@pytest.fixture
-def wasm_ready() -> None:
-    """The wasm backend installed and compiled (`toolcrib wasm install`, which
-    tests/run.sh runs): skipped without it, except in CI, where it fails."""
-    from toolcrib.sandbox.wasm import status
-
-    facts = status()
-    if facts.get("available"):
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but the wasm backend is not ready: {facts.get('error')}")
-    pytest.skip(f"the wasm backend is not ready: {facts.get('error')}")

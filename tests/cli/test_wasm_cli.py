@@ -20,14 +20,8 @@ from toolcrib import Registry
 ADD = 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n    return a + b\n'
 
 
-@pytest.fixture(autouse=True)
-def wasm_ready() -> None:
-    facts = wasm.status()
-    if facts.get("available"):
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but the wasm backend is not ready: {facts.get('error')}")
-    pytest.skip(f"the wasm backend is not ready: {facts.get('error')}")
+# Installed and compiled, or skipped (failed under CI): tests/conftest.py.
+pytestmark = pytest.mark.usefixtures("wasm_ready")
 
 
 @pytest.fixture

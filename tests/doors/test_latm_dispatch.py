@@ -10,30 +10,15 @@ import json
 from pathlib import Path
 
 import pytest
-from latm_tasks import DAYS, DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
+from latm_tasks import DAYS, DAYS_REPLIES, SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, RecordingModel, write_json
 from reviewing import approve_waiting
 from toolcrib.sandbox.fake import FakeBackend
 
 from toolcrib import Registry
-from toolcrib.latm import ReplayModel, Reply, dispatch, load_task, make
+from toolcrib.latm import ReplayModel, dispatch, load_task, make
 
 SORT_QUESTION = SORT[6]["input"]
 UNRELATED = "What is the capital city of the country north of Mexico?"
-
-
-class RecordingModel:
-    model_id = "recording"
-
-    def __init__(self, replies: list[str]) -> None:
-        self.replies = list(replies)
-        self.prompts: list[str] = []
-
-    def start(self) -> RecordingModel:
-        return self
-
-    def send(self, prompt: str) -> Reply:
-        self.prompts.append(prompt)
-        return Reply(self.replies.pop(0))
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from latm_tasks import SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
+from latm_tasks import SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, RecordingModel, write_json
 from reviewing import approve_waiting
 
 from toolcrib import PolicyRefused, Registry
-from toolcrib.latm import Example, ReplayModel, Reply, load_task, make, use
+from toolcrib.latm import Example, ReplayModel, load_task, make, use
 from toolcrib.latm.answers import with_epilogue
 from toolcrib.latm.runs import run_snippet
 
@@ -52,25 +52,8 @@ def test_a_batch_is_answered_in_the_sandbox_and_scored(reg: Registry, sort_tool:
     assert len(calls) == 3 and all(c.details["mode"] == "snippet" for c in calls)
 
 
-class RecordingModel:
-    """A scripted model that also keeps the prompts it was sent."""
-
-    model_id = "recording"
-
-    def __init__(self, replies: list[str]) -> None:
-        self.replies = list(replies)
-        self.prompts: list[str] = []
-
-    def start(self) -> RecordingModel:
-        return self
-
-    def send(self, prompt: str) -> Reply:
-        self.prompts.append(prompt)
-        return Reply(self.replies.pop(0), input_tokens=len(prompt), output_tokens=7)
-
-
 def test_the_tool_user_sees_the_stored_source_and_use_cases(reg: Registry, sort_tool: str):
-    model = RecordingModel([_call(SORT[6]["input"])])
+    model = RecordingModel([_call(SORT[6]["input"])], tokens=True)
     report = use(reg, sort_tool, [Example(SORT[6]["input"])], model)
     prompt = model.prompts[0]
     assert reg.get(sort_tool).source.strip() in prompt
@@ -171,7 +154,7 @@ def test_a_tool_added_by_hand_shows_its_snippet_tests_as_use_cases(reg: Registry
     tests = json.loads((Path(__file__).resolve().parents[2] / "examples" / "word_sorting.tests.json").read_text())
     tool = reg.add(source, tests=tests, strip_top_level=True).tool
     assert reg.verify(tool.ref).status == "verified"
-    model = RecordingModel(["```python\nans = ' '.join(sort_words('fig ant'.split()))\n```"])
+    model = RecordingModel(["```python\nans = ' '.join(sort_words('fig ant'.split()))\n```"], tokens=True)
     report = use(reg, tool.ref, [Example("Sort: fig ant", "ant fig", True)], model)
     assert report.answers[0].correct is True
     snippet_case = next(t for t in tests if "snippet" in t)

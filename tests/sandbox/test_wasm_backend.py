@@ -15,17 +15,8 @@ from toolcrib.sandbox import Job, Limits, get_backend, wasm
 from toolcrib.sandbox.contract import Cancel, Lock, LockedPackage
 from toolcrib.sandbox.wasm_guest import BUILT_IN, GUEST
 
-
-@pytest.fixture(autouse=True)
-def wasm_ready() -> None:
-    """Installed and compiled (`toolcrib wasm install`, which tests/run.sh
-    runs): skipped without it, except in CI, where that fails."""
-    facts = wasm.status()
-    if facts.get("available"):
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but the wasm backend is not ready: {facts.get('error')}")
-    pytest.skip(f"the wasm backend is not ready: {facts.get('error')}")
+# Installed and compiled, or skipped (failed under CI): tests/conftest.py.
+pytestmark = pytest.mark.usefixtures("wasm_ready")
 
 
 QUICK = Limits(cpu=2, wall=10, memory=128, output=64)
