@@ -774,7 +774,10 @@ async def run_http(
     if token:
         app = _require_token(app, token)
     app = _check_headers(app, settings)  # outermost: a foreign name learns nothing, not even that a token is needed
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    from toolcrib.mcp_http_writes import CoalescingH11Protocol
+
+    # One write per answer, head and body together (toolcrib/mcp_http_writes.py).
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, http=CoalescingH11Protocol)
     web = uvicorn.Server(config)
     await anyio.to_thread.run_sync(server.warm_up)
     shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
