@@ -136,12 +136,16 @@ def _check_error(index: int, text: str, meta: dict[str, Any] | None, expected: s
 # -- the TypeScript SDK ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sdk", ["v1", "v2"])
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_the_typescript_sdk_reads_every_outcome(
-    registry: dict[str, Any], transport: str, request: pytest.FixtureRequest
+    registry: dict[str, Any], transport: str, sdk: str, request: pytest.FixtureRequest
 ) -> None:
+    """Both TypeScript SDKs: 1.x (@modelcontextprotocol/sdk) and 2.x
+    (@modelcontextprotocol/client, under the MCP Inspector 2.x, whose
+    output-schema check answered "data/result must be integer")."""
     calls = _calls(registry)
-    job: dict[str, Any] = {"calls": [{"name": n, "arguments": a, "meta": m} for n, a, m, _ in calls]}
+    job: dict[str, Any] = {"sdk": sdk, "calls": [{"name": n, "arguments": a, "meta": m} for n, a, m, _ in calls]}
     if transport == "stdio":
         job.update(transport="stdio", command=sys.executable, args=[SERVE, str(registry["path"])], env=_env())
     else:
@@ -263,8 +267,9 @@ def test_fastmcp_gets_plain_values_and_tool_errors(
 TOOLCRIB = str(Path(sys.executable).with_name("toolcrib"))
 
 
+@pytest.mark.parametrize("sdk", ["v1", "v2"])
 @pytest.mark.parametrize("transport", ["stdio", "http"])
-def test_the_typescript_sdk_reads_toolcrib_serve_on_the_real_sandbox(transport: str, tmp_path: Path) -> None:
+def test_the_typescript_sdk_reads_toolcrib_serve_on_the_real_sandbox(transport: str, sdk: str, tmp_path: Path) -> None:
     """`toolcrib serve` itself (the CLI, the restricted backend): a result and a raise."""
     path = tmp_path / "real.db"
     with Registry(path, actor="setup") as reg:
@@ -284,7 +289,7 @@ def test_the_typescript_sdk_reads_toolcrib_serve_on_the_real_sandbox(transport: 
         else:
             server = ServerProcess([TOOLCRIB, "--registry", str(path), "serve", "--http", "0", "--token", TOKEN])
             job = {"transport": "http", "url": server.url, "token": TOKEN}
-        report = ts_sdk.run({**job, "calls": calls})
+        report = ts_sdk.run({**job, "sdk": sdk, "calls": calls})
     finally:
         if server is not None:
             server.stop()

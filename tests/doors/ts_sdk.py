@@ -1,4 +1,4 @@
-"""The official TypeScript MCP SDK's client (tests/doors/ts_client/client.mjs),
+"""The official TypeScript MCP SDKs' client, 1.x or 2.x (tests/doors/ts_client/client.mjs),
 run by node for the tests: `run` sends it one job and returns its report.
 
 tests/run.sh installs node and the SDK (``npm ci`` in tests/doors/ts_client);
@@ -19,9 +19,10 @@ def run(job: dict[str, Any], *, timeout: float = 120.0, allow_failure: bool = Fa
     """The client's report for `job` (see client.mjs); its ``failure`` must be absent unless allowed."""
     node = shutil.which("node")
     assert node, "node is not installed (tests/run.sh installs it)"
-    assert (TS_CLIENT / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir(), (
-        "the TypeScript SDK is not installed: run `npm ci` in tests/doors/ts_client (tests/run.sh does)"
-    )
+    for package in ("sdk", "client"):
+        assert (TS_CLIENT / "node_modules" / "@modelcontextprotocol" / package).is_dir(), (
+            "the TypeScript SDKs are not installed: run `npm ci` in tests/doors/ts_client (tests/run.sh does)"
+        )
     done = subprocess.run(
         [node, str(TS_CLIENT / "client.mjs")],
         input=json.dumps(job),

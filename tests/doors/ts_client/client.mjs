@@ -4,15 +4,27 @@
 // Reads one JSON job on stdin:
 //   {"transport": "stdio", "command": "...", "args": [...], "env": {...}}
 //   {"transport": "http", "url": "http://127.0.0.1:PORT/mcp", "token": "..."}
-//   plus "calls": [{"name", "arguments", "meta"}...], "pings": N, "repeat": N
+//   plus "calls": [{"name", "arguments", "meta"}...], "pings": N, "repeat": N, "sdk"
 // and prints one JSON object on stdout: the listed tool names, each call's
 // result as the SDK returned it ({"result": ...}) or the error it threw
 // ({"error": {"code", "message"}}), and the durations (ms) of the pings and
 // of each repeated call. The SDK validates structured content against the
 // listed outputSchema itself: that check is the point.
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+//
+// "sdk": "v1" (the default) is @modelcontextprotocol/sdk 1.x, the client most
+// stacks ship; "v2" is @modelcontextprotocol/client 2.x, the split SDK that the
+// MCP Inspector 2.x is built on.
+const SDKS = {
+  v1: async () => ({
+    ...(await import("@modelcontextprotocol/sdk/client/index.js")),
+    ...(await import("@modelcontextprotocol/sdk/client/stdio.js")),
+    ...(await import("@modelcontextprotocol/sdk/client/streamableHttp.js")),
+  }),
+  v2: async () => ({
+    ...(await import("@modelcontextprotocol/client")),
+    ...(await import("@modelcontextprotocol/client/stdio")),
+  }),
+};
 
 async function readStdin() {
   const chunks = [];
@@ -20,7 +32,7 @@ async function readStdin() {
   return JSON.parse(Buffer.concat(chunks).toString("utf8"));
 }
 
-function transportFor(job) {
+function transportFor(job, { StdioClientTransport, StreamableHTTPClientTransport }) {
   if (job.transport === "stdio") {
     return new StdioClientTransport({ command: job.command, args: job.args, env: job.env, stderr: "ignore" });
   }
@@ -37,10 +49,11 @@ async function outcome(promise) {
 }
 
 const job = await readStdin();
-const client = new Client({ name: "ts-sdk-client", version: "1.0" });
+const sdk = await SDKS[job.sdk ?? "v1"]();
+const client = new sdk.Client({ name: "ts-sdk-client", version: "1.0" });
 const report = { tools: [], results: [], pings_ms: [], calls_ms: [] };
 try {
-  await client.connect(transportFor(job));
+  await client.connect(transportFor(job, sdk));
   // Listing first: the SDK keeps each tool's outputSchema and validates results against it.
   const listed = await client.listTools();
   report.tools = listed.tools.map((tool) => tool.name);
