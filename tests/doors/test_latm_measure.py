@@ -28,7 +28,7 @@ from toolcrib.sandbox.fake import FakeBackend, exec_job
 
 from toolcrib import Registry
 from toolcrib.latm import Example, ReplayModel, load_task, make, use
-from toolcrib.latm.measure import HEADROOM
+from toolcrib.latm.measure import HEADROOM, ExampleCost, ceiling, declare
 
 FUNCTION = '''def smallest_with_remainders(moduli, remainders):
     """The smallest positive integer n with n % m == r for every modulus m and its remainder r."""
@@ -242,3 +242,16 @@ def test_the_real_sandbox_measures_the_examples_and_the_users_call_finishes(tmp_
             assert tool.limits.wall >= min(maxima.wall, tool.limits.cpu * 2.5)
         answer = _user_answer(reg, tool.ref, (131, 137, 139), 2400000)
     assert (answer.status, answer.answer) == ("ok", 2400000), answer.error
+
+
+def test_declared_limits_stay_within_the_registrys_maxima() -> None:
+    maxima = Limits(cpu=5, wall=9, memory=300)
+    base = Limits().capped(maxima)
+    heavy = [ExampleCost(example=1, policy="restricted", cpu_seconds=1.2, wall_seconds=1.5, memory_mib=40)]
+    assert declare(heavy, base, maxima) == Limits(cpu=5, wall=9, memory=300)
+    assert ceiling(base, maxima) == Limits(cpu=5, wall=9, memory=300)
+    light = [ExampleCost(example=1, policy="restricted", cpu_seconds=0.01, wall_seconds=0.02, memory_mib=None)]
+    assert declare(light, base, maxima) is None
+    # Under a maximum lower than a default, the capped default is no declaration either.
+    low = Limits(cpu=1, wall=3, memory=128)
+    assert declare(light, Limits().capped(low), low) is None

@@ -5,6 +5,9 @@ waited for or reported. LATM `make` reads these (toolcrib/latm/measure.py)."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 from toolcrib.sandbox.contract import Job, Limits
 from toolcrib.sandbox.restricted import RestrictedBackend
@@ -39,3 +42,21 @@ def test_an_unmeasured_call_reports_nothing_of_it(rb: RestrictedBackend) -> None
     assert "cpu_seconds" not in _run(rb, args={"n": 10})
     with pytest.raises(ValueError, match="job.measure must be a bool"):
         Job(source=WORK, entrypoint="work", measure=1)  # type: ignore[arg-type]
+
+
+def test_the_warm_service_measures_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the sandbox service (sandbox/service.py) the flag crosses the
+    socket with the job, and the service's own restricted backend measures."""
+    from toolcrib.sandbox.service import ServiceBackend, status, stop
+
+    directory = tmp_path / "svc"
+    monkeypatch.setenv("TOOLCRIB_SERVICE_DIR", str(directory))
+    monkeypatch.setenv("TOOLCRIB_SERVICE_IDLE", "60")
+    try:
+        result = ServiceBackend().run(Job(source=WORK, entrypoint="work", args={"n": 1000}, measure=True))
+        assert result.status == "ok" and "cpu_seconds" in result.environment, result
+    finally:
+        stop(directory)
+        deadline = time.monotonic() + 30  # a hang guard
+        while status(directory)["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)

@@ -132,7 +132,7 @@ class _Maker:
         self.entrypoint = ""
         # Measuring (measure.py): the limits the stages run with, whether a
         # run may go past them to be measured, the policy, what each example cost.
-        self.base = limits or Limits()
+        self.base = (limits or Limits()).capped(reg.max_limits)
         self.escalate = limits is None
         self._policy: PolicyName | None = None  # the backend's default, once a run asks
         self.costs: list[ExampleCost] = []
