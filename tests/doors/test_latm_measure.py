@@ -255,3 +255,23 @@ def test_declared_limits_stay_within_the_registrys_maxima() -> None:
     # Under a maximum lower than a default, the capped default is no declaration either.
     low = Limits(cpu=1, wall=3, memory=128)
     assert declare(light, Limits().capped(low), low) is None
+
+
+def test_cli_make_prints_and_returns_what_it_measured(tc: Any, tmp_path: Path) -> None:
+    from toolcrib.sandbox import backends
+
+    checked = [((7, 11, 13), 600), ((13, 17, 19), 3000)]
+    task = write_json(tmp_path / "crt.json", [_example(*DEMO), *(_example(*e) for e in checked)])
+    replies = write_json(tmp_path / "replies.json", _replies(DEMO, checked))
+    with backends.registered("restricted", FakeBackend(costly, name="restricted")):
+        text = tc("make", task, "--replay", replies, "--demos", "1", "--validate", "2")
+        assert text.exit_code == 0, text.output
+        assert "measured: example 3 used 3.00 s CPU; declared cpu=30 s, wall=75 s" in text.stdout
+        assert "measured: a run hit the cpu limit of cpu=2 s" in text.stdout
+        shown = json.loads(tc("show", "smallest_with_remainders", "--json").stdout)
+        assert shown["limits"]["cpu"] == 30 and shown["limits"]["wall"] == 75
+        again = tc("make", task, "--replay", replies, "--demos", "1", "--validate", "2", "--json", "--limit", "cpu=4")
+    assert again.exit_code == 0, again.output
+    data = json.loads(again.stdout)["measured"]
+    assert data["ran_with"]["cpu"] == 4 and data["limits"]["cpu"] == 4
+    assert [e["example"] for e in data["examples"]] == [2, 3]
