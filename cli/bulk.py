@@ -4,7 +4,9 @@ not stop the others), with a progress bar on stderr and a per-tool report.
 
 Table columns (JSONL keys): ``source`` (required), and optionally ``name``,
 ``entrypoint``, ``tests`` (a list of cases, or its JSON text), ``requires``
-(a list, its JSON text, or names separated by whitespace) and ``metadata``
+(a list, its JSON text, or names separated by whitespace), ``params`` (the
+forms of unannotated parameters: an object ``{"table": "dataframe"}``, its
+JSON text, or ``NAME=FORM`` pairs separated by whitespace) and ``metadata``
 (an object, or its JSON text). Format: docs/packages.md.
 """
 
@@ -30,7 +32,7 @@ from .common import CLIError, echo_json, echo_text
 __all__ = ["Entry", "Outcome", "is_table", "provenance_for", "read_entries", "report", "run_entries"]
 
 TABLE_SUFFIXES = (".jsonl", ".csv")
-_COLUMNS = frozenset({"source", "name", "entrypoint", "tests", "requires", "metadata"})
+_COLUMNS = frozenset({"source", "name", "entrypoint", "tests", "requires", "params", "metadata"})
 # A CSV cell holds a whole tool's source.
 _CSV_FIELD_LIMIT = 4 * 1024 * 1024
 
@@ -46,6 +48,7 @@ class Entry:
     entrypoint: str | None = None
     tests: list[Any] | None = None
     requires: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     markdown: bool | None = None
     problem: str | None = None
@@ -117,6 +120,19 @@ def _json_cell(value: Any, column: str, kind: type) -> Any:
     return value
 
 
+def _params_cell(value: Any) -> dict[str, str]:
+    """The 'params' cell: {parameter: form}, from an object, its JSON text or NAME=FORM pairs."""
+    if isinstance(value, str) and not value.lstrip().startswith("{"):
+        pairs = [pair.partition("=") for pair in value.split()]
+        if any(not sep or not name for name, sep, _ in pairs):
+            raise InvalidInput("column 'params' holds NAME=FORM pairs (or a JSON object)")
+        return {name: form for name, _, form in pairs}
+    params = _json_cell(value, "params", dict) or {}
+    if not all(isinstance(form, str) for form in params.values()):
+        raise InvalidInput("column 'params' must map parameter names to form names (text)")
+    return dict(params)
+
+
 def _row_entry(row: dict[str, Any], label: str) -> Entry:
     entry = Entry(label=label, markdown=None)
     try:
@@ -144,6 +160,7 @@ def _row_entry(row: dict[str, Any], label: str) -> Entry:
             if not all(isinstance(r, str) for r in listed):
                 raise InvalidInput("column 'requires' must list strings")
             entry.requires = listed
+        entry.params = _params_cell(row.get("params"))
         metadata = _json_cell(row.get("metadata"), "metadata", dict) or {}
         entry.metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     except InvalidInput as err:

@@ -201,7 +201,12 @@ def make(
     Progress goes to stderr. Exit 1 when a stage fails (the message names
     the stage, the last error and the transcript file). --holdout K checks
     the finished tool on K examples the model never saw; with
-    --min-accuracy, a tool below it is a failed make (exit 1).
+    --min-accuracy, a tool below it is a failed make (exit 1). Each example's
+    CPU, wall time and memory are measured in the sandbox; when the heaviest
+    comes near the limits (or over them: it is run again under 10x, within
+    the registry's maxima), the version declares 10x its use, and where only
+    the plain policy finishes and the jail permits it, plain (docs/latm.md).
+    Without --limit only; --limit is kept as given.
 
     \b
     Examples:
@@ -240,6 +245,9 @@ def make(
         if result.holdout is not None:
             h = result.holdout
             echo_text(f"held-out accuracy: {h.accuracy} ({h.correct} of {h.examples} examples it never saw)")
+        if result.measured is not None:
+            for note in result.measured.notes:  # limits declared from the examples' costs, a policy switch
+                echo_text(f"measured: {note}")
 
 
 def _questions(question: str | None, questions_path: str | None) -> list[Example]:

@@ -15,6 +15,7 @@ import click
 from ..registry import AddResult, ProvenanceInput, ToolVersion
 from ..registry.admission import check_name
 from ..registry.cases import load_tests
+from ..registry.schema_check import DECLARED_KEY, arg_forms, declared_forms
 from ..registry.search import FIT_THRESHOLD, query_words
 from ..registry.versions import sha256_text
 from .bulk import Entry, is_table, provenance_for, read_entries, report, run_entries
@@ -157,6 +158,15 @@ def init(review: str | None, json_output: bool) -> None:
     help="Register each tool as PREFIX_name, so a library's names do not collide with others'.",
 )
 @click.option(
+    "params",
+    "--param",
+    multiple=True,
+    metavar="NAME=FORM",
+    help="Declare the form of a parameter without an annotation: 'dataframe' or 'ndarray'. Its JSON argument is "
+    "then converted as for one annotated pd.DataFrame or np.ndarray (docs/formats.md). Part of the stored "
+    "signature and the hash. Repeatable.",
+)
+@click.option(
     "--strip-top-level",
     is_flag=True,
     help="Remove stray top-level statements (e.g. 'example usage') instead of refusing them.",
@@ -185,6 +195,7 @@ def add(
     allow_missing: bool,
     as_new_version: bool,
     namespace: str | None,
+    params: tuple[str, ...],
     strip_top_level: bool,
     markdown: bool | None,
     json_output: bool,
@@ -200,7 +211,7 @@ def add(
 
     Several files, a directory (its *.py files, each with NAME.tests.json
     beside it if present) or a JSONL/CSV table of tools (columns: source, and
-    optionally name, entrypoint, tests, requires, metadata) register each
+    optionally name, entrypoint, tests, requires, params, metadata) register each
     tool on its own: a per-tool report (admitted, refused and why), a
     progress bar on stderr, exit code 0 if every tool was admitted, 2 if any
     was refused.
@@ -212,6 +223,7 @@ def add(
         cat tool.py | toolcrib add - --name my_tool --meta task=dyck
         toolcrib add tool.py --limit cpu=10 --parent my_tool@1.0.0
         toolcrib add crt_search.py --policy plain
+        toolcrib add count_rows.py --requires pandas --param table=dataframe
         toolcrib add solve.py --requires "sympy>=1.12" --tests solve.tests.json
         toolcrib add tools/ --prelude mathlib --namespace mathlib --json
         toolcrib add corpus.jsonl --prelude header.py --allow-missing
@@ -227,6 +239,7 @@ def add(
                 ("--tests", tests_path),
                 ("--version", version),
                 ("--parent", parent),
+                ("--param", params),
             )
             if value
         ]
@@ -248,6 +261,7 @@ def add(
         generator=generator, prompt=prompt, parent=parent, metadata=parse_key_values(metas, "--meta")
     )
     declared = declared_limits(limits)
+    param_forms = parse_key_values(params, "--param")
     if namespace is not None:
         check_name(namespace)  # once, not once per tool
     prelude_text, prelude_name = _prelude_option(prelude)
@@ -275,6 +289,7 @@ def add(
                 provenance=provenance_for(entry, provenance),
                 requires=[*requires, *entry.requires],
                 markdown=markdown if markdown is not None else entry.markdown,
+                param_forms=entry.params,
                 **shared,
             )
 
@@ -296,6 +311,7 @@ def add(
         provenance=provenance,
         requires=list(requires),
         markdown=markdown,
+        param_forms=param_forms,
         **shared,
     )
     tool = outcome.tool
@@ -318,6 +334,7 @@ def add(
                 "prelude": tool.prelude is not None,
                 "tests": len(tool.tests),
                 "untyped": tool.signature.untyped,
+                "param_forms": declared_forms(tool.signature.input_schema),
                 "notes": outcome.notes,
             }
         )
@@ -545,11 +562,17 @@ def _echo_limits(declared: Limits | None, maxima: Limits) -> None:
 
 
 def _describe_param(name: str, schema: dict[str, Any], required: bool) -> str:
-    kind = schema.get("type") or (
-        "any"
-        if not schema
-        else "/".join(s.get("type", "?") for s in schema.get("anyOf", []) if isinstance(s, dict)) or "any"
+    form = arg_forms({"properties": {name: schema}}).get(name)
+    kind = form or (
+        schema.get("type")
+        or (
+            "any"
+            if not schema
+            else "/".join(s.get("type", "?") for s in schema.get("anyOf", []) if isinstance(s, dict)) or "any"
+        )
     )
+    if form is not None and schema.get(DECLARED_KEY) is True:
+        kind += " (declared)"
     default = f" = {json.dumps(schema['default'])}" if "default" in schema else ""
     return f"{name}: {kind}{'' if required else ' (optional)'}{default}"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "Draft",
     "add_details",
     "already_imported",
+    "check_param_forms",
     "draft",
     "identical",
     "import_details",
@@ -73,7 +74,9 @@ class Draft:
     notes: list[str]
 
 
-def _check_case_arguments(source: str, entrypoint: str, cases: builtins.list[TestCase]) -> None:
+def _check_case_arguments(
+    source: str, entrypoint: str, cases: builtins.list[TestCase], forms: Mapping[str, str] | None = None
+) -> None:
     """Each case's arguments fit the signature, or the add is refused naming
     the case and the field (a case that cannot be called would only fail at
     verify, after the version is stored)."""
@@ -81,7 +84,7 @@ def _check_case_arguments(source: str, entrypoint: str, cases: builtins.list[Tes
         if case.args is None:
             continue
         try:
-            validate_arguments(source, entrypoint, case.args)
+            validate_arguments(source, entrypoint, case.args, forms=forms)
         except ArgumentsError as exc:
             label = f"case {index}" + (f" (name {case.name!r})" if case.name else "")
             detail = "; ".join(f"{name}: {why}" for name, why in exc.fields.items()) or exc.message
@@ -107,17 +110,19 @@ def draft(
     namespace: str | None,
     prelude_of: Callable[[str], Prelude],
     lock_of: Callable[[builtins.list[str]], Lock],
+    param_forms: Mapping[str, str] | None = None,
 ) -> Draft:
     """Admit `source` and everything given with it (see `Registry.add`)."""
-    admitted = admit(source, entrypoint=entrypoint, strip_top_level=strip_top_level, markdown=markdown)
+    forms = check_param_forms(param_forms)
+    admitted = admit(source, entrypoint=entrypoint, strip_top_level=strip_top_level, markdown=markdown, forms=forms)
     notes = list(admitted.notes)
     tool_name = check_name(name if name is not None else admitted.entrypoint)
     if namespace is not None:
         tool_name = _namespaced(check_name(namespace), tool_name)
-    signature = derive_signature(admitted.source, admitted.entrypoint)
+    signature = derive_signature(admitted.source, admitted.entrypoint, forms=forms)
     raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
     cases = parse_tests(raw_tests)
-    _check_case_arguments(admitted.source, admitted.entrypoint, cases)
+    _check_case_arguments(admitted.source, admitted.entrypoint, cases, forms)
     wanted = str(parse_version(version)) if version is not None else None
     wants = [] if requires is None else ([requires] if isinstance(requires, str) else list(requires))
     if prelude_name is not None:
@@ -158,6 +163,16 @@ def draft(
         limits=limits,
         notes=notes,
     )
+
+
+def check_param_forms(forms: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Declared parameter forms as a plain dict (None: none), or
+    InvalidInput when they are not names and form names (text)."""
+    if not forms:
+        return None
+    if not isinstance(forms, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in forms.items()):
+        raise InvalidInput("parameter forms are {parameter name: form name}, both text")
+    return dict(forms)
 
 
 def identical(rows: builtins.list[VersionRow], d: Draft) -> ToolVersion | None:

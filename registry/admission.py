@@ -37,7 +37,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import AdmissionError, InvalidInput
@@ -609,18 +609,20 @@ def admit(
     strip_top_level: bool = False,
     markdown: bool | None = None,
     max_bytes: int = MAX_SOURCE_BYTES,
+    forms: Mapping[str, str] | None = None,
 ) -> Admitted:
     """Check and normalize tool source for storage; raises AdmissionError naming the line.
 
     Line numbers in errors and notes refer to `text` as given (for a Markdown
-    reply: lines of the reply).
+    reply: lines of the reply). ``forms``: parameter forms declared at add
+    (`signature.derive_signature`), checked against the entrypoint here.
     """
     notes: list[str] = []
     text = _normalize(_as_text(text, max_bytes), notes)
     code, extract_notes, segments = _extract(text, markdown)
     notes.extend(extract_notes)
     try:
-        return _admit_code(code, segments, entrypoint, strip_top_level, notes)
+        return _admit_code(code, segments, entrypoint, strip_top_level, notes, forms)
     except RecursionError:
         raise AdmissionError("the source is nested too deeply to check") from None
 
@@ -631,6 +633,7 @@ def _admit_code(
     entrypoint: str | None,
     strip_top_level: bool,
     notes: list[str],
+    forms: Mapping[str, str] | None = None,
 ) -> Admitted:
     def origin(line: int | None) -> int | None:
         return _reply_line(line, segments)
@@ -683,11 +686,12 @@ def _admit_code(
         # live with the signature, which reads the same AST.
         from .signature import derive_signature
 
-        signature = derive_signature(code, chosen)
+        signature = derive_signature(code, chosen, forms=forms)
     except AdmissionError as exc:
         raise AdmissionError(exc.message.removeprefix(f"line {exc.line}: "), origin(exc.line)) from None
-    if signature.untyped:
-        notes.append(f"parameters without a type annotation accept any JSON value: {', '.join(signature.untyped)}")
+    untyped = [name for name in signature.untyped if name not in (forms or {})]
+    if untyped:
+        notes.append(f"parameters without a type annotation accept any JSON value: {', '.join(untyped)}")
     return Admitted(source=code, entrypoint=chosen, public_functions=public, notes=notes)
 
 

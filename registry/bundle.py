@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..sandbox.contract import Limits, Lock, PolicyName
 from .admission import admit, check_name
 from .cases import parse_tests
-from .errors import BundleError, ToolcribError
+from .errors import AdmissionError, BundleError, ToolcribError
 from .models import Provenance, Signature, TestCase, ToolVersion
-from .signature import derive_signature
+from .signature import declared_forms, derive_signature
 from .store import utc_now
 from .versions import content_sha256, parse_version, sha256_text
 
@@ -151,11 +151,17 @@ def _check_signature(entry: BundleEntry, label: str) -> None:
     """The stored schemas must be the ones the source derives: they are what
     `show` and `serve` advertise and what `call` validates against, so a
     doctored one would promise a contract the tool does not have."""
-    derived = derive_signature(entry.source, entry.entrypoint)
+    # Forms declared at add (`add --param`) are part of the stored schema:
+    # derived again with them, a declaration that does not fit is refused.
+    forms = declared_forms(entry.signature.input_schema)
+    try:
+        derived = derive_signature(entry.source, entry.entrypoint, forms=forms)
+    except AdmissionError as exc:
+        raise BundleError(f"{label}: its declared parameter forms: {exc}") from None
     if (entry.signature.input_schema, entry.signature.output_schema) != (derived.input_schema, derived.output_schema):
         # A bundle written before docstring types were read holds that older
         # (equally honest) derivation; it is still the one its source gives.
-        legacy = derive_signature(entry.source, entry.entrypoint, legacy_docstrings=True)
+        legacy = derive_signature(entry.source, entry.entrypoint, legacy_docstrings=True, forms=forms)
         if (entry.signature.input_schema, entry.signature.output_schema) == (legacy.input_schema, legacy.output_schema):
             return
     for part in ("input_schema", "output_schema"):

@@ -214,6 +214,7 @@ class Registry:
         as_new_version: bool = False,
         namespace: str | None = None,
         progress: Callable[[str], None] | None = None,
+        param_forms: Mapping[str, str] | None = None,
     ) -> AddResult:
         """Admit and store a new version (or return the identical existing one).
 
@@ -238,6 +239,10 @@ class Registry:
         that happens to share the name) is refused unless ``as_new_version``.
         ``namespace``: the name becomes ``NAMESPACE_name`` (names allow no
         dots), so a library's tools do not collide with others'.
+        ``param_forms`` ({parameter: "dataframe" | "ndarray"}) declares the
+        form of parameters without an annotation: their JSON is converted
+        as for an annotated ``pd.DataFrame``/``np.ndarray``, and the
+        declaration is part of the stored schema (and so of the hash).
         Raises AdmissionError, TestsFormatError, ConflictError, NotFound
         (parent, prelude name), InvalidInput (requirements that do not resolve).
 
@@ -265,6 +270,7 @@ class Registry:
             namespace=namespace,
             prelude_of=self.get_prelude,
             lock_of=lambda wants: self._lock(wants, progress),
+            param_forms=param_forms,
         )
         with write_transaction(self.db):
             rows = self._rows(d.name)

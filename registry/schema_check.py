@@ -17,10 +17,24 @@ from .errors import ArgumentsError
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError as JsonSchemaError
 
-__all__ = ["FORM_KEY", "arg_forms", "drop_default_nulls", "json_arguments", "validate_stored_arguments"]
+__all__ = [
+    "DECLARED_KEY",
+    "FORM_KEY",
+    "PARAM_FORMS",
+    "arg_forms",
+    "declared_forms",
+    "drop_default_nulls",
+    "json_arguments",
+    "validate_stored_arguments",
+]
 
 # The mark a derived input schema carries on a DataFrame or ndarray parameter.
 FORM_KEY = "x-toolcrib-form"
+# The mark on a parameter whose form was declared at add (`add --param
+# NAME=FORM`), not read from an annotation.
+DECLARED_KEY = "x-toolcrib-declared"
+# The forms a parameter can be declared to take.
+PARAM_FORMS: tuple[str, ...] = ("dataframe", "ndarray")
 _CACHE_SIZE = 256
 
 
@@ -42,6 +56,20 @@ def arg_forms(input_schema: dict[str, Any]) -> dict[str, Literal["dataframe", "n
                 forms[name] = form
                 break
     return forms
+
+
+def declared_forms(input_schema: dict[str, Any]) -> dict[str, str]:
+    """The forms declared at add ({parameter: form}): the parameters of
+    `arg_forms` whose property carries ``DECLARED_KEY``. With the source,
+    they give the stored schema again (`derive_signature(..., forms=...)`)."""
+    properties = input_schema.get("properties")
+    if not isinstance(properties, dict):
+        return {}
+    return {
+        name: form
+        for name, form in arg_forms(input_schema).items()
+        if isinstance(properties.get(name), dict) and properties[name].get(DECLARED_KEY) is True
+    }
 
 
 def _takes_null(prop: Any) -> bool:

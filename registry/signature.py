@@ -12,7 +12,10 @@ what Python object the tool will hold. A `pandas.DataFrame` parameter takes
 a frame's JSON form (an array of records, or ``{"columns", "data"}``) and a
 `numpy.ndarray` one nested lists of numbers; their schemas carry
 ``"x-toolcrib-form"`` (`arg_forms`), and the sandbox converts the JSON
-before the call (docs/formats.md, "DataFrame and ndarray arguments").
+before the call (docs/formats.md, "DataFrame and ndarray arguments"). A
+parameter without an annotation can be declared to take one of those forms
+at add (``forms``, `add --param table=dataframe`): the same schema, marked
+``"x-toolcrib-declared"`` so it can be derived again from the source.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import math
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -45,13 +49,24 @@ from .models import Signature
 from .pyast import imported_names
 
 # Re-exported: they live where a call can import them without pydantic.
-from .schema_check import FORM_KEY, arg_forms, json_arguments, validate_stored_arguments
+from .schema_check import (
+    DECLARED_KEY,
+    FORM_KEY,
+    PARAM_FORMS,
+    arg_forms,
+    declared_forms,
+    json_arguments,
+    validate_stored_arguments,
+)
 
 __all__ = [
+    "DECLARED_KEY",
     "DOCSTRING_KEY",
     "FORM_KEY",
+    "PARAM_FORMS",
     "arg_forms",
     "bump_kind",
+    "declared_forms",
     "declared_order",
     "derive_signature",
     "validate_arguments",
@@ -357,6 +372,34 @@ def _check_array(value: Any, depth: int = 0) -> Any:
 
 _FRAME: Any = Annotated[Any, AfterValidator(_check_frame), WithJsonSchema(_FRAME_SCHEMA)]
 _ARRAY: Any = Annotated[Any, AfterValidator(_check_array), WithJsonSchema(_ARRAY_SCHEMA)]
+# The forms a parameter may be declared to take at `add` (`PARAM_FORMS`).
+_FORM_TYPES: dict[str, Any] = {"dataframe": _FRAME, "ndarray": _ARRAY}
+_FORM_WORDS = {"dataframe": "a DataFrame", "ndarray": "an ndarray"}
+
+
+def _form_of(tp: Any) -> str | None:
+    """The form an annotation's type converts to (also inside an Optional), or None."""
+    for form, form_type in _FORM_TYPES.items():
+        if tp is form_type or (get_origin(tp) is Union and form_type in get_args(tp)):
+            return form
+    return None
+
+
+def _check_declared(forms: tuple[tuple[str, str], ...], names: list[str], entrypoint: str) -> dict[str, str]:
+    """Declared forms ({parameter: form}) that name a parameter and a known
+    form, or AdmissionError saying which does not."""
+    for name, form in forms:
+        if form not in _FORM_TYPES:
+            raise AdmissionError(
+                f"parameter {name!r}: unknown form {form!r} (a parameter may be declared to take: "
+                f"{', '.join(PARAM_FORMS)})"
+            )
+        if name not in names:
+            known = ", ".join(names) if names else "none"
+            raise AdmissionError(
+                f"a form is declared for {name!r}, but {entrypoint} has no such parameter (its parameters: {known})"
+            )
+    return dict(forms)
 
 
 def _check_unique(items: list[Any]) -> list[Any]:
@@ -502,7 +545,7 @@ class _Compiled:
     function: str
 
 
-_cache: OrderedDict[tuple[str, str, bool], _Compiled] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, bool, tuple[tuple[str, str], ...]], _Compiled] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -577,7 +620,9 @@ def _docstring_type(reader: _TypeReader, written: str | None) -> Any:
     return None if unknown or tp is Any or tp is None else tp
 
 
-def _compile(source: str, entrypoint: str, legacy_docstrings: bool = False) -> _Compiled:
+def _compile(
+    source: str, entrypoint: str, legacy_docstrings: bool = False, forms: tuple[tuple[str, str], ...] = ()
+) -> _Compiled:
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
@@ -611,21 +656,36 @@ def _compile(source: str, entrypoint: str, legacy_docstrings: bool = False) -> _
     fields: dict[str, Any] = {}
     untyped: list[str] = []
     names: list[str] = []
+    declared = _check_declared(forms, [arg.arg for arg, _ in params], entrypoint)
     for index, (arg, default) in enumerate(params):
         names.append(arg.arg)
         reader.notes = []
         from_doc = False
+        form = declared.get(arg.arg)
         if arg.annotation is None:
             untyped.append(arg.arg)
             tp: Any = Any
-            if arg.arg in doc_types:
+            if form is None and arg.arg in doc_types:
                 found = _docstring_type(reader, doc_types[arg.arg])
                 if found is not None:
                     tp, from_doc = found, True
         else:
             tp = reader.read(arg.annotation)
+            if form is not None and tp is not Any:
+                if _form_of(tp) != form:
+                    raise AdmissionError(
+                        f"parameter {arg.arg!r} is annotated {ast.unparse(arg.annotation)!r}, not {_FORM_WORDS[form]}: "
+                        "a form is declared only for a parameter without an annotation (or one read as any value)",
+                        arg.annotation.lineno,
+                    )
+                form = None  # the annotation already says it: nothing to declare
         kwargs: dict[str, Any] = {"alias": arg.arg, "title": arg.arg.replace("_", " ").strip().title() or arg.arg}
-        if from_doc:
+        if form is not None:
+            # Declared at add: converted like an annotated one, and marked so
+            # the schema can be derived again (bundle import) and shown.
+            tp, reader.notes = _FORM_TYPES[form], []
+            kwargs["json_schema_extra"] = {DECLARED_KEY: True}
+        elif from_doc:
             kwargs["json_schema_extra"] = {DOCSTRING_KEY: True}
         if default is not None:
             try:
@@ -696,14 +756,18 @@ def _missing() -> None:
     return None
 
 
-def _compiled(source: str, entrypoint: str, legacy_docstrings: bool = False) -> _Compiled:
-    key = (hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest(), entrypoint, legacy_docstrings)
+def _compiled(
+    source: str, entrypoint: str, legacy_docstrings: bool = False, forms: Mapping[str, str] | None = None
+) -> _Compiled:
+    declared = tuple(sorted((forms or {}).items()))
+    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+    key = (digest, entrypoint, legacy_docstrings, declared)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    compiled = _compile(source, entrypoint, legacy_docstrings)
+    compiled = _compile(source, entrypoint, legacy_docstrings, declared)
     with _cache_lock:
         _cache[key] = compiled
         while len(_cache) > _CACHE_SIZE:
@@ -711,7 +775,9 @@ def _compiled(source: str, entrypoint: str, legacy_docstrings: bool = False) -> 
     return compiled
 
 
-def derive_signature(source: str, entrypoint: str, *, legacy_docstrings: bool = False) -> Signature:
+def derive_signature(
+    source: str, entrypoint: str, *, legacy_docstrings: bool = False, forms: Mapping[str, str] | None = None
+) -> Signature:
     """The entrypoint's input (and, if annotated, output) JSON Schema, its
     parameters in declaration order.
 
@@ -720,9 +786,15 @@ def derive_signature(source: str, entrypoint: str, *, legacy_docstrings: bool = 
     named JSON arguments). Same source and entrypoint give the same schema.
     ``legacy_docstrings``: the schema as toolcrib derived it before docstring
     types and the CRAFT/numpydoc/reST readings (what older bundles hold).
+    ``forms``: {parameter: form} declared at add (`PARAM_FORMS`) for
+    parameters without an annotation: each gets the form's schema, as if
+    annotated ``pd.DataFrame``/``np.ndarray``, marked ``DECLARED_KEY``.
+    AdmissionError when one names no parameter, an unknown form, or a
+    parameter whose annotation says something else (one that already says
+    the form is left as it is).
     """
     try:
-        return _compiled(source, entrypoint, legacy_docstrings).signature.model_copy(deep=True)
+        return _compiled(source, entrypoint, legacy_docstrings, forms).signature.model_copy(deep=True)
     except (RecursionError, MemoryError):
         raise AdmissionError("the entrypoint's annotations are nested too deeply") from None
 
@@ -760,16 +832,18 @@ def _path(loc: tuple[Any, ...], value: Any) -> str:
     return "".join(parts)
 
 
-def validate_arguments(source: str, entrypoint: str, args: Any) -> dict[str, Any]:
+def validate_arguments(
+    source: str, entrypoint: str, args: Any, *, forms: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Check JSON call arguments against the entrypoint; return them as plain JSON.
 
     Strict: a string is not a number, but an integer is accepted for a float.
     Unknown arguments are refused (unless the entrypoint takes ``**kwargs``)
     and missing required ones reported; ArgumentsError names each bad field.
     The caller's own values are returned (never coerced or defaulted), so the
-    tool sees exactly what was sent.
+    tool sees exactly what was sent. ``forms``: as for `derive_signature`.
     """
-    compiled = _compiled(source, entrypoint)
+    compiled = _compiled(source, entrypoint, forms=forms)
     prefix = f"bad arguments for {compiled.function}"
     text, plain = json_arguments(args, prefix)
     problems: dict[str, list[str]] = {}

@@ -467,6 +467,13 @@ class Job:
     # opaque object without running the tool. LATM `make` runs each use case
     # so once more: one that still gives the answer never needed the tool.
     stub_entrypoint: bool = False
+    # Report what the call used, where the backend can say, as
+    # Result.environment "cpu_seconds" and "memory_mib" (peak resident
+    # memory above the start). LATM `make` measures the tool on its examples
+    # so. The restricted backend then waits for the zygote's trailer (a few
+    # ms); others may ignore it (the wall time is always there). In the wire
+    # only when set, for the sandbox service's host side; the sandbox ignores it.
+    measure: bool = False
 
     def __post_init__(self) -> None:
         _text("job", "source", self.source)
@@ -496,21 +503,27 @@ class Job:
             raise ValueError("an args job takes no snippet")
         if type(self.stub_entrypoint) is not bool or (self.stub_entrypoint and self.mode != "snippet"):
             raise ValueError("job.stub_entrypoint must be a bool, and true only for a snippet job")
+        if type(self.measure) is not bool:
+            raise ValueError("job.measure must be a bool")
 
     def wire(self) -> dict[str, Any]:
         """The job as the JSON-able dict that crosses into a sandbox."""
-        return {
-            "source": self.source,
-            "entrypoint": self.entrypoint,
-            "mode": self.mode,
-            "args": self.args,
-            "snippet": self.snippet,
-            "limits": self.limits.to_json(),
-            "policy": self.policy,
-            "lock": self.lock.to_json() if self.lock is not None else None,
-            "prelude": self.prelude,
-            "arg_forms": dict(self.arg_forms),
-        } | ({"stub_entrypoint": True} if self.stub_entrypoint else {})
+        return (
+            {
+                "source": self.source,
+                "entrypoint": self.entrypoint,
+                "mode": self.mode,
+                "args": self.args,
+                "snippet": self.snippet,
+                "limits": self.limits.to_json(),
+                "policy": self.policy,
+                "lock": self.lock.to_json() if self.lock is not None else None,
+                "prelude": self.prelude,
+                "arg_forms": dict(self.arg_forms),
+            }
+            | ({"stub_entrypoint": True} if self.stub_entrypoint else {})
+            | ({"measure": True} if self.measure else {})
+        )
 
 
 @dataclass(frozen=True, slots=True)

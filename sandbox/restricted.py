@@ -297,6 +297,14 @@ def _read_reply(raw: bytes, cap: int) -> tuple[dict[str, Any] | None, str | None
         return None, f"the sandboxed process wrote a bad reply: {exc}"
 
 
+def _usage(facts: dict[str, Any]) -> dict[str, str]:
+    """A measured call's use (`Job.measure`) as Result.environment entries:
+    CPU seconds (user + system) and the peak resident memory above what the
+    child started with, in MiB."""
+    grown = max(0, int(facts.get("maxrss_kib") or 0) - int(facts.get("baseline_rss_kib") or 0))
+    return {"cpu_seconds": f"{float(facts.get('cpu') or 0.0):.3f}", "memory_mib": f"{grown / 1024:.1f}"}
+
+
 def _baseline_rss_kib(zygote: _Zygote) -> int:
     """What a child starts with resident: at most the zygote's own resident
     size (it forked from it; shared file pages count only once touched)."""
@@ -759,7 +767,9 @@ class RestrictedBackend:
         # zygote sees the status socket close, as below.
         forget = cancel.on_cancel(lambda: _hang_up(call, status)) if cancel is not None else None
         try:
-            fields = self._converse(call, status, payload, limits, zygote, restricted=job.policy != "plain")
+            fields = self._converse(
+                call, status, payload, limits, zygote, restricted=job.policy != "plain", measure=job.measure
+            )
             fields["layers"] = zygote.layers
             return fields
         finally:
@@ -779,10 +789,13 @@ class RestrictedBackend:
         zygote: _Zygote,
         *,
         restricted: bool = True,
+        measure: bool = False,
     ) -> dict[str, Any]:
         """Send the job, read the reply and, when the reply alone does not
-        settle the outcome (`wire.needs_facts`), the zygote's trailer; the
-        wire decides the outcome from them."""
+        settle the outcome (`wire.needs_facts`) or the job asks what it used
+        (``measure``), the zygote's trailer; the wire decides the outcome
+        from them. Measured: the CPU seconds and peak memory growth of the
+        trailer in the Result's environment (`_usage`)."""
         deadline = time.monotonic() + limits.wall + self.grace
         cap = limits.output * 1024
         try:
@@ -802,7 +815,12 @@ class RestrictedBackend:
                 # here too, and the child is killed the same way.
                 return {"status": "limit", "limit": "output"}
             if not wire.needs_facts(reply, restricted=restricted):
-                return wire.classify(reply, None, restricted=restricted, limits=limits.to_json())
+                settled = wire.classify(reply, None, restricted=restricted, limits=limits.to_json())
+                if measure:
+                    usage = self._measured(status, deadline, zygote)
+                    if usage:
+                        settled["environment"] = usage
+                return settled
             head = _recv_exact(status, _LEN.size, deadline)
             if head is None:
                 if zygote.alive():
@@ -829,4 +847,21 @@ class RestrictedBackend:
         # could not lock down or enter the jail exits before it takes a call
         # (another spare takes it); once the call is taken, the tool may have
         # run, and a plain tool can exit with any code it likes.
-        return wire.classify(reply, facts, restricted=restricted, limits=limits.to_json(), problem=problem)
+        fields = wire.classify(reply, facts, restricted=restricted, limits=limits.to_json(), problem=problem)
+        if measure:
+            fields["environment"] = _usage(facts)
+        return fields
+
+    def _measured(self, status: socket.socket, deadline: float, zygote: _Zygote) -> dict[str, str]:
+        """What a call whose reply settled it used, from the zygote's trailer
+        (read only for a job that asks: `Job.measure`); {} if it cannot be read."""
+        try:
+            head = _recv_exact(status, _LEN.size, deadline)
+            if head is None:
+                return {}
+            (size,) = _LEN.unpack(head)
+            raw = _recv_exact(status, size, deadline) if size <= TRAILER_MAX else None
+            trailer = json.loads(raw) if raw is not None else None
+            return _usage(_trailer_facts(trailer, zygote)) if isinstance(trailer, dict) else {}
+        except (OSError, ValueError):  # TimeoutError is an OSError; ProtocolError a ValueError
+            return {}

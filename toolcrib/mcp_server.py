@@ -117,6 +117,12 @@ _ADD_SCHEMA: dict[str, Any] = {
             "description": 'Test cases, e.g. {"args": {...}, "expected": ...} (docs/tests-format.md).',
         },
         "prompt": {"type": "string", "description": "The prompt the tool was made from, kept in its provenance."},
+        "params": {
+            "type": "object",
+            "additionalProperties": {"enum": ["dataframe", "ndarray"]},
+            "description": 'Forms of parameters without an annotation, e.g. {"table": "dataframe"}: their JSON '
+            "is converted as for an annotated pd.DataFrame or np.ndarray (docs/formats.md).",
+        },
     },
     "required": ["source"],
     "additionalProperties": False,
@@ -524,6 +530,7 @@ class ToolServer:
                     tests=args.get("tests"),
                     provenance=ProvenanceInput(generator=actor.removeprefix("mcp:"), prompt=args.get("prompt")),
                     namespace=namespace_prefix(owner).removesuffix("_"),
+                    param_forms=args.get("params"),
                 )
         except ToolcribError as err:
             return _refused(str(args.get("name") or "?"), err)

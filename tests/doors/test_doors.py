@@ -379,6 +379,25 @@ def test_an_added_tool_is_served_only_to_the_client_that_added_it(serving: Any, 
         assert [v.name for v in reg.list()] and "triple" not in {v.name for v in reg.list()}
 
 
+def test_add_tool_declares_the_form_of_an_unannotated_parameter(serving: Any, registry: Path) -> None:
+    server = serving("--allow-add")
+    rows = "def rows(table):\n    return len(table)\n"
+
+    async def body() -> str:
+        async with mcp_session(server) as a:
+            bad = await a.call_tool("add_tool", {"source": rows, "params": {"tabel": "dataframe"}})
+            assert bad.is_error
+            assert "no such parameter" in bad.meta["toolcrib/outcome"]["error"]["message"]
+            added = await a.call_tool("add_tool", {"source": rows, "params": {"table": "dataframe"}})
+            assert not added.is_error, added.structured_content
+            return str(added.structured_content["tool"])
+
+    ref = anyio.run(body)
+    with Registry(registry, create=False) as reg:
+        table = reg.get(ref).signature.input_schema["properties"]["table"]
+    assert table["x-toolcrib-form"] == "dataframe" and table["x-toolcrib-declared"] is True
+
+
 def test_a_new_version_of_an_existing_tool_is_refused(serving: Any, registry: Path) -> None:
     server = serving("--allow-add")
     with Registry(registry, create=False) as reg:

@@ -23,6 +23,7 @@ from ..registry.cases import compare
 from ..registry.errors import InvalidInput, SandboxUnavailable, ToolcribError
 from ..registry.models import Comparator, TestCase
 from ..sandbox import Backend, Limits
+from ..sandbox.contract import PolicyName
 from .answers import with_epilogue
 from .models import Model
 from .prompts import use_prompt, wrapped_tool
@@ -83,6 +84,7 @@ def run_holdout(
     cases: Sequence[UseCase],
     comparator: Comparator,
     limits: Limits | None,
+    policy: PolicyName | None = None,
     backend: str,
     runner: Backend,
     min_accuracy: float | None = None,
@@ -112,7 +114,7 @@ def run_holdout(
             continue
         as_text = isinstance(example.target, str)
         snippet = with_epilogue(blocks[0], example.input, as_text=as_text)
-        result = run_snippet(source, entrypoint, snippet, limits=limits, backend=backend, runner=runner)
+        result = run_snippet(source, entrypoint, snippet, limits=limits, backend=backend, runner=runner, policy=policy)
         if result.status == "unavailable":
             raise SandboxUnavailable(result.error.message if result.error else f"the {backend} backend is unavailable")
         probe = TestCase(snippet="ans = 0", expected=example.target, comparator=comparator)

@@ -42,9 +42,11 @@ from ..registry.cases import compare
 from ..registry.errors import InvalidInput, SandboxUnavailable, ToolcribError
 from ..registry.models import Comparator, TestCase
 from ..sandbox import Backend, Limits, Result
+from ..sandbox.contract import PolicyName
 from .answers import options, read_answer, with_epilogue
 from .evidence import copies_answer, defined_names, module_key, rebound_names, tool_module, without_definitions
 from .holdout import HoldoutReport, held_out, run_holdout
+from .measure import HEADROOM, MEASURED, ExampleCost, Measurement, ceiling, cost_of, declare
 from .models import Model
 from .prompts import fix_prompt, propose_prompt, rejected_prompt, verify_prompt, wrap_prompt
 from .replies import ReplyTooLong, UseCase, answer_names, check_reply, code_blocks, defines, use_cases, whitespace_free
@@ -87,6 +89,9 @@ class MakeResult(BaseModel):
     tokens: dict[str, int] | None = Field(None, description="tokens in and out, when the model reports them")
     transcript: str = Field(description="file holding every prompt and reply of this run")
     holdout: HoldoutReport | None = Field(None, description="accuracy on the held-out examples (--holdout K)")
+    measured: Measurement | None = Field(
+        None, description="the tool's cost on its examples, and the limits and policy declared from it (measure.py)"
+    )
 
 
 class _StageFailed(Exception):
@@ -118,17 +123,33 @@ class _Maker:
     ) -> None:
         self.reg, self.task, self.model, self.demos, self.validate = reg, task, model, demos, validate
         self.comparator: Comparator = comparator
-        self.retries, self.backend, self.limits = retries, backend, limits
+        self.retries, self.backend = retries, backend
         self.progress = progress
         self.chat = model.start()
         self.transcript = Transcript(model=model.model_id, task=task.name)
         self.stages: list[StageReport] = []
         self.source = ""
         self.entrypoint = ""
+        # Measuring (measure.py): the limits the stages run with, whether a
+        # run may go past them to be measured, the policy, what each example cost.
+        self.base = (limits or Limits()).capped(reg.max_limits)
+        self.escalate = limits is None
+        self._policy: PolicyName | None = None  # the backend's default, once a run asks
+        self.costs: list[ExampleCost] = []
+        self.measure_notes: list[str] = []
+        self.switched_policy = False
 
     def _say(self, stage: str, attempt: int, message: str) -> None:
         if self.progress is not None:
             self.progress(stage, attempt, message)
+
+    @property
+    def policy(self) -> PolicyName:
+        """The policy model code runs under: the backend's default for code
+        that declared nothing, until a run shows only plain finishes."""
+        if self._policy is None:
+            self._policy = self.runner().default_policy("restricted")
+        return self._policy
 
     def runner(self) -> Backend:
         """The registry's backend (an injected one first, then the table's):
@@ -175,12 +196,69 @@ class _Maker:
             raise _StageFailed(f"the code was not accepted: {exc.message}") from None
 
     def _run(self, source: str, snippet: str) -> Result:
-        result = run_snippet(
-            source, self.entrypoint, snippet, limits=self.limits, backend=self.backend, runner=self.runner()
-        )
+        result = self._sandbox(source, snippet)
         if result.status != "ok":
             raise _StageFailed(describe_failure(result))
         return result
+
+    def _sandbox(self, source: str, snippet: str, *, stub: bool = False) -> Result:
+        """One run of model code, measured; a run that hits its CPU, wall or
+        memory limit is run again under the measuring ceiling, then (if the
+        jail permits it) under the plain policy (measure.py)."""
+
+        def run(limits: Limits, policy: PolicyName) -> Result:
+            return run_snippet(
+                source,
+                self.entrypoint,
+                snippet,
+                limits=limits,
+                backend=self.backend,
+                stub_entrypoint=stub,
+                runner=self.runner(),
+                policy=policy,
+                measure=not stub,
+            )
+
+        result = run(self.base, self.policy)
+        if stub or not self.escalate or result.status != "limit" or result.limit not in MEASURED:
+            return result
+        high = ceiling(self.base, self.reg.max_limits)
+        again = run(high, self.policy)
+        if again.status != "limit" or again.limit not in MEASURED:
+            self.measure_notes.append(
+                f"a run hit the {result.limit} limit of {_limits_text(self.base)} and finished under "
+                f"{_limits_text(high)} ({self.policy} policy)"
+            )
+            return again
+        if self.policy != "restricted":
+            return again
+        if not self._plain_permitted():
+            self.measure_notes.append(
+                f"a run hit the {again.limit} limit even under {_limits_text(high)} (restricted policy); "
+                "the plain policy is not permitted by this backend's jail, so it was not tried"
+            )
+            return again
+        plain = run(high, "plain")
+        if plain.status == "limit" and plain.limit in MEASURED:
+            return again
+        self._policy, self.switched_policy = "plain", True
+        self.measure_notes.append(
+            f"a run hit the {again.limit} limit under {_limits_text(high)} with the restricted policy and "
+            f"finished under plain: the tool is made and registered under the plain policy (the jail permits it)"
+        )
+        return plain
+
+    def _plain_permitted(self) -> bool:
+        """Whether the backend runs the plain policy inside its whole jail
+        (the restricted backend's ``plain_policy``; plain is the default where
+        the container is the boundary)."""
+        runner = self.runner()
+        if runner.default_policy("restricted") == "plain":
+            return True
+        try:
+            return runner.health().get("plain_policy") is True
+        except Exception:  # noqa: BLE001 - a backend that cannot say does not permit it
+            return False
 
     def _module(self, code: str, entrypoint: str | None = None) -> str:
         """The tool module of some code: its dead tests dropped (so none is
@@ -232,15 +310,7 @@ class _Maker:
         """The snippet run once more with the entrypoint stubbed (contract.Job):
         its calls return an object every use of which raises. Code that still
         succeeds, or still answers right, never needed what the tool returned."""
-        return run_snippet(
-            source,
-            self.entrypoint,
-            snippet,
-            limits=self.limits,
-            backend=self.backend,
-            stub_entrypoint=True,
-            runner=self.runner(),
-        )
+        return self._sandbox(source, snippet, stub=True)
 
     def _copies(self, snippet: str, names: list[str], example: Example) -> bool:
         """Does the snippet spell out the example's target as a literal (read
@@ -288,6 +358,7 @@ class _Maker:
         if not cases:
             raise _StageFailed("the reply has no use cases (Question:, then Solution: with a ```python block)")
         tests: list[dict[str, Any]] = []
+        costs: list[ExampleCost] = []
         seen: set[int] = set()
         for number, case in enumerate(cases, start=1):
             found = self._example_for(case.question)
@@ -303,11 +374,15 @@ class _Maker:
                 comparator=self.comparator,
             )
             # Against the verified module: that text, and nothing re-derived, is what is stored.
-            result = run_snippet(
-                self.source, self.entrypoint, snippet, limits=self.limits, backend=self.backend, runner=self.runner()
-            )
+            result = self._sandbox(self.source, snippet)
             if result.status != "ok":
                 raise _StageFailed(f"use case {number} failed: {describe_failure(result)}")
+            cpu, wall, memory = cost_of(result)
+            costs.append(
+                ExampleCost(
+                    example=index + 1, policy=self.policy, cpu_seconds=cpu, wall_seconds=wall, memory_mib=memory
+                )
+            )
             self._check_case(number, case.solution, example)
             if not result.calls:
                 raise _StageFailed(
@@ -328,7 +403,33 @@ class _Maker:
             raise _StageFailed(
                 f"{len(tests)} use case(s) ask a question of the task; write one for each question of the tests"
             )
+        self.costs = costs
         return _Wrapped(cases=cases, tests=tests)
+
+    def measurement(self) -> Measurement:
+        """The examples' costs and what is declared from them (measure.py)."""
+        notes = list(self.measure_notes)
+        declared = declare(self.costs, self.base, self.reg.max_limits)
+        if not self.escalate:
+            if declared is not None:
+                notes.append(
+                    f"the examples suggest {_limits_text(declared)}; the limits given ({_limits_text(self.base)}) "
+                    "are kept"
+                )
+            declared = self.base
+        elif declared is not None:
+            heaviest = max(self.costs, key=lambda c: c.cpu_seconds)
+            notes.append(
+                f"example {heaviest.example} used {heaviest.cpu_seconds:.2f} s CPU; declared "
+                f"{_limits_text(declared)} ({HEADROOM}x the heaviest example, within the registry's maxima)"
+            )
+        return Measurement(
+            examples=self.costs,
+            ran_with=_limit_numbers(self.base),
+            limits=_limit_numbers(declared) if declared is not None else None,
+            policy=self.policy,
+            notes=notes,
+        )
 
     def _check_case(self, number: int, solution: str, example: Example) -> None:
         """What the host reads in a use case that ran (evidence.py)."""
@@ -345,6 +446,14 @@ class _Maker:
                 f"use case {number} writes the answer into `ans` as a literal: "
                 f"`ans` must come from calling {self.entrypoint}"
             )
+
+
+def _limit_numbers(limits: Limits) -> dict[str, float]:
+    return {name: getattr(limits, name) for name in MEASURED}
+
+
+def _limits_text(limits: Limits) -> str:
+    return f"cpu={limits.cpu:g} s, wall={limits.wall:g} s, memory={limits.memory} MiB"
 
 
 def _readable(text: str) -> str:
@@ -441,6 +550,11 @@ def make(
     except SandboxUnavailable:
         maker.transcript.save(path)
         raise
+    # The limits (and policy) the tool user's calls will have: the held-out
+    # examples are answered under them too.
+    result.measured = maker.measurement()
+    declared = result.measured.limits
+    registered = maker.base.override(**declared) if declared is not None else None
     if held:
         try:
             result.holdout = run_holdout(
@@ -451,7 +565,8 @@ def make(
                 entrypoint=maker.entrypoint,
                 cases=wrapped.cases,
                 comparator=maker.comparator,
-                limits=limits,
+                limits=registered,
+                policy=maker.policy,
                 backend=backend,
                 runner=maker.runner(),
                 min_accuracy=min_accuracy,
@@ -488,13 +603,16 @@ def make(
         )
     if rejection is not None:  # which review decision this version answers
         metadata["latm.answers_rejection"] = f"{rejection.ref} review {rejection.id} by {rejection.reviewer}"
+    metadata["latm.measured"] = result.measured.model_dump_json()
     added = reg.add(
         maker.source,  # the verified module itself, byte for byte
         name=name,
         entrypoint=maker.entrypoint,
         tests=wrapped.tests,
         provenance=ProvenanceInput(generator=model.model_id, prompt=maker.transcript.text(), metadata=metadata),
-        limits=limits,
+        limits=registered,
+        # Only a switch make made is declared (measure.py); else the default, as before.
+        policy="plain" if maker.policy == "plain" and maker.switched_policy else None,
         markdown=False,
     )
     tool = added.tool
@@ -514,6 +632,9 @@ def make(
 
 
 def _finish(result: MakeResult, maker: _Maker, path: Path) -> MakeResult:
+    if result.measured is None and (maker.costs or maker.measure_notes):
+        # A failed make: what was measured and tried, and nothing declared.
+        result.measured = maker.measurement().model_copy(update={"limits": None})
     result.stages = list(maker.stages)
     result.tokens = maker.transcript.tokens()
     maker.transcript.save(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..registry.errors import SandboxUnavailable
 from ..sandbox import Backend, Job, Limits, Result, get_backend
+from ..sandbox.contract import PolicyName
 
 __all__ = ["describe_failure", "run_snippet"]
 
@@ -20,12 +21,16 @@ def run_snippet(
     backend: str = "restricted",
     stub_entrypoint: bool = False,
     runner: Backend | None = None,
+    policy: PolicyName | None = None,
+    measure: bool = False,
 ) -> Result:
     """Run `snippet` after `source` in a fresh sandbox (snippet mode); with
     `stub_entrypoint`, calls of the entrypoint return an opaque object
     instead of running the tool (contract.Job). `runner` is the backend to
     use (`make` passes its registry's, so an injected one serves make's runs
-    and its verification alike); by default, the table's shared `backend`."""
+    and its verification alike); by default, the table's shared `backend`.
+    ``policy``: None for the backend's default; ``measure``: ask the
+    backend what the run used (`Job.measure`)."""
     if runner is None:
         try:
             runner = get_backend(backend)
@@ -39,8 +44,9 @@ def run_snippet(
         mode="snippet",
         snippet=snippet,
         limits=limits or Limits(),
-        policy=runner.default_policy("restricted"),
+        policy=policy or runner.default_policy("restricted"),
         stub_entrypoint=stub_entrypoint,
+        measure=measure,
     )
     result = runner.run(job)
     if result.status == "unavailable":
