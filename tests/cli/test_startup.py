@@ -113,6 +113,38 @@ def test_toolcrib_call_imports_only_what_a_call_needs(tmp_path: Path) -> None:
     assert loaded == [], loaded
 
 
+def _registry_with_a_called_tool(tmp_path: Path) -> Path:
+    """A registry holding one verified tool that has been called (usage to
+    show), written through the API on the fake sandbox."""
+    from toolcrib.sandbox import Limits
+    from toolcrib.sandbox.fake import FakeBackend
+
+    from toolcrib import Registry
+
+    db = tmp_path / "r.db"
+    with Registry(db, actor="t", backends={"restricted": FakeBackend(name="restricted")}) as reg:
+        reg.add(
+            'def add(a: int, b: int = 2) -> int:\n    """Add."""\n    return a + b\n',
+            tests=[{"args": {"a": 1, "b": 2}, "expected": 3}],
+            limits=Limits(cpu=1),
+        )
+        reg.verify("add")
+        reg.call("add", {"a": 1})
+    return db
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["list"], ["list", "--limit", "20"], ["list", "--status", "verified", "--name", "a*"], ["show", "add"]],
+    ids=" ".join,
+)
+def test_list_and_show_import_no_heavy_library(tmp_path: Path, argv: list[str]) -> None:
+    """The text of `list` and `show` is read on a plain connection
+    (registry/plain_reads.py): no pydantic, sqlite-utils or jsonschema."""
+    env = {**os.environ, "TOOLCRIB_REGISTRY": str(_registry_with_a_called_tool(tmp_path))}
+    assert _loaded_after(_RUN_CLI, *argv, env=env) == []
+
+
 def _module_commands() -> dict[str, click.Command]:
     """Every command in the COMMANDS list of a toolcrib.cli module, by name."""
     found: dict[str, click.Command] = {}
