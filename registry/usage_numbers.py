@@ -16,10 +16,10 @@ __all__ = ["p95_rank", "usage_numbers"]
 
 def _median(conn: sqlite3.Connection, tool: str, n: int) -> float:
     """statistics.median of the n durations, read at their ranks."""
-    middle = duration_at_rank(conn, tool, n // 2)
+    middle = duration_at_rank(conn, tool, n // 2, n)
     if n % 2:
         return middle
-    return (duration_at_rank(conn, tool, n // 2 - 1) + middle) / 2
+    return (duration_at_rank(conn, tool, n // 2 - 1, n) + middle) / 2
 
 
 def p95_rank(n: int) -> int:
@@ -53,7 +53,7 @@ def usage_numbers(conn: sqlite3.Connection, refs: Iterable[str] | None = None) -
             "refused": seen.get("refused", 0) + seen.get("invalid", 0),
             "unavailable": seen.get("unavailable", 0),
             "median_ms": round(_median(conn, tool, ran), 3) if ran else None,
-            "p95_ms": round(duration_at_rank(conn, tool, p95_rank(ran)), 3) if ran else None,
+            "p95_ms": round(duration_at_rank(conn, tool, p95_rank(ran), ran), 3) if ran else None,
             "last_used": last.get(tool),
         }
     return out
