@@ -1,7 +1,7 @@
 """Reading a big registry (issue 21): search, list, show, export, audit at
 100,000 versions and 1,000,000 audit entries.
 
-    .venv/bin/python bench/bench_scale.py [--versions 100000] [--entries 1000000] [--queries 60]
+    .venv/bin/python bench/bench_scale.py [--versions 100000] [--entries 1000000] [--queries 60] [--repeat 5] [--cache DIR]
     .venv/bin/python bench/side_by_side.py bench_scale.py --baseline 4ad579c --rounds 1
 
 The registry is built by this script, in bulk through the installed
@@ -160,9 +160,9 @@ def build(path: Path, n_versions: int, n_entries: int, seed: int = 21) -> dict[s
     return {"hot": hot, "last_at": last_at, "versions": len(rows) + 1, "entries": n_entries + seq0}
 
 
-def registry_file(n_versions: int, n_entries: int) -> tuple[Path, dict[str, Any]]:
+def registry_file(n_versions: int, n_entries: int, cache: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """The cached registry for this size and this side's schema (built on first use)."""
-    base = OUT / "scale" / f"v{n_versions}-e{n_entries}-{_schema_key()}"
+    base = (cache or OUT / "scale") / f"v{n_versions}-e{n_entries}-{_schema_key()}"
     path, meta_path = base / "registry.db", base / "meta.json"
     if not meta_path.exists():
         shutil.rmtree(base, ignore_errors=True)
@@ -219,8 +219,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--skip-memory", action="store_true", help="leave out list --json and export")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="where built registries are kept (default bench/out/scale beside this script: under side_by_side, "
+        "the new side's tree, so a new commit builds again; give a folder to reuse one between runs)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="run each CLI command this many times (median)")
     opts = parser.parse_args(argv)
-    path, meta = registry_file(opts.versions, opts.entries)
+    path, meta = registry_file(opts.versions, opts.entries, opts.cache)
     results: dict[str, Any] = {"versions": meta["versions"], "entries": meta["entries"], "build_s": meta["build_s"]}
     rnd = random.Random(5)
     queries = [
@@ -248,7 +256,8 @@ def main(argv: list[str]) -> None:
     if not opts.skip_memory:
         cli += [("list_json", ["list", "--json"]), ("export", ["export"])]
     for label, args in cli:
-        wall, rss, code = run_cli(path, args)
+        runs = [run_cli(path, args) for _ in range(opts.repeat if not label.startswith(("list_json", "export")) else 1)]
+        wall, rss, code = statistics.median(r[0] for r in runs), max(r[1] for r in runs), max(r[2] for r in runs)
         results[f"{label}_ms"] = round(wall, 1)
         results[f"{label}_rss_mib"] = round(rss, 1)
         if code:
