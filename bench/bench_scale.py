@@ -263,6 +263,7 @@ def main(argv: list[str]) -> None:
         if code:
             results[f"{label}_exit"] = code
     side = os.environ.get("BENCH_SIDE") or Path(sys.executable).parents[2].name
+    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"bench_scale-{side}.json").write_text(json.dumps(results, indent=2))
     width = max(len(k) for k in results)
     for key, value in results.items():
