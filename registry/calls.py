@@ -37,10 +37,10 @@ from ..sandbox.contract import (
     Result,
 )
 from .audit import CAP_BYTES, append_row, cap_value
+from .choosing import choose_version
 from .errors import ArgumentsError, ExtraMissing, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
 from .outcome import CallOutcome
-from .plain_reads import choose_version
 from .review_rule import gate
 from .schema_check import arg_forms, drop_default_nulls, validate_stored_arguments
 from .store import write_transaction

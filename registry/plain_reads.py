@@ -21,17 +21,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidInput, NotFound, PolicyRefused
+from .choosing import resolve
+from .errors import InvalidInput
 from .store_listing import newest_page
-from .store_versions import NEWEST
-from .versions import parse_reference
 
 # What `show` needs beyond a page of `list` is imported by `shown_version`:
 # a first page imports the store's listing and nothing more.
 if TYPE_CHECKING:
     from ..sandbox.contract import Limits, Lock
     from .checks import CheckRun
-    from .store_versions import VersionRow
 
 __all__ = [
     "STATUSES",
@@ -41,9 +39,7 @@ __all__ = [
     "Shown",
     "VersionView",
     "check_page",
-    "choose_version",
     "newest_listed",
-    "resolve",
     "shown_version",
 ]
 
@@ -59,59 +55,14 @@ def check_page(status: str | None, limit: int | None, offset: int) -> None:
             raise InvalidInput(f"{what} must be zero or more")
 
 
-def choose_version(
-    rows: list[VersionRow], ref: str, *, allow_yanked: bool = True, conn: sqlite3.Connection | None = None
-) -> VersionRow:
-    """The row `ref` names among `rows` (one name's versions, oldest first;
-    `store_versions.version_rows`): `name@1.2.0`,
-    `name@sha256:PREFIX`, or `name` alone for its newest version (the `NEWEST` rule: not yanked).
-    With `conn`, a name no version has is NotFound naming the close ones ("did you mean")."""
-    parsed = parse_reference(ref)
-    if not rows:
-        from .suggest import no_tool_named  # only on a miss: difflib and the names stay off the call path
-
-        raise no_tool_named(conn, parsed.name)
-    if parsed.version is not None:
-        found = [r for r in rows if r.version == parsed.version]
-        if not found:
-            known = ", ".join(r.version for r in rows)
-            raise NotFound(f"{parsed.name}@{parsed.version} not found (versions: {known})")
-        row = found[0]
-    elif parsed.sha_prefix is not None:
-        found = [r for r in rows if r.sha256.startswith(parsed.sha_prefix)]
-        if not found:
-            raise NotFound(f"no version of {parsed.name} has a sha256 starting with {parsed.sha_prefix}")
-        if len(found) > 1:
-            matches = ", ".join(f"{r.ref} (sha256:{r.sha256[:16]})" for r in found)
-            raise InvalidInput(f"ambiguous reference {ref!r} matches {matches}: use more hex digits")
-        row = found[0]
-    else:
-        newest = NEWEST.newest_of(rows)
-        if newest is None:
-            raise NotFound(f"every version of {parsed.name} is yanked; pin one explicitly (e.g. {rows[-1].ref})")
-        return newest
-    if row.yanked is not None and not allow_yanked:
-        raise PolicyRefused(
-            f"{row.ref} is yanked ({row.yanked}); pass --allow-yanked (allow_yanked=True) to use it anyway"
-        )
-    return row
-
-
-def resolve(conn: sqlite3.Connection, ref: str, *, allow_yanked: bool = True) -> VersionRow:
-    """The row NAME, NAME@VERSION or NAME@sha256:<prefix> resolves to."""
-    from .store_versions import version_rows
-
-    return choose_version(version_rows(conn, parse_reference(ref).name), ref, allow_yanked=allow_yanked, conn=conn)
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Description:
     """What a listing reads of a version's signature."""
 
     description: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Listed:
     """One row of `list`: the version a name resolves to."""
 
@@ -157,7 +108,7 @@ def newest_listed(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SignatureView:
     input_schema: dict[str, Any]
     output_schema: dict[str, Any] | None = None
@@ -165,7 +116,7 @@ class SignatureView:
     description: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CaseView:
     name: str | None = None
     args: dict[str, Any] | None = None
@@ -175,7 +126,7 @@ class CaseView:
     tolerance: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ProvenanceView:
     registered_by: str
     registered_at: str
@@ -188,7 +139,7 @@ class ProvenanceView:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class VersionView:
     """A version's stored row, read as `records.version_of_row` reads it."""
 
@@ -287,7 +238,7 @@ def version_view(row: tuple[Any, ...]) -> VersionView:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Evidence:
     """What `show` prints of a version's newest verification."""
 
@@ -300,7 +251,7 @@ class Evidence:
     verified_at: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Usage:
     """`stats.UsageStats`'s fields, plain."""
 
@@ -317,7 +268,7 @@ class Usage:
     last_used: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Shown:
     """Everything `show` prints of one version, read in one snapshot."""
 

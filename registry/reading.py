@@ -12,8 +12,8 @@ import sqlite3
 from collections.abc import Iterable
 
 from .admission import check_name
+from .choosing import resolve
 from .models import ToolVersion
-from .plain_reads import resolve
 from .records import tool_of, version_of_row
 from .store_newest import newest_id_rows
 from .store_versions import full_rows, tool_names, version_rows
