@@ -1,7 +1,7 @@
 """Reading a big registry (issue 21): search, list, show, export, audit at
 100,000 versions and 1,000,000 audit entries.
 
-    .venv/bin/python bench/bench_scale.py [--versions 100000] [--entries 1000000] [--queries 60]
+    .venv/bin/python bench/bench_scale.py [--versions 100000] [--entries 1000000] [--queries 60] [--repeat 5] [--cache DIR]
     .venv/bin/python bench/side_by_side.py bench_scale.py --baseline 4ad579c --rounds 1
 
 The registry is built by this script, in bulk through the installed
@@ -160,9 +160,9 @@ def build(path: Path, n_versions: int, n_entries: int, seed: int = 21) -> dict[s
     return {"hot": hot, "last_at": last_at, "versions": len(rows) + 1, "entries": n_entries + seq0}
 
 
-def registry_file(n_versions: int, n_entries: int) -> tuple[Path, dict[str, Any]]:
+def registry_file(n_versions: int, n_entries: int, cache: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """The cached registry for this size and this side's schema (built on first use)."""
-    base = OUT / "scale" / f"v{n_versions}-e{n_entries}-{_schema_key()}"
+    base = (cache or OUT / "scale") / f"v{n_versions}-e{n_entries}-{_schema_key()}"
     path, meta_path = base / "registry.db", base / "meta.json"
     if not meta_path.exists():
         shutil.rmtree(base, ignore_errors=True)
@@ -189,23 +189,29 @@ def _hwm_kib(pid: int) -> int | None:
     return None
 
 
-def run_cli(path: Path, args: list[str]) -> tuple[float, float, int]:
-    """(wall ms, peak RSS MiB, exit code) of one `toolcrib` run, output to /dev/null.
+def run_cli(path: Path, args: list[str]) -> tuple[float, float, int, float]:
+    """(wall ms, peak RSS MiB, exit code, CPU ms) of one `toolcrib` run, output to /dev/null.
 
     The peak is the child's own VmHWM, sampled every 2 ms until it exits (the
     high-water mark only grows, so the last sample is the peak to within the
     last 2 ms); not wait4's ru_maxrss, which Linux carries over from this
-    (big) parent through fork and exec."""
+    (big) parent through fork and exec. The CPU time (user + system) is
+    wait4's for the child: on a machine other work loads, it moves much less
+    than the wall time."""
     env = {**os.environ, "TOOLCRIB_REGISTRY": str(path)}
     started = time.perf_counter()
     peak = 0
     with open(os.devnull, "wb") as sink:
         child = subprocess.Popen([_toolcrib(), *args], stdout=sink, stderr=subprocess.DEVNULL, env=env)
-        while child.poll() is None:
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
             peak = max(peak, _hwm_kib(child.pid) or 0)
             time.sleep(0.002)
     wall = (time.perf_counter() - started) * 1000
-    return wall, peak / 1024, child.returncode
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return wall, peak / 1024, child.returncode, (usage.ru_utime + usage.ru_stime) * 1000
 
 
 def _has_option(command: str, option: str) -> bool:
@@ -219,8 +225,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--skip-memory", action="store_true", help="leave out list --json and export")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="where built registries are kept (default bench/out/scale beside this script: under side_by_side, "
+        "the new side's tree, so a new commit builds again; give a folder to reuse one between runs)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="run each CLI command this many times (median)")
     opts = parser.parse_args(argv)
-    path, meta = registry_file(opts.versions, opts.entries)
+    path, meta = registry_file(opts.versions, opts.entries, opts.cache)
     results: dict[str, Any] = {"versions": meta["versions"], "entries": meta["entries"], "build_s": meta["build_s"]}
     rnd = random.Random(5)
     queries = [
@@ -248,12 +262,15 @@ def main(argv: list[str]) -> None:
     if not opts.skip_memory:
         cli += [("list_json", ["list", "--json"]), ("export", ["export"])]
     for label, args in cli:
-        wall, rss, code = run_cli(path, args)
+        runs = [run_cli(path, args) for _ in range(opts.repeat if not label.startswith(("list_json", "export")) else 1)]
+        wall, rss, code = statistics.median(r[0] for r in runs), max(r[1] for r in runs), max(r[2] for r in runs)
         results[f"{label}_ms"] = round(wall, 1)
+        results[f"{label}_cpu_ms"] = round(statistics.median(r[3] for r in runs), 1)
         results[f"{label}_rss_mib"] = round(rss, 1)
         if code:
             results[f"{label}_exit"] = code
     side = os.environ.get("BENCH_SIDE") or Path(sys.executable).parents[2].name
+    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"bench_scale-{side}.json").write_text(json.dumps(results, indent=2))
     width = max(len(k) for k in results)
     for key, value in results.items():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,12 +40,18 @@ SYMPY = (
 )
 
 
-def _calls(env: dict[str, str], n: int, tool: str = "double") -> list[float]:
+# The CPU time (user + system) of the `toolcrib` processes `_calls` ran, per
+# label: on a machine other work loads it moves much less than wall time.
+CPU_MS: dict[str, list[float]] = {}
+
+
+def _calls(env: dict[str, str], n: int, tool: str = "double", label: str | None = None) -> list[float]:
     toolcrib = str(Path(sys.executable).parent / "toolcrib")
     times = []
     for i in range(n):
         args = {"x": i} if tool == "double" else {"expr": f"x**2 - {i * i}"}
         started = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(
             [toolcrib, "call", tool, "--args", json.dumps(args), "--allow-unverified", "--json"],
             capture_output=True,
@@ -53,6 +60,10 @@ def _calls(env: dict[str, str], n: int, tool: str = "double") -> list[float]:
             check=False,
         )
         times.append((time.perf_counter() - started) * 1000)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if label is not None:
+            used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            CPU_MS.setdefault(label, []).append(used * 1000)
         if done.returncode != 0:
             raise SystemExit(done.stderr)
     return times
@@ -105,9 +116,9 @@ def main(argv: list[str]) -> None:
         served = {**base, "TOOLCRIB_SANDBOX_SERVICE": "1", "TOOLCRIB_SERVICE_DIR": str(service_dir)}
         try:
             results = {
-                "without_service": _summary(_calls(base, opts.calls)),
+                "without_service": _summary(_calls(base, opts.calls, label="without_service")),
                 "service_first_call": _summary(_calls(served, 1)),
-                "service_warm": _summary(_calls(served, opts.calls)),
+                "service_warm": _summary(_calls(served, opts.calls, label="service_warm")),
                 "sympy_without_service": _summary(_calls(base, max(opts.calls // 3, 2), "factor_poly")),
                 "sympy_service_first_call": _summary(_calls(served, 1, "factor_poly")),
                 "sympy_service_warm": _summary(_calls(served, opts.calls, "factor_poly")),
@@ -119,9 +130,14 @@ def main(argv: list[str]) -> None:
         finally:
             stop(service_dir)
     OUT.mkdir(exist_ok=True)
-    (OUT / "bench_service.json").write_text(json.dumps({**results, "loops_calls_per_s": loops}, indent=2))
+    cpu = {label: round(statistics.median(ms), 1) for label, ms in CPU_MS.items()}
+    (OUT / "bench_service.json").write_text(
+        json.dumps({**results, "loops_calls_per_s": loops, "cpu_median_ms": cpu}, indent=2)
+    )
     for label, numbers in results.items():
         print(f"{label:<26} median {numbers['median_ms']:8.1f} ms   p90 {numbers['p90_ms']:8.1f} ms   n={numbers['n']}")
+    for label, ms in cpu.items():
+        print(f"{label:<26} CPU of the toolcrib process, median {ms:8.1f} ms")
     for label, rate in loops.items():
         print(f"{opts.loops} concurrent loops, {label:<16} {rate:6.2f} calls/s")
 

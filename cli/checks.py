@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +128,8 @@ def _append_case(path: Path, case: dict[str, Any]) -> None:
     body = pretty_json(data if isinstance(data, dict) else cases) + "\n"
     directory = path.resolve().parent
     try:
+        import tempfile  # here: `show` prints check lines and writes no file
+
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".toolcrib-tests-")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(body)

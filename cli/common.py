@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from ..registry import Registry
     from ..registry.calls import Caller
+    from ..registry.plain_reads import PlainReader
 
 __all__ = [
     "CLIError",
@@ -34,6 +35,7 @@ __all__ = [
     "json_option",
     "limit_option",
     "open_caller",
+    "open_reader",
     "open_registry",
     "parse_key_values",
     "parse_limits",
@@ -136,6 +138,25 @@ class State:
         self._registries.append(reg)
         return reg
 
+    def _plain_connection(self) -> sqlite3.Connection | None:
+        """A plain sqlite3 connection to the registry file, when the file
+        exists and its schema is current (else None: `Registry` migrates it
+        or says what is wrong)."""
+        from ..registry.store import SCHEMA_MIGRATIONS, applied_migrations, connect, default_registry_path
+
+        path = Path(self.registry_path).expanduser() if self.registry_path else default_registry_path()
+        if not path.is_file():
+            return None
+        try:
+            conn = connect(path, create=False)
+        except ToolcribError as err:
+            raise CLIError.from_error(err) from None
+        if tuple(applied_migrations(conn)) != SCHEMA_MIGRATIONS:
+            conn.close()
+            return None
+        self._connections.append(conn)
+        return conn
+
     def caller(self) -> Caller:
         """The registry's call path (`toolcrib.registry.calls`) on a plain
         connection, when the file exists and its schema is current: no
@@ -143,26 +164,27 @@ class State:
         (no file, an older schema to migrate, not a registry) goes through
         `Registry`, which migrates it or says what is wrong."""
         from ..registry.calls import Caller
-        from ..registry.store import (
-            SCHEMA_MIGRATIONS,
-            applied_migrations,
-            connect,
-            default_actor,
-            default_registry_path,
-        )
+        from ..registry.store import default_actor
 
-        path = Path(self.registry_path).expanduser() if self.registry_path else default_registry_path()
-        if path.is_file():
-            try:
-                conn = connect(path, create=False)
-            except ToolcribError as err:
-                raise CLIError.from_error(err) from None
-            if tuple(applied_migrations(conn)) == SCHEMA_MIGRATIONS:
-                self._connections.append(conn)
-                return Caller(conn, actor=self.actor or default_actor())
-            conn.close()
+        conn = self._plain_connection()
+        if conn is not None:
+            return Caller(conn, actor=self.actor or default_actor())
         reg = self.open(create=False)
         return reg.caller()
+
+    def reader(self) -> PlainReader:
+        """`list`'s and `show`'s reads (`toolcrib.registry.plain_reads`) on a
+        plain connection, as `caller`; a file that is not current is opened
+        through `Registry` first (migrated, or refused with its reason)."""
+        from ..registry.plain_reads import PlainReader
+
+        conn = self._plain_connection()
+        if conn is None:
+            self.open(create=False)
+            conn = self._plain_connection()
+            if conn is None:  # pragma: no cover - Registry migrates or refuses first
+                raise CLIError.with_exit_code("the registry's schema is not this toolcrib's", 8)
+        return PlainReader(conn)
 
     def close(self) -> None:
         for reg in self._registries:
@@ -179,6 +201,13 @@ def open_registry(*, create: bool = False) -> Registry:
     state = click.get_current_context().find_object(State)
     assert state is not None, "the toolcrib group sets the state"
     return state.open(create=create)
+
+
+def open_reader() -> PlainReader:
+    """The lean reads of the registry named by the global options (see `State.reader`)."""
+    state = click.get_current_context().find_object(State)
+    assert state is not None, "the toolcrib group sets the state"
+    return state.reader()
 
 
 def open_caller() -> Caller:

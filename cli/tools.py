@@ -1,25 +1,21 @@
-"""Commands that register tools and read the registry: init, add, list,
-search, show, history, diff, deprecate, yank, provenance, export, import."""
+"""Commands that register tools and read the registry: init, add,
+search, history, diff, deprecate, yank, provenance, export, import."""
 
 from __future__ import annotations
 
-import itertools
-import json
 import sys
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..registry import AddResult, ProvenanceInput, ToolVersion
+from ..registry import AddResult, ProvenanceInput
 from ..registry.admission import check_name
 from ..registry.cases import load_tests
-from ..registry.schema_check import DECLARED_KEY, arg_forms, declared_forms
+from ..registry.schema_check import declared_forms
 from ..registry.search import FIT_THRESHOLD, query_words
-from ..registry.versions import sha256_text
 from .bulk import Entry, is_table, provenance_for, read_entries, report, run_entries
-from .checks import compare_after_add, echo_check_line, flag_line
+from .checks import compare_after_add, flag_line
 from .common import (
     CLIError,
     declared_limits,
@@ -34,48 +30,13 @@ from .common import (
     read_text_argument,
 )
 from .exports import export_schema
-from .streaming import echo_json_array, echo_table_stream, write_json_object
+from .streaming import write_json_object
+from .viewing import flags_text, summary_text, tool_json
 
 if TYPE_CHECKING:
-    from ..registry import Registry
-    from ..registry.stats import UsageStats
     from ..sandbox.contract import Limits
 
 __all__ = ["COMMANDS"]
-
-
-def _flags(tool: ToolVersion) -> str:
-    flags = []
-    if tool.deprecated is not None:
-        flags.append("deprecated")
-    if tool.yanked is not None:
-        flags.append("yanked")
-    return ",".join(flags)
-
-
-def _summary(tool: ToolVersion) -> str:
-    return (tool.signature.description or "").strip().splitlines()[0] if tool.signature.description else ""
-
-
-def _tool_json(tool: ToolVersion, *, full: bool = True) -> dict[str, Any]:
-    data = tool.model_dump(mode="json")
-    data["ref"] = tool.ref
-    data["requires"] = tool.requires
-    if not full:
-        data.pop("source", None)
-        data["provenance"].pop("prompt", None)
-    return data
-
-
-def _print_tools(tools: Iterable[ToolVersion], json_output: bool) -> None:
-    """Tools as a table or a JSON array, written as they come."""
-    if json_output:
-        echo_json_array(_tool_json(t, full=False) for t in tools)
-        return
-    echo_table_stream(
-        ["NAME", "VERSION", "STATUS", "FLAGS", "DESCRIPTION"],
-        ((t.name, t.version, t.status, _flags(t), _summary(t)) for t in tools),
-    )
 
 
 @click.command()
@@ -366,122 +327,6 @@ def _prelude_option(value: str | None) -> tuple[str | None, str | None]:
     return None, value
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def _usage_line(stats: UsageStats) -> str:
-    if not stats.calls:
-        return "never called"
-    line = (
-        f"{stats.calls} call(s): {stats.successes} ok, {stats.errors} error, {stats.blocked} blocked, "
-        f"{stats.limit_hits} limit, {stats.refused} refused"
-    )
-    if stats.unavailable:
-        line += f", {stats.unavailable} unavailable"
-    if stats.median_ms is not None:
-        line += f"; median {_ms(stats.median_ms)} ms, p95 {_ms(stats.p95_ms)} ms"
-    return f"{line}; last {stats.last_used}"
-
-
-@click.command(name="list")
-@click.option("include_yanked", "--all", is_flag=True, help="Include tools whose every version is yanked.")
-@click.option(
-    "with_stats",
-    "--stats",
-    is_flag=True,
-    help="Add each version's usage from the audit log: calls, outcomes, median and p95 duration, last use.",
-)
-@click.option("--limit", "limit", type=click.IntRange(0), help="At most N tools (a page).")
-@click.option("--offset", "offset", type=click.IntRange(0), default=0, help="Skip the first N tools.")
-@click.option(
-    "--after", "after", metavar="NAME", help="Only tools whose name sorts after NAME (a cursor: the last of a page)."
-)
-@click.option(
-    "--status", "status", type=click.Choice(["verified", "unverified", "failed"]), help="Only tools with this status."
-)
-@click.option("--name", "name_glob", metavar="GLOB", help="Only names matching GLOB (*, ?, [...]; case-sensitive).")
-@json_option
-def list_(
-    include_yanked: bool,
-    with_stats: bool,
-    limit: int | None,
-    offset: int,
-    after: str | None,
-    status: str | None,
-    name_glob: str | None,
-    json_output: bool,
-) -> None:
-    """List the newest version of every tool.
-
-    Written as it is read, by name, in constant memory (--json: one JSON
-    array). Page with --limit and --offset, or --limit and --after with the
-    last name of the previous page.
-
-    \b
-    Examples:
-        toolcrib list
-        toolcrib list --stats
-        toolcrib list --json --stats
-        toolcrib list --status verified --name 'sort_*' --limit 50
-        toolcrib list --limit 50 --after sort_words
-    """
-    reg = open_registry()
-    tools = reg.iter_list(
-        include_yanked=include_yanked, status=status, name_glob=name_glob, after=after, limit=limit, offset=offset
-    )
-    if not with_stats:
-        _print_tools(tools, json_output)
-        return
-    with_usage = _with_usage(reg, tools)
-    if json_output:
-        echo_json_array({**_tool_json(t, full=False), "usage": u.model_dump(mode="json")} for t, u in with_usage)
-        return
-    echo_table_stream(
-        [
-            "NAME",
-            "VERSION",
-            "STATUS",
-            "CALLS",
-            "OK",
-            "ERROR",
-            "BLOCKED",
-            "LIMIT",
-            "REFUSED",
-            "P50_MS",
-            "P95_MS",
-            "LAST_USED",
-        ],
-        (
-            (
-                t.name,
-                t.version,
-                t.status,
-                u.calls,
-                u.successes,
-                u.errors,
-                u.blocked,
-                u.limit_hits,
-                u.refused,
-                _ms(u.median_ms),
-                _ms(u.p95_ms),
-                u.last_used or "-",
-            )
-            for t, u in with_usage
-        ),
-    )
-
-
-def _with_usage(reg: Registry, tools: Iterable[ToolVersion]) -> Iterator[tuple[ToolVersion, UsageStats]]:
-    """Each tool with its usage, read a page at a time (usage is kept as calls
-    are audited: one indexed read per page)."""
-    it = iter(tools)
-    while page := list(itertools.islice(it, 200)):
-        stats = reg.usage(t.ref for t in page)
-        for tool in page:
-            yield tool, stats[tool.ref]
-
-
 @click.command()
 @click.argument("query")
 @click.option(
@@ -515,11 +360,11 @@ def search(query: str, limit: int, verified_only: bool, min_score: float | None,
         raise CLIError("the query has no words to search for (stopwords, bare numbers and quoted text are left out)")
     hits = open_registry().search(query, limit=limit, verified_only=verified_only, min_score=min_score)
     if json_output:
-        echo_json([_tool_json(h, full=False) for h in hits])
+        echo_json([tool_json(h, full=False) for h in hits])
     elif hits:
         echo_table(
             ["NAME", "VERSION", "SCORE", "STATUS", "FLAGS", "DESCRIPTION"],
-            [(h.name, h.version, f"{h.score:.2f}", h.status, _flags(h), _summary(h)) for h in hits],
+            [(h.name, h.version, f"{h.score:.2f}", h.status, flags_text(h), summary_text(h)) for h in hits],
         )
     if not hits:
         threshold = FIT_THRESHOLD if min_score is None else min_score
@@ -541,126 +386,6 @@ def _note_clamped(declared: Limits | None, maxima: Limits) -> None:
         )
 
 
-def _granted_json(declared: Limits | None, maxima: Limits) -> dict[str, Any]:
-    from ..registry.limits import granted
-
-    gets, lowered = granted(declared, maxima)
-    return {"limits": gets.to_json(), "clamped": sorted(lowered)}
-
-
-def _echo_limits(declared: Limits | None, maxima: Limits) -> None:
-    """What the version declared and, where this registry's maxima (the
-    operator's, `toolcrib limits`) lower it, what its calls get instead."""
-    from ..registry.limits import granted
-
-    if declared:
-        echo_text(f"  limits:     {', '.join(f'{k}={v}' for k, v in declared.to_json().items())}")
-    gets, lowered = granted(declared, maxima)
-    if lowered:
-        capped = ", ".join(f"{k}={getattr(gets, k)} (declared {v})" for k, v in lowered.items())
-        echo_text(f"  clamped:    {capped}: this registry's maximum (toolcrib limits)")
-
-
-def _describe_param(name: str, schema: dict[str, Any], required: bool) -> str:
-    form = arg_forms({"properties": {name: schema}}).get(name)
-    kind = form or (
-        schema.get("type")
-        or (
-            "any"
-            if not schema
-            else "/".join(s.get("type", "?") for s in schema.get("anyOf", []) if isinstance(s, dict)) or "any"
-        )
-    )
-    if form is not None and schema.get(DECLARED_KEY) is True:
-        kind += " (declared)"
-    default = f" = {json.dumps(schema['default'])}" if "default" in schema else ""
-    return f"{name}: {kind}{'' if required else ' (optional)'}{default}"
-
-
-@click.command()
-@click.argument("ref")
-@click.option("--source", "source_only", is_flag=True, help="Print only the source.")
-@json_option
-def show(ref: str, source_only: bool, json_output: bool) -> None:
-    """Show one version: signature, tests, provenance, verification, usage.
-
-    REF is NAME (newest active version), NAME@1.2.0 or NAME@sha256:PREFIX.
-
-    \b
-    Examples:
-        toolcrib show sort_words
-        toolcrib show sort_words@1.0.0 --source
-        toolcrib show sort_words@sha256:3f2a9c1 --json
-    """
-    reg = open_registry()
-    tool = reg.get(ref)
-    evidence = reg.verification(tool.ref)
-    if source_only:
-        click.echo(tool.source, nl=not tool.source.endswith("\n"))
-        return
-    stats = reg.usage([tool.ref])[tool.ref]
-    if json_output:
-        data = _tool_json(tool)
-        data["granted_limits"] = _granted_json(tool.limits, reg.max_limits)
-        data["verification"] = evidence.model_dump(mode="json") if evidence else None
-        data["usage"] = stats.model_dump(mode="json")
-        data["checks"] = [run.model_dump(mode="json") for run in reg.checks(tool.ref)]
-        echo_json(data)
-        return
-    sig = tool.signature
-    props = sig.input_schema.get("properties", {})
-    required = set(sig.input_schema.get("required", []))
-    echo_text(f"{tool.ref}  [{tool.status}{', ' + _flags(tool) if _flags(tool) else ''}]")
-    echo_text(f"  sha256:     {tool.sha256}")
-    echo_text(
-        f"  entrypoint: {tool.entrypoint}({', '.join(_describe_param(n, s, n in required) for n, s in props.items())})"
-    )
-    if sig.output_schema:
-        echo_text(f"  returns:    {json.dumps(sig.output_schema, sort_keys=True)}")
-    if sig.untyped:
-        echo_text(f"  untyped:    {', '.join(sig.untyped)}")
-    if sig.description:
-        echo_text(f"  about:      {_summary(tool)}")
-    if tool.deprecated is not None:
-        echo_text(f"  deprecated: {tool.deprecated}")
-    if tool.yanked is not None:
-        echo_text(f"  yanked:     {tool.yanked}")
-    _echo_limits(tool.limits, reg.max_limits)
-    echo_text(f"  policy:     {tool.policy}")
-    if tool.lock:
-        echo_text(f"  requires:   {', '.join(tool.requires)}")
-        echo_text(f"  lock:       {tool.lock.digest()[:12]} ({tool.lock.python})")
-        for pkg in tool.lock.packages:
-            echo_text(f"    {pkg.name}=={pkg.version}  {pkg.filename}  sha256:{pkg.sha256[:16]}")
-    if tool.prelude is not None:
-        lines = tool.prelude.count("\n")
-        echo_text(f"  prelude:    sha256:{sha256_text(tool.prelude)[:12]} ({lines} line(s))")
-    prov = tool.provenance
-    echo_text(f"  registered: {prov.registered_at} by {prov.registered_by}")
-    echo_text(f"  generator:  {prov.generator or '-'}")
-    if prov.prompt_sha256:
-        echo_text(f"  prompt:     sha256:{prov.prompt_sha256[:12]} ({len(prov.prompt or '')} chars)")
-    if prov.parent:
-        echo_text(f"  parent:     {prov.parent}")
-    for key, value in sorted(prov.metadata.items()):
-        echo_text(f"  meta:       {key}={value}")
-    echo_text(f"  tests:      {len(tool.tests)}")
-    for i, case in enumerate(tool.tests, 1):
-        call = json.dumps(case.args, sort_keys=True) if case.args is not None else "snippet"
-        label = f" {case.name}:" if case.name else ""
-        echo_text(f"    {i}.{label} {call} -> {json.dumps(case.expected)} [{case.comparator}]")
-    if evidence:
-        echo_text(
-            f"  verified:   {evidence.status} {evidence.passed}/{evidence.passed + evidence.failed} "
-            f"on {evidence.backend}{f' ({evidence.policy} policy)' if evidence.policy else ''} at {evidence.verified_at}"
-        )
-        if evidence.layers:
-            echo_text(f"  isolation:  {', '.join(evidence.layers)}")
-    echo_text(f"  usage:      {_usage_line(stats)}")
-    for run in reg.checks(tool.ref):
-        echo_check_line(run)
-
-
 @click.command()
 @click.argument("name")
 @json_option
@@ -674,12 +399,20 @@ def history(name: str, json_output: bool) -> None:
     """
     versions = open_registry().history(name)
     if json_output:
-        echo_json([_tool_json(t, full=False) for t in versions])
+        echo_json([tool_json(t, full=False) for t in versions])
         return
     echo_table(
         ["VERSION", "SHA256", "STATUS", "FLAGS", "CREATED", "GENERATOR", "PARENT"],
         [
-            (t.version, t.sha256[:12], t.status, _flags(t), t.created_at, t.provenance.generator, t.provenance.parent)
+            (
+                t.version,
+                t.sha256[:12],
+                t.status,
+                flags_text(t),
+                t.created_at,
+                t.provenance.generator,
+                t.provenance.parent,
+            )
             for t in versions
         ],
     )
@@ -735,7 +468,7 @@ def deprecate(ref: str, message: str, json_output: bool) -> None:
     """
     tool = open_registry(create=False).deprecate(ref, message)
     if json_output:
-        echo_json(_tool_json(tool, full=False))
+        echo_json(tool_json(tool, full=False))
     else:
         echo_text(f"Deprecated {tool.ref}: {message}")
 
@@ -753,7 +486,7 @@ def yank(ref: str, reason: str, json_output: bool) -> None:
     """
     tool = open_registry(create=False).yank(ref, reason)
     if json_output:
-        echo_json(_tool_json(tool, full=False))
+        echo_json(tool_json(tool, full=False))
     else:
         echo_text(f"Yanked {tool.ref}: {reason}")
 
@@ -842,4 +575,4 @@ def import_(path: str, json_output: bool) -> None:
 
 
 # export-schema lives in its own module (toolcrib/exports.py does the work) but is listed here, after export.
-COMMANDS = [init, add, list_, search, show, history, diff, deprecate, yank, provenance, export, export_schema, import_]
+COMMANDS = [init, add, search, history, diff, deprecate, yank, provenance, export, export_schema, import_]

@@ -37,13 +37,14 @@ from ..sandbox.contract import (
     Result,
 )
 from .audit import CAP_BYTES, append_row, cap_value
+from .choosing import choose_version
 from .errors import ArgumentsError, ExtraMissing, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
 from .outcome import CallOutcome
 from .review_rule import gate
 from .schema_check import arg_forms, drop_default_nulls, validate_stored_arguments
 from .store import write_transaction
-from .store_versions import NEWEST, VersionRow, call_row
+from .store_versions import VersionRow, call_row
 from .versions import canonical_json, parse_reference, sha256_text, stored_lock
 
 # The default: the table's shared backends (the CLI's and the MCP server's).
@@ -161,44 +162,6 @@ def sandbox_job(
         prelude=tool.prelude,
         arg_forms=arg_forms(input_schema),
     )
-
-
-def choose_version(
-    rows: list[VersionRow], ref: str, *, allow_yanked: bool = True, conn: sqlite3.Connection | None = None
-) -> VersionRow:
-    """The row `ref` names among `rows` (one name's versions, oldest first;
-    `store_versions.version_rows`): `name@1.2.0`,
-    `name@sha256:PREFIX`, or `name` alone for its newest version (the `NEWEST` rule: not yanked).
-    With `conn`, a name no version has is NotFound naming the close ones ("did you mean")."""
-    parsed = parse_reference(ref)
-    if not rows:
-        from .suggest import no_tool_named  # only on a miss: difflib and the names stay off the call path
-
-        raise no_tool_named(conn, parsed.name)
-    if parsed.version is not None:
-        found = [r for r in rows if r.version == parsed.version]
-        if not found:
-            known = ", ".join(r.version for r in rows)
-            raise NotFound(f"{parsed.name}@{parsed.version} not found (versions: {known})")
-        row = found[0]
-    elif parsed.sha_prefix is not None:
-        found = [r for r in rows if r.sha256.startswith(parsed.sha_prefix)]
-        if not found:
-            raise NotFound(f"no version of {parsed.name} has a sha256 starting with {parsed.sha_prefix}")
-        if len(found) > 1:
-            matches = ", ".join(f"{r.ref} (sha256:{r.sha256[:16]})" for r in found)
-            raise InvalidInput(f"ambiguous reference {ref!r} matches {matches}: use more hex digits")
-        row = found[0]
-    else:
-        newest = NEWEST.newest_of(rows)
-        if newest is None:
-            raise NotFound(f"every version of {parsed.name} is yanked; pin one explicitly (e.g. {rows[-1].ref})")
-        return newest
-    if row.yanked is not None and not allow_yanked:
-        raise PolicyRefused(
-            f"{row.ref} is yanked ({row.yanked}); pass --allow-yanked (allow_yanked=True) to use it anyway"
-        )
-    return row
 
 
 # A JSON escape in ASCII canonical JSON: an escaped backslash (consumed

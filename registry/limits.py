@@ -28,9 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..sandbox.contract import LIMIT_NAMES, Limits
-from .audit import append_row
 from .errors import InvalidInput
-from .store import write_transaction
 from .store_settings import delete_setting, put_setting, settings_with_prefix
 
 __all__ = ["DEFAULT_MAX_LIMITS", "KEY_PREFIX", "granted", "operator_maxima", "set_maxima", "stored_maxima"]
@@ -90,6 +88,10 @@ def set_maxima(
         checked = Limits().override(**changes).to_json() if changes else {}
     except ValueError as exc:
         raise InvalidInput(f"invalid maximum: {exc}") from None
+    # Here: reading the maxima (every call, `show`) needs neither.
+    from .audit import append_row
+    from .store import write_transaction
+
     with write_transaction(conn):
         for name in changes:
             key, value = KEY_PREFIX + name, checked[name]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .audit import _row_entry, normalize_since
 from .bundle import bundle_entry
-from .errors import InvalidInput
+from .plain_reads import STATUSES, check_page
 from .reading import resolve
 from .records import version_of_row
 from .store import read_snapshot
@@ -29,13 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["STATUSES", "iter_audit", "iter_bundle_entries", "iter_newest"]
 
-STATUSES = ("unverified", "verified", "failed")
-
-
-def _count(value: int | None, what: str) -> None:
-    if value is not None and value < 0:
-        raise InvalidInput(f"{what} must be zero or more")
-
 
 def iter_newest(
     db: sqlite_utils.Database,
@@ -48,10 +41,7 @@ def iter_newest(
     offset: int = 0,
 ) -> Iterator[ToolVersion]:
     """See `Registry.iter_list`. Bad arguments raise here, before any row is read."""
-    if status is not None and status not in STATUSES:
-        raise InvalidInput(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
-    _count(limit, "limit")
-    _count(offset, "offset")
+    check_page(status, limit, offset)
     page = {
         "include_yanked": include_yanked,
         "status": status,
@@ -108,7 +98,7 @@ def iter_audit(
     """See `Registry.audit`: the same entries, streamed. A bad `since` or
     `limit` raises here, before any row is read."""
     since_text = None if since is None else normalize_since(since)
-    _count(limit, "limit")
+    check_page(None, limit, 0)
     return _audit(db, {"tool": tool, "event": event, "since": since_text, "limit": limit})
 
 

@@ -7,8 +7,21 @@ import ast
 import builtins
 import symtable
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["ImportUse", "ModuleNeeds", "function_body", "imported_names", "module_needs", "module_statements"]
+from .errors import AdmissionError
+
+__all__ = [
+    "ImportUse",
+    "ModuleNeeds",
+    "declared_order",
+    "find_function",
+    "function_body",
+    "imported_names",
+    "module_needs",
+    "module_statements",
+    "stored_in_declared_order",
+]
 
 
 def module_statements(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -176,3 +189,44 @@ def function_body(source: str, name: str) -> str:
                 body = body[1:]
             return "\n".join(ast.unparse(stmt) for stmt in body)
     return ""
+
+
+def find_function(tree: ast.Module, name: str) -> ast.FunctionDef:
+    found: ast.stmt | None = None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            found = node
+    if found is None:
+        raise AdmissionError(f"no top-level function named {name!r}")
+    if not isinstance(found, ast.FunctionDef):
+        kind = "an async function" if isinstance(found, ast.AsyncFunctionDef) else "a class"
+        raise AdmissionError(f"{name!r} is {kind}; an entrypoint must be a plain def", found.lineno)
+    return found
+
+
+def declared_order(input_schema: dict[str, Any], source: str, entrypoint: str) -> dict[str, Any]:
+    """`input_schema` (a stored one, perhaps written with sorted keys) with
+    its properties in the entrypoint's declaration order, read from the
+    source's AST (no types are read). Unchanged if the source cannot be read."""
+    props = input_schema.get("properties")
+    if not isinstance(props, dict):
+        return input_schema
+    try:
+        fn = find_function(ast.parse(source), entrypoint)
+    except (AdmissionError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return input_schema
+    names = [a.arg for a in [*fn.args.args, *fn.args.kwonlyargs]]
+    ordered = {n: props[n] for n in names if n in props}
+    ordered.update({n: v for n, v in props.items() if n not in ordered})
+    return {**input_schema, "properties": ordered}
+
+
+def stored_in_declared_order(input_schema: dict[str, Any], source: str, entrypoint: str) -> dict[str, Any]:
+    """A stored input schema with its parameters in declaration order.
+    Versions stored before the order was kept have theirs sorted by name:
+    then (and only then: a new version's order is kept as stored) the order
+    is read again from the source's AST. The same dict when nothing moves."""
+    props = input_schema.get("properties")
+    if not isinstance(props, dict) or len(props) < 2 or list(props) != sorted(props):
+        return input_schema
+    return declared_order(input_schema, source, entrypoint)

@@ -12,20 +12,14 @@ import sqlite3
 from collections.abc import Iterable
 
 from .admission import check_name
-from .calls import choose_version
+from .choosing import resolve
 from .models import ToolVersion
 from .records import tool_of, version_of_row
 from .store_newest import newest_id_rows
-from .store_versions import VersionRow, full_rows, tool_names, version_rows
+from .store_versions import full_rows, tool_names, version_rows
 from .suggest import no_tool_named
-from .versions import parse_reference
 
 __all__ = ["exported_tools", "history", "newest_ids", "newest_tools", "resolve", "resolved_refs", "tools_by_ids"]
-
-
-def resolve(conn: sqlite3.Connection, ref: str, *, allow_yanked: bool = True) -> VersionRow:
-    """The row NAME, NAME@VERSION or NAME@sha256:<prefix> resolves to."""
-    return choose_version(version_rows(conn, parse_reference(ref).name), ref, allow_yanked=allow_yanked, conn=conn)
 
 
 def resolved_refs(conn: sqlite3.Connection, refs: Iterable[str] | None) -> list[str] | None:

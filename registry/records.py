@@ -11,6 +11,7 @@ from typing import Any
 
 from ..sandbox.contract import Limits
 from .models import CaseEvidence, Provenance, Signature, TestCase, ToolVersion, Verification
+from .pyast import stored_in_declared_order
 from .search import tool_index_terms
 from .store_versions import VersionRow
 from .versions import canonical_json, stored_lock
@@ -82,16 +83,11 @@ def version_of_row(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
 
 
 def _in_declared_order(signature: Signature, source: str, entrypoint: str) -> Signature:
-    """A stored signature with its parameters in declaration order. Versions
-    stored before the order was kept have theirs sorted by name: then (and
-    only then: a new version's order is kept as stored) the order is read
-    again from the source's AST."""
-    props = signature.input_schema.get("properties")
-    if not isinstance(props, dict) or len(props) < 2 or list(props) != sorted(props):
+    """A stored signature with its parameters in declaration order (`pyast.stored_in_declared_order`)."""
+    ordered = stored_in_declared_order(signature.input_schema, source, entrypoint)
+    if ordered is signature.input_schema:
         return signature
-    from .signature import declared_order  # pydantic is loaded already (Signature)
-
-    return signature.model_copy(update={"input_schema": declared_order(signature.input_schema, source, entrypoint)})
+    return signature.model_copy(update={"input_schema": ordered})
 
 
 def version_record(tool: ToolVersion) -> dict[str, Any]:

@@ -3,7 +3,11 @@ parameters whose JSON becomes a DataFrame or an ndarray.
 
 Apart from `derive_signature` (pydantic, at add): a call reads only this,
 so checking a call's arguments builds no pydantic model. jsonschema is
-imported on the first check.
+imported on the first check that needs it: arguments that plainly satisfy a
+plain schema (`_plainly_valid`: types, items, required, no extra names; what
+most derived schemas are) pass without it, which spares a one-shot
+`toolcrib call` most of its import time; anything else, and every failure,
+is jsonschema's to judge and to word.
 """
 
 from __future__ import annotations
@@ -169,6 +173,71 @@ def json_arguments(args: Any, prefix: str) -> tuple[str, dict[str, Any]]:
     return text, plain
 
 
+# The keywords `_plainly_valid` understands; "title", "description",
+# "default", "examples" and FORM_KEY only annotate (they never fail a value).
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", FORM_KEY})
+_PLAIN_KEYWORDS = _ANNOTATIONS | {"type", "items"}
+_OBJECT_KEYWORDS = _ANNOTATIONS | {"type", "properties", "required", "additionalProperties"}
+
+
+def _is_type(value: Any, kind: Any) -> bool:
+    """JSON Schema's type check, integers strict (as `_schema_validator`)."""
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "null":
+        return value is None
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "object":
+        return isinstance(value, dict)
+    return False  # not a type name: jsonschema's to judge
+
+
+def _plain_value(schema: Any, value: Any) -> bool:
+    """True only when `schema` uses no keyword but `_PLAIN_KEYWORDS` and
+    `value` (plain JSON) satisfies it; False means "ask jsonschema"."""
+    if not isinstance(schema, dict) or not schema.keys() <= _PLAIN_KEYWORDS:
+        return False
+    if "type" in schema:
+        kind = schema["type"]
+        kinds = kind if isinstance(kind, list) else [kind]
+        if not any(_is_type(value, k) for k in kinds):
+            return False
+    if "items" in schema and isinstance(value, list):
+        return all(_plain_value(schema["items"], item) for item in value)
+    return True
+
+
+def _plainly_valid(input_schema: dict[str, Any], plain: dict[str, Any]) -> bool:
+    """Whether the arguments certainly satisfy the input schema, decided
+    without jsonschema: the schema an object of named properties with plain
+    schemas, none missing, none unknown unless allowed. False whenever the
+    schema says more (anyOf, $ref, bounds, formats, ...) or anything fails:
+    then jsonschema decides, with its own words for what is wrong."""
+    if not input_schema.keys() <= _OBJECT_KEYWORDS or input_schema.get("type", "object") != "object":
+        return False
+    properties = input_schema.get("properties", {})
+    required = input_schema.get("required", [])
+    extra = input_schema.get("additionalProperties", True)
+    if not isinstance(properties, dict) or not isinstance(required, list) or (extra is not True and extra is not False):
+        return False
+    if any(not isinstance(name, str) or name not in plain for name in required):
+        return False
+    for name, value in plain.items():
+        if name in properties:
+            if not _plain_value(properties[name], value):
+                return False
+        elif extra is False:
+            return False
+    return True
+
+
 def validate_stored_arguments(
     input_schema: dict[str, Any], args: Any, *, function: str, stored: str | None = None
 ) -> dict[str, Any]:
@@ -187,6 +256,8 @@ def validate_stored_arguments(
     """
     prefix = f"bad arguments for {function}"
     _, plain = json_arguments(args, prefix)
+    if _plainly_valid(input_schema, plain):
+        return plain
     if stored is not None:
         validator = _schema_validator(stored, "input_schema")
     else:

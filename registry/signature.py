@@ -46,7 +46,7 @@ from pydantic import (
 from .docstrings import annotation_text, parse_docstring
 from .errors import AdmissionError, ArgumentsError
 from .models import Signature
-from .pyast import imported_names
+from .pyast import declared_order, find_function, imported_names
 
 # Re-exported: they live where a call can import them without pydantic.
 from .schema_check import (
@@ -579,19 +579,6 @@ def _json_default(value: Any) -> tuple[bool, Any]:
     return False, None
 
 
-def _find_function(tree: ast.Module, name: str) -> ast.FunctionDef:
-    found: ast.stmt | None = None
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
-            found = node
-    if found is None:
-        raise AdmissionError(f"no top-level function named {name!r}")
-    if not isinstance(found, ast.FunctionDef):
-        kind = "an async function" if isinstance(found, ast.AsyncFunctionDef) else "a class"
-        raise AdmissionError(f"{name!r} is {kind}; an entrypoint must be a plain def", found.lineno)
-    return found
-
-
 def _accepts_none(tp: Any) -> bool:
     try:
         TypeAdapter(tp).validate_python(None, strict=True)
@@ -629,7 +616,7 @@ def _compile(
         raise AdmissionError(f"syntax error: {exc.msg}", exc.lineno) from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise AdmissionError(f"the source cannot be parsed: {exc}") from None
-    fn = _find_function(tree, entrypoint)
+    fn = find_function(tree, entrypoint)
     spec = fn.args
     if spec.posonlyargs:
         arg = spec.posonlyargs[0]
@@ -797,23 +784,6 @@ def derive_signature(
         return _compiled(source, entrypoint, legacy_docstrings, forms).signature.model_copy(deep=True)
     except (RecursionError, MemoryError):
         raise AdmissionError("the entrypoint's annotations are nested too deeply") from None
-
-
-def declared_order(input_schema: dict[str, Any], source: str, entrypoint: str) -> dict[str, Any]:
-    """`input_schema` (a stored one, perhaps written with sorted keys) with
-    its properties in the entrypoint's declaration order, read from the
-    source's AST (no types are read). Unchanged if the source cannot be read."""
-    props = input_schema.get("properties")
-    if not isinstance(props, dict):
-        return input_schema
-    try:
-        fn = _find_function(ast.parse(source), entrypoint)
-    except (AdmissionError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return input_schema
-    names = [a.arg for a in [*fn.args.args, *fn.args.kwonlyargs]]
-    ordered = {n: props[n] for n in names if n in props}
-    ordered.update({n: v for n, v in props.items() if n not in ordered})
-    return {**input_schema, "properties": ordered}
 
 
 # -- validating calls --------------------------------------------------------------

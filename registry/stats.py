@@ -11,14 +11,12 @@ entries instead of the log.
 
 from __future__ import annotations
 
-import math
-import sqlite3
 from collections.abc import Iterable
 
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict, Field
 
-from .store_usage import duration_at_rank, duration_count, status_counts
+from .usage_numbers import p95_rank, usage_numbers
 
 __all__ = ["UsageStats", "usage"]
 
@@ -41,50 +39,12 @@ class UsageStats(BaseModel):
     last_used: str | None = Field(None, description="time of the newest call entry, UTC")
 
 
-def _median(conn: sqlite3.Connection, tool: str, n: int) -> float:
-    """statistics.median of the n durations, read at their ranks."""
-    middle = duration_at_rank(conn, tool, n // 2)
-    if n % 2:
-        return middle
-    return (duration_at_rank(conn, tool, n // 2 - 1) + middle) / 2
-
-
-def _p95_rank(n: int) -> int:
-    """The 0-based rank of the 95th percentile (nearest rank) of n values."""
-    return max(math.ceil(0.95 * n) - 1, 0)
-
-
 def _p95(durations: list[float]) -> float:
-    return sorted(durations)[_p95_rank(len(durations))]
+    return sorted(durations)[p95_rank(len(durations))]
 
 
 def usage(db: sqlite_utils.Database, refs: Iterable[str] | None = None) -> dict[str, UsageStats]:
     """Stats of each name@version in `refs` (zeros for one never called), or,
-    with refs None, of every version that has been called at least once."""
-    wanted = None if refs is None else list(dict.fromkeys(refs))
-    if wanted is not None and not wanted:
-        return {}
-    conn = db.conn
-    counts: dict[str, dict[str, int]] = {}
-    last: dict[str, str] = {}
-    for tool, status, calls, last_at in status_counts(conn, wanted):
-        counts.setdefault(tool, {})[status] = calls
-        last[tool] = max(last.get(tool, last_at), last_at)
-    out: dict[str, UsageStats] = {}
-    for tool in wanted if wanted is not None else sorted(counts):
-        seen = counts.get(tool, {})
-        ran = duration_count(conn, tool) if seen else 0
-        out[tool] = UsageStats(
-            tool=tool,
-            calls=sum(seen.values()),
-            successes=seen.get("ok", 0),
-            errors=seen.get("error", 0),
-            blocked=seen.get("blocked", 0),
-            limit_hits=seen.get("limit", 0),
-            refused=seen.get("refused", 0) + seen.get("invalid", 0),
-            unavailable=seen.get("unavailable", 0),
-            median_ms=round(_median(conn, tool, ran), 3) if ran else None,
-            p95_ms=round(duration_at_rank(conn, tool, _p95_rank(ran)), 3) if ran else None,
-            last_used=last.get(tool),
-        )
-    return out
+    with refs None, of every version that has been called at least once
+    (registry/usage_numbers.py reads them)."""
+    return {tool: UsageStats(**numbers) for tool, numbers in usage_numbers(db.conn, refs).items()}

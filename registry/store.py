@@ -32,6 +32,7 @@ __all__ = [
     "PerThreadDatabase",
     "SCHEMA_MIGRATIONS",
     "applied_migrations",
+    "conn_snapshot",
     "connect",
     "default_actor",
     "default_registry_path",
@@ -340,13 +341,20 @@ def _db_path(conn: sqlite3.Connection) -> str:
 def read_snapshot(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """Several reads that see one consistent state of the file (a WAL read
     transaction): concurrent writers neither block them nor show through."""
-    conn = db.conn
-    if conn.in_transaction:  # already inside a transaction: that is the snapshot
+    with conn_snapshot(db.conn):
         yield db
+
+
+@contextmanager
+def conn_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """`read_snapshot` on a plain connection (the lean reads of
+    registry/plain_reads.py and the call path)."""
+    if conn.in_transaction:  # already inside a transaction: that is the snapshot
+        yield conn
         return
     conn.execute("BEGIN")
     try:
-        yield db
+        yield conn
     finally:
         if conn.in_transaction:
             conn.execute("COMMIT")

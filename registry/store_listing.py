@@ -35,7 +35,11 @@ def newest_page(
     where: list[str] = []
     params: list[Any] = []
     if not include_yanked:
-        where.append("n.live = 1")
+        # Unary +: not through the newest_live index. With it, SQLite read
+        # every live name's whole row and sorted them all for a page of 20
+        # (164 ms at 100,000 versions); walking the names in order (the
+        # primary key) and stopping at the page's end takes 0.1 ms.
+        where.append("+n.live = 1")
     if status is not None:
         where.append("v.status = ?")
         params.append(status)

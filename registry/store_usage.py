@@ -76,9 +76,15 @@ def duration_count(conn: sqlite3.Connection, tool: str) -> int:
     return int(conn.execute("SELECT count(*) FROM usage_durations WHERE tool = ?", [tool]).fetchone()[0])
 
 
-def duration_at_rank(conn: sqlite3.Connection, tool: str, rank: int) -> float:
-    """The `rank`-th smallest duration (0-based) of `tool`'s calls that ran."""
-    row = conn.execute(
-        "SELECT ms FROM usage_durations WHERE tool = ? ORDER BY ms LIMIT 1 OFFSET ?", [tool, rank]
-    ).fetchone()
+def duration_at_rank(conn: sqlite3.Connection, tool: str, rank: int, count: int | None = None) -> float:
+    """The `rank`-th smallest duration (0-based) of `tool`'s calls that ran.
+    Given their `count`, read from the nearer end of the index: an OFFSET
+    walks its entries one by one, and a p95 is 5 % from the top (at 100,000
+    calls of one version, 5,000 steps instead of 95,000)."""
+    if count is not None and rank > count - 1 - rank:
+        sql = "SELECT ms FROM usage_durations WHERE tool = ? ORDER BY ms DESC LIMIT 1 OFFSET ?"
+        row = conn.execute(sql, [tool, count - 1 - rank]).fetchone()
+    else:
+        sql = "SELECT ms FROM usage_durations WHERE tool = ? ORDER BY ms LIMIT 1 OFFSET ?"
+        row = conn.execute(sql, [tool, rank]).fetchone()
     return float(row[0])

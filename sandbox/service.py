@@ -31,14 +31,12 @@ the `Result`. A client that goes away cancels its call.
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import os
 import socket
 import stat
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -342,6 +340,8 @@ def _connect(path: Path) -> socket.socket:
 
 def _spawn(directory: Path) -> None:
     """Start a service for `directory` (it detaches: this returns at once)."""
+    import subprocess  # here: a command that finds the service warm never spawns it
+
     subprocess.run(
         [sys.executable, "-m", "toolcrib.sandbox.service", "serve", "--dir", str(directory)],
         stdin=subprocess.DEVNULL,
@@ -506,6 +506,8 @@ def _serve_detached(directory: Path, idle: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # here: the service's own command line, not its clients'
+
     parser = argparse.ArgumentParser(prog="python -m toolcrib.sandbox.service")
     parser.add_argument("command", choices=["serve", "status", "stop"])
     parser.add_argument("--dir", type=Path, default=None)

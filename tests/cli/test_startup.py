@@ -42,6 +42,8 @@ def _loaded_after(code: str, *argv: str, env: dict[str, str] | None = None) -> l
     return loaded
 
 
+_CLI_ARGV = ["-c", "import sys; sys.argv[0] = 'toolcrib'; from toolcrib.cli import main; main()"]
+
 _RUN_CLI = """
 import contextlib, io
 sys.argv = ["toolcrib", *sys.argv[1:]]
@@ -108,9 +110,84 @@ def test_toolcrib_call_imports_only_what_a_call_needs(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stdout, done.stderr[-2000:]
     loaded = json.loads(done.stdout)
     # The call path (toolcrib.registry.calls) reads the file with sqlite3 and
-    # builds no pydantic model; the stored input schema's check (jsonschema)
-    # is the one heavy library a call with arguments needs.
-    assert set(loaded) <= {"jsonschema"}, loaded
+    # builds no pydantic model; arguments that plainly fit a plain stored
+    # schema are checked without jsonschema (registry/schema_check.py).
+    assert loaded == [], loaded
+
+
+def _registry_with_a_called_tool(tmp_path: Path) -> Path:
+    """A registry holding one verified tool that has been called (usage to
+    show), written through the API on the fake sandbox."""
+    from toolcrib.sandbox import Limits
+    from toolcrib.sandbox.fake import FakeBackend
+
+    from toolcrib import Registry
+
+    db = tmp_path / "r.db"
+    with Registry(db, actor="t", backends={"restricted": FakeBackend(name="restricted")}) as reg:
+        reg.add(
+            'def add(a: int, b: int = 2) -> int:\n    """Add."""\n    return a + b\n',
+            tests=[{"args": {"a": 1, "b": 2}, "expected": 3}],
+            limits=Limits(cpu=1),
+        )
+        reg.verify("add")
+        reg.call("add", {"a": 1})
+    return db
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["list"], ["list", "--limit", "20"], ["list", "--status", "verified", "--name", "a*"], ["show", "add"]],
+    ids=" ".join,
+)
+def test_list_and_show_import_no_heavy_library(tmp_path: Path, argv: list[str]) -> None:
+    """The text of `list` and `show` is read on a plain connection
+    (registry/plain_reads.py): no pydantic, sqlite-utils or jsonschema."""
+    env = {**os.environ, "TOOLCRIB_REGISTRY": str(_registry_with_a_called_tool(tmp_path))}
+    assert _loaded_after(_RUN_CLI, *argv, env=env) == []
+
+
+def test_a_call_through_the_warm_service_imports_no_sandbox_machinery(tmp_path: Path) -> None:
+    """`toolcrib call` with the service on (TOOLCRIB_SANDBOX_SERVICE=1) and
+    warm: the client imports the service's socket client and nothing of the
+    in-process sandbox (no restricted backend, zygote or RestrictedPython),
+    and no heavy library (jsonschema included: the arguments are plain)."""
+    from toolcrib.sandbox.service import stop
+
+    service_dir = tmp_path / "svc"
+    env = {
+        **os.environ,
+        "TOOLCRIB_REGISTRY": str(_registry_with_a_called_tool(tmp_path)),
+        "TOOLCRIB_SANDBOX_SERVICE": "1",
+        "TOOLCRIB_SERVICE_DIR": str(service_dir),
+        "TOOLCRIB_SERVICE_IDLE": "60",
+    }
+    call = ["call", "add", "--args", '{"a": 1, "b": 2}']
+    code = "\n".join(
+        [_RUN_CLI, "print(json.dumps(sorted(m for m in sys.modules if m.startswith('toolcrib.sandbox'))))"]
+    )
+    try:
+        first = subprocess.run(
+            [sys.executable, *_CLI_ARGV, *call], env=env, capture_output=True, text=True, check=False
+        )
+        assert first.returncode == 0, first.stderr[-2000:]  # starts the service
+        done = subprocess.run(
+            [sys.executable, "-c", f"import json, sys\n{code}\n{_LOADED}", *call],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        stop(service_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    *_, sandbox_modules, heavy = done.stdout.strip().splitlines()
+    assert json.loads(heavy) == []
+    loaded = set(json.loads(sandbox_modules))
+    assert "toolcrib.sandbox.service" in loaded
+    # The table, the contract, the wire format and the service's client: no backend.
+    client = {"backends", "contract", "inside", "inside.wire", "service"}
+    assert loaded <= {"toolcrib.sandbox", *(f"toolcrib.sandbox.{m}" for m in client)}, loaded
 
 
 def _module_commands() -> dict[str, click.Command]:

@@ -90,6 +90,26 @@ def test_iter_list_is_list_paged_and_filtered(big: Registry) -> None:
         list(big.iter_list(offset=-1))
 
 
+def test_a_page_walks_the_names_in_order_and_stops(big: Registry) -> None:
+    """A first page reads its rows in name order through the primary key and
+    stops at the page's end: no sort of every live name's whole row (which
+    SQLite chose through the newest_live index: 164 ms at 100,000 versions
+    for a page of 20). Read from SQLite's own plan of the statement the page
+    runs, caught by a trace callback."""
+    from toolcrib.registry.store_listing import newest_page
+
+    conn = big.db.conn
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    try:
+        assert len(list(newest_page(conn, limit=20))) == 20
+    finally:
+        conn.set_trace_callback(None)
+    statement = next(s for s in ran if s.lstrip().upper().startswith("SELECT"))
+    plan = " / ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement))
+    assert "TEMP B-TREE" not in plan and "newest_live" not in plan, plan
+
+
 def test_iter_export_is_export_entry_for_entry(big: Registry) -> None:
     big.add(TOOL.format(name="tool_00002", about="A second version."), as_new_version=True)
     whole = big.export()
