@@ -409,9 +409,11 @@ class RestrictedBackend:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def _current(self, lock: Lock | None = None) -> _Zygote:
+    def _current(self, lock: Lock | None = None, *, first: bool = False) -> _Zygote:
         """The zygote for a call, already counted busy: the caller must
-        `_release` it when the call ends."""
+        `_release` it when the call ends. ``first``: the first zygote even
+        while it is busy (`start`, `info`: asked about, not called, so no
+        second zygote is started for them)."""
         if lock is not None:
             return self._lock_zygote(lock)
         with self._lock:
@@ -421,7 +423,7 @@ class RestrictedBackend:
                     zygote.stop()
                 self._zygote = None
                 zygote = self._zygote = _Zygote(self.python, self.start_timeout, self.spares, self._slots(0))
-            if zygote.busy:
+            if zygote.busy and not first:
                 zygote = self._least_busy(zygote)
             zygote.busy += 1
             return zygote
@@ -614,7 +616,7 @@ class RestrictedBackend:
 
         Raises RuntimeError if it cannot start."""
         try:
-            self._release(self._current())
+            self._release(self._current(first=True))
         except _Unavailable as exc:
             raise RuntimeError(str(exc)) from exc
 
@@ -623,7 +625,7 @@ class RestrictedBackend:
         each layer of the jail and whether it is in force, the zygote's pid.
         Starts the zygote."""
         try:
-            zygote = self._current()
+            zygote = self._current(first=True)
         except _Unavailable as exc:
             return {"backend": self.name, "available": False, "error": str(exc)}
         self._release(zygote)  # asked about, not called: not busy

@@ -107,3 +107,21 @@ def test_the_zygotes_of_a_backend_share_out_the_slots() -> None:
         assert sum(len(share) for share in shares) == CALL_UID_SLOTS - 1  # disjoint
         for share in shares:
             assert 0 not in share  # the zygote's own id
+
+
+def test_asking_about_a_busy_backend_starts_no_second_zygote() -> None:
+    """`info` (doctor, the tests' process watch) and `start` are about the
+    first zygote: asked while a call keeps it busy, they neither start a
+    second one nor report it instead."""
+    backend = RestrictedBackend(zygotes=2)
+    try:
+        first = backend._current()  # a call in flight
+        try:
+            info = backend.info()
+            backend.start()
+            assert info["zygote_pid"] == first.proc.pid
+            assert backend._others == [None]
+        finally:
+            backend._release(first)
+    finally:
+        backend.close()
