@@ -3,7 +3,7 @@ execution code once, then forks fresh, locked-down children, one per call.
 
 It runs as its own program, started by `restricted.py`::
 
-    python -I -S /path/to/sandbox/inside/zygote.py <control-fd> <spares> [--preload=a,b] [--site=DIR] [<sys.path entry>...]
+    python -I -S /path/to/sandbox/inside/zygote.py <control-fd> <spares> [--preload=a,b] [--site=DIR] [--slots=i/n] [<sys.path entry>...]
 
 It loads the sibling modules (`execute.py` and whatever that imports) as a
 private package straight from this directory, so it never imports `toolcrib`
@@ -20,7 +20,8 @@ nothing a tool brings runs before that jail. See docs/sandbox-restricted.md.
 Processes and channels (all framing is ours; only JSON and raw bytes cross):
 
 - The zygote keeps ``<spares>`` children forked ahead of demand. Each spare
-  locks itself down (`_lock_down`), warms up on a tiny built-in job, enters
+  locks itself down (`_lock_down`), warms up on a tiny built-in job (unless
+  calls come back to back: `_Zygote._fork_spare`), enters
   the jail (`jail.py`: Landlock, then the seccomp allowlist; from then on it
   can open nothing and make no socket, process or thread), and then
   waits on the shared *control* socket (AF_UNIX SOCK_SEQPACKET): the kernel
