@@ -5,7 +5,8 @@ Hypothesis with hypothesis-jsonschema (the optional extra ``fuzz``) draws N
 argument sets from the schema, seeded, so a run can be repeated exactly.
 Each runs in the sandbox exactly like a test case (`calls.sandbox_job`: the
 version's source, limits and policy, through the backend), several at once
-(`parallel.run_jobs`). What can be wrong with a tool on valid input is
+(`parallel.JobPool`: each call starts as soon as its input is drawn, while
+Hypothesis draws the next). What can be wrong with a tool on valid input is
 classified (`classify`): an exception the tool does not document, a policy
 refusal, a limit hit on a small input, a result the declared return type
 forbids or that is not JSON; a few inputs run twice catch a tool that
@@ -23,6 +24,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,7 @@ from .calls import sandbox_job
 from .checks import CheckRun, Finding, StartedRun, check_budget
 from .errors import ExtraMissing, InvalidInput, SandboxUnavailable
 from .models import ToolVersion
-from .parallel import run_jobs
+from .parallel import JobPool
 from .versions import canonical_json
 
 __all__ = [
@@ -324,11 +326,19 @@ def _strategy(schema: dict[str, Any]) -> Any:
 
 
 def generate_inputs(
-    schema: dict[str, Any], n: int, seed: int, *, valid: Callable[[dict[str, Any]], bool], deadline: float
+    schema: dict[str, Any],
+    n: int,
+    seed: int,
+    *,
+    valid: Callable[[dict[str, Any]], bool],
+    deadline: float,
+    on_input: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Up to `n` distinct argument sets drawn from `schema` with `seed`
     (the same ones each time), each passing `valid` (the registry's own
-    check of call arguments). NoInputs naming the reason when there are none."""
+    check of call arguments). ``on_input`` is given each one as soon as it
+    is drawn (fuzzing starts its sandboxed call then). NoInputs naming the
+    reason when there are none."""
     hypothesis, _ = hypothesis_modules()
     strategy = _strategy(schema)
     out: list[dict[str, Any]] = []
@@ -346,6 +356,8 @@ def generate_inputs(
             return
         seen.add(text)
         out.append(args)
+        if on_input is not None:
+            on_input(args)
 
     # Applied as calls, not as decorators: Hypothesis is imported lazily (the extra).
     draw = hypothesis.seed(seed)(
@@ -473,26 +485,45 @@ def fuzz(
         summary["findings"] = len(findings)
         return run.finish(summary, findings)
 
-    try:
-        inputs = generate_inputs(tool.signature.input_schema, n, seed, valid=valid, deadline=deadline)
-    except NoInputs as exc:
-        summary["error"] = str(exc)
-        return done([], time.monotonic() >= deadline)
-    summary["generated"] = len(inputs)
+    with JobPool(runner, deadline=deadline) as pool:
+        # Each input's sandboxed call starts as soon as it is drawn: the
+        # calls run in the zygotes' children while Hypothesis draws the next.
+        pending: list[Future[Result | None]] = []
+        try:
+            inputs = generate_inputs(
+                tool.signature.input_schema,
+                n,
+                seed,
+                valid=valid,
+                deadline=deadline,
+                on_input=lambda args: pending.append(pool.submit(state.job(args))),
+            )
+        except NoInputs as exc:
+            summary["error"] = str(exc)
+            return done([], time.monotonic() >= deadline)
+        summary["generated"] = len(inputs)
 
-    results = run_jobs(runner, [state.job(a) for a in inputs], deadline=deadline)
-    outcomes: dict[str, int] = {}
-    first_of: dict[tuple[str, ...], tuple[int, Verdict]] = {}
-    counts: dict[tuple[str, ...], int] = {}
-    for index, (args, result) in enumerate(zip(inputs, results, strict=True)):
-        if result is None:
-            continue
-        outcomes[result.status] = outcomes.get(result.status, 0) + 1
-        verdict = state.judge(result, args)
-        state.known[canonical_json(args)] = verdict
-        if verdict is not None:
-            counts[verdict.key] = counts.get(verdict.key, 0) + 1
-            first_of.setdefault(verdict.key, (index, verdict))
+        outcomes: dict[str, int] = {}
+        first_of: dict[tuple[str, ...], tuple[int, Verdict]] = {}
+        counts: dict[tuple[str, ...], int] = {}
+        results: list[Result | None] = []
+        # The same input twice: the first REPEATS inputs that gave an answer
+        # and no finding run again, started as soon as their first answer is in.
+        repeats: dict[int, Future[Result | None]] = {}
+        for index, (args, future) in enumerate(zip(inputs, pending, strict=True)):
+            result = future.result()
+            results.append(result)
+            if result is None:
+                continue
+            outcomes[result.status] = outcomes.get(result.status, 0) + 1
+            verdict = state.judge(result, args)
+            state.known[canonical_json(args)] = verdict
+            if verdict is not None:
+                counts[verdict.key] = counts.get(verdict.key, 0) + 1
+                first_of.setdefault(verdict.key, (index, verdict))
+            elif result.status in ("ok", "error") and len(repeats) < REPEATS:
+                repeats[index] = pool.submit(state.job(args))
+        second = {i: future.result() for i, future in repeats.items()}
     ran = sum(outcomes.values())
     summary["ran"] = ran
     summary["outcomes"] = outcomes
@@ -524,21 +555,15 @@ def fuzz(
         )
 
     # The same input twice: two answers is a finding of its own.
-    again = [
-        i
-        for i, r in enumerate(results)
-        if r is not None and r.status in ("ok", "error") and state.known.get(canonical_json(inputs[i])) is None
-    ][:REPEATS]
-    if again and time.monotonic() < deadline:
-        second = run_jobs(runner, [state.job(inputs[i]) for i in again], deadline=deadline)
+    if second:
         differing = []
-        for i, result in zip(again, second, strict=True):
+        for i, result in second.items():
             first = results[i]
             if result is None or first is None or result.status == "unavailable":
                 continue
             if _answer(first) != _answer(result):
                 differing.append((i, first, result))
-        summary["repeated"] = sum(1 for r in second if r is not None)
+        summary["repeated"] = sum(1 for r in second.values() if r is not None)
         if differing:
             i, first, result = differing[0]
             findings.append(

@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
 
 from ..sandbox.contract import Backend, Job, Result
 
-__all__ = ["run_jobs", "workers_for"]
+__all__ = ["JobPool", "run_jobs", "workers_for"]
 
 
 def workers_for(runner: Backend) -> int:
@@ -61,3 +62,32 @@ def run_jobs(
         return [one(i) for i in range(len(jobs))]
     with ThreadPoolExecutor(max_workers=count, thread_name_prefix="toolcrib-case") as pool:
         return list(pool.map(one, range(len(jobs))))
+
+
+class JobPool:
+    """Jobs handed over one at a time, as they are made (fuzzing's inputs
+    while Hypothesis still draws the next ones), run like `run_jobs`: up to
+    `workers_for` at once, each in its own fresh child; a job not started
+    by ``deadline`` gives None. Each `submit` returns a future of its
+    result; leaving the ``with`` waits for every job."""
+
+    def __init__(self, runner: Backend, *, deadline: float | None = None, workers: int | None = None) -> None:
+        self._runner = runner
+        self._deadline = deadline
+        count = workers if workers is not None else workers_for(runner)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, count), thread_name_prefix="toolcrib-case")
+
+    def _one(self, job: Job) -> Result | None:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            return None
+        return self._runner.run(job)
+
+    def submit(self, job: Job) -> Future[Result | None]:
+        return self._pool.submit(self._one, job)
+
+    def __enter__(self) -> JobPool:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        # On an error the jobs not yet started are dropped; those running finish.
+        self._pool.shutdown(wait=True, cancel_futures=kind is not None)

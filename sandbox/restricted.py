@@ -51,6 +51,9 @@ LOCK_IDLE_SECONDS = 300.0
 _MAX_LOCK_ZYGOTES = 4
 
 _LEN = struct.Struct(">I")
+# Zygotes for calls side by side (`RestrictedBackend(zygotes=)`), unless the
+# machine has fewer cores.
+_DEFAULT_ZYGOTES = 2
 
 Materialize = Callable[[Lock], Path]
 
@@ -354,13 +357,14 @@ class RestrictedBackend:
     none is ready).
 
     ``zygotes``: a call that comes while the zygote is busy goes to
-    another one, up to this many (default 1), each started on first need
-    and jailed the same way; one zygote forks every child, so calls side
-    by side (a verification's cases) are bounded by its fork-and-jail
-    rate, not by the host. Each zygote numbers its children's uids inside
-    its own user namespace (their host uids come from its own block), so
-    two calls in two zygotes may both see uid 1 inside. Lock zygotes are
-    one per lock, as before.
+    another one, up to this many (default: two, or one on a one-core
+    machine), each started on first need and jailed the same way; one
+    zygote forks every child, so calls side by side (a verification's
+    cases) are bounded by its fork-and-jail rate, not by the host. Each
+    zygote's children get uids from its own block on the host, and inside
+    their user namespaces from its own share of the slots (`--slots=i/n`):
+    no two children of one backend ever share a uid. Lock zygotes are one
+    per lock, as before.
 
     A job with a ``lock`` (a version that needs packages) runs under the
     ``plain`` policy only (the restricted policy's module facades cannot
@@ -403,7 +407,7 @@ class RestrictedBackend:
         # most `zygotes` in all), started on first need: one zygote forks
         # every child, and its fork-and-jail rate, not the host, is what
         # bounds calls run side by side.
-        self.zygotes = max(1, zygotes if zygotes is not None else 1)
+        self.zygotes = max(1, zygotes if zygotes is not None else min(_DEFAULT_ZYGOTES, os.cpu_count() or 1))
         self._others: list[_Zygote | None] = [None] * (self.zygotes - 1)
         # Lock digest -> its zygote; one start per digest at a time.
         self._lock_zygotes: dict[str, _Zygote] = {}
@@ -413,9 +417,11 @@ class RestrictedBackend:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def _current(self, lock: Lock | None = None) -> _Zygote:
+    def _current(self, lock: Lock | None = None, *, first: bool = False) -> _Zygote:
         """The zygote for a call, already counted busy: the caller must
-        `_release` it when the call ends."""
+        `_release` it when the call ends. ``first``: the first zygote even
+        while it is busy (`start`, `info`: asked about, not called, so no
+        second zygote is started for them)."""
         if lock is not None:
             return self._lock_zygote(lock)
         with self._lock:
@@ -424,11 +430,15 @@ class RestrictedBackend:
                 if zygote is not None:
                     zygote.stop()
                 self._zygote = None
-                zygote = self._zygote = _Zygote(self.python, self.start_timeout, self.spares)
-            if zygote.busy:
+                zygote = self._zygote = _Zygote(self.python, self.start_timeout, self.spares, self._slots(0))
+            if zygote.busy and not first:
                 zygote = self._least_busy(zygote)
             zygote.busy += 1
             return zygote
+
+    def _slots(self, index: int) -> tuple[str, ...]:
+        """The zygote's share of the uid slots (`zygote._own_slots`)."""
+        return (f"--slots={index}/{self.zygotes}",) if self.zygotes > 1 else ()
 
     def _least_busy(self, first: _Zygote) -> _Zygote:
         """The first zygote or another one less busy, started if needed
@@ -439,7 +449,9 @@ class RestrictedBackend:
                 if other is not None:
                     other.stop()
                 self._others[index] = None
-                other = self._others[index] = _Zygote(self.python, self.start_timeout, self.spares)
+                other = self._others[index] = _Zygote(
+                    self.python, self.start_timeout, self.spares, self._slots(index + 1)
+                )
             if other.busy < best.busy:
                 best = other
             if not best.busy:
@@ -612,7 +624,7 @@ class RestrictedBackend:
 
         Raises RuntimeError if it cannot start."""
         try:
-            self._release(self._current())
+            self._release(self._current(first=True))
         except _Unavailable as exc:
             raise RuntimeError(str(exc)) from exc
 
@@ -621,7 +633,7 @@ class RestrictedBackend:
         each layer of the jail and whether it is in force, the zygote's pid.
         Starts the zygote."""
         try:
-            zygote = self._current()
+            zygote = self._current(first=True)
         except _Unavailable as exc:
             return {"backend": self.name, "available": False, "error": str(exc)}
         self._release(zygote)  # asked about, not called: not busy

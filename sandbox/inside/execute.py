@@ -142,8 +142,9 @@ def _bound_names(tree: ast.AST) -> set[str]:
     return names
 
 
-def _withheld_builtin_use(tree: ast.AST, known: set[str]) -> tuple[str, int | None] | None:
-    bound = _bound_names(tree) | known
+def _withheld_builtin_use(tree: ast.AST, bound: set[str]) -> tuple[str, int | None] | None:
+    """The first use of a withheld builtin that `bound` (the names the
+    source binds, and those known from before) does not shadow."""
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Name)
@@ -183,7 +184,7 @@ def _compile(source: Any, filename: str, restricted: bool, known: set[str]) -> t
         # dont_inherit: this module's own `from __future__ import annotations`
         # must not reach the tool, whose annotations Python evaluates at def time.
         return compile(tree, filename, "exec", dont_inherit=True), bound
-    withheld = _withheld_builtin_use(tree, known)
+    withheld = _withheld_builtin_use(tree, bound | known)
     if withheld is not None:
         raise _blocked(*withheld)
     # RestrictedPython's own compile_restricted_exec is this, but compiles in

@@ -3,7 +3,7 @@ execution code once, then forks fresh, locked-down children, one per call.
 
 It runs as its own program, started by `restricted.py`::
 
-    python -I -S /path/to/sandbox/inside/zygote.py <control-fd> <spares> [--preload=a,b] [--site=DIR] [<sys.path entry>...]
+    python -I -S /path/to/sandbox/inside/zygote.py <control-fd> <spares> [--preload=a,b] [--site=DIR] [--slots=i/n] [<sys.path entry>...]
 
 It loads the sibling modules (`execute.py` and whatever that imports) as a
 private package straight from this directory, so it never imports `toolcrib`
@@ -20,7 +20,8 @@ nothing a tool brings runs before that jail. See docs/sandbox-restricted.md.
 Processes and channels (all framing is ours; only JSON and raw bytes cross):
 
 - The zygote keeps ``<spares>`` children forked ahead of demand. Each spare
-  locks itself down (`_lock_down`), warms up on a tiny built-in job, enters
+  locks itself down (`_lock_down`), warms up on a tiny built-in job (unless
+  calls come back to back: `_Zygote._fork_spare`), enters
   the jail (`jail.py`: Landlock, then the seccomp allowlist; from then on it
   can open nothing and make no socket, process or thread), and then
   waits on the shared *control* socket (AF_UNIX SOCK_SEQPACKET): the kernel
@@ -214,18 +215,50 @@ def _fits(size: int) -> bool:
     return True
 
 
+# Pages the zygote itself maps (its own `_vm_bytes`, measured once before it
+# forks any spare): a child maps about as much, so its search starts there.
+_vm_hint_pages: int | None = None
+_GALLOP_PAGES = 64
+
+
+def _bracket(top: int) -> tuple[int, int]:
+    """(pages that map, pages that do not) around the answer, in pages: the
+    whole range without a hint; with one, found by doubling steps from the
+    zygote's own size, a dozen probes instead of the whole range's 32."""
+    if _vm_hint_pages is None or not 0 < top - _vm_hint_pages < top:
+        return 0, top + 1
+    step = _GALLOP_PAGES
+    lower = upper = top - _vm_hint_pages
+    if _fits(lower * _PAGE):
+        while True:
+            upper = lower + step
+            if upper > top:
+                return lower, top + 1
+            if not _fits(upper * _PAGE):
+                return lower, upper
+            lower, step = upper, step * 2
+    while True:
+        lower = upper - step
+        if lower <= 0:
+            return 0, upper
+        if _fits(lower * _PAGE):
+            return lower, upper
+        upper, step = lower, step * 2
+
+
 def _vm_bytes() -> int:
     """The address space this process maps, with no file to read (a child
     of the jailed zygote can open nothing, not even /proc): with RLIMIT_AS
     set to a known L for a moment, the largest anonymous PROT_NONE mapping
     the kernel still grants is L minus what is mapped (the kernel's own
-    RLIMIT_AS check). A binary search of some 32 mmap/munmap pairs, a few
-    microseconds each, done by a spare while it waits."""
+    RLIMIT_AS check). A binary search of mmap/munmap pairs, a few
+    microseconds each (some 32 over the whole range, about half that from
+    the zygote's size, `_bracket`), done by a spare while it waits."""
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = _VM_PROBE_LIMIT if hard == resource.RLIM_INFINITY else min(_VM_PROBE_LIMIT, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:
-        fits, misses = 0, limit // _PAGE + 1  # in pages: `fits` maps, `misses` does not
+        fits, misses = _bracket(limit // _PAGE)  # in pages: `fits` maps, `misses` does not
         while misses - fits > 1:
             middle = (fits + misses) // 2
             if _fits(middle * _PAGE):
@@ -371,6 +404,10 @@ _WARM_JOB = {
 }
 
 
+# Runs of the warm-up job in the zygote before it forks (`main`).
+_SPECIALISING_RUNS = 10
+
+
 class _NotLoaded:
     """The last import finder in a jailed child: a module that was not
     loaded before the jail closed cannot be read now; say so plainly."""
@@ -392,18 +429,22 @@ def _close_imports() -> None:
     sys.path_importer_cache.clear()
 
 
-def _spare_main(control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_job: RunJob, jail: Any) -> None:
-    """A forked spare: lock down, warm up, enter the jail, take one call, run
-    it, reply, exit. Never returns."""
+def _spare_main(
+    control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_job: RunJob, jail: Any, warm: bool = True
+) -> None:
+    """A forked spare: lock down, warm up (``warm``), enter the jail, take
+    one call, run it, reply, exit. Never returns."""
     try:
         _lock_down((control_fd, link_fd), zygote_pid, slot)
-        run_job(_WARM_JOB, restricted=True)
+        if warm:
+            run_job(_WARM_JOB, restricted=True)
         vm_base = _vm_bytes()
         # From here on the child can open nothing and make no new socket,
         # process or thread: it only has the descriptors it holds. All of
         # this happens while the spare waits, off the call's path.
         jail.enter()
-        _close_imports()
+        # Imports were closed by the zygote itself before it forked any
+        # spare (`main`): nothing to do here per call.
         control = socket.socket(fileno=control_fd)
         data, fds = _receive(control, HEADER_MAX)
         control.close()
@@ -438,6 +479,12 @@ def _spare_main(control_fd: int, link_fd: int, zygote_pid: int, slot: int, run_j
 # --------------------------------------------------------------------------- zygote
 
 
+def _own_slots(index: int, count: int) -> list[int]:
+    """The uid slots zygote ``index`` (0-based) of ``count`` hands its
+    children, the lowest last (`list.pop` takes it first)."""
+    return [s for s in range(CALL_UID_SLOTS - 1, 0, -1) if s % count == (index + 1) % count]
+
+
 class _Child:
     """A forked child: a spare until it takes a call."""
 
@@ -465,16 +512,24 @@ def _kill(child: _Child, reason: str) -> None:
             pass
 
 
+# A spare forked within this many seconds of the last call taken skips the
+# warm-up (`_Zygote._fork_spare`).
+_BACK_TO_BACK = 0.05
+
 _IN = select.EPOLLIN
 _GONE = select.EPOLLHUP | select.EPOLLRDHUP | select.EPOLLERR
 
 
 class _Zygote:
-    def __init__(self, control: socket.socket, run_job: RunJob, jail: Any, spares: int) -> None:
+    def __init__(
+        self, control: socket.socket, run_job: RunJob, jail: Any, spares: int, slots: tuple[int, int] = (0, 1)
+    ) -> None:
         self.control = control
         self.run_job = run_job
         self.jail = jail
         self.target_spares = max(1, spares)
+        # When a spare last took a call (`_taken`): see `_fork_spare`.
+        self.last_taken = -math.inf
         self.pid = os.getpid()
         self.poll = select.epoll()
         self.handlers: dict[int, tuple[str, _Child | None]] = {}
@@ -482,8 +537,12 @@ class _Zygote:
         self.spares: set[_Child] = set()
         # Slot 0 is the zygote's own id; a zygote never runs more children
         # than the rest of its block (past that a call waits in the control
-        # socket's queue for a slot to come free).
-        self.free_slots = list(range(CALL_UID_SLOTS - 1, 0, -1))
+        # socket's queue for a slot to come free). Zygote i of a backend's n
+        # (`--slots=i/n`) takes only the slots s with s % n == i (i: 1..n,
+        # n taking s % n == 0): the children of one backend's zygotes never
+        # share an id, not even inside their user namespaces (on the host
+        # each zygote's block differs anyway).
+        self.free_slots = _own_slots(*slots)
         # Only hang-up: the messages themselves are for the spares.
         self._watch(control.fileno(), _GONE, "host", None)
 
@@ -541,9 +600,15 @@ class _Zygote:
     def _fork_spare(self) -> None:
         slot = self.free_slots.pop()
         link, link_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # The warm-up pays a call's copy-on-write faults while a spare
+        # waits, for an idle zygote's next call. Under calls back to back (a
+        # verification's cases) no spare waits: there it is only CPU spent
+        # ahead of the call that the call would have spent anyway, and more
+        # (its own compile and run), so such spares skip it.
+        warm = time.monotonic() - self.last_taken > _BACK_TO_BACK
         pid = os.fork()
         if pid == 0:
-            _spare_main(self.control.fileno(), link_child.fileno(), self.pid, slot, self.run_job, self.jail)
+            _spare_main(self.control.fileno(), link_child.fileno(), self.pid, slot, self.run_job, self.jail, warm)
         link_child.close()
         child = _Child(pid, os.pidfd_open(pid), link, slot)
         self.children[pid] = child
@@ -555,6 +620,7 @@ class _Zygote:
         """A spare took a call: keep its status socket, start its wall clock."""
         link, child.link = child.link, None
         assert link is not None
+        self.last_taken = time.monotonic()
         self._unwatch(link.fileno())
         self.spares.discard(child)
         try:
@@ -648,7 +714,7 @@ def _jail_holds() -> dict[str, bool]:
     return checks
 
 
-def _probe(jail: Any) -> dict[str, Any]:
+def _probe(jail: Any, slot: int = 1) -> dict[str, Any]:
     """Fork one child through the real lock-down and jail and report what it
     achieved (and that the jail refuses what it must)."""
     reply_r, reply_w = os.pipe()
@@ -656,8 +722,8 @@ def _probe(jail: Any) -> dict[str, Any]:
     if pid == 0:
         code = EXIT_SETUP_FAILED
         try:
-            # Slot 1: the probe has exited before any spare is forked.
-            facts = _lock_down((reply_w,), os.getppid(), 1)
+            # The zygote's first slot: the probe has exited before any spare is forked.
+            facts = _lock_down((reply_w,), os.getppid(), slot)
             vm_base = _vm_bytes()
             facts["baseline_vm_mib"] = round(vm_base / 2**20, 1)
             facts["jail"] = jail.enter()
@@ -681,21 +747,27 @@ def _probe(jail: Any) -> dict[str, Any]:
     return facts
 
 
-def _parse_args(argv: list[str]) -> tuple[int, list[str], str | None, list[str]]:
+def _parse_args(argv: list[str]) -> tuple[int, list[str], str | None, list[str], tuple[int, int]]:
     """(spares, packages to preload, the lock's site directory, library
-    paths such as RestrictedPython's)."""
+    paths such as RestrictedPython's, (index, count) of `--slots=i/n`)."""
     spares = int(argv[2]) if len(argv) > 2 else 2
     preload: list[str] = []
     site: str | None = None
     paths: list[str] = []
+    slots = (0, 1)
     for arg in argv[3:]:
         if arg.startswith("--preload="):
             preload.extend(name for name in arg.partition("=")[2].split(",") if name)
         elif arg.startswith("--site="):
             site = arg.partition("=")[2]
+        elif arg.startswith("--slots="):
+            index, _, count = arg.partition("=")[2].partition("/")
+            slots = (int(index), int(count))
+            if not 0 <= slots[0] < slots[1] <= 64:
+                raise ValueError(f"bad --slots: {arg}")
         else:
             paths.append(arg)
-    return spares, preload, site, paths
+    return spares, preload, site, paths, slots
 
 
 def _mapped_files() -> list[str]:
@@ -849,6 +921,7 @@ def _import_packages(site: str, names: list[str], stage: Any, facts: dict[str, A
 
 
 def main(argv: list[str]) -> int:
+    global _vm_hint_pages
     # Start-up makes hardly any garbage; the collector's passes while every
     # module is imported cost the cold start milliseconds for nothing.
     gc.disable()
@@ -868,7 +941,7 @@ def main(argv: list[str]) -> int:
         # lock's zygote, its site directory (`--site=`) and packages
         # (`--preload=a,b`). Nothing but the standard library,
         # RestrictedPython and this directory is imported before the jail.
-        spares, names, site, paths = _parse_args(argv)
+        spares, names, site, paths, slots = _parse_args(argv)
         stdlib = [p for p in sys.path if os.path.isdir(p)]
         sys.path.extend(paths)
         run_job, jail_module = _load_run_job()
@@ -901,7 +974,7 @@ def main(argv: list[str]) -> int:
         preloaded = _import_packages(site, names, stage, facts) if site else {}
         if views is not None:
             _check_nothing_shared(views)
-        facts.update(_probe(jail))
+        facts.update(_probe(jail, _own_slots(*slots)[-1]))
         if in_userns and _block is not None and isinstance(facts.get("uid"), int):
             # The probe saw its in-namespace id; the host sees block + slot.
             facts["uid_in_namespace"] = facts["uid"]
@@ -925,6 +998,17 @@ def main(argv: list[str]) -> int:
         control.sendall(json.dumps({"ready": False, "error": why[:2000]}).encode())
         return 1
     ready = {"ready": True, "pid": os.getpid(), "python": sys.version.split()[0], **facts}
+    # CPython 3.11 specialises a function's bytecode after some calls (8),
+    # writing to its code object on each call until then. Done here, every
+    # child inherits the specialised code of a call's path (compile, run,
+    # reply) instead of writing, and so copying, those pages itself: some
+    # 75 fewer page faults a call, for 1.5 ms of the zygote's start.
+    for _ in range(_SPECIALISING_RUNS):
+        run_job(_WARM_JOB, restricted=True)
+    # Closed once here, for every child (which can open nothing anyway once
+    # jailed): a module not loaded by now is not loaded in a call.
+    _close_imports()
+    _vm_hint_pages = _vm_bytes() // _PAGE
     # Everything imported so far lives as long as the zygote: keep the
     # collector from touching it in each child (fewer copied pages per fork).
     # No collection first: it cost 5-8 ms of the cold start to free the
@@ -938,7 +1022,7 @@ def main(argv: list[str]) -> int:
     # Nothing more to say on stderr: the host stops reading it after `ready`.
     os.dup2(devnull, 2)
     os.close(devnull)
-    zygote = _Zygote(control, run_job, jail, spares)
+    zygote = _Zygote(control, run_job, jail, spares, slots)
     try:
         zygote.serve()
     finally:

@@ -104,7 +104,8 @@ def test_a_slot_pool_hands_out_each_uid_once(tmp_path: Path, monkeypatch: pytest
 
 @root_only
 def test_two_zygotes_with_calls_in_flight_share_no_uid() -> None:
-    backends = [RestrictedBackend(spares=2), RestrictedBackend(spares=2)]
+    # One zygote each: the calls below must run on the zygote watched.
+    backends = [RestrictedBackend(spares=2, zygotes=1), RestrictedBackend(spares=2, zygotes=1)]
     try:
         for backend in backends:
             backend.start()
