@@ -82,6 +82,7 @@ class SandboxActor:
             "toolcrib": __version__,
             "driver_toolcrib": self.driver_version,
             "in_flight": sorted(self._running),
+            "batched": sorted(self._cancels),  # the jobs of the batches here, running or waiting
         }
 
     def prepare(self, lock: Lock, wheels: dict[str, bytes]) -> None:
