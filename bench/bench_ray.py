@@ -158,18 +158,65 @@ def verify_fanned(db: Path, backend: str, tools: int) -> float:
         return round(time.perf_counter() - start, 2)
 
 
-def interleaved(direct: Any, ray: Any, calls: int, rounds: int, measure: Any = None) -> tuple[float, float, float]:
+def tree_cpu() -> float:
+    """CPU seconds used so far by this process and every process below it
+    (the Ray nodes' daemons and actors, the zygotes, and the sandboxes they
+    have reaped): what one side of a measure costs the machine, whatever
+    else runs on it."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    tree = {os.getpid()}
+    grew = True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
+def interleaved(direct: Any, ray: Any, calls: int, rounds: int, measure: Any = None) -> dict[str, float]:
     """`measure(backend, calls)` (default `fan_out`) on direct and ray in
-    turn, `rounds` times: the medians of each side and of the per-round
-    ratio ray / direct (the machine's other load changes between rounds,
-    less within one)."""
+    turn, `rounds` times: the medians of each side's calls/s and of the
+    per-round ratio ray / direct (the machine's other load changes between
+    rounds, less within one); and each side's CPU milliseconds per call
+    (this process tree's, Ray's idle daemons included on both sides): the
+    cost on the same cores whatever else runs on the machine."""
     measure = measure or fan_out
-    pairs = [(measure(direct, calls), measure(ray, calls)) for _ in range(rounds)]
-    ratio = statistics.median(r / d for d, r in pairs)
+    rows: list[tuple[float, float, float, float]] = []
+    for _ in range(rounds):
+        cpu0 = tree_cpu()
+        d = measure(direct, calls)
+        cpu1 = tree_cpu()
+        r = measure(ray, calls)
+        cpu2 = tree_cpu()
+        rows.append((d, r, (cpu1 - cpu0) * 1000 / calls, (cpu2 - cpu1) * 1000 / calls))
+    return {
+        "direct": round(statistics.median(x[0] for x in rows), 1),
+        "ray": round(statistics.median(x[1] for x in rows), 1),
+        "percent": round(statistics.median(x[1] / x[0] for x in rows) * 100, 1),
+        "direct_cpu_ms": round(statistics.median(x[2] for x in rows), 2),
+        "ray_cpu_ms": round(statistics.median(x[3] for x in rows), 2),
+        "cpu_percent": round(statistics.median(x[2] / x[3] for x in rows) * 100, 1),
+    }
+
+
+def _row(label: str, m: dict[str, float]) -> tuple[str, Any, Any, str]:
     return (
-        round(statistics.median(d for d, _ in pairs), 1),
-        round(statistics.median(r for _, r in pairs), 1),
-        round(ratio * 100, 1),
+        label,
+        f"{m['direct']} ({m['direct_cpu_ms']} ms CPU)",
+        f"{m['ray']} ({m['ray_cpu_ms']} ms CPU)",
+        f"calls/s; ray {m['percent']} % of direct; per CPU-second {m['cpu_percent']} %",
     )
 
 
@@ -200,21 +247,24 @@ def inner(quick: bool) -> None:
         rows.append(("trivial call, warm, median", f"{d['median_ms']} ms", f"{r['median_ms']} ms", "one at a time"))
         rows.append(("trivial call, warm, p90", f"{d['p90_ms']} ms", f"{r['p90_ms']} ms", "one at a time"))
         rows.append(("throughput, 1 thread", throughput(direct, 1, calls), throughput(one, 1, calls), "calls/s"))
-        d1, r1, p1 = interleaved(direct, one, calls, rounds)
-        rows.append(("fan-out, 1 actor (run_jobs), median", d1, r1, f"calls/s; ray {p1} % of direct"))
+        rows.append(_row("fan-out, 1 actor (run_jobs), median", interleaved(direct, one, calls, rounds)))
         one.close()
+        # The same without batches: as before (a Ray call per job, slots in flight).
+        one_unbatched = RayBackend(cluster.address, actors_per_node=1, batch=1)
+        one_unbatched.start()
+        rows.append(_row("fan-out, 1 actor, no batches (before)", interleaved(direct, one_unbatched, calls, rounds)))
+        one_unbatched.close()
         cluster.add_node("worker")
         cluster.wait_for_nodes(2)
         # Two actors, one per node; first without batches (the previous way).
         unbatched = RayBackend(cluster.address, actors_per_node=1, batch=1)
         unbatched.start()
-        d0, r0, p0 = interleaved(direct, unbatched, calls, rounds, lambda b, c: throughput(b, 4, c))
-        rows.append(("2 actors, 4 threads, no batches (before)", d0, r0, f"calls/s; ray {p0} % of direct"))
+        before = interleaved(direct, unbatched, calls, rounds, lambda b, c: throughput(b, 4, c))
+        rows.append(_row("2 actors, 4 threads, no batches (before)", before))
         unbatched.close()
         two = RayBackend(cluster.address, actors_per_node=1)
         two.start()
-        d2, r2, p2 = interleaved(direct, two, calls, rounds)
-        rows.append(("fan-out, 2 actors (run_jobs), median", d2, r2, f"calls/s; ray {p2} % of direct"))
+        rows.append(_row("fan-out, 2 actors (run_jobs), median", interleaved(direct, two, calls, rounds)))
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "v.db"
             seconds_direct = verify_all(db, "restricted", tools)
@@ -242,9 +292,9 @@ def inner(quick: bool) -> None:
     }
     OUT.mkdir(exist_ok=True)
     (OUT / "bench_ray.json").write_text(json.dumps(report, indent=2))
-    print(f"{'measure':45} {'direct':>14} {'ray':>14}  note")
+    print(f"{'measure':45} {'direct':>24} {'ray':>24}  note")
     for m, a, b, c in rows:
-        print(f"{m:45} {a!s:>14} {b!s:>14}  {c}")
+        print(f"{m:45} {a!s:>24} {b!s:>24}  {c}")
     print("registry: calls recorded per second, by writer processes:", writes)
     print("load average (1/5/15 min):", loads)
 

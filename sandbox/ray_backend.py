@@ -81,7 +81,7 @@ class _Item:
     """One job waiting for, or running on, an actor (its caller waits for
     ``result``); ``lost`` names the actors it was lost with."""
 
-    __slots__ = ("job", "cancel", "key", "state", "result", "lost")
+    __slots__ = ("job", "cancel", "key", "state", "result", "lost", "changed")
 
     def __init__(self, job: Job, cancel: Cancel | None, key: str) -> None:
         self.job = job
@@ -90,6 +90,7 @@ class _Item:
         self.state = _PENDING
         self.result: Result | None = None
         self.lost: list[str] = []
+        self.changed = threading.Event()  # set when it leaves `_RUNNING`
 
 
 class RayBackend:
@@ -121,7 +122,7 @@ class RayBackend:
         # Jobs one Ray call may carry when calls queue up (1: never batch).
         self.batch = max(1, batch)
         self._pending: collections.deque[_Item] = collections.deque()
-        self._queued = threading.Condition()
+        self._queued = threading.Lock()
         self._replacing = 0  # lost actors being replaced now
         self._lock = threading.Lock()
         self._started = False
@@ -182,14 +183,22 @@ class RayBackend:
         deadline = time.monotonic() + ACQUIRE_TIMEOUT_S
         while True:
             with self._queued:
-                while item.state == _RUNNING:
-                    self._queued.wait(_POLL_S)
-                if item.result is not None:
-                    return item.result
-                ended = self._ended(item, deadline)
-                if ended is not None:
-                    self._pending.remove(item)
-                    return ended
+                if item.state == _RUNNING:
+                    # Woken by this job's own event (answered, or back in
+                    # the queue after a lost actor), not by every batch's end.
+                    item.changed.clear()
+                    running = True
+                else:
+                    running = False
+                    if item.result is not None:
+                        return item.result
+                    ended = self._ended(item, deadline)
+                    if ended is not None:
+                        self._pending.remove(item)
+                        return ended
+            if running:
+                item.changed.wait(1.0)  # a hang guard only: the event comes
+                continue
             actor = self._acquire()
             if actor is None:
                 continue
@@ -258,6 +267,7 @@ class RayBackend:
             if lost is None:
                 for entry, result in zip(batch, results, strict=True):
                     entry.result, entry.state = result, _DONE
+                    entry.changed.set()
             else:
                 with self._lock:
                     if actor in self._actors:
@@ -270,7 +280,7 @@ class RayBackend:
                     else:
                         entry.state = _PENDING
                         self._pending.appendleft(entry)
-            self._queued.notify_all()
+                    entry.changed.set()
         if lost is None:
             self._idle.put(actor)
         else:
@@ -332,16 +342,17 @@ class RayBackend:
 
     @property
     def spares(self) -> int:
-        """How many calls to keep in flight: each live actor's slots, each
-        with a batch running and the next gathering (read by the registry's
-        `parallel.workers_for` to keep them all busy; calls beyond the slots
-        wait and go in batches). Connects first: whoever asks is about to
-        run jobs here."""
+        """How many calls to keep in flight: for each slot of each live
+        actor, a batch running and a whole batch waiting (read by the
+        registry's `parallel.workers_for`): when a slot frees, a full batch
+        is ready for it (with only one batch's worth per slot, the batches
+        shrink to the few callers that came back first). Connects first:
+        whoever asks is about to run jobs here."""
         try:
             self.start()
         except Exception:  # noqa: BLE001 - the run itself reports why
             return 0
-        return len(self._actors) * self.slots * self.batch
+        return len(self._actors) * self.slots * self.batch * 2
 
     # -- the cluster ------------------------------------------------------------
 
