@@ -244,11 +244,11 @@ class RayBackend:
         if the actor was lost, each job back in the queue for one more try
         (a second loss ends it unavailable, naming the nodes)."""
         ref = actor.handle.run_batch.remote([(entry.key, entry.job) for entry in batch])
-        unhooks = [
-            entry.cancel.on_cancel(lambda key=entry.key: actor.handle.cancel.remote(key))
-            for entry in batch
-            if entry.cancel is not None
-        ]
+
+        def canceller(key: str) -> Callable[[], None]:
+            return lambda: actor.handle.cancel.remote(key)
+
+        unhooks = [entry.cancel.on_cancel(canceller(entry.key)) for entry in batch if entry.cancel is not None]
         lost: str | None = None
         results: list[Result] = []
         try:
