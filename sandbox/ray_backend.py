@@ -272,6 +272,9 @@ class RayBackend:
                 with self._lock:
                     if actor in self._actors:
                         self._actors.remove(actor)
+                    # Counted now, with the actor gone: a caller never sees
+                    # no actor and none coming while its replacement starts.
+                    self._replacing += 1
                 for entry in reversed(batch):  # back at the front, in their order
                     entry.lost.append(lost)
                     if len(entry.lost) > self.retries:
@@ -425,7 +428,9 @@ class RayBackend:
 
     def _replace(self, ray: Any, lost: _Actor) -> None:
         """Forget a lost actor; start a new one on a node that is still alive
-        (its old node if it came back), so capacity returns."""
+        (its old node if it came back), so capacity returns. The caller
+        counted it in `_replacing`; done here when the new one is up (or
+        cannot be)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from .. import __version__
@@ -434,7 +439,6 @@ class RayBackend:
         with self._lock:
             if lost in self._actors:
                 self._actors.remove(lost)
-            self._replacing += 1
         try:
             self._start_replacement(ray, lost, NodeAffinitySchedulingStrategy, __version__, SandboxActor)
         finally:
