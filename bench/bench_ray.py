@@ -6,10 +6,12 @@ namespace (the script re-runs itself under ``unshare --net``; root only):
 
 - per-call overhead: a trivial call, warm, back to back, direct (the
   restricted backend in this process) and through Ray (one actor);
-- throughput on the same two cores: direct with 2 threads, Ray with 1 actor
-  and with 2 actors (as many threads as actors);
-- verifying 1,000 one-case tools, one after the other as ``verify --all``
-  does, direct and through Ray;
+- throughput on the same two cores: direct against Ray with 1 actor (the
+  head alone) and 2 actors (a worker node added), as the registry fans work
+  out (`parallel.run_jobs`) and with threads calling at once; Ray without
+  batches (the previous way) beside it;
+- verifying 1,000 one-case tools, one after the other and fanned out as
+  ``verify --all`` does, direct and through Ray;
 - the single writer: calls per second that one registry file records (the
   call's bookkeeping and audit append, on a FakeBackend that answers at
   once) from 1, 4 and 8 writer processes: where the registry would saturate.
@@ -125,59 +127,176 @@ def registry_writes(writers: int, seconds: float) -> float:
         return round(total / seconds, 1)
 
 
+def fan_out(backend: Any, calls: int) -> float:
+    """Calls per second as the registry fans work out (`parallel.run_jobs`:
+    as many in flight as `workers_for` says: direct, the spare children
+    within the cores; ray, every actor's slots with a batch gathering)."""
+    from toolcrib.registry.parallel import run_jobs
+    from toolcrib.sandbox.contract import Job
+
+    jobs = [Job(source=TRIVIAL, entrypoint="f", args={"x": i}) for i in range(calls)]
+    start = time.perf_counter()
+    results = run_jobs(backend, jobs)
+    elapsed = time.perf_counter() - start
+    assert all(r is not None and r.status == "ok" and r.result == i + 1 for i, r in enumerate(results))
+    return round(calls / elapsed, 1)
+
+
+def verify_fanned(db: Path, backend: str, tools: int) -> float:
+    """Seconds for `verify --all`'s way: `parallelism` versions at once."""
+    from toolcrib import Registry
+
+    with Registry(db, actor="bench") as reg:
+        if not reg.list():
+            for i in range(tools):
+                reg.add(TRIVIAL.replace("def f", f"def f{i}"), tests=[{"args": {"x": i}, "expected": i + 1}])
+        refs = [t.ref for t in reg.list()]
+        start = time.perf_counter()
+        with ThreadPoolExecutor(reg.parallelism(backend)) as pool:
+            statuses = set(pool.map(lambda ref: reg.verify(ref, backend=backend).status, refs))
+        assert statuses == {"verified"}, statuses
+        return round(time.perf_counter() - start, 2)
+
+
+def tree_cpu() -> float:
+    """CPU seconds used so far by this process and every process below it
+    (the Ray nodes' daemons and actors, the zygotes, and the sandboxes they
+    have reaped): what one side of a measure costs the machine, whatever
+    else runs on it."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    tree = {os.getpid()}
+    grew = True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
+def interleaved(direct: Any, ray: Any, calls: int, rounds: int, measure: Any = None) -> dict[str, float]:
+    """`measure(backend, calls)` (default `fan_out`) on direct and ray in
+    turn, `rounds` times: the medians of each side's calls/s and of the
+    per-round ratio ray / direct (the machine's other load changes between
+    rounds, less within one); and each side's CPU milliseconds per call
+    (this process tree's, Ray's idle daemons included on both sides): the
+    cost on the same cores whatever else runs on the machine."""
+    measure = measure or fan_out
+    rows: list[tuple[float, float, float, float]] = []
+    for _ in range(rounds):
+        cpu0 = tree_cpu()
+        d = measure(direct, calls)
+        cpu1 = tree_cpu()
+        r = measure(ray, calls)
+        cpu2 = tree_cpu()
+        rows.append((d, r, (cpu1 - cpu0) * 1000 / calls, (cpu2 - cpu1) * 1000 / calls))
+    return {
+        "direct": round(statistics.median(x[0] for x in rows), 1),
+        "ray": round(statistics.median(x[1] for x in rows), 1),
+        "percent": round(statistics.median(x[1] / x[0] for x in rows) * 100, 1),
+        "direct_cpu_ms": round(statistics.median(x[2] for x in rows), 2),
+        "ray_cpu_ms": round(statistics.median(x[3] for x in rows), 2),
+        "cpu_percent": round(statistics.median(x[2] / x[3] for x in rows) * 100, 1),
+    }
+
+
+def _row(label: str, m: dict[str, float]) -> tuple[str, Any, Any, str]:
+    return (
+        label,
+        f"{m['direct']} ({m['direct_cpu_ms']} ms CPU)",
+        f"{m['ray']} ({m['ray_cpu_ms']} ms CPU)",
+        f"calls/s; ray {m['percent']} % of direct; per CPU-second {m['cpu_percent']} %",
+    )
+
+
+def _load() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def inner(quick: bool) -> None:
+    import toolcrib.sandbox.backends as table
     from raycluster import RayCluster
     from toolcrib.sandbox.ray_backend import RayBackend
     from toolcrib.sandbox.restricted import RestrictedBackend
 
-    n, calls, tools, seconds = (100, 200, 100, 2.0) if quick else (300, 600, 1000, 5.0)
+    n, calls, tools, seconds, rounds = (100, 400, 100, 2.0, 2) if quick else (300, 1200, 1000, 5.0, 5)
     cluster = RayCluster()
     rows: list[tuple[str, Any, Any, str]] = []
+    loads = {"start": _load()}
     try:
         cluster.start_head()
         cluster.connect()
-        cluster.add_node("worker")
-        cluster.wait_for_nodes(2)
+        cluster.wait_for_nodes(1)
         direct = RestrictedBackend()
+        # One actor: the head node alone.
         one = RayBackend(cluster.address, actors_per_node=1)
         one.start()
-        # Calls one at a time: whichever actor takes it, one round trip each.
+        # Calls one at a time: one round trip each.
         d, r = per_call(direct, n), per_call(one, n)
         rows.append(("trivial call, warm, median", f"{d['median_ms']} ms", f"{r['median_ms']} ms", "one at a time"))
         rows.append(("trivial call, warm, p90", f"{d['p90_ms']} ms", f"{r['p90_ms']} ms", "one at a time"))
         rows.append(("throughput, 1 thread", throughput(direct, 1, calls), throughput(one, 1, calls), "calls/s"))
+        rows.append(_row("fan-out, 1 actor (run_jobs), median", interleaved(direct, one, calls, rounds)))
         one.close()
+        # The same without batches: as before (a Ray call per job, slots in flight).
+        one_unbatched = RayBackend(cluster.address, actors_per_node=1, batch=1)
+        one_unbatched.start()
+        rows.append(_row("fan-out, 1 actor, no batches (before)", interleaved(direct, one_unbatched, calls, rounds)))
+        one_unbatched.close()
+        cluster.add_node("worker")
+        cluster.wait_for_nodes(2)
+        # Two actors, one per node; first without batches (the previous way).
+        unbatched = RayBackend(cluster.address, actors_per_node=1, batch=1)
+        unbatched.start()
+        before = interleaved(direct, unbatched, calls, rounds, lambda b, c: throughput(b, 4, c))
+        rows.append(_row("2 actors, 4 threads, no batches (before)", before))
+        unbatched.close()
         two = RayBackend(cluster.address, actors_per_node=1)
         two.start()
-        rows.append(
-            ("throughput, 2 actors / 4 threads", throughput(direct, 4, calls), throughput(two, 4, calls), "calls/s")
-        )
+        rows.append(_row("fan-out, 2 actors (run_jobs), median", interleaved(direct, two, calls, rounds)))
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "v.db"
             seconds_direct = verify_all(db, "restricted", tools)
-            # The same versions again, on Ray (a new registry holding the same tools).
             db2 = Path(tmp) / "v2.db"
-            import toolcrib.sandbox.backends as table
-
             with table.registered("ray", two):
                 seconds_ray = verify_all(db2, "ray", tools)
-        rows.append((f"verify {tools} one-case tools, one by one", f"{seconds_direct} s", f"{seconds_ray} s", ""))
+            rows.append((f"verify {tools} one-case tools, one by one", f"{seconds_direct} s", f"{seconds_ray} s", ""))
+            db3, db4 = Path(tmp) / "v3.db", Path(tmp) / "v4.db"
+            seconds_direct = verify_fanned(db3, "restricted", tools)
+            with table.registered("ray", two):
+                seconds_ray = verify_fanned(db4, "ray", tools)
+            rows.append((f"verify {tools} one-case tools, fanned out", f"{seconds_direct} s", f"{seconds_ray} s", ""))
         two.close()
         direct.close()
     finally:
+        loads["end of the ray part"] = _load()
         cluster.stop()
     writes = {w: registry_writes(w, seconds) for w in (1, 4, 8)}
+    loads["end"] = _load()
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "load_average_1_5_15": loads,
         "rows": [{"measure": m, "direct": a, "ray": b, "note": c} for m, a, b, c in rows],
         "registry_calls_per_s_by_writers": writes,
     }
     OUT.mkdir(exist_ok=True)
     (OUT / "bench_ray.json").write_text(json.dumps(report, indent=2))
-    print(f"{'measure':45} {'direct':>14} {'ray':>14}  note")
+    print(f"{'measure':45} {'direct':>24} {'ray':>24}  note")
     for m, a, b, c in rows:
-        print(f"{m:45} {a!s:>14} {b!s:>14}  {c}")
+        print(f"{m:45} {a!s:>24} {b!s:>24}  {c}")
     print("registry: calls recorded per second, by writer processes:", writes)
+    print("load average (1/5/15 min):", loads)
 
 
 def main() -> None:

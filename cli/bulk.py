@@ -17,19 +17,32 @@ import io
 import json
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..registry import AddResult, ProvenanceInput, Registry
+from ..registry import AddResult, ProvenanceInput, Registry, Verification
 from ..registry.cases import load_tests
-from ..registry.errors import InvalidInput, ToolcribError
+from ..registry.errors import InvalidInput, SandboxUnavailable, ToolcribError
 from ..sandbox.inside.wire import MAX_FILE_DEPTH, ProtocolError, read_json
 from .common import CLIError, echo_json, echo_text
 
-__all__ = ["Entry", "Outcome", "is_table", "provenance_for", "read_entries", "report", "run_entries"]
+__all__ = [
+    "Checked",
+    "Entry",
+    "Outcome",
+    "checked_line",
+    "exit_code_for",
+    "is_table",
+    "provenance_for",
+    "read_entries",
+    "report",
+    "run_entries",
+    "verify_admitted",
+]
 
 TABLE_SUFFIXES = (".jsonl", ".csv")
 _COLUMNS = frozenset({"source", "name", "entrypoint", "tests", "requires", "params", "metadata"})
@@ -55,11 +68,45 @@ class Entry:
 
 
 @dataclass
+class Checked:
+    """What `add --verify` found for an admitted version: its verdict, or
+    why it was not verified (``skipped``: it has no test cases; otherwise
+    ``error`` with its exit code, e.g. 6 for a sandbox that cannot run)."""
+
+    verification: Verification | None = None
+    skipped: str | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+    @property
+    def status(self) -> str:
+        if self.verification is not None:
+            return self.verification.status
+        return "skipped" if self.skipped is not None else "unverified"
+
+    def json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"status": self.status}
+        if self.verification is not None:
+            data.update(
+                passed=self.verification.passed,
+                failed=self.verification.failed,
+                backend=self.verification.backend,
+                layers=self.verification.layers,
+            )
+        elif self.skipped is not None:
+            data.update(reason=self.skipped)
+        else:
+            data.update(error=self.error, exit_code=self.exit_code)
+        return data
+
+
+@dataclass
 class Outcome:
     entry: Entry
     result: AddResult | None = None
     error: str | None = None
     exit_code: int = 0
+    checked: Checked | None = None  # with --verify, for an admitted version
 
     def json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"source": self.entry.label, "admitted": self.result is not None}
@@ -82,6 +129,8 @@ class Outcome:
             tests=len(tool.tests),
             notes=self.result.notes,
         )
+        if self.checked is not None:
+            data["verification"] = self.checked.json()
         return data
 
 
@@ -257,14 +306,77 @@ def provenance_for(entry: Entry, base: ProvenanceInput) -> ProvenanceInput:
     return base.model_copy(update={"metadata": {**base.metadata, **entry.metadata}})
 
 
+def verify_admitted(
+    reg: Registry,
+    outcomes: list[Outcome],
+    *,
+    backend: str,
+    policy: str | None = None,
+    no_build: bool = False,
+) -> None:
+    """`add --verify`: verify every admitted version on `backend`, as many
+    at once as it has room for (`Registry.parallelism`: the restricted
+    backend's spare children within the cores, every actor of a Ray
+    cluster), never more in flight (the pool's workers are the
+    backpressure); each outcome gets its `Checked`, a progress bar on
+    stderr counts them as they finish. A version without test cases is
+    skipped; a sandbox that cannot run is recorded per version (exit 6)."""
+    admitted = [o for o in outcomes if o.result is not None]
+    if not admitted:
+        return
+
+    def one(outcome: Outcome) -> Checked:
+        assert outcome.result is not None
+        ref = outcome.result.tool.ref
+        try:
+            return Checked(verification=reg.verify(ref, backend=backend, policy=policy, no_build=no_build))
+        except SandboxUnavailable as err:
+            return Checked(error=err.message, exit_code=err.exit_code)
+        except InvalidInput as err:  # e.g. a version with no test cases
+            if not outcome.result.tool.tests:
+                return Checked(skipped=err.message)
+            return Checked(error=err.message, exit_code=err.exit_code)
+        except ToolcribError as err:
+            return Checked(error=err.message, exit_code=err.exit_code)
+
+    workers = max(1, reg.parallelism(backend)) if len(admitted) > 1 else 1
+    with click.progressbar(length=len(admitted), label="verifying", file=sys.stderr, show_pos=True) as bar:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="toolcrib-add-verify") as pool:
+            futures = {pool.submit(one, outcome): outcome for outcome in admitted}
+            try:
+                for future in as_completed(futures):
+                    futures[future].checked = future.result()
+                    bar.update(1)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+
+def exit_code_for(outcomes: list[Outcome]) -> int:
+    """0: every tool admitted (and, with --verify, verified or without test
+    cases); 2: any refused; else 6: the sandbox could not verify one; else
+    1: a version failed its verification (or another error stopped it)."""
+    if any(o.result is None for o in outcomes):
+        return 2
+    checked = [o.checked for o in outcomes if o.checked is not None]
+    if any(c.exit_code == SandboxUnavailable.exit_code for c in checked):
+        return SandboxUnavailable.exit_code
+    if any(c.status == "failed" or c.error is not None for c in checked):
+        return 1
+    return 0
+
+
 def report(outcomes: list[Outcome], json_output: bool) -> int:
-    """Print the per-tool report; the exit code: 0 if every tool was
-    admitted, 2 if any was refused."""
+    """Print the per-tool report; the exit code (`exit_code_for`)."""
     refused = [o for o in outcomes if o.result is None]
+    checked = [o.checked for o in outcomes if o.checked is not None]
+    counts = {"admitted": len(outcomes) - len(refused), "refused": len(refused)}
+    if checked:
+        for status in ("verified", "failed", "skipped", "unverified"):
+            counts[status] = sum(1 for c in checked if c.status == status)
     if json_output:
-        echo_json(
-            {"admitted": len(outcomes) - len(refused), "refused": len(refused), "tools": [o.json() for o in outcomes]}
-        )
+        echo_json({**counts, "tools": [o.json() for o in outcomes]})
     else:
         for outcome in outcomes:
             if outcome.result is None:
@@ -276,5 +388,17 @@ def report(outcomes: list[Outcome], json_output: bool) -> int:
             for note in outcome.result.notes:
                 if note.startswith("missing: "):
                     echo_text(f"         warning: {note.removeprefix('missing: ')}")
-        click.echo(f"{len(outcomes) - len(refused)} admitted, {len(refused)} refused", err=True)
-    return 2 if refused else 0
+            if outcome.checked is not None:
+                echo_text(f"         {checked_line(outcome.checked)}")
+        click.echo(", ".join(f"{count} {label}" for label, count in counts.items()), err=True)
+    return exit_code_for(outcomes)
+
+
+def checked_line(checked: Checked) -> str:
+    verdict = checked.verification
+    if verdict is not None:
+        total = verdict.passed + verdict.failed
+        return f"{verdict.status} ({verdict.passed}/{total} passed, {verdict.backend} backend)"
+    if checked.skipped is not None:
+        return f"not verified: {checked.skipped}"
+    return f"not verified: {checked.error}"

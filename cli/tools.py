@@ -14,7 +14,19 @@ from ..registry.admission import check_name
 from ..registry.cases import load_tests
 from ..registry.schema_check import declared_forms
 from ..registry.search import FIT_THRESHOLD, query_words
-from .bulk import Entry, is_table, provenance_for, read_entries, report, run_entries
+from ..sandbox import BACKEND_NAMES
+from .bulk import (
+    Entry,
+    Outcome,
+    checked_line,
+    exit_code_for,
+    is_table,
+    provenance_for,
+    read_entries,
+    report,
+    run_entries,
+    verify_admitted,
+)
 from .checks import compare_after_add, flag_line
 from .common import (
     CLIError,
@@ -137,6 +149,21 @@ def init(review: str | None, json_output: bool) -> None:
     default=None,
     help="Treat the input as an LLM's Markdown reply (default: detect, and .md files).",
 )
+@click.option(
+    "verify_after",
+    "--verify",
+    is_flag=True,
+    help="Then verify each admitted version on --backend, several at once where the backend has room "
+    "(a Ray cluster: every actor), with a progress bar on stderr and each verdict in the report.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKEND_NAMES),
+    default="restricted",
+    show_default=True,
+    envvar="TOOLCRIB_BACKEND",
+    help="Sandbox backend for --verify ($TOOLCRIB_BACKEND).",
+)
 @json_option
 def add(
     sources: tuple[str, ...],
@@ -159,6 +186,8 @@ def add(
     params: tuple[str, ...],
     strip_top_level: bool,
     markdown: bool | None,
+    verify_after: bool,
+    backend: str,
     json_output: bool,
 ) -> None:
     """Register a tool version from a .py file, stdin, or a Markdown reply.
@@ -177,6 +206,11 @@ def add(
     progress bar on stderr, exit code 0 if every tool was admitted, 2 if any
     was refused.
 
+    --verify then verifies every admitted version (a version without test
+    cases is skipped), fanned out over the backend's room; the report gives
+    each verdict. Exit code: 2 if any tool was refused, else 6 if the sandbox
+    could not run, else 1 if a version failed its tests, else 0.
+
     \b
     Examples:
         toolcrib add sort_words.py --tests sort_words.tests.json --generator gpt-4
@@ -188,6 +222,7 @@ def add(
         toolcrib add solve.py --requires "sympy>=1.12" --tests solve.tests.json
         toolcrib add tools/ --prelude mathlib --namespace mathlib --json
         toolcrib add corpus.jsonl --prelude header.py --allow-missing
+        toolcrib add tools/ --verify --backend ray
     """
     paths = list(sources) or ["-"]
     bulk = len(paths) > 1 or any(p != "-" and (Path(p).is_dir() or is_table(p)) for p in paths)
@@ -254,7 +289,10 @@ def add(
                 **shared,
             )
 
-        code = report(run_entries(reg, entries, add_one), json_output)
+        outcomes = run_entries(reg, entries, add_one)
+        if verify_after:
+            verify_admitted(reg, outcomes, backend=backend)
+        code = report(outcomes, json_output)
         if code:
             click.get_current_context().exit(code)
         return
@@ -277,6 +315,11 @@ def add(
     )
     tool = outcome.tool
     compared, why_not = compare_after_add(reg, tool.ref, outcome.bump) if outcome.created else (None, None)
+    checked: Outcome | None = None
+    if verify_after:
+        checked = Outcome(Entry(label=source), result=outcome)
+        verify_admitted(reg, [checked], backend=backend)
+    verdict = {"verification": checked.checked.json()} if checked is not None and checked.checked else {}
     if json_output:
         echo_json(
             {
@@ -297,8 +340,10 @@ def add(
                 "untyped": tool.signature.untyped,
                 "param_forms": declared_forms(tool.signature.input_schema),
                 "notes": outcome.notes,
+                **verdict,
             }
         )
+        _exit_for(checked)
         return
     for note in outcome.notes:
         label = "warning" if note.startswith("missing: ") else "note"
@@ -313,6 +358,16 @@ def add(
     line = flag_line(compared) if compared is not None else why_not
     if line:
         echo_text(f"warning: {line}", err=True)
+    if checked is not None and checked.checked is not None:
+        echo_text(checked_line(checked.checked))
+    _exit_for(checked)
+
+
+def _exit_for(checked: Outcome | None) -> None:
+    """add --verify of one tool: exit as the bulk report would (1 failed, 6 unavailable)."""
+    code = exit_code_for([checked]) if checked is not None else 0
+    if code:
+        click.get_current_context().exit(code)
 
 
 def _prelude_option(value: str | None) -> tuple[str | None, str | None]:

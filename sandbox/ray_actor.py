@@ -47,8 +47,8 @@ def _runtime() -> tuple[str, str, str]:
 
 class SandboxActor:
     """One sandbox on one node: a restricted backend whose jail is whole.
-    Ray runs two of its methods at once at most (``max_concurrency=2``): a
-    `run` and the `cancel` or `describe` that may come while it runs."""
+    Ray runs its methods on a few threads at once (``max_concurrency``: the
+    backend's slots, plus one for a `cancel` or `describe` while they run)."""
 
     def __init__(self, version: str) -> None:
         from .restricted import RestrictedBackend
@@ -65,7 +65,8 @@ class SandboxActor:
             raise JailIncomplete(f"node {self.node_id[:12]} ({self.address}): the jail is not whole: {why}")
         self.layers = tuple(str(entry["layer"]) for entry in layers if entry.get("in_force"))
         self.driver_version = version
-        self._cancels: dict[str, Cancel] = {}
+        self._cancels: dict[str, Cancel] = {}  # every job of the batches here, by key
+        self._running: set[str] = set()  # the keys of those running now
         self._guard = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
@@ -80,7 +81,8 @@ class SandboxActor:
             "layers": list(self.layers),
             "toolcrib": __version__,
             "driver_toolcrib": self.driver_version,
-            "in_flight": sorted(self._cancels),
+            "in_flight": sorted(self._running),
+            "batched": sorted(self._cancels),  # the jobs of the batches here, running or waiting
         }
 
     def prepare(self, lock: Lock, wheels: dict[str, bytes]) -> None:
@@ -107,14 +109,32 @@ class SandboxActor:
 
     def run(self, key: str, job: Job) -> Result:
         """Run one job in a fresh jailed child of this node's zygote."""
-        cancel = Cancel()
+        return self.run_batch([(key, job)])[0]
+
+    def run_batch(self, jobs: list[tuple[str, Job]]) -> list[Result]:
+        """Run several jobs, one after the other, each in a fresh jailed
+        child of this node's zygote; their results in order. One Ray call
+        carries them all, so Ray's own cost per call is paid once for the
+        batch (the driver batches when calls queue up). Each job can be
+        cancelled by its key, before it starts or while it runs."""
+        cancels = {key: Cancel() for key, _job in jobs}
         with self._guard:
-            self._cancels[key] = cancel
+            self._cancels.update(cancels)
+        try:
+            return [self._one(key, job, cancels[key]) for key, job in jobs]
+        finally:
+            with self._guard:
+                for key in cancels:
+                    self._cancels.pop(key, None)
+
+    def _one(self, key: str, job: Job, cancel: Cancel) -> Result:
+        with self._guard:
+            self._running.add(key)
         try:
             result = self.backend.run(job, cancel)
         finally:
             with self._guard:
-                self._cancels.pop(key, None)
+                self._running.discard(key)
         where = {"ray_node": self.node_id, "ray_node_address": self.address, "ray_actor": self.actor_id}
         return Result(
             status=result.status,
@@ -130,7 +150,8 @@ class SandboxActor:
         )
 
     def cancel(self, key: str) -> bool:
-        """Cancel the job `key` if it is running here (kills its process)."""
+        """Cancel the job `key` if it is here: running (its process is
+        killed) or waiting in its batch (it ends at once when its turn comes)."""
         with self._guard:
             cancel = self._cancels.get(key)
         if cancel is None:

@@ -23,6 +23,7 @@ local cluster started for this process when ``start_local`` (or
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import itertools
 import os
@@ -73,6 +74,25 @@ class _Actor:
         self.address = address
 
 
+_PENDING, _RUNNING, _DONE = "pending", "running", "done"
+
+
+class _Item:
+    """One job waiting for, or running on, an actor (its caller waits for
+    ``result``); ``lost`` names the actors it was lost with."""
+
+    __slots__ = ("job", "cancel", "key", "state", "result", "lost", "changed")
+
+    def __init__(self, job: Job, cancel: Cancel | None, key: str) -> None:
+        self.job = job
+        self.cancel = cancel
+        self.key = key
+        self.state = _PENDING
+        self.result: Result | None = None
+        self.lost: list[str] = []
+        self.changed = threading.Event()  # set when it leaves `_RUNNING`
+
+
 class RayBackend:
     """Jobs run by `SandboxActor`s on a Ray cluster's nodes."""
 
@@ -89,6 +109,7 @@ class RayBackend:
         start_local: bool | None = None,
         retries: int = 1,
         slots: int = 2,
+        batch: int = 8,
     ) -> None:
         self.address = address or os.environ.get(ADDRESS_ENV) or None
         env_actors = os.environ.get(ACTORS_ENV)
@@ -98,6 +119,11 @@ class RayBackend:
         # Calls one actor runs at once: as many as its zygote keeps spare
         # children ready (2), so a call's round trip overlaps another's run.
         self.slots = max(1, slots)
+        # Jobs one Ray call may carry when calls queue up (1: never batch).
+        self.batch = max(1, batch)
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._queued = threading.Lock()
+        self._replacing = 0  # lost actors being replaced now
         self._lock = threading.Lock()
         self._started = False
         self._owns_cluster = False
@@ -141,29 +167,127 @@ class RayBackend:
         ray.get([actor.handle.prepare.remote(lock, wheels) for actor in self._actors])
 
     def run(self, job: Job, cancel: Cancel | None = None) -> Result:
+        """Run `job` on an actor. Alone, it goes at once in a call of its
+        own; when calls queue up (a fan-out: verify --all, use --questions,
+        a verification's cases), whichever caller gets a free actor slot
+        takes its own job and up to ``batch - 1`` queued ones, in order, in
+        one Ray call: Ray's own cost per call is then paid once per batch."""
         try:
             self.start()
         except Exception as exc:  # noqa: BLE001 - every outcome is a Result
             return _unavailable(str(exc))
         ray = _ray()
-        lost: list[str] = []
-        for _attempt in range(self.retries + 1):
-            actor = self._acquire(cancel)
-            if actor is None:
-                if cancel is not None and cancel.cancelled:
-                    return Result(
-                        status="error", backend=self.name, error=ErrorInfo("Cancelled", "the call was cancelled")
-                    )
-                return _unavailable(f"no Ray actor became free within {ACQUIRE_TIMEOUT_S:.0f} s")
-            try:
-                result = self._run_on(ray, actor, job, cancel)
-            except _lost_errors(ray) as exc:
-                lost.append(f"node {actor.node[:12]} ({actor.address}): {type(exc).__name__}")
-                self._replace(ray, actor)
+        item = _Item(job, cancel, f"{os.getpid()}-{next(self._keys)}")
+        with self._queued:
+            self._pending.append(item)
+        deadline = time.monotonic() + ACQUIRE_TIMEOUT_S
+        while True:
+            with self._queued:
+                if item.state == _RUNNING:
+                    # Woken by this job's own event (answered, or back in
+                    # the queue after a lost actor), not by every batch's end.
+                    item.changed.clear()
+                    running = True
+                else:
+                    running = False
+                    if item.result is not None:
+                        return item.result
+                    ended = self._ended(item, deadline)
+                    if ended is not None:
+                        self._pending.remove(item)
+                        return ended
+            if running:
+                item.changed.wait(1.0)  # a hang guard only: the event comes
                 continue
+            actor = self._acquire()
+            if actor is None:
+                continue
+            with self._queued:
+                batch = self._take_batch(item) if item.state == _PENDING else []
+            if not batch:  # another caller's batch took this job meanwhile
+                self._idle.put(actor)
+                continue
+            self._run_batch(ray, actor, batch)
+
+    def _ended(self, item: _Item, deadline: float) -> Result | None:
+        """Why a job still waiting will not run (cancelled, no actor left,
+        none free for too long), or None."""
+        if item.cancel is not None and item.cancel.cancelled:
+            return Result(status="error", backend=self.name, error=ErrorInfo("Cancelled", "the call was cancelled"))
+        if not self._actors and not self._replacing:
+            return _unavailable("no Ray actor is left to run the call: " + "; ".join(item.lost or ["none started"]))
+        if time.monotonic() >= deadline:
+            return _unavailable(f"no Ray actor became free within {ACQUIRE_TIMEOUT_S:.0f} s")
+        return None
+
+    def _take_batch(self, first: _Item) -> list[_Item]:
+        """`first` and more waiting jobs, oldest first, now running (under
+        `_queued`): the waiting jobs' share of the free slots (this one and
+        the idle ones), at most ``batch``, so a few long jobs still spread
+        over every actor while a queue of short ones goes in batches."""
+        free = 1 + self._idle.qsize()
+        size = min(self.batch, -(-len(self._pending) // free))
+        self._pending.remove(first)
+        batch = [first]
+        while self._pending and len(batch) < size:
+            other = self._pending.popleft()
+            if other.cancel is not None and other.cancel.cancelled:
+                self._pending.appendleft(other)  # its caller answers it
+                break
+            batch.append(other)
+        for entry in batch:
+            entry.state = _RUNNING
+        return batch
+
+    def _run_batch(self, ray: Any, actor: _Actor, batch: list[_Item]) -> None:
+        """One Ray call for the batch on `actor`; each job's result, or,
+        if the actor was lost, each job back in the queue for one more try
+        (a second loss ends it unavailable, naming the nodes)."""
+        ref = actor.handle.run_batch.remote([(entry.key, entry.job) for entry in batch])
+
+        def canceller(key: str) -> Callable[[], None]:
+            return lambda: actor.handle.cancel.remote(key)
+
+        unhooks = [entry.cancel.on_cancel(canceller(entry.key)) for entry in batch if entry.cancel is not None]
+        lost: str | None = None
+        results: list[Result] = []
+        try:
+            replies = ray.get(ref)
+            if not isinstance(replies, list) or len(replies) != len(batch):
+                replies = [_unavailable("the Ray actor answered a batch of the wrong length")] * len(batch)
+            results = [_checked(reply) for reply in replies]
+        except _lost_errors(ray) as exc:
+            lost = f"node {actor.node[:12]} ({actor.address}): {type(exc).__name__}"
+        except Exception as exc:  # noqa: BLE001 - every job gets a Result
+            results = [_unavailable(f"the Ray call failed: {' '.join(str(exc).split())[:300]}")] * len(batch)
+        finally:
+            for unhook in unhooks:
+                unhook()
+        with self._queued:
+            if lost is None:
+                for entry, result in zip(batch, results, strict=True):
+                    entry.result, entry.state = result, _DONE
+                    entry.changed.set()
+            else:
+                with self._lock:
+                    if actor in self._actors:
+                        self._actors.remove(actor)
+                    # Counted now, with the actor gone: a caller never sees
+                    # no actor and none coming while its replacement starts.
+                    self._replacing += 1
+                for entry in reversed(batch):  # back at the front, in their order
+                    entry.lost.append(lost)
+                    if len(entry.lost) > self.retries:
+                        message = "the call's Ray actor was lost, and again on retry: " + "; ".join(entry.lost)
+                        entry.result, entry.state = _unavailable(message), _DONE
+                    else:
+                        entry.state = _PENDING
+                        self._pending.appendleft(entry)
+                    entry.changed.set()
+        if lost is None:
             self._idle.put(actor)
-            return result
-        return _unavailable("the call's Ray actor was lost, and again on retry: " + "; ".join(lost))
+        else:
+            self._replace(ray, actor)
 
     def configured(self) -> bool:
         """Whether a cluster was named (an address, Ray's own ``RAY_ADDRESS``,
@@ -221,14 +345,17 @@ class RayBackend:
 
     @property
     def spares(self) -> int:
-        """How many calls can run at once: one per live actor (read by the
-        registry's `parallel.workers_for` to keep them all busy). Connects
-        first: whoever asks is about to run jobs here."""
+        """How many calls to keep in flight: for each slot of each live
+        actor, a batch running and a whole batch waiting (read by the
+        registry's `parallel.workers_for`): when a slot frees, a full batch
+        is ready for it (with only one batch's worth per slot, the batches
+        shrink to the few callers that came back first). Connects first:
+        whoever asks is about to run jobs here."""
         try:
             self.start()
         except Exception:  # noqa: BLE001 - the run itself reports why
             return 0
-        return len(self._actors) * self.slots
+        return len(self._actors) * self.slots * self.batch * 2
 
     # -- the cluster ------------------------------------------------------------
 
@@ -288,35 +415,22 @@ class RayBackend:
             why = "; ".join(f"{node[:12]}: {reason}" for node, reason in self._refused.items()) or "no live node"
             raise RuntimeError(f"no node of the Ray cluster at {self.address or 'auto'} can take work ({why})")
 
-    def _acquire(self, cancel: Cancel | None) -> _Actor | None:
-        deadline = time.monotonic() + ACQUIRE_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if cancel is not None and cancel.cancelled:
-                return None
-            try:
-                actor = self._idle.get(timeout=_POLL_S)
-            except queue.Empty:
-                if not self._actors:
-                    return None
-                continue
-            if actor in self._actors:
-                return actor
-            # a slot of an actor lost since: dropped, never handed out
-        return None
-
-    def _run_on(self, ray: Any, actor: _Actor, job: Job, cancel: Cancel | None) -> Result:
-        key = f"{os.getpid()}-{next(self._keys)}"
-        ref = actor.handle.run.remote(key, job)
-        unhook = cancel.on_cancel(lambda: actor.handle.cancel.remote(key)) if cancel is not None else (lambda: None)
+    def _acquire(self) -> _Actor | None:
+        """A free slot of a live actor, or None after a short wait (the
+        caller looks again at its job: it may have been run meanwhile)."""
         try:
-            reply = ray.get(ref)
-        finally:
-            unhook()
-        return _checked(reply)
+            actor = self._idle.get(timeout=_POLL_S)
+        except queue.Empty:
+            return None
+        if actor in self._actors:
+            return actor
+        return None  # a slot of an actor lost since: dropped, never handed out
 
     def _replace(self, ray: Any, lost: _Actor) -> None:
         """Forget a lost actor; start a new one on a node that is still alive
-        (its old node if it came back), so capacity returns."""
+        (its old node if it came back), so capacity returns. The caller
+        counted it in `_replacing`; done here when the new one is up (or
+        cannot be)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from .. import __version__
@@ -325,19 +439,26 @@ class RayBackend:
         with self._lock:
             if lost in self._actors:
                 self._actors.remove(lost)
+        try:
+            self._start_replacement(ray, lost, NodeAffinitySchedulingStrategy, __version__, SandboxActor)
+        finally:
+            with self._lock:
+                self._replacing -= 1
+
+    def _start_replacement(self, ray: Any, lost: _Actor, strategy: Any, version: str, actor_class: Any) -> None:
         alive = [n for n in ray.nodes() if n.get("Alive") and n["NodeID"] not in self._refused]
         if not alive:
             return
         node = next((n for n in alive if n["NodeID"] == lost.node), alive[0])
         handle = (
-            ray.remote(SandboxActor)
+            ray.remote(actor_class)
             .options(
                 num_cpus=0,
                 max_concurrency=self.slots + 1,
                 max_restarts=0,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+                scheduling_strategy=strategy(node["NodeID"], soft=False),
             )
-            .remote(__version__)
+            .remote(version)
         )
         try:
             ray.get(handle.describe.remote(), timeout=120)

@@ -36,6 +36,11 @@ _CLONE_NEWNET = 0x40000000
 HEAD_PORT = 6379  # the namespace is this process's own: every port is free there
 DEADLINE = 240.0  # seconds; a hang guard, far beyond what a start needs
 _ENTERED = False
+# Ray's idle processes kept to what the backend needs (docs/sandbox-ray.md,
+# "Fewer idle processes"): no dashboard, no autoscaler monitor, no log
+# monitor (the backend never forwards workers' logs to the driver).
+QUIET_NODE = ["--include-log-monitor=false"]
+QUIET_HEAD = ["--include-dashboard=false", "--no-monitor", *QUIET_NODE]
 
 
 def in_private_network() -> bool:
@@ -122,7 +127,7 @@ class RayCluster:
                 "--head",
                 f"--port={HEAD_PORT}",
                 "--num-cpus=1",
-                "--include-dashboard=false",
+                *QUIET_HEAD,
                 f"--temp-dir={self.temp}",
                 "--object-store-memory=200000000",
             ],
@@ -131,7 +136,7 @@ class RayCluster:
     def add_node(self, label: str, *, without_landlock: bool = False) -> None:
         self._start(
             label,
-            [f"--address={self.address}", "--num-cpus=1", "--object-store-memory=200000000"],
+            [f"--address={self.address}", "--num-cpus=1", "--object-store-memory=200000000", *QUIET_NODE],
             without_landlock=without_landlock,
         )
 

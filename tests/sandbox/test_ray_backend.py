@@ -334,6 +334,75 @@ def test_the_mcp_server_serves_calls_on_the_cluster(cluster: Any, tmp_path: Path
     assert all(c.details["backend"] == "ray" for c in calls)
 
 
+def _actor_with_a_batch(backend: RayBackend) -> tuple[Any, dict[str, Any]]:
+    """An actor running one job of a batch of several, once one is."""
+    import ray
+
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        for handle, _node in backend.actors():
+            try:
+                info = ray.get(handle.describe.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - an actor being replaced
+                continue
+            if info["in_flight"] and len(info["batched"]) >= 2:
+                return handle, info
+        time.sleep(0.05)
+    raise AssertionError("no batch of several jobs came in flight")
+
+
+def test_a_lost_batchs_jobs_are_each_run_again_once_and_audited_once(cluster: Any, tmp_path: Path) -> None:
+    """Calls queued while every actor is busy go in batches; an actor lost
+    with a batch puts each of its jobs back once: each runs to its end on
+    another actor, and each call is audited once."""
+    import ray
+
+    backend = RayBackend(cluster.address, actors_per_node=1, slots=1, batch=4)
+    with Registry(tmp_path / "r.db", actor="tester", backends={"ray": backend}) as reg:
+        reg.add(SPIN, tests=[{"args": {"n": 1}, "expected": 1}])
+        backend.start()
+        first = [_call_in_thread(reg, "spin", {"n": 0}) for _ in range(2)]
+        # Both actors busy (one slot each); the next four calls queue up and
+        # leave in a batch when a slot frees.
+        _in_flight(backend)
+        _in_flight(backend, exclude={_in_flight(backend)[1]["actor"]})
+        queued = [_call_in_thread(reg, "spin", {"n": 0}) for _ in range(4)]
+        handle, lost = _actor_with_a_batch(backend)
+        ray.kill(handle, no_restart=True)
+        for thread, _out in first + queued:
+            thread.join(DEADLINE)
+        calls = reg.audit(event="call", tool="spin")
+    backend.close()
+    outcomes = [out[0] for _thread, out in first + queued]
+    assert all(o.status == "limit" and o.limit == "cpu" for o in outcomes), outcomes
+    assert len(calls) == 6 and all(c.details["status"] == "limit" for c in calls)
+    # Only a call that ended before the kill names the lost actor.
+    assert sum(1 for c in calls if c.details["environment"]["ray_actor"] == lost["actor"]) <= 1
+
+
+def test_bulk_add_verify_runs_on_both_actors(cluster: Any, tmp_path: Path) -> None:
+    """`add DIR --verify --backend ray` verifies each admitted version on
+    the cluster: every version verified, and both nodes' actors ran cases."""
+    from click.testing import CliRunner
+    from toolcrib.cli import cli
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    names = [f"add{i}" for i in range(6)]
+    for name in names:
+        (lib / f"{name}.py").write_text(ADD.replace("def add", f"def {name}"))
+        (lib / f"{name}.tests.json").write_text(json.dumps(ADD_TESTS))
+    db = tmp_path / "r.db"
+    done = CliRunner().invoke(cli, ["--registry", str(db), "add", str(lib), "--verify", "--backend", "ray", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert [t["verification"]["status"] for t in report["tools"]] == ["verified"] * 6
+    assert all(t["verification"]["backend"] == "ray" for t in report["tools"])
+    with Registry(db, create=False) as reg:
+        ran_on = {case.environment["ray_node"] for name in names for case in reg.verification(name).cases}
+    assert ran_on == set(cluster_nodes()), ran_on
+
+
 # -- the tests below change the cluster's nodes ------------------------------------------
 
 
