@@ -36,6 +36,7 @@ from ..sandbox.contract import (
     PolicyName,
     Result,
 )
+from ..sandbox.default_backend import default_backend
 from .audit import CAP_BYTES, append_row, cap_value
 from .errors import ArgumentsError, ExtraMissing, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
 from .limits import DEFAULT_MAX_LIMITS, granted, stored_maxima
@@ -311,6 +312,13 @@ def job_limits(declared: Limits | None, maxima: Limits, overrides: dict[str, flo
         raise InvalidInput(f"invalid {exc}") from None
 
 
+def backend_name(name: str | None) -> str:
+    """The backend a run uses: the one named, else this machine's default
+    ("restricted" where the Linux jail exists, else "wasm":
+    sandbox/default_backend.py)."""
+    return default_backend() if name is None else name
+
+
 def start_backend(name: str, backends: Backends | None = None) -> Backend:
     """The backend called `name`: from `backends` (a registry's, with what
     was injected into it), else the shared one of the table.
@@ -391,7 +399,7 @@ class Caller:
         args: dict[str, Any] | None = None,
         *,
         snippet: str | None = None,
-        backend: str = "restricted",
+        backend: str | None = None,
         limits: dict[str, float] | None = None,
         policy: str | None = None,
         allow_unverified: bool = False,
@@ -406,6 +414,7 @@ class Caller:
         )
         tool = CallTarget.load(self.conn, row)
         mode = "snippet" if snippet is not None else "args"
+        backend = backend_name(backend)
         base: dict[str, Any] = {"mode": mode, "backend": backend}
         try:
             if mode == "snippet":

@@ -660,12 +660,11 @@ class _Call:
 
 def jail_available() -> bool:
     """Whether the wasmtime host can run in the jail here (Linux with
-    Landlock). Nothing Linux-only is imported elsewhere (macOS, Windows)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    from .inside.jail import landlock_abi
+    Landlock, and not reported off by ``$TOOLCRIB_NO_LINUX_JAIL=1``).
+    Nothing Linux-only is imported elsewhere (macOS, Windows)."""
+    from .default_backend import linux_jail_available
 
-    return landlock_abi() > 0
+    return linux_jail_available()
 
 
 _runtimes_lock = threading.Lock()

@@ -120,3 +120,25 @@ def test_doctor_shows_the_wasm_state_and_without_the_extra_does_not_fail_on_it(t
     check = next(c for c in report["checks"] if c["name"] == "wasm backend")
     assert check["ok"] is True and "pip install 'toolcrib[wasm]'" in check["detail"], check
     assert report["wasm"]["installed"] is False
+
+
+def test_where_the_linux_jail_is_missing_a_call_without_the_extra_names_the_pip_command(
+    db: Path, tmp_path: Path
+) -> None:
+    # As on macOS without `pip install 'toolcrib[wasm]'`: no backend named,
+    # the default is wasm (sandbox/default_backend.py), and its missing extra
+    # is exit 7 naming the command, not the restricted backend's exit 6.
+    from toolcrib.sandbox.default_backend import JAIL_OFF_ENV
+
+    env = {**_without_the_extra(tmp_path), JAIL_OFF_ENV: "1"}
+    env.pop("TOOLCRIB_BACKEND", None)
+    argv = ["--registry", str(db), "call", "add", "--args", '{"a": 1, "b": 2}', "--allow-unverified"]
+    done = subprocess.run(
+        [sys.executable, "-c", "from toolcrib.cli import main; main()", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 7, done
+    assert "pip install 'toolcrib[wasm]'" in done.stderr and "Traceback" not in done.stderr

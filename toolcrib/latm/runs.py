@@ -3,6 +3,7 @@ what went wrong in one paragraph the model can act on."""
 
 from __future__ import annotations
 
+from ..registry.calls import backend_name
 from ..registry.errors import SandboxUnavailable
 from ..sandbox import Backend, Job, Limits, Result, get_backend
 
@@ -17,7 +18,7 @@ def run_snippet(
     snippet: str,
     *,
     limits: Limits | None = None,
-    backend: str = "restricted",
+    backend: str | None = None,
     stub_entrypoint: bool = False,
     runner: Backend | None = None,
 ) -> Result:
@@ -26,6 +27,7 @@ def run_snippet(
     instead of running the tool (contract.Job). `runner` is the backend to
     use (`make` passes its registry's, so an injected one serves make's runs
     and its verification alike); by default, the table's shared `backend`."""
+    backend = backend_name(backend)
     if runner is None:
         try:
             runner = get_backend(backend)
