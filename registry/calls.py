@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from ..sandbox.backends import Backends
 from ..sandbox.backends import ExtraMissing as BackendExtraMissing
+from ..sandbox.backends import LockUnsupported as BackendLockUnsupported
 from ..sandbox.contract import (
     LIMIT_NAMES,
     Backend,
@@ -339,13 +340,16 @@ def prepare_runtime(
     """A version with packages: have the runtime its backend runs it in
     (`Backend.prepare`: Docker builds the lock's image now unless
     ``no_build``; elsewhere a no-op). Raises SandboxUnavailable naming the
-    build command."""
+    build command, or the one-line reason this backend cannot run the
+    lock (`backends.LockUnsupported`, before anything runs)."""
     if lock is None:
         return
     from ..sandbox.image import ImageBuildError, RuntimeImageMissing
 
     try:
         runner.prepare(lock, build=not no_build, progress=progress)
+    except BackendLockUnsupported as exc:  # one line naming the backends that can run it
+        raise SandboxUnavailable(f"{ref}: {exc}") from None
     except RuntimeImageMissing as exc:
         raise SandboxUnavailable(
             f"the runtime image {exc.tag} for {ref}'s packages is missing: run `toolcrib image build --for {ref}`"

@@ -31,7 +31,7 @@ import importlib.util
 import os
 import sys
 
-__all__ = ["JAIL_OFF_ENV", "default_backend", "jail_reported_off", "linux_jail_available"]
+__all__ = ["JAIL_OFF_ENV", "configured_backend", "default_backend", "jail_reported_off", "linux_jail_available"]
 
 JAIL_OFF_ENV = "TOOLCRIB_NO_LINUX_JAIL"
 _WEAK_JAIL_ENV = "TOOLCRIB_ALLOW_WEAK_JAIL"  # restricted.WEAK_JAIL_ENV (not imported: the call path stays short)
@@ -70,3 +70,10 @@ def default_backend() -> str:
     if os.environ.get(_WEAK_JAIL_ENV, "") == "1" or not _wasm_installed():
         return "restricted"
     return "wasm"
+
+
+def configured_backend() -> str:
+    """The backend calls use here when they name none and nothing but the
+    environment can name one: ``$TOOLCRIB_BACKEND``, else `default_backend`.
+    What `add` checks a lock against (a command without ``--backend``)."""
+    return os.environ.get("TOOLCRIB_BACKEND", "").strip() or default_backend()

@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .backends import ExtraMissing
+from .backends import ExtraMissing, LockUnsupported
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result, normalized_name
 from .inside import wire
 from .wasm_guest import BUILT_IN, GUEST
@@ -750,8 +750,13 @@ class WasmBackend:
     def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
         """Nothing is built ahead of the call: the lock's site folder is
         made on the first call that needs it. A lock the guest cannot run
-        (`lock_problem`) is refused by the call itself, as ``unavailable``
-        with the one-line reason naming the backends that can run it."""
+        (`lock_problem`) is refused here, before a verification's first case
+        or a call runs (`LockUnsupported`, with the one-line reason naming the
+        backends that can run it); `add` refuses it already where wasm is
+        the backend calls use (registry/adding.py)."""
+        problem = lock_problem(lock)
+        if problem is not None:
+            raise LockUnsupported(problem)
         return None
 
     def health(self) -> dict[str, Any]:
