@@ -845,12 +845,14 @@ class WasmBackend:
             fields: dict[str, Any] = self._jailed_hosts().run(job, site, cancel)
             return fields
         runtime = self._get_runtime()
-        warm = self._warm_pool(runtime, job.lock, site).take()
+        pool = self._warm_pool(runtime, job.lock, site)
+        warm = pool.take()
         call = warm.call
         forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None
         try:
             exit_code, trap = warm.serve(payload, job.limits)
         finally:
+            pool.refill_soon()
             if forget is not None:
                 forget()
         fields = _outcome(call, exit_code, trap, job)
@@ -941,10 +943,15 @@ class _Pool:
                 self._ready.append(_Warm(self.runtime, site=self.site, imports=self.imports))
 
     def take(self) -> _Warm:
+        """A warm instance (a fresh one when none is ready). The pool is
+        refilled once the call ends (`refill_soon`), not while it runs: a
+        warm-up beside the call would take the CPU the call needs."""
         with self._lock:
             warm = self._ready.pop(0) if self._ready else None
-        threading.Thread(target=self.refill, name="toolcrib-wasm-refill", daemon=True).start()
         return warm if warm is not None else _Warm(self.runtime, site=self.site, imports=self.imports)
+
+    def refill_soon(self) -> None:
+        threading.Thread(target=self.refill, name="toolcrib-wasm-refill", daemon=True).start()
 
     def close(self) -> None:
         with self._lock:
