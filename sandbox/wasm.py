@@ -339,7 +339,7 @@ def install(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     say(f"checking the guest ({GUEST.distribution} {GUEST.version}) against its pinned sha256")
     module, stdlib = _check_guest(cache)
     _place_stdlib(cache, stdlib)
-    _harness_dir(cache)
+    harness = _harness_dir(cache)
     target = _module_cache(cache)
     compiled = False
     seconds = 0.0
@@ -367,9 +367,14 @@ def install(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         seconds = time.monotonic() - started
         compiled = True
         say(f"compiled in {seconds:.0f} s")
+    # The harness's bytecode for the guest's own CPython, made by the guest
+    # now (`_Runtime._precompile`, once per harness), not by the first call.
+    _Runtime(cache).close()
     return {
         "cache": str(cache),
         "module": str(target),
+        "harness": str(harness),
+        "harness_bytecode": (harness / ".compiled").exists(),
         "compiled": compiled,
         "compile_seconds": round(seconds, 1),
         "guest": f"{GUEST.distribution} {GUEST.version}",

@@ -46,6 +46,28 @@ def test_install_is_idempotent_and_says_so() -> None:
     assert done["compiled"] is False and Path(done["module"]).is_file()
 
 
+def test_install_leaves_the_harness_compiled_for_the_guests_cpython(tmp_path: Path, monkeypatch) -> None:
+    # A harness folder of its own (another RestrictedPython copy would do;
+    # here: a cache whose harness was never compiled): install compiles it
+    # with the guest itself, so no call pays for that.
+    cache = Path(json.loads(_cli("wasm", "status", "--json")[1])["cache"])
+    own = tmp_path / "cache"
+    own.mkdir(mode=0o700)
+    for entry in cache.iterdir():  # the compiled module and the checked guest, without any harness
+        if entry.name.endswith(".cwasm") or entry.name.startswith("stdlib-") or entry.name == "verified.json":
+            (own / entry.name).symlink_to(entry)
+    monkeypatch.setenv(wasm.CACHE_ENV, str(own))
+    code, out, _ = _cli("wasm", "install", "--json")
+    assert code == 0, out
+    done = json.loads(out)
+    harness = Path(done["harness"])
+    assert done["harness_bytecode"] is True and harness.parent == own
+    assert sorted(p.name for p in (harness / "tcbox" / "__pycache__").glob("execute.*.pyc")) == [
+        "execute.cpython-315.pyc"
+    ]
+    assert (harness / "RestrictedPython" / "__pycache__" / "transformer.cpython-315.pyc").is_file()
+
+
 def test_status_shows_the_guest_digest_and_cache() -> None:
     code, out, _ = _cli("wasm", "status", "--json")
     assert code == 0
