@@ -255,6 +255,22 @@ def _lock(*packages: tuple[str, str, str]) -> Lock:
     )
 
 
+@pytest.mark.parametrize("policy", ["restricted", "plain"])
+def test_codecs_and_strptime_load_at_call_time(policy: str) -> None:
+    # The guest no longer runs execute.warm() (the zygote's preloading for
+    # children that cannot read files): a codec or _strptime first needed by
+    # the call is imported then, from the read-only standard library, under
+    # either policy.
+    source = (
+        "import datetime\n"
+        "def f():\n"
+        "    sizes = [len('h\u00e9llo'.encode(e)) for e in ('utf-16', 'utf-32', 'cp1252', 'idna', 'latin-1')]\n"
+        "    return sizes + [str(datetime.datetime.strptime('2020-01-02', '%Y-%m-%d').date())]\n"
+    )
+    r = call(source, policy=policy)
+    assert (r.status, r.result) == ("ok", [12, 24, 5, 12, 5, "2020-01-02"]), r
+
+
 def test_a_pure_python_lock_can_run() -> None:
     assert wasm.lock_problem(_lock(("humanize", "4.9.0", "humanize-4.9.0-py3-none-any.whl"))) is None
 
