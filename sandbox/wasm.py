@@ -452,7 +452,11 @@ class _Runtime:
     """One engine, the compiled module, and the thread that advances the
     engine's epoch while at least one call runs (it sleeps otherwise)."""
 
-    def __init__(self, cache: Path) -> None:
+    def __init__(self, cache: Path, *, precompile: bool = True) -> None:
+        """``precompile=False``: the jailed host's fork server, which must
+        run no instance before it forks (an instance starts wasmtime's WASI
+        threads, which a forked child would lack); the backend has the
+        harness compiled before it starts that server (`_harness_compiled`)."""
         import wasmtime as wt
         from wasmtime import _ffi as ffi
 
@@ -487,7 +491,8 @@ class _Runtime:
         self._closed = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._precompile(self.harness_dir)
+        if precompile:
+            self._precompile(self.harness_dir)
 
     def _precompile(self, folder: Path) -> None:
         """The harness compiled to the guest's own bytecode, once per
@@ -663,6 +668,16 @@ class _Call:
         self.killed = self.killed or reason
 
 
+def _harness_compiled(cache: Path) -> None:
+    """Have the harness compiled to the guest's bytecode in this process
+    (`_Runtime._precompile`), unless `install` or an earlier start did: the
+    jailed host's fork server may not (see `_Runtime`). A failure is left to
+    the server, which then reports it (or imports the harness from source)."""
+    with contextlib.suppress(Exception):
+        if not (_harness_dir(cache) / ".compiled").exists():
+            _Runtime(cache).close()
+
+
 def jail_available() -> bool:
     """Whether the wasmtime host can run in the jail here (Linux with
     Landlock, and not reported off by ``$TOOLCRIB_NO_LINUX_JAIL=1``).
@@ -702,6 +717,7 @@ class WasmBackend:
 
         with self._lock:
             if self._hosts is None:
+                _harness_compiled(cache_dir())
                 env = {"TOOLCRIB_WASM_CACHE": str(cache_dir()), "PATH": os.defpath}
                 self._hosts = JailedHosts(env)
             return self._hosts

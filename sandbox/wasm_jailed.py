@@ -175,7 +175,7 @@ def main(control_fd: int) -> None:
     from . import wasm
 
     try:
-        runtime = wasm._Runtime(wasm.cache_dir())
+        runtime = wasm._Runtime(wasm.cache_dir(), precompile=False)  # no instance before the forks
     except Exception as exc:  # noqa: BLE001 - the host reports it as unavailable
         sys.stdout.buffer.write(json.dumps({"error": str(exc)[:500]}).encode() + b"\n")
         sys.stdout.buffer.flush()

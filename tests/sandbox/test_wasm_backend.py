@@ -460,3 +460,40 @@ def test_the_wasm_backend_needs_nothing_linux_only(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "ok", "42"], done
+
+
+@pytest.mark.skipif(not wasm.jail_available(), reason="the jailed host needs Linux with Landlock")
+def test_the_jailed_host_runs_where_the_harness_was_never_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cache holding the compiled guest and its standard library but no
+    # harness (a new toolcrib version's harness, before any install): the
+    # backend has the harness compiled before it starts the fork server,
+    # which may run no instance before it forks (an instance starts wasmtime's
+    # WASI threads, which a forked child lacks: every call hung, "killed").
+    import shutil
+    import tempfile
+
+    real = wasm.cache_dir()
+    own = Path(tempfile.mkdtemp(dir=real.parent, prefix="test-no-harness-"))  # same filesystem: hard links
+    try:
+        for entry in real.iterdir():
+            if entry.name.endswith(".cwasm"):
+                os.link(entry, own / entry.name)
+            elif entry.name.startswith("stdlib-"):
+                (own / entry.name).mkdir()
+                for item in entry.iterdir():
+                    os.link(item, own / entry.name / item.name)
+            elif entry.name == "verified.json":
+                shutil.copy2(entry, own / entry.name)
+        monkeypatch.setenv(wasm.CACHE_ENV, str(own))
+        backend = wasm.WasmBackend(jail=True)
+        try:
+            results = [
+                backend.run(Job(source="def f(a):\n    return a * 2\n", entrypoint="f", args={"a": i}))
+                for i in range(3)
+            ]
+        finally:
+            backend.close()
+        assert [(r.status, r.result) for r in results] == [("ok", 0), ("ok", 2), ("ok", 4)], results
+        assert [(p / ".compiled").exists() for p in own.glob("harness-*")] == [True]
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
