@@ -284,6 +284,8 @@ class JailedHosts:
 
     def _connect(self) -> socket.socket:
         with self._lock:
+            if self._closed:  # a refill still running as the backend closed starts no new server
+                raise RuntimeError("the wasm backend is closed")
             if self._server is None or self._server.poll() is not None or self._control is None:
                 if self._server is not None:
                     _stop(self._server)
