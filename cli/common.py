@@ -239,6 +239,20 @@ def json_option(fn: F) -> F:
     return click.option("json_output", "--json", is_flag=True, help="Output JSON.")(fn)
 
 
+# `--backend`'s help after what it is for: the default where none is named.
+BACKEND_DEFAULT_HELP = "Default: restricted where the Linux jail exists, else wasm (see docs/sandbox-wasm.md)."
+
+
+def default_backend_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    """`--backend`'s callback: the backend named, else this machine's default
+    (sandbox/default_backend.py: restricted where the Linux jail exists, else wasm)."""
+    if value is not None:
+        return value
+    from ..sandbox.default_backend import default_backend
+
+    return default_backend()
+
+
 def limit_option(fn: F) -> F:
     return click.option(
         "limits",

@@ -182,6 +182,7 @@ def doctor_command(no_probe: bool, json_output: bool) -> None:
     report = doctor(probe=not no_probe)
     lines = [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in report["checks"]]
     lines.extend(_layer_lines(report.get("restricted")))
+    lines.append(f"default backend: {report['default_backend']} (when none is named)")
     echo_result(report, json_output, "\n".join(lines))
     if not report["ok"]:
         sys.exit(_EXIT_UNAVAILABLE)

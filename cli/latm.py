@@ -34,10 +34,12 @@ from ..registry.comparators import describe
 from ..registry.errors import NotFound
 from ..sandbox import BACKEND_NAMES, Limits
 from .common import (
+    BACKEND_DEFAULT_HELP,
     CLIError,
     F,
     TableChoice,
     declared_limits,
+    default_backend_name,
     echo_json,
     echo_progress,
     echo_text,
@@ -55,10 +57,9 @@ def backend_option(fn: F) -> F:
     return click.option(
         "--backend",
         type=click.Choice(BACKEND_NAMES),
-        default="restricted",
-        show_default=True,
+        callback=default_backend_name,
         envvar="TOOLCRIB_BACKEND",
-        help="Sandbox backend for every run of model code ($TOOLCRIB_BACKEND).",
+        help="Sandbox backend for every run of model code ($TOOLCRIB_BACKEND). " + BACKEND_DEFAULT_HELP,
     )(fn)
 
 

@@ -12,7 +12,9 @@ from ..registry.errors import ArgumentsError, InvalidInput
 from ..sandbox import BACKEND_NAMES
 from .check_options import seed_option
 from .common import (
+    BACKEND_DEFAULT_HELP,
     F,
+    default_backend_name,
     echo_json,
     echo_progress,
     echo_table,
@@ -45,10 +47,9 @@ def backend_options(fn: F) -> F:
     return click.option(
         "--backend",
         type=click.Choice(BACKEND_NAMES),
-        default="restricted",
-        show_default=True,
+        callback=default_backend_name,
         envvar="TOOLCRIB_BACKEND",
-        help="Sandbox backend ($TOOLCRIB_BACKEND).",
+        help="Sandbox backend ($TOOLCRIB_BACKEND). " + BACKEND_DEFAULT_HELP,
     )(fn)
 
 

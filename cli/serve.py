@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import click
 
 from ..sandbox import BACKEND_NAMES
-from .common import CLIError, open_registry
+from .common import BACKEND_DEFAULT_HELP, CLIError, default_backend_name, open_registry
 
 __all__ = ["COMMANDS", "serve"]
 
@@ -61,10 +61,9 @@ __all__ = ["COMMANDS", "serve"]
 @click.option(
     "--backend",
     type=click.Choice(BACKEND_NAMES),
-    default="restricted",
-    show_default=True,
+    callback=default_backend_name,
     envvar="TOOLCRIB_BACKEND",
-    help="Sandbox backend for every call ($TOOLCRIB_BACKEND).",
+    help="Sandbox backend for every call ($TOOLCRIB_BACKEND). " + BACKEND_DEFAULT_HELP,
 )
 @click.option(
     "--allow-add",

@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..sandbox.backends import lock_problem
 from ..sandbox.contract import Limits, Lock, PolicyName
+from ..sandbox.default_backend import configured_backend
 from .admission import admit, check_name, find_missing, refuse_missing
 from .bundle import BundleEntry
 from .calls import policy_name
@@ -42,6 +44,7 @@ __all__ = [
     "imported_tool",
     "new_tool",
     "next_number",
+    "refuse_unrunnable_lock",
     "unrelated",
 ]
 
@@ -91,6 +94,17 @@ def _check_case_arguments(
             raise TestsFormatError(f"{label}: 'args' do not fit the signature of {entrypoint}: {detail}") from None
 
 
+def refuse_unrunnable_lock(lock: Lock) -> None:
+    """At `add`, not at the first call: InvalidInput (exit 2, nothing stored)
+    when the backend calls use here (`configured_backend`: wasm where the
+    Linux jail does not exist) cannot run the lock, with the backend's
+    one-line reason naming the backends that can."""
+    name = configured_backend()
+    problem = lock_problem(name, lock)
+    if problem is not None:
+        raise InvalidInput(f"the {name} backend, which calls use here, cannot run these packages: {problem}")
+
+
 def draft(
     source: str,
     *,
@@ -133,6 +147,8 @@ def draft(
         wants += stored.requires
     prelude = prelude_text(prelude)
     lock = lock_of(wants) if wants else None
+    if lock is not None:
+        refuse_unrunnable_lock(lock)
     missing = find_missing(admitted.source, prelude=prelude, provided=lock.imports if lock else ())
     if not allow_missing:
         refuse_missing(missing)

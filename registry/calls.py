@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from ..sandbox.backends import Backends
 from ..sandbox.backends import ExtraMissing as BackendExtraMissing
+from ..sandbox.backends import LockUnsupported as BackendLockUnsupported
 from ..sandbox.contract import (
     LIMIT_NAMES,
     Backend,
@@ -36,6 +37,7 @@ from ..sandbox.contract import (
     PolicyName,
     Result,
 )
+from ..sandbox.default_backend import default_backend
 from .audit import CAP_BYTES, append_row, cap_value
 from .choosing import choose_version
 from .errors import ArgumentsError, ExtraMissing, InvalidInput, NotFound, PolicyRefused, SandboxUnavailable
@@ -274,6 +276,13 @@ def job_limits(declared: Limits | None, maxima: Limits, overrides: dict[str, flo
         raise InvalidInput(f"invalid {exc}") from None
 
 
+def backend_name(name: str | None) -> str:
+    """The backend a run uses: the one named, else this machine's default
+    ("restricted" where the Linux jail exists, else "wasm":
+    sandbox/default_backend.py)."""
+    return default_backend() if name is None else name
+
+
 def start_backend(name: str, backends: Backends | None = None) -> Backend:
     """The backend called `name`: from `backends` (a registry's, with what
     was injected into it), else the shared one of the table.
@@ -294,13 +303,16 @@ def prepare_runtime(
     """A version with packages: have the runtime its backend runs it in
     (`Backend.prepare`: Docker builds the lock's image now unless
     ``no_build``; elsewhere a no-op). Raises SandboxUnavailable naming the
-    build command."""
+    build command, or the one-line reason this backend cannot run the
+    lock (`backends.LockUnsupported`, before anything runs)."""
     if lock is None:
         return
     from ..sandbox.image import ImageBuildError, RuntimeImageMissing
 
     try:
         runner.prepare(lock, build=not no_build, progress=progress)
+    except BackendLockUnsupported as exc:  # one line naming the backends that can run it
+        raise SandboxUnavailable(f"{ref}: {exc}") from None
     except RuntimeImageMissing as exc:
         raise SandboxUnavailable(
             f"the runtime image {exc.tag} for {ref}'s packages is missing: run `toolcrib image build --for {ref}`"
@@ -354,7 +366,7 @@ class Caller:
         args: dict[str, Any] | None = None,
         *,
         snippet: str | None = None,
-        backend: str = "restricted",
+        backend: str | None = None,
         limits: dict[str, float] | None = None,
         policy: str | None = None,
         allow_unverified: bool = False,
@@ -369,6 +381,7 @@ class Caller:
         )
         tool = CallTarget.load(self.conn, row)
         mode = "snippet" if snippet is not None else "args"
+        backend = backend_name(backend)
         base: dict[str, Any] = {"mode": mode, "backend": backend}
         try:
             if mode == "snippet":

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from ..sandbox.backends import Backends
 from ..sandbox.contract import Backend, Limits
 from .audit import append_entry
-from .calls import job_limits, job_policy, prepare_runtime, start_backend
+from .calls import backend_name, job_limits, job_policy, prepare_runtime, start_backend
 from .checks import CheckRun, Finding, draft_case, finding_by_id, latest_checks, record_draft, store_check
 from .errors import ArgumentsError, ToolcribError
 from .fuzzing import DEFAULT_BUDGET, DEFAULT_SEED, fuzz
@@ -171,7 +171,7 @@ class CheckOptions(TypedDict, total=False):
     maxima) and the policy (None: the one verification uses)."""
 
     budget: float | None
-    backend: str
+    backend: str | None
     limits: dict[str, float] | None
     policy: str | None
 
@@ -219,7 +219,7 @@ class Checker:
         check: Callable[..., CheckRun],
         *,
         budget: float | None = None,
-        backend: str = "restricted",
+        backend: str | None = None,
         limits: dict[str, float] | None = None,
         policy: str | None = None,
         no_build: bool = False,
@@ -231,6 +231,7 @@ class Checker:
         row = resolve(self.db.conn, ref, allow_yanked=True)
         tool = tool_of(row)
         limits_used = job_limits(tool.limits, self.max_limits, limits)
+        backend = backend_name(backend)
         runner = start_backend(backend, self.backends)
         policy_used = job_policy(runner, policy, tool.policy)
         prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
@@ -258,7 +259,7 @@ class Checker:
         n: int = 0,
         seed: int = DEFAULT_SEED,
         budget: float | None = None,
-        backend: str = "restricted",
+        backend: str | None = None,
         limits: dict[str, float] | None = None,
         policy: str | None = None,
     ) -> CheckRun | None:
@@ -271,6 +272,7 @@ class Checker:
             if previous is None:
                 return None
             new, old = tool_of(row), tool_of(previous)
+        backend = backend_name(backend)
         runner = start_backend(backend, self.backends)
         for tool in (new, old):  # a version with packages needs its runtime (built if missing)
             prepare_runtime(runner, tool.ref, tool.lock, no_build=False, progress=None)

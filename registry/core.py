@@ -34,6 +34,7 @@ from .bundle import BundleEntry, build_bundle, bundle_header, read_bundle
 from .calls import (
     DEFAULT_MAX_LIMITS,
     Caller,
+    backend_name,
     job_limits,
     job_policy,
     prepare_runtime,
@@ -552,7 +553,7 @@ class Registry:
         self,
         ref: str,
         *,
-        backend: str = "restricted",
+        backend: str | None = None,
         limits: dict[str, float] | None = None,
         policy: str | None = None,
         on_case: Callable[[int, int], None] | None = None,
@@ -582,6 +583,7 @@ class Registry:
         if not tool.tests:
             raise InvalidInput(f"{tool.ref} has no test cases: add it again with tests to verify it")
         limits_used = job_limits(tool.limits, self.max_limits, limits)
+        backend = backend_name(backend)
         runner = start_backend(backend, self._backends)
         policy_used = job_policy(runner, policy, tool.policy)
         prepare_runtime(runner, tool.ref, tool.lock, no_build=no_build, progress=progress)
@@ -604,7 +606,7 @@ class Registry:
         args: dict[str, Any] | None = None,
         *,
         snippet: str | None = None,
-        backend: str = "restricted",
+        backend: str | None = None,
         limits: dict[str, float] | None = None,
         policy: str | None = None,
         allow_unverified: bool = False,
@@ -640,13 +642,14 @@ class Registry:
             progress=progress,
         )
 
-    def backend(self, name: str = "restricted") -> Backend:
+    def backend(self, name: str | None = None) -> Backend:
         """The backend called `name` as this registry's calls get it (an
         injected one first, then the table's shared one): how a door warms
-        the sandbox up without reaching past the registry into it."""
-        return start_backend(name, self._backends)
+        the sandbox up without reaching past the registry into it. None:
+        this machine's default (`calls.backend_name`)."""
+        return start_backend(backend_name(name), self._backends)
 
-    def parallelism(self, backend: str = "restricted") -> int:
+    def parallelism(self, backend: str | None = None) -> int:
         """How many calls (or verifications) to keep in flight on `backend`:
         one per spare sandbox it keeps ready, capped by this machine's cores
         unless its calls run elsewhere (a Ray cluster's actors)."""

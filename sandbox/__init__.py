@@ -75,9 +75,12 @@ def get_backend(name: str = "restricted", **options: Any) -> Backend:
     return shared(name, **options)
 
 
-def run(job: Job, backend: str = "restricted") -> Result:
-    """Run one job on the named backend."""
-    return get_backend(backend).run(job)
+def run(job: Job, backend: str | None = None) -> Result:
+    """Run one job on the named backend (None: this machine's default,
+    restricted where the Linux jail exists, else wasm: `default_backend`)."""
+    from .default_backend import default_backend
+
+    return get_backend(backend or default_backend()).run(job)
 
 
 def close_backends() -> None:

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:
-    from .contract import Backend
+    from .contract import Backend, Lock
 
 __all__ = [
     "BACKEND_NAMES",
@@ -41,7 +41,9 @@ __all__ = [
     "Backends",
     "ExtraMissing",
     "Injected",
+    "LockUnsupported",
     "close_shared",
+    "lock_problem",
     "register",
     "registered",
     "shared",
@@ -49,6 +51,12 @@ __all__ = [
 ]
 
 BackendFactory = Callable[..., "Backend"]
+
+
+class LockUnsupported(RuntimeError):
+    """A backend cannot run a version's packages: raised by its `prepare`
+    (before any case or call runs), with the one-line reason of
+    `lock_problem`, which names the backends that can."""
 
 
 class ExtraMissing(RuntimeError):
@@ -100,6 +108,26 @@ FACTORIES: dict[str, BackendFactory] = {
     "ray": _ray,
     "wasm": _wasm,
 }
+
+
+def _wasm_lock_problem(lock: Lock) -> str | None:
+    from .wasm import lock_problem as wasm_lock_problem
+
+    return wasm_lock_problem(lock)
+
+
+# What a backend knows of a lock without being started (the guest's
+# built-in packages, the wheels' platform tags): name -> why it cannot run
+# it. A name without an entry finds out at the call (or in `prepare`).
+LOCK_CHECKS: dict[str, Callable[[Lock], str | None]] = {"wasm": _wasm_lock_problem}
+
+
+def lock_problem(name: str, lock: Lock) -> str | None:
+    """Why backend `name` cannot run `lock`, one line naming the backends
+    that can; None when it can, or cannot tell before the call."""
+    check = LOCK_CHECKS.get(name)
+    return None if check is None else check(lock)
+
 
 # The production names, fixed at import: what the CLI and `toolcrib serve`
 # offer. A name registered later (a test's) is callable through the Python

@@ -310,7 +310,7 @@ def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = 
     ``{"ok": bool, "checks": [{"name", "ok", "detail"}...], "engine": {...},
     "image": {...}, "restricted": {"layers": [{"layer", "in_force",
     "required", "detail"}...], "weak_allowed": bool, ...}, <other backend>:
-    {...}}``. `probe` runs one tiny locked-down container to read back the
+    {...}, "default_backend": name}``. `probe` runs one tiny locked-down container to read back the
     limits from inside; ``restricted=False`` leaves out the restricted
     backend (it starts a zygote); never raises.
     """
@@ -322,4 +322,7 @@ def doctor(client: Any | None = None, *, probe: bool = True, restricted: bool = 
     service_check, report["service"] = _service_check()
     checks.append(service_check)
     report["ok"] = all(c["ok"] for c in checks)
+    from .default_backend import default_backend  # restricted where the Linux jail exists, else wasm
+
+    report["default_backend"] = default_backend()
     return report

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result
+from .default_backend import JAIL_OFF_ENV, jail_reported_off
 from .inside import wire
 from .inside.preload import THREAD_ENV
 from .inside.zygote import OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
@@ -422,6 +423,8 @@ class RestrictedBackend:
         `_release` it when the call ends. ``first``: the first zygote even
         while it is busy (`start`, `info`: asked about, not called, so no
         second zygote is started for them)."""
+        if jail_reported_off():
+            raise _Unavailable(f"the Linux jail is reported unavailable (${JAIL_OFF_ENV}=1): use --backend wasm")
         if lock is not None:
             return self._lock_zygote(lock)
         with self._lock:

@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .backends import ExtraMissing
+from .backends import ExtraMissing, LockUnsupported
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result, normalized_name
 from .inside import wire
 from .wasm_guest import BUILT_IN, GUEST
@@ -339,7 +339,7 @@ def install(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     say(f"checking the guest ({GUEST.distribution} {GUEST.version}) against its pinned sha256")
     module, stdlib = _check_guest(cache)
     _place_stdlib(cache, stdlib)
-    _harness_dir(cache)
+    harness = _harness_dir(cache)
     target = _module_cache(cache)
     compiled = False
     seconds = 0.0
@@ -367,9 +367,14 @@ def install(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         seconds = time.monotonic() - started
         compiled = True
         say(f"compiled in {seconds:.0f} s")
+    # The harness's bytecode for the guest's own CPython, made by the guest
+    # now (`_Runtime._precompile`, once per harness), not by the first call.
+    _Runtime(cache).close()
     return {
         "cache": str(cache),
         "module": str(target),
+        "harness": str(harness),
+        "harness_bytecode": (harness / ".compiled").exists(),
         "compiled": compiled,
         "compile_seconds": round(seconds, 1),
         "guest": f"{GUEST.distribution} {GUEST.version}",
@@ -447,7 +452,11 @@ class _Runtime:
     """One engine, the compiled module, and the thread that advances the
     engine's epoch while at least one call runs (it sleeps otherwise)."""
 
-    def __init__(self, cache: Path) -> None:
+    def __init__(self, cache: Path, *, precompile: bool = True) -> None:
+        """``precompile=False``: the jailed host's fork server, which must
+        run no instance before it forks (an instance starts wasmtime's WASI
+        threads, which a forked child would lack); the backend has the
+        harness compiled before it starts that server (`_harness_compiled`)."""
         import wasmtime as wt
         from wasmtime import _ffi as ffi
 
@@ -482,7 +491,8 @@ class _Runtime:
         self._closed = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._precompile(self.harness_dir)
+        if precompile:
+            self._precompile(self.harness_dir)
 
     def _precompile(self, folder: Path) -> None:
         """The harness compiled to the guest's own bytecode, once per
@@ -658,14 +668,23 @@ class _Call:
         self.killed = self.killed or reason
 
 
+def _harness_compiled(cache: Path) -> None:
+    """Have the harness compiled to the guest's bytecode in this process
+    (`_Runtime._precompile`), unless `install` or an earlier start did: the
+    jailed host's fork server may not (see `_Runtime`). A failure is left to
+    the server, which then reports it (or imports the harness from source)."""
+    with contextlib.suppress(Exception):
+        if not (_harness_dir(cache) / ".compiled").exists():
+            _Runtime(cache).close()
+
+
 def jail_available() -> bool:
     """Whether the wasmtime host can run in the jail here (Linux with
-    Landlock). Nothing Linux-only is imported elsewhere (macOS, Windows)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    from .inside.jail import landlock_abi
+    Landlock, and not reported off by ``$TOOLCRIB_NO_LINUX_JAIL=1``).
+    Nothing Linux-only is imported elsewhere (macOS, Windows)."""
+    from .default_backend import linux_jail_available
 
-    return landlock_abi() > 0
+    return linux_jail_available()
 
 
 _runtimes_lock = threading.Lock()
@@ -698,6 +717,7 @@ class WasmBackend:
 
         with self._lock:
             if self._hosts is None:
+                _harness_compiled(cache_dir())
                 env = {"TOOLCRIB_WASM_CACHE": str(cache_dir()), "PATH": os.defpath}
                 self._hosts = JailedHosts(env)
             return self._hosts
@@ -751,8 +771,13 @@ class WasmBackend:
     def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
         """Nothing is built ahead of the call: the lock's site folder is
         made on the first call that needs it. A lock the guest cannot run
-        (`lock_problem`) is refused by the call itself, as ``unavailable``
-        with the one-line reason naming the backends that can run it."""
+        (`lock_problem`) is refused here, before a verification's first case
+        or a call runs (`LockUnsupported`, with the one-line reason naming the
+        backends that can run it); `add` refuses it already where wasm is
+        the backend calls use (registry/adding.py)."""
+        problem = lock_problem(lock)
+        if problem is not None:
+            raise LockUnsupported(problem)
         return None
 
     def health(self) -> dict[str, Any]:
@@ -841,12 +866,14 @@ class WasmBackend:
             fields: dict[str, Any] = self._jailed_hosts().run(job, site, cancel)
             return fields
         runtime = self._get_runtime()
-        warm = self._warm_pool(runtime, job.lock, site).take()
+        pool = self._warm_pool(runtime, job.lock, site)
+        warm = pool.take()
         call = warm.call
         forget = cancel.on_cancel(lambda: call.kill("cancelled")) if cancel is not None else None
         try:
             exit_code, trap = warm.serve(payload, job.limits)
         finally:
+            pool.refill_soon()
             if forget is not None:
                 forget()
         fields = _outcome(call, exit_code, trap, job)
@@ -937,10 +964,15 @@ class _Pool:
                 self._ready.append(_Warm(self.runtime, site=self.site, imports=self.imports))
 
     def take(self) -> _Warm:
+        """A warm instance (a fresh one when none is ready). The pool is
+        refilled once the call ends (`refill_soon`), not while it runs: a
+        warm-up beside the call would take the CPU the call needs."""
         with self._lock:
             warm = self._ready.pop(0) if self._ready else None
-        threading.Thread(target=self.refill, name="toolcrib-wasm-refill", daemon=True).start()
         return warm if warm is not None else _Warm(self.runtime, site=self.site, imports=self.imports)
+
+    def refill_soon(self) -> None:
+        threading.Thread(target=self.refill, name="toolcrib-wasm-refill", daemon=True).start()
 
     def close(self) -> None:
         with self._lock:

@@ -175,7 +175,7 @@ def main(control_fd: int) -> None:
     from . import wasm
 
     try:
-        runtime = wasm._Runtime(wasm.cache_dir())
+        runtime = wasm._Runtime(wasm.cache_dir(), precompile=False)  # no instance before the forks
     except Exception as exc:  # noqa: BLE001 - the host reports it as unavailable
         sys.stdout.buffer.write(json.dumps({"error": str(exc)[:500]}).encode() + b"\n")
         sys.stdout.buffer.flush()
@@ -284,6 +284,8 @@ class JailedHosts:
 
     def _connect(self) -> socket.socket:
         with self._lock:
+            if self._closed:  # a refill still running as the backend closed starts no new server
+                raise RuntimeError("the wasm backend is closed")
             if self._server is None or self._server.poll() is not None or self._control is None:
                 if self._server is not None:
                     _stop(self._server)
@@ -353,17 +355,24 @@ class JailedHosts:
             return
 
     def _take(self, site: Path | None, imports: tuple[str, ...] = ()) -> _Pending:
+        """A spare child (a fresh one when none is ready). Refilled once the
+        call ends (`_refill_soon`), not while it runs: a child warming up
+        beside the call would take the CPU the call needs."""
         with self._lock:
             spares = self._spares.get(str(site or "")) or []
             spare = spares.pop(0) if spares else None
-        threading.Thread(target=self._refill, args=(site, imports), name="toolcrib-wasm-spare", daemon=True).start()
         return spare if spare is not None else self._prepare(site, imports)
+
+    def _refill_soon(self, site: Path | None, imports: tuple[str, ...]) -> None:
+        threading.Thread(target=self._refill, args=(site, imports), name="toolcrib-wasm-spare", daemon=True).start()
 
     def run(self, job: Job, site: Path | None, cancel: Cancel | None) -> dict[str, Any]:
         request = json.dumps({"job": job.wire()}).encode()
+        imports = tuple(job.lock.imports) if job.lock is not None else ()
         try:
-            pending = self._take(site, tuple(job.lock.imports) if job.lock is not None else ())
+            pending = self._take(site, imports)
         except (OSError, ValueError) as exc:
+            self._refill_soon(site, imports)
             return _unavailable(f"the wasm host did not take the call: {exc}")
         killed: list[bool] = []
 
@@ -393,6 +402,7 @@ class JailedHosts:
                 forget()
             self.running.discard(pending.pid or 0)
             pending.close()
+            self._refill_soon(site, imports)
 
     def close(self) -> None:
         with self._lock:

@@ -53,7 +53,7 @@ import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,7 @@ from toolcrib.registry.models import CallOutcome, ProvenanceInput, ToolVersion
 from toolcrib.registry.outcome import refusal
 from toolcrib.sandbox.backends import Injected
 from toolcrib.sandbox.contract import Cancel
+from toolcrib.sandbox.default_backend import default_backend
 
 __all__ = [
     "ADD_TOOL",
@@ -156,7 +157,7 @@ class ServeOptions:
     """What `toolcrib serve` was asked for."""
 
     registry: Path
-    backend: str = "restricted"
+    backend: str = field(default_factory=default_backend)  # restricted where the Linux jail exists, else wasm
     tools: tuple[str, ...] = ()  # name globs; empty means every tool
     allow_add: bool = False
     poll_seconds: float = 1.0

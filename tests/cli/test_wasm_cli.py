@@ -46,6 +46,28 @@ def test_install_is_idempotent_and_says_so() -> None:
     assert done["compiled"] is False and Path(done["module"]).is_file()
 
 
+def test_install_leaves_the_harness_compiled_for_the_guests_cpython(tmp_path: Path, monkeypatch) -> None:
+    # A harness folder of its own (another RestrictedPython copy would do;
+    # here: a cache whose harness was never compiled): install compiles it
+    # with the guest itself, so no call pays for that.
+    cache = Path(json.loads(_cli("wasm", "status", "--json")[1])["cache"])
+    own = tmp_path / "cache"
+    own.mkdir(mode=0o700)
+    for entry in cache.iterdir():  # the compiled module and the checked guest, without any harness
+        if entry.name.endswith(".cwasm") or entry.name.startswith("stdlib-") or entry.name == "verified.json":
+            (own / entry.name).symlink_to(entry)
+    monkeypatch.setenv(wasm.CACHE_ENV, str(own))
+    code, out, _ = _cli("wasm", "install", "--json")
+    assert code == 0, out
+    done = json.loads(out)
+    harness = Path(done["harness"])
+    assert done["harness_bytecode"] is True and harness.parent == own
+    assert sorted(p.name for p in (harness / "tcbox" / "__pycache__").glob("execute.*.pyc")) == [
+        "execute.cpython-315.pyc"
+    ]
+    assert (harness / "RestrictedPython" / "__pycache__" / "transformer.cpython-315.pyc").is_file()
+
+
 def test_status_shows_the_guest_digest_and_cache() -> None:
     code, out, _ = _cli("wasm", "status", "--json")
     assert code == 0
@@ -120,3 +142,25 @@ def test_doctor_shows_the_wasm_state_and_without_the_extra_does_not_fail_on_it(t
     check = next(c for c in report["checks"] if c["name"] == "wasm backend")
     assert check["ok"] is True and "pip install 'toolcrib[wasm]'" in check["detail"], check
     assert report["wasm"]["installed"] is False
+
+
+def test_where_the_linux_jail_is_missing_a_call_without_the_extra_names_the_pip_command(
+    db: Path, tmp_path: Path
+) -> None:
+    # As on macOS without `pip install 'toolcrib[wasm]'`: no backend named,
+    # the default is wasm (sandbox/default_backend.py), and its missing extra
+    # is exit 7 naming the command, not the restricted backend's exit 6.
+    from toolcrib.sandbox.default_backend import JAIL_OFF_ENV
+
+    env = {**_without_the_extra(tmp_path), JAIL_OFF_ENV: "1"}
+    env.pop("TOOLCRIB_BACKEND", None)
+    argv = ["--registry", str(db), "call", "add", "--args", '{"a": 1, "b": 2}', "--allow-unverified"]
+    done = subprocess.run(
+        [sys.executable, "-c", "from toolcrib.cli import main; main()", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 7, done
+    assert "pip install 'toolcrib[wasm]'" in done.stderr and "Traceback" not in done.stderr

@@ -255,6 +255,22 @@ def _lock(*packages: tuple[str, str, str]) -> Lock:
     )
 
 
+@pytest.mark.parametrize("policy", ["restricted", "plain"])
+def test_codecs_and_strptime_load_at_call_time(policy: str) -> None:
+    # The guest no longer runs execute.warm() (the zygote's preloading for
+    # children that cannot read files): a codec or _strptime first needed by
+    # the call is imported then, from the read-only standard library, under
+    # either policy.
+    source = (
+        "import datetime\n"
+        "def f():\n"
+        "    sizes = [len('h\u00e9llo'.encode(e)) for e in ('utf-16', 'utf-32', 'cp1252', 'idna', 'latin-1')]\n"
+        "    return sizes + [str(datetime.datetime.strptime('2020-01-02', '%Y-%m-%d').date())]\n"
+    )
+    r = call(source, policy=policy)
+    assert (r.status, r.result) == ("ok", [12, 24, 5, 12, 5, "2020-01-02"]), r
+
+
 def test_a_pure_python_lock_can_run() -> None:
     assert wasm.lock_problem(_lock(("humanize", "4.9.0", "humanize-4.9.0-py3-none-any.whl"))) is None
 
@@ -444,3 +460,44 @@ def test_the_wasm_backend_needs_nothing_linux_only(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "ok", "42"], done
+
+
+@pytest.mark.skipif(not wasm.jail_available(), reason="the jailed host needs Linux with Landlock")
+def test_the_jailed_host_runs_where_the_harness_was_never_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cache holding the compiled guest and its standard library but no
+    # harness (a new toolcrib version's harness, before any install): the
+    # backend has the harness compiled before it starts the fork server,
+    # which may run no instance before it forks (an instance starts wasmtime's
+    # WASI threads, which a forked child lacks: every call hung, "killed").
+    import shutil
+    import tempfile
+
+    real = wasm.cache_dir()
+    own = Path(tempfile.mkdtemp(dir=real.parent, prefix="test-no-harness-"))  # same filesystem: hard links
+    try:
+        for entry in real.iterdir():
+            if entry.name.endswith(".cwasm"):
+                os.link(entry, own / entry.name)
+            elif entry.name.startswith("stdlib-"):
+                (own / entry.name).mkdir()
+                for item in entry.iterdir():
+                    os.link(item, own / entry.name / item.name)
+            elif entry.name == "verified.json":
+                shutil.copy2(entry, own / entry.name)
+        monkeypatch.setenv(wasm.CACHE_ENV, str(own))
+        backend = wasm.WasmBackend(jail=True)
+        try:
+            results = [
+                backend.run(Job(source="def f(a):\n    return a * 2\n", entrypoint="f", args={"a": i}))
+                for i in range(3)
+            ]
+        finally:
+            backend.close()
+        assert [(r.status, r.result) for r in results] == [("ok", 0), ("ok", 2), ("ok", 4)], results
+        assert [(p / ".compiled").exists() for p in own.glob("harness-*")] == [True]
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
+    # The refill started as the last call ended starts no fork server once
+    # the backend is closed (a server would make the cache folder again).
+    time.sleep(1.0)
+    assert not own.exists()

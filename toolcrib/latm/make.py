@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 
 from ..registry import ProvenanceInput, Registry
 from ..registry.admission import Admitted, admit
+from ..registry.calls import backend_name
 from ..registry.cases import compare
 from ..registry.errors import InvalidInput, SandboxUnavailable, ToolcribError
 from ..registry.models import Comparator, TestCase
@@ -479,7 +480,7 @@ def make(
     retries: int = 3,
     name: str | None = None,
     transcript_path: str | Path | None = None,
-    backend: str = "restricted",
+    backend: str | None = None,
     limits: Limits | None = None,
     progress: Progress | None = None,
     comparator: Comparator = "exact",
@@ -512,6 +513,7 @@ def make(
         raise InvalidInput("--min-accuracy is a number from 0 to 1, and needs --holdout K")
     if limits is not None:  # model code never runs with more than the registry allows
         limits = limits.capped(reg.max_limits)
+    backend = backend_name(backend)  # None: restricted where the Linux jail exists, else wasm
     maker = _Maker(
         reg,
         task,

@@ -3,6 +3,7 @@ what went wrong in one paragraph the model can act on."""
 
 from __future__ import annotations
 
+from ..registry.calls import backend_name
 from ..registry.errors import SandboxUnavailable
 from ..sandbox import Backend, Job, Limits, Result, get_backend
 from ..sandbox.contract import PolicyName
@@ -18,7 +19,7 @@ def run_snippet(
     snippet: str,
     *,
     limits: Limits | None = None,
-    backend: str = "restricted",
+    backend: str | None = None,
     stub_entrypoint: bool = False,
     runner: Backend | None = None,
     policy: PolicyName | None = None,
@@ -31,6 +32,7 @@ def run_snippet(
     and its verification alike); by default, the table's shared `backend`.
     ``policy``: None for the backend's default; ``measure``: ask the
     backend what the run used (`Job.measure`)."""
+    backend = backend_name(backend)
     if runner is None:
         try:
             runner = get_backend(backend)

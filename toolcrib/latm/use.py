@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..registry import Registry, ToolVersion
+from ..registry.calls import backend_name
 from ..registry.cases import compare
 from ..registry.errors import InvalidInput, SandboxUnavailable
 from ..registry.models import TestCase
@@ -89,7 +90,7 @@ def use(
     questions: Sequence[Example],
     model: Model,
     *,
-    backend: str = "restricted",
+    backend: str | None = None,
     limits: dict[str, float] | None = None,
     on_answer: Callable[[Answer], None] | None = None,
 ) -> UseReport:
@@ -98,6 +99,7 @@ def use(
     Raises PolicyRefused for an unverified or yanked version (as `call` does),
     ModelFailed when the model cannot reply."""
     tool = reg.get(ref, allow_yanked=False)
+    backend = backend_name(backend)  # None: restricted where the Linux jail exists, else wasm
     wrapped = wrapped_for(tool)
     # Answers are scored the way the tool's own tests compare (the
     # comparator chosen when it was made), else exactly.
