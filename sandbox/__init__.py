@@ -59,19 +59,25 @@ def __getattr__(name: str) -> Any:
 
 
 @overload
-def get_backend(name: Literal["restricted"] = ..., **options: Any) -> RestrictedBackend: ...
+def get_backend(name: Literal["restricted"], **options: Any) -> RestrictedBackend: ...
 @overload
 def get_backend(name: Literal["docker"], **options: Any) -> DockerBackend: ...
 @overload
-def get_backend(name: str, **options: Any) -> Backend: ...
+def get_backend(name: str | None = ..., **options: Any) -> Backend: ...
 
 
-def get_backend(name: str = "restricted", **options: Any) -> Backend:
-    """The shared backend of that name (`backends.FACTORIES`), built on first use.
+def get_backend(name: str | None = None, **options: Any) -> Backend:
+    """The shared backend of that name (`backends.FACTORIES`), built on first use;
+    None: this machine's default, as `run` (restricted where the Linux jail
+    exists, else wasm: `default_backend`).
 
     Options are passed to the backend's factory the first time only.
     Raises ValueError for an unknown name.
     """
+    if name is None:
+        from .default_backend import default_backend
+
+        name = default_backend()
     return shared(name, **options)
 
 

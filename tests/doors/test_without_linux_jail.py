@@ -24,7 +24,7 @@ import pytest
 from latm_tasks import SORT, SORT_PROPOSAL, SORT_TESTS, SORT_WRAP, write_json
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from reviewing import approve_waiting
-from toolcrib.sandbox import Job, close_backends, run
+from toolcrib.sandbox import Job, close_backends, get_backend, run
 from toolcrib.sandbox.default_backend import JAIL_OFF_ENV, default_backend
 
 from toolcrib import Registry, SandboxUnavailable
@@ -58,6 +58,7 @@ def test_the_default_is_wasm_and_its_host_runs_unjailed(reg: Registry) -> None:
     backend = reg.backend()
     assert backend.name == "wasm" and getattr(backend, "jailed", None) is False
     assert run(Job(source="def f():\n    return 6 * 7\n", entrypoint="f")).backend == "wasm"
+    assert get_backend().name == "wasm"  # the API's shared backend with no name: the machine's default
 
 
 def test_doctor_names_wasm_as_the_default(tc) -> None:
