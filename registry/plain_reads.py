@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .choosing import resolve
 from .errors import InvalidInput
 from .store_listing import newest_page
+from .store_versions import VersionFields
 
 # What `show` needs beyond a page of `list` is imported by `shown_version`:
 # a first page imports the store's listing and nothing more.
@@ -175,66 +176,40 @@ def version_view(row: tuple[Any, ...]) -> VersionView:
     from .pyast import stored_in_declared_order
     from .versions import stored_lock
 
-    (
-        _id,
-        name,
-        version,
-        sha256,
-        entrypoint,
-        source,
-        signature,
-        tests,
-        limits,
-        status,
-        deprecated,
-        yanked,
-        created_at,
-        generator,
-        prompt,
-        prompt_sha256,
-        parent,
-        parent_sha256,
-        registered_by,
-        registered_at,
-        source_sha256,
-        metadata,
-        policy,
-        lock,
-        prelude,
-    ) = row
-    sig = json.loads(signature)
+    f = VersionFields._make(row)
+    sig = json.loads(f.signature)
     return VersionView(
-        name=name,
-        version=version,
-        sha256=sha256,
-        entrypoint=entrypoint,
-        source=source,
+        name=f.name,
+        version=f.version,
+        sha256=f.sha256,
+        entrypoint=f.entrypoint,
+        source=f.source,
         signature=SignatureView(
-            input_schema=stored_in_declared_order(sig["input_schema"], source, entrypoint),
+            input_schema=stored_in_declared_order(sig["input_schema"], f.source, f.entrypoint),
             output_schema=sig.get("output_schema"),
             untyped=sig.get("untyped") or [],
             description=sig.get("description"),
         ),
-        tests=[CaseView(**case) for case in json.loads(tests)],
-        limits=Limits.from_json(json.loads(limits)) if limits else None,
-        policy=policy,
-        lock=stored_lock(f"{name}@{version}", lock),
-        prelude=prelude,
-        status=status,
-        deprecated=deprecated,
-        yanked=yanked,
+        tests=[CaseView(**case) for case in json.loads(f.tests)],
+        limits=Limits.from_json(json.loads(f.limits)) if f.limits else None,
+        policy=f.policy,
+        lock=stored_lock(f"{f.name}@{f.version}", f.lock),
+        prelude=f.prelude,
+        status=f.status,
+        deprecated=f.deprecated,
+        yanked=f.yanked,
         provenance=ProvenanceView(
-            generator=generator,
-            prompt=prompt,
-            prompt_sha256=prompt_sha256,
-            parent=parent,
-            parent_sha256=parent_sha256,
-            registered_by=registered_by,
-            registered_at=registered_at,
-            source_sha256=source_sha256,
-            metadata=json.loads(metadata),
+            generator=f.generator,
+            prompt=f.prompt,
+            prompt_sha256=f.prompt_sha256,
+            parent=f.parent,
+            parent_sha256=f.parent_sha256,
+            registered_by=f.registered_by,
+            registered_at=f.registered_at,
+            source_sha256=f.source_sha256,
+            metadata=json.loads(f.metadata),
         ),
-        created_at=created_at,
+        created_at=f.created_at,
     )
 
 

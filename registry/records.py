@@ -13,7 +13,7 @@ from ..sandbox.contract import Limits
 from .models import CaseEvidence, Provenance, Signature, TestCase, ToolVersion, Verification
 from .pyast import stored_in_declared_order
 from .search import tool_index_terms
-from .store_versions import VersionRow
+from .store_versions import VersionFields, VersionRow
 from .versions import canonical_json, stored_lock
 
 __all__ = ["tool_of", "verification_of_row", "version_of_row", "version_record"]
@@ -25,60 +25,34 @@ def tool_of(row: VersionRow) -> ToolVersion:
 
 
 def version_of_row(row: sqlite3.Row | tuple[Any, ...]) -> ToolVersion:
-    (
-        _id,
-        name,
-        version,
-        sha256,
-        entrypoint,
-        source,
-        signature,
-        tests,
-        limits,
-        status,
-        deprecated,
-        yanked,
-        created_at,
-        generator,
-        prompt,
-        prompt_sha256,
-        parent,
-        parent_sha256,
-        registered_by,
-        registered_at,
-        source_sha256,
-        metadata,
-        policy,
-        lock,
-        prelude,
-    ) = row
+    f = VersionFields._make(row)
     return ToolVersion(
-        name=name,
-        version=version,
-        sha256=sha256,
-        entrypoint=entrypoint,
-        source=source,
-        signature=_in_declared_order(Signature.model_validate(json.loads(signature)), source, entrypoint),
-        tests=[TestCase.model_validate(t) for t in json.loads(tests)],
-        limits=Limits.from_json(json.loads(limits)) if limits else None,
-        policy=policy,
-        lock=stored_lock(f"{name}@{version}", lock),
-        prelude=prelude,
-        status=status,
-        deprecated=deprecated,
-        yanked=yanked,
+        name=f.name,
+        version=f.version,
+        sha256=f.sha256,
+        entrypoint=f.entrypoint,
+        source=f.source,
+        signature=_in_declared_order(Signature.model_validate(json.loads(f.signature)), f.source, f.entrypoint),
+        tests=[TestCase.model_validate(t) for t in json.loads(f.tests)],
+        limits=Limits.from_json(json.loads(f.limits)) if f.limits else None,
+        policy=f.policy,
+        lock=stored_lock(f"{f.name}@{f.version}", f.lock),
+        prelude=f.prelude,
+        status=f.status,
+        deprecated=f.deprecated,
+        yanked=f.yanked,
         provenance=Provenance(
-            generator=generator,
-            prompt=prompt,
-            prompt_sha256=prompt_sha256,
-            parent=parent,
-            parent_sha256=parent_sha256,
-            registered_by=registered_by,
-            registered_at=registered_at,
-            source_sha256=source_sha256,
-            metadata=json.loads(metadata),
+            generator=f.generator,
+            prompt=f.prompt,
+            prompt_sha256=f.prompt_sha256,
+            parent=f.parent,
+            parent_sha256=f.parent_sha256,
+            registered_by=f.registered_by,
+            registered_at=f.registered_at,
+            source_sha256=f.source_sha256,
+            metadata=json.loads(f.metadata),
         ),
-        created_at=created_at,
+        created_at=f.created_at,
     )
 
 

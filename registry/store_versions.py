@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .store_newest import version_sort_key
 from .versions import SemVer, parse_version
@@ -28,6 +28,7 @@ __all__ = [
     "NEWEST_OR_YANKED",
     "SERVABLE",
     "VERSION_COLUMNS",
+    "VersionFields",
     "NewestRule",
     "VersionRow",
     "call_row",
@@ -49,11 +50,40 @@ __all__ = [
     "version_rows",
 ]
 
-VERSION_COLUMNS = (
-    "id, name, version, sha256, entrypoint, source, signature, tests, limits, status, deprecated, yanked, "
-    "created_at, generator, prompt, prompt_sha256, parent, parent_sha256, registered_by, registered_at, "
-    "source_sha256, metadata, policy, lock, prelude"
-)
+
+class VersionFields(NamedTuple):
+    """A whole `versions` row by name, in VERSION_COLUMNS order: the one place
+    that order is written (`records.version_of_row` and
+    `plain_reads.version_view` read rows through it)."""
+
+    id: int
+    name: str
+    version: str
+    sha256: str
+    entrypoint: str
+    source: str
+    signature: str
+    tests: str
+    limits: str | None
+    status: Any  # a Literal of the models: checked by the model the row becomes
+    deprecated: str | None
+    yanked: str | None
+    created_at: str
+    generator: str | None
+    prompt: str | None
+    prompt_sha256: str | None
+    parent: str | None
+    parent_sha256: str | None
+    registered_by: str
+    registered_at: str
+    source_sha256: str
+    metadata: str
+    policy: Any  # likewise
+    lock: str | None
+    prelude: str | None
+
+
+VERSION_COLUMNS = ", ".join(VersionFields._fields)
 
 
 class VersionRow:
