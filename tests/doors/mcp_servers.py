@@ -1,12 +1,16 @@
 """An MCP server over HTTP in a subprocess, for the door tests: started,
 the URL it announces on stderr, stopped (test_mcp_server, test_mcp_clients,
-test_mcp_http_latency, test_mcp_auth)."""
+test_mcp_http_latency, test_mcp_auth); or in this process (`over_http_in_process`)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ANNOUNCED = re.compile(r"listening on (http://127\.0\.0\.1:\d+/mcp)")
 
@@ -47,3 +51,27 @@ class ServerProcess:
             self.proc.wait()
         if self.proc.stderr is not None:
             self.proc.stderr.close()  # the drain reads to the end first (a ResourceWarning otherwise)
+
+
+def over_http_in_process(server: Any, token: str, body: Callable[[str], Awaitable[T]]) -> T:
+    """`body(url)`'s answer, with `server` (a `ToolServer`) served over HTTP
+    by `run_http` in this process (port 0, `token`) while it runs."""
+    import anyio
+    from anyio.from_thread import start_blocking_portal
+
+    from toolcrib.mcp_server import run_http
+
+    announced: list[str] = []
+    ready = threading.Event()
+
+    def announce(line: str) -> None:
+        announced.append(line.rsplit(" ", 1)[-1])
+        ready.set()
+
+    with start_blocking_portal() as portal:
+        running = portal.start_task_soon(run_http, server, "127.0.0.1", 0, token, announce)
+        try:
+            assert ready.wait(60), "toolcrib's HTTP server did not start"
+            return anyio.run(body, announced[0])
+        finally:
+            running.cancel()

@@ -21,7 +21,6 @@ import gc
 import socket
 import statistics
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -30,19 +29,18 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from anyio.from_thread import start_blocking_portal
 from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from toolcrib.sandbox.fake import FakeBackend
 
 from toolcrib import Registry
-from toolcrib.mcp_server import ServeOptions, ToolServer, run_http
+from toolcrib.mcp_server import ServeOptions, ToolServer
 
 HERE = Path(__file__).parent
 SERVE = str(HERE / "serve_on_fake.py")
 sys.path.insert(0, str(HERE))
 import ts_sdk  # noqa: E402
-from mcp_servers import ServerProcess  # noqa: E402
+from mcp_servers import ServerProcess, over_http_in_process  # noqa: E402
 
 DOUBLE = '''
 def double(x: int) -> int:
@@ -84,12 +82,6 @@ def _server_sockets(port: int) -> list[Any]:
 def test_every_accepted_connection_has_tcp_nodelay(registry: Path) -> None:
     fake = FakeBackend(lambda job: 2 * job.args["x"], name="restricted")
     server = ToolServer(ServeOptions(registry=registry), backends={"restricted": fake})
-    announced: list[str] = []
-    ready = threading.Event()
-
-    def announce(line: str) -> None:
-        announced.append(line.rsplit(" ", 1)[-1])
-        ready.set()
 
     async def body(url: str) -> list[int]:
         async with AsyncExitStack() as stack:
@@ -104,13 +96,7 @@ def test_every_accepted_connection_has_tcp_nodelay(registry: Path) -> None:
             return [s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in _server_sockets(port)]
 
     try:
-        with start_blocking_portal() as portal:
-            running = portal.start_task_soon(run_http, server, "127.0.0.1", 0, TOKEN, announce)
-            try:
-                assert ready.wait(60), "toolcrib's HTTP server did not start"
-                options = anyio.run(body, announced[0])
-            finally:
-                running.cancel()
+        options = over_http_in_process(server, TOKEN, body)
     finally:
         server.close()
     # The client's connections as the server accepted them: each one with TCP_NODELAY.

@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
-from anyio.from_thread import start_blocking_portal
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp_servers import over_http_in_process
 from toolcrib.sandbox.fake import FakeBackend
 
 from toolcrib import Registry
 from toolcrib.mcp_http_writes import CoalescingTransport
-from toolcrib.mcp_server import ServeOptions, ToolServer, run_http
+from toolcrib.mcp_server import ServeOptions, ToolServer
 
 TOKEN = "tok"
 DOUBLE = '''
@@ -123,18 +121,12 @@ def test_each_mcp_answer_leaves_in_one_write(tmp_path: Path) -> None:
         reg.add(DOUBLE, tests=[{"args": {"x": 2}, "expected": 4}])
         reg.verify("double")
     server = ToolServer(ServeOptions(registry=registry), backends={"restricted": fake})
-    announced: list[str] = []
-    ready = threading.Event()
     written: list[bytes] = []
     real_flush = CoalescingTransport.flush
 
     def recording(self: CoalescingTransport) -> None:
         written.append(b"".join(self._pending))
         real_flush(self)
-
-    def announce(line: str) -> None:
-        announced.append(line.rsplit(" ", 1)[-1])
-        ready.set()
 
     async def body(url: str) -> Any:
         async with AsyncExitStack() as stack:
@@ -149,13 +141,7 @@ def test_each_mcp_answer_leaves_in_one_write(tmp_path: Path) -> None:
 
     CoalescingTransport.flush = recording  # type: ignore[method-assign]
     try:
-        with start_blocking_portal() as portal:
-            running = portal.start_task_soon(run_http, server, "127.0.0.1", 0, TOKEN, announce)
-            try:
-                assert ready.wait(60), "toolcrib's HTTP server did not start"
-                result = anyio.run(body, announced[0])
-            finally:
-                running.cancel()
+        result = over_http_in_process(server, TOKEN, body)
     finally:
         CoalescingTransport.flush = real_flush  # type: ignore[method-assign]
         server.close()
