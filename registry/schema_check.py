@@ -175,7 +175,7 @@ def json_arguments(args: Any, prefix: str) -> tuple[str, dict[str, Any]]:
 
 # The keywords `_plainly_valid` understands; "title", "description",
 # "default", "examples" and FORM_KEY only annotate (they never fail a value).
-_ANNOTATIONS = frozenset({"title", "description", "default", "examples", FORM_KEY})
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", FORM_KEY, DECLARED_KEY})
 _PLAIN_KEYWORDS = _ANNOTATIONS | {"type", "items"}
 _OBJECT_KEYWORDS = _ANNOTATIONS | {"type", "properties", "required", "additionalProperties"}
 
