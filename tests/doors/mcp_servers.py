@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -75,3 +76,18 @@ def over_http_in_process(server: Any, token: str, body: Callable[[str], Awaitabl
             return anyio.run(body, announced[0])
         finally:
             running.cancel()
+
+
+@asynccontextmanager
+async def sdk_session(url: str, token: str) -> AsyncIterator[Any]:
+    """The official Python SDK's session over streamable HTTP to `url` with
+    the bearer `token`, initialized."""
+    import httpx2
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        async with streamable_http_client(url, http_client=client) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                yield session

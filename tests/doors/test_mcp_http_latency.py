@@ -22,15 +22,13 @@ import socket
 import statistics
 import sys
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
-from mcp import Client, ClientSession
-from mcp.client.streamable_http import streamable_http_client
+from mcp import Client
 from toolcrib.sandbox.fake import FakeBackend
 
 from toolcrib import Registry
@@ -40,7 +38,7 @@ HERE = Path(__file__).parent
 SERVE = str(HERE / "serve_on_fake.py")
 sys.path.insert(0, str(HERE))
 import ts_sdk  # noqa: E402
-from mcp_servers import ServerProcess, over_http_in_process  # noqa: E402
+from mcp_servers import ServerProcess, over_http_in_process, sdk_session  # noqa: E402
 
 DOUBLE = '''
 def double(x: int) -> int:
@@ -84,13 +82,7 @@ def test_every_accepted_connection_has_tcp_nodelay(registry: Path) -> None:
     server = ToolServer(ServeOptions(registry=registry), backends={"restricted": fake})
 
     async def body(url: str) -> list[int]:
-        async with AsyncExitStack() as stack:
-            client = await stack.enter_async_context(
-                httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-            )
-            read, write = await stack.enter_async_context(streamable_http_client(url, http_client=client))
-            session = await stack.enter_async_context(ClientSession(read, write))
-            await session.initialize()
+        async with sdk_session(url, TOKEN) as session:
             await session.send_ping()
             port = int(url.split(":")[2].split("/")[0])
             return [s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in _server_sockets(port)]

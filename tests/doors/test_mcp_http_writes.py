@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx2
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp_servers import over_http_in_process
+from mcp_servers import over_http_in_process, sdk_session
 from toolcrib.sandbox.fake import FakeBackend
 
 from toolcrib import Registry
@@ -129,13 +125,7 @@ def test_each_mcp_answer_leaves_in_one_write(tmp_path: Path) -> None:
         real_flush(self)
 
     async def body(url: str) -> Any:
-        async with AsyncExitStack() as stack:
-            client = await stack.enter_async_context(
-                httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-            )
-            read, write = await stack.enter_async_context(streamable_http_client(url, http_client=client))
-            session = await stack.enter_async_context(ClientSession(read, write))
-            await session.initialize()
+        async with sdk_session(url, TOKEN) as session:
             await session.send_ping()
             return await session.call_tool("double", {"x": 21})
 
