@@ -14,7 +14,8 @@ for toolcrib):
 from the official Python SDK's ``ClientSession`` (one session per server,
 all open at once, measured call by call in rotating order so that the load
 of a shared machine falls on every side alike), and from the official
-TypeScript SDK's client (one process per side and round, rounds rotating)
+TypeScript SDK's client (one process per side and round, rounds rotating;
+HTTP minus stdio also taken within each round, the median of the rounds reported)
 (tests/doors/ts_client/client.mjs; skipped if node or its install is missing).
 The load average at the end is recorded with the results.
 Reported: medians and p90, and the issue's goals as differences: stdio
@@ -170,7 +171,7 @@ async def python_client(registry: Path, calls: int, rounds: int) -> dict[str, li
     return took
 
 
-def ts_client(registry: Path, calls: int, rounds: int) -> dict[str, list[float]] | None:
+def ts_client(registry: Path, calls: int, rounds: int) -> tuple[dict[str, list[float]], list[dict[str, float]]] | None:
     node = shutil.which("node")
     if not node or not (TS_CLIENT / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
         return None
@@ -181,6 +182,10 @@ def ts_client(registry: Path, calls: int, rounds: int) -> dict[str, list[float]]
     }
     warm = 20
     took: dict[str, list[float]] = {k: [] for k in ("toolcrib stdio", "bare stdio", "toolcrib http", "bare http")}
+    # Each round's own medians: a node process's JIT and the machine's load
+    # move from process to process, so the differences are also taken round
+    # by round, between processes that ran back to back.
+    per_round: list[dict[str, float]] = []
     jobs = {
         "toolcrib stdio": {"transport": "stdio", "command": TOOLCRIB, "args": ["--registry", str(registry), "serve"]},
         "bare stdio": {"transport": "stdio", "command": sys.executable, "args": [__file__, "--serve-bare", "stdio"]},
@@ -189,6 +194,7 @@ def ts_client(registry: Path, calls: int, rounds: int) -> dict[str, list[float]]
     }
     try:
         for turn in range(rounds):
+            this_round: dict[str, float] = {}
             order = list(jobs.items())
             for name, job in order[turn % len(order) :] + order[: turn % len(order)]:
                 job = {**job, "env": env, "repeat": {"name": "double", "arguments": {"x": 21}, "times": warm + calls}}
@@ -204,10 +210,23 @@ def ts_client(registry: Path, calls: int, rounds: int) -> dict[str, list[float]]
                 if "failure" in report:
                     raise SystemExit(f"TypeScript client, {name}: {report['failure']}")
                 took[name] += [ms / 1000 for ms in report["calls_ms"][warm:]]
+                this_round[name] = statistics.median(report["calls_ms"][warm:])
+            per_round.append(this_round)
     finally:
         for server in servers.values():
             server.stop()
-    return took
+    return took, per_round
+
+
+def round_differences(per_round: list[dict[str, float]]) -> dict[str, Any]:
+    """HTTP minus stdio, and toolcrib's over bare's, within each round."""
+    toolcrib = [r["toolcrib http"] - r["toolcrib stdio"] for r in per_round]
+    bare = [r["bare http"] - r["bare stdio"] for r in per_round]
+    return {
+        "toolcrib http - stdio, each round ms": [round(d, 2) for d in toolcrib],
+        "toolcrib http - stdio, median of rounds ms": statistics.median(toolcrib),
+        "bare http - stdio, median of rounds ms": statistics.median(bare),
+    }
 
 
 def goals(table: dict[str, dict[str, float]], api: float | None) -> dict[str, float]:
@@ -226,6 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50, help="calls per side and round")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--ts-rounds", type=int, default=12, help="TypeScript client processes per side (default 12)")
     parser.add_argument("--serve-bare", choices=["stdio", "http"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -242,10 +262,12 @@ def main() -> None:
             reg.add(DOUBLE, tests=[{"args": {"x": 2}, "expected": 4}])
             assert reg.verify("double").status == "verified"
         python = anyio.run(python_client, registry, args.calls, args.rounds)
-        ts = ts_client(registry, args.calls, args.rounds)
+        load_before = os.getloadavg()
+        ts = ts_client(registry, args.calls, args.ts_rounds)
 
     results: dict[str, Any] = {
         "machine": platform.platform(),
+        "load_average_before_ts": load_before,
         "load_average": os.getloadavg(),
         "calls": args.calls,
         "rounds": args.rounds,
@@ -254,8 +276,12 @@ def main() -> None:
     api = python_table["api"]["median_ms"]
     results["python_sdk"] = {"table": python_table, "goals": goals(python_table, api)}
     if ts is not None:
-        ts_table = {name: summary(took) for name, took in ts.items()}
-        results["typescript_sdk"] = {"table": ts_table, "goals": goals(ts_table, api)}
+        ts_took, ts_rounds = ts
+        ts_table = {name: summary(took) for name, took in ts_took.items()}
+        results["typescript_sdk"] = {
+            "table": ts_table,
+            "goals": {**goals(ts_table, api), **round_differences(ts_rounds)},
+        }
     for client in ("python_sdk", "typescript_sdk"):
         if client not in results:
             print(f"\n{client}: skipped (node or tests/doors/ts_client/node_modules missing)")
@@ -265,7 +291,8 @@ def main() -> None:
         for name, row in results[client]["table"].items():
             print(f"{name:<16} {row['median_ms']:8.2f} {row['p90_ms']:8.2f} {row['n']:5d}")
         for goal, value in results[client]["goals"].items():
-            print(f"  {goal}: {value:.2f}")
+            print(f"  {goal}: {value}" if isinstance(value, list) else f"  {goal}: {value:.2f}")
+    print(f"\nload average (1, 5, 15 min) at the end: {results['load_average']}")
     OUT.mkdir(exist_ok=True)
     (OUT / "mcp.json").write_text(json.dumps(results, indent=2))
 
