@@ -78,7 +78,11 @@ class Draft:
 
 
 def _check_case_arguments(
-    source: str, entrypoint: str, cases: builtins.list[TestCase], forms: Mapping[str, str] | None = None
+    source: str,
+    entrypoint: str,
+    cases: builtins.list[TestCase],
+    forms: Mapping[str, str] | None = None,
+    prelude: str | None = None,
 ) -> None:
     """Each case's arguments fit the signature, or the add is refused naming
     the case and the field (a case that cannot be called would only fail at
@@ -87,7 +91,7 @@ def _check_case_arguments(
         if case.args is None:
             continue
         try:
-            validate_arguments(source, entrypoint, case.args, forms=forms)
+            validate_arguments(source, entrypoint, case.args, forms=forms, prelude=prelude)
         except ArgumentsError as exc:
             label = f"case {index}" + (f" (name {case.name!r})" if case.name else "")
             detail = "; ".join(f"{name}: {why}" for name, why in exc.fields.items()) or exc.message
@@ -133,10 +137,8 @@ def draft(
     tool_name = check_name(name if name is not None else admitted.entrypoint)
     if namespace is not None:
         tool_name = _namespaced(check_name(namespace), tool_name)
-    signature = derive_signature(admitted.source, admitted.entrypoint, forms=forms)
     raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
     cases = parse_tests(raw_tests)
-    _check_case_arguments(admitted.source, admitted.entrypoint, cases, forms)
     wanted = str(parse_version(version)) if version is not None else None
     wants = [] if requires is None else ([requires] if isinstance(requires, str) else list(requires))
     if prelude_name is not None:
@@ -146,6 +148,10 @@ def draft(
         prelude = stored.text
         wants += stored.requires
     prelude = prelude_text(prelude)
+    # Read through the prelude's imports: a type the docstring or annotation
+    # names by the prelude's `pd` is the prelude's pandas.
+    signature = derive_signature(admitted.source, admitted.entrypoint, forms=forms, prelude=prelude)
+    _check_case_arguments(admitted.source, admitted.entrypoint, cases, forms, prelude)
     lock = lock_of(wants) if wants else None
     if lock is not None:
         refuse_unrunnable_lock(lock)

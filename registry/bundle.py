@@ -154,16 +154,22 @@ def _check_signature(entry: BundleEntry, label: str) -> None:
     # Forms declared at add (`add --param`) are part of the stored schema:
     # derived again with them, a declaration that does not fit is refused.
     forms = declared_forms(entry.signature.input_schema)
+    stored = (entry.signature.input_schema, entry.signature.output_schema)
     try:
-        derived = derive_signature(entry.source, entry.entrypoint, forms=forms)
+        derived = derive_signature(entry.source, entry.entrypoint, forms=forms, prelude=entry.prelude)
     except AdmissionError as exc:
         raise BundleError(f"{label}: its declared parameter forms: {exc}") from None
-    if (entry.signature.input_schema, entry.signature.output_schema) != (derived.input_schema, derived.output_schema):
-        # A bundle written before docstring types were read holds that older
-        # (equally honest) derivation; it is still the one its source gives.
-        legacy = derive_signature(entry.source, entry.entrypoint, legacy_docstrings=True, forms=forms)
-        if (entry.signature.input_schema, entry.signature.output_schema) == (legacy.input_schema, legacy.output_schema):
-            return
+    if stored != (derived.input_schema, derived.output_schema):
+        # A bundle written by an older toolcrib holds an older (equally
+        # honest) derivation, still the one its source gives: before types
+        # were read through the prelude's imports, and before docstring
+        # types were read at all.
+        for older in (
+            derive_signature(entry.source, entry.entrypoint, forms=forms),
+            derive_signature(entry.source, entry.entrypoint, legacy_docstrings=True, forms=forms),
+        ):
+            if stored == (older.input_schema, older.output_schema):
+                return
     for part in ("input_schema", "output_schema"):
         stored_part, derived_part = getattr(entry.signature, part), getattr(derived, part)
         if stored_part != derived_part:

@@ -152,8 +152,7 @@ _TYPING_NAMES = {
 class _TypeReader:
     """Maps an annotation's AST to a Python type, noting what it could not read."""
 
-    def __init__(self, tree: ast.Module) -> None:
-        self.imports = imported_names(tree)
+    def __init__(self, tree: ast.Module, outside: Mapping[str, str] | None = None) -> None:
         self.user_names = {
             n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
         } | {
@@ -164,6 +163,11 @@ class _TypeReader:
             for name in ast.walk(target)
             if isinstance(name, ast.Name)
         }
+        # Names the prelude imports (`outside`) are the tool's too, unless the
+        # tool binds the name itself: it runs after the prelude.
+        self.imports = {
+            local: qualified for local, qualified in (outside or {}).items() if local not in self.user_names
+        } | imported_names(tree)
         # Module-level type aliases (`Interval = tuple[str, str]`) are read
         # through; the depth limit stops alias cycles.
         self.aliases: dict[str, ast.expr] = {}
@@ -545,7 +549,9 @@ class _Compiled:
     function: str
 
 
-_cache: OrderedDict[tuple[str, str, bool, tuple[tuple[str, str], ...]], _Compiled] = OrderedDict()
+# (source digest, entrypoint, legacy docstrings, declared forms, prelude imports)
+_CacheKey = tuple[str, str, bool, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+_cache: OrderedDict[_CacheKey, _Compiled] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -608,7 +614,11 @@ def _docstring_type(reader: _TypeReader, written: str | None) -> Any:
 
 
 def _compile(
-    source: str, entrypoint: str, legacy_docstrings: bool = False, forms: tuple[tuple[str, str], ...] = ()
+    source: str,
+    entrypoint: str,
+    legacy_docstrings: bool = False,
+    forms: tuple[tuple[str, str], ...] = (),
+    outside: tuple[tuple[str, str], ...] = (),
 ) -> _Compiled:
     try:
         tree = ast.parse(source)
@@ -637,7 +647,7 @@ def _compile(
         read = parse_docstring(doc)
         param_docs = {**param_docs, **{n: p.description for n, p in read.params.items() if p.description}}
         doc_types = {n: p.type for n, p in read.params.items()}
-    reader = _TypeReader(tree)
+    reader = _TypeReader(tree, dict(outside))
     defaults: list[ast.expr | None] = [None] * (len(spec.args) - len(spec.defaults)) + list(spec.defaults)
     params = list(zip(spec.args, defaults)) + list(zip(spec.kwonlyargs, spec.kw_defaults))
     fields: dict[str, Any] = {}
@@ -743,18 +753,38 @@ def _missing() -> None:
     return None
 
 
+def _prelude_imports(prelude: str | None) -> tuple[tuple[str, str], ...]:
+    """The names a prelude's top-level imports bind ({local: qualified}, as
+    sorted pairs): a tool whose imports live in its prelude (CRAFT's
+    tools: `import pandas as pd` there, `table (pd.DataFrame)` in the
+    docstring) has its annotations and docstring types read through them.
+    A prelude that does not parse binds nothing here (admission refuses it)."""
+    if not prelude:
+        return ()
+    try:
+        tree = ast.parse(prelude)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ()
+    return tuple(sorted(imported_names(tree).items()))
+
+
 def _compiled(
-    source: str, entrypoint: str, legacy_docstrings: bool = False, forms: Mapping[str, str] | None = None
+    source: str,
+    entrypoint: str,
+    legacy_docstrings: bool = False,
+    forms: Mapping[str, str] | None = None,
+    prelude: str | None = None,
 ) -> _Compiled:
     declared = tuple(sorted((forms or {}).items()))
+    outside = _prelude_imports(prelude)
     digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
-    key = (digest, entrypoint, legacy_docstrings, declared)
+    key = (digest, entrypoint, legacy_docstrings, declared, outside)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    compiled = _compile(source, entrypoint, legacy_docstrings, declared)
+    compiled = _compile(source, entrypoint, legacy_docstrings, declared, outside)
     with _cache_lock:
         _cache[key] = compiled
         while len(_cache) > _CACHE_SIZE:
@@ -763,7 +793,12 @@ def _compiled(
 
 
 def derive_signature(
-    source: str, entrypoint: str, *, legacy_docstrings: bool = False, forms: Mapping[str, str] | None = None
+    source: str,
+    entrypoint: str,
+    *,
+    legacy_docstrings: bool = False,
+    forms: Mapping[str, str] | None = None,
+    prelude: str | None = None,
 ) -> Signature:
     """The entrypoint's input (and, if annotated, output) JSON Schema, its
     parameters in declaration order.
@@ -779,9 +814,12 @@ def derive_signature(
     AdmissionError when one names no parameter, an unknown form, or a
     parameter whose annotation says something else (one that already says
     the form is left as it is).
+    ``prelude``: the text run before the source; the names its imports bind
+    resolve the source's annotations and docstring types as the source's
+    own imports do (`_prelude_imports`).
     """
     try:
-        return _compiled(source, entrypoint, legacy_docstrings, forms).signature.model_copy(deep=True)
+        return _compiled(source, entrypoint, legacy_docstrings, forms, prelude).signature.model_copy(deep=True)
     except (RecursionError, MemoryError):
         raise AdmissionError("the entrypoint's annotations are nested too deeply") from None
 
@@ -803,7 +841,12 @@ def _path(loc: tuple[Any, ...], value: Any) -> str:
 
 
 def validate_arguments(
-    source: str, entrypoint: str, args: Any, *, forms: Mapping[str, str] | None = None
+    source: str,
+    entrypoint: str,
+    args: Any,
+    *,
+    forms: Mapping[str, str] | None = None,
+    prelude: str | None = None,
 ) -> dict[str, Any]:
     """Check JSON call arguments against the entrypoint; return them as plain JSON.
 
@@ -811,9 +854,10 @@ def validate_arguments(
     Unknown arguments are refused (unless the entrypoint takes ``**kwargs``)
     and missing required ones reported; ArgumentsError names each bad field.
     The caller's own values are returned (never coerced or defaulted), so the
-    tool sees exactly what was sent. ``forms``: as for `derive_signature`.
+    tool sees exactly what was sent. ``forms``, ``prelude``: as for
+    `derive_signature`.
     """
-    compiled = _compiled(source, entrypoint, forms=forms)
+    compiled = _compiled(source, entrypoint, forms=forms, prelude=prelude)
     prefix = f"bad arguments for {compiled.function}"
     text, plain = json_arguments(args, prefix)
     problems: dict[str, list[str]] = {}

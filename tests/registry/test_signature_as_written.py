@@ -193,3 +193,86 @@ def test_every_export_lists_parameters_in_declaration_order(reg: Registry) -> No
         body = definition.get("function") or definition
         schema = body.get("parameters") or body.get("input_schema") or body.get("inputSchema")
         assert list(schema["properties"]) == ["zeta", "alpha", "mid"], fmt
+
+
+# -- types named through the prelude's imports (CRAFT keeps its imports there) --
+
+CRAFT_PRELUDE_TOOL = '''\
+def column_total(table, column, weights: np.ndarray = None):
+    """
+    Add up one column of a table.
+
+    Parameters:
+    table (pd.DataFrame): the table
+    column (str): the column's name
+    """
+    return float(table[column].sum())
+'''
+CRAFT_PRELUDE = "import pandas as pd\nimport numpy as np\n"
+
+
+def test_types_named_through_the_prelude_imports_are_read() -> None:
+    props = derive_signature(CRAFT_PRELUDE_TOOL, "column_total", prelude=CRAFT_PRELUDE).input_schema["properties"]
+    assert props["table"]["x-toolcrib-form"] == "dataframe" and props["table"][DOCSTRING_KEY] is True
+    assert props["table"]["description"] == "the table"
+    weights = [b for b in props["weights"]["anyOf"] if b.get("x-toolcrib-form")]
+    assert [b["x-toolcrib-form"] for b in weights] == ["ndarray"]
+    # Without the prelude the same names are unknown: no evidence, any value.
+    alone = derive_signature(CRAFT_PRELUDE_TOOL, "column_total").input_schema["properties"]
+    assert "x-toolcrib-form" not in alone["table"] and "type" not in alone["table"]
+    assert "is not checked" in alone["weights"]["description"]
+
+
+def test_a_name_the_tool_binds_itself_is_not_the_prelude_import() -> None:
+    source = "class pd:\n    DataFrame = list\n\n\n" + CRAFT_PRELUDE_TOOL
+    props = derive_signature(source, "column_total", prelude=CRAFT_PRELUDE).input_schema["properties"]
+    assert "x-toolcrib-form" not in props["table"]
+
+
+TYPING_TOOL = 'def first(xs: t.List[int]) -> int:\n    """The first item."""\n    return xs[0]\n'
+
+
+def test_add_reads_the_prelude_and_checks_cases_with_it(reg: Registry) -> None:
+    with pytest.raises(TestsFormatError, match="case 1.*xs"):
+        reg.add(TYPING_TOOL, prelude="import typing as t\n", tests=[{"args": {"xs": "1,2"}, "expected": 1}])
+    added = reg.add(TYPING_TOOL, prelude="import typing as t\n", tests=[{"args": {"xs": [4, 5]}, "expected": 4}])
+    schema = added.tool.signature.input_schema["properties"]["xs"]
+    assert schema["type"] == "array" and schema["items"] == {"type": "integer"}
+
+
+def test_a_bundle_holding_the_derivation_without_the_prelude_still_imports(reg: Registry, tmp_path: Path) -> None:
+    from toolcrib.registry.versions import sha256_text
+    from toolcrib.sandbox.fake import FakeBackend
+
+    reg.add(TYPING_TOOL, prelude="import typing as t\n", tests=[{"args": {"xs": [4, 5]}, "expected": 4}])
+    bundle = json.loads(json.dumps(reg.export()))
+    with Registry(tmp_path / "dst.db", actor="importer", backends={"restricted": FakeBackend()}) as target:
+        # Today's bundle: derived again through the prelude, it matches.
+        assert [r.created for r in target.import_bundle(bundle)] == [True]
+    # A bundle an older toolcrib wrote: the signature derived without the
+    # prelude (xs not checked), its content hash consistent with it.
+    entry = bundle["tools"][0]
+    older = derive_signature(TYPING_TOOL, "first")
+    assert "type" not in older.input_schema["properties"]["xs"]
+    entry["signature"] = older.model_dump(mode="json")
+    from toolcrib.registry.bundle import BundleEntry
+
+    parsed = BundleEntry.model_validate(entry)
+    entry["sha256"] = content_sha256(
+        parsed.source, parsed.entrypoint, parsed.signature, parsed.tests, parsed.policy, parsed.lock, parsed.prelude
+    )
+    assert sha256_text(entry["source"]) == entry["provenance"]["source_sha256"]
+    with Registry(tmp_path / "old.db", actor="importer", backends={"restricted": FakeBackend()}) as target:
+        assert [r.created for r in target.import_bundle(bundle)] == [True]
+        assert "type" not in target.get("first").signature.input_schema["properties"]["xs"]
+    # A schema the source derives neither way is still refused.
+    entry["signature"]["input_schema"]["properties"]["xs"] = {"type": "string"}
+    parsed = BundleEntry.model_validate(entry)
+    entry["sha256"] = content_sha256(
+        parsed.source, parsed.entrypoint, parsed.signature, parsed.tests, parsed.policy, parsed.lock, parsed.prelude
+    )
+    from toolcrib.registry import BundleError
+
+    with Registry(tmp_path / "bad.db", actor="importer", backends={"restricted": FakeBackend()}) as target:
+        with pytest.raises(BundleError, match="differs from the one its source derives"):
+            target.import_bundle(bundle)
