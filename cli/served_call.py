@@ -16,7 +16,8 @@ the exit code.
 What differs from a process of its own, and how it is made the same:
 
 - the global options and environment: the client resolves ``--registry``
-  (an absolute path), ``--actor`` and ``--backend`` as click would, from its
+  (served only when it is an absolute path: a message names it as the
+  client wrote it), ``--actor`` and ``--backend`` as click would, from its
   own environment, and they reach the command as explicit options; the
   service's own ``TOOLCRIB_REGISTRY``, ``TOOLCRIB_ACTOR`` and
   ``TOOLCRIB_BACKEND`` are dropped when it loads this module;
@@ -32,9 +33,8 @@ What differs from a process of its own, and how it is made the same:
 
 A call that could not be served the same way is answered ``fallback``
 before anything ran or was audited, and the client runs the normal path:
-a default backend other than restricted here, a request this version does
-not read, and a registry the command could not open (exit 8, whose message
-names the path as the client wrote it).
+a default backend other than restricted here, or a request this version
+does not read.
 """
 
 from __future__ import annotations
@@ -62,8 +62,6 @@ _POLICIES = ("restricted", "plain")
 # The environment a forwarded call must not read from the service's: the
 # client sends what it resolved from its own.
 _CLIENT_ENV = ("TOOLCRIB_REGISTRY", "TOOLCRIB_ACTOR", "TOOLCRIB_BACKEND", "_TOOLCRIB_COMPLETE")
-# A registry the command could not open (RegistryUnusable): before anything was audited.
-_UNUSABLE = 8
 
 _local = threading.local()
 
@@ -290,9 +288,6 @@ def handle(conn: socket.socket, request: dict[str, Any], cancel: Cancel) -> None
         return
     capture = _Capture(*streams)
     code = run_command(argv, capture, cancel)
-    if code == _UNUSABLE:
-        _end(conn, {"fallback": "the registry cannot be used at that path"})
-        return
     try:
         for kind, data in capture.chunks:
             view = memoryview(data)

@@ -358,6 +358,10 @@ class _Service:
                     _send(conn, {"result": _result_json(self._run(conn, request.get("job")))})
                 elif isinstance(op, str) and op in self._ops:
                     self._ops[op](conn, request, _watch(conn))
+                # Ended both ways before it is closed: a thread still
+                # waiting on it (`_cancel_on_close`) wakes, and the client
+                # reads the end of the answer at once.
+                _shutdown(conn)
         except (OSError, ValueError):
             pass  # the client went away, or sent something unreadable
         finally:

@@ -16,9 +16,10 @@ command, an option it does not know (``--snippet``, ``--help``), a value
 starting with ``-``, an option given twice, no running service, a service
 directory or socket that is not this user's own (the normal path refuses it
 with its message), a peer of another uid, a terminal encoding other than
-UTF-8, ``TOOLCRIB_DEBUG`` or Python warnings asked for, or a service that
-answers ``fallback`` (the registry unusable at that path, a default backend
-other than restricted) or closes the connection before answering anything.
+UTF-8, a relative registry path (the service runs in another directory),
+``TOOLCRIB_DEBUG`` or Python warnings asked for, or a service that answers
+``fallback`` (a default backend other than restricted, a request it does not
+read) or closes the connection before answering anything.
 
 The wire: the request is the service's frame (a 4-byte big-endian length and
 that much JSON, ``{"op": "call", ...}``); the reply is frames of a kind byte,
@@ -29,9 +30,11 @@ is bounded (`MAX_CHUNK`, `MAX_OUTPUT`, `MAX_END`) before it is read.
 
 from __future__ import annotations
 
+# The C module under `socket`: socket.py's own import (enum, selectors,
+# array) costs this one-shot process more than the rest of its imports.
+import _socket
 import json
 import os
-import socket
 import stat
 import struct
 import sys
@@ -145,24 +148,17 @@ def _service_socket() -> str | None:
 
 
 def _registry_path(option: str | None) -> str | None:
-    """The registry file the click path would open (an absolute path), when
-    it is a regular file this process may write, in a directory it may
-    write; else None (the normal path says why it cannot be used)."""
+    """The registry path the click path would open, written as it would
+    write it in a message (``~`` expanded, as `Path.expanduser` does), when
+    that is absolute; else None. A relative path names a file in this
+    process's directory, which the service is not in: the normal path."""
     given = option or os.environ.get("TOOLCRIB_REGISTRY") or None
-    if given is None:
+    if given is None:  # registry.store.default_registry_path
         data = os.environ.get("XDG_DATA_HOME") or None
         base = os.path.expanduser(data) if data else os.path.join(os.path.expanduser("~"), ".local", "share")
         given = os.path.join(base, "toolcrib", "registry.db")
-    path = os.path.abspath(os.path.expanduser(given))
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    if not stat.S_ISREG(info.st_mode) or not os.access(path, os.W_OK):
-        return None
-    if not os.access(os.path.dirname(path), os.W_OK):
-        return None
-    return path
+    path = os.path.expanduser(given)
+    return path if os.path.isabs(path) else None
 
 
 def _actor(option: str | None) -> str:
@@ -216,12 +212,12 @@ def _request(argv: list[str]) -> dict[str, Any] | None:
     }
 
 
-def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+def _peer_uid(conn: _socket.socket) -> int:
+    creds = conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
     return int(struct.unpack("3i", creds)[1])
 
 
-def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
+def _read_exactly(conn: _socket.socket, size: int) -> bytes | None:
     chunks: list[bytes] = []
     while size:
         chunk = conn.recv(min(size, 1 << 20))
@@ -242,7 +238,7 @@ class _Lost(Exception):
     """The service went away (or said something unreadable) after output began."""
 
 
-def _relay(conn: socket.socket) -> int | None:
+def _relay(conn: _socket.socket) -> int | None:
     """Write the service's reply to this process's stdout and stderr; the
     exit code, or None when the service answered nothing (fall back)."""
     written = 0
@@ -298,7 +294,7 @@ def try_served_call(argv: list[str]) -> int | None:
     path = _service_socket()
     if path is None or len(body) > MAX_REQUEST:
         return None
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         try:
             conn.connect(path)
