@@ -218,9 +218,13 @@ def _peer_uid(conn: _socket.socket) -> int:
 
 
 def _read_exactly(conn: _socket.socket, size: int) -> bytes | None:
+    """`size` bytes from the service; None when it closed (or reset) first."""
     chunks: list[bytes] = []
     while size:
-        chunk = conn.recv(min(size, 1 << 20))
+        try:
+            chunk = conn.recv(min(size, 1 << 20))
+        except OSError:
+            return None
         if not chunk:
             return None
         chunks.append(chunk)
@@ -243,10 +247,7 @@ def _relay(conn: _socket.socket) -> int | None:
     exit code, or None when the service answered nothing (fall back)."""
     written = 0
     while True:
-        try:
-            header = _read_exactly(conn, REPLY_HEADER.size)
-        except OSError:
-            header = None
+        header = _read_exactly(conn, REPLY_HEADER.size)
         if header is None:
             if written:
                 raise _Lost("the sandbox service closed the connection")
@@ -308,6 +309,8 @@ def try_served_call(argv: list[str]) -> int | None:
         except _Lost as lost:
             _write(2, f"Error: {lost}\n".encode())
             return 6
+        except BrokenPipeError:
+            return 1  # whoever read our output went away: as click's standalone mode ends then
     finally:
         conn.close()
 
