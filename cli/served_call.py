@@ -46,7 +46,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..console import MAX_CHUNK, PROTOCOL, REPLY_HEADER
+from ..console import MAX_CHUNK, MAX_END, PROTOCOL, REPLY_HEADER
 from ..sandbox.backends import register
 from ..sandbox.contract import Backend, Cancel, Job, Result
 
@@ -284,7 +284,7 @@ def handle(conn: socket.socket, request: dict[str, Any], cancel: Cancel) -> None
     argv = command_line(request)
     streams = _streams(request)
     if isinstance(argv, str) or streams is None:
-        _end(conn, {"fallback": argv if isinstance(argv, str) else "an unreadable request"})
+        _end(conn, b"f", argv if isinstance(argv, str) else "an unreadable request")
         return
     capture = _Capture(*streams)
     code = run_command(argv, capture, cancel)
@@ -297,14 +297,13 @@ def handle(conn: socket.socket, request: dict[str, Any], cancel: Cancel) -> None
                 conn.sendall(piece)
     except OSError:
         return  # the client went away: the call was audited (cancelled, if it was still running)
-    _end(conn, {"exit": code})
+    _end(conn, b"x", str(code))
 
 
-def _end(conn: socket.socket, answer: dict[str, Any]) -> None:
-    import json
-
-    body = json.dumps(answer).encode("utf-8")
+def _end(conn: socket.socket, kind: bytes, text: str) -> None:
+    """The closing frame: ``x`` and the exit code, or ``f`` (fall back) and why."""
+    body = text.encode("utf-8", "replace")[:MAX_END]
     try:
-        conn.sendall(REPLY_HEADER.pack(b"x", len(body)) + body)
+        conn.sendall(REPLY_HEADER.pack(kind, len(body)) + body)
     except OSError:
         pass
