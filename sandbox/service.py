@@ -367,7 +367,7 @@ class _Service:
         finally:
             with self._guard:
                 self._active -= 1
-                if op == "run" or op in self._ops:  # only calls keep it awake: a status question does not
+                if op == "run" or (isinstance(op, str) and op in self._ops):  # only calls keep it awake
                     self._last = time.monotonic()
 
     def _run(self, conn: socket.socket, wire: Any) -> Result:
