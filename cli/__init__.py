@@ -22,7 +22,7 @@ import click
 from ..registry.errors import InvalidInput, ToolcribError
 from .exit_codes import INTERNAL_ERROR
 
-__all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
+__all__ = ["COMMANDS", "LazyGroup", "cli", "main", "report_internal_error"]
 
 # Every command: its name -> ("module:attribute" under toolcrib.cli, its short
 # help). A command's module is imported only when that command runs (or its
@@ -234,9 +234,13 @@ def main() -> None:
     except Exception as err:  # the last line of defence
         if os.environ.get("TOOLCRIB_DEBUG"):
             raise
-        from .common import echo_text
+        sys.exit(report_internal_error(err))
 
-        echo_text(
-            f"Error: internal error: {type(err).__name__}: {err} (set TOOLCRIB_DEBUG=1 for a traceback)", err=True
-        )
-        sys.exit(INTERNAL_ERROR)
+
+def report_internal_error(err: Exception) -> int:
+    """The one line a bug gets on stderr (`main`'s, and a call the warm
+    service runs: cli/served_call.py); its exit code, 70."""
+    from .common import echo_text
+
+    echo_text(f"Error: internal error: {type(err).__name__}: {err} (set TOOLCRIB_DEBUG=1 for a traceback)", err=True)
+    return INTERNAL_ERROR

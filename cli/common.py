@@ -7,6 +7,7 @@ import functools
 import json
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ..registry.errors import ToolcribError
-from ..sandbox.contract import Limits
+from ..sandbox.contract import Cancel, Limits
 
 if TYPE_CHECKING:
     import sqlite3
@@ -40,6 +41,7 @@ __all__ = [
     "parse_key_values",
     "parse_limits",
     "read_text_argument",
+    "served_cancel",
     "terminal_text",
 ]
 
@@ -193,6 +195,23 @@ class State:
         for conn in self._connections:
             conn.close()
         self._connections.clear()
+
+
+# A call the warm sandbox service runs for a `toolcrib` process
+# (cli/served_call.py) is cancelled when that process goes away: its Cancel,
+# for the thread that runs it. None everywhere else.
+_served = threading.local()
+
+
+def bind_served_cancel(cancel: Cancel | None) -> None:
+    """Set (or clear, None) the Cancel of the call this thread runs for a client."""
+    _served.cancel = cancel
+
+
+def served_cancel() -> Cancel | None:
+    """The Cancel of the call this thread runs for a client of the service, if any."""
+    cancel: Cancel | None = getattr(_served, "cancel", None)
+    return cancel
 
 
 def open_registry(*, create: bool = False) -> Registry:

@@ -26,6 +26,7 @@ from .common import (
     parse_key_values,
     parse_limits,
     read_text_argument,
+    served_cancel,
 )
 from .exit_codes import exit_code_for_status
 
@@ -351,6 +352,7 @@ def call(
             allow_yanked=allow_yanked,
             no_build=no_build,
             progress=echo_progress,
+            cancel=served_cancel(),  # None, unless the warm service runs this call for a client
         )
     except ArgumentsError as err:
         raise _said_as_string(err, as_strings) from None

@@ -27,6 +27,14 @@ Where and who:
 Frames are a 4-byte big-endian length and that much JSON, bounded
 (`MAX_FRAME`). A call is ``{"op": "run", "job": Job.wire()}``; the reply is
 the `Result`. A client that goes away cancels its call.
+
+More operations are plugged in, never imported from here (this package
+knows nothing of the registry or the doors): each entry point of the group
+``toolcrib.service`` (`PLUGIN_GROUP`, pyproject.toml) names a function that
+is given the service's own backend (`LocalBackend`: its clients' view of it)
+and answers the operations it serves, ``{op: handler(conn, request,
+cancel)}``. toolcrib's own plugin (`toolcrib.cli.served_call`) serves a
+whole `toolcrib call` (issue 21): see docs/sandbox-restricted.md.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +59,10 @@ __all__ = [
     "DIR_ENV",
     "IDLE_ENV",
     "MAX_FRAME",
+    "PLUGIN_GROUP",
     "SERVICE_ENV",
+    "Handler",
+    "LocalBackend",
     "ServiceBackend",
     "ServiceRefused",
     "enabled",
@@ -67,6 +78,13 @@ DEFAULT_IDLE_S = 600.0
 MAX_FRAME = 64 << 20  # a job's source and arguments, a result at the output cap: far below
 _HEADER = struct.Struct(">I")
 _SOCKET, _LOCK, _PID = "sandbox.sock", "service.lock", "service.pid"
+# The entry points whose handlers the service serves (see the module's doc).
+PLUGIN_GROUP = "toolcrib.service"
+
+# One operation a plugin serves: the connection (its request already read;
+# the handler writes its own reply), the request, and the call's Cancel
+# (cancelled when the client goes away).
+Handler = Callable[[socket.socket, dict[str, Any], Cancel], None]
 
 
 class ServiceRefused(RuntimeError):
@@ -160,7 +178,12 @@ def _recv(conn: socket.socket) -> Any | None:
     if size > MAX_FRAME:
         raise ValueError(f"a frame of {size} bytes is over the {MAX_FRAME} limit")
     body = _read_exactly(conn, size)
-    return None if body is None else json.loads(body)
+    if body is None:
+        return None
+    try:
+        return json.loads(body)
+    except RecursionError:  # nested past the interpreter's stack: unreadable, as any bad JSON
+        raise ValueError("a frame nested too deeply") from None
 
 
 def _result_json(result: Result) -> dict[str, Any]:
@@ -186,13 +209,71 @@ def _result_of(data: dict[str, Any]) -> Result:
 # -- the service ------------------------------------------------------------
 
 
+class LocalBackend:
+    """The service's own backend as its clients see it through
+    `ServiceBackend`, for a plugin that runs jobs in the service process:
+    the same name, policy default, no-op `prepare` and results (each one
+    made from its wire form, as a client reads it), counted as calls."""
+
+    name = "restricted"
+
+    def __init__(self, service: _Service) -> None:
+        self._service = service
+
+    def default_policy(self, declared: PolicyName) -> PolicyName:
+        return declared
+
+    def start(self) -> None:
+        self._service.backend().start()
+
+    def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
+        return None
+
+    def run(self, job: Job, cancel: Cancel | None = None) -> Result:
+        return _result_of(_result_json(self._service.run_job(job, cancel)))
+
+    def health(self) -> dict[str, Any]:
+        return self._service.backend().health()
+
+    def close(self) -> None:
+        return None  # the service's, closed when it stops
+
+
+def _plugins(backend: LocalBackend) -> dict[str, Handler]:
+    """The operations the installed plugins serve (`PLUGIN_GROUP`). A plugin
+    that fails to load is left out: the service still runs jobs."""
+    from importlib.metadata import entry_points  # here: only the service reads them, once
+
+    ops: dict[str, Handler] = {}
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            served = entry.load()(backend)
+        except Exception:  # noqa: BLE001 - a detached process has no one to tell; its clients fall back
+            continue
+        for op, handler in dict(served).items():
+            if op not in _OWN_OPS and callable(handler):
+                ops[str(op)] = handler
+    return ops
+
+
+_OWN_OPS = frozenset({"ping", "stop", "run"})
+
+
 class _Service:
     """The serving side: one listening socket, one thread per call."""
 
-    def __init__(self, directory: Path, idle: float, backend: Callable[[], Backend]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        idle: float,
+        backend: Callable[[], Backend],
+        plugins: Callable[[LocalBackend], Mapping[str, Handler]] | None = _plugins,
+    ) -> None:
         self.directory = directory
         self.idle = idle
         self._make_backend = backend
+        self._load_plugins = plugins
+        self._ops: dict[str, Handler] = {}
         self._backend: Backend | None = None
         self._guard = threading.Lock()
         self._active = 0
@@ -227,6 +308,8 @@ class _Service:
             finally:
                 os.umask(old)
             os.chmod(path, 0o600)
+            if self._load_plugins is not None:
+                self._ops = dict(self._load_plugins(LocalBackend(self)))
             listener.listen(64)
             listener.settimeout(0.5)
             pid_file = self.directory / _PID
@@ -273,12 +356,18 @@ class _Service:
                     _send(conn, {"stopping": True})
                 elif op == "run":
                     _send(conn, {"result": _result_json(self._run(conn, request.get("job")))})
+                elif isinstance(op, str) and op in self._ops:
+                    self._ops[op](conn, request, _watch(conn))
+                # Ended both ways before it is closed: a thread still
+                # waiting on it (`_cancel_on_close`) wakes, and the client
+                # reads the end of the answer at once.
+                _shutdown(conn)
         except (OSError, ValueError):
             pass  # the client went away, or sent something unreadable
         finally:
             with self._guard:
                 self._active -= 1
-                if op == "run":  # only calls keep it awake: a status question does not
+                if op == "run" or (isinstance(op, str) and op in self._ops):  # only calls keep it awake
                     self._last = time.monotonic()
 
     def _run(self, conn: socket.socket, wire: Any) -> Result:
@@ -292,9 +381,10 @@ class _Service:
                 backend="restricted",
                 error=ErrorInfo(type="SandboxUnavailable", message=f"the sandbox service refused the job: {exc}"),
             )
-        cancel = Cancel()
-        # The client sends nothing after its request: anything readable is its going away.
-        threading.Thread(target=_cancel_on_close, args=(conn, cancel), daemon=True).start()
+        return self.run_job(job, _watch(conn))
+
+    def run_job(self, job: Job, cancel: Cancel | None) -> Result:
+        """One job on the service's backend, counted."""
         with self._guard:
             self._calls += 1
         return self.backend().run(job, cancel)
@@ -307,7 +397,16 @@ class _Service:
                 "active": self._active - 1,  # not counting this question
                 "started": self._started,
                 "idle_stop_s": self.idle,
+                "serves": sorted(self._ops),
             }
+
+
+def _watch(conn: socket.socket) -> Cancel:
+    """A Cancel cancelled when the client goes away. The client sends
+    nothing after its request: anything readable is its going away."""
+    cancel = Cancel()
+    threading.Thread(target=_cancel_on_close, args=(conn, cancel), daemon=True).start()
+    return cancel
 
 
 def _cancel_on_close(conn: socket.socket, cancel: Cancel) -> None:

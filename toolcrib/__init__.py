@@ -16,12 +16,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
+# Not typing's: every `toolcrib` process imports this package first, and
+# typing costs a one-shot `toolcrib call` (toolcrib/console.py) 2 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
     from collections.abc import Sequence
     from importlib.machinery import ModuleSpec
     from types import ModuleType
+    from typing import Any
 
     from toolcrib.registry import *  # noqa: F403
     from toolcrib.sandbox import Job as Job
