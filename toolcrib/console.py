@@ -30,10 +30,10 @@ for a person). Every length is bounded (`MAX_CHUNK`, `MAX_OUTPUT`,
 
 What it imports is what a warm call pays for on each run: no `json` (which
 imports `re`; the request is written with `_json`'s C string encoder and the
-answer holds no JSON), no `socket` (enum, selectors), no `getpass`; and the
-`toolcrib` command itself is a script of toolcrib's own (bin/toolcrib), not
-pip's console-script wrapper, which imports `re` first (6.6 ms of a call's
-CPU on the benchmark's machine).
+answer holds no JSON), no `socket` (enum, selectors), no `getpass`. (pip's
+console-script wrapper, which runs this, imports `re` itself: about 6 ms of a
+call's CPU, kept so that `uvx toolcrib` and `uv tool install`, which expose
+entry points only, find the command.)
 """
 
 from __future__ import annotations
