@@ -113,6 +113,19 @@ def fork_spare(self):
     os.write(out, (z.json.dumps({"zygote": "fork", "cpu": t1 - t0, "faults": f1 - f0}) + "\n").encode())
 z._Zygote._fork_spare = fork_spare
 
+def _zygote_timed(name):
+    orig = getattr(z._Zygote, name)
+    def inner(self, *a):
+        t0 = _clk(_CPU); f0 = _rus(_S).ru_minflt
+        try:
+            return orig(self, *a)
+        finally:
+            t1 = _clk(_CPU); f1 = _rus(_S).ru_minflt
+            os.write(out, (z.json.dumps({"zygote": name, "cpu": t1 - t0, "faults": f1 - f0}) + "\n").encode())
+    setattr(z._Zygote, name, inner)
+for _name in ("_taken", "_reap"):
+    _zygote_timed(_name)
+
 orig_wait4 = os.wait4
 def wait4(pid, options):
     got = orig_wait4(pid, options)
@@ -210,12 +223,15 @@ def _proc_stat() -> list[int]:
 
 def report(outfile, calls, wall, host0, host1, stat0, stat1, zygote_ms) -> None:
     children, forks, reaped = {}, [], {}
+    zsteps = defaultdict(list)
     for line in outfile.read_text().splitlines():
         rec = json.loads(line)
         if "pid" in rec:
             children[rec["pid"]] = rec["marks"]
         elif rec.get("zygote") == "fork":
             forks.append(rec)
+        elif "zygote" in rec:
+            zsteps[rec["zygote"]].append(rec)
         elif "reaped" in rec:
             reaped[rec["reaped"]] = rec
     phases = defaultdict(list)
@@ -282,6 +298,15 @@ def report(outfile, calls, wall, host0, host1, stat0, stat1, zygote_ms) -> None:
             statistics.mean(f["faults"] for f in forks),
         )
     )
+    for name, recs in zsteps.items():
+        rows.append(
+            (
+                f"zygote: {name}",
+                statistics.mean(r["cpu"] * 1000 for r in recs),
+                statistics.median(r["cpu"] * 1000 for r in recs),
+                statistics.mean(r["faults"] for r in recs),
+            )
+        )
     print(f"children measured: {len(children)}, reaped: {len(reaped)}, forks: {len(forks)}")
     print(f"{'phase':50s} {'mean ms':>8s} {'median':>8s} {'minflt':>7s}")
     for name, mean, med, flt in rows:
