@@ -190,6 +190,7 @@ def main() -> None:
         outfile.write_text("")
         zpids = [z.proc.pid for z in [backend._zygote, *backend._others] if z is not None]
         z0 = _zygote_cpu(zpids)
+        _ZFLT[0] = -_ZFLT[0]
         stat0 = _proc_stat()
         host0 = os.times()
         started = time.perf_counter()
@@ -213,7 +214,11 @@ def _zygote_cpu(pids) -> float:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
+        _ZFLT[0] += int(fields[7])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+_ZFLT = [0]
 
 
 def _proc_stat() -> list[int]:
@@ -319,7 +324,7 @@ def report(outfile, calls, wall, host0, host1, stat0, stat1, zygote_ms) -> None:
         print(
             f"  in run_job: {n:38s} {statistics.mean(v[0] for v in vals):8.3f} {statistics.median(v[0] for v in vals):8.3f} {statistics.mean(v[1] for v in vals):7.1f}"
         )
-    print(f"zygote's own CPU per call (/proc): {zygote_ms:.3f} ms")
+    print(f"zygote's own CPU per call (/proc): {zygote_ms:.3f} ms, minor faults per call {_ZFLT[0] / calls:.1f}")
     print(
         f"host per call: {host:.3f} ms; machine busy per call (/proc/stat): {busy:.3f} ms "
         f"(user {diff[0] / tick / calls * 1000:.3f}, sys {diff[2] / tick / calls * 1000:.3f}, softirq {diff[6] / tick / calls * 1000:.3f}); "
