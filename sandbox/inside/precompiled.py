@@ -35,15 +35,17 @@ Imports only the standard library.
 from __future__ import annotations
 
 import binascii
+import importlib
 import marshal
 import types
 from importlib._bootstrap_external import MAGIC_NUMBER
 from typing import Any
 
+_hashes: Any
 try:  # the small built-in hash module: hashlib would load OpenSSL into the zygote
-    from _sha256 import sha256
+    _hashes = importlib.import_module("_sha256")
 except ImportError:  # pragma: no cover - a Python without it (3.12 names it _sha2)
-    from hashlib import sha256
+    _hashes = importlib.import_module("hashlib")
 
 __all__ = ["FIELD", "MAGIC", "MAX_CODE_BYTES", "MAX_TEXT_BYTES", "codes", "digest", "entry", "parts_of"]
 
@@ -74,7 +76,7 @@ def digest(filename: str, texts: tuple[Any, ...], restricted: bool) -> str | Non
     """sha256 over the magic, the policy, the part's name and its texts
     (None where a text is neither a string nor None: such a job is not
     precompiled)."""
-    hasher = sha256()
+    hasher = _hashes.sha256()
     hasher.update(f"{MAGIC}\0{'restricted' if restricted else 'plain'}\0{filename}".encode())
     for text in texts:
         if text is None:
@@ -85,7 +87,7 @@ def digest(filename: str, texts: tuple[Any, ...], restricted: bool) -> str | Non
             hasher.update(data)
         else:
             return None
-    return hasher.hexdigest()
+    return str(hasher.hexdigest())
 
 
 def entry(parts: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
