@@ -67,8 +67,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--zygotes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--spares", type=int, default=0, help="spares per zygote (default: the backend's)")
     opts = parser.parse_args()
-    backend = RestrictedBackend(zygotes=opts.zygotes)
+    backend = RestrictedBackend(zygotes=opts.zygotes, **({"spares": opts.spares} if opts.spares else {}))
     try:
         one_round(backend, 40, opts.threads)  # warm: every zygote started, spares forked
         rounds = [one_round(backend, opts.calls, opts.threads) for _ in range(opts.reps)]

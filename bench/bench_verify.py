@@ -7,7 +7,8 @@ Three measures, each on the real restricted backend (every case, input or
 mutant run in its own fresh jailed child), the backend warmed up first:
 
 - ``verify``: one tool with ``--cases`` test cases verified, as isolated
-  calls per second (goal: 600 on a 2-core machine), on the shared backend
+  calls per second (goal: 600 on a 2-core machine) and as CPU per case
+  (this process, the zygotes and their children), on the shared backend
   and on one with two zygotes (``RestrictedBackend(zygotes=2)``);
 - ``fuzz``: ``verify --fuzz 100`` of a trivial tool, seconds (goal: under 1 s),
   warm (Hypothesis already imported) and the first run of the process;
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -73,6 +75,22 @@ INVOICE_TESTS = [
 ]
 
 
+def _cpu_seconds(backend: Any) -> float:
+    """CPU seconds so far of this process and of the backend's zygotes with
+    their reaped children (kernel accounting: steadier than calls/s on a
+    machine other work keeps busy); 0 where the backend has no zygote."""
+    times = os.times()
+    total = times.user + times.system
+    tick = os.sysconf("SC_CLK_TCK")
+    for zygote in [getattr(backend, "_zygote", None), *getattr(backend, "_others", [])]:
+        if zygote is None:
+            continue
+        with open(f"/proc/{zygote.proc.pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        total += sum(int(fields[at]) for at in (11, 12, 13, 14)) / tick
+    return total
+
+
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 4)
 
@@ -112,13 +130,19 @@ def main() -> None:
         tests = [{"args": {"a": i, "b": 1}, "expected": i + 1} for i in range(opts.cases)]
         reg.add(ADD, tests=tests)
         reg.verify("add")  # warm: the zygote and its spares
-        rates = []
+        from toolcrib.sandbox import backends
+
+        backend = backends.shared("restricted")
+        rates, cpu = [], []
         for _ in range(opts.reps):
+            cpu0 = _cpu_seconds(backend)
             started = time.perf_counter()
             ver = reg.verify("add")
             rates.append(opts.cases / (time.perf_counter() - started))
+            cpu.append((_cpu_seconds(backend) - cpu0) / opts.cases * 1000)
             assert ver.status == "verified", ver
         out["verify_calls_per_s"] = _median(rates)
+        out["verify_cpu_ms_per_case"] = _median(cpu)
     out["verify_calls_per_s_2_zygotes"] = _two_zygotes(opts.cases, opts.reps)
     with tempfile.TemporaryDirectory() as tmp, Registry(Path(tmp) / "bench.db", actor="bench") as reg:
         reg.add(ADD, tests=[{"args": {"a": i, "b": 1}, "expected": i + 1} for i in range(opts.cases)])
@@ -152,6 +176,7 @@ def main() -> None:
             out["mutants_s"] = _median(times)
             out["mutants"] = run.summary["mutants"]
             out["mutation_score"] = run.summary["score"]
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=1))
     target = Path(__file__).resolve().parent / "out" / "bench_verify.json"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .code_cache import CodeCache
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result
 from .default_backend import JAIL_OFF_ENV, jail_reported_off
-from .inside import wire
+from .inside import precompiled, wire
 from .inside.preload import THREAD_ENV
 from .inside.zygote import OUTPUT_SLACK, TRAILER_MAX, ZYGOTE_PATH
 
@@ -415,6 +416,7 @@ class RestrictedBackend:
         self._lock_starting: dict[str, threading.Lock] = {}
         self._idle_stop = threading.Event()
         self._idle_thread: threading.Thread | None = None
+        self._codes = CodeCache()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -724,7 +726,13 @@ class RestrictedBackend:
                 "restricted": job.policy != "plain",
             }
         ).encode()
-        payload = json.dumps(job.wire(), separators=(",", ":")).encode()
+        wire_job = job.wire()
+        payload = json.dumps(wire_job, separators=(",", ":")).encode()
+        # The tool's code compiled here once per source (`code_cache`), for
+        # a zygote of this interpreter's bytecode; the child checks it
+        # against the texts and otherwise compiles them itself.
+        compiled = self._codes.field(wire_job, job.policy != "plain")
+        with_code = payload[:-1] + b',"' + precompiled.FIELD.encode() + b'":' + compiled + b"}" if compiled else None
         for _attempt in range(2):
             if job.lock is not None and job.policy != "plain":
                 return _unavailable(str(self._refusal(job, None)))
@@ -732,8 +740,13 @@ class RestrictedBackend:
                 zygote = self._current(job.lock)
             except _Unavailable as exc:
                 return _unavailable(str(exc))
+            sent = (
+                with_code
+                if with_code is not None and zygote.facts.get("bytecode_magic") == precompiled.MAGIC
+                else payload
+            )
             try:
-                fields = self._attempt(job, zygote, header, payload, cancel)
+                fields = self._attempt(job, zygote, header, sent, cancel)
             finally:
                 self._release(zygote)
             if fields is not None:

@@ -28,9 +28,11 @@ import contextlib
 import datetime
 import gc
 import json
+import marshal
 from collections.abc import Callable
 from typing import Any
 
+from . import precompiled
 from .facades import guarded_import, reset_for_call
 from .guards import STATE, OutputLimit
 from .policy import ABSENT_BUILTINS, ALLOWED_BUILTINS, ALLOWED_EXCEPTIONS, EXCEPTION_ALIASES, TOOL_FILENAMES
@@ -38,7 +40,7 @@ from .results import ResultNotJSON, to_json
 from .toolbuiltins import build_builtins, guard_hooks
 from .transform import ToolTransformer
 
-__all__ = ["heap_frozen_for_good", "run_job", "warm"]
+__all__ = ["compile_parts", "heap_frozen_for_good", "run_job", "compile_job", "warm"]
 
 MAX_MESSAGE_CHARS = 2000
 _LIMIT_STDOUT_CHARS = 4096
@@ -168,6 +170,59 @@ def _blocked(message: str, line: int | None) -> _Refused:
     return _Refused(_reply("blocked", error=_error("PolicyViolation", message, line)))
 
 
+def compile_job(job: dict[str, Any], restricted: bool) -> tuple[Any, Any, Any]:
+    """(prelude code or None, the tool's code, snippet code or None) of a
+    job, compiled here. Raises _Refused."""
+    prelude_code: Any = None
+    known: set[str] = set()
+    if job.get("prelude") is not None:
+        prelude_code, known = _compile(job.get("prelude"), "<prelude>", restricted, set())
+    code, bound = _compile(job.get("source"), "<tool>", restricted, known)
+    snippet_code = None
+    if job.get("mode", "args") == "snippet":
+        snippet_code, _ = _compile(job.get("snippet"), "<snippet>", restricted, bound | known)
+    return prelude_code, code, snippet_code
+
+
+def _unpack(sent: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return sent.get("<prelude>"), sent["<tool>"], sent.get("<snippet>")
+
+
+def compile_parts(job: dict[str, Any], restricted: bool) -> dict[str, tuple[str, bytes]] | None:
+    """The host's side of `precompiled`: every part of ``job`` compiled by
+    the very code a child runs (`compile_job`), as ``{filename:
+    (digest, marshalled code)}``; None if the job is not one to send as
+    code: a text over `precompiled.MAX_TEXT_BYTES` in all, one the policy
+    refuses or that does not compile (the child compiles it and answers as
+    it always did), a code object over `precompiled.MAX_CODE_BYTES`."""
+    parts = precompiled.parts_of(job)
+    texts = [
+        job.get("prelude"),
+        job.get("source"),
+        job.get("snippet") if job.get("mode", "args") == "snippet" else None,
+    ]
+    if any(text is not None and type(text) is not str for text in texts):
+        return None
+    if (
+        sum(len(text.encode("utf-8", "surrogatepass")) for text in texts if text is not None)
+        > precompiled.MAX_TEXT_BYTES
+    ):
+        return None
+    try:
+        prelude_code, code, snippet_code = compile_job(job, restricted)
+    except _Refused:
+        return None
+    by_name = {"<prelude>": prelude_code, "<tool>": code, "<snippet>": snippet_code}
+    out: dict[str, tuple[str, bytes]] = {}
+    for filename, part_texts in parts:
+        part_digest = precompiled.digest(filename, part_texts, restricted)
+        data = marshal.dumps(by_name[filename])
+        if part_digest is None or len(data) > precompiled.MAX_CODE_BYTES:
+            return None
+        out[filename] = (part_digest, data)
+    return out
+
+
 def _compile(source: Any, filename: str, restricted: bool, known: set[str]) -> tuple[Any, set[str]]:
     if type(source) is not str:
         raise _Refused(_reply("error", error=_error("TypeError", f"{filename} source must be a string")))
@@ -268,15 +323,11 @@ def _execute(job: dict[str, Any], restricted: bool, cap: int) -> dict[str, Any]:
     mode = job.get("mode", "args")
     # A prelude (a library's shared import block) runs first, in the tool's
     # own namespace and under the same policy: what it binds, the tool sees.
-    prelude_code: Any = None
-    known: set[str] = set()
-    if job.get("prelude") is not None:
-        prelude_code, known = _compile(job.get("prelude"), "<prelude>", restricted, set())
-    code, bound = _compile(job.get("source"), "<tool>", restricted, known)
-    snippet_code = None
-    if mode == "snippet":
-        snippet_code, _ = _compile(job.get("snippet"), "<snippet>", restricted, bound | known)
-    elif mode != "args":
+    # The host's code for these very texts, when it sent it (`precompiled`);
+    # otherwise compiled here.
+    sent = precompiled.codes(job, restricted)
+    prelude_code, code, snippet_code = compile_job(job, restricted) if sent is None else _unpack(sent)
+    if mode not in ("args", "snippet"):
         return _reply("error", error=_error("ValueError", f"unknown call mode {mode!r}"))
 
     ns = _namespace(restricted)
