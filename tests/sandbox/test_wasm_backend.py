@@ -494,7 +494,8 @@ def test_the_jailed_host_runs_where_the_harness_was_never_compiled(monkeypatch: 
         finally:
             backend.close()
         assert [(r.status, r.result) for r in results] == [("ok", 0), ("ok", 2), ("ok", 4)], results
-        assert [(p / ".compiled").exists() for p in own.glob("harness-*")] == [True]
+        # (harness-image-* files: the harness image, linked from the real cache; not used here)
+        assert [(p / ".compiled").exists() for p in own.glob("harness-*") if p.is_dir()] == [True]
     finally:
         shutil.rmtree(own, ignore_errors=True)
     # The refill started as the last call ended starts no fork server once
