@@ -301,12 +301,26 @@ def build(
         if problem is not None:
             return facts | {"built": False, "reason": f"the harness image does not hold the harness: {problem}"}
         os.replace(staged, image)
+        before, _ = image_for(cache, harness_digest, wasmtime_version)
         _write_pointer(pointer, facts)
+        if before is not None and before != image:
+            _drop_if_unused(cache, before)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = time.monotonic() - started
     progress(f"harness image built in {seconds:.0f} s")
     return facts | {"built": True, "path": str(image), "seconds": round(seconds, 1)}
+
+
+def _drop_if_unused(cache: Path, image: Path) -> None:
+    """Remove an image this harness's pointer no longer names, unless
+    another pointer (another harness: another toolcrib) still does."""
+    for other in cache.glob("harness-image-*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(other.read_text(encoding="utf-8")).get("image") == image.name:
+                return
+    with contextlib.suppress(OSError):
+        image.unlink()
 
 
 def _link_or_copy(src: str, dst: str) -> str:

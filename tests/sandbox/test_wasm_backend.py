@@ -606,3 +606,47 @@ def test_a_wizer_that_fails_leaves_the_backend_as_it_was(tmp_path: Path, monkeyp
     assert done["harness_image"]["built"] is False and "failed" in done["harness_image"]["reason"], done
     assert wasm.status().get("image") == before.get("image")
     still_answers()
+
+
+def test_a_rebuilt_image_replaces_the_one_its_harness_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `build` end to end with a stand-in Wizer (it writes its -o file) and
+    # stand-in compile and check: the pointer names the new image, and the
+    # image it named before is removed (unless another pointer names it).
+    tool = tmp_path / "wasmtime"
+    tool.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo "wasmtime $VERSION"; exit 0; fi\n'
+        'while [ "$1" != -o ]; do shift; done\necho image > "$2"\n'
+    )
+    tool.chmod(0o700)
+    monkeypatch.setenv(wasm_snapshot.WIZER_ENV, str(tool))
+    cache = tmp_path / "cache"
+    (cache / "stdlib").mkdir(parents=True)
+    (cache / "harness").mkdir()
+    plain = tmp_path / "python.wasm"
+    plain.write_bytes(b"\0asm" + wasm_snapshot.PREIMPORT + b"\0")
+
+    def build(harness_digest: str) -> dict:
+        return wasm_snapshot.build(
+            cache,
+            plain_module=plain,
+            plain_sha256="0" * 64,
+            stdlib_dir=cache / "stdlib",
+            harness_dir=cache / "harness",
+            harness_digest=harness_digest,
+            wasmtime_version="1.0",
+            compile_module=lambda source, target: target.write_bytes(source.read_bytes()),
+            check_image=lambda path: None,
+            progress=lambda text: None,
+        )
+
+    monkeypatch.setenv("VERSION", "1")
+    first, other = build("a" * 64), build("b" * 64)
+    assert first["built"] is True and other["built"] is True
+    monkeypatch.setenv("VERSION", "2")  # a new Wizer: a new image for harness "a"
+    second = build("a" * 64)
+    assert second["built"] is True and second["path"] != first["path"]
+    assert wasm_snapshot.image_for(cache, "a" * 64, "1.0")[0] == Path(second["path"])
+    assert not Path(first["path"]).exists()  # replaced: 290 MB less
+    assert wasm_snapshot.image_for(cache, "b" * 64, "1.0")[0] == Path(other["path"])  # another harness's: kept
+    assert build("a" * 64)["built"] is False  # once per inputs
