@@ -18,7 +18,14 @@ Measured on the same tools, each backend in this process:
   trivial call's median subtracted);
 - cold start: a new backend and its first call; and the compiled module's
   load time (deserialisation). The first-use compile is measured by
-  ``--compile`` (into a temporary cache: about a minute of all cores).
+  ``--compile`` (into a temporary cache: about a minute of all cores), with
+  the harness image's build (Wizer, then its compile) beside it.
+
+Each wasm host runs twice, side by side in the same run: on the harness
+image (`sandbox/wasm_snapshot.py`: the guest pre-initialised with the
+harness imported) and on the guest's own image (``$TOOLCRIB_WASM_IMAGE=guest``:
+the harness imported per instance, as before the image existed). The load
+average is recorded before and after.
 
 A script, not a test: prints a table, writes JSON to bench/out/. Goals from
 the issue (not assertions): a trivial call <= 10 ms from a pool, >= 25 fresh
@@ -84,12 +91,20 @@ def _summary(times: list[float]) -> dict[str, float]:
     }
 
 
-def _per_second(backend: Any, job: Job, calls: int, threads: int) -> float:
-    started = time.perf_counter()
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _per_second(backend: Any, job: Job, calls: int, threads: int) -> tuple[float, float]:
+    """Calls per second from `threads` threads, and this process's CPU per
+    call in ms (the whole cost of a call where the host runs in process:
+    a figure the machine's load does not inflate as it does wall time)."""
+    started, cpu = time.perf_counter(), _cpu()
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(lambda _i: backend.run(job), range(calls)))
     assert all(r.status == "ok" for r in results), [r for r in results if r.status != "ok"][:1]
-    return round(calls / (time.perf_counter() - started), 1)
+    return round(calls / (time.perf_counter() - started), 1), round((_cpu() - cpu) * 1000 / calls, 1)
 
 
 def _sympy_lock() -> Lock | None:
@@ -117,15 +132,23 @@ def _cold(make: Any, job: Job) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-def _compile_seconds() -> float:
+def _compile_seconds() -> dict[str, Any]:
+    """First use into an empty cache: the guest's compile, then the harness
+    image's build (Wizer and its compile)."""
     with tempfile.TemporaryDirectory() as tmp:
         os.environ[wasm.CACHE_ENV] = tmp
         os.chmod(tmp, 0o700)
+        started = time.perf_counter()
         try:
             done = wasm.install()
         finally:
             os.environ.pop(wasm.CACHE_ENV, None)
-    return float(done["compile_seconds"])
+    image = done["harness_image"]
+    return {
+        "compile_seconds": float(done["compile_seconds"]),
+        "harness_image_seconds": image.get("seconds") if image.get("built") else image.get("reason"),
+        "install_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def main() -> None:
@@ -139,11 +162,15 @@ def main() -> None:
         "cores": cores,
         "wasmtime": wasm.status().get("wasmtime"),
     }
-    makers = {
-        "restricted": lambda: RestrictedBackend(),
-        "wasm (host jailed)": lambda: wasm.WasmBackend(jail=True),
-        "wasm (host in process)": lambda: wasm.WasmBackend(jail=False),
-    }
+    out["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
+    images = [("guest image", "guest"), ("harness image", "")]
+    if wasm.status().get("image") != wasm.IMAGE_NAME:
+        images = images[:1]
+        out["harness_image"] = wasm.status().get("image_note")
+    makers: dict[str, tuple[Any, str]] = {"restricted": (lambda: RestrictedBackend(), "")}
+    for image_label, env in images:
+        makers[f"wasm (host jailed), {image_label}"] = (lambda: wasm.WasmBackend(jail=True), env)
+        makers[f"wasm (host in process), {image_label}"] = (lambda: wasm.WasmBackend(jail=False), env)
     trivial = Job(source=TRIVIAL, entrypoint="f", limits=Limits(cpu=5, wall=30))
     stdlib = Job(source=STDLIB, entrypoint="f", args={"text": "The quick brown fox " * 20}, limits=Limits(wall=30))
     loop = Job(source=LOOP, entrypoint="f", args={"n": LOOP_N}, policy="plain", limits=Limits(cpu=60, wall=120))
@@ -152,14 +179,20 @@ def main() -> None:
     native_ms = (time.perf_counter() - started) * 1000
     out["native_loop_ms"] = round(native_ms, 1)
     lock = _sympy_lock()
-    for label, make in makers.items():
+    for label, (make, image_env) in makers.items():
+        if image_env:
+            os.environ[wasm.IMAGE_ENV] = image_env
+        else:
+            os.environ.pop(wasm.IMAGE_ENV, None)
         row: dict[str, Any] = {"cold_first_call_ms": _cold(make, trivial)}
         backend = make()
         try:
             backend.run(trivial)  # warm up (zygote, fork server, module load)
             row["trivial"] = _summary(_timed(backend, trivial, n))
             row["trivial_spaced_500ms"] = _summary(_timed(backend, trivial, max(5, n // 3), spaced=0.5))
-            row["stdlib_calls_per_s"] = _per_second(backend, stdlib, calls, cores)
+            row["stdlib_calls_per_s"], cpu_ms = _per_second(backend, stdlib, calls, cores)
+            if "in process" in label:
+                row["stdlib_cpu_ms_per_call"] = cpu_ms
             loop_ms = statistics.median(_timed(backend, loop, 3))
             row["loop_ms"] = round(loop_ms, 1)
             row["cpu_slowdown_vs_native"] = round((loop_ms - row["trivial"]["median_ms"]) / native_ms, 2)
@@ -179,11 +212,15 @@ def main() -> None:
         finally:
             backend.close()
         out[label] = row
-    runtime = wasm._Runtime(wasm.cache_dir())
-    out["module_load_ms"] = round(runtime.load_ms, 1)
-    runtime.close()
+        print(label, json.dumps(row), file=sys.stderr, flush=True)
+    os.environ.pop(wasm.IMAGE_ENV, None)
+    for image_label, image in (("guest", "guest"), ("harness", "auto")):
+        runtime = wasm._Runtime(wasm.cache_dir(), image=image)
+        out[f"module_load_ms ({image_label} image)"] = round(runtime.load_ms, 1)
+        runtime.close()
     if "--compile" in sys.argv:
-        out["compile_seconds"] = _compile_seconds()
+        out |= _compile_seconds()
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=2))
     target = Path(__file__).with_name("out")
     target.mkdir(exist_ok=True)

