@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import ipaddress
 import itertools
+import json
 import os
 import queue
 import socket
@@ -81,12 +82,13 @@ class _Item:
     """One job waiting for, or running on, an actor (its caller waits for
     ``result``); ``lost`` names the actors it was lost with."""
 
-    __slots__ = ("job", "cancel", "key", "state", "result", "lost", "changed")
+    __slots__ = ("job", "cancel", "key", "wire", "state", "result", "lost", "changed")
 
-    def __init__(self, job: Job, cancel: Cancel | None, key: str) -> None:
+    def __init__(self, job: Job, cancel: Cancel | None, key: str, wire: bytes) -> None:
         self.job = job
         self.cancel = cancel
         self.key = key
+        self.wire = wire  # [key, job.wire()] as JSON: this job's part of a batch's bytes
         self.state = _PENDING
         self.result: Result | None = None
         self.lost: list[str] = []
@@ -172,12 +174,24 @@ class RayBackend:
         a verification's cases), whichever caller gets a free actor slot
         takes its own job and up to ``batch - 1`` queued ones, in order, in
         one Ray call: Ray's own cost per call is then paid once per batch."""
+        key = f"{os.getpid()}-{next(self._keys)}"
+        try:
+            # Encoded once, by the caller: a batch's bytes are its jobs' parts joined.
+            wire = json.dumps([key, job.wire()], separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            # As the restricted backend: only the job's own data can fail to
+            # encode, and such a job is refused before anything is started.
+            return Result(
+                status="error",
+                backend=self.name,
+                error=ErrorInfo("InvalidJob", f"the job cannot be sent as JSON: {exc}"),
+            )
         try:
             self.start()
         except Exception as exc:  # noqa: BLE001 - every outcome is a Result
             return _unavailable(str(exc))
         ray = _ray()
-        item = _Item(job, cancel, f"{os.getpid()}-{next(self._keys)}")
+        item = _Item(job, cancel, key, wire)
         with self._queued:
             self._pending.append(item)
         deadline = time.monotonic() + ACQUIRE_TIMEOUT_S
@@ -243,7 +257,7 @@ class RayBackend:
         """One Ray call for the batch on `actor`; each job's result, or,
         if the actor was lost, each job back in the queue for one more try
         (a second loss ends it unavailable, naming the nodes)."""
-        ref = actor.handle.run_batch.remote([(entry.key, entry.job) for entry in batch])
+        ref = actor.handle.run_wire.remote(b"[" + b",".join(entry.wire for entry in batch) + b"]")
 
         def canceller(key: str) -> Callable[[], None]:
             return lambda: actor.handle.cancel.remote(key)
@@ -252,10 +266,7 @@ class RayBackend:
         lost: str | None = None
         results: list[Result] = []
         try:
-            replies = ray.get(ref)
-            if not isinstance(replies, list) or len(replies) != len(batch):
-                replies = [_unavailable("the Ray actor answered a batch of the wrong length")] * len(batch)
-            results = [_checked(reply) for reply in replies]
+            results = _results(ray.get(ref), [entry.job for entry in batch])
         except _lost_errors(ray) as exc:
             lost = f"node {actor.node[:12]} ({actor.address}): {type(exc).__name__}"
         except Exception as exc:  # noqa: BLE001 - every job gets a Result
@@ -478,24 +489,59 @@ class RayBackend:
             return [(actor.handle, actor.node) for actor in self._actors]
 
 
+# What a job's reply may take on the wire from the actor: its result and
+# prints are within the output cap (KiB) as the sandbox wrote them; JSON
+# re-encoded, with the envelope (an error's message, the environment).
+_REPLY_SLACK = 256 * 1024
+_REPLY_KEYS = frozenset(
+    ("status", "result", "error", "limit", "stdout", "backend", "duration_ms", "environment", "layers", "calls")
+)
+
+
+def _results(reply: Any, jobs: list[Job]) -> list[Result]:
+    """The actor's reply to a batch (`SandboxActor.run_wire`: JSON bytes, a
+    list of results in order) as `Result`s, each rebuilt through the
+    contract's checks: it crossed a process and a network, so its size is
+    bounded before it is parsed and its shape checked after. A reply that
+    is not such a list makes every job of the batch unavailable."""
+    cap = sum(4 * job.limits.output * 1024 + _REPLY_SLACK for job in jobs)
+    if not isinstance(reply, bytes):
+        return [_unavailable(f"the Ray actor answered a {type(reply).__name__}, not bytes")] * len(jobs)
+    if len(reply) > cap:
+        return [_unavailable(f"the Ray actor's reply is over {cap} bytes")] * len(jobs)
+    try:
+        data = json.loads(reply, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        return [_unavailable(f"the Ray actor's reply is not JSON: {str(exc)[:200]}")] * len(jobs)
+    if not isinstance(data, list) or len(data) != len(jobs):
+        return [_unavailable("the Ray actor answered a batch of the wrong length")] * len(jobs)
+    return [_checked(item) for item in data]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _checked(reply: Any) -> Result:
-    """The actor's `Result`, rebuilt through the contract's checks (it
-    crossed a process and a network; its fields are checked again here)."""
-    if not isinstance(reply, Result):
-        return _unavailable(f"the Ray actor answered a {type(reply).__name__}, not a Result")
-    data = reply.to_json()
-    return Result(
-        status=data["status"],
-        backend="ray",
-        result=data["result"],
-        error=data["error"],
-        limit=data["limit"],
-        stdout=data["stdout"],
-        duration_ms=data["duration_ms"],
-        environment=data["environment"],
-        layers=tuple(data["layers"]),
-        calls=reply.calls,
-    )
+    """One job's reply from the actor (`Result.to_json()` with ``calls``),
+    rebuilt through the contract's checks."""
+    if not isinstance(reply, dict) or set(reply) != _REPLY_KEYS:
+        return _unavailable("the Ray actor answered a result of the wrong shape")
+    try:
+        return Result(
+            status=reply["status"],
+            backend="ray",
+            result=reply["result"],
+            error=reply["error"],
+            limit=reply["limit"],
+            stdout=reply["stdout"],
+            duration_ms=reply["duration_ms"],
+            environment=reply["environment"],
+            layers=reply["layers"],
+            calls=reply["calls"],
+        )
+    except (TypeError, ValueError) as exc:
+        return _unavailable(f"the Ray actor answered a result that fails the contract: {str(exc)[:200]}")
 
 
 def _host(address: str) -> str:
