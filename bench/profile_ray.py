@@ -220,6 +220,20 @@ def inner(n: int) -> dict[str, Any]:
             ),
             "idle (sleep, per 'call' of 2 ms)": _cpu_by_part(lambda: time.sleep(n * 0.002), n, actor_pid),
         }
+        if "--fanout" in sys.argv:
+            from toolcrib.registry.parallel import run_jobs
+
+            jobs = [Job(source=TRIVIAL, entrypoint="f", args={"x": i}) for i in range(n * 4)]
+            run_jobs(direct, jobs[:100])
+            run_jobs(backend, jobs[:100])
+            fan: dict[str, Any] = {}
+            for label, runner in (("direct", direct), ("ray", backend), ("direct again", direct), ("ray again", backend)):
+                start = time.perf_counter()
+                parts = _cpu_by_part(lambda r=runner: run_jobs(r, jobs), len(jobs), actor_pid)
+                parts["calls/s"] = round(len(jobs) / (time.perf_counter() - start), 1)
+                parts["total CPU us/call"] = round(sum(v for k, v in parts.items() if k != "calls/s"), 1)
+                fan[label] = parts
+            report["fan_out_cpu_us_per_call_by_part"] = fan
         ctx = ray._private.worker.global_worker.get_serialization_context()
         report["ray_serialisation_us"] = {
             "serialize Job": _median_us([_timed(lambda: ctx.serialize(job)) for _ in range(2000)]),

@@ -430,7 +430,7 @@ def test_a_stopped_nodes_call_moves_to_the_other_node(cluster: Any, tmp_path: Pa
         backend.start()
         worker = next(node for _handle, node in backend.actors() if node != head_node(cluster))
         # Take calls until the next one goes to the worker node's actor.
-        while backend._idle.queue[0].node != worker:
+        while backend._free[0].node != worker:
             assert backend.run(Job(source="def f():\n    return 1\n", entrypoint="f")).status == "ok"
         thread, out = _call_in_thread(reg, "spin", {"n": 0})
         _handle, running = _in_flight(backend)
