@@ -227,7 +227,12 @@ def inner(n: int) -> dict[str, Any]:
             run_jobs(direct, jobs[:100])
             run_jobs(backend, jobs[:100])
             fan: dict[str, Any] = {}
-            for label, runner in (("direct", direct), ("ray", backend), ("direct again", direct), ("ray again", backend)):
+            for label, runner in (
+                ("direct", direct),
+                ("ray", backend),
+                ("direct again", direct),
+                ("ray again", backend),
+            ):
                 start = time.perf_counter()
                 parts = _cpu_by_part(lambda r=runner: run_jobs(r, jobs), len(jobs), actor_pid)
                 parts["calls/s"] = round(len(jobs) / (time.perf_counter() - start), 1)
