@@ -161,7 +161,7 @@ class SandboxActor:
                 self._running.discard(key)
         reply = result.to_json()
         reply["backend"] = "ray"
-        reply["environment"].update(self._where)
+        reply["environment"] = {**reply["environment"], **self._where}
         reply["calls"] = result.calls
         return reply
 
