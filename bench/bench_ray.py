@@ -49,20 +49,38 @@ def _median_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 3)
 
 
-def per_call(backend: Any, n: int) -> dict[str, float]:
+def per_call(direct: Any, ray: Any, n: int, rounds: int = 10) -> dict[str, dict[str, float]]:
+    """Trivial calls one at a time, warm, on each side in turn (`rounds`
+    rounds of n / rounds calls each, so the machine's other load falls on
+    both alike): each side's median and p90, and its CPU milliseconds per
+    call (this process tree's, as `interleaved`)."""
     from toolcrib.sandbox.contract import Job
 
     job = Job(source=TRIVIAL, entrypoint="f", args={"x": 1})
-    for _ in range(20):
-        backend.run(job)
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        result = backend.run(job)
-        samples.append(time.perf_counter() - start)
-        assert result.status == "ok", result
-    ordered = sorted(samples)
-    return {"median_ms": _median_ms(samples), "p90_ms": round(ordered[int(len(ordered) * 0.9)] * 1000, 3)}
+    sides = {"direct": direct, "ray": ray}
+    samples: dict[str, list[float]] = {side: [] for side in sides}
+    cpu: dict[str, float] = {side: 0.0 for side in sides}
+    for backend in sides.values():
+        for _ in range(20):
+            backend.run(job)
+    for _ in range(rounds):
+        for side, backend in sides.items():
+            cpu0 = tree_cpu()
+            for _ in range(n // rounds):
+                start = time.perf_counter()
+                result = backend.run(job)
+                samples[side].append(time.perf_counter() - start)
+                assert result.status == "ok", result
+            cpu[side] += tree_cpu() - cpu0
+    out = {}
+    for side, times in samples.items():
+        ordered = sorted(times)
+        out[side] = {
+            "median_ms": _median_ms(times),
+            "p90_ms": round(ordered[int(len(ordered) * 0.9)] * 1000, 3),
+            "cpu_ms": round(cpu[side] * 1000 / len(times), 2),
+        }
+    return out
 
 
 def throughput(backend: Any, threads: int, calls: int) -> float:
@@ -243,11 +261,22 @@ def inner(quick: bool) -> None:
         one = RayBackend(cluster.address, actors_per_node=1)
         one.start()
         # Calls one at a time: one round trip each.
-        d, r = per_call(direct, n), per_call(one, n)
-        rows.append(("trivial call, warm, median", f"{d['median_ms']} ms", f"{r['median_ms']} ms", "one at a time"))
+        single = per_call(direct, one, n)
+        d, r = single["direct"], single["ray"]
+        overhead = round(r["median_ms"] - d["median_ms"], 3)
+        rows.append(
+            (
+                "trivial call, warm, median",
+                f"{d['median_ms']} ms ({d['cpu_ms']} ms CPU)",
+                f"{r['median_ms']} ms ({r['cpu_ms']} ms CPU)",
+                f"one at a time, interleaved; overhead {overhead} ms",
+            )
+        )
         rows.append(("trivial call, warm, p90", f"{d['p90_ms']} ms", f"{r['p90_ms']} ms", "one at a time"))
         rows.append(("throughput, 1 thread", throughput(direct, 1, calls), throughput(one, 1, calls), "calls/s"))
+        loads["after the single calls"] = _load()
         rows.append(_row("fan-out, 1 actor (run_jobs), median", interleaved(direct, one, calls, rounds)))
+        loads["after the 1-actor fan-out"] = _load()
         one.close()
         # The same without batches: as before (a Ray call per job, slots in flight).
         one_unbatched = RayBackend(cluster.address, actors_per_node=1, batch=1)
@@ -265,6 +294,7 @@ def inner(quick: bool) -> None:
         two = RayBackend(cluster.address, actors_per_node=1)
         two.start()
         rows.append(_row("fan-out, 2 actors (run_jobs), median", interleaved(direct, two, calls, rounds)))
+        loads["after the 2-actor fan-out"] = _load()
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "v.db"
             seconds_direct = verify_all(db, "restricted", tools)

@@ -1,6 +1,8 @@
 """What runs on every node of a Ray cluster for the `ray` backend: one
 `SandboxActor` owns a `RestrictedBackend` (the same jailed zygotes, lock
-zygotes included) and turns `Job`s into `Result`s there.
+zygotes included) and turns `Job`s into `Result`s there. Jobs come and
+results go as bytes (`run_wire`): one bytes argument and one bytes reply
+per Ray call, the cheapest thing Ray's serialiser carries.
 
 An actor refuses to start unless every layer of its node's jail is in force
 (what `toolcrib doctor` checks), whatever ``TOOLCRIB_ALLOW_WEAK_JAIL`` says:
@@ -18,14 +20,31 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from .contract import Cancel, Job, Lock, Result
+from .contract import Cancel, Job, Lock
 
-__all__ = ["JailIncomplete", "SandboxActor"]
+__all__ = ["JailIncomplete", "SandboxActor", "job_bytes", "job_from_wire"]
+
+
+def job_bytes(batch: list[tuple[str, Job]]) -> bytes:
+    """A batch of (key, job) as the bytes the driver sends an actor: JSON,
+    each job as its wire (what the restricted backend sends its sandbox, so
+    the job the zygote sees is the same). Raises TypeError or ValueError
+    when a job's data cannot be JSON (the restricted backend refuses such a
+    job the same way)."""
+    return json.dumps([[key, job.wire()] for key, job in batch], separators=(",", ":")).encode()
+
+
+def job_from_wire(data: Any) -> Job:
+    """A `Job` from its wire form (`Job.wire()`), through the contract's checks."""
+    if not isinstance(data, dict):
+        raise ValueError("a job on the wire is an object")
+    return Job(**data)
 
 
 class JailIncomplete(RuntimeError):
@@ -65,6 +84,7 @@ class SandboxActor:
             raise JailIncomplete(f"node {self.node_id[:12]} ({self.address}): the jail is not whole: {why}")
         self.layers = tuple(str(entry["layer"]) for entry in layers if entry.get("in_force"))
         self.driver_version = version
+        self._where = {"ray_node": self.node_id, "ray_node_address": self.address, "ray_actor": self.actor_id}
         self._cancels: dict[str, Cancel] = {}  # every job of the batches here, by key
         self._running: set[str] = set()  # the keys of those running now
         self._guard = threading.Lock()
@@ -107,27 +127,31 @@ class SandboxActor:
                 partial.write_bytes(data)
                 partial.replace(target)
 
-    def run(self, key: str, job: Job) -> Result:
-        """Run one job in a fresh jailed child of this node's zygote."""
-        return self.run_batch([(key, job)])[0]
-
-    def run_batch(self, jobs: list[tuple[str, Job]]) -> list[Result]:
-        """Run several jobs, one after the other, each in a fresh jailed
-        child of this node's zygote; their results in order. One Ray call
-        carries them all, so Ray's own cost per call is paid once for the
-        batch (the driver batches when calls queue up). Each job can be
-        cancelled by its key, before it starts or while it runs."""
-        cancels = {key: Cancel() for key, _job in jobs}
+    def run_wire(self, data: bytes) -> bytes:
+        """Run a batch of jobs sent as bytes (`job_bytes`: a call alone is a
+        batch of one), one after the other, each in a fresh jailed child of
+        this node's zygote; their results in order, as bytes (JSON: a list
+        of `Result.to_json()` with ``calls``; the driver rebuilds each
+        through the contract's checks). One Ray call carries the batch, and
+        one bytes argument and one bytes reply are all Ray (de)serialises:
+        a `Job` and a `Result` as objects cost Ray's serialiser far more
+        (bench/README.md). The results are classified here, where the
+        restricted backend ran them (the host side: the tool's words never
+        decide a limit). Each job can be cancelled by its key, before it
+        starts or while it runs."""
+        batch = [(str(key), job_from_wire(wire)) for key, wire in json.loads(data)]
+        cancels = {key: Cancel() for key, _job in batch}
         with self._guard:
             self._cancels.update(cancels)
         try:
-            return [self._one(key, job, cancels[key]) for key, job in jobs]
+            replies = [self._one(key, job, cancels[key]) for key, job in batch]
         finally:
             with self._guard:
                 for key in cancels:
                     self._cancels.pop(key, None)
+        return json.dumps(replies, separators=(",", ":"), ensure_ascii=False).encode()
 
-    def _one(self, key: str, job: Job, cancel: Cancel) -> Result:
+    def _one(self, key: str, job: Job, cancel: Cancel) -> dict[str, Any]:
         with self._guard:
             self._running.add(key)
         try:
@@ -135,19 +159,11 @@ class SandboxActor:
         finally:
             with self._guard:
                 self._running.discard(key)
-        where = {"ray_node": self.node_id, "ray_node_address": self.address, "ray_actor": self.actor_id}
-        return Result(
-            status=result.status,
-            backend="ray",
-            result=result.result,
-            error=result.error,
-            limit=result.limit,
-            stdout=result.stdout,
-            duration_ms=result.duration_ms,
-            environment={**result.environment, **where},
-            layers=result.layers,
-            calls=result.calls,
-        )
+        reply = result.to_json()
+        reply["backend"] = "ray"
+        reply["environment"] = {**reply["environment"], **self._where}
+        reply["calls"] = result.calls
+        return reply
 
     def cancel(self, key: str) -> bool:
         """Cancel the job `key` if it is here: running (its process is

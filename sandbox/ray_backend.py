@@ -26,8 +26,8 @@ from __future__ import annotations
 import collections
 import ipaddress
 import itertools
+import json
 import os
-import queue
 import socket
 import threading
 import time
@@ -43,10 +43,9 @@ ADDRESS_ENV = "TOOLCRIB_RAY_ADDRESS"
 ACTORS_ENV = "TOOLCRIB_RAY_ACTORS_PER_NODE"
 START_LOCAL_ENV = "TOOLCRIB_RAY_START_LOCAL"
 NAMESPACE = "toolcrib"
-# How long `run` waits for an idle actor before answering unavailable (the
-# cluster is saturated or gone), and how often it looks at `cancel`.
+# How long `run` waits for an actor slot before answering unavailable (the
+# cluster is saturated or gone).
 ACQUIRE_TIMEOUT_S = 600.0
-_POLL_S = 0.05
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -74,23 +73,29 @@ class _Actor:
         self.address = address
 
 
-_PENDING, _RUNNING, _DONE = "pending", "running", "done"
+_PENDING, _GRANTED, _RUNNING, _DONE = "pending", "granted", "running", "done"
 
 
 class _Item:
     """One job waiting for, or running on, an actor (its caller waits for
-    ``result``); ``lost`` names the actors it was lost with."""
+    ``result``); ``granted``: the actor slot handed to its caller, who then
+    runs it (with a batch of the waiting jobs); ``lost`` names the actors
+    it was lost with."""
 
-    __slots__ = ("job", "cancel", "key", "state", "result", "lost", "changed")
+    __slots__ = ("job", "cancel", "key", "wire", "state", "granted", "result", "lost", "changed")
 
-    def __init__(self, job: Job, cancel: Cancel | None, key: str) -> None:
+    def __init__(self, job: Job, cancel: Cancel | None, key: str, wire: bytes) -> None:
         self.job = job
         self.cancel = cancel
         self.key = key
+        self.wire = wire  # [key, job.wire()] as JSON: this job's part of a batch's bytes
         self.state = _PENDING
+        self.granted: _Actor | None = None
         self.result: Result | None = None
         self.lost: list[str] = []
-        self.changed = threading.Event()  # set when it leaves `_RUNNING`
+        # Set whenever its state changes (granted a slot, answered, back in
+        # the queue), when it is cancelled, and when actors come or go.
+        self.changed = threading.Event()
 
 
 class RayBackend:
@@ -128,7 +133,11 @@ class RayBackend:
         self._started = False
         self._owns_cluster = False
         self._actors: list[_Actor] = []
-        self._idle: queue.Queue[_Actor] = queue.Queue()
+        # Free actor slots (under `_queued`): a slot that frees goes at once
+        # to the oldest waiting job's caller (`_dispatch`); waiting callers
+        # sleep on their own job's event, never poll.
+        self._free: collections.deque[_Actor] = collections.deque()
+        self._grants = 0  # slots handed to callers that have not taken their batch yet
         self._refused: dict[str, str] = {}  # node id -> why its actors did not start
         self._keys = itertools.count()
         self._error: str | None = None
@@ -150,6 +159,13 @@ class RayBackend:
             self._connect(ray)
             self._spawn(ray)
             self._started = True
+            actors = list(self._actors)
+        # Slots queue round-robin (every actor once, then again), so calls
+        # one after another spread over the actors and nodes. (Outside
+        # `_lock`: `_queued` is never taken under it.)
+        for _slot in range(self.slots):
+            for actor in actors:
+                self._release(actor)
 
     def prepare(self, lock: Lock, *, build: bool | None = None, progress: Callable[[str], None] | None = None) -> None:
         """Send the lock's wheels from this machine's cache to every actor
@@ -172,48 +188,99 @@ class RayBackend:
         a verification's cases), whichever caller gets a free actor slot
         takes its own job and up to ``batch - 1`` queued ones, in order, in
         one Ray call: Ray's own cost per call is then paid once per batch."""
+        key = f"{os.getpid()}-{next(self._keys)}"
+        try:
+            # Encoded once, by the caller: a batch's bytes are its jobs' parts joined.
+            wire = json.dumps([key, job.wire()], separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            # As the restricted backend: only the job's own data can fail to
+            # encode, and such a job is refused before anything is started.
+            return Result(
+                status="error",
+                backend=self.name,
+                error=ErrorInfo("InvalidJob", f"the job cannot be sent as JSON: {exc}"),
+            )
         try:
             self.start()
         except Exception as exc:  # noqa: BLE001 - every outcome is a Result
             return _unavailable(str(exc))
         ray = _ray()
-        item = _Item(job, cancel, f"{os.getpid()}-{next(self._keys)}")
+        item = _Item(job, cancel, key, wire)
+        unhook = cancel.on_cancel(item.changed.set) if cancel is not None else None
+        try:
+            return self._await(ray, item)
+        finally:
+            if unhook is not None:
+                unhook()
+
+    def _await(self, ray: Any, item: _Item) -> Result:
+        """Queue `item`, then wait on its own event until a slot is handed
+        to it (its caller then runs it, with its batch) or another caller's
+        batch answered it."""
+        deadline = time.monotonic() + ACQUIRE_TIMEOUT_S
         with self._queued:
             self._pending.append(item)
-        deadline = time.monotonic() + ACQUIRE_TIMEOUT_S
+            self._dispatch()
         while True:
+            actor: _Actor | None = None
+            batch: list[_Item] = []
             with self._queued:
-                if item.state == _RUNNING:
-                    # Woken by this job's own event (answered, or back in
-                    # the queue after a lost actor), not by every batch's end.
-                    item.changed.clear()
-                    running = True
-                else:
-                    running = False
-                    if item.result is not None:
-                        return item.result
+                item.changed.clear()  # cleared before looking: a change after this wakes the wait below
+                if item.state == _DONE:
+                    assert item.result is not None
+                    return item.result
+                if item.state == _GRANTED:
+                    actor, item.granted = item.granted, None
+                    self._grants -= 1
+                    if item.cancel is not None and item.cancel.cancelled:
+                        assert actor is not None
+                        self._free.appendleft(actor)  # the slot goes on to the next job
+                        self._dispatch()
+                        item.state = _DONE
+                        return _cancelled()
+                    batch = self._take_batch(item)
+                elif item.state == _PENDING:
                     ended = self._ended(item, deadline)
                     if ended is not None:
                         self._pending.remove(item)
+                        item.state = _DONE
                         return ended
-            if running:
-                item.changed.wait(1.0)  # a hang guard only: the event comes
-                continue
-            actor = self._acquire()
             if actor is None:
-                continue
-            with self._queued:
-                batch = self._take_batch(item) if item.state == _PENDING else []
-            if not batch:  # another caller's batch took this job meanwhile
-                self._idle.put(actor)
+                # Pending, or running in another caller's batch: its event
+                # comes (the 1 s is a hang guard and the deadline's check).
+                item.changed.wait(1.0)
                 continue
             self._run_batch(ray, actor, batch)
+
+    def _dispatch(self) -> None:
+        """Hand free slots to the oldest waiting jobs, one each (under
+        `_queued`); each one's caller wakes and runs it with a batch."""
+        while self._pending and self._free:
+            actor = self._free.popleft()
+            if actor not in self._actors:
+                continue  # a slot of an actor lost since: dropped, never handed out
+            item = self._pending.popleft()
+            item.state, item.granted = _GRANTED, actor
+            self._grants += 1
+            item.changed.set()
+
+    def _release(self, actor: _Actor, slots: int = 1) -> None:
+        """`actor`'s slot(s) free again: to the waiting jobs first."""
+        with self._queued:
+            self._free.extend([actor] * slots)
+            self._dispatch()
+
+    def _wake_all(self) -> None:
+        """Every waiting caller looks again (actors came or went)."""
+        with self._queued:
+            for item in self._pending:
+                item.changed.set()
 
     def _ended(self, item: _Item, deadline: float) -> Result | None:
         """Why a job still waiting will not run (cancelled, no actor left,
         none free for too long), or None."""
         if item.cancel is not None and item.cancel.cancelled:
-            return Result(status="error", backend=self.name, error=ErrorInfo("Cancelled", "the call was cancelled"))
+            return _cancelled()
         if not self._actors and not self._replacing:
             return _unavailable("no Ray actor is left to run the call: " + "; ".join(item.lost or ["none started"]))
         if time.monotonic() >= deadline:
@@ -221,13 +288,13 @@ class RayBackend:
         return None
 
     def _take_batch(self, first: _Item) -> list[_Item]:
-        """`first` and more waiting jobs, oldest first, now running (under
-        `_queued`): the waiting jobs' share of the free slots (this one and
-        the idle ones), at most ``batch``, so a few long jobs still spread
-        over every actor while a queue of short ones goes in batches."""
-        free = 1 + self._idle.qsize()
-        size = min(self.batch, -(-len(self._pending) // free))
-        self._pending.remove(first)
+        """`first` (granted a slot) and more waiting jobs, oldest first, now
+        running (under `_queued`): the waiting jobs' share of the slots free
+        now (this one, those granted but not yet taken, the idle ones), at
+        most ``batch``, so a few long jobs still spread over every actor
+        while a queue of short ones goes in batches."""
+        free = 1 + self._grants + len(self._free)
+        size = min(self.batch, -(-(len(self._pending) + 1) // free))
         batch = [first]
         while self._pending and len(batch) < size:
             other = self._pending.popleft()
@@ -243,7 +310,7 @@ class RayBackend:
         """One Ray call for the batch on `actor`; each job's result, or,
         if the actor was lost, each job back in the queue for one more try
         (a second loss ends it unavailable, naming the nodes)."""
-        ref = actor.handle.run_batch.remote([(entry.key, entry.job) for entry in batch])
+        ref = actor.handle.run_wire.remote(b"[" + b",".join(entry.wire for entry in batch) + b"]")
 
         def canceller(key: str) -> Callable[[], None]:
             return lambda: actor.handle.cancel.remote(key)
@@ -252,10 +319,7 @@ class RayBackend:
         lost: str | None = None
         results: list[Result] = []
         try:
-            replies = ray.get(ref)
-            if not isinstance(replies, list) or len(replies) != len(batch):
-                replies = [_unavailable("the Ray actor answered a batch of the wrong length")] * len(batch)
-            results = [_checked(reply) for reply in replies]
+            results = _results(ray.get(ref), [entry.job for entry in batch])
         except _lost_errors(ray) as exc:
             lost = f"node {actor.node[:12]} ({actor.address}): {type(exc).__name__}"
         except Exception as exc:  # noqa: BLE001 - every job gets a Result
@@ -284,8 +348,9 @@ class RayBackend:
                         entry.state = _PENDING
                         self._pending.appendleft(entry)
                     entry.changed.set()
+                self._dispatch()  # the other actors' free slots take them
         if lost is None:
-            self._idle.put(actor)
+            self._release(actor)
         else:
             self._replace(ray, actor)
 
@@ -326,8 +391,10 @@ class RayBackend:
     def close(self) -> None:
         with self._lock:
             actors, self._actors = self._actors, []
-            self._idle = queue.Queue()
             started, self._started = self._started, False
+        with self._queued:
+            self._free.clear()
+        self._wake_all()  # a waiting call ends unavailable: no actor is left
         if not started:
             return
         ray = _ray()
@@ -406,25 +473,9 @@ class RayBackend:
                 self._refused[node_id] = _actor_failure(exc)
                 continue
             self._actors.append(_Actor(handle, node_id, address))
-        # Slots queue round-robin (every actor once, then again), so calls
-        # one after another spread over the actors and nodes.
-        for _slot in range(self.slots):
-            for actor in self._actors:
-                self._idle.put(actor)
         if not self._actors:
             why = "; ".join(f"{node[:12]}: {reason}" for node, reason in self._refused.items()) or "no live node"
             raise RuntimeError(f"no node of the Ray cluster at {self.address or 'auto'} can take work ({why})")
-
-    def _acquire(self) -> _Actor | None:
-        """A free slot of a live actor, or None after a short wait (the
-        caller looks again at its job: it may have been run meanwhile)."""
-        try:
-            actor = self._idle.get(timeout=_POLL_S)
-        except queue.Empty:
-            return None
-        if actor in self._actors:
-            return actor
-        return None  # a slot of an actor lost since: dropped, never handed out
 
     def _replace(self, ray: Any, lost: _Actor) -> None:
         """Forget a lost actor; start a new one on a node that is still alive
@@ -444,6 +495,7 @@ class RayBackend:
         finally:
             with self._lock:
                 self._replacing -= 1
+            self._wake_all()  # with none coming, the waiting jobs end unavailable
 
     def _start_replacement(self, ray: Any, lost: _Actor, strategy: Any, version: str, actor_class: Any) -> None:
         alive = [n for n in ray.nodes() if n.get("Alive") and n["NodeID"] not in self._refused]
@@ -467,8 +519,7 @@ class RayBackend:
         actor = _Actor(handle, node["NodeID"], str(node.get("NodeManagerAddress") or ""))
         with self._lock:
             self._actors.append(actor)
-        for _slot in range(self.slots):
-            self._idle.put(actor)
+        self._release(actor, self.slots)
 
     # -- for tests and operators ----------------------------------------------------
 
@@ -478,24 +529,59 @@ class RayBackend:
             return [(actor.handle, actor.node) for actor in self._actors]
 
 
+# What a job's reply may take on the wire from the actor: its result and
+# prints are within the output cap (KiB) as the sandbox wrote them; JSON
+# re-encoded, with the envelope (an error's message, the environment).
+_REPLY_SLACK = 256 * 1024
+_REPLY_KEYS = frozenset(
+    ("status", "result", "error", "limit", "stdout", "backend", "duration_ms", "environment", "layers", "calls")
+)
+
+
+def _results(reply: Any, jobs: list[Job]) -> list[Result]:
+    """The actor's reply to a batch (`SandboxActor.run_wire`: JSON bytes, a
+    list of results in order) as `Result`s, each rebuilt through the
+    contract's checks: it crossed a process and a network, so its size is
+    bounded before it is parsed and its shape checked after. A reply that
+    is not such a list makes every job of the batch unavailable."""
+    cap = sum(4 * job.limits.output * 1024 + _REPLY_SLACK for job in jobs)
+    if not isinstance(reply, bytes):
+        return [_unavailable(f"the Ray actor answered a {type(reply).__name__}, not bytes")] * len(jobs)
+    if len(reply) > cap:
+        return [_unavailable(f"the Ray actor's reply is over {cap} bytes")] * len(jobs)
+    try:
+        data = json.loads(reply, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        return [_unavailable(f"the Ray actor's reply is not JSON: {str(exc)[:200]}")] * len(jobs)
+    if not isinstance(data, list) or len(data) != len(jobs):
+        return [_unavailable("the Ray actor answered a batch of the wrong length")] * len(jobs)
+    return [_checked(item) for item in data]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _checked(reply: Any) -> Result:
-    """The actor's `Result`, rebuilt through the contract's checks (it
-    crossed a process and a network; its fields are checked again here)."""
-    if not isinstance(reply, Result):
-        return _unavailable(f"the Ray actor answered a {type(reply).__name__}, not a Result")
-    data = reply.to_json()
-    return Result(
-        status=data["status"],
-        backend="ray",
-        result=data["result"],
-        error=data["error"],
-        limit=data["limit"],
-        stdout=data["stdout"],
-        duration_ms=data["duration_ms"],
-        environment=data["environment"],
-        layers=tuple(data["layers"]),
-        calls=reply.calls,
-    )
+    """One job's reply from the actor (`Result.to_json()` with ``calls``),
+    rebuilt through the contract's checks."""
+    if not isinstance(reply, dict) or set(reply) != _REPLY_KEYS:
+        return _unavailable("the Ray actor answered a result of the wrong shape")
+    try:
+        return Result(
+            status=reply["status"],
+            backend="ray",
+            result=reply["result"],
+            error=reply["error"],
+            limit=reply["limit"],
+            stdout=reply["stdout"],
+            duration_ms=reply["duration_ms"],
+            environment=reply["environment"],
+            layers=reply["layers"],
+            calls=reply["calls"],
+        )
+    except (TypeError, ValueError) as exc:
+        return _unavailable(f"the Ray actor answered a result that fails the contract: {str(exc)[:200]}")
 
 
 def _host(address: str) -> str:
@@ -527,6 +613,10 @@ def _check_reachable(address: str) -> None:
             pass
     except (OSError, ValueError) as exc:
         raise RuntimeError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+def _cancelled() -> Result:
+    return Result(status="error", backend="ray", error=ErrorInfo("Cancelled", "the call was cancelled"))
 
 
 def _unavailable(message: str) -> Result:

@@ -117,6 +117,23 @@ def test_calls_go_round_the_actors_of_both_nodes(ray_backend: RayBackend) -> Non
     assert len(set(nodes)) == 2 and nodes[0] == nodes[2] and nodes[1] == nodes[3], nodes
 
 
+def test_an_actor_takes_a_batch_as_bytes_and_answers_bytes(ray_backend: RayBackend) -> None:
+    """One bytes argument in, one bytes reply out per Ray call (`run_wire`):
+    what Ray's serialiser carries cheapest; the driver rebuilds the results."""
+    import ray
+    from toolcrib.sandbox.ray_actor import job_bytes
+    from toolcrib.sandbox.ray_backend import _results
+
+    jobs = [Job(source="def f(x):\n    return x * 2\n", entrypoint="f", args={"x": i}) for i in range(3)]
+    handle, node = ray_backend.actors()[0]
+    reply = ray.get(handle.run_wire.remote(job_bytes([(f"wire-{i}", job) for i, job in enumerate(jobs)])), timeout=120)
+    assert isinstance(reply, bytes)
+    results = _results(reply, jobs)
+    assert [(r.status, r.result, r.backend) for r in results] == [("ok", 0, "ray"), ("ok", 2, "ray"), ("ok", 4, "ray")]
+    assert {r.environment["ray_node"] for r in results} == {node}
+    assert all({"landlock", "seccomp", "netns"} <= set(r.layers) for r in results)
+
+
 def test_a_tool_cannot_reach_rays_own_ports(ray_backend: RayBackend, cluster: Any) -> None:
     port = int(cluster.address.rsplit(":", 1)[1])
     probe = (
@@ -413,7 +430,7 @@ def test_a_stopped_nodes_call_moves_to_the_other_node(cluster: Any, tmp_path: Pa
         backend.start()
         worker = next(node for _handle, node in backend.actors() if node != head_node(cluster))
         # Take calls until the next one goes to the worker node's actor.
-        while backend._idle.queue[0].node != worker:
+        while backend._free[0].node != worker:
             assert backend.run(Job(source="def f():\n    return 1\n", entrypoint="f")).status == "ok"
         thread, out = _call_in_thread(reg, "spin", {"n": 0})
         _handle, running = _in_flight(backend)
