@@ -102,7 +102,18 @@ def run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]
 def verify(toolcrib: list[str], env: dict[str, str], ref: str, opts: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     done = run(
-        [*toolcrib, "verify", ref, "--fuzz", str(opts.fuzz), "--seed", str(opts.seed), "--budget", str(opts.budget), "--json"],
+        [
+            *toolcrib,
+            "verify",
+            ref,
+            "--fuzz",
+            str(opts.fuzz),
+            "--seed",
+            str(opts.seed),
+            "--budget",
+            str(opts.budget),
+            "--json",
+        ],
         env,
     )
     seconds = round(time.perf_counter() - started, 1)
@@ -139,6 +150,12 @@ def main() -> None:
     parser.add_argument("--fuzz", type=int, default=20)
     parser.add_argument("--budget", type=float, default=30.0)
     parser.add_argument("--jobs", type=int, default=2, help="verifications at once")
+    parser.add_argument(
+        "--stop-after",
+        type=float,
+        default=0,
+        help="start no verify after this many seconds (shared equally by the corpora)",
+    )
     parser.add_argument("--registry", type=Path, help="keep the registry here (default: a temporary one)")
     opts = parser.parse_args()
     toolcrib = [str(Path(sys.executable).parent / "toolcrib")]
@@ -150,7 +167,8 @@ def main() -> None:
         env = {**os.environ, "TOOLCRIB_REGISTRY": str(registry), "TOOLCRIB_ACTOR": "new-user"}
         prelude = Path(tmp) / "craft_header.py"
         prelude.write_text(CRAFT_HEADER, encoding="utf-8")
-        for corpus, rows in corpora(opts.craft).items():
+        by_corpus = corpora(opts.craft)
+        for corpus, rows in by_corpus.items():
             total = len(rows)
             if opts.sample and opts.sample < total:
                 rows = random.Random(opts.seed).sample(rows, opts.sample)
@@ -174,19 +192,30 @@ def main() -> None:
                 continue
             refusals: dict[str, int] = {}
             refs = []
+            verifying = time.perf_counter()
             for tool in report["tools"]:
                 if not tool["admitted"]:
                     reason = re.sub(r"'[^']*'", "'…'", tool.get("error") or "")[:100]
                     refusals[reason] = refusals.get(reason, 0) + 1
-                    print(json.dumps({"corpus": corpus, "source": tool["source"], "refused": tool.get("error")}))
+                    print(
+                        json.dumps({"corpus": corpus, "source": tool["source"], "refused": tool.get("error")}),
+                        flush=True,
+                    )
                 elif tool.get("created", True):
                     refs.append(tool["ref"])
+
+            def one(ref: str, corpus: str = corpus, since: float = verifying) -> tuple[str, dict[str, Any]] | None:
+                if opts.stop_after and time.perf_counter() - since > opts.stop_after / len(by_corpus):
+                    return None  # out of time: not started, counted as not run
+                result = verify(toolcrib, env, ref, opts)
+                print(json.dumps({"corpus": corpus, "tool": ref, **result}), flush=True)
+                return ref, result
+
             with ThreadPoolExecutor(max(1, opts.jobs)) as pool:
-                results = list(pool.map(lambda ref: (ref, verify(toolcrib, env, ref, opts)), refs))
+                results = [r for r in pool.map(one, refs) if r is not None]
             kinds: dict[str, int] = {}
             found = 0
-            for ref, result in results:
-                print(json.dumps({"corpus": corpus, "tool": ref, **result}), flush=True)
+            for _, result in results:
                 if result.get("findings"):
                     found += 1
                 for kind in result.get("findings", {}):
@@ -200,6 +229,7 @@ def main() -> None:
                     "refused": report.get("refused"),
                     "refusals": refusals,
                     "versions_verified": len(results),
+                    "not_run_out_of_time": len(refs) - len(results),
                     "with_fuzz_findings": found,
                     "tools_by_finding_kind": kinds,
                     "clean": sum(1 for _, r in results if r.get("exit") == 0),
@@ -221,6 +251,7 @@ def main() -> None:
                 "seed": opts.seed,
                 "sample": opts.sample,
                 "jobs": opts.jobs,
+                "stop_after": opts.stop_after,
             }
         )
     )
