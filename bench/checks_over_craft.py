@@ -214,12 +214,15 @@ def main() -> None:
             with ThreadPoolExecutor(max(1, opts.jobs)) as pool:
                 results = [r for r in pool.map(one, refs) if r is not None]
             kinds: dict[str, int] = {}
+            types: dict[str, int] = {}  # tools per exception type found
             found = 0
             for _, result in results:
                 if result.get("findings"):
                     found += 1
                 for kind in result.get("findings", {}):
                     kinds[kind] = kinds.get(kind, 0) + 1
+                for name in {e["summary"].split()[0] for e in result.get("examples", []) if e["kind"] == "exception"}:
+                    types[name] = types.get(name, 0) + 1
             summaries.append(
                 {
                     "corpus": corpus,
@@ -232,6 +235,7 @@ def main() -> None:
                     "not_run_out_of_time": len(refs) - len(results),
                     "with_fuzz_findings": found,
                     "tools_by_finding_kind": kinds,
+                    "tools_by_exception_type": dict(sorted(types.items(), key=lambda kv: -kv[1])),
                     "clean": sum(1 for _, r in results if r.get("exit") == 0),
                     "verify_errors": sum(1 for _, r in results if "verify_error" in r),
                     "add_seconds": add_seconds,

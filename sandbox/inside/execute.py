@@ -236,6 +236,11 @@ _BUILTIN_EXCEPTIONS = frozenset(
 _BASE_ARGS: Any = vars(BaseException)["args"]
 
 
+def _plain_arg(value: Any) -> bool:
+    # A tuple of plain values too: SyntaxError's (filename, line, offset, text, ...).
+    return type(value) in _PLAIN_ARGS or (type(value) is tuple and all(type(v) in _PLAIN_ARGS for v in value))
+
+
 def _exception_message(exc: BaseException, depth: int = 0) -> str:
     """The exception's text without running any method the tool defined:
     a tool-made __str__ or argument __repr__ could hang or lie."""
@@ -243,7 +248,7 @@ def _exception_message(exc: BaseException, depth: int = 0) -> str:
     if type(args) is tuple and len(args) == 1 and type(args[0]) in _BUILTIN_EXCEPTIONS and depth < 2:
         # raise ValueError(err) from err (pandas does): the wrapped one's text
         return _exception_message(args[0], depth + 1)
-    if type(args) is not tuple or not all(type(a) in _PLAIN_ARGS for a in args):
+    if type(args) is not tuple or not all(_plain_arg(a) for a in args):
         return f"<{type(exc).__name__} with non-text arguments>"
     try:
         if type(exc).__module__ == "builtins":

@@ -137,6 +137,9 @@ def test_an_exception_wrapping_a_builtin_one_shows_the_wrapped_text() -> None:
     reply = reply_of(source, restricted=False)
     assert reply["error"]["type"] == "ValueError"
     assert reply["error"]["message"] == "1 columns passed, passed data had 0 columns"
+    # SyntaxError's arguments hold a tuple of plain values (eval of bad text).
+    reply = reply_of("def run():\n    return eval('1 +')\n", restricted=False)
+    assert reply["error"]["type"] == "SyntaxError" and "invalid syntax" in reply["error"]["message"]
     # A tool-made exception class is never asked for its text.
     source = "class Mine(AssertionError):\n    pass\ndef run():\n    raise ValueError(Mine('x'))\n"
     assert reply_of(source, restricted=False)["error"]["message"] == "<ValueError with non-text arguments>"
