@@ -31,6 +31,7 @@ docs/verification.md is its output.
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import io
 import json
@@ -91,8 +92,49 @@ def corpora(paths: list[Path]) -> dict[str, list[dict[str, str]]]:
             for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
                 source = (row.get("tool") or "").strip() or (row.get("code") or "").strip()
                 if source:
-                    rows.setdefault(kind, []).append({"label": f"{label}:{number}", "source": source})
+                    rows.setdefault(kind, []).append(
+                        {
+                            "label": f"{label}:{number}",
+                            "source": source,
+                            "tool_call": row.get("tool_call") or "",
+                            "answer": row.get("answer") or "",
+                        }
+                    )
     return rows
+
+
+def case_from_row(row: dict[str, str]) -> dict[str, Any] | None:
+    """A test case from CRAFT's own row, or None: its `tool_call` (the code
+    CRAFT ran to check the tool on the row's question, ending in
+    `print(tool(...))`) as a snippet whose printed expression becomes `ans`,
+    and the row's `answer` as the expected value (a number compared as a
+    float, else as text). CRAFT kept a tool only when this call gave this
+    answer (its grader, which is more lenient than these comparators)."""
+    try:
+        tree = ast.parse(row["tool_call"])
+    except (SyntaxError, ValueError):
+        return None
+    last = tree.body[-1] if tree.body else None
+    if not (
+        isinstance(last, ast.Expr)
+        and isinstance(last.value, ast.Call)
+        and isinstance(last.value.func, ast.Name)
+        and last.value.func.id == "print"
+        and len(last.value.args) == 1
+        and not last.value.keywords
+    ):
+        return None
+    tree.body[-1] = ast.Assign(targets=[ast.Name("ans", ast.Store())], value=last.value.args[0], lineno=last.lineno)
+    snippet = ast.unparse(ast.fix_missing_locations(tree))
+    answer = row["answer"].strip()
+    try:
+        number = float(answer.replace(",", ""))
+    except ValueError:
+        return {"snippet": snippet, "expected": answer, "comparator": "normalized_text"}
+    if number != number or number in (float("inf"), float("-inf")):
+        return None
+    expected: Any = int(number) if number.is_integer() and abs(number) < 2**53 else number
+    return {"snippet": snippet, "expected": expected, "comparator": "float", "tolerance": 1e-6}
 
 
 def run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -113,6 +155,7 @@ def verify(toolcrib: list[str], env: dict[str, str], ref: str, opts: argparse.Na
             "--budget",
             str(opts.budget),
             "--json",
+            *(["--mutants"] if opts.tests_from_rows else []),
         ],
         env,
     )
@@ -126,8 +169,15 @@ def verify(toolcrib: list[str], env: dict[str, str], ref: str, opts: argparse.Na
     kinds: dict[str, int] = {}
     for finding in fuzz.get("findings", []):
         kinds[finding["kind"]] = kinds.get(finding["kind"], 0) + 1
+    mutants = (data.get("mutants") or {}).get("summary") or {}
     return {
         "exit": done.returncode,
+        "status": data.get("status"),
+        "tests_passed": data.get("passed"),
+        "tests_failed": data.get("failed"),
+        "mutants": mutants.get("mutants"),
+        "score": mutants.get("score"),
+        "mutants_error": mutants.get("error"),
         "fuzz_generated": summary.get("generated"),
         "fuzz_ran": summary.get("ran"),
         "fuzz_outcomes": summary.get("outcomes"),
@@ -156,6 +206,11 @@ def main() -> None:
         default=0,
         help="start no verify after this many seconds (shared equally by the corpora)",
     )
+    parser.add_argument(
+        "--tests-from-rows",
+        action="store_true",
+        help="give each tool the test case its row holds (tool_call, answer) and add --mutants",
+    )
     parser.add_argument("--registry", type=Path, help="keep the registry here (default: a temporary one)")
     opts = parser.parse_args()
     toolcrib = [str(Path(sys.executable).parent / "toolcrib")]
@@ -170,15 +225,18 @@ def main() -> None:
         by_corpus = corpora(opts.craft)
         for corpus, rows in by_corpus.items():
             total = len(rows)
-            if opts.sample and opts.sample < total:
-                rows = random.Random(opts.seed).sample(rows, opts.sample)
+            # In a seeded random order, so that a run cut short by
+            # --stop-after has covered a random sample.
+            rows = random.Random(opts.seed).sample(rows, min(opts.sample or total, total))
             table = Path(tmp) / f"{corpus}.csv"
             with table.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, ["source", "requires", "metadata"])
+                writer = csv.DictWriter(handle, ["source", "requires", "metadata", "tests"])
                 writer.writeheader()
                 for row in rows:
                     meta = json.dumps({"origin": f"CRAFT {row['label']}"})
-                    writer.writerow({"source": row["source"], "requires": REQUIRES, "metadata": meta})
+                    case = case_from_row(row) if opts.tests_from_rows else None
+                    tests = json.dumps([case]) if case else ""
+                    writer.writerow({"source": row["source"], "requires": REQUIRES, "metadata": meta, "tests": tests})
             started = time.perf_counter()
             added = run(
                 [*toolcrib, "add", str(table), "--prelude", str(prelude), "--strip-top-level", "--json"],
@@ -236,6 +294,8 @@ def main() -> None:
                     "with_fuzz_findings": found,
                     "tools_by_finding_kind": kinds,
                     "tools_by_exception_type": dict(sorted(types.items(), key=lambda kv: -kv[1])),
+                    "verified": sum(1 for _, r in results if r.get("status") == "verified"),
+                    "scores": sorted(r["score"] for _, r in results if r.get("score") is not None),
                     "clean": sum(1 for _, r in results if r.get("exit") == 0),
                     "verify_errors": sum(1 for _, r in results if "verify_error" in r),
                     "add_seconds": add_seconds,
@@ -255,6 +315,7 @@ def main() -> None:
                 "seed": opts.seed,
                 "sample": opts.sample,
                 "jobs": opts.jobs,
+                "tests_from_rows": opts.tests_from_rows,
                 "stop_after": opts.stop_after,
             }
         )
