@@ -4,7 +4,8 @@ set (CRAFT's execution header as the prelude, its packages as requirements,
 --strip-top-level), then `toolcrib verify NAME --fuzz N` of every admitted
 tool, through the CLI, in a fresh registry, on the real restricted backend.
 
-    .venv/bin/python bench/checks_over_craft.py CRAFT [--sample 60 --seed 1] [--fuzz 20] [--budget 30]
+    .venv/bin/python bench/checks_over_craft.py CRAFT [--sample 40 --seed 1] [--fuzz 20] [--budget 30]
+        [--tests-from-rows] [--jobs 2] [--stop-after SECONDS]
 
 CRAFT: a checkout of github.com/lifan-yuan/CRAFT (a work tree, or a bare git
 mirror, read with `git show HEAD:PATH`), or one or more of its
@@ -18,9 +19,10 @@ and `math` (tab_and_math/MATH/craft/*/, the published categories). Each row's
 where `tool` is empty). CRAFT runs a tool after a fixed import header
 (tab_and_math/utils.py, execute_code): that header is the prelude here, less
 its `import spicy` / `from spicy import *` lines (a misspelling of scipy
-that no tool uses). CRAFT's tools come without tests: there is nothing to
-mutation-test (--mutants needs test cases), and the rows' answers answer the
-question, not a tool call, so no expected value is taken from them.
+that no tool uses). CRAFT's tools come without tests; --tests-from-rows
+gives each the one case its row holds (`case_from_row`: CRAFT's own call of
+the tool on the row's question, and the question's answer as the expected
+value, never an invented one) and mutation-tests it (--mutants).
 
 Prints one JSON line per tool (corpus, admitted or the refusal, fuzz findings
 by kind with shrunk examples, seconds), then one summary line per corpus and
