@@ -229,6 +229,10 @@ def classify(
             return Verdict(("not_json",), "not_json", f"the result is not JSON: {error.message}", {})
         if error.type in documented:
             return None
+        if error.type == "ArgumentFormError" and error.line is None:
+            # The sandbox could not build the DataFrame/ndarray argument from
+            # JSON the form's schema admits: the tool never ran.
+            return None
         line = f" (line {error.line})" if error.line is not None else ""
         return Verdict(
             ("exception", error.type, str(error.line)),

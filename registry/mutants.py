@@ -303,20 +303,40 @@ def mutation_check(
         summary.update({"mutants": 0, "killed": 0, "survived": 0, "not_run": 0, "score": None, "error": str(exc)})
         return run.finish(summary, [])
 
+    def passes(source: str, index: int) -> bool:
+        case = tool.tests[index]
+        changed = tool.model_copy(update={"source": source})
+        job = sandbox_job(changed, tool.signature.input_schema, limits, policy, args=case.args, snippet=case.snippet)
+        result = runner.run(job)
+        if result.status == "unavailable":
+            why = result.error.message if result.error else "no reason given"
+            raise SandboxUnavailable(f"the {backend} backend is unavailable: {why}")
+        return evidence(index, case, result).passed
+
+    # Only a case the tool itself passes can tell a mutant from it: one it
+    # fails would "kill" every mutant, and score 1.0 a tool its tests reject.
+    passing = [index for index in range(len(tool.tests)) if passes(tool.source, index)]
+    failing = len(tool.tests) - len(passing)
+    if not passing:
+        summary.update(
+            {
+                "mutants": 0,
+                "killed": 0,
+                "survived": 0,
+                "not_run": 0,
+                "score": None,
+                "cases_failing_on_tool": failing,
+                "error": "the tool fails every one of its tests: a mutation score would mean nothing",
+            }
+        )
+        return run.finish(summary, [])
+
     def run_one(mutant: Mutant) -> str:
         """'killed', 'survived' or 'not_run' (the budget ran out first)."""
-        changed = tool.model_copy(update={"source": mutant.source})
-        for index, case in enumerate(tool.tests):
+        for index in passing:
             if time.monotonic() >= deadline:
                 return "not_run"
-            job = sandbox_job(
-                changed, tool.signature.input_schema, limits, policy, args=case.args, snippet=case.snippet
-            )
-            result = runner.run(job)
-            if result.status == "unavailable":
-                why = result.error.message if result.error else "no reason given"
-                raise SandboxUnavailable(f"the {backend} backend is unavailable: {why}")
-            if not evidence(index, case, result).passed:
+            if not passes(mutant.source, index):
                 return "killed"
         return "survived"
 
@@ -337,6 +357,7 @@ def mutation_check(
             "survived": survived,
             "not_run": outcomes.count("not_run"),
             "score": round(killed / ran, 4) if ran else None,
+            "cases_failing_on_tool": failing,
             "budget_exhausted": outcomes.count("not_run") > 0,
             "tests": len(tool.tests),
         }

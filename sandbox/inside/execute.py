@@ -281,17 +281,29 @@ def _tool_line(exc: BaseException) -> int | None:
 
 
 _PLAIN_ARGS = (str, int, float, bool, bytes, type(None))
+# The builtin exception classes themselves (never a tool-made subclass).
+_BUILTIN_EXCEPTIONS = frozenset(
+    value for value in vars(builtins).values() if isinstance(value, type) and issubclass(value, BaseException)
+)
 
 # BaseException's own `args` descriptor (typeshed declares it as a plain
 # attribute): read through it, a tool class cannot override what `args` returns.
 _BASE_ARGS: Any = vars(BaseException)["args"]
 
 
-def _exception_message(exc: BaseException) -> str:
+def _plain_arg(value: Any) -> bool:
+    # A tuple of plain values too: SyntaxError's (filename, line, offset, text, ...).
+    return type(value) in _PLAIN_ARGS or (type(value) is tuple and all(type(v) in _PLAIN_ARGS for v in value))
+
+
+def _exception_message(exc: BaseException, depth: int = 0) -> str:
     """The exception's text without running any method the tool defined:
     a tool-made __str__ or argument __repr__ could hang or lie."""
     args = _BASE_ARGS.__get__(exc)
-    if type(args) is not tuple or not all(type(a) in _PLAIN_ARGS for a in args):
+    if type(args) is tuple and len(args) == 1 and type(args[0]) in _BUILTIN_EXCEPTIONS and depth < 2:
+        # raise ValueError(err) from err (pandas does): the wrapped one's text
+        return _exception_message(args[0], depth + 1)
+    if type(args) is not tuple or not all(_plain_arg(a) for a in args):
         return f"<{type(exc).__name__} with non-text arguments>"
     try:
         if type(exc).__module__ == "builtins":
@@ -436,12 +448,18 @@ def _with_forms(args: dict[str, Any], forms: dict[str, Any]) -> dict[str, Any]:
                 f"argument {name!r} is a {form}, but {library} is not available in the sandbox "
                 f"(add the version with --requires {library})"
             )
-        if form == "ndarray":
-            out[name] = module.asarray(value)
-        elif isinstance(value, dict):
-            out[name] = module.DataFrame(value.get("data"), columns=value.get("columns"))
-        else:
-            out[name] = module.DataFrame(value)
+        try:
+            if form == "ndarray":
+                out[name] = module.asarray(value)
+            elif isinstance(value, dict):
+                out[name] = module.DataFrame(value.get("data"), columns=value.get("columns"))
+            else:
+                out[name] = module.DataFrame(value)
+        except (ValueError, TypeError) as exc:
+            # e.g. {"columns": [0], "data": [[]]}: JSON of the right shape
+            # that the library cannot build. The tool never ran: the input's
+            # fault, said as such, not an exception of the tool's.
+            raise ArgumentFormError(f"argument {name!r} cannot be made a {form}: {_exception_message(exc)}") from None
     return out
 
 

@@ -188,3 +188,16 @@ def test_a_frame_argument_without_pandas_in_the_sandbox_is_a_clear_error() -> No
     assert result.status == "error" and result.error is not None
     assert result.error.type == "ArgumentFormError"
     assert "pandas is not available in the sandbox" in result.error.message
+
+
+@pytest.mark.network
+def test_a_frame_pandas_cannot_build_is_an_argument_error_not_the_tools(reg: Registry) -> None:
+    # The schema admits rows shorter than the columns; pandas refuses them
+    # (seen fuzzing the CRAFT table tools, where it passed for the tool's bug).
+    source = "import pandas as pd\n\n\ndef rows(df: pd.DataFrame) -> int:\n    return len(df)\n"
+    tool = reg.add(source, requires=["pandas"]).tool
+    outcome = reg.call(tool.ref, {"df": {"columns": [0], "data": [[]]}}, allow_unverified=True)
+    assert outcome.status == "error" and outcome.error is not None
+    assert (outcome.error.type, outcome.error.line) == ("ArgumentFormError", None)
+    assert outcome.error.message.startswith("argument 'df' cannot be made a dataframe: ")
+    assert "columns passed" in outcome.error.message

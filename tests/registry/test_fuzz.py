@@ -204,6 +204,17 @@ def test_classify_reads_each_outcome() -> None:
     assert classify(result("limit", limit="cpu"), {"s": ""}, validator=None, documented=[]).kind == "limit"
 
 
+def test_an_argument_the_sandbox_cannot_build_is_not_the_tools_exception() -> None:
+    # {"columns": [0], "data": [[]]} fits the DataFrame schema, but pandas
+    # cannot build it: the tool never ran (seen over the CRAFT table tools).
+    form = ErrorInfo(type="ArgumentFormError", message="argument 'df' cannot be made a dataframe: 1 columns passed")
+    assert classify(Result(status="error", backend="fake", error=form), {}, validator=None, documented=[]) is None
+    # A tool raising its own exception of that name, from its code, still is.
+    own = ErrorInfo(type="ArgumentFormError", message="mine", line=4)
+    verdict = classify(Result(status="error", backend="fake", error=own), {}, validator=None, documented=[])
+    assert verdict is not None and verdict.kind == "exception"
+
+
 # -- the CLI: verify --fuzz, show, case add-from-finding, checks -----------------------------
 
 

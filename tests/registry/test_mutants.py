@@ -117,6 +117,20 @@ def test_a_small_budget_stops_the_run_and_says_so(reg: Registry) -> None:
     assert run.summary["killed"] + run.summary["survived"] + run.summary["not_run"] == run.summary["mutants"]
 
 
+def test_tests_the_tool_itself_fails_kill_no_mutant(reg: Registry) -> None:
+    # Seen over CRAFT: a tool whose one test failed scored 1.0 (the failing
+    # test "killed" every mutant).
+    wrong = [{"args": {"x": 5, "lo": 0, "hi": 10}, "expected": 6}]
+    reg.add(CLAMP, tests=wrong)
+    run = reg.mutants("clamp")
+    assert run.summary["score"] is None and run.summary["mutants"] == 0
+    assert "fails every one of its tests" in run.summary["error"]
+    # With a passing case beside it, only the passing one counts.
+    reg.add(CLAMP, tests=wrong + CLAMP_TESTS, version="1.0.1")
+    run = reg.mutants("clamp@1.0.1")
+    assert (run.summary["score"], run.summary["cases_failing_on_tool"]) == (0.2, 1)
+
+
 def test_no_tests_no_score(reg: Registry) -> None:
     reg.add(CLAMP)
     with pytest.raises(InvalidInput, match="no test cases"):

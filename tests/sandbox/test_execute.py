@@ -128,6 +128,23 @@ def run(which="str"):
     assert reply["error"]["message"] == "<ValueError with non-text arguments>"
 
 
+def test_an_exception_wrapping_a_builtin_one_shows_the_wrapped_text() -> None:
+    # pandas raises ValueError(err) from err, err an AssertionError.
+    source = (
+        "def run():\n    try:\n        assert False, '1 columns passed, passed data had 0 columns'\n"
+        "    except AssertionError as err:\n        raise ValueError(err) from err\n"
+    )
+    reply = reply_of(source, restricted=False)
+    assert reply["error"]["type"] == "ValueError"
+    assert reply["error"]["message"] == "1 columns passed, passed data had 0 columns"
+    # SyntaxError's arguments hold a tuple of plain values (eval of bad text).
+    reply = reply_of("def run():\n    return eval('1 +')\n", restricted=False)
+    assert reply["error"]["type"] == "SyntaxError" and "invalid syntax" in reply["error"]["message"]
+    # A tool-made exception class is never asked for its text.
+    source = "class Mine(AssertionError):\n    pass\ndef run():\n    raise ValueError(Mine('x'))\n"
+    assert reply_of(source, restricted=False)["error"]["message"] == "<ValueError with non-text arguments>"
+
+
 def test_memory_error_is_a_memory_limit_only_when_real() -> None:
     reply = run_in_child({"source": "def run():\n    return 'x' * (4 * 1024 ** 3)\n"})
     assert reply["status"] == "limit" and reply["limit"] == "memory"
