@@ -132,14 +132,6 @@ def draft(
 ) -> Draft:
     """Admit `source` and everything given with it (see `Registry.add`)."""
     forms = check_param_forms(param_forms)
-    admitted = admit(source, entrypoint=entrypoint, strip_top_level=strip_top_level, markdown=markdown, forms=forms)
-    notes = list(admitted.notes)
-    tool_name = check_name(name if name is not None else admitted.entrypoint)
-    if namespace is not None:
-        tool_name = _namespaced(check_name(namespace), tool_name)
-    raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
-    cases = parse_tests(raw_tests)
-    wanted = str(parse_version(version)) if version is not None else None
     wants = [] if requires is None else ([requires] if isinstance(requires, str) else list(requires))
     if prelude_name is not None:
         if prelude is not None:
@@ -148,6 +140,16 @@ def draft(
         prelude = stored.text
         wants += stored.requires
     prelude = prelude_text(prelude)
+    admitted = admit(
+        source, entrypoint=entrypoint, strip_top_level=strip_top_level, markdown=markdown, forms=forms, prelude=prelude
+    )
+    notes = list(admitted.notes)
+    tool_name = check_name(name if name is not None else admitted.entrypoint)
+    if namespace is not None:
+        tool_name = _namespaced(check_name(namespace), tool_name)
+    raw_tests = [t.model_dump() if isinstance(t, TestCase) else t for t in (tests or [])]
+    cases = parse_tests(raw_tests)
+    wanted = str(parse_version(version)) if version is not None else None
     # Read through the prelude's imports: a type the docstring or annotation
     # names by the prelude's `pd` is the prelude's pandas.
     signature = derive_signature(admitted.source, admitted.entrypoint, forms=forms, prelude=prelude)

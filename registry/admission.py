@@ -610,19 +610,22 @@ def admit(
     markdown: bool | None = None,
     max_bytes: int = MAX_SOURCE_BYTES,
     forms: Mapping[str, str] | None = None,
+    prelude: str | None = None,
 ) -> Admitted:
     """Check and normalize tool source for storage; raises AdmissionError naming the line.
 
     Line numbers in errors and notes refer to `text` as given (for a Markdown
     reply: lines of the reply). ``forms``: parameter forms declared at add
     (`signature.derive_signature`), checked against the entrypoint here.
+    ``prelude``: the text run before it, whose imports name types too (the
+    note on parameters that accept any value counts only those).
     """
     notes: list[str] = []
     text = _normalize(_as_text(text, max_bytes), notes)
     code, extract_notes, segments = _extract(text, markdown)
     notes.extend(extract_notes)
     try:
-        return _admit_code(code, segments, entrypoint, strip_top_level, notes, forms)
+        return _admit_code(code, segments, entrypoint, strip_top_level, notes, forms, prelude)
     except RecursionError:
         raise AdmissionError("the source is nested too deeply to check") from None
 
@@ -634,6 +637,7 @@ def _admit_code(
     strip_top_level: bool,
     notes: list[str],
     forms: Mapping[str, str] | None = None,
+    prelude: str | None = None,
 ) -> Admitted:
     def origin(line: int | None) -> int | None:
         return _reply_line(line, segments)
@@ -684,12 +688,19 @@ def _admit_code(
         notes.extend(choice_notes)
         # Parameter checks (no *args, no positional-only) and the untyped list
         # live with the signature, which reads the same AST.
-        from .signature import derive_signature
+        from .signature import DOCSTRING_KEY, derive_signature
 
-        signature = derive_signature(code, chosen, forms=forms)
+        signature = derive_signature(code, chosen, forms=forms, prelude=prelude)
     except AdmissionError as exc:
         raise AdmissionError(exc.message.removeprefix(f"line {exc.line}: "), origin(exc.line)) from None
-    untyped = [name for name in signature.untyped if name not in (forms or {})]
+    # A parameter whose docstring gave a type the deriver read is held to it
+    # at call: it does not accept any value, though it has no annotation.
+    properties = signature.input_schema.get("properties") or {}
+    untyped = [
+        name
+        for name in signature.untyped
+        if name not in (forms or {}) and not (properties.get(name) or {}).get(DOCSTRING_KEY)
+    ]
     if untyped:
         notes.append(f"parameters without a type annotation accept any JSON value: {', '.join(untyped)}")
     return Admitted(source=code, entrypoint=chosen, public_functions=public, notes=notes)

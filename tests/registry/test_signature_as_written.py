@@ -276,3 +276,23 @@ def test_a_bundle_holding_the_derivation_without_the_prelude_still_imports(reg: 
     with Registry(tmp_path / "bad.db", actor="importer", backends={"restricted": FakeBackend()}) as target:
         with pytest.raises(BundleError, match="differs from the one its source derives"):
             target.import_bundle(bundle)
+
+
+def test_the_any_value_note_names_only_parameters_nothing_types(reg: Registry) -> None:
+    # prices and tax are typed by the docstring; table by the docstring
+    # through the prelude's pandas; only `note` accepts any value.
+    source = '''\
+def total(prices, tax, table, note):
+    """Add up prices with tax.
+
+    Args:
+        prices (list of float): the prices
+        tax (float): the tax rate
+        table (pd.DataFrame): a table
+        note: anything at all
+    """
+    return sum(prices) * (1 + tax)
+'''
+    added = reg.add(source, prelude="import pandas as pd\n", allow_missing=True)
+    notes = [n for n in added.notes if "accept any JSON value" in n]
+    assert notes == ["parameters without a type annotation accept any JSON value: note"], added.notes
