@@ -356,7 +356,8 @@ def main() -> None:
     """The console entry point (pyproject's ``toolcrib``): a served call, or
     `toolcrib.cli.main` (never a traceback either way)."""
     if os.environ.get("TOOLCRIB_SANDBOX_SERVICE", "") == "1":
-        import signal
+        # The C module under `signal`, whose own import brings enum.
+        import _signal as signal  # type: ignore[import-not-found]  # no typeshed stub for the C module
 
         # As toolcrib.cli.main: SIGTERM and Ctrl-C end the command with one
         # line; the service sees the connection close and cancels the call
