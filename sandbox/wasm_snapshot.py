@@ -336,15 +336,9 @@ def _write_pointer(pointer: Path, facts: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):
         if pointer.read_bytes() == data:
             return
-    fd, tmp = tempfile.mkstemp(dir=pointer.parent, prefix=f".{pointer.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, pointer)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from .wasm import _write_atomic  # wasm imports this module; it is loaded by the time this runs
+
+    _write_atomic(pointer, data)
 
 
 @contextlib.contextmanager
