@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from toolcrib.sandbox import Job, Limits, get_backend, wasm, wasm_snapshot
-from toolcrib.sandbox.contract import Cancel, Lock, LockedPackage
+from toolcrib.sandbox.contract import Cancel, Lock, LockedPackage, Result
 from toolcrib.sandbox.wasm_guest import BUILT_IN, GUEST
 
 # Installed and compiled, or skipped (failed under CI): tests/conftest.py.
@@ -67,10 +68,11 @@ CACHE = []
 """
 
 
-def test_a_sender_call_and_a_receiver_call_find_no_state_of_each_other() -> None:
-    sent = call(SENDER)
+def _sender_then_receiver(run: Callable[[str], Result]) -> None:
+    """The receiver, run after the sender, finds none of its state."""
+    sent = run(SENDER)
     assert (sent.status, sent.result) == ("ok", "sent"), sent
-    received = call(RECEIVER)
+    received = run(RECEIVER)
     assert received.status == "ok", received
     assert received.result == {
         "builtin": False,
@@ -81,6 +83,10 @@ def test_a_sender_call_and_a_receiver_call_find_no_state_of_each_other() -> None
         "random": False,
         "cache": [],
     }
+
+
+def test_a_sender_call_and_a_receiver_call_find_no_state_of_each_other() -> None:
+    _sender_then_receiver(call)
 
 
 # -- nothing granted -----------------------------------------------------------------
@@ -529,19 +535,7 @@ def test_calls_run_on_the_harness_image_where_it_is_built(jail: bool) -> None:
         r = backend.run(Job(source=source, entrypoint="f", policy="plain", limits=QUICK))
         assert (r.status, r.result) == ("ok", "harness"), r
         # The sender and receiver find nothing of each other on the image too.
-        sent = backend.run(Job(source=SENDER, entrypoint="f", policy="plain", limits=QUICK))
-        assert (sent.status, sent.result) == ("ok", "sent"), sent
-        received = backend.run(Job(source=RECEIVER, entrypoint="f", policy="plain", limits=QUICK))
-        assert received.status == "ok", received
-        assert received.result == {
-            "builtin": False,
-            "module_global": "a",
-            "module": False,
-            "path": False,
-            "file": False,
-            "random": False,
-            "cache": [],
-        }
+        _sender_then_receiver(lambda src: backend.run(Job(source=src, entrypoint="f", policy="plain", limits=QUICK)))
     finally:
         backend.close()
 
