@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -329,16 +330,22 @@ def inner(quick: bool) -> None:
     print("load average (1/5/15 min):", loads)
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv
+def in_private_netns(script: str, run: Callable[[], None]) -> None:
+    """Run ``run`` inside a private network namespace (loopback only), which
+    `script` re-executes itself into as root; exits with its code."""
     if os.environ.get("BENCH_RAY_NETNS") == "1":
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        inner(quick)
+        run()
         return
     if os.geteuid() != 0:
-        sys.exit("bench_ray.py needs root: the cluster runs in a private network namespace")
+        sys.exit(f"{Path(script).name} needs root: the cluster runs in a private network namespace")
     env = {**os.environ, "BENCH_RAY_NETNS": "1"}
-    sys.exit(subprocess.run(["unshare", "--net", sys.executable, __file__, *sys.argv[1:]], env=env).returncode)
+    sys.exit(subprocess.run(["unshare", "--net", sys.executable, script, *sys.argv[1:]], env=env).returncode)
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    in_private_netns(__file__, lambda: inner(quick))
 
 
 if __name__ == "__main__":

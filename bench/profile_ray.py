@@ -287,15 +287,10 @@ def inner(n: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    from bench_ray import in_private_netns
+
     n = int(sys.argv[sys.argv.index("--n") + 1]) if "--n" in sys.argv else 300
-    if os.environ.get("BENCH_RAY_NETNS") == "1":
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        print(json.dumps(inner(n), indent=2))
-        return
-    if os.geteuid() != 0:
-        sys.exit("profile_ray.py needs root: the cluster runs in a private network namespace")
-    env = {**os.environ, "BENCH_RAY_NETNS": "1"}
-    sys.exit(subprocess.run(["unshare", "--net", sys.executable, __file__, *sys.argv[1:]], env=env).returncode)
+    in_private_netns(__file__, lambda: print(json.dumps(inner(n), indent=2)))
 
 
 if __name__ == "__main__":
