@@ -360,6 +360,27 @@ class Caller:
         with write_transaction(self.conn):
             append_row(self.conn, actor=self.actor, event="call", tool=tool, details=details)
 
+    def _audit_unfinished(self, tool: str, details: dict[str, Any], exc: BaseException) -> None:
+        """The entry of a call an exception ended before its result."""
+        interrupted = not isinstance(exc, Exception)  # KeyboardInterrupt, SystemExit, a signal's exception
+        error = (
+            ErrorInfo(type="Cancelled", message="the call was interrupted before it finished")
+            if interrupted
+            else ErrorInfo(type="InternalError", message=_capped_message(f"{type(exc).__name__}: {exc}"))
+        )
+        try:
+            self._audit(
+                tool,
+                {
+                    **details,
+                    "status": "cancelled" if interrupted else "unavailable",
+                    "error_type": error.type,
+                    "error_message": error.message,
+                },
+            )
+        except Exception:  # noqa: BLE001 - the exception on its way out says more than a failed log write
+            pass
+
     def call(
         self,
         ref: str,
@@ -468,6 +489,13 @@ class Caller:
             result = Result(
                 status="unavailable", backend=backend, error=ErrorInfo(type="SandboxUnavailable", message=exc.message)
             )
+        except BaseException as exc:
+            # Stopped mid-call (Ctrl-C, the CLI's SIGTERM exception) or failed
+            # in a way no branch above expects: the call began, so it reaches
+            # the log before the exception goes on (the backend's cleanup, on
+            # the way out, stops its sandbox).
+            self._audit_unfinished(tool.ref, {**base, "policy": policy_used}, exc)
+            raise
         cancelled = cancel is not None and cancel.cancelled
         if cancelled:
             # Whatever the killed sandbox reported, the truth is that the caller stopped it.
