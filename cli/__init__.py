@@ -136,6 +136,10 @@ class ToolcribGroup(LazyGroup):
 
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # click would answer with exit 1, the code of a tool that raised;
+            # `main` gives an interrupt its documented 130.
+            raise _Interrupted() from None
         except ToolcribError as err:
             from .common import CLIError
 
@@ -205,6 +209,10 @@ class _Terminated(BaseException):
     """SIGTERM arrived (a supervisor, `timeout`, `kill`)."""
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C (a KeyboardInterrupt) ended a command: not one click catches."""
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     # Python's default for SIGTERM ends the process without running `finally`
     # blocks or exit handlers, which is where sandboxes and containers are
@@ -219,7 +227,7 @@ def main() -> None:
         cli.main(prog_name="toolcrib", standalone_mode=True)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted):
         click.echo("Aborted!", err=True)
         sys.exit(130)
     except _Terminated:

@@ -67,8 +67,8 @@ def _spinning(root: int) -> bool:
 
 
 # SIGTERM ends the CLI by the signal itself (after its cleanup); Ctrl-C is
-# click's "Aborted!" and exit 1.
-@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 1)])
+# "Aborted!" and exit 130 (README, Exit codes).
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 130)])
 def test_a_call_interrupted_mid_run_is_audited_as_cancelled(
     tmp_path: Path, signum: signal.Signals, exit_code: int
 ) -> None:
