@@ -5,6 +5,7 @@ with the host unharmed, the guest pinned, and the packages it can run."""
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
@@ -151,6 +152,51 @@ def test_a_memory_bomb_ends_at_the_memory_limit(policy: str) -> None:
     r = call(source, policy=policy, limits=Limits(cpu=10, wall=20, memory=64))
     assert (r.status, r.limit) == ("limit", "memory"), r
     still_answers()
+
+
+@pytest.mark.parametrize("jail", [False, True])
+def test_a_call_under_a_small_memory_limit_reads_its_job_and_runs(jail: bool) -> None:
+    # The guest reads its job in small reads (wasm_main._read_bounded). One
+    # read of the whole 32 MiB bound made the guest's CPython allocate that
+    # buffer, counted against the tool's memory: every call with a limit of
+    # 32 MiB or less ended "bad job: MemoryError" before the tool ran.
+    if jail and not wasm.jail_available():
+        pytest.skip("the host jail needs Linux with Landlock")
+    backend = wasm.WasmBackend(jail=jail)
+    try:
+        for policy in ("restricted", "plain"):
+            limits = Limits(cpu=2, wall=10, memory=16)
+            job = Job(
+                source="def f(a):\n    return a * 2\n", entrypoint="f", args={"a": 21}, policy=policy, limits=limits
+            )
+            r = backend.run(job)
+            assert (r.status, r.result) == ("ok", 42), r
+    finally:
+        backend.close()
+
+
+class _CountedReads(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.asked.append(-1 if size is None else size)
+        return super().read(size)
+
+
+def test_the_guest_reads_its_job_in_bounded_reads_up_to_one_byte_past_the_cap() -> None:
+    # wasmtime's WASI copies each read through a zeroed host buffer as large
+    # as the read asked for: one read of the 32 MiB bound zeroed 32 MiB of
+    # the host per call (8,400 page faults in process).
+    from toolcrib.sandbox.inside import wasm_main
+
+    small = _CountedReads(b'{"a": 1}')
+    assert wasm_main._read_bounded(small) == b'{"a": 1}'
+    assert max(small.asked) <= wasm_main.READ_CHUNK and min(small.asked) > 0
+    big = _CountedReads(b"x" * (wasm_main.MAX_JOB_BYTES + 5 * wasm_main.READ_CHUNK))
+    assert len(wasm_main._read_bounded(big)) == wasm_main.MAX_JOB_BYTES + 1
+    assert max(big.asked) <= wasm_main.READ_CHUNK and min(big.asked) > 0
 
 
 def test_an_output_flood_on_the_real_stdout_ends_at_the_output_limit() -> None:
