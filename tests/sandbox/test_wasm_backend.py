@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from toolcrib.sandbox import Job, Limits, get_backend, wasm, wasm_snapshot
 from toolcrib.sandbox.contract import Cancel, Lock, LockedPackage, Result
+from toolcrib.sandbox.inside import uids
 from toolcrib.sandbox.wasm_guest import BUILT_IN, GUEST
 
 # Installed and compiled, or skipped (failed under CI): tests/conftest.py.
@@ -387,6 +388,47 @@ def test_the_wasmtime_host_runs_in_its_own_jail_on_linux() -> None:
     assert seen["threads"].count("Seccomp:\t2") == threads and seen["threads"].count("NoNewPrivs:\t1") == threads
     assert seen["net"] != os.readlink("/proc/self/ns/net")
     assert {"netns", "no_new_privs", "host_landlock", "host_seccomp"} <= set(r.layers), r.layers
+    if os.geteuid() == 0:
+        # Root's calls run the host as a call uid of its own (uids.py's
+        # blocks, as the restricted backend's children), every thread with
+        # no capability and no group.
+        ids = [line.split()[1:] for line in seen["threads"].splitlines() if line.startswith(("Uid:", "Gid:"))]
+        assert len(ids) == 2 * threads and all(int(i) >= uids.BASE for row in ids for i in row), ids
+        assert seen["threads"].count("CapEff:\t0000000000000000") == threads
+        groups = [line.split()[1:] for line in seen["threads"].splitlines() if line.startswith("Groups:")]
+        assert groups == [[]] * threads, groups
+        assert "host_uid" in r.layers, r.layers
+
+
+def test_two_jailed_calls_in_flight_run_as_two_call_uids_as_root() -> None:
+    backend = get_backend("wasm")
+    if not backend.jailed or os.geteuid() != 0:
+        pytest.skip("the call uids are root's (the host jail on Linux)")
+    seen: dict[int, int] = {}
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(seen) < 2:
+            for pid in list(backend._jailed_hosts().running):
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                if "Seccomp:\t2" in status:
+                    seen[pid] = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    loop = "def f():\n    while True:\n        pass\n"
+    calls = [threading.Thread(target=call, args=(loop,), kwargs={"limits": Limits(cpu=3, wall=3)}) for _ in range(2)]
+    for thread in calls:
+        thread.start()
+    for thread in calls:
+        thread.join()
+    watcher.join()
+    assert len(seen) == 2 and len(set(seen.values())) == 2, seen
+    assert all(uid >= uids.BASE for uid in seen.values()), seen
 
 
 def test_the_in_process_host_keeps_the_same_contract() -> None:
