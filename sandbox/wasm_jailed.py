@@ -41,6 +41,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -309,6 +310,7 @@ class JailedHosts:
         # Children warmed up, waiting for a call: by site folder ("" for none).
         self._spares: dict[str, list[_Pending]] = {}
         self._warming: dict[str, int] = {}
+        self._shared_sites: set[str] = set()
         self._closed = False
 
     def _start(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
@@ -383,6 +385,10 @@ class JailedHosts:
         job_dir = Path(tempfile.mkdtemp(dir=jobs, prefix="job-"))
         if os.geteuid() == 0:
             os.chmod(job_dir, 0o755)  # the child's uid reads it through its descriptor (jobs/ stays 0700)
+            if site is not None and str(site) not in self._shared_sites:
+                # A lock's site, read by the call uid: readable by all whatever the umask it was built under.
+                _readable_by_all(site, 0, 0)
+                self._shared_sites.add(str(site))
         if imports:
             _write_readable(job_dir / "preload.json", json.dumps({"imports": list(imports)}).encode())
         near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -529,10 +535,20 @@ def share_grants(cache: Path) -> None:
     from . import wasm
 
     for top in (wasm._stdlib_dir(cache), wasm._harness_dir(cache)):
-        for folder, _dirs, files in os.walk(top):
-            os.chmod(folder, 0o755)
-            for name in files:
-                os.chmod(os.path.join(folder, name), 0o644, follow_symlinks=False)
+        _readable_by_all(top, 0o755, 0o644)
+
+
+def _readable_by_all(top: Path, dirs: int, files: int) -> None:
+    """Folders under `top` (itself included) given mode `dirs`, files
+    `files`; a mode of 0 means "add read (and search) for all, keep the
+    rest" (a lock's read-only site)."""
+    for folder, _subdirs, names in os.walk(top):
+        os.chmod(folder, dirs or stat.S_IMODE(os.lstat(folder).st_mode) | 0o555)
+        for name in names:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            if not stat.S_ISLNK(info.st_mode):
+                os.chmod(path, files or stat.S_IMODE(info.st_mode) | 0o444)
 
 
 def _sweep(jobs: Path, older: float = 86400.0) -> None:

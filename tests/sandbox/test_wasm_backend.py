@@ -486,7 +486,10 @@ def _pure_wheel(dest: Path, name: str, version: str, files: dict[str, bytes]) ->
     return wheel
 
 
-def test_a_pure_python_lock_runs_from_its_own_read_only_files(cache: Path) -> None:
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_pure_python_lock_runs_from_its_own_read_only_files(cache: Path, umask: int) -> None:
+    # Under umask 077 too: as root, the jailed host's call uid reads a site
+    # built owner-only (made readable by all before its first call).
     import hashlib
 
     from toolcrib.sandbox.packages import wheel_cache
@@ -517,7 +520,11 @@ def test_a_pure_python_lock_runs_from_its_own_read_only_files(cache: Path) -> No
         "        wrote = False\n"
         "    return [tcwasmdemo.greet('wasm'), tcwasmdemo.__file__, wrote, PRELOADED]\n"
     )
-    r = call(source, lock=lock)
+    before = os.umask(umask)
+    try:
+        r = call(source, lock=lock)
+    finally:
+        os.umask(before)
     assert r.status == "ok", r
     # Imported before the call (the lock's imports, while its instance warmed up).
     assert r.result == ["hello wasm", "/opt/toolcrib/site/tcwasmdemo/__init__.py", False, True]
