@@ -7,6 +7,9 @@ Measured on the same tools, each backend in this process:
   instances has refilled: a call "from the pool"), on restricted, wasm with
   the host jailed (the Linux default: a forked child per call) and wasm with
   the host in this process (what macOS and Windows get);
+- for the host in process, the minor page faults and CPU of this process
+  per call from the pool (medians): a measure the machine's load does not
+  inflate;
 - fresh calls per second on all cores: a stdlib tool (json, re, datetime),
   from as many threads as the machine has cores;
 - a sympy tool, locked to the cached sympy and mpmath wheels (plain
@@ -40,6 +43,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -71,13 +75,23 @@ def _loop(n: int) -> int:
     return total
 
 
-def _timed(backend: Any, job: Job, n: int, spaced: float = 0.0) -> list[float]:
+def _timed(
+    backend: Any, job: Job, n: int, spaced: float = 0.0, usage: list[tuple[int, float]] | None = None
+) -> list[float]:
+    """Wall ms per call; with `usage`, also (minor page faults, CPU ms) of
+    this whole process per call (the whole cost of a call whose host runs
+    in process; load-independent, unlike wall time)."""
     times = []
     for _ in range(n):
         time.sleep(spaced)  # spaced: the pool has time to refill (an agent calling now and then)
+        before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         result = backend.run(job)
         times.append((time.perf_counter() - started) * 1000)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        if usage is not None:
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            usage.append((after.ru_minflt - before.ru_minflt, cpu * 1000))
         assert result.status == "ok", result
     return times
 
@@ -189,7 +203,11 @@ def main() -> None:
         try:
             backend.run(trivial)  # warm up (zygote, fork server, module load)
             row["trivial"] = _summary(_timed(backend, trivial, n))
-            row["trivial_spaced_500ms"] = _summary(_timed(backend, trivial, max(5, n // 3), spaced=0.5))
+            usage: list[tuple[int, float]] = []
+            row["trivial_spaced_500ms"] = _summary(_timed(backend, trivial, max(5, n // 3), spaced=0.5, usage=usage))
+            if "in process" in label:
+                row["pool_call_page_faults"] = statistics.median(u[0] for u in usage)
+                row["pool_call_cpu_ms"] = round(statistics.median(u[1] for u in usage), 1)
             row["stdlib_calls_per_s"], cpu_ms = _per_second(backend, stdlib, calls, cores)
             if "in process" in label:
                 row["stdlib_cpu_ms_per_call"] = cpu_ms

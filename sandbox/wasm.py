@@ -833,8 +833,10 @@ class WasmBackend:
             if self._hosts is None:
                 _harness_compiled(cache_dir())
                 env = {"TOOLCRIB_WASM_CACHE": str(cache_dir()), "PATH": os.defpath}
-                if os.environ.get(IMAGE_ENV):
-                    env[IMAGE_ENV] = os.environ[IMAGE_ENV]
+                # The uid blocks' folder too, where it is not the default (`uids.py`).
+                for name in (IMAGE_ENV, "TOOLCRIB_UID_BLOCK_DIR"):
+                    if os.environ.get(name):
+                        env[name] = os.environ[name]
                 self._hosts = JailedHosts(env)
             return self._hosts
 
@@ -932,6 +934,8 @@ class WasmBackend:
         layers: tuple[str, ...] = ("wasm", "wasi_read_only_grants", "epoch_deadline", "store_memory_limit")
         if self.jailed:
             layers += ("netns", "no_new_privs", "host_landlock", "host_seccomp")
+            if os.name == "posix" and os.geteuid() == 0:
+                layers += ("host_uid",)
         return layers
 
     def _environment(self) -> dict[str, str]:

@@ -5,10 +5,13 @@ host's own code around it) still meets the kernel.
 A fork server (`main`, started by `JailedHosts`) imports wasmtime and loads
 the compiled guest once; for every call it forks a child, so a call pays
 neither for the import nor for the load. The child, single-threaded after
-the fork, enters a fresh network namespace, reads its one job, then
-enters the jail before wasmtime makes a store, opens a file or starts a
-thread (a thread inherits Landlock and seccomp only from the thread that
-makes it, and wasmtime starts I/O threads for WASI): ``no_new_privs``; rlimits (no
+the fork, enters a fresh network namespace, reads its one job; as root, it
+leaves root for a call uid of its own (`_leave_root`: a block claimed by
+the server from `uids.py`, no groups, no capabilities, its grants reached
+through descriptors opened before); then it enters the jail before
+wasmtime makes a store, opens a file or starts a thread (a thread inherits
+Landlock and seccomp only from the thread that makes it, and wasmtime
+starts I/O threads for WASI): ``no_new_privs``; rlimits (no
 file may be written, no core, few descriptors, a CPU backstop);
 `jail.ZygoteJail`: Landlock that allows only reading the interpreter's,
 wasmtime's and toolcrib's files, the libraries, the wasm cache and the
@@ -30,6 +33,7 @@ more than the guest's reply under plain.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -37,6 +41,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -47,7 +52,7 @@ from typing import Any
 
 from .contract import Cancel, ErrorInfo, Job
 
-__all__ = ["JailedHosts", "main"]
+__all__ = ["JailedHosts", "main", "share_grants"]
 
 READY = b"toolcrib-wasm-host-ready\n"
 _GRACE = 5.0
@@ -55,6 +60,8 @@ _START_TIMEOUT = 60.0
 _MAX_REQUEST = 64 * 1024 * 1024
 _SLACK = 256 * 1024
 _SPARES = 2  # children warmed up ahead (fresh single-use instances, the harness imported)
+_O_PATH = getattr(os, "O_PATH", 0o10000000)
+_PR_SET_DUMPABLE = 4
 _SERVER = "import sys; from toolcrib.sandbox.wasm_jailed import main; main(int(sys.argv[1]))"
 
 
@@ -116,7 +123,7 @@ def _answer(sock: socket.socket, fields: dict[str, Any]) -> None:
     sock.sendall(json.dumps(fields, ensure_ascii=True).encode() + b"\n")
 
 
-def _serve_call(runtime: Any, sock: socket.socket) -> None:
+def _serve_call(runtime: Any, sock: socket.socket, uid: int | None = None) -> None:
     """In the forked child: one call, in the jail (see the module's
     docstring). The host names the call's site folder and job folder first;
     the child enters the jail and warms a fresh instance (the harness
@@ -138,6 +145,16 @@ def _serve_call(runtime: Any, sock: socket.socket) -> None:
     if netns.get("netns"):
         layers.append("netns")
     stage = jail.ZygoteJail(_readable(site, wasm.cache_dir()))
+    if uid is not None:
+        # Root leaves root for the call's own uid, after opening what the
+        # guest is granted: that uid cannot walk /root or the owner-only
+        # cache, so the grants are reached through /proc/self/fd.
+        try:
+            site, job_dir = _leave_root(runtime, uid, site, job_dir)
+        except OSError as exc:
+            _answer(sock, _unavailable(f"the wasm host could not leave root: {exc}"[:500]))
+            return
+        layers.append("host_uid")
     # The jail first, before wasmtime makes a store or opens a file: the
     # threads it starts for WASI's I/O are then made inside it (a thread
     # inherits Landlock and seccomp; one made before would be outside).
@@ -169,6 +186,50 @@ def _serve_call(runtime: Any, sock: socket.socket) -> None:
     _answer(sock, fields)
 
 
+def _leave_root(runtime: Any, uid: int, site: str | None, job_dir: Path) -> tuple[str | None, Path]:
+    """In the child, still root: open each folder the guest is granted,
+    become `uid` (no groups, no capabilities), and point the grants at
+    ``/proc/self/fd/<n>``. Returns the site and job folder's new paths (the
+    runtime's own two are changed in place: this child's copy)."""
+    from .inside import jail
+
+    def through_fd(path: str | Path) -> str:
+        fd = os.open(str(path), _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return f"/proc/self/fd/{fd}"
+
+    stdlib, harness = through_fd(runtime.stdlib_dir), through_fd(runtime.harness_dir)
+    job = through_fd(job_dir)
+    site_fd = through_fd(site) if site else None
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if 0 in os.getresuid() or 0 in os.getresgid():
+        raise OSError("still root")
+    # A change of uid makes the process non-dumpable, which hands its /proc
+    # entries (and so /proc/self/fd) to root.
+    if jail._libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0) != 0:
+        raise OSError("prctl(PR_SET_DUMPABLE) failed")
+    runtime.stdlib_dir, runtime.harness_dir = Path(stdlib), Path(harness)
+    return site_fd, Path(job)
+
+
+def _call_uids() -> tuple[Any, Any]:
+    """As root: a block of call uids claimed machine-wide (`uids.py`, as the
+    restricted backend's zygote does) and the next uid to give a child,
+    cycling through the block's slots 1..BLOCK_SIZE-1. (None, None) when
+    not root; (None, error text) when no block could be claimed."""
+    if os.geteuid() != 0:
+        return None, None
+    from .inside import uids
+
+    try:
+        block = uids.claim()
+    except (OSError, uids.UidsExhausted) as exc:
+        return None, f"no block of call uids: {exc}"
+    slots = itertools.cycle(range(1, uids.BLOCK_SIZE))
+    return block, (lambda: block.base + next(slots))
+
+
 def main(control_fd: int) -> None:
     """The fork server: load the guest once, then fork a child per call
     handed over on the control socket (one descriptor per message)."""
@@ -178,6 +239,12 @@ def main(control_fd: int) -> None:
         runtime = wasm._Runtime(wasm.cache_dir(), precompile=False)  # no instance before the forks
     except Exception as exc:  # noqa: BLE001 - the host reports it as unavailable
         sys.stdout.buffer.write(json.dumps({"error": str(exc)[:500]}).encode() + b"\n")
+        sys.stdout.buffer.flush()
+        return
+    block, next_uid = _call_uids()
+    if block is None and isinstance(next_uid, str):
+        # Root without a block of call uids: no child would leave root.
+        sys.stdout.buffer.write(json.dumps({"error": next_uid[:500]}).encode() + b"\n")
         sys.stdout.buffer.flush()
         return
     control = socket.socket(fileno=control_fd)
@@ -191,13 +258,14 @@ def main(control_fd: int) -> None:
             return
         if not fds:
             return  # the host hung up
+        uid = next_uid() if block is not None else None
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
                 control.close()
                 with socket.socket(fileno=fds[0]) as sock:
-                    _serve_call(runtime, sock)
+                    _serve_call(runtime, sock, uid)
             except BaseException:  # noqa: BLE001 - the host sees the socket close
                 code = 70
             finally:
@@ -242,9 +310,11 @@ class JailedHosts:
         # Children warmed up, waiting for a call: by site folder ("" for none).
         self._spares: dict[str, list[_Pending]] = {}
         self._warming: dict[str, int] = {}
+        self._shared_sites: set[str] = set()
         self._closed = False
 
     def _start(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
+        share_grants(Path(self.env["TOOLCRIB_WASM_CACHE"]))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with theirs:
             server = subprocess.Popen(
@@ -313,8 +383,14 @@ class JailedHosts:
         jobs = Path(self.env["TOOLCRIB_WASM_CACHE"]) / "jobs"
         jobs.mkdir(mode=0o700, exist_ok=True)
         job_dir = Path(tempfile.mkdtemp(dir=jobs, prefix="job-"))
+        if os.geteuid() == 0:
+            os.chmod(job_dir, 0o755)  # the child's uid reads it through its descriptor (jobs/ stays 0700)
+            if site is not None and str(site) not in self._shared_sites:
+                # A lock's site, read by the call uid: readable by all whatever the umask it was built under.
+                _readable_by_all(site, 0, 0)
+                self._shared_sites.add(str(site))
         if imports:
-            (job_dir / "preload.json").write_text(json.dumps({"imports": list(imports)}))
+            _write_readable(job_dir / "preload.json", json.dumps({"imports": list(imports)}).encode())
         near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pending = _Pending(near, job_dir)
         try:
@@ -385,7 +461,7 @@ class JailedHosts:
         try:
             # The job, in the folder the child's guest reads it from (this
             # side writes it: the jailed child can write nothing).
-            (pending.job_dir / "job.json").write_bytes(json.dumps(job.wire(), separators=(",", ":")).encode())
+            _write_readable(pending.job_dir / "job.json", json.dumps(job.wire(), separators=(",", ":")).encode())
             try:
                 pending.near.sendall(b"%d\n" % len(request) + request)
             except OSError:
@@ -438,6 +514,41 @@ class _Pending:
             _kill(self.pid)
         self.near.close()
         shutil.rmtree(self.job_dir, ignore_errors=True)
+
+
+def _write_readable(path: Path, data: bytes) -> None:
+    """A file of the job folder, readable by the child's uid whatever the
+    umask (the folder is reachable only through the child's descriptor)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o644)
+        fh.write(data)
+
+
+def share_grants(cache: Path) -> None:
+    """As root, before the fork server starts: the guest's standard library
+    and harness folders (inside the owner-only cache) readable by the call
+    uids the children switch to: folders 0755, files 0644. The cache itself
+    stays 0700, so no other user reaches them by path."""
+    if os.geteuid() != 0:
+        return
+    from . import wasm
+
+    for top in (wasm._stdlib_dir(cache), wasm._harness_dir(cache)):
+        _readable_by_all(top, 0o755, 0o644)
+
+
+def _readable_by_all(top: Path, dirs: int, files: int) -> None:
+    """Folders under `top` (itself included) given mode `dirs`, files
+    `files`; a mode of 0 means "add read (and search) for all, keep the
+    rest" (a lock's read-only site)."""
+    for folder, _subdirs, names in os.walk(top):
+        os.chmod(folder, dirs or stat.S_IMODE(os.lstat(folder).st_mode) | 0o555)
+        for name in names:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            if not stat.S_ISLNK(info.st_mode):
+                os.chmod(path, files or stat.S_IMODE(info.st_mode) | 0o444)
 
 
 def _sweep(jobs: Path, older: float = 86400.0) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 __all__ = ["MAX_JOB_BYTES", "SITE", "main"]
 
 MAX_JOB_BYTES = 32 * 1024 * 1024
+READ_CHUNK = 64 * 1024
 # Where the host grants a lock's site folder, read-only.
 SITE = "/opt/toolcrib/site"
 # A pre-warmed instance's own folder: what to import ahead (a lock's
@@ -33,14 +34,31 @@ JOB_FILE = "/job/job.json"
 WAIT_FOR_JOB = 0.271828
 
 
+def _read_bounded(fh: Any) -> bytes:
+    """At most MAX_JOB_BYTES + 1 bytes of `fh`, in reads of READ_CHUNK.
+    Never one read of the whole bound: CPython allocates the buffer it
+    reads into (32 MiB of this guest's memory, counted against the tool's
+    memory limit), and wasmtime's WASI copies each read through a zeroed
+    host buffer as large as the one asked for (32 MiB zeroed per call)."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= MAX_JOB_BYTES:
+        chunk = fh.read(min(READ_CHUNK, MAX_JOB_BYTES + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
 def _read_job() -> dict[str, Any]:
     # A pre-warmed instance gets its job as a file in its /job folder; a
     # fresh one on stdin.
     try:
         with open(JOB_FILE, "rb") as fh:
-            data = fh.read(MAX_JOB_BYTES + 1)
+            data = _read_bounded(fh)
     except OSError:
-        data = sys.stdin.buffer.read(MAX_JOB_BYTES + 1)
+        data = _read_bounded(sys.stdin.buffer)
     if len(data) > MAX_JOB_BYTES:
         raise ValueError("job too large")
     job = json.loads(data)

@@ -5,6 +5,7 @@ with the host unharmed, the guest pinned, and the packages it can run."""
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from toolcrib.sandbox import Job, Limits, get_backend, wasm, wasm_snapshot
 from toolcrib.sandbox.contract import Cancel, Lock, LockedPackage, Result
+from toolcrib.sandbox.inside import uids
 from toolcrib.sandbox.wasm_guest import BUILT_IN, GUEST
 
 # Installed and compiled, or skipped (failed under CI): tests/conftest.py.
@@ -151,6 +153,51 @@ def test_a_memory_bomb_ends_at_the_memory_limit(policy: str) -> None:
     r = call(source, policy=policy, limits=Limits(cpu=10, wall=20, memory=64))
     assert (r.status, r.limit) == ("limit", "memory"), r
     still_answers()
+
+
+@pytest.mark.parametrize("jail", [False, True])
+def test_a_call_under_a_small_memory_limit_reads_its_job_and_runs(jail: bool) -> None:
+    # The guest reads its job in small reads (wasm_main._read_bounded). One
+    # read of the whole 32 MiB bound made the guest's CPython allocate that
+    # buffer, counted against the tool's memory: every call with a limit of
+    # 32 MiB or less ended "bad job: MemoryError" before the tool ran.
+    if jail and not wasm.jail_available():
+        pytest.skip("the host jail needs Linux with Landlock")
+    backend = wasm.WasmBackend(jail=jail)
+    try:
+        for policy in ("restricted", "plain"):
+            limits = Limits(cpu=2, wall=10, memory=16)
+            job = Job(
+                source="def f(a):\n    return a * 2\n", entrypoint="f", args={"a": 21}, policy=policy, limits=limits
+            )
+            r = backend.run(job)
+            assert (r.status, r.result) == ("ok", 42), r
+    finally:
+        backend.close()
+
+
+class _CountedReads(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.asked.append(-1 if size is None else size)
+        return super().read(size)
+
+
+def test_the_guest_reads_its_job_in_bounded_reads_up_to_one_byte_past_the_cap() -> None:
+    # wasmtime's WASI copies each read through a zeroed host buffer as large
+    # as the read asked for: one read of the 32 MiB bound zeroed 32 MiB of
+    # the host per call (8,400 page faults in process).
+    from toolcrib.sandbox.inside import wasm_main
+
+    small = _CountedReads(b'{"a": 1}')
+    assert wasm_main._read_bounded(small) == b'{"a": 1}'
+    assert max(small.asked) <= wasm_main.READ_CHUNK and min(small.asked) > 0
+    big = _CountedReads(b"x" * (wasm_main.MAX_JOB_BYTES + 5 * wasm_main.READ_CHUNK))
+    assert len(wasm_main._read_bounded(big)) == wasm_main.MAX_JOB_BYTES + 1
+    assert max(big.asked) <= wasm_main.READ_CHUNK and min(big.asked) > 0
 
 
 def test_an_output_flood_on_the_real_stdout_ends_at_the_output_limit() -> None:
@@ -341,6 +388,47 @@ def test_the_wasmtime_host_runs_in_its_own_jail_on_linux() -> None:
     assert seen["threads"].count("Seccomp:\t2") == threads and seen["threads"].count("NoNewPrivs:\t1") == threads
     assert seen["net"] != os.readlink("/proc/self/ns/net")
     assert {"netns", "no_new_privs", "host_landlock", "host_seccomp"} <= set(r.layers), r.layers
+    if os.geteuid() == 0:
+        # Root's calls run the host as a call uid of its own (uids.py's
+        # blocks, as the restricted backend's children), every thread with
+        # no capability and no group.
+        ids = [line.split()[1:] for line in seen["threads"].splitlines() if line.startswith(("Uid:", "Gid:"))]
+        assert len(ids) == 2 * threads and all(int(i) >= uids.BASE for row in ids for i in row), ids
+        assert seen["threads"].count("CapEff:\t0000000000000000") == threads
+        groups = [line.split()[1:] for line in seen["threads"].splitlines() if line.startswith("Groups:")]
+        assert groups == [[]] * threads, groups
+        assert "host_uid" in r.layers, r.layers
+
+
+def test_two_jailed_calls_in_flight_run_as_two_call_uids_as_root() -> None:
+    backend = get_backend("wasm")
+    if not backend.jailed or os.geteuid() != 0:
+        pytest.skip("the call uids are root's (the host jail on Linux)")
+    seen: dict[int, int] = {}
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(seen) < 2:
+            for pid in list(backend._jailed_hosts().running):
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                if "Seccomp:\t2" in status:
+                    seen[pid] = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    loop = "def f():\n    while True:\n        pass\n"
+    calls = [threading.Thread(target=call, args=(loop,), kwargs={"limits": Limits(cpu=3, wall=3)}) for _ in range(2)]
+    for thread in calls:
+        thread.start()
+    for thread in calls:
+        thread.join()
+    watcher.join()
+    assert len(seen) == 2 and len(set(seen.values())) == 2, seen
+    assert all(uid >= uids.BASE for uid in seen.values()), seen
 
 
 def test_the_in_process_host_keeps_the_same_contract() -> None:
@@ -398,7 +486,10 @@ def _pure_wheel(dest: Path, name: str, version: str, files: dict[str, bytes]) ->
     return wheel
 
 
-def test_a_pure_python_lock_runs_from_its_own_read_only_files(cache: Path) -> None:
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_pure_python_lock_runs_from_its_own_read_only_files(cache: Path, umask: int) -> None:
+    # Under umask 077 too: as root, the jailed host's call uid reads a site
+    # built owner-only (made readable by all before its first call).
     import hashlib
 
     from toolcrib.sandbox.packages import wheel_cache
@@ -429,7 +520,11 @@ def test_a_pure_python_lock_runs_from_its_own_read_only_files(cache: Path) -> No
         "        wrote = False\n"
         "    return [tcwasmdemo.greet('wasm'), tcwasmdemo.__file__, wrote, PRELOADED]\n"
     )
-    r = call(source, lock=lock)
+    before = os.umask(umask)
+    try:
+        r = call(source, lock=lock)
+    finally:
+        os.umask(before)
     assert r.status == "ok", r
     # Imported before the call (the lock's imports, while its instance warmed up).
     assert r.result == ["hello wasm", "/opt/toolcrib/site/tcwasmdemo/__init__.py", False, True]
