@@ -30,7 +30,9 @@ REQUEST = (
     b"accept-language: *\r\nsec-fetch-mode: cors\r\nuser-agent: node\r\naccept-encoding: gzip, deflate\r\n"
     b"content-length: %d\r\n\r\n" % len(BODY)
 ) + BODY
-ANSWER = b'{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"42"}],"structuredContent":{"result":42}}}'
+ANSWER = (
+    b'{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"42"}],"structuredContent":{"result":42}}}'
+)
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -87,7 +89,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per batch (7 batches a protocol)")
     args = parser.parse_args()
     print(f"CPU per request (µs), {args.requests} a batch, 7 batches; load average {os.getloadavg()}")
-    for label, protocol in (("h11 (before)", CoalescingH11Protocol), ("httptools (serve)", http_protocol())):
+    for label, protocol in (("h11", CoalescingH11Protocol), ("httptools (serve)", http_protocol())):
         batches = asyncio.run(per_request_us(protocol, args.requests))
         print(f"{label:<18} best {min(batches):6.1f}  median {statistics.median(batches):6.1f}")
 
