@@ -782,10 +782,11 @@ async def run_http(
     if token:
         app = _require_token(app, token)
     app = _check_headers(app, settings)  # outermost: a foreign name learns nothing, not even that a token is needed
-    from toolcrib.mcp_http_writes import CoalescingH11Protocol
+    from toolcrib.mcp_http_writes import http_protocol
 
-    # One write per answer, head and body together (toolcrib/mcp_http_writes.py).
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, http=CoalescingH11Protocol)
+    # httptools' parser, its request head bounded as h11's is; one write per
+    # answer, head and body together, sent at once (toolcrib/mcp_http_writes.py).
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, http=http_protocol())
     web = uvicorn.Server(config)
     await anyio.to_thread.run_sync(server.warm_up)
     shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
