@@ -19,9 +19,8 @@ import sys
 import textwrap
 
 import pytest
-from toolcrib.sandbox import Job, Limits
+from toolcrib.sandbox import Job, Limits, restricted
 from toolcrib.sandbox.inside import jail
-from toolcrib.sandbox import restricted
 from toolcrib.sandbox.restricted import RestrictedBackend
 
 QUICK = Limits(cpu=2, wall=10, memory=128, output=64)
@@ -135,4 +134,3 @@ def test_the_childrens_filter_is_a_binary_tree_of_system_call_numbers() -> None:
         value = ctypes.c_uint32(0)
         assert lib.seccomp_attr_get(built._ctx, jail._SCMP_FLTATR_CTL_OPTIMIZE, ctypes.byref(value)) == 0
         assert value.value == jail._SCMP_OPTIMIZE_BINARY_TREE, type(built).__name__
-
