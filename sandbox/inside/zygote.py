@@ -445,8 +445,8 @@ def _warm_fork_hooks() -> bool:
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() != 1:
         return False
-    hooks = [getattr(threading, "_after_fork", None), getattr(sys.modules.get("random"), "seed", None)]
-    hooks = [hook for hook in hooks if callable(hook)]
+    found = (getattr(threading, "_after_fork", None), getattr(sys.modules.get("random"), "seed", None))
+    hooks: list[Callable[[], Any]] = [hook for hook in found if callable(hook)]
     for _ in range(_SPECIALISING_RUNS):
         for hook in hooks:
             hook()
