@@ -204,7 +204,9 @@ def add(
     optionally name, entrypoint, tests, requires, params, metadata) register each
     tool on its own: a per-tool report (admitted, refused and why), a
     progress bar on stderr, exit code 0 if every tool was admitted, 2 if any
-    was refused.
+    was refused. One run holds one tool per name: a second, different tool
+    of a name the run already admitted is refused (it would become a new
+    version of the first and replace it) unless --as-new-version.
 
     --verify then verifies every admitted version (a version without test
     cases is skipped), fanned out over the backend's room; the report gives
@@ -275,9 +277,11 @@ def add(
     )
     if bulk:
         entries = read_entries(paths)
+        # One tool per name in one run (`Registry.add`'s batch): name -> its source.
+        batch: dict[str, str] = {}
 
         def add_one(entry: Entry) -> AddResult:
-            return reg.add(
+            result = reg.add(
                 entry.source,
                 name=entry.name,
                 entrypoint=entry.entrypoint,
@@ -286,8 +290,11 @@ def add(
                 requires=[*requires, *entry.requires],
                 markdown=markdown if markdown is not None else entry.markdown,
                 param_forms=entry.params,
+                batch=batch,
                 **shared,
             )
+            batch.setdefault(result.tool.name, entry.label)
+            return result
 
         outcomes = run_entries(reg, entries, add_one)
         if verify_after:

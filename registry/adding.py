@@ -44,6 +44,7 @@ __all__ = [
     "imported_tool",
     "new_tool",
     "next_number",
+    "refuse_second_in_batch",
     "refuse_unrunnable_lock",
     "unrelated",
 ]
@@ -250,6 +251,25 @@ def next_number(rows: builtins.list[VersionRow], d: Draft, *, as_new_version: bo
             f"it {d.name}@{new_version}"
         )
     return new_version, bump
+
+
+def refuse_second_in_batch(d: Draft, batch: Mapping[str, str], would_be: str) -> None:
+    """In one bulk add, a name holds one tool: a different tool under a name
+    the run already admitted (``batch``: name -> where it came from) would
+    quietly become a new version of that one and replace it (two tools of
+    one library, or two rows of a table, that happen to share a function
+    name). Refused (ConflictError), naming both; the caller lets it through
+    with ``as_new_version``. Identical content never gets here (`identical`),
+    nor an unrelated tool (`next_number` refuses it first, saying so);
+    ``would_be``: the number it would get."""
+    first = batch.get(d.name)
+    if first is None:
+        return
+    raise ConflictError(
+        f"{d.name} was already admitted from {first} in this add: this different tool of the same name "
+        f"would become {d.name}@{would_be} and replace it: register it under another name (a name column, "
+        f"--namespace), or pass --as-new-version (as_new_version=True) to make it a new version"
+    )
 
 
 def unrelated(old: ToolVersion, source: str, entrypoint: str) -> bool:

@@ -27,6 +27,7 @@ from .adding import (
     imported_tool,
     new_tool,
     next_number,
+    refuse_second_in_batch,
 )
 from .attest import ReviewKey, Verified, load_private_key, load_signer
 from .audit import append_entry, list_entries, verify_chain
@@ -216,6 +217,7 @@ class Registry:
         namespace: str | None = None,
         progress: Callable[[str], None] | None = None,
         param_forms: Mapping[str, str] | None = None,
+        batch: Mapping[str, str] | None = None,
     ) -> AddResult:
         """Admit and store a new version (or return the identical existing one).
 
@@ -244,6 +246,9 @@ class Registry:
         form of parameters without an annotation: their JSON is converted
         as for an annotated ``pd.DataFrame``/``np.ndarray``, and the
         declaration is part of the stored schema (and so of the hash).
+        ``batch`` (a bulk add's names admitted so far, each with where it came
+        from): a different tool under one of them is refused (ConflictError)
+        unless ``as_new_version``: one run of tools holds one tool per name.
         Raises AdmissionError, TestsFormatError, ConflictError, NotFound
         (parent, prelude name), InvalidInput (requirements that do not resolve).
 
@@ -279,6 +284,8 @@ class Registry:
             if existing is not None:
                 return AddResult(tool=existing, created=False, bump="existing", notes=d.notes)
             new_version, bump = next_number(rows, d, as_new_version=as_new_version)
+            if batch is not None and not as_new_version:
+                refuse_second_in_batch(d, batch, new_version)
             parent = self._parent(d.given)
             tool = new_tool(d, new_version, actor=self.actor, parent=parent)
             self._store(tool, "add", add_details(d, bump, parent))

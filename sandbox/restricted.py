@@ -52,6 +52,15 @@ LOCK_IDLE_SECONDS = 300.0
 # be more for a while, until the idle thread trims).
 _MAX_LOCK_ZYGOTES = 4
 
+# The environment of the standard library's zygote (a lock's gets THREAD_ENV):
+# the dynamic linker binds every symbol when the zygote starts, so its
+# children find them bound instead of each resolving (and writing, so copying
+# the page of) every libc and libpython entry the zygote itself never called:
+# some 17 page faults a call (bench/profile_call.py). The zygote removes it
+# from its environment before a child exists (`zygote.main`). Not for a lock's
+# zygote: binding all of numpy's or pandas's symbols would slow its start.
+ZYGOTE_ENV = {"LD_BIND_NOW": "1"}
+
 _LEN = struct.Struct(">I")
 # Zygotes for calls side by side (`RestrictedBackend(zygotes=)`), unless the
 # machine has fewer cores.
@@ -103,8 +112,9 @@ class _Zygote:
                 [python, "-I", "-S", ZYGOTE_PATH, str(theirs.fileno()), str(spares), *extra, *_library_paths()],
                 pass_fds=(theirs.fileno(),),
                 # The host's environment (and its secrets) stays here; a
-                # lock's zygote gets only the thread caps of THREAD_ENV.
-                env=dict(env or {}),
+                # lock's zygote gets only the thread caps of THREAD_ENV, the
+                # standard library's only ZYGOTE_ENV.
+                env=dict(ZYGOTE_ENV if env is None else env),
                 # No working directory of its own (that was one temp dir left
                 # behind per process): the children can open nothing anyway.
                 cwd="/",

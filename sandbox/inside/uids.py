@@ -26,10 +26,10 @@ Imports only the standard library (the zygote loads it without toolcrib).
 
 from __future__ import annotations
 
+import _thread
 import errno
 import fcntl
 import os
-import threading
 
 __all__ = ["BASE", "BLOCK_SIZE", "BLOCK_DIR_ENV", "Block", "SlotPool", "UidsExhausted", "block_dir", "claim"]
 
@@ -108,7 +108,11 @@ class SlotPool:
     time; a uid is free again once `release`d. Thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # `_thread`'s lock (what threading.Lock is), not `threading`: the
+        # zygote imports this module, and `threading` would register an
+        # after-fork hook every child then runs (0.1-0.2 ms and ~90 page
+        # faults a call, bench/README.md).
+        self._lock = _thread.allocate_lock()
         self._blocks: list[Block] = []
         self._free: list[int] = []
 

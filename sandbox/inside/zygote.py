@@ -429,6 +429,30 @@ def _with_code(job: dict[str, Any]) -> dict[str, Any]:
     return {**job, precompiled.FIELD: precompiled.entry(parts)} if parts else job
 
 
+def _warm_fork_hooks() -> bool:
+    """Run here, in the zygote, the standard library's after-fork hooks that
+    every child runs inside `os.fork` (`threading` reinitialises its locks,
+    `random` reseeds its shared generator), `_SPECIALISING_RUNS` times.
+
+    The zygote never forks itself, so it never ran them, and each child ran
+    them for the first time: writing to their code objects as CPython 3.11
+    warms and specialises them, and so copying those pages. Run here first,
+    every child inherits them warmed: some 40 fewer page faults and 0.1 ms
+    less CPU per call (bench/profile_call.py). The children still run them
+    (each child reseeds `random` itself, as before). Both hooks assume the
+    process has one thread, as a child just forked has; the zygote has one,
+    and if it ever had more this does nothing. Returns whether it ran."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() != 1:
+        return False
+    found = (getattr(threading, "_after_fork", None), getattr(sys.modules.get("random"), "seed", None))
+    hooks: list[Callable[[], Any]] = [hook for hook in found if callable(hook)]
+    for _ in range(_SPECIALISING_RUNS):
+        for hook in hooks:
+            hook()
+    return bool(hooks)
+
+
 def _close_imports() -> None:
     # Built-in and frozen modules need no file; every path-based finder
     # would only meet EPERM.
@@ -945,6 +969,9 @@ def _import_packages(site: str, names: list[str], stage: Any, facts: dict[str, A
 
 def main(argv: list[str]) -> int:
     global _vm_hint_pages
+    # Its work is done when the process starts (restricted.ZYGOTE_ENV): no
+    # child, so no tool, sees it.
+    os.environ.pop("LD_BIND_NOW", None)
     # Start-up makes hardly any garbage; the collector's passes while every
     # module is imported cost the cold start milliseconds for nothing.
     gc.disable()
@@ -1034,6 +1061,7 @@ def main(argv: list[str]) -> int:
     for _ in range(_SPECIALISING_RUNS):
         run_job(_WARM_JOB, restricted=True)
         run_job(warm_with_code, restricted=True)
+    _warm_fork_hooks()
     # Closed once here, for every child (which can open nothing anyway once
     # jailed): a module not loaded by now is not loaded in a call.
     _close_imports()

@@ -230,3 +230,54 @@ def test_a_prelude_library_registers_as_it_is_and_verifies(tmp_path: Path, monke
             verdict = reg.verify(ref)
             assert verdict.status == "verified", verdict.cases
         assert reg.call("mathlib_expand_square", {"expr": "y-2"}).result == "y**2 - 4*y + 4"
+
+
+# SORT with another signature and the same body: on its own, a major version of SORT.
+SORT_WITH_SEP = SORT.replace("text: str", "text: str, sep: str")
+
+
+def test_one_run_holds_one_tool_per_name(tmp_path: Path) -> None:
+    """Two tools of one library (or two rows of a table) that share a name:
+    the second would quietly become sort_words@2.0.0 and replace the first.
+    It is refused, naming where the first came from."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "a_sort.py").write_text(SORT)
+    (lib / "b_sort_with_sep.py").write_text(SORT_WITH_SEP)
+    done = _run(tmp_path, str(lib), "--json")
+    assert done.exit_code == 2, done.output
+    by_file = {Path(t["source"]).name: t for t in json.loads(done.stdout)["tools"]}
+    assert by_file["a_sort.py"]["ref"] == "sort_words@1.0.0"
+    refused = by_file["b_sort_with_sep.py"]
+    assert not refused["admitted"] and refused["exit_code"] == ConflictError.exit_code
+    assert "already admitted from" in refused["error"] and "a_sort.py" in refused["error"]
+    assert "sort_words@2.0.0" in refused["error"] and "--as-new-version" in refused["error"]
+    with Registry(tmp_path / "r.db") as reg:
+        assert [t.ref for t in reg.list()] == ["sort_words@1.0.0"]
+        assert reg.get("sort_words").source == SORT
+
+
+def test_as_new_version_lets_one_run_add_versions_of_a_name(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "a_sort.py").write_text(SORT)
+    (lib / "b_sort_with_sep.py").write_text(SORT_WITH_SEP)
+    done = _run(tmp_path, str(lib), "--as-new-version", "--json")
+    assert done.exit_code == 0, done.output
+    assert [t["ref"] for t in json.loads(done.stdout)["tools"]] == ["sort_words@1.0.0", "sort_words@2.0.0"]
+
+
+def test_a_name_from_an_earlier_run_still_takes_a_new_version(tmp_path: Path) -> None:
+    """Only names admitted in the same run are held: a later run's change of
+    a stored tool is a new version as before, and a run that meets the same
+    tool twice (identical content) admits it once."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "a_sort.py").write_text(SORT)
+    assert _run(tmp_path, str(lib), "--json").exit_code == 0
+    (lib / "a_sort.py").write_text(SORT_WITH_SEP)
+    (lib / "b_sort_again.py").write_text(SORT_WITH_SEP)
+    done = _run(tmp_path, str(lib), "--json")
+    assert done.exit_code == 0, done.output
+    tools = json.loads(done.stdout)["tools"]
+    assert [(t["ref"], t["created"]) for t in tools] == [("sort_words@2.0.0", True), ("sort_words@2.0.0", False)]
