@@ -114,7 +114,8 @@ class RayBackend:
         start_local: bool | None = None,
         retries: int = 1,
         slots: int = 2,
-        batch: int = 8,
+        batch: int = 16,
+        share_cores: bool = True,
     ) -> None:
         self.address = address or os.environ.get(ADDRESS_ENV) or None
         env_actors = os.environ.get(ACTORS_ENV)
@@ -126,6 +127,10 @@ class RayBackend:
         self.slots = max(1, slots)
         # Jobs one Ray call may carry when calls queue up (1: never batch).
         self.batch = max(1, batch)
+        # Actors started at one node address share that machine's cores:
+        # each starts zygotes for its share (`ray_actor.zygotes_for`), so a
+        # machine runs no more zygotes than direct calls would.
+        self.share_cores = share_cores
         self._pending: collections.deque[_Item] = collections.deque()
         self._queued = threading.Lock()
         self._replacing = 0  # lost actors being replaced now
@@ -454,18 +459,24 @@ class RayBackend:
 
         remote = ray.remote(SandboxActor)
         pending: list[tuple[Any, str, str]] = []
-        for node in ray.nodes():
-            if not node.get("Alive"):
-                continue
-            cpus = int(node.get("Resources", {}).get("CPU", 1) or 1)
-            for _ in range(self.actors_per_node or max(1, cpus)):
+        alive = [node for node in ray.nodes() if node.get("Alive")]
+        counts = {
+            id(node): self.actors_per_node or max(1, int(node.get("Resources", {}).get("CPU", 1) or 1))
+            for node in alive
+        }
+        on_machine: dict[str, int] = collections.Counter()
+        for node in alive:
+            on_machine[str(node.get("NodeManagerAddress") or "")] += counts[id(node)]
+        for node in alive:
+            address = str(node.get("NodeManagerAddress") or "")
+            for _ in range(counts[id(node)]):
                 handle = remote.options(
                     num_cpus=0,
                     max_concurrency=self.slots + 1,  # its runs, plus a cancel or describe while they run
                     max_restarts=0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-                ).remote(__version__)
-                pending.append((handle, node["NodeID"], str(node.get("NodeManagerAddress") or "")))
+                ).remote(__version__, on_machine[address] if self.share_cores else 1)
+                pending.append((handle, node["NodeID"], address))
         for handle, node_id, address in pending:
             try:
                 ray.get(handle.describe.remote(), timeout=120)
@@ -502,6 +513,9 @@ class RayBackend:
         if not alive:
             return
         node = next((n for n in alive if n["NodeID"] == lost.node), alive[0])
+        address = str(node.get("NodeManagerAddress") or "")
+        with self._lock:
+            sharing = 1 + sum(actor.address == address for actor in self._actors) if self.share_cores else 1
         handle = (
             ray.remote(actor_class)
             .options(
@@ -510,13 +524,13 @@ class RayBackend:
                 max_restarts=0,
                 scheduling_strategy=strategy(node["NodeID"], soft=False),
             )
-            .remote(version)
+            .remote(version, sharing)
         )
         try:
             ray.get(handle.describe.remote(), timeout=120)
         except Exception:  # noqa: BLE001 - that node cannot take it now; the others carry on
             return
-        actor = _Actor(handle, node["NodeID"], str(node.get("NodeManagerAddress") or ""))
+        actor = _Actor(handle, node["NodeID"], address)
         with self._lock:
             self._actors.append(actor)
         self._release(actor, self.slots)
