@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .contract import Cancel, Job, Lock
+from .contract import Cancel, ErrorInfo, Job, Lock, Result
 
 __all__ = ["JailIncomplete", "SandboxActor", "job_bytes", "job_from_wire", "zygotes_for"]
 
@@ -102,6 +102,7 @@ class SandboxActor:
         self._where = {"ray_node": self.node_id, "ray_node_address": self.address, "ray_actor": self.actor_id}
         self._cancels: dict[str, Cancel] = {}  # every job of the batches here, by key
         self._running: set[str] = set()  # the keys of those running now
+        self.ran = 0  # jobs handed to this actor's sandboxes
         self._guard = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
@@ -119,6 +120,7 @@ class SandboxActor:
             "toolcrib": __version__,
             "driver_toolcrib": self.driver_version,
             "in_flight": sorted(self._running),
+            "ran": self.ran,
             "batched": sorted(self._cancels),  # the jobs of the batches here, running or waiting
         }
 
@@ -169,10 +171,17 @@ class SandboxActor:
         return json.dumps(replies, separators=(",", ":"), ensure_ascii=False).encode()
 
     def _one(self, key: str, job: Job, cancel: Cancel) -> dict[str, Any]:
+        result: Result | None = None
         with self._guard:
-            self._running.add(key)
+            if cancel.cancelled:
+                # Cancelled while it waited in its batch: it never starts.
+                result = Result(status="error", backend="ray", error=ErrorInfo("Cancelled", "the call was cancelled"))
+            else:
+                self._running.add(key)
+                self.ran += 1
         try:
-            result = self.backend.run(job, cancel)
+            if result is None:
+                result = self.backend.run(job, cancel)
         finally:
             with self._guard:
                 self._running.discard(key)

@@ -250,6 +250,14 @@ class RayBackend:
                         self._pending.remove(item)
                         item.state = _DONE
                         return ended
+                elif item.cancel is not None and item.cancel.cancelled:
+                    # Running in another caller's batch: answered now, not
+                    # when the batch ends (the actor was told: if the job
+                    # waits there it never starts, if it runs it is
+                    # killed); the batch's answer for it is dropped, and
+                    # it is never put back in the queue (`_run_batch`).
+                    item.state = _DONE
+                    return _cancelled()
             if actor is None:
                 # Pending, or running in another caller's batch: its event
                 # comes (the 1 s is a hang guard and the deadline's check).
@@ -335,7 +343,8 @@ class RayBackend:
         with self._queued:
             if lost is None:
                 for entry, result in zip(batch, results, strict=True):
-                    entry.result, entry.state = result, _DONE
+                    if entry.state != _DONE:  # a cancelled caller may have been answered already
+                        entry.result, entry.state = result, _DONE
                     entry.changed.set()
             else:
                 with self._lock:
@@ -346,7 +355,9 @@ class RayBackend:
                     self._replacing += 1
                 for entry in reversed(batch):  # back at the front, in their order
                     entry.lost.append(lost)
-                    if len(entry.lost) > self.retries:
+                    if entry.cancel is not None and entry.cancel.cancelled:
+                        entry.result, entry.state = _cancelled(), _DONE  # never run again
+                    elif len(entry.lost) > self.retries:
                         message = "the call's Ray actor was lost, and again on retry: " + "; ".join(entry.lost)
                         entry.result, entry.state = _unavailable(message), _DONE
                     else:
