@@ -7,7 +7,13 @@ and the cluster's idle CPU per second with no calls at all.
 CPU time, not wall clock: the machine is shared, and a process's CPU per call
 is what the same cores pay whatever else runs on them.
 
-Run: sudo .venv/bin/python bench/ray_cpu.py [--calls 1200] [--rounds 2]
+With ``--spy``, before the 2-actor rows: 15 s of fan-outs profiled into
+/tmp/tcprof/ (driver and each actor): ``perf record -g`` with ``--perf``
+(`perf report -i /tmp/tcprof/actor0.perf --sort comm,dso`), else py-spy's
+raw stacks (``$PY_SPY``, default /tmp/pyspy/venv/bin/py-spy; nonblocking,
+so its samples include threads that wait).
+
+Run: sudo .venv/bin/python bench/ray_cpu.py [--calls 1200] [--rounds 2] [--spy [--perf]]
 """
 
 from __future__ import annotations
@@ -122,8 +128,8 @@ def measured(fn: Any, calls: int) -> dict[str, float]:
 
 
 def spy(backend: Any, direct: Any) -> None:
-    """py-spy (raw stacks, CPU only) on the driver and every actor while the
-    fan-out runs, into /tmp/tcprof/."""
+    """perf or py-spy on the driver and every actor while fan-outs run,
+    into /tmp/tcprof/ (the module's docstring)."""
     import subprocess
 
     import ray
@@ -161,7 +167,7 @@ def spy(backend: Any, direct: Any) -> None:
         procs = [
             subprocess.Popen(
                 [
-                    "/tmp/pyspy/venv/bin/py-spy",
+                    os.environ.get("PY_SPY", "/tmp/pyspy/venv/bin/py-spy"),
                     "record",
                     "-p",
                     str(pid),
