@@ -47,6 +47,8 @@ NAMESPACE = "toolcrib"
 # cluster is saturated or gone).
 ACQUIRE_TIMEOUT_S = 600.0
 CONNECT_TIMEOUT_S = 10.0
+# Calls a fan-out keeps in flight at most (`RayBackend.spares`).
+MAX_IN_FLIGHT = 1024
 
 
 def _ray() -> Any:
@@ -116,6 +118,7 @@ class RayBackend:
         slots: int = 2,
         batch: int = 16,
         share_cores: bool = True,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.address = address or os.environ.get(ADDRESS_ENV) or None
         env_actors = os.environ.get(ACTORS_ENV)
@@ -131,6 +134,9 @@ class RayBackend:
         # each starts zygotes for its share (`ray_actor.zygotes_for`), so a
         # machine runs no more zygotes than direct calls would.
         self.share_cores = share_cores
+        # A fan-out's callers wait on a thread each (`parallel.run_jobs`):
+        # at most this many, however large the cluster (`spares`).
+        self.max_in_flight = max(1, max_in_flight)
         self._pending: collections.deque[_Item] = collections.deque()
         self._queued = threading.Lock()
         self._replacing = 0  # lost actors being replaced now
@@ -432,13 +438,17 @@ class RayBackend:
         actor, a batch running and a whole batch waiting (read by the
         registry's `parallel.workers_for`): when a slot frees, a full batch
         is ready for it (with only one batch's worth per slot, the batches
-        shrink to the few callers that came back first). Connects first:
-        whoever asks is about to run jobs here."""
+        shrink to the few callers that came back first), and at most
+        ``max_in_flight``: each call in flight is a waiting thread on the
+        driver, and past about a thousand the driver and the registry are
+        the limit, not the cluster (docs/sandbox-ray.md); batches then
+        shrink instead. Connects first: whoever asks is about to run jobs
+        here."""
         try:
             self.start()
         except Exception:  # noqa: BLE001 - the run itself reports why
             return 0
-        return len(self._actors) * self.slots * self.batch * 2
+        return min(self.max_in_flight, len(self._actors) * self.slots * self.batch * 2)
 
     # -- the cluster ------------------------------------------------------------
 

@@ -129,6 +129,24 @@ def test_actors_on_one_machine_share_its_cores(ray_backend: RayBackend) -> None:
     assert [(d["sharing"], d["zygotes"]) for d in described] == [(2, zygotes_for(2))] * 2, described
 
 
+def test_a_fan_out_keeps_at_most_max_in_flight_calls_waiting(cluster: Any) -> None:
+    """Two batches per actor slot in flight, unless that passes the cap (a
+    waiting thread per call on the driver): then the cap; the calls still
+    all run, in order."""
+    from toolcrib.registry.parallel import run_jobs, workers_for
+
+    wide = RayBackend(cluster.address, actors_per_node=1, batch=16)
+    capped = RayBackend(cluster.address, actors_per_node=1, batch=16, max_in_flight=6)
+    try:
+        assert workers_for(wide) == 2 * 2 * 16 * 2
+        assert workers_for(capped) == 6
+        jobs = [Job(source="def f(x):\n    return x * 3\n", entrypoint="f", args={"x": i}) for i in range(40)]
+        assert [r.result for r in run_jobs(capped, jobs)] == [3 * i for i in range(40)]
+    finally:
+        wide.close()
+        capped.close()
+
+
 def test_an_actor_takes_a_batch_as_bytes_and_answers_bytes(ray_backend: RayBackend) -> None:
     """One bytes argument in, one bytes reply out per Ray call (`run_wire`):
     what Ray's serialiser carries cheapest; the driver rebuilds the results."""
