@@ -427,11 +427,13 @@ def test_a_lost_batchs_jobs_are_each_run_again_once_and_audited_once(cluster: An
     assert sum(1 for c in calls if c.details["environment"]["ray_actor"] == lost["actor"]) <= 1
 
 
-def test_a_job_cancelled_while_queued_in_a_batch_never_runs(cluster: Any, tmp_path: Path) -> None:
-    """A call cancelled while it waits inside a batch on its actor (the
-    batch's first job running) is answered at once, without waiting for
-    its batch, and never runs; the batch's other jobs run to their end;
-    every call is audited once."""
+@pytest.mark.parametrize("which", [2, 0], ids=["waiting", "running"])
+def test_a_call_cancelled_in_a_batch_is_answered_at_once(cluster: Any, tmp_path: Path, which: int) -> None:
+    """A call of a batch of three on one actor, cancelled while it waits
+    there behind the others (it then never starts) or while it runs as the
+    batch's first (its caller is the one that sent the batch), is answered
+    at once, without waiting for its batch; the batch's other jobs run to
+    their end; every call is audited once."""
     import ray
 
     backend = RayBackend(cluster.address, actors_per_node=1, slots=1, batch=4)
@@ -446,7 +448,7 @@ def test_a_job_cancelled_while_queued_in_a_batch_never_runs(cluster: Any, tmp_pa
         cancel = Cancel()
         queued = []
         for i in range(3):
-            queued.append(_call_in_thread(reg, "spin", {"n": 0}, cancel=cancel if i == 2 else None))
+            queued.append(_call_in_thread(reg, "spin", {"n": 0}, cancel=cancel if i == which else None))
             deadline = time.monotonic() + DEADLINE
             while len(backend._pending) < i + 1:
                 assert time.monotonic() < deadline, "the call did not queue"
@@ -454,24 +456,25 @@ def test_a_job_cancelled_while_queued_in_a_batch_never_runs(cluster: Any, tmp_pa
         handle, info = _actor_with_a_batch(backend)
         keys = sorted(info["batched"], key=lambda key: int(key.rpartition("-")[2]))
         assert len(keys) == 3 and info["in_flight"] == keys[:1], info
-        cancel.cancel()  # the batch's last job, waiting behind the other two
-        thread, out = queued[2]
+        cancel.cancel()
+        thread, out = queued[which]
         thread.join(DEADLINE)
         # Answered while its batch still runs (its two others spin to their
         # CPU limit one after the other).
         still = ray.get(handle.describe.remote(), timeout=60)
-        assert still["in_flight"] and keys[2] not in still["in_flight"], still
-        for thread, _out in first + queued[:2]:
+        assert still["in_flight"] and (which == 0 or keys[which] not in still["in_flight"]), still
+        for thread, _out in first + queued:
             thread.join(DEADLINE)
         calls = reg.audit(event="call", tool="spin")
         ran = sum(ray.get(h.describe.remote(), timeout=60)["ran"] for h, _node in backend.actors())
     backend.close()
     (cancelled,) = out
     assert cancelled.status == "error" and cancelled.error.type == "Cancelled", cancelled
-    others = [o[0] for _t, o in first + queued[:2]]
+    others = [o[0] for _t, o in first + queued[:which] + queued[which + 1 :]]
     assert all(o.status == "limit" and o.limit == "cpu" for o in others), others
     assert len(calls) == 5 and sorted(c.details["status"] for c in calls) == ["cancelled"] + ["limit"] * 4
-    assert ran == 4  # the cancelled job was never handed to a zygote
+    # A job cancelled while it waited was never handed to a zygote.
+    assert ran == (5 if which == 0 else 4)
 
 
 def test_bulk_add_verify_runs_on_both_actors(cluster: Any, tmp_path: Path) -> None:
