@@ -269,11 +269,12 @@ class RayBackend:
                 # comes (the 1 s is a hang guard and the deadline's check).
                 item.changed.wait(1.0)
                 continue
-            if item.cancel is not None:
-                # A call that can be cancelled (`serve`'s) sends its batch
-                # from a thread of its own and waits like the batch's
-                # others, so a cancel answers it at once, not when the
-                # batch ends; a fan-out's calls (no cancel) send it inline.
+            if item.cancel is not None and len(batch) > 1:
+                # A call that can be cancelled (`serve`'s) sends a batch of
+                # several from a thread of its own and waits like the
+                # batch's others, so a cancel answers it at once, not when
+                # the batch ends. Alone (a cancel ends its Ray call at once)
+                # or in a fan-out (no cancel), a caller sends it inline.
                 threading.Thread(
                     target=self._run_batch, args=(ray, actor, batch), name="toolcrib-ray-batch", daemon=True
                 ).start()
