@@ -427,6 +427,27 @@ def test_a_lost_batchs_jobs_are_each_run_again_once_and_audited_once(cluster: An
     assert sum(1 for c in calls if c.details["environment"]["ray_actor"] == lost["actor"]) <= 1
 
 
+def test_a_call_alone_cancelled_while_it_runs_is_killed_on_its_node(cluster: Any, tmp_path: Path) -> None:
+    import ray
+
+    backend = RayBackend(cluster.address, actors_per_node=1)
+    with Registry(tmp_path / "r.db", actor="tester", backends={"ray": backend}) as reg:
+        reg.add(SPIN, tests=[{"args": {"n": 1}, "expected": 1}])
+        cancel = Cancel()
+        thread, out = _call_in_thread(reg, "spin", {"n": 0}, cancel=cancel)
+        handle, _info = _in_flight(backend)
+        cancel.cancel()
+        thread.join(DEADLINE)
+        after = ray.get(handle.describe.remote(), timeout=60)
+        calls = reg.audit(event="call", tool="spin")
+    backend.close()
+    (outcome,) = out
+    assert outcome.status == "error" and outcome.error.type == "Cancelled", outcome
+    # The sandbox was killed, not left to spin to its CPU limit; audited once.
+    assert after["in_flight"] == [] and after["ran"] == 1, after
+    assert len(calls) == 1 and calls[0].details["status"] == "cancelled"
+
+
 @pytest.mark.parametrize("which", [2, 0], ids=["waiting", "running"])
 def test_a_call_cancelled_in_a_batch_is_answered_at_once(cluster: Any, tmp_path: Path, which: int) -> None:
     """A call of a batch of three on one actor, cancelled while it waits
