@@ -26,9 +26,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .contract import Cancel, Job, Lock
+from .contract import Cancel, ErrorInfo, Job, Lock, Result
 
-__all__ = ["JailIncomplete", "SandboxActor", "job_bytes", "job_from_wire"]
+__all__ = ["JailIncomplete", "SandboxActor", "job_bytes", "job_from_wire", "zygotes_for"]
 
 
 def job_bytes(batch: list[tuple[str, Job]]) -> bytes:
@@ -64,16 +64,30 @@ def _runtime() -> tuple[str, str, str]:
     return node_id, address, context.get_actor_id() or ""
 
 
+def zygotes_for(sharing: int) -> int:
+    """Zygotes for an actor that shares its machine's cores with `sharing`
+    actors in all (the driver counts those it starts at one node address):
+    the restricted backend's own rule (two, or one on a one-core machine)
+    over its share of the cores. Each zygote keeps spare children forked
+    and its own host-side work; more zygotes than cores only add their
+    switching to every call (bench/README.md)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores // max(1, sharing)))
+
+
 class SandboxActor:
     """One sandbox on one node: a restricted backend whose jail is whole.
     Ray runs its methods on a few threads at once (``max_concurrency``: the
     backend's slots, plus one for a `cancel` or `describe` while they run)."""
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, sharing: int = 1) -> None:
         from .restricted import RestrictedBackend
 
         # Never weak: a node without the full jail takes no work at all.
-        self.backend = RestrictedBackend(allow_weak=False)
+        self.backend = RestrictedBackend(allow_weak=False, zygotes=zygotes_for(sharing))
         info = self.backend.info()
         layers = info.get("layers") or []
         missing = [str(entry.get("layer")) for entry in layers if entry.get("required") and not entry.get("in_force")]
@@ -84,9 +98,11 @@ class SandboxActor:
             raise JailIncomplete(f"node {self.node_id[:12]} ({self.address}): the jail is not whole: {why}")
         self.layers = tuple(str(entry["layer"]) for entry in layers if entry.get("in_force"))
         self.driver_version = version
+        self.sharing = sharing
         self._where = {"ray_node": self.node_id, "ray_node_address": self.address, "ray_actor": self.actor_id}
         self._cancels: dict[str, Cancel] = {}  # every job of the batches here, by key
         self._running: set[str] = set()  # the keys of those running now
+        self.ran = 0  # jobs handed to this actor's sandboxes
         self._guard = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
@@ -99,9 +115,12 @@ class SandboxActor:
             "actor": self.actor_id,
             "pid": os.getpid(),
             "layers": list(self.layers),
+            "sharing": self.sharing,
+            "zygotes": self.backend.zygotes,
             "toolcrib": __version__,
             "driver_toolcrib": self.driver_version,
             "in_flight": sorted(self._running),
+            "ran": self.ran,
             "batched": sorted(self._cancels),  # the jobs of the batches here, running or waiting
         }
 
@@ -152,10 +171,17 @@ class SandboxActor:
         return json.dumps(replies, separators=(",", ":"), ensure_ascii=False).encode()
 
     def _one(self, key: str, job: Job, cancel: Cancel) -> dict[str, Any]:
+        result: Result | None = None
         with self._guard:
-            self._running.add(key)
+            if cancel.cancelled:
+                # Cancelled while it waited in its batch: it never starts.
+                result = Result(status="error", backend="ray", error=ErrorInfo("Cancelled", "the call was cancelled"))
+            else:
+                self._running.add(key)
+                self.ran += 1
         try:
-            result = self.backend.run(job, cancel)
+            if result is None:
+                result = self.backend.run(job, cancel)
         finally:
             with self._guard:
                 self._running.discard(key)

@@ -47,6 +47,8 @@ NAMESPACE = "toolcrib"
 # cluster is saturated or gone).
 ACQUIRE_TIMEOUT_S = 600.0
 CONNECT_TIMEOUT_S = 10.0
+# Calls a fan-out keeps in flight at most (`RayBackend.spares`).
+MAX_IN_FLIGHT = 1024
 
 
 def _ray() -> Any:
@@ -114,7 +116,9 @@ class RayBackend:
         start_local: bool | None = None,
         retries: int = 1,
         slots: int = 2,
-        batch: int = 8,
+        batch: int = 16,
+        share_cores: bool = True,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.address = address or os.environ.get(ADDRESS_ENV) or None
         env_actors = os.environ.get(ACTORS_ENV)
@@ -126,6 +130,13 @@ class RayBackend:
         self.slots = max(1, slots)
         # Jobs one Ray call may carry when calls queue up (1: never batch).
         self.batch = max(1, batch)
+        # Actors started at one node address share that machine's cores:
+        # each starts zygotes for its share (`ray_actor.zygotes_for`), so a
+        # machine runs no more zygotes than direct calls would.
+        self.share_cores = share_cores
+        # A fan-out's callers wait on a thread each (`parallel.run_jobs`):
+        # at most this many, however large the cluster (`spares`).
+        self.max_in_flight = max(1, max_in_flight)
         self._pending: collections.deque[_Item] = collections.deque()
         self._queued = threading.Lock()
         self._replacing = 0  # lost actors being replaced now
@@ -245,10 +256,28 @@ class RayBackend:
                         self._pending.remove(item)
                         item.state = _DONE
                         return ended
+                elif item.cancel is not None and item.cancel.cancelled:
+                    # Running in another caller's batch: answered now, not
+                    # when the batch ends (the actor was told: if the job
+                    # waits there it never starts, if it runs it is
+                    # killed); the batch's answer for it is dropped, and
+                    # it is never put back in the queue (`_run_batch`).
+                    item.state = _DONE
+                    return _cancelled()
             if actor is None:
                 # Pending, or running in another caller's batch: its event
                 # comes (the 1 s is a hang guard and the deadline's check).
                 item.changed.wait(1.0)
+                continue
+            if item.cancel is not None and len(batch) > 1:
+                # A call that can be cancelled (`serve`'s) sends a batch of
+                # several from a thread of its own and waits like the
+                # batch's others, so a cancel answers it at once, not when
+                # the batch ends. Alone (a cancel ends its Ray call at once)
+                # or in a fan-out (no cancel), a caller sends it inline.
+                threading.Thread(
+                    target=self._run_batch, args=(ray, actor, batch), name="toolcrib-ray-batch", daemon=True
+                ).start()
                 continue
             self._run_batch(ray, actor, batch)
 
@@ -330,7 +359,8 @@ class RayBackend:
         with self._queued:
             if lost is None:
                 for entry, result in zip(batch, results, strict=True):
-                    entry.result, entry.state = result, _DONE
+                    if entry.state != _DONE:  # a cancelled caller may have been answered already
+                        entry.result, entry.state = result, _DONE
                     entry.changed.set()
             else:
                 with self._lock:
@@ -341,7 +371,9 @@ class RayBackend:
                     self._replacing += 1
                 for entry in reversed(batch):  # back at the front, in their order
                     entry.lost.append(lost)
-                    if len(entry.lost) > self.retries:
+                    if entry.cancel is not None and entry.cancel.cancelled:
+                        entry.result, entry.state = _cancelled(), _DONE  # never run again
+                    elif len(entry.lost) > self.retries:
                         message = "the call's Ray actor was lost, and again on retry: " + "; ".join(entry.lost)
                         entry.result, entry.state = _unavailable(message), _DONE
                     else:
@@ -416,13 +448,17 @@ class RayBackend:
         actor, a batch running and a whole batch waiting (read by the
         registry's `parallel.workers_for`): when a slot frees, a full batch
         is ready for it (with only one batch's worth per slot, the batches
-        shrink to the few callers that came back first). Connects first:
-        whoever asks is about to run jobs here."""
+        shrink to the few callers that came back first), and at most
+        ``max_in_flight``: each call in flight is a waiting thread on the
+        driver, and past about a thousand the driver and the registry are
+        the limit, not the cluster (docs/sandbox-ray.md); batches then
+        shrink instead. Connects first: whoever asks is about to run jobs
+        here."""
         try:
             self.start()
         except Exception:  # noqa: BLE001 - the run itself reports why
             return 0
-        return len(self._actors) * self.slots * self.batch * 2
+        return min(self.max_in_flight, len(self._actors) * self.slots * self.batch * 2)
 
     # -- the cluster ------------------------------------------------------------
 
@@ -454,18 +490,24 @@ class RayBackend:
 
         remote = ray.remote(SandboxActor)
         pending: list[tuple[Any, str, str]] = []
-        for node in ray.nodes():
-            if not node.get("Alive"):
-                continue
-            cpus = int(node.get("Resources", {}).get("CPU", 1) or 1)
-            for _ in range(self.actors_per_node or max(1, cpus)):
+        alive = [node for node in ray.nodes() if node.get("Alive")]
+        counts = {
+            id(node): self.actors_per_node or max(1, int(node.get("Resources", {}).get("CPU", 1) or 1))
+            for node in alive
+        }
+        on_machine: dict[str, int] = collections.Counter()
+        for node in alive:
+            on_machine[str(node.get("NodeManagerAddress") or "")] += counts[id(node)]
+        for node in alive:
+            address = str(node.get("NodeManagerAddress") or "")
+            for _ in range(counts[id(node)]):
                 handle = remote.options(
                     num_cpus=0,
                     max_concurrency=self.slots + 1,  # its runs, plus a cancel or describe while they run
                     max_restarts=0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-                ).remote(__version__)
-                pending.append((handle, node["NodeID"], str(node.get("NodeManagerAddress") or "")))
+                ).remote(__version__, on_machine[address] if self.share_cores else 1)
+                pending.append((handle, node["NodeID"], address))
         for handle, node_id, address in pending:
             try:
                 ray.get(handle.describe.remote(), timeout=120)
@@ -502,6 +544,9 @@ class RayBackend:
         if not alive:
             return
         node = next((n for n in alive if n["NodeID"] == lost.node), alive[0])
+        address = str(node.get("NodeManagerAddress") or "")
+        with self._lock:
+            sharing = 1 + sum(actor.address == address for actor in self._actors) if self.share_cores else 1
         handle = (
             ray.remote(actor_class)
             .options(
@@ -510,13 +555,13 @@ class RayBackend:
                 max_restarts=0,
                 scheduling_strategy=strategy(node["NodeID"], soft=False),
             )
-            .remote(version)
+            .remote(version, sharing)
         )
         try:
             ray.get(handle.describe.remote(), timeout=120)
         except Exception:  # noqa: BLE001 - that node cannot take it now; the others carry on
             return
-        actor = _Actor(handle, node["NodeID"], str(node.get("NodeManagerAddress") or ""))
+        actor = _Actor(handle, node["NodeID"], address)
         with self._lock:
             self._actors.append(actor)
         self._release(actor, self.slots)

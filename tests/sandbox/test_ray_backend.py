@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from test_lock_validation import build_wheel
-from toolcrib.sandbox.contract import Job, Limits
+from toolcrib.sandbox.contract import Cancel, Job, Limits
 from toolcrib.sandbox.ray_backend import RayBackend
 
 from toolcrib import Registry
@@ -76,11 +76,13 @@ def _in_flight(backend: RayBackend, exclude: set[str] = frozenset()) -> tuple[An
     raise AssertionError("no call came in flight")
 
 
-def _call_in_thread(reg: Registry, ref: str, args: dict[str, Any]) -> tuple[threading.Thread, list[Any]]:
+def _call_in_thread(
+    reg: Registry, ref: str, args: dict[str, Any], cancel: Cancel | None = None
+) -> tuple[threading.Thread, list[Any]]:
     out: list[Any] = []
     thread = threading.Thread(
         target=lambda: out.append(
-            reg.call(ref, args, backend="ray", limits={"cpu": 2, "wall": 60}, allow_unverified=True)
+            reg.call(ref, args, backend="ray", limits={"cpu": 2, "wall": 60}, allow_unverified=True, cancel=cancel)
         )
     )
     thread.start()
@@ -115,6 +117,34 @@ def test_calls_go_round_the_actors_of_both_nodes(ray_backend: RayBackend) -> Non
     # Idle actors queue in order: consecutive calls take them in turn.
     nodes = [ray_backend.run(job).environment["ray_node"] for _ in range(4)]
     assert len(set(nodes)) == 2 and nodes[0] == nodes[2] and nodes[1] == nodes[3], nodes
+
+
+def test_actors_on_one_machine_share_its_cores(ray_backend: RayBackend) -> None:
+    """Both nodes are on this machine (127.0.0.1): each actor knows it
+    shares the machine with the other and starts zygotes for its share."""
+    import ray
+    from toolcrib.sandbox.ray_actor import zygotes_for
+
+    described = [ray.get(handle.describe.remote(), timeout=60) for handle, _node in ray_backend.actors()]
+    assert [(d["sharing"], d["zygotes"]) for d in described] == [(2, zygotes_for(2))] * 2, described
+
+
+def test_a_fan_out_keeps_at_most_max_in_flight_calls_waiting(cluster: Any) -> None:
+    """Two batches per actor slot in flight, unless that passes the cap (a
+    waiting thread per call on the driver): then the cap; the calls still
+    all run, in order."""
+    from toolcrib.registry.parallel import run_jobs, workers_for
+
+    wide = RayBackend(cluster.address, actors_per_node=1, batch=16)
+    capped = RayBackend(cluster.address, actors_per_node=1, batch=16, max_in_flight=6)
+    try:
+        assert workers_for(wide) == 2 * 2 * 16 * 2
+        assert workers_for(capped) == 6
+        jobs = [Job(source="def f(x):\n    return x * 3\n", entrypoint="f", args={"x": i}) for i in range(40)]
+        assert [r.result for r in run_jobs(capped, jobs)] == [3 * i for i in range(40)]
+    finally:
+        wide.close()
+        capped.close()
 
 
 def test_an_actor_takes_a_batch_as_bytes_and_answers_bytes(ray_backend: RayBackend) -> None:
@@ -395,6 +425,77 @@ def test_a_lost_batchs_jobs_are_each_run_again_once_and_audited_once(cluster: An
     assert len(calls) == 6 and all(c.details["status"] == "limit" for c in calls)
     # Only a call that ended before the kill names the lost actor.
     assert sum(1 for c in calls if c.details["environment"]["ray_actor"] == lost["actor"]) <= 1
+
+
+def test_a_call_alone_cancelled_while_it_runs_is_killed_on_its_node(cluster: Any, tmp_path: Path) -> None:
+    import ray
+
+    backend = RayBackend(cluster.address, actors_per_node=1)
+    with Registry(tmp_path / "r.db", actor="tester", backends={"ray": backend}) as reg:
+        reg.add(SPIN, tests=[{"args": {"n": 1}, "expected": 1}])
+        cancel = Cancel()
+        thread, out = _call_in_thread(reg, "spin", {"n": 0}, cancel=cancel)
+        handle, _info = _in_flight(backend)
+        cancel.cancel()
+        thread.join(DEADLINE)
+        after = ray.get(handle.describe.remote(), timeout=60)
+        calls = reg.audit(event="call", tool="spin")
+    backend.close()
+    (outcome,) = out
+    assert outcome.status == "error" and outcome.error.type == "Cancelled", outcome
+    # The sandbox was killed, not left to spin to its CPU limit; audited once.
+    assert after["in_flight"] == [] and after["ran"] == 1, after
+    assert len(calls) == 1 and calls[0].details["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("which", [2, 0], ids=["waiting", "running"])
+def test_a_call_cancelled_in_a_batch_is_answered_at_once(cluster: Any, tmp_path: Path, which: int) -> None:
+    """A call of a batch of three on one actor, cancelled while it waits
+    there behind the others (it then never starts) or while it runs as the
+    batch's first (its caller is the one that sent the batch), is answered
+    at once, without waiting for its batch; the batch's other jobs run to
+    their end; every call is audited once."""
+    import ray
+
+    backend = RayBackend(cluster.address, actors_per_node=1, slots=1, batch=4)
+    with Registry(tmp_path / "r.db", actor="tester", backends={"ray": backend}) as reg:
+        reg.add(SPIN, tests=[{"args": {"n": 1}, "expected": 1}])
+        backend.start()
+        first = [_call_in_thread(reg, "spin", {"n": 0}) for _ in range(2)]
+        _in_flight(backend)
+        _in_flight(backend, exclude={_in_flight(backend)[1]["actor"]})
+        # Both actors busy (one slot each): three calls queue, in this order,
+        # and leave together in one batch when a slot frees.
+        cancel = Cancel()
+        queued = []
+        for i in range(3):
+            queued.append(_call_in_thread(reg, "spin", {"n": 0}, cancel=cancel if i == which else None))
+            deadline = time.monotonic() + DEADLINE
+            while len(backend._pending) < i + 1:
+                assert time.monotonic() < deadline, "the call did not queue"
+                time.sleep(0.01)
+        handle, info = _actor_with_a_batch(backend)
+        keys = sorted(info["batched"], key=lambda key: int(key.rpartition("-")[2]))
+        assert len(keys) == 3 and info["in_flight"] == keys[:1], info
+        cancel.cancel()
+        thread, out = queued[which]
+        thread.join(DEADLINE)
+        # Answered while its batch still runs (its two others spin to their
+        # CPU limit one after the other).
+        still = ray.get(handle.describe.remote(), timeout=60)
+        assert still["in_flight"] and (which == 0 or keys[which] not in still["in_flight"]), still
+        for thread, _out in first + queued:
+            thread.join(DEADLINE)
+        calls = reg.audit(event="call", tool="spin")
+        ran = sum(ray.get(h.describe.remote(), timeout=60)["ran"] for h, _node in backend.actors())
+    backend.close()
+    (cancelled,) = out
+    assert cancelled.status == "error" and cancelled.error.type == "Cancelled", cancelled
+    others = [o[0] for _t, o in first + queued[:which] + queued[which + 1 :]]
+    assert all(o.status == "limit" and o.limit == "cpu" for o in others), others
+    assert len(calls) == 5 and sorted(c.details["status"] for c in calls) == ["cancelled"] + ["limit"] * 4
+    # A job cancelled while it waited was never handed to a zygote.
+    assert ran == (5 if which == 0 else 4)
 
 
 def test_bulk_add_verify_runs_on_both_actors(cluster: Any, tmp_path: Path) -> None:

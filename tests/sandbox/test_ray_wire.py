@@ -100,3 +100,17 @@ def test_a_job_that_cannot_be_json_is_refused_before_any_cluster_is_reached() ->
     assert result.status == "error" and result.error is not None
     assert result.error.type == "InvalidJob" and "cannot be sent as JSON" in result.error.message
     assert not backend.started
+
+
+@pytest.mark.parametrize(
+    ("cores", "sharing", "zygotes"), [(2, 1, 2), (2, 2, 1), (1, 1, 1), (8, 8, 1), (8, 2, 2), (3, 4, 1)]
+)
+def test_an_actor_starts_zygotes_for_its_share_of_the_cores(
+    cores: int, sharing: int, zygotes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two zygotes, or one on a one-core share, as the restricted backend
+    does for a whole machine."""
+    from toolcrib.sandbox import ray_actor
+
+    monkeypatch.setattr(ray_actor.os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert ray_actor.zygotes_for(sharing) == zygotes
