@@ -228,7 +228,7 @@ def main() -> None:
     except SystemExit:
         raise
     except (KeyboardInterrupt, _Interrupted):
-        click.echo("Aborted!", err=True)
+        click.echo("\nAborted!", err=True)  # the blank line closes the terminal's ^C echo
         sys.exit(130)
     except _Terminated:
         click.echo("Terminated.", err=True)

@@ -366,8 +366,8 @@ def main() -> None:
         try:
             code = try_served_call(sys.argv[1:])
         except KeyboardInterrupt:
-            _write(2, b"\nAborted!\n")  # as click's standalone mode says it
-            sys.exit(1)
+            _write(2, b"\nAborted!\n")  # as toolcrib.cli.main says it
+            sys.exit(130)
         except _Terminated:
             _write(2, b"Terminated.\n")
             signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -380,6 +380,22 @@ def test_a_client_that_dies_mid_call_leaves_its_call_audited(world: dict[str, An
     assert entry["details"]["status"] == "cancelled"  # the sandbox was stopped, not left to sleep 15 s
 
 
+def test_ctrl_c_ends_a_served_call_as_the_normal_path_does(world: dict[str, Any]) -> None:
+    """Exit 130 after "Aborted!" (README, Exit codes), the call audited as cancelled."""
+    before = _count(world["db"])
+    client = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.argv[0] = 'toolcrib'; from toolcrib.console import main; main()",
+         "call", "nap", "--arg", "s=15", "--limit", "wall=20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**world["env"], "TOOLCRIB_SANDBOX_SERVICE": "1"},
+    )  # fmt: skip
+    _wait(lambda: status(world["dir"])["active"] >= 1)
+    client.send_signal(signal.SIGINT)
+    _, err = client.communicate(timeout=60)
+    assert (client.returncode, err) == (130, b"\nAborted!\n")
+    _wait(lambda: _count(world["db"]) == before + 1)
+    assert _last_calls(world["db"], 1)[0]["details"]["status"] == "cancelled"
+
+
 def _raw(world: dict[str, Any], request: bytes) -> bytes:
     """Send one request frame to the service; everything it answers."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
