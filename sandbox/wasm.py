@@ -61,7 +61,7 @@ from .backends import ExtraMissing, LockUnsupported
 from .contract import Cancel, ErrorInfo, Job, Limits, Lock, PolicyName, Result, normalized_name
 from .inside import wire
 from .wasm_guest import BUILT_IN, GUEST
-from .wasm_snapshot import IMAGE_NAME
+from .wasm_snapshot import IMAGE_NAME, ticking
 
 __all__ = [
     "CACHE_ENV",
@@ -364,20 +364,9 @@ def install(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
 
         say(f"compiling the guest for this machine (once; about a minute) into {target}")
         started = time.monotonic()
-        done = threading.Event()
-
-        def ticker() -> None:
-            while not done.wait(5.0):
-                say(f"  compiling… {time.monotonic() - started:.0f} s")
-
-        thread = threading.Thread(target=ticker, name="toolcrib-wasm-compile-progress", daemon=True)
-        thread.start()
-        try:
+        with ticking(say, "compiling", started, every=5.0):
             compiled_module = wt.Module.from_file(_engine(wt), str(module))
             data = compiled_module.serialize()
-        finally:
-            done.set()
-            thread.join()
         _write_atomic(target, bytes(data))
         del data, compiled_module
         seconds = time.monotonic() - started

@@ -67,6 +67,7 @@ __all__ = [
     "find_wizer",
     "image_for",
     "patched",
+    "ticking",
 ]
 
 WIZER_ENV = "TOOLCRIB_WIZER"
@@ -278,7 +279,7 @@ def build(
         out = work / "python-harness.wasm"
         progress(f"pre-initialising the guest with the harness ({wizer.version}, once; about a minute)")
         command = [*wizer.command, *_WIZER_FLAGS, "--dir", f"{root}::/", "-o", str(out), str(source)]
-        with _ticking(progress, "pre-initialising", started):
+        with ticking(progress, "pre-initialising", started):
             done = subprocess.run(
                 command,
                 capture_output=True,
@@ -295,7 +296,7 @@ def build(
             }
         progress("compiling the harness image for this machine (once; about a minute)")
         staged = work / image.name
-        with _ticking(progress, "compiling", time.monotonic()):
+        with ticking(progress, "compiling", time.monotonic()):
             compile_module(out, staged)
         problem = check_image(staged)
         if problem is not None:
@@ -342,14 +343,16 @@ def _write_pointer(pointer: Path, facts: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _ticking(progress: Callable[[str], None], what: str, started: float) -> Any:
+def ticking(progress: Callable[[str], None], what: str, started: float, every: float = 10.0) -> Any:
+    """Say `what` and the seconds since `started` every `every` seconds
+    while the block runs (a long compile or pre-initialisation)."""
     done = threading.Event()
 
     def ticker() -> None:
-        while not done.wait(10.0):
+        while not done.wait(every):
             progress(f"  {what}… {time.monotonic() - started:.0f} s")
 
-    thread = threading.Thread(target=ticker, name="toolcrib-wasm-image-progress", daemon=True)
+    thread = threading.Thread(target=ticker, name="toolcrib-wasm-progress", daemon=True)
     thread.start()
     try:
         yield
