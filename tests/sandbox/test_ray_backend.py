@@ -398,6 +398,17 @@ def _actor_with_a_batch(backend: RayBackend) -> tuple[Any, dict[str, Any]]:
     raise AssertionError("no batch of several jobs came in flight")
 
 
+def _both_actors_busy(reg: Registry, backend: RayBackend) -> list[tuple[threading.Thread, list[Any]]]:
+    """Add SPIN and start one spinning call on each of the two actors (one
+    slot each), so the next calls queue; the two calls' threads."""
+    reg.add(SPIN, tests=[{"args": {"n": 1}, "expected": 1}])
+    backend.start()
+    first = [_call_in_thread(reg, "spin", {"n": 0}) for _ in range(2)]
+    _in_flight(backend)
+    _in_flight(backend, exclude={_in_flight(backend)[1]["actor"]})
+    return first
+
+
 def test_a_lost_batchs_jobs_are_each_run_again_once_and_audited_once(cluster: Any, tmp_path: Path) -> None:
     """Calls queued while every actor is busy go in batches; an actor lost
     with a batch puts each of its jobs back once: each runs to its end on
@@ -406,13 +417,8 @@ def test_a_lost_batchs_jobs_are_each_run_again_once_and_audited_once(cluster: An
 
     backend = RayBackend(cluster.address, actors_per_node=1, slots=1, batch=4)
     with Registry(tmp_path / "r.db", actor="tester", backends={"ray": backend}) as reg:
-        reg.add(SPIN, tests=[{"args": {"n": 1}, "expected": 1}])
-        backend.start()
-        first = [_call_in_thread(reg, "spin", {"n": 0}) for _ in range(2)]
-        # Both actors busy (one slot each); the next four calls queue up and
-        # leave in a batch when a slot frees.
-        _in_flight(backend)
-        _in_flight(backend, exclude={_in_flight(backend)[1]["actor"]})
+        first = _both_actors_busy(reg, backend)
+        # The next four calls queue up and leave in a batch when a slot frees.
         queued = [_call_in_thread(reg, "spin", {"n": 0}) for _ in range(4)]
         handle, lost = _actor_with_a_batch(backend)
         ray.kill(handle, no_restart=True)
@@ -459,13 +465,9 @@ def test_a_call_cancelled_in_a_batch_is_answered_at_once(cluster: Any, tmp_path:
 
     backend = RayBackend(cluster.address, actors_per_node=1, slots=1, batch=4)
     with Registry(tmp_path / "r.db", actor="tester", backends={"ray": backend}) as reg:
-        reg.add(SPIN, tests=[{"args": {"n": 1}, "expected": 1}])
-        backend.start()
-        first = [_call_in_thread(reg, "spin", {"n": 0}) for _ in range(2)]
-        _in_flight(backend)
-        _in_flight(backend, exclude={_in_flight(backend)[1]["actor"]})
-        # Both actors busy (one slot each): three calls queue, in this order,
-        # and leave together in one batch when a slot frees.
+        first = _both_actors_busy(reg, backend)
+        # Three calls queue, in this order, and leave together in one batch
+        # when a slot frees.
         cancel = Cancel()
         queued = []
         for i in range(3):
